@@ -1,0 +1,122 @@
+// The audit event catalogue and the shapes the audit log hands out. Adding an event is one line
+// in `auditPayloadSchemas`: its name and the zod schema of its payload. Payloads are strict
+// objects (unknown keys refused) and hold digests, names and reasons, never secret values.
+import { z } from "zod";
+import { roles } from "../lib/request-context.js";
+
+const role = z.enum(roles);
+const digest = z.string().min(1).max(200);
+const reason = z.string().max(500);
+const name = z.string().min(1).max(200);
+
+export const auditPayloadSchemas = {
+  "auth.login.succeeded": z.strictObject({ username: name, sessionId: name, expiresAt: z.string() }),
+  "auth.login.failed": z.strictObject({ username: name, reason }),
+  "auth.login.rate_limited": z.strictObject({ username: name, scope: z.enum(["username", "source"]), retryAfterSeconds: z.number().int().nonnegative() }),
+  "auth.logout": z.strictObject({ username: name, sessionId: name }),
+  "user.created": z.strictObject({ username: name, role, bootstrap: z.boolean().optional(), initialLogin: z.enum(["generated", "chosen"]).optional() }),
+  "user.role_changed": z.strictObject({ username: name, from: role, to: role }),
+  "user.disabled": z.strictObject({ username: name, revokedTokens: z.number().int().nonnegative() }),
+  "token.created": z.strictObject({ tokenId: name, name, owner: name, expiresAt: z.string().nullable() }),
+  "token.revoked": z.strictObject({ tokenId: name, kind: z.enum(["session", "api"]), name: name.nullable(), owner: name }),
+  "spec.applied": z.strictObject({ digest, revisionId: z.number().int().nonnegative() }),
+  "spec.apply_denied": z.strictObject({ digest, reason }),
+  "environment.created": z.strictObject({ digest }),
+  "environment.changed": z.strictObject({ digest, previousDigest: digest }),
+  "environment.removed": z.strictObject({ previousDigest: digest }),
+  "audit.exported": z.strictObject({ from: z.string().nullable(), to: z.string().nullable(), entries: z.number().int(), treeSize: z.number().int() }),
+  "audit.verified": z.strictObject({ ok: z.boolean(), treeSize: z.number().int(), problems: z.number().int() }),
+  "access.denied": z.strictObject({ permission: name, role: role.nullable() }),
+  "server.started": z.strictObject({ version: name }),
+  "secret.revealed": z.strictObject({ secretName: name, reason }),
+} as const;
+
+export type TAuditPayloads = { [K in keyof typeof auditPayloadSchemas]: z.infer<(typeof auditPayloadSchemas)[K]> };
+export type AuditEventType = keyof TAuditPayloads;
+export const auditEventTypes = Object.keys(auditPayloadSchemas) as AuditEventType[];
+
+export type TAuditOutcome = "success" | "denied" | "failure";
+
+/** What a service hands to `append`; actor, source address, request id and time come from the log. */
+export type TAuditEvent = {
+  [K in AuditEventType]: {
+    readonly type: K;
+    readonly outcome: TAuditOutcome;
+    /** What the action was about, e.g. "environment:northwind/prod"; null when nothing in particular. */
+    readonly target: string | null;
+    readonly payload: TAuditPayloads[K];
+  };
+}[AuditEventType];
+
+/** The actor as recorded: the request's actor without anything that is not needed to name it. */
+export type TAuditActor =
+  | { readonly kind: "user"; readonly userId: string; readonly username: string; readonly role: string; readonly tokenId?: string }
+  | { readonly kind: "system"; readonly name: string }
+  | { readonly kind: "anonymous" };
+
+/** The hashed record. Its canonical JSON (sorted keys, no whitespace) is the Merkle leaf. */
+export type TAuditEntry = {
+  readonly seq: number;
+  readonly type: AuditEventType;
+  readonly outcome: TAuditOutcome;
+  readonly actor: TAuditActor;
+  readonly sourceAddress: string;
+  readonly requestId: string;
+  readonly target: string | null;
+  /** ISO 8601, UTC, milliseconds. */
+  readonly time: string;
+  readonly payload: Record<string, unknown>;
+};
+
+export type TCheckpoint = {
+  readonly treeSize: number;
+  /** Lowercase hex SHA-256. */
+  readonly rootHash: string;
+  /** ISO 8601, UTC, milliseconds: exactly the text that was signed. */
+  readonly time: string;
+  readonly keyId: string;
+  /** Base64 Ed25519 signature over checkpointSignedText(). */
+  readonly signature: string;
+};
+
+export type TAuditProblemKind = "altered" | "missing" | "reordered" | "bad-signature" | "inconsistent-checkpoint" | "unknown-key";
+
+export type TAuditProblem = {
+  readonly kind: TAuditProblemKind;
+  readonly seq?: number;
+  /** For a rewrite only a signed root reveals: the entries it may be in, [first, last]. */
+  readonly seqRange?: readonly [number, number];
+  readonly checkpointTreeSize?: number;
+  readonly message: string;
+};
+
+export type TAuditVerifyReport = {
+  readonly ok: boolean;
+  readonly treeSize: number;
+  readonly entriesChecked: number;
+  readonly checkpointsVerified: number;
+  readonly problems: readonly TAuditProblem[];
+  readonly firstBadSeq?: number;
+};
+
+export type TAuditPublicKey = { readonly keyId: string; readonly publicKeyPem: string };
+
+export type TAuditBundle = {
+  readonly format: "carehost-audit-bundle/v1";
+  readonly range: { readonly from: string | null; readonly to: string | null };
+  readonly publicKeys: readonly TAuditPublicKey[];
+  readonly checkpoint: TCheckpoint;
+  readonly previousCheckpoint?: TCheckpoint;
+  /** Proof that previousCheckpoint's tree is a prefix of checkpoint's (RFC 9162 §2.1.4), hex. */
+  readonly consistencyProof?: readonly string[];
+  readonly entries: readonly { readonly seq: number; readonly entry: string; readonly inclusionProof: readonly string[] }[];
+};
+
+export type TAuditListQuery = {
+  readonly from?: Date;
+  readonly to?: Date;
+  readonly type?: AuditEventType;
+  readonly target?: string;
+  readonly afterSeq?: number;
+  readonly limit: number;
+};

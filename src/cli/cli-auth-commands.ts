@@ -1,0 +1,124 @@
+import { createInterface } from "node:readline";
+import { Writable } from "node:stream";
+import type { Command } from "commander";
+import type { TApiClient } from "./cli-client.js";
+import { createApiClient } from "./cli-client.js";
+import { loginCredentialsPath, resolveServer, saveLogin } from "./cli-credentials.js";
+import { CliError, exitCodes } from "./cli-errors.js";
+import { printJson, printLine } from "./cli-output.js";
+import type { TOutputFormat } from "./cli-output.js";
+
+type TGlobal = { client: () => Promise<TApiClient>; url: () => string | undefined };
+
+/** Reads a password from the terminal without echoing it, or one line from a pipe. */
+const readPassword = async (prompt: string): Promise<string> => {
+  if (process.env.CAREHOST_PASSWORD !== undefined) return process.env.CAREHOST_PASSWORD;
+  process.stderr.write(prompt);
+  let muted = true;
+  const output = new Writable({
+    write: (chunk: Buffer, _encoding, done) => {
+      if (!muted) process.stderr.write(chunk);
+      done();
+    },
+  });
+  const rl = createInterface({ input: process.stdin, output, terminal: process.stdin.isTTY === true });
+  try {
+    const line = await new Promise<string>((resolveLine, reject) => {
+      rl.once("line", resolveLine);
+      rl.once("close", () => reject(new CliError("no password given", exitCodes.usage)));
+    });
+    muted = false;
+    process.stderr.write("\n");
+    return line;
+  } finally {
+    rl.close();
+  }
+};
+
+export const registerAuthCommands = (program: Command, global: TGlobal): void => {
+  program
+    .command("login")
+    .description("sign in and keep a session token for later commands")
+    .option("-u, --username <name>", "user name", "admin")
+    .action(async (options: { username: string }) => {
+      const { url } = await resolveServer(global.url());
+      const password = await readPassword(`Password for ${options.username}: `);
+      const session = await createApiClient(url, undefined).request<{ token: string; expiresAt: string; role: string }>("POST", "/api/auth/login", {
+        username: options.username,
+        password,
+      });
+      await saveLogin({ url, token: session.token, username: options.username });
+      printLine(`Signed in to ${url} as ${options.username} (${session.role}); session until ${session.expiresAt}. Saved in ${loginCredentialsPath()}.`);
+    });
+
+  const token = program.command("token").description("API tokens");
+  token
+    .command("create")
+    .description("create an API token for yourself; it is shown once")
+    .argument("<name>", "what the token is for, e.g. ci-pipeline")
+    .option("--expires-in-days <days>", "expiry", (value) => Number.parseInt(value, 10))
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (name: string, options: { expiresInDays?: number; output: TOutputFormat }) => {
+      if (options.expiresInDays !== undefined && !Number.isInteger(options.expiresInDays)) {
+        throw new CliError("--expires-in-days must be a whole number of days", exitCodes.usage);
+      }
+      const created = await (await global.client()).request<{ id: string; name: string; token: string; expiresAt: string | null }>(
+        "POST",
+        "/api/tokens",
+        { name, ...(options.expiresInDays === undefined ? {} : { expiresInDays: options.expiresInDays }) },
+      );
+      if (options.output === "json") {
+        printJson(created);
+        return;
+      }
+      printLine(`Token "${created.name}" (id ${created.id}), expires ${created.expiresAt ?? "never"}. It is shown only now:`);
+      printLine(created.token);
+    });
+  token
+    .command("list")
+    .description("list your active sessions and tokens")
+    .option("--all", "everyone's (platform-admin)")
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (options: { all?: boolean; output: TOutputFormat }) => {
+      const tokens = await (await global.client()).request<
+        { id: string; name: string | null; kind: string; username: string; expiresAt: string | null; lastUsedAt: string | null }[]
+      >("GET", `/api/tokens?all=${options.all === true ? "true" : "false"}`);
+      if (options.output === "json") {
+        printJson(tokens);
+        return;
+      }
+      for (const item of tokens) {
+        printLine(`${item.id}  ${item.name ?? "(session)"}  ${item.kind}  ${item.username}  expires ${item.expiresAt ?? "never"}  last used ${item.lastUsedAt ?? "never"}`);
+      }
+    });
+  token
+    .command("revoke")
+    .description("revoke a token by id")
+    .argument("<id>", "token id")
+    .action(async (id: string) => {
+      await (await global.client()).request("DELETE", `/api/tokens/${encodeURIComponent(id)}`);
+      printLine(`Token ${id} revoked.`);
+    });
+
+  const user = program.command("user").description("users and roles");
+  user
+    .command("create")
+    .description("create a user; a random password is printed once")
+    .argument("<username>")
+    .requiredOption("--role <role>", "platform-admin | operator | approver | auditor | viewer")
+    .action(async (username: string, options: { role: string }) => {
+      const created = await (await global.client()).request<{ username: string; role: string; password?: string }>("POST", "/api/users", {
+        username,
+        role: options.role,
+      });
+      printLine(`User ${created.username} (${created.role}) created.${created.password === undefined ? "" : ` Password, shown only now: ${created.password}`}`);
+    });
+  user
+    .command("list")
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (options: { output: TOutputFormat }) => {
+      const users = await (await global.client()).request<{ username: string; role: string; disabled: boolean }[]>("GET", "/api/users");
+      if (options.output === "json") printJson(users);
+      else for (const item of users) printLine(`${item.username}  ${item.role}${item.disabled ? "  (disabled)" : ""}`);
+    });
+};

@@ -1,0 +1,65 @@
+// Where the CLI finds the server and its credentials, in order:
+//   url:   --url, CAREHOST_URL, the `carehost login` file, the running server's record in the
+//          data dir, http://127.0.0.1:8080
+//   token: CAREHOST_TOKEN, the `carehost login` file, the local CLI token `carehost up` wrote
+//          (mode 0600) into the data dir on first start.
+// Files are read only when their mode keeps other users out, as ssh does with private keys.
+import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { CliError } from "./cli-errors.js";
+
+export const defaultServerUrl = "http://127.0.0.1:8080";
+
+export const dataHome = (): string => resolve(process.env.CAREHOST_HOME ?? ".carehost");
+export const serverRecordPath = (home = dataHome()): string => join(home, "server.json");
+export const localCliTokenPath = (home = dataHome()): string => join(home, "cli-token");
+export const loginCredentialsPath = (): string =>
+  join(process.env.XDG_CONFIG_HOME ?? join(homedir(), ".config"), "carehost", "credentials.json");
+
+type TLoginCredentials = { url: string; token: string; username: string };
+
+const readPrivateFile = async (path: string): Promise<string | undefined> => {
+  try {
+    const info = await stat(path);
+    if ((info.mode & 0o077) !== 0) throw new CliError(`${path} is readable by other users (mode ${(info.mode & 0o777).toString(8)}); run chmod 600 ${path}`);
+    return await readFile(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+};
+
+const readLogin = async (): Promise<TLoginCredentials | undefined> => {
+  const text = await readPrivateFile(loginCredentialsPath());
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as TLoginCredentials;
+  } catch {
+    throw new CliError(`${loginCredentialsPath()} is not valid JSON; run carehost login again`);
+  }
+};
+
+const readServerUrl = async (): Promise<string | undefined> => {
+  try {
+    return (JSON.parse(await readFile(serverRecordPath(), "utf8")) as { url?: string }).url;
+  } catch {
+    return undefined;
+  }
+};
+
+export const resolveServer = async (urlOption: string | undefined): Promise<{ url: string; token: string | undefined }> => {
+  const login = await readLogin();
+  const url = urlOption ?? process.env.CAREHOST_URL ?? login?.url ?? (await readServerUrl()) ?? defaultServerUrl;
+  const token = process.env.CAREHOST_TOKEN ?? login?.token ?? (await readPrivateFile(localCliTokenPath()))?.trim();
+  return { url: url.replace(/\/+$/, ""), token };
+};
+
+export const writePrivateFile = async (path: string, content: string): Promise<void> => {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await writeFile(path, content, { mode: 0o600 });
+  await chmod(path, 0o600);
+};
+
+export const saveLogin = (credentials: TLoginCredentials): Promise<void> =>
+  writePrivateFile(loginCredentialsPath(), `${JSON.stringify(credentials, null, 2)}\n`);

@@ -1,0 +1,65 @@
+import type { Command } from "commander";
+import { loadConfig } from "../lib/config.js";
+import { startCarehost } from "../server/server-start.js";
+import type { TStatusReport } from "../server/status-service.js";
+import type { TApiClient } from "./cli-client.js";
+import { paint, printJson, printLine } from "./cli-output.js";
+import type { TOutputFormat } from "./cli-output.js";
+
+type TGlobal = { client: () => Promise<TApiClient> };
+
+export const formatStatus = (status: TStatusReport): string[] => {
+  const lines = [
+    `carehost ${status.version} at ${status.url}, up ${status.uptimeSeconds}s, state in ${status.store}`,
+    `audit log: ${status.audit.treeSize} entries, last checkpoint ${status.audit.lastCheckpoint === null ? "none yet" : `at size ${status.audit.lastCheckpoint.treeSize} (${status.audit.lastCheckpoint.time})`}`,
+  ];
+  if (status.organizations.length === 0) lines.push("no organization recorded yet: run carehost apply <spec>");
+  for (const organization of status.organizations) {
+    lines.push("", `organization ${paint("bold", organization.name)}: spec revision ${organization.revision.id} (${organization.revision.digest.slice(0, 12)}) applied by ${organization.revision.appliedBy} at ${organization.revision.appliedAt}`);
+    for (const environment of organization.environments) {
+      lines.push(
+        `  ${environment.name.padEnd(16)} ${environment.tier.padEnd(11)} ${environment.dataClass.padEnd(13)} ${environment.hosting.padEnd(10)} ${environment.status}`,
+      );
+    }
+  }
+  return lines;
+};
+
+export const registerServerCommands = (program: Command, global: TGlobal): void => {
+  program
+    .command("up")
+    .description("start the carehost server (embedded defaults: PGlite under CAREHOST_HOME)")
+    .option("--spec <file>", "apply this spec once the server is up (the demo uses examples/northwind-health.yaml)")
+    .option("--host <host>", "address to bind (default CAREHOST_HOST or 127.0.0.1)")
+    .option("--port <port>", "port (default CAREHOST_PORT or 8080)")
+    .action(async (options: { spec?: string; host?: string; port?: string }) => {
+      const config = loadConfig({
+        ...process.env,
+        ...(options.host === undefined ? {} : { CAREHOST_HOST: options.host }),
+        ...(options.port === undefined ? {} : { CAREHOST_PORT: options.port }),
+      });
+      const running = await startCarehost(config, { specPath: options.spec, print: printLine });
+      await new Promise<void>((resolveStop) => {
+        const stop = (signal: string) => {
+          printLine(`\n${signal}: stopping carehost…`);
+          running.close().then(resolveStop, (error: unknown) => {
+            process.stderr.write(`error while stopping: ${String(error)}\n`);
+            process.exitCode = 1;
+            resolveStop();
+          });
+        };
+        process.once("SIGINT", () => stop("SIGINT"));
+        process.once("SIGTERM", () => stop("SIGTERM"));
+      });
+    });
+
+  program
+    .command("status")
+    .description("show the server, the audit log and every recorded environment")
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (options: { output: TOutputFormat }) => {
+      const status = await (await global.client()).request<TStatusReport>("GET", "/api/status");
+      if (options.output === "json") printJson(status);
+      else for (const line of formatStatus(status)) printLine(line);
+    });
+};

@@ -1,0 +1,78 @@
+import { readFile } from "node:fs/promises";
+import type { Command } from "commander";
+import { formatPlan } from "../environments/environment-plan.js";
+import type { TPlan } from "../environments/environment-plan.js";
+import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
+import type { TApiClient } from "./cli-client.js";
+import { CliError, exitCodes } from "./cli-errors.js";
+import { paint, printJson, printLine } from "./cli-output.js";
+import type { TOutputFormat } from "./cli-output.js";
+
+type TGlobal = { client: () => Promise<TApiClient> };
+
+const readSource = async (file: string): Promise<string> => {
+  try {
+    return await readFile(file, "utf8");
+  } catch (error) {
+    throw new CliError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, exitCodes.usage);
+  }
+};
+
+const colorPlan = (text: string): string =>
+  text
+    .split("\n")
+    .map((line) => (line.startsWith("+") ? paint("green", line) : line.startsWith("-") ? paint("red", line) : line.startsWith("~") ? paint("yellow", line) : line))
+    .join("\n");
+
+export const registerSpecCommands = (program: Command, global: TGlobal): void => {
+  program
+    .command("validate")
+    .description("check a spec file and list every error with its line")
+    .argument("<file>", "carehost.yaml")
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (file: string, options: { output: TOutputFormat }) => {
+      const result = loadSpecText(await readSource(file), file);
+      if (options.output === "json") {
+        printJson(result.ok ? { ok: true, digest: result.digest, environments: result.spec.environments.map((environment) => environment.name) } : result);
+      } else if (result.ok) {
+        printLine(`${paint("green", "valid")}: ${file} (organization "${result.spec.metadata.name}", ${result.spec.environments.length} environments, digest ${result.digest.slice(0, 12)})`);
+      } else {
+        for (const error of result.errors) printLine(formatSpecError(error));
+        printLine(`${result.errors.length} error(s)`);
+      }
+      if (!result.ok) process.exitCode = exitCodes.failure;
+    });
+
+  program
+    .command("plan")
+    .description("show which environments the spec would create, change or remove")
+    .argument("<file>", "carehost.yaml")
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (file: string, options: { output: TOutputFormat }) => {
+      const source = await readSource(file);
+      const plan = await (await global.client()).request<TPlan>("POST", "/api/plan", { source, fileName: file });
+      if (options.output === "json") printJson(plan);
+      else printLine(colorPlan(formatPlan(plan)));
+    });
+
+  program
+    .command("apply")
+    .description("record the spec as the desired state")
+    .argument("<file>", "carehost.yaml")
+    .option("--confirm-destroy <env...>", "confirm the removal of these environments", [])
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (file: string, options: { confirmDestroy: string[]; output: TOutputFormat }) => {
+      const source = await readSource(file);
+      const result = await (await global.client()).request<{ plan: TPlan; revisionId: number | null }>("POST", "/api/apply", {
+        source,
+        fileName: file,
+        confirmDestroy: options.confirmDestroy,
+      });
+      if (options.output === "json") {
+        printJson(result);
+        return;
+      }
+      printLine(colorPlan(formatPlan(result.plan)));
+      printLine(result.revisionId === null ? "No changes: nothing recorded." : `Recorded as spec revision ${result.revisionId}.`);
+    });
+};

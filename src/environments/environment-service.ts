@@ -1,0 +1,114 @@
+// Records the desired state of an organization's environments from its spec. Later issues hang
+// provisioning off apply; this service owns the plan, the guard on removals and the audit trail.
+import { authorize } from "../identity/identity-permissions.js";
+import type { TAuditAppend } from "../identity/identity-types.js";
+import { PolicyViolation, ValidationError } from "../lib/errors.js";
+import { actorName } from "../lib/request-context.js";
+import type { TRequestContext } from "../lib/request-context.js";
+import { specDigest } from "../spec/spec-digest.js";
+import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
+import type { TOrganizationSpec } from "../spec/spec-schema.js";
+import { planEnvironments, planHasChanges } from "./environment-plan.js";
+import type { TPlan } from "./environment-plan.js";
+import type { TEnvironmentStore } from "./environment-store.js";
+
+type TEnvironmentServiceDeps = {
+  store: TEnvironmentStore;
+  audit: { append: TAuditAppend };
+};
+
+export type TSpecSubmission = { readonly source: string; readonly fileName: string };
+
+export type TApplyResult = { readonly plan: TPlan; readonly revisionId: number | null };
+
+export const environmentServiceFactory = ({ store, audit }: TEnvironmentServiceDeps) => {
+  // The server re-validates what the CLI already checked: the API is a trust boundary.
+  const parseSubmission = (submission: TSpecSubmission): { spec: TOrganizationSpec; digest: string } => {
+    const result = loadSpecText(submission.source, submission.fileName);
+    if (!result.ok) {
+      throw new ValidationError(
+        `${submission.fileName}: ${result.errors.length} error(s) in the spec`,
+        result.errors.map((error) => ({
+          path: error.path,
+          location: `${error.file}:${error.line}:${error.col}`,
+          message: formatSpecError(error),
+        })),
+      );
+    }
+    return result;
+  };
+
+  const planFor = async (spec: TOrganizationSpec, digest: string): Promise<TPlan> => {
+    const recorded = await store.listEnvironments(spec.metadata.name);
+    return planEnvironments(spec.metadata.name, digest, new Map(recorded.map((row) => [row.name, row.spec])), spec.environments);
+  };
+
+  return {
+    plan: async (ctx: TRequestContext, submission: TSpecSubmission): Promise<TPlan> => {
+      await authorize(ctx, "spec:read", audit);
+      const { spec, digest } = parseSubmission(submission);
+      return planFor(spec, digest);
+    },
+
+    apply: async (
+      ctx: TRequestContext,
+      submission: TSpecSubmission & { readonly confirmDestroy?: readonly string[] },
+    ): Promise<TApplyResult> => {
+      await authorize(ctx, "spec:apply", audit);
+      const { spec, digest } = parseSubmission(submission);
+      const plan = await planFor(spec, digest);
+      const organization = spec.metadata.name;
+      const removed = plan.changes.filter((change) => change.action === "remove").map((change) => change.name);
+      const confirmed = new Set(submission.confirmDestroy ?? []);
+      const unconfirmed = removed.filter((name) => !confirmed.has(name));
+      if (unconfirmed.length > 0) {
+        // Dropping an environment from the spec must never delete it by accident.
+        const reason = `removing ${unconfirmed.map((name) => `"${name}"`).join(", ")} needs --confirm-destroy ${unconfirmed.join(" --confirm-destroy ")}`;
+        await audit.append(ctx, {
+          type: "spec.apply_denied",
+          outcome: "denied",
+          target: `organization/${organization}`,
+          payload: { digest, reason },
+        });
+        throw new PolicyViolation(`refusing to apply: ${reason}`);
+      }
+      if (!planHasChanges(plan)) return { plan, revisionId: null };
+
+      const revisionId = await store.recordRevision(
+        { spec, digest, source: submission.source, appliedBy: actorName(ctx.actor), removed },
+        specDigest,
+      );
+      await audit.append(ctx, {
+        type: "spec.applied",
+        outcome: "success",
+        target: `organization/${organization}`,
+        payload: { digest, revisionId },
+      });
+      for (const change of plan.changes) {
+        const target = `environment/${organization}/${change.name}`;
+        if (change.action === "create") {
+          await audit.append(ctx, { type: "environment.created", outcome: "success", target, payload: { digest: change.digest } });
+        } else if (change.action === "change") {
+          // Digests, not values: they pin exactly what changed without copying the spec into the log.
+          const payload = { digest: change.digest, previousDigest: change.previousDigest };
+          await audit.append(ctx, { type: "environment.changed", outcome: "success", target, payload });
+        } else if (change.action === "remove") {
+          await audit.append(ctx, { type: "environment.removed", outcome: "success", target, payload: { previousDigest: change.previousDigest } });
+        }
+      }
+      return { plan, revisionId };
+    },
+
+    listEnvironments: async (ctx: TRequestContext, organization?: string) => {
+      await authorize(ctx, "environment:read", audit);
+      return store.listEnvironments(organization);
+    },
+
+    latestRevisions: async (ctx: TRequestContext) => {
+      await authorize(ctx, "spec:read", audit);
+      return store.latestRevisions();
+    },
+  };
+};
+
+export type TEnvironmentService = ReturnType<typeof environmentServiceFactory>;

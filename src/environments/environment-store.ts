@@ -1,0 +1,94 @@
+import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
+import type { TSqlClient, TSqlExecutor } from "../store/store-types.js";
+
+export type TRecordedEnvironment = {
+  readonly organization: string;
+  readonly name: string;
+  readonly spec: TEnvironmentSpec;
+  readonly specDigest: string;
+  readonly status: string;
+  readonly revisionId: number;
+  readonly updatedAt: Date;
+};
+
+export type TSpecRevision = {
+  readonly id: number;
+  readonly organization: string;
+  readonly digest: string;
+  readonly appliedBy: string;
+  readonly appliedAt: Date;
+};
+
+type TEnvironmentRow = {
+  org_name: string;
+  name: string;
+  spec: TEnvironmentSpec;
+  spec_digest: string;
+  status: string;
+  revision_id: number;
+  updated_at: Date;
+};
+
+const toEnvironment = (row: TEnvironmentRow): TRecordedEnvironment => ({
+  organization: row.org_name,
+  name: row.name,
+  spec: row.spec,
+  specDigest: row.spec_digest,
+  status: row.status,
+  revisionId: row.revision_id,
+  updatedAt: new Date(row.updated_at),
+});
+
+export const environmentStoreFactory = (db: Pick<TSqlClient, "query" | "transaction">) => ({
+  listEnvironments: async (organization?: string): Promise<TRecordedEnvironment[]> => {
+    const { rows } = await db.query<TEnvironmentRow>(
+      `SELECT org_name, name, spec, spec_digest, status, revision_id, updated_at FROM environments
+       WHERE $1::text IS NULL OR org_name = $1 ORDER BY org_name, name`,
+      [organization ?? null],
+    );
+    return rows.map(toEnvironment);
+  },
+
+  latestRevisions: async (): Promise<TSpecRevision[]> => {
+    const { rows } = await db.query<{ id: number; org_name: string; digest: string; applied_by: string; applied_at: Date }>(
+      `SELECT DISTINCT ON (org_name) id, org_name, digest, applied_by, applied_at
+       FROM spec_revisions ORDER BY org_name, id DESC`,
+    );
+    return rows.map((row) => ({
+      id: row.id,
+      organization: row.org_name,
+      digest: row.digest,
+      appliedBy: row.applied_by,
+      appliedAt: new Date(row.applied_at),
+    }));
+  },
+
+  /** Records a spec revision and makes its environments the desired state, in one transaction. */
+  recordRevision: (
+    input: { spec: TOrganizationSpec; digest: string; source: string; appliedBy: string; removed: readonly string[] },
+    environmentDigest: (environment: TEnvironmentSpec) => string,
+  ): Promise<number> =>
+    db.transaction(async (tx: TSqlExecutor) => {
+      const organization = input.spec.metadata.name;
+      const { rows } = await tx.query<{ id: number }>(
+        `INSERT INTO spec_revisions (org_name, digest, source, spec, applied_by) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+        [organization, input.digest, input.source, JSON.stringify(input.spec), input.appliedBy],
+      );
+      const revisionId = rows[0]!.id;
+      for (const environment of input.spec.environments) {
+        await tx.query(
+          `INSERT INTO environments (org_name, name, spec, spec_digest, revision_id) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (org_name, name) DO UPDATE SET spec = EXCLUDED.spec, spec_digest = EXCLUDED.spec_digest,
+             revision_id = EXCLUDED.revision_id, updated_at = now()
+           WHERE environments.spec_digest IS DISTINCT FROM EXCLUDED.spec_digest`,
+          [organization, environment.name, JSON.stringify(environment), environmentDigest(environment), revisionId],
+        );
+      }
+      if (input.removed.length > 0) {
+        await tx.query(`DELETE FROM environments WHERE org_name = $1 AND name = ANY($2::text[])`, [organization, input.removed]);
+      }
+      return revisionId;
+    }),
+});
+
+export type TEnvironmentStore = ReturnType<typeof environmentStoreFactory>;

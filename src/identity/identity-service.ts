@@ -1,0 +1,319 @@
+import { randomUUID } from "node:crypto";
+import type { TAuditEvent, TAuditPayloads } from "../audit/audit-types.js";
+import { ConflictError, NotFoundError, RateLimitedError, UnauthenticatedError, ValidationError } from "../lib/errors.js";
+import { actorName, roles, type TRequestContext, type TRole } from "../lib/request-context.js";
+import type { TSqlClient } from "../store/store-types.js";
+import {
+  checkPasswordPolicy,
+  dummyPasswordHash,
+  generatePassword,
+  hashPassword,
+  passwordHashIsOutdated,
+  verifyPassword,
+} from "./identity-passwords.js";
+import { authorize } from "./identity-permissions.js";
+import { identityStoreFactory, type TStoredUser } from "./identity-store.js";
+import { lastUsedPrecisionMs, mintToken, parseToken, secretMatches, shouldRecordUse, tokenRejection } from "./identity-tokens.js";
+import type { TIdentityAudit, TIdentityAuditEventType, TLoginLimits, TSessionLimits, TTokenInfo, TUser } from "./identity-types.js";
+
+type TIdentityServiceDeps = {
+  db: Pick<TSqlClient, "query" | "transaction">;
+  audit: TIdentityAudit;
+  now?: () => Date;
+  loginLimits?: Partial<TLoginLimits>;
+  sessionLimits?: Partial<TSessionLimits>;
+};
+
+export const defaultLoginLimits: TLoginLimits = { perUsername: 5, perSourceAddress: 20, windowSeconds: 15 * 60 };
+export const defaultSessionLimits: TSessionLimits = { absoluteHours: 12, idleMinutes: 30 };
+
+// The same words for every refusal, so a caller cannot tell an unknown user from a wrong
+// password, a disabled account, or an expired token. The audit event records the real reason.
+const loginRefused = "invalid username or password";
+const tokenRefused = "invalid or expired credentials";
+
+const usernamePattern = /^[a-z][a-z0-9._-]{1,63}$/;
+const tokenNamePattern = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
+const maxTokenDays = 3650;
+
+const normalizeUsername = (username: string): string => username.trim().toLowerCase();
+
+const checkUsername = (username: string): string => {
+  const normalized = normalizeUsername(username);
+  if (!usernamePattern.test(normalized)) {
+    throw new ValidationError(`username ${JSON.stringify(username)} is not valid`, [
+      { path: "username", message: "2-64 characters: a letter, then letters, digits, '.', '_' or '-'" },
+    ]);
+  }
+  return normalized;
+};
+
+const checkRole = (role: string): TRole => {
+  if (!(roles as readonly string[]).includes(role)) {
+    throw new ValidationError(`role ${JSON.stringify(role)} is not one of ${roles.join(", ")}`, [{ path: "role", message: "unknown role" }]);
+  }
+  return role as TRole;
+};
+
+const publicUser = ({ passwordHash: _hash, ...user }: TStoredUser): TUser => user;
+
+const userTarget = (username: string) => `user:${username}`;
+const tokenTarget = (id: string) => `token:${id}`;
+
+export const identityServiceFactory = ({ db, audit, now = () => new Date(), loginLimits, sessionLimits }: TIdentityServiceDeps) => {
+  const store = identityStoreFactory(db);
+  const limits: TLoginLimits = { ...defaultLoginLimits, ...loginLimits };
+  const session: TSessionLimits = { ...defaultSessionLimits, ...sessionLimits };
+
+  const record = <K extends TIdentityAuditEventType>(
+    ctx: TRequestContext,
+    type: K,
+    outcome: "success" | "denied" | "failure",
+    target: string,
+    payload: TAuditPayloads[K],
+  ) => audit.append(ctx, { type, outcome, target, payload } as TAuditEvent);
+
+  /** The acting user, for actions that only make sense for a person (their own tokens, logout). */
+  const actingUser = (ctx: TRequestContext) => {
+    if (ctx.actor.kind !== "user") throw new ValidationError(`${actorName(ctx.actor)} is not a user and holds no tokens`);
+    return ctx.actor;
+  };
+
+  type TIssuedToken = { id: string; token: string; name: string; createdAt: Date; expiresAt: Date | null };
+
+  /** Mints an API token for `owner`; the secret is in the result once and never again. */
+  const issueApiToken = async (
+    ctx: TRequestContext,
+    owner: { userId: string; username: string },
+    input: { name: string; expiresInDays?: number },
+  ): Promise<TIssuedToken> => {
+    if (!tokenNamePattern.test(input.name)) {
+      throw new ValidationError(`token name ${JSON.stringify(input.name)} is not valid`, [
+        { path: "name", message: "1-64 characters: letters, digits, space, '.', '_' or '-'" },
+      ]);
+    }
+    const days = input.expiresInDays;
+    if (days !== undefined && !(Number.isInteger(days) && days >= 1 && days <= maxTokenDays)) {
+      throw new ValidationError(`expiresInDays must be a whole number from 1 to ${maxTokenDays}`, [
+        { path: "expiresInDays", message: `got ${String(days)}` },
+      ]);
+    }
+    const createdAt = now();
+    const expiresAt = days === undefined ? null : new Date(createdAt.getTime() + days * 86_400_000);
+    const minted = mintToken();
+    const inserted = await store.insertToken({
+      id: minted.id,
+      userId: owner.userId,
+      kind: "api",
+      name: input.name,
+      secretSha256: minted.secretSha256,
+      createdAt,
+      createdFrom: ctx.sourceAddress,
+      expiresAt,
+    });
+    if (inserted === "name-taken") throw new ConflictError(`you already have an active token named ${JSON.stringify(input.name)}`);
+    await record(ctx, "token.created", "success", tokenTarget(minted.id), {
+      tokenId: minted.id,
+      name: input.name,
+      owner: owner.username,
+      expiresAt: expiresAt?.toISOString() ?? null,
+    });
+    return { id: minted.id, token: minted.token, name: input.name, createdAt, expiresAt };
+  };
+
+  return {
+    /**
+     * Creates `admin` with a random password on the first start only; the caller shows it once.
+     * With `cliTokenName`, also mints an API token for admin that `carehost up` keeps (mode 0600)
+     * in the data dir, so the local CLI works without a login step.
+     */
+    bootstrapAdmin: async (
+      ctx: TRequestContext,
+      options: { cliTokenName?: string } = {},
+    ): Promise<{ created: true; username: "admin"; password: string; cliToken?: TIssuedToken } | { created: false }> => {
+      // Cheap check first so ordinary restarts do not pay for an argon2 hash.
+      if (await store.bootstrapped()) return { created: false };
+      const password = generatePassword();
+      const admin = await store.bootstrapAdmin({
+        id: randomUUID(),
+        username: "admin",
+        role: "platform-admin",
+        passwordHash: await hashPassword(password),
+        createdAt: now(),
+        createdBy: actorName(ctx.actor),
+      });
+      if (!admin) return { created: false };
+      await record(ctx, "user.created", "success", userTarget(admin.username), {
+        username: admin.username,
+        role: admin.role,
+        bootstrap: true,
+      });
+      if (options.cliTokenName === undefined) return { created: true, username: "admin", password };
+      const cliToken = await issueApiToken(ctx, { userId: admin.id, username: admin.username }, { name: options.cliTokenName });
+      return { created: true, username: "admin", password, cliToken };
+    },
+
+    login: async (ctx: TRequestContext, credentials: { username: string; password: string }): Promise<{ token: string; expiresAt: Date; user: TUser }> => {
+      const at = now();
+      const normalized = normalizeUsername(credentials.username);
+      // People sometimes type their password into the username field: only a well-formed
+      // username is written to the attempts table and the audit log.
+      const username = usernamePattern.test(normalized) ? normalized : "(invalid username)";
+      const reservation = await store.reserveLoginAttempt({ username, sourceAddress: ctx.sourceAddress, at, limits });
+      if (reservation.limited) {
+        await record(ctx, "auth.login.rate_limited", "denied", userTarget(username), {
+          username,
+          scope: reservation.scope,
+          retryAfterSeconds: reservation.retryAfterSeconds,
+        });
+        throw new RateLimitedError("too many failed log-in attempts; try again later", reservation.retryAfterSeconds);
+      }
+      const user = username === normalized ? await store.findUserByUsername(username) : undefined;
+      const hash = user && !user.disabled ? user.passwordHash : null;
+      // Always one argon2 verification, whoever asked, so timing does not tell the cases apart.
+      const verified = await verifyPassword(hash ?? (await dummyPasswordHash()), credentials.password);
+      if (!user || !hash || !verified) {
+        const reason = !user ? "unknown user" : user.disabled ? "user disabled" : !user.passwordHash ? "no password set" : "wrong password";
+        await record(ctx, "auth.login.failed", "failure", userTarget(username), { username, reason });
+        throw new UnauthenticatedError(loginRefused);
+      }
+      await store.markLoginSucceeded(reservation.attemptId);
+      if (passwordHashIsOutdated(hash)) await store.setPasswordHash(user.id, await hashPassword(credentials.password));
+      const minted = mintToken();
+      const expiresAt = new Date(at.getTime() + session.absoluteHours * 3_600_000);
+      await store.insertToken({
+        id: minted.id,
+        userId: user.id,
+        kind: "session",
+        name: null,
+        secretSha256: minted.secretSha256,
+        createdAt: at,
+        createdFrom: ctx.sourceAddress,
+        expiresAt,
+      });
+      const userCtx: TRequestContext = {
+        ...ctx,
+        actor: { kind: "user", userId: user.id, username: user.username, role: user.role, tokenId: minted.id },
+      };
+      await record(userCtx, "auth.login.succeeded", "success", userTarget(username), {
+        username,
+        sessionId: minted.id,
+        expiresAt: expiresAt.toISOString(),
+      });
+      return { token: minted.token, expiresAt, user: publicUser(user) };
+    },
+
+    /** Ends the session the request was made with. API tokens are revoked with revokeToken instead. */
+    logout: async (ctx: TRequestContext): Promise<void> => {
+      const actor = actingUser(ctx);
+      const token = actor.tokenId ? await store.findToken(actor.tokenId) : undefined;
+      if (!token || token.kind !== "session") throw new ValidationError("this request was not made with a session; nothing to log out");
+      await store.revokeToken(token.id, now(), actor.username);
+      await record(ctx, "auth.logout", "success", tokenTarget(token.id), { username: actor.username, sessionId: token.id });
+    },
+
+    /** Turns a bearer token into the request's context, or refuses with one neutral message. */
+    authenticate: async (bearer: string | undefined, meta: { requestId: string; sourceAddress: string }): Promise<TRequestContext> => {
+      const parsed = parseToken(bearer);
+      const token = parsed && (await store.findToken(parsed.id));
+      const at = now();
+      if (!parsed || !token || !secretMatches(parsed.secret, token.secretSha256)) throw new UnauthenticatedError(tokenRefused);
+      if (tokenRejection({ ...token, userDisabledAt: token.user.disabledAt }, at, session)) throw new UnauthenticatedError(tokenRefused);
+      if (shouldRecordUse(token.lastUsedAt, at)) await store.recordTokenUse(token.id, at, lastUsedPrecisionMs);
+      return {
+        actor: { kind: "user", userId: token.user.id, username: token.user.username, role: token.user.role, tokenId: token.id },
+        requestId: meta.requestId,
+        sourceAddress: meta.sourceAddress,
+      };
+    },
+
+    /** Without a password a random one is generated and returned once as initialPassword. */
+    createUser: async (
+      ctx: TRequestContext,
+      input: { username: string; role: TRole; password?: string },
+    ): Promise<{ user: TUser; initialPassword?: string }> => {
+      await authorize(ctx, "user:manage", audit, userTarget(input.username));
+      const username = checkUsername(input.username);
+      const role = checkRole(input.role);
+      if (input.password !== undefined) checkPasswordPolicy(input.password, username);
+      const password = input.password ?? generatePassword();
+      const user = await store.insertUser({
+        id: randomUUID(),
+        username,
+        role,
+        passwordHash: await hashPassword(password),
+        createdAt: now(),
+        createdBy: actorName(ctx.actor),
+      });
+      if (!user) throw new ConflictError(`user ${username} already exists`);
+      await record(ctx, "user.created", "success", userTarget(username), {
+        username,
+        role,
+        initialLogin: input.password === undefined ? "generated" : "chosen",
+      });
+      return input.password === undefined ? { user: publicUser(user), initialPassword: password } : { user: publicUser(user) };
+    },
+
+    setRole: async (ctx: TRequestContext, username: string, role: TRole): Promise<TUser> => {
+      await authorize(ctx, "user:manage", audit, userTarget(username));
+      const name = checkUsername(username);
+      const result = await store.setRole(name, checkRole(role));
+      if (result === "not-found") throw new NotFoundError(`user ${name} does not exist`);
+      if (result === "last-admin") throw new ConflictError(`${name} is the last enabled platform-admin; promote another user first`);
+      await record(ctx, "user.role_changed", "success", userTarget(name), { username: name, from: result.before, to: role });
+      return publicUser(result.user);
+    },
+
+    /** The user's tokens are revoked with it, so nothing they hold keeps working. */
+    disableUser: async (ctx: TRequestContext, username: string): Promise<TUser> => {
+      await authorize(ctx, "user:manage", audit, userTarget(username));
+      const name = checkUsername(username);
+      const result = await store.disableUser(name, now(), actorName(ctx.actor));
+      if (result === "not-found") throw new NotFoundError(`user ${name} does not exist`);
+      if (result === "already-disabled") throw new ConflictError(`user ${name} is already disabled`);
+      if (result === "last-admin") throw new ConflictError(`${name} is the last enabled platform-admin; promote another user first`);
+      await record(ctx, "user.disabled", "success", userTarget(name), { username: name, revokedTokens: result.revokedTokens });
+      return publicUser(result.user);
+    },
+
+    listUsers: async (ctx: TRequestContext): Promise<TUser[]> => {
+      await authorize(ctx, "user:read", audit, "users");
+      return (await store.listUsers()).map(publicUser);
+    },
+
+    /** An API token for the acting user. The token is in the result once and never again. */
+    createToken: async (ctx: TRequestContext, input: { name: string; expiresInDays?: number }): Promise<TIssuedToken> => {
+      await authorize(ctx, "token:manage-own", audit, "tokens");
+      return issueApiToken(ctx, actingUser(ctx), input);
+    },
+
+    /** Active sessions and API tokens: the acting user's, or everyone's with token:manage-any. */
+    listTokens: async (ctx: TRequestContext, options: { allUsers?: boolean } = {}): Promise<TTokenInfo[]> => {
+      if (options.allUsers || ctx.actor.kind !== "user") {
+        await authorize(ctx, "token:manage-any", audit, "tokens");
+        return store.listActiveTokens(undefined, now());
+      }
+      await authorize(ctx, "token:manage-own", audit, "tokens");
+      return store.listActiveTokens(ctx.actor.userId, now());
+    },
+
+    revokeToken: async (ctx: TRequestContext, id: string): Promise<void> => {
+      await authorize(ctx, "token:manage-own", audit, tokenTarget(id));
+      const token = /^[0-9a-f]{24}$/.test(id) ? await store.findToken(id) : undefined;
+      const ownToken = ctx.actor.kind === "user" && token?.user.id === ctx.actor.userId;
+      // Someone else's token needs token:manage-any, asked before "not found" so that probing for
+      // other people's token ids is refused and audited like any other denied action.
+      if (!ownToken) await authorize(ctx, "token:manage-any", audit, tokenTarget(id));
+      if (!token) throw new NotFoundError(`token ${id} does not exist`);
+      if (!(await store.revokeToken(token.id, now(), actorName(ctx.actor)))) throw new ConflictError(`token ${id} is already revoked`);
+      await record(ctx, "token.revoked", "success", tokenTarget(token.id), {
+        tokenId: token.id,
+        kind: token.kind,
+        name: token.name,
+        owner: token.user.username,
+      });
+    },
+  };
+};
+
+export type TIdentityService = ReturnType<typeof identityServiceFactory>;

@@ -1,0 +1,69 @@
+import { z } from "zod";
+import type { TServerServices } from "../server-services.js";
+import { ProblemSchema, problemResponses } from "./route-types.js";
+import type { TApi } from "./route-types.js";
+
+// The spec travels as its YAML source so the server reports errors with the file's own lines.
+const SpecSubmissionSchema = z.strictObject({
+  source: z.string().min(1).max(2 * 1024 * 1024).describe("carehost.yaml, as text"),
+  fileName: z.string().min(1).max(512).default("carehost.yaml").describe("name used in error locations"),
+});
+
+const PlanSchema = z
+  .object({ organization: z.string(), specDigest: z.string(), changes: z.array(z.looseObject({ action: z.string(), name: z.string() })).readonly() })
+  .describe("environments to create, change or remove");
+
+export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "environments">): void => {
+  api.post(
+    "/api/plan",
+    {
+      schema: {
+        tags: ["spec"],
+        summary: "Compare a spec with the recorded desired state",
+        body: SpecSubmissionSchema,
+        response: { 200: PlanSchema, ...problemResponses },
+      },
+    },
+    async (request) => services.environments.plan(request.ctx, request.body),
+  );
+
+  api.post(
+    "/api/apply",
+    {
+      schema: {
+        tags: ["spec"],
+        summary: "Record a spec as the desired state",
+        body: SpecSubmissionSchema.extend({
+          confirmDestroy: z.array(z.string()).default([]).describe("environments whose removal is confirmed"),
+        }),
+        response: { 200: z.object({ plan: PlanSchema, revisionId: z.number().int().nullable() }), 422: ProblemSchema, ...problemResponses },
+      },
+    },
+    async (request) => services.environments.apply(request.ctx, request.body),
+  );
+
+  api.get(
+    "/api/environments",
+    {
+      schema: {
+        tags: ["spec"],
+        querystring: z.object({ organization: z.string().optional() }),
+        response: {
+          200: z.array(
+            z.object({
+              organization: z.string(),
+              name: z.string(),
+              status: z.string(),
+              specDigest: z.string(),
+              revisionId: z.number().int(),
+              updatedAt: z.date(),
+              spec: z.looseObject({}),
+            }),
+          ),
+          ...problemResponses,
+        },
+      },
+    },
+    async (request) => services.environments.listEnvironments(request.ctx, request.query.organization),
+  );
+};

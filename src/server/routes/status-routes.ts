@@ -1,0 +1,32 @@
+import { z } from "zod";
+import type { TServerServices } from "../server-services.js";
+import { problemResponses } from "./route-types.js";
+import type { TApi } from "./route-types.js";
+
+const StatusSchema = z.object({
+  version: z.string(),
+  url: z.string(),
+  store: z.enum(["pglite", "postgres"]),
+  uptimeSeconds: z.number().int(),
+  audit: z.object({
+    treeSize: z.number().int(),
+    lastCheckpoint: z.object({ treeSize: z.number().int(), time: z.string() }).nullable(),
+  }),
+  organizations: z.array(
+    z.object({
+      name: z.string(),
+      revision: z.object({ id: z.number().int(), digest: z.string(), appliedBy: z.string(), appliedAt: z.string() }),
+      environments: z.array(
+        z.object({ name: z.string(), entity: z.string(), tier: z.string(), dataClass: z.string(), hosting: z.string(), status: z.string() }),
+      ),
+    }),
+  ),
+});
+
+export const registerStatusRoutes = (api: TApi, services: Pick<TServerServices, "status">): void => {
+  api.get(
+    "/api/status",
+    { schema: { tags: ["status"], summary: "Server, audit log and environments at a glance", response: { 200: StatusSchema, ...problemResponses } } },
+    async (request) => services.status.status(request.ctx),
+  );
+};

@@ -1,0 +1,101 @@
+// The HTTP API. Fastify with zod schemas: the same schemas validate requests and produce the
+// OpenAPI 3.1 document at /api/openapi.json. Deny by default: a route is public only when it
+// says so in its config, and only health and login do.
+import { randomUUID } from "node:crypto";
+import fastifySwagger from "@fastify/swagger";
+import Fastify from "fastify";
+import type { FastifyInstance, FastifyServerOptions } from "fastify";
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { UnauthenticatedError } from "../lib/errors.js";
+import type { TRequestContext } from "../lib/request-context.js";
+import { errorHandler, problemTypeBase, sendProblem } from "./server-errors.js";
+import type { TServerServices } from "./server-services.js";
+import { registerAuditRoutes } from "./routes/audit-routes.js";
+import { registerAuthRoutes } from "./routes/auth-routes.js";
+import { registerHealthRoutes } from "./routes/health-routes.js";
+import { registerSpecRoutes } from "./routes/spec-routes.js";
+import { registerStatusRoutes } from "./routes/status-routes.js";
+import { registerTokenRoutes } from "./routes/token-routes.js";
+import { registerUserRoutes } from "./routes/user-routes.js";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** Set by the authentication hook before any handler of a non-public route runs. */
+    ctx: TRequestContext;
+  }
+  interface FastifyContextConfig {
+    /** Reachable without credentials (health and login only). */
+    public?: boolean;
+  }
+}
+
+/** Fields that may hold secrets are replaced in every log line (pino redaction). */
+export const redactedLogPaths = [
+  "req.headers.authorization",
+  "req.headers.cookie",
+  'res.headers["set-cookie"]',
+  "*.password",
+  "*.token",
+  "*.secret",
+  "body.password",
+];
+
+export const buildServer = async (
+  services: TServerServices,
+  options: { logger: FastifyServerOptions["logger"]; version: string },
+): Promise<FastifyInstance> => {
+  const app = Fastify({
+    logger: options.logger,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    bodyLimit: 4 * 1024 * 1024,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, {
+      type: `${problemTypeBase}not-found`,
+      title: "Not found",
+      status: 404,
+      detail: `no route ${request.method} ${request.url.split("?")[0]}`,
+      instance: `urn:carehost:request:${request.id}`,
+    }),
+  );
+  app.decorateRequest("ctx");
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+    const meta = { requestId: request.id, sourceAddress: request.ip };
+    if (request.routeOptions.config.public === true || request.routeOptions.url === undefined) {
+      request.ctx = { actor: { kind: "anonymous" }, ...meta };
+      return;
+    }
+    const header = request.headers.authorization;
+    const bearer = header?.startsWith("Bearer ") ? header.slice("Bearer ".length).trim() : undefined;
+    if (bearer === undefined) throw new UnauthenticatedError("authentication required: send Authorization: Bearer <token>");
+    request.ctx = await services.identity.authenticate(bearer, meta);
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: { title: "carehost API", version: options.version, description: "Control plane for compliance-first Odoo hosting." },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  const api = app.withTypeProvider<ZodTypeProvider>();
+  registerHealthRoutes(api, services);
+  registerAuthRoutes(api, services);
+  registerStatusRoutes(api, services);
+  registerSpecRoutes(api, services);
+  registerAuditRoutes(api, services);
+  registerTokenRoutes(api, services);
+  registerUserRoutes(api, services);
+  api.get("/api/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  await app.ready();
+  return app;
+};

@@ -1,0 +1,14 @@
+import type { TAuditService } from "../audit/audit-service.js";
+import type { TEnvironmentService } from "../environments/environment-service.js";
+import type { TIdentityService } from "../identity/identity-service.js";
+import type { TSqlClient } from "../store/store-types.js";
+import type { TStatusService } from "./status-service.js";
+
+/** Everything the HTTP layer calls; built once by the composition root (server-start.ts). */
+export type TServerServices = {
+  readonly db: Pick<TSqlClient, "query">;
+  readonly identity: TIdentityService;
+  readonly environments: TEnvironmentService;
+  readonly audit: TAuditService;
+  readonly status: TStatusService;
+};

@@ -1,0 +1,102 @@
+// The composition root: reads nothing but the config it is given, opens the store, wires every
+// service by hand (STYLE.md item 1), starts the HTTP server, and on first start bootstraps the
+// admin user and the local CLI token.
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { FastifyInstance } from "fastify";
+import { auditLogFactory } from "../audit/audit-log.js";
+import { auditServiceFactory } from "../audit/audit-service.js";
+import { writePrivateFile, localCliTokenPath, serverRecordPath } from "../cli/cli-credentials.js";
+import { environmentServiceFactory } from "../environments/environment-service.js";
+import { environmentStoreFactory } from "../environments/environment-store.js";
+import { identityServiceFactory } from "../identity/identity-service.js";
+import type { TConfig } from "../lib/config.js";
+import { systemContext } from "../lib/request-context.js";
+import { carehostVersion } from "../lib/version.js";
+import { openStore } from "../store/store-open.js";
+import { buildServer, redactedLogPaths } from "./server-app.js";
+import { statusServiceFactory } from "./status-service.js";
+
+export type TRunningCarehost = {
+  readonly url: string;
+  readonly app: FastifyInstance;
+  close(): Promise<void>;
+};
+
+type TStartOptions = {
+  /** A spec to apply once the server is up (make up passes the demo organization). */
+  readonly specPath?: string;
+  /** Where the one-time admin password and the URL are printed. */
+  readonly print: (line: string) => void;
+  /** Tests pass false to keep their output quiet. */
+  readonly logger?: boolean;
+};
+
+export const startCarehost = async (config: TConfig, options: TStartOptions): Promise<TRunningCarehost> => {
+  await mkdir(config.home, { recursive: true, mode: 0o700 });
+  const db = await openStore(config.store);
+  const startedAt = new Date();
+  const log = auditLogFactory({
+    db,
+    signingKeyPath: join(config.home, "audit-signing-key.pem"),
+    checkpointEvery: config.auditCheckpoint,
+  });
+  const audit = auditServiceFactory({ log, db });
+  const identity = identityServiceFactory({ db, audit: log });
+  const environments = environmentServiceFactory({ store: environmentStoreFactory(db), audit: log });
+  let url = `http://${config.host}:${config.port}`;
+  const status = statusServiceFactory({
+    environments,
+    auditHead: audit.head,
+    audit: log,
+    version: carehostVersion,
+    url: () => url,
+    store: config.store.kind,
+    startedAt,
+  });
+
+  const app = await buildServer(
+    { db, identity, environments, audit, status },
+    {
+      version: carehostVersion,
+      logger: options.logger === false ? false : { level: config.logLevel, redact: { paths: redactedLogPaths, censor: "[redacted]" } },
+    },
+  );
+  const address = await app.listen({ host: config.host, port: config.port });
+  url = address.replace("[::1]", "localhost");
+  await writeFile(serverRecordPath(config.home), `${JSON.stringify({ url, pid: process.pid, startedAt: startedAt.toISOString() })}\n`);
+
+  const ctx = systemContext("startup");
+  await log.append(ctx, { type: "server.started", outcome: "success", target: null, payload: { version: carehostVersion } });
+  const bootstrap = await identity.bootstrapAdmin(ctx, { cliTokenName: "local-cli" });
+  if (bootstrap.created) {
+    if (bootstrap.cliToken !== undefined) await writePrivateFile(localCliTokenPath(config.home), `${bootstrap.cliToken.token}\n`);
+    options.print("");
+    options.print(`First start: created user "${bootstrap.username}" with password (shown only now):`);
+    options.print(`    ${bootstrap.password}`);
+    options.print(`A local CLI token for ${bootstrap.username} was written to ${localCliTokenPath(config.home)} (mode 0600).`);
+  }
+
+  if (options.specPath !== undefined) {
+    const source = await readFile(options.specPath, "utf8");
+    const result = await environments.apply(systemContext("up"), { source, fileName: options.specPath });
+    options.print(
+      result.revisionId === null
+        ? `Spec ${options.specPath}: already recorded, nothing to do.`
+        : `Spec ${options.specPath}: recorded as revision ${result.revisionId} (${result.plan.changes.length} environments).`,
+    );
+  }
+  options.print(`carehost ${carehostVersion} is up at ${url} (state: ${config.store.kind === "pglite" ? join(config.home, "state") : "PostgreSQL"}).`);
+  options.print("In another shell: carehost status");
+
+  return {
+    url,
+    app,
+    close: async () => {
+      await app.close();
+      await log.close();
+      await db.close();
+      await rm(serverRecordPath(config.home), { force: true });
+    },
+  };
+};

@@ -1,0 +1,298 @@
+// The carehost.yaml schema: the single source of truth for what an organization spec may say.
+// The JSON Schema editors use is generated from it (spec-json-schema.ts), and the loader
+// (spec-loader.ts) adds the checks that span several fields (spec-semantic.ts).
+//
+// Every object is strict: in a compliance spec a misspelt key ("rpoMinuts") must be an error, not
+// a silently ignored setting. Secrets never appear here; fields ending in "SecretRef" name a
+// secret held in carehost's encrypted secret store.
+import { z } from "zod";
+import { parseCron } from "./cron.js";
+import {
+  cidrProblem,
+  DNS_LABEL_PATTERN,
+  fqdnProblem,
+  HH_MM_PATTERN,
+  IMAGE_PATTERN,
+  ODOO_MODULE_PATTERN,
+  SECRET_REF_PATTERN,
+  timeZoneProblem,
+} from "./spec-formats.js";
+
+export const SPEC_API_VERSION = "carehost.io/v1";
+export const MAX_ENVIRONMENT_NAME_LENGTH = 40;
+export const MINUTES_PER_WEEK = 7 * 24 * 60;
+// Below this a restore cannot be run and verified (fetch, replay WAL, health check, switch traffic).
+export const MIN_RTO_MINUTES = 5;
+
+const show = (value: unknown): string => JSON.stringify(value) ?? String(value);
+
+/** A string checked by a function that explains what is wrong with it. */
+const checkedString = (problem: (value: string) => string | undefined) =>
+  z.string().superRefine((value, ctx) => {
+    const reason = problem(value);
+    if (reason !== undefined) ctx.addIssue({ code: "custom", message: `${show(value)} ${reason}`, input: value });
+  });
+
+const patternString = (pattern: RegExp, expectation: string) =>
+  z.string().regex(pattern, { error: (issue) => `${show(issue.input)} ${expectation}` });
+
+const dnsLabel = (maxLength = 63) =>
+  patternString(DNS_LABEL_PATTERN, "is not a DNS label (lowercase letters, digits and inner hyphens)").max(maxLength, {
+    error: (issue) => `${show(issue.input)} is longer than ${maxLength} characters`,
+  });
+
+const secretRef = () => patternString(SECRET_REF_PATTERN, "is not a secret reference name (lowercase letters, digits, '.', '_', '-')");
+const displayName = () => z.string().trim().min(1, { error: "must not be empty" }).max(200);
+const fqdn = () => checkedString(fqdnProblem);
+const cidr = () => checkedString(cidrProblem);
+const timeZone = () => checkedString(timeZoneProblem);
+const cron = () =>
+  checkedString((value) => {
+    const parsed = parseCron(value);
+    return parsed.ok ? undefined : `is not a valid cron expression: ${parsed.error}`;
+  });
+const httpsUrl = () => z.url({ protocol: /^https$/, error: (issue) => `${show(issue.input)} is not an https:// URL` });
+const count = () => z.int().min(0);
+
+// ---------------------------------------------------------------------------------------------
+// Organization-level sections
+
+const EntitySchema = z.strictObject({
+  name: dnsLabel().describe("Stable identifier of the legal unit, referenced by environments[].entity."),
+  displayName: displayName().describe("Human-readable name, e.g. Northwind General Hospital."),
+  kind: z.enum(["hospital", "clinic", "lab", "pharmacy", "other"]).describe("What kind of provider this legal unit is."),
+  parent: dnsLabel().optional().describe("Name of the entity this one belongs to (a clinic of a hospital group)."),
+});
+
+const OidcSchema = z.strictObject({
+  issuer: httpsUrl().describe("OIDC issuer URL; discovery is read from <issuer>/.well-known/openid-configuration."),
+  clientId: z.string().min(1).describe("Client ID registered for carehost at the provider."),
+  clientSecretRef: secretRef().optional().describe("Name of the secret holding the client secret; omit for a public client using PKCE."),
+  allowedDomains: z
+    .array(fqdn())
+    .min(1)
+    .describe("Email domains whose users may sign in. Required so that a shared issuer (e.g. a multi-tenant Entra ID) cannot admit strangers."),
+});
+
+const IdentitySchema = z.strictObject({
+  localUsersAllowed: z.boolean().describe("Whether carehost's own user accounts (argon2id passwords + TOTP) may sign in."),
+  oidc: OidcSchema.optional().describe("Single sign-on through an OpenID Connect provider."),
+  mfaRequired: z.boolean().default(true).describe("Require a second factor for every sign-in (HIPAA NPRM 2025). Default true."),
+  sessionIdleTimeoutMinutes: z
+    .int()
+    .min(1)
+    .max(24 * 60)
+    .default(15)
+    .describe("Automatic logoff after this many idle minutes (164.312(a)(2)(iii)). Default 15."),
+});
+
+const repositoryName = () => dnsLabel().describe("Name referenced by environments[].backup.repositories.");
+const cipherSecretRef = () =>
+  secretRef().optional().describe("Name of the secret holding the repository encryption passphrase (pgBackRest aes-256-cbc).");
+
+const BackupRepositorySchema = z.discriminatedUnion("type", [
+  z.strictObject({
+    name: repositoryName(),
+    type: z.literal("posix").describe("A directory on the control-plane host."),
+    path: checkedString((value) => (value.split("/").includes("..") ? "must not contain '..' segments" : undefined)).describe(
+      "Directory for the repository; a relative path is resolved against the carehost data dir.",
+    ),
+    cipherSecretRef: cipherSecretRef(),
+  }),
+  z.strictObject({
+    name: repositoryName(),
+    type: z.literal("azure").describe("An Azure Blob Storage container (HTTPS only)."),
+    account: patternString(/^[a-z0-9]{3,24}$/, "is not an Azure storage account name (3-24 lowercase letters and digits)").describe(
+      "Storage account name.",
+    ),
+    container: patternString(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, "is not an Azure container name").describe("Blob container name."),
+    endpoint: httpsUrl().optional().describe("Blob endpoint override (sovereign clouds, Azurite); default https://<account>.blob.core.windows.net."),
+    keySecretRef: secretRef().describe("Name of the secret holding the shared key or SAS token."),
+    cipherSecretRef: cipherSecretRef(),
+  }),
+  z.strictObject({
+    name: repositoryName(),
+    type: z.literal("s3").describe("An S3-compatible bucket."),
+    bucket: patternString(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "is not an S3 bucket name").describe("Bucket name."),
+    region: z.string().min(1).describe("Bucket region, e.g. us-east-1."),
+    endpoint: httpsUrl().optional().describe("Endpoint override for S3-compatible stores; default AWS for the region."),
+    keySecretRef: secretRef().describe("Name of the secret holding the access key ID and secret access key."),
+    cipherSecretRef: cipherSecretRef(),
+  }),
+]);
+
+// ---------------------------------------------------------------------------------------------
+// Environment sections
+
+const OdooSchema = z.strictObject({
+  version: z.enum(["16.0", "17.0", "18.0", "19.0"]).describe("Odoo major version."),
+  image: patternString(IMAGE_PATTERN, "is not a container image reference ([registry/]name[:tag][@sha256:digest])").describe(
+    "Container image; pin with @sha256:<digest> so what runs is what was approved.",
+  ),
+  workers: count().describe("HTTP worker processes (Odoo --workers; 0 means threaded mode, for development only). Rule of thumb: 2 x CPU + 1."),
+  cronWorkers: count().describe("Cron worker threads (Odoo --max-cron-threads)."),
+  modules: z.array(patternString(ODOO_MODULE_PATTERN, "is not an Odoo module technical name")).describe("Modules to install (technical names)."),
+  customAddons: z
+    .strictObject({
+      repository: z.url({ protocol: /^(https|ssh)$/, error: (issue) => `${show(issue.input)} is not an https:// or ssh:// Git URL` }).describe("Git repository with the addons."),
+      ref: z.string().min(1).describe("Branch, tag or commit to deploy; a commit SHA makes deployments reproducible."),
+    })
+    .optional()
+    .describe("Custom addons deployed next to the standard ones."),
+});
+
+const DatabaseSchema = z.strictObject({
+  postgresVersion: z.literal([15, 16, 17]).describe("PostgreSQL major version."),
+  storageGi: z.int().min(1).describe("Database volume size in GiB."),
+  highAvailability: z.boolean().default(false).describe("Run a synchronous standby that takes over on failure. Default false."),
+});
+
+const RedisSchema = z.strictObject({
+  enabled: z.boolean().describe("Run Redis for sessions (needed when several web replicas share sessions)."),
+  maxMemoryMb: z.int().min(16).default(256).describe("Redis maxmemory in MiB. Default 256."),
+});
+
+const BackupScheduleSchema = z.strictObject({
+  full: cron().describe("Cron (5 fields, UTC) for full backups."),
+  differential: cron().optional().describe("Cron (5 fields, UTC) for differential backups (changes since the last full)."),
+  incremental: cron().optional().describe("Cron (5 fields, UTC) for incremental backups (changes since the last backup of any type)."),
+});
+
+const RetentionSchema = z.strictObject({
+  daily: count().describe("Keep one backup per day for this many days."),
+  weekly: count().describe("Keep one backup per week for this many weeks."),
+  monthly: count().describe("Keep one backup per month for this many months."),
+});
+
+const EnabledBackupSchema = z.strictObject({
+  enabled: z.literal(true).describe("Back this environment up (pgBackRest with continuous WAL archiving)."),
+  schedule: BackupScheduleSchema.describe("When backups run. WAL is archived continuously in between."),
+  retention: RetentionSchema.describe("How long backups are kept (grandfather-father-son)."),
+  rpoMinutes: z.int().min(1).describe("Recovery point objective: the most data, in minutes, that a restore may lose."),
+  rtoMinutes: z
+    .int()
+    .min(MIN_RTO_MINUTES, { error: (issue) => `rtoMinutes ${show(issue.input)} is not achievable: a restore takes at least ${MIN_RTO_MINUTES} minutes to run and verify` })
+    .describe("Recovery time objective: the longest, in minutes, a restore may take until the environment serves again."),
+  repositories: z.array(dnsLabel()).min(1).describe("Names of backupRepositories[] every backup is written to."),
+  restoreDrill: z
+    .strictObject({ schedule: cron().describe("Cron (5 fields, UTC) for the drill.") })
+    .optional()
+    .describe("Regular restore into a throwaway copy that measures the achieved RPO and RTO."),
+});
+
+// With backups disabled there is nothing to schedule and no objective that can be met, so any
+// other key is an error that says so rather than a generic "unknown key".
+const DisabledBackupSchema = z.strictObject(
+  { enabled: z.literal(false).describe("Do not back this environment up.") },
+  {
+    error: (issue) =>
+      issue.code === "unrecognized_keys" ? "backup is disabled; remove it, or set enabled: true (an objective without backups cannot be met)" : undefined,
+  },
+);
+
+const BackupSchema = z.discriminatedUnion("enabled", [EnabledBackupSchema, DisabledBackupSchema]);
+
+const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] as const;
+
+const MaintenanceWindowSchema = z.strictObject({
+  timeZone: timeZone().describe("IANA time zone the slots are written in, e.g. America/New_York."),
+  slots: z
+    .array(
+      z.strictObject({
+        day: z.enum(WEEKDAYS).describe("Day the slot starts."),
+        start: patternString(HH_MM_PATTERN, "is not a time of day HH:MM between 00:00 and 23:59").describe("Local start time, HH:MM (24 h)."),
+        durationMinutes: z
+          .int()
+          .min(1, { error: (issue) => `durationMinutes ${show(issue.input)} must be at least 1` })
+          .max(MINUTES_PER_WEEK, { error: (issue) => `durationMinutes ${show(issue.input)} is longer than a week (${MINUTES_PER_WEEK})` })
+          .describe("Length of the slot in minutes; a slot may run past midnight."),
+      }),
+    )
+    .min(1)
+    .describe("Weekly slots in which approved changes may be applied. Slots must not overlap."),
+});
+
+const IngressSchema = z.strictObject({
+  hostnames: z.array(fqdn()).min(1).describe("Host names the environment answers on; unique across all environments."),
+  allowedCidrs: z.array(cidr()).min(1).describe("Source networks allowed to connect (CIDR, IPv4 or IPv6). Use 0.0.0.0/0 and ::/0 to allow everyone explicitly."),
+});
+
+const DataSourceSchema = z.strictObject({
+  copyFrom: dnsLabel(MAX_ENVIRONMENT_NAME_LENGTH).describe("Name of the environment whose data is copied here."),
+  deidentify: z
+    .boolean()
+    .default(true)
+    .describe("Replace patient-identifying data while copying (beyond odoo-bin neutralize). Default true."),
+});
+
+const EnvironmentSchema = z.strictObject({
+  name: dnsLabel(MAX_ENVIRONMENT_NAME_LENGTH).describe(`Environment name (DNS label, at most ${MAX_ENVIRONMENT_NAME_LENGTH} characters); unique.`),
+  displayName: displayName().optional().describe("Human-readable name."),
+  entity: dnsLabel().describe("Name of the entities[] item that owns this environment."),
+  tier: z.enum(["production", "staging", "development", "training", "dr"]).describe("What the environment is for."),
+  dataClass: z.enum(["phi", "confidential", "internal", "public"]).describe("Most sensitive data the environment holds."),
+  hosting: z.enum(["dedicated", "shared"]).describe("Dedicated infrastructure, or shared with other environments of the organization."),
+  odoo: OdooSchema.describe("The Odoo application tier."),
+  database: DatabaseSchema.describe("The environment's PostgreSQL cluster."),
+  redis: RedisSchema.describe("Redis for sessions."),
+  backup: BackupSchema.describe("Backups, objectives and restore drills."),
+  maintenanceWindow: MaintenanceWindowSchema.optional().describe("When changes may be applied; defaults.maintenanceWindow when omitted."),
+  ingress: IngressSchema.describe("How users reach the environment."),
+  dataSource: DataSourceSchema.optional().describe("For non-production copies: which environment the data comes from."),
+});
+
+const DefaultsSchema = z.strictObject({
+  maintenanceWindow: MaintenanceWindowSchema.optional().describe("Maintenance window of environments that declare none."),
+});
+
+const OrganizationInputSchema = z.strictObject({
+  apiVersion: z.literal(SPEC_API_VERSION).describe("Spec format version."),
+  kind: z.literal("Organization").describe("What this file declares."),
+  metadata: z
+    .strictObject({
+      name: dnsLabel().describe("Organization identifier (DNS label)."),
+      displayName: displayName().describe("Organization name as people write it."),
+    })
+    .describe("Who this spec describes."),
+  entities: z.array(EntitySchema).min(1).describe("Legal units (a hospital and its clinics) that own environments."),
+  identity: IdentitySchema.describe("How people sign in to carehost."),
+  backupRepositories: z.array(BackupRepositorySchema).default([]).describe("Where backups are stored. Credentials are referenced by secret name only."),
+  defaults: DefaultsSchema.optional().describe("Values environments inherit when they do not set them."),
+  environments: z.array(EnvironmentSchema).min(1).describe("The Odoo environments of the organization."),
+});
+
+export const MISSING_WINDOW_MESSAGE = "no maintenanceWindow, and defaults.maintenanceWindow is not set";
+
+/**
+ * The organization spec. Parsing resolves defaults: every environment of the output has a
+ * maintenance window. A missing one is also reported by the semantic checks, which run even when
+ * other parts of the spec are invalid; the issue here keeps the schema sound on its own.
+ */
+export const OrganizationSpecSchema = OrganizationInputSchema.transform((organization, ctx) => {
+  const environments = organization.environments.map((environment, index) => {
+    const maintenanceWindow = environment.maintenanceWindow ?? organization.defaults?.maintenanceWindow;
+    if (maintenanceWindow === undefined) {
+      ctx.addIssue({ code: "custom", path: ["environments", index], message: MISSING_WINDOW_MESSAGE, input: environment });
+      return z.NEVER;
+    }
+    return { ...environment, maintenanceWindow };
+  });
+  return { ...organization, environments };
+});
+
+// Parts the semantic checks parse on their own, so that one invalid environment does not hide
+// cross-reference errors in the others.
+export const SpecPartSchemas = {
+  enabledBackup: EnabledBackupSchema,
+  maintenanceSlots: MaintenanceWindowSchema.shape.slots,
+} as const;
+
+export type TOrganizationSpec = z.output<typeof OrganizationSpecSchema>;
+export type TOrganizationSpecInput = z.input<typeof OrganizationSpecSchema>;
+export type TEnvironmentSpec = TOrganizationSpec["environments"][number];
+export type TEntitySpec = z.output<typeof EntitySchema>;
+export type TBackupRepositorySpec = z.output<typeof BackupRepositorySchema>;
+export type TBackupSpec = z.output<typeof BackupSchema>;
+export type TMaintenanceWindowSpec = z.output<typeof MaintenanceWindowSchema>;
+export type TWeekday = (typeof WEEKDAYS)[number];
+export { WEEKDAYS };

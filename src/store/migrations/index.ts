@@ -1,0 +1,9 @@
+// The one ordered, forward-only list of schema migrations. Never edit a migration that has
+// shipped: add a new one. The runner refuses to start when an applied migration's text changed.
+import { coreMigration } from "./0001-core.js";
+import { auditMigration } from "./0002-audit.js";
+import { identityMigration } from "./0003-identity.js";
+
+export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
+
+export const migrations: readonly TMigration[] = [coreMigration, auditMigration, identityMigration];

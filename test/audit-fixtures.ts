@@ -1,0 +1,66 @@
+// Shared helpers for the audit suites: a log on a throwaway database with its key in a temp dir.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { auditLogFactory, type TAuditLogDeps, type TAuditLog } from "../src/audit/audit-log.js";
+import type { TAuditEvent } from "../src/audit/audit-types.js";
+import type { TRequestContext } from "../src/lib/request-context.js";
+import type { TSqlClient } from "../src/store/store-types.js";
+import type { TTestDatabase } from "./test-databases.js";
+
+export const aliceContext: TRequestContext = {
+  actor: { kind: "user", userId: "u_alice", username: "alice", role: "operator" },
+  requestId: "req-1",
+  sourceAddress: "10.0.0.7",
+};
+
+/** A varied, realistic stream of events: entry i differs from entry j. */
+export const sampleEvent = (index: number): TAuditEvent =>
+  index % 3 === 0
+    ? { type: "auth.login.failed", outcome: "denied", target: "user:alice", payload: { username: "alice", reason: `bad password #${index}` } }
+    : index % 3 === 1
+      ? { type: "environment.changed", outcome: "success", target: `environment:northwind/env-${index}`, payload: { digest: `sha256:${index}`, previousDigest: `sha256:${index - 1}` } }
+      : { type: "access.denied", outcome: "denied", target: "spec", payload: { permission: "spec:apply", role: "viewer" } };
+
+export type TAuditHarness = {
+  readonly database: TTestDatabase;
+  readonly db: TSqlClient;
+  readonly log: TAuditLog;
+  readonly keyPath: string;
+  /** A second log on the same database and key, like another process (the CLI) would open. */
+  openAnother(overrides?: Partial<TAuditLogDeps>): TAuditLog;
+  dispose(): Promise<void>;
+};
+
+export const createAuditHarness = async (
+  createDatabase: () => Promise<TTestDatabase>,
+  overrides: Partial<TAuditLogDeps> = {},
+): Promise<TAuditHarness> => {
+  const database = await createDatabase();
+  const keyDir = await mkdtemp(join(tmpdir(), "carehost-audit-key-"));
+  const keyPath = join(keyDir, "audit-signing-key.pem");
+  const db = await database.open();
+  const logs: TAuditLog[] = [];
+  const openAnother = (more: Partial<TAuditLogDeps> = {}): TAuditLog => {
+    const log = auditLogFactory({ db, signingKeyPath: keyPath, onBackgroundError: (error) => { throw error; }, ...overrides, ...more });
+    logs.push(log);
+    return log;
+  };
+  const log = openAnother();
+  return {
+    database,
+    db,
+    log,
+    keyPath,
+    openAnother,
+    dispose: async () => {
+      await Promise.all(logs.map((each) => each.close().catch(() => undefined)));
+      await database.dispose();
+      await rm(keyDir, { recursive: true, force: true });
+    },
+  };
+};
+
+export const appendSamples = async (log: TAuditLog, count: number, offset = 0): Promise<void> => {
+  for (let index = offset; index < offset + count; index += 1) await log.append(aliceContext, sampleEvent(index));
+};

@@ -1,0 +1,160 @@
+// End to end over real HTTP: the server as `carehost up` starts it (PGlite in a temp data dir),
+// driven by the CLI as a user would, then the same checks against PostgreSQL as the store.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { loadConfig } from "../src/lib/config.js";
+import { startCarehost } from "../src/server/server-start.js";
+import type { TRunningCarehost } from "../src/server/server-start.js";
+
+const run = promisify(execFile);
+
+type TCliResult = { code: number; stdout: string; stderr: string };
+
+void describe("carehost server and CLI end to end", () => {
+  let home: string;
+  let running: TRunningCarehost;
+  const printed: string[] = [];
+
+  const cli = async (args: string[], env: Record<string, string> = {}): Promise<TCliResult> => {
+    try {
+      const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+        env: { ...process.env, CAREHOST_HOME: home, XDG_CONFIG_HOME: join(home, "xdg"), NO_COLOR: "1", ...env },
+      });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const failed = error as { code: number; stdout: string; stderr: string };
+      return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+    }
+  };
+
+  before(async () => {
+    home = await mkdtemp(join(tmpdir(), "carehost-e2e-"));
+    const config = loadConfig({ CAREHOST_HOME: home, CAREHOST_PORT: "0" });
+    running = await startCarehost(config, { specPath: "examples/northwind-health.yaml", print: (line) => printed.push(line), logger: false });
+  });
+
+  after(async () => {
+    await running.close();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  void it("prints the admin password once and keeps a private CLI token", async () => {
+    assert.ok(printed.some((line) => /created user "admin"/.test(line)));
+    assert.equal((await stat(join(home, "cli-token"))).mode & 0o777, 0o600);
+  });
+
+  void it("answers health without credentials and refuses everything else without them", async () => {
+    assert.equal((await fetch(`${running.url}/healthz`)).status, 200);
+    assert.equal((await fetch(`${running.url}/readyz`)).status, 200);
+    for (const path of ["/api/status", "/api/openapi.json", "/api/audit/entries", "/api/environments"]) {
+      const response = await fetch(`${running.url}${path}`);
+      assert.equal(response.status, 401, path);
+      assert.equal(response.headers.get("content-type"), "application/problem+json; charset=utf-8");
+      const problem = (await response.json()) as { status: number; instance: string };
+      assert.equal(problem.status, 401);
+      assert.match(problem.instance, /^urn:carehost:request:/);
+    }
+  });
+
+  void it("status shows the demo organization through the CLI, in text and JSON", async () => {
+    const text = await cli(["status"]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /organization northwind-health/);
+    assert.match(text.stdout, /prod\s+production\s+phi\s+dedicated/);
+    const json = await cli(["status", "--output", "json"]);
+    const status = JSON.parse(json.stdout) as { organizations: { environments: { name: string }[] }[] };
+    assert.deepEqual(status.organizations[0]?.environments.map((environment) => environment.name).sort(), ["prod", "staging", "training"]);
+  });
+
+  void it("serves an OpenAPI 3.1 document to an authenticated caller", async () => {
+    const token = (await readFile(join(home, "cli-token"), "utf8")).trim();
+    const response = await fetch(`${running.url}/api/openapi.json`, { headers: { authorization: `Bearer ${token}` } });
+    const document = (await response.json()) as { openapi: string; paths: Record<string, unknown> };
+    assert.equal(document.openapi, "3.1.0");
+    for (const path of ["/api/status", "/api/plan", "/api/apply", "/api/audit/verify", "/api/auth/login", "/healthz"]) assert.ok(path in document.paths, path);
+  });
+
+  void it("plans and applies a change, refuses an unconfirmed removal with exit code 3", async () => {
+    const source = await readFile("examples/northwind-health.yaml", "utf8");
+    const changed = join(home, "changed.yaml");
+    await writeFile(changed, source.replace(/workers: 9\b/, "workers: 11"));
+    const plan = await cli(["plan", changed]);
+    assert.equal(plan.code, 0, plan.stderr);
+    assert.match(plan.stdout, /~ change environment "prod"\n\s+odoo.workers: 9 → 11/);
+    const applied = await cli(["apply", changed]);
+    assert.match(applied.stdout, /Recorded as spec revision 2/);
+    assert.match((await cli(["apply", changed])).stdout, /No changes/);
+
+    const withoutTraining = join(home, "without-training.yaml");
+    const trainingStart = source.indexOf("  - name: training");
+    assert.ok(trainingStart > 0);
+    await writeFile(withoutTraining, source.replace(/workers: 9\b/, "workers: 11").slice(0, trainingStart));
+    const refused = await cli(["apply", withoutTraining]);
+    assert.equal(refused.code, 3, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /--confirm-destroy training/);
+    const confirmed = await cli(["apply", withoutTraining, "--confirm-destroy", "training"]);
+    assert.equal(confirmed.code, 0, confirmed.stderr);
+    assert.match(confirmed.stdout, /- remove environment "training"/);
+  });
+
+  void it("validates locally with every error on its line, exit code 1; usage errors exit 2", async () => {
+    const result = await cli(["validate", "examples/northwind-health-mistakes.yaml"]);
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /10 error\(s\)/);
+    assert.match(result.stdout, /^examples\/northwind-health-mistakes\.yaml:\d+:\d+ {2}\S+ {2}.+$/m);
+    assert.equal((await cli(["validate"])).code, 2);
+    assert.equal((await cli(["no-such-command"])).code, 2);
+  });
+
+  void it("logs in, creates and revokes a token, and audits all of it; verify and export pass", async () => {
+    const adminPassword = printed[printed.findIndex((line) => /created user "admin"/.test(line)) + 1]?.trim();
+    assert.ok(adminPassword);
+    const wrong = await cli(["login"], { CAREHOST_PASSWORD: "not-the-password" });
+    assert.equal(wrong.code, 1);
+    const login = await cli(["login"], { CAREHOST_PASSWORD: adminPassword });
+    assert.equal(login.code, 0, login.stderr);
+    const created = await cli(["token", "create", "ci-pipeline", "--output", "json"]);
+    const token = JSON.parse(created.stdout) as { id: string; token: string };
+    const whoami = await fetch(`${running.url}/api/whoami`, { headers: { authorization: `Bearer ${token.token}` } });
+    assert.equal(whoami.status, 200);
+    assert.equal((await cli(["token", "revoke", token.id])).code, 0);
+    const afterRevoke = await fetch(`${running.url}/api/whoami`, { headers: { authorization: `Bearer ${token.token}` } });
+    assert.equal(afterRevoke.status, 401);
+
+    const list = await cli(["audit", "list", "--limit", "500", "--output", "json"]);
+    const types = (JSON.parse(list.stdout) as { type: string }[]).map((entry) => entry.type);
+    for (const type of ["server.started", "user.created", "spec.applied", "environment.created", "spec.apply_denied", "auth.login.failed", "auth.login.succeeded", "token.created", "token.revoked"]) {
+      assert.ok(types.includes(type), `${type} missing from ${types.join(",")}`);
+    }
+    const verify = await cli(["audit", "verify"]);
+    assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+    const bundlePath = join(home, "bundle.json");
+    assert.equal((await cli(["audit", "export", "--out", bundlePath])).code, 0);
+    const offline = await run(process.execPath, ["tools/verify-audit-bundle.mjs", bundlePath]);
+    assert.match(offline.stdout, /ok|verified/i);
+  });
+
+  void it("lets a viewer read status but not the audit log, and audits the refusal", async () => {
+    const created = await cli(["user", "create", "vera", "--role", "viewer"]);
+    assert.equal(created.code, 0, created.stderr);
+    const password = /shown only now: (\S+)/.exec(created.stdout)?.[1];
+    assert.ok(password);
+    const session = (await (
+      await fetch(`${running.url}/api/auth/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ username: "vera", password }),
+      })
+    ).json()) as { token: string };
+    const headers = { authorization: `Bearer ${session.token}` };
+    assert.equal((await fetch(`${running.url}/api/status`, { headers })).status, 200);
+    assert.equal((await fetch(`${running.url}/api/audit/entries`, { headers })).status, 403);
+    const denied = await cli(["audit", "list", "--type", "access.denied", "--output", "json"]);
+    assert.ok((JSON.parse(denied.stdout) as { actor: string }[]).some((entry) => entry.actor === "vera"));
+  });
+});
