@@ -3,7 +3,10 @@
 //          data dir, http://127.0.0.1:8080
 //   token: CAREHOST_TOKEN, the `carehost login` file, the local CLI token `carehost up` wrote
 //          (mode 0600) into the data dir on first start.
+// The data dir is CAREHOST_HOME, else ./.carehost when it exists, else the one the last local
+// `carehost up` recorded in the user's config dir, so `carehost status` works from any directory.
 // Files are read only when their mode keeps other users out, as ssh does with private keys.
+import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -11,11 +14,23 @@ import { CliError } from "./cli-errors.js";
 
 export const defaultServerUrl = "http://127.0.0.1:8080";
 
-export const dataHome = (): string => resolve(process.env.CAREHOST_HOME ?? ".carehost");
-export const serverRecordPath = (home = dataHome()): string => join(home, "server.json");
-export const localCliTokenPath = (home = dataHome()): string => join(home, "cli-token");
-export const loginCredentialsPath = (): string =>
-  join(process.env.XDG_CONFIG_HOME ?? join(homedir(), ".config"), "carehost", "credentials.json");
+const configDir = (): string => join(process.env.XDG_CONFIG_HOME ?? join(homedir(), ".config"), "carehost");
+export const serverRecordPath = (home: string): string => join(home, "server.json");
+export const localCliTokenPath = (home: string): string => join(home, "cli-token");
+export const loginCredentialsPath = (): string => join(configDir(), "credentials.json");
+/** Written by `carehost up`: where the local server's data dir is. */
+export const localServerPointerPath = (): string => join(configDir(), "local-server.json");
+
+const dataHome = async (): Promise<string> => {
+  if (process.env.CAREHOST_HOME !== undefined) return resolve(process.env.CAREHOST_HOME);
+  const here = resolve(".carehost");
+  if (existsSync(here)) return here;
+  try {
+    return (JSON.parse(await readFile(localServerPointerPath(), "utf8")) as { home?: string }).home ?? here;
+  } catch {
+    return here;
+  }
+};
 
 type TLoginCredentials = { url: string; token: string; username: string };
 
@@ -40,9 +55,9 @@ const readLogin = async (): Promise<TLoginCredentials | undefined> => {
   }
 };
 
-const readServerUrl = async (): Promise<string | undefined> => {
+const readServerUrl = async (home: string): Promise<string | undefined> => {
   try {
-    return (JSON.parse(await readFile(serverRecordPath(), "utf8")) as { url?: string }).url;
+    return (JSON.parse(await readFile(serverRecordPath(home), "utf8")) as { url?: string }).url;
   } catch {
     return undefined;
   }
@@ -50,8 +65,9 @@ const readServerUrl = async (): Promise<string | undefined> => {
 
 export const resolveServer = async (urlOption: string | undefined): Promise<{ url: string; token: string | undefined }> => {
   const login = await readLogin();
-  const url = urlOption ?? process.env.CAREHOST_URL ?? login?.url ?? (await readServerUrl()) ?? defaultServerUrl;
-  const token = process.env.CAREHOST_TOKEN ?? login?.token ?? (await readPrivateFile(localCliTokenPath()))?.trim();
+  const home = await dataHome();
+  const url = urlOption ?? process.env.CAREHOST_URL ?? login?.url ?? (await readServerUrl(home)) ?? defaultServerUrl;
+  const token = process.env.CAREHOST_TOKEN ?? login?.token ?? (await readPrivateFile(localCliTokenPath(home)))?.trim();
   return { url: url.replace(/\/+$/, ""), token };
 };
 

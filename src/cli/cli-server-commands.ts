@@ -38,7 +38,7 @@ export const registerServerCommands = (program: Command, global: TGlobal): void 
         ...(options.host === undefined ? {} : { CAREHOST_HOST: options.host }),
         ...(options.port === undefined ? {} : { CAREHOST_PORT: options.port }),
       });
-      const running = await startCarehost(config, { specPath: options.spec, print: printLine });
+      const running = await startCarehost(config, { specPath: options.spec, print: printLine, recordLocalServer: true });
       await new Promise<void>((resolveStop) => {
         const stop = (signal: string) => {
           printLine(`\n${signal}: stopping carehost…`);

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { auditLogFactory } from "../audit/audit-log.js";
 import { auditServiceFactory } from "../audit/audit-service.js";
-import { writePrivateFile, localCliTokenPath, serverRecordPath } from "../cli/cli-credentials.js";
+import { localCliTokenPath, localServerPointerPath, serverRecordPath, writePrivateFile } from "../cli/cli-credentials.js";
 import { environmentServiceFactory } from "../environments/environment-service.js";
 import { environmentStoreFactory } from "../environments/environment-store.js";
 import { identityServiceFactory } from "../identity/identity-service.js";
@@ -30,6 +30,8 @@ type TStartOptions = {
   readonly print: (line: string) => void;
   /** Tests pass false to keep their output quiet. */
   readonly logger?: boolean;
+  /** Remember this data dir in the user's config dir so the CLI finds it from any directory. */
+  readonly recordLocalServer?: boolean;
 };
 
 export const startCarehost = async (config: TConfig, options: TStartOptions): Promise<TRunningCarehost> => {
@@ -65,6 +67,9 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const address = await app.listen({ host: config.host, port: config.port });
   url = address.replace("[::1]", "localhost");
   await writeFile(serverRecordPath(config.home), `${JSON.stringify({ url, pid: process.pid, startedAt: startedAt.toISOString() })}\n`);
+  if (options.recordLocalServer === true) {
+    await writePrivateFile(localServerPointerPath(), `${JSON.stringify({ url, home: config.home })}\n`);
+  }
 
   const ctx = systemContext("startup");
   await log.append(ctx, { type: "server.started", outcome: "success", target: null, payload: { version: carehostVersion } });

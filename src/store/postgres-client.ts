@@ -7,6 +7,9 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
 export const openPostgresClient = async (url: string, poolSize = 10): Promise<TSqlClient> => {
   const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  // An idle connection the server ends (restart, failover, pg_terminate_backend) is dropped from
+  // the pool and replaced on next use; without a listener its error would crash the process.
+  pool.on("error", (error) => process.emitWarning(`control-plane database connection lost: ${error.message}`));
   // Fail at start-up, not at the first request, when the URL is wrong.
   const probe = await pool.connect();
   probe.release();
