@@ -6,6 +6,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { PassThrough } from "node:stream";
 import { promisify } from "node:util";
 import { loadConfig } from "../src/lib/config.js";
 import { startCarehost } from "../src/server/server-start.js";
@@ -19,6 +20,9 @@ void describe("carehost server and CLI end to end", () => {
   let home: string;
   let running: TRunningCarehost;
   const printed: string[] = [];
+  const logLines: string[] = [];
+  /** Every password and token the test saw; none may reach a log line. */
+  const secrets = new Set<string>();
 
   const cli = async (args: string[], env: Record<string, string> = {}): Promise<TCliResult> => {
     try {
@@ -34,8 +38,10 @@ void describe("carehost server and CLI end to end", () => {
 
   before(async () => {
     home = await mkdtemp(join(tmpdir(), "carehost-e2e-"));
-    const config = loadConfig({ CAREHOST_HOME: home, CAREHOST_PORT: "0" });
-    running = await startCarehost(config, { specPath: "examples/northwind-health.yaml", print: (line) => printed.push(line), logger: false });
+    const logStream = new PassThrough();
+    logStream.on("data", (chunk: Buffer) => logLines.push(...chunk.toString("utf8").split("\n").filter(Boolean)));
+    const config = loadConfig({ CAREHOST_HOME: home, CAREHOST_PORT: "0", CAREHOST_LOG_LEVEL: "debug" });
+    running = await startCarehost(config, { specPath: "examples/northwind-health.yaml", print: (line) => printed.push(line), logStream });
   });
 
   after(async () => {
@@ -114,21 +120,25 @@ void describe("carehost server and CLI end to end", () => {
   void it("logs in, creates and revokes a token, and audits all of it; verify and export pass", async () => {
     const adminPassword = printed[printed.findIndex((line) => /created user "admin"/.test(line)) + 1]?.trim();
     assert.ok(adminPassword);
+    secrets.add(adminPassword);
     const wrong = await cli(["login"], { CAREHOST_PASSWORD: "not-the-password" });
     assert.equal(wrong.code, 1);
     const login = await cli(["login"], { CAREHOST_PASSWORD: adminPassword });
     assert.equal(login.code, 0, login.stderr);
     const created = await cli(["token", "create", "ci-pipeline", "--output", "json"]);
     const token = JSON.parse(created.stdout) as { id: string; token: string };
+    secrets.add(token.token);
     const whoami = await fetch(`${running.url}/api/whoami`, { headers: { authorization: `Bearer ${token.token}` } });
     assert.equal(whoami.status, 200);
     assert.equal((await cli(["token", "revoke", token.id])).code, 0);
     const afterRevoke = await fetch(`${running.url}/api/whoami`, { headers: { authorization: `Bearer ${token.token}` } });
     assert.equal(afterRevoke.status, 401);
 
+    // After logout the CLI falls back to the local token, so the next commands still work.
+    assert.equal((await cli(["logout"])).code, 0);
     const list = await cli(["audit", "list", "--limit", "500", "--output", "json"]);
     const types = (JSON.parse(list.stdout) as { type: string }[]).map((entry) => entry.type);
-    for (const type of ["server.started", "user.created", "spec.applied", "environment.created", "spec.apply_denied", "auth.login.failed", "auth.login.succeeded", "token.created", "token.revoked"]) {
+    for (const type of ["server.started", "user.created", "spec.applied", "environment.created", "spec.apply_denied", "auth.login.failed", "auth.login.succeeded", "token.created", "token.revoked", "auth.logout"]) {
       assert.ok(types.includes(type), `${type} missing from ${types.join(",")}`);
     }
     const verify = await cli(["audit", "verify"]);
@@ -144,6 +154,7 @@ void describe("carehost server and CLI end to end", () => {
     assert.equal(created.code, 0, created.stderr);
     const password = /shown only now: (\S+)/.exec(created.stdout)?.[1];
     assert.ok(password);
+    secrets.add(password);
     const session = (await (
       await fetch(`${running.url}/api/auth/login`, {
         method: "POST",
@@ -151,10 +162,22 @@ void describe("carehost server and CLI end to end", () => {
         body: JSON.stringify({ username: "vera", password }),
       })
     ).json()) as { token: string };
+    secrets.add(session.token);
     const headers = { authorization: `Bearer ${session.token}` };
     assert.equal((await fetch(`${running.url}/api/status`, { headers })).status, 200);
     assert.equal((await fetch(`${running.url}/api/audit/entries`, { headers })).status, 403);
     const denied = await cli(["audit", "list", "--type", "access.denied", "--output", "json"]);
     assert.ok((JSON.parse(denied.stdout) as { actor: string }[]).some((entry) => entry.actor === "vera"));
+  });
+
+  // Last, so it scans the log lines of everything above (JSON lines, credentials redacted).
+  it("never writes a password or token into a log line", async () => {
+    assert.ok(logLines.length > 10, "the server logged requests");
+    secrets.add((await readFile(join(home, "cli-token"), "utf8")).trim());
+    assert.ok(secrets.size >= 5);
+    for (const line of logLines) {
+      JSON.parse(line);
+      for (const secret of secrets) assert.ok(!line.includes(secret), `a secret reached the log: ${line.slice(0, 120)}`);
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { rm } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { Writable } from "node:stream";
 import type { Command } from "commander";
@@ -49,6 +50,15 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
       });
       await saveLogin({ url, token: session.token, username: options.username });
       printLine(`Signed in to ${url} as ${options.username} (${session.role}); session until ${session.expiresAt}. Saved in ${loginCredentialsPath()}.`);
+    });
+
+  program
+    .command("logout")
+    .description("end the session `carehost login` started and forget it")
+    .action(async () => {
+      await (await global.client()).request("POST", "/api/auth/logout");
+      await rm(loginCredentialsPath(), { force: true });
+      printLine("Signed out.");
     });
 
   const token = program.command("token").description("API tokens");

@@ -1,5 +1,6 @@
 // Records the desired state of an organization's environments from its spec. Later issues hang
 // provisioning off apply; this service owns the plan, the guard on removals and the audit trail.
+import type { TAuditEvent } from "../audit/audit-types.js";
 import { authorize } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { PolicyViolation, ValidationError } from "../lib/errors.js";
@@ -78,24 +79,20 @@ export const environmentServiceFactory = ({ store, audit }: TEnvironmentServiceD
         { spec, digest, source: submission.source, appliedBy: actorName(ctx.actor), removed },
         specDigest,
       );
-      await audit.append(ctx, {
-        type: "spec.applied",
-        outcome: "success",
-        target: `organization/${organization}`,
-        payload: { digest, revisionId },
-      });
+      // Appended together so they land in one audit batch, in this order.
+      const events: TAuditEvent[] = [{ type: "spec.applied", outcome: "success", target: `organization/${organization}`, payload: { digest, revisionId } }];
       for (const change of plan.changes) {
         const target = `environment/${organization}/${change.name}`;
+        // Digests, not values: they pin exactly what changed without copying the spec into the log.
         if (change.action === "create") {
-          await audit.append(ctx, { type: "environment.created", outcome: "success", target, payload: { digest: change.digest } });
+          events.push({ type: "environment.created", outcome: "success", target, payload: { digest: change.digest } });
         } else if (change.action === "change") {
-          // Digests, not values: they pin exactly what changed without copying the spec into the log.
-          const payload = { digest: change.digest, previousDigest: change.previousDigest };
-          await audit.append(ctx, { type: "environment.changed", outcome: "success", target, payload });
+          events.push({ type: "environment.changed", outcome: "success", target, payload: { digest: change.digest, previousDigest: change.previousDigest } });
         } else if (change.action === "remove") {
-          await audit.append(ctx, { type: "environment.removed", outcome: "success", target, payload: { previousDigest: change.previousDigest } });
+          events.push({ type: "environment.removed", outcome: "success", target, payload: { previousDigest: change.previousDigest } });
         }
       }
+      await Promise.all(events.map((event) => audit.append(ctx, event)));
       return { plan, revisionId };
     },
 

@@ -28,8 +28,8 @@ type TStartOptions = {
   readonly specPath?: string;
   /** Where the one-time admin password and the URL are printed. */
   readonly print: (line: string) => void;
-  /** Tests pass false to keep their output quiet. */
-  readonly logger?: boolean;
+  /** Where the JSON log lines go (stdout by default); tests capture them to scan for secrets. */
+  readonly logStream?: NodeJS.WritableStream;
   /** Remember this data dir in the user's config dir so the CLI finds it from any directory. */
   readonly recordLocalServer?: boolean;
 };
@@ -61,7 +61,11 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     { db, identity, environments, audit, status },
     {
       version: carehostVersion,
-      logger: options.logger === false ? false : { level: config.logLevel, redact: { paths: redactedLogPaths, censor: "[redacted]" } },
+      logger: {
+        level: config.logLevel,
+        redact: { paths: redactedLogPaths, censor: "[redacted]" },
+        ...(options.logStream === undefined ? {} : { stream: options.logStream }),
+      },
     },
   );
   const address = await app.listen({ host: config.host, port: config.port });
