@@ -85,6 +85,28 @@ void describe("carehost server and CLI end to end", () => {
     for (const path of ["/api/status", "/api/plan", "/api/apply", "/api/audit/verify", "/api/auth/login", "/healthz"]) assert.ok(path in document.paths, path);
   });
 
+  void it("answers bad input with problem+json naming the field, and a bad spec with its lines", async () => {
+    const token = (await readFile(join(home, "cli-token"), "utf8")).trim();
+    const post = (body: unknown) =>
+      fetch(`${running.url}/api/plan`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const missing = await post({ fileName: "x.yaml" });
+    assert.equal(missing.status, 400);
+    assert.equal(missing.headers.get("content-type"), "application/problem+json; charset=utf-8");
+    const problem = (await missing.json()) as { errors: { path: string }[] };
+    assert.ok(problem.errors.some((error) => error.path === "source"));
+
+    const mistakes = await readFile("examples/northwind-health-mistakes.yaml", "utf8");
+    const invalid = await post({ source: mistakes, fileName: "mistakes.yaml" });
+    assert.equal(invalid.status, 400);
+    const spec = (await invalid.json()) as { detail: string; errors: { location: string; path: string }[] };
+    assert.match(spec.detail, /10 error\(s\)/);
+    assert.ok(spec.errors.every((error) => /^mistakes\.yaml:\d+:\d+$/.test(error.location)));
+  });
+
   void it("plans and applies a change, refuses an unconfirmed removal with exit code 3", async () => {
     const source = await readFile("examples/northwind-health.yaml", "utf8");
     const changed = join(home, "changed.yaml");
