@@ -160,7 +160,7 @@ void describe("carehost server and CLI end to end", () => {
     assert.equal((await cli(["logout"])).code, 0);
     const list = await cli(["audit", "list", "--limit", "500", "--output", "json"]);
     const types = (JSON.parse(list.stdout) as { type: string }[]).map((entry) => entry.type);
-    for (const type of ["server.started", "user.created", "spec.applied", "environment.created", "spec.apply_denied", "auth.login.failed", "auth.login.succeeded", "token.created", "token.revoked", "auth.logout"]) {
+    for (const type of ["server.started", "user.created", "spec.applied", "environment.created", "spec.apply_denied", "auth.login.failed", "auth.login.succeeded", "token.created", "token.revoked", "auth.token_rejected", "auth.logout"]) {
       assert.ok(types.includes(type), `${type} missing from ${types.join(",")}`);
     }
     const verify = await cli(["audit", "verify"]);

@@ -14,6 +14,7 @@ export const auditPayloadSchemas = {
   "auth.login.failed": z.strictObject({ username: name, reason }),
   "auth.login.rate_limited": z.strictObject({ username: name, scope: z.enum(["username", "source"]), retryAfterSeconds: z.number().int().nonnegative() }),
   "auth.logout": z.strictObject({ username: name, sessionId: name }),
+  "auth.token_rejected": z.strictObject({ tokenId: name, owner: name, reason }),
   "user.created": z.strictObject({ username: name, role, bootstrap: z.boolean().optional(), initialLogin: z.enum(["generated", "chosen"]).optional() }),
   "user.role_changed": z.strictObject({ username: name, from: role, to: role }),
   "user.disabled": z.strictObject({ username: name, revokedTokens: z.number().int().nonnegative() }),

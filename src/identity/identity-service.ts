@@ -217,8 +217,21 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       const parsed = parseToken(bearer);
       const token = parsed && (await store.findToken(parsed.id));
       const at = now();
-      if (!parsed || !token || !secretMatches(parsed.secret, token.secretSha256)) throw new UnauthenticatedError(tokenRefused);
-      if (tokenRejection({ ...token, userDisabledAt: token.user.disabledAt }, at, session)) throw new UnauthenticatedError(tokenRefused);
+      if (!parsed || !token) throw new UnauthenticatedError(tokenRefused);
+      const rejection = secretMatches(parsed.secret, token.secretSha256)
+        ? tokenRejection({ ...token, userDisabledAt: token.user.disabledAt }, at, session)
+        : "wrong secret";
+      if (rejection !== undefined) {
+        // A real token id presented after revocation or expiry, or with the wrong secret, is
+        // what replay of a leaked credential looks like: record it (random ids are not guessed).
+        const anonymous: TRequestContext = { actor: { kind: "anonymous" }, ...meta };
+        await record(anonymous, "auth.token_rejected", "denied", tokenTarget(token.id), {
+          tokenId: token.id,
+          owner: token.user.username,
+          reason: rejection,
+        });
+        throw new UnauthenticatedError(tokenRefused);
+      }
       if (shouldRecordUse(token.lastUsedAt, at)) await store.recordTokenUse(token.id, at, lastUsedPrecisionMs);
       return {
         actor: { kind: "user", userId: token.user.id, username: token.user.username, role: token.user.role, tokenId: token.id },

@@ -12,6 +12,7 @@ export type TIdentityAuditEventType =
   | "auth.login.failed"
   | "auth.login.rate_limited"
   | "auth.logout"
+  | "auth.token_rejected"
   | "user.created"
   | "user.role_changed"
   | "user.disabled"
