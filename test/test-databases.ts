@@ -103,3 +103,13 @@ export const forEachStoreKind = (suite: (kind: TStoreKind, create: () => Promise
     suite(kind, create);
   }
 };
+
+/** Gives fn a migrated client on a fresh database of the given kind and removes the database after. */
+export const withTestDatabase = async (create: () => Promise<TTestDatabase>, fn: (db: TSqlClient, database: TTestDatabase) => Promise<void>): Promise<void> => {
+  const database = await create();
+  try {
+    await fn(await database.open(), database);
+  } finally {
+    await database.dispose();
+  }
+};

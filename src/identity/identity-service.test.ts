@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { forEachStoreKind } from "../../test/test-databases.js";
+import { forEachStoreKind, withTestDatabase } from "../../test/test-databases.js";
 import type { TAuditEvent } from "../audit/audit-types.js";
 import { ForbiddenError, RateLimitedError, UnauthenticatedError, ValidationError, ConflictError } from "../lib/errors.js";
 import type { TRequestContext, TRole } from "../lib/request-context.js";
@@ -36,21 +36,12 @@ const harness = (db: TSqlClient) => {
   };
 };
 
-const withDatabase = async (create: () => Promise<{ open(): Promise<TSqlClient>; dispose(): Promise<void> }>, fn: (db: TSqlClient) => Promise<void>) => {
-  const database = await create();
-  try {
-    await fn(await database.open());
-  } finally {
-    await database.dispose();
-  }
-};
-
 const admin = systemContext("test");
 
 forEachStoreKind((kind, createDatabase) => {
   describe(`identity on ${kind}`, () => {
     it("bootstraps admin once, stores only an argon2id hash, and can mint the local CLI token", async () => {
-      await withDatabase(createDatabase, async (db) => {
+      await withTestDatabase(createDatabase, async (db) => {
         const { identity, as } = harness(db);
         // Two replicas starting at once: exactly one creates admin.
         const options = { cliTokenName: "local-cli" };
@@ -70,7 +61,7 @@ forEachStoreKind((kind, createDatabase) => {
     });
 
     it("logs in with the same refusal for an unknown user and a wrong password, and audits why", async () => {
-      await withDatabase(createDatabase, async (db) => {
+      await withTestDatabase(createDatabase, async (db) => {
         const { identity, events, from, as, types } = harness(db);
         const boot = await identity.bootstrapAdmin(admin);
         assert.ok(boot.created);
@@ -87,7 +78,7 @@ forEachStoreKind((kind, createDatabase) => {
     });
 
     it("rate limits failures per username, audits it, and lets the owner in after the window", async () => {
-      await withDatabase(createDatabase, async (db) => {
+      await withTestDatabase(createDatabase, async (db) => {
         const { identity, from, advance, types } = harness(db);
         const boot = await identity.bootstrapAdmin(admin);
         assert.ok(boot.created);
@@ -104,7 +95,7 @@ forEachStoreKind((kind, createDatabase) => {
     });
 
     it("rate limits one source address guessing across usernames", async () => {
-      await withDatabase(createDatabase, async (db) => {
+      await withTestDatabase(createDatabase, async (db) => {
         const { identity, from } = harness(db);
         for (let attempt = 0; attempt < 5; attempt += 1) {
           await assert.rejects(identity.login(from("198.51.100.7"), { username: `user${attempt}`, password: "guess-guess-guess" }), UnauthenticatedError);
@@ -115,7 +106,7 @@ forEachStoreKind((kind, createDatabase) => {
     });
 
     it("ends sessions on idle timeout, on absolute expiry and on logout", async () => {
-      await withDatabase(createDatabase, async (db) => {
+      await withTestDatabase(createDatabase, async (db) => {
         const { identity, from, as, advance } = harness(db);
         const boot = await identity.bootstrapAdmin(admin);
         assert.ok(boot.created);
@@ -139,7 +130,7 @@ forEachStoreKind((kind, createDatabase) => {
     });
 
     it("creates, lists and revokes API tokens; revoked, tampered and expired tokens fail and are audited", async () => {
-      await withDatabase(createDatabase, async (db) => {
+      await withTestDatabase(createDatabase, async (db) => {
         const { identity, from, as, advance, types, events } = harness(db);
         const boot = await identity.bootstrapAdmin(admin);
         assert.ok(boot.created);
@@ -167,7 +158,7 @@ forEachStoreKind((kind, createDatabase) => {
     });
 
     it("keeps users to their own tokens, and a disabled user's tokens stop working", async () => {
-      await withDatabase(createDatabase, async (db) => {
+      await withTestDatabase(createDatabase, async (db) => {
         const { identity, from, as, types } = harness(db);
         const alice = await identity.createUser(admin, { username: "alice", role: "operator" });
         const bob = await identity.createUser(admin, { username: "bob", role: "viewer", password: "correct horse battery" });
@@ -183,7 +174,7 @@ forEachStoreKind((kind, createDatabase) => {
     });
 
     it("validates users: names, roles, password policy, duplicates, and who may manage them", async () => {
-      await withDatabase(createDatabase, async (db) => {
+      await withTestDatabase(createDatabase, async (db) => {
         const { identity, from, as } = harness(db);
         await assert.rejects(identity.createUser(admin, { username: "Bad Name!", role: "viewer" }), (error: unknown) => {
           assert.ok(error instanceof ValidationError);

@@ -1,30 +1,24 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { forEachStoreKind } from "../../test/test-databases.js";
+import { forEachStoreKind, withTestDatabase } from "../../test/test-databases.js";
 import { migrations } from "./migrations/index.js";
 import { migrate } from "./store-migrate.js";
 
 forEachStoreKind((kind, createDatabase) => {
   describe(`store on ${kind}`, () => {
     it("applies every migration once and records it", async () => {
-      const database = await createDatabase();
-      try {
-        const client = await database.open();
+      await withTestDatabase(createDatabase, async (client) => {
         const { rows } = await client.query<{ id: number }>("SELECT id FROM schema_migrations ORDER BY id");
         assert.deepEqual(
           rows.map((row) => row.id),
           migrations.map((migration) => migration.id),
         );
         assert.deepEqual(await migrate(client, migrations), { applied: [] });
-      } finally {
-        await database.dispose();
-      }
+      });
     });
 
     it("rolls a failed transaction back", async () => {
-      const database = await createDatabase();
-      try {
-        const client = await database.open();
+      await withTestDatabase(createDatabase, async (client) => {
         await client.exec("CREATE TABLE t (v int)");
         await assert.rejects(
           client.transaction(async (tx) => {
@@ -34,32 +28,22 @@ forEachStoreKind((kind, createDatabase) => {
           /boom/,
         );
         assert.equal((await client.query("SELECT * FROM t")).rows.length, 0);
-      } finally {
-        await database.dispose();
-      }
+      });
     });
 
     it("refuses to start when an applied migration was edited", async () => {
-      const database = await createDatabase();
-      try {
-        const client = await database.open();
+      await withTestDatabase(createDatabase, async (client) => {
         const edited = migrations.map((migration, index) =>
           index === 0 ? { ...migration, sql: `${migration.sql}\n-- edited` } : migration,
         );
         await assert.rejects(migrate(client, edited), /was edited after it was applied/);
-      } finally {
-        await database.dispose();
-      }
+      });
     });
 
     it("refuses a database migrated by a newer carehost", async () => {
-      const database = await createDatabase();
-      try {
-        const client = await database.open();
+      await withTestDatabase(createDatabase, async (client) => {
         await assert.rejects(migrate(client, migrations.slice(0, 1)), /does not know/);
-      } finally {
-        await database.dispose();
-      }
+      });
     });
 
     if (kind === "postgres") {
@@ -76,14 +60,10 @@ forEachStoreKind((kind, createDatabase) => {
     }
 
     it("returns bigint columns as numbers", async () => {
-      const database = await createDatabase();
-      try {
-        const client = await database.open();
+      await withTestDatabase(createDatabase, async (client) => {
         const { rows } = await client.query<{ n: number }>("SELECT 9007199254740::bigint AS n");
         assert.equal(rows[0]!.n, 9007199254740);
-      } finally {
-        await database.dispose();
-      }
+      });
     });
   });
 });
