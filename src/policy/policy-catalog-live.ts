@@ -1,0 +1,263 @@
+// Controls over live state read back from the running PostgreSQL and Redis: what is actually
+// enforced, which can drift from what was rendered (a hand-edited ALTER ROLE, a CONFIG SET).
+// State that was not read back is a failure, never a pass.
+import { isIPv4, isIPv6 } from "node:net";
+import type { TEnvironmentSpec } from "../spec/spec-schema.js";
+import type { TControlReport, TLiveControl, TLivePostgresState, TLiveRedisState, TLiveState } from "./policy-types.js";
+
+/** Commands that wipe, reconfigure or stop Redis; none is needed by Odoo's session store. */
+export const DANGEROUS_REDIS_COMMANDS: readonly string[] = ["FLUSHALL", "FLUSHDB", "CONFIG", "DEBUG", "SHUTDOWN", "MODULE"];
+const WEAK_HBA_METHODS = new Set(["trust", "password", "md5", "ident"]);
+
+function postgresState(live: TLiveState, report: TControlReport): TLivePostgresState | undefined {
+  if (live.postgres === undefined) report.fail("PostgreSQL state was not read back, so this control cannot be verified", { path: "postgres" });
+  return live.postgres;
+}
+
+function redisState(live: TLiveState, report: TControlReport): TLiveRedisState | undefined {
+  if (live.redis === undefined) report.fail("Redis state was not read back, so this control cannot be verified", { path: "redis" });
+  return live.redis;
+}
+
+function ipv4Number(address: string): number {
+  return address.split(".").reduce((total, part) => total * 256 + Number(part), 0);
+}
+
+/** Loopback or private (RFC 1918, RFC 4193 unique local, link-local) address; wildcards are not. */
+export function isLoopbackOrPrivateAddress(bindAddress: string): boolean {
+  // In redis.conf a leading "-" marks an address that may be unavailable; it still binds.
+  const address = bindAddress.replace(/^-/, "").toLowerCase();
+  if (isIPv4(address)) {
+    const value = ipv4Number(address);
+    const inNetwork = (network: string, prefix: number) => Math.floor(value / 2 ** (32 - prefix)) === Math.floor(ipv4Number(network) / 2 ** (32 - prefix));
+    return inNetwork("127.0.0.0", 8) || inNetwork("10.0.0.0", 8) || inNetwork("172.16.0.0", 12) || inNetwork("192.168.0.0", 16);
+  }
+  if (isIPv6(address)) {
+    if (address === "::1") return true;
+    const firstGroup = Number.parseInt(address.split(":")[0] || "0", 16);
+    // fc00::/7 unique local, fe80::/10 link-local.
+    return (firstGroup & 0xfe00) === 0xfc00 || (firstGroup & 0xffc0) === 0xfe80;
+  }
+  return false;
+}
+
+const redisEnabled = (environment: TEnvironmentSpec) => environment.redis.enabled;
+const always = () => true;
+
+export const LIVE_CONTROLS: readonly TLiveControl[] = [
+  {
+    id: "CH-DB-007",
+    title: "Odoo's database role is not a superuser",
+    citations: ["164.308(a)(4)", "164.312(a)(1)"],
+    severity: "critical",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: always,
+    check: ({ live }, report) => {
+      const postgres = postgresState(live, report);
+      if (postgres?.roleSuperuser) report.fail("Odoo's database role must not be a superuser (rolsuper: true)", { path: "postgres.roleSuperuser", actual: true });
+    },
+  },
+  {
+    id: "CH-DB-008",
+    title: "Odoo's database role cannot create roles",
+    citations: ["164.308(a)(4)(ii)(C)", "164.312(a)(1)"],
+    severity: "high",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: always,
+    check: ({ live }, report) => {
+      const postgres = postgresState(live, report);
+      if (postgres?.roleCreateRole) report.fail("Odoo's database role must not hold CREATEROLE (rolcreaterole: true)", { path: "postgres.roleCreateRole", actual: true });
+    },
+  },
+  {
+    id: "CH-DB-009",
+    title: "Odoo's database role cannot create databases",
+    citations: ["164.308(a)(4)", "164.312(a)(1)"],
+    severity: "medium",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: always,
+    check: ({ live }, report) => {
+      const postgres = postgresState(live, report);
+      if (postgres?.roleCreateDb) report.fail("Odoo's database role must not hold CREATEDB (rolcreatedb: true)", { path: "postgres.roleCreateDb", actual: true });
+    },
+  },
+  {
+    id: "CH-DB-010",
+    title: "CONNECT on the Odoo database is revoked from PUBLIC",
+    citations: ["164.308(a)(4)(ii)(B)", "164.312(a)(1)"],
+    severity: "high",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: always,
+    check: ({ live }, report) => {
+      const postgres = postgresState(live, report);
+      if (postgres?.publicConnect) {
+        report.fail("CONNECT on the Odoo database must be revoked from PUBLIC (PUBLIC has CONNECT)", { path: "postgres.publicConnect", actual: true });
+      }
+    },
+  },
+  {
+    id: "CH-DB-011",
+    title: "PostgreSQL serves TLS",
+    citations: ["164.312(e)(1)", "164.312(e)(2)(ii)"],
+    severity: "critical",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: always,
+    check: ({ live }, report) => {
+      const postgres = postgresState(live, report);
+      if (postgres !== undefined && !postgres.ssl) report.fail("PostgreSQL must run with ssl = on (ssl: off)", { path: "postgres.ssl", actual: false });
+    },
+  },
+  {
+    id: "CH-DB-012",
+    title: "PostgreSQL stores scram-sha-256 password verifiers",
+    citations: ["164.312(d)", "164.308(a)(5)(ii)(D)"],
+    severity: "high",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: always,
+    check: ({ live }, report) => {
+      const postgres = postgresState(live, report);
+      if (postgres !== undefined && postgres.passwordEncryption !== "scram-sha-256") {
+        report.fail(`PostgreSQL must use password_encryption = scram-sha-256 (password_encryption: ${JSON.stringify(postgres.passwordEncryption)})`, {
+          path: "postgres.passwordEncryption",
+          actual: postgres.passwordEncryption,
+        });
+      }
+    },
+  },
+  {
+    id: "CH-DB-013",
+    title: "PostgreSQL's loaded pg_hba rules contain no trust or password-in-clear methods",
+    citations: ["164.312(d)", "164.312(a)(1)"],
+    severity: "critical",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: always,
+    check: ({ live }, report) => {
+      const postgres = postgresState(live, report);
+      const weak = postgres?.hbaMethods.filter((method) => WEAK_HBA_METHODS.has(method.toLowerCase())) ?? [];
+      if (weak.length > 0) {
+        report.fail(`PostgreSQL's pg_hba rules must use scram-sha-256 or cert (loaded methods include ${weak.join(", ")})`, { path: "postgres.hbaMethods", actual: weak });
+      }
+    },
+  },
+  {
+    id: "CH-DB-014",
+    title: "PHI databases run with pgaudit loaded",
+    citations: ["164.312(b)", "164.308(a)(1)(ii)(D)"],
+    severity: "high",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: (environment) => environment.dataClass === "phi",
+    check: ({ live }, report) => {
+      const postgres = postgresState(live, report);
+      if (postgres !== undefined && !postgres.sharedPreloadLibraries.includes("pgaudit")) {
+        report.fail(`PostgreSQL holding PHI must load pgaudit (shared_preload_libraries: ${JSON.stringify(postgres.sharedPreloadLibraries.join(","))})`, {
+          path: "postgres.sharedPreloadLibraries",
+          actual: postgres.sharedPreloadLibraries,
+        });
+      }
+    },
+  },
+  {
+    id: "CH-DB-015",
+    title: "PostgreSQL data checksums are enabled",
+    citations: ["164.312(c)(1)", "164.312(c)(2)"],
+    severity: "medium",
+    enforcement: "advisory",
+    subject: "live",
+    // Enabling checksums needs the cluster stopped (pg_checksums), so it is advice, not a gate.
+    appliesTo: always,
+    check: ({ live }, report) => {
+      const postgres = postgresState(live, report);
+      if (postgres !== undefined && !postgres.dataChecksums) {
+        report.fail("PostgreSQL should run with data checksums so silent corruption is detected (data_checksums: off)", { path: "postgres.dataChecksums", actual: false });
+      }
+    },
+  },
+  {
+    id: "CH-RDS-002",
+    title: "Redis listens only on loopback or private addresses",
+    citations: ["164.312(a)(1)", "164.308(a)(4)"],
+    severity: "critical",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: redisEnabled,
+    check: ({ live }, report) => {
+      const redis = redisState(live, report);
+      if (redis === undefined) return;
+      if (redis.bindAddresses.length === 0) {
+        report.fail("Redis must bind loopback or private addresses only (bind is empty: every interface)", { path: "redis.bindAddresses", actual: [] });
+        return;
+      }
+      const exposed = redis.bindAddresses.filter((address) => !isLoopbackOrPrivateAddress(address));
+      if (exposed.length > 0) {
+        report.fail(`Redis must bind loopback or private addresses only (bind: ${exposed.join(" ")})`, { path: "redis.bindAddresses", actual: exposed });
+      }
+    },
+  },
+  {
+    id: "CH-RDS-003",
+    title: "Redis runs in protected mode",
+    citations: ["164.312(a)(1)"],
+    severity: "high",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: redisEnabled,
+    check: ({ live }, report) => {
+      const redis = redisState(live, report);
+      if (redis !== undefined && !redis.protectedMode) report.fail("Redis must run with protected-mode yes (protected-mode: no)", { path: "redis.protectedMode", actual: false });
+    },
+  },
+  {
+    id: "CH-RDS-004",
+    title: "Redis's dangerous commands are disabled",
+    citations: ["164.312(a)(1)", "164.312(c)(1)"],
+    severity: "high",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: redisEnabled,
+    check: ({ live }, report) => {
+      const redis = redisState(live, report);
+      if (redis === undefined) return;
+      const disabled = new Set(redis.renamedOrDisabledCommands.map((command) => command.toUpperCase()));
+      const enabled = DANGEROUS_REDIS_COMMANDS.filter((command) => !disabled.has(command));
+      if (enabled.length > 0) {
+        report.fail(`Redis must disable or rename ${DANGEROUS_REDIS_COMMANDS.join(", ")} (still enabled: ${enabled.join(", ")})`, { path: "redis.renamedOrDisabledCommands", actual: enabled });
+      }
+    },
+  },
+  {
+    id: "CH-RDS-005",
+    title: "Redis's default user is disabled; clients authenticate as named ACL users",
+    citations: ["164.312(d)", "164.312(a)(2)(i)"],
+    severity: "high",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: redisEnabled,
+    check: ({ live }, report) => {
+      const redis = redisState(live, report);
+      if (redis?.defaultUserEnabled) report.fail("Redis must disable the ACL user \"default\" (user default is on)", { path: "redis.defaultUserEnabled", actual: true });
+    },
+  },
+  {
+    id: "CH-RDS-006",
+    title: "Redis serves TLS",
+    citations: ["164.312(e)(1)", "164.312(e)(2)(ii)"],
+    severity: "high",
+    enforcement: "mandatory",
+    subject: "live",
+    appliesTo: redisEnabled,
+    check: ({ live }, report) => {
+      const redis = redisState(live, report);
+      if (redis !== undefined && !(redis.tlsPort !== undefined && redis.tlsPort > 0)) {
+        report.fail(`Redis must serve TLS (tls-port: ${redis.tlsPort ?? "not set"})`, { path: "redis.tlsPort", actual: redis.tlsPort });
+      }
+    },
+  },
+];

@@ -1,0 +1,221 @@
+// Evaluates a catalog of controls against the subjects of each environment and produces the
+// posture report: one result per control and environment, in a fixed order, with the lines
+// `plan` prints and `posture` shows. Pure: the caller reads the spec, renders artifacts and reads
+// live state; the engine never does I/O and never reads the clock (`now` is an argument).
+import { PolicyViolation, ValidationError } from "../lib/errors.js";
+import { isExceptionActive, validatePolicyExceptions } from "./policy-exceptions.js";
+import type { TPolicyException } from "./policy-exceptions.js";
+import { CONTROL_ID_PATTERN } from "./policy-types.js";
+import type { TAnyControl, TControlReport, TEnforcement, TFailure, TFailureDetail, TSeverity, TSubjectKind, TSubjects } from "./policy-types.js";
+
+export type TControlStatus = "pass" | "fail" | "excepted" | "not-applicable";
+
+export type TControlResult = {
+  readonly controlId: string;
+  readonly title: string;
+  readonly citations: readonly string[];
+  readonly severity: TSeverity;
+  readonly enforcement: TEnforcement;
+  readonly subject: TSubjectKind;
+  readonly environment: string;
+  readonly status: TControlStatus;
+  /** What failed; kept when the failure is excepted, so the accepted risk stays visible. */
+  readonly messages: readonly string[];
+  readonly failures: readonly TFailure[];
+  /** The active exception that turned a failure into "excepted". */
+  readonly exception?: TPolicyException;
+  /** An exception for this control and environment that has expired and no longer applies. */
+  readonly expiredException?: TPolicyException;
+};
+
+export type TPolicyViolationLine = { readonly controlId: string; readonly environment: string; readonly message: string; readonly line: string };
+
+export type TPostureReport = {
+  readonly evaluatedAt: string;
+  readonly results: readonly TControlResult[];
+  readonly summary: { readonly pass: number; readonly fail: number; readonly excepted: number; readonly notApplicable: number };
+  /** Failures of mandatory controls without an active exception: these stop a plan. */
+  readonly mandatoryViolations: readonly TPolicyViolationLine[];
+  /** Exceptions past their expiry; they no longer apply and should be renewed or removed. */
+  readonly expiredExceptions: readonly TPolicyException[];
+  /** Active exceptions whose control did not fail: candidates for removal. */
+  readonly unusedExceptions: readonly TPolicyException[];
+};
+
+/** One subject per environment and kind; a kind that is absent is not evaluated (plan has no live state). */
+export type TPolicySubjects = { readonly [K in TSubjectKind]?: readonly TSubjects[K][] };
+
+export type TEvaluatePolicyInput = {
+  readonly controls: readonly TAnyControl[];
+  readonly subjects: TPolicySubjects;
+  /** Exceptions on record; they are validated here (unknown control or environment is an error). */
+  readonly exceptions?: readonly unknown[];
+  readonly now: Date;
+};
+
+const SUBJECT_KINDS: readonly TSubjectKind[] = ["spec", "artifact", "live"];
+
+const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** `CH-ISO-001 [164.308(a)(4), 164.312(a)(1)] environment "prod": PHI production must be dedicated (hosting: shared)` */
+export function formatViolation(result: Pick<TControlResult, "controlId" | "citations" | "environment">, message: string): string {
+  return `${result.controlId} [${result.citations.join(", ")}] environment ${JSON.stringify(result.environment)}: ${message}`;
+}
+
+function checkCatalog(controls: readonly TAnyControl[]): void {
+  const seen = new Set<string>();
+  const details = [];
+  for (const control of controls) {
+    if (!CONTROL_ID_PATTERN.test(control.id)) details.push({ path: control.id, message: `control id ${JSON.stringify(control.id)} does not match CH-<AREA>-NNN` });
+    if (seen.has(control.id)) details.push({ path: control.id, message: `control id ${control.id} is used twice` });
+    seen.add(control.id);
+  }
+  if (details.length > 0) throw new ValidationError("invalid control catalog", details);
+}
+
+/** Subjects by environment name, one per kind; a second subject for the same environment and kind is an error. */
+function subjectsByEnvironment(subjects: TPolicySubjects): Map<string, Partial<TSubjects>> {
+  const byEnvironment = new Map<string, Partial<TSubjects>>();
+  for (const kind of SUBJECT_KINDS) {
+    for (const subject of subjects[kind] ?? []) {
+      const name = subject.environment.name;
+      const entry = byEnvironment.get(name) ?? {};
+      if (entry[kind] !== undefined) throw new ValidationError(`two ${kind} subjects for environment ${JSON.stringify(name)}`);
+      (entry as Record<TSubjectKind, unknown>)[kind] = subject;
+      byEnvironment.set(name, entry);
+    }
+  }
+  return byEnvironment;
+}
+
+function runCheck(control: TAnyControl, subject: TSubjects[TSubjectKind]): TFailure[] {
+  const failures: TFailure[] = [];
+  const report: TControlReport = { fail: (message: string, detail: TFailureDetail = {}) => void failures.push({ message, ...detail }) };
+  try {
+    // The engine pairs each control with a subject of its own kind (see evaluatePolicy).
+    (control.check as (subject: TSubjects[TSubjectKind], report: TControlReport) => void)(subject, report);
+  } catch (error) {
+    // A control that cannot run has not shown the environment to be safe: fail closed.
+    failures.push({ message: `the check could not run: ${error instanceof Error ? error.message : String(error)}` });
+  }
+  return failures;
+}
+
+export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEvaluatePolicyInput): TPostureReport {
+  checkCatalog(controls);
+  const byEnvironment = subjectsByEnvironment(subjects);
+  const validExceptions = validatePolicyExceptions(exceptions, {
+    controlIds: new Set(controls.map((control) => control.id)),
+    environmentNames: new Set(byEnvironment.keys()),
+    now,
+    purpose: "evaluate",
+  });
+  const exceptionsFor = (controlId: string, environment: string) =>
+    validExceptions.filter((exception) => exception.controlId === controlId && exception.environment === environment);
+  const usedExceptions = new Set<TPolicyException>();
+
+  const results: TControlResult[] = [];
+  const environmentNames = [...byEnvironment.keys()].sort(compareText);
+  const orderedControls = [...controls].sort((a, b) => compareText(a.id, b.id));
+  for (const environmentName of environmentNames) {
+    const environmentSubjects = byEnvironment.get(environmentName) ?? {};
+    for (const control of orderedControls) {
+      const subject = environmentSubjects[control.subject];
+      if (subject === undefined) continue;
+      const base = {
+        controlId: control.id,
+        title: control.title,
+        citations: control.citations,
+        severity: control.severity,
+        enforcement: control.enforcement,
+        subject: control.subject,
+        environment: environmentName,
+      };
+      if (!control.appliesTo(subject.environment)) {
+        results.push({ ...base, status: "not-applicable", messages: [], failures: [] });
+        continue;
+      }
+      const failures = runCheck(control, subject);
+      const messages = failures.map((failure) => failure.message);
+      if (failures.length === 0) {
+        results.push({ ...base, status: "pass", messages, failures });
+        continue;
+      }
+      const candidates = exceptionsFor(control.id, environmentName);
+      const active = candidates
+        .filter((exception) => isExceptionActive(exception, now))
+        .sort((a, b) => compareText(b.expires, a.expires))[0];
+      const expired = candidates.filter((exception) => !isExceptionActive(exception, now)).sort((a, b) => compareText(b.expires, a.expires))[0];
+      if (active !== undefined) {
+        usedExceptions.add(active);
+        results.push({ ...base, status: "excepted", messages, failures, exception: active });
+      } else {
+        results.push({ ...base, status: "fail", messages, failures, ...(expired === undefined ? {} : { expiredException: expired }) });
+      }
+    }
+  }
+
+  const count = (status: TControlStatus) => results.filter((result) => result.status === status).length;
+  const mandatoryViolations = results
+    .filter((result) => result.status === "fail" && result.enforcement === "mandatory")
+    .flatMap((result) =>
+      result.messages.map((message) => ({ controlId: result.controlId, environment: result.environment, message, line: formatViolation(result, message) })),
+    );
+  return {
+    evaluatedAt: now.toISOString(),
+    results,
+    summary: { pass: count("pass"), fail: count("fail"), excepted: count("excepted"), notApplicable: count("not-applicable") },
+    mandatoryViolations,
+    expiredExceptions: validExceptions.filter((exception) => !isExceptionActive(exception, now)),
+    unusedExceptions: validExceptions.filter((exception) => isExceptionActive(exception, now) && !usedExceptions.has(exception)),
+  };
+}
+
+/** Throws PolicyViolation (CLI exit 3, HTTP 422) with one detail per mandatory violation. */
+export function assertNoMandatoryViolations(report: TPostureReport): void {
+  const violations = report.mandatoryViolations;
+  if (violations.length === 0) return;
+  const noun = violations.length === 1 ? "violation" : "violations";
+  throw new PolicyViolation(
+    `${violations.length} mandatory control ${noun}`,
+    violations.map((violation) => ({ message: violation.line })),
+  );
+}
+
+const STATUS_LABEL: Record<TControlStatus, string> = { pass: "pass", fail: "FAIL", excepted: "excepted", "not-applicable": "n.a." };
+
+/** The posture as text: one block per environment, one line per control, failures and exceptions spelled out. */
+export function formatPosture(report: TPostureReport): string {
+  const lines: string[] = [];
+  const environments = [...new Set(report.results.map((result) => result.environment))];
+  const idWidth = Math.max(0, ...report.results.map((result) => result.controlId.length));
+  for (const environment of environments) {
+    const results = report.results.filter((result) => result.environment === environment);
+    const tally = (status: TControlStatus) => results.filter((result) => result.status === status).length;
+    if (lines.length > 0) lines.push("");
+    lines.push(
+      `environment ${JSON.stringify(environment)}: ${tally("pass")} pass, ${tally("fail")} fail, ${tally("excepted")} excepted, ${tally("not-applicable")} n.a.`,
+    );
+    for (const result of results) {
+      const enforcement = result.enforcement === "advisory" ? " (advisory)" : "";
+      lines.push(`  ${STATUS_LABEL[result.status].padEnd(8)}  ${result.controlId.padEnd(idWidth)}  ${result.severity.padEnd(8)}  ${result.title}${enforcement}`);
+      const indent = " ".repeat(2 + 8 + 2 + idWidth + 2);
+      for (const message of result.status === "fail" || result.status === "excepted" ? result.messages : []) lines.push(`${indent}- ${message}`);
+      if (result.exception !== undefined) {
+        const { owner, reason, expires, approvedBy } = result.exception;
+        lines.push(`${indent}excepted until ${expires}, owner ${owner}${approvedBy === undefined ? "" : `, approved by ${approvedBy}`}: ${reason}`);
+      }
+      if (result.expiredException !== undefined) lines.push(`${indent}exception expired ${result.expiredException.expires} (owner ${result.expiredException.owner}); it no longer applies`);
+    }
+  }
+  const { pass, fail, excepted, notApplicable } = report.summary;
+  if (lines.length > 0) lines.push("");
+  lines.push(`total: ${pass} pass, ${fail} fail, ${excepted} excepted, ${notApplicable} n.a.; ${report.mandatoryViolations.length} mandatory violation(s)`);
+  for (const exception of report.expiredExceptions) {
+    lines.push(`expired exception: ${exception.controlId} environment ${JSON.stringify(exception.environment)} expired ${exception.expires} (owner ${exception.owner})`);
+  }
+  for (const exception of report.unusedExceptions) {
+    lines.push(`unused exception: ${exception.controlId} environment ${JSON.stringify(exception.environment)} (control does not fail; remove it)`);
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,94 @@
+// The one shape every control has (STYLE.md item 7, after pulumi-policy's policy.ts), and the
+// subjects controls read: the parsed spec, the artifacts rendered from it, and the live state read
+// back from the running systems. The runtime fills the artifact and live subjects; controls never
+// do I/O, so the whole catalog is pure and can run in `plan` as well as in `posture`.
+import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
+import type { THipaaCitation } from "./policy-citations.js";
+
+export type TSeverity = "critical" | "high" | "medium" | "low";
+export type TEnforcement = "mandatory" | "advisory";
+
+/** What a control found wrong; `path` points into the subject, `actual` is the offending value. */
+export type TFailureDetail = { readonly path?: string; readonly actual?: unknown };
+export type TFailure = { readonly message: string } & TFailureDetail;
+export type TControlReport = { fail(message: string, detail?: TFailureDetail): void };
+
+export type TSpecSubject = { readonly organization: TOrganizationSpec; readonly environment: TEnvironmentSpec };
+
+export type TIngressArtifact = {
+  /** Path prefixes the ingress refuses; a trailing "*" is accepted and means the same prefix. */
+  readonly blockedPaths: readonly string[];
+  readonly tls: boolean;
+  readonly hsts: boolean;
+};
+
+export type TRenderedArtifacts = {
+  /** Parsed key → value of odoo.conf [options]. */
+  readonly odooConf?: Readonly<Record<string, string>>;
+  /** pg_hba.conf text. */
+  readonly pgHba?: string;
+  readonly postgresqlConf?: Readonly<Record<string, string>>;
+  readonly redisConf?: Readonly<Record<string, string>>;
+  readonly ingress?: TIngressArtifact;
+};
+
+export type TArtifactSubject = { readonly environment: TEnvironmentSpec; readonly artifacts: TRenderedArtifacts };
+
+export type TLivePostgresState = {
+  /** Attributes of the role Odoo connects as. */
+  readonly roleSuperuser: boolean;
+  readonly roleCreateRole: boolean;
+  readonly roleCreateDb: boolean;
+  /** Whether PUBLIC still holds CONNECT on the Odoo database. */
+  readonly publicConnect: boolean;
+  /** SHOW ssl. */
+  readonly ssl: boolean;
+  /** SHOW password_encryption. */
+  readonly passwordEncryption: string;
+  /** Distinct auth methods of pg_hba_file_rules. */
+  readonly hbaMethods: readonly string[];
+  /** SHOW shared_preload_libraries, split. */
+  readonly sharedPreloadLibraries: readonly string[];
+  /** SHOW data_checksums. */
+  readonly dataChecksums: boolean;
+};
+
+export type TLiveRedisState = {
+  /** CONFIG GET bind, split; a leading "-" (optional address) is allowed. */
+  readonly bindAddresses: readonly string[];
+  readonly protectedMode: boolean;
+  /** Whether the ACL user "default" is on. */
+  readonly defaultUserEnabled: boolean;
+  /** Commands renamed away or disabled (rename-command X "" or ACL -x for every user). */
+  readonly renamedOrDisabledCommands: readonly string[];
+  /** CONFIG GET tls-port; undefined or 0 when TLS is off. */
+  readonly tlsPort?: number;
+};
+
+export type TLiveState = { readonly postgres?: TLivePostgresState; readonly redis?: TLiveRedisState };
+export type TLiveSubject = { readonly environment: TEnvironmentSpec; readonly live: TLiveState };
+
+export type TSubjects = { spec: TSpecSubject; artifact: TArtifactSubject; live: TLiveSubject };
+export type TSubjectKind = keyof TSubjects;
+
+export type TControl<TKind extends TSubjectKind = TSubjectKind> = {
+  /** CH-<AREA>-NNN, stable forever: exceptions and evidence refer to it. */
+  readonly id: string;
+  readonly title: string;
+  readonly citations: readonly THipaaCitation[];
+  readonly severity: TSeverity;
+  readonly enforcement: TEnforcement;
+  readonly subject: TKind;
+  /** False makes the result "not-applicable" (e.g. a PHI control on an internal environment). */
+  appliesTo(environment: TEnvironmentSpec): boolean;
+  /** Calls report.fail once per problem; a message says what is wrong, the offending value and what is required. */
+  check(subject: TSubjects[TKind], report: TControlReport): void;
+};
+
+export type TSpecControl = TControl<"spec">;
+export type TArtifactControl = TControl<"artifact">;
+export type TLiveControl = TControl<"live">;
+/** A control of any subject, as the engine and the catalog hold them. */
+export type TAnyControl = TSpecControl | TArtifactControl | TLiveControl;
+
+export const CONTROL_ID_PATTERN = /^CH-[A-Z]{2,5}-\d{3}$/;
