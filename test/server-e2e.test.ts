@@ -130,6 +130,26 @@ void describe("carehost server and CLI end to end", () => {
     assert.match(confirmed.stdout, /- remove environment "training"/);
   });
 
+  void it("refuses a spec that breaks a mandatory control with exit code 3, one line per violation, and shows the posture", async () => {
+    const source = await readFile("examples/northwind-health.yaml", "utf8");
+    const shared = join(home, "shared-prod.yaml");
+    const prodStart = source.indexOf("  - name: prod");
+    const hosting = source.indexOf("hosting: dedicated", prodStart);
+    assert.ok(prodStart > 0 && hosting > prodStart);
+    await writeFile(shared, `${source.slice(0, hosting)}hosting: shared${source.slice(hosting + "hosting: dedicated".length)}`);
+    for (const command of ["plan", "apply"]) {
+      const refused = await cli([command, shared]);
+      assert.equal(refused.code, 3, refused.stdout + refused.stderr);
+      assert.match(refused.stderr, /^ {2}CH-ISO-001 \[164\.308\(a\)\(4\), 164\.312\(a\)\(1\)\] environment "prod": .*\(hosting: shared\)$/m);
+    }
+    const posture = await cli(["posture"]);
+    assert.equal(posture.code, 0, posture.stdout + posture.stderr);
+    assert.match(posture.stdout, /CH-ISO-001/);
+    assert.doesNotMatch(posture.stdout, /FAIL/);
+    const json = JSON.parse((await cli(["posture", "--output", "json"])).stdout) as { report: { summary: { pass: number; fail: number } } }[];
+    assert.ok(json[0]!.report.summary.pass >= 19);
+  });
+
   void it("validates locally with every error on its line, exit code 1; usage errors exit 2", async () => {
     const result = await cli(["validate", "examples/northwind-health-mistakes.yaml"]);
     assert.equal(result.code, 1);

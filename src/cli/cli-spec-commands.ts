@@ -2,6 +2,8 @@ import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { formatPlan } from "../environments/environment-plan.js";
 import type { TPlan } from "../environments/environment-plan.js";
+import { formatPosture } from "../policy/policy-engine.js";
+import type { TPostureReport } from "../policy/policy-engine.js";
 import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
 import type { TApiClient } from "./cli-client.js";
 import { CliError, exitCodes } from "./cli-errors.js";
@@ -25,6 +27,23 @@ const colorPlan = (text: string): string =>
     .join("\n");
 
 export const registerSpecCommands = (program: Command, global: TGlobal): void => {
+  program
+    .command("posture")
+    .description("show the control baseline per environment: pass, FAIL, excepted, n.a.")
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (options: { output: TOutputFormat }) => {
+      const postures = await (await global.client()).request<{ organization: string; report: TPostureReport }[]>("GET", "/api/posture");
+      if (options.output === "json") printJson(postures);
+      else {
+        if (postures.length === 0) printLine("no organization recorded yet: run carehost apply <spec>");
+        for (const { organization, report } of postures) {
+          printLine(paint("bold", `organization ${organization}`));
+          printLine(formatPosture(report).replace(/\bFAIL\b/g, paint("red", "FAIL")));
+        }
+      }
+      if (postures.some(({ report }) => report.mandatoryViolations.length > 0)) process.exitCode = exitCodes.policy;
+    });
+
   program
     .command("validate")
     .description("check a spec file and list every error with its line")

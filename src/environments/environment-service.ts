@@ -12,9 +12,12 @@ import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { planEnvironments, planHasChanges } from "./environment-plan.js";
 import type { TPlan } from "./environment-plan.js";
 import type { TEnvironmentStore } from "./environment-store.js";
+import type { TPolicyChecker } from "../policy/policy-service.js";
+import type { TPostureReport } from "../policy/policy-engine.js";
 
 type TEnvironmentServiceDeps = {
   store: TEnvironmentStore;
+  policy: TPolicyChecker;
   audit: { append: TAuditAppend };
 };
 
@@ -22,7 +25,7 @@ export type TSpecSubmission = { readonly source: string; readonly fileName: stri
 
 export type TApplyResult = { readonly plan: TPlan; readonly revisionId: number | null };
 
-export const environmentServiceFactory = ({ store, audit }: TEnvironmentServiceDeps) => {
+export const environmentServiceFactory = ({ store, policy, audit }: TEnvironmentServiceDeps) => {
   // The server re-validates what the CLI already checked: the API is a trust boundary.
   const parseSubmission = (submission: TSpecSubmission): { spec: TOrganizationSpec; digest: string } => {
     const result = loadSpecText(submission.source, submission.fileName);
@@ -48,6 +51,7 @@ export const environmentServiceFactory = ({ store, audit }: TEnvironmentServiceD
     plan: async (ctx: TRequestContext, submission: TSpecSubmission): Promise<TPlan> => {
       await authorize(ctx, "spec:read", audit);
       const { spec, digest } = parseSubmission(submission);
+      policy.assertSpecCompliant(spec);
       return planFor(spec, digest);
     },
 
@@ -57,8 +61,22 @@ export const environmentServiceFactory = ({ store, audit }: TEnvironmentServiceD
     ): Promise<TApplyResult> => {
       await authorize(ctx, "spec:apply", audit);
       const { spec, digest } = parseSubmission(submission);
-      const plan = await planFor(spec, digest);
       const organization = spec.metadata.name;
+      try {
+        policy.assertSpecCompliant(spec);
+      } catch (error) {
+        if (error instanceof PolicyViolation) {
+          await audit.append(ctx, {
+            type: "spec.apply_denied",
+            outcome: "denied",
+            target: `organization/${organization}`,
+            // The control ids; each line of the refusal starts with one.
+            payload: { digest, reason: `mandatory controls failed: ${[...new Set(error.details.map((detail) => detail.message.split(" ")[0]))].join(", ")}`.slice(0, 500) },
+          });
+        }
+        throw error;
+      }
+      const plan = await planFor(spec, digest);
       const removed = plan.changes.filter((change) => change.action === "remove").map((change) => change.name);
       const confirmed = new Set(submission.confirmDestroy ?? []);
       const unconfirmed = removed.filter((name) => !confirmed.has(name));
@@ -99,6 +117,13 @@ export const environmentServiceFactory = ({ store, audit }: TEnvironmentServiceD
     listEnvironments: async (ctx: TRequestContext, organization?: string) => {
       await authorize(ctx, "environment:read", audit);
       return store.listEnvironments(organization);
+    },
+
+    /** The control baseline over every recorded organization's current spec. */
+    posture: async (ctx: TRequestContext): Promise<{ organization: string; report: TPostureReport }[]> => {
+      await authorize(ctx, "environment:read", audit);
+      const specs = await store.latestSpecs();
+      return specs.map((spec) => ({ organization: spec.metadata.name, report: policy.evaluateSpec(spec) }));
     },
 
     latestRevisions: async (ctx: TRequestContext) => {

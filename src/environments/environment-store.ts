@@ -63,6 +63,14 @@ export const environmentStoreFactory = (db: Pick<TSqlClient, "query" | "transact
     }));
   },
 
+  /** The newest applied spec of every organization. */
+  latestSpecs: async (): Promise<TOrganizationSpec[]> => {
+    const { rows } = await db.query<{ spec: TOrganizationSpec }>(
+      "SELECT DISTINCT ON (org_name) spec FROM spec_revisions ORDER BY org_name, id DESC",
+    );
+    return rows.map((row) => row.spec);
+  },
+
   /** Records a spec revision and makes its environments the desired state, in one transaction. */
   recordRevision: (
     input: { spec: TOrganizationSpec; digest: string; source: string; appliedBy: string; removed: readonly string[] },

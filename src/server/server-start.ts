@@ -10,6 +10,7 @@ import { localCliTokenPath, localServerPointerPath, serverRecordPath, writePriva
 import { environmentServiceFactory } from "../environments/environment-service.js";
 import { environmentStoreFactory } from "../environments/environment-store.js";
 import { identityServiceFactory } from "../identity/identity-service.js";
+import { policyCheckerFactory } from "../policy/policy-service.js";
 import type { TConfig } from "../lib/config.js";
 import { systemContext } from "../lib/request-context.js";
 import { carehostVersion } from "../lib/version.js";
@@ -45,7 +46,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   });
   const audit = auditServiceFactory({ log, db });
   const identity = identityServiceFactory({ db, audit: log });
-  const environments = environmentServiceFactory({ store: environmentStoreFactory(db), audit: log });
+  const environments = environmentServiceFactory({ store: environmentStoreFactory(db), policy: policyCheckerFactory(), audit: log });
   let url = `http://${config.host}:${config.port}`;
   const status = statusServiceFactory({
     environments,

@@ -43,6 +43,21 @@ export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "e
   );
 
   api.get(
+    "/api/posture",
+    {
+      schema: {
+        tags: ["policy"],
+        summary: "The control baseline, pass/fail/excepted/not-applicable per environment, for every recorded organization",
+        response: {
+          200: z.array(z.object({ organization: z.string(), report: z.looseObject({ summary: z.looseObject({}), results: z.array(z.unknown()).readonly() }) })),
+          ...problemResponses,
+        },
+      },
+    },
+    async (request) => services.environments.posture(request.ctx),
+  );
+
+  api.get(
     "/api/environments",
     {
       schema: {

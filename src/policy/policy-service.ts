@@ -1,0 +1,26 @@
+// Runs the control baseline where the issue puts it: over a submitted spec before plan and apply
+// (a mandatory violation refuses them, exit code 3), and over the recorded organizations for
+// `carehost posture`. Live and artifact subjects join when the runtime provides them.
+import type { TOrganizationSpec } from "../spec/spec-schema.js";
+import { POLICY_CATALOG } from "./policy-catalog.js";
+import { assertNoMandatoryViolations, evaluatePolicy } from "./policy-engine.js";
+import type { TPostureReport } from "./policy-engine.js";
+import type { TAnyControl } from "./policy-types.js";
+
+export const specSubjectsOf = (organization: TOrganizationSpec) =>
+  organization.environments.map((environment) => ({ organization, environment }));
+
+export const policyCheckerFactory = ({ controls = POLICY_CATALOG, now = () => new Date() }: { controls?: readonly TAnyControl[]; now?: () => Date } = {}) => ({
+  /** The posture of one organization's spec. */
+  evaluateSpec: (organization: TOrganizationSpec): TPostureReport =>
+    evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization) }, now: now() }),
+
+  /** Throws PolicyViolation listing every mandatory violation of the spec. */
+  assertSpecCompliant: (organization: TOrganizationSpec): TPostureReport => {
+    const report = evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization) }, now: now() });
+    assertNoMandatoryViolations(report);
+    return report;
+  },
+});
+
+export type TPolicyChecker = ReturnType<typeof policyCheckerFactory>;
