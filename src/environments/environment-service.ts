@@ -1,10 +1,14 @@
 // Records the desired state of an organization's environments from its spec. Later issues hang
-// provisioning off apply; this service owns the plan, the guard on removals and the audit trail.
+// provisioning off apply; this service owns the plan, the control baseline check that gates it,
+// the guard on removals and the audit trail.
 import type { TAuditEvent } from "../audit/audit-types.js";
 import { authorize } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { PolicyViolation, ValidationError } from "../lib/errors.js";
 import { actorName } from "../lib/request-context.js";
+import { assertNoMandatoryViolations } from "../policy/policy-engine.js";
+import type { TPostureReport } from "../policy/policy-engine.js";
+import type { TPolicyChecker } from "../policy/policy-service.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import { specDigest } from "../spec/spec-digest.js";
 import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
@@ -12,8 +16,6 @@ import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { planEnvironments, planHasChanges } from "./environment-plan.js";
 import type { TPlan } from "./environment-plan.js";
 import type { TEnvironmentStore } from "./environment-store.js";
-import type { TPolicyChecker } from "../policy/policy-service.js";
-import type { TPostureReport } from "../policy/policy-engine.js";
 
 type TEnvironmentServiceDeps = {
   store: TEnvironmentStore;
@@ -49,7 +51,7 @@ export const environmentServiceFactory = ({ store, policy, audit }: TEnvironment
 
   return {
     plan: async (ctx: TRequestContext, submission: TSpecSubmission): Promise<TPlan> => {
-      await authorize(ctx, "spec:read", audit);
+      await authorize(ctx, "spec:plan", audit);
       const { spec, digest } = parseSubmission(submission);
       policy.assertSpecCompliant(spec);
       return planFor(spec, digest);
@@ -62,19 +64,16 @@ export const environmentServiceFactory = ({ store, policy, audit }: TEnvironment
       await authorize(ctx, "spec:apply", audit);
       const { spec, digest } = parseSubmission(submission);
       const organization = spec.metadata.name;
-      try {
-        policy.assertSpecCompliant(spec);
-      } catch (error) {
-        if (error instanceof PolicyViolation) {
-          await audit.append(ctx, {
-            type: "spec.apply_denied",
-            outcome: "denied",
-            target: `organization/${organization}`,
-            // The control ids; each line of the refusal starts with one.
-            payload: { digest, reason: `mandatory controls failed: ${[...new Set(error.details.map((detail) => detail.message.split(" ")[0]))].join(", ")}`.slice(0, 500) },
-          });
-        }
-        throw error;
+      const posture = policy.evaluateSpec(spec);
+      const failedControls = [...new Set(posture.mandatoryViolations.map((violation) => violation.controlId))];
+      if (failedControls.length > 0) {
+        await audit.append(ctx, {
+          type: "spec.apply_denied",
+          outcome: "denied",
+          target: `organization/${organization}`,
+          payload: { digest, reason: `mandatory controls failed: ${failedControls.join(", ")}`.slice(0, 500) },
+        });
+        assertNoMandatoryViolations(posture);
       }
       const plan = await planFor(spec, digest);
       const removed = plan.changes.filter((change) => change.action === "remove").map((change) => change.name);
