@@ -3,7 +3,8 @@
 import { coreMigration } from "./0001-core.js";
 import { auditMigration } from "./0002-audit.js";
 import { identityMigration } from "./0003-identity.js";
+import { secretsMigration } from "./0004-secrets.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
-export const migrations: readonly TMigration[] = [coreMigration, auditMigration, identityMigration];
+export const migrations: readonly TMigration[] = [coreMigration, auditMigration, identityMigration, secretsMigration];
