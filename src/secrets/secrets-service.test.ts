@@ -5,7 +5,6 @@ import { forEachStoreKind, withTestDatabase, type TTestDatabase } from "../../te
 import { auditPayloadSchemas, type TAuditEvent } from "../audit/audit-types.js";
 import { ConflictError, ForbiddenError, IntegrityError, NotFoundError, ValidationError } from "../lib/errors.js";
 import { systemContext, type TRequestContext } from "../lib/request-context.js";
-import { secretsMigration } from "../store/migrations/0004-secrets.js";
 import type { TSqlClient } from "../store/store-types.js";
 import { generatePassword } from "./secrets-generate.js";
 import { masterKeyFrom, type TMasterKey } from "./secrets-master-key.js";
@@ -47,9 +46,6 @@ const recordingAudit = () => {
 
 const withSecrets = (create: () => Promise<TTestDatabase>, fn: (setup: { db: TSqlClient; database: TTestDatabase; masterKey: TMasterKey; service: ReturnType<typeof secretsServiceFactory>; audit: ReturnType<typeof recordingAudit>; allowed: string[] }) => Promise<void>) =>
   withTestDatabase(create, async (db, database) => {
-    // Until the lead registers migration 0004, the test database lacks the table.
-    const { rows } = await db.query<{ exists: string | null }>("SELECT to_regclass('secrets')::text AS exists");
-    if (rows[0]?.exists === null) await db.exec(secretsMigration.sql);
     const masterKey = masterKeyFrom(randomBytes(32), "file");
     const audit = recordingAudit();
     const allowed = ["olga"];
