@@ -73,20 +73,17 @@ const createPgliteDatabase = async (): Promise<TTestDatabase> => {
   const dir = await mkdtemp(join(tmpdir(), "carehost-pglite-"));
   const config: TStoreConfig = { kind: "pglite", dataDir: join(dir, "db") };
   await cp(await pgliteTemplateDir(), config.dataDir, { recursive: true });
-  // PGlite is single-process: the "superuser" shares the one open client.
-  let client: TSqlClient | undefined;
+  // PGlite is single-process: every "replica" and the "superuser" share the one open client.
+  // The promise is kept, not the client, so concurrent open() calls cannot start two instances
+  // on the same directory.
+  let client: Promise<TSqlClient> | undefined;
+  const shared = (): Promise<TSqlClient> => (client ??= openStore(config));
   return {
     config,
-    open: async () => {
-      client ??= await openStore(config);
-      return client;
-    },
-    superuserQuery: async (sql, params = []) => {
-      client ??= await openStore(config);
-      return (await client.query(sql, params as never[])).rows;
-    },
+    open: shared,
+    superuserQuery: async (sql, params = []) => (await (await shared()).query(sql, params as never[])).rows,
     dispose: async () => {
-      await client?.close().catch(() => undefined);
+      await (await client)?.close().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -1,221 +1,374 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { forEachStoreKind, withTestDatabase } from "../../test/test-databases.js";
-import type { TAuditEvent } from "../audit/audit-types.js";
-import { ForbiddenError, RateLimitedError, UnauthenticatedError, ValidationError, ConflictError } from "../lib/errors.js";
-import type { TRequestContext, TRole } from "../lib/request-context.js";
-import { systemContext } from "../lib/request-context.js";
+import { forEachStoreKind, type TTestDatabase } from "../../test/test-databases.js";
+import { ConflictError, ForbiddenError, RateLimitedError, UnauthenticatedError } from "../lib/errors.js";
+import { systemContext, type TRequestContext, type TRole } from "../lib/request-context.js";
 import type { TSqlClient } from "../store/store-types.js";
-import { can } from "./identity-permissions.js";
 import { identityServiceFactory } from "./identity-service.js";
+import type { TAuditAppend, TLoginLimits, TSessionLimits } from "./identity-types.js";
 
-type TRecorded = { ctx: TRequestContext; event: TAuditEvent };
+// --- test doubles (STYLE.md item 5: they live with the tests, never as branches in src/) ---
 
-/** The service with a recording audit fake and a clock the test moves. */
-const harness = (db: TSqlClient) => {
-  const events: TRecorded[] = [];
-  let clock = new Date("2026-11-22T12:00:00Z");
-  const identity = identityServiceFactory({
-    db,
-    audit: { append: async (ctx, event) => void events.push({ ctx, event }) },
-    now: () => clock,
-    loginLimits: { perUsername: 3, perSourceAddress: 5, windowSeconds: 600 },
-    sessionLimits: { absoluteHours: 8, idleMinutes: 15 },
-  });
-  const from = (sourceAddress: string): TRequestContext => ({ actor: { kind: "anonymous" }, requestId: "r", sourceAddress });
-  const as = async (token: string) => identity.authenticate(token, { requestId: "r", sourceAddress: "10.0.0.1" });
-  return {
-    identity,
-    events,
-    from,
-    as,
-    advance: (minutes: number) => {
-      clock = new Date(clock.getTime() + minutes * 60_000);
-    },
-    types: () => events.map((recorded) => recorded.event.type),
+// Payloads are widened to plain records so tests can read any field of any event type.
+type TRecordedEvent = { ctx: TRequestContext; event: { type: string; outcome: string; target: string | null; payload: Record<string, unknown> } };
+
+const recordingAudit = () => {
+  const events: TRecordedEvent[] = [];
+  const append: TAuditAppend = async (ctx, event) => {
+    events.push({ ctx, event });
   };
+  return { events, append, ofType: (type: string) => events.filter((recorded) => recorded.event.type === type) };
 };
 
-const admin = systemContext("test");
+/** A clock the test moves by hand, so expiry and rate-limit windows are exact. */
+const manualClock = (start = "2030-01-01T00:00:00Z") => {
+  let current = new Date(start);
+  return { now: () => current, advance: (ms: number) => (current = new Date(current.getTime() + ms)) };
+};
+
+const minutes = (count: number) => count * 60_000;
+const anonymous = (sourceAddress = "203.0.113.7"): TRequestContext => ({ actor: { kind: "anonymous" }, requestId: "req-login", sourceAddress });
+const meta = { requestId: "req-1", sourceAddress: "203.0.113.7" };
+const admin = systemContext("test", "req-admin");
+const strongPassword = "correct horse battery staple";
+
+const assertNoSecretsIn = (events: readonly TRecordedEvent[], secrets: readonly string[]) => {
+  const serialised = JSON.stringify(events);
+  for (const secret of secrets) assert.ok(!serialised.includes(secret), "an audit event contains a secret");
+};
+
+type TSetup = { database: TTestDatabase; client: TSqlClient; audit: ReturnType<typeof recordingAudit>; clock: ReturnType<typeof manualClock> };
+
+const withIdentity = async (
+  createDatabase: () => Promise<TTestDatabase>,
+  options: { loginLimits?: Partial<TLoginLimits>; sessionLimits?: Partial<TSessionLimits> },
+  body: (service: ReturnType<typeof identityServiceFactory>, setup: TSetup) => Promise<void>,
+) => {
+  const database = await createDatabase();
+  try {
+    const client = await database.open();
+    const audit = recordingAudit();
+    const clock = manualClock();
+    const service = identityServiceFactory({ db: client, audit, now: clock.now, ...options });
+    await body(service, { database, client, audit, clock });
+  } finally {
+    await database.dispose();
+  }
+};
 
 forEachStoreKind((kind, createDatabase) => {
-  describe(`identity on ${kind}`, () => {
-    it("bootstraps admin once, stores only an argon2id hash, and can mint the local CLI token", async () => {
-      await withTestDatabase(createDatabase, async (db) => {
-        const { identity, as } = harness(db);
-        // Two replicas starting at once: exactly one creates admin.
-        const options = { cliTokenName: "local-cli" };
-        const results = await Promise.all([identity.bootstrapAdmin(admin, options), identity.bootstrapAdmin(admin, options)]);
-        const created = results.filter((result) => result.created);
-        assert.equal(created.length, 1);
-        const first = created[0]!;
-        assert.ok(first.created && first.cliToken !== undefined);
-        assert.equal((await as(first.cliToken.token)).actor.kind, "user");
-        assert.deepEqual(await identity.bootstrapAdmin(admin), { created: false });
-        const { rows } = await db.query<Record<string, unknown>>("SELECT * FROM users");
+  describe(`identity service on ${kind}`, () => {
+    it("creates the admin once, with a password returned once and stored only as argon2id", () =>
+      withIdentity(createDatabase, {}, async (service, { client, audit }) => {
+        const first = await service.bootstrapAdmin(admin);
+        assert.equal(first.created, true);
+        assert.ok(first.created && first.password.length >= 20);
+        const password = first.created ? first.password : "";
+        assert.deepEqual(await service.bootstrapAdmin(admin), { created: false });
+
+        const { rows } = await client.query<{ username: string; role: string; password_hash: string }>(
+          "SELECT username, role, password_hash FROM users",
+        );
         assert.equal(rows.length, 1);
-        const stored = JSON.stringify(rows);
-        assert.match(stored, /\$argon2id\$/);
-        assert.ok(!stored.includes(first.password));
-      });
+        assert.equal(rows[0]!.role, "platform-admin");
+        assert.match(rows[0]!.password_hash, /^\$argon2id\$/);
+        const dump = JSON.stringify((await client.query("SELECT * FROM users")).rows);
+        assert.ok(!dump.includes(password), "the password is stored in plain");
+
+        const login = await service.login(anonymous(), { username: "admin", password });
+        assert.equal(login.user.role, "platform-admin");
+        assert.deepEqual(
+          audit.ofType("user.created").map(({ event }) => event.payload),
+          [{ username: "admin", role: "platform-admin", bootstrap: true }],
+        );
+        assertNoSecretsIn(audit.events, [password, login.token, rows[0]!.password_hash]);
+      }));
+
+    it("mints a local CLI token for the new admin when asked, and only on the first start", () =>
+      withIdentity(createDatabase, {}, async (service, { audit }) => {
+        const first = await service.bootstrapAdmin(admin, { cliTokenName: "local-cli" });
+        assert.ok(first.created && first.cliToken);
+        const cli = await service.authenticate(first.cliToken.token, meta);
+        assert.equal(cli.actor.kind === "user" && cli.actor.role, "platform-admin");
+        assert.deepEqual(await service.bootstrapAdmin(admin, { cliTokenName: "local-cli" }), { created: false });
+        assert.deepEqual(
+          audit.events.map(({ event }) => event.type),
+          ["user.created", "token.created"],
+        );
+        assertNoSecretsIn(audit.events, [first.password, first.cliToken.token]);
+      }));
+
+    it("creates exactly one admin when several replicas start at once", async () => {
+      const database = await createDatabase();
+      try {
+        const replicas = await Promise.all([database.open(), database.open(), database.open(), database.open()]);
+        const audit = recordingAudit();
+        const results = await Promise.all(
+          replicas.map((client) => identityServiceFactory({ db: client, audit }).bootstrapAdmin(admin)),
+        );
+        assert.equal(results.filter((result) => result.created).length, 1);
+        const { rows } = await replicas[0]!.query<{ count: number }>("SELECT count(*)::int AS count FROM users");
+        assert.equal(rows[0]!.count, 1);
+        assert.equal(audit.ofType("user.created").length, 1);
+      } finally {
+        await database.dispose();
+      }
     });
 
-    it("logs in with the same refusal for an unknown user and a wrong password, and audits why", async () => {
-      await withTestDatabase(createDatabase, async (db) => {
-        const { identity, events, from, as, types } = harness(db);
-        const boot = await identity.bootstrapAdmin(admin);
-        assert.ok(boot.created);
-        const wrong = await identity.login(from("10.0.0.1"), { username: "admin", password: "wrong-password-1" }).catch((error: unknown) => error);
-        const unknown = await identity.login(from("10.0.0.1"), { username: "nobody", password: "wrong-password-1" }).catch((error: unknown) => error);
+    it("logs in, and refuses a wrong password and an unknown user with the same message", () =>
+      withIdentity(createDatabase, {}, async (service, { audit }) => {
+        await service.createUser(admin, { username: "Alice", role: "operator", password: strongPassword });
+        const login = await service.login(anonymous(), { username: "alice", password: strongPassword });
+        const ctx = await service.authenticate(login.token, meta);
+        assert.deepEqual(ctx.actor, { kind: "user", userId: login.user.id, username: "alice", role: "operator", tokenId: ctx.actor.kind === "user" ? ctx.actor.tokenId : "" });
+
+        const wrong = await service.login(anonymous(), { username: "alice", password: "not the password" }).catch((error: unknown) => error);
+        const unknown = await service.login(anonymous(), { username: "mallory", password: strongPassword }).catch((error: unknown) => error);
         assert.ok(wrong instanceof UnauthenticatedError && unknown instanceof UnauthenticatedError);
         assert.equal(wrong.message, unknown.message);
-        const session = await identity.login(from("10.0.0.1"), { username: "admin", password: boot.password });
-        assert.equal((await as(session.token)).actor.kind, "user");
-        assert.deepEqual(types().slice(-3), ["auth.login.failed", "auth.login.failed", "auth.login.succeeded"]);
-        const serialized = JSON.stringify(events);
-        for (const secret of [boot.password, "wrong-password-1", session.token]) assert.ok(!serialized.includes(secret));
-      });
-    });
 
-    it("rate limits failures per username, audits it, and lets the owner in after the window", async () => {
-      await withTestDatabase(createDatabase, async (db) => {
-        const { identity, from, advance, types } = harness(db);
-        const boot = await identity.bootstrapAdmin(admin);
-        assert.ok(boot.created);
-        for (let attempt = 0; attempt < 3; attempt += 1) {
-          await assert.rejects(identity.login(from(`10.0.1.${attempt}`), { username: "admin", password: "guess-guess-guess" }), UnauthenticatedError);
-        }
-        const limited = await identity.login(from("10.0.2.1"), { username: "admin", password: boot.password }).catch((error: unknown) => error);
-        assert.ok(limited instanceof RateLimitedError);
-        assert.ok(limited.retryAfterSeconds > 0 && limited.retryAfterSeconds <= 600);
-        assert.equal(types().at(-1), "auth.login.rate_limited");
-        advance(11);
-        await identity.login(from("10.0.2.1"), { username: "admin", password: boot.password });
-      });
-    });
+        assert.equal(audit.ofType("auth.login.succeeded").length, 1);
+        assert.equal(audit.ofType("auth.login.succeeded")[0]!.ctx.actor.kind, "user");
+        assert.deepEqual(
+          audit.ofType("auth.login.failed").map(({ event }) => [event.outcome, event.payload]),
+          [
+            ["failure", { username: "alice", reason: "wrong password" }],
+            ["failure", { username: "mallory", reason: "unknown user" }],
+          ],
+        );
+        assertNoSecretsIn(audit.events, [strongPassword, "not the password", login.token]);
+      }));
 
-    it("rate limits one source address guessing across usernames", async () => {
-      await withTestDatabase(createDatabase, async (db) => {
-        const { identity, from } = harness(db);
+    it("rate limits failures per username, audits it, and lifts the limit after the window", () =>
+      withIdentity(createDatabase, {}, async (service, { audit, clock }) => {
+        await service.createUser(admin, { username: "bob", role: "viewer", password: strongPassword });
         for (let attempt = 0; attempt < 5; attempt += 1) {
-          await assert.rejects(identity.login(from("198.51.100.7"), { username: `user${attempt}`, password: "guess-guess-guess" }), UnauthenticatedError);
+          await assert.rejects(service.login(anonymous(), { username: "bob", password: `guess number ${attempt}` }), UnauthenticatedError);
+          clock.advance(minutes(1));
         }
-        await assert.rejects(identity.login(from("198.51.100.7"), { username: "another", password: "guess-guess-guess" }), RateLimitedError);
-        await assert.rejects(identity.login(from("198.51.100.8"), { username: "another", password: "guess-guess-guess" }), UnauthenticatedError);
-      });
-    });
-
-    it("ends sessions on idle timeout, on absolute expiry and on logout", async () => {
-      await withTestDatabase(createDatabase, async (db) => {
-        const { identity, from, as, advance } = harness(db);
-        const boot = await identity.bootstrapAdmin(admin);
-        assert.ok(boot.created);
-        const idle = await identity.login(from("10.0.0.1"), { username: "admin", password: boot.password });
-        advance(16);
-        await assert.rejects(as(idle.token), UnauthenticatedError);
-
-        const busy = await identity.login(from("10.0.0.1"), { username: "admin", password: boot.password });
-        // Used every 10 minutes it never idles out, but it still ends 8 hours after log-in.
-        for (let minutes = 10; minutes < 8 * 60; minutes += 10) {
-          advance(10);
-          await as(busy.token);
-        }
-        advance(10);
-        await assert.rejects(as(busy.token), UnauthenticatedError);
-
-        const out = await identity.login(from("10.0.0.1"), { username: "admin", password: boot.password });
-        await identity.logout(await as(out.token));
-        await assert.rejects(as(out.token), UnauthenticatedError);
-      });
-    });
-
-    it("creates, lists and revokes API tokens; revoked, tampered and expired tokens fail and are audited", async () => {
-      await withTestDatabase(createDatabase, async (db) => {
-        const { identity, from, as, advance, types, events } = harness(db);
-        const boot = await identity.bootstrapAdmin(admin);
-        assert.ok(boot.created);
-        const session = await identity.login(from("10.0.0.1"), { username: "admin", password: boot.password });
-        const ctx = await as(session.token);
-        const api = await identity.createToken(ctx, { name: "ci pipeline" });
-        const shortLived = await identity.createToken(ctx, { name: "short", expiresInDays: 1 });
-        assert.equal((await as(api.token)).actor.kind, "user");
-        const listed = JSON.stringify(await identity.listTokens(ctx));
-        assert.ok(!listed.includes(api.token.split("_").at(-1)!));
-        await assert.rejects(identity.createToken(ctx, { name: "ci pipeline" }), ConflictError);
-
-        const tampered = `${api.token.slice(0, -1)}${api.token.endsWith("A") ? "B" : "A"}`;
-        await assert.rejects(as(tampered), UnauthenticatedError);
-        assert.equal(types().at(-1), "auth.token_rejected");
-
-        await identity.revokeToken(ctx, api.id);
-        await assert.rejects(as(api.token), UnauthenticatedError);
-        assert.equal(types().at(-1), "auth.token_rejected");
-
-        advance(24 * 60 + 1);
-        await assert.rejects(as(shortLived.token), UnauthenticatedError);
-        assert.ok(!JSON.stringify(events).includes(api.token) && !JSON.stringify(events).includes(shortLived.token));
-      });
-    });
-
-    it("keeps users to their own tokens, and a disabled user's tokens stop working", async () => {
-      await withTestDatabase(createDatabase, async (db) => {
-        const { identity, from, as, types } = harness(db);
-        const alice = await identity.createUser(admin, { username: "alice", role: "operator" });
-        const bob = await identity.createUser(admin, { username: "bob", role: "viewer", password: "correct horse battery" });
-        assert.ok(alice.initialPassword !== undefined && bob.initialPassword === undefined);
-        const aliceCtx = await as((await identity.login(from("10.0.0.2"), { username: "alice", password: alice.initialPassword })).token);
-        const bobCtx = await as((await identity.login(from("10.0.0.3"), { username: "bob", password: "correct horse battery" })).token);
-        const bobToken = await identity.createToken(bobCtx, { name: "bob-cli" });
-        await assert.rejects(identity.revokeToken(aliceCtx, bobToken.id), ForbiddenError);
-        assert.equal(types().at(-1), "access.denied");
-        await identity.disableUser(admin, "bob");
-        await assert.rejects(as(bobToken.token), UnauthenticatedError);
-      });
-    });
-
-    it("validates users: names, roles, password policy, duplicates, and who may manage them", async () => {
-      await withTestDatabase(createDatabase, async (db) => {
-        const { identity, from, as } = harness(db);
-        await assert.rejects(identity.createUser(admin, { username: "Bad Name!", role: "viewer" }), (error: unknown) => {
-          assert.ok(error instanceof ValidationError);
-          assert.equal(error.details[0]?.path, "username");
-          return true;
+        // Even the right password is refused while the limit holds.
+        const limited = await service.login(anonymous(), { username: "BOB", password: strongPassword }).catch((error: unknown) => error);
+        assert.ok(limited instanceof RateLimitedError);
+        assert.equal(limited.retryAfterSeconds, 10 * 60);
+        const [rateLimited] = audit.ofType("auth.login.rate_limited");
+        assert.deepEqual(rateLimited!.event, {
+          type: "auth.login.rate_limited",
+          outcome: "denied",
+          target: "user:bob",
+          payload: { username: "bob", scope: "username", retryAfterSeconds: 600 },
         });
-        await assert.rejects(identity.createUser(admin, { username: "carol", role: "root" as TRole }), ValidationError);
-        await assert.rejects(identity.createUser(admin, { username: "carol", role: "viewer", password: "short" }), ValidationError);
-        await assert.rejects(identity.createUser(admin, { username: "carolcarolcarol", role: "viewer", password: "carolcarolcarol" }), ValidationError);
-        const carol = await identity.createUser(admin, { username: "carol", role: "auditor" });
-        await assert.rejects(identity.createUser(admin, { username: "carol", role: "viewer" }), ConflictError);
-        const carolCtx = await as((await identity.login(from("10.0.0.4"), { username: "carol", password: carol.initialPassword! })).token);
-        await assert.rejects(identity.createUser(carolCtx, { username: "dave", role: "platform-admin" }), ForbiddenError);
-        assert.equal((await identity.setRole(admin, "carol", "approver")).role, "approver");
-      });
-    });
-  });
-});
+        clock.advance(minutes(10));
+        await service.login(anonymous(), { username: "bob", password: strongPassword });
+      }));
 
-describe("role permissions", () => {
-  const user = (role: TRole) => ({ kind: "user" as const, userId: "u", username: "u", role });
-  const table: [TRole, Parameters<typeof can>[1], boolean][] = [
-    ["auditor", "audit:read", true],
-    ["auditor", "audit:export", true],
-    ["auditor", "spec:apply", false],
-    ["auditor", "user:manage", false],
-    ["viewer", "status:read", true],
-    ["viewer", "audit:read", false],
-    ["approver", "change:approve", true],
-    ["approver", "spec:apply", false],
-    ["operator", "spec:apply", true],
-    ["operator", "user:manage", false],
-    ["operator", "audit:read", false],
-    ["platform-admin", "user:manage", true],
-  ];
-  for (const [role, permission, allowed] of table) {
-    it(`${role} ${allowed ? "may" : "may not"} ${permission}`, () => {
-      assert.equal(can(user(role), permission), allowed);
+    it("starts a username's count again after a success", () =>
+      withIdentity(createDatabase, { loginLimits: { perUsername: 3 } }, async (service) => {
+        await service.createUser(admin, { username: "carol", role: "viewer", password: strongPassword });
+        const fail = () => assert.rejects(service.login(anonymous(), { username: "carol", password: "wrong password!" }), UnauthenticatedError);
+        await fail();
+        await fail();
+        await service.login(anonymous(), { username: "carol", password: strongPassword });
+        await fail();
+        await fail();
+        await service.login(anonymous(), { username: "carol", password: strongPassword });
+      }));
+
+    it("rate limits failures per source address, and a success does not reset that count", () =>
+      withIdentity(createDatabase, { loginLimits: { perSourceAddress: 3 } }, async (service, { audit }) => {
+        await service.createUser(admin, { username: "dave", role: "viewer", password: strongPassword });
+        await assert.rejects(service.login(anonymous(), { username: "erin", password: "wrong password!" }), UnauthenticatedError);
+        await assert.rejects(service.login(anonymous(), { username: "frank", password: "wrong password!" }), UnauthenticatedError);
+        await service.login(anonymous(), { username: "dave", password: strongPassword });
+        await assert.rejects(service.login(anonymous(), { username: "grace", password: "wrong password!" }), UnauthenticatedError);
+        await assert.rejects(service.login(anonymous(), { username: "dave", password: strongPassword }), RateLimitedError);
+        // Another address is not affected.
+        await service.login(anonymous("198.51.100.9"), { username: "dave", password: strongPassword });
+        assert.equal(audit.ofType("auth.login.rate_limited")[0]!.event.payload.scope, "source");
+      }));
+
+    it("holds the limit when a burst of guesses arrives at several replicas at once", async () => {
+      const database = await createDatabase();
+      try {
+        const replicas = await Promise.all([database.open(), database.open()]);
+        const audit = recordingAudit();
+        const services = replicas.map((client) => identityServiceFactory({ db: client, audit }));
+        await services[0]!.createUser(admin, { username: "heidi", role: "viewer", password: strongPassword });
+        const outcomes = await Promise.all(
+          Array.from({ length: 12 }, (_, index) =>
+            services[index % 2]!.login(anonymous(), { username: "heidi", password: `burst guess ${index}` }).catch((error: unknown) => error),
+          ),
+        );
+        assert.equal(outcomes.filter((outcome) => outcome instanceof UnauthenticatedError).length, 5);
+        assert.equal(outcomes.filter((outcome) => outcome instanceof RateLimitedError).length, 7);
+      } finally {
+        await database.dispose();
+      }
     });
-  }
-  it("gives anonymous callers nothing", () => {
-    assert.equal(can({ kind: "anonymous" }, "status:read"), false);
+
+    it("creates an API token shown once, authenticates with it, and refuses it once revoked", () =>
+      withIdentity(createDatabase, {}, async (service, { audit, client }) => {
+        await service.createUser(admin, { username: "ivan", role: "auditor", password: strongPassword });
+        const session = await service.login(anonymous(), { username: "ivan", password: strongPassword });
+        const ivan = await service.authenticate(`Bearer ${session.token}`, meta);
+        const created = await service.createToken(ivan, { name: "evidence export", expiresInDays: 30 });
+        assert.match(created.token, /^chp_/);
+
+        const viaToken = await service.authenticate(created.token, meta);
+        assert.deepEqual(viaToken.actor, { kind: "user", userId: session.user.id, username: "ivan", role: "auditor", tokenId: created.id });
+        const listed = await service.listTokens(viaToken);
+        assert.deepEqual(listed.map((token) => [token.kind, token.name]).sort(), [["api", "evidence export"], ["session", null]]);
+        assert.ok(!JSON.stringify(listed).includes(created.token.split("_")[2]!));
+        const stored = JSON.stringify((await client.query("SELECT * FROM auth_tokens")).rows);
+        assert.ok(!stored.includes(created.token.split("_")[2]!), "the token secret is stored in plain");
+
+        await service.revokeToken(ivan, created.id);
+        await assert.rejects(service.authenticate(created.token, meta), UnauthenticatedError);
+        // A revoked token presented again looks like replay of a leaked credential: recorded.
+        assert.deepEqual(audit.ofType("auth.token_rejected").map(({ event }) => event.payload), [
+          { tokenId: created.id, owner: "ivan", reason: "revoked" },
+        ]);
+        await assert.rejects(service.revokeToken(ivan, created.id), ConflictError);
+        assert.deepEqual(audit.ofType("token.revoked")[0]!.event.payload, { tokenId: created.id, kind: "api", name: "evidence export", owner: "ivan" });
+        assertNoSecretsIn(audit.events, [strongPassword, session.token, created.token, created.token.split("_")[2]!]);
+      }));
+
+    it("refuses unknown, malformed and tampered tokens with one neutral message", () =>
+      withIdentity(createDatabase, {}, async (service, { audit }) => {
+        await service.createUser(admin, { username: "judy", role: "viewer", password: strongPassword });
+        const { token } = await service.login(anonymous(), { username: "judy", password: strongPassword });
+        const tampered = `${token.slice(0, -2)}${token.endsWith("AA") ? "BB" : "AA"}`;
+        const messages = new Set<string>();
+        for (const bad of [undefined, "", "garbage", tampered, `chp_${"0".repeat(24)}_${"A".repeat(43)}`]) {
+          const error = await service.authenticate(bad, meta).catch((caught: unknown) => caught);
+          assert.ok(error instanceof UnauthenticatedError);
+          messages.add(error.message);
+        }
+        assert.deepEqual([...messages], ["invalid or expired credentials"]);
+        assert.deepEqual(
+          audit.ofType("auth.token_rejected").map(({ ctx, event }) => [ctx.actor.kind, event.payload.owner, event.payload.reason]),
+          [["anonymous", "judy", "wrong secret"]],
+        );
+        assertNoSecretsIn(audit.events, [token, tampered]);
+      }));
+
+    it("ends sessions at their absolute expiry and after idling, and API tokens at theirs", () =>
+      withIdentity(createDatabase, { sessionLimits: { absoluteHours: 2, idleMinutes: 30 } }, async (service, { clock }) => {
+        await service.createUser(admin, { username: "kim", role: "viewer", password: strongPassword });
+        const active = await service.login(anonymous(), { username: "kim", password: strongPassword });
+        const idle = await service.login(anonymous(), { username: "kim", password: strongPassword });
+        const kim = await service.authenticate(active.token, meta);
+        const api = await service.createToken(kim, { name: "dashboard", expiresInDays: 1 });
+        for (let step = 0; step < 5; step += 1) {
+          clock.advance(minutes(20));
+          await service.authenticate(active.token, meta);
+        }
+        await assert.rejects(service.authenticate(idle.token, meta), UnauthenticatedError);
+        clock.advance(minutes(20)); // 2 h after log-in: over, however active
+        await assert.rejects(service.authenticate(active.token, meta), UnauthenticatedError);
+        await service.authenticate(api.token, meta);
+        clock.advance(24 * 60 * minutes(1));
+        await assert.rejects(service.authenticate(api.token, meta), UnauthenticatedError);
+      }));
+
+    it("writes last_used_at at most once a minute", () =>
+      withIdentity(createDatabase, {}, async (service, { client, clock }) => {
+        await service.createUser(admin, { username: "leo", role: "viewer", password: strongPassword });
+        const { token } = await service.login(anonymous(), { username: "leo", password: strongPassword });
+        const lastUsed = async () =>
+          (await client.query<{ last_used_at: Date | null }>("SELECT last_used_at FROM auth_tokens")).rows[0]!.last_used_at?.toISOString();
+        await service.authenticate(token, meta);
+        const first = await lastUsed();
+        assert.equal(first, clock.now().toISOString());
+        clock.advance(30_000);
+        await service.authenticate(token, meta);
+        assert.equal(await lastUsed(), first);
+        clock.advance(30_000);
+        await service.authenticate(token, meta);
+        assert.equal(await lastUsed(), clock.now().toISOString());
+      }));
+
+    it("stops a disabled user's sessions, tokens and log-ins", () =>
+      withIdentity(createDatabase, {}, async (service, { audit }) => {
+        await service.createUser(admin, { username: "mia", role: "operator", password: strongPassword });
+        const session = await service.login(anonymous(), { username: "mia", password: strongPassword });
+        const api = await service.createToken(await service.authenticate(session.token, meta), { name: "ci" });
+        const disabled = await service.disableUser(admin, "mia");
+        assert.equal(disabled.disabled, true);
+        await assert.rejects(service.authenticate(session.token, meta), UnauthenticatedError);
+        await assert.rejects(service.authenticate(api.token, meta), UnauthenticatedError);
+        await assert.rejects(service.login(anonymous(), { username: "mia", password: strongPassword }), /invalid username or password/);
+        assert.deepEqual(audit.ofType("user.disabled")[0]!.event.payload, { username: "mia", revokedTokens: 2 });
+        assert.equal(audit.ofType("auth.login.failed").at(-1)!.event.payload.reason, "user disabled");
+      }));
+
+    it("enforces each role in the service and audits every denial", () =>
+      withIdentity(createDatabase, {}, async (service, { audit }) => {
+        const signIn = async (username: string, role: TRole) => {
+          await service.createUser(admin, { username, role, password: strongPassword });
+          const { token } = await service.login(anonymous(), { username, password: strongPassword });
+          return service.authenticate(token, meta);
+        };
+        const auditor = await signIn("olga", "auditor");
+        const viewer = await signIn("pete", "viewer");
+        const operator = await signIn("quinn", "operator");
+
+        assert.equal((await service.listUsers(auditor)).length, 3);
+        await assert.rejects(service.listUsers(viewer), ForbiddenError);
+        await assert.rejects(service.createUser(auditor, { username: "rita", role: "platform-admin" }), ForbiddenError);
+        await assert.rejects(service.setRole(operator, "quinn", "platform-admin"), ForbiddenError);
+        await assert.rejects(service.disableUser(viewer, "olga"), ForbiddenError);
+        await assert.rejects(service.listTokens(operator, { allUsers: true }), ForbiddenError);
+        const auditorToken = await service.createToken(auditor, { name: "export" });
+        await assert.rejects(service.revokeToken(operator, auditorToken.id), ForbiddenError);
+
+        const denied = audit.ofType("access.denied").map(({ ctx, event }) => [ctx.actor.kind === "user" ? ctx.actor.username : "?", event.payload.permission, event.outcome]);
+        assert.deepEqual(denied, [
+          ["pete", "user:read", "denied"],
+          ["olga", "user:manage", "denied"],
+          ["quinn", "user:manage", "denied"],
+          ["pete", "user:manage", "denied"],
+          ["quinn", "token:manage-any", "denied"],
+          ["quinn", "token:manage-any", "denied"],
+        ]);
+        // Denied actions changed nothing.
+        assert.deepEqual((await service.listUsers(admin)).map((user) => [user.username, user.role, user.disabled]), [
+          ["olga", "auditor", false],
+          ["pete", "viewer", false],
+          ["quinn", "operator", false],
+        ]);
+        await service.authenticate(auditorToken.token, meta);
+      }));
+
+    it("manages users: generated initial password, role changes, and never losing the last admin", () =>
+      withIdentity(createDatabase, {}, async (service, { audit }) => {
+        const bootstrap = await service.bootstrapAdmin(admin);
+        const created = await service.createUser(admin, { username: "sam", role: "viewer" });
+        assert.ok(created.initialPassword && created.initialPassword.length >= 20);
+        await service.login(anonymous(), { username: "sam", password: created.initialPassword });
+        await assert.rejects(service.createUser(admin, { username: "sam", role: "viewer", password: strongPassword }), ConflictError);
+        await assert.rejects(service.createUser(admin, { username: "tess", role: "viewer", password: "tess" }), /policy/);
+
+        await assert.rejects(service.setRole(admin, "admin", "viewer"), /last enabled platform-admin/);
+        await assert.rejects(service.disableUser(admin, "admin"), /last enabled platform-admin/);
+        const promoted = await service.setRole(admin, "sam", "platform-admin");
+        assert.equal(promoted.role, "platform-admin");
+        await service.setRole(admin, "admin", "auditor");
+        assert.deepEqual(audit.ofType("user.role_changed").map(({ event }) => event.payload), [
+          { username: "sam", from: "viewer", to: "platform-admin" },
+          { username: "admin", from: "platform-admin", to: "auditor" },
+        ]);
+        assertNoSecretsIn(audit.events, [created.initialPassword, bootstrap.created ? bootstrap.password : "unreachable"]);
+      }));
+
+    it("logs out a session and records it", () =>
+      withIdentity(createDatabase, {}, async (service, { audit }) => {
+        await service.createUser(admin, { username: "uma", role: "approver", password: strongPassword });
+        const { token } = await service.login(anonymous(), { username: "uma", password: strongPassword });
+        const uma = await service.authenticate(token, meta);
+        await service.logout(uma);
+        await assert.rejects(service.authenticate(token, meta), UnauthenticatedError);
+        assert.equal(audit.ofType("auth.logout").length, 1);
+        assertNoSecretsIn(audit.events, [strongPassword, token]);
+      }));
   });
 });
