@@ -17,7 +17,7 @@ export const auditPayloadSchemas = {
   "auth.token_rejected": z.strictObject({ tokenId: name, owner: name, reason }),
   "user.created": z.strictObject({ username: name, role, bootstrap: z.boolean().optional(), initialLogin: z.enum(["generated", "chosen"]).optional() }),
   "user.role_changed": z.strictObject({ username: name, from: role, to: role }),
-  "user.disabled": z.strictObject({ username: name, revokedTokens: z.number().int().nonnegative() }),
+  "user.disabled": z.strictObject({ username: name, revokedTokenCount: z.number().int().nonnegative() }),
   "token.created": z.strictObject({ tokenId: name, name, owner: name, expiresAt: z.string().nullable() }),
   "token.revoked": z.strictObject({ tokenId: name, kind: z.enum(["session", "api"]), name: name.nullable(), owner: name }),
   "spec.applied": z.strictObject({ digest, revisionId: z.number().int().nonnegative() }),

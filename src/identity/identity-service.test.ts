@@ -297,7 +297,7 @@ forEachStoreKind((kind, createDatabase) => {
         await assert.rejects(service.authenticate(session.token, meta), UnauthenticatedError);
         await assert.rejects(service.authenticate(api.token, meta), UnauthenticatedError);
         await assert.rejects(service.login(anonymous(), { username: "mia", password: strongPassword }), /invalid username or password/);
-        assert.deepEqual(audit.ofType("user.disabled")[0]!.event.payload, { username: "mia", revokedTokens: 2 });
+        assert.deepEqual(audit.ofType("user.disabled")[0]!.event.payload, { username: "mia", revokedTokenCount: 2 });
         assert.equal(audit.ofType("auth.login.failed").at(-1)!.event.payload.reason, "user disabled");
       }));
 

@@ -34,6 +34,7 @@ const tokenRefused = "invalid or expired credentials";
 
 const usernamePattern = /^[a-z][a-z0-9._-]{1,63}$/;
 const tokenNamePattern = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
+const tokenIdPattern = /^[0-9a-f]{24}$/;
 const maxTokenDays = 3650;
 
 const normalizeUsername = (username: string): string => username.trim().toLowerCase();
@@ -57,8 +58,23 @@ const checkRole = (role: string): TRole => {
 
 const publicUser = ({ passwordHash: _hash, ...user }: TStoredUser): TUser => user;
 
-const userTarget = (username: string) => `user:${username}`;
-const tokenTarget = (id: string) => `token:${id}`;
+// Targets and messages name a user or token only when the input is well-formed: a malformed one may
+// be a password typed into the wrong field or a whole token pasted where its id belongs, and the
+// audit log keeps whatever it is given for good.
+const userTarget = (username: string) => {
+  const normalized = normalizeUsername(username);
+  return `user:${usernamePattern.test(normalized) ? normalized : "(invalid username)"}`;
+};
+const shownTokenId = (id: string) => (tokenIdPattern.test(id) ? id : "(invalid id)");
+const tokenTarget = (id: string) => `token:${shownTokenId(id)}`;
+
+const checkTokenName = (name: string): void => {
+  if (!tokenNamePattern.test(name)) {
+    throw new ValidationError(`token name ${JSON.stringify(name)} is not valid`, [
+      { path: "name", message: "1-64 characters: letters, digits, space, '.', '_' or '-'" },
+    ]);
+  }
+};
 
 export const identityServiceFactory = ({ db, audit, now = () => new Date(), loginLimits, sessionLimits }: TIdentityServiceDeps) => {
   const store = identityStoreFactory(db);
@@ -87,11 +103,7 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
     owner: { userId: string; username: string },
     input: { name: string; expiresInDays?: number },
   ): Promise<TIssuedToken> => {
-    if (!tokenNamePattern.test(input.name)) {
-      throw new ValidationError(`token name ${JSON.stringify(input.name)} is not valid`, [
-        { path: "name", message: "1-64 characters: letters, digits, space, '.', '_' or '-'" },
-      ]);
-    }
+    checkTokenName(input.name);
     const days = input.expiresInDays;
     if (days !== undefined && !(Number.isInteger(days) && days >= 1 && days <= maxTokenDays)) {
       throw new ValidationError(`expiresInDays must be a whole number from 1 to ${maxTokenDays}`, [
@@ -131,6 +143,8 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       ctx: TRequestContext,
       options: { cliTokenName?: string } = {},
     ): Promise<{ created: true; username: "admin"; password: string; cliToken?: TIssuedToken } | { created: false }> => {
+      // Before admin exists: once it does, a refusal here would lose the only copy of its password.
+      if (options.cliTokenName !== undefined) checkTokenName(options.cliTokenName);
       // Cheap check first so ordinary restarts do not pay for an argon2 hash.
       if (await store.bootstrapped()) return { created: false };
       const password = generatePassword();
@@ -285,7 +299,7 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       if (result === "not-found") throw new NotFoundError(`user ${name} does not exist`);
       if (result === "already-disabled") throw new ConflictError(`user ${name} is already disabled`);
       if (result === "last-admin") throw new ConflictError(`${name} is the last enabled platform-admin; promote another user first`);
-      await record(ctx, "user.disabled", "success", userTarget(name), { username: name, revokedTokens: result.revokedTokens });
+      await record(ctx, "user.disabled", "success", userTarget(name), { username: name, revokedTokenCount: result.revokedTokens });
       return publicUser(result.user);
     },
 
@@ -302,22 +316,22 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
 
     /** Active sessions and API tokens: the acting user's, or everyone's with token:manage-any. */
     listTokens: async (ctx: TRequestContext, options: { allUsers?: boolean } = {}): Promise<TTokenInfo[]> => {
-      if (options.allUsers || ctx.actor.kind !== "user") {
-        await authorize(ctx, "token:manage-any", audit, "tokens");
-        return store.listActiveTokens(undefined, now());
-      }
-      await authorize(ctx, "token:manage-own", audit, "tokens");
-      return store.listActiveTokens(ctx.actor.userId, now());
+      const everyone = options.allUsers || ctx.actor.kind !== "user";
+      await authorize(ctx, everyone ? "token:manage-any" : "token:manage-own", audit, "tokens");
+      const at = now();
+      const listed = await store.listActiveTokens(ctx.actor.kind === "user" && !everyone ? ctx.actor.userId : undefined, at);
+      // The store knows nothing of the idle timeout: drop sessions that authenticate() would refuse.
+      return listed.filter((token) => tokenRejection({ ...token, revokedAt: null, userDisabledAt: null }, at, session) === undefined);
     },
 
     revokeToken: async (ctx: TRequestContext, id: string): Promise<void> => {
       await authorize(ctx, "token:manage-own", audit, tokenTarget(id));
-      const token = /^[0-9a-f]{24}$/.test(id) ? await store.findToken(id) : undefined;
+      const token = tokenIdPattern.test(id) ? await store.findToken(id) : undefined;
       const ownToken = ctx.actor.kind === "user" && token?.user.id === ctx.actor.userId;
       // Someone else's token needs token:manage-any, asked before "not found" so that probing for
       // other people's token ids is refused and audited like any other denied action.
       if (!ownToken) await authorize(ctx, "token:manage-any", audit, tokenTarget(id));
-      if (!token) throw new NotFoundError(`token ${id} does not exist`);
+      if (!token) throw new NotFoundError(`token ${shownTokenId(id)} does not exist`);
       if (!(await store.revokeToken(token.id, now(), actorName(ctx.actor)))) throw new ConflictError(`token ${id} is already revoked`);
       await record(ctx, "token.revoked", "success", tokenTarget(token.id), {
         tokenId: token.id,
