@@ -44,46 +44,53 @@ export function isLoopbackOrPrivateAddress(bindAddress: string): boolean {
 const redisEnabled = (environment: TEnvironmentSpec) => environment.redis.enabled;
 const always = () => true;
 
+/** A mandatory control that fails when the Odoo role holds one PostgreSQL role attribute. */
+const forbiddenRoleAttribute = (control: {
+  id: string;
+  title: string;
+  citations: TLiveControl["citations"];
+  severity: TLiveControl["severity"];
+  field: "roleSuperuser" | "roleCreateRole" | "roleCreateDb";
+  message: string;
+}): TLiveControl => ({
+  id: control.id,
+  title: control.title,
+  citations: control.citations,
+  severity: control.severity,
+  enforcement: "mandatory",
+  subject: "live",
+  appliesTo: always,
+  check: ({ live }, report) => {
+    const postgres = postgresState(live, report);
+    if (postgres?.[control.field]) report.fail(control.message, { path: `postgres.${control.field}`, actual: true });
+  },
+});
+
 export const LIVE_CONTROLS: readonly TLiveControl[] = [
-  {
+  forbiddenRoleAttribute({
     id: "CH-DB-007",
     title: "Odoo's database role is not a superuser",
     citations: ["164.308(a)(4)", "164.312(a)(1)"],
     severity: "critical",
-    enforcement: "mandatory",
-    subject: "live",
-    appliesTo: always,
-    check: ({ live }, report) => {
-      const postgres = postgresState(live, report);
-      if (postgres?.roleSuperuser) report.fail("Odoo's database role must not be a superuser (rolsuper: true)", { path: "postgres.roleSuperuser", actual: true });
-    },
-  },
-  {
+    field: "roleSuperuser",
+    message: "Odoo's database role must not be a superuser (rolsuper: true)",
+  }),
+  forbiddenRoleAttribute({
     id: "CH-DB-008",
     title: "Odoo's database role cannot create roles",
     citations: ["164.308(a)(4)(ii)(C)", "164.312(a)(1)"],
     severity: "high",
-    enforcement: "mandatory",
-    subject: "live",
-    appliesTo: always,
-    check: ({ live }, report) => {
-      const postgres = postgresState(live, report);
-      if (postgres?.roleCreateRole) report.fail("Odoo's database role must not hold CREATEROLE (rolcreaterole: true)", { path: "postgres.roleCreateRole", actual: true });
-    },
-  },
-  {
+    field: "roleCreateRole",
+    message: "Odoo's database role must not hold CREATEROLE (rolcreaterole: true)",
+  }),
+  forbiddenRoleAttribute({
     id: "CH-DB-009",
     title: "Odoo's database role cannot create databases",
     citations: ["164.308(a)(4)", "164.312(a)(1)"],
     severity: "medium",
-    enforcement: "mandatory",
-    subject: "live",
-    appliesTo: always,
-    check: ({ live }, report) => {
-      const postgres = postgresState(live, report);
-      if (postgres?.roleCreateDb) report.fail("Odoo's database role must not hold CREATEDB (rolcreatedb: true)", { path: "postgres.roleCreateDb", actual: true });
-    },
-  },
+    field: "roleCreateDb",
+    message: "Odoo's database role must not hold CREATEDB (rolcreatedb: true)",
+  }),
   {
     id: "CH-DB-010",
     title: "CONNECT on the Odoo database is revoked from PUBLIC",
