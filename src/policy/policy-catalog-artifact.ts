@@ -54,7 +54,8 @@ function requireArtifact<K extends keyof TRenderedArtifacts>(
   report: TControlReport,
 ): NonNullable<TRenderedArtifacts[K]> | undefined {
   const artifact = artifacts[key];
-  if (artifact === undefined) report.fail(`${fileName} was not rendered, so this control cannot be verified`, { path: key });
+  if (artifact === null) report.notApplicable(`this runtime serves no ${fileName.replace(/^the /, "")}: nothing reaches Odoo from the network`);
+  else if (artifact === undefined) report.fail(`${fileName} was not rendered, so this control cannot be verified`, { path: key });
   return artifact ?? undefined;
 }
 

@@ -88,9 +88,15 @@ function subjectsByEnvironment(subjects: TPolicySubjects): Map<string, Partial<T
   return byEnvironment;
 }
 
-function runCheck(control: TAnyControl, subject: TSubjects[TSubjectKind]): TFailure[] {
+function runCheck(control: TAnyControl, subject: TSubjects[TSubjectKind]): { failures: TFailure[]; notApplicable?: string } {
   const failures: TFailure[] = [];
-  const report: TControlReport = { fail: (message: string, detail: TFailureDetail = {}) => void failures.push({ message, ...detail }) };
+  let notApplicable: string | undefined;
+  const report: TControlReport = {
+    fail: (message: string, detail: TFailureDetail = {}) => void failures.push({ message, ...detail }),
+    notApplicable: (reason: string) => {
+      notApplicable = reason;
+    },
+  };
   try {
     // The engine pairs each control with a subject of its own kind (see evaluatePolicy).
     (control.check as (subject: TSubjects[TSubjectKind], report: TControlReport) => void)(subject, report);
@@ -98,7 +104,8 @@ function runCheck(control: TAnyControl, subject: TSubjects[TSubjectKind]): TFail
     // A control that cannot run has not shown the environment to be safe: fail closed.
     failures.push({ message: `the check could not run: ${error instanceof Error ? error.message : String(error)}` });
   }
-  return failures;
+  // A failure outweighs a claim of not-applicable: fail closed.
+  return failures.length > 0 || notApplicable === undefined ? { failures } : { failures, notApplicable };
 }
 
 export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEvaluatePolicyInput): TPostureReport {
@@ -135,7 +142,11 @@ export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEv
         results.push({ ...base, status: "not-applicable", messages: [], failures: [] });
         continue;
       }
-      const failures = runCheck(control, subject);
+      const { failures, notApplicable } = runCheck(control, subject);
+      if (notApplicable !== undefined) {
+        results.push({ ...base, status: "not-applicable", messages: [notApplicable], failures: [] });
+        continue;
+      }
       const messages = failures.map((failure) => failure.message);
       if (failures.length === 0) {
         results.push({ ...base, status: "pass", messages, failures });

@@ -11,7 +11,11 @@ export type TEnforcement = "mandatory" | "advisory";
 /** What a control found wrong; `path` points into the subject, `actual` is the offending value. */
 export type TFailureDetail = { readonly path?: string; readonly actual?: unknown };
 export type TFailure = { readonly message: string } & TFailureDetail;
-export type TControlReport = { fail(message: string, detail?: TFailureDetail): void };
+export type TControlReport = {
+  fail(message: string, detail?: TFailureDetail): void;
+  /** The subject shows the control cannot apply (e.g. a runtime that serves no ingress); recorded with the reason. */
+  notApplicable(reason: string): void;
+};
 
 export type TSpecSubject = { readonly organization: TOrganizationSpec; readonly environment: TEnvironmentSpec };
 
@@ -29,7 +33,8 @@ export type TRenderedArtifacts = {
   readonly pgHba?: string;
   readonly postgresqlConf?: Readonly<Record<string, string>>;
   readonly redisConf?: Readonly<Record<string, string>>;
-  readonly ingress?: TIngressArtifact;
+  /** null: the target serves no ingress at all (the local runtime binds Odoo to loopback only). */
+  readonly ingress?: TIngressArtifact | null;
 };
 
 export type TArtifactSubject = { readonly environment: TEnvironmentSpec; readonly artifacts: TRenderedArtifacts };

@@ -1,0 +1,222 @@
+// Reconciles and observes one PostgreSQL cluster of an organization with its tenants (the
+// environments placed in it). Reconcile acts only on a difference; observe never changes anything.
+import { access } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type pg from "pg";
+import { odooConnectionLimit } from "../../render/odoo/odoo-conf.js";
+import type { TLivePostgresState } from "../../policy/policy-types.js";
+import { generatePassword } from "../../secrets/secrets-generate.js";
+import { connectAdmin, initializeCluster, isInitialized, readClusterFile, runningPid, startCluster, restartCluster, writeClusterFile } from "./postgres-cluster.js";
+import type { TPostgresCluster } from "./postgres-cluster.js";
+import { parsePostgresqlConf, postgresqlSettings, renderPgHba, renderPostgresqlConf } from "./postgres-config.js";
+import type { TStatementAudit } from "./postgres-config.js";
+import { observeTenant, reconcileTenant, tenantDrift } from "./postgres-tenant.js";
+import type { TPostgresTenant } from "./postgres-tenant.js";
+import { clusterDirectory, databaseNameOf, databaseRoleOf, secretNames } from "./local-placement.js";
+import type { TClusterPlacement } from "./local-placement.js";
+import { ensureServerCertificate } from "./runtime-ca.js";
+import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
+import type { TOsUser } from "./runtime-command.js";
+import { ensureInstanceRecord, readInstanceRecord } from "./runtime-instance.js";
+import type { TRuntimeAction, TRuntimeDrift } from "./runtime-types.js";
+
+export type TClusterContext = {
+  readonly root: string;
+  readonly organization: string;
+  readonly placement: TClusterPlacement;
+  readonly ca: TCertificateAuthority;
+  readonly secrets: TRuntimeSecrets;
+  readonly owner: TOsUser | undefined;
+  readonly now: Date;
+  /** Admin connections kept between calls: a no-op reconcile of many environments must not pay a TLS handshake each. */
+  readonly connections: Map<string, pg.Client>;
+};
+
+export type TTenantObservationResult = {
+  readonly environment: string;
+  readonly live?: TLivePostgresState;
+  readonly drift: readonly TRuntimeDrift[];
+};
+
+export type TClusterObservation = {
+  readonly name: string;
+  readonly port: number | null;
+  readonly state: "running" | "stopped" | "absent";
+  readonly drift: readonly TRuntimeDrift[];
+  readonly files: { readonly postgresqlConf?: Record<string, string>; readonly pgHba?: string };
+  readonly tenants: readonly TTenantObservationResult[];
+};
+
+const generateDatabasePassword = () => generatePassword(24);
+
+const clusterOf = (context: TClusterContext, port: number): TPostgresCluster => ({
+  name: context.placement.name,
+  directory: clusterDirectory(context.root, context.organization, context.placement.name),
+  port,
+  version: context.placement.version,
+  owner: context.owner,
+});
+
+async function statementAuditFor(version: number): Promise<TStatementAudit> {
+  try {
+    await access(`/usr/lib/postgresql/${version}/lib/pgaudit.so`);
+    return "pgaudit";
+  } catch {
+    // Without pgaudit, log every statement: reads of PHI must be on record too.
+    return "log-statement-all";
+  }
+}
+
+const tlsDirectory = (cluster: TPostgresCluster) => join(cluster.directory, "tls");
+
+async function desiredFiles(context: TClusterContext, cluster: TPostgresCluster) {
+  const certificate = { certPath: join(tlsDirectory(cluster), "server.crt"), keyPath: join(tlsDirectory(cluster), "server.key"), caPath: join(tlsDirectory(cluster), "ca.crt") };
+  const settings = postgresqlSettings({
+    port: cluster.port,
+    certificate,
+    statementAudit: await statementAuditFor(cluster.version),
+    tenantConnections: context.placement.environments.reduce((total, environment) => total + odooConnectionLimit(environment), 0),
+  });
+  return { settings, postgresqlConf: renderPostgresqlConf(settings), pgHba: renderPgHba() };
+}
+
+async function tenantsOf(context: TClusterContext, create: boolean): Promise<(TPostgresTenant & { environment: string })[]> {
+  return Promise.all(
+    context.placement.environments.map(async (environment) => {
+      const name = secretNames.databasePassword(context.organization, environment.name);
+      if (create) await context.secrets.ensure(name, generateDatabasePassword);
+      return {
+        environment: environment.name,
+        database: databaseNameOf(environment),
+        role: databaseRoleOf(environment),
+        password: await context.secrets.current(name),
+        connectionLimit: odooConnectionLimit(environment),
+      };
+    }),
+  );
+}
+
+async function adminConnection(context: TClusterContext, cluster: TPostgresCluster): Promise<pg.Client> {
+  const key = `${context.organization}/${cluster.name}`;
+  const cached = context.connections.get(key);
+  if (cached !== undefined) {
+    try {
+      await cached.query("SELECT 1");
+      return cached;
+    } catch {
+      context.connections.delete(key);
+      await cached.end().catch(() => undefined);
+    }
+  }
+  const password = await context.secrets.current(secretNames.clusterAdmin(context.organization, cluster.name));
+  const client = await connectAdmin(cluster, password, context.ca.certPem);
+  context.connections.set(key, client);
+  return client;
+}
+
+export async function closeConnection(context: Pick<TClusterContext, "connections">, key: string): Promise<void> {
+  const client = context.connections.get(key);
+  context.connections.delete(key);
+  await client?.end().catch(() => undefined);
+}
+
+/** Settings someone changed with ALTER SYSTEM: they override the rendered file. */
+async function alterSystemOverrides(admin: pg.Client): Promise<string[]> {
+  const result = await admin.query<{ name: string }>("SELECT name FROM pg_file_settings WHERE sourcefile LIKE '%/postgresql.auto.conf' ORDER BY name");
+  return result.rows.map((row) => row.name);
+}
+
+/** pg_reload_conf() only signals; wait until the server has read the files again. */
+async function reloadAndWait(admin: pg.Client): Promise<void> {
+  const before = (await admin.query<{ t: Date }>("SELECT pg_conf_load_time() AS t")).rows[0]?.t.getTime() ?? 0;
+  await admin.query("SELECT pg_reload_conf()");
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    await sleep(20);
+    const after = (await admin.query<{ t: Date }>("SELECT pg_conf_load_time() AS t")).rows[0]?.t.getTime() ?? 0;
+    if (after > before) return;
+  }
+}
+
+export async function reconcileCluster(context: TClusterContext): Promise<TRuntimeAction[]> {
+  const target = `postgres/${context.placement.name}`;
+  const actions: TRuntimeAction[] = [];
+  const act = (action: string) => actions.push({ target, action });
+  const directory = clusterDirectory(context.root, context.organization, context.placement.name);
+  const { record } = await ensureInstanceRecord(directory, context.owner, context.now);
+  const cluster = clusterOf(context, record.port);
+  const { issued } = await ensureServerCertificate(context.ca, tlsDirectory(cluster), `${context.organization} ${cluster.name}`, context.owner, context.now);
+  if (issued) act("issued a TLS certificate from the organization CA");
+  const adminSecret = secretNames.clusterAdmin(context.organization, cluster.name);
+  await context.secrets.ensure(adminSecret, generateDatabasePassword);
+  if (!(await isInitialized(cluster))) {
+    await initializeCluster(cluster, await context.secrets.current(adminSecret));
+    act(`initialized PostgreSQL ${cluster.version} with data checksums and SCRAM (port ${cluster.port})`);
+  }
+  const files = await desiredFiles(context, cluster);
+  const changed = [
+    ...((await writeClusterFile(cluster, "postgresql.conf", files.postgresqlConf)) ? ["postgresql.conf"] : []),
+    ...((await writeClusterFile(cluster, "pg_hba.conf", files.pgHba)) ? ["pg_hba.conf"] : []),
+  ];
+  if (changed.length > 0 && !issued) act(`wrote ${changed.join(" and ")}`);
+  let admin: pg.Client;
+  if ((await runningPid(cluster)) === undefined) {
+    await closeConnection(context, `${context.organization}/${cluster.name}`);
+    await startCluster(cluster);
+    act(`started (port ${cluster.port})`);
+    admin = await adminConnection(context, cluster);
+  } else {
+    admin = await adminConnection(context, cluster);
+    if (changed.length > 0 || issued) await reloadAndWait(admin);
+  }
+  const overrides = await alterSystemOverrides(admin);
+  if (overrides.length > 0) {
+    await admin.query("ALTER SYSTEM RESET ALL");
+    await reloadAndWait(admin);
+    act(`reset ALTER SYSTEM overrides (${overrides.join(", ")})`);
+  }
+  const pendingRestart = (await admin.query<{ name: string }>("SELECT name FROM pg_settings WHERE pending_restart ORDER BY name")).rows.map((row) => row.name);
+  if (pendingRestart.length > 0) {
+    await closeConnection(context, `${context.organization}/${cluster.name}`);
+    await restartCluster(cluster);
+    act(`restarted to apply ${pendingRestart.join(", ")}`);
+    admin = await adminConnection(context, cluster);
+  }
+  for (const tenant of await tenantsOf(context, true)) {
+    const observed = await observeTenant(admin, tenant);
+    for (const action of await reconcileTenant(admin, tenant, observed)) actions.push({ target: `environment/${tenant.environment}`, action });
+  }
+  return actions;
+}
+
+export async function observeCluster(context: TClusterContext): Promise<TClusterObservation> {
+  const directory = clusterDirectory(context.root, context.organization, context.placement.name);
+  const record = await readInstanceRecord(directory);
+  const target = `postgres/${context.placement.name}`;
+  const absentTenants = (reason: string) =>
+    context.placement.environments.map((environment) => ({ environment: environment.name, drift: [{ target, field: "cluster", expected: "running", actual: reason }] }));
+  if (record === undefined) return { name: context.placement.name, port: null, state: "absent", drift: [], files: {}, tenants: absentTenants("not provisioned") };
+  const cluster = clusterOf(context, record.port);
+  const drift: TRuntimeDrift[] = [];
+  const desired = await desiredFiles(context, cluster);
+  const postgresqlConf = await readClusterFile(cluster, "postgresql.conf");
+  const pgHba = await readClusterFile(cluster, "pg_hba.conf");
+  if (postgresqlConf !== desired.postgresqlConf) drift.push({ target, field: "postgresql.conf", expected: "as rendered", actual: postgresqlConf === undefined ? "missing" : "edited by hand" });
+  if (pgHba !== desired.pgHba) drift.push({ target, field: "pg_hba.conf", expected: "as rendered", actual: pgHba === undefined ? "missing" : "edited by hand" });
+  const files = { ...(postgresqlConf === undefined ? {} : { postgresqlConf: parsePostgresqlConf(postgresqlConf) }), ...(pgHba === undefined ? {} : { pgHba }) };
+  if ((await runningPid(cluster)) === undefined) {
+    return { name: cluster.name, port: cluster.port, state: "stopped", drift: [...drift, { target, field: "process", expected: "running", actual: "stopped" }], files, tenants: absentTenants("stopped") };
+  }
+  const admin = await adminConnection(context, cluster);
+  for (const name of await alterSystemOverrides(admin)) drift.push({ target, field: `ALTER SYSTEM ${name}`, expected: "not set", actual: "overrides postgresql.conf" });
+  const tenants: TTenantObservationResult[] = [];
+  for (const tenant of await tenantsOf(context, false).catch(() => [])) {
+    const observed = await observeTenant(admin, tenant);
+    tenants.push({
+      environment: tenant.environment,
+      live: observed.live,
+      drift: tenantDrift(tenant, observed).map((item) => ({ target: `environment/${tenant.environment}`, ...item })),
+    });
+  }
+  return { name: cluster.name, port: cluster.port, state: "running", drift, files, tenants };
+}

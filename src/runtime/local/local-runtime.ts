@@ -1,0 +1,310 @@
+// The local runtime: makes an organization's data tier real on this host from the host's
+// PostgreSQL and Redis binaries, reads it back for drift and for the live controls, restarts what
+// crashed, and removes an environment only after a final backup. Implements TRuntime.
+import { createHash } from "node:crypto";
+import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type pg from "pg";
+import type { TArtifactSubject, TLiveSubject } from "../../policy/policy-types.js";
+import { hashOdooAdminPassword } from "../../render/odoo/odoo-admin-password.js";
+import { parseOdooConf, renderOdooConf } from "../../render/odoo/odoo-conf.js";
+import { generatePassword } from "../../secrets/secrets-generate.js";
+import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
+import { NotFoundError } from "../../lib/errors.js";
+import { closeConnection, observeCluster, reconcileCluster } from "./local-postgres.js";
+import type { TClusterContext, TClusterObservation } from "./local-postgres.js";
+import {
+  clusterDirectory,
+  databaseNameOf,
+  databaseRoleOf,
+  instanceNameOf,
+  odooDirectory,
+  organizationDirectory,
+  placeOrganization,
+  redisDirectory,
+  redisUserOf,
+  secretNames,
+} from "./local-placement.js";
+import type { TClusterPlacement, TInstancePlacement } from "./local-placement.js";
+import { observeRedis, reconcileRedis } from "./local-redis.js";
+import type { TRedisContext, TRedisObservation } from "./local-redis.js";
+import { CLUSTER_ADMIN_ROLE, assertPostgresInstalled, connectAdmin, isInitialized, runningPid, startCluster, stopCluster } from "./postgres-cluster.js";
+import type { TPostgresCluster } from "./postgres-cluster.js";
+import { dropTenant } from "./postgres-tenant.js";
+import { redisPid, startRedis, stopRedis } from "./redis-instance.js";
+import { ensureCertificateAuthority } from "./runtime-ca.js";
+import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
+import { runCommand, serviceUser } from "./runtime-command.js";
+import type { TOsUser } from "./runtime-command.js";
+import { readInstanceRecord } from "./runtime-instance.js";
+import type { TRuntimeAction, TRuntimeDrift } from "./runtime-types.js";
+
+export type TLocalRuntimeDeps = {
+  /** Directory holding every organization's clusters, e.g. <CAREHOST_HOME>/runtime. */
+  readonly root: string;
+  readonly secrets: TRuntimeSecrets;
+  readonly now?: () => Date;
+};
+
+/** Where Debian's odoo package installs the standard addons; used when Odoo is deployed on this host. */
+const ODOO_ADDONS_PATH = "/usr/lib/python3/dist-packages/odoo/addons";
+
+export type TEnvironmentRuntimeStatus = {
+  readonly environment: string;
+  readonly hosting: TEnvironmentSpec["hosting"];
+  readonly postgres: { readonly instance: string; readonly port: number | null; readonly state: string; readonly database: string; readonly role: string };
+  readonly redis: { readonly instance: string; readonly port: number | null; readonly state: string; readonly user: string } | null;
+  readonly app: { readonly state: "not-deployed"; readonly detail: string };
+  readonly drift: readonly TRuntimeDrift[];
+};
+
+export type TOrganizationObservation = {
+  readonly organization: string;
+  readonly environments: readonly TEnvironmentRuntimeStatus[];
+  readonly subjects: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] };
+};
+
+export type TFinalBackup = { readonly path: string; readonly bytes: number; readonly sha256: string };
+
+export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: TLocalRuntimeDeps) => {
+  const connections = new Map<string, pg.Client>();
+  let owners: Promise<{ postgres: TOsUser | undefined; redis: TOsUser | undefined }> | undefined;
+  const serviceOwners = () => (owners ??= Promise.all([serviceUser("postgres"), serviceUser("redis")]).then(([postgres, redis]) => ({ postgres, redis })));
+
+  const certificateAuthority = (organization: string): Promise<TCertificateAuthority> =>
+    ensureCertificateAuthority(organization, organizationDirectory(root, organization), secrets, now());
+
+  const clusterContext = async (organization: string, placement: TClusterPlacement, ca: TCertificateAuthority): Promise<TClusterContext> => ({
+    root, organization, placement, ca, secrets, owner: (await serviceOwners()).postgres, now: now(), connections,
+  });
+  const redisContext = async (organization: string, placement: TInstancePlacement, ca: TCertificateAuthority): Promise<TRedisContext> => ({
+    root, organization, placement, ca, secrets, owner: (await serviceOwners()).redis, now: now(),
+  });
+
+  const odooFiles = async (organization: TOrganizationSpec, environment: TEnvironmentSpec, ca: TCertificateAuthority, createSecrets: boolean) => {
+    const org = organization.metadata.name;
+    const master = secretNames.odooMasterPassword(org, environment.name);
+    const masterHash = secretNames.odooMasterPasswordHash(org, environment.name);
+    if (createSecrets) {
+      await secrets.ensure(master, () => generatePassword(24));
+      const masterPassword = await secrets.current(master);
+      await secrets.ensure(masterHash, () => hashOdooAdminPassword(masterPassword));
+    }
+    const record = await readInstanceRecord(clusterDirectory(root, org, instanceNameOf(environment)));
+    const directory = odooDirectory(root, org, environment.name);
+    const odooConf = renderOdooConf({
+      environment,
+      database: { host: "127.0.0.1", port: record?.port ?? 0, name: databaseNameOf(environment), user: databaseRoleOf(environment), sslRootCertPath: ca.certPath },
+      adminPasswordHash: await secrets.current(masterHash),
+      dataDir: join(directory, "data"),
+      addonsPaths: [ODOO_ADDONS_PATH],
+    });
+    // libpq reads the password and the CA from these, so odoo.conf holds neither.
+    const pgpass = `127.0.0.1:${record?.port ?? 0}:${databaseNameOf(environment)}:${databaseRoleOf(environment)}:${await secrets.current(secretNames.databasePassword(org, environment.name))}\n`;
+    const odooEnv = `PGPASSFILE=${join(directory, "pgpass")}\nPGSSLROOTCERT=${ca.certPath}\nPGSSLMODE=verify-full\n`;
+    return { directory, odooConf, pgpass, odooEnv };
+  };
+
+  const writeIfChanged = async (path: string, content: string, mode: number): Promise<boolean> => {
+    if ((await readFile(path, "utf8").catch(() => undefined)) === content) return false;
+    await writeFile(path, content, { mode });
+    await chmod(path, mode);
+    return true;
+  };
+
+  const clusterOf = async (organization: string, environment: TEnvironmentSpec): Promise<TPostgresCluster | undefined> => {
+    const name = instanceNameOf(environment);
+    const directory = clusterDirectory(root, organization, name);
+    const record = await readInstanceRecord(directory);
+    return record === undefined ? undefined : { name, directory, port: record.port, version: environment.database.postgresVersion, owner: (await serviceOwners()).postgres };
+  };
+
+  return {
+    kind: "local" as const,
+
+    /** Brings the organization's data tier to what the spec declares; returns what it did (nothing, the second time). */
+    reconcile: async (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => {
+      const placement = placeOrganization(organization);
+      for (const cluster of placement.clusters) await assertPostgresInstalled(cluster.version);
+      const org = placement.organization;
+      await mkdir(organizationDirectory(root, org), { recursive: true, mode: 0o711 });
+      const ca = await certificateAuthority(org);
+      const actions: TRuntimeAction[] = [];
+      // Clusters and Redis instances are independent processes: bring them up side by side.
+      const results = await Promise.all([
+        ...placement.clusters.map(async (cluster) => reconcileCluster(await clusterContext(org, cluster, ca))),
+        ...placement.redis.map(async (redis) => reconcileRedis(await redisContext(org, redis, ca))),
+      ]);
+      actions.push(...results.flat());
+      for (const environment of organization.environments) {
+        const files = await odooFiles(organization, environment, ca, true);
+        await mkdir(join(files.directory, "data"), { recursive: true, mode: 0o700 });
+        const changed = [
+          ...((await writeIfChanged(join(files.directory, "odoo.conf"), files.odooConf, 0o640)) ? ["odoo.conf"] : []),
+          ...((await writeIfChanged(join(files.directory, "pgpass"), files.pgpass, 0o600)) ? ["pgpass"] : []),
+          ...((await writeIfChanged(join(files.directory, "odoo.env"), files.odooEnv, 0o640)) ? ["odoo.env"] : []),
+        ];
+        if (changed.length > 0) actions.push({ target: `environment/${environment.name}`, action: `rendered ${changed.join(", ")}` });
+      }
+      return actions;
+    },
+
+    /** Reads everything back: status, drift, and the artifact and live subjects for the control baseline. */
+    observe: async (organization: TOrganizationSpec): Promise<TOrganizationObservation> => {
+      const placement = placeOrganization(organization);
+      const org = placement.organization;
+      const ca = await certificateAuthority(org);
+      const clusters = new Map<string, TClusterObservation>();
+      const redis = new Map<string, TRedisObservation>();
+      await Promise.all([
+        ...placement.clusters.map(async (cluster) => clusters.set(cluster.name, await observeCluster(await clusterContext(org, cluster, ca)))),
+        ...placement.redis.map(async (instance) => redis.set(instance.name, await observeRedis(await redisContext(org, instance, ca)))),
+      ]);
+      const environments: TEnvironmentRuntimeStatus[] = [];
+      const artifact: TArtifactSubject[] = [];
+      const live: TLiveSubject[] = [];
+      for (const environment of organization.environments) {
+        const instance = instanceNameOf(environment);
+        const cluster = clusters.get(instance);
+        const tenant = cluster?.tenants.find((item) => item.environment === environment.name);
+        const redisObservation = environment.redis.enabled ? redis.get(instance) : undefined;
+        const drift: TRuntimeDrift[] = [...(cluster?.drift ?? []), ...(tenant?.drift ?? []), ...(redisObservation?.drift ?? [])];
+        const directory = odooDirectory(root, org, environment.name);
+        const odooConfText = await readFile(join(directory, "odoo.conf"), "utf8").catch(() => undefined);
+        const expected = await odooFiles(organization, environment, ca, false).catch(() => undefined);
+        if (expected !== undefined && odooConfText !== expected.odooConf) {
+          drift.push({ target: `environment/${environment.name}`, field: "odoo.conf", expected: "as rendered", actual: odooConfText === undefined ? "missing" : "edited by hand" });
+        }
+        environments.push({
+          environment: environment.name,
+          hosting: environment.hosting,
+          postgres: { instance, port: cluster?.port ?? null, state: cluster?.state ?? "absent", database: databaseNameOf(environment), role: databaseRoleOf(environment) },
+          redis: environment.redis.enabled ? { instance, port: redisObservation?.port ?? null, state: redisObservation?.state ?? "absent", user: redisUserOf(environment) } : null,
+          app: { state: "not-deployed", detail: `not deployed on this runtime: no Odoo installation is configured here; its odoo.conf is at ${join(directory, "odoo.conf")}` },
+          drift,
+        });
+        artifact.push({
+          environment,
+          artifacts: {
+            ...(odooConfText === undefined ? {} : { odooConf: parseOdooConf(odooConfText) }),
+            ...(cluster?.files.pgHba === undefined ? {} : { pgHba: cluster.files.pgHba }),
+            ...(cluster?.files.postgresqlConf === undefined ? {} : { postgresqlConf: cluster.files.postgresqlConf }),
+            ...(redisObservation?.files.redisConf === undefined ? {} : { redisConf: redisObservation.files.redisConf }),
+            // Odoo binds to loopback and no ingress is run here: the database manager is unreachable from the network.
+            ingress: null,
+          },
+        });
+        const redisLive = redisObservation?.live.get(environment.name);
+        live.push({ environment, live: { ...(tenant?.live === undefined ? {} : { postgres: tenant.live }), ...(redisLive === undefined ? {} : { redis: redisLive }) } });
+      }
+      return { organization: org, environments, subjects: { artifact, live } };
+    },
+
+    /** Starts every process of the organization that has stopped (crash, reboot); returns what it restarted. */
+    restartStopped: async (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => {
+      const placement = placeOrganization(organization);
+      const org = placement.organization;
+      const actions: TRuntimeAction[] = [];
+      const owner = await serviceOwners();
+      for (const cluster of placement.clusters) {
+        const directory = clusterDirectory(root, org, cluster.name);
+        const record = await readInstanceRecord(directory);
+        const instance: TPostgresCluster | undefined = record === undefined ? undefined : { name: cluster.name, directory, port: record.port, version: cluster.version, owner: owner.postgres };
+        if (instance !== undefined && (await isInitialized(instance)) && (await runningPid(instance)) === undefined) {
+          await closeConnection({ connections }, `${org}/${cluster.name}`);
+          await startCluster(instance);
+          actions.push({ target: `postgres/${cluster.name}`, action: `restarted (port ${instance.port})` });
+        }
+      }
+      const ca = placement.redis.length > 0 ? await certificateAuthority(org) : undefined;
+      for (const redis of placement.redis) {
+        const directory = redisDirectory(root, org, redis.name);
+        const record = await readInstanceRecord(directory);
+        if (record === undefined || ca === undefined) continue;
+        const instance = { name: redis.name, directory, port: record.port, owner: owner.redis };
+        if ((await redisPid(instance)) === undefined) {
+          await startRedis(instance, await secrets.current(secretNames.redisAdmin(org, redis.name)), ca.certPem);
+          actions.push({ target: `redis/${redis.name}`, action: `restarted (TLS port ${record.port})` });
+        }
+      }
+      return actions;
+    },
+
+    /**
+     * Removes one environment of the organization as recorded: first a final pg_dump of its
+     * database (verified readable with pg_restore --list), then its database and role or its
+     * dedicated cluster and Redis. Nothing is removed when the backup fails.
+     */
+    destroyEnvironment: async (organization: TOrganizationSpec, environmentName: string, backupDirectory: string): Promise<TFinalBackup> => {
+      const environment = organization.environments.find((item) => item.name === environmentName);
+      if (environment === undefined) throw new NotFoundError(`environment ${JSON.stringify(environmentName)} is not part of organization ${organization.metadata.name}`);
+      const org = organization.metadata.name;
+      const ca = await certificateAuthority(org);
+      const cluster = await clusterOf(org, environment);
+      await mkdir(backupDirectory, { recursive: true, mode: 0o700 });
+      const path = join(backupDirectory, `${org}-${environment.name}-${now().toISOString().replace(/[:.]/g, "-")}.dump`);
+      if (cluster !== undefined) {
+        if ((await runningPid(cluster)) === undefined) await startCluster(cluster);
+        const passwordDirectory = join(backupDirectory, ".pgpass");
+        await mkdir(passwordDirectory, { recursive: true, mode: 0o700 });
+        const passfile = join(passwordDirectory, `${environment.name}.pgpass`);
+        await writeFile(passfile, `127.0.0.1:${cluster.port}:*:${CLUSTER_ADMIN_ROLE}:${await secrets.current(secretNames.clusterAdmin(org, cluster.name))}\n`, { mode: 0o600 });
+        const env = { PGPASSFILE: passfile, PGSSLMODE: "verify-full", PGSSLROOTCERT: ca.certPath };
+        const bin = `/usr/lib/postgresql/${cluster.version}/bin`;
+        try {
+          await runCommand(join(bin, "pg_dump"), ["-h", "127.0.0.1", "-p", String(cluster.port), "-U", CLUSTER_ADMIN_ROLE, "-d", databaseNameOf(environment), "-Fc", "-f", path], { env });
+          await runCommand(join(bin, "pg_restore"), ["--list", path]);
+        } finally {
+          await rm(passwordDirectory, { recursive: true, force: true });
+        }
+        await chmod(path, 0o600);
+      }
+      const bytes = cluster === undefined ? 0 : (await stat(path)).size;
+      const sha256 = cluster === undefined ? "" : createHash("sha256").update(await readFile(path)).digest("hex");
+      if (cluster !== undefined && environment.hosting === "dedicated") {
+        await closeConnection({ connections }, `${org}/${cluster.name}`);
+        await stopCluster(cluster);
+        await rm(cluster.directory, { recursive: true, force: true });
+      } else if (cluster !== undefined) {
+        const admin = await connectAdmin(cluster, await secrets.current(secretNames.clusterAdmin(org, cluster.name)), ca.certPem);
+        try {
+          await dropTenant(admin, { database: databaseNameOf(environment), role: databaseRoleOf(environment) });
+        } finally {
+          await admin.end();
+        }
+      }
+      if (environment.hosting === "dedicated" && environment.redis.enabled) {
+        const directory = redisDirectory(root, org, instanceNameOf(environment));
+        const record = await readInstanceRecord(directory);
+        if (record !== undefined) await stopRedis({ name: instanceNameOf(environment), directory, port: record.port, owner: (await serviceOwners()).redis });
+        await rm(directory, { recursive: true, force: true });
+      }
+      await rm(odooDirectory(root, org, environment.name), { recursive: true, force: true });
+      return { path, bytes, sha256 };
+    },
+
+    /** Stops every process of the organization (tests, `carehost down`); data stays. */
+    stopOrganization: async (organization: TOrganizationSpec): Promise<void> => {
+      const placement = placeOrganization(organization);
+      const org = placement.organization;
+      const owner = await serviceOwners();
+      for (const cluster of placement.clusters) {
+        await closeConnection({ connections }, `${org}/${cluster.name}`);
+        const directory = clusterDirectory(root, org, cluster.name);
+        const record = await readInstanceRecord(directory);
+        if (record !== undefined) await stopCluster({ name: cluster.name, directory, port: record.port, version: cluster.version, owner: owner.postgres });
+      }
+      for (const redis of placement.redis) {
+        const directory = redisDirectory(root, org, redis.name);
+        const record = await readInstanceRecord(directory);
+        if (record !== undefined) await stopRedis({ name: redis.name, directory, port: record.port, owner: owner.redis });
+      }
+    },
+
+    close: async (): Promise<void> => {
+      await Promise.all([...connections.keys()].map((key) => closeConnection({ connections }, key)));
+    },
+  };
+};
+
+export type TLocalRuntime = ReturnType<typeof localRuntimeFactory>;

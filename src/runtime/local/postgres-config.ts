@@ -1,0 +1,88 @@
+// postgresql.conf and pg_hba.conf for a carehost-managed cluster. Pure: the reconciler writes what
+// these return and treats any other content on disk as drift. The policy engine reads the same
+// values (the artifact subject), so what is checked is what is written.
+import type { TServerCertificate } from "./runtime-ca.js";
+
+export type TStatementAudit = "pgaudit" | "log-statement-all" | "ddl";
+
+export type TPostgresConfigInput = {
+  readonly port: number;
+  readonly certificate: TServerCertificate;
+  /** How statements are audited: pgaudit when installed, otherwise log_statement = all, for PHI. */
+  readonly statementAudit: TStatementAudit;
+  /** The sum of the tenants' connection limits; the cluster admits that plus maintenance headroom. */
+  readonly tenantConnections: number;
+};
+
+/** Connections kept for carehost's own maintenance and for superuser emergencies. */
+export const ADMIN_CONNECTION_HEADROOM = 10;
+
+const quote = (value: string) => `'${value.replace(/'/g, "''")}'`;
+
+/** Settings in the order they are written; values are as PostgreSQL's SHOW prints them, quoted where text. */
+export function postgresqlSettings(input: TPostgresConfigInput): Record<string, string> {
+  const settings: Record<string, string> = {
+    listen_addresses: quote("127.0.0.1"),
+    port: String(input.port),
+    // No Unix socket: every connection, carehost's own included, goes through hostssl + SCRAM.
+    unix_socket_directories: quote(""),
+    max_connections: String(Math.max(20, input.tenantConnections + ADMIN_CONNECTION_HEADROOM)),
+    ssl: "on",
+    ssl_cert_file: quote(input.certificate.certPath),
+    ssl_key_file: quote(input.certificate.keyPath),
+    ssl_ca_file: quote(input.certificate.caPath),
+    ssl_min_protocol_version: quote("TLSv1.2"),
+    password_encryption: quote("scram-sha-256"),
+    wal_level: "replica",
+    logging_collector: "on",
+    log_directory: quote("log"),
+    log_filename: quote("postgresql-%a.log"),
+    log_truncate_on_rotation: "on",
+    log_line_prefix: quote("%m [%p] %q%u@%d "),
+    log_connections: "on",
+    log_disconnections: "on",
+  };
+  if (input.statementAudit === "pgaudit") {
+    // Reads count: HIPAA asks who viewed PHI, not only who changed it.
+    settings.shared_preload_libraries = quote("pgaudit");
+    settings["pgaudit.log"] = quote("read, write, ddl, role");
+    settings["pgaudit.log_relation"] = "on";
+    settings.log_statement = quote("none");
+  } else {
+    settings.log_statement = quote(input.statementAudit === "log-statement-all" ? "all" : "ddl");
+  }
+  return settings;
+}
+
+export function renderPostgresqlConf(settings: Readonly<Record<string, string>>): string {
+  return [
+    "# Rendered by carehost; edits are reported as drift and overwritten by `carehost apply`.",
+    "# ALTER SYSTEM overrides land in postgresql.auto.conf and are reset the same way.",
+    ...Object.entries(settings).map(([key, value]) => `${key} = ${value}`),
+    "",
+  ].join("\n");
+}
+
+/** TLS and SCRAM only; everything else is refused explicitly, so a later line cannot open a hole. */
+export function renderPgHba(): string {
+  return [
+    "# Rendered by carehost; edits are reported as drift and overwritten by `carehost apply`.",
+    "# TYPE     DATABASE  USER  ADDRESS       METHOD",
+    "hostssl    all       all   127.0.0.1/32  scram-sha-256",
+    "hostssl    all       all   ::1/128       scram-sha-256",
+    "hostnossl  all       all   0.0.0.0/0     reject",
+    "hostnossl  all       all   ::/0          reject",
+    "",
+  ].join("\n");
+}
+
+/** key → value of a postgresql.conf (later lines win, as in PostgreSQL); values keep their quotes. */
+export function parsePostgresqlConf(text: string): Record<string, string> {
+  const settings: Record<string, string> = {};
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/(^|\s)#.*$/, "").trim();
+    const match = /^([A-Za-z0-9_.]+)\s*=?\s*(.*)$/.exec(line);
+    if (match?.[1] !== undefined && match[2] !== undefined) settings[match[1]] = match[2].trim();
+  }
+  return settings;
+}

@@ -1,0 +1,118 @@
+// Runs the host's binaries (initdb, pg_ctl, redis-server, openssl) the one way STYLE.md item 9
+// allows: a file and an argument array, never a shell string. Secrets travel on stdin or in
+// 0600 files, never in argv, so `ps` and error messages cannot show them.
+import { execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { DomainError } from "../../lib/errors.js";
+
+/** The OS account a data-tier process runs as. */
+export type TOsUser = { readonly name: string; readonly uid: number; readonly gid: number; readonly home: string };
+
+export type TCommandOptions = {
+  /** Run as this user (needs root); the current user when omitted. */
+  readonly asUser?: TOsUser;
+  readonly env?: Readonly<Record<string, string>>;
+  /** Written to the command's stdin, e.g. a private key, so it never touches argv or disk. */
+  readonly input?: string;
+  readonly cwd?: string;
+  readonly timeoutMs?: number;
+};
+
+export class RuntimeCommandError extends DomainError {
+  constructor(
+    message: string,
+    readonly command: string,
+    readonly stderr: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The last lines of a command's error output: enough to say why, never a wall of text. */
+const tail = (text: string, lines = 6) => text.trim().split("\n").slice(-lines).join("\n");
+
+export async function runCommand(file: string, args: readonly string[], options: TCommandOptions = {}): Promise<{ stdout: string; stderr: string }> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8", ...options.env };
+  if (options.asUser !== undefined) {
+    env.HOME = options.asUser.home;
+    env.USER = options.asUser.name;
+  }
+  const display = [file, ...args].join(" ");
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      file,
+      [...args],
+      {
+        env,
+        cwd: options.cwd,
+        timeout: options.timeoutMs ?? 120_000,
+        maxBuffer: 64 * 1024 * 1024,
+        ...(options.asUser === undefined ? {} : { uid: options.asUser.uid, gid: options.asUser.gid }),
+      },
+      (error, stdout, stderr) => {
+        if (error === null) {
+          resolve({ stdout, stderr });
+          return;
+        }
+        const reason = tail(stderr) || tail(stdout) || error.message;
+        reject(new RuntimeCommandError(`${display} failed (${error.code ?? error.signal ?? "error"}): ${reason}`, display, stderr));
+      },
+    );
+    child.stdin?.end(options.input ?? "");
+  });
+}
+
+/** Starts a long-running command detached from carehost, so a carehost restart leaves it running. */
+export function spawnDetached(file: string, args: readonly string[], options: Pick<TCommandOptions, "asUser" | "env" | "cwd"> = {}): void {
+  const child = spawn(file, [...args], {
+    detached: true,
+    stdio: "ignore",
+    cwd: options.cwd,
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8", ...options.env },
+    ...(options.asUser === undefined ? {} : { uid: options.asUser.uid, gid: options.asUser.gid }),
+  });
+  child.unref();
+}
+
+const isRoot = () => process.getuid?.() === 0;
+
+/** Looks an account up in /etc/passwd (node has no getpwnam). */
+export async function lookupOsUser(name: string): Promise<TOsUser | undefined> {
+  const passwd = await readFile("/etc/passwd", "utf8");
+  for (const line of passwd.split("\n")) {
+    const [user, , uid, gid, , home] = line.split(":");
+    if (user === name && uid !== undefined && gid !== undefined) return { name, uid: Number(uid), gid: Number(gid), home: home ?? "/" };
+  }
+  return undefined;
+}
+
+/**
+ * The account PostgreSQL or Redis runs as: never root (initdb refuses it, and a compromised data
+ * tier must not own the host). As root, the Debian package's account; otherwise the current user.
+ */
+export async function serviceUser(preferred: "postgres" | "redis"): Promise<TOsUser | undefined> {
+  if (!isRoot()) return undefined;
+  const user = (await lookupOsUser(preferred)) ?? (await lookupOsUser("postgres"));
+  if (user === undefined) {
+    throw new DomainError(`carehost runs as root but the OS user "${preferred}" does not exist; install the Debian package (make system-packages) or run carehost as a non-root user`);
+  }
+  return user;
+}
+
+/** Whether a process id is alive (signal 0 checks without touching it); a zombie is dead. */
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    // EPERM: it exists but belongs to another user.
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  // A daemon killed outright stays a zombie until its parent (often init) reaps it.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}

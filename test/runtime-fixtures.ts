@@ -1,0 +1,82 @@
+// A local runtime over a throwaway data dir and the real secret store (PGlite), for tests that
+// start real PostgreSQL and Redis processes. Every secret it generates is remembered, so a test
+// can scan logs and files for leaks.
+import { chmod, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { localRuntimeFactory, type TLocalRuntime } from "../src/runtime/local/local-runtime.js";
+import { masterKeyFrom } from "../src/secrets/secrets-master-key.js";
+import { secretsServiceFactory, type TSecretsService } from "../src/secrets/secrets-service.js";
+import { loadSpecText } from "../src/spec/spec-loader.js";
+import type { TOrganizationSpec } from "../src/spec/spec-schema.js";
+import { readFileSync } from "node:fs";
+import { testDatabaseFactories } from "./test-databases.js";
+
+export type TRuntimeHarness = {
+  readonly root: string;
+  readonly runtime: TLocalRuntime;
+  readonly secrets: TSecretsService;
+  /** Every secret value the store holds, current and previous; hashes (published by design, e.g. admin_passwd) excepted. */
+  secretValues(): Promise<string[]>;
+  close(organizations: readonly TOrganizationSpec[]): Promise<void>;
+};
+
+export async function createRuntimeHarness(): Promise<TRuntimeHarness> {
+  const home = await mkdtemp(join(tmpdir(), "carehost-runtime-"));
+  // The service accounts (postgres, redis) must be able to reach their directories below it.
+  await chmod(home, 0o711);
+  const root = join(home, "runtime");
+  const database = await testDatabaseFactories.pglite();
+  const db = await database.open();
+  const secrets = secretsServiceFactory({
+    db,
+    masterKey: masterKeyFrom(randomBytes(32), "env"),
+    audit: { append: async () => undefined },
+    authorizeReveal: async () => undefined,
+  });
+  const runtime = localRuntimeFactory({ root, secrets });
+  return {
+    root,
+    runtime,
+    secrets,
+    secretValues: async () => {
+      const values: string[] = [];
+      for (const listing of (await secrets.list()).filter((item) => !item.name.endsWith("-hash"))) {
+        values.push(await secrets.current(listing.name));
+        const previous = await secrets.previous(listing.name);
+        if (previous !== null) values.push(previous.value);
+      }
+      return values;
+    },
+    close: async (organizations) => {
+      for (const organization of organizations) await runtime.stopOrganization(organization).catch(() => undefined);
+      await runtime.close();
+      await db.close();
+      await database.dispose();
+      await rm(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A small organization: one dedicated PHI production with Redis and two shared environments, one with Redis. */
+export function runtimeTestSpec(name = "acme-health"): TOrganizationSpec {
+  const text = readFileSync(new URL("../examples/northwind-health.yaml", import.meta.url), "utf8")
+    .replace("name: northwind-health", `name: ${name}`)
+    .replace(/redis:\n(\s+)enabled: false/g, "redis:\n$1enabled: true");
+  const result = loadSpecText(text, "runtime-test.yaml");
+  if (!result.ok) throw new Error(JSON.stringify(result.errors));
+  return result.spec;
+}
+
+/** Every regular file below a directory (for secret-leak scans). */
+export async function filesBelow(directory: string): Promise<string[]> {
+  const files: string[] = [];
+  for (const entry of await readdir(directory, { withFileTypes: true, recursive: true })) {
+    const path = join(entry.parentPath, entry.name);
+    if (entry.isFile() && (await stat(path)).size < 4 * 1024 * 1024) files.push(path);
+  }
+  return files;
+}
+
+export const readText = (path: string) => readFile(path, "utf8");
