@@ -45,6 +45,7 @@ void describe("carehost server and CLI end to end", () => {
   });
 
   after(async () => {
+    await running.stopEnvironments();
     await running.close();
     await rm(home, { recursive: true, force: true });
   });
@@ -210,6 +211,41 @@ void describe("carehost server and CLI end to end", () => {
     assert.equal((await fetch(`${running.url}/api/audit/entries`, { headers })).status, 403);
     const denied = await cli(["audit", "list", "--type", "access.denied", "--output", "json"]);
     assert.ok((JSON.parse(denied.stdout) as { actor: string }[]).some((entry) => entry.actor === "vera"));
+  });
+
+  void it("runs the demo for real: status shows the clusters, secrets rotate without downtime, reveal is audited", async () => {
+    const status = await cli(["status"]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /postgres {2}dedicated-prod 127\.0\.0\.1:\d+ running/);
+    assert.match(status.stdout, /redis {5}dedicated-prod 127\.0\.0\.1:\d+ running/);
+    assert.match(status.stdout, /postgres {2}shared 127\.0\.0\.1:\d+ running/);
+    assert.match(status.stdout, /app {7}not deployed on this runtime/);
+    const posture = JSON.parse((await cli(["posture", "--output", "json"])).stdout) as { report: { summary: { fail: number; pass: number } ; results: { subject: string; status: string }[] } }[];
+    assert.equal(posture[0]!.report.summary.fail, 0);
+    assert.ok(posture[0]!.report.results.filter((result) => result.subject === "live" && result.status === "pass").length >= 10);
+
+    const listed = JSON.parse((await cli(["secrets", "list", "--output", "json"])).stdout) as { name: string }[];
+    const database = "runtime/northwind-health/env/staging/database";
+    assert.ok(listed.some((secret) => secret.name === database));
+    const rotated = await cli(["secrets", "rotate", database]);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    assert.match(rotated.stdout, /Rotated .* to version 2/);
+    assert.match(rotated.stdout, /set the password of role odoo_staging/);
+    assert.equal((await cli(["secrets", "reveal", database])).code, 2, "a reveal without a reason is a usage error");
+    for (const secret of listed.filter((item) => !item.name.endsWith("-hash"))) {
+      const revealed = await cli(["secrets", "reveal", secret.name, "--reason", "e2e leak scan"]);
+      assert.equal(revealed.code, 0, revealed.stderr);
+      secrets.add(revealed.stdout.trim());
+    }
+    const audited = JSON.parse((await cli(["audit", "list", "--type", "secret.revealed", "--output", "json"])).stdout) as unknown[];
+    assert.ok(audited.length >= listed.length / 2);
+    // Every file carehost rendered or wrote for the runtime, except libpq's password file, which exists to hold one.
+    const { readdir } = await import("node:fs/promises");
+    for (const entry of await readdir(join(home, "runtime"), { withFileTypes: true, recursive: true })) {
+      if (!entry.isFile() || entry.name === "pgpass" || entry.parentPath.includes("/data")) continue;
+      const text = await readFile(join(entry.parentPath, entry.name), "utf8").catch(() => "");
+      for (const secret of secrets) assert.ok(!text.includes(secret), `a secret is in ${join(entry.parentPath, entry.name)}`);
+    }
   });
 
   // Last, so it scans the log lines of everything above (JSON lines, credentials redacted).

@@ -30,6 +30,13 @@ export const auditPayloadSchemas = {
   "access.denied": z.strictObject({ permission: name, role: role.nullable() }),
   "server.started": z.strictObject({ version: name }),
   "secret.revealed": z.strictObject({ secretName: name, reason }),
+  "secret.rotated": z.strictObject({ secretName: name, version: z.number().int().positive() }),
+  "runtime.reconciled": z.strictObject({ organization: name, actionCount: z.number().int().nonnegative(), actions: z.array(reason).max(200) }),
+  "runtime.reconcile_failed": z.strictObject({ organization: name, reason }),
+  "runtime.instance_restarted": z.strictObject({ organization: name, instance: name, detail: reason }),
+  "environment.final_backup": z.strictObject({ path: z.string().max(1000), bytes: z.number().int().nonnegative(), sha256Digest: digest }),
+  "policy.exception_recorded": z.strictObject({ controlId: name, environment: name, owner: name, reason, expires: z.string() }),
+  "policy.exception_removed": z.strictObject({ controlId: name, environment: name }),
 } as const;
 
 export type TAuditPayloads = { [K in keyof typeof auditPayloadSchemas]: z.infer<(typeof auditPayloadSchemas)[K]> };

@@ -9,6 +9,7 @@ import { createApiClient } from "./cli-client.js";
 import { resolveServer } from "./cli-credentials.js";
 import { CliError, exitCodes } from "./cli-errors.js";
 import { printError } from "./cli-output.js";
+import { registerSecretCommands } from "./cli-secret-commands.js";
 import { registerServerCommands } from "./cli-server-commands.js";
 import { registerSpecCommands } from "./cli-spec-commands.js";
 
@@ -28,6 +29,7 @@ export const buildProgram = (): Command => {
   registerSpecCommands(program, { client });
   registerAuditCommands(program, { client });
   registerAuthCommands(program, { client, url });
+  registerSecretCommands(program, { client });
   // Sub-commands inherit the usage-error behaviour so every parse failure exits with 2.
   for (const command of program.commands) {
     command.exitOverride();

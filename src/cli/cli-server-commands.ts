@@ -20,6 +20,12 @@ export const formatStatus = (status: TStatusReport): string[] => {
       lines.push(
         `  ${environment.name.padEnd(16)} ${environment.tier.padEnd(11)} ${environment.dataClass.padEnd(13)} ${environment.hosting.padEnd(10)} ${environment.status}`,
       );
+      const runtime = environment.runtime;
+      if (runtime === null) continue;
+      lines.push(`      postgres  ${runtime.postgres}`);
+      if (runtime.redis !== null) lines.push(`      redis     ${runtime.redis}`);
+      lines.push(`      app       ${runtime.app}`);
+      if (runtime.drift > 0) lines.push(`      drift     ${runtime.drift} difference(s) from the spec: carehost plan shows them, carehost apply corrects them`);
     }
   }
   return lines;

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { formatPlan } from "../environments/environment-plan.js";
-import type { TPlan } from "../environments/environment-plan.js";
+import type { TApplyResult, TPlanWithDrift } from "../environments/environment-service.js";
 import { formatPosture } from "../policy/policy-engine.js";
 import type { TPostureReport } from "../policy/policy-engine.js";
 import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
@@ -69,9 +69,16 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
     .option("-o, --output <format>", "text or json", "text")
     .action(async (file: string, options: { output: TOutputFormat }) => {
       const source = await readSource(file);
-      const plan = await (await global.client()).request<TPlan>("POST", "/api/plan", { source, fileName: file });
-      if (options.output === "json") printJson(plan);
-      else printLine(colorPlan(formatPlan(plan)));
+      const plan = await (await global.client()).request<TPlanWithDrift>("POST", "/api/plan", { source, fileName: file });
+      if (options.output === "json") {
+        printJson(plan);
+        return;
+      }
+      printLine(colorPlan(formatPlan(plan)));
+      if (plan.drift.length === 0) return;
+      printLine("");
+      printLine(`Drift on the running systems (apply corrects it):`);
+      for (const item of plan.drift) printLine(`  ~ ${item.environment}  ${item.target}  ${item.field}: ${item.actual} (expected ${item.expected})`);
     });
 
   program
@@ -82,7 +89,7 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
     .option("-o, --output <format>", "text or json", "text")
     .action(async (file: string, options: { confirmDestroy: string[]; output: TOutputFormat }) => {
       const source = await readSource(file);
-      const result = await (await global.client()).request<{ plan: TPlan; revisionId: number | null }>("POST", "/api/apply", {
+      const result = await (await global.client()).request<TApplyResult>("POST", "/api/apply", {
         source,
         fileName: file,
         confirmDestroy: options.confirmDestroy,
@@ -92,6 +99,8 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
         return;
       }
       printLine(colorPlan(formatPlan(result.plan)));
-      printLine(result.revisionId === null ? "No changes: nothing recorded." : `Recorded as spec revision ${result.revisionId}.`);
+      printLine(result.revisionId === null ? "No changes to the spec: nothing recorded." : `Recorded as spec revision ${result.revisionId}.`);
+      for (const action of result.runtime) printLine(`  ${action.target}: ${action.action}`);
+      if (result.runtime.length === 0) printLine("The running systems already match the spec.");
     });
 };

@@ -1,6 +1,6 @@
-// Records the desired state of an organization's environments from its spec. Later issues hang
-// provisioning off apply; this service owns the plan, the control baseline check that gates it,
-// the guard on removals and the audit trail.
+// Records the desired state of an organization's environments from its spec and has the runtime
+// make it real. This service owns the plan, the control baseline check that gates it, the guard on
+// removals (a final backup first), drift reporting and correction, and the audit trail.
 import type { TAuditEvent } from "../audit/audit-types.js";
 import { authorize } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
@@ -16,18 +16,63 @@ import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { planEnvironments, planHasChanges } from "./environment-plan.js";
 import type { TPlan } from "./environment-plan.js";
 import type { TEnvironmentStore } from "./environment-store.js";
+import type { TLocalRuntime } from "../runtime/local/local-runtime.js";
+import type { TRuntimeAction, TRuntimeDrift } from "../runtime/local/runtime-types.js";
+
+/** What the service needs from a runtime; absent when carehost only records and checks (CAREHOST_RUNTIME=none). */
+export type TEnvironmentRuntime = Pick<TLocalRuntime, "kind" | "reconcile" | "observe" | "destroyEnvironment">;
 
 type TEnvironmentServiceDeps = {
   store: TEnvironmentStore;
   policy: TPolicyChecker;
   audit: { append: TAuditAppend };
+  runtime?: TEnvironmentRuntime;
+  /** Where the final backup of a removed environment is written. */
+  finalBackupDirectory?: string;
 };
+
+/** A plan as shown to the user: the spec changes, and what differs on the running systems. */
+export type TPlanWithDrift = TPlan & { readonly drift: readonly (TRuntimeDrift & { readonly environment: string })[] };
 
 export type TSpecSubmission = { readonly source: string; readonly fileName: string };
 
-export type TApplyResult = { readonly plan: TPlan; readonly revisionId: number | null };
+export type TApplyResult = { readonly plan: TPlan; readonly revisionId: number | null; readonly runtime: readonly TRuntimeAction[] };
 
-export const environmentServiceFactory = ({ store, policy, audit }: TEnvironmentServiceDeps) => {
+export const environmentServiceFactory = ({ store, policy, audit, runtime, finalBackupDirectory = "final-backups" }: TEnvironmentServiceDeps) => {
+  /** Drift of environments that exist; environments the plan creates are not drift. */
+  const driftOf = async (spec: TOrganizationSpec, plan: TPlan) => {
+    if (runtime === undefined) return [];
+    const created = new Set(plan.changes.filter((change) => change.action === "create").map((change) => change.name));
+    const observation = await runtime.observe(spec);
+    return observation.environments
+      .filter((environment) => !created.has(environment.environment))
+      .flatMap((environment) => environment.drift.map((item) => ({ environment: environment.environment, ...item })));
+  };
+
+  const reconcile = async (ctx: TRequestContext, spec: TOrganizationSpec): Promise<TRuntimeAction[]> => {
+    if (runtime === undefined) return [];
+    const organization = spec.metadata.name;
+    try {
+      const actions = await runtime.reconcile(spec);
+      if (actions.length > 0) {
+        await audit.append(ctx, {
+          type: "runtime.reconciled",
+          outcome: "success",
+          target: `organization/${organization}`,
+          payload: { organization, actionCount: actions.length, actions: actions.slice(0, 200).map((action) => `${action.target}: ${action.action}`.slice(0, 500)) },
+        });
+      }
+      return actions;
+    } catch (error) {
+      await audit.append(ctx, {
+        type: "runtime.reconcile_failed",
+        outcome: "failure",
+        target: `organization/${organization}`,
+        payload: { organization, reason: (error instanceof Error ? error.message : String(error)).slice(0, 500) },
+      });
+      throw error;
+    }
+  };
   // The server re-validates what the CLI already checked: the API is a trust boundary.
   const parseSubmission = (submission: TSpecSubmission): { spec: TOrganizationSpec; digest: string } => {
     const result = loadSpecText(submission.source, submission.fileName);
@@ -50,11 +95,12 @@ export const environmentServiceFactory = ({ store, policy, audit }: TEnvironment
   };
 
   return {
-    plan: async (ctx: TRequestContext, submission: TSpecSubmission): Promise<TPlan> => {
+    plan: async (ctx: TRequestContext, submission: TSpecSubmission): Promise<TPlanWithDrift> => {
       await authorize(ctx, "spec:plan", audit);
       const { spec, digest } = parseSubmission(submission);
       policy.assertSpecCompliant(spec);
-      return planFor(spec, digest);
+      const plan = await planFor(spec, digest);
+      return { ...plan, drift: await driftOf(spec, plan) };
     },
 
     apply: async (
@@ -90,7 +136,25 @@ export const environmentServiceFactory = ({ store, policy, audit }: TEnvironment
         });
         throw new PolicyViolation(`refusing to apply: ${reason}`);
       }
-      if (!planHasChanges(plan)) return { plan, revisionId: null };
+      if (!planHasChanges(plan)) {
+        // Nothing declared changed, but the running systems may have drifted: apply corrects them.
+        return { plan, revisionId: null, runtime: await reconcile(ctx, spec) };
+      }
+
+      if (removed.length > 0 && runtime !== undefined) {
+        // Data goes only after its final backup exists and reads back; a failed backup stops the apply.
+        const recorded = (await store.latestSpecs()).find((item) => item.metadata.name === organization);
+        for (const name of removed) {
+          if (recorded === undefined) break;
+          const backup = await runtime.destroyEnvironment(recorded, name, finalBackupDirectory);
+          await audit.append(ctx, {
+            type: "environment.final_backup",
+            outcome: "success",
+            target: `environment/${organization}/${name}`,
+            payload: { path: backup.path, bytes: backup.bytes, sha256Digest: backup.sha256 || "none: no database was provisioned" },
+          });
+        }
+      }
 
       const revisionId = await store.recordRevision(
         { spec, digest, source: submission.source, appliedBy: actorName(ctx.actor), removed },
@@ -110,7 +174,7 @@ export const environmentServiceFactory = ({ store, policy, audit }: TEnvironment
         }
       }
       await Promise.all(events.map((event) => audit.append(ctx, event)));
-      return { plan, revisionId };
+      return { plan, revisionId, runtime: await reconcile(ctx, spec) };
     },
 
     listEnvironments: async (ctx: TRequestContext, organization?: string) => {
@@ -118,11 +182,37 @@ export const environmentServiceFactory = ({ store, policy, audit }: TEnvironment
       return store.listEnvironments(organization);
     },
 
-    /** The control baseline over every recorded organization's current spec. */
+    /** The control baseline over every recorded organization: its spec, and what the runtime renders and runs. */
     posture: async (ctx: TRequestContext): Promise<{ organization: string; report: TPostureReport }[]> => {
       await authorize(ctx, "environment:read", audit);
       const specs = await store.latestSpecs();
-      return specs.map((spec) => ({ organization: spec.metadata.name, report: policy.evaluateSpec(spec) }));
+      return Promise.all(
+        specs.map(async (spec) => {
+          const observation = runtime === undefined ? undefined : await runtime.observe(spec);
+          return { organization: spec.metadata.name, report: policy.evaluate(spec, observation?.subjects) };
+        }),
+      );
+    },
+
+    /** Re-applies every recorded organization to the runtime (carehost up, after a reboot). */
+    reconcileRecorded: async (ctx: TRequestContext): Promise<TRuntimeAction[]> => {
+      const specs = await store.latestSpecs();
+      const actions: TRuntimeAction[] = [];
+      for (const spec of specs) actions.push(...(await reconcile(ctx, spec)));
+      return actions;
+    },
+
+    /** Re-applies one organization (after a secret rotation). */
+    reconcileOrganization: (ctx: TRequestContext, spec: TOrganizationSpec): Promise<TRuntimeAction[]> => reconcile(ctx, spec),
+
+    latestSpecs: () => store.latestSpecs(),
+
+    /** What the runtime reports per environment of each recorded organization (status). */
+    runtimeStatus: async (ctx: TRequestContext) => {
+      await authorize(ctx, "environment:read", audit);
+      if (runtime === undefined) return [];
+      const specs = await store.latestSpecs();
+      return Promise.all(specs.map(async (spec) => ({ organization: spec.metadata.name, environments: (await runtime.observe(spec)).environments })));
     },
 
     latestRevisions: async (ctx: TRequestContext) => {

@@ -18,6 +18,9 @@ export const permissions = [
   "audit:export",
   "audit:verify",
   "evidence:export",
+  "secret:read",
+  "secret:reveal",
+  "secret:rotate",
   "user:read",
   "user:manage",
   "token:manage-own",
@@ -40,6 +43,8 @@ export const rolePermissions: Record<TRole, readonly Permission[]> = {
     "backup:read",
     "backup:run",
     "restore:run",
+    "secret:read",
+    "secret:rotate",
     "token:manage-own",
   ],
   // Approving is kept apart from applying (separation of duties): an approver cannot apply.

@@ -16,6 +16,8 @@ const ConfigSchema = z.object({
   CAREHOST_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   CAREHOST_AUDIT_CHECKPOINT_ENTRIES: z.coerce.number().int().positive().default(1000),
   CAREHOST_AUDIT_CHECKPOINT_SECONDS: z.coerce.number().int().positive().default(60),
+  CAREHOST_RUNTIME: z.enum(["local", "none"]).default("local").describe("where environments run: this host, or nowhere (record and check only)"),
+  CAREHOST_SUPERVISE_SECONDS: z.coerce.number().int().positive().default(10).describe("how often stopped PostgreSQL and Redis processes are restarted"),
 });
 
 export type TConfig = {
@@ -25,6 +27,7 @@ export type TConfig = {
   readonly port: number;
   readonly logLevel: z.infer<typeof ConfigSchema>["CAREHOST_LOG_LEVEL"];
   readonly auditCheckpoint: { readonly entries: number; readonly ms: number };
+  readonly runtime: { readonly kind: "local" | "none"; readonly superviseMs: number };
 };
 
 export class ConfigError extends Error {}
@@ -50,5 +53,6 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): TConfig => {
       entries: values.CAREHOST_AUDIT_CHECKPOINT_ENTRIES,
       ms: values.CAREHOST_AUDIT_CHECKPOINT_SECONDS * 1000,
     },
+    runtime: { kind: values.CAREHOST_RUNTIME, superviseMs: values.CAREHOST_SUPERVISE_SECONDS * 1000 },
   };
 };

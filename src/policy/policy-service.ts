@@ -5,7 +5,7 @@ import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { POLICY_CATALOG } from "./policy-catalog.js";
 import { assertNoMandatoryViolations, evaluatePolicy } from "./policy-engine.js";
 import type { TPostureReport } from "./policy-engine.js";
-import type { TAnyControl } from "./policy-types.js";
+import type { TAnyControl, TArtifactSubject, TLiveSubject } from "./policy-types.js";
 
 export const specSubjectsOf = (organization: TOrganizationSpec) =>
   organization.environments.map((environment) => ({ organization, environment }));
@@ -14,6 +14,10 @@ export const policyCheckerFactory = ({ controls = POLICY_CATALOG, now = () => ne
   /** The posture of one organization's spec. */
   evaluateSpec: (organization: TOrganizationSpec): TPostureReport =>
     evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization) }, now: now() }),
+
+  /** The posture over the spec and, when a runtime provides them, its rendered artifacts and live state. */
+  evaluate: (organization: TOrganizationSpec, runtimeSubjects?: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] }): TPostureReport =>
+    evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization), ...(runtimeSubjects ?? {}) }, now: now() }),
 
   /** Throws PolicyViolation listing every mandatory violation of the spec. */
   assertSpecCompliant: (organization: TOrganizationSpec): TPostureReport => {

@@ -14,6 +14,7 @@ import type { TServerServices } from "./server-services.js";
 import { registerAuditRoutes } from "./routes/audit-routes.js";
 import { registerAuthRoutes } from "./routes/auth-routes.js";
 import { registerHealthRoutes } from "./routes/health-routes.js";
+import { registerSecretRoutes } from "./routes/secret-routes.js";
 import { registerSpecRoutes } from "./routes/spec-routes.js";
 import { registerStatusRoutes } from "./routes/status-routes.js";
 import { registerTokenRoutes } from "./routes/token-routes.js";
@@ -95,6 +96,7 @@ export const buildServer = async (
   registerAuditRoutes(api, services);
   registerTokenRoutes(api, services);
   registerUserRoutes(api, services);
+  registerSecretRoutes(api, services);
   api.get("/api/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

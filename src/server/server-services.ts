@@ -2,6 +2,7 @@ import type { TAuditService } from "../audit/audit-service.js";
 import type { TEnvironmentService } from "../environments/environment-service.js";
 import type { TIdentityService } from "../identity/identity-service.js";
 import type { TSqlClient } from "../store/store-types.js";
+import type { TSecretsAdminService } from "../secrets/secrets-admin-service.js";
 import type { TStatusService } from "./status-service.js";
 
 /** Everything the HTTP layer calls; built once by the composition root (server-start.ts). */
@@ -11,4 +12,5 @@ export type TServerServices = {
   readonly environments: TEnvironmentService;
   readonly audit: TAuditService;
   readonly status: TStatusService;
+  readonly secrets: TSecretsAdminService;
 };

@@ -1,7 +1,7 @@
 // The composition root: reads nothing but the config it is given, opens the store, wires every
 // service by hand (STYLE.md item 1), starts the HTTP server, and on first start bootstraps the
 // admin user and the local CLI token.
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { auditLogFactory } from "../audit/audit-log.js";
@@ -15,12 +15,20 @@ import type { TConfig } from "../lib/config.js";
 import { systemContext } from "../lib/request-context.js";
 import { carehostVersion } from "../lib/version.js";
 import { openStore } from "../store/store-open.js";
+import { authorize } from "../identity/identity-permissions.js";
+import { localRuntimeFactory } from "../runtime/local/local-runtime.js";
+import { runtimeSupervisorFactory } from "../runtime/runtime-supervisor.js";
+import { secretsAdminServiceFactory } from "../secrets/secrets-admin-service.js";
+import { loadMasterKey } from "../secrets/secrets-master-key.js";
+import { secretsServiceFactory } from "../secrets/secrets-service.js";
 import { buildServer, redactedLogPaths } from "./server-app.js";
 import { statusServiceFactory } from "./status-service.js";
 
 export type TRunningCarehost = {
   readonly url: string;
   readonly app: FastifyInstance;
+  /** Stops the PostgreSQL and Redis processes of every recorded organization (tests; a host shutdown). */
+  stopEnvironments(): Promise<void>;
   close(): Promise<void>;
 };
 
@@ -46,7 +54,29 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   });
   const audit = auditServiceFactory({ log, db });
   const identity = identityServiceFactory({ db, audit: log });
-  const environments = environmentServiceFactory({ store: environmentStoreFactory(db), policy: policyCheckerFactory(), audit: log });
+  // The master key lives outside the database (CAREHOST_MASTER_KEY or a 0600 file), so a copy of
+  // the database alone does not open the secrets.
+  const masterKey = await loadMasterKey({ filePath: join(config.home, "master.key") });
+  const secrets = secretsServiceFactory({
+    db,
+    masterKey,
+    audit: log,
+    authorizeReveal: (ctx, name) => authorize(ctx, "secret:reveal", log, `secret:${name}`),
+  });
+  const runtime = config.runtime.kind === "local" ? localRuntimeFactory({ root: join(config.home, "runtime"), secrets }) : undefined;
+  if (runtime !== undefined) await chmod(config.home, 0o711);
+  const environments = environmentServiceFactory({
+    store: environmentStoreFactory(db),
+    policy: policyCheckerFactory(),
+    audit: log,
+    ...(runtime === undefined ? {} : { runtime, finalBackupDirectory: join(config.home, "final-backups") }),
+  });
+  const secretsAdmin = secretsAdminServiceFactory({
+    secrets,
+    audit: log,
+    latestSpecs: environments.latestSpecs,
+    ...(runtime === undefined ? {} : { reconcile: environments.reconcileOrganization }),
+  });
   let url = `http://${config.host}:${config.port}`;
   const status = statusServiceFactory({
     environments,
@@ -59,7 +89,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   });
 
   const app = await buildServer(
-    { db, identity, environments, audit, status },
+    { db, identity, environments, audit, status, secrets: secretsAdmin },
     {
       version: carehostVersion,
       logger: {
@@ -87,6 +117,23 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     options.print(`A local CLI token for ${bootstrap.username} was written to ${localCliTokenPath(config.home)} (mode 0600).`);
   }
 
+  const supervisor =
+    runtime === undefined
+      ? undefined
+      : runtimeSupervisorFactory({
+          runtime,
+          latestSpecs: environments.latestSpecs,
+          audit: log,
+          intervalMs: config.runtime.superviseMs,
+          onError: (error) => app.log.error({ err: error }, "supervising the runtime failed"),
+        });
+  if (runtime !== undefined) {
+    // After a reboot or a crash: every recorded environment comes back before anything else.
+    const restored = await environments.reconcileRecorded(ctx);
+    if (restored.length > 0) options.print(`Runtime: ${restored.length} action(s) to bring recorded environments back.`);
+    supervisor?.start();
+  }
+
   if (options.specPath !== undefined) {
     const source = await readFile(options.specPath, "utf8");
     const result = await environments.apply(systemContext("up"), { source, fileName: options.specPath });
@@ -95,6 +142,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
         ? `Spec ${options.specPath}: already recorded, nothing to do.`
         : `Spec ${options.specPath}: recorded as revision ${result.revisionId} (${result.plan.changes.length} environments).`,
     );
+    for (const action of result.runtime) options.print(`  ${action.target}: ${action.action}`);
   }
   options.print(`carehost ${carehostVersion} is up at ${url} (state: ${config.store.kind === "pglite" ? join(config.home, "state") : "PostgreSQL"}).`);
   options.print("In another shell: carehost status");
@@ -102,8 +150,14 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   return {
     url,
     app,
+    stopEnvironments: async () => {
+      await supervisor?.stop();
+      for (const spec of await environments.latestSpecs()) await runtime?.stopOrganization(spec);
+    },
     close: async () => {
+      await supervisor?.stop();
       await app.close();
+      await runtime?.close();
       await log.close();
       await db.close();
       await rm(serverRecordPath(config.home), { force: true });

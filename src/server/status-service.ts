@@ -14,12 +14,21 @@ export type TStatusReport = {
   organizations: {
     name: string;
     revision: { id: number; digest: string; appliedBy: string; appliedAt: string };
-    environments: { name: string; entity: string; tier: string; dataClass: string; hosting: string; status: string }[];
+    environments: {
+      name: string;
+      entity: string;
+      tier: string;
+      dataClass: string;
+      hosting: string;
+      status: string;
+      /** What runs on this host; null when carehost runs no runtime (CAREHOST_RUNTIME=none). */
+      runtime: { postgres: string; redis: string | null; app: string; drift: number } | null;
+    }[];
   }[];
 };
 
 type TStatusServiceDeps = {
-  environments: Pick<TEnvironmentService, "listEnvironments" | "latestRevisions">;
+  environments: Pick<TEnvironmentService, "listEnvironments" | "latestRevisions" | "runtimeStatus">;
   auditHead: () => Promise<TStatusReport["audit"]>;
   audit: { append: TAuditAppend };
   version: string;
@@ -32,7 +41,23 @@ type TStatusServiceDeps = {
 export const statusServiceFactory = ({ environments, auditHead, audit, version, url, store, startedAt, now = () => new Date() }: TStatusServiceDeps) => ({
   status: async (ctx: TRequestContext): Promise<TStatusReport> => {
     await authorize(ctx, "status:read", audit);
-    const [revisions, recorded, head] = await Promise.all([environments.latestRevisions(ctx), environments.listEnvironments(ctx), auditHead()]);
+    const [revisions, recorded, head, runtimes] = await Promise.all([
+      environments.latestRevisions(ctx),
+      environments.listEnvironments(ctx),
+      auditHead(),
+      environments.runtimeStatus(ctx),
+    ]);
+    const runtimeOf = (organization: string, name: string) => {
+      const found = runtimes.find((item) => item.organization === organization)?.environments.find((item) => item.environment === name);
+      if (found === undefined) return null;
+      const where = (instance: string, port: number | null) => `${instance} ${port === null ? "" : `127.0.0.1:${port} `}`;
+      return {
+        postgres: `${where(found.postgres.instance, found.postgres.port)}${found.postgres.state}`,
+        redis: found.redis === null ? null : `${where(found.redis.instance, found.redis.port)}${found.redis.state}`,
+        app: found.app.detail,
+        drift: found.drift.length,
+      };
+    };
     return {
       version,
       url: url(),
@@ -56,6 +81,7 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
             dataClass: environment.spec.dataClass,
             hosting: environment.spec.hosting,
             status: environment.status,
+            runtime: runtimeOf(revision.organization, environment.name),
           })),
       })),
     };

@@ -16,6 +16,11 @@ export type TPostgresConfigInput = {
 
 /** Connections kept for carehost's own maintenance and for superuser emergencies. */
 export const ADMIN_CONNECTION_HEADROOM = 10;
+/**
+ * A shared cluster oversubscribes: each tenant's role keeps its own connection limit, but the
+ * cluster as a whole stops here (each slot costs shared memory whether used or not).
+ */
+export const MAX_CLUSTER_CONNECTIONS = 500;
 
 const quote = (value: string) => `'${value.replace(/'/g, "''")}'`;
 
@@ -26,7 +31,7 @@ export function postgresqlSettings(input: TPostgresConfigInput): Record<string, 
     port: String(input.port),
     // No Unix socket: every connection, carehost's own included, goes through hostssl + SCRAM.
     unix_socket_directories: quote(""),
-    max_connections: String(Math.max(20, input.tenantConnections + ADMIN_CONNECTION_HEADROOM)),
+    max_connections: String(Math.min(MAX_CLUSTER_CONNECTIONS, Math.max(20, input.tenantConnections + ADMIN_CONNECTION_HEADROOM))),
     ssl: "on",
     ssl_cert_file: quote(input.certificate.certPath),
     ssl_key_file: quote(input.certificate.keyPath),

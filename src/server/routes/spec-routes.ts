@@ -12,6 +12,10 @@ const SpecSubmissionSchema = z.strictObject({
 const PlanSchema = z
   .object({ organization: z.string(), specDigest: z.string(), changes: z.array(z.looseObject({ action: z.string(), name: z.string() })).readonly() })
   .describe("environments to create, change or remove");
+const DriftSchema = z.object({ environment: z.string(), target: z.string(), field: z.string(), expected: z.string(), actual: z.string() });
+const PlanWithDriftSchema = PlanSchema.extend({
+  drift: z.array(DriftSchema).readonly().describe("differences between the spec and the running systems, which apply corrects"),
+});
 
 export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "environments">): void => {
   api.post(
@@ -21,7 +25,7 @@ export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "e
         tags: ["spec"],
         summary: "Compare a spec with the recorded desired state",
         body: SpecSubmissionSchema,
-        response: { 200: PlanSchema, ...problemResponses },
+        response: { 200: PlanWithDriftSchema, ...problemResponses },
       },
     },
     async (request) => services.environments.plan(request.ctx, request.body),
@@ -36,7 +40,15 @@ export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "e
         body: SpecSubmissionSchema.extend({
           confirmDestroy: z.array(z.string()).default([]).describe("environments whose removal is confirmed"),
         }),
-        response: { 200: z.object({ plan: PlanSchema, revisionId: z.number().int().nullable() }), 422: ProblemSchema, ...problemResponses },
+        response: {
+          200: z.object({
+            plan: PlanSchema,
+            revisionId: z.number().int().nullable(),
+            runtime: z.array(z.object({ target: z.string(), action: z.string() })).readonly().describe("what the runtime did"),
+          }),
+          422: ProblemSchema,
+          ...problemResponses,
+        },
       },
     },
     async (request) => services.environments.apply(request.ctx, request.body),

@@ -17,7 +17,15 @@ const StatusSchema = z.object({
       name: z.string(),
       revision: z.object({ id: z.number().int(), digest: z.string(), appliedBy: z.string(), appliedAt: z.string() }),
       environments: z.array(
-        z.object({ name: z.string(), entity: z.string(), tier: z.string(), dataClass: z.string(), hosting: z.string(), status: z.string() }),
+        z.object({
+          name: z.string(),
+          entity: z.string(),
+          tier: z.string(),
+          dataClass: z.string(),
+          hosting: z.string(),
+          status: z.string(),
+          runtime: z.object({ postgres: z.string(), redis: z.string().nullable(), app: z.string(), drift: z.number().int() }).nullable(),
+        }),
       ),
     }),
   ),

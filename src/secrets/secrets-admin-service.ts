@@ -1,0 +1,52 @@
+// What people may do with carehost's secrets: list them (names and versions, never values),
+// reveal one with a reason (audited), and rotate one. Rotating a runtime secret re-applies its
+// organization at once, so PostgreSQL, Redis and the rendered files use the new value without a
+// restart: sessions already connected stay connected.
+import { authorize } from "../identity/identity-permissions.js";
+import type { TAuditAppend } from "../identity/identity-types.js";
+import { NotFoundError } from "../lib/errors.js";
+import type { TRequestContext } from "../lib/request-context.js";
+import { hashOdooAdminPassword } from "../render/odoo/odoo-admin-password.js";
+import type { TRuntimeAction } from "../runtime/local/runtime-types.js";
+import type { TOrganizationSpec } from "../spec/spec-schema.js";
+import { generatePassword } from "./secrets-generate.js";
+import type { TSecretListing, TSecretsService } from "./secrets-service.js";
+
+type TSecretsAdminDeps = {
+  secrets: Pick<TSecretsService, "list" | "reveal" | "rotate" | "current">;
+  audit: { append: TAuditAppend };
+  latestSpecs: () => Promise<TOrganizationSpec[]>;
+  /** Re-applies one organization; absent without a runtime. */
+  reconcile?: (ctx: TRequestContext, organization: TOrganizationSpec) => Promise<TRuntimeAction[]>;
+};
+
+/** runtime/<organization>/… names the organization a runtime secret belongs to. */
+const organizationOf = (name: string) => /^runtime\/([^/]+)\//.exec(name)?.[1];
+
+export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconcile }: TSecretsAdminDeps) => ({
+  list: async (ctx: TRequestContext): Promise<TSecretListing[]> => {
+    await authorize(ctx, "secret:read", audit);
+    return secrets.list();
+  },
+
+  reveal: async (ctx: TRequestContext, name: string, reason: string): Promise<string> => secrets.reveal(ctx, name, reason),
+
+  rotate: async (ctx: TRequestContext, name: string): Promise<{ name: string; version: number; runtime: TRuntimeAction[] }> => {
+    await authorize(ctx, "secret:rotate", audit, `secret:${name}`);
+    if (name.endsWith("-hash")) throw new NotFoundError(`secret ${JSON.stringify(name)} is derived from ${JSON.stringify(name.slice(0, -"-hash".length))}; rotate that one`);
+    const { version } = await secrets.rotate(name, () => generatePassword(24));
+    await audit.append(ctx, { type: "secret.rotated", outcome: "success", target: `secret:${name}`, payload: { secretName: name, version } });
+    if (name.endsWith("/odoo-master")) {
+      // odoo.conf carries the hash, which must follow the password it was made from.
+      const password = await secrets.current(name);
+      const hash = await secrets.rotate(`${name}-hash`, () => hashOdooAdminPassword(password));
+      await audit.append(ctx, { type: "secret.rotated", outcome: "success", target: `secret:${name}-hash`, payload: { secretName: `${name}-hash`, version: hash.version } });
+    }
+    const organizationName = organizationOf(name);
+    const organization = (await latestSpecs()).find((spec) => spec.metadata.name === organizationName);
+    const runtime = reconcile === undefined || organization === undefined ? [] : await reconcile(ctx, organization);
+    return { name, version, runtime };
+  },
+});
+
+export type TSecretsAdminService = ReturnType<typeof secretsAdminServiceFactory>;
