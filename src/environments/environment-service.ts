@@ -10,7 +10,7 @@ import { assertNoMandatoryViolations } from "../policy/policy-engine.js";
 import type { TPostureReport } from "../policy/policy-engine.js";
 import type { TPolicyChecker } from "../policy/policy-service.js";
 import type { TRequestContext } from "../lib/request-context.js";
-import { specDigest } from "../spec/spec-digest.js";
+import { canonicalJson, specDigest } from "../spec/spec-digest.js";
 import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { planEnvironments, planHasChanges } from "./environment-plan.js";
@@ -37,6 +37,31 @@ export type TPlanWithDrift = TPlan & { readonly drift: readonly (TRuntimeDrift &
 export type TSpecSubmission = { readonly source: string; readonly fileName: string };
 
 export type TApplyResult = { readonly plan: TPlan; readonly revisionId: number | null; readonly runtime: readonly TRuntimeAction[] };
+
+type TSpecException = TOrganizationSpec["policyExceptions"][number];
+
+/** An exception added, changed (recorded again) or dropped between two revisions is an audit event of its own. */
+function exceptionEvents(organization: string, before: readonly TSpecException[], after: readonly TSpecException[]): TAuditEvent[] {
+  const key = (exception: TSpecException) => `${exception.controlId}/${exception.environment}`;
+  // Canonical JSON: the recorded spec comes back from jsonb with its keys in another order.
+  const previous = new Map(before.map((exception) => [key(exception), canonicalJson(exception)]));
+  const current = new Set(after.map(key));
+  const events: TAuditEvent[] = [];
+  for (const exception of after) {
+    if (previous.get(key(exception)) === canonicalJson(exception)) continue;
+    events.push({
+      type: "policy.exception_recorded",
+      outcome: "success",
+      target: `environment/${organization}/${exception.environment}`,
+      payload: { controlId: exception.controlId, environment: exception.environment, owner: exception.owner, reason: exception.reason, expires: exception.expires },
+    });
+  }
+  for (const exception of before) {
+    if (current.has(key(exception))) continue;
+    events.push({ type: "policy.exception_removed", outcome: "success", target: `environment/${organization}/${exception.environment}`, payload: { controlId: exception.controlId, environment: exception.environment } });
+  }
+  return events;
+}
 
 export const environmentServiceFactory = ({ store, policy, audit, runtime, finalBackupDirectory = "final-backups" }: TEnvironmentServiceDeps) => {
   /** Drift of environments that exist; environments the plan creates are not drift. */
@@ -136,17 +161,18 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
         });
         throw new PolicyViolation(`refusing to apply: ${reason}`);
       }
-      if (!planHasChanges(plan)) {
+      const recordedSpec = (await store.latestSpecs()).find((item) => item.metadata.name === organization);
+      const exceptionChanges = exceptionEvents(organization, recordedSpec?.policyExceptions ?? [], spec.policyExceptions);
+      if (!planHasChanges(plan) && exceptionChanges.length === 0) {
         // Nothing declared changed, but the running systems may have drifted: apply corrects them.
         return { plan, revisionId: null, runtime: await reconcile(ctx, spec) };
       }
 
       if (removed.length > 0 && runtime !== undefined) {
         // Data goes only after its final backup exists and reads back; a failed backup stops the apply.
-        const recorded = (await store.latestSpecs()).find((item) => item.metadata.name === organization);
         for (const name of removed) {
-          if (recorded === undefined) break;
-          const backup = await runtime.destroyEnvironment(recorded, name, finalBackupDirectory);
+          if (recordedSpec === undefined) break;
+          const backup = await runtime.destroyEnvironment(recordedSpec, name, finalBackupDirectory);
           await audit.append(ctx, {
             type: "environment.final_backup",
             outcome: "success",
@@ -173,6 +199,7 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
           events.push({ type: "environment.removed", outcome: "success", target, payload: { previousDigest: change.previousDigest } });
         }
       }
+      events.push(...exceptionChanges);
       await Promise.all(events.map((event) => audit.append(ctx, event)));
       return { plan, revisionId, runtime: await reconcile(ctx, spec) };
     },

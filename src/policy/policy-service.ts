@@ -13,15 +13,15 @@ export const specSubjectsOf = (organization: TOrganizationSpec) =>
 export const policyCheckerFactory = ({ controls = POLICY_CATALOG, now = () => new Date() }: { controls?: readonly TAnyControl[]; now?: () => Date } = {}) => ({
   /** The posture of one organization's spec. */
   evaluateSpec: (organization: TOrganizationSpec): TPostureReport =>
-    evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization) }, now: now() }),
+    evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization) }, exceptions: organization.policyExceptions, now: now() }),
 
   /** The posture over the spec and, when a runtime provides them, its rendered artifacts and live state. */
   evaluate: (organization: TOrganizationSpec, runtimeSubjects?: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] }): TPostureReport =>
-    evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization), ...(runtimeSubjects ?? {}) }, now: now() }),
+    evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization), ...(runtimeSubjects ?? {}) }, exceptions: organization.policyExceptions, now: now() }),
 
   /** Throws PolicyViolation listing every mandatory violation of the spec. */
   assertSpecCompliant: (organization: TOrganizationSpec): TPostureReport => {
-    const report = evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization) }, now: now() });
+    const report = evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization) }, exceptions: organization.policyExceptions, now: now() });
     assertNoMandatoryViolations(report);
     return report;
   },

@@ -241,6 +241,15 @@ const EnvironmentSchema = z.strictObject({
   dataSource: DataSourceSchema.optional().describe("For non-production copies: which environment the data comes from."),
 });
 
+const PolicyExceptionSchema = z.strictObject({
+  controlId: patternString(/^CH-[A-Z]{2,5}-\d{3}$/, "is not a control id (CH-<AREA>-NNN)").describe("The control that is accepted to fail, e.g. CH-NET-002."),
+  environment: dnsLabel(MAX_ENVIRONMENT_NAME_LENGTH).describe("The environment the exception covers; one exception per control and environment."),
+  owner: z.string().trim().min(1).max(200).describe("Who answers for the accepted risk (email or user name)."),
+  reason: z.string().trim().min(1).max(500).describe("Why the control cannot be met now, and what compensates."),
+  expires: z.string().min(1).describe("ISO date (valid through that day, UTC) or date-time with a zone; at most 366 days ahead."),
+  approvedBy: z.string().trim().min(1).max(200).optional().describe("Who approved it, when it was not the owner."),
+});
+
 const DefaultsSchema = z.strictObject({
   maintenanceWindow: MaintenanceWindowSchema.optional().describe("Maintenance window of environments that declare none."),
 });
@@ -259,6 +268,10 @@ const OrganizationInputSchema = z.strictObject({
   backupRepositories: z.array(BackupRepositorySchema).default([]).describe("Where backups are stored. Credentials are referenced by secret name only."),
   defaults: DefaultsSchema.optional().describe("Values environments inherit when they do not set them."),
   environments: z.array(EnvironmentSchema).min(1).describe("The Odoo environments of the organization."),
+  policyExceptions: z
+    .array(PolicyExceptionSchema)
+    .default([])
+    .describe("Documented exceptions to controls: shown as 'excepted' with owner, reason and expiry, audited when added or removed; never a silent skip."),
 });
 
 export const MISSING_WINDOW_MESSAGE = "no maintenanceWindow, and defaults.maintenanceWindow is not set";
