@@ -129,6 +129,10 @@ void describe("carehost server and CLI end to end", () => {
     const confirmed = await cli(["apply", withoutTraining, "--confirm-destroy", "training"]);
     assert.equal(confirmed.code, 0, confirmed.stderr);
     assert.match(confirmed.stdout, /- remove environment "training"/);
+    const backups = JSON.parse((await cli(["audit", "list", "--type", "environment.final_backup", "--output", "json"])).stdout) as { target: string; payload: { bytes: number } }[];
+    assert.equal(backups.length, 1, "the removal took a final backup first");
+    assert.match(backups[0]!.target, /training/);
+    assert.ok(backups[0]!.payload.bytes > 0);
   });
 
   void it("refuses a spec that breaks a mandatory control with exit code 3, one line per violation, and shows the posture", async () => {
