@@ -9,6 +9,7 @@ import { createApiClient } from "./cli-client.js";
 import { resolveServer } from "./cli-credentials.js";
 import { CliError, exitCodes } from "./cli-errors.js";
 import { printError } from "./cli-output.js";
+import { registerRenderCommand } from "./cli-render-command.js";
 import { registerServerCommands } from "./cli-server-commands.js";
 import { registerSpecCommands } from "./cli-spec-commands.js";
 
@@ -26,6 +27,7 @@ export const buildProgram = (): Command => {
   };
   registerServerCommands(program, { client });
   registerSpecCommands(program, { client });
+  registerRenderCommand(program);
   registerAuditCommands(program, { client });
   registerAuthCommands(program, { client, url });
   // Sub-commands inherit the usage-error behaviour so every parse failure exits with 2.
