@@ -9,6 +9,7 @@ import { createApiClient } from "./cli-client.js";
 import { resolveServer } from "./cli-credentials.js";
 import { CliError, exitCodes } from "./cli-errors.js";
 import { printError } from "./cli-output.js";
+import { registerRenderCommand } from "./cli-render-command.js";
 import { registerSecretCommands } from "./cli-secret-commands.js";
 import { registerServerCommands } from "./cli-server-commands.js";
 import { registerSpecCommands } from "./cli-spec-commands.js";
@@ -27,6 +28,7 @@ export const buildProgram = (): Command => {
   };
   registerServerCommands(program, { client });
   registerSpecCommands(program, { client });
+  registerRenderCommand(program);
   registerAuditCommands(program, { client });
   registerAuthCommands(program, { client, url });
   registerSecretCommands(program, { client });

@@ -12,7 +12,7 @@ import type { TOutputFormat } from "./cli-output.js";
 
 type TGlobal = { client: () => Promise<TApiClient> };
 
-const readSource = async (file: string): Promise<string> => {
+export const readSource = async (file: string): Promise<string> => {
   try {
     return await readFile(file, "utf8");
   } catch (error) {

@@ -57,6 +57,18 @@ void describe("odoo.conf", () => {
     assert.throws(() => renderOdooConf({ ...input, database: { ...input.database, name: "prod\nlist_db = True" } }), /database.name "prod\\nlist_db = True"/);
   });
 
+  void it("renders without admin_passwd when an entrypoint joins it from a secret file, and takes split-process overrides", async () => {
+    const input = await inputFor({ adminPasswordHash: { joinedAtStartFrom: "/run/secrets/odoo-admin-passwd-hash" }, httpInterface: "0.0.0.0", workers: 4, maxCronThreads: 0 });
+    const text = renderOdooConf(input);
+    const options = parseOdooConf(text);
+    assert.equal(options.admin_passwd, undefined);
+    assert.match(text, /^; admin_passwd is appended at container start from \/run\/secrets\/odoo-admin-passwd-hash$/m);
+    assert.equal(options.http_interface, "0.0.0.0");
+    assert.equal(options.workers, "4");
+    assert.equal(options.max_cron_threads, "0");
+    assert.throws(() => renderOdooConf({ ...input, adminPasswordHash: { joinedAtStartFrom: "/run/x\nlist_db = True" } }), /joinedAtStartFrom "\/run\/x\\nlist_db = True"/);
+  });
+
   void it("sizes the role's connection limit from the workers", async () => {
     const input = await inputFor();
     assert.equal(odooConnectionLimit(input.environment), (9 + 2 + 2) * 8 + 5);

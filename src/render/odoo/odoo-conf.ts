@@ -31,12 +31,21 @@ export type TOdooConfInput = {
     /** CA certificate libpq checks the server against (db_sslmode = verify-full). */
     readonly sslRootCertPath: string;
   };
-  /** The master password as Odoo's pbkdf2-sha512 hash (see odoo-admin-password.ts). */
-  readonly adminPasswordHash: string;
+  /**
+   * The master password as Odoo's pbkdf2-sha512 hash (see odoo-admin-password.ts), or the secret
+   * file an entrypoint appends it from at container start. The second form keeps the hash out of
+   * bundles that are committed to Git (Compose, GitOps); the file is then incomplete on its own.
+   */
+  readonly adminPasswordHash: string | { readonly joinedAtStartFrom: string };
   readonly dataDir: string;
   readonly addonsPaths: readonly string[];
   readonly httpPort?: number;
   readonly geventPort?: number;
+  /** Default 127.0.0.1 (a local proxy); a container reached over a network needs 0.0.0.0. */
+  readonly httpInterface?: string;
+  /** Overrides for split deployments: web processes without cron threads, a cron-only process. */
+  readonly workers?: number;
+  readonly maxCronThreads?: number;
 };
 
 const PBKDF2_HASH_PATTERN = /^\$pbkdf2-sha512\$\d+\$[./A-Za-z0-9]+\$[./A-Za-z0-9]+$/;
@@ -44,10 +53,19 @@ const PBKDF2_HASH_PATTERN = /^\$pbkdf2-sha512\$\d+\$[./A-Za-z0-9]+\$[./A-Za-z0-9
 /** The [options] of odoo.conf as key → value, in the order they are written. */
 export function odooConfOptions(input: TOdooConfInput): Record<string, string> {
   const { environment, database } = input;
-  if (!PBKDF2_HASH_PATTERN.test(input.adminPasswordHash)) {
+  const { adminPasswordHash } = input;
+  if (typeof adminPasswordHash === "string" && !PBKDF2_HASH_PATTERN.test(adminPasswordHash)) {
     throw new TypeError("adminPasswordHash is not a pbkdf2-sha512 hash; refusing to render a plain master password");
   }
-  for (const [field, value] of [["database.host", database.host], ["database.name", database.name], ["database.user", database.user]] as const) {
+  if (typeof adminPasswordHash !== "string" && !/^\/[A-Za-z0-9_./-]+$/.test(adminPasswordHash.joinedAtStartFrom)) {
+    throw new TypeError(`adminPasswordHash.joinedAtStartFrom ${JSON.stringify(adminPasswordHash.joinedAtStartFrom)} is not a plain absolute path`);
+  }
+  for (const [field, value] of [
+    ["database.host", database.host],
+    ["database.name", database.name],
+    ["database.user", database.user],
+    ["httpInterface", input.httpInterface ?? "127.0.0.1"],
+  ] as const) {
     if (!/^[A-Za-z0-9_.:-]+$/.test(value)) throw new TypeError(`${field} ${JSON.stringify(value)} is not a plain identifier`);
   }
   const escapedName = database.name.replace(/[.\\^$|?*+()[\]{}]/g, "\\$&");
@@ -61,13 +79,13 @@ export function odooConfOptions(input: TOdooConfInput): Record<string, string> {
     db_user: database.user,
     db_sslmode: "verify-full",
     db_maxconn: String(ODOO_DB_MAXCONN),
-    admin_passwd: input.adminPasswordHash,
+    ...(typeof adminPasswordHash === "string" ? { admin_passwd: adminPasswordHash } : {}),
     proxy_mode: "True",
-    http_interface: "127.0.0.1",
+    http_interface: input.httpInterface ?? "127.0.0.1",
     http_port: String(input.httpPort ?? 8069),
     gevent_port: String(input.geventPort ?? 8072),
-    workers: String(environment.odoo.workers),
-    max_cron_threads: String(environment.odoo.cronWorkers),
+    workers: String(input.workers ?? environment.odoo.workers),
+    max_cron_threads: String(input.maxCronThreads ?? environment.odoo.cronWorkers),
     limit_memory_soft: String(ODOO_LIMITS.limitMemorySoftBytes),
     limit_memory_hard: String(ODOO_LIMITS.limitMemoryHardBytes),
     limit_time_cpu: String(ODOO_LIMITS.limitTimeCpuSeconds),
@@ -89,6 +107,7 @@ export function renderOdooConf(input: TOdooConfInput): string {
   const lines = [
     "; Rendered by carehost from the organization spec; edits are overwritten and reported as drift.",
     `; environment: ${input.environment.name} (${input.environment.tier}, ${input.environment.dataClass})`,
+    ...(typeof input.adminPasswordHash === "string" ? [] : [`; admin_passwd is appended at container start from ${input.adminPasswordHash.joinedAtStartFrom}`]),
     "[options]",
     ...Object.entries(options).map(([key, value]) => `${key} = ${value}`),
   ];

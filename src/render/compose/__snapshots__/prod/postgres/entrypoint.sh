@@ -1,0 +1,13 @@
+#!/bin/sh
+# Rendered by carehost; edits are overwritten and reported as drift.
+set -eu
+# Without pgBackRest every archive_command fails and WAL fills the disk: refuse to start instead.
+if ! command -v pgbackrest >/dev/null 2>&1; then
+  echo "carehost: backups are enabled but this image has no pgbackrest; use an image that includes it" >&2
+  exit 1
+fi
+mkdir -p /tmp/pgbackrest
+export PGBACKREST_REPO1_CIPHER_PASS="$(cat /run/secrets/backup-local-cipher)"
+export PGBACKREST_REPO2_AZURE_KEY="$(cat /run/secrets/backup-offsite-azure-key)"
+export PGBACKREST_REPO2_CIPHER_PASS="$(cat /run/secrets/backup-offsite-cipher)"
+exec docker-entrypoint.sh postgres -c config_file=/etc/postgresql/postgresql.conf

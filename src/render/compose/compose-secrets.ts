@@ -1,0 +1,151 @@
+// The secret files a Compose bundle expects under secrets/. The bundle is committed to Git
+// (GitOps), so it names these files and never holds their content: carehost (or the operator)
+// places them on the host from carehost's encrypted secret store.
+import type { TBackupRepositorySpec, TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
+
+export type TComposeSecret = {
+  /** Compose secret name; also the file name under secrets/ and /run/secrets/<name> in containers. */
+  readonly name: string;
+  readonly usedBy: readonly string[];
+  /** What the file holds, for the operator who places it. */
+  readonly content: string;
+  /** Host ownership and mode the file needs (bind mounts keep them). */
+  readonly fileMode: string;
+};
+
+// Bind-mounted secrets keep the host file's mode: the secrets/ directory (0700, root) keeps other
+// host users out, and 0444 lets the container's non-root user read its files.
+const READABLE = "0444, in secrets/ with mode 0700 owned by root";
+
+export const SECRET_NAMES = {
+  odooAdminPasswordHash: "odoo-admin-passwd-hash",
+  odooDatabasePassword: "odoo-db-password",
+  postgresSuperuserPassword: "postgres-superuser-password",
+  postgresServerCertificate: "postgres-server.crt",
+  postgresServerKey: "postgres-server.key",
+  postgresCa: "postgres-ca.crt",
+  ingressCertificate: "ingress-tls.crt",
+  ingressKey: "ingress-tls.key",
+  redisOdooPassword: "redis-odoo-password",
+} as const;
+
+/** The repositories an environment's backups go to, in the order pgBackRest numbers them (repo1, repo2…). */
+export function backupRepositoriesOf(organization: TOrganizationSpec, environment: TEnvironmentSpec): readonly TBackupRepositorySpec[] {
+  if (!environment.backup.enabled) return [];
+  return environment.backup.repositories.map((name) => {
+    const repository = organization.backupRepositories.find((candidate) => candidate.name === name);
+    if (repository === undefined) {
+      throw new TypeError(`environment ${JSON.stringify(environment.name)}: backup repository ${JSON.stringify(name)} is not in backupRepositories`);
+    }
+    return repository;
+  });
+}
+
+export function composeSecrets(organization: TOrganizationSpec, environment: TEnvironmentSpec): readonly TComposeSecret[] {
+  const hostnames = environment.ingress.hostnames.join(", ");
+  const secrets: TComposeSecret[] = [
+    {
+      name: SECRET_NAMES.odooAdminPasswordHash,
+      usedBy: ["odoo-web", "odoo-cron"],
+      content: "Odoo's master password as a pbkdf2-sha512 hash ($pbkdf2-sha512$<rounds>$<salt>$<checksum>), one line; the entrypoint refuses anything else",
+      fileMode: READABLE,
+    },
+    {
+      name: SECRET_NAMES.odooDatabasePassword,
+      usedBy: ["odoo-web", "odoo-cron", "postgres (first start only, to create the odoo role)"],
+      content: "password of the PostgreSQL role odoo, one line",
+      fileMode: READABLE,
+    },
+    {
+      name: SECRET_NAMES.postgresSuperuserPassword,
+      usedBy: ["postgres"],
+      content: "password of the PostgreSQL superuser postgres, one line (used by carehost for maintenance, never by Odoo)",
+      fileMode: READABLE,
+    },
+    {
+      name: SECRET_NAMES.postgresServerCertificate,
+      usedBy: ["postgres"],
+      content: "PEM server certificate whose subjectAltName includes DNS:postgres (Odoo connects with sslmode verify-full)",
+      fileMode: READABLE,
+    },
+    {
+      name: SECRET_NAMES.postgresServerKey,
+      usedBy: ["postgres"],
+      content: "PEM private key of that certificate",
+      // PostgreSQL refuses a key that its own user cannot read or that others can.
+      fileMode: "0600, owned by uid 999 (postgres in the postgres image)",
+    },
+    {
+      name: SECRET_NAMES.postgresCa,
+      usedBy: ["odoo-web", "odoo-cron"],
+      content: "PEM certificate of the CA that signed postgres-server.crt",
+      fileMode: READABLE,
+    },
+    {
+      name: SECRET_NAMES.ingressCertificate,
+      usedBy: ["traefik"],
+      content: `PEM certificate chain for ${hostnames}`,
+      fileMode: READABLE,
+    },
+    {
+      name: SECRET_NAMES.ingressKey,
+      usedBy: ["traefik"],
+      content: "PEM private key of that certificate",
+      fileMode: READABLE,
+    },
+  ];
+  if (environment.redis.enabled) {
+    secrets.push({
+      name: SECRET_NAMES.redisOdooPassword,
+      usedBy: ["redis", "odoo-web"],
+      content: "password of the Redis ACL user odoo, one line, URL-safe characters only (A-Z a-z 0-9 - _ . ~)",
+      fileMode: READABLE,
+    });
+  }
+  for (const repository of backupRepositoriesOf(organization, environment)) {
+    if (repository.type !== "posix") {
+      secrets.push({
+        name: repository.keySecretRef,
+        usedBy: ["postgres (pgBackRest)"],
+        content:
+          repository.type === "azure"
+            ? `shared key of the Azure storage account ${repository.account}, one line`
+            : `access key ID on the first line and secret access key on the second, for bucket ${repository.bucket}`,
+        fileMode: READABLE,
+      });
+    }
+    if (repository.cipherSecretRef !== undefined) {
+      secrets.push({
+        name: repository.cipherSecretRef,
+        usedBy: ["postgres (pgBackRest)"],
+        content: `encryption passphrase of backup repository ${repository.name} (aes-256-cbc), one line`,
+        fileMode: READABLE,
+      });
+    }
+  }
+  // Two repositories may share a passphrase secret; Compose declares each secret once.
+  const byName = new Map<string, TComposeSecret>();
+  for (const secret of secrets) {
+    const known = byName.get(secret.name);
+    byName.set(secret.name, known === undefined ? secret : { ...known, content: `${known.content}; also ${secret.content}` });
+  }
+  return [...byName.values()];
+}
+
+export function renderSecretsReadme(organization: TOrganizationSpec, environment: TEnvironmentSpec, secrets: readonly TComposeSecret[]): string {
+  const lines = [
+    `# Secrets for ${organization.metadata.name}/${environment.name}`,
+    "",
+    "Rendered by carehost. This directory is part of the bundle only through this file: the secret",
+    "files themselves are placed here on the host by carehost from its encrypted secret store (or by",
+    "the operator), and are never committed. Compose mounts each as /run/secrets/<file>.",
+    "",
+    "Keep secrets/ mode 0700, owned by root. Files:",
+    "",
+    "| file | used by | content | mode |",
+    "|---|---|---|---|",
+    ...secrets.map((secret) => `| ${secret.name} | ${secret.usedBy.join(", ")} | ${secret.content} | ${secret.fileMode} |`),
+    "",
+  ];
+  return lines.join("\n");
+}
