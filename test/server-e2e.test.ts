@@ -252,6 +252,30 @@ void describe("carehost server and CLI end to end", () => {
     }
   });
 
+  void it("delivers the render the GitOps way: one commit per change, none when unchanged, hand edits show as drift", async () => {
+    const first = await cli(["apply", "examples/northwind-health.yaml", "--target", "compose", "--output", "json"]);
+    assert.equal(first.code, 0, first.stderr);
+    const committed = JSON.parse(first.stdout) as { commit: string | null; changedPaths: string[] };
+    assert.ok(committed.commit !== null && committed.changedPaths.some((path) => path.startsWith("environments/prod/")));
+    assert.match((await cli(["apply", "examples/northwind-health.yaml", "--target", "compose"])).stdout, /no commit/);
+    assert.match((await cli(["plan", "examples/northwind-health.yaml", "--target", "compose"])).stdout, /nothing to commit/);
+    // Someone edits the repository by hand.
+    const clone = join(home, "hand-edit");
+    const git = (...args: string[]) => run("git", ["-c", "user.name=someone", "-c", "user.email=someone@example.invalid", ...args], { cwd: clone });
+    await run("git", ["clone", "-q", join(home, "gitops", "compose.git"), clone]);
+    const composePath = join(clone, "environments", "prod", "compose.yaml");
+    await writeFile(composePath, `${await readFile(composePath, "utf8")}# hand edit\n`);
+    await git("commit", "-qam", "hand edit");
+    await git("push", "-q", "origin", "HEAD:main");
+    const drift = await cli(["plan", "examples/northwind-health.yaml", "--target", "compose"]);
+    assert.match(drift.stdout, /~ environments\/prod\/compose\.yaml/);
+    assert.match(drift.stdout, /hand edit/);
+    assert.equal((await cli(["plan", "examples/northwind-health.yaml", "--target", "helm"])).code, 2);
+    const log = await run("git", ["--git-dir", join(home, "gitops", "compose.git"), "log", "--format=%B", "-n", "2"]);
+    assert.match(log.stdout, /Spec-Digest: sha256:[0-9a-f]{64}/);
+    assert.match(log.stdout, /Actor: /);
+  });
+
   // Last, so it scans the log lines of everything above (JSON lines, credentials redacted).
   it("never writes a password or token into a log line", async () => {
     assert.ok(logLines.length > 10, "the server logged requests");

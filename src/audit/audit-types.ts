@@ -37,6 +37,7 @@ export const auditPayloadSchemas = {
   "environment.final_backup": z.strictObject({ path: z.string().max(1000), bytes: z.number().int().nonnegative(), sha256Digest: digest }),
   "policy.exception_recorded": z.strictObject({ controlId: name, environment: name, owner: name, reason, expires: z.string() }),
   "policy.exception_removed": z.strictObject({ controlId: name, environment: name }),
+  "gitops.committed": z.strictObject({ organization: name, target: name, commit: name, changedPathCount: z.number().int().nonnegative(), specDigest: digest }),
 } as const;
 
 export type TAuditPayloads = { [K in keyof typeof auditPayloadSchemas]: z.infer<(typeof auditPayloadSchemas)[K]> };

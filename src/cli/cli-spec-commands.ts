@@ -2,6 +2,10 @@ import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { formatPlan } from "../environments/environment-plan.js";
 import type { TApplyResult, TPlanWithDrift } from "../environments/environment-service.js";
+import type { TGitopsApply, TGitopsPlan } from "../gitops/gitops-service.js";
+import { isRenderTarget } from "../render/render-targets.js";
+import { RENDER_TARGETS } from "../render/render-types.js";
+import type { TRenderTarget } from "../render/render-types.js";
 import { formatPosture } from "../policy/policy-engine.js";
 import type { TPostureReport } from "../policy/policy-engine.js";
 import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
@@ -25,6 +29,23 @@ const colorPlan = (text: string): string =>
     .split("\n")
     .map((line) => (line.startsWith("+") ? paint("green", line) : line.startsWith("-") ? paint("red", line) : line.startsWith("~") ? paint("yellow", line) : line))
     .join("\n");
+
+/** kubernetes or compose; anything else is a usage error (exit 2). */
+const gitopsTarget = (value: string): TRenderTarget => {
+  if (!isRenderTarget(value)) throw new CliError(`--target must be local, ${RENDER_TARGETS.join(" or ")}, not ${JSON.stringify(value)}`, exitCodes.usage);
+  return value;
+};
+
+const printGitopsDiff = (diff: TGitopsPlan): void => {
+  if (diff.inSync) {
+    printLine(`The GitOps repository (${diff.target}) matches a fresh render of ${diff.organization}: nothing to commit.`);
+    return;
+  }
+  for (const change of diff.changes) {
+    printLine(`${change.change === "added" ? "+" : change.change === "removed" ? "-" : "~"} ${change.path}`);
+    if (change.change === "changed") printLine(change.diff);
+  }
+};
 
 export const registerSpecCommands = (program: Command, global: TGlobal): void => {
   program
@@ -66,9 +87,16 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
     .command("plan")
     .description("show which environments the spec would create, change or remove")
     .argument("<file>", "carehost.yaml")
+    .option("--target <target>", "local (this host), kubernetes or compose (diff against the GitOps repository)", "local")
     .option("-o, --output <format>", "text or json", "text")
-    .action(async (file: string, options: { output: TOutputFormat }) => {
+    .action(async (file: string, options: { output: TOutputFormat; target: string }) => {
       const source = await readSource(file);
+      if (options.target !== "local") {
+        const diff = await (await global.client()).request<TGitopsPlan>("POST", "/api/gitops/plan", { source, fileName: file, target: gitopsTarget(options.target) });
+        if (options.output === "json") printJson(diff);
+        else printGitopsDiff(diff);
+        return;
+      }
       const plan = await (await global.client()).request<TPlanWithDrift>("POST", "/api/plan", { source, fileName: file });
       if (options.output === "json") {
         printJson(plan);
@@ -86,9 +114,17 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
     .description("record the spec as the desired state")
     .argument("<file>", "carehost.yaml")
     .option("--confirm-destroy <env...>", "confirm the removal of these environments", [])
+    .option("--target <target>", "local (this host), kubernetes or compose (commit to the GitOps repository)", "local")
     .option("-o, --output <format>", "text or json", "text")
-    .action(async (file: string, options: { confirmDestroy: string[]; output: TOutputFormat }) => {
+    .action(async (file: string, options: { confirmDestroy: string[]; output: TOutputFormat; target: string }) => {
       const source = await readSource(file);
+      if (options.target !== "local") {
+        const committed = await (await global.client()).request<TGitopsApply>("POST", "/api/gitops/apply", { source, fileName: file, target: gitopsTarget(options.target) });
+        if (options.output === "json") printJson(committed);
+        else if (committed.commit === null) printLine(`The ${committed.target} render of ${committed.organization} is already in the GitOps repository: no commit.`);
+        else printLine(`Committed ${committed.changedPaths.length} file(s) for ${committed.organization} (${committed.target}) as ${committed.commit.slice(0, 12)}.`);
+        return;
+      }
       const result = await (await global.client()).request<TApplyResult>("POST", "/api/apply", {
         source,
         fileName: file,

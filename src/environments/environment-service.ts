@@ -38,6 +38,22 @@ export type TSpecSubmission = { readonly source: string; readonly fileName: stri
 
 export type TApplyResult = { readonly plan: TPlan; readonly revisionId: number | null; readonly runtime: readonly TRuntimeAction[] };
 
+/** Parses a submitted spec; the server re-validates what the CLI already checked: the API is a trust boundary. */
+export function parseSpecSubmission(submission: TSpecSubmission): { spec: TOrganizationSpec; digest: string } {
+  const result = loadSpecText(submission.source, submission.fileName);
+  if (!result.ok) {
+    throw new ValidationError(
+      `${submission.fileName}: ${result.errors.length} error(s) in the spec`,
+      result.errors.map((error) => ({
+        path: error.path,
+        location: `${error.file}:${error.line}:${error.col}`,
+        message: formatSpecError(error),
+      })),
+    );
+  }
+  return result;
+}
+
 type TSpecException = TOrganizationSpec["policyExceptions"][number];
 
 /** An exception added, changed (recorded again) or dropped between two revisions is an audit event of its own. */
@@ -98,22 +114,6 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
       throw error;
     }
   };
-  // The server re-validates what the CLI already checked: the API is a trust boundary.
-  const parseSubmission = (submission: TSpecSubmission): { spec: TOrganizationSpec; digest: string } => {
-    const result = loadSpecText(submission.source, submission.fileName);
-    if (!result.ok) {
-      throw new ValidationError(
-        `${submission.fileName}: ${result.errors.length} error(s) in the spec`,
-        result.errors.map((error) => ({
-          path: error.path,
-          location: `${error.file}:${error.line}:${error.col}`,
-          message: formatSpecError(error),
-        })),
-      );
-    }
-    return result;
-  };
-
   const planFor = async (spec: TOrganizationSpec, digest: string): Promise<TPlan> => {
     const recorded = await store.listEnvironments(spec.metadata.name);
     return planEnvironments(spec.metadata.name, digest, new Map(recorded.map((row) => [row.name, row.spec])), spec.environments);
@@ -122,7 +122,7 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
   return {
     plan: async (ctx: TRequestContext, submission: TSpecSubmission): Promise<TPlanWithDrift> => {
       await authorize(ctx, "spec:plan", audit);
-      const { spec, digest } = parseSubmission(submission);
+      const { spec, digest } = parseSpecSubmission(submission);
       policy.assertSpecCompliant(spec);
       const plan = await planFor(spec, digest);
       return { ...plan, drift: await driftOf(spec, plan) };
@@ -133,7 +133,7 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
       submission: TSpecSubmission & { readonly confirmDestroy?: readonly string[] },
     ): Promise<TApplyResult> => {
       await authorize(ctx, "spec:apply", audit);
-      const { spec, digest } = parseSubmission(submission);
+      const { spec, digest } = parseSpecSubmission(submission);
       const organization = spec.metadata.name;
       const posture = policy.evaluateSpec(spec);
       const failedControls = [...new Set(posture.mandatoryViolations.map((violation) => violation.controlId))];

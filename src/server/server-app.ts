@@ -13,6 +13,7 @@ import { errorHandler, problemTypeBase, sendProblem } from "./server-errors.js";
 import type { TServerServices } from "./server-services.js";
 import { registerAuditRoutes } from "./routes/audit-routes.js";
 import { registerAuthRoutes } from "./routes/auth-routes.js";
+import { registerGitopsRoutes } from "./routes/gitops-routes.js";
 import { registerHealthRoutes } from "./routes/health-routes.js";
 import { registerSecretRoutes } from "./routes/secret-routes.js";
 import { registerSpecRoutes } from "./routes/spec-routes.js";
@@ -97,6 +98,7 @@ export const buildServer = async (
   registerTokenRoutes(api, services);
   registerUserRoutes(api, services);
   registerSecretRoutes(api, services);
+  registerGitopsRoutes(api, services);
   api.get("/api/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

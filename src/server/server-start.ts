@@ -18,6 +18,11 @@ import { openStore } from "../store/store-open.js";
 import { authorize } from "../identity/identity-permissions.js";
 import { localRuntimeFactory } from "../runtime/local/local-runtime.js";
 import { runtimeSupervisorFactory } from "../runtime/runtime-supervisor.js";
+import { gitopsRepositoryFactory } from "../gitops/gitops-repository.js";
+import type { TGitopsRepository } from "../gitops/gitops-repository.js";
+import { gitopsServiceFactory } from "../gitops/gitops-service.js";
+import { RENDERERS } from "../render/render-targets.js";
+import type { TRenderTarget } from "../render/render-types.js";
 import { secretsAdminServiceFactory } from "../secrets/secrets-admin-service.js";
 import { loadMasterKey } from "../secrets/secrets-master-key.js";
 import { secretsServiceFactory } from "../secrets/secrets-service.js";
@@ -77,6 +82,20 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     latestSpecs: environments.latestSpecs,
     ...(runtime === undefined ? {} : { reconcile: environments.reconcileOrganization }),
   });
+  const repositories = new Map<TRenderTarget, TGitopsRepository>();
+  const gitops = gitopsServiceFactory({
+    // A local bare repository per target in the data dir: Argo CD or Flux can sync from it (or a mirror of it).
+    repositoryFor: (target) => {
+      const repository =
+        repositories.get(target) ??
+        gitopsRepositoryFactory({ bareRepositoryPath: join(config.home, "gitops", `${target}.git`), workDir: join(config.home, "gitops", "work", target) });
+      repositories.set(target, repository);
+      return repository;
+    },
+    renderers: RENDERERS,
+    policy: policyCheckerFactory(),
+    audit: log,
+  });
   let url = `http://${config.host}:${config.port}`;
   const status = statusServiceFactory({
     environments,
@@ -89,7 +108,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   });
 
   const app = await buildServer(
-    { db, identity, environments, audit, status, secrets: secretsAdmin },
+    { db, identity, environments, audit, status, secrets: secretsAdmin, gitops },
     {
       version: carehostVersion,
       logger: {
