@@ -1,8 +1,23 @@
-// TEMPORARY PLACEHOLDER on branch render-compose — drop at merge in favour of the real Kubernetes
-// renderer being written on branch render-kubernetes. It exists only so that render-targets.ts and
-// `carehost render --target kubernetes` type-check here; it renders nothing.
-import type { TEnvironmentRenderer } from "../render-types.js";
+// Renders one environment as Kubernetes manifests, one file per object. Pure and deterministic
+// (STYLE.md item 6): the same spec gives the same bytes, so an unchanged spec makes no GitOps commit.
+import type { TEnvironmentRenderer, TRenderedFile } from "../render-types.js";
+import type { TOrganizationSpec } from "../../spec/spec-schema.js";
+import { fileNameOf, namespaceOf, toYaml } from "./kubernetes-common.js";
+import type { TKubernetesObject } from "./kubernetes-common.js";
+import { postgresObjects, redisObjects } from "./kubernetes-data.js";
+import { edgeObjects } from "./kubernetes-edge.js";
+import { namespaceObjects } from "./kubernetes-namespace.js";
+import { odooObjects } from "./kubernetes-odoo.js";
 
-export const renderKubernetesEnvironment: TEnvironmentRenderer = () => {
-  throw new Error("kubernetes renderer not built yet");
-};
+/** Every object of one environment, in a fixed order (namespace first, so a plain kubectl apply works too). */
+export function kubernetesObjects(organization: TOrganizationSpec, environmentName: string): TKubernetesObject[] {
+  const environment = organization.environments.find((item) => item.name === environmentName);
+  if (environment === undefined) {
+    throw new TypeError(`environment ${JSON.stringify(environmentName)} is not in ${organization.metadata.name} (known: ${organization.environments.map((item) => item.name).join(", ")})`);
+  }
+  const context = { organization, environment, namespace: namespaceOf(organization, environment) };
+  return [...namespaceObjects(context), ...odooObjects(context), ...postgresObjects(context), ...redisObjects(context), ...edgeObjects(context)];
+}
+
+export const renderKubernetesEnvironment: TEnvironmentRenderer = (organization, environmentName): readonly TRenderedFile[] =>
+  kubernetesObjects(organization, environmentName).map((object) => ({ path: fileNameOf(object), content: toYaml(object) }));
