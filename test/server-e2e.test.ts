@@ -274,6 +274,22 @@ void describe("carehost server and CLI end to end", () => {
     const log = await run("git", ["--git-dir", join(home, "gitops", "compose.git"), "log", "--format=%B", "-n", "2"]);
     assert.match(log.stdout, /Spec-Digest: sha256:[0-9a-f]{64}/);
     assert.match(log.stdout, /Actor: /);
+
+    const kubernetes = await cli(["apply", "examples/northwind-health.yaml", "--target", "kubernetes", "--output", "json"]);
+    assert.equal(kubernetes.code, 0, kubernetes.stderr);
+    assert.ok((JSON.parse(kubernetes.stdout) as { changedPaths: string[] }).changedPaths.includes("environments/prod/cluster-prod-db.yaml"));
+    const unpinned = join(home, "unpinned.yaml");
+    await writeFile(unpinned, (await readFile("examples/northwind-health.yaml", "utf8")).replace(/(image: registry\.northwind-health\.example\/platform\/redis:[^@]+)@sha256:[0-9a-f]+/, "$1"));
+    const refused = await cli(["plan", unpinned, "--target", "kubernetes"]);
+    assert.equal(refused.code, 3, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /CH-KUBE-006 \[164\.312\(c\)\(1\), 164\.308\(a\)\(1\)\(ii\)\(B\)\] environment "prod": Deployment redis container redis: production image .* must be pinned by @sha256 digest/);
+    // No secret value carehost created reached any rendered or committed file.
+    const { readdir } = await import("node:fs/promises");
+    for (const entry of await readdir(join(home, "gitops", "work"), { withFileTypes: true, recursive: true })) {
+      if (!entry.isFile() || entry.parentPath.includes("/.git")) continue;
+      const text = await readFile(join(entry.parentPath, entry.name), "utf8");
+      for (const secret of secrets) assert.ok(!text.includes(secret), `a secret is in ${entry.name}`);
+    }
   });
 
   // Last, so it scans the log lines of everything above (JSON lines, credentials redacted).

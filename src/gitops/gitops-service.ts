@@ -5,6 +5,7 @@
 // manifests to a cluster itself.
 import { authorize } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
+import { ValidationError } from "../lib/errors.js";
 import { actorName } from "../lib/request-context.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import type { TPolicyChecker } from "../policy/policy-service.js";
@@ -13,12 +14,14 @@ import type { TSpecSubmission } from "../environments/environment-service.js";
 import type { TEnvironmentRenderer, TRenderedFile, TRenderTarget } from "../render/render-types.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TDiffResult, TGitopsRepository } from "./gitops-repository.js";
+import { parseAllDocuments } from "yaml";
+import type { TManifestObject, TManifestSubject } from "../policy/policy-types.js";
 
 type TGitopsServiceDeps = {
   /** One repository per target, so Kubernetes and Compose bundles never mix. */
   repositoryFor: (target: TRenderTarget) => TGitopsRepository;
   renderers: Readonly<Record<TRenderTarget, TEnvironmentRenderer>>;
-  policy: Pick<TPolicyChecker, "assertSpecCompliant">;
+  policy: Pick<TPolicyChecker, "assertSpecCompliant" | "assertManifestsCompliant">;
   audit: { append: TAuditAppend };
 };
 
@@ -28,14 +31,39 @@ export type TGitopsApply = { readonly organization: string; readonly target: TRe
 const renderAll = (renderer: TEnvironmentRenderer, spec: TOrganizationSpec): Map<string, readonly TRenderedFile[]> =>
   new Map(spec.environments.map((environment) => [environment.name, renderer(spec, environment.name)]));
 
+/** The Kubernetes objects among the rendered files (files without apiVersion and kind, e.g. compose.yaml, are not). */
+const manifestObjectsOf = (files: readonly TRenderedFile[]): TManifestObject[] =>
+  files
+    .filter((file) => file.path.endsWith(".yaml"))
+    .flatMap((file) => parseAllDocuments(file.content).map((document) => document.toJS() as unknown))
+    .filter((object): object is TManifestObject => typeof object === "object" && object !== null && "apiVersion" in object && "kind" in object);
+
+/** The spec's controls, then the manifest controls over every environment that renders Kubernetes objects. */
+const renderChecked = (renderer: TEnvironmentRenderer, spec: TOrganizationSpec, policy: TGitopsServiceDeps["policy"]) => {
+  policy.assertSpecCompliant(spec);
+  let files: Map<string, readonly TRenderedFile[]>;
+  try {
+    files = renderAll(renderer, spec);
+  } catch (error) {
+    // Renderers reject bad input with a TypeError naming the value: that is the user's to fix.
+    if (error instanceof TypeError) throw new ValidationError(error.message);
+    throw error;
+  }
+  const manifests: TManifestSubject[] = spec.environments
+    .map((environment) => ({ environment, objects: manifestObjectsOf(files.get(environment.name) ?? []) }))
+    .filter((subject) => subject.objects.length > 0);
+  if (manifests.length > 0) policy.assertManifestsCompliant(spec, manifests);
+  return files;
+};
+
 export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }: TGitopsServiceDeps) => ({
   plan: async (ctx: TRequestContext, submission: TSpecSubmission, target: TRenderTarget): Promise<TGitopsPlan> => {
     await authorize(ctx, "spec:plan", audit);
     const { spec } = parseSpecSubmission(submission);
-    policy.assertSpecCompliant(spec);
+    const files = renderChecked(renderers[target], spec, policy);
     const repository = repositoryFor(target);
     await repository.ensure();
-    const diff = await repository.diff({ files: renderAll(renderers[target], spec) });
+    const diff = await repository.diff({ files });
     return { organization: spec.metadata.name, target, ...diff };
   },
 
@@ -43,10 +71,10 @@ export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }
     await authorize(ctx, "spec:apply", audit);
     const { spec, digest } = parseSpecSubmission(submission);
     const organization = spec.metadata.name;
-    policy.assertSpecCompliant(spec);
+    const files = renderChecked(renderers[target], spec, policy);
     const repository = repositoryFor(target);
     await repository.ensure();
-    const result = await repository.commitEnvironments({ files: renderAll(renderers[target], spec), organization, specDigest: digest, actor: actorName(ctx.actor) });
+    const result = await repository.commitEnvironments({ files, organization, specDigest: digest, actor: actorName(ctx.actor) });
     if (result.commit !== null) {
       await audit.append(ctx, {
         type: "gitops.committed",

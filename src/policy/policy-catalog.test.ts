@@ -369,9 +369,9 @@ void describe("the control catalog", () => {
     }
   });
 
-  void it("has a failing case for every control in the table below", () => {
+  void it("has a failing case for every control in the table below (manifest controls: policy-catalog-manifest.test.ts)", () => {
     const covered = new Set(CASES.map((testCase) => testCase.controlId));
-    const missing = POLICY_CATALOG.map((control) => control.id).filter((id) => !covered.has(id));
+    const missing = POLICY_CATALOG.filter((control) => control.subject !== "manifest").map((control) => control.id).filter((id) => !covered.has(id));
     assert.deepEqual(missing, []);
     const unknown = [...covered].filter((id) => !POLICY_CATALOG.some((control) => control.id === id));
     assert.deepEqual(unknown, []);

@@ -53,7 +53,7 @@ export type TEvaluatePolicyInput = {
   readonly now: Date;
 };
 
-const SUBJECT_KINDS: readonly TSubjectKind[] = ["spec", "artifact", "live"];
+const SUBJECT_KINDS: readonly TSubjectKind[] = ["spec", "artifact", "live", "manifest"];
 
 const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 

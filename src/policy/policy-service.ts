@@ -5,7 +5,7 @@ import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { POLICY_CATALOG } from "./policy-catalog.js";
 import { assertNoMandatoryViolations, evaluatePolicy } from "./policy-engine.js";
 import type { TPostureReport } from "./policy-engine.js";
-import type { TAnyControl, TArtifactSubject, TLiveSubject } from "./policy-types.js";
+import type { TAnyControl, TArtifactSubject, TLiveSubject, TManifestSubject } from "./policy-types.js";
 
 export const specSubjectsOf = (organization: TOrganizationSpec) =>
   organization.environments.map((environment) => ({ organization, environment }));
@@ -18,6 +18,13 @@ export const policyCheckerFactory = ({ controls = POLICY_CATALOG, now = () => ne
   /** The posture over the spec and, when a runtime provides them, its rendered artifacts and live state. */
   evaluate: (organization: TOrganizationSpec, runtimeSubjects?: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] }): TPostureReport =>
     evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization), ...(runtimeSubjects ?? {}) }, exceptions: organization.policyExceptions, now: now() }),
+
+  /** Throws PolicyViolation listing every mandatory violation of rendered Kubernetes manifests (GitOps plan and apply). */
+  assertManifestsCompliant: (organization: TOrganizationSpec, manifests: readonly TManifestSubject[]): TPostureReport => {
+    const report = evaluatePolicy({ controls: controls.filter((control) => control.subject === "manifest"), subjects: { manifest: manifests }, exceptions: organization.policyExceptions.filter((exception) => controls.some((control) => control.id === exception.controlId && control.subject === "manifest")), now: now() });
+    assertNoMandatoryViolations(report);
+    return report;
+  },
 
   /** Throws PolicyViolation listing every mandatory violation of the spec. */
   assertSpecCompliant: (organization: TOrganizationSpec): TPostureReport => {

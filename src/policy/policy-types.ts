@@ -73,7 +73,12 @@ export type TLiveRedisState = {
 export type TLiveState = { readonly postgres?: TLivePostgresState; readonly redis?: TLiveRedisState };
 export type TLiveSubject = { readonly environment: TEnvironmentSpec; readonly live: TLiveState };
 
-export type TSubjects = { spec: TSpecSubject; artifact: TArtifactSubject; live: TLiveSubject };
+/** One rendered Kubernetes object, as parsed from its manifest. */
+export type TManifestObject = { readonly apiVersion: string; readonly kind: string; readonly metadata: { readonly name: string } } & Readonly<Record<string, unknown>>;
+/** Every object rendered for one environment (the Kubernetes target). */
+export type TManifestSubject = { readonly environment: TEnvironmentSpec; readonly objects: readonly TManifestObject[] };
+
+export type TSubjects = { spec: TSpecSubject; artifact: TArtifactSubject; live: TLiveSubject; manifest: TManifestSubject };
 export type TSubjectKind = keyof TSubjects;
 
 export type TControl<TKind extends TSubjectKind = TSubjectKind> = {
@@ -93,7 +98,8 @@ export type TControl<TKind extends TSubjectKind = TSubjectKind> = {
 export type TSpecControl = TControl<"spec">;
 export type TArtifactControl = TControl<"artifact">;
 export type TLiveControl = TControl<"live">;
+export type TManifestControl = TControl<"manifest">;
 /** A control of any subject, as the engine and the catalog hold them. */
-export type TAnyControl = TSpecControl | TArtifactControl | TLiveControl;
+export type TAnyControl = TSpecControl | TArtifactControl | TLiveControl | TManifestControl;
 
 export const CONTROL_ID_PATTERN = /^CH-[A-Z]{2,5}-\d{3}$/;

@@ -150,6 +150,9 @@ const DatabaseSchema = z.strictObject({
 const RedisSchema = z.strictObject({
   enabled: z.boolean().describe("Run Redis for sessions (needed when several web replicas share sessions)."),
   maxMemoryMb: z.int().min(16).default(256).describe("Redis maxmemory in MiB. Default 256."),
+  image: patternString(IMAGE_PATTERN, "is not a container image reference ([registry/]name[:tag][@sha256:digest])")
+    .default("docker.io/library/redis:7.4")
+    .describe("Redis image for container targets (Kubernetes, Compose); pin with @sha256:<digest> in production, e.g. from your registry mirror."),
 });
 
 const BackupScheduleSchema = z.strictObject({

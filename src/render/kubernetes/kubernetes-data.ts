@@ -8,11 +8,7 @@ import { postgresInstancesOf, postgresPodResources, redisPodResources, resources
 
 /** With an RPO under this many minutes and HA instances, commits wait for a synchronous standby. */
 const SYNCHRONOUS_RPO_MINUTES = 15;
-/**
- * Platform images carehost ships with, by version tag: a carehost release pins them (no digest is
- * invented here). The spec's own image, Odoo's, must carry a digest in production.
- */
-export const REDIS_IMAGE = "docker.io/library/redis:7.4";
+
 
 /** CloudNativePG's ScheduledBackup takes six cron fields, seconds first. */
 export const sixFieldCron = (fiveFields: string) => `0 ${fiveFields}`;
@@ -166,7 +162,7 @@ export function redisObjects(context: TRenderContext): TKubernetesObject[] {
             containers: [
               {
                 name: "redis",
-                image: REDIS_IMAGE,
+                image: context.environment.redis.image,
                 args: ["redis-server", "/etc/redis/redis.conf"],
                 ports: [{ name: "redis", containerPort: REDIS_PORT }],
                 securityContext: containerSecurity,
