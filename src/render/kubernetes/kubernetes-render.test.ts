@@ -32,6 +32,15 @@ void describe("Kubernetes renderer", () => {
     assert.ok(count >= 60, `${count} objects`);
   });
 
+  void it("writes YAML that parses back to exactly the objects it built", async () => {
+    const spec = await demo();
+    for (const environment of spec.environments) {
+      const objects = kubernetesObjects(spec, environment.name);
+      const parsed = renderKubernetesEnvironment(spec, environment.name).map((file) => parse(file.content) as unknown);
+      assert.deepEqual(parsed, JSON.parse(JSON.stringify(objects)));
+    }
+  });
+
   void it("is deterministic, with apiVersion, kind and metadata first", async () => {
     const spec = await demo();
     const first = renderKubernetesEnvironment(spec, "prod");

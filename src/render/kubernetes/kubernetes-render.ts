@@ -20,4 +20,7 @@ export function kubernetesObjects(organization: TOrganizationSpec, environmentNa
 }
 
 export const renderKubernetesEnvironment: TEnvironmentRenderer = (organization, environmentName): readonly TRenderedFile[] =>
-  kubernetesObjects(organization, environmentName).map((object) => ({ path: fileNameOf(object), content: toYaml(object) }));
+  renderKubernetesObjects(kubernetesObjects(organization, environmentName));
+
+/** The files of objects already built (bench/render validates the objects and renders them in one pass). */
+export const renderKubernetesObjects = (objects: readonly TKubernetesObject[]): TRenderedFile[] => objects.map((object) => ({ path: fileNameOf(object), content: toYaml(object) }));
