@@ -262,7 +262,7 @@ void describe("carehost server and CLI end to end", () => {
     // Someone edits the repository by hand.
     const clone = join(home, "hand-edit");
     const git = (...args: string[]) => run("git", ["-c", "user.name=someone", "-c", "user.email=someone@example.invalid", ...args], { cwd: clone });
-    await run("git", ["clone", "-q", join(home, "gitops", "compose.git"), clone]);
+    await run("git", ["clone", "-q", join(home, "gitops", "northwind-health", "compose.git"), clone]);
     const composePath = join(clone, "environments", "prod", "compose.yaml");
     await writeFile(composePath, `${await readFile(composePath, "utf8")}# hand edit\n`);
     await git("commit", "-qam", "hand edit");
@@ -271,7 +271,7 @@ void describe("carehost server and CLI end to end", () => {
     assert.match(drift.stdout, /~ environments\/prod\/compose\.yaml/);
     assert.match(drift.stdout, /hand edit/);
     assert.equal((await cli(["plan", "examples/northwind-health.yaml", "--target", "helm"])).code, 2);
-    const log = await run("git", ["--git-dir", join(home, "gitops", "compose.git"), "log", "--format=%B", "-n", "2"]);
+    const log = await run("git", ["--git-dir", join(home, "gitops", "northwind-health", "compose.git"), "log", "--format=%B", "-n", "2"]);
     assert.match(log.stdout, /Spec-Digest: sha256:[0-9a-f]{64}/);
     assert.match(log.stdout, /Actor: /);
 
@@ -283,6 +283,15 @@ void describe("carehost server and CLI end to end", () => {
     const refused = await cli(["plan", unpinned, "--target", "kubernetes"]);
     assert.equal(refused.code, 3, refused.stdout + refused.stderr);
     assert.match(refused.stderr, /CH-KUBE-006 \[164\.312\(c\)\(1\), 164\.308\(a\)\(1\)\(ii\)\(B\)\] environment "prod": Deployment redis container redis: production image .* must be pinned by @sha256 digest/);
+    // Dropping an environment from the repository deletes its namespace: only when confirmed.
+    const source = await readFile("examples/northwind-health.yaml", "utf8");
+    const withoutTraining = join(home, "k8s-without-training.yaml");
+    await writeFile(withoutTraining, source.slice(0, source.indexOf("  - name: training")));
+    const refusedRemoval = await cli(["apply", withoutTraining, "--target", "kubernetes"]);
+    assert.equal(refusedRemoval.code, 3, refusedRemoval.stdout + refusedRemoval.stderr);
+    assert.match(refusedRemoval.stderr, /--confirm-destroy training/);
+    const removed = JSON.parse((await cli(["apply", withoutTraining, "--target", "kubernetes", "--confirm-destroy", "training", "--output", "json"])).stdout) as { changedPaths: string[] };
+    assert.ok(removed.changedPaths.length > 0 && removed.changedPaths.every((path) => path.startsWith("environments/training/")));
     // No secret value carehost created reached any rendered or committed file.
     const { readdir } = await import("node:fs/promises");
     for (const entry of await readdir(join(home, "gitops", "work"), { withFileTypes: true, recursive: true })) {

@@ -119,7 +119,12 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
     .action(async (file: string, options: { confirmDestroy: string[]; output: TOutputFormat; target: string }) => {
       const source = await readSource(file);
       if (options.target !== "local") {
-        const committed = await (await global.client()).request<TGitopsApply>("POST", "/api/gitops/apply", { source, fileName: file, target: gitopsTarget(options.target) });
+        const committed = await (await global.client()).request<TGitopsApply>("POST", "/api/gitops/apply", {
+          source,
+          fileName: file,
+          target: gitopsTarget(options.target),
+          confirmDestroy: options.confirmDestroy,
+        });
         if (options.output === "json") printJson(committed);
         else if (committed.commit === null) printLine(`The ${committed.target} render of ${committed.organization} is already in the GitOps repository: no commit.`);
         else printLine(`Committed ${committed.changedPaths.length} file(s) for ${committed.organization} (${committed.target}) as ${committed.commit.slice(0, 12)}.`);

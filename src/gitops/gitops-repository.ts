@@ -154,6 +154,12 @@ export const gitopsRepositoryFactory = ({ bareRepositoryPath, workDir, remote }:
     /** Creates the bare repository with a main branch, and carehost's clone of it, when missing. */
     ensure: (): Promise<void> => serialised(ensureUnserialised),
 
+    /** Environment directories on main (after ensure). */
+    committedEnvironments: async (): Promise<string[]> => {
+      const listing = await runGit(["ls-tree", "-z", "--name-only", GITOPS_BRANCH, "--", `${ENVIRONMENTS_DIR}/`], { cwd: bareRepositoryPath });
+      return listing.stdout.split("\0").filter((path) => path !== "").map((path) => path.slice(ENVIRONMENTS_DIR.length + 1)).sort();
+    },
+
     commitEnvironments: (input: TCommitEnvironmentsInput): Promise<TCommitResult> =>
       serialised(async () => {
         validateFiles(input.files);

@@ -5,7 +5,7 @@
 // manifests to a cluster itself.
 import { authorize } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
-import { ValidationError } from "../lib/errors.js";
+import { PolicyViolation, ValidationError } from "../lib/errors.js";
 import { actorName } from "../lib/request-context.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import type { TPolicyChecker } from "../policy/policy-service.js";
@@ -18,8 +18,8 @@ import { parseAllDocuments } from "yaml";
 import type { TManifestObject, TManifestSubject } from "../policy/policy-types.js";
 
 type TGitopsServiceDeps = {
-  /** One repository per target, so Kubernetes and Compose bundles never mix. */
-  repositoryFor: (target: TRenderTarget) => TGitopsRepository;
+  /** One repository per organization and target: environment names are unique only within an organization, and bundles never mix. */
+  repositoryFor: (organization: string, target: TRenderTarget) => TGitopsRepository;
   renderers: Readonly<Record<TRenderTarget, TEnvironmentRenderer>>;
   policy: Pick<TPolicyChecker, "assertSpecCompliant" | "assertManifestsCompliant">;
   audit: { append: TAuditAppend };
@@ -61,19 +61,29 @@ export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }
     await authorize(ctx, "spec:plan", audit);
     const { spec } = parseSpecSubmission(submission);
     const files = renderChecked(renderers[target], spec, policy);
-    const repository = repositoryFor(target);
+    const repository = repositoryFor(spec.metadata.name, target);
     await repository.ensure();
     const diff = await repository.diff({ files });
     return { organization: spec.metadata.name, target, ...diff };
   },
 
-  apply: async (ctx: TRequestContext, submission: TSpecSubmission, target: TRenderTarget): Promise<TGitopsApply> => {
+  apply: async (ctx: TRequestContext, submission: TSpecSubmission & { readonly confirmDestroy?: readonly string[] }, target: TRenderTarget): Promise<TGitopsApply> => {
     await authorize(ctx, "spec:apply", audit);
     const { spec, digest } = parseSpecSubmission(submission);
     const organization = spec.metadata.name;
     const files = renderChecked(renderers[target], spec, policy);
-    const repository = repositoryFor(target);
+    const repository = repositoryFor(organization, target);
     await repository.ensure();
+    // An environment gone from the spec leaves the repository too (an empty set of files removes its
+    // directory), and Argo CD prunes its namespace, volumes included: only with --confirm-destroy.
+    const stale = (await repository.committedEnvironments()).filter((name) => !files.has(name));
+    const unconfirmed = stale.filter((name) => !(submission.confirmDestroy ?? []).includes(name));
+    if (unconfirmed.length > 0) {
+      const reason = `removing ${unconfirmed.map((name) => `"${name}"`).join(", ")} from the GitOps repository deletes its namespace and volumes; confirm with --confirm-destroy ${unconfirmed.join(" --confirm-destroy ")}`;
+      await audit.append(ctx, { type: "spec.apply_denied", outcome: "denied", target: `organization/${organization}`, payload: { digest, reason: reason.slice(0, 500) } });
+      throw new PolicyViolation(`refusing to apply: ${reason}`);
+    }
+    for (const name of stale) files.set(name, []);
     const result = await repository.commitEnvironments({ files, organization, specDigest: digest, actor: actorName(ctx.actor) });
     if (result.commit !== null) {
       await audit.append(ctx, {

@@ -82,14 +82,15 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     latestSpecs: environments.latestSpecs,
     ...(runtime === undefined ? {} : { reconcile: environments.reconcileOrganization }),
   });
-  const repositories = new Map<TRenderTarget, TGitopsRepository>();
+  const repositories = new Map<string, TGitopsRepository>();
   const gitops = gitopsServiceFactory({
     // A local bare repository per target in the data dir: Argo CD or Flux can sync from it (or a mirror of it).
-    repositoryFor: (target) => {
+    repositoryFor: (organization: string, target: TRenderTarget) => {
+      const key = `${organization}/${target}`;
       const repository =
-        repositories.get(target) ??
-        gitopsRepositoryFactory({ bareRepositoryPath: join(config.home, "gitops", `${target}.git`), workDir: join(config.home, "gitops", "work", target) });
-      repositories.set(target, repository);
+        repositories.get(key) ??
+        gitopsRepositoryFactory({ bareRepositoryPath: join(config.home, "gitops", organization, `${target}.git`), workDir: join(config.home, "gitops", "work", organization, target) });
+      repositories.set(key, repository);
       return repository;
     },
     renderers: RENDERERS,

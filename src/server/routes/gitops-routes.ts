@@ -32,7 +32,7 @@ export const registerGitopsRoutes = (api: TApi, services: Pick<TServerServices, 
       schema: {
         tags: ["gitops"],
         summary: "Render the spec and commit it to the GitOps repository; an unchanged render makes no commit",
-        body: GitopsSubmissionSchema,
+        body: GitopsSubmissionSchema.extend({ confirmDestroy: z.array(z.string()).default([]).describe("environments whose removal from the repository is confirmed") }),
         response: {
           200: z.object({ organization: z.string(), target: z.string(), commit: z.string().nullable(), changedPaths: z.array(z.string()).readonly() }),
           422: ProblemSchema,
