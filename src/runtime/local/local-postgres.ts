@@ -1,13 +1,17 @@
 // Reconciles and observes one PostgreSQL cluster of an organization with its tenants (the
 // environments placed in it). Reconcile acts only on a difference; observe never changes anything.
-import { access } from "node:fs/promises";
+import { access, chown, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
 import { odooConnectionLimit } from "../../render/odoo/odoo-conf.js";
 import type { TLivePostgresState } from "../../policy/policy-types.js";
+import type { TBackupRepositorySpec } from "../../spec/spec-schema.js";
+import { stanzaInfo, pgbackrest, STANZA_MISSING_CODES } from "../../backup/pgbackrest-command.js";
+import { clusterBackupOf, prepareBackupDirectories } from "./local-backup-config.js";
+import type { TClusterBackup } from "./local-backup-config.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
-import { connectAdmin, initializeCluster, isInitialized, readClusterFile, runningPid, startCluster, restartCluster, writeClusterFile } from "./postgres-cluster.js";
+import { CLUSTER_ADMIN_ROLE, connectAdmin, initializeCluster, isInitialized, readClusterFile, runningPid, startCluster, restartCluster, writeClusterFile } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { parsePostgresqlConf, postgresqlSettings, renderPgHba, renderPostgresqlConf } from "./postgres-config.js";
 import type { TStatementAudit } from "./postgres-config.js";
@@ -23,6 +27,9 @@ import type { TRuntimeAction, TRuntimeDrift } from "./runtime-types.js";
 
 export type TClusterContext = {
   readonly root: string;
+  /** The carehost data dir; posix backup repositories are relative to it. */
+  readonly home: string;
+  readonly repositories: readonly TBackupRepositorySpec[];
   readonly organization: string;
   readonly placement: TClusterPlacement;
   readonly ca: TCertificateAuthority;
@@ -70,15 +77,20 @@ async function statementAuditFor(version: number): Promise<TStatementAudit> {
 
 const tlsDirectory = (cluster: TPostgresCluster) => join(cluster.directory, "tls");
 
-async function desiredFiles(context: TClusterContext, cluster: TPostgresCluster) {
+/** The cluster's backup configuration (absent when none of its environments is backed up). */
+export const backupOf = (context: TClusterContext, cluster: TPostgresCluster, createSecrets: boolean): Promise<TClusterBackup | undefined> =>
+  clusterBackupOf({ organization: context.organization, home: context.home, placement: context.placement, cluster, repositories: context.repositories, secrets: context.secrets, createSecrets });
+
+async function desiredFiles(context: TClusterContext, cluster: TPostgresCluster, backup: TClusterBackup | undefined) {
   const certificate = { certPath: join(tlsDirectory(cluster), "server.crt"), keyPath: join(tlsDirectory(cluster), "server.key"), caPath: join(tlsDirectory(cluster), "ca.crt") };
   const settings = postgresqlSettings({
     port: cluster.port,
     certificate,
     statementAudit: await statementAuditFor(cluster.version),
     tenantConnections: context.placement.environments.reduce((total, environment) => total + odooConnectionLimit(environment), 0),
+    ...(backup === undefined ? {} : { socketDirectory: backup.socketDirectory, archive: backup.archive }),
   });
-  return { settings, postgresqlConf: renderPostgresqlConf(settings), pgHba: renderPgHba() };
+  return { settings, postgresqlConf: renderPostgresqlConf(settings), pgHba: renderPgHba(CLUSTER_ADMIN_ROLE) };
 }
 
 async function tenantsOf(context: TClusterContext, create: boolean): Promise<(TPostgresTenant & { environment: string })[]> {
@@ -153,7 +165,15 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
     await initializeCluster(cluster, await context.secrets.current(adminSecret));
     act(`initialized PostgreSQL ${cluster.version} with data checksums and SCRAM (port ${cluster.port})`);
   }
-  const files = await desiredFiles(context, cluster);
+  const backup = await backupOf(context, cluster, true);
+  let backupConfChanged = false;
+  if (backup !== undefined) {
+    await prepareBackupDirectories(backup, cluster.owner);
+    backupConfChanged = await writeOwnedFile(backup.access.configPath, backup.confText, cluster.owner);
+    if (backupConfChanged) act(`wrote pgbackrest.conf (stanza ${backup.access.stanza}; repositories: ${backup.repositoryPaths.join(", ")})`);
+  }
+  const env = backup?.access.env ?? {};
+  const files = await desiredFiles(context, cluster, backup);
   const changed = [
     ...((await writeClusterFile(cluster, "postgresql.conf", files.postgresqlConf)) ? ["postgresql.conf"] : []),
     ...((await writeClusterFile(cluster, "pg_hba.conf", files.pgHba)) ? ["pg_hba.conf"] : []),
@@ -162,7 +182,7 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   let admin: pg.Client;
   if ((await runningPid(cluster)) === undefined) {
     await closeConnection(context, `${context.organization}/${cluster.name}`);
-    await startCluster(cluster);
+    await startCluster(cluster, env);
     act(`started (port ${cluster.port})`);
     admin = await adminConnection(context, cluster);
   } else {
@@ -178,7 +198,7 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   const pendingRestart = (await admin.query<{ name: string }>("SELECT name FROM pg_settings WHERE pending_restart ORDER BY name")).rows.map((row) => row.name);
   if (pendingRestart.length > 0) {
     await closeConnection(context, `${context.organization}/${cluster.name}`);
-    await restartCluster(cluster);
+    await restartCluster(cluster, env);
     act(`restarted to apply ${pendingRestart.join(", ")}`);
     admin = await adminConnection(context, cluster);
   }
@@ -186,7 +206,19 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
     const observed = await observeTenant(admin, tenant);
     for (const action of await reconcileTenant(admin, tenant, observed)) actions.push({ target: `environment/${tenant.environment}`, action });
   }
+  if (backup !== undefined && STANZA_MISSING_CODES.has((await stanzaInfo(backup.access)).statusCode)) {
+    await pgbackrest(backup.access, "stanza-create");
+    act(`created pgBackRest stanza ${backup.access.stanza}`);
+  }
   return actions;
+}
+
+/** Writes a file owned by the cluster's account (pgbackrest.conf); returns whether it changed. */
+async function writeOwnedFile(path: string, content: string, owner: TPostgresCluster["owner"]): Promise<boolean> {
+  if ((await readFile(path, "utf8").catch(() => undefined)) === content) return false;
+  await writeFile(path, content, { mode: 0o640 });
+  if (owner !== undefined) await chown(path, owner.uid, owner.gid);
+  return true;
 }
 
 export async function observeCluster(context: TClusterContext): Promise<TClusterObservation> {
@@ -198,7 +230,8 @@ export async function observeCluster(context: TClusterContext): Promise<TCluster
   if (record === undefined) return { name: context.placement.name, port: null, state: "absent", drift: [], files: {}, tenants: absentTenants("not provisioned") };
   const cluster = clusterOf(context, record.port);
   const drift: TRuntimeDrift[] = [];
-  const desired = await desiredFiles(context, cluster);
+  const backup = await backupOf(context, cluster, false).catch(() => undefined);
+  const desired = await desiredFiles(context, cluster, backup);
   const postgresqlConf = await readClusterFile(cluster, "postgresql.conf");
   const pgHba = await readClusterFile(cluster, "pg_hba.conf");
   if (postgresqlConf !== desired.postgresqlConf) drift.push({ target, field: "postgresql.conf", expected: "as rendered", actual: postgresqlConf === undefined ? "missing" : "edited by hand" });

@@ -3,15 +3,18 @@
 // crashed, and removes an environment only after a final backup. Implements TRuntime.
 import { createHash } from "node:crypto";
 import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type pg from "pg";
 import type { TArtifactSubject, TLiveSubject } from "../../policy/policy-types.js";
 import { hashOdooAdminPassword } from "../../render/odoo/odoo-admin-password.js";
 import { parseOdooConf, renderOdooConf } from "../../render/odoo/odoo-conf.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
-import { NotFoundError } from "../../lib/errors.js";
-import { closeConnection, observeCluster, reconcileCluster } from "./local-postgres.js";
+import { NotFoundError, ValidationError } from "../../lib/errors.js";
+import { stanzaInfo } from "../../backup/pgbackrest-command.js";
+import { restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
+import type { TBackupType, TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
+import { backupOf, closeConnection, observeCluster, reconcileCluster } from "./local-postgres.js";
 import type { TClusterContext, TClusterObservation } from "./local-postgres.js";
 import {
   clusterDirectory,
@@ -74,8 +77,17 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
   const certificateAuthority = (organization: string): Promise<TCertificateAuthority> =>
     ensureCertificateAuthority(organization, organizationDirectory(root, organization), secrets, now());
 
-  const clusterContext = async (organization: string, placement: TClusterPlacement, ca: TCertificateAuthority): Promise<TClusterContext> => ({
-    root, organization, placement, ca, secrets, owner: (await serviceOwners()).postgres, now: now(), connections,
+  const clusterContext = async (spec: TOrganizationSpec, placement: TClusterPlacement, ca: TCertificateAuthority): Promise<TClusterContext> => ({
+    root,
+    home: dirname(root),
+    repositories: spec.backupRepositories,
+    organization: spec.metadata.name,
+    placement,
+    ca,
+    secrets,
+    owner: (await serviceOwners()).postgres,
+    now: now(),
+    connections,
   });
   const redisContext = async (organization: string, placement: TInstancePlacement, ca: TCertificateAuthority): Promise<TRedisContext> => ({
     root, organization, placement, ca, secrets, owner: (await serviceOwners()).redis, now: now(),
@@ -112,6 +124,21 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     return true;
   };
 
+  /** The environment's cluster with what backups and restores need; refuses an environment without backups. */
+  const recoverable = async (organization: TOrganizationSpec, environmentName: string): Promise<TRecoverableCluster> => {
+    const environment = organization.environments.find((item) => item.name === environmentName);
+    if (environment === undefined) throw new NotFoundError(`environment ${JSON.stringify(environmentName)} is not part of organization ${organization.metadata.name}`);
+    if (!environment.backup.enabled) throw new ValidationError(`environment ${JSON.stringify(environmentName)} has backups disabled (backup.enabled: false)`);
+    const org = organization.metadata.name;
+    const cluster = await clusterOf(org, environment);
+    if (cluster === undefined) throw new NotFoundError(`environment ${JSON.stringify(environmentName)} is not provisioned on this host yet; run carehost apply`);
+    const placement = placeOrganization(organization).clusters.find((item) => item.name === cluster.name);
+    const ca = await certificateAuthority(org);
+    const backup = placement === undefined ? undefined : await backupOf(await clusterContext(organization, placement, ca), cluster, false);
+    if (backup === undefined) throw new ValidationError(`environment ${JSON.stringify(environmentName)} has no repository this runtime writes to (posix); see backup.repositories`);
+    return { cluster, backup, adminPassword: await secrets.current(secretNames.clusterAdmin(org, cluster.name)), caPem: ca.certPem, caPath: ca.certPath };
+  };
+
   const clusterOf = async (organization: string, environment: TEnvironmentSpec): Promise<TPostgresCluster | undefined> => {
     const name = instanceNameOf(environment);
     const directory = clusterDirectory(root, organization, name);
@@ -132,7 +159,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       const actions: TRuntimeAction[] = [];
       // Clusters and Redis instances are independent processes: bring them up side by side.
       const results = await Promise.all([
-        ...placement.clusters.map(async (cluster) => reconcileCluster(await clusterContext(org, cluster, ca))),
+        ...placement.clusters.map(async (cluster) => reconcileCluster(await clusterContext(organization, cluster, ca))),
         ...placement.redis.map(async (redis) => reconcileRedis(await redisContext(org, redis, ca))),
       ]);
       actions.push(...results.flat());
@@ -157,7 +184,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       const clusters = new Map<string, TClusterObservation>();
       const redis = new Map<string, TRedisObservation>();
       await Promise.all([
-        ...placement.clusters.map(async (cluster) => clusters.set(cluster.name, await observeCluster(await clusterContext(org, cluster, ca)))),
+        ...placement.clusters.map(async (cluster) => clusters.set(cluster.name, await observeCluster(await clusterContext(organization, cluster, ca)))),
         ...placement.redis.map(async (instance) => redis.set(instance.name, await observeRedis(await redisContext(org, instance, ca)))),
       ]);
       const environments: TEnvironmentRuntimeStatus[] = [];
@@ -206,21 +233,23 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       const org = placement.organization;
       const actions: TRuntimeAction[] = [];
       const owner = await serviceOwners();
+      const ca = await certificateAuthority(org);
       for (const cluster of placement.clusters) {
         const directory = clusterDirectory(root, org, cluster.name);
         const record = await readInstanceRecord(directory);
         const instance: TPostgresCluster | undefined = record === undefined ? undefined : { name: cluster.name, directory, port: record.port, version: cluster.version, owner: owner.postgres };
         if (instance !== undefined && (await isInitialized(instance)) && (await runningPid(instance)) === undefined) {
           await closeConnection({ connections }, `${org}/${cluster.name}`);
-          await startCluster(instance);
+          // The archiver needs the repository passphrases in its environment, after a crash as on first start.
+          const backup = await backupOf(await clusterContext(organization, cluster, ca), instance, false).catch(() => undefined);
+          await startCluster(instance, backup?.access.env ?? {});
           actions.push({ target: `postgres/${cluster.name}`, action: `restarted (port ${instance.port})` });
         }
       }
-      const ca = placement.redis.length > 0 ? await certificateAuthority(org) : undefined;
       for (const redis of placement.redis) {
         const directory = redisDirectory(root, org, redis.name);
         const record = await readInstanceRecord(directory);
-        if (record === undefined || ca === undefined) continue;
+        if (record === undefined) continue;
         const instance = { name: redis.name, directory, port: record.port, owner: owner.redis };
         if ((await redisPid(instance)) === undefined) {
           await startRedis(instance, await secrets.current(secretNames.redisAdmin(org, redis.name)), ca.certPem);
@@ -281,6 +310,60 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       }
       await rm(odooDirectory(root, org, environment.name), { recursive: true, force: true });
       return { path, bytes, sha256 };
+    },
+
+    /** Takes a pgBackRest backup of the environment's cluster (a shared cluster is backed up as a whole). */
+    backup: async (organization: TOrganizationSpec, environmentName: string, type: TBackupType) => {
+      const source = await recoverable(organization, environmentName);
+      const started = process.hrtime.bigint();
+      const info = await takeBackup(source, type);
+      return { stanza: source.backup.access.stanza, durationMs: Math.round(Number(process.hrtime.bigint() - started) / 1e6), ...info };
+    },
+
+    /** pgbackrest verify over every repository of the environment's stanza. */
+    verify: async (organization: TOrganizationSpec, environmentName: string) => {
+      const source = await recoverable(organization, environmentName);
+      return { stanza: source.backup.access.stanza, ...(await verifyRepository(source)) };
+    },
+
+    backups: async (organization: TOrganizationSpec, environmentName: string) => {
+      const source = await recoverable(organization, environmentName);
+      return { stanza: source.backup.access.stanza, ...(await stanzaInfo(source.backup.access)) };
+    },
+
+    /** Restores into a new copy of the cluster, kept running under <root>/<org>/restores/<name> for inspection. */
+    restore: async (organization: TOrganizationSpec, environmentName: string, target: TRestoreTarget, name: string) => {
+      const source = await recoverable(organization, environmentName);
+      if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(name)) throw new ValidationError(`--into ${JSON.stringify(name)} is not a name (lowercase letters, digits and hyphens)`);
+      const directory = join(root, organization.metadata.name, "restores", name);
+      if ((await readInstanceRecord(directory)) !== undefined || (await stat(directory).catch(() => undefined)) !== undefined) {
+        throw new ValidationError(`a restored copy named ${JSON.stringify(name)} already exists at ${directory}; choose another --into name`);
+      }
+      const started = process.hrtime.bigint();
+      const scratch = await restoreToScratch(source, directory, target);
+      return { directory, port: scratch.port, database: databaseNameOf({ name: environmentName }), durationMs: Math.round(Number(process.hrtime.bigint() - started) / 1e6) };
+    },
+
+    /** Restores the latest backup into a scratch cluster, checks and measures it, and tears it down. */
+    drill: async (organization: TOrganizationSpec, environmentName: string) => {
+      const source = await recoverable(organization, environmentName);
+      const placement = placeOrganization(organization).clusters.find((cluster) => cluster.name === source.cluster.name);
+      const directory = join(root, organization.metadata.name, "drills", `${source.cluster.name}-${now().getTime()}`);
+      return { stanza: source.backup.access.stanza, ...(await runDrill(source, directory, placement?.environments ?? [], now)) };
+    },
+
+    /** Writes the heartbeat that drills read to measure the achieved RPO, in every backed-up cluster. */
+    heartbeat: async (organization: TOrganizationSpec): Promise<void> => {
+      for (const environment of organization.environments.filter((item) => item.backup.enabled)) {
+        const source = await recoverable(organization, environment.name).catch(() => undefined);
+        if (source === undefined || (await runningPid(source.cluster)) === undefined) continue;
+        const admin = await connectAdmin(source.cluster, source.adminPassword, source.caPem);
+        try {
+          await writeHeartbeat(admin);
+        } finally {
+          await admin.end();
+        }
+      }
     },
 
     /** Stops every process of the organization (tests, `carehost down`); data stays. */

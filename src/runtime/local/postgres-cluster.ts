@@ -2,7 +2,7 @@
 // a non-root OS user. Failure rules (STYLE.md item 4): `initialize` leaves either a complete data
 // directory or none; `start` returns only once the server accepts connections or throws with the
 // server log's last lines; every method may be called again after a failure.
-import { access, chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { access, chown, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
@@ -92,9 +92,14 @@ export async function runningPid(cluster: TPostgresCluster): Promise<number | un
   return Number.isInteger(pid) && pid > 0 && isProcessAlive(pid) ? pid : undefined;
 }
 
+/** The last lines the server wrote: the logging collector's newest file, or pg_ctl's log before it started. */
 async function serverLogTail(cluster: TPostgresCluster): Promise<string> {
-  const text = await readFile(join(cluster.directory, "startup.log"), "utf8").catch(() => "");
-  return text.trim().split("\n").slice(-5).join("\n");
+  const logDirectory = join(dataDirectoryOf(cluster), "log");
+  const files = await readdir(logDirectory).catch(() => [] as string[]);
+  const newest = (await Promise.all(files.map(async (file) => ({ file, time: (await stat(join(logDirectory, file))).mtimeMs })))).sort((a, b) => b.time - a.time)[0];
+  const collected = newest === undefined ? "" : await readFile(join(logDirectory, newest.file), "utf8").catch(() => "");
+  const text = collected.trim() === "" ? await readFile(join(cluster.directory, "startup.log"), "utf8").catch(() => "") : collected;
+  return text.trim().split("\n").filter((line) => /FATAL|ERROR|PANIC|LOG: {2}database system/.test(line)).slice(-5).join("\n") || text.trim().split("\n").slice(-5).join("\n");
 }
 
 /** After a crash the dead postmaster may linger as a zombie until reaped; PostgreSQL would take it for alive. */
@@ -111,11 +116,12 @@ async function waitForReap(cluster: TPostgresCluster): Promise<void> {
   }
 }
 
-export async function startCluster(cluster: TPostgresCluster): Promise<void> {
+/** `env` reaches the postmaster and so archive_command (pgBackRest's passphrases, never on disk). */
+export async function startCluster(cluster: TPostgresCluster, env: Readonly<Record<string, string>> = {}): Promise<void> {
   await waitForReap(cluster);
   const logFile = join(cluster.directory, "startup.log");
   try {
-    await runCommand(binary(cluster, "pg_ctl"), ["start", "-D", dataDirectoryOf(cluster), "-l", logFile, "-w", "-t", "60", "-s"], asOwner(cluster));
+    await runCommand(binary(cluster, "pg_ctl"), ["start", "-D", dataDirectoryOf(cluster), "-l", logFile, "-w", "-t", "60", "-s"], { ...asOwner(cluster), env });
   } catch (error) {
     const log = await serverLogTail(cluster);
     throw new DomainError(`PostgreSQL cluster "${cluster.name}" (port ${cluster.port}) did not start: ${log || (error as Error).message}`);
@@ -131,9 +137,9 @@ export async function reloadCluster(cluster: TPostgresCluster): Promise<void> {
   await runCommand(binary(cluster, "pg_ctl"), ["reload", "-D", dataDirectoryOf(cluster), "-s"], asOwner(cluster));
 }
 
-export async function restartCluster(cluster: TPostgresCluster): Promise<void> {
+export async function restartCluster(cluster: TPostgresCluster, env: Readonly<Record<string, string>> = {}): Promise<void> {
   await stopCluster(cluster);
-  await startCluster(cluster);
+  await startCluster(cluster, env);
 }
 
 /** A TLS connection as the cluster admin, verifying the server certificate against the organization CA. */

@@ -12,6 +12,10 @@ export type TPostgresConfigInput = {
   readonly statementAudit: TStatementAudit;
   /** The sum of the tenants' connection limits; the cluster admits that plus maintenance headroom. */
   readonly tenantConnections: number;
+  /** A private (0700) directory for the Unix socket pgBackRest connects through; none without backups. */
+  readonly socketDirectory?: string;
+  /** WAL archiving (archive_mode, archive_command, archive_timeout) when the cluster is backed up. */
+  readonly archive?: Readonly<Record<string, string>>;
 };
 
 /** Connections kept for carehost's own maintenance and for superuser emergencies. */
@@ -29,8 +33,10 @@ export function postgresqlSettings(input: TPostgresConfigInput): Record<string, 
   const settings: Record<string, string> = {
     listen_addresses: quote("127.0.0.1"),
     port: String(input.port),
-    // No Unix socket: every connection, carehost's own included, goes through hostssl + SCRAM.
-    unix_socket_directories: quote(""),
+    // Network connections go through hostssl + SCRAM; the only socket is pgBackRest's, in a 0700
+    // directory of the cluster's own account (and it still authenticates with SCRAM).
+    unix_socket_directories: quote(input.socketDirectory ?? ""),
+    ...(input.socketDirectory === undefined ? {} : { unix_socket_permissions: "0700" }),
     max_connections: String(Math.min(MAX_CLUSTER_CONNECTIONS, Math.max(20, input.tenantConnections + ADMIN_CONNECTION_HEADROOM))),
     ssl: "on",
     ssl_cert_file: quote(input.certificate.certPath),
@@ -47,6 +53,7 @@ export function postgresqlSettings(input: TPostgresConfigInput): Record<string, 
     log_connections: "on",
     log_disconnections: "on",
   };
+  Object.assign(settings, input.archive ?? {});
   if (input.statementAudit === "pgaudit") {
     // Reads count: HIPAA asks who viewed PHI, not only who changed it.
     settings.shared_preload_libraries = quote("pgaudit");
@@ -68,11 +75,15 @@ export function renderPostgresqlConf(settings: Readonly<Record<string, string>>)
   ].join("\n");
 }
 
-/** TLS and SCRAM only; everything else is refused explicitly, so a later line cannot open a hole. */
-export function renderPgHba(): string {
+/**
+ * TLS and SCRAM only; everything else is refused explicitly, so a later line cannot open a hole.
+ * The one local line is for pgBackRest (the cluster admin over the private socket, still SCRAM).
+ */
+export function renderPgHba(adminRole: string): string {
   return [
     "# Rendered by carehost; edits are reported as drift and overwritten by `carehost apply`.",
     "# TYPE     DATABASE  USER  ADDRESS       METHOD",
+    `local      all       ${adminRole}  scram-sha-256`,
     "hostssl    all       all   127.0.0.1/32  scram-sha-256",
     "hostssl    all       all   ::1/128       scram-sha-256",
     "hostnossl  all       all   0.0.0.0/0     reject",

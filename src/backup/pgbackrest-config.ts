@@ -1,0 +1,93 @@
+// pgbackrest.conf for one cluster (one stanza), and the postgresql.conf settings that archive its
+// WAL there. Pure. Secrets are never in the file: the caller passes them as the environment
+// variables `secretEnvironmentNames` lists (PGBACKREST.md: secrets in the environment, not the file).
+import { cpus } from "node:os";
+
+export type TPosixRepository = {
+  readonly name: string;
+  readonly type: "posix";
+  /** Absolute directory of the repository. */
+  readonly path: string;
+};
+
+export type TBackupRepository = TPosixRepository;
+
+export type TPgbackrestConfigInput = {
+  readonly stanza: string;
+  readonly dataDirectory: string;
+  readonly port: number;
+  /** Directory of the cluster's Unix socket (pgBackRest connects through it, as the cluster admin). */
+  readonly socketDirectory: string;
+  readonly adminUser: string;
+  /** Directory for the spool, lock and log files. */
+  readonly workDirectory: string;
+  readonly repositories: readonly TBackupRepository[];
+  /** Full backups kept per repository; expire removes older ones and the WAL only they needed. */
+  readonly fullBackupsKept: number;
+};
+
+/** pgBackRest's parallelism: one process per core, at most four (more only contends for the same disk). */
+export const processMax = (cores = cpus().length) => Math.min(4, Math.max(1, cores));
+
+/** Environment variable holding repository N's encryption passphrase. */
+export const cipherPassVariable = (index: number) => `PGBACKREST_REPO${index + 1}_CIPHER_PASS`;
+
+export function renderPgbackrestConf(input: TPgbackrestConfigInput): { text: string; secretEnvironmentNames: string[] } {
+  if (input.repositories.length === 0) throw new TypeError(`stanza ${JSON.stringify(input.stanza)} has no repository`);
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(input.stanza)) throw new TypeError(`stanza ${JSON.stringify(input.stanza)} is not a plain name`);
+  for (const path of [input.dataDirectory, input.socketDirectory, input.workDirectory, ...input.repositories.map((repository) => repository.path)]) {
+    if (!path.startsWith("/") || /[\n\r=]/.test(path)) throw new TypeError(`path ${JSON.stringify(path)} is not a plain absolute path`);
+  }
+  const global: string[] = [];
+  input.repositories.forEach((repository, index) => {
+    const repo = `repo${index + 1}`;
+    global.push(
+      `# ${repo}: ${repository.name}`,
+      `${repo}-type=posix`,
+      `${repo}-path=${repository.path}`,
+      `${repo}-cipher-type=aes-256-cbc`,
+      `${repo}-retention-full-type=count`,
+      `${repo}-retention-full=${Math.max(1, input.fullBackupsKept)}`,
+    );
+  });
+  const lines = [
+    "# Rendered by carehost; secrets come from the environment, never from this file.",
+    "[global]",
+    ...global,
+    "compress-type=zst",
+    "compress-level=3",
+    `process-max=${processMax()}`,
+    // Asynchronous archiving: PostgreSQL hands WAL over at once and pgBackRest pushes it in batches.
+    "archive-async=y",
+    `spool-path=${input.workDirectory}/spool`,
+    `lock-path=${input.workDirectory}/lock`,
+    `log-path=${input.workDirectory}/log`,
+    "log-level-console=warn",
+    "log-level-file=info",
+    "start-fast=y",
+    "delta=y",
+    "",
+    `[${input.stanza}]`,
+    `pg1-path=${input.dataDirectory}`,
+    `pg1-port=${input.port}`,
+    `pg1-socket-path=${input.socketDirectory}`,
+    `pg1-user=${input.adminUser}`,
+    "",
+  ];
+  return { text: lines.join("\n"), secretEnvironmentNames: input.repositories.map((_, index) => cipherPassVariable(index)) };
+}
+
+/**
+ * archive_timeout from the RPO: a segment is switched at least every quarter of the RPO, so a
+ * crash loses at most that much even when writes are rare; never under 10 s (each switch costs a
+ * 16 MB segment), never over 5 min.
+ */
+export const archiveTimeoutSeconds = (rpoMinutes: number) => Math.min(300, Math.max(10, Math.floor((rpoMinutes * 60) / 4)));
+
+export function archiveSettings(input: { configPath: string; stanza: string; rpoMinutes: number }): Record<string, string> {
+  return {
+    archive_mode: "on",
+    archive_command: `'pgbackrest --config=${input.configPath} --stanza=${input.stanza} archive-push %p'`,
+    archive_timeout: `${archiveTimeoutSeconds(input.rpoMinutes)}s`,
+  };
+}

@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { after, before, describe, it } from "node:test";
+import pg from "pg";
+import { createRuntimeHarness, filesBelow, readText, runtimeTestSpec, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
+import type { TOrganizationSpec } from "../../spec/spec-schema.js";
+import { secretNames } from "./local-placement.js";
+
+const ORG = "recovery-health";
+const MARKER = "PLAINTEXT-MARKER-3f9c1e";
+
+void describe("local runtime recovery: pgBackRest backups, point-in-time restore and drills on real clusters", () => {
+  let harness: TRuntimeHarness;
+  let spec: TOrganizationSpec;
+
+  before(async () => {
+    harness = await createRuntimeHarness();
+    const full = runtimeTestSpec(ORG);
+    spec = { ...full, environments: full.environments.filter((environment) => environment.name === "prod") };
+    await harness.runtime.reconcile(spec);
+  });
+  after(async () => harness.close([spec]));
+
+  const caPem = () => readText(join(harness.root, ORG, "ca.crt"));
+  const connect = async (port: number, user: string, password: string, database: string) => {
+    const client = new pg.Client({ host: "127.0.0.1", port, user, password, database, ssl: { ca: await caPem(), rejectUnauthorized: true } });
+    client.on("error", () => undefined);
+    await client.connect();
+    return client;
+  };
+  const prodPort = async () => (await harness.runtime.observe(spec)).environments[0]!.postgres.port!;
+  const admin = async (port: number, database = "postgres") => connect(port, "carehost_admin", await harness.secrets.current(secretNames.clusterAdmin(ORG, "dedicated-prod")), database);
+
+  void it("restores to a chosen second: every row committed before the target is there, none after", async () => {
+    const port = await prodPort();
+    const odoo = await connect(port, "odoo_prod", await harness.secrets.current(secretNames.databasePassword(ORG, "prod")), "prod");
+    await odoo.query("CREATE TABLE ledger (id serial PRIMARY KEY, note text, at timestamptz NOT NULL DEFAULT clock_timestamp())");
+    await odoo.query("INSERT INTO ledger (note) VALUES ($1)", [MARKER]);
+    const backup = await harness.runtime.backup(spec, "prod", "full");
+    assert.equal(backup.type, "full");
+    assert.ok(backup.databaseBytes > 0);
+
+    // Rows arrive one by one, each committed on its own, 40 ms apart.
+    for (let index = 0; index < 60; index += 1) {
+      await odoo.query("INSERT INTO ledger (note) VALUES ($1)", [`row ${index}`]);
+      await sleep(40);
+    }
+    const rows = (await odoo.query<{ id: number; at: Date }>("SELECT id, at FROM ledger ORDER BY id")).rows;
+    const middle = rows[30]!;
+    const next = rows[31]!;
+    // Between a row's commit and the next row's insert.
+    const target = new Date(middle.at.getTime() + Math.floor((next.at.getTime() - middle.at.getTime()) / 2));
+    await harness.runtime.heartbeat(spec);
+    const root = await admin(port);
+    await root.query("SELECT pg_switch_wal()");
+    const switchedAt = Date.now();
+    for (let attempt = 0; attempt < 300; attempt += 1) {
+      const archived = (await root.query<{ t: Date | null }>("SELECT last_archived_time AS t FROM pg_stat_archiver")).rows[0]?.t;
+      if (archived !== null && archived !== undefined && archived.getTime() >= switchedAt - 1000) break;
+      await sleep(100);
+    }
+    await root.end();
+    await odoo.end();
+
+    const restored = await harness.runtime.restore(spec, "prod", { kind: "time", time: target }, "pitr");
+    const copy = await admin(restored.port, "prod");
+    const restoredIds = (await copy.query<{ id: number }>("SELECT id FROM ledger ORDER BY id")).rows.map((row) => row.id);
+    await copy.end();
+    const expected = rows.filter((row) => row.at.getTime() <= target.getTime()).map((row) => row.id);
+    assert.deepEqual(restoredIds, expected, `restored up to ${target.toISOString()}`);
+    assert.ok(expected.length > 20 && expected.length < rows.length);
+
+    const latest = await harness.runtime.restore(spec, "prod", { kind: "latest" }, "latest");
+    const latestCopy = await admin(latest.port, "prod");
+    assert.equal(Number((await latestCopy.query<{ n: string }>("SELECT count(*) AS n FROM ledger")).rows[0]?.n), rows.length);
+    await latestCopy.end();
+    await assert.rejects(harness.runtime.restore(spec, "prod", { kind: "latest" }, "latest"), /already exists/);
+    await assert.rejects(harness.runtime.restore(spec, "prod", { kind: "lsn", lsn: "nonsense" }, "x"), /is not an LSN/);
+  });
+
+  void it("runs a restore drill that measures RTO and RPO, checks the copy and removes it", async () => {
+    const drill = await harness.runtime.drill(spec, "prod");
+    assert.ok(drill.rtoSeconds > 0 && drill.rtoSeconds < 120, `RTO ${drill.rtoSeconds}`);
+    assert.ok(drill.rpoSeconds !== null && drill.rpoSeconds >= 0, `RPO ${drill.rpoSeconds}`);
+    assert.equal(drill.amcheckPassed, true, drill.amcheckOutput);
+    assert.deepEqual(drill.databasesMissing, []);
+    assert.ok(drill.tables.some((table) => table.table === "public.ledger" && table.restored === table.source));
+  });
+
+  void it("encrypts the repository, and verify finds a corrupted file", async () => {
+    const repository = join(harness.root, "..", "backups", ORG);
+    const files = await filesBelow(repository);
+    assert.ok(files.length > 5);
+    for (const path of files) assert.ok(!(await readFile(path)).includes(MARKER), `${path} holds the plaintext marker`);
+    assert.equal((await harness.runtime.verify(spec, "prod")).ok, true);
+    const victim = files.find((path) => path.includes("/pg_data/base/") && path.endsWith(".zst"));
+    assert.ok(victim, "a backup file to corrupt");
+    const bytes = await readFile(victim);
+    bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)]! + 1) % 256;
+    await writeFile(victim, bytes);
+    const verified = await harness.runtime.verify(spec, "prod");
+    assert.equal(verified.ok, false, verified.output);
+  });
+});

@@ -1,0 +1,210 @@
+// Backups, restores and restore drills of the local runtime, on pgBackRest. A restore always goes
+// into a new "scratch" cluster next to the source (its own data directory and port, archiving off
+// so it can never write into production's repository); a drill restores the latest backup, checks
+// it, measures the achieved RTO and RPO, and tears the copy down.
+import { appendFile, mkdir, readdir, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type pg from "pg";
+import { pgbackrest, stanzaInfo } from "../../backup/pgbackrest-command.js";
+import type { TBackupInfo } from "../../backup/pgbackrest-command.js";
+import { DomainError, NotFoundError, ValidationError } from "../../lib/errors.js";
+import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
+import type { TClusterBackup } from "./local-backup-config.js";
+import { CLUSTER_ADMIN_ROLE, connectAdmin, dataDirectoryOf, runningPid, startCluster, stopCluster } from "./postgres-cluster.js";
+import type { TPostgresCluster } from "./postgres-cluster.js";
+import { runCommand } from "./runtime-command.js";
+import { freeLoopbackPort } from "./runtime-instance.js";
+
+export type TRestoreTarget = { readonly kind: "latest" } | { readonly kind: "time"; readonly time: Date } | { readonly kind: "lsn"; readonly lsn: string };
+
+export type TBackupType = "full" | "diff" | "incr";
+
+/** A cluster reachable by the recovery code: its process, admin password, backup access and CA. */
+export type TRecoverableCluster = {
+  readonly cluster: TPostgresCluster;
+  readonly backup: TClusterBackup;
+  readonly adminPassword: string;
+  readonly caPem: string;
+  readonly caPath: string;
+};
+
+export type TTableCount = { readonly database: string; readonly table: string; readonly source: number; readonly restored: number };
+
+export type TDrillResult = {
+  readonly backupLabel: string;
+  readonly startedAt: Date;
+  /** Seconds from the start of the restore until the copy answered a query on every database. */
+  readonly rtoSeconds: number;
+  /** Age of the newest recoverable heartbeat at the start of the drill. */
+  readonly rpoSeconds: number | null;
+  readonly amcheckPassed: boolean;
+  readonly amcheckOutput: string;
+  readonly databasesMissing: readonly string[];
+  readonly tables: readonly TTableCount[];
+};
+
+const LSN_PATTERN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
+/** The table carehost writes a timestamp into every supervision tick, so a restore shows how recent it is. */
+const HEARTBEAT_TABLE = "carehost_heartbeat";
+
+export async function takeBackup(source: TRecoverableCluster, type: TBackupType): Promise<TBackupInfo> {
+  const before = new Set((await stanzaInfo(source.backup.access)).backups.map((backup) => backup.label));
+  await pgbackrest(source.backup.access, "backup", [`--type=${type}`]);
+  const created = (await stanzaInfo(source.backup.access)).backups.filter((backup) => !before.has(backup.label)).at(-1);
+  if (created === undefined) throw new DomainError(`pgBackRest reported success for stanza "${source.backup.access.stanza}" but no new backup is listed`);
+  return created;
+}
+
+export async function verifyRepository(source: TRecoverableCluster): Promise<{ ok: boolean; output: string }> {
+  try {
+    const output = await pgbackrest(source.backup.access, "verify", ["--log-level-console=info"]);
+    // pgBackRest 2.45's verify exits 0 even when it finds bad files; its summary says so.
+    return { ok: !/status: error|invalid checksum|missing/i.test(output), output };
+  } catch (error) {
+    return { ok: false, output: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+/** Writes the heartbeat into the cluster's postgres database (table created on first use). */
+export async function writeHeartbeat(admin: Pick<pg.Client, "query">): Promise<void> {
+  await admin.query(`CREATE TABLE IF NOT EXISTS ${HEARTBEAT_TABLE} (id int PRIMARY KEY, at timestamptz NOT NULL)`);
+  await admin.query(`INSERT INTO ${HEARTBEAT_TABLE} VALUES (1, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET at = excluded.at`);
+}
+
+const targetOptions = (target: TRestoreTarget): string[] => {
+  if (target.kind === "time") {
+    if (Number.isNaN(target.time.getTime())) throw new ValidationError("the restore target time is not a valid instant");
+    return ["--type=time", `--target=${target.time.toISOString().replace("T", " ").replace("Z", "+00")}`, "--target-action=promote"];
+  }
+  if (target.kind === "lsn") {
+    if (!LSN_PATTERN.test(target.lsn)) throw new ValidationError(`--to-lsn ${JSON.stringify(target.lsn)} is not an LSN such as 0/3000028`);
+    return ["--type=lsn", `--target=${target.lsn}`, "--target-action=promote"];
+  }
+  return [];
+};
+
+/**
+ * Restores the source's backups into a new cluster in `directory` on a free port and starts it.
+ * Returns once the copy accepts connections. Leaves nothing behind on failure.
+ */
+export async function restoreToScratch(source: TRecoverableCluster, directory: string, target: TRestoreTarget): Promise<TPostgresCluster> {
+  const scratch: TPostgresCluster = { name: `${source.cluster.name}-restore`, directory, port: await freeLoopbackPort(), version: source.cluster.version, owner: source.cluster.owner };
+  const socketDirectory = join(directory, "run");
+  // The parents only need to be traversable for the cluster's account.
+  await mkdir(dirname(directory), { recursive: true, mode: 0o711 });
+  await mkdir(socketDirectory, { recursive: true, mode: 0o700 });
+  await mkdir(dataDirectoryOf(scratch), { recursive: true, mode: 0o700 });
+  if (scratch.owner !== undefined) {
+    await runCommand("chown", ["-R", `${scratch.owner.uid}:${scratch.owner.gid}`, directory]);
+  }
+  try {
+    // archive-mode=off: the copy keeps production's archive_command otherwise (PGBACKREST.md).
+    await pgbackrest(source.backup.access, "restore", [`--pg1-path=${dataDirectoryOf(scratch)}`, "--archive-mode=off", ...targetOptions(target)]);
+    // The copy's own port and socket, after pgBackRest's recovery settings in the same file.
+    await appendFile(join(dataDirectoryOf(scratch), "postgresql.auto.conf"), `\n# carehost: restored copy\nport = ${scratch.port}\nunix_socket_directories = '${socketDirectory}'\n`);
+    // restore_command (archive-get) reads the repository: it needs the passphrases too.
+    await startCluster(scratch, source.backup.access.env);
+    await waitUntilPromoted(scratch, source);
+    return scratch;
+  } catch (error) {
+    await stopCluster(scratch).catch(() => undefined);
+    await rm(directory, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** With hot_standby the copy answers queries while it still replays WAL: wait until it is promoted and writable. */
+async function waitUntilPromoted(scratch: TPostgresCluster, source: TRecoverableCluster, timeoutMs = 30 * 60_000): Promise<void> {
+  const client = await connectAdmin(scratch, source.adminPassword, source.caPem);
+  try {
+    const deadline = Date.now() + timeoutMs;
+    while ((await client.query<{ recovering: boolean }>("SELECT pg_is_in_recovery() AS recovering")).rows[0]?.recovering === true) {
+      if (Date.now() > deadline) throw new DomainError(`the restored copy on port ${scratch.port} was still replaying WAL after ${timeoutMs / 60_000} min`);
+      await sleep(50);
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+export async function discardScratch(scratch: TPostgresCluster): Promise<void> {
+  await stopCluster(scratch).catch(() => undefined);
+  await rm(scratch.directory, { recursive: true, force: true });
+}
+
+const databasesOf = async (admin: Pick<pg.Client, "query">): Promise<string[]> =>
+  (await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datallowconn AND datname NOT IN ('template0', 'template1') ORDER BY 1")).rows.map((row) => row.datname);
+
+/** The five largest user tables of a database, with exact row counts. */
+async function largestTables(cluster: TPostgresCluster, source: TRecoverableCluster, database: string): Promise<Map<string, number>> {
+  const client = await connectAdmin(cluster, source.adminPassword, source.caPem, database);
+  try {
+    const tables = await client.query<{ name: string }>(
+      "SELECT format('%I.%I', schemaname, relname) AS name FROM pg_stat_user_tables ORDER BY pg_total_relation_size(relid) DESC, 1 LIMIT 5",
+    );
+    const counts = new Map<string, number>();
+    for (const { name } of tables.rows) counts.set(name, Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${name}`)).rows[0]?.n ?? 0));
+    return counts;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Restores the latest backup into a scratch cluster, checks it, measures RTO and RPO, and removes it. */
+export async function runDrill(source: TRecoverableCluster, scratchDirectory: string, environments: readonly TEnvironmentSpec[], now = () => new Date()): Promise<TDrillResult> {
+  const info = await stanzaInfo(source.backup.access);
+  const latest = info.backups.at(-1);
+  if (latest === undefined) throw new NotFoundError(`stanza "${source.backup.access.stanza}" has no backup to drill yet; run carehost backup first`);
+  const startedAt = now();
+  const started = process.hrtime.bigint();
+  const scratch = await restoreToScratch(source, scratchDirectory, { kind: "latest" });
+  try {
+    const restored = await connectAdmin(scratch, source.adminPassword, source.caPem);
+    let rpoSeconds: number | null = null;
+    let databasesMissing: string[] = [];
+    try {
+      const restoredDatabases = new Set(await databasesOf(restored));
+      databasesMissing = environments.map((environment) => environment.name).filter((name) => !restoredDatabases.has(name));
+      for (const database of restoredDatabases) {
+        const client = await connectAdmin(scratch, source.adminPassword, source.caPem, database);
+        await client.query("SELECT 1");
+        await client.end();
+      }
+      const heartbeat = await restored.query<{ at: Date }>(`SELECT at FROM ${HEARTBEAT_TABLE} WHERE id = 1`).catch(() => ({ rows: [] as { at: Date }[] }));
+      const at = heartbeat.rows[0]?.at;
+      if (at !== undefined) rpoSeconds = Math.max(0, (startedAt.getTime() - at.getTime()) / 1000);
+    } finally {
+      await restored.end();
+    }
+    const rtoSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const amcheck = await runCommand(
+      join(`/usr/lib/postgresql/${scratch.version}/bin`, "pg_amcheck"),
+      ["-h", "127.0.0.1", "-p", String(scratch.port), "-U", CLUSTER_ADMIN_ROLE, "--all", "--install-missing", "--heapallindexed"],
+      { env: { PGPASSWORD: source.adminPassword, PGSSLMODE: "verify-full", PGSSLROOTCERT: source.caPath }, timeoutMs: 30 * 60_000 },
+    ).then(
+      (result) => ({ passed: true, output: (result.stdout + result.stderr).trim() }),
+      (error: unknown) => ({ passed: false, output: error instanceof Error ? error.message : String(error) }),
+    );
+    const tables: TTableCount[] = [];
+    for (const environment of environments) {
+      if (databasesMissing.includes(environment.name)) continue;
+      const sourceCounts = await largestTables(source.cluster, source, environment.name);
+      const restoredCounts = await largestTables(scratch, source, environment.name);
+      for (const [table, count] of sourceCounts) tables.push({ database: environment.name, table, source: count, restored: restoredCounts.get(table) ?? 0 });
+    }
+    return { backupLabel: latest.label, startedAt, rtoSeconds, rpoSeconds, amcheckPassed: amcheck.passed, amcheckOutput: amcheck.output.slice(-2000), databasesMissing, tables };
+  } finally {
+    await discardScratch(scratch);
+  }
+}
+
+/** Scratch copies left by an interrupted restore or drill (carehost killed midway): removed at start. */
+export async function removeStaleScratch(directory: string): Promise<string[]> {
+  const entries = await readdir(directory).catch(() => [] as string[]);
+  for (const entry of entries) {
+    const scratch = { name: entry, directory: join(directory, entry), port: 0, version: 15, owner: undefined };
+    if ((await runningPid(scratch)) === undefined) await rm(scratch.directory, { recursive: true, force: true });
+  }
+  return entries;
+}
