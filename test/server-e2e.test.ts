@@ -40,7 +40,7 @@ void describe("carehost server and CLI end to end", () => {
     home = await mkdtemp(join(tmpdir(), "carehost-e2e-"));
     const logStream = new PassThrough();
     logStream.on("data", (chunk: Buffer) => logLines.push(...chunk.toString("utf8").split("\n").filter(Boolean)));
-    const config = loadConfig({ CAREHOST_HOME: home, CAREHOST_PORT: "0", CAREHOST_LOG_LEVEL: "debug" });
+    const config = loadConfig({ CAREHOST_HOME: home, CAREHOST_PORT: "0", CAREHOST_LOG_LEVEL: "debug", CAREHOST_SUPERVISE_SECONDS: "1" });
     running = await startCarehost(config, { specPath: "examples/northwind-health.yaml", print: (line) => printed.push(line), logStream });
   });
 
@@ -250,6 +250,30 @@ void describe("carehost server and CLI end to end", () => {
       const text = await readFile(join(entry.parentPath, entry.name), "utf8").catch(() => "");
       for (const secret of secrets) assert.ok(!text.includes(secret), `a secret is in ${join(entry.parentPath, entry.name)}`);
     }
+  });
+
+  void it("backs up, restores to a point in time and drills production through the CLI, all audited", async () => {
+    const backup = await cli(["backup", "prod", "--type", "full", "--output", "json"]);
+    assert.equal(backup.code, 0, backup.stderr);
+    assert.equal((JSON.parse(backup.stdout) as { type: string }).type, "full");
+    const drill = await cli(["drill", "prod", "--output", "json"]);
+    assert.equal(drill.code, 0, drill.stdout + drill.stderr);
+    const drilled = JSON.parse(drill.stdout) as { status: string; rtoSeconds: number; rpoSeconds: number };
+    assert.equal(drilled.status, "passed");
+    assert.ok(drilled.rtoSeconds > 0 && drilled.rpoSeconds >= 0);
+    const restored = await cli(["restore", "prod", "--to", "latest", "--into", "prod-copy"]);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.match(restored.stdout, /a copy runs on 127\.0\.0\.1:\d+/);
+    assert.equal((await cli(["restore", "prod", "--to", "yesterday", "--into", "x"])).code, 1);
+    assert.equal((await cli(["backup", "training"])).code, 1, "training has backups disabled");
+    const status = await cli(["status"]);
+    assert.match(status.stdout, /drill {5}passed/);
+    for (const type of ["backup.completed", "drill.completed", "restore.completed"]) {
+      const entries = JSON.parse((await cli(["audit", "list", "--type", type, "--output", "json"])).stdout) as unknown[];
+      assert.ok(entries.length >= 1, type);
+    }
+    assert.match((await cli(["drills"])).stdout, /PASSED/);
+    assert.match((await cli(["backups", "prod"])).stdout, /full {2}succeeded/);
   });
 
   void it("delivers the render the GitOps way: one commit per change, none when unchanged, hand edits show as drift", async () => {

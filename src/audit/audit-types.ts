@@ -37,6 +37,22 @@ export const auditPayloadSchemas = {
   "environment.final_backup": z.strictObject({ path: z.string().max(1000), bytes: z.number().int().nonnegative(), sha256Digest: digest }),
   "policy.exception_recorded": z.strictObject({ controlId: name, environment: name, owner: name, reason, expires: z.string() }),
   "policy.exception_removed": z.strictObject({ controlId: name, environment: name }),
+  "backup.completed": z.strictObject({ environment: name, kind: z.enum(["full", "diff", "incr"]), label: name, databaseBytes: z.number().int().nonnegative(), repositoryBytes: z.number().int().nonnegative(), durationMs: z.number().int().nonnegative() }),
+  "backup.failed": z.strictObject({ environment: name, kind: z.enum(["full", "diff", "incr", "verify"]), reason }),
+  "backup.verified": z.strictObject({ environment: name, ok: z.boolean(), durationMs: z.number().int().nonnegative() }),
+  "drill.completed": z.strictObject({
+    environment: name,
+    backupLabel: name,
+    succeeded: z.boolean(),
+    rtoSeconds: z.number().nonnegative(),
+    rpoSeconds: z.number().nonnegative().nullable(),
+    rtoObjectiveMinutes: z.number().int(),
+    rpoObjectiveMinutes: z.number().int(),
+    amcheckClean: z.boolean(),
+    problems: z.array(reason).max(20),
+  }),
+  "drill.failed": z.strictObject({ environment: name, reason }),
+  "restore.completed": z.strictObject({ environment: name, target: name, into: name, port: z.number().int(), durationMs: z.number().int().nonnegative() }),
   "gitops.committed": z.strictObject({ organization: name, target: name, commit: name, changedPathCount: z.number().int().nonnegative(), specDigest: digest }),
 } as const;
 

@@ -9,6 +9,7 @@ import { createApiClient } from "./cli-client.js";
 import { resolveServer } from "./cli-credentials.js";
 import { CliError, exitCodes } from "./cli-errors.js";
 import { printError } from "./cli-output.js";
+import { registerRecoveryCommands } from "./cli-recovery-commands.js";
 import { registerRenderCommand } from "./cli-render-command.js";
 import { registerSecretCommands } from "./cli-secret-commands.js";
 import { registerServerCommands } from "./cli-server-commands.js";
@@ -32,6 +33,7 @@ export const buildProgram = (): Command => {
   registerAuditCommands(program, { client });
   registerAuthCommands(program, { client, url });
   registerSecretCommands(program, { client });
+  registerRecoveryCommands(program, { client });
   // Sub-commands inherit the usage-error behaviour so every parse failure exits with 2.
   for (const command of program.commands) {
     command.exitOverride();

@@ -25,6 +25,12 @@ export const formatStatus = (status: TStatusReport): string[] => {
       lines.push(`      postgres  ${runtime.postgres}`);
       if (runtime.redis !== null) lines.push(`      redis     ${runtime.redis}`);
       lines.push(`      app       ${runtime.app}`);
+      const recovery = environment.recovery;
+      if (recovery !== null) {
+        lines.push(`      backup    ${recovery.lastBackup ?? "none yet"}`);
+        lines.push(`      drill     ${recovery.lastDrill ?? "none yet"}`);
+        if (recovery.alert !== null) lines.push(`      ${paint("red", "ALERT")}     ${recovery.alert}`);
+      }
       if (runtime.drift > 0) lines.push(`      drift     ${runtime.drift} difference(s) from the spec: carehost plan shows them, carehost apply corrects them`);
     }
   }

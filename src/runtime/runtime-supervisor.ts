@@ -4,17 +4,20 @@
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { systemContext } from "../lib/request-context.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
+import type { TRecoveryService } from "../backup/recovery-service.js";
 import type { TLocalRuntime } from "./local/local-runtime.js";
 
 type TSupervisorDeps = {
-  runtime: Pick<TLocalRuntime, "restartStopped">;
+  runtime: Pick<TLocalRuntime, "restartStopped" | "heartbeat">;
+  /** Backups and drills the schedules say are due run from the same loop, one pass at a time. */
+  recovery?: Pick<TRecoveryService, "runDue">;
   latestSpecs: () => Promise<TOrganizationSpec[]>;
   audit: { append: TAuditAppend };
   intervalMs: number;
   onError: (error: unknown) => void;
 };
 
-export const runtimeSupervisorFactory = ({ runtime, latestSpecs, audit, intervalMs, onError }: TSupervisorDeps) => {
+export const runtimeSupervisorFactory = ({ runtime, recovery, latestSpecs, audit, intervalMs, onError }: TSupervisorDeps) => {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
 
@@ -31,7 +34,10 @@ export const runtimeSupervisorFactory = ({ runtime, latestSpecs, audit, interval
           payload: { organization, instance: action.target, detail: `found stopped; ${action.action}` },
         });
       }
+      // The heartbeat a restore drill reads back to measure the achieved RPO.
+      await runtime.heartbeat(spec).catch(onError);
     }
+    await recovery?.runDue();
     return restarted;
   };
 

@@ -4,7 +4,7 @@
 // restart: sessions already connected stay connected.
 import { authorize } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
-import { NotFoundError } from "../lib/errors.js";
+import { NotFoundError, ValidationError } from "../lib/errors.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import { hashOdooAdminPassword } from "../render/odoo/odoo-admin-password.js";
 import type { TRuntimeAction } from "../runtime/local/runtime-types.js";
@@ -33,6 +33,10 @@ export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconc
 
   rotate: async (ctx: TRequestContext, name: string): Promise<{ name: string; version: number; runtime: TRuntimeAction[] }> => {
     await authorize(ctx, "secret:rotate", audit, `secret:${name}`);
+    if (name.startsWith("backup/")) {
+      // pgBackRest cannot re-key a repository (PGBACKREST.md): a new passphrase means a new repository.
+      throw new ValidationError(`secret ${JSON.stringify(name)} encrypts a backup repository, which cannot be re-keyed in place; add a new repository with its own passphrase and retire the old one after its retention`);
+    }
     if (name.endsWith("-hash")) throw new NotFoundError(`secret ${JSON.stringify(name)} is derived from ${JSON.stringify(name.slice(0, -"-hash".length))}; rotate that one`);
     const { version } = await secrets.rotate(name, () => generatePassword(24));
     await audit.append(ctx, { type: "secret.rotated", outcome: "success", target: `secret:${name}`, payload: { secretName: name, version } });

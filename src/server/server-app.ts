@@ -15,6 +15,7 @@ import { registerAuditRoutes } from "./routes/audit-routes.js";
 import { registerAuthRoutes } from "./routes/auth-routes.js";
 import { registerGitopsRoutes } from "./routes/gitops-routes.js";
 import { registerHealthRoutes } from "./routes/health-routes.js";
+import { registerRecoveryRoutes } from "./routes/recovery-routes.js";
 import { registerSecretRoutes } from "./routes/secret-routes.js";
 import { registerSpecRoutes } from "./routes/spec-routes.js";
 import { registerStatusRoutes } from "./routes/status-routes.js";
@@ -99,6 +100,7 @@ export const buildServer = async (
   registerUserRoutes(api, services);
   registerSecretRoutes(api, services);
   registerGitopsRoutes(api, services);
+  registerRecoveryRoutes(api, services);
   api.get("/api/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

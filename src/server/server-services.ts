@@ -2,6 +2,7 @@ import type { TAuditService } from "../audit/audit-service.js";
 import type { TEnvironmentService } from "../environments/environment-service.js";
 import type { TIdentityService } from "../identity/identity-service.js";
 import type { TSqlClient } from "../store/store-types.js";
+import type { TRecoveryService } from "../backup/recovery-service.js";
 import type { TGitopsService } from "../gitops/gitops-service.js";
 import type { TSecretsAdminService } from "../secrets/secrets-admin-service.js";
 import type { TStatusService } from "./status-service.js";
@@ -15,4 +16,5 @@ export type TServerServices = {
   readonly status: TStatusService;
   readonly secrets: TSecretsAdminService;
   readonly gitops: TGitopsService;
+  readonly recovery: TRecoveryService;
 };

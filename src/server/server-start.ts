@@ -23,6 +23,7 @@ import type { TGitopsRepository } from "../gitops/gitops-repository.js";
 import { gitopsServiceFactory } from "../gitops/gitops-service.js";
 import { RENDERERS } from "../render/render-targets.js";
 import type { TRenderTarget } from "../render/render-types.js";
+import { recoveryServiceFactory } from "../backup/recovery-service.js";
 import { secretsAdminServiceFactory } from "../secrets/secrets-admin-service.js";
 import { loadMasterKey } from "../secrets/secrets-master-key.js";
 import { secretsServiceFactory } from "../secrets/secrets-service.js";
@@ -82,6 +83,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     latestSpecs: environments.latestSpecs,
     ...(runtime === undefined ? {} : { reconcile: environments.reconcileOrganization }),
   });
+  const recovery = recoveryServiceFactory({ db, ...(runtime === undefined ? {} : { runtime }), latestSpecs: environments.latestSpecs, audit: log });
   const repositories = new Map<string, TGitopsRepository>();
   const gitops = gitopsServiceFactory({
     // A local bare repository per target in the data dir: Argo CD or Flux can sync from it (or a mirror of it).
@@ -106,10 +108,11 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     url: () => url,
     store: config.store.kind,
     startedAt,
+    recoverySummaries: recovery.summaries,
   });
 
   const app = await buildServer(
-    { db, identity, environments, audit, status, secrets: secretsAdmin, gitops },
+    { db, identity, environments, audit, status, secrets: secretsAdmin, gitops, recovery },
     {
       version: carehostVersion,
       logger: {
@@ -142,12 +145,15 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       ? undefined
       : runtimeSupervisorFactory({
           runtime,
+          recovery,
           latestSpecs: environments.latestSpecs,
           audit: log,
           intervalMs: config.runtime.superviseMs,
           onError: (error) => app.log.error({ err: error }, "supervising the runtime failed"),
         });
   if (runtime !== undefined) {
+    const interrupted = await recovery.markInterrupted();
+    if (interrupted > 0) options.print(`Recovery: ${interrupted} backup or drill run(s) interrupted by the last stop were marked failed.`);
     // After a reboot or a crash: every recorded environment comes back before anything else.
     const restored = await environments.reconcileRecorded(ctx);
     if (restored.length > 0) options.print(`Runtime: ${restored.length} action(s) to bring recorded environments back.`);

@@ -4,6 +4,7 @@ import { authorize } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import type { TStoreKind } from "../store/store-types.js";
+import type { TBackupRun, TDrillRun } from "../backup/recovery-service.js";
 
 export type TStatusReport = {
   version: string;
@@ -23,6 +24,8 @@ export type TStatusReport = {
       status: string;
       /** What runs on this host; null when carehost runs no runtime (CAREHOST_RUNTIME=none). */
       runtime: { postgres: string; redis: string | null; app: string; drift: number } | null;
+      /** Last backup and drill; an alert while the last drill failed or missed an objective. */
+      recovery: { lastBackup: string | null; lastDrill: string | null; alert: string | null } | null;
     }[];
   }[];
 };
@@ -35,10 +38,11 @@ type TStatusServiceDeps = {
   url: () => string;
   store: TStoreKind;
   startedAt: Date;
+  recoverySummaries?: () => Promise<{ backups: TBackupRun[]; drills: TDrillRun[] }>;
   now?: () => Date;
 };
 
-export const statusServiceFactory = ({ environments, auditHead, audit, version, url, store, startedAt, now = () => new Date() }: TStatusServiceDeps) => ({
+export const statusServiceFactory = ({ environments, auditHead, audit, version, url, store, startedAt, recoverySummaries, now = () => new Date() }: TStatusServiceDeps) => ({
   status: async (ctx: TRequestContext): Promise<TStatusReport> => {
     await authorize(ctx, "status:read", audit);
     const [revisions, recorded, head, runtimes] = await Promise.all([
@@ -47,6 +51,21 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
       auditHead(),
       environments.runtimeStatus(ctx),
     ]);
+    const summaries = (await recoverySummaries?.()) ?? { backups: [], drills: [] };
+    const recoveryOf = (organization: string, name: string, backupEnabled: boolean) => {
+      if (!backupEnabled) return null;
+      const backup = summaries.backups.find((item) => item.organization === organization && item.environment === name);
+      const drill = summaries.drills.find((item) => item.organization === organization && item.environment === name);
+      const age = (at: Date) => `${Math.round((now().getTime() - at.getTime()) / 60000)} min ago`;
+      return {
+        lastBackup: backup === undefined ? null : `${backup.kind} ${backup.status}${backup.label === null ? "" : ` ${backup.label}`}, ${age(backup.startedAt)}`,
+        lastDrill:
+          drill === undefined
+            ? null
+            : `${drill.status}, ${age(drill.startedAt)}: RTO ${drill.rtoSeconds === null ? "-" : `${drill.rtoSeconds.toFixed(1)} s`} (objective ${drill.rtoObjectiveMinutes} min), RPO ${drill.rpoSeconds === null ? "-" : `${drill.rpoSeconds.toFixed(1)} s`} (objective ${drill.rpoObjectiveMinutes} min)`,
+        alert: drill?.status === "failed" ? `last restore drill failed: ${drill.problems.join("; ") || "see carehost drills"}` : backup?.status === "failed" ? `last backup failed: ${backup.error ?? ""}` : null,
+      };
+    };
     const runtimeOf = (organization: string, name: string) => {
       const found = runtimes.find((item) => item.organization === organization)?.environments.find((item) => item.environment === name);
       if (found === undefined) return null;
@@ -82,6 +101,7 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
             hosting: environment.spec.hosting,
             status: environment.status,
             runtime: runtimeOf(revision.organization, environment.name),
+            recovery: recoveryOf(revision.organization, environment.name, environment.spec.backup.enabled),
           })),
       })),
     };

@@ -71,6 +71,15 @@ export type TFinalBackup = { readonly path: string; readonly bytes: number; read
 
 export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: TLocalRuntimeDeps) => {
   const connections = new Map<string, pg.Client>();
+  // Lifecycle operations of one organization never overlap: the supervisor restarting a cluster
+  // while a reconcile starts it would have two pg_ctl start calls race on one data directory.
+  const lifecycle = new Map<string, Promise<unknown>>();
+  const exclusive = <T>(organization: TOrganizationSpec, operation: () => Promise<T>): Promise<T> => {
+    const key = organization.metadata.name;
+    const run = (lifecycle.get(key) ?? Promise.resolve()).catch(() => undefined).then(operation);
+    lifecycle.set(key, run);
+    return run;
+  };
   let owners: Promise<{ postgres: TOsUser | undefined; redis: TOsUser | undefined }> | undefined;
   const serviceOwners = () => (owners ??= Promise.all([serviceUser("postgres"), serviceUser("redis")]).then(([postgres, redis]) => ({ postgres, redis })));
 
@@ -146,171 +155,204 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     return record === undefined ? undefined : { name, directory, port: record.port, version: environment.database.postgresVersion, owner: (await serviceOwners()).postgres };
   };
 
+  const reconcileNow = async (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => {
+    const placement = placeOrganization(organization);
+    for (const cluster of placement.clusters) await assertPostgresInstalled(cluster.version);
+    const org = placement.organization;
+    await mkdir(organizationDirectory(root, org), { recursive: true, mode: 0o711 });
+    const ca = await certificateAuthority(org);
+    const actions: TRuntimeAction[] = [];
+    // Clusters and Redis instances are independent processes: bring them up side by side.
+    const results = await Promise.all([
+      ...placement.clusters.map(async (cluster) => reconcileCluster(await clusterContext(organization, cluster, ca))),
+      ...placement.redis.map(async (redis) => reconcileRedis(await redisContext(org, redis, ca))),
+    ]);
+    actions.push(...results.flat());
+    for (const environment of organization.environments) {
+      const files = await odooFiles(organization, environment, ca, true);
+      await mkdir(join(files.directory, "data"), { recursive: true, mode: 0o700 });
+      const changed = [
+        ...((await writeIfChanged(join(files.directory, "odoo.conf"), files.odooConf, 0o640)) ? ["odoo.conf"] : []),
+        ...((await writeIfChanged(join(files.directory, "pgpass"), files.pgpass, 0o600)) ? ["pgpass"] : []),
+        ...((await writeIfChanged(join(files.directory, "odoo.env"), files.odooEnv, 0o640)) ? ["odoo.env"] : []),
+      ];
+      if (changed.length > 0) actions.push({ target: `environment/${environment.name}`, action: `rendered ${changed.join(", ")}` });
+    }
+    return actions;
+  };
+
+  /** Reads everything back: status, drift, and the artifact and live subjects for the control baseline. */
+  const observeNow = async (organization: TOrganizationSpec): Promise<TOrganizationObservation> => {
+    const placement = placeOrganization(organization);
+    const org = placement.organization;
+    const ca = await certificateAuthority(org);
+    const clusters = new Map<string, TClusterObservation>();
+    const redis = new Map<string, TRedisObservation>();
+    await Promise.all([
+      ...placement.clusters.map(async (cluster) => clusters.set(cluster.name, await observeCluster(await clusterContext(organization, cluster, ca)))),
+      ...placement.redis.map(async (instance) => redis.set(instance.name, await observeRedis(await redisContext(org, instance, ca)))),
+    ]);
+    const environments: TEnvironmentRuntimeStatus[] = [];
+    const artifact: TArtifactSubject[] = [];
+    const live: TLiveSubject[] = [];
+    for (const environment of organization.environments) {
+      const instance = instanceNameOf(environment);
+      const cluster = clusters.get(instance);
+      const tenant = cluster?.tenants.find((item) => item.environment === environment.name);
+      const redisObservation = environment.redis.enabled ? redis.get(instance) : undefined;
+      const drift: TRuntimeDrift[] = [...(cluster?.drift ?? []), ...(tenant?.drift ?? []), ...(redisObservation?.drift ?? [])];
+      const directory = odooDirectory(root, org, environment.name);
+      const odooConfText = await readFile(join(directory, "odoo.conf"), "utf8").catch(() => undefined);
+      const expected = await odooFiles(organization, environment, ca, false).catch(() => undefined);
+      if (expected !== undefined && odooConfText !== expected.odooConf) {
+        drift.push({ target: `environment/${environment.name}`, field: "odoo.conf", expected: "as rendered", actual: odooConfText === undefined ? "missing" : "edited by hand" });
+      }
+      environments.push({
+        environment: environment.name,
+        hosting: environment.hosting,
+        postgres: { instance, port: cluster?.port ?? null, state: cluster?.state ?? "absent", database: databaseNameOf(environment), role: databaseRoleOf(environment) },
+        redis: environment.redis.enabled ? { instance, port: redisObservation?.port ?? null, state: redisObservation?.state ?? "absent", user: redisUserOf(environment) } : null,
+        app: { state: "not-deployed", detail: `not deployed on this runtime: no Odoo installation is configured here; its odoo.conf is at ${join(directory, "odoo.conf")}` },
+        drift,
+      });
+      artifact.push({
+        environment,
+        artifacts: {
+          ...(odooConfText === undefined ? {} : { odooConf: parseOdooConf(odooConfText) }),
+          ...(cluster?.files.pgHba === undefined ? {} : { pgHba: cluster.files.pgHba }),
+          ...(cluster?.files.postgresqlConf === undefined ? {} : { postgresqlConf: cluster.files.postgresqlConf }),
+          ...(redisObservation?.files.redisConf === undefined ? {} : { redisConf: redisObservation.files.redisConf }),
+          // Odoo binds to loopback and no ingress is run here: the database manager is unreachable from the network.
+          ingress: null,
+        },
+      });
+      const redisLive = redisObservation?.live.get(environment.name);
+      live.push({ environment, live: { ...(tenant?.live === undefined ? {} : { postgres: tenant.live }), ...(redisLive === undefined ? {} : { redis: redisLive }) } });
+    }
+    return { organization: org, environments, subjects: { artifact, live } };
+  };
+
+  /** Starts every process of the organization that has stopped (crash, reboot); returns what it restarted. */
+  const restartStoppedNow = async (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => {
+    const placement = placeOrganization(organization);
+    const org = placement.organization;
+    const actions: TRuntimeAction[] = [];
+    const owner = await serviceOwners();
+    const ca = await certificateAuthority(org);
+    for (const cluster of placement.clusters) {
+      const directory = clusterDirectory(root, org, cluster.name);
+      const record = await readInstanceRecord(directory);
+      const instance: TPostgresCluster | undefined = record === undefined ? undefined : { name: cluster.name, directory, port: record.port, version: cluster.version, owner: owner.postgres };
+      if (instance !== undefined && (await isInitialized(instance)) && (await runningPid(instance)) === undefined) {
+        await closeConnection({ connections }, `${org}/${cluster.name}`);
+        // The archiver needs the repository passphrases in its environment, after a crash as on first start.
+        const backup = await backupOf(await clusterContext(organization, cluster, ca), instance, false).catch(() => undefined);
+        await startCluster(instance, backup?.access.env ?? {});
+        actions.push({ target: `postgres/${cluster.name}`, action: `restarted (port ${instance.port})` });
+      }
+    }
+    for (const redis of placement.redis) {
+      const directory = redisDirectory(root, org, redis.name);
+      const record = await readInstanceRecord(directory);
+      if (record === undefined) continue;
+      const instance = { name: redis.name, directory, port: record.port, owner: owner.redis };
+      if ((await redisPid(instance)) === undefined) {
+        await startRedis(instance, await secrets.current(secretNames.redisAdmin(org, redis.name)), ca.certPem);
+        actions.push({ target: `redis/${redis.name}`, action: `restarted (TLS port ${record.port})` });
+      }
+    }
+    return actions;
+  };
+
+  /**
+   * Removes one environment of the organization as recorded: first a final pg_dump of its
+   * database (verified readable with pg_restore --list), then its database and role or its
+   * dedicated cluster and Redis. Nothing is removed when the backup fails.
+   */
+  const destroyEnvironmentNow = async (organization: TOrganizationSpec, environmentName: string, backupDirectory: string): Promise<TFinalBackup> => {
+    const environment = organization.environments.find((item) => item.name === environmentName);
+    if (environment === undefined) throw new NotFoundError(`environment ${JSON.stringify(environmentName)} is not part of organization ${organization.metadata.name}`);
+    const org = organization.metadata.name;
+    const ca = await certificateAuthority(org);
+    const cluster = await clusterOf(org, environment);
+    await mkdir(backupDirectory, { recursive: true, mode: 0o700 });
+    const path = join(backupDirectory, `${org}-${environment.name}-${now().toISOString().replace(/[:.]/g, "-")}.dump`);
+    if (cluster !== undefined) {
+      if ((await runningPid(cluster)) === undefined) await startCluster(cluster);
+      const passwordDirectory = join(backupDirectory, ".pgpass");
+      await mkdir(passwordDirectory, { recursive: true, mode: 0o700 });
+      const passfile = join(passwordDirectory, `${environment.name}.pgpass`);
+      await writeFile(passfile, `127.0.0.1:${cluster.port}:*:${CLUSTER_ADMIN_ROLE}:${await secrets.current(secretNames.clusterAdmin(org, cluster.name))}\n`, { mode: 0o600 });
+      const env = { PGPASSFILE: passfile, PGSSLMODE: "verify-full", PGSSLROOTCERT: ca.certPath };
+      const bin = `/usr/lib/postgresql/${cluster.version}/bin`;
+      try {
+        await runCommand(join(bin, "pg_dump"), ["-h", "127.0.0.1", "-p", String(cluster.port), "-U", CLUSTER_ADMIN_ROLE, "-d", databaseNameOf(environment), "-Fc", "-f", path], { env });
+        await runCommand(join(bin, "pg_restore"), ["--list", path]);
+      } finally {
+        await rm(passwordDirectory, { recursive: true, force: true });
+      }
+      await chmod(path, 0o600);
+    }
+    const bytes = cluster === undefined ? 0 : (await stat(path)).size;
+    const sha256 = cluster === undefined ? "" : createHash("sha256").update(await readFile(path)).digest("hex");
+    if (cluster !== undefined && environment.hosting === "dedicated") {
+      await closeConnection({ connections }, `${org}/${cluster.name}`);
+      await stopCluster(cluster);
+      await rm(cluster.directory, { recursive: true, force: true });
+    } else if (cluster !== undefined) {
+      const admin = await connectAdmin(cluster, await secrets.current(secretNames.clusterAdmin(org, cluster.name)), ca.certPem);
+      try {
+        await dropTenant(admin, { database: databaseNameOf(environment), role: databaseRoleOf(environment) });
+      } finally {
+        await admin.end();
+      }
+    }
+    if (environment.hosting === "dedicated" && environment.redis.enabled) {
+      const directory = redisDirectory(root, org, instanceNameOf(environment));
+      const record = await readInstanceRecord(directory);
+      if (record !== undefined) await stopRedis({ name: instanceNameOf(environment), directory, port: record.port, owner: (await serviceOwners()).redis });
+      await rm(directory, { recursive: true, force: true });
+    }
+    await rm(odooDirectory(root, org, environment.name), { recursive: true, force: true });
+    return { path, bytes, sha256 };
+  };
+
+  /** Stops every process of the organization (tests, `carehost down`); data stays. */
+  const stopOrganizationNow = async (organization: TOrganizationSpec): Promise<void> => {
+    const placement = placeOrganization(organization);
+    const org = placement.organization;
+    const owner = await serviceOwners();
+    for (const cluster of placement.clusters) {
+      await closeConnection({ connections }, `${org}/${cluster.name}`);
+      const directory = clusterDirectory(root, org, cluster.name);
+      const record = await readInstanceRecord(directory);
+      if (record !== undefined) await stopCluster({ name: cluster.name, directory, port: record.port, version: cluster.version, owner: owner.postgres });
+    }
+    for (const redis of placement.redis) {
+      const directory = redisDirectory(root, org, redis.name);
+      const record = await readInstanceRecord(directory);
+      if (record !== undefined) await stopRedis({ name: redis.name, directory, port: record.port, owner: owner.redis });
+    }
+  };
+
   return {
     kind: "local" as const,
 
     /** Brings the organization's data tier to what the spec declares; returns what it did (nothing, the second time). */
-    reconcile: async (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => {
-      const placement = placeOrganization(organization);
-      for (const cluster of placement.clusters) await assertPostgresInstalled(cluster.version);
-      const org = placement.organization;
-      await mkdir(organizationDirectory(root, org), { recursive: true, mode: 0o711 });
-      const ca = await certificateAuthority(org);
-      const actions: TRuntimeAction[] = [];
-      // Clusters and Redis instances are independent processes: bring them up side by side.
-      const results = await Promise.all([
-        ...placement.clusters.map(async (cluster) => reconcileCluster(await clusterContext(organization, cluster, ca))),
-        ...placement.redis.map(async (redis) => reconcileRedis(await redisContext(org, redis, ca))),
-      ]);
-      actions.push(...results.flat());
-      for (const environment of organization.environments) {
-        const files = await odooFiles(organization, environment, ca, true);
-        await mkdir(join(files.directory, "data"), { recursive: true, mode: 0o700 });
-        const changed = [
-          ...((await writeIfChanged(join(files.directory, "odoo.conf"), files.odooConf, 0o640)) ? ["odoo.conf"] : []),
-          ...((await writeIfChanged(join(files.directory, "pgpass"), files.pgpass, 0o600)) ? ["pgpass"] : []),
-          ...((await writeIfChanged(join(files.directory, "odoo.env"), files.odooEnv, 0o640)) ? ["odoo.env"] : []),
-        ];
-        if (changed.length > 0) actions.push({ target: `environment/${environment.name}`, action: `rendered ${changed.join(", ")}` });
-      }
-      return actions;
-    },
+    reconcile: (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => exclusive(organization, () => reconcileNow(organization)),
 
     /** Reads everything back: status, drift, and the artifact and live subjects for the control baseline. */
-    observe: async (organization: TOrganizationSpec): Promise<TOrganizationObservation> => {
-      const placement = placeOrganization(organization);
-      const org = placement.organization;
-      const ca = await certificateAuthority(org);
-      const clusters = new Map<string, TClusterObservation>();
-      const redis = new Map<string, TRedisObservation>();
-      await Promise.all([
-        ...placement.clusters.map(async (cluster) => clusters.set(cluster.name, await observeCluster(await clusterContext(organization, cluster, ca)))),
-        ...placement.redis.map(async (instance) => redis.set(instance.name, await observeRedis(await redisContext(org, instance, ca)))),
-      ]);
-      const environments: TEnvironmentRuntimeStatus[] = [];
-      const artifact: TArtifactSubject[] = [];
-      const live: TLiveSubject[] = [];
-      for (const environment of organization.environments) {
-        const instance = instanceNameOf(environment);
-        const cluster = clusters.get(instance);
-        const tenant = cluster?.tenants.find((item) => item.environment === environment.name);
-        const redisObservation = environment.redis.enabled ? redis.get(instance) : undefined;
-        const drift: TRuntimeDrift[] = [...(cluster?.drift ?? []), ...(tenant?.drift ?? []), ...(redisObservation?.drift ?? [])];
-        const directory = odooDirectory(root, org, environment.name);
-        const odooConfText = await readFile(join(directory, "odoo.conf"), "utf8").catch(() => undefined);
-        const expected = await odooFiles(organization, environment, ca, false).catch(() => undefined);
-        if (expected !== undefined && odooConfText !== expected.odooConf) {
-          drift.push({ target: `environment/${environment.name}`, field: "odoo.conf", expected: "as rendered", actual: odooConfText === undefined ? "missing" : "edited by hand" });
-        }
-        environments.push({
-          environment: environment.name,
-          hosting: environment.hosting,
-          postgres: { instance, port: cluster?.port ?? null, state: cluster?.state ?? "absent", database: databaseNameOf(environment), role: databaseRoleOf(environment) },
-          redis: environment.redis.enabled ? { instance, port: redisObservation?.port ?? null, state: redisObservation?.state ?? "absent", user: redisUserOf(environment) } : null,
-          app: { state: "not-deployed", detail: `not deployed on this runtime: no Odoo installation is configured here; its odoo.conf is at ${join(directory, "odoo.conf")}` },
-          drift,
-        });
-        artifact.push({
-          environment,
-          artifacts: {
-            ...(odooConfText === undefined ? {} : { odooConf: parseOdooConf(odooConfText) }),
-            ...(cluster?.files.pgHba === undefined ? {} : { pgHba: cluster.files.pgHba }),
-            ...(cluster?.files.postgresqlConf === undefined ? {} : { postgresqlConf: cluster.files.postgresqlConf }),
-            ...(redisObservation?.files.redisConf === undefined ? {} : { redisConf: redisObservation.files.redisConf }),
-            // Odoo binds to loopback and no ingress is run here: the database manager is unreachable from the network.
-            ingress: null,
-          },
-        });
-        const redisLive = redisObservation?.live.get(environment.name);
-        live.push({ environment, live: { ...(tenant?.live === undefined ? {} : { postgres: tenant.live }), ...(redisLive === undefined ? {} : { redis: redisLive }) } });
-      }
-      return { organization: org, environments, subjects: { artifact, live } };
-    },
+    observe: (organization: TOrganizationSpec): Promise<TOrganizationObservation> => observeNow(organization),
 
     /** Starts every process of the organization that has stopped (crash, reboot); returns what it restarted. */
-    restartStopped: async (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => {
-      const placement = placeOrganization(organization);
-      const org = placement.organization;
-      const actions: TRuntimeAction[] = [];
-      const owner = await serviceOwners();
-      const ca = await certificateAuthority(org);
-      for (const cluster of placement.clusters) {
-        const directory = clusterDirectory(root, org, cluster.name);
-        const record = await readInstanceRecord(directory);
-        const instance: TPostgresCluster | undefined = record === undefined ? undefined : { name: cluster.name, directory, port: record.port, version: cluster.version, owner: owner.postgres };
-        if (instance !== undefined && (await isInitialized(instance)) && (await runningPid(instance)) === undefined) {
-          await closeConnection({ connections }, `${org}/${cluster.name}`);
-          // The archiver needs the repository passphrases in its environment, after a crash as on first start.
-          const backup = await backupOf(await clusterContext(organization, cluster, ca), instance, false).catch(() => undefined);
-          await startCluster(instance, backup?.access.env ?? {});
-          actions.push({ target: `postgres/${cluster.name}`, action: `restarted (port ${instance.port})` });
-        }
-      }
-      for (const redis of placement.redis) {
-        const directory = redisDirectory(root, org, redis.name);
-        const record = await readInstanceRecord(directory);
-        if (record === undefined) continue;
-        const instance = { name: redis.name, directory, port: record.port, owner: owner.redis };
-        if ((await redisPid(instance)) === undefined) {
-          await startRedis(instance, await secrets.current(secretNames.redisAdmin(org, redis.name)), ca.certPem);
-          actions.push({ target: `redis/${redis.name}`, action: `restarted (TLS port ${record.port})` });
-        }
-      }
-      return actions;
-    },
+    restartStopped: (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => exclusive(organization, () => restartStoppedNow(organization)),
 
-    /**
-     * Removes one environment of the organization as recorded: first a final pg_dump of its
-     * database (verified readable with pg_restore --list), then its database and role or its
-     * dedicated cluster and Redis. Nothing is removed when the backup fails.
-     */
-    destroyEnvironment: async (organization: TOrganizationSpec, environmentName: string, backupDirectory: string): Promise<TFinalBackup> => {
-      const environment = organization.environments.find((item) => item.name === environmentName);
-      if (environment === undefined) throw new NotFoundError(`environment ${JSON.stringify(environmentName)} is not part of organization ${organization.metadata.name}`);
-      const org = organization.metadata.name;
-      const ca = await certificateAuthority(org);
-      const cluster = await clusterOf(org, environment);
-      await mkdir(backupDirectory, { recursive: true, mode: 0o700 });
-      const path = join(backupDirectory, `${org}-${environment.name}-${now().toISOString().replace(/[:.]/g, "-")}.dump`);
-      if (cluster !== undefined) {
-        if ((await runningPid(cluster)) === undefined) await startCluster(cluster);
-        const passwordDirectory = join(backupDirectory, ".pgpass");
-        await mkdir(passwordDirectory, { recursive: true, mode: 0o700 });
-        const passfile = join(passwordDirectory, `${environment.name}.pgpass`);
-        await writeFile(passfile, `127.0.0.1:${cluster.port}:*:${CLUSTER_ADMIN_ROLE}:${await secrets.current(secretNames.clusterAdmin(org, cluster.name))}\n`, { mode: 0o600 });
-        const env = { PGPASSFILE: passfile, PGSSLMODE: "verify-full", PGSSLROOTCERT: ca.certPath };
-        const bin = `/usr/lib/postgresql/${cluster.version}/bin`;
-        try {
-          await runCommand(join(bin, "pg_dump"), ["-h", "127.0.0.1", "-p", String(cluster.port), "-U", CLUSTER_ADMIN_ROLE, "-d", databaseNameOf(environment), "-Fc", "-f", path], { env });
-          await runCommand(join(bin, "pg_restore"), ["--list", path]);
-        } finally {
-          await rm(passwordDirectory, { recursive: true, force: true });
-        }
-        await chmod(path, 0o600);
-      }
-      const bytes = cluster === undefined ? 0 : (await stat(path)).size;
-      const sha256 = cluster === undefined ? "" : createHash("sha256").update(await readFile(path)).digest("hex");
-      if (cluster !== undefined && environment.hosting === "dedicated") {
-        await closeConnection({ connections }, `${org}/${cluster.name}`);
-        await stopCluster(cluster);
-        await rm(cluster.directory, { recursive: true, force: true });
-      } else if (cluster !== undefined) {
-        const admin = await connectAdmin(cluster, await secrets.current(secretNames.clusterAdmin(org, cluster.name)), ca.certPem);
-        try {
-          await dropTenant(admin, { database: databaseNameOf(environment), role: databaseRoleOf(environment) });
-        } finally {
-          await admin.end();
-        }
-      }
-      if (environment.hosting === "dedicated" && environment.redis.enabled) {
-        const directory = redisDirectory(root, org, instanceNameOf(environment));
-        const record = await readInstanceRecord(directory);
-        if (record !== undefined) await stopRedis({ name: instanceNameOf(environment), directory, port: record.port, owner: (await serviceOwners()).redis });
-        await rm(directory, { recursive: true, force: true });
-      }
-      await rm(odooDirectory(root, org, environment.name), { recursive: true, force: true });
-      return { path, bytes, sha256 };
-    },
+    /** Removes one environment after its final backup (see destroyEnvironmentNow). */
+    destroyEnvironment: (organization: TOrganizationSpec, environmentName: string, backupDirectory: string): Promise<TFinalBackup> =>
+      exclusive(organization, () => destroyEnvironmentNow(organization, environmentName, backupDirectory)),
+
+    /** Stops every process of the organization (tests, a host shutdown); data stays. */
+    stopOrganization: (organization: TOrganizationSpec): Promise<void> => exclusive(organization, () => stopOrganizationNow(organization)),
 
     /** Takes a pgBackRest backup of the environment's cluster (a shared cluster is backed up as a whole). */
     backup: async (organization: TOrganizationSpec, environmentName: string, type: TBackupType) => {
@@ -366,23 +408,6 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       }
     },
 
-    /** Stops every process of the organization (tests, `carehost down`); data stays. */
-    stopOrganization: async (organization: TOrganizationSpec): Promise<void> => {
-      const placement = placeOrganization(organization);
-      const org = placement.organization;
-      const owner = await serviceOwners();
-      for (const cluster of placement.clusters) {
-        await closeConnection({ connections }, `${org}/${cluster.name}`);
-        const directory = clusterDirectory(root, org, cluster.name);
-        const record = await readInstanceRecord(directory);
-        if (record !== undefined) await stopCluster({ name: cluster.name, directory, port: record.port, version: cluster.version, owner: owner.postgres });
-      }
-      for (const redis of placement.redis) {
-        const directory = redisDirectory(root, org, redis.name);
-        const record = await readInstanceRecord(directory);
-        if (record !== undefined) await stopRedis({ name: redis.name, directory, port: record.port, owner: owner.redis });
-      }
-    },
 
     close: async (): Promise<void> => {
       await Promise.all([...connections.keys()].map((key) => closeConnection({ connections }, key)));

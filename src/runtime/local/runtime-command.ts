@@ -59,6 +59,8 @@ export async function runCommand(file: string, args: readonly string[], options:
         reject(new RuntimeCommandError(`${display} failed (${error.code ?? error.signal ?? "error"}): ${reason}`, display, stderr));
       },
     );
+    // A command that exits before reading its input closes the pipe: that is its exit status's business, not an EPIPE crash.
+    child.stdin?.on("error", () => undefined);
     child.stdin?.end(options.input ?? "");
   });
 }

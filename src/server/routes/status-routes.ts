@@ -25,6 +25,7 @@ const StatusSchema = z.object({
           hosting: z.string(),
           status: z.string(),
           runtime: z.object({ postgres: z.string(), redis: z.string().nullable(), app: z.string(), drift: z.number().int() }).nullable(),
+          recovery: z.object({ lastBackup: z.string().nullable(), lastDrill: z.string().nullable(), alert: z.string().nullable() }).nullable(),
         }),
       ),
     }),

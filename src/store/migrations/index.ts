@@ -4,7 +4,8 @@ import { coreMigration } from "./0001-core.js";
 import { auditMigration } from "./0002-audit.js";
 import { identityMigration } from "./0003-identity.js";
 import { secretsMigration } from "./0004-secrets.js";
+import { recoveryMigration } from "./0005-recovery.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
-export const migrations: readonly TMigration[] = [coreMigration, auditMigration, identityMigration, secretsMigration];
+export const migrations: readonly TMigration[] = [coreMigration, auditMigration, identityMigration, secretsMigration, recoveryMigration];

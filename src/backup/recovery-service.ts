@@ -1,0 +1,272 @@
+// Backups, verification, restores and restore drills as people and the scheduler ask for them:
+// authorized, recorded (backup_runs, restore_drills) and audited with size, duration and result. A
+// drill that fails or misses an objective is an alert: it shows in `status` until a drill passes.
+import type { TAuditEvent } from "../audit/audit-types.js";
+import { authorize } from "../identity/identity-permissions.js";
+import type { TAuditAppend } from "../identity/identity-types.js";
+import { NotFoundError, ValidationError } from "../lib/errors.js";
+import { systemContext } from "../lib/request-context.js";
+import type { TRequestContext } from "../lib/request-context.js";
+import type { TLocalRuntime } from "../runtime/local/local-runtime.js";
+import type { TBackupType, TRestoreTarget } from "../runtime/local/local-recovery.js";
+import { nextCronRun, parseCron } from "../spec/cron.js";
+import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
+import type { TSqlClient, TSqlValue } from "../store/store-types.js";
+
+type TRecoveryServiceDeps = {
+  db: Pick<TSqlClient, "query">;
+  /** Absent with CAREHOST_RUNTIME=none: nothing runs here, so nothing can be backed up here. */
+  runtime?: Pick<TLocalRuntime, "backup" | "verify" | "drill" | "restore">;
+  latestSpecs: () => Promise<TOrganizationSpec[]>;
+  audit: { append: TAuditAppend };
+  now?: () => Date;
+};
+
+export type TBackupRun = {
+  id: number; organization: string; environment: string; kind: string; trigger: string; status: string;
+  label: string | null; databaseBytes: number | null; repositoryBytes: number | null; durationMs: number | null; error: string | null; startedAt: Date; finishedAt: Date | null;
+};
+export type TDrillRun = {
+  id: number; organization: string; environment: string; trigger: string; status: string; backupLabel: string | null;
+  rtoSeconds: number | null; rpoSeconds: number | null; rtoObjectiveMinutes: number; rpoObjectiveMinutes: number; problems: string[]; error: string | null; startedAt: Date; finishedAt: Date | null;
+};
+type TTrigger = "schedule" | "manual";
+type TBackedUp = TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"], { enabled: true }> };
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 500);
+
+export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestSpecs, audit, now = () => new Date() }: TRecoveryServiceDeps) => {
+  const runtimeOrRefuse = () => {
+    if (configuredRuntime === undefined) throw new ValidationError("this carehost runs no environments (CAREHOST_RUNTIME=none), so it has nothing to back up or restore");
+    return configuredRuntime;
+  };
+  /** The environment by name; --org is needed only when two organizations share a name. */
+  const locate = async (environmentName: string, organizationName?: string): Promise<{ organization: TOrganizationSpec; environment: TBackedUp }> => {
+    const matches = (await latestSpecs())
+      .filter((spec) => organizationName === undefined || spec.metadata.name === organizationName)
+      .flatMap((organization) => organization.environments.filter((environment) => environment.name === environmentName).map((environment) => ({ organization, environment })));
+    if (matches.length === 0) throw new NotFoundError(`no recorded environment is named ${JSON.stringify(environmentName)}${organizationName === undefined ? "" : ` in ${organizationName}`}`);
+    if (matches.length > 1) throw new ValidationError(`environment ${JSON.stringify(environmentName)} exists in ${matches.map((match) => match.organization.metadata.name).join(" and ")}; pass --org`);
+    const [match] = matches as [{ organization: TOrganizationSpec; environment: TEnvironmentSpec }];
+    if (!match.environment.backup.enabled) throw new ValidationError(`environment ${JSON.stringify(environmentName)} has backups disabled (backup.enabled: false)`);
+    return match as { organization: TOrganizationSpec; environment: TBackedUp };
+  };
+
+  const target = (organization: TOrganizationSpec, environment: TEnvironmentSpec) => `environment/${organization.metadata.name}/${environment.name}`;
+
+  // pgBackRest takes a lock per stanza and refuses a second backup meanwhile; environments of one
+  // organization may share a cluster, so its backups, restores and drills run one after another.
+  const queues = new Map<string, Promise<unknown>>();
+  const exclusive = <T>(organization: TOrganizationSpec, operation: () => Promise<T>): Promise<T> => {
+    const key = organization.metadata.name;
+    const run = (queues.get(key) ?? Promise.resolve()).catch(() => undefined).then(operation);
+    queues.set(key, run);
+    return run;
+  };
+
+  const runBackup = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, trigger: TTrigger) =>
+    exclusive(organization, () => runBackupNow(ctx, organization, environment, kind, trigger));
+
+  const runBackupNow = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, trigger: TTrigger) => {
+    const inserted = await db.query<{ id: number }>(
+      "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
+      [organization.metadata.name, environment.name, kind, trigger, now()],
+    );
+    const id = inserted.rows[0]!.id;
+    try {
+      const result = await runtimeOrRefuse().backup(organization, environment.name, kind);
+      await db.query(
+        "UPDATE backup_runs SET status = 'succeeded', label = $2, database_bytes = $3, repository_bytes = $4, duration_ms = $5, finished_at = $6 WHERE id = $1",
+        [id, result.label, result.databaseBytes, result.repositoryBytes, result.durationMs, now()],
+      );
+      await audit.append(ctx, {
+        type: "backup.completed",
+        outcome: "success",
+        target: target(organization, environment),
+        payload: { environment: environment.name, kind, label: result.label, databaseBytes: result.databaseBytes, repositoryBytes: result.repositoryBytes, durationMs: result.durationMs },
+      });
+      return { id, ...result };
+    } catch (error) {
+      await db.query("UPDATE backup_runs SET status = 'failed', error = $2, finished_at = $3 WHERE id = $1", [id, message(error), now()]);
+      await audit.append(ctx, { type: "backup.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, kind, reason: message(error) } });
+      throw error;
+    }
+  };
+
+  const runDrill = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TDrillRun> =>
+    exclusive(organization, () => runDrillNow(ctx, organization, environment, trigger));
+
+  const runDrillNow = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TDrillRun> => {
+    const objectives = { rto: environment.backup.rtoMinutes, rpo: environment.backup.rpoMinutes };
+    const inserted = await db.query<{ id: number }>(
+      "INSERT INTO restore_drills (organization, environment, trigger, status, rto_objective_minutes, rpo_objective_minutes, started_at) VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
+      [organization.metadata.name, environment.name, trigger, objectives.rto, objectives.rpo, now()],
+    );
+    const id = inserted.rows[0]!.id;
+    try {
+      const drill = await runtimeOrRefuse().drill(organization, environment.name);
+      const problems = [
+        ...(drill.amcheckPassed ? [] : [`pg_amcheck found problems: ${drill.amcheckOutput.slice(-300)}`]),
+        ...drill.databasesMissing.map((database) => `database ${database} is missing from the restore`),
+        ...(drill.rtoSeconds > objectives.rto * 60 ? [`achieved RTO ${Math.round(drill.rtoSeconds)} s exceeds the objective of ${objectives.rto} min`] : []),
+        ...(drill.rpoSeconds === null ? ["the achieved RPO could not be measured (no heartbeat in the restore)"] : drill.rpoSeconds > objectives.rpo * 60 ? [`achieved RPO ${Math.round(drill.rpoSeconds)} s exceeds the objective of ${objectives.rpo} min`] : []),
+      ];
+      const status = problems.length === 0 ? "passed" : "failed";
+      await db.query(
+        "UPDATE restore_drills SET status = $2, backup_label = $3, rto_seconds = $4, rpo_seconds = $5, details = $6, finished_at = $7 WHERE id = $1",
+        [id, status, drill.backupLabel, drill.rtoSeconds, drill.rpoSeconds, JSON.stringify({ problems, tables: drill.tables }), now()],
+      );
+      const event: TAuditEvent = {
+        type: "drill.completed",
+        outcome: status === "passed" ? "success" : "failure",
+        target: target(organization, environment),
+        payload: {
+          environment: environment.name,
+          backupLabel: drill.backupLabel,
+          // Not "passed": the audit log refuses payload keys that look like "password".
+          succeeded: status === "passed",
+          rtoSeconds: Math.round(drill.rtoSeconds * 1000) / 1000,
+          rpoSeconds: drill.rpoSeconds === null ? null : Math.round(drill.rpoSeconds * 1000) / 1000,
+          rtoObjectiveMinutes: objectives.rto,
+          rpoObjectiveMinutes: objectives.rpo,
+          amcheckClean: drill.amcheckPassed,
+          problems: problems.map((problem) => problem.slice(0, 500)).slice(0, 20),
+        },
+      };
+      await audit.append(ctx, event);
+      return (await drillRows("WHERE id = $1", [id]))[0]!;
+    } catch (error) {
+      await db.query("UPDATE restore_drills SET status = 'failed', error = $2, finished_at = $3 WHERE id = $1", [id, message(error), now()]);
+      await audit.append(ctx, { type: "drill.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, reason: message(error) } });
+      throw error;
+    }
+  };
+
+  const backupRows = async (where: string, params: readonly TSqlValue[]): Promise<TBackupRun[]> =>
+    (
+      await db.query<{ id: number; organization: string; environment: string; kind: string; trigger: string; status: string; label: string | null; database_bytes: number | null; repository_bytes: number | null; duration_ms: number | null; error: string | null; started_at: Date; finished_at: Date | null }>(
+        `SELECT * FROM backup_runs ${where} ORDER BY started_at DESC, id DESC LIMIT 200`,
+        params,
+      )
+    ).rows.map((row) => ({
+      id: row.id, organization: row.organization, environment: row.environment, kind: row.kind, trigger: row.trigger, status: row.status, label: row.label,
+      databaseBytes: row.database_bytes, repositoryBytes: row.repository_bytes, durationMs: row.duration_ms, error: row.error, startedAt: row.started_at, finishedAt: row.finished_at,
+    }));
+
+  const drillRows = async (where: string, params: readonly TSqlValue[]): Promise<TDrillRun[]> =>
+    (
+      await db.query<{ id: number; organization: string; environment: string; trigger: string; status: string; backup_label: string | null; rto_seconds: number | null; rpo_seconds: number | null; rto_objective_minutes: number; rpo_objective_minutes: number; details: { problems?: string[] } | null; error: string | null; started_at: Date; finished_at: Date | null }>(
+        `SELECT * FROM restore_drills ${where} ORDER BY started_at DESC, id DESC LIMIT 200`,
+        params,
+      )
+    ).rows.map((row) => ({
+      id: row.id, organization: row.organization, environment: row.environment, trigger: row.trigger, status: row.status, backupLabel: row.backup_label,
+      rtoSeconds: row.rto_seconds, rpoSeconds: row.rpo_seconds, rtoObjectiveMinutes: row.rto_objective_minutes, rpoObjectiveMinutes: row.rpo_objective_minutes,
+      problems: row.details?.problems ?? (row.error === null ? [] : [row.error]), error: row.error, startedAt: row.started_at, finishedAt: row.finished_at,
+    }));
+
+  /** The most recent time `cron` fired at or before `at` (searching back up to 8 days). */
+  const lastFiring = (cron: string, at: Date): Date | undefined => {
+    const parsed = parseCron(cron);
+    if (!parsed.ok) return undefined;
+    let next = nextCronRun(parsed.schedule, new Date(at.getTime() - 8 * 24 * 3600 * 1000));
+    let last: Date | undefined;
+    while (next !== undefined && next <= at) {
+      last = next;
+      next = nextCronRun(parsed.schedule, next);
+    }
+    return last;
+  };
+
+  return {
+    backup: async (ctx: TRequestContext, input: { environment: string; organization?: string; kind: TBackupType }) => {
+      await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
+      const { organization, environment } = await locate(input.environment, input.organization);
+      return runBackup(ctx, organization, environment, input.kind, "manual");
+    },
+
+    verify: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
+      await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
+      const { organization, environment } = await locate(input.environment, input.organization);
+      const started = now().getTime();
+      const result = await exclusive(organization, () => runtimeOrRefuse().verify(organization, environment.name));
+      await audit.append(ctx, { type: "backup.verified", outcome: result.ok ? "success" : "failure", target: target(organization, environment), payload: { environment: environment.name, ok: result.ok, durationMs: Math.max(0, now().getTime() - started) } });
+      return { environment: environment.name, ok: result.ok, output: result.output.slice(-4000) };
+    },
+
+    drill: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
+      await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
+      const { organization, environment } = await locate(input.environment, input.organization);
+      return runDrill(ctx, organization, environment, "manual");
+    },
+
+    restore: async (ctx: TRequestContext, input: { environment: string; organization?: string; target: TRestoreTarget; into: string }) => {
+      await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
+      const { organization, environment } = await locate(input.environment, input.organization);
+      const result = await exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, input.into));
+      const described = input.target.kind === "time" ? input.target.time.toISOString() : input.target.kind === "lsn" ? `lsn ${input.target.lsn}` : "latest";
+      await audit.append(ctx, { type: "restore.completed", outcome: "success", target: target(organization, environment), payload: { environment: environment.name, target: described, into: input.into, port: result.port, durationMs: result.durationMs } });
+      return { environment: environment.name, target: described, ...result };
+    },
+
+    listBackups: async (ctx: TRequestContext, environment?: string) => {
+      await authorize(ctx, "backup:read", audit);
+      return environment === undefined ? backupRows("", []) : backupRows("WHERE environment = $1", [environment]);
+    },
+
+    listDrills: async (ctx: TRequestContext, environment?: string) => {
+      await authorize(ctx, "backup:read", audit);
+      return environment === undefined ? drillRows("", []) : drillRows("WHERE environment = $1", [environment]);
+    },
+
+    /** Last backup and last drill per environment, for status (no authorization: status checks its own). */
+    summaries: async () => {
+      const backups = await backupRows("WHERE id IN (SELECT max(id) FROM backup_runs WHERE kind <> 'verify' GROUP BY organization, environment)", []);
+      const drills = await drillRows("WHERE id IN (SELECT max(id) FROM restore_drills GROUP BY organization, environment)", []);
+      return { backups, drills };
+    },
+
+    /** Runs what the schedules say is due: a first full backup at once, then full/diff/incr and drills on their cron. */
+    runDue: async (): Promise<number> => {
+      if (configuredRuntime === undefined) return 0;
+      const ctx = systemContext("scheduler");
+      const at = now();
+      let started = 0;
+      for (const organization of await latestSpecs()) {
+        for (const environment of organization.environments.filter((item): item is TBackedUp => item.backup.enabled)) {
+          const latest = (kind: string) => backupRows("WHERE organization = $1 AND environment = $2 AND kind = $3", [organization.metadata.name, environment.name, kind]).then((rows) => rows[0]);
+          const lastFull = await latest("full");
+          const schedules: [TBackupType, string | undefined][] = [["full", environment.backup.schedule.full], ["diff", environment.backup.schedule.differential], ["incr", environment.backup.schedule.incremental]];
+          for (const [kind, cron] of schedules) {
+            if (cron === undefined) continue;
+            const last = kind === "full" ? lastFull : await latest(kind);
+            const due = lastFull === undefined ? kind === "full" : (() => {
+              const fired = lastFiring(cron, at);
+              return fired !== undefined && (last === undefined || last.startedAt < fired);
+            })();
+            if (!due) continue;
+            started += 1;
+            await runBackup(ctx, organization, environment, kind, "schedule").catch(() => undefined);
+          }
+          const drillCron = environment.backup.restoreDrill?.schedule;
+          const fired = drillCron === undefined ? undefined : lastFiring(drillCron, at);
+          const lastDrill = (await drillRows("WHERE organization = $1 AND environment = $2", [organization.metadata.name, environment.name]))[0];
+          if (fired !== undefined && lastFull !== undefined && (lastDrill === undefined || lastDrill.startedAt < fired)) {
+            started += 1;
+            await runDrill(ctx, organization, environment, "schedule").catch(() => undefined);
+          }
+        }
+      }
+      return started;
+    },
+
+    /** Runs left "running" by a carehost that stopped midway are failures, not backups. */
+    markInterrupted: async (): Promise<number> => {
+      const backups = await db.query("UPDATE backup_runs SET status = 'failed', error = 'interrupted: carehost stopped before it finished', finished_at = $1 WHERE status = 'running' RETURNING id", [now()]);
+      const drills = await db.query("UPDATE restore_drills SET status = 'failed', error = 'interrupted: carehost stopped before it finished', finished_at = $1 WHERE status = 'running' RETURNING id", [now()]);
+      return backups.rows.length + drills.rows.length;
+    },
+  };
+};
+
+export type TRecoveryService = ReturnType<typeof recoveryServiceFactory>;

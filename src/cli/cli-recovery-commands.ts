@@ -1,0 +1,117 @@
+import type { Command } from "commander";
+import type { TApiClient } from "./cli-client.js";
+import { CliError, exitCodes } from "./cli-errors.js";
+import { printJson, printLine } from "./cli-output.js";
+import type { TOutputFormat } from "./cli-output.js";
+
+type TGlobal = { client: () => Promise<TApiClient> };
+type TBackupRun = { id: number; organization: string; environment: string; kind: string; trigger: string; status: string; label: string | null; databaseBytes: number | null; durationMs: number | null; error: string | null; startedAt: string };
+type TDrillRun = { id: number; environment: string; trigger: string; status: string; backupLabel: string | null; rtoSeconds: number | null; rpoSeconds: number | null; rtoObjectiveMinutes: number; rpoObjectiveMinutes: number; problems: string[]; startedAt: string };
+
+const megabytes = (bytes: number | null) => (bytes === null ? "-" : `${(bytes / 1024 / 1024).toFixed(1)} MB`);
+const seconds = (value: number | null) => (value === null ? "-" : `${value.toFixed(1)} s`);
+
+export const formatDrill = (drill: TDrillRun): string =>
+  `#${drill.id}  ${drill.startedAt}  ${drill.environment}  ${drill.status.toUpperCase()}  RTO ${seconds(drill.rtoSeconds)} (objective ${drill.rtoObjectiveMinutes} min)  RPO ${seconds(drill.rpoSeconds)} (objective ${drill.rpoObjectiveMinutes} min)  backup ${drill.backupLabel ?? "-"}${drill.problems.length > 0 ? `\n      ${drill.problems.join("\n      ")}` : ""}`;
+
+export const registerRecoveryCommands = (program: Command, global: TGlobal): void => {
+  const orgOption = ["--org <organization>", "when two organizations have an environment of that name"] as const;
+
+  program
+    .command("backup")
+    .description("take a pgBackRest backup of an environment now (full, diff or incr)")
+    .argument("<env>", "environment")
+    .option("--type <kind>", "full, diff or incr", "full")
+    .option(...orgOption)
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (environment: string, options: { type: string; org?: string; output: TOutputFormat }) => {
+      if (!["full", "diff", "incr"].includes(options.type)) throw new CliError(`--type must be full, diff or incr, not ${JSON.stringify(options.type)}`, exitCodes.usage);
+      const result = await (await global.client()).request<{ label: string; type: string; databaseBytes: number; repositoryBytes: number; durationMs: number }>("POST", "/api/backups", {
+        environment,
+        kind: options.type,
+        ...(options.org === undefined ? {} : { organization: options.org }),
+      });
+      if (options.output === "json") printJson(result);
+      else printLine(`Backup ${result.label} (${result.type}) of ${environment}: ${megabytes(result.databaseBytes)} database, ${megabytes(result.repositoryBytes)} written to the repository, in ${(result.durationMs / 1000).toFixed(1)} s.`);
+    });
+
+  program
+    .command("backups")
+    .description("backups carehost ran, newest first")
+    .argument("[env]", "only this environment")
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (environment: string | undefined, options: { output: TOutputFormat }) => {
+      const runs = await (await global.client()).request<TBackupRun[]>("GET", `/api/backups${environment === undefined ? "" : `?environment=${encodeURIComponent(environment)}`}`);
+      if (options.output === "json") {
+        printJson(runs);
+        return;
+      }
+      if (runs.length === 0) printLine("no backups yet");
+      for (const run of runs) {
+        printLine(`#${run.id}  ${run.startedAt}  ${run.environment}  ${run.kind}  ${run.status}  ${run.label ?? "-"}  ${megabytes(run.databaseBytes)}  ${run.durationMs === null ? "-" : `${(run.durationMs / 1000).toFixed(1)} s`}${run.error === null ? "" : `  ${run.error}`}`);
+      }
+    });
+
+  program
+    .command("verify")
+    .description("pgbackrest verify: check every file of the environment's repositories")
+    .argument("<env>", "environment")
+    .option(...orgOption)
+    .action(async (environment: string, options: { org?: string }) => {
+      const result = await (await global.client()).request<{ ok: boolean; output: string }>("POST", "/api/backups/verify", { environment, ...(options.org === undefined ? {} : { organization: options.org }) });
+      printLine(result.ok ? `The repositories of ${environment} verify clean.` : `VERIFY FAILED for ${environment}:\n${result.output}`);
+      if (!result.ok) process.exitCode = exitCodes.failure;
+    });
+
+  program
+    .command("restore")
+    .description("restore an environment's backups into a new copy: --to latest | --to <ISO instant> | --to-lsn <lsn>")
+    .argument("<env>", "environment")
+    .option("--to <target>", "latest, or an instant such as 2026-11-22T14:03:05Z", "latest")
+    .option("--to-lsn <lsn>", "a WAL position such as 0/3000028")
+    .requiredOption("--into <name>", "name of the restored copy")
+    .option(...orgOption)
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (environment: string, options: { to: string; toLsn?: string; into: string; org?: string; output: TOutputFormat }) => {
+      const result = await (await global.client()).request<{ target: string; port: number; directory: string; database: string; durationMs: number }>("POST", "/api/restores", {
+        environment,
+        to: options.to,
+        into: options.into,
+        ...(options.toLsn === undefined ? {} : { toLsn: options.toLsn }),
+        ...(options.org === undefined ? {} : { organization: options.org }),
+      });
+      if (options.output === "json") {
+        printJson(result);
+        return;
+      }
+      printLine(`Restored ${environment} to ${result.target} in ${(result.durationMs / 1000).toFixed(1)} s: a copy runs on 127.0.0.1:${result.port} (database ${result.database}, TLS from the organization CA), data in ${result.directory}.`);
+    });
+
+  program
+    .command("drill")
+    .description("run a restore drill now: restore the latest backup, check it, measure RTO and RPO, tear it down")
+    .argument("<env>", "environment")
+    .option(...orgOption)
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (environment: string, options: { org?: string; output: TOutputFormat }) => {
+      const drill = await (await global.client()).request<TDrillRun>("POST", "/api/drills", { environment, ...(options.org === undefined ? {} : { organization: options.org }) });
+      if (options.output === "json") printJson(drill);
+      else printLine(formatDrill(drill));
+      if (drill.status !== "passed") process.exitCode = exitCodes.failure;
+    });
+
+  program
+    .command("drills")
+    .description("restore drills with achieved RTO/RPO against the objectives, newest first")
+    .argument("[env]", "only this environment")
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (environment: string | undefined, options: { output: TOutputFormat }) => {
+      const drills = await (await global.client()).request<TDrillRun[]>("GET", `/api/drills${environment === undefined ? "" : `?environment=${encodeURIComponent(environment)}`}`);
+      if (options.output === "json") {
+        printJson(drills);
+        return;
+      }
+      if (drills.length === 0) printLine("no drills yet");
+      for (const drill of drills) printLine(formatDrill(drill));
+    });
+};

@@ -1,0 +1,92 @@
+import { z } from "zod";
+import { ValidationError } from "../../lib/errors.js";
+import type { TServerServices } from "../server-services.js";
+import { problemResponses } from "./route-types.js";
+import type { TApi } from "./route-types.js";
+
+const EnvironmentBody = z.strictObject({
+  environment: z.string().min(1).max(63).describe("environment name"),
+  organization: z.string().min(1).max(63).optional().describe("needed only when two organizations share the environment name"),
+});
+
+export const registerRecoveryRoutes = (api: TApi, services: Pick<TServerServices, "recovery">): void => {
+  api.post(
+    "/api/backups",
+    {
+      schema: {
+        tags: ["recovery"],
+        summary: "Take a pgBackRest backup of an environment now",
+        body: EnvironmentBody.extend({ kind: z.enum(["full", "diff", "incr"]).default("full") }),
+        response: { 200: z.looseObject({ label: z.string(), type: z.string(), durationMs: z.number() }), ...problemResponses },
+      },
+    },
+    async (request) => services.recovery.backup(request.ctx, request.body),
+  );
+
+  api.get(
+    "/api/backups",
+    {
+      schema: {
+        tags: ["recovery"],
+        summary: "Backups carehost ran, newest first",
+        querystring: z.object({ environment: z.string().optional() }),
+        response: { 200: z.array(z.looseObject({ id: z.number(), environment: z.string(), kind: z.string(), status: z.string() })), ...problemResponses },
+      },
+    },
+    async (request) => services.recovery.listBackups(request.ctx, request.query.environment),
+  );
+
+  api.post(
+    "/api/backups/verify",
+    {
+      schema: { tags: ["recovery"], summary: "pgbackrest verify over the environment's repositories", body: EnvironmentBody, response: { 200: z.object({ environment: z.string(), ok: z.boolean(), output: z.string() }), ...problemResponses } },
+    },
+    async (request) => services.recovery.verify(request.ctx, request.body),
+  );
+
+  api.post(
+    "/api/restores",
+    {
+      schema: {
+        tags: ["recovery"],
+        summary: "Restore an environment's backups into a new copy (latest, a point in time, or an LSN)",
+        body: EnvironmentBody.extend({
+          to: z.string().min(1).max(64).default("latest").describe("latest, or an ISO 8601 instant with a zone"),
+          toLsn: z.string().max(32).optional().describe("an LSN such as 0/3000028, instead of --to"),
+          into: z.string().min(1).max(40).describe("name of the restored copy"),
+        }),
+        response: { 200: z.looseObject({ environment: z.string(), target: z.string(), port: z.number(), directory: z.string() }), ...problemResponses },
+      },
+    },
+    async (request) => {
+      const { to, toLsn, ...rest } = request.body;
+      const target =
+        toLsn !== undefined ? ({ kind: "lsn", lsn: toLsn } as const) : to === "latest" ? ({ kind: "latest" } as const) : ({ kind: "time", time: new Date(to) } as const);
+      if (target.kind === "time" && (Number.isNaN(target.time.getTime()) || !/(Z|[+-]\d{2}:?\d{2})$/.test(to))) {
+        throw new ValidationError(`--to ${JSON.stringify(to)} is not latest or an ISO 8601 instant with a zone, e.g. 2026-11-22T14:03:05Z`);
+      }
+      return services.recovery.restore(request.ctx, { ...rest, target });
+    },
+  );
+
+  api.post(
+    "/api/drills",
+    {
+      schema: { tags: ["recovery"], summary: "Run a restore drill now: restore, check, measure RTO/RPO, tear down", body: EnvironmentBody, response: { 200: z.looseObject({ status: z.string() }), ...problemResponses } },
+    },
+    async (request) => services.recovery.drill(request.ctx, request.body),
+  );
+
+  api.get(
+    "/api/drills",
+    {
+      schema: {
+        tags: ["recovery"],
+        summary: "Restore drills, newest first, with achieved RTO/RPO against the objectives",
+        querystring: z.object({ environment: z.string().optional() }),
+        response: { 200: z.array(z.looseObject({ id: z.number(), environment: z.string(), status: z.string() })), ...problemResponses },
+      },
+    },
+    async (request) => services.recovery.listDrills(request.ctx, request.query.environment),
+  );
+};
