@@ -19,7 +19,7 @@ import type { TManifestObject, TManifestSubject } from "../policy/policy-types.j
 
 type TGitopsServiceDeps = {
   /** One repository per organization and target: environment names are unique only within an organization, and bundles never mix. */
-  repositoryFor: (organization: string, target: TRenderTarget) => TGitopsRepository;
+  repositoryFor: (organization: string, target: TRenderTarget, remote?: string) => TGitopsRepository;
   renderers: Readonly<Record<TRenderTarget, TEnvironmentRenderer>>;
   policy: Pick<TPolicyChecker, "assertSpecCompliant" | "assertManifestsCompliant">;
   audit: { append: TAuditAppend };
@@ -61,7 +61,7 @@ export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }
     await authorize(ctx, "spec:plan", audit);
     const { spec } = parseSpecSubmission(submission);
     const files = renderChecked(renderers[target], spec, policy);
-    const repository = repositoryFor(spec.metadata.name, target);
+    const repository = repositoryFor(spec.metadata.name, target, spec.gitops?.repository);
     await repository.ensure();
     const diff = await repository.diff({ files });
     return { organization: spec.metadata.name, target, ...diff };
@@ -72,7 +72,7 @@ export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }
     const { spec, digest } = parseSpecSubmission(submission);
     const organization = spec.metadata.name;
     const files = renderChecked(renderers[target], spec, policy);
-    const repository = repositoryFor(organization, target);
+    const repository = repositoryFor(organization, target, spec.gitops?.repository);
     await repository.ensure();
     // An environment gone from the spec leaves the repository too (an empty set of files removes its
     // directory), and Argo CD prunes its namespace, volumes included: only with --confirm-destroy.

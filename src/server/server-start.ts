@@ -87,11 +87,15 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const repositories = new Map<string, TGitopsRepository>();
   const gitops = gitopsServiceFactory({
     // A local bare repository per target in the data dir: Argo CD or Flux can sync from it (or a mirror of it).
-    repositoryFor: (organization: string, target: TRenderTarget) => {
-      const key = `${organization}/${target}`;
+    repositoryFor: (organization: string, target: TRenderTarget, remote?: string) => {
+      const key = `${organization}/${target}/${remote ?? ""}`;
       const repository =
         repositories.get(key) ??
-        gitopsRepositoryFactory({ bareRepositoryPath: join(config.home, "gitops", organization, `${target}.git`), workDir: join(config.home, "gitops", "work", organization, target) });
+        gitopsRepositoryFactory({
+          bareRepositoryPath: join(config.home, "gitops", organization, `${target}.git`),
+          workDir: join(config.home, "gitops", "work", organization, target),
+          ...(remote === undefined ? {} : { remote }),
+        });
       repositories.set(key, repository);
       return repository;
     },

@@ -253,6 +253,13 @@ const PolicyExceptionSchema = z.strictObject({
   approvedBy: z.string().trim().min(1).max(200).optional().describe("Who approved it, when it was not the owner."),
 });
 
+const GitopsSchema = z.strictObject({
+  repository: z
+    .url({ protocol: /^(https|ssh)$/, error: (issue) => `${show(issue.input)} is not an https:// or ssh:// Git URL` })
+    .describe("Remote every render is pushed to after its local commit; Argo CD syncs from it. Credentials come from the host's Git configuration, never from the spec."),
+  targetRevision: z.string().min(1).default("main").describe("Branch Argo CD follows. Default main."),
+});
+
 const DefaultsSchema = z.strictObject({
   maintenanceWindow: MaintenanceWindowSchema.optional().describe("Maintenance window of environments that declare none."),
 });
@@ -271,6 +278,7 @@ const OrganizationInputSchema = z.strictObject({
   backupRepositories: z.array(BackupRepositorySchema).default([]).describe("Where backups are stored. Credentials are referenced by secret name only."),
   defaults: DefaultsSchema.optional().describe("Values environments inherit when they do not set them."),
   environments: z.array(EnvironmentSchema).min(1).describe("The Odoo environments of the organization."),
+  gitops: GitopsSchema.optional().describe("Where rendered manifests are delivered; without it, a bare repository in the carehost data dir."),
   policyExceptions: z
     .array(PolicyExceptionSchema)
     .default([])

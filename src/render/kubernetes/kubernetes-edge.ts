@@ -72,7 +72,7 @@ export function edgeObjects(context: TRenderContext): TKubernetesObject[] {
       metadata: { name: context.namespace, namespace: "argocd", labels: metadata(context, context.namespace, "gitops").labels },
       spec: {
         project: "default",
-        source: { repoURL: DEFAULT_GITOPS_REPOSITORY, targetRevision: "main", path: `environments/${environment.name}` },
+        source: { repoURL: context.organization.gitops?.repository ?? DEFAULT_GITOPS_REPOSITORY, targetRevision: context.organization.gitops?.targetRevision ?? "main", path: `environments/${environment.name}` },
         destination: { server: "https://kubernetes.default.svc", namespace: context.namespace },
         // Hand changes in the cluster are reverted; removals in Git are applied (prune).
         syncPolicy: { automated: { prune: true, selfHeal: true }, syncOptions: ["ServerSideApply=true"] },

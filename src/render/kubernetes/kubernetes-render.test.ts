@@ -98,6 +98,12 @@ void describe("Kubernetes renderer", () => {
     assert.ok(!training.some((object) => object.kind === "ScheduledBackup"), "training has backups disabled");
   });
 
+  void it("points Argo CD at the organization's GitOps remote when the spec names one", async () => {
+    const spec = { ...(await demo()), gitops: { repository: "https://git.northwind-health.example/platform/gitops.git", targetRevision: "release" } };
+    const application = kubernetesObjects(spec, "prod").find((object) => object.kind === "Application") as unknown as { spec: { source: { repoURL: string; targetRevision: string; path: string } } };
+    assert.deepEqual(application.spec.source, { repoURL: "https://git.northwind-health.example/platform/gitops.git", targetRevision: "release", path: "environments/prod" });
+  });
+
   void it("refuses a production image without a digest, naming it", async () => {
     const spec = await demo();
     const unpinned = { ...spec, environments: spec.environments.map((environment) => (environment.name === "prod" ? { ...environment, odoo: { ...environment.odoo, image: "odoo:17.0" } } : environment)) };
