@@ -234,18 +234,27 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       let started = 0;
       for (const organization of await latestSpecs()) {
         for (const environment of organization.environments.filter((item): item is TBackedUp => item.backup.enabled)) {
-          const latest = (kind: string) => backupRows("WHERE organization = $1 AND environment = $2 AND kind = $3", [organization.metadata.name, environment.name, kind]).then((rows) => rows[0]);
+          // Only a succeeded run counts: a failed one is retried at the next pass.
+          const latest = (kind: string) =>
+            backupRows("WHERE organization = $1 AND environment = $2 AND kind = $3 AND status = 'succeeded'", [organization.metadata.name, environment.name, kind]).then((rows) => rows[0]);
           const lastFull = await latest("full");
-          const schedules: [TBackupType, string | undefined][] = [["full", environment.backup.schedule.full], ["diff", environment.backup.schedule.differential], ["incr", environment.backup.schedule.incremental]];
-          for (const [kind, cron] of schedules) {
-            if (cron === undefined) continue;
-            const last = kind === "full" ? lastFull : await latest(kind);
-            const due = lastFull === undefined ? kind === "full" : (() => {
-              const fired = lastFiring(cron, at);
-              return fired !== undefined && (last === undefined || last.startedAt < fired);
-            })();
-            if (!due) continue;
+          if (lastFull === undefined) {
+            // No full backup yet (a new environment, or every attempt failed): take one now; diff and incr need it as their base.
             started += 1;
+            await runBackup(ctx, organization, environment, "full", "schedule").catch(() => undefined);
+            continue;
+          }
+          const schedules: [TBackupType, string | undefined][] = [["full", environment.backup.schedule.full], ["diff", environment.backup.schedule.differential], ["incr", environment.backup.schedule.incremental]];
+          let ranThisPass = false;
+          for (const [kind, cron] of schedules) {
+            if (cron === undefined || ranThisPass) continue;
+            const last = kind === "full" ? lastFull : await latest(kind);
+            const fired = lastFiring(cron, at);
+            // Any newer backup of a larger kind covers a smaller one's slot (a full covers a diff).
+            const covering = [lastFull, ...(kind === "incr" ? [await latest("diff")] : []), last].filter((run) => run !== undefined).map((run) => run.startedAt);
+            if (fired === undefined || covering.some((time) => time >= fired)) continue;
+            started += 1;
+            ranThisPass = true;
             await runBackup(ctx, organization, environment, kind, "schedule").catch(() => undefined);
           }
           const drillCron = environment.backup.restoreDrill?.schedule;

@@ -1,0 +1,68 @@
+import assert from "node:assert/strict";
+import { chmod } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { createAuditHarness, type TAuditHarness } from "../../test/audit-fixtures.js";
+import { createRuntimeHarness, runtimeTestSpec, type TRuntimeHarness } from "../../test/runtime-fixtures.js";
+import { testDatabaseFactories } from "../../test/test-databases.js";
+import { systemContext } from "../lib/request-context.js";
+import type { TOrganizationSpec } from "../spec/spec-schema.js";
+import { recoveryServiceFactory, type TRecoveryService } from "./recovery-service.js";
+
+const ORG = "faults-health";
+const ctx = systemContext("test");
+
+void describe("recovery service: failures are recorded, audited and alerted, and nothing half-made survives a stop", () => {
+  let runtimeHarness: TRuntimeHarness;
+  let auditHarness: TAuditHarness;
+  let spec: TOrganizationSpec;
+  let recovery: TRecoveryService;
+
+  before(async () => {
+    runtimeHarness = await createRuntimeHarness();
+    auditHarness = await createAuditHarness(testDatabaseFactories.pglite);
+    const full = runtimeTestSpec(ORG);
+    spec = { ...full, environments: full.environments.filter((environment) => environment.name === "prod") };
+    await runtimeHarness.runtime.reconcile(spec);
+    recovery = recoveryServiceFactory({ db: auditHarness.db, runtime: runtimeHarness.runtime, latestSpecs: async () => [spec], audit: auditHarness.log });
+  });
+  after(async () => {
+    await runtimeHarness.close([spec]);
+    await auditHarness.dispose();
+  });
+
+  void it("marks a backup failed when the repository is unreachable, audits it, and succeeds once it is back", async () => {
+    const repository = join(runtimeHarness.root, "..", "backups", ORG);
+    await chmod(repository, 0o000);
+    try {
+      await assert.rejects(recovery.backup(ctx, { environment: "prod", kind: "full" }), /pgBackRest backup for stanza "dedicated-prod" failed/);
+    } finally {
+      await chmod(repository, 0o700);
+    }
+    const [failed] = await recovery.listBackups(ctx, "prod");
+    assert.equal(failed?.status, "failed");
+    assert.match(failed?.error ?? "", /Permission denied|unable/i);
+    assert.equal((await auditHarness.log.list({ type: "backup.failed", limit: 5 })).length, 1);
+    // Retried: the schedule sees no successful full backup and takes one.
+    assert.ok((await recovery.runDue()) >= 1);
+    const [succeeded] = await recovery.listBackups(ctx, "prod");
+    assert.equal(succeeded?.status, "succeeded");
+    assert.ok((succeeded?.databaseBytes ?? 0) > 0);
+    const completed = await auditHarness.log.list({ type: "backup.completed", limit: 5 });
+    assert.equal(completed.length, 1);
+  });
+
+  void it("turns runs left 'running' by a killed carehost into failures at the next start", async () => {
+    await auditHarness.db.query("INSERT INTO backup_runs (organization, environment, kind, trigger, status) VALUES ($1, 'prod', 'full', 'schedule', 'running')", [ORG]);
+    await auditHarness.db.query("INSERT INTO restore_drills (organization, environment, trigger, status, rto_objective_minutes, rpo_objective_minutes) VALUES ($1, 'prod', 'schedule', 'running', 240, 15)", [ORG]);
+    assert.equal(await recovery.markInterrupted(), 2);
+    const [latest] = await recovery.listBackups(ctx, "prod");
+    assert.equal(latest?.status, "failed");
+    assert.match(latest?.error ?? "", /interrupted/);
+    assert.equal(await recovery.markInterrupted(), 0);
+  });
+
+  void it("refuses what cannot be backed up, naming it", async () => {
+    await assert.rejects(recovery.backup(ctx, { environment: "staging", kind: "full" }), /no recorded environment is named "staging"/);
+  });
+});
