@@ -2,7 +2,7 @@
 // PostgreSQL and Redis binaries, reads it back for drift and for the live controls, restarts what
 // crashed, and removes an environment only after a final backup. Implements TRuntime.
 import { createHash } from "node:crypto";
-import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type pg from "pg";
 import type { TArtifactSubject, TLiveSubject } from "../../policy/policy-types.js";
@@ -319,6 +319,13 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
 
   /** Stops every process of the organization (tests, `carehost down`); data stays. */
   const stopOrganizationNow = async (organization: TOrganizationSpec): Promise<void> => {
+    // Restored copies are this organization's processes too.
+    const restores = join(root, organization.metadata.name, "restores");
+    for (const name of await readdir(restores).catch(() => [] as string[])) {
+      const directory = join(restores, name);
+      const version = Number((await readFile(join(directory, "data", "PG_VERSION"), "utf8").catch(() => "15")).trim());
+      await stopCluster({ name, directory, port: 0, version, owner: (await serviceOwners()).postgres }).catch(() => undefined);
+    }
     const placement = placeOrganization(organization);
     const org = placement.organization;
     const owner = await serviceOwners();
