@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
@@ -87,6 +87,15 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     assert.equal(drill.amcheckPassed, true, drill.amcheckOutput);
     assert.deepEqual(drill.databasesMissing, []);
     assert.ok(drill.tables.some((table) => table.table === "public.ledger" && table.restored === table.source));
+  });
+
+  void it("removes the copy a drill left behind when carehost was killed midway, at the next reconcile", async () => {
+    const leftover = join(harness.root, ORG, "drills", "dedicated-prod-1");
+    await mkdir(join(leftover, "data"), { recursive: true });
+    await writeFile(join(leftover, "data", "PG_VERSION"), "15\n");
+    const actions = await harness.runtime.reconcile(spec);
+    assert.deepEqual(actions, [{ target: "drill/dedicated-prod-1", action: "removed the copy of an interrupted restore drill" }]);
+    await assert.rejects(stat(leftover), /ENOENT/);
   });
 
   void it("encrypts the repository, and verify finds a corrupted file", async () => {

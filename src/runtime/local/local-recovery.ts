@@ -2,7 +2,7 @@
 // into a new "scratch" cluster next to the source (its own data directory and port, archiving off
 // so it can never write into production's repository); a drill restores the latest backup, checks
 // it, measures the achieved RTO and RPO, and tears the copy down.
-import { appendFile, mkdir, readdir, rm } from "node:fs/promises";
+import { appendFile, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
@@ -11,7 +11,7 @@ import type { TBackupInfo } from "../../backup/pgbackrest-command.js";
 import { DomainError, NotFoundError, ValidationError } from "../../lib/errors.js";
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
 import type { TClusterBackup } from "./local-backup-config.js";
-import { CLUSTER_ADMIN_ROLE, connectAdmin, dataDirectoryOf, runningPid, startCluster, stopCluster } from "./postgres-cluster.js";
+import { CLUSTER_ADMIN_ROLE, connectAdmin, dataDirectoryOf, startCluster, stopCluster } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { runCommand } from "./runtime-command.js";
 import { freeLoopbackPort } from "./runtime-instance.js";
@@ -197,14 +197,4 @@ export async function runDrill(source: TRecoverableCluster, scratchDirectory: st
   } finally {
     await discardScratch(scratch);
   }
-}
-
-/** Scratch copies left by an interrupted restore or drill (carehost killed midway): removed at start. */
-export async function removeStaleScratch(directory: string): Promise<string[]> {
-  const entries = await readdir(directory).catch(() => [] as string[]);
-  for (const entry of entries) {
-    const scratch = { name: entry, directory: join(directory, entry), port: 0, version: 15, owner: undefined };
-    if ((await runningPid(scratch)) === undefined) await rm(scratch.directory, { recursive: true, force: true });
-  }
-  return entries;
 }

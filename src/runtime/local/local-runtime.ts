@@ -1,6 +1,6 @@
 // The local runtime: makes an organization's data tier real on this host from the host's
 // PostgreSQL and Redis binaries, reads it back for drift and for the live controls, restarts what
-// crashed, and removes an environment only after a final backup. Implements TRuntime.
+// crashed, and removes an environment only after a final backup.
 import { createHash } from "node:crypto";
 import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -162,6 +162,12 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     await mkdir(organizationDirectory(root, org), { recursive: true, mode: 0o711 });
     const ca = await certificateAuthority(org);
     const actions: TRuntimeAction[] = [];
+    // A drill's copy exists only while the drill runs; one found now was left by a carehost killed midway.
+    const drills = join(root, org, "drills");
+    for (const name of await stopCopies(drills)) {
+      await rm(join(drills, name), { recursive: true, force: true });
+      actions.push({ target: `drill/${name}`, action: "removed the copy of an interrupted restore drill" });
+    }
     // Clusters and Redis instances are independent processes: bring them up side by side.
     const results = await Promise.all([
       ...placement.clusters.map(async (cluster) => reconcileCluster(await clusterContext(organization, cluster, ca))),
@@ -318,14 +324,20 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
   };
 
   /** Stops every process of the organization (tests, `carehost down`); data stays. */
+  /** Stops the restored copies under one directory (restores/ or drills/); returns their names. */
+  const stopCopies = async (directory: string): Promise<string[]> => {
+    const names = await readdir(directory).catch(() => [] as string[]);
+    for (const name of names) {
+      const copy = join(directory, name);
+      const version = Number((await readFile(join(copy, "data", "PG_VERSION"), "utf8").catch(() => "15")).trim());
+      await stopCluster({ name, directory: copy, port: 0, version, owner: (await serviceOwners()).postgres }).catch(() => undefined);
+    }
+    return names;
+  };
+
   const stopOrganizationNow = async (organization: TOrganizationSpec): Promise<void> => {
     // Restored copies are this organization's processes too.
-    const restores = join(root, organization.metadata.name, "restores");
-    for (const name of await readdir(restores).catch(() => [] as string[])) {
-      const directory = join(restores, name);
-      const version = Number((await readFile(join(directory, "data", "PG_VERSION"), "utf8").catch(() => "15")).trim());
-      await stopCluster({ name, directory, port: 0, version, owner: (await serviceOwners()).postgres }).catch(() => undefined);
-    }
+    await stopCopies(join(root, organization.metadata.name, "restores"));
     const placement = placeOrganization(organization);
     const org = placement.organization;
     const owner = await serviceOwners();
