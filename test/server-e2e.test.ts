@@ -117,7 +117,8 @@ void describe("carehost server and CLI end to end", () => {
     assert.match(plan.stdout, /~ change environment "prod"\n\s+odoo.workers: 9 → 11/);
     const applied = await cli(["apply", changed]);
     assert.match(applied.stdout, /Recorded as spec revision 2/);
-    assert.match((await cli(["apply", changed])).stdout, /No changes/);
+    const again = await cli(["apply", changed]);
+    assert.match(again.stdout, /No changes/, again.stderr);
 
     const withoutTraining = join(home, "without-training.yaml");
     const trainingStart = source.indexOf("  - name: training");

@@ -373,13 +373,17 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     /** Stops every process of the organization (tests, a host shutdown); data stays. */
     stopOrganization: (organization: TOrganizationSpec): Promise<void> => exclusive(organization, () => stopOrganizationNow(organization)),
 
-    /** Takes a pgBackRest backup of the environment's cluster (a shared cluster is backed up as a whole). */
-    backup: async (organization: TOrganizationSpec, environmentName: string, type: TBackupType) => {
+    /**
+     * Takes a pgBackRest backup of the environment's cluster (a shared cluster is backed up as a
+     * whole). Backups, restores and drills hold the organization's lifecycle lock like reconcile:
+     * a reconcile must not restart a cluster under a running backup or a drill reading its source.
+     */
+    backup: (organization: TOrganizationSpec, environmentName: string, type: TBackupType) => exclusive(organization, async () => {
       const source = await recoverable(organization, environmentName);
       const started = process.hrtime.bigint();
       const info = await takeBackup(source, type);
       return { stanza: source.backup.access.stanza, durationMs: Math.round(Number(process.hrtime.bigint() - started) / 1e6), ...info };
-    },
+    }),
 
     /** pgbackrest verify over every repository of the environment's stanza. */
     verify: async (organization: TOrganizationSpec, environmentName: string) => {
@@ -393,7 +397,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     },
 
     /** Restores into a new copy of the cluster, kept running under <root>/<org>/restores/<name> for inspection. */
-    restore: async (organization: TOrganizationSpec, environmentName: string, target: TRestoreTarget, name: string) => {
+    restore: (organization: TOrganizationSpec, environmentName: string, target: TRestoreTarget, name: string) => exclusive(organization, async () => {
       const source = await recoverable(organization, environmentName);
       if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(name)) throw new ValidationError(`--into ${JSON.stringify(name)} is not a name (lowercase letters, digits and hyphens)`);
       const directory = join(root, organization.metadata.name, "restores", name);
@@ -403,15 +407,15 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       const started = process.hrtime.bigint();
       const scratch = await restoreToScratch(source, directory, target);
       return { directory, port: scratch.port, database: databaseNameOf({ name: environmentName }), durationMs: Math.round(Number(process.hrtime.bigint() - started) / 1e6) };
-    },
+    }),
 
     /** Restores the latest backup into a scratch cluster, checks and measures it, and tears it down. */
-    drill: async (organization: TOrganizationSpec, environmentName: string) => {
+    drill: (organization: TOrganizationSpec, environmentName: string) => exclusive(organization, async () => {
       const source = await recoverable(organization, environmentName);
       const placement = placeOrganization(organization).clusters.find((cluster) => cluster.name === source.cluster.name);
       const directory = join(root, organization.metadata.name, "drills", `${source.cluster.name}-${now().getTime()}`);
       return { stanza: source.backup.access.stanza, ...(await runDrill(source, directory, placement?.environments ?? [], now)) };
-    },
+    }),
 
     /** Writes the heartbeat that drills read to measure the achieved RPO, in every backed-up cluster. */
     heartbeat: async (organization: TOrganizationSpec): Promise<void> => {
