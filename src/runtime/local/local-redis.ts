@@ -131,24 +131,33 @@ export async function reconcileRedis(context: TRedisContext): Promise<TRuntimeAc
     await startRedis(instance, files.adminPassword, context.ca.certPem);
     act("restarted with the rendered redis.conf");
   }
-  const client = await connectRedisAdmin(instance, files.adminPassword, context.ca.certPem);
-  try {
-    if (aclChanged && !actions.some((action) => action.action.startsWith("started") || action.action.startsWith("restarted"))) {
-      await client.aclLoad();
-      act("loaded users.acl");
+  // ACL LOAD drops the connections of the users it reloads, carehost's own included: every step
+  // after one reconnects.
+  const withAdmin = async <T>(use: (client: TRedisClient) => Promise<T>): Promise<T> => {
+    const client = await connectRedisAdmin(instance, files.adminPassword, context.ca.certPem);
+    try {
+      return await use(client);
+    } finally {
+      await client.close().catch(() => undefined);
     }
-    const applied = await readSnapshot(instance);
-    if (applied !== undefined && !confChanged && !aclChanged) {
-      const drift = snapshotDrift(target, applied, await takeSnapshot(client));
-      if (drift.some((item) => item.field.startsWith("acl "))) await client.aclLoad();
-      for (const item of drift.filter((entry) => entry.field.startsWith("config "))) await client.configSet(item.field.slice("config ".length), item.expected);
-      if (drift.length > 0) act(`corrected ${drift.map((item) => item.field).join(", ")}`);
-    }
-    const snapshot = await takeSnapshot(client);
-    if (JSON.stringify(snapshot) !== JSON.stringify(applied)) await writeFile(snapshotPath(instance), `${JSON.stringify(snapshot)}\n`, { mode: 0o600 });
-  } finally {
-    await client.close();
+  };
+  const justStarted = actions.some((action) => action.action.startsWith("started") || action.action.startsWith("restarted"));
+  if (aclChanged && !justStarted) {
+    await withAdmin((client) => client.aclLoad());
+    act("loaded users.acl");
   }
+  const applied = await readSnapshot(instance);
+  if (applied !== undefined && !confChanged && !aclChanged) {
+    const drift = snapshotDrift(target, applied, await withAdmin(takeSnapshot));
+    const settings = drift.filter((entry) => entry.field.startsWith("config "));
+    if (settings.length > 0) await withAdmin(async (client) => {
+      for (const item of settings) await client.configSet(item.field.slice("config ".length), item.expected);
+    });
+    if (drift.some((item) => item.field.startsWith("acl "))) await withAdmin((client) => client.aclLoad());
+    if (drift.length > 0) act(`corrected ${drift.map((item) => item.field).join(", ")}`);
+  }
+  const snapshot = await withAdmin(takeSnapshot);
+  if (JSON.stringify(snapshot) !== JSON.stringify(applied)) await writeFile(snapshotPath(instance), `${JSON.stringify(snapshot)}\n`, { mode: 0o600 });
   return actions;
 }
 

@@ -122,6 +122,38 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     assert.deepEqual(await harness.runtime.reconcile(spec), []);
   });
 
+  void it("detects Redis drift made by hand (CONFIG SET, ACL SETUSER) and corrects it", async () => {
+    const { redis: port } = await portOf("prod");
+    assert.ok(port);
+    const connectAdmin = async () => {
+      const client = createClient({
+        socket: { host: "127.0.0.1", port, tls: true, ca: await caPem(), reconnectStrategy: false },
+        username: "carehost-admin",
+        password: await harness.secrets.current(secretNames.redisAdmin(org, "dedicated-prod")),
+      });
+      client.on("error", () => undefined);
+      await client.connect();
+      return client;
+    };
+    const admin = await connectAdmin();
+    await admin.configSet("protected-mode", "no");
+    await admin.sendCommand(["ACL", "SETUSER", "default", "on", "nopass", "+@all"]);
+    const drifted = await harness.runtime.observe(spec);
+    const prod = drifted.environments.find((environment) => environment.environment === "prod")!;
+    assert.deepEqual(prod.drift.map((item) => item.field).sort(), ["acl user default", "config protected-mode"]);
+    const live = drifted.subjects.live.find((subject) => subject.environment.name === "prod")!.live.redis!;
+    assert.equal(live.protectedMode, false);
+    assert.equal(live.defaultUserEnabled, true);
+    await admin.close();
+    assert.deepEqual(await harness.runtime.reconcile(spec), [{ target: "redis/dedicated-prod", action: "corrected config protected-mode, acl user default" }]);
+    // ACL LOAD dropped the old connections: look again with a new one.
+    const after = await connectAdmin();
+    assert.equal((await after.configGet("protected-mode"))["protected-mode"], "yes");
+    assert.ok(!(await after.aclGetUser("default"))?.flags.includes("on"));
+    await after.close();
+    assert.deepEqual(await harness.runtime.reconcile(spec), []);
+  });
+
   void it("restarts a crashed PostgreSQL and Redis", async () => {
     const { readFile } = await import("node:fs/promises");
     const pgPid = Number((await readFile(`${harness.root}/${org}/postgres/dedicated-prod/data/postmaster.pid`, "utf8")).split("\n")[0]);
