@@ -6,6 +6,7 @@ import { authorize } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { NotFoundError, ValidationError } from "../lib/errors.js";
 import { systemContext } from "../lib/request-context.js";
+import { serialQueueByKey } from "../lib/serial-queue.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import type { TLocalRuntime } from "../runtime/local/local-runtime.js";
 import type { TBackupType, TRestoreTarget } from "../runtime/local/local-recovery.js";
@@ -56,13 +57,8 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
 
   // pgBackRest takes a lock per stanza and refuses a second backup meanwhile; environments of one
   // organization may share a cluster, so its backups, restores and drills run one after another.
-  const queues = new Map<string, Promise<unknown>>();
-  const exclusive = <T>(organization: TOrganizationSpec, operation: () => Promise<T>): Promise<T> => {
-    const key = organization.metadata.name;
-    const run = (queues.get(key) ?? Promise.resolve()).catch(() => undefined).then(operation);
-    queues.set(key, run);
-    return run;
-  };
+  const queue = serialQueueByKey();
+  const exclusive = <T>(organization: TOrganizationSpec, operation: () => Promise<T>): Promise<T> => queue(organization.metadata.name, operation);
 
   const runBackup = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, trigger: TTrigger) =>
     exclusive(organization, () => runBackupNow(ctx, organization, environment, kind, trigger));

@@ -1,6 +1,6 @@
 // Reconciles and observes one PostgreSQL cluster of an organization with its tenants (the
 // environments placed in it). Reconcile acts only on a difference; observe never changes anything.
-import { access, chown, readFile, writeFile } from "node:fs/promises";
+import { access } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
@@ -23,6 +23,7 @@ import { ensureServerCertificate } from "./runtime-ca.js";
 import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
 import type { TOsUser } from "./runtime-command.js";
 import { ensureInstanceRecord, readInstanceRecord } from "./runtime-instance.js";
+import { writeFileIfChanged } from "./runtime-files.js";
 import type { TRuntimeAction, TRuntimeDrift } from "./runtime-types.js";
 
 export type TClusterContext = {
@@ -169,7 +170,7 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   let backupConfChanged = false;
   if (backup !== undefined) {
     await prepareBackupDirectories(backup, cluster.owner);
-    backupConfChanged = await writeOwnedFile(backup.access.configPath, backup.confText, cluster.owner);
+    backupConfChanged = await writeFileIfChanged(backup.access.configPath, backup.confText, { mode: 0o640, owner: cluster.owner });
     if (backupConfChanged) act(`wrote pgbackrest.conf (stanza ${backup.access.stanza}; repositories: ${backup.repositoryPaths.join(", ")})`);
   }
   const env = backup?.access.env ?? {};
@@ -211,14 +212,6 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
     act(`created pgBackRest stanza ${backup.access.stanza}`);
   }
   return actions;
-}
-
-/** Writes a file owned by the cluster's account (pgbackrest.conf); returns whether it changed. */
-async function writeOwnedFile(path: string, content: string, owner: TPostgresCluster["owner"]): Promise<boolean> {
-  if ((await readFile(path, "utf8").catch(() => undefined)) === content) return false;
-  await writeFile(path, content, { mode: 0o640 });
-  if (owner !== undefined) await chown(path, owner.uid, owner.gid);
-  return true;
 }
 
 export async function observeCluster(context: TClusterContext): Promise<TClusterObservation> {

@@ -40,6 +40,8 @@ import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
 import { runCommand, serviceUser } from "./runtime-command.js";
 import type { TOsUser } from "./runtime-command.js";
 import { readInstanceRecord } from "./runtime-instance.js";
+import { writeFileIfChanged } from "./runtime-files.js";
+import { serialQueueByKey } from "../../lib/serial-queue.js";
 import type { TRuntimeAction, TRuntimeDrift } from "./runtime-types.js";
 
 export type TLocalRuntimeDeps = {
@@ -73,13 +75,8 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
   const connections = new Map<string, pg.Client>();
   // Lifecycle operations of one organization never overlap: the supervisor restarting a cluster
   // while a reconcile starts it would have two pg_ctl start calls race on one data directory.
-  const lifecycle = new Map<string, Promise<unknown>>();
-  const exclusive = <T>(organization: TOrganizationSpec, operation: () => Promise<T>): Promise<T> => {
-    const key = organization.metadata.name;
-    const run = (lifecycle.get(key) ?? Promise.resolve()).catch(() => undefined).then(operation);
-    lifecycle.set(key, run);
-    return run;
-  };
+  const lifecycle = serialQueueByKey();
+  const exclusive = <T>(organization: TOrganizationSpec, operation: () => Promise<T>): Promise<T> => lifecycle(organization.metadata.name, operation);
   let owners: Promise<{ postgres: TOsUser | undefined; redis: TOsUser | undefined }> | undefined;
   const serviceOwners = () => (owners ??= Promise.all([serviceUser("postgres"), serviceUser("redis")]).then(([postgres, redis]) => ({ postgres, redis })));
 
@@ -124,13 +121,6 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     const pgpass = `127.0.0.1:${record?.port ?? 0}:${databaseNameOf(environment)}:${databaseRoleOf(environment)}:${await secrets.current(secretNames.databasePassword(org, environment.name))}\n`;
     const odooEnv = `PGPASSFILE=${join(directory, "pgpass")}\nPGSSLROOTCERT=${ca.certPath}\nPGSSLMODE=verify-full\n`;
     return { directory, odooConf, pgpass, odooEnv };
-  };
-
-  const writeIfChanged = async (path: string, content: string, mode: number): Promise<boolean> => {
-    if ((await readFile(path, "utf8").catch(() => undefined)) === content) return false;
-    await writeFile(path, content, { mode });
-    await chmod(path, mode);
-    return true;
   };
 
   /** The environment's cluster with what backups and restores need; refuses an environment without backups. */
@@ -178,9 +168,9 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       const files = await odooFiles(organization, environment, ca, true);
       await mkdir(join(files.directory, "data"), { recursive: true, mode: 0o700 });
       const changed = [
-        ...((await writeIfChanged(join(files.directory, "odoo.conf"), files.odooConf, 0o640)) ? ["odoo.conf"] : []),
-        ...((await writeIfChanged(join(files.directory, "pgpass"), files.pgpass, 0o600)) ? ["pgpass"] : []),
-        ...((await writeIfChanged(join(files.directory, "odoo.env"), files.odooEnv, 0o640)) ? ["odoo.env"] : []),
+        ...((await writeFileIfChanged(join(files.directory, "odoo.conf"), files.odooConf, { mode: 0o640 })) ? ["odoo.conf"] : []),
+        ...((await writeFileIfChanged(join(files.directory, "pgpass"), files.pgpass, { mode: 0o600 })) ? ["pgpass"] : []),
+        ...((await writeFileIfChanged(join(files.directory, "odoo.env"), files.odooEnv, { mode: 0o640 })) ? ["odoo.env"] : []),
       ];
       if (changed.length > 0) actions.push({ target: `environment/${environment.name}`, action: `rendered ${changed.join(", ")}` });
     }

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { DomainError } from "../../lib/errors.js";
 import { isProcessAlive, runCommand } from "./runtime-command.js";
+import { writeFileIfChanged } from "./runtime-files.js";
 import type { TOsUser } from "./runtime-command.js";
 
 /** The superuser carehost administers each cluster as; Odoo never gets it. */
@@ -73,12 +74,7 @@ export async function initializeCluster(cluster: TPostgresCluster, adminPassword
 
 /** Writes a file the cluster reads, owned by its OS user; returns whether the content changed. */
 export async function writeClusterFile(cluster: TPostgresCluster, name: string, content: string): Promise<boolean> {
-  const path = join(dataDirectoryOf(cluster), name);
-  const current = await readFile(path, "utf8").catch(() => undefined);
-  if (current === content) return false;
-  await writeFile(path, content, { mode: 0o600 });
-  await chownTree(path, cluster.owner);
-  return true;
+  return writeFileIfChanged(join(dataDirectoryOf(cluster), name), content, { mode: 0o600, owner: cluster.owner });
 }
 
 export async function readClusterFile(cluster: TPostgresCluster, name: string): Promise<string | undefined> {

@@ -1,7 +1,7 @@
 // One redis-server on this host, run as a non-root OS user from the host's binary. Same failure
 // rules as postgres-cluster.ts: `start` returns once the server answers over TLS, or throws with
 // the log's last lines; every method may be called again after a failure.
-import { chown, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chown, mkdir, readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { createClient } from "redis";
@@ -9,6 +9,7 @@ import { DomainError } from "../../lib/errors.js";
 import { isProcessAlive, spawnDetached } from "./runtime-command.js";
 import type { TOsUser } from "./runtime-command.js";
 import { REDIS_ADMIN_USER } from "./redis-config.js";
+import { writeFileIfChanged } from "./runtime-files.js";
 
 export type TRedisInstance = {
   readonly name: string;
@@ -33,11 +34,7 @@ export async function prepareRedisDirectory(instance: TRedisInstance): Promise<v
 
 /** Writes redis.conf or users.acl; returns whether the content changed. */
 export async function writeRedisFile(instance: TRedisInstance, name: "redis.conf" | "users.acl", content: string): Promise<boolean> {
-  const path = join(instance.directory, name);
-  if ((await readFile(path, "utf8").catch(() => undefined)) === content) return false;
-  await writeFile(path, content, { mode: 0o600 });
-  await own(path, instance.owner);
-  return true;
+  return writeFileIfChanged(join(instance.directory, name), content, { mode: 0o600, owner: instance.owner });
 }
 
 export async function readRedisFile(instance: TRedisInstance, name: "redis.conf" | "users.acl"): Promise<string | undefined> {
