@@ -82,7 +82,7 @@ async function main(): Promise<void> {
     const handBackup = seconds(start);
 
     start = process.hrtime.bigint();
-    const restored = await runtime.restore(spec, "prod", { kind: "latest" }, "bench");
+    const restored = await runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name: "bench" });
     const carehostRestore = seconds(start);
 
     start = process.hrtime.bigint();

@@ -8,6 +8,8 @@ const role = z.enum(roles);
 const digest = z.string().min(1).max(200);
 const reason = z.string().max(500);
 const name = z.string().min(1).max(200);
+/** A size, count or duration. */
+const bytes = z.number().int().nonnegative();
 
 export const auditPayloadSchemas = {
   "auth.login.succeeded": z.strictObject({ username: name, sessionId: name, expiresAt: z.string() }),
@@ -37,9 +39,30 @@ export const auditPayloadSchemas = {
   "environment.final_backup": z.strictObject({ path: z.string().max(1000), bytes: z.number().int().nonnegative(), sha256Digest: digest }),
   "policy.exception_recorded": z.strictObject({ controlId: name, environment: name, owner: name, reason, expires: z.string() }),
   "policy.exception_removed": z.strictObject({ controlId: name, environment: name }),
-  "backup.completed": z.strictObject({ environment: name, kind: z.enum(["full", "diff", "incr"]), label: name, databaseBytes: z.number().int().nonnegative(), repositoryBytes: z.number().int().nonnegative(), durationMs: z.number().int().nonnegative() }),
-  "backup.failed": z.strictObject({ environment: name, kind: z.enum(["full", "diff", "incr", "verify"]), reason }),
-  "backup.verified": z.strictObject({ environment: name, ok: z.boolean(), durationMs: z.number().int().nonnegative() }),
+  "backup.completed": z.strictObject({
+    environment: name,
+    kind: z.enum(["full", "diff", "incr", "filestore"]),
+    label: name,
+    databaseBytes: bytes.optional(),
+    repositoryBytes: bytes.optional(),
+    filestoreFiles: bytes,
+    filestoreBytes: bytes,
+    filestoreBytesAdded: bytes,
+    durationMs: bytes,
+  }),
+  "backup.failed": z.strictObject({ environment: name, kind: z.enum(["full", "diff", "incr", "verify", "filestore"]), reason }),
+  "backup.verified": z.strictObject({ environment: name, ok: z.boolean(), durationMs: bytes }),
+  "backup.expired": z.union([
+    z.strictObject({
+      environment: name,
+      expired: z.array(name).max(1000),
+      reclaimedBytes: bytes,
+      filestoreSnapshots: bytes,
+      retention: z.strictObject({ daily: bytes, weekly: bytes, monthly: bytes }),
+      durationMs: bytes,
+    }),
+    z.strictObject({ environment: name, reason }),
+  ]),
   "drill.completed": z.strictObject({
     environment: name,
     backupLabel: name,
@@ -52,7 +75,11 @@ export const auditPayloadSchemas = {
     problems: z.array(reason).max(20),
   }),
   "drill.failed": z.strictObject({ environment: name, reason }),
-  "restore.completed": z.strictObject({ environment: name, target: name, into: name, port: z.number().int(), durationMs: z.number().int().nonnegative() }),
+  "restore.completed": z.union([
+    z.strictObject({ environment: name, target: name, into: name, dataClass: name, port: z.number().int(), filestoreFiles: bytes, steps: z.array(name).max(10), durationMs: bytes }),
+    z.strictObject({ environment: name, target: name, inPlace: z.literal(true), safetyBackup: name, emergency: z.boolean(), filestoreFiles: bytes, steps: z.array(name).max(10), durationMs: bytes }),
+  ]),
+  "restore.emergency": z.strictObject({ environment: name, target: name, reason }),
   "gitops.committed": z.strictObject({ organization: name, target: name, commit: name, changedPathCount: z.number().int().nonnegative(), specDigest: digest }),
 } as const;
 

@@ -10,7 +10,20 @@ export type TPosixRepository = {
   readonly path: string;
 };
 
-export type TBackupRepository = TPosixRepository;
+/** An Azure Blob Storage container; `host`/`port` set for an endpoint other than <account>.blob.core.windows.net. */
+export type TAzureRepository = {
+  readonly name: string;
+  readonly type: "azure";
+  readonly account: string;
+  readonly container: string;
+  /** Prefix inside the container (one per organization). */
+  readonly path: string;
+  readonly endpoint?: { readonly host: string; readonly port: number; readonly pathStyle: boolean };
+  /** CA bundle for a private endpoint's certificate (Azurite, a proxy); default the system store. */
+  readonly caFile?: string;
+};
+
+export type TBackupRepository = TPosixRepository | TAzureRepository;
 
 export type TPgbackrestConfigInput = {
   readonly stanza: string;
@@ -22,20 +35,46 @@ export type TPgbackrestConfigInput = {
   /** Directory for the spool, lock and log files. */
   readonly workDirectory: string;
   readonly repositories: readonly TBackupRepository[];
-  /** Full backups kept per repository; expire removes older ones and the WAL only they needed. */
-  readonly fullBackupsKept: number;
 };
+
+/**
+ * pgBackRest's own count-based expiry is set out of reach: carehost expires full backups by its
+ * daily/weekly/monthly tiers (backup-retention.ts) with `expire --set`, and a carehost that is
+ * down keeps everything rather than deleting by a rule that ignores the tiers.
+ */
+export const RETENTION_FULL_CEILING = 9_999_999;
 
 /** pgBackRest's parallelism: one process per core, at most four (more only contends for the same disk). */
 export const processMax = (cores = cpus().length) => Math.min(4, Math.max(1, cores));
 
 /** Environment variable holding repository N's encryption passphrase. */
 export const cipherPassVariable = (index: number) => `PGBACKREST_REPO${index + 1}_CIPHER_PASS`;
+/** Environment variable holding Azure repository N's shared key. */
+export const azureKeyVariable = (index: number) => `PGBACKREST_REPO${index + 1}_AZURE_KEY`;
+
+const repositoryLines = (repository: TBackupRepository, repo: string): string[] => {
+  if (repository.type === "posix") return [`${repo}-type=posix`, `${repo}-path=${repository.path}`];
+  return [
+    `${repo}-type=azure`,
+    `${repo}-azure-account=${repository.account}`,
+    `${repo}-azure-container=${repository.container}`,
+    `${repo}-path=${repository.path}`,
+    ...(repository.endpoint === undefined
+      ? []
+      : [
+          `${repo}-storage-host=${repository.endpoint.host}`,
+          `${repo}-storage-port=${repository.endpoint.port}`,
+          ...(repository.endpoint.pathStyle ? [`${repo}-azure-uri-style=path`] : []),
+        ]),
+    ...(repository.caFile === undefined ? [] : [`${repo}-storage-ca-file=${repository.caFile}`]),
+  ];
+};
 
 export function renderPgbackrestConf(input: TPgbackrestConfigInput): { text: string; secretEnvironmentNames: string[] } {
   if (input.repositories.length === 0) throw new TypeError(`stanza ${JSON.stringify(input.stanza)} has no repository`);
   if (!/^[a-z0-9][a-z0-9-]*$/.test(input.stanza)) throw new TypeError(`stanza ${JSON.stringify(input.stanza)} is not a plain name`);
-  for (const path of [input.dataDirectory, input.socketDirectory, input.workDirectory, ...input.repositories.map((repository) => repository.path)]) {
+  const files = input.repositories.flatMap((repository) => [repository.path, ...(repository.type === "azure" && repository.caFile !== undefined ? [repository.caFile] : [])]);
+  for (const path of [input.dataDirectory, input.socketDirectory, input.workDirectory, ...files]) {
     if (!path.startsWith("/") || /[\n\r=]/.test(path)) throw new TypeError(`path ${JSON.stringify(path)} is not a plain absolute path`);
   }
   const global: string[] = [];
@@ -43,11 +82,10 @@ export function renderPgbackrestConf(input: TPgbackrestConfigInput): { text: str
     const repo = `repo${index + 1}`;
     global.push(
       `# ${repo}: ${repository.name}`,
-      `${repo}-type=posix`,
-      `${repo}-path=${repository.path}`,
+      ...repositoryLines(repository, repo),
       `${repo}-cipher-type=aes-256-cbc`,
       `${repo}-retention-full-type=count`,
-      `${repo}-retention-full=${Math.max(1, input.fullBackupsKept)}`,
+      `${repo}-retention-full=${RETENTION_FULL_CEILING}`,
     );
   });
   const lines = [
@@ -74,7 +112,8 @@ export function renderPgbackrestConf(input: TPgbackrestConfigInput): { text: str
     `pg1-user=${input.adminUser}`,
     "",
   ];
-  return { text: lines.join("\n"), secretEnvironmentNames: input.repositories.map((_, index) => cipherPassVariable(index)) };
+  const secretEnvironmentNames = input.repositories.flatMap((repository, index) => [cipherPassVariable(index), ...(repository.type === "azure" ? [azureKeyVariable(index)] : [])]);
+  return { text: lines.join("\n"), secretEnvironmentNames };
 }
 
 /**

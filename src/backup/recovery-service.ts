@@ -10,6 +10,9 @@ import { serialQueueByKey } from "../lib/serial-queue.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import type { TLocalRuntime } from "../runtime/local/local-runtime.js";
 import type { TBackupType, TRestoreTarget } from "../runtime/local/local-recovery.js";
+import type { TRestoreStep } from "../runtime/local/local-runtime.js";
+import { archiveTimeoutSeconds } from "./pgbackrest-config.js";
+import { activeSlot } from "../spec/maintenance-window.js";
 import { nextCronRun, parseCron } from "../spec/cron.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TSqlClient, TSqlValue } from "../store/store-types.js";
@@ -17,7 +20,7 @@ import type { TSqlClient, TSqlValue } from "../store/store-types.js";
 type TRecoveryServiceDeps = {
   db: Pick<TSqlClient, "query">;
   /** Absent with CAREHOST_RUNTIME=none: nothing runs here, so nothing can be backed up here. */
-  runtime?: Pick<TLocalRuntime, "backup" | "verify" | "drill" | "restore">;
+  runtime?: Pick<TLocalRuntime, "backup" | "verify" | "drill" | "restore" | "expire" | "snapshotFilestore">;
   latestSpecs: () => Promise<TOrganizationSpec[]>;
   audit: { append: TAuditAppend };
   now?: () => Date;
@@ -34,6 +37,7 @@ export type TDrillRun = {
 type TTrigger = "schedule" | "manual";
 type TBackedUp = TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"], { enabled: true }> };
 
+const VERIFY_INTERVAL_MS = 24 * 3600 * 1000;
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 500);
 
 export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestSpecs, audit, now = () => new Date() }: TRecoveryServiceDeps) => {
@@ -79,8 +83,12 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         type: "backup.completed",
         outcome: "success",
         target: target(organization, environment),
-        payload: { environment: environment.name, kind, label: result.label, databaseBytes: result.databaseBytes, repositoryBytes: result.repositoryBytes, durationMs: result.durationMs },
+        payload: {
+          environment: environment.name, kind, label: result.label, databaseBytes: result.databaseBytes, repositoryBytes: result.repositoryBytes, durationMs: result.durationMs,
+          filestoreFiles: result.filestore.files, filestoreBytes: result.filestore.bytes, filestoreBytesAdded: result.filestore.bytesAdded,
+        },
       });
+      await runExpire(ctx, organization, environment);
       return { id, ...result };
     } catch (error) {
       await db.query("UPDATE backup_runs SET status = 'failed', error = $2, finished_at = $3 WHERE id = $1", [id, message(error), now()]);
@@ -88,6 +96,65 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       throw error;
     }
   };
+
+  /** Expires what the retention tiers no longer keep; a failure is audited and left for the next backup to retry. */
+  const runExpire = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp) => {
+    try {
+      const result = await runtimeOrRefuse().expire(organization, environment.name);
+      await audit.append(ctx, {
+        type: "backup.expired",
+        outcome: "success",
+        target: target(organization, environment),
+        payload: { environment: environment.name, expired: result.expired, reclaimedBytes: result.reclaimedBytes, filestoreSnapshots: result.filestoreSnapshots, retention: environment.backup.retention, durationMs: result.durationMs },
+      });
+    } catch (error) {
+      await audit.append(ctx, { type: "backup.expired", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, reason: message(error) } });
+    }
+  };
+
+  /** A scheduled `pgbackrest verify` and `restic check --read-data`, recorded as a backup run of kind verify. */
+  const runVerify = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger) =>
+    exclusive(organization, async () => {
+      const started = now();
+      const inserted = await db.query<{ id: number }>(
+        "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at) VALUES ($1, $2, 'verify', $3, 'running', $4) RETURNING id",
+        [organization.metadata.name, environment.name, trigger, started],
+      );
+      const id = inserted.rows[0]!.id;
+      const result = await runtimeOrRefuse().verify(organization, environment.name).catch((error: unknown) => ({ ok: false, output: message(error) }));
+      const durationMs = Math.max(0, now().getTime() - started.getTime());
+      await db.query("UPDATE backup_runs SET status = $2, error = $3, duration_ms = $4, finished_at = $5 WHERE id = $1", [
+        id, result.ok ? "succeeded" : "failed", result.ok ? null : result.output.slice(-500), durationMs, now(),
+      ]);
+      await audit.append(ctx, { type: "backup.verified", outcome: result.ok ? "success" : "failure", target: target(organization, environment), payload: { environment: environment.name, ok: result.ok, durationMs } });
+      return { environment: environment.name, ok: result.ok, output: result.output.slice(-4000) };
+    });
+
+  /** A filestore snapshot between database backups (kind filestore); nothing is recorded when nothing changed. */
+  const runFilestoreSnapshot = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp) =>
+    exclusive(organization, async () => {
+      const started = now();
+      try {
+        const result = await runtimeOrRefuse().snapshotFilestore(organization, environment.name);
+        if (result === undefined) return;
+        await db.query(
+          "INSERT INTO backup_runs (organization, environment, kind, trigger, status, label, database_bytes, repository_bytes, duration_ms, started_at, finished_at) VALUES ($1, $2, 'filestore', 'schedule', 'succeeded', $3, $4, $5, $6, $7, $8)",
+          [organization.metadata.name, environment.name, result.snapshotId, result.bytes, result.bytesAdded, result.durationMs, started, now()],
+        );
+        await audit.append(ctx, {
+          type: "backup.completed",
+          outcome: "success",
+          target: target(organization, environment),
+          payload: { environment: environment.name, kind: "filestore", label: result.snapshotId, filestoreFiles: result.files, filestoreBytes: result.bytes, filestoreBytesAdded: result.bytesAdded, durationMs: result.durationMs },
+        });
+      } catch (error) {
+        await db.query(
+          "INSERT INTO backup_runs (organization, environment, kind, trigger, status, error, started_at, finished_at) VALUES ($1, $2, 'filestore', 'schedule', 'failed', $3, $4, $5)",
+          [organization.metadata.name, environment.name, message(error), started, now()],
+        );
+        await audit.append(ctx, { type: "backup.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, kind: "filestore", reason: message(error) } });
+      }
+    });
 
   const runDrill = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TDrillRun> =>
     exclusive(organization, () => runDrillNow(ctx, organization, environment, trigger));
@@ -184,10 +251,7 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     verify: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
       await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
       const { organization, environment } = await locate(input.environment, input.organization);
-      const started = now().getTime();
-      const result = await exclusive(organization, () => runtimeOrRefuse().verify(organization, environment.name));
-      await audit.append(ctx, { type: "backup.verified", outcome: result.ok ? "success" : "failure", target: target(organization, environment), payload: { environment: environment.name, ok: result.ok, durationMs: Math.max(0, now().getTime() - started) } });
-      return { environment: environment.name, ok: result.ok, output: result.output.slice(-4000) };
+      return runVerify(ctx, organization, environment, "manual");
     },
 
     drill: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
@@ -196,13 +260,58 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       return runDrill(ctx, organization, environment, "manual");
     },
 
-    restore: async (ctx: TRequestContext, input: { environment: string; organization?: string; target: TRestoreTarget; into: string }) => {
+    /**
+     * Restores to a point in time: into a new copy (the default), or in place. A copy holds the
+     * source's data class; naming a declared environment that is not PHI-classed for PHI data is
+     * refused. In place needs the environment's maintenance window or a stated emergency, and
+     * takes a safety backup first, so the restore itself can be undone.
+     */
+    restore: async (
+      ctx: TRequestContext,
+      input: { environment: string; organization?: string; target: TRestoreTarget; into?: string; inPlace?: boolean; emergencyReason?: string },
+    ) => {
       await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
       const { organization, environment } = await locate(input.environment, input.organization);
-      const result = await exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, input.into));
+      if ((input.into === undefined) === (input.inPlace !== true)) throw new ValidationError("say where to restore: --into <new copy name>, or --in-place");
       const described = input.target.kind === "time" ? input.target.time.toISOString() : input.target.kind === "lsn" ? `lsn ${input.target.lsn}` : "latest";
-      await audit.append(ctx, { type: "restore.completed", outcome: "success", target: target(organization, environment), payload: { environment: environment.name, target: described, into: input.into, port: result.port, durationMs: result.durationMs } });
-      return { environment: environment.name, target: described, ...result };
+      const steps: TRestoreStep[] = [];
+      if (input.into !== undefined) {
+        const declared = organization.environments.find((candidate) => candidate.name === input.into);
+        if (declared !== undefined && environment.dataClass === "phi" && declared.dataClass !== "phi") {
+          throw new ValidationError(`environment ${JSON.stringify(environment.name)} holds PHI; it may be restored only into a PHI-classed environment, and ${JSON.stringify(declared.name)} is dataClass ${declared.dataClass}`);
+        }
+        if (declared !== undefined) {
+          throw new ValidationError(`${JSON.stringify(declared.name)} is a declared environment; restore it from its own backups with --in-place, or give the copy a new name`);
+        }
+        const result = await exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "copy", name: input.into! }, (step) => steps.push(step)));
+        await audit.append(ctx, {
+          type: "restore.completed",
+          outcome: "success",
+          target: target(organization, environment),
+          payload: { environment: environment.name, target: described, into: input.into, dataClass: environment.dataClass, port: result.port, filestoreFiles: result.filestoreFiles, steps: result.steps.map((step) => step.step), durationMs: result.durationMs },
+        });
+        return { environment: environment.name, target: described, ...result };
+      }
+      const at = now();
+      const slot = activeSlot(environment.maintenanceWindow!, at);
+      const emergency = input.emergencyReason?.trim();
+      if (slot === undefined && (emergency === undefined || emergency.length < 10)) {
+        throw new ValidationError(
+          `an in-place restore of ${JSON.stringify(environment.name)} replaces its data: run it inside its maintenance window (${environment.maintenanceWindow!.timeZone}), or state the emergency with --emergency "<reason of at least 10 characters>"`,
+        );
+      }
+      if (slot === undefined) {
+        await audit.append(ctx, { type: "restore.emergency", outcome: "success", target: target(organization, environment), payload: { environment: environment.name, target: described, reason: emergency!.slice(0, 500) } });
+      }
+      const safety = await runBackup(ctx, organization, environment, "incr", "manual");
+      const result = await exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "in-place" }, (step) => steps.push(step)));
+      await audit.append(ctx, {
+        type: "restore.completed",
+        outcome: "success",
+        target: target(organization, environment),
+        payload: { environment: environment.name, target: described, inPlace: true, safetyBackup: safety.label, emergency: slot === undefined, filestoreFiles: result.filestoreFiles, steps: result.steps.map((step) => step.step), durationMs: result.durationMs },
+      });
+      return { environment: environment.name, target: described, safetyBackup: safety.label, ...result };
     },
 
     listBackups: async (ctx: TRequestContext, environment?: string) => {
@@ -217,9 +326,10 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
 
     /** Last backup and last drill per environment, for status (no authorization: status checks its own). */
     summaries: async () => {
-      const backups = await backupRows("WHERE id IN (SELECT max(id) FROM backup_runs WHERE kind <> 'verify' GROUP BY organization, environment)", []);
+      const backups = await backupRows("WHERE id IN (SELECT max(id) FROM backup_runs WHERE kind IN ('full', 'diff', 'incr') GROUP BY organization, environment)", []);
+      const verifications = await backupRows("WHERE id IN (SELECT max(id) FROM backup_runs WHERE kind = 'verify' GROUP BY organization, environment)", []);
       const drills = await drillRows("WHERE id IN (SELECT max(id) FROM restore_drills GROUP BY organization, environment)", []);
-      return { backups, drills };
+      return { backups, drills, verifications };
     },
 
     /** Runs what the schedules say is due: a first full backup at once, then full/diff/incr and drills on their cron. */
@@ -252,6 +362,18 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
             started += 1;
             ranThisPass = true;
             await runBackup(ctx, organization, environment, kind, "schedule").catch(() => undefined);
+          }
+          // The filestore between database backups: a snapshot every quarter of the RPO when it changed.
+          const lastFilestore = (await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'filestore'", [organization.metadata.name, environment.name]))[0];
+          const lastSnapshotAt = Math.max(lastFull.startedAt.getTime(), lastFilestore?.startedAt.getTime() ?? 0);
+          if (!ranThisPass && at.getTime() - lastSnapshotAt >= archiveTimeoutSeconds(environment.backup.rpoMinutes) * 1000) {
+            await runFilestoreSnapshot(ctx, organization, environment);
+          }
+          // Repository verification once a day: a backup counts only while what holds it reads back whole.
+          const lastVerify = await latest("verify").then(async (succeeded) => succeeded ?? (await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'verify'", [organization.metadata.name, environment.name]))[0]);
+          if (lastVerify === undefined || at.getTime() - lastVerify.startedAt.getTime() >= VERIFY_INTERVAL_MS) {
+            started += 1;
+            await runVerify(ctx, organization, environment, "schedule");
           }
           const drillCron = environment.backup.restoreDrill?.schedule;
           const fired = drillCron === undefined ? undefined : lastFiring(drillCron, at);

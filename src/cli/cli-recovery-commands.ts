@@ -65,18 +65,25 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
 
   program
     .command("restore")
-    .description("restore an environment's backups into a new copy: --to latest | --to <ISO instant> | --to-lsn <lsn>")
+    .description("restore an environment to --to latest | --to <ISO instant> | --to-lsn <lsn>, into a new copy (--into) or in place (--in-place)")
     .argument("<env>", "environment")
     .option("--to <target>", "latest, or an instant such as 2026-11-22T14:03:05Z", "latest")
     .option("--to-lsn <lsn>", "a WAL position such as 0/3000028")
-    .requiredOption("--into <name>", "name of the restored copy")
+    .option("--into <name>", "name of the new restored copy")
+    .option("--in-place", "restore over the environment itself, after a safety backup; inside its maintenance window unless --emergency")
+    .option("--emergency <reason>", "why an in-place restore cannot wait for the maintenance window (audited)")
     .option(...orgOption)
     .option("-o, --output <format>", "text or json", "text")
-    .action(async (environment: string, options: { to: string; toLsn?: string; into: string; org?: string; output: TOutputFormat }) => {
-      const result = await (await global.client()).request<{ target: string; port: number; directory: string; database: string; durationMs: number }>("POST", "/api/restores", {
+    .action(async (environment: string, options: { to: string; toLsn?: string; into?: string; inPlace?: boolean; emergency?: string; org?: string; output: TOutputFormat }) => {
+      const result = await (await global.client()).request<{
+        target: string; port: number; directory: string; database: string; durationMs: number; safetyBackup?: string; filestoreFiles: number;
+        steps: { step: string; detail: string; durationMs: number }[];
+      }>("POST", "/api/restores", {
         environment,
         to: options.to,
-        into: options.into,
+        ...(options.into === undefined ? {} : { into: options.into }),
+        ...(options.inPlace === true ? { inPlace: true } : {}),
+        ...(options.emergency === undefined ? {} : { emergency: options.emergency }),
         ...(options.toLsn === undefined ? {} : { toLsn: options.toLsn }),
         ...(options.org === undefined ? {} : { organization: options.org }),
       });
@@ -84,7 +91,12 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
         printJson(result);
         return;
       }
-      printLine(`Restored ${environment} to ${result.target} in ${(result.durationMs / 1000).toFixed(1)} s: a copy runs on 127.0.0.1:${result.port} (database ${result.database}, TLS from the organization CA), data in ${result.directory}.`);
+      result.steps.forEach((step, index) => printLine(`  [${index + 1}/${result.steps.length}] ${step.step.padEnd(11)} ${(step.durationMs / 1000).toFixed(1).padStart(6)} s  ${step.detail}`));
+      if (result.safetyBackup !== undefined) {
+        printLine(`Restored ${environment} in place to ${result.target} in ${(result.durationMs / 1000).toFixed(1)} s (safety backup ${result.safetyBackup} taken first; it can undo this).`);
+      } else {
+        printLine(`Restored ${environment} to ${result.target} in ${(result.durationMs / 1000).toFixed(1)} s: a copy runs on 127.0.0.1:${result.port} (database ${result.database}, TLS from the organization CA), data and filestore in ${result.directory}.`);
+      }
     });
 
   program

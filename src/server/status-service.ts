@@ -38,7 +38,7 @@ type TStatusServiceDeps = {
   url: () => string;
   store: TStoreKind;
   startedAt: Date;
-  recoverySummaries?: () => Promise<{ backups: TBackupRun[]; drills: TDrillRun[] }>;
+  recoverySummaries?: () => Promise<{ backups: TBackupRun[]; drills: TDrillRun[]; verifications: TBackupRun[] }>;
   now?: () => Date;
 };
 
@@ -51,11 +51,12 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
       auditHead(),
       environments.runtimeStatus(ctx),
     ]);
-    const summaries = (await recoverySummaries?.()) ?? { backups: [], drills: [] };
+    const summaries = (await recoverySummaries?.()) ?? { backups: [], drills: [], verifications: [] };
     const recoveryOf = (organization: string, name: string, backupEnabled: boolean) => {
       if (!backupEnabled) return null;
       const backup = summaries.backups.find((item) => item.organization === organization && item.environment === name);
       const drill = summaries.drills.find((item) => item.organization === organization && item.environment === name);
+      const verification = summaries.verifications.find((item) => item.organization === organization && item.environment === name);
       const age = (at: Date) => `${Math.round((now().getTime() - at.getTime()) / 60000)} min ago`;
       return {
         lastBackup: backup === undefined ? null : `${backup.kind} ${backup.status}${backup.label === null ? "" : ` ${backup.label}`}, ${age(backup.startedAt)}`,
@@ -63,7 +64,14 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
           drill === undefined
             ? null
             : `${drill.status}, ${age(drill.startedAt)}: RTO ${drill.rtoSeconds === null ? "-" : `${drill.rtoSeconds.toFixed(1)} s`} (objective ${drill.rtoObjectiveMinutes} min), RPO ${drill.rpoSeconds === null ? "-" : `${drill.rpoSeconds.toFixed(1)} s`} (objective ${drill.rpoObjectiveMinutes} min)`,
-        alert: drill?.status === "failed" ? `last restore drill failed: ${drill.problems.join("; ") || "see carehost drills"}` : backup?.status === "failed" ? `last backup failed: ${backup.error ?? ""}` : null,
+        alert:
+          drill?.status === "failed"
+            ? `last restore drill failed: ${drill.problems.join("; ") || "see carehost drills"}`
+            : backup?.status === "failed"
+              ? `last backup failed: ${backup.error ?? ""}`
+              : verification?.status === "failed"
+                ? `last repository verification failed: ${verification.error ?? "see carehost verify"}`
+                : null,
       };
     };
     const runtimeOf = (organization: string, name: string) => {

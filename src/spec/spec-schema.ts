@@ -90,6 +90,11 @@ const repositoryName = () => dnsLabel().describe("Name referenced by environment
 const cipherSecretRef = () =>
   secretRef().optional().describe("Name of the secret holding the repository encryption passphrase (pgBackRest aes-256-cbc).");
 
+const caFile = () =>
+  checkedString((value) => (value.split("/").includes("..") ? "must not contain '..' segments" : undefined))
+    .optional()
+    .describe("PEM file with the CA that signed a private endpoint's certificate (relative to the carehost data dir); default the system's CAs.");
+
 const BackupRepositorySchema = z.discriminatedUnion("type", [
   z.strictObject({
     name: repositoryName(),
@@ -106,8 +111,11 @@ const BackupRepositorySchema = z.discriminatedUnion("type", [
       "Storage account name.",
     ),
     container: patternString(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, "is not an Azure container name").describe("Blob container name."),
-    endpoint: httpsUrl().optional().describe("Blob endpoint override (sovereign clouds, Azurite); default https://<account>.blob.core.windows.net."),
-    keySecretRef: secretRef().describe("Name of the secret holding the shared key or SAS token."),
+    endpoint: httpsUrl()
+      .optional()
+      .describe("Blob endpoint override (sovereign clouds, Azurite: https://host:port/<account>); default https://<account>.blob.core.windows.net."),
+    keySecretRef: secretRef().describe("Name of the secret holding the storage account's shared key."),
+    caFile: caFile(),
     cipherSecretRef: cipherSecretRef(),
   }),
   z.strictObject({

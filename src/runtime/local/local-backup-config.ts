@@ -1,10 +1,12 @@
 // What pgBackRest needs for one cluster of the local runtime: its stanza, repositories (posix on
-// this host), passphrases from the secret store, and the archive settings derived from the
-// strictest RPO of the environments in the cluster. Repository types other than posix are not
-// reachable by this runtime's configuration yet and are reported, not silently dropped.
+// this host, Azure Blob containers), passphrases and keys from the secret store, and the archive
+// settings derived from the strictest RPO of the environments in the cluster. A repository this
+// runtime cannot write to (S3 for now, an Azure one whose key was never stored) is reported as
+// skipped, never silently dropped.
 import { chown, mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { archiveSettings, cipherPassVariable, renderPgbackrestConf } from "../../backup/pgbackrest-config.js";
+import { archiveSettings, azureKeyVariable, cipherPassVariable, renderPgbackrestConf } from "../../backup/pgbackrest-config.js";
+import type { TBackupRepository } from "../../backup/pgbackrest-config.js";
 import type { TStanzaAccess } from "../../backup/pgbackrest-command.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
 import type { TBackupRepositorySpec, TEnvironmentSpec } from "../../spec/spec-schema.js";
@@ -20,10 +22,15 @@ export type TClusterBackup = {
   readonly archive: Record<string, string>;
   readonly socketDirectory: string;
   readonly workDirectory: string;
+  /** The repositories written, in pgBackRest's order (repo1, repo2, …), with their secrets. */
+  readonly repositories: readonly TResolvedRepository[];
+  /** Directories of the posix repositories (created and owned by the cluster's account). */
   readonly repositoryPaths: readonly string[];
   /** Repositories of the spec this runtime does not write to, with why. */
   readonly skipped: readonly string[];
 };
+
+export type TResolvedRepository = { readonly repository: TBackupRepository; readonly cipherPass: string; readonly azureKey?: string };
 
 type TBackedUpEnvironment = TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"], { enabled: true }> };
 const backedUp = (environment: TEnvironmentSpec): environment is TBackedUpEnvironment => environment.backup.enabled;
@@ -43,22 +50,24 @@ export async function clusterBackupOf(input: {
   if (environments.length === 0) return undefined;
   const names = [...new Set(environments.flatMap((environment) => environment.backup.repositories))].sort();
   const declared = names.map((name) => input.repositories.find((repository) => repository.name === name)).filter((repository) => repository !== undefined);
-  const posix = declared.filter((repository) => repository.type === "posix");
-  const skipped = declared.filter((repository) => repository.type !== "posix").map((repository) => `${repository.name} (${repository.type}): not written by the local runtime yet`);
-  if (posix.length === 0) return undefined;
-  const repositories = posix.map((repository) => ({ name: repository.name, type: "posix" as const, path: resolve(input.home, repository.path, input.organization) }));
-  const env: Record<string, string> = { PGPASSWORD: await input.secrets.current(secretNames.clusterAdmin(input.organization, input.cluster.name)) };
-  for (const [index, repository] of posix.entries()) {
-    const secret = `backup/${input.organization}/${repository.cipherSecretRef ?? `${repository.name}-cipher`}`;
-    // pgBackRest cannot re-key a repository: this passphrase is created once and never rotated in place.
-    if (input.createSecrets) await input.secrets.ensure(secret, () => generatePassword(32));
-    env[cipherPassVariable(index)] = await input.secrets.current(secret);
+  const skipped: string[] = [];
+  const resolved: TResolvedRepository[] = [];
+  for (const spec of declared) {
+    const repository = await resolveRepository(spec, input);
+    if (typeof repository === "string") skipped.push(`${spec.name} (${spec.type}): ${repository}`);
+    else resolved.push(repository);
   }
+  if (resolved.length === 0) return undefined;
+  const env: Record<string, string> = { PGPASSWORD: await input.secrets.current(secretNames.clusterAdmin(input.organization, input.cluster.name)) };
+  resolved.forEach((item, index) => {
+    env[cipherPassVariable(index)] = item.cipherPass;
+    if (item.azureKey !== undefined) env[azureKeyVariable(index)] = item.azureKey;
+  });
+  const repositories = resolved.map((item) => item.repository);
   const stanza = input.cluster.name;
   const workDirectory = join(input.cluster.directory, "pgbackrest");
   const configPath = join(workDirectory, "pgbackrest.conf");
   const socketDirectory = socketDirectoryOf(input.cluster);
-  const retention = Math.max(2, ...environments.map((environment) => environment.backup.retention.weekly + environment.backup.retention.monthly));
   const { text } = renderPgbackrestConf({
     stanza,
     dataDirectory: dataDirectoryOf(input.cluster),
@@ -67,7 +76,6 @@ export async function clusterBackupOf(input: {
     adminUser: CLUSTER_ADMIN_ROLE,
     workDirectory,
     repositories,
-    fullBackupsKept: retention,
   });
   const rpoMinutes = Math.min(...environments.map((environment) => environment.backup.rpoMinutes));
   return {
@@ -76,8 +84,52 @@ export async function clusterBackupOf(input: {
     archive: archiveSettings({ configPath, stanza, rpoMinutes }),
     socketDirectory,
     workDirectory,
-    repositoryPaths: repositories.map((repository) => repository.path),
+    repositories: resolved,
+    repositoryPaths: repositories.flatMap((repository) => (repository.type === "posix" ? [repository.path] : [])),
     skipped,
+  };
+}
+
+/** Secret names of a repository: its passphrase (carehost makes it) and its access key (you bring it). */
+export const repositorySecretNames = (organization: string, repository: TBackupRepositorySpec) => ({
+  cipher: `backup/${organization}/${repository.cipherSecretRef ?? `${repository.name}-cipher`}`,
+  key: repository.type === "posix" ? undefined : `backup/${organization}/${repository.keySecretRef}`,
+});
+
+/** An Azure endpoint of the spec as pgBackRest addresses it: host, port, and path-style URIs when the account is in the path (Azurite). */
+export const azureEndpointOf = (endpoint: string, account: string) => {
+  const url = new URL(endpoint);
+  return { host: url.hostname, port: url.port === "" ? 443 : Number(url.port), pathStyle: url.pathname.split("/").filter(Boolean)[0] === account };
+};
+
+async function resolveRepository(
+  spec: TBackupRepositorySpec,
+  input: { readonly organization: string; readonly home: string; readonly secrets: TRuntimeSecrets; readonly createSecrets: boolean },
+): Promise<TResolvedRepository | string> {
+  const names = repositorySecretNames(input.organization, spec);
+  if (spec.type === "s3") return "not written by the local runtime yet";
+  let azureKey: string | undefined;
+  if (names.key !== undefined) {
+    azureKey = await input.secrets.current(names.key).catch(() => undefined);
+    if (azureKey === undefined) return `its key ${JSON.stringify(names.key)} is not in the secret store; add it with: carehost secrets set ${names.key}`;
+  }
+  // pgBackRest cannot re-key a repository: this passphrase is created once and never rotated in place.
+  if (input.createSecrets) await input.secrets.ensure(names.cipher, () => generatePassword(32));
+  const cipherPass = await input.secrets.current(names.cipher).catch(() => undefined);
+  if (cipherPass === undefined) return `its passphrase ${JSON.stringify(names.cipher)} does not exist yet; run carehost apply`;
+  if (spec.type === "posix") return { repository: { name: spec.name, type: "posix", path: resolve(input.home, spec.path, input.organization) }, cipherPass };
+  return {
+    repository: {
+      name: spec.name,
+      type: "azure",
+      account: spec.account,
+      container: spec.container,
+      path: `/${input.organization}`,
+      ...(spec.endpoint === undefined ? {} : { endpoint: azureEndpointOf(spec.endpoint, spec.account) }),
+      ...(spec.caFile === undefined ? {} : { caFile: resolve(input.home, spec.caFile) }),
+    },
+    cipherPass,
+    ...(azureKey === undefined ? {} : { azureKey }),
   };
 }
 

@@ -64,7 +64,7 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     await root.end();
     await odoo.end();
 
-    const restored = await harness.runtime.restore(spec, "prod", { kind: "time", time: target }, "pitr");
+    const restored = await harness.runtime.restore(spec, "prod", { kind: "time", time: target }, { kind: "copy", name: "pitr" });
     const copy = await admin(restored.port, "prod");
     const restoredIds = (await copy.query<{ id: number }>("SELECT id FROM ledger ORDER BY id")).rows.map((row) => row.id);
     await copy.end();
@@ -72,12 +72,12 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     assert.deepEqual(restoredIds, expected, `restored up to ${target.toISOString()}`);
     assert.ok(expected.length > 20 && expected.length < rows.length);
 
-    const latest = await harness.runtime.restore(spec, "prod", { kind: "latest" }, "latest");
+    const latest = await harness.runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name: "latest" });
     const latestCopy = await admin(latest.port, "prod");
     assert.equal(Number((await latestCopy.query<{ n: string }>("SELECT count(*) AS n FROM ledger")).rows[0]?.n), rows.length);
     await latestCopy.end();
-    await assert.rejects(harness.runtime.restore(spec, "prod", { kind: "latest" }, "latest"), /already exists/);
-    await assert.rejects(harness.runtime.restore(spec, "prod", { kind: "lsn", lsn: "nonsense" }, "x"), /is not an LSN/);
+    await assert.rejects(harness.runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name: "latest" }), /already exists/);
+    await assert.rejects(harness.runtime.restore(spec, "prod", { kind: "lsn", lsn: "nonsense" }, { kind: "copy", name: "x" }), /is not an LSN/);
   });
 
   void it("runs a restore drill that measures RTO and RPO, checks the copy and removes it", async () => {
@@ -90,7 +90,7 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
   });
 
   void it("removes the copy a drill left behind when carehost was killed midway, at the next reconcile", async () => {
-    const leftover = join(harness.root, ORG, "drills", "dedicated-prod-1");
+    const leftover = join(harness.root, ORG, "drills", "dedicated-prod-1", "postgres");
     await mkdir(join(leftover, "data"), { recursive: true });
     await writeFile(join(leftover, "data", "PG_VERSION"), "15\n");
     const actions = await harness.runtime.reconcile(spec);

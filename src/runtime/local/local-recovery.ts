@@ -1,7 +1,9 @@
-// Backups, restores and restore drills of the local runtime, on pgBackRest. A restore always goes
-// into a new "scratch" cluster next to the source (its own data directory and port, archiving off
-// so it can never write into production's repository); a drill restores the latest backup, checks
-// it, measures the achieved RTO and RPO, and tears the copy down.
+// Backups, restores and restore drills of the local runtime, on pgBackRest. A restore goes into a
+// new "scratch" cluster next to the source (its own data directory and port, archiving off so it
+// can never write into production's repository), or, for a dedicated cluster, in place over the
+// stopped cluster (`--delta`, archiving on: the new timeline is archived like the old one). A
+// drill restores the latest backup, checks it, measures the achieved RTO and RPO, and tears the
+// copy down.
 import { appendFile, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -10,6 +12,7 @@ import { pgbackrest, stanzaInfo } from "../../backup/pgbackrest-command.js";
 import type { TBackupInfo } from "../../backup/pgbackrest-command.js";
 import { DomainError, NotFoundError, ValidationError } from "../../lib/errors.js";
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
+import type { TResticRepository } from "../../backup/restic-command.js";
 import type { TClusterBackup } from "./local-backup-config.js";
 import { CLUSTER_ADMIN_ROLE, connectAdmin, dataDirectoryOf, startCluster, stopCluster } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
@@ -27,6 +30,8 @@ export type TRecoverableCluster = {
   readonly adminPassword: string;
   readonly caPem: string;
   readonly caPath: string;
+  /** The restic repositories of the cluster's filestores, in the order of the pgBackRest repositories. */
+  readonly filestoreRepositories: readonly TResticRepository[];
 };
 
 export type TTableCount = { readonly database: string; readonly table: string; readonly source: number; readonly restored: number };
@@ -111,6 +116,28 @@ export async function restoreToScratch(source: TRecoverableCluster, directory: s
     await stopCluster(scratch).catch(() => undefined);
     await rm(directory, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/**
+ * Restores a dedicated cluster over itself: the caller has stopped it and taken a safety backup.
+ * `--delta` rewrites only the files that differ; archiving stays on, so the promoted timeline is
+ * archived and backed up like the one before it.
+ */
+export async function restoreInPlace(source: TRecoverableCluster, target: TRestoreTarget): Promise<void> {
+  await stopCluster(source.cluster);
+  await pgbackrest(source.backup.access, "restore", ["--delta", ...targetOptions(target)]);
+  await startCluster(source.cluster, source.backup.access.env);
+  await waitUntilPromoted(source.cluster, source);
+}
+
+/** The commit time of the last transaction a restored cluster replayed (null: it replayed none). */
+export async function recoveredUntil(cluster: TPostgresCluster, source: TRecoverableCluster): Promise<Date | null> {
+  const client = await connectAdmin(cluster, source.adminPassword, source.caPem);
+  try {
+    return (await client.query<{ at: Date | null }>("SELECT pg_last_xact_replay_timestamp() AS at")).rows[0]?.at ?? null;
+  } finally {
+    await client.end();
   }
 }
 

@@ -2,7 +2,7 @@
 // PostgreSQL and Redis binaries, reads it back for drift and for the live controls, restarts what
 // crashed, and removes an environment only after a final backup.
 import { createHash } from "node:crypto";
-import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type pg from "pg";
 import type { TArtifactSubject, TLiveSubject } from "../../policy/policy-types.js";
@@ -11,8 +11,11 @@ import { parseOdooConf, renderOdooConf } from "../../render/odoo/odoo-conf.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
 import { NotFoundError, ValidationError } from "../../lib/errors.js";
-import { stanzaInfo } from "../../backup/pgbackrest-command.js";
-import { restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
+import { pgbackrest, stanzaInfo } from "../../backup/pgbackrest-command.js";
+import { combinedRetention, fullBackupsToExpire } from "../../backup/backup-retention.js";
+import { resticCheck, resticFileCount, resticForget, resticSnapshots } from "../../backup/restic-command.js";
+import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreState, filestoreTag, restoreFilestore, snapshotFilestore } from "./local-filestore.js";
+import { recoveredUntil, restoreInPlace, restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
 import type { TBackupType, TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
 import { backupOf, closeConnection, observeCluster, reconcileCluster } from "./local-postgres.js";
 import type { TClusterContext, TClusterObservation } from "./local-postgres.js";
@@ -30,11 +33,12 @@ import {
 } from "./local-placement.js";
 import type { TClusterPlacement, TInstancePlacement } from "./local-placement.js";
 import { observeRedis, reconcileRedis } from "./local-redis.js";
+import { redisKeyPrefixOf } from "./local-placement.js";
 import type { TRedisContext, TRedisObservation } from "./local-redis.js";
 import { CLUSTER_ADMIN_ROLE, assertPostgresInstalled, connectAdmin, isInitialized, runningPid, startCluster, stopCluster } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { dropTenant } from "./postgres-tenant.js";
-import { redisPid, startRedis, stopRedis } from "./redis-instance.js";
+import { connectRedisAdmin, redisPid, startRedis, stopRedis } from "./redis-instance.js";
 import { ensureCertificateAuthority } from "./runtime-ca.js";
 import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
 import { runCommand, serviceUser } from "./runtime-command.js";
@@ -68,6 +72,24 @@ export type TOrganizationObservation = {
   readonly environments: readonly TEnvironmentRuntimeStatus[];
   readonly subjects: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] };
 };
+
+/** Where a restore goes: a new copy beside the source, or over the environment itself. */
+export type TRestoreDestination = { readonly kind: "copy"; readonly name: string } | { readonly kind: "in-place" };
+export type TRestoreStep = { readonly step: "secrets" | "postgresql" | "filestore" | "redis" | "application" | "ingress"; readonly detail: string; readonly durationMs: number };
+export type TDrillFilestore = {
+  readonly environment: string;
+  readonly files: number;
+  /** Files the snapshot holds: a verified restore produces exactly these. */
+  readonly expectedFiles: number;
+  /** Every restored file re-hashed against the snapshot (restic restore --verify). */
+  readonly verified: boolean;
+  readonly snapshotAgeSeconds: number | null;
+};
+
+/** In a copy's or a cluster's directory while a restore writes it; found at start, it marks a half-made restore. */
+const RESTORING_MARKER = "restore-in-progress.json";
+const elapsedMs = (started: bigint) => Math.round(Number(process.hrtime.bigint() - started) / 1e6);
+const snapshotFileCount = resticFileCount;
 
 export type TFinalBackup = { readonly path: string; readonly bytes: number; readonly sha256: string };
 
@@ -134,8 +156,45 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     const placement = placeOrganization(organization).clusters.find((item) => item.name === cluster.name);
     const ca = await certificateAuthority(org);
     const backup = placement === undefined ? undefined : await backupOf(await clusterContext(organization, placement, ca), cluster, false);
-    if (backup === undefined) throw new ValidationError(`environment ${JSON.stringify(environmentName)} has no repository this runtime writes to (posix); see backup.repositories`);
-    return { cluster, backup, adminPassword: await secrets.current(secretNames.clusterAdmin(org, cluster.name)), caPem: ca.certPem, caPath: ca.certPath };
+    if (backup === undefined) {
+      throw new ValidationError(`environment ${JSON.stringify(environmentName)} has no repository this runtime writes to; see backup.repositories and carehost status`);
+    }
+    return {
+      cluster,
+      backup,
+      adminPassword: await secrets.current(secretNames.clusterAdmin(org, cluster.name)),
+      caPem: ca.certPem,
+      caPath: ca.certPath,
+      filestoreRepositories: filestoreRepositoriesOf(backup, org, join(dirname(root), "cache", "restic")),
+    };
+  };
+
+  /** The backed-up environments placed in one cluster (a shared cluster holds several). */
+  const backedUpIn = (organization: TOrganizationSpec, cluster: Pick<TPostgresCluster, "name">) =>
+    (placeOrganization(organization).clusters.find((item) => item.name === cluster.name)?.environments ?? []).filter(
+      (environment): environment is TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"], { enabled: true }> } => environment.backup.enabled,
+    );
+
+  /** Deletes an environment's sessions and caches from its Redis (a restored database must not meet sessions newer than itself). */
+  const flushSessions = async (organization: TOrganizationSpec, environment: TEnvironmentSpec): Promise<string> => {
+    if (!environment.redis.enabled) return "no Redis for this environment";
+    const org = organization.metadata.name;
+    const instanceName = placeOrganization(organization).redis.find((item) => item.environments.some((candidate) => candidate.name === environment.name))?.name;
+    const directory = instanceName === undefined ? undefined : redisDirectory(root, org, instanceName);
+    const record = directory === undefined ? undefined : await readInstanceRecord(directory);
+    if (instanceName === undefined || directory === undefined || record === undefined) return "Redis is not provisioned";
+    const ca = await certificateAuthority(org);
+    const client = await connectRedisAdmin({ name: instanceName, directory, port: record.port, owner: (await serviceOwners()).redis }, await secrets.current(secretNames.redisAdmin(org, instanceName)), ca.certPem);
+    let removed = 0;
+    try {
+      for await (const keys of client.scanIterator({ MATCH: `${redisKeyPrefixOf(environment)}*`, COUNT: 500 })) {
+        const batch = Array.isArray(keys) ? keys : [keys];
+        if (batch.length > 0) removed += await client.unlink(batch);
+      }
+    } finally {
+      await client.close();
+    }
+    return `flushed ${removed} session and cache keys (${redisKeyPrefixOf(environment)}*)`;
   };
 
   const clusterOf = async (organization: string, environment: TEnvironmentSpec): Promise<TPostgresCluster | undefined> => {
@@ -157,6 +216,26 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     for (const name of await stopCopies(drills)) {
       await rm(join(drills, name), { recursive: true, force: true });
       actions.push({ target: `drill/${name}`, action: "removed the copy of an interrupted restore drill" });
+    }
+    // A copy still marked as being restored was left half-made by a carehost killed midway.
+    const restores = join(root, org, "restores");
+    for (const name of await readdir(restores).catch(() => [] as string[])) {
+      if ((await stat(join(restores, name, RESTORING_MARKER)).catch(() => undefined)) === undefined) continue;
+      await stopCopies(restores, [name]);
+      await rm(join(restores, name), { recursive: true, force: true });
+      actions.push({ target: `restore/${name}`, action: "removed the half-made copy of an interrupted restore" });
+    }
+    // An in-place restore that was interrupted is finished before the cluster serves again: pgBackRest's
+    // --delta restore is safe to run twice, and the half-restored data directory must not start as is.
+    for (const cluster of placement.clusters) {
+      const marker = await readFile(join(clusterDirectory(root, org, cluster.name), RESTORING_MARKER), "utf8").catch(() => undefined);
+      const environment = cluster.environments.find((item) => item.backup.enabled);
+      if (marker === undefined || environment === undefined) continue;
+      const recorded = JSON.parse(marker) as { target: { kind: "latest" } | { kind: "time"; time: string } | { kind: "lsn"; lsn: string } };
+      const target: TRestoreTarget = recorded.target.kind === "time" ? { kind: "time", time: new Date(recorded.target.time) } : recorded.target;
+      await restoreInPlace(await recoverable(organization, environment.name), target);
+      await rm(join(clusterDirectory(root, org, cluster.name), RESTORING_MARKER), { force: true });
+      actions.push({ target: `postgres/${cluster.name}`, action: "finished an in-place restore that was interrupted" });
     }
     // Clusters and Redis instances are independent processes: bring them up side by side.
     const results = await Promise.all([
@@ -315,10 +394,10 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
 
   /** Stops every process of the organization (tests, `carehost down`); data stays. */
   /** Stops the restored copies under one directory (restores/ or drills/); returns their names. */
-  const stopCopies = async (directory: string): Promise<string[]> => {
-    const names = await readdir(directory).catch(() => [] as string[]);
+  const stopCopies = async (directory: string, only?: readonly string[]): Promise<string[]> => {
+    const names = only === undefined ? await readdir(directory).catch(() => [] as string[]) : [...only];
     for (const name of names) {
-      const copy = join(directory, name);
+      const copy = join(directory, name, "postgres");
       const version = Number((await readFile(join(copy, "data", "PG_VERSION"), "utf8").catch(() => "15")).trim());
       await stopCluster({ name, directory: copy, port: 0, version, owner: (await serviceOwners()).postgres }).catch(() => undefined);
     }
@@ -365,46 +444,208 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
 
     /**
      * Takes a pgBackRest backup of the environment's cluster (a shared cluster is backed up as a
-     * whole). Backups, restores and drills hold the organization's lifecycle lock like reconcile:
-     * a reconcile must not restart a cluster under a running backup or a drill reading its source.
+     * whole), then a restic snapshot of the filestore of every environment in it, tagged with the
+     * backup's label. Backups, restores and drills hold the organization's lifecycle lock like
+     * reconcile: a reconcile must not restart a cluster under a running backup or a drill reading
+     * its source.
      */
     backup: (organization: TOrganizationSpec, environmentName: string, type: TBackupType) => exclusive(organization, async () => {
       const source = await recoverable(organization, environmentName);
       const started = process.hrtime.bigint();
       const info = await takeBackup(source, type);
-      return { stanza: source.backup.access.stanza, durationMs: Math.round(Number(process.hrtime.bigint() - started) / 1e6), ...info };
+      const filestore = { files: 0, bytes: 0, bytesAdded: 0 };
+      for (const environment of backedUpIn(organization, source.cluster)) {
+        const snapshot = await snapshotFilestore(source.filestoreRepositories, filestoreDirectoryOf(root, organization.metadata.name, environment), {
+          organization: organization.metadata.name,
+          environment: environment.name,
+          backupLabel: info.label,
+        });
+        filestore.files += snapshot.files;
+        filestore.bytes += snapshot.bytes;
+        filestore.bytesAdded += snapshot.bytesAdded;
+      }
+      return { stanza: source.backup.access.stanza, durationMs: elapsedMs(started), ...info, filestore };
     }),
 
-    /** pgbackrest verify over every repository of the environment's stanza. */
-    verify: async (organization: TOrganizationSpec, environmentName: string) => {
+    /**
+     * A filestore snapshot between database backups, when files were added or removed since the
+     * newest one: the filestore's own recovery point. Returns undefined when nothing changed.
+     */
+    snapshotFilestore: (organization: TOrganizationSpec, environmentName: string) => exclusive(organization, async () => {
       const source = await recoverable(organization, environmentName);
-      return { stanza: source.backup.access.stanza, ...(await verifyRepository(source)) };
-    },
+      const [repository] = source.filestoreRepositories;
+      const directory = filestoreDirectoryOf(root, organization.metadata.name, { name: environmentName });
+      const newest = repository === undefined ? undefined : (await resticSnapshots(repository, filestoreTag(environmentName)).catch(() => [])).at(-1);
+      const state = await filestoreState(directory);
+      if (newest !== undefined && (state.newest === undefined || state.newest < newest.time) && state.files === (await snapshotFileCount(repository!, newest.id))) return undefined;
+      const started = process.hrtime.bigint();
+      const snapshot = await snapshotFilestore(source.filestoreRepositories, directory, { organization: organization.metadata.name, environment: environmentName });
+      return { ...snapshot, durationMs: elapsedMs(started) };
+    }),
+
+    /**
+     * Expires what the retention tiers no longer keep: full backups (with the differential and
+     * incremental backups and the WAL that depend on them) and filestore snapshots.
+     */
+    expire: (organization: TOrganizationSpec, environmentName: string) => exclusive(organization, async () => {
+      const source = await recoverable(organization, environmentName);
+      const started = process.hrtime.bigint();
+      const environments = backedUpIn(organization, source.cluster);
+      const retention = combinedRetention(environments.map((environment) => environment.backup.retention));
+      const before = await stanzaInfo(source.backup.access);
+      for (const label of fullBackupsToExpire(before.backups, retention, now())) await pgbackrest(source.backup.access, "expire", [`--set=${label}`]);
+      const remaining = new Set((await stanzaInfo(source.backup.access)).backups.map((backup) => `${backup.repository}/${backup.label}`));
+      const expired = before.backups.filter((backup) => !remaining.has(`${backup.repository}/${backup.label}`));
+      let filestoreSnapshots = 0;
+      for (const repository of source.filestoreRepositories) {
+        for (const environment of environments) {
+          filestoreSnapshots += (await resticForget(repository, filestoreTag(environment.name), { withinDays: retention.daily, weekly: retention.weekly, monthly: retention.monthly })).length;
+        }
+      }
+      return {
+        stanza: source.backup.access.stanza,
+        expired: [...new Set(expired.map((backup) => backup.label))],
+        reclaimedBytes: expired.reduce((sum, backup) => sum + backup.repositoryBytes, 0),
+        filestoreSnapshots,
+        durationMs: elapsedMs(started),
+      };
+    }),
+
+    /** pgbackrest verify over every repository of the environment's stanza, and restic check --read-data of its filestores. */
+    verify: (organization: TOrganizationSpec, environmentName: string) => exclusive(organization, async () => {
+      const source = await recoverable(organization, environmentName);
+      const database = await verifyRepository(source);
+      const filestores = [];
+      for (const repository of source.filestoreRepositories) filestores.push(await resticCheck(repository));
+      const ok = database.ok && filestores.every((result) => result.ok);
+      const output = [database.output, ...filestores.filter((result) => !result.ok).map((result) => result.output)].join("\n");
+      return { stanza: source.backup.access.stanza, ok, output };
+    }),
 
     backups: async (organization: TOrganizationSpec, environmentName: string) => {
       const source = await recoverable(organization, environmentName);
       return { stanza: source.backup.access.stanza, ...(await stanzaInfo(source.backup.access)) };
     },
 
-    /** Restores into a new copy of the cluster, kept running under <root>/<org>/restores/<name> for inspection. */
-    restore: (organization: TOrganizationSpec, environmentName: string, target: TRestoreTarget, name: string) => exclusive(organization, async () => {
-      const source = await recoverable(organization, environmentName);
-      if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(name)) throw new ValidationError(`--into ${JSON.stringify(name)} is not a name (lowercase letters, digits and hyphens)`);
-      const directory = join(root, organization.metadata.name, "restores", name);
-      if ((await readInstanceRecord(directory)) !== undefined || (await stat(directory).catch(() => undefined)) !== undefined) {
-        throw new ValidationError(`a restored copy named ${JSON.stringify(name)} already exists at ${directory}; choose another --into name`);
-      }
-      const started = process.hrtime.bigint();
-      const scratch = await restoreToScratch(source, directory, target);
-      return { directory, port: scratch.port, database: databaseNameOf({ name: environmentName }), durationMs: Math.round(Number(process.hrtime.bigint() - started) / 1e6) };
-    }),
+    /**
+     * Restores an environment to a point in time, in the documented order: secrets, PostgreSQL,
+     * filestore, Redis (sessions flushed), application, ingress. Into a new copy under
+     * <root>/<org>/restores/<name> (kept running for inspection), or in place over a dedicated
+     * environment (the caller has taken the safety backup and passed the change gate).
+     */
+    restore: (organization: TOrganizationSpec, environmentName: string, target: TRestoreTarget, destination: TRestoreDestination, onStep: (step: TRestoreStep) => void = () => undefined) =>
+      exclusive(organization, async () => {
+        const started = process.hrtime.bigint();
+        const steps: TRestoreStep[] = [];
+        const step = async <T>(name: TRestoreStep["step"], run: () => Promise<{ detail: string; value: T }>): Promise<T> => {
+          const begun = process.hrtime.bigint();
+          const { detail, value } = await run();
+          const done = { step: name, detail, durationMs: elapsedMs(begun) };
+          steps.push(done);
+          onStep(done);
+          return value;
+        };
+        const org = organization.metadata.name;
+        const source = await step("secrets", async () => ({ detail: "repository passphrases, cluster admin and CA read from the secret store", value: await recoverable(organization, environmentName) }));
+        const [repository] = source.filestoreRepositories;
+        if (destination.kind === "copy") {
+          const name = destination.name;
+          if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(name)) throw new ValidationError(`--into ${JSON.stringify(name)} is not a name (lowercase letters, digits and hyphens)`);
+          const directory = join(root, org, "restores", name);
+          if ((await stat(directory).catch(() => undefined)) !== undefined) {
+            throw new ValidationError(`a restored copy named ${JSON.stringify(name)} already exists at ${directory}; choose another --into name`);
+          }
+          await mkdir(directory, { recursive: true, mode: 0o711 });
+          // Present until the copy is whole: a carehost killed midway leaves it, and the next reconcile removes the copy.
+          await writeFile(join(directory, RESTORING_MARKER), JSON.stringify({ source: environmentName, target, startedAt: now() }));
+          try {
+            const scratch = await step("postgresql", async () => {
+              const cluster = await restoreToScratch(source, join(directory, "postgres"), target);
+              return { detail: `restored into a new cluster on port ${cluster.port}`, value: cluster };
+            });
+            const until = target.kind === "time" ? target.time : target.kind === "lsn" ? await recoveredUntil(scratch, source) : undefined;
+            const filestore = await step("filestore", async () => {
+              if (repository === undefined) return { detail: "no repository", value: undefined };
+              const restored = await restoreFilestore(repository, environmentName, until ?? undefined, join(directory, "filestore"));
+              return { detail: `${restored.files} files from snapshot ${restored.snapshots.join(" + ")}${restored.excludedNewer > 0 ? `, ${restored.excludedNewer} newer than the target left out` : ""}`, value: restored };
+            });
+            await step("redis", async () => ({ detail: "a copy gets no Redis: sessions are never restored", value: undefined }));
+            await step("application", async () => ({ detail: "not deployed on this runtime", value: undefined }));
+            await step("ingress", async () => ({ detail: "not deployed on this runtime", value: undefined }));
+            await rm(join(directory, RESTORING_MARKER), { force: true });
+            return { directory, port: scratch.port, database: databaseNameOf({ name: environmentName }), filestoreFiles: filestore?.files ?? 0, steps, durationMs: elapsedMs(started) };
+          } catch (error) {
+            // Nothing half-made stays behind: the copy's cluster is stopped and its directory removed.
+            await stopCopies(join(root, org, "restores"), [name]);
+            await rm(directory, { recursive: true, force: true });
+            throw error;
+          }
+        }
+        const environment = organization.environments.find((item) => item.name === environmentName)!;
+        if (environment.hosting !== "dedicated") {
+          const neighbours = placeOrganization(organization).clusters.find((cluster) => cluster.name === source.cluster.name)?.environments.map((item) => item.name) ?? [];
+          throw new ValidationError(
+            `environment ${JSON.stringify(environmentName)} shares its cluster with ${neighbours.filter((name) => name !== environmentName).join(", ")}: restoring it in place would roll them back too; restore --into a new copy instead`,
+          );
+        }
+        const markerPath = join(source.cluster.directory, RESTORING_MARKER);
+        await writeFile(markerPath, JSON.stringify({ source: environmentName, target, startedAt: now() }));
+        await closeConnection({ connections }, `${org}/${source.cluster.name}`);
+        await step("postgresql", async () => {
+          await restoreInPlace(source, target);
+          return { detail: `restored in place (port ${source.cluster.port}, new timeline)`, value: undefined };
+        });
+        const until = target.kind === "time" ? target.time : target.kind === "lsn" ? await recoveredUntil(source.cluster, source) : undefined;
+        const live = filestoreDirectoryOf(root, org, environment);
+        const restoredFiles = await step("filestore", async () => {
+          if (repository === undefined) return { detail: "no repository", value: 0 };
+          const incoming = `${live}.restored`;
+          await rm(incoming, { recursive: true, force: true });
+          const restored = await restoreFilestore(repository, environmentName, until ?? undefined, incoming);
+          await rm(live, { recursive: true, force: true });
+          await mkdir(dirname(live), { recursive: true, mode: 0o750 });
+          await rename(incoming, live);
+          return { detail: `${restored.files} files from snapshot ${restored.snapshots.join(" + ")}`, value: restored.files };
+        });
+        await step("redis", async () => ({ detail: await flushSessions(organization, environment), value: undefined }));
+        await step("application", async () => ({ detail: "not deployed on this runtime", value: undefined }));
+        await step("ingress", async () => ({ detail: "not deployed on this runtime", value: undefined }));
+        await rm(markerPath, { force: true });
+        return { directory: source.cluster.directory, port: source.cluster.port, database: databaseNameOf(environment), filestoreFiles: restoredFiles, steps, durationMs: elapsedMs(started) };
+      }),
 
-    /** Restores the latest backup into a scratch cluster, checks and measures it, and tears it down. */
+    /** Restores the latest backup (and filestore) into a scratch copy, checks and measures it, and tears it down. */
     drill: (organization: TOrganizationSpec, environmentName: string) => exclusive(organization, async () => {
       const source = await recoverable(organization, environmentName);
-      const placement = placeOrganization(organization).clusters.find((cluster) => cluster.name === source.cluster.name);
-      const directory = join(root, organization.metadata.name, "drills", `${source.cluster.name}-${now().getTime()}`);
-      return { stanza: source.backup.access.stanza, ...(await runDrill(source, directory, placement?.environments ?? [], now)) };
+      // Short: the copy's Unix socket path must stay under 107 bytes.
+      const directory = join(root, organization.metadata.name, "drills", now().getTime().toString(36));
+      const result = await runDrill(source, join(directory, "postgres"), backedUpIn(organization, source.cluster), now);
+      const filestores: TDrillFilestore[] = [];
+      const [repository] = source.filestoreRepositories;
+      try {
+        for (const environment of repository === undefined ? [] : backedUpIn(organization, source.cluster)) {
+          const snapshots = await resticSnapshots(repository!, filestoreTag(environment.name));
+          const newest = snapshots.at(-1);
+          if (newest === undefined) {
+            filestores.push({ environment: environment.name, files: 0, expectedFiles: 0, verified: false, snapshotAgeSeconds: null });
+            continue;
+          }
+          const restored = await restoreFilestore(repository!, environment.name, undefined, join(directory, "filestore", environment.name)).then(
+            (value) => ({ files: value.files, verified: true }),
+            () => ({ files: 0, verified: false }),
+          );
+          filestores.push({
+            environment: environment.name,
+            files: restored.files,
+            expectedFiles: await snapshotFileCount(repository!, newest.id),
+            verified: restored.verified,
+            snapshotAgeSeconds: Math.max(0, (result.startedAt.getTime() - newest.time.getTime()) / 1000),
+          });
+        }
+      } finally {
+        await rm(directory, { recursive: true, force: true });
+      }
+      return { stanza: source.backup.access.stanza, ...result, filestores };
     }),
 
     /** Writes the heartbeat that drills read to measure the achieved RPO, in every backed-up cluster. */

@@ -49,23 +49,25 @@ export const registerRecoveryRoutes = (api: TApi, services: Pick<TServerServices
     {
       schema: {
         tags: ["recovery"],
-        summary: "Restore an environment's backups into a new copy (latest, a point in time, or an LSN)",
+        summary: "Restore an environment to latest, a point in time or an LSN: into a new copy, or in place (maintenance window or emergency)",
         body: EnvironmentBody.extend({
           to: z.string().min(1).max(64).default("latest").describe("latest, or an ISO 8601 instant with a zone"),
           toLsn: z.string().max(32).optional().describe("an LSN such as 0/3000028, instead of --to"),
-          into: z.string().min(1).max(40).describe("name of the restored copy"),
+          into: z.string().min(1).max(40).optional().describe("name of the restored copy"),
+          inPlace: z.boolean().optional().describe("restore over the environment itself, after a safety backup"),
+          emergency: z.string().max(500).optional().describe("why an in-place restore cannot wait for the maintenance window (audited)"),
         }),
         response: { 200: z.looseObject({ environment: z.string(), target: z.string(), port: z.number(), directory: z.string() }), ...problemResponses },
       },
     },
     async (request) => {
-      const { to, toLsn, ...rest } = request.body;
+      const { to, toLsn, emergency, ...rest } = request.body;
       const target =
         toLsn !== undefined ? ({ kind: "lsn", lsn: toLsn } as const) : to === "latest" ? ({ kind: "latest" } as const) : ({ kind: "time", time: new Date(to) } as const);
       if (target.kind === "time" && (Number.isNaN(target.time.getTime()) || !/(Z|[+-]\d{2}:?\d{2})$/.test(to))) {
         throw new ValidationError(`--to ${JSON.stringify(to)} is not latest or an ISO 8601 instant with a zone, e.g. 2026-11-22T14:03:05Z`);
       }
-      return services.recovery.restore(request.ctx, { ...rest, target });
+      return services.recovery.restore(request.ctx, { ...rest, target, ...(emergency === undefined ? {} : { emergencyReason: emergency }) });
     },
   );
 
