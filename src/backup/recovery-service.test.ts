@@ -7,6 +7,7 @@ import { createRuntimeHarness, runtimeTestSpec, type TRuntimeHarness } from "../
 import { testDatabaseFactories } from "../../test/test-databases.js";
 import { systemContext } from "../lib/request-context.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
+import { activeSlot } from "../spec/maintenance-window.js";
 import { recoveryServiceFactory, type TRecoveryService } from "./recovery-service.js";
 
 const ORG = "faults-health";
@@ -60,6 +61,25 @@ void describe("recovery service: failures are recorded, audited and alerted, and
     assert.equal(latest?.status, "failed");
     assert.match(latest?.error ?? "", /interrupted/);
     assert.equal(await recovery.markInterrupted(), 0);
+  });
+
+  void it("restores in place only inside the maintenance window or for a stated emergency, after a safety backup; PHI only into PHI", async () => {
+    const noon = new Date("2026-11-25T17:00:00Z");
+    assert.equal(activeSlot(spec.environments[0]!.maintenanceWindow!, noon), undefined, "a time outside prod's window");
+    const full = runtimeTestSpec(ORG);
+    const atNoon = recoveryServiceFactory({ db: auditHarness.db, runtime: runtimeHarness.runtime, latestSpecs: async () => [{ ...full, environments: [spec.environments[0]!, ...full.environments.slice(1)] }], audit: auditHarness.log, now: () => noon });
+    await assert.rejects(atNoon.restore(ctx, { environment: "prod", target: { kind: "latest" }, inPlace: true }), /inside its maintenance window \(America\/New_York\), or state the emergency/);
+    const staging = full.environments.find((environment) => environment.dataClass !== "phi")!;
+    await assert.rejects(
+      atNoon.restore(ctx, { environment: "prod", target: { kind: "latest" }, into: staging.name }),
+      new RegExp(`holds PHI; it may be restored only into a PHI-classed environment, and "${staging.name}" is dataClass ${staging.dataClass}`),
+    );
+    await assert.rejects(atNoon.restore(ctx, { environment: "prod", target: { kind: "latest" } }), /say where to restore/);
+    const restored = await atNoon.restore(ctx, { environment: "prod", target: { kind: "latest" }, inPlace: true, emergencyReason: "ransomware on the app server, incident 4711" });
+    assert.ok("safetyBackup" in restored && restored.safetyBackup.length > 0);
+    const [emergency] = await auditHarness.log.list({ type: "restore.emergency", limit: 5 });
+    assert.match(JSON.stringify(emergency), /incident 4711/);
+    assert.equal((await auditHarness.log.list({ type: "restore.completed", limit: 5 })).length, 1);
   });
 
   void it("refuses what cannot be backed up, naming it", async () => {

@@ -68,7 +68,7 @@ export async function resticRestore(repository: TResticRepository, snapshotId: s
 /** Removes the snapshots of one tag no tier keeps, and the data only they referenced. */
 export async function resticForget(repository: TResticRepository, tag: string, keep: { withinDays: number; weekly: number; monthly: number }): Promise<string[]> {
   const output = await restic(repository, [
-    "forget", "--json", "--prune", "--tag", tag, "--group-by", "tags",
+    "forget", "--json", "--prune", "--tag", tag, "--group-by", "",
     "--keep-last", "1",
     ...(keep.withinDays > 0 ? ["--keep-within", `${keep.withinDays}d`] : []),
     ...(keep.weekly > 0 ? ["--keep-weekly", String(keep.weekly)] : []),
@@ -87,7 +87,8 @@ export async function resticCheck(repository: TResticRepository, readData = true
   }
 }
 
-/** Files in a snapshot, as restic counts them (what a restore of it must produce). */
+/** Regular files in a snapshot (what a restore of it must produce). */
 export async function resticFileCount(repository: TResticRepository, snapshotId: string): Promise<number> {
-  return (JSON.parse(await restic(repository, ["stats", "--json", snapshotId])) as { total_file_count?: number }).total_file_count ?? 0;
+  const lines = (await restic(repository, ["ls", "--json", snapshotId])).split("\n").filter((line) => line.startsWith("{"));
+  return lines.filter((line) => (JSON.parse(line) as { struct_type?: string; type?: string }).type === "file").length;
 }

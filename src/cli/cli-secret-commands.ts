@@ -6,7 +6,7 @@ import type { TOutputFormat } from "./cli-output.js";
 type TGlobal = { client: () => Promise<TApiClient> };
 
 export const registerSecretCommands = (program: Command, global: TGlobal): void => {
-  const secrets = program.command("secrets").description("secrets carehost generated: list, rotate, reveal");
+  const secrets = program.command("secrets").description("secrets: list, rotate, reveal what carehost generated; set a backup repository key");
   secrets
     .command("list")
     .description("secret names and versions (never values)")
@@ -31,6 +31,20 @@ export const registerSecretCommands = (program: Command, global: TGlobal): void 
         return;
       }
       printLine(`Rotated ${result.name} to version ${result.version}.`);
+      for (const action of result.runtime) printLine(`  ${action.target}: ${action.action}`);
+    });
+  secrets
+    .command("set")
+    .description("store a backup repository's access key, read from standard input (never from the command line)")
+    .argument("<name>", "backup/<organization>/<keySecretRef>")
+    .action(async (name: string) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      const result = await (await global.client()).request<{ name: string; version: number; runtime: { target: string; action: string }[] }>("POST", "/api/secrets/set", {
+        name,
+        value: Buffer.concat(chunks).toString("utf8"),
+      });
+      printLine(`Stored ${result.name} as version ${result.version}.`);
       for (const action of result.runtime) printLine(`  ${action.target}: ${action.action}`);
     });
   secrets

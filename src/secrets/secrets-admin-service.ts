@@ -13,7 +13,7 @@ import { generatePassword } from "./secrets-generate.js";
 import type { TSecretListing, TSecretsService } from "./secrets-service.js";
 
 type TSecretsAdminDeps = {
-  secrets: Pick<TSecretsService, "list" | "reveal" | "rotate" | "current">;
+  secrets: Pick<TSecretsService, "list" | "reveal" | "rotate" | "current" | "ensure">;
   audit: { append: TAuditAppend };
   latestSpecs: () => Promise<TOrganizationSpec[]>;
   /** Re-applies one organization; absent without a runtime. */
@@ -30,6 +30,26 @@ export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconc
   },
 
   reveal: async (ctx: TRequestContext, name: string, reason: string): Promise<string> => secrets.reveal(ctx, name, reason),
+
+  /**
+   * Stores a credential carehost cannot generate: the access key of a backup repository, named by
+   * the spec's keySecretRef as backup/<organization>/<keySecretRef>. A new value is a new version.
+   */
+  set: async (ctx: TRequestContext, name: string, value: string): Promise<{ name: string; version: number; runtime: TRuntimeAction[] }> => {
+    await authorize(ctx, "secret:rotate", audit, `secret:${name}`);
+    const [, organizationName, reference] = /^backup\/([^/]+)\/([^/]+)$/.exec(name) ?? [];
+    const organization = (await latestSpecs()).find((spec) => spec.metadata.name === organizationName);
+    const declared = organization?.backupRepositories.some((repository) => repository.type !== "posix" && repository.keySecretRef === reference) === true;
+    if (!declared) {
+      throw new ValidationError(`secret ${JSON.stringify(name)} is not a backup repository key of a recorded spec: name it backup/<organization>/<keySecretRef of an azure or s3 repository>`);
+    }
+    if (value.trim().length === 0) throw new ValidationError(`the value for ${JSON.stringify(name)} is empty`);
+    const created = await secrets.ensure(name, () => value.trim());
+    const version = created.created ? created.version : (await secrets.rotate(name, () => value.trim())).version;
+    await audit.append(ctx, { type: "secret.rotated", outcome: "success", target: `secret:${name}`, payload: { secretName: name, version } });
+    const runtime = reconcile === undefined || organization === undefined ? [] : await reconcile(ctx, organization);
+    return { name, version, runtime };
+  },
 
   rotate: async (ctx: TRequestContext, name: string): Promise<{ name: string; version: number; runtime: TRuntimeAction[] }> => {
     await authorize(ctx, "secret:rotate", audit, `secret:${name}`);

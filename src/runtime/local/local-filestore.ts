@@ -1,7 +1,8 @@
 // The Odoo filestore of the local runtime (<odoo data_dir>/filestore/<database>) in restic
-// repositories beside pgBackRest's: a directory `filestore` inside a posix repository, the prefix
-// <organization>/filestore in an Azure container. Same passphrase as the repository's pgBackRest
-// data, one restic repository per organization and repository, snapshots tagged per environment.
+// repositories beside pgBackRest's: a directory `filestore` inside each posix repository. Same
+// passphrase as the repository's pgBackRest data, one restic repository per organization and
+// repository, snapshots tagged per environment. Azure repositories hold the database only for
+// now: Debian's restic 0.14 cannot address an Azure endpoint other than Azure's own.
 //
 // A point-in-time restore pairs the filestore with the database. Odoo writes an attachment's file
 // once, under a name derived from its content, and never rewrites it, so the filestore as it was at
@@ -11,7 +12,6 @@ import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { ensureResticRepository, resticBackup, resticRestore, resticSnapshots } from "../../backup/restic-command.js";
 import type { TFilestoreBackup, TFilestoreSnapshot, TResticRepository } from "../../backup/restic-command.js";
-import { rcloneAzureRemote } from "../../backup/rclone-azure.js";
 import { NotFoundError } from "../../lib/errors.js";
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
 import type { TClusterBackup } from "./local-backup-config.js";
@@ -25,13 +25,11 @@ const EMPTY_MARKER = ".carehost-empty";
 export const filestoreTag = (environment: string) => `env:${environment}`;
 export const backupLabelTag = (label: string) => `pgbackrest:${label}`;
 
-/** The restic repository inside each repository pgBackRest writes to, in the same order. */
-export function filestoreRepositoriesOf(backup: TClusterBackup, organization: string, cacheDirectory: string): TResticRepository[] {
-  return backup.repositories.map(({ repository, cipherPass, azureKey }) => {
-    if (repository.type === "posix") return { location: join(repository.path, "filestore"), env: { RESTIC_PASSWORD: cipherPass }, cacheDirectory };
-    const { remote, env } = rcloneAzureRemote(repository, azureKey ?? "");
-    return { location: `rclone:${remote}/${organization}/filestore`, env: { ...env, RESTIC_PASSWORD: cipherPass }, cacheDirectory };
-  });
+/** The restic repository inside each posix repository pgBackRest writes to, in the same order. */
+export function filestoreRepositoriesOf(backup: TClusterBackup, cacheDirectory: string): TResticRepository[] {
+  return backup.repositories.flatMap(({ repository, cipherPass }) =>
+    repository.type === "posix" ? [{ location: join(repository.path, "filestore"), env: { RESTIC_PASSWORD: cipherPass }, cacheDirectory }] : [],
+  );
 }
 
 /** Snapshots the environment's filestore into every repository; returns the first repository's summary. */
@@ -54,22 +52,24 @@ export async function snapshotFilestore(
   return results[0];
 }
 
-/** Newest modification time and file count below a directory: whether anything changed since a snapshot. */
-export async function filestoreState(directory: string): Promise<{ files: number; newest: Date | undefined }> {
-  let files = 0;
+/**
+ * The newest modification time below a directory, of files and directories alike: adding a file
+ * changes it, and so does removing one (its directory's mtime moves). Undefined when empty.
+ */
+export async function newestChange(directory: string): Promise<Date | undefined> {
   let newest = 0;
   const walk = async (path: string): Promise<void> => {
     for (const entry of await readdir(path, { withFileTypes: true }).catch(() => [])) {
       const child = join(path, entry.name);
+      newest = Math.max(newest, (await stat(child)).mtimeMs);
       if (entry.isDirectory()) await walk(child);
-      else if (entry.isFile()) {
-        files += 1;
-        newest = Math.max(newest, (await stat(child)).mtimeMs);
-      }
     }
   };
+  const own = await stat(directory).catch(() => undefined);
+  if (own === undefined) return undefined;
+  newest = own.mtimeMs;
   await walk(directory);
-  return { files, newest: files === 0 ? undefined : new Date(newest) };
+  return new Date(newest);
 }
 
 async function filesBelow(directory: string): Promise<string[]> {

@@ -8,6 +8,7 @@ import { odooConnectionLimit } from "../../render/odoo/odoo-conf.js";
 import type { TLivePostgresState } from "../../policy/policy-types.js";
 import type { TBackupRepositorySpec } from "../../spec/spec-schema.js";
 import { stanzaInfo, pgbackrest, STANZA_MISSING_CODES } from "../../backup/pgbackrest-command.js";
+import { ensureAzureContainer } from "../../backup/azure-container.js";
 import { clusterBackupOf, prepareBackupDirectories } from "./local-backup-config.js";
 import type { TClusterBackup } from "./local-backup-config.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
@@ -171,7 +172,7 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   if (backup !== undefined) {
     await prepareBackupDirectories(backup, cluster.owner);
     backupConfChanged = await writeFileIfChanged(backup.access.configPath, backup.confText, { mode: 0o640, owner: cluster.owner });
-    if (backupConfChanged) act(`wrote pgbackrest.conf (stanza ${backup.access.stanza}; repositories: ${backup.repositoryPaths.join(", ")})`);
+    if (backupConfChanged) act(`wrote pgbackrest.conf (stanza ${backup.access.stanza}; repositories: ${backup.repositories.map((item) => item.repository.name).join(", ")})`);
   }
   const env = backup?.access.env ?? {};
   const files = await desiredFiles(context, cluster, backup);
@@ -207,7 +208,12 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
     const observed = await observeTenant(admin, tenant);
     for (const action of await reconcileTenant(admin, tenant, observed)) actions.push({ target: `environment/${tenant.environment}`, action });
   }
-  if (backup !== undefined && STANZA_MISSING_CODES.has((await stanzaInfo(backup.access)).statusCode)) {
+  // A repository added to the spec changes the file; stanza-create is idempotent and creates the
+  // stanza where it is missing. pgBackRest does not create Azure containers, so carehost does.
+  if (backup !== undefined && (backupConfChanged || STANZA_MISSING_CODES.has((await stanzaInfo(backup.access)).statusCode))) {
+    for (const { repository, azureKey } of backup.repositories) {
+      if (repository.type === "azure") await ensureAzureContainer(repository, azureKey ?? "");
+    }
     await pgbackrest(backup.access, "stanza-create");
     act(`created pgBackRest stanza ${backup.access.stanza}`);
   }

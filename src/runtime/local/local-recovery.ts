@@ -4,7 +4,7 @@
 // stopped cluster (`--delta`, archiving on: the new timeline is archived like the old one). A
 // drill restores the latest backup, checks it, measures the achieved RTO and RPO, and tears the
 // copy down.
-import { appendFile, mkdir, rm } from "node:fs/promises";
+import { appendFile, mkdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
@@ -53,12 +53,17 @@ const LSN_PATTERN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
 /** The table carehost writes a timestamp into every supervision tick, so a restore shows how recent it is. */
 const HEARTBEAT_TABLE = "carehost_heartbeat";
 
+/**
+ * One pgBackRest backup per repository (pgBackRest writes a backup to one repository per run):
+ * every repository holds a whole, independently restorable backup. Returns the first repository's.
+ */
 export async function takeBackup(source: TRecoverableCluster, type: TBackupType): Promise<TBackupInfo> {
-  const before = new Set((await stanzaInfo(source.backup.access)).backups.map((backup) => backup.label));
-  await pgbackrest(source.backup.access, "backup", [`--type=${type}`]);
-  const created = (await stanzaInfo(source.backup.access)).backups.filter((backup) => !before.has(backup.label)).at(-1);
-  if (created === undefined) throw new DomainError(`pgBackRest reported success for stanza "${source.backup.access.stanza}" but no new backup is listed`);
-  return created;
+  const before = new Set((await stanzaInfo(source.backup.access)).backups.map((backup) => `${backup.repository}/${backup.label}`));
+  for (const index of source.backup.repositories.keys()) await pgbackrest(source.backup.access, "backup", [`--type=${type}`, `--repo=${index + 1}`]);
+  const created = (await stanzaInfo(source.backup.access)).backups.filter((backup) => !before.has(`${backup.repository}/${backup.label}`));
+  const first = created.find((backup) => backup.repository === 1);
+  if (first === undefined) throw new DomainError(`pgBackRest reported success for stanza "${source.backup.access.stanza}" but no new backup is listed`);
+  return first;
 }
 
 export async function verifyRepository(source: TRecoverableCluster): Promise<{ ok: boolean; output: string }> {
@@ -129,6 +134,12 @@ export async function restoreInPlace(source: TRecoverableCluster, target: TResto
   await pgbackrest(source.backup.access, "restore", ["--delta", ...targetOptions(target)]);
   await startCluster(source.cluster, source.backup.access.env);
   await waitUntilPromoted(source.cluster, source);
+  // pgBackRest's recovery settings stay in postgresql.auto.conf after promotion; they only apply at
+  // a restart and carehost's own settings live in postgresql.conf, so the file is emptied and the
+  // cluster restarted once, leaving nothing pending for the next reconcile.
+  await stopCluster(source.cluster);
+  await writeFile(join(dataDirectoryOf(source.cluster), "postgresql.auto.conf"), "# carehost: pgBackRest's recovery settings removed after an in-place restore\n");
+  await startCluster(source.cluster, source.backup.access.env);
 }
 
 /** The commit time of the last transaction a restored cluster replayed (null: it replayed none). */

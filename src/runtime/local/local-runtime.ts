@@ -14,7 +14,7 @@ import { NotFoundError, ValidationError } from "../../lib/errors.js";
 import { pgbackrest, stanzaInfo } from "../../backup/pgbackrest-command.js";
 import { combinedRetention, fullBackupsToExpire } from "../../backup/backup-retention.js";
 import { resticCheck, resticFileCount, resticForget, resticSnapshots } from "../../backup/restic-command.js";
-import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreState, filestoreTag, restoreFilestore, snapshotFilestore } from "./local-filestore.js";
+import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreTag, newestChange, restoreFilestore, snapshotFilestore } from "./local-filestore.js";
 import { recoveredUntil, restoreInPlace, restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
 import type { TBackupType, TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
 import { backupOf, closeConnection, observeCluster, reconcileCluster } from "./local-postgres.js";
@@ -165,7 +165,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       adminPassword: await secrets.current(secretNames.clusterAdmin(org, cluster.name)),
       caPem: ca.certPem,
       caPath: ca.certPath,
-      filestoreRepositories: filestoreRepositoriesOf(backup, org, join(dirname(root), "cache", "restic")),
+      filestoreRepositories: filestoreRepositoriesOf(backup, join(dirname(root), "cache", "restic")),
     };
   };
 
@@ -476,8 +476,8 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       const [repository] = source.filestoreRepositories;
       const directory = filestoreDirectoryOf(root, organization.metadata.name, { name: environmentName });
       const newest = repository === undefined ? undefined : (await resticSnapshots(repository, filestoreTag(environmentName)).catch(() => [])).at(-1);
-      const state = await filestoreState(directory);
-      if (newest !== undefined && (state.newest === undefined || state.newest < newest.time) && state.files === (await snapshotFileCount(repository!, newest.id))) return undefined;
+      const changed = await newestChange(directory);
+      if (newest !== undefined && (changed === undefined || changed < newest.time)) return undefined;
       const started = process.hrtime.bigint();
       const snapshot = await snapshotFilestore(source.filestoreRepositories, directory, { organization: organization.metadata.name, environment: environmentName });
       return { ...snapshot, durationMs: elapsedMs(started) };
@@ -493,7 +493,11 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       const environments = backedUpIn(organization, source.cluster);
       const retention = combinedRetention(environments.map((environment) => environment.backup.retention));
       const before = await stanzaInfo(source.backup.access);
-      for (const label of fullBackupsToExpire(before.backups, retention, now())) await pgbackrest(source.backup.access, "expire", [`--set=${label}`]);
+      // Each repository holds its own backups under its own labels; each is expired on its own.
+      for (const index of source.backup.repositories.keys()) {
+        const held = before.backups.filter((backup) => backup.repository === index + 1);
+        for (const label of fullBackupsToExpire(held, retention, now())) await pgbackrest(source.backup.access, "expire", [`--set=${label}`, `--repo=${index + 1}`]);
+      }
       const remaining = new Set((await stanzaInfo(source.backup.access)).backups.map((backup) => `${backup.repository}/${backup.label}`));
       const expired = before.backups.filter((backup) => !remaining.has(`${backup.repository}/${backup.label}`));
       let filestoreSnapshots = 0;
@@ -525,6 +529,12 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     backups: async (organization: TOrganizationSpec, environmentName: string) => {
       const source = await recoverable(organization, environmentName);
       return { stanza: source.backup.access.stanza, ...(await stanzaInfo(source.backup.access)) };
+    },
+
+    /** The environment's filestore snapshots, per repository (in the order of backup.repositories). */
+    filestoreSnapshots: async (organization: TOrganizationSpec, environmentName: string) => {
+      const source = await recoverable(organization, environmentName);
+      return Promise.all(source.filestoreRepositories.map((repository) => resticSnapshots(repository, filestoreTag(environmentName))));
     },
 
     /**

@@ -35,6 +35,19 @@ export const registerSecretRoutes = (api: TApi, services: Pick<TServerServices, 
   );
 
   api.post(
+    "/api/secrets/set",
+    {
+      schema: {
+        tags: ["secrets"],
+        summary: "Store a backup repository's access key (backup/<org>/<keySecretRef>) and re-apply",
+        body: z.strictObject({ name: SecretNameSchema, value: z.string().min(1).max(4096) }),
+        response: { 200: z.object({ name: z.string(), version: z.number().int(), runtime: z.array(z.object({ target: z.string(), action: z.string() })) }), ...problemResponses },
+      },
+    },
+    async (request) => services.secrets.set(request.ctx, request.body.name, request.body.value),
+  );
+
+  api.post(
     "/api/secrets/reveal",
     {
       schema: {

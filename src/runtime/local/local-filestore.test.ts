@@ -1,0 +1,195 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { after, before, describe, it } from "node:test";
+import pg from "pg";
+import { startAzurite, AZURITE_ACCOUNT, AZURITE_KEY, type TAzurite } from "../../../test/azurite.js";
+import { createRuntimeHarness, readText, runtimeTestSpec, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
+import type { TOrganizationSpec } from "../../spec/spec-schema.js";
+import { filestoreDirectoryOf } from "./local-filestore.js";
+import { secretNames } from "./local-placement.js";
+import { connectRedis } from "./redis-instance.js";
+
+const ORG = "filestore-health";
+
+/** Every file below a directory, relative to it (the empty-filestore marker excepted). */
+async function filesOf(directory: string): Promise<string[]> {
+  const entries = await readdir(directory, { withFileTypes: true, recursive: true }).catch(() => []);
+  return entries.filter((entry) => entry.isFile() && entry.name !== ".carehost-empty").map((entry) => relative(directory, join(entry.parentPath, entry.name))).sort();
+}
+
+void describe("filestore and Azure repositories: restic beside pgBackRest, Azurite over HTTPS, expiry by tier, in-place restore", () => {
+  let harness: TRuntimeHarness;
+  let azurite: TAzurite;
+  let spec: TOrganizationSpec;
+  const written: { path: string; at: number }[] = [];
+  const rows: { id: number; at: number }[] = [];
+  let odoo: pg.Client;
+
+  const caPem = () => readText(join(harness.root, ORG, "ca.crt"));
+  const connect = async (port: number, user: string, password: string, database: string) => {
+    const client = new pg.Client({ host: "127.0.0.1", port, user, password, database, ssl: { ca: await caPem(), rejectUnauthorized: true } });
+    client.on("error", () => undefined);
+    await client.connect();
+    return client;
+  };
+  const observed = async () => (await harness.runtime.observe(spec)).environments[0]!;
+  const admin = async (port: number, database = "postgres") => connect(port, "carehost_admin", await harness.secrets.current(secretNames.clusterAdmin(ORG, "dedicated-prod")), database);
+  const filestore = () => filestoreDirectoryOf(harness.root, ORG, { name: "prod" });
+  /** One attachment and one row, committed together as Odoo does; returns when both are durable. */
+  const writeAttachment = async (index: number) => {
+    const path = join(randomBytes(1).toString("hex"), `${String(index).padStart(4, "0")}-${randomBytes(8).toString("hex")}`);
+    await mkdir(join(filestore(), path, ".."), { recursive: true });
+    await writeFile(join(filestore(), path), randomBytes(2048));
+    const { rows: [row] } = await odoo.query<{ id: number; at: Date }>("INSERT INTO ir_attachment (store_fname) VALUES ($1) RETURNING id, at", [path]);
+    written.push({ path, at: Date.now() });
+    rows.push({ id: row!.id, at: row!.at.getTime() });
+  };
+  const waitForArchive = async () => {
+    const root = await admin((await observed()).postgres.port!);
+    await root.query("SELECT pg_switch_wal()");
+    const switchedAt = Date.now();
+    for (let attempt = 0; attempt < 300; attempt += 1) {
+      const archived = (await root.query<{ t: Date | null }>("SELECT last_archived_time AS t FROM pg_stat_archiver")).rows[0]?.t;
+      if (archived !== null && archived !== undefined && archived.getTime() >= switchedAt - 1000) break;
+      await sleep(100);
+    }
+    await root.end();
+  };
+
+  before(async () => {
+    harness = await createRuntimeHarness();
+    azurite = await startAzurite(join(harness.root, "..", "azurite"));
+    const full = runtimeTestSpec(ORG);
+    spec = {
+      ...full,
+      environments: full.environments.filter((environment) => environment.name === "prod"),
+      backupRepositories: full.backupRepositories.map((repository) => (repository.type === "azure" ? { ...repository, account: AZURITE_ACCOUNT, endpoint: azurite.endpoint, caFile: azurite.caFile } : repository)),
+    };
+    await harness.secrets.ensure(`backup/${ORG}/backup-offsite-azure-key`, () => AZURITE_KEY);
+    await harness.runtime.reconcile(spec);
+    odoo = await connect((await observed()).postgres.port!, "odoo_prod", await harness.secrets.current(secretNames.databasePassword(ORG, "prod")), "prod");
+    await odoo.query("CREATE TABLE ir_attachment (id serial PRIMARY KEY, store_fname text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())");
+  });
+  after(async () => {
+    await odoo.end().catch(() => undefined);
+    await harness.close([spec]);
+    await azurite.stop();
+  });
+
+  void it("backs up the database and the filestore to a posix and an Azure repository, and restores both to the same second", async () => {
+    await writeAttachment(0);
+    const backup = await harness.runtime.backup(spec, "prod", "full");
+    assert.equal(backup.filestore.files, 1);
+    const info = await harness.runtime.backups(spec, "prod");
+    assert.deepEqual([...new Set(info.backups.map((item) => item.repository))].sort(), [1, 2], "the backup is in both repositories");
+    for (let index = 1; index <= 30; index += 1) {
+      await writeAttachment(index);
+      if (index % 10 === 0) assert.ok(await harness.runtime.snapshotFilestore(spec, "prod"), `a snapshot after attachment ${index}`);
+      await sleep(40);
+    }
+    assert.equal(await harness.runtime.snapshotFilestore(spec, "prod"), undefined, "nothing changed since the last snapshot");
+    // Between two attachments that fall between two snapshots.
+    const target = new Date(Math.floor((written[15]!.at + rows[16]!.at) / 2));
+    await waitForArchive();
+
+    const restored = await harness.runtime.restore(spec, "prod", { kind: "time", time: target }, { kind: "copy", name: "pitr" });
+    assert.deepEqual(restored.steps.map((step) => step.step), ["secrets", "postgresql", "filestore", "redis", "application", "ingress"]);
+    const copy = await admin(restored.port, "prod");
+    const restoredRows = (await copy.query<{ store_fname: string }>("SELECT store_fname FROM ir_attachment ORDER BY id")).rows.map((row) => row.store_fname);
+    await copy.end();
+    const expectedRows = rows.map((row, index) => ({ ...row, path: written[index]!.path })).filter((row) => row.at <= target.getTime()).map((row) => row.path);
+    assert.deepEqual(restoredRows, expectedRows, "rows committed at or before the target, none after");
+    const expectedFiles = written.filter((file) => file.at <= target.getTime()).map((file) => file.path).sort();
+    assert.deepEqual(await filesOf(join(restored.directory, "filestore")), expectedFiles, "files written at or before the target, none after");
+    assert.ok(expectedFiles.length === 16 && restoredRows.length === 16, `${expectedFiles.length} files`);
+    // Every attachment row of the restored database has its file: the two agree.
+    assert.deepEqual(restoredRows.toSorted(), expectedFiles);
+  });
+
+  void it("verifies both repositories: pgBackRest's files and restic's packs read back whole", async () => {
+    const verified = await harness.runtime.verify(spec, "prod");
+    assert.equal(verified.ok, true, verified.output);
+  });
+
+  void it("restores from the Azure repository alone, as after losing the host's own repository", async () => {
+    const offsiteOnly: TOrganizationSpec = {
+      ...spec,
+      environments: spec.environments.map((environment) => (environment.backup.enabled ? { ...environment, backup: { ...environment.backup, repositories: ["offsite"] } } : environment)),
+    };
+    await harness.runtime.reconcile(offsiteOnly);
+    try {
+      const restored = await harness.runtime.restore(offsiteOnly, "prod", { kind: "latest" }, { kind: "copy", name: "from-azure" });
+      const copy = await admin(restored.port, "prod");
+      assert.equal(Number((await copy.query<{ n: string }>("SELECT count(*) AS n FROM ir_attachment")).rows[0]?.n), rows.length);
+      await copy.end();
+      // The filestore is not written to Azure (restic 0.14 cannot reach a custom endpoint): none comes back from there.
+      assert.deepEqual(restored.steps.find((step) => step.step === "filestore")?.detail, "no repository");
+    } finally {
+      await harness.runtime.reconcile(spec);
+    }
+  });
+
+  void it("expires by tier: with no tier left, only the newest full backup and filestore snapshot remain", async () => {
+    await harness.runtime.backup(spec, "prod", "full");
+    await harness.runtime.backup(spec, "prod", "incr");
+    const before = (await harness.runtime.backups(spec, "prod")).backups;
+    const nothingKept: TOrganizationSpec = {
+      ...spec,
+      environments: spec.environments.map((environment) => (environment.backup.enabled ? { ...environment, backup: { ...environment.backup, retention: { daily: 0, weekly: 0, monthly: 0 } } } : environment)),
+    };
+    const expired = await harness.runtime.expire(nothingKept, "prod");
+    const remaining = (await harness.runtime.backups(spec, "prod")).backups;
+    assert.ok(expired.expired.length >= 1 && expired.reclaimedBytes > 0, JSON.stringify(expired));
+    for (const repository of [1, 2]) {
+      const fulls = (list: typeof before) => list.filter((backup) => backup.type === "full" && backup.repository === repository).map((backup) => backup.label);
+      assert.deepEqual(fulls(remaining), fulls(before).slice(-1), `repository ${repository} keeps only its newest full backup`);
+    }
+    assert.ok(remaining.some((backup) => backup.type === "incr"), "the incremental on the newest full stays");
+    const snapshots = await harness.runtime.filestoreSnapshots(spec, "prod");
+    assert.deepEqual(snapshots.map((list) => list.length), [1]);
+    // The default tiers keep everything this young.
+    assert.deepEqual((await harness.runtime.expire(spec, "prod")).expired, []);
+  });
+
+  void it("restores in place: database and filestore back to the second, sessions flushed, steps in order", async () => {
+    await harness.runtime.backup(spec, "prod", "incr");
+    const before = written.length;
+    for (let index = 0; index < 10; index += 1) {
+      await writeAttachment(100 + index);
+      await sleep(40);
+    }
+    await harness.runtime.snapshotFilestore(spec, "prod");
+    const target = new Date(Math.floor((written[before + 4]!.at + rows[before + 5]!.at) / 2));
+    for (let index = 10; index < 15; index += 1) await writeAttachment(100 + index);
+    await harness.runtime.snapshotFilestore(spec, "prod");
+    await waitForArchive();
+    const environment = await observed();
+    const redis = await connectRedis(
+      { name: environment.redis!.instance, directory: "", port: environment.redis!.port!, owner: undefined },
+      "odoo-prod",
+      await harness.secrets.current(secretNames.redisPassword(ORG, "prod")),
+      await caPem(),
+    );
+    await redis.set("odoo:prod:session:abc", "signed-in");
+    await odoo.end();
+
+    const restored = await harness.runtime.restore(spec, "prod", { kind: "time", time: target }, { kind: "in-place" });
+    assert.deepEqual(restored.steps.map((step) => step.step), ["secrets", "postgresql", "filestore", "redis", "application", "ingress"]);
+    assert.match(restored.steps.find((step) => step.step === "redis")!.detail, /flushed 1 /);
+    assert.equal(await redis.get("odoo:prod:session:abc"), null);
+    await redis.close();
+    odoo = await connect(environment.postgres.port!, "odoo_prod", await harness.secrets.current(secretNames.databasePassword(ORG, "prod")), "prod");
+    const restoredRows = (await odoo.query<{ store_fname: string }>("SELECT store_fname FROM ir_attachment ORDER BY id")).rows.map((row) => row.store_fname);
+    const expected = written.filter((file, index) => rows[index]!.at <= target.getTime()).map((file) => file.path);
+    assert.deepEqual(restoredRows, expected);
+    assert.deepEqual(await filesOf(filestore()), expected.toSorted());
+    // The restored environment goes on: it writes, archives and backs up on its new timeline.
+    await odoo.query("INSERT INTO ir_attachment (store_fname) VALUES ('after-restore')");
+    const next = await harness.runtime.backup(spec, "prod", "incr");
+    assert.ok(next.label.length > 0);
+    assert.deepEqual(await harness.runtime.reconcile(spec), []);
+  });
+});
