@@ -11,6 +11,8 @@ import { secretsServiceFactory, type TSecretsService } from "../src/secrets/secr
 import { loadSpecText } from "../src/spec/spec-loader.js";
 import type { TOrganizationSpec } from "../src/spec/spec-schema.js";
 import { readFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import type pg from "pg";
 import { testDatabaseFactories } from "./test-databases.js";
 
 export type TRuntimeHarness = {
@@ -80,3 +82,14 @@ export async function filesBelow(directory: string): Promise<string[]> {
 }
 
 export const readText = (path: string) => readFile(path, "utf8");
+
+/** Switches to a new WAL segment and waits (up to 30 s) until the archiver has pushed it: everything committed before is recoverable. */
+export async function waitForArchive(admin: Pick<pg.Client, "query">): Promise<void> {
+  await admin.query("SELECT pg_switch_wal()");
+  const switchedAt = Date.now();
+  for (let attempt = 0; attempt < 300; attempt += 1) {
+    const archived = (await admin.query<{ t: Date | null }>("SELECT last_archived_time AS t FROM pg_stat_archiver")).rows[0]?.t;
+    if (archived !== null && archived !== undefined && archived.getTime() >= switchedAt - 1000) return;
+    await sleep(100);
+  }
+}

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
 import { startAzurite, AZURITE_ACCOUNT, AZURITE_KEY, type TAzurite } from "../../../test/azurite.js";
-import { createRuntimeHarness, readText, runtimeTestSpec, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
+import { createRuntimeHarness, readText, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { filestoreDirectoryOf } from "./local-filestore.js";
 import { secretNames } from "./local-placement.js";
@@ -47,15 +47,9 @@ void describe("filestore and Azure repositories: restic beside pgBackRest, Azuri
     written.push({ path, at: Date.now() });
     rows.push({ id: row!.id, at: row!.at.getTime() });
   };
-  const waitForArchive = async () => {
+  const archiveNow = async () => {
     const root = await admin((await observed()).postgres.port!);
-    await root.query("SELECT pg_switch_wal()");
-    const switchedAt = Date.now();
-    for (let attempt = 0; attempt < 300; attempt += 1) {
-      const archived = (await root.query<{ t: Date | null }>("SELECT last_archived_time AS t FROM pg_stat_archiver")).rows[0]?.t;
-      if (archived !== null && archived !== undefined && archived.getTime() >= switchedAt - 1000) break;
-      await sleep(100);
-    }
+    await waitForArchive(root);
     await root.end();
   };
 
@@ -93,7 +87,7 @@ void describe("filestore and Azure repositories: restic beside pgBackRest, Azuri
     assert.equal(await harness.runtime.snapshotFilestore(spec, "prod"), undefined, "nothing changed since the last snapshot");
     // Between two attachments that fall between two snapshots.
     const target = new Date(Math.floor((written[15]!.at + rows[16]!.at) / 2));
-    await waitForArchive();
+    await archiveNow();
 
     const restored = await harness.runtime.restore(spec, "prod", { kind: "time", time: target }, { kind: "copy", name: "pitr" });
     assert.deepEqual(restored.steps.map((step) => step.step), ["secrets", "postgresql", "filestore", "redis", "application", "ingress"]);
@@ -165,7 +159,7 @@ void describe("filestore and Azure repositories: restic beside pgBackRest, Azuri
     const target = new Date(Math.floor((written[before + 4]!.at + rows[before + 5]!.at) / 2));
     for (let index = 10; index < 15; index += 1) await writeAttachment(100 + index);
     await harness.runtime.snapshotFilestore(spec, "prod");
-    await waitForArchive();
+    await archiveNow();
     const environment = await observed();
     const redis = await connectRedis(
       { name: environment.redis!.instance, directory: "", port: environment.redis!.port!, owner: undefined },

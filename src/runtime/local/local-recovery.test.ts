@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
-import { createRuntimeHarness, filesBelow, readText, runtimeTestSpec, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
+import { createRuntimeHarness, filesBelow, readText, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { secretNames } from "./local-placement.js";
 
@@ -54,13 +54,7 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     const target = new Date(middle.at.getTime() + Math.floor((next.at.getTime() - middle.at.getTime()) / 2));
     await harness.runtime.heartbeat(spec);
     const root = await admin(port);
-    await root.query("SELECT pg_switch_wal()");
-    const switchedAt = Date.now();
-    for (let attempt = 0; attempt < 300; attempt += 1) {
-      const archived = (await root.query<{ t: Date | null }>("SELECT last_archived_time AS t FROM pg_stat_archiver")).rows[0]?.t;
-      if (archived !== null && archived !== undefined && archived.getTime() >= switchedAt - 1000) break;
-      await sleep(100);
-    }
+    await waitForArchive(root);
     await root.end();
     await odoo.end();
 

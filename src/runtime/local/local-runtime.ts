@@ -89,7 +89,6 @@ export type TDrillFilestore = {
 /** In a copy's or a cluster's directory while a restore writes it; found at start, it marks a half-made restore. */
 const RESTORING_MARKER = "restore-in-progress.json";
 const elapsedMs = (started: bigint) => Math.round(Number(process.hrtime.bigint() - started) / 1e6);
-const snapshotFileCount = resticFileCount;
 
 export type TFinalBackup = { readonly path: string; readonly bytes: number; readonly sha256: string };
 
@@ -647,7 +646,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
           filestores.push({
             environment: environment.name,
             files: restored.files,
-            expectedFiles: await snapshotFileCount(repository!, newest.id),
+            expectedFiles: await resticFileCount(repository!, newest.id),
             verified: restored.verified,
             snapshotAgeSeconds: Math.max(0, (result.startedAt.getTime() - newest.time.getTime()) / 1000),
           });
