@@ -79,6 +79,7 @@ export const auditPayloadSchemas = {
     z.strictObject({ environment: name, target: name, into: name, dataClass: name, port: z.number().int(), filestoreFiles: bytes, steps: z.array(name).max(10), durationMs: bytes }),
     z.strictObject({ environment: name, target: name, inPlace: z.literal(true), safetyBackup: name, emergency: z.boolean(), filestoreFiles: bytes, steps: z.array(name).max(10), durationMs: bytes }),
   ]),
+  "restore.failed": z.strictObject({ environment: name, target: name, destination: name, reason }),
   "restore.emergency": z.strictObject({ environment: name, target: name, reason }),
   "gitops.committed": z.strictObject({ organization: name, target: name, commit: name, changedPathCount: z.number().int().nonnegative(), specDigest: digest }),
 } as const;

@@ -1,8 +1,10 @@
 // Runs pgBackRest for one stanza as the cluster's OS account, with the repository passphrases in
 // the environment. Errors name the stanza, the command and pgBackRest's own last lines, never a
 // passphrase (they are not in argv, and pgBackRest does not print them).
+import { readdir, readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import { DomainError } from "../lib/errors.js";
-import { runCommand, RuntimeCommandError } from "../runtime/local/runtime-command.js";
+import { isProcessAlive, runCommand, RuntimeCommandError } from "../runtime/local/runtime-command.js";
 import type { TOsUser } from "../runtime/local/runtime-command.js";
 
 export type TStanzaAccess = {
@@ -67,3 +69,30 @@ export async function stanzaInfo(access: TStanzaAccess): Promise<TStanzaInfo> {
 
 /** Stanza status codes that mean "not created yet" (missing stanza path, missing stanza data). */
 export const STANZA_MISSING_CODES = new Set([1, 3]);
+
+/**
+ * Ends the pgBackRest processes still working with this configuration, archiving apart. The
+ * parent-death signal takes down the process carehost started, but its workers (`backup:local`,
+ * `restore:local`) finish the file at hand first, and could write into a copy being removed or
+ * race a restore being finished. Call it only under the organization's lifecycle lock, when no
+ * backup or restore of carehost's own can be running: whatever it finds was left by a carehost
+ * that was killed. Returns how many it ended.
+ */
+export async function endLeftoverRuns(configPath: string): Promise<number> {
+  const leftovers: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const args = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0").filter(Boolean);
+    const command = args.at(-1) ?? "";
+    if (args[0]?.endsWith("pgbackrest") && args.includes(`--config=${configPath}`) && !command.startsWith("archive-")) leftovers.push(Number(entry));
+  }
+  for (const pid of leftovers) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // Gone already.
+    }
+  }
+  for (let waited = 0; waited < 100 && leftovers.some(isProcessAlive); waited += 1) await sleep(50);
+  return leftovers.length;
+}

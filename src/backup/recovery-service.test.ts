@@ -56,10 +56,18 @@ void describe("recovery service: failures are recorded, audited and alerted, and
   void it("turns runs left 'running' by a killed carehost into failures at the next start", async () => {
     await auditHarness.db.query("INSERT INTO backup_runs (organization, environment, kind, trigger, status) VALUES ($1, 'prod', 'full', 'schedule', 'running')", [ORG]);
     await auditHarness.db.query("INSERT INTO restore_drills (organization, environment, trigger, status, rto_objective_minutes, rpo_objective_minutes) VALUES ($1, 'prod', 'schedule', 'running', 240, 15)", [ORG]);
-    assert.equal(await recovery.markInterrupted(), 2);
+    await auditHarness.db.query("INSERT INTO restore_runs (organization, environment, target, destination, status) VALUES ($1, 'prod', 'latest', 'copy prod-copy', 'running')", [ORG]);
+    assert.equal(await recovery.markInterrupted(), 3);
     const [latest] = await recovery.listBackups(ctx, "prod");
     assert.equal(latest?.status, "failed");
     assert.match(latest?.error ?? "", /interrupted/);
+    const [restore] = await recovery.listRestores(ctx, "prod");
+    assert.equal(restore?.status, "failed");
+    // Each interrupted run is in the audit log too, not only in its table.
+    for (const type of ["backup.failed", "drill.failed", "restore.failed"] as const) {
+      const entries = await auditHarness.log.list({ type, limit: 10 });
+      assert.ok(entries.some((item) => /interrupted/.test(JSON.stringify(item.entry.payload))), type);
+    }
     assert.equal(await recovery.markInterrupted(), 0);
   });
 

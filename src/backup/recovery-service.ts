@@ -34,10 +34,16 @@ export type TDrillRun = {
   id: number; organization: string; environment: string; trigger: string; status: string; backupLabel: string | null;
   rtoSeconds: number | null; rpoSeconds: number | null; rtoObjectiveMinutes: number; rpoObjectiveMinutes: number; problems: string[]; error: string | null; startedAt: Date; finishedAt: Date | null;
 };
+export type TRestoreRun = {
+  id: number; organization: string; environment: string; target: string; destination: string; status: string;
+  steps: TRestoreStep[]; durationMs: number | null; error: string | null; startedAt: Date; finishedAt: Date | null;
+};
 type TTrigger = "schedule" | "manual";
 type TBackedUp = TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"], { enabled: true }> };
 
 const VERIFY_INTERVAL_MS = 24 * 3600 * 1000;
+/** A half-made copy is removed, and an in-place restore finished, by the reconcile that follows at start. */
+const INTERRUPTED = "interrupted: carehost stopped before it finished";
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 500);
 
 export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestSpecs, audit, now = () => new Date() }: TRecoveryServiceDeps) => {
@@ -156,6 +162,35 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       }
     });
 
+  /**
+   * Runs a restore as a recorded run: the row is "running" before anything is touched, so a
+   * carehost killed midway leaves a trace the next start turns into an audited failure; a restore
+   * that fails is audited with its reason (restore.completed is the caller's, with its details).
+   */
+  const recordRestore = async <T extends { steps: readonly TRestoreStep[]; durationMs: number }>(
+    ctx: TRequestContext,
+    organization: TOrganizationSpec,
+    environment: TBackedUp,
+    described: string,
+    destination: string,
+    restore: () => Promise<T>,
+  ): Promise<T> => {
+    const inserted = await db.query<{ id: number }>(
+      "INSERT INTO restore_runs (organization, environment, target, destination, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
+      [organization.metadata.name, environment.name, described, destination, now()],
+    );
+    const id = inserted.rows[0]!.id;
+    try {
+      const result = await restore();
+      await db.query("UPDATE restore_runs SET status = 'succeeded', steps = $2, duration_ms = $3, finished_at = $4 WHERE id = $1", [id, JSON.stringify(result.steps), result.durationMs, now()]);
+      return result;
+    } catch (error) {
+      await db.query("UPDATE restore_runs SET status = 'failed', error = $2, finished_at = $3 WHERE id = $1", [id, message(error), now()]);
+      await audit.append(ctx, { type: "restore.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, target: described, destination, reason: message(error) } });
+      throw error;
+    }
+  };
+
   const runDrill = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TDrillRun> =>
     exclusive(organization, () => runDrillNow(ctx, organization, environment, trigger));
 
@@ -228,6 +263,17 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       problems: row.details?.problems ?? (row.error === null ? [] : [row.error]), error: row.error, startedAt: row.started_at, finishedAt: row.finished_at,
     }));
 
+  const restoreRows = async (where: string, params: readonly TSqlValue[]): Promise<TRestoreRun[]> =>
+    (
+      await db.query<{ id: number; organization: string; environment: string; target: string; destination: string; status: string; steps: TRestoreStep[] | null; duration_ms: number | null; error: string | null; started_at: Date; finished_at: Date | null }>(
+        `SELECT * FROM restore_runs ${where} ORDER BY started_at DESC, id DESC LIMIT 200`,
+        params,
+      )
+    ).rows.map((row) => ({
+      id: row.id, organization: row.organization, environment: row.environment, target: row.target, destination: row.destination, status: row.status,
+      steps: row.steps ?? [], durationMs: row.duration_ms, error: row.error, startedAt: row.started_at, finishedAt: row.finished_at,
+    }));
+
   /** The most recent time `cron` fired at or before `at` (searching back up to 8 days). */
   const lastFiring = (cron: string, at: Date): Date | undefined => {
     const parsed = parseCron(cron);
@@ -283,7 +329,10 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         if (declared !== undefined) {
           throw new ValidationError(`${JSON.stringify(declared.name)} is a declared environment; restore it from its own backups with --in-place, or give the copy a new name`);
         }
-        const result = await exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "copy", name: input.into! }, (step) => steps.push(step)));
+        const into = input.into;
+        const result = await recordRestore(ctx, organization, environment, described, `copy ${into}`, () =>
+          exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "copy", name: into }, (step) => steps.push(step))),
+        );
         await audit.append(ctx, {
           type: "restore.completed",
           outcome: "success",
@@ -304,7 +353,9 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         await audit.append(ctx, { type: "restore.emergency", outcome: "success", target: target(organization, environment), payload: { environment: environment.name, target: described, reason: emergency!.slice(0, 500) } });
       }
       const safety = await runBackup(ctx, organization, environment, "incr", "manual");
-      const result = await exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "in-place" }, (step) => steps.push(step)));
+      const result = await recordRestore(ctx, organization, environment, described, "in place", () =>
+        exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "in-place" }, (step) => steps.push(step))),
+      );
       await audit.append(ctx, {
         type: "restore.completed",
         outcome: "success",
@@ -317,6 +368,11 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     listBackups: async (ctx: TRequestContext, environment?: string) => {
       await authorize(ctx, "backup:read", audit);
       return environment === undefined ? backupRows("", []) : backupRows("WHERE environment = $1", [environment]);
+    },
+
+    listRestores: async (ctx: TRequestContext, environment?: string) => {
+      await authorize(ctx, "backup:read", audit);
+      return environment === undefined ? restoreRows("", []) : restoreRows("WHERE environment = $1", [environment]);
     },
 
     listDrills: async (ctx: TRequestContext, environment?: string) => {
@@ -387,11 +443,42 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       return started;
     },
 
-    /** Runs left "running" by a carehost that stopped midway are failures, not backups. */
+    /**
+     * Runs left "running" by a carehost that stopped midway are failures, not backups: each is
+     * marked failed and audited, so the log tells of every run that was started.
+     */
     markInterrupted: async (): Promise<number> => {
-      const backups = await db.query("UPDATE backup_runs SET status = 'failed', error = 'interrupted: carehost stopped before it finished', finished_at = $1 WHERE status = 'running' RETURNING id", [now()]);
-      const drills = await db.query("UPDATE restore_drills SET status = 'failed', error = 'interrupted: carehost stopped before it finished', finished_at = $1 WHERE status = 'running' RETURNING id", [now()]);
-      return backups.rows.length + drills.rows.length;
+      const ctx = systemContext("startup");
+      const reason = INTERRUPTED;
+      const at = now();
+      const where = (organization: string, environment: string) => `environment/${organization}/${environment}`;
+      const backups = await db.query<{ organization: string; environment: string; kind: "full" | "diff" | "incr" | "verify" | "filestore" }>(
+        "UPDATE backup_runs SET status = 'failed', error = $2, finished_at = $1 WHERE status = 'running' RETURNING organization, environment, kind",
+        [at, reason],
+      );
+      for (const run of backups.rows) {
+        await audit.append(ctx, { type: "backup.failed", outcome: "failure", target: where(run.organization, run.environment), payload: { environment: run.environment, kind: run.kind, reason } });
+      }
+      const drills = await db.query<{ organization: string; environment: string }>(
+        "UPDATE restore_drills SET status = 'failed', error = $2, finished_at = $1 WHERE status = 'running' RETURNING organization, environment",
+        [at, reason],
+      );
+      for (const run of drills.rows) {
+        await audit.append(ctx, { type: "drill.failed", outcome: "failure", target: where(run.organization, run.environment), payload: { environment: run.environment, reason } });
+      }
+      const restores = await db.query<{ organization: string; environment: string; target: string; destination: string }>(
+        "UPDATE restore_runs SET status = 'failed', error = $2, finished_at = $1 WHERE status = 'running' RETURNING organization, environment, target, destination",
+        [at, reason],
+      );
+      for (const run of restores.rows) {
+        await audit.append(ctx, {
+          type: "restore.failed",
+          outcome: "failure",
+          target: where(run.organization, run.environment),
+          payload: { environment: run.environment, target: run.target, destination: run.destination, reason },
+        });
+      }
+      return backups.rows.length + drills.rows.length + restores.rows.length;
     },
   };
 };

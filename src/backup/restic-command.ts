@@ -65,8 +65,16 @@ export async function resticRestore(repository: TResticRepository, snapshotId: s
   await restic(repository, ["restore", snapshotId, "--target", target, "--verify"]);
 }
 
+/**
+ * Removes the locks of restic processes that no longer run on this host (a restic killed with
+ * carehost): restic 0.14 leaves them, and they block forget and check for good. `unlock` without
+ * --remove-all never touches the lock of a process that is still alive.
+ */
+const removeStaleLocks = (repository: TResticRepository) => restic(repository, ["unlock"]);
+
 /** Removes the snapshots of one tag no tier keeps, and the data only they referenced. */
 export async function resticForget(repository: TResticRepository, tag: string, keep: { withinDays: number; weekly: number; monthly: number }): Promise<string[]> {
+  await removeStaleLocks(repository);
   const output = await restic(repository, [
     "forget", "--json", "--prune", "--tag", tag, "--group-by", "",
     "--keep-last", "1",
@@ -81,6 +89,7 @@ export async function resticForget(repository: TResticRepository, tag: string, k
 /** Checks the repository's structure and, with `readData`, re-reads and re-hashes every pack. */
 export async function resticCheck(repository: TResticRepository, readData = true): Promise<{ ok: boolean; output: string }> {
   try {
+    await removeStaleLocks(repository);
     return { ok: true, output: await restic(repository, ["check", ...(readData ? ["--read-data"] : [])]) };
   } catch (error) {
     return { ok: false, output: error instanceof Error ? error.message : String(error) };

@@ -8,6 +8,8 @@ type TGlobal = { client: () => Promise<TApiClient> };
 type TBackupRun = { id: number; organization: string; environment: string; kind: string; trigger: string; status: string; label: string | null; databaseBytes: number | null; durationMs: number | null; error: string | null; startedAt: string };
 type TDrillRun = { id: number; environment: string; trigger: string; status: string; backupLabel: string | null; rtoSeconds: number | null; rpoSeconds: number | null; rtoObjectiveMinutes: number; rpoObjectiveMinutes: number; problems: string[]; startedAt: string };
 
+type TRestoreRun = { id: number; environment: string; target: string; destination: string; status: string; durationMs: number | null; error: string | null; startedAt: string };
+
 const megabytes = (bytes: number | null) => (bytes === null ? "-" : `${(bytes / 1024 / 1024).toFixed(1)} MB`);
 const seconds = (value: number | null) => (value === null ? "-" : `${value.toFixed(1)} s`);
 
@@ -96,6 +98,23 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
         printLine(`Restored ${environment} in place to ${result.target} in ${(result.durationMs / 1000).toFixed(1)} s (safety backup ${result.safetyBackup} taken first; it can undo this).`);
       } else {
         printLine(`Restored ${environment} to ${result.target} in ${(result.durationMs / 1000).toFixed(1)} s: a copy runs on 127.0.0.1:${result.port} (database ${result.database}, TLS from the organization CA), data and filestore in ${result.directory}.`);
+      }
+    });
+
+  program
+    .command("restores")
+    .description("restores carehost ran, newest first; one interrupted by a stop shows as failed")
+    .argument("[env]", "only this environment")
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (environment: string | undefined, options: { output: TOutputFormat }) => {
+      const runs = await (await global.client()).request<TRestoreRun[]>("GET", `/api/restores${environment === undefined ? "" : `?environment=${encodeURIComponent(environment)}`}`);
+      if (options.output === "json") {
+        printJson(runs);
+        return;
+      }
+      if (runs.length === 0) printLine("no restores yet");
+      for (const run of runs) {
+        printLine(`#${run.id}  ${run.startedAt}  ${run.environment} to ${run.target}, ${run.destination}  ${run.status}  ${run.durationMs === null ? "-" : `${(run.durationMs / 1000).toFixed(1)} s`}${run.error === null ? "" : `  ${run.error}`}`);
       }
     });
 

@@ -36,6 +36,8 @@ type TBackedUpEnvironment = TEnvironmentSpec & { backup: Extract<TEnvironmentSpe
 const backedUp = (environment: TEnvironmentSpec): environment is TBackedUpEnvironment => environment.backup.enabled;
 
 export const socketDirectoryOf = (cluster: Pick<TPostgresCluster, "directory">) => join(cluster.directory, "run");
+const backupWorkDirectoryOf = (cluster: Pick<TPostgresCluster, "directory">) => join(cluster.directory, "pgbackrest");
+export const pgbackrestConfigPathOf = (cluster: Pick<TPostgresCluster, "directory">) => join(backupWorkDirectoryOf(cluster), "pgbackrest.conf");
 
 export async function clusterBackupOf(input: {
   readonly organization: string;
@@ -65,8 +67,8 @@ export async function clusterBackupOf(input: {
   });
   const repositories = resolved.map((item) => item.repository);
   const stanza = input.cluster.name;
-  const workDirectory = join(input.cluster.directory, "pgbackrest");
-  const configPath = join(workDirectory, "pgbackrest.conf");
+  const workDirectory = backupWorkDirectoryOf(input.cluster);
+  const configPath = pgbackrestConfigPathOf(input.cluster);
   const socketDirectory = socketDirectoryOf(input.cluster);
   const { text } = renderPgbackrestConf({
     stanza,

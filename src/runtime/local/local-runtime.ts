@@ -11,13 +11,14 @@ import { parseOdooConf, renderOdooConf } from "../../render/odoo/odoo-conf.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
 import { NotFoundError, ValidationError } from "../../lib/errors.js";
-import { pgbackrest, stanzaInfo } from "../../backup/pgbackrest-command.js";
+import { endLeftoverRuns, pgbackrest, stanzaInfo } from "../../backup/pgbackrest-command.js";
 import { combinedRetention, fullBackupsToExpire } from "../../backup/backup-retention.js";
 import { resticCheck, resticFileCount, resticForget, resticSnapshots } from "../../backup/restic-command.js";
 import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreTag, newestChange, restoreFilestore, snapshotFilestore } from "./local-filestore.js";
 import { recoveredUntil, restoreInPlace, restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
 import type { TBackupType, TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
 import { backupOf, closeConnection, observeCluster, reconcileCluster } from "./local-postgres.js";
+import { pgbackrestConfigPathOf } from "./local-backup-config.js";
 import type { TClusterContext, TClusterObservation } from "./local-postgres.js";
 import {
   clusterDirectory,
@@ -210,6 +211,13 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     await mkdir(organizationDirectory(root, org), { recursive: true, mode: 0o711 });
     const ca = await certificateAuthority(org);
     const actions: TRuntimeAction[] = [];
+    // No run of this carehost can be going (reconcile holds the lifecycle lock): pgBackRest still
+    // working for a cluster was left by a carehost killed midway, and must stop before its copy is
+    // removed or its restore finished.
+    for (const cluster of placement.clusters) {
+      const ended = await endLeftoverRuns(pgbackrestConfigPathOf({ directory: clusterDirectory(root, org, cluster.name) }));
+      if (ended > 0) actions.push({ target: `postgres/${cluster.name}`, action: `ended ${ended} pgBackRest process(es) left by an interrupted backup or restore` });
+    }
     // A drill's copy exists only while the drill runs; one found now was left by a carehost killed midway.
     const drills = join(root, org, "drills");
     for (const name of await stopCopies(drills)) {

@@ -32,6 +32,15 @@ export class RuntimeCommandError extends DomainError {
 /** The last lines of a command's error output: enough to say why, never a wall of text. */
 const tail = (text: string, lines = 6) => text.trim().split("\n").slice(-lines).join("\n");
 
+/**
+ * A command carehost waits for dies with carehost: util-linux's setpriv sets the parent-death
+ * signal before it execs the command. A carehost killed outright (SIGKILL, OOM) would otherwise
+ * leave a pgBackRest backup or restore running on, holding the stanza's lock or writing into a
+ * copy that the next start removes. Daemons (pg_ctl's postmaster, spawnDetached) are not affected:
+ * the signal is not inherited across fork.
+ */
+const DIE_WITH_CAREHOST = ["--pdeathsig", "KILL", "--"] as const;
+
 export async function runCommand(file: string, args: readonly string[], options: TCommandOptions = {}): Promise<{ stdout: string; stderr: string }> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8", ...options.env };
   if (options.asUser !== undefined) {
@@ -41,8 +50,8 @@ export async function runCommand(file: string, args: readonly string[], options:
   const display = [file, ...args].join(" ");
   return new Promise((resolve, reject) => {
     const child = execFile(
-      file,
-      [...args],
+      "setpriv",
+      [...DIE_WITH_CAREHOST, file, ...args],
       {
         env,
         cwd: options.cwd,

@@ -71,6 +71,19 @@ export const registerRecoveryRoutes = (api: TApi, services: Pick<TServerServices
     },
   );
 
+  api.get(
+    "/api/restores",
+    {
+      schema: {
+        tags: ["recovery"],
+        summary: "Restores carehost ran, newest first, with their steps; one interrupted by a stop shows as failed",
+        querystring: z.object({ environment: z.string().optional() }),
+        response: { 200: z.array(z.looseObject({ id: z.number(), environment: z.string(), target: z.string(), destination: z.string(), status: z.string() })), ...problemResponses },
+      },
+    },
+    async (request) => services.recovery.listRestores(request.ctx, request.query.environment),
+  );
+
   api.post(
     "/api/drills",
     {

@@ -1,0 +1,211 @@
+// carehost killed with SIGKILL in the middle of a backup, a restore into a copy and an in-place
+// restore, as an OOM killer or a power cut would: the server runs as its own process (`carehost
+// up`), the test kills it while pgBackRest is working, and starts it again on the same data dir.
+// The next start must leave no pgBackRest running on, no half-made copy, an in-place restore
+// finished before the cluster serves, every interrupted run failed and audited, and every audit
+// event written before the kill still there and verifiable.
+import assert from "node:assert/strict";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import pg from "pg";
+import { parse, stringify } from "yaml";
+import { waitForArchive } from "./runtime-fixtures.js";
+
+const run = promisify(execFile);
+const ORG = "northwind-health";
+const STANZA = "dedicated-prod";
+
+type TCliResult = { code: number; stdout: string; stderr: string };
+type TAuditEntryJson = { seq: number; type: string; outcome: string; payload: Record<string, unknown> };
+
+void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
+  let home: string;
+  let server: ChildProcess | undefined;
+  let adminPassword: string;
+
+  const env = () => ({ ...process.env, CAREHOST_HOME: home, CAREHOST_PORT: "0", XDG_CONFIG_HOME: join(home, "xdg"), NO_COLOR: "1", CAREHOST_SUPERVISE_SECONDS: "3600" });
+  const cliArgs = (args: readonly string[]) => ["--import", "tsx", "src/cli/main.ts", ...args];
+  const cli = async (args: readonly string[]): Promise<TCliResult> => {
+    try {
+      const { stdout, stderr } = await run(process.execPath, cliArgs(args), { env: env(), maxBuffer: 1 << 24 });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const failed = error as { code: number; stdout: string; stderr: string };
+      return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+    }
+  };
+  const cliOk = async (args: readonly string[]): Promise<string> => {
+    const result = await cli(args);
+    assert.equal(result.code, 0, `carehost ${args.join(" ")}: ${result.stdout}${result.stderr}`);
+    return result.stdout;
+  };
+
+  /** `carehost up` as its own process; resolves once it prints that it is up. */
+  const startServer = async (specPath?: string): Promise<void> => {
+    const child = spawn(process.execPath, cliArgs(["up", ...(specPath === undefined ? [] : ["--spec", specPath])]), { env: env(), stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
+    const deadline = Date.now() + 180_000;
+    while (!/is up at/.test(output)) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`carehost up did not come up:\n${output}`);
+      await sleep(100);
+    }
+    server = child;
+  };
+  const killServer = async (): Promise<void> => {
+    const child = server!;
+    server = undefined;
+    child.kill("SIGKILL");
+    if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once("exit", resolve));
+  };
+
+  /** pgBackRest processes of prod's stanza running the given command (its last argument). */
+  const pgbackrestRunning = async (command: "backup" | "restore"): Promise<number[]> => {
+    const { stdout } = await run("ps", ["-eo", "pid=,stat=,args="]);
+    return stdout
+      .split("\n")
+      .map((line) => line.trim().split(/\s+/))
+      .filter(([, state, file, ...args]) => !state?.startsWith("Z") && file === "pgbackrest" && args.includes(`--stanza=${STANZA}`) && args.at(-1) === command)
+      .map(([pid]) => Number(pid));
+  };
+  /** Starts a CLI command, waits until pgBackRest runs `command` for it, lets it work a moment, and kills the server. */
+  const killDuring = async (args: readonly string[], command: "backup" | "restore"): Promise<void> => {
+    const client = spawn(process.execPath, cliArgs(args), { env: env(), stdio: "ignore" });
+    const deadline = Date.now() + 120_000;
+    while ((await pgbackrestRunning(command)).length === 0) {
+      if (Date.now() > deadline || client.exitCode !== null) throw new Error(`pgBackRest never ran ${command} for: carehost ${args.join(" ")}`);
+      await sleep(25);
+    }
+    await sleep(300);
+    assert.ok((await pgbackrestRunning(command)).length > 0, `pgBackRest ${command} finished before the kill; the test needs more data`);
+    await killServer();
+    await new Promise((resolve) => (client.exitCode === null ? client.once("exit", resolve) : resolve(undefined)));
+    // The parent-death signal takes pgBackRest down with carehost: nothing holds the stanza's lock or writes on.
+    for (let attempt = 0; attempt < 50 && (await pgbackrestRunning(command)).length > 0; attempt += 1) await sleep(100);
+    assert.deepEqual(await pgbackrestRunning(command), [], `pgBackRest ${command} outlived the carehost that started it`);
+  };
+
+  const auditEntries = async (): Promise<TAuditEntryJson[]> => JSON.parse(await cliOk(["audit", "list", "--limit", "1000", "--output", "json"])) as TAuditEntryJson[];
+  /** Every entry written before the kill is still there, unchanged, and the whole log verifies. */
+  const assertAuditKept = async (before: readonly TAuditEntryJson[]): Promise<TAuditEntryJson[]> => {
+    const afterwards = await auditEntries();
+    const bySeq = new Map(afterwards.map((entry) => [entry.seq, JSON.stringify(entry)]));
+    for (const entry of before) assert.equal(bySeq.get(entry.seq), JSON.stringify(entry), `audit entry ${entry.seq} (${entry.type}) was lost or changed`);
+    assert.match(await cliOk(["audit", "verify"]), /ok|verified/i);
+    return afterwards;
+  };
+
+  const connectProd = async (): Promise<pg.Client> => {
+    const port = (JSON.parse(await readFile(join(home, "runtime", ORG, "postgres", STANZA, "instance.json"), "utf8")) as { port: number }).port;
+    const ca = await readFile(join(home, "runtime", ORG, "ca.crt"), "utf8");
+    const client = new pg.Client({ host: "127.0.0.1", port, user: "carehost_admin", password: adminPassword, database: "prod", ssl: { ca } });
+    await client.connect();
+    return client;
+  };
+
+  before(async () => {
+    home = await mkdtemp(join(tmpdir(), "carehost-kill-"));
+    // Production alone keeps the test to one cluster.
+    const demo = parse(await readFile("examples/northwind-health.yaml", "utf8")) as { environments: { name: string }[] };
+    demo.environments = demo.environments.filter((environment) => environment.name === "prod");
+    const specPath = join(home, "prod-only.yaml");
+    await writeFile(specPath, stringify(demo));
+    await startServer(specPath);
+    adminPassword = (await cliOk(["secrets", "reveal", `runtime/${ORG}/postgres/${STANZA}/admin`, "--reason", "kill test writes rows"])).trim();
+    const client = await connectProd();
+    try {
+      await client.query("CREATE TABLE ledger (id int PRIMARY KEY, note text NOT NULL)");
+      // Enough data (about 400 MB) that pgBackRest is still busy when the test kills carehost.
+      await client.query("CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 10) AS payload FROM generate_series(1, 1100000) AS g");
+      await client.query("INSERT INTO ledger VALUES (1, 'before the first backup')");
+    } finally {
+      await client.end();
+    }
+    await cliOk(["backup", "prod", "--type", "full"]);
+  });
+
+  after(async () => {
+    if (server !== undefined) await killServer();
+    // A clean stop of everything the data dir runs: carehost's own `down` path is stopOrganization.
+    await startServer().catch(() => undefined);
+    if (server !== undefined) {
+      server.kill("SIGTERM");
+      await new Promise((resolve) => server!.once("exit", resolve));
+    }
+    const { stdout } = await run("ps", ["-eo", "pid=,args="]);
+    for (const line of stdout.split("\n").filter((item) => item.includes(home) && item.includes("postgres"))) {
+      const pid = Number(line.trim().split(/\s+/)[0]);
+      if (Number.isInteger(pid)) process.kill(pid, "SIGKILL");
+    }
+    await rm(home, { recursive: true, force: true });
+  });
+
+  void it("mid-backup: the run is failed and audited at the next start, the stanza is free, and the next backup and verify pass", async () => {
+    const before = await auditEntries();
+    await killDuring(["backup", "prod", "--type", "full"], "backup");
+    await startServer();
+    const [interrupted] = JSON.parse(await cliOk(["backups", "prod", "--output", "json"])) as { status: string; error: string | null }[];
+    assert.equal(interrupted?.status, "failed");
+    assert.match(interrupted?.error ?? "", /interrupted/);
+    const afterwards = await assertAuditKept(before);
+    assert.ok(afterwards.some((entry) => entry.type === "backup.failed" && /interrupted/.test(String(entry.payload.reason))), "the interrupted backup is audited");
+    await cliOk(["backup", "prod", "--type", "incr"]);
+    assert.match(await cliOk(["verify", "prod"]), /verify clean/);
+  });
+
+  void it("mid-restore into a copy: the half-made copy is stopped and removed at the next start, and the name can be used again", async () => {
+    const before = await auditEntries();
+    await killDuring(["restore", "prod", "--to", "latest", "--into", "copy1"], "restore");
+    await startServer();
+    await assert.rejects(stat(join(home, "runtime", ORG, "restores", "copy1")), /ENOENT/, "the half-made copy is gone");
+    const { stdout } = await run("ps", ["-eo", "args="]);
+    assert.deepEqual(stdout.split("\n").filter((line) => line.includes(join("restores", "copy1"))), [], "no process of the copy runs");
+    const [interrupted] = JSON.parse(await cliOk(["restores", "prod", "--output", "json"])) as { status: string; destination: string; error: string | null }[];
+    assert.equal(interrupted?.status, "failed");
+    assert.equal(interrupted?.destination, "copy copy1");
+    const afterwards = await assertAuditKept(before);
+    assert.ok(afterwards.some((entry) => entry.type === "restore.failed" && entry.payload.destination === "copy copy1"), "the interrupted restore is audited");
+    assert.match(await cliOk(["restore", "prod", "--to", "latest", "--into", "copy1"]), /a copy runs on 127\.0\.0\.1:\d+/);
+  });
+
+  void it("mid in-place restore: the next start finishes it before the cluster serves, to the same second", async () => {
+    let client = await connectProd();
+    let targetTime: string;
+    try {
+      await client.query("INSERT INTO ledger VALUES (2, 'committed before the target')");
+      await waitForArchive(client);
+      await sleep(1100);
+      targetTime = new Date().toISOString();
+      await sleep(1100);
+      await client.query("INSERT INTO ledger VALUES (3, 'committed after the target')");
+      await waitForArchive(client);
+    } finally {
+      await client.end();
+    }
+    const before = await auditEntries();
+    await killDuring(["restore", "prod", "--to", targetTime, "--in-place", "--emergency", "kill test: restore in place under a SIGKILL"], "restore");
+    await startServer();
+    client = await connectProd();
+    try {
+      const rows = await client.query<{ id: number }>("SELECT id FROM ledger ORDER BY id");
+      assert.deepEqual(rows.rows.map((row) => row.id), [1, 2], "every row committed before the target, none after");
+      assert.equal((await client.query<{ recovering: boolean }>("SELECT pg_is_in_recovery() AS recovering")).rows[0]?.recovering, false);
+      await client.query("INSERT INTO ledger VALUES (4, 'written after the finished restore')");
+    } finally {
+      await client.end();
+    }
+    const afterwards = await assertAuditKept(before);
+    assert.ok(afterwards.some((entry) => entry.type === "restore.failed" && entry.payload.destination === "in place"), "the interrupted restore is audited");
+    assert.ok(
+      afterwards.some((entry) => entry.type === "runtime.reconciled" && JSON.stringify(entry.payload).includes("finished an in-place restore that was interrupted")),
+      "the restart's reconcile finished the restore, audited",
+    );
+    await cliOk(["backup", "prod", "--type", "incr"]);
+  });
+});
