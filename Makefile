@@ -4,6 +4,8 @@ SHELL := /bin/bash
 
 # Debian packages the runtime drives (later capabilities: tenant clusters, backups, Redis).
 DEBIAN_PACKAGES := postgresql postgresql-contrib postgresql-15-pgaudit pgbackrest redis-server openssl git restic
+# What bench/ compares carehost with: Odoo's database manager zips the filestore.
+BENCH_PACKAGES := zip unzip
 TEST_FILES = $(shell find src test -name '*.test.ts' | sort)
 
 .PHONY: help install system-packages build up test typecheck lint unit bench clean
@@ -55,6 +57,7 @@ unit: install
 test: typecheck lint unit
 
 bench: install
+	@$(MAKE) --no-print-directory system-packages DEBIAN_PACKAGES="$(BENCH_PACKAGES)"
 	@for bench in bench/*/*-bench.ts; do echo "== $$bench"; npx tsx $$bench || exit 1; done
 
 clean:

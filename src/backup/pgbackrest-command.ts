@@ -38,6 +38,8 @@ export type TBackupInfo = {
   readonly databaseBytes: number;
   readonly repositoryBytes: number;
   readonly repository: number;
+  /** `--annotation` key/value pairs the backup was taken with. */
+  readonly annotations: Readonly<Record<string, string>>;
 };
 
 export type TStanzaInfo = { readonly statusCode: number; readonly statusMessage: string; readonly backups: readonly TBackupInfo[] };
@@ -45,7 +47,7 @@ export type TStanzaInfo = { readonly statusCode: number; readonly statusMessage:
 type TRawInfo = {
   name: string;
   status: { code: number; message: string };
-  backup?: { label: string; type: "full" | "diff" | "incr"; timestamp: { start: number; stop: number }; info: { size: number; repository: { delta: number } }; database?: { "repo-key": number } }[];
+  backup?: { label: string; type: "full" | "diff" | "incr"; timestamp: { start: number; stop: number }; info: { size: number; repository: { delta: number } }; database?: { "repo-key": number }; annotation?: Record<string, string> }[];
 }[];
 
 export async function stanzaInfo(access: TStanzaAccess): Promise<TStanzaInfo> {
@@ -63,6 +65,7 @@ export async function stanzaInfo(access: TStanzaAccess): Promise<TStanzaInfo> {
       databaseBytes: backup.info.size,
       repositoryBytes: backup.info.repository.delta,
       repository: backup.database?.["repo-key"] ?? 1,
+      annotations: backup.annotation ?? {},
     })),
   };
 }

@@ -2,7 +2,8 @@
 // every repository (AES-256 with a key derived by scrypt from the passphrase), and deduplicates by
 // content, so a filestore whose attachments never change is copied once and each later snapshot
 // costs only the new files. Snapshots are tagged with the environment and, when taken with a
-// database backup, with pgBackRest's label, so a restore can pair them. The passphrase and any
+// database backup, with the backup run's id (pgBackRest annotates its backups with the same id),
+// so the two can be paired. The passphrase and any
 // storage key reach restic only through its environment.
 import { DomainError } from "../lib/errors.js";
 import { runCommand, RuntimeCommandError } from "../runtime/local/runtime-command.js";
@@ -36,10 +37,15 @@ export async function restic(repository: TResticRepository, args: readonly strin
 /** A location without any credential (restic locations never hold one here, but say so by construction). */
 const describeLocation = (location: string) => location.replace(/\/\/[^@/]*@/, "//");
 
+/** Repositories this process has seen open with their passphrase: asking again costs a restic start per backup. */
+const knownRepositories = new Set<string>();
+
 /** Initializes the repository unless it exists (`cat config` reads it with the passphrase). */
 export async function ensureResticRepository(repository: TResticRepository): Promise<boolean> {
+  if (knownRepositories.has(repository.location)) return false;
   const exists = await restic(repository, ["cat", "config"]).then(() => true, () => false);
   if (!exists) await restic(repository, ["init"]);
+  knownRepositories.add(repository.location);
   return !exists;
 }
 

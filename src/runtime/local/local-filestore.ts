@@ -23,7 +23,8 @@ export const filestoreDirectoryOf = (root: string, organization: string, environ
 const EMPTY_MARKER = ".carehost-empty";
 
 export const filestoreTag = (environment: string) => `env:${environment}`;
-export const backupLabelTag = (label: string) => `pgbackrest:${label}`;
+/** The tag pairing a snapshot with the pgBackRest backups of the same run (their carehost-run annotation). */
+export const backupRunTag = (runId: string) => `carehost-run:${runId}`;
 
 /** The restic repository inside each posix repository pgBackRest writes to, in the same order. */
 export function filestoreRepositoriesOf(backup: TClusterBackup, cacheDirectory: string): TResticRepository[] {
@@ -36,13 +37,13 @@ export function filestoreRepositoriesOf(backup: TClusterBackup, cacheDirectory: 
 export async function snapshotFilestore(
   repositories: readonly TResticRepository[],
   directory: string,
-  input: { organization: string; environment: string; backupLabel?: string },
+  input: { organization: string; environment: string; backupRunId?: string },
 ): Promise<TFilestoreBackup> {
   // An environment without attachments yet still gets a snapshot: "empty" is a state to restore,
   // and restic refuses an empty snapshot, so an empty filestore holds this one marker file.
   await mkdir(directory, { recursive: true, mode: 0o750 });
   if ((await readdir(directory)).length === 0) await writeFile(join(directory, EMPTY_MARKER), "carehost: this filestore held no attachment when it was first backed up\n");
-  const tags = [filestoreTag(input.environment), ...(input.backupLabel === undefined ? [] : [backupLabelTag(input.backupLabel)])];
+  const tags = [filestoreTag(input.environment), ...(input.backupRunId === undefined ? [] : [backupRunTag(input.backupRunId)])];
   const results: TFilestoreBackup[] = [];
   for (const repository of repositories) {
     await ensureResticRepository(repository);

@@ -4,6 +4,7 @@
 // stopped cluster (`--delta`, archiving on: the new timeline is archived like the old one). A
 // drill restores the latest backup, checks it, measures the achieved RTO and RPO, and tears the
 // copy down.
+import { randomBytes } from "node:crypto";
 import { appendFile, mkdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -53,16 +54,24 @@ const LSN_PATTERN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
 /** The table carehost writes a timestamp into every supervision tick, so a restore shows how recent it is. */
 const HEARTBEAT_TABLE = "carehost_heartbeat";
 
+/** The id one backup run carries into every repository and every filestore snapshot, e.g. 20261129T201437Z-3f9a. */
+export const backupRunId = (at: Date) => `${at.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}-${randomBytes(2).toString("hex")}`;
+
+/** The pgBackRest annotation naming the carehost backup run a backup belongs to. */
+const RUN_ANNOTATION = "carehost-run";
+
 /**
  * One pgBackRest backup per repository (pgBackRest writes a backup to one repository per run):
- * every repository holds a whole, independently restorable backup. Returns the first repository's.
+ * every repository holds a whole, independently restorable backup, annotated with the run's id.
+ * Returns the first repository's.
  */
-export async function takeBackup(source: TRecoverableCluster, type: TBackupType): Promise<TBackupInfo> {
-  const before = new Set((await stanzaInfo(source.backup.access)).backups.map((backup) => `${backup.repository}/${backup.label}`));
-  for (const index of source.backup.repositories.keys()) await pgbackrest(source.backup.access, "backup", [`--type=${type}`, `--repo=${index + 1}`]);
-  const created = (await stanzaInfo(source.backup.access)).backups.filter((backup) => !before.has(`${backup.repository}/${backup.label}`));
+export async function takeBackup(source: TRecoverableCluster, type: TBackupType, runId: string): Promise<TBackupInfo> {
+  for (const index of source.backup.repositories.keys()) {
+    await pgbackrest(source.backup.access, "backup", [`--type=${type}`, `--repo=${index + 1}`, `--annotation=${RUN_ANNOTATION}=${runId}`]);
+  }
+  const created = (await stanzaInfo(source.backup.access)).backups.filter((backup) => backup.annotations[RUN_ANNOTATION] === runId);
   const first = created.find((backup) => backup.repository === 1);
-  if (first === undefined) throw new DomainError(`pgBackRest reported success for stanza "${source.backup.access.stanza}" but no new backup is listed`);
+  if (first === undefined) throw new DomainError(`pgBackRest reported success for stanza "${source.backup.access.stanza}" but no backup of run ${runId} is listed`);
   return first;
 }
 

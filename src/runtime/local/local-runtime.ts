@@ -15,7 +15,7 @@ import { endLeftoverRuns, pgbackrest, stanzaInfo } from "../../backup/pgbackrest
 import { combinedRetention, fullBackupsToExpire } from "../../backup/backup-retention.js";
 import { resticCheck, resticFileCount, resticForget, resticSnapshots } from "../../backup/restic-command.js";
 import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreTag, newestChange, restoreFilestore, snapshotFilestore } from "./local-filestore.js";
-import { recoveredUntil, restoreInPlace, restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
+import { backupRunId, recoveredUntil, restoreInPlace, restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
 import type { TBackupType, TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
 import { backupOf, closeConnection, observeCluster, reconcileCluster } from "./local-postgres.js";
 import { pgbackrestConfigPathOf } from "./local-backup-config.js";
@@ -452,26 +452,36 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     /**
      * Takes a pgBackRest backup of the environment's cluster (a shared cluster is backed up as a
      * whole), then a restic snapshot of the filestore of every environment in it, tagged with the
-     * backup's label. Backups, restores and drills hold the organization's lifecycle lock like
+     * backup's run id. Backups, restores and drills hold the organization's lifecycle lock like
      * reconcile: a reconcile must not restart a cluster under a running backup or a drill reading
      * its source.
      */
     backup: (organization: TOrganizationSpec, environmentName: string, type: TBackupType) => exclusive(organization, async () => {
       const source = await recoverable(organization, environmentName);
       const started = process.hrtime.bigint();
-      const info = await takeBackup(source, type);
-      const filestore = { files: 0, bytes: 0, bytesAdded: 0 };
-      for (const environment of backedUpIn(organization, source.cluster)) {
-        const snapshot = await snapshotFilestore(source.filestoreRepositories, filestoreDirectoryOf(root, organization.metadata.name, environment), {
-          organization: organization.metadata.name,
-          environment: environment.name,
-          backupLabel: info.label,
-        });
-        filestore.files += snapshot.files;
-        filestore.bytes += snapshot.bytes;
-        filestore.bytesAdded += snapshot.bytesAdded;
-      }
-      return { stanza: source.backup.access.stanza, durationMs: elapsedMs(started), ...info, filestore };
+      // One id pairs the database backup (a pgBackRest annotation, in every repository) with the
+      // filestore snapshots (a restic tag), so both can run at once: pgBackRest spends part of a
+      // backup waiting (the checkpoint, the archiving of its last WAL segment) and restic fills it.
+      const runId = backupRunId(now());
+      const snapshotAll = async () => {
+        const filestore = { files: 0, bytes: 0, bytesAdded: 0 };
+        for (const environment of backedUpIn(organization, source.cluster)) {
+          const snapshot = await snapshotFilestore(source.filestoreRepositories, filestoreDirectoryOf(root, organization.metadata.name, environment), {
+            organization: organization.metadata.name,
+            environment: environment.name,
+            backupRunId: runId,
+          });
+          filestore.files += snapshot.files;
+          filestore.bytes += snapshot.bytes;
+          filestore.bytesAdded += snapshot.bytesAdded;
+        }
+        return filestore;
+      };
+      // Both are awaited before either's failure is reported: neither goes on behind carehost's back.
+      const [database, filestore] = await Promise.allSettled([takeBackup(source, type, runId), snapshotAll()]);
+      if (database.status === "rejected") throw database.reason;
+      if (filestore.status === "rejected") throw filestore.reason;
+      return { stanza: source.backup.access.stanza, durationMs: elapsedMs(started), runId, ...database.value, filestore: filestore.value };
     }),
 
     /**
