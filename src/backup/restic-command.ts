@@ -2,15 +2,19 @@
 // every repository (AES-256 with a key derived by scrypt from the passphrase), and deduplicates by
 // content, so a filestore whose attachments never change is copied once and each later snapshot
 // costs only the new files. Snapshots are tagged with the environment and, when taken with a
-// database backup, with pgBackRest's label, so a restore can pair them. The passphrase and any
-// storage key reach restic only through its environment.
+// database backup, with pgBackRest's label, so a restore can pair them. A repository is a
+// directory, or an Azure container reached through rclone (rclone-azure.ts: Debian's restic 0.14
+// cannot address an Azure endpoint other than Azure's own). The passphrase and any storage key
+// reach restic and rclone only through their environment, and are cut out of any error message.
 import { DomainError } from "../lib/errors.js";
 import { runCommand, RuntimeCommandError } from "../runtime/local/runtime-command.js";
 
 export type TResticRepository = {
-  /** What restic calls the repository: a directory, or rclone::azureblob:<container>/<path>. */
+  /** For messages: the repository's name in the spec and where it is (container, endpoint), never a secret. */
+  readonly description: string;
+  /** What restic calls the repository: a directory, or rclone:<remote>:<container>/<path>. */
   readonly location: string;
-  /** RESTIC_PASSWORD, and the rclone settings of a remote repository. */
+  /** RESTIC_PASSWORD, and the rclone settings of a remote repository (RCLONE_CONFIG_<REMOTE>_*). */
   readonly env: Readonly<Record<string, string>>;
   /** restic's cache (index and tree blobs), so a snapshot does not re-read the repository. */
   readonly cacheDirectory: string;
@@ -29,12 +33,15 @@ export async function restic(repository: TResticRepository, args: readonly strin
     return stdout;
   } catch (error) {
     const detail = error instanceof RuntimeCommandError ? error.message.replace(/^.*? failed /, "failed ") : String(error);
-    throw new DomainError(`restic ${args[0] ?? ""} for ${describeLocation(repository.location)} ${detail}`);
+    throw new DomainError(`restic ${args[0] ?? ""} for ${repository.description} ${withoutSecrets(detail, repository.env)}`);
   }
 }
 
-/** A location without any credential (restic locations never hold one here, but say so by construction). */
-const describeLocation = (location: string) => location.replace(/\/\/[^@/]*@/, "//");
+/** Passphrases and keys of the environment, replaced wherever a message repeats one (rclone prints its settings at debug level). */
+const withoutSecrets = (text: string, env: Readonly<Record<string, string>>) =>
+  Object.entries(env)
+    .filter(([name, value]) => /(PASSWORD|_KEY)$/.test(name) && value.length > 0)
+    .reduce((redacted, [name, value]) => redacted.split(value).join(`[${name}]`), text);
 
 /** Initializes the repository unless it exists (`cat config` reads it with the passphrase). */
 export async function ensureResticRepository(repository: TResticRepository): Promise<boolean> {
