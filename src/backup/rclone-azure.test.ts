@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, type TAzurite } from "../../test/azurite.js";
+import { startConnectProxy, type TConnectProxy } from "../../test/connect-proxy.js";
 import { azureEndpointOf } from "../runtime/local/local-backup-config.js";
 import { filestoreRepositoriesOf, filestoreTag, restoreFilestore, snapshotFilestore } from "../runtime/local/local-filestore.js";
 import { ensureAzureContainer } from "./azure-container.js";
@@ -66,6 +67,7 @@ void describe("the filestore in an Azure container, through real rclone and rest
   let home: string;
   let azurite: TAzurite;
   let azure: TAzureRepository;
+  let proxy: TConnectProxy;
   const passphrase = "filestore-passphrase-7f3a91";
   const filestoreOf = (cipherPass: string) => filestoreRepositoriesOf({ repositories: [{ repository: azure, cipherPass, azureKey: AZURITE_KEY }] }, join(home, "cache"))[0]!;
 
@@ -74,8 +76,10 @@ void describe("the filestore in an Azure container, through real rclone and rest
     azurite = await startAzurite(join(home, "azurite"));
     azure = { ...repository({ account: AZURITE_ACCOUNT, container: "filestore-test" }), endpoint: azureEndpointOf(azurite.endpoint, AZURITE_ACCOUNT), caFile: azurite.caFile };
     await ensureAzureContainer(azure, AZURITE_KEY);
+    proxy = await startConnectProxy(Number(new URL(azurite.endpoint).port));
   });
   after(async () => {
+    await proxy.stop();
     await azurite.stop();
     await rm(home, { recursive: true, force: true });
   });
@@ -100,5 +104,23 @@ void describe("the filestore in an Azure container, through real rclone and rest
     assert.ok(error instanceof Error, "a wrong passphrase is refused");
     assert.match(error.message, new RegExp(`Azure repository "offsite" \\(container filestore-test, prefix /northwind-health/filestore, at ${azurite.endpoint.replaceAll(".", "\\.")}\\)`));
     for (const secret of [wrong, passphrase, AZURITE_KEY]) assert.ok(!error.message.includes(secret), "no secret in the message");
+  });
+
+  void it("reaches Azure's own form, https://<account>.<suffix>, with the account's shared key", async () => {
+    // The endpoint of a sovereign cloud or a private endpoint; the proxy only resolves the name.
+    const hosted: TAzureRepository = { ...azure, endpoint: { host: `${AZURITE_ACCOUNT}.localhost`, port: Number(new URL(azurite.endpoint).port), pathStyle: false } };
+    assert.equal(rcloneAzureLimitation(hosted), undefined);
+    const reached = (key: string) => {
+      const filestore = filestoreRepositoriesOf({ repositories: [{ repository: hosted, cipherPass: passphrase, azureKey: key }] }, join(home, "cache"))[0]!;
+      return { ...filestore, env: { ...filestore.env, HTTPS_PROXY: proxy.url } };
+    };
+    const snapshots = await resticSnapshots(reached(AZURITE_KEY), filestoreTag("prod"));
+    assert.equal(snapshots.length, 1, "the snapshot written through the path-style endpoint, read through the account's host name");
+    assert.ok(proxy.tunnels.every((tunnel) => tunnel === `${AZURITE_ACCOUNT}.localhost:${hosted.endpoint!.port}`) && proxy.tunnels.length > 0, proxy.tunnels.join(", "));
+    const wrongKey = randomBytes(64).toString("base64");
+    const error = await resticSnapshots(reached(wrongKey), filestoreTag("prod")).then(() => undefined, (caught: unknown) => caught);
+    assert.ok(error instanceof Error, "a wrong shared key is refused: this route signs with the key it is given");
+    assert.match(error.message, new RegExp(`container filestore-test, prefix /northwind-health/filestore, at https://${AZURITE_ACCOUNT}\\.localhost:${hosted.endpoint!.port}\\)`));
+    for (const secret of [wrongKey, AZURITE_KEY, passphrase]) assert.ok(!error.message.includes(secret), "no secret in the message");
   });
 });
