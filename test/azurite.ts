@@ -20,8 +20,9 @@ export async function startAzurite(directory: string): Promise<TAzurite> {
   const keyFile = join(directory, "azurite.key");
   await runCommand("openssl", [
     "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", keyFile, "-out", caFile,
+    "-subj", "/CN=localhost", "-addext", `subjectAltName=DNS:localhost,DNS:${AZURITE_ACCOUNT}.localhost,IP:127.0.0.1`, "-keyout", keyFile, "-out", caFile,
   ]);
+  // <account>.localhost: Azurite also answers Azure's own form, https://<account>.<suffix> (test/connect-proxy.ts).
   // pgBackRest runs as the postgres account and reads the certificate as its CA.
   await chmod(caFile, 0o644);
   const port = await freeLoopbackPort();

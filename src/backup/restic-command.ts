@@ -3,15 +3,19 @@
 // content, so a filestore whose attachments never change is copied once and each later snapshot
 // costs only the new files. Snapshots are tagged with the environment and, when taken with a
 // database backup, with the backup run's id (pgBackRest annotates its backups with the same id),
-// so the two can be paired. The passphrase and any
-// storage key reach restic only through its environment.
+// so the two can be paired. A repository is a directory, or an Azure container reached through
+// rclone (rclone-azure.ts: Debian's restic 0.14 cannot address an Azure endpoint other than
+// Azure's own). The passphrase and any storage key reach restic and rclone only through their
+// environment, and are cut out of any error message.
 import { DomainError } from "../lib/errors.js";
 import { runCommand, RuntimeCommandError } from "../runtime/local/runtime-command.js";
 
 export type TResticRepository = {
-  /** What restic calls the repository: a directory, or rclone::azureblob:<container>/<path>. */
+  /** For messages: the repository's name in the spec and where it is (container, endpoint), never a secret. */
+  readonly description: string;
+  /** What restic calls the repository: a directory, or rclone:<remote>:<container>/<path>. */
   readonly location: string;
-  /** RESTIC_PASSWORD, and the rclone settings of a remote repository. */
+  /** RESTIC_PASSWORD, and the rclone settings of a remote repository (RCLONE_CONFIG_<REMOTE>_*). */
   readonly env: Readonly<Record<string, string>>;
   /** restic's cache (index and tree blobs), so a snapshot does not re-read the repository. */
   readonly cacheDirectory: string;
@@ -30,12 +34,15 @@ export async function restic(repository: TResticRepository, args: readonly strin
     return stdout;
   } catch (error) {
     const detail = error instanceof RuntimeCommandError ? error.message.replace(/^.*? failed /, "failed ") : String(error);
-    throw new DomainError(`restic ${args[0] ?? ""} for ${describeLocation(repository.location)} ${detail}`);
+    throw new DomainError(`restic ${args[0] ?? ""} for ${repository.description} ${withoutSecrets(detail, repository.env)}`);
   }
 }
 
-/** A location without any credential (restic locations never hold one here, but say so by construction). */
-const describeLocation = (location: string) => location.replace(/\/\/[^@/]*@/, "//");
+/** Passphrases and keys of the environment, replaced wherever a message repeats one (rclone prints its settings at debug level). */
+const withoutSecrets = (text: string, env: Readonly<Record<string, string>>) =>
+  Object.entries(env)
+    .filter(([name, value]) => /(PASSWORD|_KEY)$/.test(name) && value.length > 0)
+    .reduce((redacted, [name, value]) => redacted.split(value).join(`[${name}]`), text);
 
 /** Repositories this process has seen open with their passphrase: asking again costs a restic start per backup. */
 const knownRepositories = new Set<string>();

@@ -1,12 +1,14 @@
 // What pgBackRest needs for one cluster of the local runtime: its stanza, repositories (posix on
 // this host, Azure Blob containers), passphrases and keys from the secret store, and the archive
 // settings derived from the strictest RPO of the environments in the cluster. A repository this
-// runtime cannot write to (S3 for now, an Azure one whose key was never stored) is reported as
-// skipped, never silently dropped.
+// runtime cannot write to (S3 for now, an Azure one whose key was never stored, or whose endpoint
+// rclone cannot reach for the filestore) is reported as skipped, never silently dropped: every
+// repository written holds both the database and the filestore.
 import { chown, mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { archiveSettings, azureKeyVariable, cipherPassVariable, renderPgbackrestConf } from "../../backup/pgbackrest-config.js";
-import type { TBackupRepository } from "../../backup/pgbackrest-config.js";
+import type { TAzureRepository, TBackupRepository } from "../../backup/pgbackrest-config.js";
+import { rcloneAzureLimitation } from "../../backup/rclone-azure.js";
 import type { TStanzaAccess } from "../../backup/pgbackrest-command.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
 import type { TBackupRepositorySpec, TEnvironmentSpec } from "../../spec/spec-schema.js";
@@ -120,19 +122,19 @@ async function resolveRepository(
   const cipherPass = await input.secrets.current(names.cipher).catch(() => undefined);
   if (cipherPass === undefined) return `its passphrase ${JSON.stringify(names.cipher)} does not exist yet; run carehost apply`;
   if (spec.type === "posix") return { repository: { name: spec.name, type: "posix", path: resolve(input.home, spec.path, input.organization) }, cipherPass };
-  return {
-    repository: {
-      name: spec.name,
-      type: "azure",
-      account: spec.account,
-      container: spec.container,
-      path: `/${input.organization}`,
-      ...(spec.endpoint === undefined ? {} : { endpoint: azureEndpointOf(spec.endpoint, spec.account) }),
-      ...(spec.caFile === undefined ? {} : { caFile: resolve(input.home, spec.caFile) }),
-    },
-    cipherPass,
-    ...(azureKey === undefined ? {} : { azureKey }),
+  const repository: TAzureRepository = {
+    name: spec.name,
+    type: "azure",
+    account: spec.account,
+    container: spec.container,
+    path: `/${input.organization}`,
+    ...(spec.endpoint === undefined ? {} : { endpoint: azureEndpointOf(spec.endpoint, spec.account) }),
+    ...(spec.caFile === undefined ? {} : { caFile: resolve(input.home, spec.caFile) }),
   };
+  // A repository without the filestore would not restore on its own: it is skipped whole, and says why.
+  const limitation = rcloneAzureLimitation(repository);
+  if (limitation !== undefined) return `container ${spec.container}: ${limitation}`;
+  return { repository, cipherPass, ...(azureKey === undefined ? {} : { azureKey }) };
 }
 
 /** Creates the directories pgBackRest writes, owned by the cluster's account (parents traversable only). */

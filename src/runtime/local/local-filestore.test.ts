@@ -8,7 +8,7 @@ import pg from "pg";
 import { startAzurite, AZURITE_ACCOUNT, AZURITE_KEY, type TAzurite } from "../../../test/azurite.js";
 import { createRuntimeHarness, readText, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
-import { filestoreDirectoryOf } from "./local-filestore.js";
+import { backupRunTag, filestoreDirectoryOf } from "./local-filestore.js";
 import { secretNames } from "./local-placement.js";
 import { connectRedis } from "./redis-instance.js";
 
@@ -79,6 +79,8 @@ void describe("filestore and Azure repositories: restic beside pgBackRest, Azuri
     assert.equal(backup.filestore.files, 1);
     const info = await harness.runtime.backups(spec, "prod");
     assert.deepEqual([...new Set(info.backups.map((item) => item.repository))].sort(), [1, 2], "the backup is in both repositories");
+    const paired = (await harness.runtime.filestoreSnapshots(spec, "prod")).map((list) => list.map((snapshot) => snapshot.tags.includes(backupRunTag(backup.runId))));
+    assert.deepEqual(paired, [[true], [true]], "one filestore snapshot in the posix and one in the Azure repository, each paired with the backup");
     for (let index = 1; index <= 30; index += 1) {
       await writeAttachment(index);
       if (index % 10 === 0) assert.ok(await harness.runtime.snapshotFilestore(spec, "prod"), `a snapshot after attachment ${index}`);
@@ -109,6 +111,9 @@ void describe("filestore and Azure repositories: restic beside pgBackRest, Azuri
   });
 
   void it("restores from the Azure repository alone, as after losing the host's own repository", async () => {
+    const [posixSnapshots, azureSnapshots] = await harness.runtime.filestoreSnapshots(spec, "prod");
+    assert.ok(azureSnapshots !== undefined && azureSnapshots.length >= 4, `the Azure repository holds the filestore snapshots (${azureSnapshots?.length ?? 0})`);
+    assert.deepEqual(azureSnapshots.map((snapshot) => snapshot.tags), posixSnapshots!.map((snapshot) => snapshot.tags), "the same snapshots as the posix repository");
     const offsiteOnly: TOrganizationSpec = {
       ...spec,
       environments: spec.environments.map((environment) => (environment.backup.enabled ? { ...environment, backup: { ...environment.backup, repositories: ["offsite"] } } : environment)),
@@ -116,11 +121,16 @@ void describe("filestore and Azure repositories: restic beside pgBackRest, Azuri
     await harness.runtime.reconcile(offsiteOnly);
     try {
       const restored = await harness.runtime.restore(offsiteOnly, "prod", { kind: "latest" }, { kind: "copy", name: "from-azure" });
+      assert.deepEqual((await harness.runtime.filestoreSnapshots(offsiteOnly, "prod")).map((list) => list.length), [azureSnapshots.length], "only the Azure repository is left to read");
       const copy = await admin(restored.port, "prod");
       assert.equal(Number((await copy.query<{ n: string }>("SELECT count(*) AS n FROM ir_attachment")).rows[0]?.n), rows.length);
+      const restoredRows = (await copy.query<{ store_fname: string }>("SELECT store_fname FROM ir_attachment ORDER BY id")).rows.map((row) => row.store_fname);
       await copy.end();
-      // The filestore is not written to Azure (restic 0.14 cannot reach a custom endpoint): none comes back from there.
-      assert.deepEqual(restored.steps.find((step) => step.step === "filestore")?.detail, "no repository");
+      // Every attachment was committed before the latest backup and snapshot: all of them come back from Azure, and nothing else.
+      const expectedFiles = written.map((file) => file.path).sort();
+      assert.deepEqual(await filesOf(join(restored.directory, "filestore")), expectedFiles, "the filestore from the Azure repository");
+      assert.deepEqual(restoredRows.toSorted(), expectedFiles, "every restored attachment row has its file");
+      assert.match(restored.steps.find((step) => step.step === "filestore")?.detail ?? "", new RegExp(`^${expectedFiles.length} files from snapshot ${azureSnapshots.at(-1)!.id}`));
     } finally {
       await harness.runtime.reconcile(spec);
     }
@@ -143,7 +153,7 @@ void describe("filestore and Azure repositories: restic beside pgBackRest, Azuri
     }
     assert.ok(remaining.some((backup) => backup.type === "incr"), "the incremental on the newest full stays");
     const snapshots = await harness.runtime.filestoreSnapshots(spec, "prod");
-    assert.deepEqual(snapshots.map((list) => list.length), [1]);
+    assert.deepEqual(snapshots.map((list) => list.length), [1, 1], "the newest snapshot stays in the posix and in the Azure repository");
     // The default tiers keep everything this young.
     assert.deepEqual((await harness.runtime.expire(spec, "prod")).expired, []);
   });

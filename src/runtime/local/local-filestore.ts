@@ -1,8 +1,9 @@
 // The Odoo filestore of the local runtime (<odoo data_dir>/filestore/<database>) in restic
-// repositories beside pgBackRest's: a directory `filestore` inside each posix repository. Same
-// passphrase as the repository's pgBackRest data, one restic repository per organization and
-// repository, snapshots tagged per environment. Azure repositories hold the database only for
-// now: Debian's restic 0.14 cannot address an Azure endpoint other than Azure's own.
+// repositories beside pgBackRest's, in every repository the environment declares, so each one
+// restores database and filestore on its own: a directory `filestore` inside a posix repository,
+// a `filestore` prefix beside pgBackRest's path in an Azure container (through rclone, see
+// rclone-azure.ts). Same passphrase as the repository's pgBackRest data, one restic repository
+// per organization and repository, snapshots tagged per environment.
 //
 // A point-in-time restore pairs the filestore with the database. Odoo writes an attachment's file
 // once, under a name derived from its content, and never rewrites it, so the filestore as it was at
@@ -12,9 +13,10 @@ import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { ensureResticRepository, resticBackup, resticRestore, resticSnapshots } from "../../backup/restic-command.js";
 import type { TFilestoreBackup, TFilestoreSnapshot, TResticRepository } from "../../backup/restic-command.js";
-import { NotFoundError } from "../../lib/errors.js";
+import { azureEndpointUrl, resticAzureLocation } from "../../backup/rclone-azure.js";
+import { DomainError, NotFoundError } from "../../lib/errors.js";
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
-import type { TClusterBackup } from "./local-backup-config.js";
+import type { TClusterBackup, TResolvedRepository } from "./local-backup-config.js";
 import { databaseNameOf, odooDirectory } from "./local-placement.js";
 
 export const filestoreDirectoryOf = (root: string, organization: string, environment: Pick<TEnvironmentSpec, "name">) =>
@@ -26,11 +28,27 @@ export const filestoreTag = (environment: string) => `env:${environment}`;
 /** The tag pairing a snapshot with the pgBackRest backups of the same run (their carehost-run annotation). */
 export const backupRunTag = (runId: string) => `carehost-run:${runId}`;
 
-/** The restic repository inside each posix repository pgBackRest writes to, in the same order. */
-export function filestoreRepositoriesOf(backup: TClusterBackup, cacheDirectory: string): TResticRepository[] {
-  return backup.repositories.flatMap(({ repository, cipherPass }) =>
-    repository.type === "posix" ? [{ location: join(repository.path, "filestore"), env: { RESTIC_PASSWORD: cipherPass }, cacheDirectory }] : [],
-  );
+/** Where restic keeps the filestore of one repository, and what it (and rclone) need to reach it. */
+function resticLocationOf({ repository, azureKey }: TResolvedRepository): Pick<TResticRepository, "description" | "location" | "env"> {
+  switch (repository.type) {
+    case "posix": {
+      const location = join(repository.path, "filestore");
+      return { description: `repository ${JSON.stringify(repository.name)} (${location})`, location, env: {} };
+    }
+    case "azure": {
+      const where = `Azure repository ${JSON.stringify(repository.name)} (container ${repository.container}, prefix ${repository.path}/filestore, at ${azureEndpointUrl(repository)})`;
+      if (azureKey === undefined) throw new DomainError(`${where} has no shared key to write the filestore with`);
+      return { description: where, ...resticAzureLocation(repository, azureKey) };
+    }
+  }
+}
+
+/** The restic repository beside every repository pgBackRest writes to, in the same order, under the same passphrase. */
+export function filestoreRepositoriesOf(backup: Pick<TClusterBackup, "repositories">, cacheDirectory: string): TResticRepository[] {
+  return backup.repositories.map((resolved) => {
+    const { description, location, env } = resticLocationOf(resolved);
+    return { description, location, env: { ...env, RESTIC_PASSWORD: resolved.cipherPass }, cacheDirectory };
+  });
 }
 
 /** Snapshots the environment's filestore into every repository; returns the first repository's summary. */
@@ -94,7 +112,7 @@ export type TFilestoreRestore = { readonly snapshots: readonly string[]; readonl
  */
 export async function restoreFilestore(repository: TResticRepository, environment: string, at: Date | undefined, destination: string): Promise<TFilestoreRestore> {
   const snapshots = await resticSnapshots(repository, filestoreTag(environment));
-  if (snapshots.length === 0) throw new NotFoundError(`the repository holds no filestore snapshot of environment ${JSON.stringify(environment)}`);
+  if (snapshots.length === 0) throw new NotFoundError(`${repository.description} holds no filestore snapshot of environment ${JSON.stringify(environment)}`);
   await mkdir(destination, { recursive: true, mode: 0o750 });
   if (at === undefined) {
     const newest = snapshots.at(-1)!;
@@ -104,7 +122,7 @@ export async function restoreFilestore(repository: TResticRepository, environmen
   const before = snapshots.filter((snapshot) => snapshot.time <= at).at(-1);
   const after = snapshots.find((snapshot) => snapshot.time > at);
   const used = [after, before].filter((snapshot): snapshot is TFilestoreSnapshot => snapshot !== undefined);
-  if (before === undefined && after === undefined) throw new NotFoundError(`no filestore snapshot of ${JSON.stringify(environment)} can restore ${at.toISOString()}`);
+  if (before === undefined && after === undefined) throw new NotFoundError(`no filestore snapshot of ${JSON.stringify(environment)} in ${repository.description} can restore ${at.toISOString()}`);
   const staging = `${destination}.staging`;
   await rm(staging, { recursive: true, force: true });
   let files = 0;
