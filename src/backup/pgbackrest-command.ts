@@ -73,21 +73,24 @@ export async function stanzaInfo(access: TStanzaAccess): Promise<TStanzaInfo> {
 /** Stanza status codes that mean "not created yet" (missing stanza path, missing stanza data). */
 export const STANZA_MISSING_CODES = new Set([1, 3]);
 
+/** The commands carehost runs under the organization's lifecycle lock, and their workers (`backup:local`). */
+const LOCKED_COMMANDS = new Set(["backup", "restore", "expire", "verify"]);
+
 /**
- * Ends the pgBackRest processes still working with this configuration, archiving apart. The
- * parent-death signal takes down the process carehost started, but its workers (`backup:local`,
- * `restore:local`) finish the file at hand first, and could write into a copy being removed or
- * race a restore being finished. Call it only under the organization's lifecycle lock, when no
- * backup or restore of carehost's own can be running: whatever it finds was left by a carehost
- * that was killed. Returns how many it ended.
+ * Ends the pgBackRest backups, restores, expiries and verifications still working with this
+ * configuration (never archiving, nor a read such as `info`). The parent-death signal takes down
+ * the process carehost started, but its workers (`backup:local`, `restore:local`) finish the file
+ * at hand first, and could write into a copy being removed or race a restore being finished.
+ * Call it only under the organization's lifecycle lock, when no run of carehost's own can be
+ * going: whatever it finds was left by a carehost that was killed. Returns how many it ended.
  */
 export async function endLeftoverRuns(configPath: string): Promise<number> {
   const leftovers: number[] = [];
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const args = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0").filter(Boolean);
-    const command = args.at(-1) ?? "";
-    if (args[0]?.endsWith("pgbackrest") && args.includes(`--config=${configPath}`) && !command.startsWith("archive-")) leftovers.push(Number(entry));
+    const command = (args.at(-1) ?? "").split(":")[0] ?? "";
+    if (args[0]?.endsWith("pgbackrest") && args.includes(`--config=${configPath}`) && LOCKED_COMMANDS.has(command)) leftovers.push(Number(entry));
   }
   for (const pid of leftovers) {
     try {

@@ -42,7 +42,7 @@ type TTrigger = "schedule" | "manual";
 type TBackedUp = TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"], { enabled: true }> };
 
 const VERIFY_INTERVAL_MS = 24 * 3600 * 1000;
-/** A half-made copy is removed, and an in-place restore finished, by the reconcile that follows at start. */
+/** Why a run left "running" by a stopped carehost failed; what it half-made, the reconcile at the next start removes or finishes. */
 const INTERRUPTED = "interrupted: carehost stopped before it finished";
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 500);
 
@@ -63,7 +63,8 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     return match as { organization: TOrganizationSpec; environment: TBackedUp };
   };
 
-  const target = (organization: TOrganizationSpec, environment: TEnvironmentSpec) => `environment/${organization.metadata.name}/${environment.name}`;
+  const targetNamed = (organization: string, environment: string) => `environment/${organization}/${environment}`;
+  const target = (organization: TOrganizationSpec, environment: TEnvironmentSpec) => targetNamed(organization.metadata.name, environment.name);
 
   // pgBackRest takes a lock per stanza and refuses a second backup meanwhile; environments of one
   // organization may share a cluster, so its backups, restores and drills run one after another.
@@ -451,20 +452,19 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       const ctx = systemContext("startup");
       const reason = INTERRUPTED;
       const at = now();
-      const where = (organization: string, environment: string) => `environment/${organization}/${environment}`;
       const backups = await db.query<{ organization: string; environment: string; kind: "full" | "diff" | "incr" | "verify" | "filestore" }>(
         "UPDATE backup_runs SET status = 'failed', error = $2, finished_at = $1 WHERE status = 'running' RETURNING organization, environment, kind",
         [at, reason],
       );
       for (const run of backups.rows) {
-        await audit.append(ctx, { type: "backup.failed", outcome: "failure", target: where(run.organization, run.environment), payload: { environment: run.environment, kind: run.kind, reason } });
+        await audit.append(ctx, { type: "backup.failed", outcome: "failure", target: targetNamed(run.organization, run.environment), payload: { environment: run.environment, kind: run.kind, reason } });
       }
       const drills = await db.query<{ organization: string; environment: string }>(
         "UPDATE restore_drills SET status = 'failed', error = $2, finished_at = $1 WHERE status = 'running' RETURNING organization, environment",
         [at, reason],
       );
       for (const run of drills.rows) {
-        await audit.append(ctx, { type: "drill.failed", outcome: "failure", target: where(run.organization, run.environment), payload: { environment: run.environment, reason } });
+        await audit.append(ctx, { type: "drill.failed", outcome: "failure", target: targetNamed(run.organization, run.environment), payload: { environment: run.environment, reason } });
       }
       const restores = await db.query<{ organization: string; environment: string; target: string; destination: string }>(
         "UPDATE restore_runs SET status = 'failed', error = $2, finished_at = $1 WHERE status = 'running' RETURNING organization, environment, target, destination",
@@ -474,7 +474,7 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         await audit.append(ctx, {
           type: "restore.failed",
           outcome: "failure",
-          target: where(run.organization, run.environment),
+          target: targetNamed(run.organization, run.environment),
           payload: { environment: run.environment, target: run.target, destination: run.destination, reason },
         });
       }
