@@ -8,12 +8,14 @@ import { DomainError } from "../lib/errors.js";
 import { runCommand, RuntimeCommandError } from "../runtime/local/runtime-command.js";
 
 export type TResticRepository = {
-  /** What restic calls the repository: a directory, or rclone::azureblob:<container>/<path>. */
+  /** What restic calls the repository: a directory, s3:https://<host>:<port>/<bucket>/<path>, or rclone::azureblob:<container>/<path>. */
   readonly location: string;
   /** RESTIC_PASSWORD, and the rclone settings of a remote repository. */
   readonly env: Readonly<Record<string, string>>;
   /** restic's cache (index and tree blobs), so a snapshot does not re-read the repository. */
   readonly cacheDirectory: string;
+  /** Global options before the command (a CA file, backend options such as -o s3.bucket-lookup=path); never a secret. */
+  readonly flags?: readonly string[];
 };
 
 export type TFilestoreSnapshot = { readonly id: string; readonly time: Date; readonly tags: readonly string[] };
@@ -21,7 +23,7 @@ export type TFilestoreBackup = { readonly snapshotId: string; readonly files: nu
 
 export async function restic(repository: TResticRepository, args: readonly string[], options: { cwd?: string; timeoutMs?: number } = {}): Promise<string> {
   try {
-    const { stdout } = await runCommand("restic", args, {
+    const { stdout } = await runCommand("restic", [...(repository.flags ?? []), ...args], {
       env: { ...repository.env, RESTIC_REPOSITORY: repository.location, RESTIC_CACHE_DIR: repository.cacheDirectory, RESTIC_PROGRESS_FPS: "0.2" },
       timeoutMs: options.timeoutMs ?? 60 * 60_000,
       ...(options.cwd === undefined ? {} : { cwd: options.cwd }),

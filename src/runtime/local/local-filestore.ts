@@ -1,8 +1,9 @@
 // The Odoo filestore of the local runtime (<odoo data_dir>/filestore/<database>) in restic
-// repositories beside pgBackRest's: a directory `filestore` inside each posix repository. Same
-// passphrase as the repository's pgBackRest data, one restic repository per organization and
-// repository, snapshots tagged per environment. Azure repositories hold the database only for
-// now: Debian's restic 0.14 cannot address an Azure endpoint other than Azure's own.
+// repositories beside pgBackRest's: a directory `filestore` inside each posix repository, and a
+// `<organization>/filestore` prefix in each S3 bucket. Same passphrase as the repository's
+// pgBackRest data, one restic repository per organization and repository, snapshots tagged per
+// environment. Azure repositories hold the database only for now: Debian's restic 0.14 cannot
+// address an Azure endpoint other than Azure's own.
 //
 // A point-in-time restore pairs the filestore with the database. Odoo writes an attachment's file
 // once, under a name derived from its content, and never rewrites it, so the filestore as it was at
@@ -14,7 +15,8 @@ import { ensureResticRepository, resticBackup, resticRestore, resticSnapshots } 
 import type { TFilestoreBackup, TFilestoreSnapshot, TResticRepository } from "../../backup/restic-command.js";
 import { NotFoundError } from "../../lib/errors.js";
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
-import type { TClusterBackup } from "./local-backup-config.js";
+import type { TRepositoryOf, TRepositoryType } from "../../backup/pgbackrest-config.js";
+import type { TClusterBackup, TResolvedRepository } from "./local-backup-config.js";
 import { databaseNameOf, odooDirectory } from "./local-placement.js";
 
 export const filestoreDirectoryOf = (root: string, organization: string, environment: Pick<TEnvironmentSpec, "name">) =>
@@ -25,11 +27,36 @@ const EMPTY_MARKER = ".carehost-empty";
 export const filestoreTag = (environment: string) => `env:${environment}`;
 export const backupLabelTag = (label: string) => `pgbackrest:${label}`;
 
-/** The restic repository inside each posix repository pgBackRest writes to, in the same order. */
+type TFilestoreLocationOf<K extends TRepositoryType> = (item: TResolvedRepository & { readonly repository: TRepositoryOf<K> }) => Omit<TResticRepository, "cacheDirectory"> | undefined;
+
+/**
+ * restic's s3 backend, beside pgBackRest's files under the organization's prefix: the same bucket,
+ * endpoint, URI style and CA. The access key reaches restic only through its environment.
+ */
+const s3Filestore: TFilestoreLocationOf<"s3"> = ({ repository, cipherPass, s3Key }) => {
+  if (s3Key === undefined) return undefined;
+  const { host, port, pathStyle } = repository.endpoint;
+  return {
+    location: `s3:https://${port === 443 ? host : `${host}:${port}`}/${repository.bucket}${repository.path}/filestore`,
+    env: { RESTIC_PASSWORD: cipherPass, AWS_ACCESS_KEY_ID: s3Key.accessKeyId, AWS_SECRET_ACCESS_KEY: s3Key.secretAccessKey, AWS_DEFAULT_REGION: repository.region },
+    flags: [...(pathStyle ? ["-o", "s3.bucket-lookup=path"] : []), ...(repository.caFile === undefined ? [] : ["--cacert", repository.caFile])],
+  };
+};
+
+/** Where each type of repository keeps the filestore's restic repository (undefined: it keeps none). */
+const filestoreLocations: { readonly [K in TRepositoryType]: TFilestoreLocationOf<K> } = {
+  posix: ({ repository, cipherPass }) => ({ location: join(repository.path, "filestore"), env: { RESTIC_PASSWORD: cipherPass } }),
+  // Debian's restic 0.14 cannot address an Azure endpoint other than Azure's own.
+  azure: () => undefined,
+  s3: s3Filestore,
+};
+
+/** The restic repositories of the filestore, one in each repository pgBackRest writes to that holds one, in the same order. */
 export function filestoreRepositoriesOf(backup: TClusterBackup, cacheDirectory: string): TResticRepository[] {
-  return backup.repositories.flatMap(({ repository, cipherPass }) =>
-    repository.type === "posix" ? [{ location: join(repository.path, "filestore"), env: { RESTIC_PASSWORD: cipherPass }, cacheDirectory }] : [],
-  );
+  return backup.repositories.flatMap((item) => {
+    const filestore = (filestoreLocations[item.repository.type] as TFilestoreLocationOf<TRepositoryType>)(item);
+    return filestore === undefined ? [] : [{ ...filestore, cacheDirectory }];
+  });
 }
 
 /** Snapshots the environment's filestore into every repository; returns the first repository's summary. */
