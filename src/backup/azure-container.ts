@@ -2,11 +2,10 @@
 // container but never creates one). This is the single REST call carehost makes to Azure itself,
 // signed with the storage account's shared key as the Blob service documents ("Authorize with
 // Shared Key"); it goes through Node's https with the repository's CA file, which the SDK cannot
-// take per call. Everything else in the container is pgBackRest's.
+// take per call (object-store-request.ts). Everything else in the container is pgBackRest's.
 import { createHmac } from "node:crypto";
-import { readFile } from "node:fs/promises";
-import { request } from "node:https";
 import { DomainError } from "../lib/errors.js";
+import { errorCodeOf, objectStoreRequest } from "./object-store-request.js";
 import type { TAzureRepository } from "./pgbackrest-config.js";
 
 const API_VERSION = "2021-08-06";
@@ -33,29 +32,13 @@ export async function ensureAzureContainer(repository: TAzureRepository, key: st
   const url = containerUrl(repository);
   url.searchParams.set("restype", "container");
   const date = new Date().toUTCString();
-  const ca = repository.caFile === undefined ? undefined : await readFile(repository.caFile);
-  const status = await new Promise<{ code: number; body: string }>((resolve, reject) => {
-    const sent = request(
-      url,
-      {
-        method: "PUT",
-        headers: { "x-ms-date": date, "x-ms-version": API_VERSION, "Content-Length": "0", Authorization: sharedKeyAuthorization(repository.account, url.pathname, key, date) },
-        timeout: 30_000,
-        ...(ca === undefined ? {} : { ca }),
-      },
-      (response) => {
-        let body = "";
-        response.on("data", (chunk: Buffer) => (body += chunk.toString("utf8")));
-        response.on("end", () => resolve({ code: response.statusCode ?? 0, body }));
-      },
-    );
-    sent.on("timeout", () => sent.destroy(new Error("timed out after 30 s")));
-    sent.on("error", reject);
-    sent.end();
+  const response = await objectStoreRequest(url, {
+    method: "PUT",
+    headers: { "x-ms-date": date, "x-ms-version": API_VERSION, "Content-Length": "0", Authorization: sharedKeyAuthorization(repository.account, url.pathname, key, date) },
+    ...(repository.caFile === undefined ? {} : { caFile: repository.caFile }),
   }).catch((error: unknown) => {
     throw new DomainError(`could not reach Azure container ${repository.container} at ${url.origin}: ${error instanceof Error ? error.message : String(error)}`);
   });
-  if (status.code === 201 || status.code === 409) return;
-  const code = /<Code>([^<]+)<\/Code>/.exec(status.body)?.[1] ?? `HTTP ${status.code}`;
-  throw new DomainError(`creating Azure container ${repository.container} at ${url.origin} failed: ${code}`);
+  if (response.status === 201 || response.status === 409) return;
+  throw new DomainError(`creating Azure container ${repository.container} at ${url.origin} failed: ${errorCodeOf(response)}`);
 }

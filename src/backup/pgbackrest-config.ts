@@ -23,7 +23,24 @@ export type TAzureRepository = {
   readonly caFile?: string;
 };
 
-export type TBackupRepository = TPosixRepository | TAzureRepository;
+/** An S3 bucket (AWS, or an S3-compatible store at `endpoint`). */
+export type TS3Repository = {
+  readonly name: string;
+  readonly type: "s3";
+  readonly bucket: string;
+  readonly region: string;
+  /** Prefix inside the bucket (one per organization). */
+  readonly path: string;
+  /** s3.<region>.amazonaws.com with virtual-host URIs, or the spec's endpoint with path-style URIs. */
+  readonly endpoint: { readonly host: string; readonly port: number; readonly pathStyle: boolean };
+  /** CA bundle for a private endpoint's certificate; default the system store. */
+  readonly caFile?: string;
+};
+
+export type TBackupRepository = TPosixRepository | TAzureRepository | TS3Repository;
+export type TRepositoryType = TBackupRepository["type"];
+/** The repository of one type, for tables that hold one entry per type. */
+export type TRepositoryOf<K extends TRepositoryType> = Extract<TBackupRepository, { type: K }>;
 
 export type TPgbackrestConfigInput = {
   readonly stanza: string;
@@ -51,29 +68,67 @@ export const processMax = (cores = cpus().length) => Math.min(4, Math.max(1, cor
 export const cipherPassVariable = (index: number) => `PGBACKREST_REPO${index + 1}_CIPHER_PASS`;
 /** Environment variable holding Azure repository N's shared key. */
 export const azureKeyVariable = (index: number) => `PGBACKREST_REPO${index + 1}_AZURE_KEY`;
+/** Environment variables holding S3 repository N's access key ID and secret access key. */
+export const s3KeyVariable = (index: number) => `PGBACKREST_REPO${index + 1}_S3_KEY`;
+export const s3KeySecretVariable = (index: number) => `PGBACKREST_REPO${index + 1}_S3_KEY_SECRET`;
 
-const repositoryLines = (repository: TBackupRepository, repo: string): string[] => {
-  if (repository.type === "posix") return [`${repo}-type=posix`, `${repo}-path=${repository.path}`];
-  return [
-    `${repo}-type=azure`,
-    `${repo}-azure-account=${repository.account}`,
-    `${repo}-azure-container=${repository.container}`,
-    `${repo}-path=${repository.path}`,
-    ...(repository.endpoint === undefined
-      ? []
-      : [
-          `${repo}-storage-host=${repository.endpoint.host}`,
-          `${repo}-storage-port=${repository.endpoint.port}`,
-          ...(repository.endpoint.pathStyle ? [`${repo}-azure-uri-style=path`] : []),
-        ]),
-    ...(repository.caFile === undefined ? [] : [`${repo}-storage-ca-file=${repository.caFile}`]),
-  ];
+/** A value written into a `key=value` line of pgbackrest.conf as it is: no line break, space or `=`. */
+const plainValue = (value: string, what: string) => {
+  if (!/^[A-Za-z0-9._:-]+$/.test(value)) throw new TypeError(`${what} ${JSON.stringify(value)} is not a plain value for pgbackrest.conf`);
+  return value;
 };
+
+type TRepositoryKind<K extends TRepositoryType> = {
+  /** The repository's lines of pgbackrest.conf (never a secret). */
+  lines(repository: TRepositoryOf<K>, repo: string): string[];
+  /** The environment variables that carry its secrets besides the passphrase. */
+  secretVariables(index: number): string[];
+};
+
+/** What each type of repository writes into pgbackrest.conf and needs in the environment, picked once by type. */
+const repositoryKinds: { readonly [K in TRepositoryType]: TRepositoryKind<K> } = {
+  posix: {
+    lines: (repository, repo) => [`${repo}-type=posix`, `${repo}-path=${repository.path}`],
+    secretVariables: () => [],
+  },
+  azure: {
+    lines: (repository, repo) => [
+      `${repo}-type=azure`,
+      `${repo}-azure-account=${repository.account}`,
+      `${repo}-azure-container=${repository.container}`,
+      `${repo}-path=${repository.path}`,
+      ...(repository.endpoint === undefined
+        ? []
+        : [
+            `${repo}-storage-host=${repository.endpoint.host}`,
+            `${repo}-storage-port=${repository.endpoint.port}`,
+            ...(repository.endpoint.pathStyle ? [`${repo}-azure-uri-style=path`] : []),
+          ]),
+      ...(repository.caFile === undefined ? [] : [`${repo}-storage-ca-file=${repository.caFile}`]),
+    ],
+    secretVariables: (index) => [azureKeyVariable(index)],
+  },
+  s3: {
+    lines: (repository, repo) => [
+      `${repo}-type=s3`,
+      `${repo}-s3-bucket=${plainValue(repository.bucket, "bucket")}`,
+      `${repo}-s3-region=${plainValue(repository.region, "region")}`,
+      `${repo}-s3-endpoint=${plainValue(repository.endpoint.host, "endpoint host")}`,
+      `${repo}-storage-port=${repository.endpoint.port}`,
+      ...(repository.endpoint.pathStyle ? [`${repo}-s3-uri-style=path`] : []),
+      `${repo}-path=${repository.path}`,
+      ...(repository.caFile === undefined ? [] : [`${repo}-storage-ca-file=${repository.caFile}`]),
+    ],
+    secretVariables: (index) => [s3KeyVariable(index), s3KeySecretVariable(index)],
+  },
+};
+// One cast: TypeScript cannot relate `repositoryKinds[repository.type]` to the member of the union it was picked by.
+const kindOf = (repository: TBackupRepository) => repositoryKinds[repository.type] as TRepositoryKind<TRepositoryType>;
 
 export function renderPgbackrestConf(input: TPgbackrestConfigInput): { text: string; secretEnvironmentNames: string[] } {
   if (input.repositories.length === 0) throw new TypeError(`stanza ${JSON.stringify(input.stanza)} has no repository`);
   if (!/^[a-z0-9][a-z0-9-]*$/.test(input.stanza)) throw new TypeError(`stanza ${JSON.stringify(input.stanza)} is not a plain name`);
-  const files = input.repositories.flatMap((repository) => [repository.path, ...(repository.type === "azure" && repository.caFile !== undefined ? [repository.caFile] : [])]);
+  const files = input.repositories.flatMap((repository) => [repository.path, ...("caFile" in repository && repository.caFile !== undefined ? [repository.caFile] : [])]);
   for (const path of [input.dataDirectory, input.socketDirectory, input.workDirectory, ...files]) {
     if (!path.startsWith("/") || /[\n\r=]/.test(path)) throw new TypeError(`path ${JSON.stringify(path)} is not a plain absolute path`);
   }
@@ -82,7 +137,7 @@ export function renderPgbackrestConf(input: TPgbackrestConfigInput): { text: str
     const repo = `repo${index + 1}`;
     global.push(
       `# ${repo}: ${repository.name}`,
-      ...repositoryLines(repository, repo),
+      ...kindOf(repository).lines(repository, repo),
       `${repo}-cipher-type=aes-256-cbc`,
       `${repo}-retention-full-type=count`,
       `${repo}-retention-full=${RETENTION_FULL_CEILING}`,
@@ -112,7 +167,7 @@ export function renderPgbackrestConf(input: TPgbackrestConfigInput): { text: str
     `pg1-user=${input.adminUser}`,
     "",
   ];
-  const secretEnvironmentNames = input.repositories.flatMap((repository, index) => [cipherPassVariable(index), ...(repository.type === "azure" ? [azureKeyVariable(index)] : [])]);
+  const secretEnvironmentNames = input.repositories.flatMap((repository, index) => [cipherPassVariable(index), ...kindOf(repository).secretVariables(index)]);
   return { text: lines.join("\n"), secretEnvironmentNames };
 }
 

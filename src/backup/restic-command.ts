@@ -3,22 +3,24 @@
 // content, so a filestore whose attachments never change is copied once and each later snapshot
 // costs only the new files. Snapshots are tagged with the environment and, when taken with a
 // database backup, with the backup run's id (pgBackRest annotates its backups with the same id),
-// so the two can be paired. A repository is a directory, or an Azure container reached through
-// rclone (rclone-azure.ts: Debian's restic 0.14 cannot address an Azure endpoint other than
-// Azure's own). The passphrase and any storage key reach restic and rclone only through their
-// environment, and are cut out of any error message.
+// so the two can be paired. A repository is a directory, an S3 bucket (restic's own s3 backend),
+// or an Azure container reached through rclone (rclone-azure.ts: Debian's restic 0.14 cannot
+// address an Azure endpoint other than Azure's own). The passphrase and any storage key reach
+// restic and rclone only through their environment, and are cut out of any error message.
 import { DomainError } from "../lib/errors.js";
 import { runCommand, RuntimeCommandError } from "../runtime/local/runtime-command.js";
 
 export type TResticRepository = {
-  /** For messages: the repository's name in the spec and where it is (container, endpoint), never a secret. */
+  /** For messages: the repository's name in the spec and where it is (container, bucket, endpoint), never a secret. */
   readonly description: string;
-  /** What restic calls the repository: a directory, or rclone:<remote>:<container>/<path>. */
+  /** What restic calls the repository: a directory, s3:https://<host>[:<port>]/<bucket>/<path>, or rclone:<remote>:<container>/<path>. */
   readonly location: string;
   /** RESTIC_PASSWORD, and the rclone settings of a remote repository (RCLONE_CONFIG_<REMOTE>_*). */
   readonly env: Readonly<Record<string, string>>;
   /** restic's cache (index and tree blobs), so a snapshot does not re-read the repository. */
   readonly cacheDirectory: string;
+  /** Global options before the command (a CA file, backend options such as -o s3.bucket-lookup=path); never a secret. */
+  readonly flags?: readonly string[];
 };
 
 export type TFilestoreSnapshot = { readonly id: string; readonly time: Date; readonly tags: readonly string[] };
@@ -26,7 +28,7 @@ export type TFilestoreBackup = { readonly snapshotId: string; readonly files: nu
 
 export async function restic(repository: TResticRepository, args: readonly string[], options: { cwd?: string; timeoutMs?: number } = {}): Promise<string> {
   try {
-    const { stdout } = await runCommand("restic", args, {
+    const { stdout } = await runCommand("restic", [...(repository.flags ?? []), ...args], {
       env: { ...repository.env, RESTIC_REPOSITORY: repository.location, RESTIC_CACHE_DIR: repository.cacheDirectory, RESTIC_PROGRESS_FPS: "0.2" },
       timeoutMs: options.timeoutMs ?? 60 * 60_000,
       ...(options.cwd === undefined ? {} : { cwd: options.cwd }),

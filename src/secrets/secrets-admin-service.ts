@@ -2,6 +2,7 @@
 // reveal one with a reason (audited), and rotate one. Rotating a runtime secret re-applies its
 // organization at once, so PostgreSQL, Redis and the rendered files use the new value without a
 // restart: sessions already connected stay connected.
+import { s3CredentialsFrom } from "../backup/s3-bucket.js";
 import { authorize } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { NotFoundError, ValidationError } from "../lib/errors.js";
@@ -39,11 +40,13 @@ export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconc
     await authorize(ctx, "secret:rotate", audit, `secret:${name}`);
     const [, organizationName, reference] = /^backup\/([^/]+)\/([^/]+)$/.exec(name) ?? [];
     const organization = (await latestSpecs()).find((spec) => spec.metadata.name === organizationName);
-    const declared = organization?.backupRepositories.some((repository) => repository.type !== "posix" && repository.keySecretRef === reference) === true;
-    if (!declared) {
+    const users = (organization?.backupRepositories ?? []).filter((repository) => repository.type !== "posix" && repository.keySecretRef === reference);
+    if (users.length === 0) {
       throw new ValidationError(`secret ${JSON.stringify(name)} is not a backup repository key of a recorded spec: name it backup/<organization>/<keySecretRef of an azure or s3 repository>`);
     }
     if (value.trim().length === 0) throw new ValidationError(`the value for ${JSON.stringify(name)} is empty`);
+    // An S3 key is two lines (access key ID, secret access key): refuse another shape now, not at the next backup.
+    if (users.some((repository) => repository.type === "s3")) s3CredentialsFrom(value, name);
     const created = await secrets.ensure(name, () => value.trim());
     const version = created.created ? created.version : (await secrets.rotate(name, () => value.trim())).version;
     await audit.append(ctx, { type: "secret.rotated", outcome: "success", target: `secret:${name}`, payload: { secretName: name, version } });

@@ -122,9 +122,12 @@ const BackupRepositorySchema = z.discriminatedUnion("type", [
     name: repositoryName(),
     type: z.literal("s3").describe("An S3-compatible bucket."),
     bucket: patternString(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "is not an S3 bucket name").describe("Bucket name."),
-    region: z.string().min(1).describe("Bucket region, e.g. us-east-1."),
-    endpoint: httpsUrl().optional().describe("Endpoint override for S3-compatible stores; default AWS for the region."),
-    keySecretRef: secretRef().describe("Name of the secret holding the access key ID and secret access key."),
+    region: patternString(/^[a-z0-9][a-z0-9-]*$/, "is not a region name (lowercase letters, digits and '-', e.g. us-east-1)").describe("Bucket region, e.g. us-east-1."),
+    endpoint: httpsUrl()
+      .optional()
+      .describe("Endpoint override for S3-compatible stores (https://host[:port], addressed with path-style URIs); default AWS for the region."),
+    keySecretRef: secretRef().describe("Name of the secret holding the access key ID (first line) and the secret access key (second line)."),
+    caFile: caFile(),
     cipherSecretRef: cipherSecretRef(),
   }),
 ]);

@@ -1,15 +1,20 @@
 // What pgBackRest needs for one cluster of the local runtime: its stanza, repositories (posix on
-// this host, Azure Blob containers), passphrases and keys from the secret store, and the archive
-// settings derived from the strictest RPO of the environments in the cluster. A repository this
-// runtime cannot write to (S3 for now, an Azure one whose key was never stored, or whose endpoint
-// rclone cannot reach for the filestore) is reported as skipped, never silently dropped: every
-// repository written holds both the database and the filestore.
+// this host, Azure Blob containers, S3 buckets), passphrases and keys from the secret store, and
+// the archive settings derived from the strictest RPO of the environments in the cluster. A
+// repository whose key was never stored, or that cannot be written whole (an Azure endpoint
+// rclone cannot reach for the filestore), is reported as skipped, never silently dropped: every
+// repository written holds both the database and the filestore. A key of the wrong shape is an
+// error naming the secret.
 import { chown, mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { archiveSettings, azureKeyVariable, cipherPassVariable, renderPgbackrestConf } from "../../backup/pgbackrest-config.js";
-import type { TAzureRepository, TBackupRepository } from "../../backup/pgbackrest-config.js";
+import { ensureAzureContainer } from "../../backup/azure-container.js";
+import { archiveSettings, azureKeyVariable, cipherPassVariable, renderPgbackrestConf, s3KeySecretVariable, s3KeyVariable } from "../../backup/pgbackrest-config.js";
+import type { TBackupRepository, TRepositoryOf, TRepositoryType } from "../../backup/pgbackrest-config.js";
 import { rcloneAzureLimitation } from "../../backup/rclone-azure.js";
 import type { TStanzaAccess } from "../../backup/pgbackrest-command.js";
+import { ensureS3Bucket, s3CredentialsFrom } from "../../backup/s3-bucket.js";
+import type { TS3Credentials } from "../../backup/s3-bucket.js";
+import { ValidationError } from "../../lib/errors.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
 import type { TBackupRepositorySpec, TEnvironmentSpec } from "../../spec/spec-schema.js";
 import type { TClusterPlacement } from "./local-placement.js";
@@ -32,7 +37,7 @@ export type TClusterBackup = {
   readonly skipped: readonly string[];
 };
 
-export type TResolvedRepository = { readonly repository: TBackupRepository; readonly cipherPass: string; readonly azureKey?: string };
+export type TResolvedRepository = { readonly repository: TBackupRepository; readonly cipherPass: string; readonly azureKey?: string; readonly s3Key?: TS3Credentials };
 
 type TBackedUpEnvironment = TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"], { enabled: true }> };
 const backedUp = (environment: TEnvironmentSpec): environment is TBackedUpEnvironment => environment.backup.enabled;
@@ -63,10 +68,7 @@ export async function clusterBackupOf(input: {
   }
   if (resolved.length === 0) return undefined;
   const env: Record<string, string> = { PGPASSWORD: await input.secrets.current(secretNames.clusterAdmin(input.organization, input.cluster.name)) };
-  resolved.forEach((item, index) => {
-    env[cipherPassVariable(index)] = item.cipherPass;
-    if (item.azureKey !== undefined) env[azureKeyVariable(index)] = item.azureKey;
-  });
+  resolved.forEach((item, index) => Object.assign(env, { [cipherPassVariable(index)]: item.cipherPass }, kindOf(item.repository).keyEnvironment(item, index)));
   const repositories = resolved.map((item) => item.repository);
   const stanza = input.cluster.name;
   const workDirectory = backupWorkDirectoryOf(input.cluster);
@@ -106,35 +108,103 @@ export const azureEndpointOf = (endpoint: string, account: string) => {
   return { host: url.hostname, port: url.port === "" ? 443 : Number(url.port), pathStyle: url.pathname.split("/").filter(Boolean)[0] === account };
 };
 
-async function resolveRepository(
-  spec: TBackupRepositorySpec,
-  input: { readonly organization: string; readonly home: string; readonly secrets: TRuntimeSecrets; readonly createSecrets: boolean },
-): Promise<TResolvedRepository | string> {
-  const names = repositorySecretNames(input.organization, spec);
-  if (spec.type === "s3") return "not written by the local runtime yet";
-  let azureKey: string | undefined;
-  if (names.key !== undefined) {
-    azureKey = await input.secrets.current(names.key).catch(() => undefined);
-    if (azureKey === undefined) return `its key ${JSON.stringify(names.key)} is not in the secret store; add it with: carehost secrets set ${names.key}`;
+/** An S3 endpoint: AWS's own for the region (virtual-host URIs), or the spec's https://host[:port] (path-style URIs, as S3-compatible stores expect). */
+export const s3EndpointOf = (spec: TRepositorySpecOf<"s3">) => {
+  if (spec.endpoint === undefined) return { host: `s3.${spec.region}.amazonaws.com`, port: 443, pathStyle: false };
+  const url = new URL(spec.endpoint);
+  if (url.pathname !== "/" || url.search !== "") {
+    throw new ValidationError(`endpoint ${JSON.stringify(spec.endpoint)} of S3 repository ${JSON.stringify(spec.name)} has a path; give https://host[:port] (the bucket goes in bucket:)`);
   }
+  return { host: url.hostname, port: url.port === "" ? 443 : Number(url.port), pathStyle: true };
+};
+
+type TRepositorySpecOf<K extends TRepositoryType> = Extract<TBackupRepositorySpec, { type: K }>;
+type TResolveInput = { readonly organization: string; readonly home: string; readonly secrets: TRuntimeSecrets; readonly createSecrets: boolean };
+
+type TRepositoryKind<K extends TRepositoryType> = {
+  /** The repository as pgBackRest and restic address it, with its access key read from the stored secret. */
+  resolve(spec: TRepositorySpecOf<K>, organization: string, home: string, key: { readonly name: string; readonly value: string } | undefined): Omit<TResolvedRepository, "cipherPass"> & { repository: TRepositoryOf<K> };
+  /** pgBackRest's environment variables for the access key of repository N (never in the file or argv). */
+  keyEnvironment(item: TResolvedRepository, index: number): Record<string, string>;
+  /** Why this runtime cannot write the repository whole, database and filestore (undefined: it can). */
+  limitation(repository: TRepositoryOf<K>): string | undefined;
+  /** Creates what pgBackRest writes into but does not create itself (a container, a bucket); idempotent. */
+  ensureStorage(item: TResolvedRepository & { repository: TRepositoryOf<K> }): Promise<void>;
+};
+
+/** Everything the local runtime does differently per repository type, picked once by type. */
+const repositoryKinds: { readonly [K in TRepositoryType]: TRepositoryKind<K> } = {
+  posix: {
+    resolve: (spec, organization, home) => ({ repository: { name: spec.name, type: "posix", path: resolve(home, spec.path, organization) } }),
+    keyEnvironment: () => ({}),
+    limitation: () => undefined,
+    // prepareBackupDirectories creates the directory, with the cluster's account as owner.
+    ensureStorage: async () => undefined,
+  },
+  azure: {
+    resolve: (spec, organization, home, key) => ({
+      repository: {
+        name: spec.name,
+        type: "azure",
+        account: spec.account,
+        container: spec.container,
+        path: `/${organization}`,
+        ...(spec.endpoint === undefined ? {} : { endpoint: azureEndpointOf(spec.endpoint, spec.account) }),
+        ...(spec.caFile === undefined ? {} : { caFile: resolve(home, spec.caFile) }),
+      },
+      ...(key === undefined ? {} : { azureKey: key.value }),
+    }),
+    keyEnvironment: (item, index) => (item.azureKey === undefined ? {} : { [azureKeyVariable(index)]: item.azureKey }),
+    limitation: (repository) => {
+      const limitation = rcloneAzureLimitation(repository);
+      return limitation === undefined ? undefined : `container ${repository.container}: ${limitation}`;
+    },
+    ensureStorage: ({ repository, azureKey }) => ensureAzureContainer(repository, azureKey ?? ""),
+  },
+  s3: {
+    resolve: (spec, organization, home, key) => ({
+      repository: {
+        name: spec.name,
+        type: "s3",
+        bucket: spec.bucket,
+        region: spec.region,
+        path: `/${organization}`,
+        endpoint: s3EndpointOf(spec),
+        ...(spec.caFile === undefined ? {} : { caFile: resolve(home, spec.caFile) }),
+      },
+      ...(key === undefined ? {} : { s3Key: s3CredentialsFrom(key.value, key.name) }),
+    }),
+    limitation: () => undefined,
+    keyEnvironment: (item, index) => (item.s3Key === undefined ? {} : { [s3KeyVariable(index)]: item.s3Key.accessKeyId, [s3KeySecretVariable(index)]: item.s3Key.secretAccessKey }),
+    ensureStorage: async ({ repository, s3Key }) => {
+      if (s3Key === undefined) throw new ValidationError(`S3 repository ${JSON.stringify(repository.name)} has no access key`);
+      await ensureS3Bucket(repository, s3Key);
+    },
+  },
+};
+// One cast: TypeScript cannot relate `repositoryKinds[type]` to the member of the union it was picked by.
+const kindOf = (repository: { readonly type: TRepositoryType }) => repositoryKinds[repository.type] as TRepositoryKind<TRepositoryType>;
+
+/** Creates the repository's container or bucket when missing (before stanza-create). */
+export const ensureRepositoryStorage = (item: TResolvedRepository): Promise<void> => kindOf(item.repository).ensureStorage(item);
+
+async function resolveRepository(spec: TBackupRepositorySpec, input: TResolveInput): Promise<TResolvedRepository | string> {
+  const names = repositorySecretNames(input.organization, spec);
+  let key: { name: string; value: string } | undefined;
+  if (names.key !== undefined) {
+    const value = await input.secrets.current(names.key).catch(() => undefined);
+    if (value === undefined) return `its key ${JSON.stringify(names.key)} is not in the secret store; add it with: carehost secrets set ${names.key}`;
+    key = { name: names.key, value };
+  }
+  const located = kindOf(spec).resolve(spec, input.organization, input.home, key);
+  // A repository without the filestore would not restore on its own: it is skipped whole, and says why.
+  const limitation = kindOf(spec).limitation(located.repository);
+  if (limitation !== undefined) return limitation;
   // pgBackRest cannot re-key a repository: this passphrase is created once and never rotated in place.
   if (input.createSecrets) await input.secrets.ensure(names.cipher, () => generatePassword(32));
   const cipherPass = await input.secrets.current(names.cipher).catch(() => undefined);
   if (cipherPass === undefined) return `its passphrase ${JSON.stringify(names.cipher)} does not exist yet; run carehost apply`;
-  if (spec.type === "posix") return { repository: { name: spec.name, type: "posix", path: resolve(input.home, spec.path, input.organization) }, cipherPass };
-  const repository: TAzureRepository = {
-    name: spec.name,
-    type: "azure",
-    account: spec.account,
-    container: spec.container,
-    path: `/${input.organization}`,
-    ...(spec.endpoint === undefined ? {} : { endpoint: azureEndpointOf(spec.endpoint, spec.account) }),
-    ...(spec.caFile === undefined ? {} : { caFile: resolve(input.home, spec.caFile) }),
-  };
-  // A repository without the filestore would not restore on its own: it is skipped whole, and says why.
-  const limitation = rcloneAzureLimitation(repository);
-  if (limitation !== undefined) return `container ${spec.container}: ${limitation}`;
-  return { repository, cipherPass, ...(azureKey === undefined ? {} : { azureKey }) };
+  return { ...located, cipherPass };
 }
 
 /** Creates the directories pgBackRest writes, owned by the cluster's account (parents traversable only). */

@@ -1,9 +1,10 @@
 // The Odoo filestore of the local runtime (<odoo data_dir>/filestore/<database>) in restic
 // repositories beside pgBackRest's, in every repository the environment declares, so each one
 // restores database and filestore on its own: a directory `filestore` inside a posix repository,
-// a `filestore` prefix beside pgBackRest's path in an Azure container (through rclone, see
-// rclone-azure.ts). Same passphrase as the repository's pgBackRest data, one restic repository
-// per organization and repository, snapshots tagged per environment.
+// a `<organization>/filestore` prefix in an S3 bucket (restic's s3 backend) or beside pgBackRest's
+// path in an Azure container (through rclone, see rclone-azure.ts). Same passphrase as the
+// repository's pgBackRest data, one restic repository per organization and repository, snapshots
+// tagged per environment.
 //
 // A point-in-time restore pairs the filestore with the database. Odoo writes an attachment's file
 // once, under a name derived from its content, and never rewrites it, so the filestore as it was at
@@ -16,6 +17,7 @@ import type { TFilestoreBackup, TFilestoreSnapshot, TResticRepository } from "..
 import { azureEndpointUrl, resticAzureLocation } from "../../backup/rclone-azure.js";
 import { DomainError, NotFoundError } from "../../lib/errors.js";
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
+import type { TRepositoryOf, TRepositoryType } from "../../backup/pgbackrest-config.js";
 import type { TClusterBackup, TResolvedRepository } from "./local-backup-config.js";
 import { databaseNameOf, odooDirectory } from "./local-placement.js";
 
@@ -28,26 +30,46 @@ export const filestoreTag = (environment: string) => `env:${environment}`;
 /** The tag pairing a snapshot with the pgBackRest backups of the same run (their carehost-run annotation). */
 export const backupRunTag = (runId: string) => `carehost-run:${runId}`;
 
-/** Where restic keeps the filestore of one repository, and what it (and rclone) need to reach it. */
-function resticLocationOf({ repository, azureKey }: TResolvedRepository): Pick<TResticRepository, "description" | "location" | "env"> {
-  switch (repository.type) {
-    case "posix": {
-      const location = join(repository.path, "filestore");
-      return { description: `repository ${JSON.stringify(repository.name)} (${location})`, location, env: {} };
-    }
-    case "azure": {
-      const where = `Azure repository ${JSON.stringify(repository.name)} (container ${repository.container}, prefix ${repository.path}/filestore, at ${azureEndpointUrl(repository)})`;
-      if (azureKey === undefined) throw new DomainError(`${where} has no shared key to write the filestore with`);
-      return { description: where, ...resticAzureLocation(repository, azureKey) };
-    }
-  }
-}
+type TFilestoreLocationOf<K extends TRepositoryType> = (item: TResolvedRepository & { readonly repository: TRepositoryOf<K> }) => Omit<TResticRepository, "cacheDirectory">;
+
+/** An access key the repository was resolved without (it is then skipped, so this means a bug, named). */
+const missingKey = (description: string): never => {
+  throw new DomainError(`${description} has no access key to write the filestore with`);
+};
+
+/** Where each type of repository keeps the filestore's restic repository, and what restic (and rclone) need to reach it. */
+const filestoreLocations: { readonly [K in TRepositoryType]: TFilestoreLocationOf<K> } = {
+  posix: ({ repository, cipherPass }) => {
+    const location = join(repository.path, "filestore");
+    return { description: `repository ${JSON.stringify(repository.name)} (${location})`, location, env: { RESTIC_PASSWORD: cipherPass } };
+  },
+  azure: ({ repository, cipherPass, azureKey }) => {
+    const description = `Azure repository ${JSON.stringify(repository.name)} (container ${repository.container}, prefix ${repository.path}/filestore, at ${azureEndpointUrl(repository)})`;
+    const { location, env } = resticAzureLocation(repository, azureKey ?? missingKey(description));
+    return { description, location, env: { ...env, RESTIC_PASSWORD: cipherPass } };
+  },
+  // restic's s3 backend, beside pgBackRest's files under the organization's prefix: the same
+  // bucket, endpoint, URI style and CA. The access key reaches restic only through its environment.
+  s3: ({ repository, cipherPass, s3Key }) => {
+    const { host, port, pathStyle } = repository.endpoint;
+    const location = `s3:https://${port === 443 ? host : `${host}:${port}`}/${repository.bucket}${repository.path}/filestore`;
+    const description = `S3 repository ${JSON.stringify(repository.name)} (${location.slice("s3:".length)})`;
+    const key = s3Key ?? missingKey(description);
+    return {
+      description,
+      location,
+      env: { RESTIC_PASSWORD: cipherPass, AWS_ACCESS_KEY_ID: key.accessKeyId, AWS_SECRET_ACCESS_KEY: key.secretAccessKey, AWS_DEFAULT_REGION: repository.region },
+      flags: [...(pathStyle ? ["-o", "s3.bucket-lookup=path"] : []), ...(repository.caFile === undefined ? [] : ["--cacert", repository.caFile])],
+    };
+  },
+};
 
 /** The restic repository beside every repository pgBackRest writes to, in the same order, under the same passphrase. */
 export function filestoreRepositoriesOf(backup: Pick<TClusterBackup, "repositories">, cacheDirectory: string): TResticRepository[] {
-  return backup.repositories.map((resolved) => {
-    const { description, location, env } = resticLocationOf(resolved);
-    return { description, location, env: { ...env, RESTIC_PASSWORD: resolved.cipherPass }, cacheDirectory };
+  return backup.repositories.map((item) => {
+    // One cast: TypeScript cannot relate `filestoreLocations[type]` to the member of the union it was picked by.
+    const locationOf = filestoreLocations[item.repository.type] as TFilestoreLocationOf<TRepositoryType>;
+    return { ...locationOf(item), cacheDirectory };
   });
 }
 

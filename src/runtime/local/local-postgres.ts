@@ -8,8 +8,7 @@ import { odooConnectionLimit } from "../../render/odoo/odoo-conf.js";
 import type { TLivePostgresState } from "../../policy/policy-types.js";
 import type { TBackupRepositorySpec } from "../../spec/spec-schema.js";
 import { stanzaInfo, pgbackrest, STANZA_MISSING_CODES } from "../../backup/pgbackrest-command.js";
-import { ensureAzureContainer } from "../../backup/azure-container.js";
-import { clusterBackupOf, prepareBackupDirectories } from "./local-backup-config.js";
+import { clusterBackupOf, ensureRepositoryStorage, prepareBackupDirectories } from "./local-backup-config.js";
 import type { TClusterBackup } from "./local-backup-config.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
 import { CLUSTER_ADMIN_ROLE, connectAdmin, initializeCluster, isInitialized, readClusterFile, runningPid, startCluster, restartCluster, writeClusterFile } from "./postgres-cluster.js";
@@ -209,11 +208,9 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
     for (const action of await reconcileTenant(admin, tenant, observed)) actions.push({ target: `environment/${tenant.environment}`, action });
   }
   // A repository added to the spec changes the file; stanza-create is idempotent and creates the
-  // stanza where it is missing. pgBackRest does not create Azure containers, so carehost does.
+  // stanza where it is missing. pgBackRest does not create Azure containers or S3 buckets, so carehost does.
   if (backup !== undefined && (backupConfChanged || STANZA_MISSING_CODES.has((await stanzaInfo(backup.access)).statusCode))) {
-    for (const { repository, azureKey } of backup.repositories) {
-      if (repository.type === "azure") await ensureAzureContainer(repository, azureKey ?? "");
-    }
+    for (const item of backup.repositories) await ensureRepositoryStorage(item);
     await pgbackrest(backup.access, "stanza-create");
     act(`created pgBackRest stanza ${backup.access.stanza}`);
   }
