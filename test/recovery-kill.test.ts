@@ -6,7 +6,7 @@
 // event written before the kill still there and verifiable.
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -132,16 +132,12 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
 
   after(async () => {
     if (server !== undefined) await killServer();
-    // A clean stop of everything the data dir runs: carehost's own `down` path is stopOrganization.
-    await startServer().catch(() => undefined);
-    if (server !== undefined) {
-      server.kill("SIGTERM");
-      await new Promise((resolve) => server!.once("exit", resolve));
-    }
-    const { stdout } = await run("ps", ["-eo", "pid=,args="]);
-    for (const line of stdout.split("\n").filter((item) => item.includes(home) && item.includes("postgres"))) {
-      const pid = Number(line.trim().split(/\s+/)[0]);
-      if (Number.isInteger(pid)) process.kill(pid, "SIGKILL");
+    // Everything the data dir still runs (PostgreSQL, Redis; carehost leaves them running by design).
+    for (const entry of await readdir("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => "");
+      const args = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+      if (cwd.startsWith(home) || args.includes(home)) process.kill(Number(entry), "SIGKILL");
     }
     await rm(home, { recursive: true, force: true });
   });
