@@ -24,7 +24,8 @@ export type TRuntimeHarness = {
   close(organizations: readonly TOrganizationSpec[]): Promise<void>;
 };
 
-export async function createRuntimeHarness(): Promise<TRuntimeHarness> {
+/** `now`: the runtime's clock (a test moves it forward to see what an objective missed later looks like). */
+export async function createRuntimeHarness(options: { now?: () => Date } = {}): Promise<TRuntimeHarness> {
   const home = await mkdtemp(join(tmpdir(), "carehost-runtime-"));
   // The service accounts (postgres, redis) must be able to reach their directories below it.
   await chmod(home, 0o711);
@@ -37,7 +38,7 @@ export async function createRuntimeHarness(): Promise<TRuntimeHarness> {
     audit: { append: async () => undefined },
     authorizeReveal: async () => undefined,
   });
-  const runtime = localRuntimeFactory({ root, secrets });
+  const runtime = localRuntimeFactory({ root, secrets, ...(options.now === undefined ? {} : { now: options.now }) });
   return {
     root,
     runtime,

@@ -1,7 +1,7 @@
 // End to end over real HTTP: the server as `carehost up` starts it (PGlite in a temp data dir),
 // driven by the CLI as a user would, then the same checks against PostgreSQL as the store.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { PassThrough } from "node:stream";
 import { promisify } from "node:util";
 import { loadConfig } from "../src/lib/config.js";
+import { RESTORE_STEPS } from "../src/runtime/local/local-runtime.js";
 import { startCarehost } from "../src/server/server-start.js";
 import type { TRunningCarehost } from "../src/server/server-start.js";
 
@@ -35,6 +36,28 @@ void describe("carehost server and CLI end to end", () => {
       return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
     }
   };
+
+  /** Runs the CLI and notes when each line of its output arrived: what a user watching it sees, and when. */
+  const cliTimed = (args: string[]): Promise<TCliResult & { lines: { at: number; text: string }[] }> =>
+    new Promise((resolveRun, rejectRun) => {
+      const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+        env: { ...process.env, CAREHOST_HOME: home, XDG_CONFIG_HOME: join(home, "xdg"), NO_COLOR: "1" },
+      });
+      const lines: { at: number; text: string }[] = [];
+      let stdout = "";
+      let stderr = "";
+      let pending = "";
+      child.stdout.on("data", (chunk: Buffer) => {
+        const at = Date.now();
+        stdout += chunk.toString("utf8");
+        const parts = (pending + chunk.toString("utf8")).split("\n");
+        pending = parts.pop() ?? "";
+        for (const text of parts) lines.push({ at, text });
+      });
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+      child.on("error", rejectRun);
+      child.on("close", (code) => resolveRun({ code: code ?? 1, stdout, stderr, lines }));
+    });
 
   before(async () => {
     home = await mkdtemp(join(tmpdir(), "carehost-e2e-"));
@@ -262,9 +285,33 @@ void describe("carehost server and CLI end to end", () => {
     const drilled = JSON.parse(drill.stdout) as { status: string; rtoSeconds: number; rpoSeconds: number };
     assert.equal(drilled.status, "passed");
     assert.ok(drilled.rtoSeconds > 0 && drilled.rpoSeconds >= 0);
-    const restored = await cli(["restore", "prod", "--to", "latest", "--into", "prod-copy"]);
+    // Archiving read back from the running cluster: the backup waited for its WAL to be archived.
+    const archived = JSON.parse((await cli(["status", "--output", "json"])).stdout) as {
+      organizations: { environments: { name: string; recovery: { archiving: { archiveLagSeconds: number; lastArchivedWal: string | null; failedCount: number } | null } | null }[] }[];
+    };
+    const prodArchiving = archived.organizations[0]!.environments.find((environment) => environment.name === "prod")!.recovery!.archiving;
+    assert.ok(prodArchiving !== null && prodArchiving.lastArchivedWal !== null && prodArchiving.failedCount === 0, JSON.stringify(prodArchiving));
+    assert.ok(Number.isInteger(prodArchiving.archiveLagSeconds) && prodArchiving.archiveLagSeconds >= 0);
+
+    // The CLI prints each step the moment it completes, not all of them when the restore ends.
+    const restored = await cliTimed(["restore", "prod", "--to", "latest", "--into", "prod-copy"]);
     assert.equal(restored.code, 0, restored.stderr);
     assert.match(restored.stdout, /a copy runs on 127\.0\.0\.1:\d+/);
+    const stepLines = restored.lines.filter((line) => /^ {2}\[\d\/\d\] /.test(line.text));
+    assert.deepEqual(stepLines.map((line) => /\] (\w+)/.exec(line.text)?.[1]), [...RESTORE_STEPS]);
+    assert.deepEqual(stepLines.map((line) => /\[(\d\/\d)\]/.exec(line.text)?.[1]), ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]);
+    const finished = restored.lines.find((line) => line.text.startsWith("Restored prod"))!;
+    const postgresqlSeconds = Number(/postgresql +([\d.]+) s/.exec(stepLines[1]!.text)?.[1]);
+    assert.ok(postgresqlSeconds >= 0.5, `the PostgreSQL step takes long enough to tell streamed from buffered (${postgresqlSeconds} s)`);
+    assert.ok(
+      finished.at - stepLines[0]!.at >= postgresqlSeconds * 1000 - 150,
+      `the first step arrived ${finished.at - stepLines[0]!.at} ms before the end; the PostgreSQL step alone took ${postgresqlSeconds} s`,
+    );
+    // A copy of that name exists now: the refusal comes after the first step, so it ends the stream.
+    const refused = await cliTimed(["restore", "prod", "--to", "latest", "--into", "prod-copy"]);
+    assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+    assert.match(refused.stdout, /^ {2}\[1\/6\] secrets /m);
+    assert.match(refused.stderr, /a restored copy named "prod-copy" already exists at .*; choose another --into name/);
     assert.equal((await cli(["restore", "prod", "--to", "yesterday", "--into", "x"])).code, 1);
     assert.equal((await cli(["backup", "training"])).code, 1, "training has backups disabled");
     const status = await cli(["status"]);
@@ -275,6 +322,51 @@ void describe("carehost server and CLI end to end", () => {
     }
     assert.match((await cli(["drills"])).stdout, /PASSED/);
     assert.match((await cli(["backups", "prod"])).stdout, /full {2}succeeded/);
+  });
+
+  void it("answers a restore as NDJSON only when asked: problem+json for a bad request before any line, a problem line once streaming, JSON otherwise", async () => {
+    const token = (await readFile(join(home, "cli-token"), "utf8")).trim();
+    const post = (body: unknown, accept?: string) =>
+      fetch(`${running.url}/api/restores`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...(accept === undefined ? {} : { accept }) },
+        body: JSON.stringify(body),
+      });
+    const refusedBefore: [unknown, number, RegExp][] = [
+      [{ environment: "prod", to: "yesterday", into: "x" }, 400, /is not latest or an ISO 8601 instant/],
+      [{ environment: "prod", into: "Not A Name" }, 400, /does not match the schema/],
+      [{ environment: "nowhere", into: "x" }, 404, /no recorded environment is named "nowhere"/],
+      [{ environment: "prod" }, 400, /say where to restore/],
+    ];
+    for (const [body, status, detail] of refusedBefore) {
+      const response = await post(body, "application/x-ndjson");
+      assert.equal(response.status, status, JSON.stringify(body));
+      assert.equal(response.headers.get("content-type"), "application/problem+json; charset=utf-8");
+      const problem = (await response.json()) as { status: number; detail: string; type: string; title: string };
+      assert.equal(problem.status, status);
+      assert.match(problem.detail, detail);
+    }
+
+    // prod-copy exists (restored through the CLI above): refused after the first step, so as the stream's last line.
+    const streamed = await post({ environment: "prod", to: "latest", into: "prod-copy" }, "application/json;q=0.5, application/x-ndjson");
+    assert.equal(streamed.status, 200);
+    assert.equal(streamed.headers.get("content-type"), "application/x-ndjson; charset=utf-8");
+    const lines = (await streamed.text()).trim().split("\n").map((line) => JSON.parse(line) as { kind: string; step?: string; problem?: { type: string; title: string; status: number; detail: string; instance: string } });
+    assert.deepEqual(lines.map((line) => line.kind), ["step", "problem"]);
+    assert.equal(lines[0]!.step, "secrets");
+    assert.equal(lines[1]!.problem?.status, 400);
+    assert.equal(lines[1]!.problem?.title, "Invalid request");
+    assert.equal(lines[1]!.problem?.type, "https://carehost.io/problems/invalid-request");
+    assert.match(lines[1]!.problem?.detail ?? "", /a restored copy named "prod-copy" already exists/);
+    assert.match(lines[1]!.problem?.instance ?? "", /^urn:carehost:request:/);
+
+    // Without asking for NDJSON, the answer is JSON at the end, as it always was.
+    const plain = await post({ environment: "prod", to: "latest", into: "prod-json" });
+    assert.equal(plain.status, 200);
+    assert.equal(plain.headers.get("content-type"), "application/json; charset=utf-8");
+    const result = (await plain.json()) as { port: number; steps: { step: string; durationMs: number }[] };
+    assert.deepEqual(result.steps.map((step) => step.step), [...RESTORE_STEPS]);
+    assert.ok(result.port > 0);
   });
 
   void it("delivers the render the GitOps way: one commit per change, none when unchanged, hand edits show as drift", async () => {

@@ -311,17 +311,20 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
      * Restores to a point in time: into a new copy (the default), or in place. A copy holds the
      * source's data class; naming a declared environment that is not PHI-classed for PHI data is
      * refused. In place needs the environment's maintenance window or a stated emergency, and
-     * takes a safety backup first, so the restore itself can be undone.
+     * takes a safety backup first, so the restore itself can be undone. `onStep` hears of each step
+     * (secrets, PostgreSQL, filestore, …) the moment it completes, so a caller can show progress.
      */
     restore: async (
       ctx: TRequestContext,
       input: { environment: string; organization?: string; target: TRestoreTarget; into?: string; inPlace?: boolean; emergencyReason?: string },
+      onStep: (step: TRestoreStep) => void = () => undefined,
     ) => {
       await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
       const { organization, environment } = await locate(input.environment, input.organization);
       if ((input.into === undefined) === (input.inPlace !== true)) throw new ValidationError("say where to restore: --into <new copy name>, or --in-place");
       const described = input.target.kind === "time" ? input.target.time.toISOString() : input.target.kind === "lsn" ? `lsn ${input.target.lsn}` : "latest";
-      const steps: TRestoreStep[] = [];
+      // The runtime reports each step as it completes; it goes straight on to the caller.
+      const steps = { push: onStep };
       if (input.into !== undefined) {
         const declared = organization.environments.find((candidate) => candidate.name === input.into);
         if (declared !== undefined && environment.dataClass === "phi" && declared.dataClass !== "phi") {

@@ -4,20 +4,31 @@ import { CliError, exitCodes } from "./cli-errors.js";
 
 type TProblem = { title?: string; detail?: string; status?: number; instance?: string; errors?: { message: string; location?: string }[] };
 
+const NDJSON = "application/x-ndjson";
+
 export type TApiClient = {
   readonly url: string;
   request<T>(method: string, path: string, body?: unknown): Promise<T>;
+  /**
+   * Asks for the answer as NDJSON and hands each progress line to `onProgress` as it arrives; resolves
+   * with the final `result` line, and throws the CliError of a final `problem` line (the same message
+   * and exit code as a problem+json answer). A server that answers plain JSON is read as request() would.
+   */
+  stream<TProgress, TResult>(method: string, path: string, body: unknown, onProgress: (line: TProgress) => void): Promise<TResult>;
 };
 
-export const createApiClient = (url: string, token: string | undefined): TApiClient => ({
-  url,
-  request: async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-    let response: Response;
+const problemError = (problem: TProblem, status: number): CliError => {
+  const hint = status === 401 ? " (run carehost login, or set CAREHOST_TOKEN)" : "";
+  return new CliError(`${problem.detail ?? problem.title ?? `HTTP ${status}`}${hint}`, status === 422 ? exitCodes.policy : exitCodes.failure, (problem.errors ?? []).map((error) => error.message));
+};
+
+export const createApiClient = (url: string, token: string | undefined): TApiClient => {
+  const send = async (method: string, path: string, body: unknown, accept: string): Promise<Response> => {
     try {
-      response = await fetch(`${url}${path}`, {
+      return await fetch(`${url}${path}`, {
         method,
         headers: {
-          accept: "application/json",
+          accept,
           ...(body === undefined ? {} : { "content-type": "application/json" }),
           ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
         },
@@ -26,18 +37,40 @@ export const createApiClient = (url: string, token: string | undefined): TApiCli
     } catch (error) {
       throw new CliError(`cannot reach carehost at ${url} (${(error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message}); is \`carehost up\` running?`);
     }
+  };
+  const readWhole = async <T>(response: Response): Promise<T> => {
     if (response.status === 204) return undefined as T;
     const text = await response.text();
     const payload = text === "" ? undefined : (JSON.parse(text) as unknown);
-    if (!response.ok) {
-      const problem = (payload ?? {}) as TProblem;
-      const hint = response.status === 401 ? " (run carehost login, or set CAREHOST_TOKEN)" : "";
-      throw new CliError(
-        `${problem.detail ?? problem.title ?? `HTTP ${response.status}`}${hint}`,
-        response.status === 422 ? exitCodes.policy : exitCodes.failure,
-        (problem.errors ?? []).map((error) => error.message),
-      );
-    }
+    if (!response.ok) throw problemError((payload ?? {}) as TProblem, response.status);
     return payload as T;
-  },
-});
+  };
+
+  return {
+    url,
+    request: async <T>(method: string, path: string, body?: unknown): Promise<T> => readWhole<T>(await send(method, path, body, "application/json")),
+
+    stream: async <TProgress, TResult>(method: string, path: string, body: unknown, onProgress: (line: TProgress) => void): Promise<TResult> => {
+      const response = await send(method, path, body, `${NDJSON}, application/json;q=0.5`);
+      if (!response.ok || !(response.headers.get("content-type") ?? "").startsWith(NDJSON) || response.body === null) return readWhole<TResult>(response);
+      const decoder = new TextDecoder();
+      let pending = "";
+      const lines = async function* (): AsyncGenerator<string> {
+        for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+          pending += decoder.decode(chunk, { stream: true });
+          const complete = pending.split("\n");
+          pending = complete.pop() ?? "";
+          yield* complete.filter((line) => line.trim() !== "");
+        }
+        if (pending.trim() !== "") yield pending;
+      };
+      for await (const text of lines()) {
+        const line = JSON.parse(text) as { kind?: string; result?: TResult; problem?: TProblem };
+        if (line.kind === "result") return line.result as TResult;
+        if (line.kind === "problem") throw problemError(line.problem ?? {}, line.problem?.status ?? 500);
+        onProgress(line as TProgress);
+      }
+      throw new CliError(`${method} ${path}: the answer from ${url} ended before its final line (the connection was lost); the operation may have gone on, see carehost audit list`);
+    },
+  };
+};

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { RESTORE_STEPS } from "../runtime/local/local-runtime.js";
 import type { TApiClient } from "./cli-client.js";
 import { CliError, exitCodes } from "./cli-errors.js";
 import { printJson, printLine } from "./cli-output.js";
@@ -12,6 +13,12 @@ type TRestoreRun = { id: number; environment: string; target: string; destinatio
 
 const megabytes = (bytes: number | null) => (bytes === null ? "-" : `${(bytes / 1024 / 1024).toFixed(1)} MB`);
 const seconds = (value: number | null) => (value === null ? "-" : `${value.toFixed(1)} s`);
+
+type TRestoreStepLine = { step: string; detail: string; durationMs: number };
+
+/** One restore step as it completes, numbered in the order every restore follows. */
+export const formatRestoreStep = (step: TRestoreStepLine): string =>
+  `  [${RESTORE_STEPS.findIndex((name) => name === step.step) + 1}/${RESTORE_STEPS.length}] ${step.step.padEnd(11)} ${(step.durationMs / 1000).toFixed(1).padStart(6)} s  ${step.detail}`;
 
 export const formatDrill = (drill: TDrillRun): string =>
   `#${drill.id}  ${drill.startedAt}  ${drill.environment}  ${drill.status.toUpperCase()}  RTO ${seconds(drill.rtoSeconds)} (objective ${drill.rtoObjectiveMinutes} min)  RPO ${seconds(drill.rpoSeconds)} (objective ${drill.rpoObjectiveMinutes} min)  backup ${drill.backupLabel ?? "-"}${drill.problems.length > 0 ? `\n      ${drill.problems.join("\n      ")}` : ""}`;
@@ -77,9 +84,13 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
     .option(...orgOption)
     .option("-o, --output <format>", "text or json", "text")
     .action(async (environment: string, options: { to: string; toLsn?: string; into?: string; inPlace?: boolean; emergency?: string; org?: string; output: TOutputFormat }) => {
-      const result = await (await global.client()).request<{
+      // Each step is printed the moment the server reports it done: a restore takes minutes, and an
+      // operator watching an incident needs to see where it is (and where it stopped, if it fails).
+      const text = options.output !== "json";
+      let printed = 0;
+      const result = await (await global.client()).stream<TRestoreStepLine, {
         target: string; port: number; directory: string; database: string; durationMs: number; safetyBackup?: string; filestoreFiles: number;
-        steps: { step: string; detail: string; durationMs: number }[];
+        steps: TRestoreStepLine[];
       }>("POST", "/api/restores", {
         environment,
         to: options.to,
@@ -88,12 +99,16 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
         ...(options.emergency === undefined ? {} : { emergency: options.emergency }),
         ...(options.toLsn === undefined ? {} : { toLsn: options.toLsn }),
         ...(options.org === undefined ? {} : { organization: options.org }),
+      }, (step) => {
+        printed += 1;
+        if (text) printLine(formatRestoreStep(step));
       });
       if (options.output === "json") {
         printJson(result);
         return;
       }
-      result.steps.forEach((step, index) => printLine(`  [${index + 1}/${result.steps.length}] ${step.step.padEnd(11)} ${(step.durationMs / 1000).toFixed(1).padStart(6)} s  ${step.detail}`));
+      // A server that does not stream yet answers with every step at the end.
+      if (printed === 0) result.steps.forEach((step) => printLine(formatRestoreStep(step)));
       if (result.safetyBackup !== undefined) {
         printLine(`Restored ${environment} in place to ${result.target} in ${(result.durationMs / 1000).toFixed(1)} s (safety backup ${result.safetyBackup} taken first; it can undo this).`);
       } else {

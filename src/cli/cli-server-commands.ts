@@ -29,6 +29,13 @@ export const formatStatus = (status: TStatusReport): string[] => {
       if (recovery !== null) {
         lines.push(`      backup    ${recovery.lastBackup ?? "none yet"}`);
         lines.push(`      drill     ${recovery.lastDrill ?? "none yet"}`);
+        const archiving = recovery.archiving;
+        if (archiving !== null) {
+          lines.push(
+            `      archive   lag ${archiving.archiveLagSeconds} s, last archived ${archiving.lastArchivedWal === null ? "none yet" : `${archiving.lastArchivedWal} at ${archiving.lastArchivedAt}`}, ` +
+              `WAL at ${archiving.currentWalLsn ?? "-"}, ${archiving.failedCount} failed${archiving.lastFailedWal === null ? "" : ` (last ${archiving.lastFailedWal} at ${archiving.lastFailedAt})`}`,
+          );
+        }
         if (recovery.alert !== null) lines.push(`      ${paint("red", "ALERT")}     ${recovery.alert}`);
       }
       if (runtime.drift > 0) lines.push(`      drift     ${runtime.drift} difference(s) from the spec: carehost plan shows them, carehost apply corrects them`);

@@ -41,10 +41,14 @@ export const sendProblem = (reply: FastifyReply, problem: TProblem): FastifyRepl
 
 const slug = (title: string): string => title.toLowerCase().replace(/[^a-z0-9]+/g, "-");
 
-export const errorHandler = (error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+/**
+ * The problem an error answers with. Also used once a response has started streaming (NDJSON), where
+ * the status line is already sent and the problem becomes the stream's last line.
+ */
+export const problemFor = (error: FastifyError | Error, request: FastifyRequest): TProblem => {
   const instance = `urn:carehost:request:${request.id}`;
   if (hasZodFastifySchemaValidationErrors(error)) {
-    return sendProblem(reply, {
+    return {
       type: `${problemTypeBase}invalid-request`,
       title: "Invalid request",
       status: 400,
@@ -54,40 +58,44 @@ export const errorHandler = (error: FastifyError | Error, request: FastifyReques
         path: issue.instancePath.replace(/^\//, "").replaceAll("/", "."),
         message: issue.message ?? "invalid",
       })),
-    });
+    };
   }
   if (error instanceof DomainError) {
     const match = statusByError.find(([type]) => error instanceof type);
     const [, status, title] = match ?? [DomainError, 500, "Error"];
-    if (error instanceof RateLimitedError) reply.header("retry-after", String(error.retryAfterSeconds));
     if (status >= 500) request.log.error({ err: error }, "integrity failure");
-    return sendProblem(reply, {
+    return {
       type: `${problemTypeBase}${slug(title)}`,
       title,
       status,
       detail: error.message,
       instance,
       ...(error.details.length > 0 ? { errors: error.details } : {}),
-    });
+    };
   }
   const fastifyError = error as FastifyError;
   if (fastifyError.statusCode !== undefined && fastifyError.statusCode < 500) {
     // Malformed JSON, a too large body…: Fastify's own client errors keep their status.
-    return sendProblem(reply, {
+    return {
       type: `${problemTypeBase}invalid-request`,
       title: "Invalid request",
       status: fastifyError.statusCode,
       detail: fastifyError.message,
       instance,
-    });
+    };
   }
   // Unknown errors are logged whole and answered without internals.
   request.log.error({ err: error }, "unhandled error");
-  return sendProblem(reply, {
+  return {
     type: `${problemTypeBase}internal`,
     title: "Internal error",
     status: 500,
     detail: "an internal error occurred; quote the instance when reporting it",
     instance,
-  });
+  };
+};
+
+export const errorHandler = (error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+  if (error instanceof RateLimitedError) reply.header("retry-after", String(error.retryAfterSeconds));
+  return sendProblem(reply, problemFor(error, request));
 };

@@ -5,6 +5,20 @@ import type { TAuditAppend } from "../identity/identity-types.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import type { TStoreKind } from "../store/store-types.js";
 import type { TBackupRun, TDrillRun } from "../backup/recovery-service.js";
+import { archivingAlert } from "../backup/wal-archiving.js";
+import type { TWalArchiving } from "../backup/wal-archiving.js";
+import type { TEnvironmentSpec } from "../spec/spec-schema.js";
+
+/** WAL archiving of a backed-up environment's cluster as `status` shows it (see backup/wal-archiving.ts for the lag). */
+export type TArchivingStatus = {
+  lastArchivedWal: string | null;
+  lastArchivedAt: string | null;
+  failedCount: number;
+  lastFailedWal: string | null;
+  lastFailedAt: string | null;
+  currentWalLsn: string | null;
+  archiveLagSeconds: number;
+};
 
 export type TStatusReport = {
   version: string;
@@ -24,8 +38,12 @@ export type TStatusReport = {
       status: string;
       /** What runs on this host; null when carehost runs no runtime (CAREHOST_RUNTIME=none). */
       runtime: { postgres: string; redis: string | null; app: string; drift: number } | null;
-      /** Last backup and drill; an alert while the last drill failed or missed an objective. */
-      recovery: { lastBackup: string | null; lastDrill: string | null; alert: string | null } | null;
+      /**
+       * Last backup and drill, and WAL archiving read from the running cluster (null without a
+       * runtime or while the cluster is not running); an alert while the last drill failed or missed
+       * an objective, and while archiving fails or lags behind the RPO.
+       */
+      recovery: { lastBackup: string | null; lastDrill: string | null; archiving: TArchivingStatus | null; alert: string | null } | null;
     }[];
   }[];
 };
@@ -52,8 +70,11 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
       environments.runtimeStatus(ctx),
     ]);
     const summaries = (await recoverySummaries?.()) ?? { backups: [], drills: [], verifications: [] };
-    const recoveryOf = (organization: string, name: string, backupEnabled: boolean) => {
-      if (!backupEnabled) return null;
+    const archivingOf = (organization: string, name: string): TWalArchiving | null =>
+      runtimes.find((item) => item.organization === organization)?.environments.find((item) => item.environment === name)?.archiving ?? null;
+    const recoveryOf = (organization: string, name: string, objectives: TEnvironmentSpec["backup"]) => {
+      if (!objectives.enabled) return null;
+      const archiving = archivingOf(organization, name);
       const backup = summaries.backups.find((item) => item.organization === organization && item.environment === name);
       const drill = summaries.drills.find((item) => item.organization === organization && item.environment === name);
       const verification = summaries.verifications.find((item) => item.organization === organization && item.environment === name);
@@ -64,7 +85,19 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
           drill === undefined
             ? null
             : `${drill.status}, ${age(drill.startedAt)}: RTO ${drill.rtoSeconds === null ? "-" : `${drill.rtoSeconds.toFixed(1)} s`} (objective ${drill.rtoObjectiveMinutes} min), RPO ${drill.rpoSeconds === null ? "-" : `${drill.rpoSeconds.toFixed(1)} s`} (objective ${drill.rpoObjectiveMinutes} min)`,
-        alert:
+        archiving:
+          archiving === null
+            ? null
+            : {
+                lastArchivedWal: archiving.lastArchivedWal,
+                lastArchivedAt: archiving.lastArchivedAt?.toISOString() ?? null,
+                failedCount: archiving.failedCount,
+                lastFailedWal: archiving.lastFailedWal,
+                lastFailedAt: archiving.lastFailedAt?.toISOString() ?? null,
+                currentWalLsn: archiving.currentWalLsn,
+                archiveLagSeconds: archiving.archiveLagSeconds,
+              },
+        alert: [
           drill?.status === "failed"
             ? `last restore drill failed: ${drill.problems.join("; ") || "see carehost drills"}`
             : backup?.status === "failed"
@@ -72,6 +105,10 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
               : verification?.status === "failed"
                 ? `last repository verification failed: ${verification.error ?? "see carehost verify"}`
                 : null,
+          archiving === null ? null : archivingAlert(archiving, objectives.rpoMinutes),
+        ]
+          .filter((alert) => alert !== null)
+          .join("; ") || null,
       };
     };
     const runtimeOf = (organization: string, name: string) => {
@@ -109,7 +146,7 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
             hosting: environment.spec.hosting,
             status: environment.status,
             runtime: runtimeOf(revision.organization, environment.name),
-            recovery: recoveryOf(revision.organization, environment.name, environment.spec.backup.enabled),
+            recovery: recoveryOf(revision.organization, environment.name, environment.spec.backup),
           })),
       })),
     };

@@ -7,6 +7,7 @@ import type pg from "pg";
 import { odooConnectionLimit } from "../../render/odoo/odoo-conf.js";
 import type { TLivePostgresState } from "../../policy/policy-types.js";
 import type { TBackupRepositorySpec } from "../../spec/spec-schema.js";
+import type { TArchiverReading } from "../../backup/wal-archiving.js";
 import { stanzaInfo, pgbackrest, STANZA_MISSING_CODES } from "../../backup/pgbackrest-command.js";
 import { clusterBackupOf, ensureRepositoryStorage, prepareBackupDirectories } from "./local-backup-config.js";
 import type { TClusterBackup } from "./local-backup-config.js";
@@ -19,6 +20,7 @@ import { observeTenant, reconcileTenant, tenantDrift } from "./postgres-tenant.j
 import type { TPostgresTenant } from "./postgres-tenant.js";
 import { clusterDirectory, databaseNameOf, databaseRoleOf, secretNames } from "./local-placement.js";
 import type { TClusterPlacement } from "./local-placement.js";
+import { readArchiver } from "./postgres-archiver.js";
 import { ensureServerCertificate } from "./runtime-ca.js";
 import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
 import type { TOsUser } from "./runtime-command.js";
@@ -54,6 +56,8 @@ export type TClusterObservation = {
   readonly drift: readonly TRuntimeDrift[];
   readonly files: { readonly postgresqlConf?: Record<string, string>; readonly pgHba?: string };
   readonly tenants: readonly TTenantObservationResult[];
+  /** WAL archiving as the running cluster reports it; null when it is not running or not backed up. */
+  readonly archiving: TArchiverReading | null;
 };
 
 const generateDatabasePassword = () => generatePassword(24);
@@ -223,7 +227,7 @@ export async function observeCluster(context: TClusterContext): Promise<TCluster
   const target = `postgres/${context.placement.name}`;
   const absentTenants = (reason: string) =>
     context.placement.environments.map((environment) => ({ environment: environment.name, drift: [{ target, field: "cluster", expected: "running", actual: reason }] }));
-  if (record === undefined) return { name: context.placement.name, port: null, state: "absent", drift: [], files: {}, tenants: absentTenants("not provisioned") };
+  if (record === undefined) return { name: context.placement.name, port: null, state: "absent", drift: [], files: {}, tenants: absentTenants("not provisioned"), archiving: null };
   const cluster = clusterOf(context, record.port);
   const drift: TRuntimeDrift[] = [];
   const backup = await backupOf(context, cluster, false).catch(() => undefined);
@@ -234,7 +238,7 @@ export async function observeCluster(context: TClusterContext): Promise<TCluster
   if (pgHba !== desired.pgHba) drift.push({ target, field: "pg_hba.conf", expected: "as rendered", actual: pgHba === undefined ? "missing" : "edited by hand" });
   const files = { ...(postgresqlConf === undefined ? {} : { postgresqlConf: parsePostgresqlConf(postgresqlConf) }), ...(pgHba === undefined ? {} : { pgHba }) };
   if ((await runningPid(cluster)) === undefined) {
-    return { name: cluster.name, port: cluster.port, state: "stopped", drift: [...drift, { target, field: "process", expected: "running", actual: "stopped" }], files, tenants: absentTenants("stopped") };
+    return { name: cluster.name, port: cluster.port, state: "stopped", drift: [...drift, { target, field: "process", expected: "running", actual: "stopped" }], files, tenants: absentTenants("stopped"), archiving: null };
   }
   const admin = await adminConnection(context, cluster);
   for (const name of await alterSystemOverrides(admin)) drift.push({ target, field: `ALTER SYSTEM ${name}`, expected: "not set", actual: "overrides postgresql.conf" });
@@ -247,5 +251,6 @@ export async function observeCluster(context: TClusterContext): Promise<TCluster
       drift: tenantDrift(tenant, observed).map((item) => ({ target: `environment/${tenant.environment}`, ...item })),
     });
   }
-  return { name: cluster.name, port: cluster.port, state: "running", drift, files, tenants };
+  const archiving = backup === undefined ? null : await readArchiver(admin);
+  return { name: cluster.name, port: cluster.port, state: "running", drift, files, tenants, archiving };
 }

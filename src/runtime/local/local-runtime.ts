@@ -13,6 +13,8 @@ import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema
 import { NotFoundError, ValidationError } from "../../lib/errors.js";
 import { endLeftoverRuns, pgbackrest, stanzaInfo } from "../../backup/pgbackrest-command.js";
 import { combinedRetention, fullBackupsToExpire } from "../../backup/backup-retention.js";
+import { archiveLagSeconds } from "../../backup/wal-archiving.js";
+import type { TWalArchiving } from "../../backup/wal-archiving.js";
 import { resticCheck, resticFileCount, resticForget, resticSnapshots } from "../../backup/restic-command.js";
 import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreTag, newestChange, restoreFilestore, snapshotFilestore } from "./local-filestore.js";
 import { backupRunId, recoveredUntil, restoreInPlace, restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
@@ -66,6 +68,8 @@ export type TEnvironmentRuntimeStatus = {
   readonly redis: { readonly instance: string; readonly port: number | null; readonly state: string; readonly user: string } | null;
   readonly app: { readonly state: "not-deployed"; readonly detail: string };
   readonly drift: readonly TRuntimeDrift[];
+  /** WAL archiving of the environment's cluster, with the archive lag at the time of reading; null without backups or while the cluster is not running. */
+  readonly archiving: TWalArchiving | null;
 };
 
 export type TOrganizationObservation = {
@@ -76,7 +80,9 @@ export type TOrganizationObservation = {
 
 /** Where a restore goes: a new copy beside the source, or over the environment itself. */
 export type TRestoreDestination = { readonly kind: "copy"; readonly name: string } | { readonly kind: "in-place" };
-export type TRestoreStep = { readonly step: "secrets" | "postgresql" | "filestore" | "redis" | "application" | "ingress"; readonly detail: string; readonly durationMs: number };
+/** Every restore runs these steps in this order, into a copy as in place. */
+export const RESTORE_STEPS = ["secrets", "postgresql", "filestore", "redis", "application", "ingress"] as const;
+export type TRestoreStep = { readonly step: (typeof RESTORE_STEPS)[number]; readonly detail: string; readonly durationMs: number };
 export type TDrillFilestore = {
   readonly environment: string;
   readonly files: number;
@@ -274,6 +280,11 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       ...placement.clusters.map(async (cluster) => clusters.set(cluster.name, await observeCluster(await clusterContext(organization, cluster, ca)))),
       ...placement.redis.map(async (instance) => redis.set(instance.name, await observeRedis(await redisContext(org, instance, ca)))),
     ]);
+    const at = now();
+    const archivingOf = (cluster: TClusterObservation | undefined): TWalArchiving | null => {
+      const reading = cluster?.archiving ?? null;
+      return reading === null ? null : { ...reading, archiveLagSeconds: archiveLagSeconds(reading, at) };
+    };
     const environments: TEnvironmentRuntimeStatus[] = [];
     const artifact: TArtifactSubject[] = [];
     const live: TLiveSubject[] = [];
@@ -296,6 +307,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
         redis: environment.redis.enabled ? { instance, port: redisObservation?.port ?? null, state: redisObservation?.state ?? "absent", user: redisUserOf(environment) } : null,
         app: { state: "not-deployed", detail: `not deployed on this runtime: no Odoo installation is configured here; its odoo.conf is at ${join(directory, "odoo.conf")}` },
         drift,
+        archiving: environment.backup.enabled ? archivingOf(cluster) : null,
       });
       artifact.push({
         environment,

@@ -25,7 +25,28 @@ const StatusSchema = z.object({
           hosting: z.string(),
           status: z.string(),
           runtime: z.object({ postgres: z.string(), redis: z.string().nullable(), app: z.string(), drift: z.number().int() }).nullable(),
-          recovery: z.object({ lastBackup: z.string().nullable(), lastDrill: z.string().nullable(), alert: z.string().nullable() }).nullable(),
+          recovery: z
+            .object({
+              lastBackup: z.string().nullable(),
+              lastDrill: z.string().nullable(),
+              archiving: z
+                .object({
+                  lastArchivedWal: z.string().nullable(),
+                  lastArchivedAt: z.string().nullable(),
+                  failedCount: z.number().int(),
+                  lastFailedWal: z.string().nullable(),
+                  lastFailedAt: z.string().nullable(),
+                  currentWalLsn: z.string().nullable(),
+                  archiveLagSeconds: z
+                    .number()
+                    .int()
+                    .describe("0 when every completed WAL segment is archived and nothing newer was written; otherwise the age of the last successful archive"),
+                })
+                .nullable()
+                .describe("WAL archiving read from the running cluster (pg_stat_archiver); null without a runtime or while the cluster is not running"),
+              alert: z.string().nullable(),
+            })
+            .nullable(),
         }),
       ),
     }),
