@@ -324,7 +324,6 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       if ((input.into === undefined) === (input.inPlace !== true)) throw new ValidationError("say where to restore: --into <new copy name>, or --in-place");
       const described = input.target.kind === "time" ? input.target.time.toISOString() : input.target.kind === "lsn" ? `lsn ${input.target.lsn}` : "latest";
       // The runtime reports each step as it completes; it goes straight on to the caller.
-      const steps = { push: onStep };
       if (input.into !== undefined) {
         const declared = organization.environments.find((candidate) => candidate.name === input.into);
         if (declared !== undefined && environment.dataClass === "phi" && declared.dataClass !== "phi") {
@@ -335,7 +334,7 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         }
         const into = input.into;
         const result = await recordRestore(ctx, organization, environment, described, `copy ${into}`, () =>
-          exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "copy", name: into }, (step) => steps.push(step))),
+          exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "copy", name: into }, onStep)),
         );
         await audit.append(ctx, {
           type: "restore.completed",
@@ -358,7 +357,7 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       }
       const safety = await runBackup(ctx, organization, environment, "incr", "manual");
       const result = await recordRestore(ctx, organization, environment, described, "in place", () =>
-        exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "in-place" }, (step) => steps.push(step))),
+        exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "in-place" }, onStep)),
       );
       await audit.append(ctx, {
         type: "restore.completed",
