@@ -65,13 +65,13 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
     if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once("exit", resolve));
   };
 
-  /** pgBackRest processes of prod's stanza running the given command (its last argument). */
+  /** pgBackRest processes of this test's prod running the given command (its last argument); other tests run a stanza of the same name. */
   const pgbackrestRunning = async (command: "backup" | "restore"): Promise<number[]> => {
     const { stdout } = await run("ps", ["-eo", "pid=,stat=,args="]);
     return stdout
       .split("\n")
       .map((line) => line.trim().split(/\s+/))
-      .filter(([, state, file, ...args]) => !state?.startsWith("Z") && file === "pgbackrest" && args.includes(`--stanza=${STANZA}`) && args.at(-1) === command)
+      .filter(([, state, file, ...args]) => !state?.startsWith("Z") && file === "pgbackrest" && args.includes(`--config=${join(home, "runtime", ORG, "postgres", STANZA, "pgbackrest", "pgbackrest.conf")}`) && args.at(-1) === command)
       .map(([pid]) => Number(pid));
   };
   /** Starts a CLI command, waits until pgBackRest runs `command` for it, lets it work a moment, and kills the server. */
