@@ -71,7 +71,7 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
     .argument("<env>", "environment")
     .option("--to <target>", "latest, or an instant such as 2026-11-22T14:03:05Z", "latest")
     .option("--to-lsn <lsn>", "a WAL position such as 0/3000028")
-    .option("--into <name>", "name of the new restored copy")
+    .option("--into <name>", "name of a new restored copy, or a declared environment to restore over (its window, or --emergency)")
     .option("--in-place", "restore over the environment itself, after a safety backup; inside its maintenance window unless --emergency")
     .option("--emergency <reason>", "why an in-place restore cannot wait for the maintenance window (audited)")
     .option(...orgOption)

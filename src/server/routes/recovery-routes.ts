@@ -53,7 +53,7 @@ export const registerRecoveryRoutes = (api: TApi, services: Pick<TServerServices
         body: EnvironmentBody.extend({
           to: z.string().min(1).max(64).default("latest").describe("latest, or an ISO 8601 instant with a zone"),
           toLsn: z.string().max(32).optional().describe("an LSN such as 0/3000028, instead of --to"),
-          into: z.string().min(1).max(40).optional().describe("name of the restored copy"),
+          into: z.string().min(1).max(40).optional().describe("name of a new restored copy, or a declared environment to restore over"),
           inPlace: z.boolean().optional().describe("restore over the environment itself, after a safety backup"),
           emergency: z.string().max(500).optional().describe("why an in-place restore cannot wait for the maintenance window (audited)"),
         }),
