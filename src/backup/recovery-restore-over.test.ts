@@ -237,6 +237,28 @@ void describe("restoring over a declared environment: a shared environment in pl
     console.log(`restore of staging into training: ${elapsed} ms (${restored.steps.map((step) => `${step.step} ${step.durationMs} ms`).join(", ")})`);
   });
 
+  void it("leaves the target untouched when the load fails before the swap, and drops the half-loaded database", async () => {
+    // An untrusted extension only a superuser may create: training's role cannot recreate it.
+    const admin = await connect("carehost_admin", await runtimeHarness.secrets.current(secretNames.clusterAdmin(ORG, "shared")), "staging");
+    await admin.query("CREATE EXTENSION pageinspect");
+    await waitForArchive(admin);
+    const trainingBefore = await notes(training, "visit");
+    try {
+      await assert.rejects(
+        recovery.restore(ctx, { environment: "staging", target: { kind: "latest" }, into: "training" }),
+        /loading database training into cluster "shared" failed; training is unchanged: .*pageinspect/s,
+      );
+    } finally {
+      await admin.query("DROP EXTENSION pageinspect");
+      await admin.end();
+    }
+    assert.deepEqual(await notes(training, "visit"), trainingBefore, "training's data and its open session are as they were");
+    assert.deepEqual(await leftovers(), { databases: [], scratch: [] }, "the half-loaded database and the scratch copy are gone");
+    const failed = (await recovery.listRestores(ctx, "staging")).find((run) => run.status === "failed");
+    assert.match(failed?.error ?? "", /training is unchanged: pg_restore: .*pageinspect/, "the recorded reason names the object");
+    assert.deepEqual(await runtimeHarness.runtime.reconcile(spec), []);
+  });
+
   void it("repairs a restore over an environment that a killed carehost left between the two renames of its swap", async () => {
     // What a carehost killed mid-swap leaves: the marker in its scratch directory, training renamed
     // aside, the loaded copy not yet renamed in.

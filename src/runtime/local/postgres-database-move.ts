@@ -12,7 +12,7 @@ import { CLUSTER_ADMIN_ROLE, connectAdmin } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { createDatabaseFor } from "./postgres-tenant.js";
 import type { TPostgresTenant } from "./postgres-tenant.js";
-import { runCommand } from "./runtime-command.js";
+import { RuntimeCommandError, runCommand } from "./runtime-command.js";
 
 type TQueryable = Pick<pg.Client, "query">;
 
@@ -70,7 +70,9 @@ export async function loadAndSwap(target: TAdminAccess, tenant: TPostgresTenant,
       await runCommand(binary(target.cluster, "pg_restore"), loadArguments(target, incoming, tenant.role, directory, jobs), { env: libpqEnv(target), timeoutMs: MOVE_TIMEOUT_MS });
     } catch (error) {
       await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(incoming)} WITH (FORCE)`).catch(() => undefined);
-      throw new DomainError(`loading database ${tenant.database} into cluster "${target.cluster.name}" failed; ${tenant.database} is unchanged: ${error instanceof Error ? error.message : String(error)}`);
+      // pg_restore's own words, not the command line: the reason must survive a 500-character record.
+      const reason = error instanceof RuntimeCommandError && error.stderr.trim() !== "" ? error.stderr.trim().split("\n").slice(-3).join(" ") : String(error);
+      throw new DomainError(`loading database ${tenant.database} into cluster "${target.cluster.name}" failed; ${tenant.database} is unchanged: ${reason}`);
     }
     await swapIn(admin, tenant.database);
   } finally {
