@@ -171,14 +171,19 @@ void describe("restoring over a declared environment: a shared environment in pl
       /an in-place restore of "staging" replaces the data of "staging": run it inside its maintenance window \(America\/New_York\)/,
     );
     await assert.rejects(recovery.restore(ctx, { environment: "staging", target: { kind: "latest" }, into: "staging" }), /to restore "staging" over itself, use --in-place/);
-    const lineage: TOrganizationSpec = {
-      ...spec,
-      environments: spec.environments.map((environment) => (environment.name === "training" ? { ...environment, dataSource: { copyFrom: "prod", deidentify: true } } : environment)),
-    };
-    const declaredLineage = recoveryServiceFactory({ db: auditHarness.db, runtime: runtimeHarness.runtime, latestSpecs: async () => [lineage], audit: auditHarness.log, now: () => IN_WINDOW });
+    /** The recovery service over a spec in which training is declared otherwise. */
+    const trainingDeclared = (changes: Partial<TOrganizationSpec["environments"][number]>) =>
+      recoveryServiceFactory({
+        db: auditHarness.db, runtime: runtimeHarness.runtime, audit: auditHarness.log, now: () => IN_WINDOW,
+        latestSpecs: async () => [{ ...spec, environments: spec.environments.map((environment) => (environment.name === "training" ? { ...environment, ...changes } : environment)) }],
+      });
     await assert.rejects(
-      declaredLineage.restore(ctx, { environment: "staging", target: { kind: "latest" }, into: "training" }),
+      trainingDeclared({ dataSource: { copyFrom: "prod", deidentify: true } }).restore(ctx, { environment: "staging", target: { kind: "latest" }, into: "training" }),
       /"training" declares dataSource.copyFrom: "prod"; restoring "staging" into it would load data the spec does not declare for it/,
+    );
+    await assert.rejects(
+      trainingDeclared({ tier: "production" }).restore(ctx, { environment: "staging", target: { kind: "latest" }, into: "training" }),
+      /"training" is a production environment: its data is its own, restored only from its own backups/,
     );
     assert.equal((await recovery.listRestores(ctx, "staging")).length, 1, "nothing refused was started");
   });

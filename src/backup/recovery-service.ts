@@ -397,8 +397,9 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
           ? { environment: environment.name, target: described, inPlace: true, safetyBackup: safety!.label, emergency: slot === undefined, ...outcome }
           : { environment: environment.name, target: described, intoEnvironment: replaced.name, safetyBackup: safety?.label ?? null, emergency: slot === undefined, ...outcome },
       });
-      if (safety === undefined) return { environment: environment.name, target: described, into: replaced.name, ...result };
-      return { environment: environment.name, target: described, safetyBackup: safety.label, ...result };
+      const over = input.into === undefined ? {} : { into: replaced.name };
+      if (safety === undefined) return { environment: environment.name, target: described, ...over, ...result };
+      return { environment: environment.name, target: described, safetyBackup: safety.label, ...over, ...result };
     },
 
     listBackups: async (ctx: TRequestContext, environment?: string) => {
