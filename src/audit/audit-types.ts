@@ -78,9 +78,11 @@ export const auditPayloadSchemas = {
   "restore.completed": z.union([
     z.strictObject({ environment: name, target: name, into: name, dataClass: name, port: z.number().int(), filestoreFiles: bytes, steps: z.array(name).max(10), durationMs: bytes }),
     z.strictObject({ environment: name, target: name, inPlace: z.literal(true), safetyBackup: name, emergency: z.boolean(), filestoreFiles: bytes, steps: z.array(name).max(10), durationMs: bytes }),
+    // Over another declared environment: it may have no backups of its own, hence no safety backup.
+    z.strictObject({ environment: name, target: name, intoEnvironment: name, safetyBackup: name.nullable(), emergency: z.boolean(), filestoreFiles: bytes, steps: z.array(name).max(10), durationMs: bytes }),
   ]),
   "restore.failed": z.strictObject({ environment: name, target: name, destination: name, reason }),
-  "restore.emergency": z.strictObject({ environment: name, target: name, reason }),
+  "restore.emergency": z.strictObject({ environment: name, target: name, reason, source: name.optional() }),
   "gitops.committed": z.strictObject({ organization: name, target: name, commit: name, changedPathCount: z.number().int().nonnegative(), specDigest: digest }),
 } as const;
 

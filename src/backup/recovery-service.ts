@@ -275,6 +275,30 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       steps: row.steps ?? [], durationMs: row.duration_ms, error: row.error, startedAt: row.started_at, finishedAt: row.finished_at,
     }));
 
+  /**
+   * What may be restored into another declared environment. A production environment's data is its
+   * own (as the spec says of dataSource): it is restored only from its own backups, in place. A
+   * declared dataSource is the environment's data lineage, which the platform team reviewed: data
+   * from another environment, or PHI where the spec promises de-identification (which a restore does
+   * not do), is refused rather than silently loaded.
+   */
+  const refuseUndeclaredSource = (source: TEnvironmentSpec, into: TEnvironmentSpec) => {
+    const name = JSON.stringify(into.name);
+    if (into.name === source.name) throw new ValidationError(`to restore ${name} over itself, use --in-place`);
+    if (into.tier === "production") {
+      throw new ValidationError(`${name} is a production environment: its data is its own, restored only from its own backups (carehost restore ${into.name} --in-place)`);
+    }
+    const copyFrom = into.dataSource?.copyFrom;
+    if (copyFrom !== undefined && copyFrom !== source.name) {
+      throw new ValidationError(
+        `${name} declares dataSource.copyFrom: ${JSON.stringify(copyFrom)}; restoring ${JSON.stringify(source.name)} into it would load data the spec does not declare for it: restore ${JSON.stringify(copyFrom)} into it, or change its dataSource`,
+      );
+    }
+    if (into.dataSource?.deidentify === true && source.dataClass === "phi") {
+      throw new ValidationError(`${name} declares dataSource.deidentify: true, and a restore copies ${JSON.stringify(source.name)}'s PHI as it is (carehost does not de-identify); load it through your de-identification process instead`);
+    }
+  };
+
   /** The most recent time `cron` fired at or before `at` (searching back up to 8 days). */
   const lastFiring = (cron: string, at: Date): Date | undefined => {
     const parsed = parseCron(cron);
@@ -308,11 +332,12 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     },
 
     /**
-     * Restores to a point in time: into a new copy (the default), or in place. A copy holds the
-     * source's data class; naming a declared environment that is not PHI-classed for PHI data is
-     * refused. In place needs the environment's maintenance window or a stated emergency, and
-     * takes a safety backup first, so the restore itself can be undone. `onStep` hears of each step
-     * (secrets, PostgreSQL, filestore, …) the moment it completes, so a caller can show progress.
+     * Restores to a point in time: into a new copy, in place, or into another declared environment.
+     * A copy holds the source's data class; PHI goes only into a PHI-classed declared environment.
+     * Replacing a declared environment's data (in place, or --into it) needs that environment's
+     * maintenance window or a stated emergency, and takes a safety backup of it first when it is
+     * backed up, so the restore itself can be undone. `onStep` hears of each step (secrets,
+     * PostgreSQL, filestore, …) the moment it completes, so a caller can show progress.
      */
     restore: async (
       ctx: TRequestContext,
@@ -321,17 +346,13 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     ) => {
       await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
       const { organization, environment } = await locate(input.environment, input.organization);
-      if ((input.into === undefined) === (input.inPlace !== true)) throw new ValidationError("say where to restore: --into <new copy name>, or --in-place");
+      if ((input.into === undefined) === (input.inPlace !== true)) throw new ValidationError("say where to restore: --into <new copy or declared environment>, or --in-place");
       const described = input.target.kind === "time" ? input.target.time.toISOString() : input.target.kind === "lsn" ? `lsn ${input.target.lsn}` : "latest";
-      // The runtime reports each step as it completes; it goes straight on to the caller.
-      if (input.into !== undefined) {
-        const declared = organization.environments.find((candidate) => candidate.name === input.into);
-        if (declared !== undefined && environment.dataClass === "phi" && declared.dataClass !== "phi") {
-          throw new ValidationError(`environment ${JSON.stringify(environment.name)} holds PHI; it may be restored only into a PHI-classed environment, and ${JSON.stringify(declared.name)} is dataClass ${declared.dataClass}`);
-        }
-        if (declared !== undefined) {
-          throw new ValidationError(`${JSON.stringify(declared.name)} is a declared environment; restore it from its own backups with --in-place, or give the copy a new name`);
-        }
+      const declared = input.into === undefined ? environment : organization.environments.find((candidate) => candidate.name === input.into);
+      if (input.into !== undefined && declared !== undefined && environment.dataClass === "phi" && declared.dataClass !== "phi") {
+        throw new ValidationError(`environment ${JSON.stringify(environment.name)} holds PHI; it may be restored only into a PHI-classed environment, and ${JSON.stringify(declared.name)} is dataClass ${declared.dataClass}`);
+      }
+      if (input.into !== undefined && declared === undefined) {
         const into = input.into;
         const result = await recordRestore(ctx, organization, environment, described, `copy ${into}`, () =>
           exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "copy", name: into }, onStep)),
@@ -340,32 +361,47 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
           type: "restore.completed",
           outcome: "success",
           target: target(organization, environment),
-          payload: { environment: environment.name, target: described, into: input.into, dataClass: environment.dataClass, port: result.port, filestoreFiles: result.filestoreFiles, steps: result.steps.map((step) => step.step), durationMs: result.durationMs },
+          payload: { environment: environment.name, target: described, into, dataClass: environment.dataClass, port: result.port, filestoreFiles: result.filestoreFiles, steps: result.steps.map((step) => step.step), durationMs: result.durationMs },
         });
         return { environment: environment.name, target: described, ...result };
       }
+      const replaced = declared!;
+      if (input.into !== undefined) refuseUndeclaredSource(environment, replaced);
       const at = now();
-      const slot = activeSlot(environment.maintenanceWindow!, at);
+      const slot = activeSlot(replaced.maintenanceWindow!, at);
       const emergency = input.emergencyReason?.trim();
+      const what = input.into === undefined ? `an in-place restore of ${JSON.stringify(environment.name)}` : `a restore of ${JSON.stringify(environment.name)} into ${JSON.stringify(replaced.name)}`;
       if (slot === undefined && (emergency === undefined || emergency.length < 10)) {
         throw new ValidationError(
-          `an in-place restore of ${JSON.stringify(environment.name)} replaces its data: run it inside its maintenance window (${environment.maintenanceWindow!.timeZone}), or state the emergency with --emergency "<reason of at least 10 characters>"`,
+          `${what} replaces the data of ${JSON.stringify(replaced.name)}: run it inside its maintenance window (${replaced.maintenanceWindow!.timeZone}), or state the emergency with --emergency "<reason of at least 10 characters>"`,
         );
       }
       if (slot === undefined) {
-        await audit.append(ctx, { type: "restore.emergency", outcome: "success", target: target(organization, environment), payload: { environment: environment.name, target: described, reason: emergency!.slice(0, 500) } });
+        await audit.append(ctx, {
+          type: "restore.emergency",
+          outcome: "success",
+          target: target(organization, replaced),
+          payload: { environment: replaced.name, target: described, reason: emergency!.slice(0, 500), ...(replaced.name === environment.name ? {} : { source: environment.name }) },
+        });
       }
-      const safety = await runBackup(ctx, organization, environment, "incr", "manual");
-      const result = await recordRestore(ctx, organization, environment, described, "in place", () =>
-        exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "in-place" }, onStep)),
+      // The target's own backups undo the restore; a target without backups has nothing to undo with.
+      const safety = replaced.backup.enabled ? await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual") : undefined;
+      const destination = input.into === undefined ? ({ kind: "in-place" } as const) : ({ kind: "environment", name: replaced.name } as const);
+      const result = await recordRestore(ctx, organization, environment, described, input.into === undefined ? "in place" : `environment ${replaced.name}`, () =>
+        exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, destination, onStep)),
       );
+      const outcome = { filestoreFiles: result.filestoreFiles, steps: result.steps.map((step) => step.step), durationMs: result.durationMs };
       await audit.append(ctx, {
         type: "restore.completed",
         outcome: "success",
         target: target(organization, environment),
-        payload: { environment: environment.name, target: described, inPlace: true, safetyBackup: safety.label, emergency: slot === undefined, filestoreFiles: result.filestoreFiles, steps: result.steps.map((step) => step.step), durationMs: result.durationMs },
+        payload: input.into === undefined
+          ? { environment: environment.name, target: described, inPlace: true, safetyBackup: safety!.label, emergency: slot === undefined, ...outcome }
+          : { environment: environment.name, target: described, intoEnvironment: replaced.name, safetyBackup: safety?.label ?? null, emergency: slot === undefined, ...outcome },
       });
-      return { environment: environment.name, target: described, safetyBackup: safety.label, ...result };
+      const over = input.into === undefined ? {} : { into: replaced.name };
+      if (safety === undefined) return { environment: environment.name, target: described, ...over, ...result };
+      return { environment: environment.name, target: described, safetyBackup: safety.label, ...over, ...result };
     },
 
     listBackups: async (ctx: TRequestContext, environment?: string) => {

@@ -78,7 +78,7 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
     .argument("<env>", "environment")
     .option("--to <target>", "latest, or an instant such as 2026-11-22T14:03:05Z", "latest")
     .option("--to-lsn <lsn>", "a WAL position such as 0/3000028")
-    .option("--into <name>", "name of the new restored copy")
+    .option("--into <name>", "name of a new restored copy, or a declared environment to restore over (its window, or --emergency)")
     .option("--in-place", "restore over the environment itself, after a safety backup; inside its maintenance window unless --emergency")
     .option("--emergency <reason>", "why an in-place restore cannot wait for the maintenance window (audited)")
     .option(...orgOption)
@@ -89,7 +89,7 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
       const text = options.output !== "json";
       let printed = 0;
       const result = await (await global.client()).stream<TRestoreStepLine, {
-        target: string; port: number; directory: string; database: string; durationMs: number; safetyBackup?: string; filestoreFiles: number;
+        target: string; port: number; directory: string; database: string; durationMs: number; safetyBackup?: string; into?: string; filestoreFiles: number;
         steps: TRestoreStepLine[];
       }>("POST", "/api/restores", {
         environment,
@@ -109,11 +109,11 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
       }
       // A server that does not stream yet answers with every step at the end.
       if (printed === 0) result.steps.forEach((step) => printLine(formatRestoreStep(step)));
-      if (result.safetyBackup !== undefined) {
-        printLine(`Restored ${environment} in place to ${result.target} in ${(result.durationMs / 1000).toFixed(1)} s (safety backup ${result.safetyBackup} taken first; it can undo this).`);
-      } else {
-        printLine(`Restored ${environment} to ${result.target} in ${(result.durationMs / 1000).toFixed(1)} s: a copy runs on 127.0.0.1:${result.port} (database ${result.database}, TLS from the organization CA), data and filestore in ${result.directory}.`);
-      }
+      const took = `${(result.durationMs / 1000).toFixed(1)} s`;
+      const undo = result.safetyBackup === undefined ? "" : ` (safety backup ${result.safetyBackup} taken first; it can undo this)`;
+      if (result.into !== undefined) printLine(`Restored ${environment} to ${result.target} over environment ${result.into} in ${took}${undo}.`);
+      else if (options.inPlace === true) printLine(`Restored ${environment} in place to ${result.target} in ${took}${undo}.`);
+      else printLine(`Restored ${environment} to ${result.target} in ${took}: a copy runs on 127.0.0.1:${result.port} (database ${result.database}, TLS from the organization CA), data and filestore in ${result.directory}.`);
     });
 
   program

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
 import { odooConnectionLimit } from "../../render/odoo/odoo-conf.js";
 import type { TLivePostgresState } from "../../policy/policy-types.js";
-import type { TBackupRepositorySpec } from "../../spec/spec-schema.js";
+import type { TBackupRepositorySpec, TEnvironmentSpec } from "../../spec/spec-schema.js";
 import type { TArchiverReading } from "../../backup/wal-archiving.js";
 import { stanzaInfo, pgbackrest, STANZA_MISSING_CODES } from "../../backup/pgbackrest-command.js";
 import { clusterBackupOf, ensureRepositoryStorage, prepareBackupDirectories } from "./local-backup-config.js";
@@ -98,18 +98,19 @@ async function desiredFiles(context: TClusterContext, cluster: TPostgresCluster,
   return { settings, postgresqlConf: renderPostgresqlConf(settings), pgHba: renderPgHba(CLUSTER_ADMIN_ROLE) };
 }
 
+/** The database and role an environment is declared to have (its password from the secret store). */
+export const tenantOf = async (secrets: Pick<TRuntimeSecrets, "current">, organization: string, environment: TEnvironmentSpec): Promise<TPostgresTenant> => ({
+  database: databaseNameOf(environment),
+  role: databaseRoleOf(environment),
+  password: await secrets.current(secretNames.databasePassword(organization, environment.name)),
+  connectionLimit: odooConnectionLimit(environment),
+});
+
 async function tenantsOf(context: TClusterContext, create: boolean): Promise<(TPostgresTenant & { environment: string })[]> {
   return Promise.all(
     context.placement.environments.map(async (environment) => {
-      const name = secretNames.databasePassword(context.organization, environment.name);
-      if (create) await context.secrets.ensure(name, generateDatabasePassword);
-      return {
-        environment: environment.name,
-        database: databaseNameOf(environment),
-        role: databaseRoleOf(environment),
-        password: await context.secrets.current(name),
-        connectionLimit: odooConnectionLimit(environment),
-      };
+      if (create) await context.secrets.ensure(secretNames.databasePassword(context.organization, environment.name), generateDatabasePassword);
+      return { environment: environment.name, ...(await tenantOf(context.secrets, context.organization, environment)) };
     }),
   );
 }

@@ -19,7 +19,8 @@ import { resticCheck, resticFileCount, resticForget, resticSnapshots } from "../
 import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreTag, newestChange, restoreFilestore, snapshotFilestore } from "./local-filestore.js";
 import { backupRunId, recoveredUntil, restoreInPlace, restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
 import type { TBackupType, TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
-import { backupOf, closeConnection, observeCluster, reconcileCluster } from "./local-postgres.js";
+import { backupOf, closeConnection, observeCluster, reconcileCluster, tenantOf } from "./local-postgres.js";
+import { readRestoreOverMarker, restoreOver, settleInterruptedRestoreOver } from "./local-restore-over.js";
 import { pgbackrestConfigPathOf } from "./local-backup-config.js";
 import type { TClusterContext, TClusterObservation } from "./local-postgres.js";
 import {
@@ -78,9 +79,9 @@ export type TOrganizationObservation = {
   readonly subjects: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] };
 };
 
-/** Where a restore goes: a new copy beside the source, or over the environment itself. */
-export type TRestoreDestination = { readonly kind: "copy"; readonly name: string } | { readonly kind: "in-place" };
-/** Every restore runs these steps in this order, into a copy as in place. */
+/** Where a restore goes: a new copy beside the source, over the environment itself, or over another declared environment. */
+export type TRestoreDestination = { readonly kind: "copy"; readonly name: string } | { readonly kind: "in-place" } | { readonly kind: "environment"; readonly name: string };
+/** Every restore runs these steps in this order, wherever it goes. */
 export const RESTORE_STEPS = ["secrets", "postgresql", "filestore", "redis", "application", "ingress"] as const;
 export type TRestoreStep = { readonly step: (typeof RESTORE_STEPS)[number]; readonly detail: string; readonly durationMs: number };
 export type TDrillFilestore = {
@@ -210,6 +211,15 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     return record === undefined ? undefined : { name, directory, port: record.port, version: environment.database.postgresVersion, owner: (await serviceOwners()).postgres };
   };
 
+  /** The environment's cluster as its admin reaches it: for restores into an environment that may have no backups of its own. */
+  const adminAccessOf = async (organization: TOrganizationSpec, environment: TEnvironmentSpec) => {
+    const org = organization.metadata.name;
+    const cluster = await clusterOf(org, environment);
+    if (cluster === undefined) throw new NotFoundError(`environment ${JSON.stringify(environment.name)} is not provisioned on this host yet; run carehost apply`);
+    const ca = await certificateAuthority(org);
+    return { cluster, adminPassword: await secrets.current(secretNames.clusterAdmin(org, cluster.name)), caPem: ca.certPem, caPath: ca.certPath };
+  };
+
   const reconcileNow = async (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => {
     const placement = placeOrganization(organization);
     for (const cluster of placement.clusters) await assertPostgresInstalled(cluster.version);
@@ -234,9 +244,27 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     const restores = join(root, org, "restores");
     for (const name of await readdir(restores).catch(() => [] as string[])) {
       if ((await stat(join(restores, name, RESTORING_MARKER)).catch(() => undefined)) === undefined) continue;
+      const over = await readRestoreOverMarker(join(restores, name), RESTORING_MARKER);
       await stopCopies(restores, [name]);
       await rm(join(restores, name), { recursive: true, force: true });
-      actions.push({ target: `restore/${name}`, action: "removed the half-made copy of an interrupted restore" });
+      if (over === undefined) {
+        actions.push({ target: `restore/${name}`, action: "removed the half-made copy of an interrupted restore" });
+        continue;
+      }
+      // The scratch copy of a restore over a declared environment: its target is repaired before its
+      // cluster's tenants are reconciled, which would otherwise create an empty database in the gap of a swap.
+      const environment = organization.environments.find((item) => item.name === over.into);
+      if (environment === undefined) continue;
+      actions.push(...(await restartStoppedNow(organization)));
+      const access = await adminAccessOf(organization, environment);
+      const admin = await connectAdmin(access.cluster, access.adminPassword, access.caPem);
+      try {
+        actions.push({ target: `environment/${over.into}`, action: await settleInterruptedRestoreOver(admin, over) });
+      } finally {
+        await admin.end();
+      }
+      // A database already replaced must not meet sessions of the one before it.
+      if (over.databaseSwapped) await flushSessions(organization, environment);
     }
     // An in-place restore that was interrupted is finished before the cluster serves again: pgBackRest's
     // --delta restore is safe to run twice, and the half-restored data directory must not start as is.
@@ -569,8 +597,10 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     /**
      * Restores an environment to a point in time, in the documented order: secrets, PostgreSQL,
      * filestore, Redis (sessions flushed), application, ingress. Into a new copy under
-     * <root>/<org>/restores/<name> (kept running for inspection), or in place over a dedicated
-     * environment (the caller has taken the safety backup and passed the change gate).
+     * <root>/<org>/restores/<name> (kept running for inspection), in place over a dedicated
+     * environment, or, for a shared environment in place and for another declared environment,
+     * database by database (local-restore-over.ts). Over an environment, the caller has taken the
+     * safety backup and passed the change gate.
      */
     restore: (organization: TOrganizationSpec, environmentName: string, target: TRestoreTarget, destination: TRestoreDestination, onStep: (step: TRestoreStep) => void = () => undefined) =>
       exclusive(organization, async () => {
@@ -621,11 +651,35 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
           }
         }
         const environment = organization.environments.find((item) => item.name === environmentName)!;
-        if (environment.hosting !== "dedicated") {
-          const neighbours = placeOrganization(organization).clusters.find((cluster) => cluster.name === source.cluster.name)?.environments.map((item) => item.name) ?? [];
-          throw new ValidationError(
-            `environment ${JSON.stringify(environmentName)} shares its cluster with ${neighbours.filter((name) => name !== environmentName).join(", ")}: restoring it in place would roll them back too; restore --into a new copy instead`,
-          );
+        // A shared cluster restored physically would roll its neighbours back: only the one database moves.
+        if (destination.kind === "environment" || environment.hosting !== "dedicated") {
+          const intoName = destination.kind === "environment" ? destination.name : environmentName;
+          const into = organization.environments.find((item) => item.name === intoName);
+          if (into === undefined) throw new NotFoundError(`environment ${JSON.stringify(intoName)} is not part of organization ${org}`);
+          const access = await adminAccessOf(organization, into);
+          if ((await runningPid(access.cluster)) === undefined) {
+            throw new ValidationError(`the PostgreSQL cluster "${access.cluster.name}" of ${JSON.stringify(into.name)} is not running; start it (carehost reconcile) before restoring into it`);
+          }
+          // Short: the scratch cluster's Unix socket path must stay under 107 bytes. No copy name has a dot.
+          const scratchDirectory = join(root, org, "restores", `${into.name}.into`);
+          if ((await stat(scratchDirectory).catch(() => undefined)) !== undefined) {
+            throw new ValidationError(`an interrupted restore into ${JSON.stringify(into.name)} is still to be cleaned up (${scratchDirectory}); run carehost reconcile first`);
+          }
+          const { filestoreFiles } = await restoreOver({
+            source,
+            sourceEnvironment: environmentName,
+            into: { environment: into, access, tenant: await tenantOf(secrets, org, into), filestoreDirectory: filestoreDirectoryOf(root, org, into) },
+            target,
+            scratchDirectory,
+            markerName: RESTORING_MARKER,
+            step: (name, run) => step(name, run),
+            flushSessions: (environment) => flushSessions(organization, environment),
+            ...(into.backup.enabled
+              ? { snapshotRestoredFilestore: async () => snapshotFilestore((await recoverable(organization, into.name)).filestoreRepositories, filestoreDirectoryOf(root, org, into), { organization: org, environment: into.name }) }
+              : {}),
+            now,
+          });
+          return { directory: access.cluster.directory, port: access.cluster.port, database: databaseNameOf(into), filestoreFiles, steps, durationMs: elapsedMs(started) };
         }
         const markerPath = join(source.cluster.directory, RESTORING_MARKER);
         await writeFile(markerPath, JSON.stringify({ source: environmentName, target, startedAt: now() }));

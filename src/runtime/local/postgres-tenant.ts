@@ -126,6 +126,16 @@ export async function reconcileTenant(admin: TQueryable, tenant: TPostgresTenant
   return actions;
 }
 
+/**
+ * Creates `database` as the tenant's own database is created (owner, encoding, CONNECT revoked from
+ * PUBLIC): a restore loads it, then gives it the tenant's name, so what takes the tenant's place is
+ * configured exactly as reconcile would have configured it.
+ */
+export async function createDatabaseFor(admin: TQueryable, tenant: TPostgresTenant, database: string): Promise<void> {
+  const staged = { ...tenant, database };
+  await reconcileTenant(admin, staged, await observeTenant(admin, staged));
+}
+
 /** Drops an environment's database and role (after its final backup); used only by an audited removal. */
 export async function dropTenant(admin: TQueryable, tenant: Pick<TPostgresTenant, "database" | "role">): Promise<void> {
   await admin.query(`DROP DATABASE IF EXISTS ${ident(tenant.database)} WITH (FORCE)`);

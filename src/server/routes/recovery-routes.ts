@@ -76,9 +76,9 @@ export const registerRecoveryRoutes = (api: TApi, services: Pick<TServerServices
           toLsn: z.string().max(32).optional().describe("an LSN such as 0/3000028, instead of --to"),
           into: z
             .string()
-            .regex(/^[a-z0-9][a-z0-9-]{0,39}$/, "the copy's name takes lowercase letters, digits and hyphens (at most 40, starting with a letter or digit)")
+            .regex(/^[a-z0-9][a-z0-9-]{0,39}$/, "a copy's or an environment's name takes lowercase letters, digits and hyphens (at most 40, starting with a letter or digit)")
             .optional()
-            .describe("name of the restored copy"),
+            .describe("name of a new restored copy, or a declared environment to restore over"),
           inPlace: z.boolean().optional().describe("restore over the environment itself, after a safety backup"),
           emergency: z.string().max(500).optional().describe("why an in-place restore cannot wait for the maintenance window (audited)"),
         }),
