@@ -1,9 +1,9 @@
 // A local runtime over a throwaway data dir and the real secret store (PGlite), for tests that
 // start real PostgreSQL and Redis processes. Every secret it generates is remembered, so a test
 // can scan logs and files for leaks.
-import { chmod, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { randomBytes } from "node:crypto";
 import { localRuntimeFactory, type TLocalRuntime } from "../src/runtime/local/local-runtime.js";
 import { masterKeyFrom } from "../src/secrets/secrets-master-key.js";
@@ -12,7 +12,8 @@ import { loadSpecText } from "../src/spec/spec-loader.js";
 import type { TOrganizationSpec } from "../src/spec/spec-schema.js";
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import type pg from "pg";
+import pg from "pg";
+import { secretNames } from "../src/runtime/local/local-placement.js";
 import { testDatabaseFactories } from "./test-databases.js";
 
 export type TRuntimeHarness = {
@@ -93,4 +94,46 @@ export async function waitForArchive(admin: Pick<pg.Client, "query">): Promise<v
     if (archived !== null && archived !== undefined && archived.getTime() >= switchedAt - 1000) return;
     await sleep(100);
   }
+}
+
+/** Every file below a directory, relative to it and sorted (the empty-filestore marker excepted). */
+export async function filesOf(directory: string): Promise<string[]> {
+  const entries = await readdir(directory, { withFileTypes: true, recursive: true }).catch(() => []);
+  return entries.filter((entry) => entry.isFile() && entry.name !== ".carehost-empty").map((entry) => relative(directory, join(entry.parentPath, entry.name))).sort();
+}
+
+/**
+ * TLS connections to a harness's clusters, verified against the organization's CA: as any role, or
+ * as the admin of one cluster. The harness is a getter: tests create it in `before`.
+ */
+export function clusterClients(harnessOf: () => Pick<TRuntimeHarness, "root" | "secrets">, organization: string, instance = "dedicated-prod") {
+  const caPem = () => readText(join(harnessOf().root, organization, "ca.crt"));
+  const connect = async (port: number, user: string, password: string, database: string): Promise<pg.Client> => {
+    const client = new pg.Client({ host: "127.0.0.1", port, user, password, database, ssl: { ca: await caPem(), rejectUnauthorized: true } });
+    client.on("error", () => undefined);
+    await client.connect();
+    return client;
+  };
+  const admin = async (port: number, database = "postgres") => connect(port, "carehost_admin", await harnessOf().secrets.current(secretNames.clusterAdmin(organization, instance)), database);
+  return { caPem, connect, admin };
+}
+
+/**
+ * Attachments as Odoo stores them: the file in the filestore, then its ir_attachment row (a table
+ * `ir_attachment (id serial, store_fname text, at timestamptz DEFAULT clock_timestamp())`). Both
+ * times are remembered, so a test can say which ones a restore to an instant must bring back.
+ */
+export function attachmentWriter(filestore: () => string, odoo: () => Pick<pg.Client, "query">) {
+  const written: { path: string; at: number }[] = [];
+  const rows: { id: number; at: number }[] = [];
+  /** One attachment and one row, committed together as Odoo does; returns when both are durable. */
+  const write = async (index: number) => {
+    const path = join(randomBytes(1).toString("hex"), `${String(index).padStart(4, "0")}-${randomBytes(8).toString("hex")}`);
+    await mkdir(join(filestore(), path, ".."), { recursive: true });
+    await writeFile(join(filestore(), path), randomBytes(2048));
+    const { rows: [row] } = await odoo().query<{ id: number; at: Date }>("INSERT INTO ir_attachment (store_fname) VALUES ($1) RETURNING id, at", [path]);
+    written.push({ path, at: Date.now() });
+    rows.push({ id: row!.id, at: row!.at.getTime() });
+  };
+  return { written, rows, write };
 }

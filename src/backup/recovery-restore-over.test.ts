@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, writeFile } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
 import { createAuditHarness, type TAuditHarness } from "../../test/audit-fixtures.js";
-import { createRuntimeHarness, readText, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../test/runtime-fixtures.js";
+import { createRuntimeHarness, filesOf, readText, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../test/runtime-fixtures.js";
 import { testDatabaseFactories } from "../../test/test-databases.js";
 import { systemContext } from "../lib/request-context.js";
 import { filestoreDirectoryOf } from "../runtime/local/local-filestore.js";
@@ -23,12 +23,6 @@ const IN_WINDOW = new Date("2026-11-25T01:00:00Z");
 const OUTSIDE_WINDOW = new Date("2026-11-24T17:00:00Z");
 
 type TWritten = { note: string; file: string; insertedAt: number; committedAt: number };
-
-/** Every file below a directory, relative to it (the empty-filestore marker excepted). */
-async function filesOf(directory: string): Promise<string[]> {
-  const entries = await readdir(directory, { withFileTypes: true, recursive: true }).catch(() => []);
-  return entries.filter((entry) => entry.isFile() && entry.name !== ".carehost-empty").map((entry) => relative(directory, join(entry.parentPath, entry.name))).sort();
-}
 
 void describe("restoring over a declared environment: a shared environment in place, one environment into another, database by database", () => {
   let runtimeHarness: TRuntimeHarness;

@@ -1,12 +1,10 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { mkdir, readdir, writeFile } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
-import pg from "pg";
+import type pg from "pg";
 import { startAzurite, AZURITE_ACCOUNT, AZURITE_KEY, type TAzurite } from "../../../test/azurite.js";
-import { createRuntimeHarness, readText, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
+import { attachmentWriter, clusterClients, createRuntimeHarness, filesOf, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { backupRunTag, filestoreDirectoryOf } from "./local-filestore.js";
 import { secretNames } from "./local-placement.js";
@@ -14,39 +12,15 @@ import { connectRedis } from "./redis-instance.js";
 
 const ORG = "filestore-health";
 
-/** Every file below a directory, relative to it (the empty-filestore marker excepted). */
-async function filesOf(directory: string): Promise<string[]> {
-  const entries = await readdir(directory, { withFileTypes: true, recursive: true }).catch(() => []);
-  return entries.filter((entry) => entry.isFile() && entry.name !== ".carehost-empty").map((entry) => relative(directory, join(entry.parentPath, entry.name))).sort();
-}
-
 void describe("filestore and Azure repositories: restic beside pgBackRest, Azurite over HTTPS, expiry by tier, in-place restore", () => {
   let harness: TRuntimeHarness;
   let azurite: TAzurite;
   let spec: TOrganizationSpec;
-  const written: { path: string; at: number }[] = [];
-  const rows: { id: number; at: number }[] = [];
   let odoo: pg.Client;
-
-  const caPem = () => readText(join(harness.root, ORG, "ca.crt"));
-  const connect = async (port: number, user: string, password: string, database: string) => {
-    const client = new pg.Client({ host: "127.0.0.1", port, user, password, database, ssl: { ca: await caPem(), rejectUnauthorized: true } });
-    client.on("error", () => undefined);
-    await client.connect();
-    return client;
-  };
+  const { caPem, connect, admin } = clusterClients(() => harness, ORG);
   const observed = async () => (await harness.runtime.observe(spec)).environments[0]!;
-  const admin = async (port: number, database = "postgres") => connect(port, "carehost_admin", await harness.secrets.current(secretNames.clusterAdmin(ORG, "dedicated-prod")), database);
   const filestore = () => filestoreDirectoryOf(harness.root, ORG, { name: "prod" });
-  /** One attachment and one row, committed together as Odoo does; returns when both are durable. */
-  const writeAttachment = async (index: number) => {
-    const path = join(randomBytes(1).toString("hex"), `${String(index).padStart(4, "0")}-${randomBytes(8).toString("hex")}`);
-    await mkdir(join(filestore(), path, ".."), { recursive: true });
-    await writeFile(join(filestore(), path), randomBytes(2048));
-    const { rows: [row] } = await odoo.query<{ id: number; at: Date }>("INSERT INTO ir_attachment (store_fname) VALUES ($1) RETURNING id, at", [path]);
-    written.push({ path, at: Date.now() });
-    rows.push({ id: row!.id, at: row!.at.getTime() });
-  };
+  const { written, rows, write: writeAttachment } = attachmentWriter(filestore, () => odoo);
   const archiveNow = async () => {
     const root = await admin((await observed()).postgres.port!);
     await waitForArchive(root);

@@ -3,8 +3,7 @@ import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
-import pg from "pg";
-import { createRuntimeHarness, filesBelow, readText, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
+import { clusterClients, createRuntimeHarness, filesBelow, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { secretNames } from "./local-placement.js";
 
@@ -23,15 +22,8 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
   });
   after(async () => harness.close([spec]));
 
-  const caPem = () => readText(join(harness.root, ORG, "ca.crt"));
-  const connect = async (port: number, user: string, password: string, database: string) => {
-    const client = new pg.Client({ host: "127.0.0.1", port, user, password, database, ssl: { ca: await caPem(), rejectUnauthorized: true } });
-    client.on("error", () => undefined);
-    await client.connect();
-    return client;
-  };
+  const { connect, admin } = clusterClients(() => harness, ORG);
   const prodPort = async () => (await harness.runtime.observe(spec)).environments[0]!.postgres.port!;
-  const admin = async (port: number, database = "postgres") => connect(port, "carehost_admin", await harness.secrets.current(secretNames.clusterAdmin(ORG, "dedicated-prod")), database);
 
   void it("restores to a chosen second: every row committed before the target is there, none after", async () => {
     const port = await prodPort();

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
-import pg from "pg";
+import type pg from "pg";
 import { startS3rver, S3RVER_ACCESS_KEY_ID, type TS3rver } from "../../../test/s3rver.js";
-import { createRuntimeHarness, filesBelow, readText, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
+import { attachmentWriter, clusterClients, createRuntimeHarness, filesBelow, filesOf, readText, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
 import { ensureS3Bucket } from "../../backup/s3-bucket.js";
 import type { TS3Repository } from "../../backup/pgbackrest-config.js";
 import { DomainError, ValidationError } from "../../lib/errors.js";
@@ -20,12 +20,6 @@ const KEY_REF = "backup-offsite-s3-key";
 // s3rver knows one access key ID and does not check the secret: this one is ours, so a leak of it would show.
 const SECRET_ACCESS_KEY = `carehost-test-${randomBytes(12).toString("hex")}`;
 
-/** Every file below a directory, relative to it (the empty-filestore marker excepted). */
-async function filesOf(directory: string): Promise<string[]> {
-  const entries = await readdir(directory, { withFileTypes: true, recursive: true }).catch(() => []);
-  return entries.filter((entry) => entry.isFile() && entry.name !== ".carehost-empty").map((entry) => relative(directory, join(entry.parentPath, entry.name))).sort();
-}
-
 /** The prod environment backed up only to the named repositories. */
 const backedUpTo = (spec: TOrganizationSpec, repositories: string[]): TOrganizationSpec => ({
   ...spec,
@@ -36,29 +30,11 @@ void describe("S3 repositories: pgBackRest and restic to an S3-compatible server
   let harness: TRuntimeHarness;
   let s3: TS3rver;
   let spec: TOrganizationSpec;
-  const written: { path: string; at: number }[] = [];
-  const rows: { id: number; at: number }[] = [];
   let odoo: pg.Client;
-
-  const caPem = () => readText(join(harness.root, ORG, "ca.crt"));
-  const connect = async (port: number, user: string, password: string, database: string) => {
-    const client = new pg.Client({ host: "127.0.0.1", port, user, password, database, ssl: { ca: await caPem(), rejectUnauthorized: true } });
-    client.on("error", () => undefined);
-    await client.connect();
-    return client;
-  };
+  const { connect, admin } = clusterClients(() => harness, ORG);
   const observed = async () => (await harness.runtime.observe(spec)).environments[0]!;
-  const admin = async (port: number, database = "postgres") => connect(port, "carehost_admin", await harness.secrets.current(secretNames.clusterAdmin(ORG, "dedicated-prod")), database);
   const filestore = () => filestoreDirectoryOf(harness.root, ORG, { name: "prod" });
-  /** One attachment and one row, committed together as Odoo does. */
-  const writeAttachment = async (index: number) => {
-    const path = join(randomBytes(1).toString("hex"), `${String(index).padStart(4, "0")}-${randomBytes(8).toString("hex")}`);
-    await mkdir(join(filestore(), path, ".."), { recursive: true });
-    await writeFile(join(filestore(), path), randomBytes(2048));
-    const { rows: [row] } = await odoo.query<{ id: number; at: Date }>("INSERT INTO ir_attachment (store_fname) VALUES ($1) RETURNING id, at", [path]);
-    written.push({ path, at: Date.now() });
-    rows.push({ id: row!.id, at: row!.at.getTime() });
-  };
+  const { written, rows, write: writeAttachment } = attachmentWriter(filestore, () => odoo);
   const s3Repository = (): TS3Repository => {
     const url = new URL(s3.endpoint);
     return { name: "offsite-s3", type: "s3", bucket: BUCKET, region: "us-east-1", path: `/${ORG}`, endpoint: { host: url.hostname, port: Number(url.port), pathStyle: true }, caFile: s3.caFile };
