@@ -173,8 +173,8 @@ export function renderPgbackrestConf(input: TPgbackrestConfigInput): { text: str
 
 /**
  * archive_timeout from the RPO: a segment is switched at least every quarter of the RPO, so a
- * crash loses at most that much even when writes are rare; never under 10 s (each switch costs a
- * 16 MB segment), never over 5 min.
+ * crash loses at most that much even when writes are rare; never under 10 s (each switch ships a
+ * segment), never over 5 min. Under a steady load segments fill sooner than that.
  */
 export const archiveTimeoutSeconds = (rpoMinutes: number) => Math.min(300, Math.max(10, Math.floor((rpoMinutes * 60) / 4)));
 

@@ -119,7 +119,9 @@ export async function restoreToScratch(source: TRecoverableCluster, directory: s
   }
   try {
     // archive-mode=off: the copy keeps production's archive_command otherwise (PGBACKREST.md).
-    await pgbackrest(source.backup.access, "restore", [`--pg1-path=${dataDirectoryOf(scratch)}`, "--archive-mode=off", ...targetOptions(target)]);
+    // A spool of its own: a restore clears the spool's archive queues, and the source's holds the
+    // live archiver's status files (clearing it under a busy source fails the restore).
+    await pgbackrest(source.backup.access, "restore", [`--pg1-path=${dataDirectoryOf(scratch)}`, `--spool-path=${join(directory, "spool")}`, "--archive-mode=off", ...targetOptions(target)]);
     // The copy's own port and socket, after pgBackRest's recovery settings in the same file.
     await appendFile(join(dataDirectoryOf(scratch), "postgresql.auto.conf"), `\n# carehost: restored copy\nport = ${scratch.port}\nunix_socket_directories = '${socketDirectory}'\n`);
     // restore_command (archive-get) reads the repository: it needs the passphrases too.

@@ -17,6 +17,7 @@ import { archiveLagSeconds } from "../../backup/wal-archiving.js";
 import type { TWalArchiving } from "../../backup/wal-archiving.js";
 import { resticCheck, resticFileCount, resticForget, resticSnapshots } from "../../backup/restic-command.js";
 import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreTag, newestChange, restoreFilestore, snapshotFilestore } from "./local-filestore.js";
+import type { TFilestoreRestore } from "./local-filestore.js";
 import { backupRunId, recoveredUntil, restoreInPlace, restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
 import type { TBackupType, TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
 import { backupOf, closeConnection, observeCluster, reconcileCluster, tenantOf } from "./local-postgres.js";
@@ -92,6 +93,14 @@ export type TDrillFilestore = {
   /** Every restored file re-hashed against the snapshot (restic restore --verify). */
   readonly verified: boolean;
   readonly snapshotAgeSeconds: number | null;
+};
+
+/** A promise's outcome held as a value, so work started early can be awaited later without an unhandled rejection. */
+type TSettled<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown };
+const settled = <T>(promise: Promise<T>): Promise<TSettled<T>> => promise.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+const unwrap = <T>(outcome: TSettled<T>): T => {
+  if (!outcome.ok) throw outcome.error;
+  return outcome.value;
 };
 
 /** In a copy's or a cluster's directory while a restore writes it; found at start, it marks a half-made restore. */
@@ -617,6 +626,14 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
         const org = organization.metadata.name;
         const source = await step("secrets", async () => ({ detail: "repository passphrases, cluster admin and CA read from the secret store", value: await recoverable(organization, environmentName) }));
         const [repository] = source.filestoreRepositories;
+        // When the instant is known up front (latest, a time), the filestore is fetched while
+        // PostgreSQL restores, which shortens the RTO by the filestore's whole download; its step
+        // still completes after PostgreSQL's, in the documented order. An LSN's instant is known only
+        // once PostgreSQL has replayed to it.
+        const fetchFilestore = (into: string) =>
+          target.kind === "lsn" || repository === undefined ? undefined : settled(restoreFilestore(repository, environmentName, target.kind === "time" ? target.time : undefined, into));
+        const filestoreOf = async (fetching: Promise<TSettled<TFilestoreRestore>> | undefined, restoredUntil: () => Promise<Date | null | undefined>, into: string) =>
+          fetching === undefined ? restoreFilestore(repository!, environmentName, (await restoredUntil()) ?? undefined, into) : unwrap(await fetching);
         if (destination.kind === "copy") {
           const name = destination.name;
           if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(name)) throw new ValidationError(`--into ${JSON.stringify(name)} is not a name (lowercase letters, digits and hyphens)`);
@@ -627,15 +644,15 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
           await mkdir(directory, { recursive: true, mode: 0o711 });
           // Present until the copy is whole: a carehost killed midway leaves it, and the next reconcile removes the copy.
           await writeFile(join(directory, RESTORING_MARKER), JSON.stringify({ source: environmentName, target, startedAt: now() }));
+          const fetching = fetchFilestore(join(directory, "filestore"));
           try {
             const scratch = await step("postgresql", async () => {
               const cluster = await restoreToScratch(source, join(directory, "postgres"), target);
               return { detail: `restored into a new cluster on port ${cluster.port}`, value: cluster };
             });
-            const until = target.kind === "time" ? target.time : target.kind === "lsn" ? await recoveredUntil(scratch, source) : undefined;
             const filestore = await step("filestore", async () => {
               if (repository === undefined) return { detail: "no repository", value: undefined };
-              const restored = await restoreFilestore(repository, environmentName, until ?? undefined, join(directory, "filestore"));
+              const restored = await filestoreOf(fetching, () => recoveredUntil(scratch, source), join(directory, "filestore"));
               return { detail: `${restored.files} files from snapshot ${restored.snapshots.join(" + ")}${restored.excludedNewer > 0 ? `, ${restored.excludedNewer} newer than the target left out` : ""}`, value: restored };
             });
             await step("redis", async () => ({ detail: "a copy gets no Redis: sessions are never restored", value: undefined }));
@@ -644,7 +661,8 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
             await rm(join(directory, RESTORING_MARKER), { force: true });
             return { directory, port: scratch.port, database: databaseNameOf({ name: environmentName }), filestoreFiles: filestore?.files ?? 0, steps, durationMs: elapsedMs(started) };
           } catch (error) {
-            // Nothing half-made stays behind: the copy's cluster is stopped and its directory removed.
+            // Nothing half-made stays behind: the fetch is let finish, the copy's cluster stopped and its directory removed.
+            await fetching;
             await stopCopies(join(root, org, "restores"), [name]);
             await rm(directory, { recursive: true, force: true });
             throw error;
@@ -684,17 +702,20 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
         const markerPath = join(source.cluster.directory, RESTORING_MARKER);
         await writeFile(markerPath, JSON.stringify({ source: environmentName, target, startedAt: now() }));
         await closeConnection({ connections }, `${org}/${source.cluster.name}`);
+        const live = filestoreDirectoryOf(root, org, environment);
+        const incoming = `${live}.restored`;
+        await rm(incoming, { recursive: true, force: true });
+        const fetching = fetchFilestore(incoming);
         await step("postgresql", async () => {
-          await restoreInPlace(source, target);
+          await restoreInPlace(source, target).catch(async (error: unknown) => {
+            await fetching;
+            throw error;
+          });
           return { detail: `restored in place (port ${source.cluster.port}, new timeline)`, value: undefined };
         });
-        const until = target.kind === "time" ? target.time : target.kind === "lsn" ? await recoveredUntil(source.cluster, source) : undefined;
-        const live = filestoreDirectoryOf(root, org, environment);
         const restoredFiles = await step("filestore", async () => {
           if (repository === undefined) return { detail: "no repository", value: 0 };
-          const incoming = `${live}.restored`;
-          await rm(incoming, { recursive: true, force: true });
-          const restored = await restoreFilestore(repository, environmentName, until ?? undefined, incoming);
+          const restored = await filestoreOf(fetching, () => recoveredUntil(source.cluster, source), incoming);
           await rm(live, { recursive: true, force: true });
           await mkdir(dirname(live), { recursive: true, mode: 0o750 });
           await rename(incoming, live);
