@@ -49,15 +49,6 @@ export async function isInitialized(cluster: TPostgresCluster): Promise<boolean>
   }
 }
 
-/**
- * WAL segments of 4 MB, not 16: archiving ships whole segments, so the segment being written is
- * what a lost host takes with it. At a steady 1 MB/s of WAL a 16 MB segment holds 16 s of
- * transactions, a 4 MB one 4 s, and a switch forced by archive_timeout on a quiet cluster ships
- * 4 MB. Not smaller: each segment costs the archiver one archive_command, and with 1 MB segments
- * (measured here) archiving fell behind a bulk load (about 40 segments/s), which grew the RPO by minutes.
- */
-export const WAL_SEGMENT_MB = 4;
-
 /** initdb with data checksums and SCRAM; the admin password is read from a 0600 file removed right after. */
 export async function initializeCluster(cluster: TPostgresCluster, adminPassword: string): Promise<void> {
   const dataDirectory = dataDirectoryOf(cluster);
@@ -69,7 +60,7 @@ export async function initializeCluster(cluster: TPostgresCluster, adminPassword
   try {
     await runCommand(
       binary(cluster, "initdb"),
-      ["-D", dataDirectory, "--data-checksums", "--auth=scram-sha-256", `--username=${CLUSTER_ADMIN_ROLE}`, `--pwfile=${passwordFile}`, "--encoding=UTF8", "--locale=C.UTF-8", `--wal-segsize=${WAL_SEGMENT_MB}`],
+      ["-D", dataDirectory, "--data-checksums", "--auth=scram-sha-256", `--username=${CLUSTER_ADMIN_ROLE}`, `--pwfile=${passwordFile}`, "--encoding=UTF8", "--locale=C.UTF-8"],
       asOwner(cluster),
     );
   } catch (error) {
