@@ -154,7 +154,10 @@ void describe("filestore and Azure repositories: restic beside pgBackRest, Azuri
     await redis.set("odoo:prod:session:abc", "signed-in");
     await odoo.end();
 
+    const restoreStarted = new Date();
     const restored = await harness.runtime.restore(spec, "prod", { kind: "time", time: target }, { kind: "in-place" });
+    // The restored filestore is every repository's newest snapshot: a drill or a later restore must not bring back what it removed.
+    for (const snapshots of await harness.runtime.filestoreSnapshots(spec, "prod")) assert.ok(snapshots.at(-1)!.time >= restoreStarted, "a snapshot of the restored filestore");
     assert.deepEqual(restored.steps.map((step) => step.step), ["secrets", "postgresql", "filestore", "redis", "application", "ingress"]);
     assert.match(restored.steps.find((step) => step.step === "redis")!.detail, /flushed 1 /);
     assert.equal(await redis.get("odoo:prod:session:abc"), null);

@@ -719,6 +719,9 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
           await rm(live, { recursive: true, force: true });
           await mkdir(dirname(live), { recursive: true, mode: 0o750 });
           await rename(incoming, live);
+          // Snapshotted at once: the newest snapshot must be the restored filestore, or a drill, or a
+          // later restore to a time after this one, would bring back the files this restore removed.
+          await snapshotFilestore(source.filestoreRepositories, live, { organization: org, environment: environmentName });
           return { detail: `${restored.files} files from snapshot ${restored.snapshots.join(" + ")}`, value: restored.files };
         });
         await step("redis", async () => ({ detail: await flushSessions(organization, environment), value: undefined }));
