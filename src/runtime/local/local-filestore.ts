@@ -126,6 +126,19 @@ async function filesBelow(directory: string): Promise<string[]> {
   return found;
 }
 
+/** Beside the live filestore while a restore replaces it: the restored one coming in, the live one set aside. */
+export const filestoreSwapNamesOf = (live: string) => ({ incoming: `${live}.restored`, outgoing: `${live}.replaced` });
+
+/** Puts a restored filestore in place of the live one: the live one is set aside until the new one has its name. */
+export async function swapInFilestore(live: string, incoming: string): Promise<void> {
+  const { outgoing } = filestoreSwapNamesOf(live);
+  await rm(outgoing, { recursive: true, force: true });
+  await mkdir(dirname(live), { recursive: true, mode: 0o750 });
+  if (await stat(live).then(() => true, () => false)) await rename(live, outgoing);
+  await rename(incoming, live);
+  await rm(outgoing, { recursive: true, force: true });
+}
+
 export type TFilestoreRestore = { readonly snapshots: readonly string[]; readonly files: number; readonly excludedNewer: number };
 
 /**

@@ -15,7 +15,7 @@ import { DomainError, NotFoundError, ValidationError } from "../../lib/errors.js
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
 import type { TResticRepository } from "../../backup/restic-command.js";
 import type { TClusterBackup } from "./local-backup-config.js";
-import { CLUSTER_ADMIN_ROLE, connectAdmin, dataDirectoryOf, startCluster, stopCluster } from "./postgres-cluster.js";
+import { CLUSTER_ADMIN_ROLE, connectAdmin, dataDirectoryOf, postgresBinary, startCluster, stopCluster } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { runCommand } from "./runtime-command.js";
 import { freeLoopbackPort } from "./runtime-instance.js";
@@ -228,7 +228,7 @@ export async function runDrill(source: TRecoverableCluster, scratchDirectory: st
     }
     const rtoSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     const amcheck = await runCommand(
-      join(`/usr/lib/postgresql/${scratch.version}/bin`, "pg_amcheck"),
+      postgresBinary(scratch, "pg_amcheck"),
       ["-h", "127.0.0.1", "-p", String(scratch.port), "-U", CLUSTER_ADMIN_ROLE, "--all", "--install-missing", "--heapallindexed"],
       { env: { PGPASSWORD: source.adminPassword, PGSSLMODE: "verify-full", PGSSLROOTCERT: source.caPath }, timeoutMs: 30 * 60_000 },
     ).then(

@@ -6,11 +6,11 @@
 // swapped in, the target's sessions flushed. The scratch copy never outlives the restore; a marker
 // in it lets the next start repair what a killed carehost left (`settleInterruptedRestoreOver`).
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import type pg from "pg";
 import { DomainError } from "../../lib/errors.js";
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
-import { restoreFilestore } from "./local-filestore.js";
+import { filestoreSwapNamesOf, restoreFilestore, swapInFilestore } from "./local-filestore.js";
 import { discardScratch, recoveredUntil, restoreToScratch } from "./local-recovery.js";
 import type { TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
 import { databaseNameOf } from "./local-placement.js";
@@ -43,17 +43,6 @@ export type TRestoreOverMarker = {
 };
 
 const exists = (path: string) => stat(path).then(() => true, () => false);
-const filestoreSwapNamesOf = (live: string) => ({ incoming: `${live}.restored`, outgoing: `${live}.replaced` });
-
-/** Puts a restored filestore in place of the live one: the live one is set aside until the new one has its name. */
-async function swapInFilestore(live: string, incoming: string): Promise<void> {
-  const { outgoing } = filestoreSwapNamesOf(live);
-  await rm(outgoing, { recursive: true, force: true });
-  await mkdir(dirname(live), { recursive: true, mode: 0o750 });
-  if (await exists(live)) await rename(live, outgoing);
-  await rename(incoming, live);
-  await rm(outgoing, { recursive: true, force: true });
-}
 
 export async function restoreOver(input: {
   readonly source: TRecoverableCluster;

@@ -2,7 +2,7 @@
 // PostgreSQL and Redis binaries, reads it back for drift and for the live controls, restarts what
 // crashed, and removes an environment only after a final backup.
 import { createHash } from "node:crypto";
-import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type pg from "pg";
 import type { TArtifactSubject, TLiveSubject } from "../../policy/policy-types.js";
@@ -16,7 +16,7 @@ import { combinedRetention, fullBackupsToExpire } from "../../backup/backup-rete
 import { archiveLagSeconds } from "../../backup/wal-archiving.js";
 import type { TWalArchiving } from "../../backup/wal-archiving.js";
 import { resticCheck, resticFileCount, resticForget, resticSnapshots } from "../../backup/restic-command.js";
-import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreTag, newestChange, restoreFilestore, snapshotFilestore } from "./local-filestore.js";
+import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreSwapNamesOf, filestoreTag, newestChange, restoreFilestore, snapshotFilestore, swapInFilestore } from "./local-filestore.js";
 import type { TFilestoreRestore } from "./local-filestore.js";
 import { backupRunId, recoveredUntil, restoreInPlace, restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
 import type { TBackupType, TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
@@ -166,23 +166,13 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     const environment = organization.environments.find((item) => item.name === environmentName);
     if (environment === undefined) throw new NotFoundError(`environment ${JSON.stringify(environmentName)} is not part of organization ${organization.metadata.name}`);
     if (!environment.backup.enabled) throw new ValidationError(`environment ${JSON.stringify(environmentName)} has backups disabled (backup.enabled: false)`);
-    const org = organization.metadata.name;
-    const cluster = await clusterOf(org, environment);
-    if (cluster === undefined) throw new NotFoundError(`environment ${JSON.stringify(environmentName)} is not provisioned on this host yet; run carehost apply`);
-    const placement = placeOrganization(organization).clusters.find((item) => item.name === cluster.name);
-    const ca = await certificateAuthority(org);
-    const backup = placement === undefined ? undefined : await backupOf(await clusterContext(organization, placement, ca), cluster, false);
+    const { ca, ...access } = await adminAccessOf(organization, environment);
+    const placement = placeOrganization(organization).clusters.find((item) => item.name === access.cluster.name);
+    const backup = placement === undefined ? undefined : await backupOf(await clusterContext(organization, placement, ca), access.cluster, false);
     if (backup === undefined) {
       throw new ValidationError(`environment ${JSON.stringify(environmentName)} has no repository this runtime writes to; see backup.repositories and carehost status`);
     }
-    return {
-      cluster,
-      backup,
-      adminPassword: await secrets.current(secretNames.clusterAdmin(org, cluster.name)),
-      caPem: ca.certPem,
-      caPath: ca.certPath,
-      filestoreRepositories: filestoreRepositoriesOf(backup, join(dirname(root), "cache", "restic")),
-    };
+    return { ...access, backup, filestoreRepositories: filestoreRepositoriesOf(backup, join(dirname(root), "cache", "restic")) };
   };
 
   /** The backed-up environments placed in one cluster (a shared cluster holds several). */
@@ -220,13 +210,13 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     return record === undefined ? undefined : { name, directory, port: record.port, version: environment.database.postgresVersion, owner: (await serviceOwners()).postgres };
   };
 
-  /** The environment's cluster as its admin reaches it: for restores into an environment that may have no backups of its own. */
+  /** The environment's cluster as its admin reaches it (the base of `recoverable`; alone, for an environment restored into that may have no backups). */
   const adminAccessOf = async (organization: TOrganizationSpec, environment: TEnvironmentSpec) => {
     const org = organization.metadata.name;
     const cluster = await clusterOf(org, environment);
     if (cluster === undefined) throw new NotFoundError(`environment ${JSON.stringify(environment.name)} is not provisioned on this host yet; run carehost apply`);
     const ca = await certificateAuthority(org);
-    return { cluster, adminPassword: await secrets.current(secretNames.clusterAdmin(org, cluster.name)), caPem: ca.certPem, caPath: ca.certPath };
+    return { cluster, adminPassword: await secrets.current(secretNames.clusterAdmin(org, cluster.name)), caPem: ca.certPem, caPath: ca.certPath, ca };
   };
 
   const reconcileNow = async (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => {
@@ -703,7 +693,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
         await writeFile(markerPath, JSON.stringify({ source: environmentName, target, startedAt: now() }));
         await closeConnection({ connections }, `${org}/${source.cluster.name}`);
         const live = filestoreDirectoryOf(root, org, environment);
-        const incoming = `${live}.restored`;
+        const { incoming } = filestoreSwapNamesOf(live);
         await rm(incoming, { recursive: true, force: true });
         const fetching = fetchFilestore(incoming);
         await step("postgresql", async () => {
@@ -716,9 +706,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
         const restoredFiles = await step("filestore", async () => {
           if (repository === undefined) return { detail: "no repository", value: 0 };
           const restored = await filestoreOf(fetching, () => recoveredUntil(source.cluster, source), incoming);
-          await rm(live, { recursive: true, force: true });
-          await mkdir(dirname(live), { recursive: true, mode: 0o750 });
-          await rename(incoming, live);
+          await swapInFilestore(live, incoming);
           // Snapshotted at once: the newest snapshot must be the restored filestore, or a drill, or a
           // later restore to a time after this one, would bring back the files this restore removed.
           await snapshotFilestore(source.filestoreRepositories, live, { organization: org, environment: environmentName });

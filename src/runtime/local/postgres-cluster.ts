@@ -24,7 +24,8 @@ export type TPostgresCluster = {
 };
 
 export const dataDirectoryOf = (cluster: TPostgresCluster) => join(cluster.directory, "data");
-const binary = (cluster: TPostgresCluster, name: string) => join(`/usr/lib/postgresql/${cluster.version}/bin`, name);
+/** A program of the cluster's PostgreSQL version, as Debian installs it. */
+export const postgresBinary = (cluster: Pick<TPostgresCluster, "version">, name: string) => join(`/usr/lib/postgresql/${cluster.version}/bin`, name);
 
 export async function assertPostgresInstalled(version: number): Promise<void> {
   try {
@@ -59,7 +60,7 @@ export async function initializeCluster(cluster: TPostgresCluster, adminPassword
   await chownTree(passwordFile, cluster.owner);
   try {
     await runCommand(
-      binary(cluster, "initdb"),
+      postgresBinary(cluster, "initdb"),
       ["-D", dataDirectory, "--data-checksums", "--auth=scram-sha-256", `--username=${CLUSTER_ADMIN_ROLE}`, `--pwfile=${passwordFile}`, "--encoding=UTF8", "--locale=C.UTF-8"],
       asOwner(cluster),
     );
@@ -117,7 +118,7 @@ export async function startCluster(cluster: TPostgresCluster, env: Readonly<Reco
   await waitForReap(cluster);
   const logFile = join(cluster.directory, "startup.log");
   try {
-    await runCommand(binary(cluster, "pg_ctl"), ["start", "-D", dataDirectoryOf(cluster), "-l", logFile, "-w", "-t", "60", "-s"], { ...asOwner(cluster), env });
+    await runCommand(postgresBinary(cluster, "pg_ctl"), ["start", "-D", dataDirectoryOf(cluster), "-l", logFile, "-w", "-t", "60", "-s"], { ...asOwner(cluster), env });
   } catch (error) {
     const log = await serverLogTail(cluster);
     throw new DomainError(`PostgreSQL cluster "${cluster.name}" (port ${cluster.port}) did not start: ${log || (error as Error).message}`);
@@ -126,11 +127,11 @@ export async function startCluster(cluster: TPostgresCluster, env: Readonly<Reco
 
 export async function stopCluster(cluster: TPostgresCluster): Promise<void> {
   if ((await runningPid(cluster)) === undefined) return;
-  await runCommand(binary(cluster, "pg_ctl"), ["stop", "-D", dataDirectoryOf(cluster), "-m", "fast", "-w", "-t", "60", "-s"], asOwner(cluster));
+  await runCommand(postgresBinary(cluster, "pg_ctl"), ["stop", "-D", dataDirectoryOf(cluster), "-m", "fast", "-w", "-t", "60", "-s"], asOwner(cluster));
 }
 
 export async function reloadCluster(cluster: TPostgresCluster): Promise<void> {
-  await runCommand(binary(cluster, "pg_ctl"), ["reload", "-D", dataDirectoryOf(cluster), "-s"], asOwner(cluster));
+  await runCommand(postgresBinary(cluster, "pg_ctl"), ["reload", "-D", dataDirectoryOf(cluster), "-s"], asOwner(cluster));
 }
 
 export async function restartCluster(cluster: TPostgresCluster, env: Readonly<Record<string, string>> = {}): Promise<void> {

@@ -5,10 +5,9 @@
 // leaves either the old or the new database under the tenant's name, never none, except when
 // carehost is killed between its two renames, which `settleInterruptedSwap` repairs at the next start.
 import { availableParallelism } from "node:os";
-import { join } from "node:path";
 import pg from "pg";
 import { DomainError } from "../../lib/errors.js";
-import { CLUSTER_ADMIN_ROLE, connectAdmin } from "./postgres-cluster.js";
+import { CLUSTER_ADMIN_ROLE, connectAdmin, postgresBinary } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { createDatabaseFor } from "./postgres-tenant.js";
 import type { TPostgresTenant } from "./postgres-tenant.js";
@@ -28,7 +27,6 @@ export const parallelJobs = (cores = availableParallelism()) => Math.max(1, Math
 /** A dump or a load runs as long as the database is big; hours, not the two minutes of a command. */
 const MOVE_TIMEOUT_MS = 12 * 3600 * 1000;
 
-const binary = (cluster: TPostgresCluster, name: string) => join(`/usr/lib/postgresql/${cluster.version}/bin`, name);
 const libpqEnv = (access: TAdminAccess) => ({ PGPASSWORD: access.adminPassword, PGSSLMODE: "verify-full", PGSSLROOTCERT: access.caPath });
 const connection = (access: TAdminAccess) => ["-h", "127.0.0.1", "-p", String(access.cluster.port), "-U", CLUSTER_ADMIN_ROLE];
 
@@ -46,7 +44,7 @@ export const loadArguments = (access: TAdminAccess, database: string, role: stri
 ];
 
 export async function dumpDatabase(source: TAdminAccess, database: string, directory: string, jobs = parallelJobs()): Promise<void> {
-  await runCommand(binary(source.cluster, "pg_dump"), dumpArguments(source, database, directory, jobs), { env: libpqEnv(source), timeoutMs: MOVE_TIMEOUT_MS });
+  await runCommand(postgresBinary(source.cluster, "pg_dump"), dumpArguments(source, database, directory, jobs), { env: libpqEnv(source), timeoutMs: MOVE_TIMEOUT_MS });
 }
 
 const databaseExists = async (admin: TQueryable, database: string) =>
@@ -67,7 +65,7 @@ export async function loadAndSwap(target: TAdminAccess, tenant: TPostgresTenant,
     await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(incoming)} WITH (FORCE)`);
     await createDatabaseFor(admin, tenant, incoming);
     try {
-      await runCommand(binary(target.cluster, "pg_restore"), loadArguments(target, incoming, tenant.role, directory, jobs), { env: libpqEnv(target), timeoutMs: MOVE_TIMEOUT_MS });
+      await runCommand(postgresBinary(target.cluster, "pg_restore"), loadArguments(target, incoming, tenant.role, directory, jobs), { env: libpqEnv(target), timeoutMs: MOVE_TIMEOUT_MS });
     } catch (error) {
       await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(incoming)} WITH (FORCE)`).catch(() => undefined);
       // pg_restore's own words, not the command line: the reason must survive a 500-character record.
