@@ -11,9 +11,9 @@ import { secretsServiceFactory, type TSecretsService } from "../src/secrets/secr
 import { loadSpecText } from "../src/spec/spec-loader.js";
 import type { TOrganizationSpec } from "../src/spec/spec-schema.js";
 import { readFileSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { secretNames } from "../src/runtime/local/local-placement.js";
+import { archiveCurrentSegment } from "../src/runtime/local/postgres-archiver.js";
 import { testDatabaseFactories } from "./test-databases.js";
 
 export type TRuntimeHarness = {
@@ -87,13 +87,7 @@ export const readText = (path: string) => readFile(path, "utf8");
 
 /** Switches to a new WAL segment and waits (up to 30 s) until the archiver has pushed it: everything committed before is recoverable. */
 export async function waitForArchive(admin: Pick<pg.Client, "query">): Promise<void> {
-  await admin.query("SELECT pg_switch_wal()");
-  const switchedAt = Date.now();
-  for (let attempt = 0; attempt < 300; attempt += 1) {
-    const archived = (await admin.query<{ t: Date | null }>("SELECT last_archived_time AS t FROM pg_stat_archiver")).rows[0]?.t;
-    if (archived !== null && archived !== undefined && archived.getTime() >= switchedAt - 1000) return;
-    await sleep(100);
-  }
+  await archiveCurrentSegment(admin, 30_000);
 }
 
 /** Every file below a directory, relative to it and sorted (the empty-filestore marker excepted). */

@@ -1,5 +1,6 @@
 // Reads a running cluster's WAL archiving facts in one query; archive lag and alerts are derived
 // from them in backup/wal-archiving.ts.
+import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
 import type { TArchiverReading } from "../../backup/wal-archiving.js";
 
@@ -26,4 +27,21 @@ export async function readArchiver(admin: Pick<pg.Client, "query">): Promise<TAr
     currentWalLsn: row.current_wal_lsn,
     currentWalFile: row.current_wal_file,
   };
+}
+
+/**
+ * Closes the WAL segment being written and waits until the archiver has shipped it, and with it
+ * every segment before (the archiver goes oldest first). False when it has not within `timeoutMs`.
+ */
+export async function archiveCurrentSegment(admin: Pick<pg.Client, "query">, timeoutMs = 60_000): Promise<boolean> {
+  // pg_switch_wal() returns the end of the segment it closed, and pg_walfile_name() of a segment's
+  // end names that segment (with nothing written since the last switch, the one closed before).
+  const closed = (await admin.query<{ segment: string }>("SELECT pg_walfile_name(pg_switch_wal()) AS segment")).rows[0]?.segment;
+  const deadline = Date.now() + timeoutMs;
+  do {
+    const archived = await admin.query<{ done: boolean }>("SELECT coalesce(last_archived_wal >= $1, false) AS done FROM pg_stat_archiver", [closed]);
+    if (archived.rows[0]?.done === true) return true;
+    await sleep(50);
+  } while (Date.now() < deadline);
+  return false;
 }
