@@ -33,3 +33,24 @@ void describe("pgbackrest.conf: S3 repositories", () => {
     assert.throws(() => renderPgbackrestConf(input([{ ...s3, caFile: "ca.pem\nrepo1-type=posix" }])), /is not a plain absolute path/);
   });
 });
+
+void describe("pgbackrest.conf: Azure repositories", () => {
+  const azure = { name: "offsite", type: "azure", account: "northwind", container: "backups", path: "/northwind-health" } as const;
+
+  void it("addresses a sovereign cloud by its blob endpoint (host-style), Azurite by host and path-style URIs, and Azure's public cloud by default", () => {
+    const government = renderPgbackrestConf(input([{ ...azure, endpoint: { host: "northwind.blob.core.usgovcloudapi.net", port: 443, pathStyle: false } }])).text.split("\n");
+    for (const line of ["repo1-type=azure", "repo1-azure-account=northwind", "repo1-azure-container=backups", "repo1-azure-endpoint=blob.core.usgovcloudapi.net", "repo1-storage-port=443"]) {
+      assert.ok(government.includes(line), `missing ${line}`);
+    }
+    // storage-host would switch pgBackRest to path-style URIs, which Azure refuses.
+    assert.ok(!government.some((line) => line.includes("storage-host") || line.includes("uri-style")));
+    const azurite = renderPgbackrestConf(input([{ ...azure, endpoint: { host: "127.0.0.1", port: 10000, pathStyle: true } }])).text.split("\n");
+    for (const line of ["repo1-storage-host=127.0.0.1", "repo1-storage-port=10000", "repo1-azure-uri-style=path"]) assert.ok(azurite.includes(line), `missing ${line}`);
+    const publicCloud = renderPgbackrestConf(input([azure])).text;
+    assert.ok(!/endpoint|storage-host|storage-port/.test(publicCloud), "pgBackRest's default, blob.core.windows.net");
+  });
+
+  void it("refuses a host-style endpoint that is not the account's", () => {
+    assert.throws(() => renderPgbackrestConf(input([{ ...azure, endpoint: { host: "backups.example.org", port: 443, pathStyle: false } }])), /does not begin with the account "northwind"/);
+  });
+});

@@ -74,7 +74,7 @@ void describe("the filestore in an Azure container, through real rclone and rest
   before(async () => {
     home = await mkdtemp(join(tmpdir(), "carehost-rclone-"));
     azurite = await startAzurite(join(home, "azurite"));
-    azure = { ...repository({ account: AZURITE_ACCOUNT, container: "filestore-test" }), endpoint: azureEndpointOf(azurite.endpoint, AZURITE_ACCOUNT), caFile: azurite.caFile };
+    azure = { ...repository({ account: AZURITE_ACCOUNT, container: "filestore-test" }), endpoint: azureEndpointOf({ name: "offsite", account: AZURITE_ACCOUNT, endpoint: azurite.endpoint }), caFile: azurite.caFile };
     await ensureAzureContainer(azure, AZURITE_KEY);
     proxy = await startConnectProxy(Number(new URL(azurite.endpoint).port));
   });

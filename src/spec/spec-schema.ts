@@ -113,7 +113,7 @@ const BackupRepositorySchema = z.discriminatedUnion("type", [
     container: patternString(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, "is not an Azure container name").describe("Blob container name."),
     endpoint: httpsUrl()
       .optional()
-      .describe("Blob endpoint override (sovereign clouds, Azurite: https://host:port/<account>); default https://<account>.blob.core.windows.net."),
+      .describe("Blob endpoint override: a sovereign cloud as https://<account>.<blob service domain> (e.g. blob.core.usgovcloudapi.net), Azurite as https://host:port/<account>; default https://<account>.blob.core.windows.net."),
     keySecretRef: secretRef().describe("Name of the secret holding the storage account's shared key."),
     caFile: caFile(),
     cipherSecretRef: cipherSecretRef(),

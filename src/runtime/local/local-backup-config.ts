@@ -102,10 +102,21 @@ export const repositorySecretNames = (organization: string, repository: TBackupR
   key: repository.type === "posix" ? undefined : `backup/${organization}/${repository.keySecretRef}`,
 });
 
-/** An Azure endpoint of the spec as pgBackRest addresses it: host, port, and path-style URIs when the account is in the path (Azurite). */
-export const azureEndpointOf = (endpoint: string, account: string) => {
-  const url = new URL(endpoint);
-  return { host: url.hostname, port: url.port === "" ? 443 : Number(url.port), pathStyle: url.pathname.split("/").filter(Boolean)[0] === account };
+/**
+ * An Azure endpoint of the spec as pgBackRest and rclone address it: path-style when the account is
+ * first in the path (Azurite: https://host:port/<account>), otherwise host-style, where the host
+ * must be the account's own (https://<account>.blob.core.usgovcloudapi.net for a sovereign cloud).
+ */
+export const azureEndpointOf = (spec: { readonly name: string; readonly account: string; readonly endpoint: string }) => {
+  const url = new URL(spec.endpoint);
+  const port = url.port === "" ? 443 : Number(url.port);
+  if (url.pathname.split("/").filter(Boolean)[0] === spec.account) return { host: url.hostname, port, pathStyle: true };
+  if (!url.hostname.startsWith(`${spec.account}.`) || url.pathname !== "/") {
+    throw new ValidationError(
+      `endpoint ${JSON.stringify(spec.endpoint)} of Azure repository ${JSON.stringify(spec.name)} names neither the account's host nor the account: give https://${spec.account}.<blob service domain>[:port], or https://host[:port]/${spec.account} for a path-style endpoint such as Azurite`,
+    );
+  }
+  return { host: url.hostname, port, pathStyle: false };
 };
 
 /** An S3 endpoint: AWS's own for the region (virtual-host URIs), or the spec's https://host[:port] (path-style URIs, as S3-compatible stores expect). */
@@ -149,7 +160,7 @@ const repositoryKinds: { readonly [K in TRepositoryType]: TRepositoryKind<K> } =
         account: spec.account,
         container: spec.container,
         path: `/${organization}`,
-        ...(spec.endpoint === undefined ? {} : { endpoint: azureEndpointOf(spec.endpoint, spec.account) }),
+        ...(spec.endpoint === undefined ? {} : { endpoint: azureEndpointOf({ ...spec, endpoint: spec.endpoint }) }),
         ...(spec.caFile === undefined ? {} : { caFile: resolve(home, spec.caFile) }),
       },
       ...(key === undefined ? {} : { azureKey: key.value }),

@@ -90,7 +90,8 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     assert.ok(files.length > 5);
     for (const path of files) assert.ok(!(await readFile(path)).includes(MARKER), `${path} holds the plaintext marker`);
     assert.equal((await harness.runtime.verify(spec, "prod")).ok, true);
-    const victim = files.find((path) => path.includes("/pg_data/base/") && /\.(lz4|zst|gz)$/.test(path));
+    // pgBackRest bundles small files (repo-bundle): a bundle of the backup's files is the victim.
+    const victim = files.find((path) => /\/backup\/[^/]+\/\d{8}-\d{6}F\/bundle\/\d+$/.test(path));
     assert.ok(victim, "a backup file to corrupt");
     const bytes = await readFile(victim);
     bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)]! + 1) % 256;
