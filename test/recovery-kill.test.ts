@@ -1,5 +1,5 @@
-// carehost killed with SIGKILL in the middle of a backup, a restore into a copy and an in-place
-// restore, as an OOM killer or a power cut would: the server runs as its own process (`carehost
+// carehost killed with SIGKILL in the middle of a backup, a restore into a copy, an in-place
+// restore, and a restore over a shared environment, as an OOM killer or a power cut would: the server runs as its own process (`carehost
 // up`), the test kills it while pgBackRest is working, and starts it again on the same data dir.
 // The next start must leave no pgBackRest running on, no half-made copy, an in-place restore
 // finished before the cluster serves, every interrupted run failed and audited, and every audit
@@ -27,6 +27,7 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
   let home: string;
   let server: ChildProcess | undefined;
   let adminPassword: string;
+  let sharedAdminPassword: string;
 
   const env = () => ({ ...process.env, CAREHOST_HOME: home, CAREHOST_PORT: "0", XDG_CONFIG_HOME: join(home, "xdg"), NO_COLOR: "1", CAREHOST_SUPERVISE_SECONDS: "3600" });
   const cliArgs = (args: readonly string[]) => ["--import", "tsx", "src/cli/main.ts", ...args];
@@ -65,31 +66,39 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
     if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once("exit", resolve));
   };
 
-  /** pgBackRest processes of this test's prod running the given command (its last argument); other tests run a stanza of the same name. */
-  const pgbackrestRunning = async (command: "backup" | "restore"): Promise<number[]> => {
+  /** Live processes whose program and arguments `matches` accepts. */
+  const processesRunning = async (matches: (program: string, args: readonly string[]) => boolean): Promise<number[]> => {
     const { stdout } = await run("ps", ["-eo", "pid=,stat=,args="]);
     return stdout
       .split("\n")
       .map((line) => line.trim().split(/\s+/))
-      .filter(([, state, file, ...args]) => !state?.startsWith("Z") && file === "pgbackrest" && args.includes(`--config=${join(home, "runtime", ORG, "postgres", STANZA, "pgbackrest", "pgbackrest.conf")}`) && args.at(-1) === command)
+      .filter(([, state, program, ...args]) => !state?.startsWith("Z") && program !== undefined && matches(program, args))
       .map(([pid]) => Number(pid));
   };
-  /** Starts a CLI command, waits until pgBackRest runs `command` for it, lets it work a moment, and kills the server. */
-  const killDuring = async (args: readonly string[], command: "backup" | "restore"): Promise<void> => {
+  /** pgBackRest running `command` (its last argument) for this test's prod; other tests run a stanza of the same name. */
+  const pgbackrestOfProd = (command: "backup" | "restore") => (program: string, args: readonly string[]) =>
+    program === "pgbackrest" && args.includes(`--config=${join(home, "runtime", ORG, "postgres", STANZA, "pgbackrest", "pgbackrest.conf")}`) && args.at(-1) === command;
+  /**
+   * Starts a CLI command, waits until the process `worker` describes runs for it, lets it work a
+   * moment, and kills the server; the worker (started under a parent-death signal) must die with it.
+   */
+  const killDuring = async (args: readonly string[], worker: { name: string; matches: (program: string, args: readonly string[]) => boolean }): Promise<void> => {
     const client = spawn(process.execPath, cliArgs(args), { env: env(), stdio: "ignore" });
     const deadline = Date.now() + 120_000;
-    while ((await pgbackrestRunning(command)).length === 0) {
-      if (Date.now() > deadline || client.exitCode !== null) throw new Error(`pgBackRest never ran ${command} for: carehost ${args.join(" ")}`);
+    while ((await processesRunning(worker.matches)).length === 0) {
+      if (Date.now() > deadline || client.exitCode !== null) throw new Error(`${worker.name} never ran for: carehost ${args.join(" ")}`);
       await sleep(25);
     }
     await sleep(300);
-    assert.ok((await pgbackrestRunning(command)).length > 0, `pgBackRest ${command} finished before the kill; the test needs more data`);
+    assert.ok((await processesRunning(worker.matches)).length > 0, `${worker.name} finished before the kill; the test needs more data`);
     await killServer();
     await new Promise((resolve) => (client.exitCode === null ? client.once("exit", resolve) : resolve(undefined)));
-    // The parent-death signal takes pgBackRest down with carehost: nothing holds the stanza's lock or writes on.
-    for (let attempt = 0; attempt < 50 && (await pgbackrestRunning(command)).length > 0; attempt += 1) await sleep(100);
-    assert.deepEqual(await pgbackrestRunning(command), [], `pgBackRest ${command} outlived the carehost that started it`);
+    // Nothing holds the stanza's lock or writes on after carehost is gone.
+    for (let attempt = 0; attempt < 50 && (await processesRunning(worker.matches)).length > 0; attempt += 1) await sleep(100);
+    assert.deepEqual(await processesRunning(worker.matches), [], `${worker.name} outlived the carehost that started it`);
   };
+  const pgbackrestBackup = { name: "pgBackRest backup", matches: pgbackrestOfProd("backup") };
+  const pgbackrestRestore = { name: "pgBackRest restore", matches: pgbackrestOfProd("restore") };
 
   const auditEntries = async (): Promise<TAuditEntryJson[]> => JSON.parse(await cliOk(["audit", "list", "--limit", "1000", "--output", "json"])) as TAuditEntryJson[];
   /** Every entry written before the kill is still there, unchanged, and the whole log verifies. */
@@ -101,33 +110,41 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
     return afterwards;
   };
 
-  const connectProd = async (): Promise<pg.Client> => {
-    const port = (JSON.parse(await readFile(join(home, "runtime", ORG, "postgres", STANZA, "instance.json"), "utf8")) as { port: number }).port;
+  const connectTo = async (cluster: string, database: string, password: string): Promise<pg.Client> => {
+    const port = (JSON.parse(await readFile(join(home, "runtime", ORG, "postgres", cluster, "instance.json"), "utf8")) as { port: number }).port;
     const ca = await readFile(join(home, "runtime", ORG, "ca.crt"), "utf8");
-    const client = new pg.Client({ host: "127.0.0.1", port, user: "carehost_admin", password: adminPassword, database: "prod", ssl: { ca } });
+    const client = new pg.Client({ host: "127.0.0.1", port, user: "carehost_admin", password, database, ssl: { ca } });
     await client.connect();
     return client;
+  };
+  const connectProd = () => connectTo(STANZA, "prod", adminPassword);
+  const connectStaging = () => connectTo("shared", "staging", sharedAdminPassword);
+  /** Rows of about 400 MB in all, so that pgBackRest or pg_restore is still busy when the test kills carehost. */
+  const fill = async (client: pg.Client, note: string): Promise<void> => {
+    await client.query("CREATE TABLE ledger (id int PRIMARY KEY, note text NOT NULL)");
+    await client.query("CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 10) AS payload FROM generate_series(1, 1100000) AS g");
+    await client.query("INSERT INTO ledger VALUES (1, $1)", [note]);
   };
 
   before(async () => {
     home = await mkdtemp(join(tmpdir(), "carehost-kill-"));
-    // Production alone keeps the test to one cluster.
+    // Production (dedicated) and staging (a shared cluster, restored over itself database by database).
     const demo = parse(await readFile("examples/northwind-health.yaml", "utf8")) as { environments: { name: string }[] };
-    demo.environments = demo.environments.filter((environment) => environment.name === "prod");
-    const specPath = join(home, "prod-only.yaml");
+    demo.environments = demo.environments.filter((environment) => environment.name === "prod" || environment.name === "staging");
+    const specPath = join(home, "prod-and-staging.yaml");
     await writeFile(specPath, stringify(demo));
     await startServer(specPath);
     adminPassword = (await cliOk(["secrets", "reveal", `runtime/${ORG}/postgres/${STANZA}/admin`, "--reason", "kill test writes rows"])).trim();
-    const client = await connectProd();
-    try {
-      await client.query("CREATE TABLE ledger (id int PRIMARY KEY, note text NOT NULL)");
-      // Enough data (about 400 MB) that pgBackRest is still busy when the test kills carehost.
-      await client.query("CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 10) AS payload FROM generate_series(1, 1100000) AS g");
-      await client.query("INSERT INTO ledger VALUES (1, 'before the first backup')");
-    } finally {
-      await client.end();
+    sharedAdminPassword = (await cliOk(["secrets", "reveal", `runtime/${ORG}/postgres/shared/admin`, "--reason", "kill test writes rows"])).trim();
+    for (const [connect, environment] of [[connectProd, "prod"], [connectStaging, "staging"]] as const) {
+      const client = await connect();
+      try {
+        await fill(client, "before the first backup");
+      } finally {
+        await client.end();
+      }
+      await cliOk(["backup", environment, "--type", "full"]);
     }
-    await cliOk(["backup", "prod", "--type", "full"]);
   });
 
   after(async () => {
@@ -144,7 +161,7 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
 
   void it("mid-backup: the run is failed and audited at the next start, the stanza is free, and the next backup and verify pass", async () => {
     const before = await auditEntries();
-    await killDuring(["backup", "prod", "--type", "full"], "backup");
+    await killDuring(["backup", "prod", "--type", "full"], pgbackrestBackup);
     await startServer();
     const [interrupted] = JSON.parse(await cliOk(["backups", "prod", "--output", "json"])) as { status: string; error: string | null }[];
     assert.equal(interrupted?.status, "failed");
@@ -157,7 +174,7 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
 
   void it("mid-restore into a copy: the half-made copy is stopped and removed at the next start, and the name can be used again", async () => {
     const before = await auditEntries();
-    await killDuring(["restore", "prod", "--to", "latest", "--into", "copy1"], "restore");
+    await killDuring(["restore", "prod", "--to", "latest", "--into", "copy1"], pgbackrestRestore);
     await startServer();
     await assert.rejects(stat(join(home, "runtime", ORG, "restores", "copy1")), /ENOENT/, "the half-made copy is gone");
     const { stdout } = await run("ps", ["-eo", "args="]);
@@ -185,7 +202,7 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
       await client.end();
     }
     const before = await auditEntries();
-    await killDuring(["restore", "prod", "--to", targetTime, "--in-place", "--emergency", "kill test: restore in place under a SIGKILL"], "restore");
+    await killDuring(["restore", "prod", "--to", targetTime, "--in-place", "--emergency", "kill test: restore in place under a SIGKILL"], pgbackrestRestore);
     await startServer();
     client = await connectProd();
     try {
@@ -203,5 +220,48 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
       "the restart's reconcile finished the restore, audited",
     );
     await cliOk(["backup", "prod", "--type", "incr"]);
+  });
+
+  void it("mid restore over a shared environment: killed while its database loads, staging keeps its data, and the restore runs again", async () => {
+    let client = await connectStaging();
+    let targetTime: string;
+    try {
+      await client.query("INSERT INTO ledger VALUES (2, 'committed before the target')");
+      await waitForArchive(client);
+      await sleep(1100);
+      targetTime = new Date().toISOString();
+      await sleep(1100);
+      await client.query("INSERT INTO ledger VALUES (3, 'committed after the target')");
+      await waitForArchive(client);
+    } finally {
+      await client.end();
+    }
+    const before = await auditEntries();
+    const restoreArgs = ["restore", "staging", "--to", targetTime, "--in-place", "--emergency", "kill test: restore over a shared environment under a SIGKILL"];
+    // The load into staging__restoring, after the scratch copy was restored and dumped: the swap has not happened yet.
+    await killDuring(restoreArgs, { name: "pg_restore into staging__restoring", matches: (program, args) => program.endsWith("/pg_restore") && args.includes("--dbname=staging__restoring") });
+    await startServer();
+    await assert.rejects(stat(join(home, "runtime", ORG, "restores", "staging.into")), /ENOENT/, "the scratch copy and its dump are gone");
+    client = await connectStaging();
+    try {
+      const rows = await client.query<{ id: number }>("SELECT id FROM ledger ORDER BY id");
+      assert.deepEqual(rows.rows.map((row) => row.id), [1, 2, 3], "staging is as it was before the restore began");
+      const leftovers = await client.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'staging\\_\\_%'");
+      assert.deepEqual(leftovers.rows, [], "no half-loaded or set-aside database is left");
+    } finally {
+      await client.end();
+    }
+    const [interrupted] = JSON.parse(await cliOk(["restores", "staging", "--output", "json"])) as { status: string; error: string | null }[];
+    assert.equal(interrupted?.status, "failed");
+    const afterwards = await assertAuditKept(before);
+    assert.ok(afterwards.some((entry) => entry.type === "restore.failed" && JSON.stringify(entry.payload).includes("staging")), "the interrupted restore is audited");
+    await cliOk(restoreArgs);
+    client = await connectStaging();
+    try {
+      const rows = await client.query<{ id: number }>("SELECT id FROM ledger ORDER BY id");
+      assert.deepEqual(rows.rows.map((row) => row.id), [1, 2], "every row committed before the target, none after");
+    } finally {
+      await client.end();
+    }
   });
 });
