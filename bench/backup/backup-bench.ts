@@ -1,14 +1,13 @@
 // bench/backup: backing up and restoring an Odoo-sized environment (a database of ≥ 1 GB with many
 // tables and indexes, and a filestore of ≥ 1 GB of attachments), side by side in one run with:
-//   1. what Odoo's database manager does: pg_dump -Fc, then a zip of the filestore; to restore,
-//      createdb + pg_restore, then unzip;
-//   2. pgBackRest and restic run by hand, the same commands carehost runs, typed at a shell
-//      (carehost's overhead over the bare tools).
-// Then the recovery point after a crash: a steady pgbench write load, the primary killed with
-// SIGKILL, the newest transaction a restore from the repository brings back compared with the
-// newest one the primary had committed.
-// Targets: backup ≥ 5x faster than dump+zip, restore ≥ 3x faster than pg_restore+unzip, overhead
-// over the bare tools ≤ 10%, RPO ≤ 5 s under load.
+//   1. Odoo's own database manager (zip format), and a nightly pg_dump -Fc + zip script (odoo-ways.ts);
+//   2. pgBackRest and restic run by hand, the same commands carehost runs, typed at a shell one
+//      after the other and side by side (carehost's overhead over the bare tools).
+// Then the recovery point after a crash, three times: a steady pgbench write load, the primary
+// killed with SIGKILL, the newest transaction a restore from the repository brings back compared
+// with the newest one the primary had committed.
+// Targets: backup ≥ 5x faster than the database manager, restore ≥ 3x faster, overhead over the
+// bare tools ≤ 10%, RPO ≤ 5 s under load.
 // BENCH_BACKUP_GB and BENCH_FILESTORE_GB set the sizes (default 1 each).
 //
 // Run: npx tsx bench/backup/backup-bench.ts
@@ -21,6 +20,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import pg from "pg";
+import { archiveCurrentSegment } from "../../src/runtime/local/postgres-archiver.js";
 import { filestoreDirectoryOf } from "../../src/runtime/local/local-filestore.js";
 import { localRuntimeFactory } from "../../src/runtime/local/local-runtime.js";
 import { secretNames } from "../../src/runtime/local/local-placement.js";
@@ -29,13 +29,14 @@ import { secretsServiceFactory } from "../../src/secrets/secrets-service.js";
 import { loadSpecText } from "../../src/spec/spec-loader.js";
 import { openStore } from "../../src/store/store-open.js";
 import { changeDatabase, generateDatabase, generateFilestore } from "./odoo-data.js";
+import { odooWays } from "./odoo-ways.js";
 
 const run = promisify(execFile);
 const BIN = "/usr/lib/postgresql/15/bin";
 const ORG = "bench-backup";
 const DATABASE_BYTES = Number(process.env.BENCH_BACKUP_GB ?? "1") * 1024 ** 3;
 const FILESTORE_BYTES = Number(process.env.BENCH_FILESTORE_GB ?? "1") * 1024 ** 3;
-const LOAD_SECONDS = 30;
+const LOAD_SECONDS = 20;
 const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 const timed = async (work: () => Promise<unknown>): Promise<number> => {
   const start = process.hrtime.bigint();
@@ -58,6 +59,7 @@ async function main(): Promise<void> {
   const prod = loaded.spec.environments.find((environment) => environment.name === "prod")!;
   if (!prod.backup.enabled) throw new Error("the demo's prod has backups disabled");
   const spec = { ...loaded.spec, metadata: { name: ORG, displayName: "bench" }, environments: [{ ...prod, backup: { ...prod.backup, repositories: ["local"] } }] };
+  let completed = false;
   try {
     await runtime.reconcile(spec);
     const port = (await runtime.observe(spec)).environments[0]!.postgres.port!;
@@ -78,78 +80,117 @@ async function main(): Promise<void> {
     const size = Number((await client.query<{ size: string }>("SELECT pg_database_size('prod') AS size")).rows[0]?.size);
     const filestore = filestoreDirectoryOf(root, ORG, prod);
     const files = await generateFilestore(filestore, FILESTORE_BYTES);
-    console.log(`  database ${gb(size)} in ${(await client.query("SELECT count(*) FROM pg_class WHERE relkind IN ('r', 'i') AND relnamespace = 'public'::regnamespace")).rows[0]?.count} tables and indexes; filestore ${files.files} files, ${gb(files.bytes)}; generated in ${seconds(generating).toFixed(0)} s`);
+    // A production database is not freshly loaded when it is backed up: autovacuum has frozen it and
+    // the archiver has shipped its WAL. Left to happen during the timed runs, both would take CPU
+    // from whichever tool ran then (hint bits set on first read are WAL-logged under checksums).
+    const settled = await timed(async () => {
+      await client.query("VACUUM (FREEZE, ANALYZE)");
+      await client.query("CHECKPOINT");
+      await archiveCaughtUp(client);
+    });
+    console.log(`  database ${gb(size)} in ${(await client.query("SELECT count(*) FROM pg_class WHERE relkind IN ('r', 'i') AND relnamespace = 'public'::regnamespace")).rows[0]?.count} tables and indexes; filestore ${files.files} files, ${gb(files.bytes)}; generated in ${seconds(generating).toFixed(0)} s, then vacuumed and archived in ${settled.toFixed(0)} s`);
 
-    // ── Backup: carehost, then Odoo's way, then the bare tools.
+    // ── Backup: carehost, then Odoo's database manager, a nightly script, and the bare tools.
+    const odoo = odooWays({ env, filestore, home });
     const carehostFull = await timed(() => runtime.backup(spec, "prod", "full"));
-    const dumpFile = join(home, "prod.dump");
-    const zipFile = join(home, "filestore.zip");
-    const pgDump = await timed(() => run(join(BIN, "pg_dump"), ["-d", "prod", "-Fc", "-f", dumpFile], { env }));
-    const zip = await timed(() => run("zip", ["-r", "-q", zipFile, "."], { cwd: filestore }));
+    await archiveCaughtUp(client);
+    const manager = await odoo.managerBackup("full");
+    const script = await odoo.scriptBackup("full");
     const conf = join(root, ORG, "postgres", "dedicated-prod", "pgbackrest", "pgbackrest.conf");
     const cipher = await secrets.current(`backup/${ORG}/backup-local-cipher`);
-    const handPgbackrest = await timed(() =>
-      run("runuser", ["-u", "postgres", "--", "pgbackrest", `--config=${conf}`, "--stanza=dedicated-prod", "--type=full", "backup"], { env: { ...process.env, PGPASSWORD: adminPassword, PGBACKREST_REPO1_CIPHER_PASS: cipher } }),
-    );
-    // restic into a repository of its own, as carehost's first snapshot went into a new one.
-    const resticEnv = { ...process.env, RESTIC_REPOSITORY: join(home, "restic-by-hand"), RESTIC_PASSWORD: cipher, RESTIC_CACHE_DIR: join(home, "restic-cache") };
-    const handRestic = await timed(async () => {
-      await run("restic", ["init"], { env: resticEnv });
-      await run("restic", ["backup", "--host", ORG, "--tag", "env:prod", "."], { env: resticEnv, cwd: filestore, maxBuffer: 1 << 26 });
-    });
-    const odooBackup = pgDump + zip;
-    const handBackup = handPgbackrest + handRestic;
+    const handPgbackrest = () =>
+      timed(() => run("runuser", ["-u", "postgres", "--", "pgbackrest", `--config=${conf}`, "--stanza=dedicated-prod", "--type=full", "backup"], { env: { ...process.env, PGPASSWORD: adminPassword, PGBACKREST_REPO1_CIPHER_PASS: cipher } }));
+    // restic into a repository of its own each time, as carehost's first snapshot went into a new one.
+    const handRestic = (name: string) => {
+      const resticEnv = { ...process.env, RESTIC_REPOSITORY: join(home, name), RESTIC_PASSWORD: cipher, RESTIC_CACHE_DIR: join(home, `${name}-cache`) };
+      return timed(async () => {
+        await run("restic", ["init"], { env: resticEnv });
+        await run("restic", ["backup", "--host", ORG, "--tag", "env:prod", "."], { env: resticEnv, cwd: filestore, maxBuffer: 1 << 26 });
+      });
+    };
+    await archiveCaughtUp(client);
+    const handOneAfterOther = (await handPgbackrest()) + (await handRestic("restic-by-hand-1"));
+    await archiveCaughtUp(client);
+    const handSideBySide = await timed(() => Promise.all([handPgbackrest(), handRestic("restic-by-hand-2")]));
 
     // ── A day later: 1% of the rows changed, 1% more attachments; carehost takes its daily backup, Odoo's way is always whole.
     await changeDatabase(client);
     await generateFilestore(filestore, FILESTORE_BYTES / 100, files.files);
-    await client.end();
+    await archiveCaughtUp(client);
     const carehostDaily = await timed(() => runtime.backup(spec, "prod", "incr"));
-    const dailyOdoo = await timed(async () => {
-      await run(join(BIN, "pg_dump"), ["-d", "prod", "-Fc", "-f", `${dumpFile}.2`], { env });
-      await run("zip", ["-r", "-q", `${zipFile}.2`, "."], { cwd: filestore });
-    });
-    await rm(`${dumpFile}.2`);
-    await rm(`${zipFile}.2`);
+    const managerDaily = await odoo.managerBackup("daily");
+    await odoo.discard("daily");
+    // The weekly full: pgBackRest copies the whole cluster again, restic reads only what changed.
+    await archiveCaughtUp(client);
+    const carehostWeekly = await timed(() => runtime.backup(spec, "prod", "full"));
+    await archiveCaughtUp(client);
+    await client.end();
 
-    // ── Restore: carehost into a new copy (database and filestore), then Odoo's way.
+    // ── Restore: carehost into a new copy (database and filestore), then Odoo's ways.
     let restoreSteps = "";
     const carehostRestore = await timed(async () => {
       const restored = await runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name: "bench" });
       restoreSteps = restored.steps.map((item) => `${item.step} ${(item.durationMs / 1000).toFixed(1)} s`).join(", ");
     });
-    const unzipTarget = join(home, "unzipped");
-    const pgRestore = await timed(async () => {
-      await run(join(BIN, "createdb"), ["prod_restored"], { env });
-      await run(join(BIN, "pg_restore"), ["-d", "prod_restored", dumpFile], { env, maxBuffer: 1 << 26 });
-    });
-    const unzip = await timed(() => run("unzip", ["-q", zipFile, "-d", unzipTarget]));
-    const odooRestore = pgRestore + unzip;
-    await run(join(BIN, "dropdb"), ["prod_restored"], { env });
-    await rm(unzipTarget, { recursive: true, force: true });
+    const managerRestore = await odoo.managerRestore("full");
+    const scriptRestore = await odoo.scriptRestore("full");
 
-    // ── RPO after a crash under a steady pgbench load.
-    const rpo = await measureRpo({ env, connect, kill: () => killPostmaster(join(root, ORG, "postgres", "dedicated-prod", "data"), conf), restoreCopy: (name) => runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name }), restart: () => runtime.restartStopped(spec), connectCopy: async (copyPort) => {
+    // ── RPO after a crash under a steady pgbench load, three times.
+    const kill = () => killPostmaster(join(root, ORG, "postgres", "dedicated-prod", "data"), conf);
+    const connectCopy = async (copyPort: number) => {
       const copy = new pg.Client({ host: "127.0.0.1", port: copyPort, user: "carehost_admin", password: adminPassword, database: "prod", ssl: { ca: readFileSync(ca, "utf8") } });
       copy.on("error", () => undefined);
       await copy.connect();
       return copy;
-    } });
+    };
+    await run(join(BIN, "pgbench"), ["-i", "-s", "10", "-q", "prod"], { env });
+    const crashes = [];
+    for (const name of ["rpo-1", "rpo-2", "rpo-3"]) {
+      crashes.push(await measureRpo({ env, connect, kill, restoreCopy: () => runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name }), restart: () => runtime.restartStopped(spec), connectCopy }));
+    }
+    const worst = crashes.reduce((a, b) => (b.rpoSeconds > a.rpoSeconds ? b : a));
 
+    const percent = (value: number, base: number) => `${(((value - base) / base) * 100).toFixed(0)}%`;
     console.log("");
-    console.log(`  backup, full     carehost ${carehostFull.toFixed(1)} s | pg_dump -Fc ${pgDump.toFixed(1)} s + zip ${zip.toFixed(1)} s = ${odooBackup.toFixed(1)} s | pgBackRest ${handPgbackrest.toFixed(1)} s + restic ${handRestic.toFixed(1)} s by hand = ${handBackup.toFixed(1)} s`);
-    console.log(`                   carehost is ${ratio(odooBackup, carehostFull)} faster than dump+zip (target ≥ 5x); overhead over the bare tools ${(((carehostFull - handBackup) / handBackup) * 100).toFixed(1)}% (target ≤ 10%)`);
-    console.log(`  backup, daily    carehost incremental ${carehostDaily.toFixed(1)} s | dump+zip (always whole) ${dailyOdoo.toFixed(1)} s: ${ratio(dailyOdoo, carehostDaily)} faster`);
-    console.log(`  restore          carehost ${carehostRestore.toFixed(1)} s to a writable copy with its filestore | createdb + pg_restore ${pgRestore.toFixed(1)} s + unzip ${unzip.toFixed(1)} s = ${odooRestore.toFixed(1)} s`);
-    console.log(`                   carehost is ${ratio(odooRestore, carehostRestore)} faster than pg_restore+unzip (target ≥ 3x); steps: ${restoreSteps}`);
-    console.log(`  RPO after crash  ${rpo.rpoSeconds.toFixed(1)} s under pgbench (${rpo.tps.toFixed(0)} tps, ${rpo.walMbPerSecond.toFixed(1)} MB/s of WAL) (target ≤ 5 s); a daily dump+zip loses up to 24 h`);
+    console.log(`  backup, first    carehost full ${carehostFull.toFixed(1)} s (the whole database and the whole filestore)`);
+    console.log(`                   Odoo's database manager (zip: copy the filestore, plain pg_dump, zip both) ${manager.describe}: carehost is ${ratio(manager.seconds, carehostFull)} faster (target ≥ 5x)`);
+    console.log(`                   a nightly script (pg_dump -Fc, zip of the filestore) ${script.describe}: carehost is ${ratio(script.seconds, carehostFull)} faster`);
+    console.log(`                   pgBackRest + restic by hand: one after the other ${handOneAfterOther.toFixed(1)} s, side by side ${handSideBySide.toFixed(1)} s; carehost's overhead over side by side ${percent(carehostFull, handSideBySide)} (target ≤ 10%)`);
+    console.log(`  backup, weekly   carehost full ${carehostWeekly.toFixed(1)} s (the whole database again, the filestore's changes) | the database manager (always whole) ${managerDaily.seconds.toFixed(1)} s: ${ratio(managerDaily.seconds, carehostWeekly)} faster`);
+    console.log(`  backup, daily    carehost incremental ${carehostDaily.toFixed(1)} s | the database manager (always whole) ${managerDaily.seconds.toFixed(1)} s: ${ratio(managerDaily.seconds, carehostDaily)} faster`);
+    console.log(`  restore          carehost ${carehostRestore.toFixed(1)} s to a writable copy with its filestore; steps: ${restoreSteps}`);
+    console.log(`                   Odoo's database manager (unzip, psql, move the filestore) ${managerRestore.describe}: carehost is ${ratio(managerRestore.seconds, carehostRestore)} faster (target ≥ 3x)`);
+    console.log(`                   a nightly script's restore (createdb + pg_restore, unzip) ${scriptRestore.describe}: carehost is ${ratio(scriptRestore.seconds, carehostRestore)} faster`);
+    const crashReport = crashes.map((crash) => `${crash.rpoSeconds.toFixed(1)} s at ${crash.tps.toFixed(0)} tps and ${crash.walMbPerSecond.toFixed(1)} MB/s of WAL`).join("; ");
+    console.log(`  RPO after crash  worst of ${crashes.length}: ${worst.rpoSeconds.toFixed(1)} s (target ≤ 5 s); a nightly dump loses up to 24 h`);
+    console.log(`                   under pgbench: ${crashReport}`);
+    completed = true;
   } finally {
     await runtime.stopOrganization(spec).catch(() => undefined);
     await runtime.close();
     await db.close();
     // pgBackRest's asynchronous archiver may still be finishing a push into the repository.
-    await rm(home, { recursive: true, force: true, maxRetries: 10 });
+    if (completed) await rm(home, { recursive: true, force: true, maxRetries: 10 });
+    else console.error(`kept ${home} (pgBackRest's logs are under runtime/${ORG}/postgres/*/pgbackrest/log)`);
   }
+}
+
+/**
+ * Waits until the archiver has shipped everything written so far. Seen here twice in five runs,
+ * after the pgBackRest backup run by hand: PostgreSQL 15's archiver left a segment unreported for
+ * minutes although pgBackRest's asynchronous archiver had already pushed it. Not understood yet;
+ * so a try that times out writes a record and closes another segment before the next try.
+ */
+async function archiveCaughtUp(client: pg.Client): Promise<void> {
+  for (let attempt = 1; attempt <= 4; attempt += 1) {
+    if (attempt > 1) await client.query("SELECT pg_create_restore_point('carehost-bench')");
+    if (await archiveCurrentSegment(client, 30_000)) {
+      if (attempt > 1) console.log(`  (the archiver needed ${attempt - 1} more segment(s) to report the last one archived)`);
+      return;
+    }
+  }
+  const archiver = (await client.query("SELECT * FROM pg_stat_archiver")).rows[0] as Record<string, unknown>;
+  throw new Error(`the archiver did not catch up within 2 min: ${JSON.stringify(archiver)}`);
 }
 
 /**
@@ -181,18 +222,12 @@ async function measureRpo(input: {
   connect: () => Promise<pg.Client>;
   kill: () => Promise<void>;
   restart: () => Promise<unknown>;
-  restoreCopy: (name: string) => Promise<{ port: number }>;
+  restoreCopy: () => Promise<{ port: number }>;
   connectCopy: (port: number) => Promise<pg.Client>;
 }): Promise<{ rpoSeconds: number; tps: number; walMbPerSecond: number }> {
-  await run(join(BIN, "pgbench"), ["-i", "-s", "10", "-q", "prod"], { env: input.env });
   const before = await input.connect();
   // A steady state to start from: the archiver has caught up with what the bench wrote before.
-  await before.query("SELECT pg_switch_wal()");
-  for (let attempt = 0; attempt < 1200; attempt += 1) {
-    const archiver = await before.query<{ caught_up: boolean }>("SELECT last_archived_wal >= pg_walfile_name(pg_current_wal_lsn()) AS caught_up FROM pg_stat_archiver");
-    if (archiver.rows[0]?.caught_up === true) break;
-    await sleep(100);
-  }
+  await archiveCaughtUp(before);
   const startLsn = (await before.query<{ lsn: string }>("SELECT pg_current_wal_lsn() AS lsn")).rows[0]!.lsn;
   const startCount = Number((await before.query<{ n: string }>("SELECT count(*) AS n FROM pgbench_history")).rows[0]?.n);
   await before.end();
@@ -200,7 +235,7 @@ async function measureRpo(input: {
   await sleep(LOAD_SECONDS * 1000);
   await input.kill();
   load.kill("SIGKILL");
-  const copy = await input.restoreCopy("rpo");
+  const copy = await input.restoreCopy();
   const restored = await input.connectCopy(copy.port);
   const recovered = (await restored.query<{ newest: Date }>("SELECT max(mtime) AS newest FROM pgbench_history")).rows[0]!.newest;
   await restored.end();
