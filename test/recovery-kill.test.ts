@@ -126,6 +126,23 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
     await client.query("INSERT INTO ledger VALUES (1, $1)", [note]);
   };
 
+  /** Ledger row 2 committed and archived before the returned second, row 3 after it. */
+  const writeAroundTarget = async (connect: () => Promise<pg.Client>): Promise<string> => {
+    const client = await connect();
+    try {
+      await client.query("INSERT INTO ledger VALUES (2, 'committed before the target')");
+      await waitForArchive(client);
+      await sleep(1100);
+      const targetTime = new Date().toISOString();
+      await sleep(1100);
+      await client.query("INSERT INTO ledger VALUES (3, 'committed after the target')");
+      await waitForArchive(client);
+      return targetTime;
+    } finally {
+      await client.end();
+    }
+  };
+
   before(async () => {
     home = await mkdtemp(join(tmpdir(), "carehost-kill-"));
     // Production (dedicated) and staging (a shared cluster, restored over itself database by database).
@@ -188,23 +205,11 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
   });
 
   void it("mid in-place restore: the next start finishes it before the cluster serves, to the same second", async () => {
-    let client = await connectProd();
-    let targetTime: string;
-    try {
-      await client.query("INSERT INTO ledger VALUES (2, 'committed before the target')");
-      await waitForArchive(client);
-      await sleep(1100);
-      targetTime = new Date().toISOString();
-      await sleep(1100);
-      await client.query("INSERT INTO ledger VALUES (3, 'committed after the target')");
-      await waitForArchive(client);
-    } finally {
-      await client.end();
-    }
+    const targetTime = await writeAroundTarget(connectProd);
     const before = await auditEntries();
     await killDuring(["restore", "prod", "--to", targetTime, "--in-place", "--emergency", "kill test: restore in place under a SIGKILL"], pgbackrestRestore);
     await startServer();
-    client = await connectProd();
+    const client = await connectProd();
     try {
       const rows = await client.query<{ id: number }>("SELECT id FROM ledger ORDER BY id");
       assert.deepEqual(rows.rows.map((row) => row.id), [1, 2], "every row committed before the target, none after");
@@ -223,26 +228,14 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
   });
 
   void it("mid restore over a shared environment: killed while its database loads, staging keeps its data, and the restore runs again", async () => {
-    let client = await connectStaging();
-    let targetTime: string;
-    try {
-      await client.query("INSERT INTO ledger VALUES (2, 'committed before the target')");
-      await waitForArchive(client);
-      await sleep(1100);
-      targetTime = new Date().toISOString();
-      await sleep(1100);
-      await client.query("INSERT INTO ledger VALUES (3, 'committed after the target')");
-      await waitForArchive(client);
-    } finally {
-      await client.end();
-    }
+    const targetTime = await writeAroundTarget(connectStaging);
     const before = await auditEntries();
     const restoreArgs = ["restore", "staging", "--to", targetTime, "--in-place", "--emergency", "kill test: restore over a shared environment under a SIGKILL"];
     // The load into staging__restoring, after the scratch copy was restored and dumped: the swap has not happened yet.
     await killDuring(restoreArgs, { name: "pg_restore into staging__restoring", matches: (program, args) => program.endsWith("/pg_restore") && args.includes("--dbname=staging__restoring") });
     await startServer();
     await assert.rejects(stat(join(home, "runtime", ORG, "restores", "staging.into")), /ENOENT/, "the scratch copy and its dump are gone");
-    client = await connectStaging();
+    let client = await connectStaging();
     try {
       const rows = await client.query<{ id: number }>("SELECT id FROM ledger ORDER BY id");
       assert.deepEqual(rows.rows.map((row) => row.id), [1, 2, 3], "staging is as it was before the restore began");
