@@ -129,5 +129,9 @@ export function attachmentWriter(filestore: () => string, odoo: () => Pick<pg.Cl
     written.push({ path, at: Date.now() });
     rows.push({ id: row!.id, at: row!.at.getTime() });
   };
-  return { written, rows, write };
+  /** Odoo's table, as much of it as the writer fills. */
+  const createTable = async () => {
+    await odoo().query("CREATE TABLE ir_attachment (id serial PRIMARY KEY, store_fname text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())");
+  };
+  return { written, rows, write, createTable };
 }

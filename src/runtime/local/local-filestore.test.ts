@@ -20,7 +20,7 @@ void describe("filestore and Azure repositories: restic beside pgBackRest, Azuri
   const { caPem, connect, admin } = clusterClients(() => harness, ORG);
   const observed = async () => (await harness.runtime.observe(spec)).environments[0]!;
   const filestore = () => filestoreDirectoryOf(harness.root, ORG, { name: "prod" });
-  const { written, rows, write: writeAttachment } = attachmentWriter(filestore, () => odoo);
+  const { written, rows, write: writeAttachment, createTable: createAttachmentTable } = attachmentWriter(filestore, () => odoo);
   const archiveNow = async () => {
     const root = await admin((await observed()).postgres.port!);
     await waitForArchive(root);
@@ -39,7 +39,7 @@ void describe("filestore and Azure repositories: restic beside pgBackRest, Azuri
     await harness.secrets.ensure(`backup/${ORG}/backup-offsite-azure-key`, () => AZURITE_KEY);
     await harness.runtime.reconcile(spec);
     odoo = await connect((await observed()).postgres.port!, "odoo_prod", await harness.secrets.current(secretNames.databasePassword(ORG, "prod")), "prod");
-    await odoo.query("CREATE TABLE ir_attachment (id serial PRIMARY KEY, store_fname text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())");
+    await createAttachmentTable();
   });
   after(async () => {
     await odoo.end().catch(() => undefined);

@@ -34,7 +34,7 @@ void describe("S3 repositories: pgBackRest and restic to an S3-compatible server
   const { connect, admin } = clusterClients(() => harness, ORG);
   const observed = async () => (await harness.runtime.observe(spec)).environments[0]!;
   const filestore = () => filestoreDirectoryOf(harness.root, ORG, { name: "prod" });
-  const { written, rows, write: writeAttachment } = attachmentWriter(filestore, () => odoo);
+  const { written, rows, write: writeAttachment, createTable: createAttachmentTable } = attachmentWriter(filestore, () => odoo);
   const s3Repository = (): TS3Repository => {
     const url = new URL(s3.endpoint);
     return { name: "offsite-s3", type: "s3", bucket: BUCKET, region: "us-east-1", path: `/${ORG}`, endpoint: { host: url.hostname, port: Number(url.port), pathStyle: true }, caFile: s3.caFile };
@@ -58,7 +58,7 @@ void describe("S3 repositories: pgBackRest and restic to an S3-compatible server
     await harness.secrets.ensure(`backup/${ORG}/${KEY_REF}`, () => `${S3RVER_ACCESS_KEY_ID}\n${SECRET_ACCESS_KEY}`);
     await harness.runtime.reconcile(spec);
     odoo = await connect((await observed()).postgres.port!, "odoo_prod", await harness.secrets.current(secretNames.databasePassword(ORG, "prod")), "prod");
-    await odoo.query("CREATE TABLE ir_attachment (id serial PRIMARY KEY, store_fname text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())");
+    await createAttachmentTable();
   });
   after(async () => {
     await odoo.end().catch(() => undefined);
