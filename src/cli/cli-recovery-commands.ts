@@ -25,6 +25,23 @@ export const formatDrill = (drill: TDrillRun): string =>
 
 export const registerRecoveryCommands = (program: Command, global: TGlobal): void => {
   const orgOption = ["--org <organization>", "when two organizations have an environment of that name"] as const;
+  /** `carehost <name> [env]`: the runs GET /api/<name> lists, newest first, as JSON or a line each. */
+  const listCommand = <T>(name: "backups" | "restores" | "drills", description: string, line: (run: T) => string): void => {
+    program
+      .command(name)
+      .description(description)
+      .argument("[env]", "only this environment")
+      .option("-o, --output <format>", "text or json", "text")
+      .action(async (environment: string | undefined, options: { output: TOutputFormat }) => {
+        const runs = await (await global.client()).request<T[]>("GET", `/api/${name}${environment === undefined ? "" : `?environment=${encodeURIComponent(environment)}`}`);
+        if (options.output === "json") {
+          printJson(runs);
+          return;
+        }
+        if (runs.length === 0) printLine(`no ${name} yet`);
+        for (const run of runs) printLine(line(run));
+      });
+  };
 
   program
     .command("backup")
@@ -44,22 +61,9 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
       else printLine(`Backup ${result.label} (${result.type}) of ${environment}: ${megabytes(result.databaseBytes)} database, ${megabytes(result.repositoryBytes)} written to the repository, in ${(result.durationMs / 1000).toFixed(1)} s.`);
     });
 
-  program
-    .command("backups")
-    .description("backups carehost ran, newest first")
-    .argument("[env]", "only this environment")
-    .option("-o, --output <format>", "text or json", "text")
-    .action(async (environment: string | undefined, options: { output: TOutputFormat }) => {
-      const runs = await (await global.client()).request<TBackupRun[]>("GET", `/api/backups${environment === undefined ? "" : `?environment=${encodeURIComponent(environment)}`}`);
-      if (options.output === "json") {
-        printJson(runs);
-        return;
-      }
-      if (runs.length === 0) printLine("no backups yet");
-      for (const run of runs) {
-        printLine(`#${run.id}  ${run.startedAt}  ${run.environment}  ${run.kind}  ${run.status}  ${run.label ?? "-"}  ${megabytes(run.databaseBytes)}  ${run.durationMs === null ? "-" : `${(run.durationMs / 1000).toFixed(1)} s`}${run.error === null ? "" : `  ${run.error}`}`);
-      }
-    });
+  listCommand<TBackupRun>("backups", "backups carehost ran, newest first", (run) =>
+    `#${run.id}  ${run.startedAt}  ${run.environment}  ${run.kind}  ${run.status}  ${run.label ?? "-"}  ${megabytes(run.databaseBytes)}  ${run.durationMs === null ? "-" : `${(run.durationMs / 1000).toFixed(1)} s`}${run.error === null ? "" : `  ${run.error}`}`,
+  );
 
   program
     .command("verify")
@@ -116,22 +120,9 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
       else printLine(`Restored ${environment} to ${result.target} in ${took}: a copy runs on 127.0.0.1:${result.port} (database ${result.database}, TLS from the organization CA), data and filestore in ${result.directory}.`);
     });
 
-  program
-    .command("restores")
-    .description("restores carehost ran, newest first; one interrupted by a stop shows as failed")
-    .argument("[env]", "only this environment")
-    .option("-o, --output <format>", "text or json", "text")
-    .action(async (environment: string | undefined, options: { output: TOutputFormat }) => {
-      const runs = await (await global.client()).request<TRestoreRun[]>("GET", `/api/restores${environment === undefined ? "" : `?environment=${encodeURIComponent(environment)}`}`);
-      if (options.output === "json") {
-        printJson(runs);
-        return;
-      }
-      if (runs.length === 0) printLine("no restores yet");
-      for (const run of runs) {
-        printLine(`#${run.id}  ${run.startedAt}  ${run.environment} to ${run.target}, ${run.destination}  ${run.status}  ${run.durationMs === null ? "-" : `${(run.durationMs / 1000).toFixed(1)} s`}${run.error === null ? "" : `  ${run.error}`}`);
-      }
-    });
+  listCommand<TRestoreRun>("restores", "restores carehost ran, newest first; one interrupted by a stop shows as failed", (run) =>
+    `#${run.id}  ${run.startedAt}  ${run.environment} to ${run.target}, ${run.destination}  ${run.status}  ${run.durationMs === null ? "-" : `${(run.durationMs / 1000).toFixed(1)} s`}${run.error === null ? "" : `  ${run.error}`}`,
+  );
 
   program
     .command("drill")
@@ -146,18 +137,5 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
       if (drill.status !== "passed") process.exitCode = exitCodes.failure;
     });
 
-  program
-    .command("drills")
-    .description("restore drills with achieved RTO/RPO against the objectives, newest first")
-    .argument("[env]", "only this environment")
-    .option("-o, --output <format>", "text or json", "text")
-    .action(async (environment: string | undefined, options: { output: TOutputFormat }) => {
-      const drills = await (await global.client()).request<TDrillRun[]>("GET", `/api/drills${environment === undefined ? "" : `?environment=${encodeURIComponent(environment)}`}`);
-      if (options.output === "json") {
-        printJson(drills);
-        return;
-      }
-      if (drills.length === 0) printLine("no drills yet");
-      for (const drill of drills) printLine(formatDrill(drill));
-    });
+  listCommand<TDrillRun>("drills", "restore drills with achieved RTO/RPO against the objectives, newest first", formatDrill);
 };
