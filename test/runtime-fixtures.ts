@@ -73,12 +73,21 @@ export function runtimeTestSpec(name = "acme-health"): TOrganizationSpec {
   return result.spec;
 }
 
-/** Every regular file below a directory (for secret-leak scans). */
+/**
+ * Every regular file below a directory (for secret-leak scans). A file gone between the listing
+ * and its stat is left out: pgBackRest's asynchronous archiver takes and drops lock files while
+ * the test walks a live runtime.
+ */
 export async function filesBelow(directory: string): Promise<string[]> {
   const files: string[] = [];
   for (const entry of await readdir(directory, { withFileTypes: true, recursive: true })) {
     const path = join(entry.parentPath, entry.name);
-    if (entry.isFile() && (await stat(path)).size < 4 * 1024 * 1024) files.push(path);
+    if (!entry.isFile()) continue;
+    const size = await stat(path).then((stats) => stats.size, (error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return undefined;
+      throw error;
+    });
+    if (size !== undefined && size < 4 * 1024 * 1024) files.push(path);
   }
   return files;
 }

@@ -75,7 +75,9 @@ void describe("S3 repositories: pgBackRest and restic to an S3-compatible server
     assert.match(conf, /repo2-s3-uri-style=path\n/);
     assert.match(conf, /repo2-storage-ca-file=/);
     for (const path of await filesBelow(harness.root)) {
-      assert.ok(!(await readFile(path)).includes(SECRET_ACCESS_KEY), `${path} holds the secret access key`);
+      // As in the local runtime's leak scan: a lock file dropped since the walk holds nothing to read.
+      const content = await readFile(path).catch(() => Buffer.alloc(0));
+      assert.ok(!content.includes(SECRET_ACCESS_KEY), `${path} holds the secret access key`);
     }
     // Idempotent: an existing bucket is left as it is.
     assert.equal(await ensureS3Bucket(s3Repository(), { accessKeyId: S3RVER_ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY }), false);
