@@ -12,7 +12,7 @@ import { stanzaInfo, pgbackrest, STANZA_MISSING_CODES } from "../../backup/pgbac
 import { clusterBackupOf, ensureRepositoryStorage, prepareBackupDirectories } from "./local-backup-config.js";
 import type { TClusterBackup } from "./local-backup-config.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
-import { CLUSTER_ADMIN_ROLE, connectAdmin, initializeCluster, isInitialized, readClusterFile, runningPid, startCluster, restartCluster, writeClusterFile } from "./postgres-cluster.js";
+import { CLUSTER_ADMIN_ROLE, connectAdmin, initializeCluster, isInitialized, readClusterFile, runningPid, startCluster, stopCluster, writeClusterFile } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { parsePostgresqlConf, postgresqlSettings, renderPgHba, renderPostgresqlConf } from "./postgres-config.js";
 import type { TStatementAudit } from "./postgres-config.js";
@@ -186,17 +186,21 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   ];
   if (changed.length > 0 && !issued) act(`wrote ${changed.join(" and ")}`);
   // A repository added to the spec changes the file; stanza-create is idempotent and creates the
-  // stanza where it is missing. On a stopped cluster it is created offline, before the start: a
-  // WAL segment completed before the stanza exists fails its push, and pgBackRest's asynchronous
-  // archiver then holds every later segment back for minutes (measured with 4 MB segments).
+  // stanza where it is missing. It runs before archiving can start: a WAL segment completed
+  // before the stanza exists fails its push, and pgBackRest's asynchronous archiver then holds
+  // every later segment back for minutes (measured with 4 MB segments). So the stanza is created
+  // offline while the cluster is down, before the start or restart that turns archive_mode on,
+  // and online only when the cluster keeps running.
   let stanzaPending = backup !== undefined && (backupConfChanged || STANZA_MISSING_CODES.has((await stanzaInfo(backup.access)).statusCode));
+  const createPendingStanza = async (online: boolean) => {
+    if (backup === undefined || !stanzaPending) return;
+    await createStanza(backup, online ? [] : ["--no-online"]);
+    act(`created pgBackRest stanza ${backup.access.stanza}`);
+    stanzaPending = false;
+  };
   let admin: pg.Client;
   if ((await runningPid(cluster)) === undefined) {
-    if (backup !== undefined && stanzaPending) {
-      await createStanza(backup, ["--no-online"]);
-      act(`created pgBackRest stanza ${backup.access.stanza}`);
-      stanzaPending = false;
-    }
+    await createPendingStanza(false);
     await closeConnection(context, `${context.organization}/${cluster.name}`);
     await startCluster(cluster, env);
     act(`started (port ${cluster.port})`);
@@ -214,17 +218,17 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   const pendingRestart = (await admin.query<{ name: string }>("SELECT name FROM pg_settings WHERE pending_restart ORDER BY name")).rows.map((row) => row.name);
   if (pendingRestart.length > 0) {
     await closeConnection(context, `${context.organization}/${cluster.name}`);
-    await restartCluster(cluster, env);
+    await stopCluster(cluster);
+    await createPendingStanza(false);
+    await startCluster(cluster, env);
     act(`restarted to apply ${pendingRestart.join(", ")}`);
     admin = await adminConnection(context, cluster);
+  } else {
+    await createPendingStanza(true);
   }
   for (const tenant of await tenantsOf(context, true)) {
     const observed = await observeTenant(admin, tenant);
     for (const action of await reconcileTenant(admin, tenant, observed)) actions.push({ target: `environment/${tenant.environment}`, action });
-  }
-  if (backup !== undefined && stanzaPending) {
-    await createStanza(backup);
-    act(`created pgBackRest stanza ${backup.access.stanza}`);
   }
   return actions;
 }

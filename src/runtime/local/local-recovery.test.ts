@@ -18,12 +18,29 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     harness = await createRuntimeHarness();
     const full = runtimeTestSpec(ORG);
     spec = { ...full, environments: full.environments.filter((environment) => environment.name === "prod") };
-    await harness.runtime.reconcile(spec);
+    // prod starts without backups: the first case turns them on while it runs.
+    await harness.runtime.reconcile({ ...spec, environments: spec.environments.map((environment) => ({ ...environment, backup: { enabled: false } })) });
   });
   after(async () => harness.close([spec]));
 
   const { connect, admin } = clusterClients(() => harness, ORG);
   const prodPort = async () => (await harness.runtime.observe(spec)).environments[0]!.postgres.port!;
+
+  void it("turns backups on for a running cluster: the stanza exists before archive_mode does, and no push fails", async () => {
+    const actions = (await harness.runtime.reconcile(spec)).filter((action) => action.target === "postgres/dedicated-prod").map((action) => action.action);
+    const stanza = actions.findIndex((action) => action.startsWith("created pgBackRest stanza"));
+    const restart = actions.findIndex((action) => action.startsWith("restarted to apply") && action.includes("archive_mode"));
+    assert.ok(stanza >= 0 && restart > stanza, actions.join("; "));
+    const client = await admin(await prodPort());
+    try {
+      await waitForArchive(client);
+      const archiver = (await client.query<{ archived: string; failed: string }>("SELECT archived_count AS archived, failed_count AS failed FROM pg_stat_archiver")).rows[0];
+      assert.ok(Number(archiver?.archived) >= 1);
+      assert.equal(Number(archiver?.failed), 0);
+    } finally {
+      await client.end();
+    }
+  });
 
   void it("restores to a chosen second: every row committed before the target is there, none after", async () => {
     const port = await prodPort();

@@ -143,11 +143,6 @@ export async function reloadCluster(cluster: TPostgresCluster): Promise<void> {
   await runCommand(postgresBinary(cluster, "pg_ctl"), ["reload", "-D", dataDirectoryOf(cluster), "-s"], asOwner(cluster));
 }
 
-export async function restartCluster(cluster: TPostgresCluster, env: Readonly<Record<string, string>> = {}): Promise<void> {
-  await stopCluster(cluster);
-  await startCluster(cluster, env);
-}
-
 /** A TLS connection as the cluster admin, verifying the server certificate against the organization CA. */
 export async function connectAdmin(cluster: TPostgresCluster, adminPassword: string, caPem: string, database = "postgres"): Promise<pg.Client> {
   const client = new pg.Client({
