@@ -14,6 +14,13 @@ const input = (repositories: TPgbackrestConfigInput["repositories"]): TPgbackres
 });
 const s3: TS3Repository = { name: "offsite", type: "s3", bucket: "carehost-backups", region: "eu-central-1", path: "/acme", endpoint: { host: "s3.eu-central-1.amazonaws.com", port: 443, pathStyle: false } };
 
+void describe("pgbackrest.conf: every repository", () => {
+  void it("encrypts each repository with AES-256-CBC, compresses with Zstandard at level 1, archives asynchronously", () => {
+    const lines = renderPgbackrestConf(input([{ name: "local", type: "posix", path: "/srv/carehost/backups/acme" }, s3])).text.split("\n");
+    for (const line of ["repo1-cipher-type=aes-256-cbc", "repo2-cipher-type=aes-256-cbc", "compress-type=zst", "compress-level=1", "archive-async=y"]) assert.ok(lines.includes(line), `missing ${line}`);
+  });
+});
+
 void describe("pgbackrest.conf: S3 repositories", () => {
   void it("writes bucket, region, endpoint and port; path-style URIs and a CA file only when given; keys only as environment variable names", () => {
     const aws = renderPgbackrestConf(input([{ name: "local", type: "posix", path: "/srv/carehost/backups/acme" }, s3]));
