@@ -14,12 +14,13 @@
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import pg from "pg";
+import { clusterPassphrase } from "../../src/backup/backup-passphrase.js";
 import { archiveCurrentSegment } from "../../src/runtime/local/postgres-archiver.js";
 import { filestoreDirectoryOf } from "../../src/runtime/local/local-filestore.js";
 import { localRuntimeFactory } from "../../src/runtime/local/local-runtime.js";
@@ -79,6 +80,7 @@ async function main(): Promise<void> {
     await generateDatabase(client, DATABASE_BYTES);
     const size = Number((await client.query<{ size: string }>("SELECT pg_database_size('prod') AS size")).rows[0]?.size);
     const filestore = filestoreDirectoryOf(root, ORG, prod);
+    const clusterDirectory = join(root, ORG, "postgres", "dedicated-prod");
     const files = await generateFilestore(filestore, FILESTORE_BYTES);
     // A production database is not freshly loaded when it is backed up: autovacuum has frozen it and
     // the archiver has shipped its WAL. Left to happen during the timed runs, both would take CPU
@@ -86,18 +88,19 @@ async function main(): Promise<void> {
     const settled = await timed(async () => {
       await client.query("VACUUM (FREEZE, ANALYZE)");
       await client.query("CHECKPOINT");
-      await archiveCaughtUp(client);
+      await archiveCaughtUp(client, clusterDirectory, "after the vacuum");
     });
     console.log(`  database ${gb(size)} in ${(await client.query("SELECT count(*) FROM pg_class WHERE relkind IN ('r', 'i') AND relnamespace = 'public'::regnamespace")).rows[0]?.count} tables and indexes; filestore ${files.files} files, ${gb(files.bytes)}; generated in ${seconds(generating).toFixed(0)} s, then vacuumed and archived in ${settled.toFixed(0)} s`);
 
     // ── Backup: carehost, then Odoo's database manager, a nightly script, and the bare tools.
     const odoo = odooWays({ env, filestore, home });
     const carehostFull = await timed(() => runtime.backup(spec, "prod", "full"));
-    await archiveCaughtUp(client);
+    await archiveCaughtUp(client, clusterDirectory, "after carehost's first backup");
     const manager = await odoo.managerBackup("full");
     const script = await odoo.scriptBackup("full");
-    const conf = join(root, ORG, "postgres", "dedicated-prod", "pgbackrest", "pgbackrest.conf");
-    const cipher = await secrets.current(`backup/${ORG}/backup-local-cipher`);
+    const conf = join(clusterDirectory, "pgbackrest", "pgbackrest.conf");
+    // The passphrase carehost gives pgBackRest for this cluster in this repository.
+    const cipher = clusterPassphrase(await secrets.current(`backup/${ORG}/backup-local-cipher`), { organization: ORG, repository: "local", stanza: "dedicated-prod" });
     const handPgbackrest = () =>
       timed(() => run("runuser", ["-u", "postgres", "--", "pgbackrest", `--config=${conf}`, "--stanza=dedicated-prod", "--type=full", "backup"], { env: { ...process.env, PGPASSWORD: adminPassword, PGBACKREST_REPO1_CIPHER_PASS: cipher } }));
     // restic into a repository of its own each time, as carehost's first snapshot went into a new one.
@@ -108,22 +111,22 @@ async function main(): Promise<void> {
         await run("restic", ["backup", "--host", ORG, "--tag", "env:prod", "."], { env: resticEnv, cwd: filestore, maxBuffer: 1 << 26 });
       });
     };
-    await archiveCaughtUp(client);
+    await archiveCaughtUp(client, clusterDirectory, "after the database manager and the script");
     const handOneAfterOther = (await handPgbackrest()) + (await handRestic("restic-by-hand-1"));
-    await archiveCaughtUp(client);
+    await archiveCaughtUp(client, clusterDirectory, "after the tools one after the other");
     const handSideBySide = await timed(() => Promise.all([handPgbackrest(), handRestic("restic-by-hand-2")]));
 
     // ── A day later: 1% of the rows changed, 1% more attachments; carehost takes its daily backup, Odoo's way is always whole.
     await changeDatabase(client);
     await generateFilestore(filestore, FILESTORE_BYTES / 100, files.files);
-    await archiveCaughtUp(client);
+    await archiveCaughtUp(client, clusterDirectory, "after the day's changes");
     const carehostDaily = await timed(() => runtime.backup(spec, "prod", "incr"));
     const managerDaily = await odoo.managerBackup("daily");
     await odoo.discard("daily");
     // The weekly full: pgBackRest copies the whole cluster again, restic reads only what changed.
-    await archiveCaughtUp(client);
+    await archiveCaughtUp(client, clusterDirectory, "after the daily backup");
     const carehostWeekly = await timed(() => runtime.backup(spec, "prod", "full"));
-    await archiveCaughtUp(client);
+    await archiveCaughtUp(client, clusterDirectory, "after the weekly full");
     await client.end();
 
     // ── Restore: carehost into a new copy (database and filestore), then Odoo's ways.
@@ -136,7 +139,7 @@ async function main(): Promise<void> {
     const scriptRestore = await odoo.scriptRestore("full");
 
     // ── RPO after a crash under a steady pgbench load, three times.
-    const kill = () => killPostmaster(join(root, ORG, "postgres", "dedicated-prod", "data"), conf);
+    const kill = () => killPostmaster(join(clusterDirectory, "data"), conf);
     const connectCopy = async (copyPort: number) => {
       const copy = new pg.Client({ host: "127.0.0.1", port: copyPort, user: "carehost_admin", password: adminPassword, database: "prod", ssl: { ca: readFileSync(ca, "utf8") } });
       copy.on("error", () => undefined);
@@ -146,7 +149,7 @@ async function main(): Promise<void> {
     await run(join(BIN, "pgbench"), ["-i", "-s", "10", "-q", "prod"], { env });
     const crashes = [];
     for (const name of ["rpo-1", "rpo-2", "rpo-3"]) {
-      crashes.push(await measureRpo({ env, connect, kill, restoreCopy: () => runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name }), restart: () => runtime.restartStopped(spec), connectCopy }));
+      crashes.push(await measureRpo({ env, clusterDirectory, connect, kill, restoreCopy: () => runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name }), restart: () => runtime.restartStopped(spec), connectCopy }));
     }
     const worst = crashes.reduce((a, b) => (b.rpoSeconds > a.rpoSeconds ? b : a));
 
@@ -176,21 +179,33 @@ async function main(): Promise<void> {
 }
 
 /**
- * Waits until the archiver has shipped everything written so far. Seen here twice in five runs,
+ * Waits until the archiver has shipped everything written so far. Seen here in three of six runs,
  * after the pgBackRest backup run by hand: PostgreSQL 15's archiver left a segment unreported for
- * minutes although pgBackRest's asynchronous archiver had already pushed it. Not understood yet;
- * so a try that times out writes a record and closes another segment before the next try.
+ * over 30 s although pgBackRest's asynchronous archiver had already pushed it. Not understood yet;
+ * so a try that times out prints what the archiver was doing, writes a record and closes another
+ * segment before the next try.
  */
-async function archiveCaughtUp(client: pg.Client): Promise<void> {
+async function archiveCaughtUp(client: pg.Client, clusterDirectory: string, step: string): Promise<void> {
   for (let attempt = 1; attempt <= 4; attempt += 1) {
     if (attempt > 1) await client.query("SELECT pg_create_restore_point('carehost-bench')");
     if (await archiveCurrentSegment(client, 30_000)) {
-      if (attempt > 1) console.log(`  (the archiver needed ${attempt - 1} more segment(s) to report the last one archived)`);
+      if (attempt > 1) console.log(`  (${step}, the archiver needed ${attempt - 1} more segment(s) to report the last one archived)`);
       return;
     }
+    console.log(`  (${step}, the archiver was behind after 30 s: ${await archiverState(client, clusterDirectory)})`);
   }
-  const archiver = (await client.query("SELECT * FROM pg_stat_archiver")).rows[0] as Record<string, unknown>;
-  throw new Error(`the archiver did not catch up within 2 min: ${JSON.stringify(archiver)}`);
+  throw new Error(`${step}, the archiver did not catch up within 2 min: ${await archiverState(client, clusterDirectory)}`);
+}
+
+/** What PostgreSQL's archiver and pgBackRest's asynchronous one are at, in one line. */
+async function archiverState(client: pg.Client, clusterDirectory: string): Promise<string> {
+  const archiver = (await client.query("SELECT last_archived_wal, last_archived_time, failed_count, last_failed_wal, pg_walfile_name(pg_current_wal_lsn()) AS current FROM pg_stat_archiver")).rows[0] as Record<string, unknown>;
+  const pid = (await client.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'")).rows[0]?.pid;
+  const title = pid === undefined ? "no archiver process" : (await run("ps", ["-o", "args=", "-p", String(pid)]).then(({ stdout }) => stdout.trim(), () => "gone"));
+  const ready = (await readdir(join(clusterDirectory, "data", "pg_wal", "archive_status"))).filter((name) => name.endsWith(".ready")).sort();
+  const spool = (await readdir(join(clusterDirectory, "pgbackrest", "spool", "archive", "dedicated-prod", "out")).catch(() => [])).sort();
+  const asyncLog = (await readFile(join(clusterDirectory, "pgbackrest", "log", "dedicated-prod-archive-push-async.log"), "utf8").catch(() => "")).trim().split("\n").slice(-2).join(" | ");
+  return `pg_stat_archiver ${JSON.stringify(archiver)}; process "${title}"; .ready ${ready.length} (${ready.slice(0, 3).join(", ")}); spool out ${spool.length} (last ${spool.at(-1) ?? "-"}); async log: ${asyncLog}`;
 }
 
 /**
@@ -218,6 +233,7 @@ async function killPostmaster(dataDirectory: string, configPath: string): Promis
  * primary's own crash recovery, which loses nothing committed).
  */
 async function measureRpo(input: {
+  clusterDirectory: string;
   env: NodeJS.ProcessEnv;
   connect: () => Promise<pg.Client>;
   kill: () => Promise<void>;
@@ -227,7 +243,7 @@ async function measureRpo(input: {
 }): Promise<{ rpoSeconds: number; tps: number; walMbPerSecond: number }> {
   const before = await input.connect();
   // A steady state to start from: the archiver has caught up with what the bench wrote before.
-  await archiveCaughtUp(before);
+  await archiveCaughtUp(before, input.clusterDirectory, "before a pgbench load");
   const startLsn = (await before.query<{ lsn: string }>("SELECT pg_current_wal_lsn() AS lsn")).rows[0]!.lsn;
   const startCount = Number((await before.query<{ n: string }>("SELECT count(*) AS n FROM pgbench_history")).rows[0]?.n);
   await before.end();

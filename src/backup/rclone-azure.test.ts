@@ -25,8 +25,8 @@ const repository = (overrides: Partial<TAzureRepository> = {}): TAzureRepository
 
 void describe("rclone settings of an Azure filestore repository", () => {
   void it("puts the filestore beside pgBackRest's path, and the key only in rclone's environment", () => {
-    const { location, env } = resticAzureLocation(repository(), KEY);
-    assert.equal(location, "rclone:carehost:backups/northwind-health/filestore");
+    const { location, env } = resticAzureLocation(repository(), KEY, "filestore/dedicated-prod");
+    assert.equal(location, "rclone:carehost:backups/northwind-health/filestore/dedicated-prod");
     assert.deepEqual(env, {
       RCLONE_CONFIG: "/dev/null",
       RCLONE_CONFIG_CAREHOST_TYPE: "azureblob",
@@ -39,17 +39,17 @@ void describe("rclone settings of an Azure filestore repository", () => {
   void it("gives rclone a sovereign cloud's or private endpoint's host suffix, with its port, and the CA file", () => {
     const sovereign = repository({ endpoint: { host: "northwind.blob.core.usgovcloudapi.net", port: 443, pathStyle: false }, caFile: "/etc/carehost/ca.pem" });
     assert.equal(rcloneAzureLimitation(sovereign), undefined);
-    const { env } = resticAzureLocation(sovereign, KEY);
+    const { env } = resticAzureLocation(sovereign, KEY, "filestore/dedicated-prod");
     assert.equal(env.RCLONE_CONFIG_CAREHOST_ENDPOINT, "blob.core.usgovcloudapi.net");
     assert.equal(env.RCLONE_CA_CERT, "/etc/carehost/ca.pem");
     const privateEndpoint = repository({ endpoint: { host: "northwind.privatelink.example", port: 8443, pathStyle: false } });
-    assert.equal(resticAzureLocation(privateEndpoint, KEY).env.RCLONE_CONFIG_CAREHOST_ENDPOINT, "privatelink.example:8443");
+    assert.equal(resticAzureLocation(privateEndpoint, KEY, "filestore/dedicated-prod").env.RCLONE_CONFIG_CAREHOST_ENDPOINT, "privatelink.example:8443");
   });
 
   void it("reaches a path-style endpoint (Azurite) through rclone's emulator mode, with the whole URL", () => {
     const azurite = repository({ account: EMULATOR_ACCOUNT, endpoint: { host: "localhost", port: 10000, pathStyle: true } });
     assert.equal(rcloneAzureLimitation(azurite), undefined);
-    const { env } = resticAzureLocation(azurite, KEY);
+    const { env } = resticAzureLocation(azurite, KEY, "filestore/dedicated-prod");
     assert.equal(env.RCLONE_CONFIG_CAREHOST_USE_EMULATOR, "true");
     assert.equal(env.RCLONE_CONFIG_CAREHOST_ENDPOINT, `https://localhost:10000/${EMULATOR_ACCOUNT}`);
   });
@@ -69,7 +69,7 @@ void describe("the filestore in an Azure container, through real rclone and rest
   let azure: TAzureRepository;
   let proxy: TConnectProxy;
   const passphrase = "filestore-passphrase-7f3a91";
-  const filestoreOf = (cipherPass: string) => filestoreRepositoriesOf({ repositories: [{ repository: azure, cipherPass, azureKey: AZURITE_KEY }] }, join(home, "cache"))[0]!;
+  const filestoreOf = (cipherPass: string) => filestoreRepositoriesOf({ repositories: [{ repository: azure, cipherPass, azureKey: AZURITE_KEY }], filestorePath: "filestore/dedicated-prod" }, join(home, "cache"))[0]!;
 
   before(async () => {
     home = await mkdtemp(join(tmpdir(), "carehost-rclone-"));
@@ -102,7 +102,7 @@ void describe("the filestore in an Azure container, through real rclone and rest
     const wrong = "not-the-passphrase-5c2e08";
     const error = await resticSnapshots(filestoreOf(wrong), filestoreTag("prod")).then(() => undefined, (caught: unknown) => caught);
     assert.ok(error instanceof Error, "a wrong passphrase is refused");
-    assert.match(error.message, new RegExp(`Azure repository "offsite" \\(container filestore-test, prefix /northwind-health/filestore, at ${azurite.endpoint.replaceAll(".", "\\.")}\\)`));
+    assert.match(error.message, new RegExp(`Azure repository "offsite" \\(container filestore-test, prefix /northwind-health/filestore/dedicated-prod, at ${azurite.endpoint.replaceAll(".", "\\.")}\\)`));
     for (const secret of [wrong, passphrase, AZURITE_KEY]) assert.ok(!error.message.includes(secret), "no secret in the message");
   });
 
@@ -111,7 +111,7 @@ void describe("the filestore in an Azure container, through real rclone and rest
     const hosted: TAzureRepository = { ...azure, endpoint: { host: `${AZURITE_ACCOUNT}.localhost`, port: Number(new URL(azurite.endpoint).port), pathStyle: false } };
     assert.equal(rcloneAzureLimitation(hosted), undefined);
     const reached = (key: string) => {
-      const filestore = filestoreRepositoriesOf({ repositories: [{ repository: hosted, cipherPass: passphrase, azureKey: key }] }, join(home, "cache"))[0]!;
+      const filestore = filestoreRepositoriesOf({ repositories: [{ repository: hosted, cipherPass: passphrase, azureKey: key }], filestorePath: "filestore/dedicated-prod" }, join(home, "cache"))[0]!;
       return { ...filestore, env: { ...filestore.env, HTTPS_PROXY: proxy.url } };
     };
     const snapshots = await resticSnapshots(reached(AZURITE_KEY), filestoreTag("prod"));
@@ -120,7 +120,7 @@ void describe("the filestore in an Azure container, through real rclone and rest
     const wrongKey = randomBytes(64).toString("base64");
     const error = await resticSnapshots(reached(wrongKey), filestoreTag("prod")).then(() => undefined, (caught: unknown) => caught);
     assert.ok(error instanceof Error, "a wrong shared key is refused: this route signs with the key it is given");
-    assert.match(error.message, new RegExp(`container filestore-test, prefix /northwind-health/filestore, at https://${AZURITE_ACCOUNT}\\.localhost:${hosted.endpoint!.port}\\)`));
+    assert.match(error.message, new RegExp(`container filestore-test, prefix /northwind-health/filestore/dedicated-prod, at https://${AZURITE_ACCOUNT}\\.localhost:${hosted.endpoint!.port}\\)`));
     for (const secret of [wrongKey, AZURITE_KEY, passphrase]) assert.ok(!error.message.includes(secret), "no secret in the message");
   });
 });

@@ -8,6 +8,7 @@
 import { chown, mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { ensureAzureContainer } from "../../backup/azure-container.js";
+import { clusterPassphrase } from "../../backup/backup-passphrase.js";
 import { archiveSettings, azureKeyVariable, cipherPassVariable, renderPgbackrestConf, s3KeySecretVariable, s3KeyVariable } from "../../backup/pgbackrest-config.js";
 import type { TBackupRepository, TRepositoryOf, TRepositoryType } from "../../backup/pgbackrest-config.js";
 import { rcloneAzureLimitation } from "../../backup/rclone-azure.js";
@@ -22,6 +23,7 @@ import { secretNames } from "./local-placement.js";
 import { CLUSTER_ADMIN_ROLE, dataDirectoryOf } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import type { TRuntimeSecrets } from "./runtime-ca.js";
+import { readInstanceRecord } from "./runtime-instance.js";
 
 export type TClusterBackup = {
   readonly access: TStanzaAccess;
@@ -35,6 +37,8 @@ export type TClusterBackup = {
   readonly repositoryPaths: readonly string[];
   /** Repositories of the spec this runtime does not write to, with why. */
   readonly skipped: readonly string[];
+  /** Where in each repository the filestore's restic repository is: `filestore/<stanza>` (`filestore`, shared, for a cluster from before per-cluster passphrases). */
+  readonly filestorePath: string;
 };
 
 export type TResolvedRepository = { readonly repository: TBackupRepository; readonly cipherPass: string; readonly azureKey?: string; readonly s3Key?: TS3Credentials };
@@ -67,10 +71,17 @@ export async function clusterBackupOf(input: {
     else resolved.push(repository);
   }
   if (resolved.length === 0) return undefined;
-  const env: Record<string, string> = { PGPASSWORD: await input.secrets.current(secretNames.clusterAdmin(input.organization, input.cluster.name)) };
-  resolved.forEach((item, index) => Object.assign(env, { [cipherPassVariable(index)]: item.cipherPass }, kindOf(item.repository).keyEnvironment(item, index)));
-  const repositories = resolved.map((item) => item.repository);
   const stanza = input.cluster.name;
+  // Each cluster's stanza and filestore are encrypted under a passphrase of their own, derived
+  // from the repository's (backup-passphrase.ts); a cluster created before keeps the repository's.
+  const record = await readInstanceRecord(input.cluster.directory);
+  const perCluster = record === undefined || record.backupPassphrases === "per-cluster";
+  const keyed = perCluster
+    ? resolved.map((item) => ({ ...item, cipherPass: clusterPassphrase(item.cipherPass, { organization: input.organization, repository: item.repository.name, stanza }) }))
+    : resolved;
+  const env: Record<string, string> = { PGPASSWORD: await input.secrets.current(secretNames.clusterAdmin(input.organization, input.cluster.name)) };
+  keyed.forEach((item, index) => Object.assign(env, { [cipherPassVariable(index)]: item.cipherPass }, kindOf(item.repository).keyEnvironment(item, index)));
+  const repositories = keyed.map((item) => item.repository);
   const workDirectory = backupWorkDirectoryOf(input.cluster);
   const configPath = pgbackrestConfigPathOf(input.cluster);
   const socketDirectory = socketDirectoryOf(input.cluster);
@@ -90,9 +101,10 @@ export async function clusterBackupOf(input: {
     archive: archiveSettings({ configPath, stanza, rpoMinutes }),
     socketDirectory,
     workDirectory,
-    repositories: resolved,
+    repositories: keyed,
     repositoryPaths: repositories.flatMap((repository) => (repository.type === "posix" ? [repository.path] : [])),
     skipped,
+    filestorePath: perCluster ? `filestore/${stanza}` : "filestore",
   };
 }
 

@@ -1,10 +1,10 @@
 // The Odoo filestore of the local runtime (<odoo data_dir>/filestore/<database>) in restic
 // repositories beside pgBackRest's, in every repository the environment declares, so each one
-// restores database and filestore on its own: a directory `filestore` inside a posix repository,
-// a `<organization>/filestore` prefix in an S3 bucket (restic's s3 backend) or beside pgBackRest's
-// path in an Azure container (through rclone, see rclone-azure.ts). Same passphrase as the
-// repository's pgBackRest data, one restic repository per organization and repository, snapshots
-// tagged per environment.
+// restores database and filestore on its own: a directory `filestore/<stanza>` inside a posix
+// repository, a `<organization>/filestore/<stanza>` prefix in an S3 bucket (restic's s3 backend)
+// or beside pgBackRest's path in an Azure container (through rclone, see rclone-azure.ts). One
+// restic repository per cluster and repository, under the passphrase of the cluster's pgBackRest
+// stanza in that repository, snapshots tagged per environment.
 //
 // A point-in-time restore pairs the filestore with the database. Odoo writes an attachment's file
 // once, under a name derived from its content, and never rewrites it, so the filestore as it was at
@@ -30,7 +30,7 @@ export const filestoreTag = (environment: string) => `env:${environment}`;
 /** The tag pairing a snapshot with the pgBackRest backups of the same run (their carehost-run annotation). */
 export const backupRunTag = (runId: string) => `carehost-run:${runId}`;
 
-type TFilestoreLocationOf<K extends TRepositoryType> = (item: TResolvedRepository & { readonly repository: TRepositoryOf<K> }) => Omit<TResticRepository, "cacheDirectory">;
+type TFilestoreLocationOf<K extends TRepositoryType> = (item: TResolvedRepository & { readonly repository: TRepositoryOf<K> }, path: string) => Omit<TResticRepository, "cacheDirectory">;
 
 /** An access key the repository was resolved without (it is then skipped, so this means a bug, named). */
 const missingKey = (description: string): never => {
@@ -39,20 +39,20 @@ const missingKey = (description: string): never => {
 
 /** Where each type of repository keeps the filestore's restic repository, and what restic (and rclone) need to reach it. */
 const filestoreLocations: { readonly [K in TRepositoryType]: TFilestoreLocationOf<K> } = {
-  posix: ({ repository, cipherPass }) => {
-    const location = join(repository.path, "filestore");
+  posix: ({ repository, cipherPass }, path) => {
+    const location = join(repository.path, path);
     return { description: `repository ${JSON.stringify(repository.name)} (${location})`, location, env: { RESTIC_PASSWORD: cipherPass } };
   },
-  azure: ({ repository, cipherPass, azureKey }) => {
-    const description = `Azure repository ${JSON.stringify(repository.name)} (container ${repository.container}, prefix ${repository.path}/filestore, at ${azureEndpointUrl(repository)})`;
-    const { location, env } = resticAzureLocation(repository, azureKey ?? missingKey(description));
+  azure: ({ repository, cipherPass, azureKey }, path) => {
+    const description = `Azure repository ${JSON.stringify(repository.name)} (container ${repository.container}, prefix ${repository.path}/${path}, at ${azureEndpointUrl(repository)})`;
+    const { location, env } = resticAzureLocation(repository, azureKey ?? missingKey(description), path);
     return { description, location, env: { ...env, RESTIC_PASSWORD: cipherPass } };
   },
   // restic's s3 backend, beside pgBackRest's files under the organization's prefix: the same
   // bucket, endpoint, URI style and CA. The access key reaches restic only through its environment.
-  s3: ({ repository, cipherPass, s3Key }) => {
+  s3: ({ repository, cipherPass, s3Key }, path) => {
     const { host, port, pathStyle } = repository.endpoint;
-    const location = `s3:https://${port === 443 ? host : `${host}:${port}`}/${repository.bucket}${repository.path}/filestore`;
+    const location = `s3:https://${port === 443 ? host : `${host}:${port}`}/${repository.bucket}${repository.path}/${path}`;
     const description = `S3 repository ${JSON.stringify(repository.name)} (${location.slice("s3:".length)})`;
     const key = s3Key ?? missingKey(description);
     return {
@@ -65,11 +65,11 @@ const filestoreLocations: { readonly [K in TRepositoryType]: TFilestoreLocationO
 };
 
 /** The restic repository beside every repository pgBackRest writes to, in the same order, under the same passphrase. */
-export function filestoreRepositoriesOf(backup: Pick<TClusterBackup, "repositories">, cacheDirectory: string): TResticRepository[] {
+export function filestoreRepositoriesOf(backup: Pick<TClusterBackup, "repositories" | "filestorePath">, cacheDirectory: string): TResticRepository[] {
   return backup.repositories.map((item) => {
     // One cast: TypeScript cannot relate `filestoreLocations[type]` to the member of the union it was picked by.
     const locationOf = filestoreLocations[item.repository.type] as TFilestoreLocationOf<TRepositoryType>;
-    return { ...locationOf(item), cacheDirectory };
+    return { ...locationOf(item, backup.filestorePath), cacheDirectory };
   });
 }
 

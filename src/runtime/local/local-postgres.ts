@@ -161,7 +161,7 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   const actions: TRuntimeAction[] = [];
   const act = (action: string) => actions.push({ target, action });
   const directory = clusterDirectory(context.root, context.organization, context.placement.name);
-  const { record } = await ensureInstanceRecord(directory, context.owner, context.now);
+  const { record } = await ensureInstanceRecord(directory, context.owner, context.now, { backupPassphrases: "per-cluster" });
   const cluster = clusterOf(context, record.port);
   const { issued } = await ensureServerCertificate(context.ca, tlsDirectory(cluster), `${context.organization} ${cluster.name}`, context.owner, context.now);
   if (issued) act("issued a TLS certificate from the organization CA");

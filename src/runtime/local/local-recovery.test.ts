@@ -1,11 +1,16 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
+import { clusterPassphrase } from "../../backup/backup-passphrase.js";
 import { clusterClients, createRuntimeHarness, filesBelow, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { secretNames } from "./local-placement.js";
+
+const run = promisify(execFile);
 
 const ORG = "recovery-health";
 const MARKER = "PLAINTEXT-MARKER-3f9c1e";
@@ -99,6 +104,25 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     const actions = await harness.runtime.reconcile(spec);
     assert.deepEqual(actions, [{ target: "drill/dedicated-prod-1", action: "removed the copy of an interrupted restore drill" }]);
     await assert.rejects(stat(leftover), /ENOENT/);
+  });
+
+  void it("encrypts each cluster under a passphrase of its own, derived from the repository's and opened by nothing else", async () => {
+    const stored = await harness.secrets.current(`backup/${ORG}/backup-local-cipher`);
+    const own = clusterPassphrase(stored, { organization: ORG, repository: "local", stanza: "dedicated-prod" });
+    const repository = join(harness.root, "..", "backups", ORG);
+    // pgBackRest 2.45 puts the decryption error's line breaks raw into its JSON: the status is matched, not parsed.
+    const stanzaOpens = async (passphrase: string) => {
+      const { stdout } = await run("pgbackrest", [`--config=${join(harness.root, ORG, "postgres", "dedicated-prod", "pgbackrest", "pgbackrest.conf")}`, "--stanza=dedicated-prod", "--log-level-file=off", "--output=json", "info"], {
+        env: { ...process.env, PGBACKREST_REPO1_CIPHER_PASS: passphrase },
+      });
+      return /"status":\{"code":0,/.test(stdout);
+    };
+    assert.equal(await stanzaOpens(own), true);
+    assert.equal(await stanzaOpens(stored), false, "the repository's own passphrase opens the stanza");
+    const filestore = (passphrase: string) =>
+      run("restic", ["--no-cache", "cat", "config"], { env: { ...process.env, RESTIC_REPOSITORY: join(repository, "filestore", "dedicated-prod"), RESTIC_PASSWORD: passphrase } });
+    await filestore(own);
+    await assert.rejects(filestore(stored), /wrong password/);
   });
 
   void it("encrypts the repository, and verify finds a corrupted file", async () => {

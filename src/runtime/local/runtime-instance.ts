@@ -5,7 +5,16 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import type { TOsUser } from "./runtime-command.js";
 
-export type TInstanceRecord = { readonly port: number; readonly createdAt: string };
+export type TInstanceRecord = {
+  readonly port: number;
+  readonly createdAt: string;
+  /**
+   * A PostgreSQL cluster's backups are encrypted under a passphrase of their own, derived from the
+   * repository's (backup-passphrase.ts). Absent on a cluster created before: it keeps the
+   * repository's passphrase and the organization's shared filestore repository.
+   */
+  readonly backupPassphrases?: "per-cluster";
+};
 
 const recordPath = (directory: string) => join(directory, "instance.json");
 
@@ -26,14 +35,19 @@ export async function freeLoopbackPort(): Promise<number> {
   });
 }
 
-export async function ensureInstanceRecord(directory: string, owner: TOsUser | undefined, now: Date): Promise<{ record: TInstanceRecord; created: boolean }> {
+export async function ensureInstanceRecord(
+  directory: string,
+  owner: TOsUser | undefined,
+  now: Date,
+  traits: Pick<TInstanceRecord, "backupPassphrases"> = {},
+): Promise<{ record: TInstanceRecord; created: boolean }> {
   const existing = await readInstanceRecord(directory);
   if (existing !== undefined) return { record: existing, created: false };
   // Parents are traversable (not listable) so the service account can reach its own directory.
   await mkdir(dirname(directory), { recursive: true, mode: 0o711 });
   await mkdir(directory, { recursive: true, mode: 0o700 });
   if (owner !== undefined) await chown(directory, owner.uid, owner.gid);
-  const record = { port: await freeLoopbackPort(), createdAt: now.toISOString() };
+  const record: TInstanceRecord = { port: await freeLoopbackPort(), createdAt: now.toISOString(), ...traits };
   await writeFile(recordPath(directory), `${JSON.stringify(record)}\n`, { mode: 0o644 });
   return { record, created: true };
 }
