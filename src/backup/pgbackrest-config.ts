@@ -158,8 +158,8 @@ export function renderPgbackrestConf(input: TPgbackrestConfigInput): { text: str
     "[global]",
     ...global,
     // Zstandard at its fastest level: a 1.1 GB cluster's full backup in 190 MB instead of lz4's
-    // 317 MB, and no slower to take or restore (less to encrypt and write; bench/backup's
-    // cluster, three runs each). Level 3, pgBackRest's default, took a quarter longer for 2% less.
+    // 317 MB, and no slower to take or restore (less to encrypt and write; bench/backup's cluster,
+    // two or three runs each). Level 3, pgBackRest's default, took a quarter longer, no smaller.
     "compress-type=zst",
     "compress-level=1",
     `process-max=${processMax()}`,
