@@ -22,6 +22,7 @@ import { promisify } from "node:util";
 import pg from "pg";
 import { clusterPassphrase } from "../../src/backup/backup-passphrase.js";
 import { archiveCurrentSegment } from "../../src/runtime/local/postgres-archiver.js";
+import { repositorySecretNames } from "../../src/runtime/local/local-backup-config.js";
 import { filestoreDirectoryOf } from "../../src/runtime/local/local-filestore.js";
 import { localRuntimeFactory } from "../../src/runtime/local/local-runtime.js";
 import { secretNames } from "../../src/runtime/local/local-placement.js";
@@ -100,7 +101,8 @@ async function main(): Promise<void> {
     const script = await odoo.scriptBackup("full");
     const conf = join(clusterDirectory, "pgbackrest", "pgbackrest.conf");
     // The passphrase carehost gives pgBackRest for this cluster in this repository.
-    const cipher = clusterPassphrase(await secrets.current(`backup/${ORG}/backup-local-cipher`), { organization: ORG, repository: "local", stanza: "dedicated-prod" });
+    const local = spec.backupRepositories.find((repository) => repository.name === "local")!;
+    const cipher = clusterPassphrase(await secrets.current(repositorySecretNames(ORG, local).cipher), { organization: ORG, repository: local.name, stanza: "dedicated-prod" });
     const handPgbackrest = () =>
       timed(() => run("runuser", ["-u", "postgres", "--", "pgbackrest", `--config=${conf}`, "--stanza=dedicated-prod", "--type=full", "backup"], { env: { ...process.env, PGPASSWORD: adminPassword, PGBACKREST_REPO1_CIPHER_PASS: cipher } }));
     // restic into a repository of its own each time, as carehost's first snapshot went into a new one.

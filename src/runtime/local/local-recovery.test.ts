@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { clusterPassphrase } from "../../backup/backup-passphrase.js";
 import { clusterClients, createRuntimeHarness, filesBelow, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
+import { pgbackrestConfigPathOf, repositorySecretNames } from "./local-backup-config.js";
 import { secretNames } from "./local-placement.js";
 
 const run = promisify(execFile);
@@ -107,12 +108,13 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
   });
 
   void it("encrypts each cluster under a passphrase of its own, derived from the repository's and opened by nothing else", async () => {
-    const stored = await harness.secrets.current(`backup/${ORG}/backup-local-cipher`);
+    const local = spec.backupRepositories.find((repository) => repository.name === "local")!;
+    const stored = await harness.secrets.current(repositorySecretNames(ORG, local).cipher);
     const own = clusterPassphrase(stored, { organization: ORG, repository: "local", stanza: "dedicated-prod" });
     const repository = join(harness.root, "..", "backups", ORG);
     // pgBackRest 2.45 puts the decryption error's line breaks raw into its JSON: the status is matched, not parsed.
     const stanzaOpens = async (passphrase: string) => {
-      const { stdout } = await run("pgbackrest", [`--config=${join(harness.root, ORG, "postgres", "dedicated-prod", "pgbackrest", "pgbackrest.conf")}`, "--stanza=dedicated-prod", "--log-level-file=off", "--output=json", "info"], {
+      const { stdout } = await run("pgbackrest", [`--config=${pgbackrestConfigPathOf({ directory: join(harness.root, ORG, "postgres", "dedicated-prod") })}`, "--stanza=dedicated-prod", "--log-level-file=off", "--output=json", "info"], {
         env: { ...process.env, PGBACKREST_REPO1_CIPHER_PASS: passphrase },
       });
       return /"status":\{"code":0,/.test(stdout);
