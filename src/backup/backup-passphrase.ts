@@ -16,3 +16,11 @@ export const passphraseInfo = (scope: TPassphraseScope) => `${scope.organization
 export function clusterPassphrase(repositoryPassphrase: string, scope: TPassphraseScope): string {
   return Buffer.from(hkdfSync("sha256", repositoryPassphrase, PASSPHRASE_SALT, passphraseInfo(scope), 32)).toString("hex");
 }
+
+/**
+ * The same derivation as a shell command (OpenSSL 3's kdf), reading the repository's passphrase
+ * from `$variable`: for a restore on a new host, and for whoever places a Compose host's secret
+ * files. Organization, repository and stanza names are DNS labels, safe inside single quotes.
+ */
+export const opensslDerivation = (scope: TPassphraseScope, variable = "REPOSITORY_PASSPHRASE"): string =>
+  `openssl kdf -keylen 32 -kdfopt digest:SHA256 -kdfopt key:"$${variable}" -kdfopt salt:'${PASSPHRASE_SALT}' -kdfopt info:'${passphraseInfo(scope)}' HKDF | tr -d ':\\n' | tr A-F a-f`;

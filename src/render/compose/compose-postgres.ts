@@ -4,7 +4,7 @@
 import type { TBackupRepositorySpec, TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
 import { odooConnectionLimit } from "../odoo/odoo-conf.js";
 import { ODOO_DATABASE } from "./compose-odoo.js";
-import { backupRepositoriesOf, SECRET_NAMES } from "./compose-secrets.js";
+import { backupPassphraseSecretName, backupRepositoriesOf, SECRET_NAMES } from "./compose-secrets.js";
 
 export const POSTGRES_PATHS = {
   conf: "/etc/postgresql/postgresql.conf",
@@ -187,14 +187,14 @@ const secretExport = (variable: string, secretName: string, line?: 1 | 2): strin
     ? `export ${variable}="$(cat /run/secrets/${secretName})"`
     : `export ${variable}="$(sed -n ${line}p /run/secrets/${secretName})"`;
 
-function repositoryExports(repository: TBackupRepositorySpec, index: number): string[] {
+function repositoryExports(environment: TEnvironmentSpec, repository: TBackupRepositorySpec, index: number): string[] {
   const prefix = envPrefix(index);
   const lines: string[] = [];
   if (repository.type === "azure") lines.push(secretExport(`${prefix}_AZURE_KEY`, repository.keySecretRef));
   if (repository.type === "s3") {
     lines.push(secretExport(`${prefix}_S3_KEY`, repository.keySecretRef, 1), secretExport(`${prefix}_S3_KEY_SECRET`, repository.keySecretRef, 2));
   }
-  if (repository.cipherSecretRef !== undefined) lines.push(secretExport(`${prefix}_CIPHER_PASS`, repository.cipherSecretRef));
+  if (repository.cipherSecretRef !== undefined) lines.push(secretExport(`${prefix}_CIPHER_PASS`, backupPassphraseSecretName(repository, environment)));
   return lines;
 }
 
@@ -203,7 +203,7 @@ function repositoryExports(repository: TBackupRepositorySpec, index: number): st
  * server's environment: exported here from secret files, then the image's entrypoint takes over.
  */
 export function renderPostgresEntrypoint(organization: TOrganizationSpec, environment: TEnvironmentSpec): string {
-  const exports = backupRepositoriesOf(organization, environment).flatMap(repositoryExports);
+  const exports = backupRepositoriesOf(organization, environment).flatMap((repository, index) => repositoryExports(environment, repository, index));
   return [
     "#!/bin/sh",
     "# Rendered by carehost; edits are overwritten and reported as drift.",

@@ -1,15 +1,21 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { Ajv } from "ajv";
 import { parse } from "yaml";
+import { clusterPassphrase } from "../../backup/backup-passphrase.js";
 import { loadSpecFile } from "../../spec/spec-loader.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { parseOdooConf } from "../odoo/odoo-conf.js";
 import type { TRenderedFile } from "../render-types.js";
 import { renderComposeEnvironment } from "./compose-render.js";
+import { backupPassphraseSecretName } from "./compose-secrets.js";
+
+const run = promisify(execFile);
 
 const COMPOSE_SCHEMA_URL = new URL("../../../../shared/schemas/compose-spec.json", import.meta.url);
 const SNAPSHOT_DIR = fileURLToPath(new URL("./__snapshots__/prod/", import.meta.url));
@@ -236,10 +242,33 @@ void describe("Compose renderer", () => {
       if (environment.backup.enabled) {
         for (const name of environment.backup.repositories) {
           const repository = spec.backupRepositories.find((candidate) => candidate.name === name);
-          if (repository?.cipherSecretRef !== undefined) assert.ok(name in compose.secrets || repository.cipherSecretRef in compose.secrets);
+          if (repository?.cipherSecretRef === undefined) continue;
+          assert.ok(backupPassphraseSecretName(repository, environment) in compose.secrets);
+          assert.ok(!(repository.cipherSecretRef in compose.secrets), "the repository's own passphrase stays off the environment's host");
         }
       }
     }
+  });
+
+  void it("gives each environment's pgBackRest the passphrase of its own stanza, with the command that derives it in secrets/README.md", async () => {
+    const spec = await demo();
+    const derived = new Set<string>();
+    for (const environment of spec.environments) {
+      if (!environment.backup.enabled) continue;
+      const files = renderComposeEnvironment(spec, environment.name);
+      const readme = fileAt(files, "secrets/README.md");
+      for (const [index, repositoryName] of environment.backup.repositories.entries()) {
+        const repository = spec.backupRepositories.find((candidate) => candidate.name === repositoryName)!;
+        const name = backupPassphraseSecretName(repository, environment);
+        assert.ok(fileAt(files, "postgres/entrypoint.sh").includes(`export PGBACKREST_REPO${index + 1}_CIPHER_PASS="$(cat /run/secrets/${name})"`));
+        const command = new RegExp(`^${name}:\n\n\`\`\`sh\n(.+)\n\`\`\`$`, "m").exec(readme)?.[1];
+        assert.ok(command !== undefined, `secrets/README.md shows how to derive ${name}`);
+        const { stdout } = await run("sh", ["-c", command], { env: { ...process.env, REPOSITORY_PASSPHRASE: "the repository's passphrase" } });
+        assert.equal(stdout, clusterPassphrase("the repository's passphrase", { organization: spec.metadata.name, repository: repository.name, stanza: environment.name }));
+        derived.add(stdout);
+      }
+    }
+    assert.ok(derived.size >= 3, `one passphrase per environment and repository (${derived.size})`);
   });
 
   void it("contains no value that looks like a secret", async () => {

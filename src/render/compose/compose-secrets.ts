@@ -1,6 +1,7 @@
 // The secret files a Compose bundle expects under secrets/. The bundle is committed to Git
 // (GitOps), so it names these files and never holds their content: carehost (or the operator)
 // places them on the host from carehost's encrypted secret store.
+import { opensslDerivation } from "../../backup/backup-passphrase.js";
 import type { TBackupRepositorySpec, TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
 
 export type TComposeSecret = {
@@ -11,6 +12,8 @@ export type TComposeSecret = {
   readonly content: string;
   /** Host ownership and mode the file needs (bind mounts keep them). */
   readonly fileMode: string;
+  /** For a file derived from another secret: the shell command that prints its content. */
+  readonly derivedBy?: string;
 };
 
 // Bind-mounted secrets keep the host file's mode: the secrets/ directory (0700, root) keeps other
@@ -28,6 +31,14 @@ export const SECRET_NAMES = {
   ingressKey: "ingress-tls.key",
   redisOdooPassword: "redis-odoo-password",
 } as const;
+
+/**
+ * The file of one environment's pgBackRest passphrase in one repository. The host gets the
+ * passphrase derived for its own stanza (backup-passphrase.ts), never the repository's, from which
+ * every other environment's could be derived. The stanza is the environment's name.
+ */
+export const backupPassphraseSecretName = (repository: TBackupRepositorySpec, environment: TEnvironmentSpec): string =>
+  `backup-passphrase-${repository.name}-${environment.name}`;
 
 /** The repositories an environment's backups go to, in the order pgBackRest numbers them (repo1, repo2…). */
 export function backupRepositoriesOf(organization: TOrganizationSpec, environment: TEnvironmentSpec): readonly TBackupRepositorySpec[] {
@@ -115,15 +126,17 @@ export function composeSecrets(organization: TOrganizationSpec, environment: TEn
       });
     }
     if (repository.cipherSecretRef !== undefined) {
+      const scope = { organization: organization.metadata.name, repository: repository.name, stanza: environment.name };
       secrets.push({
-        name: repository.cipherSecretRef,
+        name: backupPassphraseSecretName(repository, environment),
         usedBy: ["postgres (pgBackRest)"],
-        content: `encryption passphrase of backup repository ${repository.name} (aes-256-cbc), one line`,
+        content: `encryption passphrase (aes-256-cbc) of stanza ${environment.name} in backup repository ${repository.name}, one line: derived from the repository's passphrase (carehost secret backup/${organization.metadata.name}/${repository.cipherSecretRef}), which stays off this host`,
         fileMode: READABLE,
+        derivedBy: opensslDerivation(scope),
       });
     }
   }
-  // Two repositories may share a passphrase secret; Compose declares each secret once.
+  // Two repositories may share a key secret; Compose declares each secret once.
   const byName = new Map<string, TComposeSecret>();
   for (const secret of secrets) {
     const known = byName.get(secret.name);
@@ -147,5 +160,14 @@ export function renderSecretsReadme(organization: TOrganizationSpec, environment
     ...secrets.map((secret) => `| ${secret.name} | ${secret.usedBy.join(", ")} | ${secret.content} | ${secret.fileMode} |`),
     "",
   ];
+  const derivations = secrets.flatMap((secret) => (secret.derivedBy === undefined ? [] : [`${secret.name}:`, "", "```sh", secret.derivedBy, "```", ""]));
+  if (derivations.length > 0) {
+    lines.push(
+      "Derived files: each is printed by the command under its name, run where the repository's",
+      "passphrase is (in REPOSITORY_PASSPHRASE), with OpenSSL 3:",
+      "",
+      ...derivations,
+    );
+  }
   return lines.join("\n");
 }

@@ -7,7 +7,7 @@ if ! command -v pgbackrest >/dev/null 2>&1; then
   exit 1
 fi
 mkdir -p /tmp/pgbackrest
-export PGBACKREST_REPO1_CIPHER_PASS="$(cat /run/secrets/backup-local-cipher)"
+export PGBACKREST_REPO1_CIPHER_PASS="$(cat /run/secrets/backup-passphrase-local-prod)"
 export PGBACKREST_REPO2_AZURE_KEY="$(cat /run/secrets/backup-offsite-azure-key)"
-export PGBACKREST_REPO2_CIPHER_PASS="$(cat /run/secrets/backup-offsite-cipher)"
+export PGBACKREST_REPO2_CIPHER_PASS="$(cat /run/secrets/backup-passphrase-offsite-prod)"
 exec docker-entrypoint.sh postgres -c config_file=/etc/postgresql/postgresql.conf
