@@ -64,6 +64,9 @@ const filestoreLocations: { readonly [K in TRepositoryType]: TFilestoreLocationO
   },
 };
 
+/** restic's cache (index and tree blobs) for every repository, under the carehost data dir. */
+export const resticCacheDirectoryOf = (home: string): string => join(home, "cache", "restic");
+
 /** The restic repository beside every repository pgBackRest writes to, in the same order, under the same passphrase. */
 export function filestoreRepositoriesOf(backup: Pick<TClusterBackup, "repositories" | "filestorePath">, cacheDirectory: string): TResticRepository[] {
   return backup.repositories.map((item) => {

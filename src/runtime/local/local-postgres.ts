@@ -9,8 +9,10 @@ import type { TLivePostgresState } from "../../policy/policy-types.js";
 import type { TBackupRepositorySpec, TEnvironmentSpec } from "../../spec/spec-schema.js";
 import type { TArchiverReading } from "../../backup/wal-archiving.js";
 import { stanzaInfo, pgbackrest, STANZA_MISSING_CODES } from "../../backup/pgbackrest-command.js";
+import { ensureResticRepository } from "../../backup/restic-command.js";
 import { clusterBackupOf, ensureRepositoryStorage, prepareBackupDirectories } from "./local-backup-config.js";
 import type { TClusterBackup } from "./local-backup-config.js";
+import { filestoreRepositoriesOf, resticCacheDirectoryOf } from "./local-filestore.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
 import { CLUSTER_ADMIN_ROLE, connectAdmin, initializeCluster, isInitialized, readClusterFile, runningPid, startCluster, stopCluster, writeClusterFile } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
@@ -198,6 +200,11 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
     act(`created pgBackRest stanza ${backup.access.stanza}`);
     stanzaPending = false;
   };
+  // With the stanza come the filestore's restic repositories, once the cluster runs again (restic
+  // needs no downtime): a repository restic cannot open fails the apply that configured it, not a
+  // night's backup, and the first backup does not spend restic's key calibration (1.7 s here).
+  // A backup still creates one it finds missing (a reconcile interrupted in between).
+  const filestoreRepositoriesPending = stanzaPending;
   let admin: pg.Client;
   if ((await runningPid(cluster)) === undefined) {
     await createPendingStanza(false);
@@ -226,11 +233,24 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   } else {
     await createPendingStanza(true);
   }
+  if (backup !== undefined && filestoreRepositoriesPending) {
+    const created = await createFilestoreRepositories(backup, context.home);
+    if (created.length > 0) act(`initialized restic repositories for the filestore (${created.join(", ")})`);
+  }
   for (const tenant of await tenantsOf(context, true)) {
     const observed = await observeTenant(admin, tenant);
     for (const action of await reconcileTenant(admin, tenant, observed)) actions.push({ target: `environment/${tenant.environment}`, action });
   }
   return actions;
+}
+
+/** Initializes the restic repository beside each pgBackRest repository unless it exists; returns the repositories it created. */
+async function createFilestoreRepositories(backup: TClusterBackup, home: string): Promise<string[]> {
+  const created: string[] = [];
+  for (const [index, repository] of filestoreRepositoriesOf(backup, resticCacheDirectoryOf(home)).entries()) {
+    if (await ensureResticRepository(repository)) created.push(backup.repositories[index]!.repository.name);
+  }
+  return created;
 }
 
 /** pgBackRest does not create Azure containers or S3 buckets, so carehost does, first. */

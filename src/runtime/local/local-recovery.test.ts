@@ -32,11 +32,12 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
   const { connect, admin } = clusterClients(() => harness, ORG);
   const prodPort = async () => (await harness.runtime.observe(spec)).environments[0]!.postgres.port!;
 
-  void it("turns backups on for a running cluster: the stanza exists before archive_mode does, and no push fails", async () => {
+  void it("turns backups on for a running cluster: the stanza exists before archive_mode does, the filestore's restic repository once it runs again, and no push fails", async () => {
     const actions = (await harness.runtime.reconcile(spec)).filter((action) => action.target === "postgres/dedicated-prod").map((action) => action.action);
     const stanza = actions.findIndex((action) => action.startsWith("created pgBackRest stanza"));
+    const restic = actions.indexOf("initialized restic repositories for the filestore (local)");
     const restart = actions.findIndex((action) => action.startsWith("restarted to apply") && action.includes("archive_mode"));
-    assert.ok(stanza >= 0 && restart > stanza, actions.join("; "));
+    assert.ok(stanza >= 0 && restart > stanza && restic > restart, actions.join("; "));
     const client = await admin(await prodPort());
     try {
       await waitForArchive(client);

@@ -16,7 +16,7 @@ import { combinedRetention, fullBackupsToExpire } from "../../backup/backup-rete
 import { archiveLagSeconds } from "../../backup/wal-archiving.js";
 import type { TWalArchiving } from "../../backup/wal-archiving.js";
 import { resticCheck, resticFileCount, resticForget, resticSnapshots } from "../../backup/restic-command.js";
-import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreSwapNamesOf, filestoreTag, newestChange, restoreFilestore, snapshotFilestore, swapInFilestore } from "./local-filestore.js";
+import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreSwapNamesOf, filestoreTag, newestChange, resticCacheDirectoryOf, restoreFilestore, snapshotFilestore, swapInFilestore } from "./local-filestore.js";
 import type { TFilestoreRestore } from "./local-filestore.js";
 import { backupRunId, recoveredUntil, restoreInPlace, restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
 import type { TBackupType, TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
@@ -172,7 +172,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     if (backup === undefined) {
       throw new ValidationError(`environment ${JSON.stringify(environmentName)} has no repository this runtime writes to; see backup.repositories and carehost status`);
     }
-    return { ...access, backup, filestoreRepositories: filestoreRepositoriesOf(backup, join(dirname(root), "cache", "restic")) };
+    return { ...access, backup, filestoreRepositories: filestoreRepositoriesOf(backup, resticCacheDirectoryOf(dirname(root))) };
   };
 
   /** The backed-up environments placed in one cluster (a shared cluster holds several). */
