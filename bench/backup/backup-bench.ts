@@ -22,10 +22,10 @@ import { promisify } from "node:util";
 import pg from "pg";
 import { clusterPassphrase } from "../../src/backup/backup-passphrase.js";
 import { archiveCurrentSegment } from "../../src/runtime/local/postgres-archiver.js";
-import { repositorySecretNames } from "../../src/runtime/local/local-backup-config.js";
+import { pgbackrestConfigPathOf, repositorySecretNames } from "../../src/runtime/local/local-backup-config.js";
 import { filestoreDirectoryOf } from "../../src/runtime/local/local-filestore.js";
 import { localRuntimeFactory } from "../../src/runtime/local/local-runtime.js";
-import { secretNames } from "../../src/runtime/local/local-placement.js";
+import { clusterDirectory as clusterDirectoryOf, secretNames } from "../../src/runtime/local/local-placement.js";
 import { masterKeyFrom } from "../../src/secrets/secrets-master-key.js";
 import { secretsServiceFactory } from "../../src/secrets/secrets-service.js";
 import { loadSpecText } from "../../src/spec/spec-loader.js";
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     await generateDatabase(client, DATABASE_BYTES);
     const size = Number((await client.query<{ size: string }>("SELECT pg_database_size('prod') AS size")).rows[0]?.size);
     const filestore = filestoreDirectoryOf(root, ORG, prod);
-    const clusterDirectory = join(root, ORG, "postgres", "dedicated-prod");
+    const clusterDirectory = clusterDirectoryOf(root, ORG, "dedicated-prod");
     const files = await generateFilestore(filestore, FILESTORE_BYTES);
     // A production database is not freshly loaded when it is backed up: autovacuum has frozen it and
     // the archiver has shipped its WAL. Left to happen during the timed runs, both would take CPU
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
     await archiveCaughtUp(client, clusterDirectory, "after carehost's first backup");
     const manager = await odoo.managerBackup("full");
     const script = await odoo.scriptBackup("full");
-    const conf = join(clusterDirectory, "pgbackrest", "pgbackrest.conf");
+    const conf = pgbackrestConfigPathOf({ directory: clusterDirectory });
     // The passphrase carehost gives pgBackRest for this cluster in this repository.
     const local = spec.backupRepositories.find((repository) => repository.name === "local")!;
     const cipher = clusterPassphrase(await secrets.current(repositorySecretNames(ORG, local).cipher), { organization: ORG, repository: local.name, stanza: "dedicated-prod" });

@@ -9,7 +9,7 @@ import { clusterPassphrase } from "../../backup/backup-passphrase.js";
 import { clusterClients, createRuntimeHarness, filesBelow, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { pgbackrestConfigPathOf, repositorySecretNames } from "./local-backup-config.js";
-import { secretNames } from "./local-placement.js";
+import { clusterDirectory, secretNames } from "./local-placement.js";
 
 const run = promisify(execFile);
 
@@ -115,7 +115,7 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     const repository = join(harness.root, "..", "backups", ORG);
     // pgBackRest 2.45 puts the decryption error's line breaks raw into its JSON: the status is matched, not parsed.
     const stanzaOpens = async (passphrase: string) => {
-      const { stdout } = await run("pgbackrest", [`--config=${pgbackrestConfigPathOf({ directory: join(harness.root, ORG, "postgres", "dedicated-prod") })}`, "--stanza=dedicated-prod", "--log-level-file=off", "--output=json", "info"], {
+      const { stdout } = await run("pgbackrest", [`--config=${pgbackrestConfigPathOf({ directory: clusterDirectory(harness.root, ORG, "dedicated-prod") })}`, "--stanza=dedicated-prod", "--log-level-file=off", "--output=json", "info"], {
         env: { ...process.env, PGBACKREST_REPO1_CIPHER_PASS: passphrase },
       });
       return /"status":\{"code":0,/.test(stdout);
