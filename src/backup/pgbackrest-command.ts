@@ -78,9 +78,10 @@ const LOCKED_COMMANDS = new Set(["backup", "restore", "expire", "verify"]);
 
 /**
  * Ends the pgBackRest backups, restores, expiries and verifications still working with this
- * configuration (never archiving, nor a read such as `info`). The parent-death signal takes down
- * the process carehost started, but its workers (`backup:local`, `restore:local`) finish the file
- * at hand first, and could write into a copy being removed or race a restore being finished.
+ * configuration (never archiving, nor a read such as `info`). The parent-death signal reaches
+ * the command's whole process group, its workers (`backup:local`, `restore:local`) included
+ * (runtime-command.ts), but one still running, say a run started by an earlier carehost, could
+ * write into a copy being removed or race a restore being finished.
  * Call it only under the organization's lifecycle lock, when no run of carehost's own can be
  * going: whatever it finds was left by a carehost that was killed. Returns how many it ended.
  */

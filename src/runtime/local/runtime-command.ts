@@ -33,13 +33,20 @@ export class RuntimeCommandError extends DomainError {
 const tail = (text: string, lines = 6) => text.trim().split("\n").slice(-lines).join("\n");
 
 /**
- * A command carehost waits for dies with carehost: util-linux's setpriv sets the parent-death
- * signal before it execs the command. A carehost killed outright (SIGKILL, OOM) would otherwise
- * leave a pgBackRest backup or restore running on, holding the stanza's lock or writing into a
- * copy that the next start removes. Daemons (pg_ctl's postmaster, spawnDetached) are not affected:
- * the signal is not inherited across fork.
+ * A command carehost waits for dies with carehost, and so does every process it forked.
+ * util-linux's setpriv sets the parent-death signal before it execs coreutils' timeout, which
+ * leads its own process group and, on that signal or at its time limit, sends SIGTERM to the
+ * whole group, then SIGKILL to whatever still runs after GRACE_SECONDS. The group matters:
+ * pg_restore --jobs and pgBackRest's process-max fork workers that the parent-death signal does
+ * not reach, and a carehost killed outright (SIGKILL, OOM) would otherwise leave them loading a
+ * copy that the next start removes or holding the stanza's lock. SIGTERM first lets pg_restore
+ * cancel its queries and pgBackRest and restic release their locks. Daemons are not affected:
+ * pg_ctl's postmaster and Redis leave the group (setsid) and spawnDetached starts its own.
  */
-const DIE_WITH_CAREHOST = ["--pdeathsig", "KILL", "--"] as const;
+const GRACE_SECONDS = 5;
+const dieWithCarehost = (timeoutMs: number) => ["--pdeathsig", "TERM", "--", "timeout", `--kill-after=${GRACE_SECONDS}s`, `${timeoutMs / 1000}s`] as const;
+/** coreutils timeout's status for a command it stopped at its limit; 128 + 9 when SIGKILL was needed. */
+const TIMED_OUT_STATUSES: ReadonlySet<unknown> = new Set([124, 137]);
 
 export async function runCommand(file: string, args: readonly string[], options: TCommandOptions = {}): Promise<{ stdout: string; stderr: string }> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8", ...options.env };
@@ -48,14 +55,15 @@ export async function runCommand(file: string, args: readonly string[], options:
     env.USER = options.asUser.name;
   }
   const display = [file, ...args].join(" ");
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = execFile(
       "setpriv",
-      [...DIE_WITH_CAREHOST, file, ...args],
+      [...dieWithCarehost(timeoutMs), file, ...args],
       {
         env,
         cwd: options.cwd,
-        timeout: options.timeoutMs ?? 120_000,
         maxBuffer: 64 * 1024 * 1024,
         ...(options.asUser === undefined ? {} : { uid: options.asUser.uid, gid: options.asUser.gid }),
       },
@@ -64,8 +72,10 @@ export async function runCommand(file: string, args: readonly string[], options:
           resolve({ stdout, stderr });
           return;
         }
+        const timedOut = TIMED_OUT_STATUSES.has(error.code) && Date.now() - started >= timeoutMs;
+        const status = timedOut ? `timed out after ${timeoutMs / 1000} s` : String(error.code ?? error.signal ?? "error");
         const reason = tail(stderr) || tail(stdout) || error.message;
-        reject(new RuntimeCommandError(`${display} failed (${error.code ?? error.signal ?? "error"}): ${reason}`, display, stderr));
+        reject(new RuntimeCommandError(`${display} failed (${status}): ${reason}`, display, stderr));
       },
     );
     // A command that exits before reading its input closes the pipe: that is its exit status's business, not an EPIPE crash.
