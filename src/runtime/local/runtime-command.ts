@@ -41,7 +41,8 @@ const tail = (text: string, lines = 6) => text.trim().split("\n").slice(-lines).
  * not reach, and a carehost killed outright (SIGKILL, OOM) would otherwise leave them loading a
  * copy that the next start removes or holding the stanza's lock. SIGTERM first lets pg_restore
  * cancel its queries and pgBackRest and restic release their locks. Daemons are not affected:
- * pg_ctl's postmaster and Redis leave the group (setsid) and spawnDetached starts its own.
+ * pg_ctl starts the postmaster in a session of its own (setsid), and spawnDetached (Redis) does
+ * not go through here.
  */
 const GRACE_SECONDS = 5;
 const dieWithCarehost = (timeoutMs: number) => ["--pdeathsig", "TERM", "--", "timeout", `--kill-after=${GRACE_SECONDS}s`, `${timeoutMs / 1000}s`] as const;
