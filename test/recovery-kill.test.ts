@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import pg from "pg";
 import { parse, stringify } from "yaml";
-import { waitForArchive } from "./runtime-fixtures.js";
+import { processesRunning, waitForArchive } from "./runtime-fixtures.js";
 
 const run = promisify(execFile);
 const ORG = "northwind-health";
@@ -66,15 +66,6 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
     if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once("exit", resolve));
   };
 
-  /** Live processes whose program and arguments `matches` accepts. */
-  const processesRunning = async (matches: (program: string, args: readonly string[]) => boolean): Promise<number[]> => {
-    const { stdout } = await run("ps", ["-eo", "pid=,stat=,args="]);
-    return stdout
-      .split("\n")
-      .map((line) => line.trim().split(/\s+/))
-      .filter(([, state, program, ...args]) => !state?.startsWith("Z") && program !== undefined && matches(program, args))
-      .map(([pid]) => Number(pid));
-  };
   /** pgBackRest running `command` (its last argument) for this test's prod; other tests run a stanza of the same name. */
   const pgbackrestOfProd = (command: "backup" | "restore") => (program: string, args: readonly string[]) =>
     program === "pgbackrest" && args.includes(`--config=${join(home, "runtime", ORG, "postgres", STANZA, "pgbackrest", "pgbackrest.conf")}`) && args.at(-1) === command;

@@ -1,10 +1,12 @@
 // A local runtime over a throwaway data dir and the real secret store (PGlite), for tests that
 // start real PostgreSQL and Redis processes. Every secret it generates is remembered, so a test
 // can scan logs and files for leaks.
+import { execFile } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { randomBytes } from "node:crypto";
+import { promisify } from "node:util";
 import { localRuntimeFactory, type TLocalRuntime } from "../src/runtime/local/local-runtime.js";
 import { masterKeyFrom } from "../src/secrets/secrets-master-key.js";
 import { secretsServiceFactory, type TSecretsService } from "../src/secrets/secrets-service.js";
@@ -24,6 +26,16 @@ export type TRuntimeHarness = {
   secretValues(): Promise<string[]>;
   close(organizations: readonly TOrganizationSpec[]): Promise<void>;
 };
+
+/** Live processes (zombies excepted) whose program and arguments `matches` accepts, by pid. */
+export async function processesRunning(matches: (program: string, args: readonly string[]) => boolean): Promise<number[]> {
+  const { stdout } = await promisify(execFile)("ps", ["-eo", "pid=,stat=,args="]);
+  return stdout
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, state, program, ...args]) => !state?.startsWith("Z") && program !== undefined && matches(program, args))
+    .map(([pid]) => Number(pid));
+}
 
 /** `now`: the runtime's clock (a test moves it forward to see what an objective missed later looks like). */
 export async function createRuntimeHarness(options: { now?: () => Date } = {}): Promise<TRuntimeHarness> {

@@ -2,28 +2,19 @@
 // every process that one forked (pg_restore --jobs and pgBackRest's process-max do), whether
 // carehost is killed outright or the command outlives its time limit.
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { promisify } from "node:util";
+import { processesRunning } from "../../../test/runtime-fixtures.js";
 import { runCommand } from "./runtime-command.js";
-
-const run = promisify(execFile);
 
 /** A shell that forks a worker and waits for it, both sleeping for a duration no other process uses. */
 const forkingCommand = () => {
   const marker = `${900 + randomInt(90)}.${randomInt(1_000_000)}`;
   return { marker, args: ["-c", `sleep ${marker} & sleep ${marker}; wait`] };
 };
-const sleepersOf = async (marker: string): Promise<number[]> => {
-  const { stdout } = await run("ps", ["-eo", "pid=,stat=,args="]);
-  return stdout
-    .split("\n")
-    .map((line) => line.trim().split(/\s+/))
-    .filter(([, state, program, duration]) => !state?.startsWith("Z") && program === "sleep" && duration === marker)
-    .map(([pid]) => Number(pid));
-};
+const sleepersOf = (marker: string) => processesRunning((program, [duration]) => program === "sleep" && duration === marker);
 const waitUntil = async (condition: () => Promise<boolean>, timeoutMs: number): Promise<boolean> => {
   for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(50)) if (await condition()) return true;
   return condition();
