@@ -15,9 +15,10 @@ export type TStanzaAccess = {
   readonly env: Readonly<Record<string, string>>;
 };
 
-export async function pgbackrest(access: TStanzaAccess, command: string, options: readonly string[] = [], timeoutMs = 30 * 60_000): Promise<string> {
+/** `parameters` follow the command (archive-get's segment and destination); options precede it. */
+export async function pgbackrest(access: TStanzaAccess, command: string, options: readonly string[] = [], timeoutMs = 30 * 60_000, parameters: readonly string[] = []): Promise<string> {
   try {
-    const { stdout } = await runCommand("pgbackrest", [`--config=${access.configPath}`, `--stanza=${access.stanza}`, ...options, command], {
+    const { stdout } = await runCommand("pgbackrest", [`--config=${access.configPath}`, `--stanza=${access.stanza}`, ...options, command, ...parameters], {
       env: access.env,
       timeoutMs,
       ...(access.owner === undefined ? {} : { asUser: access.owner }),

@@ -23,6 +23,7 @@ import type { TPostgresTenant } from "./postgres-tenant.js";
 import { clusterDirectory, databaseNameOf, databaseRoleOf, secretNames } from "./local-placement.js";
 import type { TClusterPlacement } from "./local-placement.js";
 import { readArchiver } from "./postgres-archiver.js";
+import { liveReplaySettings, raiseHighWater } from "./postgres-replay-settings.js";
 import { ensureServerCertificate } from "./runtime-ca.js";
 import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
 import type { TOsUser } from "./runtime-command.js";
@@ -233,6 +234,8 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   } else {
     await createPendingStanza(true);
   }
+  // What the server runs with now is the floor of every later copy's settings (postgres-replay-settings.ts).
+  await raiseHighWater(directory, await liveReplaySettings(admin));
   if (backup !== undefined && filestoreRepositoriesPending) {
     const created = await createFilestoreRepositories(backup, context.home);
     if (created.length > 0) act(`initialized restic repositories for the filestore (${created.join(", ")})`);

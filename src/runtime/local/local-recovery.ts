@@ -11,11 +11,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
 import { pgbackrest, stanzaInfo } from "../../backup/pgbackrest-command.js";
 import type { TBackupInfo } from "../../backup/pgbackrest-command.js";
-import { DomainError, NotFoundError, ValidationError } from "../../lib/errors.js";
+import { ConflictError, DomainError, NotFoundError, ValidationError } from "../../lib/errors.js";
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
 import type { TResticRepository } from "../../backup/restic-command.js";
 import type { TClusterBackup } from "./local-backup-config.js";
-import { CLUSTER_ADMIN_ROLE, connectAdmin, dataDirectoryOf, postgresBinary, startCluster, stopCluster } from "./postgres-cluster.js";
+import { CLUSTER_ADMIN_ROLE, connectAdmin, dataDirectoryOf, postgresBinary, serverLog, startCluster, stopCluster } from "./postgres-cluster.js";
+import { renderReplayFloor, replayFloorOf } from "./postgres-replay-settings.js";
+import type { TReplaySettings } from "./postgres-replay-settings.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { runCommand } from "./runtime-command.js";
 import { freeLoopbackPort } from "./runtime-instance.js";
@@ -107,7 +109,13 @@ const targetOptions = (target: TRestoreTarget): string[] => {
  * Restores the source's backups into a new cluster in `directory` on a free port and starts it.
  * Returns once the copy accepts connections. Leaves nothing behind on failure.
  */
-export async function restoreToScratch(source: TRecoverableCluster, directory: string, target: TRestoreTarget): Promise<TPostgresCluster> {
+export async function restoreToScratch(
+  source: TRecoverableCluster,
+  directory: string,
+  target: TRestoreTarget,
+  /** The copy's settings floor; by default the highest the source has run with (postgres-replay-settings.ts). */
+  replayFloor?: TReplaySettings,
+): Promise<TPostgresCluster> {
   const scratch: TPostgresCluster = { name: `${source.cluster.name}-restore`, directory, port: await freeLoopbackPort(), version: source.cluster.version, owner: source.cluster.owner };
   const socketDirectory = join(directory, "run");
   // The parents only need to be traversable for the cluster's account.
@@ -121,12 +129,15 @@ export async function restoreToScratch(source: TRecoverableCluster, directory: s
     // archive-mode=off: the copy keeps production's archive_command otherwise (PGBACKREST.md).
     // A spool of its own: a restore clears the spool's archive queues, and the source's holds the
     // live archiver's status files (clearing it under a busy source fails the restore).
+    const floor = replayFloor ?? (await replayFloorOf(source.cluster));
     await pgbackrest(source.backup.access, "restore", [`--pg1-path=${dataDirectoryOf(scratch)}`, `--spool-path=${join(directory, "spool")}`, "--archive-mode=off", ...targetOptions(target)]);
     // The copy's own port and socket, after pgBackRest's recovery settings in the same file.
-    await appendFile(join(dataDirectoryOf(scratch), "postgresql.auto.conf"), `\n# carehost: restored copy\nport = ${scratch.port}\nunix_socket_directories = '${socketDirectory}'\n`);
+    await appendFile(
+      join(dataDirectoryOf(scratch), "postgresql.auto.conf"),
+      `\n# carehost: restored copy\nport = ${scratch.port}\nunix_socket_directories = '${socketDirectory}'\n${renderReplayFloor(floor)}`,
+    );
     // restore_command (archive-get) reads the repository: it needs the passphrases too.
-    await startCluster(scratch, source.backup.access.env);
-    await waitUntilPromoted(scratch, source);
+    await startRecovering(scratch, source, target);
     return scratch;
   } catch (error) {
     await stopCluster(scratch).catch(() => undefined);
@@ -141,10 +152,12 @@ export async function restoreToScratch(source: TRecoverableCluster, directory: s
  * archived and backed up like the one before it.
  */
 export async function restoreInPlace(source: TRecoverableCluster, target: TRestoreTarget): Promise<void> {
+  // Read before the restore rewrites the control file with the backup's.
+  const floor = await replayFloorOf(source.cluster);
   await stopCluster(source.cluster);
   await pgbackrest(source.backup.access, "restore", ["--delta", ...targetOptions(target)]);
-  await startCluster(source.cluster, source.backup.access.env);
-  await waitUntilPromoted(source.cluster, source);
+  await appendFile(join(dataDirectoryOf(source.cluster), "postgresql.auto.conf"), `\n${renderReplayFloor(floor)}`);
+  await startRecovering(source.cluster, source, target);
   // pgBackRest's recovery settings stay in postgresql.auto.conf after promotion; they only apply at
   // a restart and carehost's own settings live in postgresql.conf, so the file is emptied and the
   // cluster restarted once, leaving nothing pending for the next reconcile.
@@ -163,17 +176,57 @@ export async function recoveredUntil(cluster: TPostgresCluster, source: TRecover
   }
 }
 
-/** With hot_standby the copy answers queries while it still replays WAL: wait until it is promoted and writable. */
-async function waitUntilPromoted(scratch: TPostgresCluster, source: TRecoverableCluster, timeoutMs = 30 * 60_000): Promise<void> {
-  const client = await connectAdmin(scratch, source.adminPassword, source.caPem);
+/** Why PostgreSQL stopped or paused a recovery, in its own words (the server log's lines about it). */
+async function recoveryReason(cluster: TPostgresCluster): Promise<string> {
+  const lines = (await serverLog(cluster)).trim().split("\n");
+  const relevant = lines.filter((line) => /FATAL|PANIC|WARNING|DETAIL|HINT|recovery has paused|recovery ended|recovery stopping/.test(line));
+  return (relevant.length > 0 ? relevant : lines).slice(-6).map((line) => line.replace(/^\S+ \S+ \S+ \[\d+\] \S*\s*/, "")).join("; ");
+}
+
+/** The failure of a recovery, with PostgreSQL's reason and what to do about it. */
+async function recoveryFailure(cluster: TPostgresCluster, target: TRestoreTarget, what: string): Promise<ConflictError> {
+  const reason = await recoveryReason(cluster);
+  const advice = /recovery ended before configured recovery target was reached/.test(reason)
+    ? "the archive ends before the target: restore to an earlier instant, or let the source archive its WAL first"
+    : /insufficient parameter settings|is a lower setting than on the primary/.test(reason)
+      ? "the copy started with a lower setting than the primary ran with: set it at least as high in the copy's postgresql.auto.conf and start it again, or restore again"
+      : "see the copy's server log for the cause";
+  const described = target.kind === "time" ? ` to ${target.time.toISOString()}` : target.kind === "lsn" ? ` to LSN ${target.lsn}` : "";
+  return new ConflictError(`the recovery of cluster "${cluster.name}"${described} ${what}: ${reason || "the server logged nothing"} (${advice})`);
+}
+
+/** Starts a cluster that pgBackRest restored and returns once it is promoted, or throws PostgreSQL's reason as soon as it stops or pauses. */
+async function startRecovering(cluster: TPostgresCluster, source: TRecoverableCluster, target: TRestoreTarget): Promise<void> {
   try {
-    const deadline = Date.now() + timeoutMs;
-    while ((await client.query<{ recovering: boolean }>("SELECT pg_is_in_recovery() AS recovering")).rows[0]?.recovering === true) {
-      if (Date.now() > deadline) throw new DomainError(`the restored copy on port ${scratch.port} was still replaying WAL after ${timeoutMs / 60_000} min`);
+    await startCluster(cluster, source.backup.access.env);
+  } catch {
+    throw await recoveryFailure(cluster, target, "stopped before the copy accepted connections");
+  }
+  await waitUntilPromoted(cluster, source, target);
+}
+
+/**
+ * With hot_standby the copy answers queries while it still replays WAL: wait until it is promoted
+ * and writable. A recovery that pauses (settings lower than the primary's) or a postmaster that
+ * exits (the archive ended before the target) is reported at once, never by a deadline.
+ */
+async function waitUntilPromoted(cluster: TPostgresCluster, source: TRecoverableCluster, target: TRestoreTarget): Promise<void> {
+  const client = await connectAdmin(cluster, source.adminPassword, source.caPem).catch(async () => {
+    throw await recoveryFailure(cluster, target, "stopped before carehost could connect");
+  });
+  try {
+    for (;;) {
+      const state = await client
+        .query<{ recovering: boolean; pause: string | null }>("SELECT pg_is_in_recovery() AS recovering, CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END AS pause")
+        .then((result) => result.rows[0])
+        .catch(() => undefined);
+      if (state === undefined) throw await recoveryFailure(cluster, target, "ended: the server closed the connection");
+      if (!state.recovering) return;
+      if (state.pause !== "not paused") throw await recoveryFailure(cluster, target, state.pause === "paused" ? "paused" : `is pausing (${state.pause})`);
       await sleep(50);
     }
   } finally {
-    await client.end();
+    await client.end().catch(() => undefined);
   }
 }
 

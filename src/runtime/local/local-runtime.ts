@@ -22,6 +22,7 @@ import { backupRunId, recoveredUntil, restoreInPlace, restoreToScratch, runDrill
 import type { TBackupType, TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
 import { backupOf, closeConnection, observeCluster, reconcileCluster, tenantOf } from "./local-postgres.js";
 import { readRestoreOverMarker, restoreOver, settleInterruptedRestoreOver } from "./local-restore-over.js";
+import { ensureTargetArchived } from "./local-restore-target.js";
 import { pgbackrestConfigPathOf } from "./local-backup-config.js";
 import type { TClusterContext, TClusterObservation } from "./local-postgres.js";
 import {
@@ -582,6 +583,9 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       return { stanza: source.backup.access.stanza, ok, output };
     }),
 
+    /** What local-recovery.ts needs of an environment's cluster (backup access, admin password, CA), for callers that drive it directly (bench/, tests). */
+    recoverable,
+
     backups: async (organization: TOrganizationSpec, environmentName: string) => {
       const source = await recoverable(organization, environmentName);
       return { stanza: source.backup.access.stanza, ...(await stanzaInfo(source.backup.access)) };
@@ -601,7 +605,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
      * database by database (local-restore-over.ts). Over an environment, the caller has taken the
      * safety backup and passed the change gate.
      */
-    restore: (organization: TOrganizationSpec, environmentName: string, target: TRestoreTarget, destination: TRestoreDestination, onStep: (step: TRestoreStep) => void = () => undefined) =>
+    restore: (organization: TOrganizationSpec, environmentName: string, requested: TRestoreTarget, destination: TRestoreDestination, onStep: (step: TRestoreStep) => void = () => undefined) =>
       exclusive(organization, async () => {
         const started = process.hrtime.bigint();
         const steps: TRestoreStep[] = [];
@@ -615,6 +619,8 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
         };
         const org = organization.metadata.name;
         const source = await step("secrets", async () => ({ detail: "repository passphrases, cluster admin and CA read from the secret store", value: await recoverable(organization, environmentName) }));
+        // Before anything is touched: a target the archive does not reach is refused now, not after a recovery that ends early.
+        const { detail: archived, target } = await ensureTargetArchived(source, requested, now());
         const [repository] = source.filestoreRepositories;
         // When the instant is known up front (latest, a time), the filestore is fetched while
         // PostgreSQL restores, which shortens the RTO by the filestore's whole download; its step
@@ -638,7 +644,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
           try {
             const scratch = await step("postgresql", async () => {
               const cluster = await restoreToScratch(source, join(directory, "postgres"), target);
-              return { detail: `restored into a new cluster on port ${cluster.port}`, value: cluster };
+              return { detail: `${archived}; restored into a new cluster on port ${cluster.port}`, value: cluster };
             });
             const filestore = await step("filestore", async () => {
               if (repository === undefined) return { detail: "no repository", value: undefined };
@@ -701,7 +707,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
             await fetching;
             throw error;
           });
-          return { detail: `restored in place (port ${source.cluster.port}, new timeline)`, value: undefined };
+          return { detail: `${archived}; restored in place (port ${source.cluster.port}, new timeline)`, value: undefined };
         });
         const restoredFiles = await step("filestore", async () => {
           if (repository === undefined) return { detail: "no repository", value: 0 };

@@ -98,13 +98,18 @@ export async function runningPid(cluster: TPostgresCluster): Promise<number | un
   return Number.isInteger(pid) && pid > 0 && isProcessAlive(pid) ? pid : undefined;
 }
 
-/** The last lines the server wrote: the logging collector's newest file, or pg_ctl's log before it started. */
-async function serverLogTail(cluster: TPostgresCluster): Promise<string> {
+/** What the server wrote: the logging collector's newest file, or pg_ctl's log before it started. */
+export async function serverLog(cluster: TPostgresCluster): Promise<string> {
   const logDirectory = join(dataDirectoryOf(cluster), "log");
   const files = await readdir(logDirectory).catch(() => [] as string[]);
   const newest = (await Promise.all(files.map(async (file) => ({ file, time: (await stat(join(logDirectory, file))).mtimeMs })))).sort((a, b) => b.time - a.time)[0];
   const collected = newest === undefined ? "" : await readFile(join(logDirectory, newest.file), "utf8").catch(() => "");
-  const text = collected.trim() === "" ? await readFile(join(cluster.directory, "startup.log"), "utf8").catch(() => "") : collected;
+  return collected.trim() === "" ? await readFile(join(cluster.directory, "startup.log"), "utf8").catch(() => "") : collected;
+}
+
+/** The last lines the server wrote that say what went wrong. */
+async function serverLogTail(cluster: TPostgresCluster): Promise<string> {
+  const text = await serverLog(cluster);
   return text.trim().split("\n").filter((line) => /FATAL|ERROR|PANIC|LOG: {2}database system/.test(line)).slice(-5).join("\n") || text.trim().split("\n").slice(-5).join("\n");
 }
 

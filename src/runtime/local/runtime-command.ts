@@ -24,6 +24,8 @@ export class RuntimeCommandError extends DomainError {
     message: string,
     readonly command: string,
     readonly stderr: string,
+    /** What it printed before it failed: some tools (pg_waldump at a segment's end) fail after their output. */
+    readonly stdout = "",
   ) {
     super(message);
   }
@@ -76,7 +78,7 @@ export async function runCommand(file: string, args: readonly string[], options:
         const timedOut = TIMED_OUT_STATUSES.has(error.code) && Date.now() - started >= timeoutMs;
         const status = timedOut ? `timed out after ${timeoutMs / 1000} s` : String(error.code ?? error.signal ?? "error");
         const reason = tail(stderr) || tail(stdout) || error.message;
-        reject(new RuntimeCommandError(`${display} failed (${status}): ${reason}`, display, stderr));
+        reject(new RuntimeCommandError(`${display} failed (${status}): ${reason}`, display, stderr, stdout));
       },
     );
     // A command that exits before reading its input closes the pipe: that is its exit status's business, not an EPIPE crash.
