@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
-import { formatPlan } from "../environments/environment-plan.js";
+import { formatPlan, formatRuntimePlan } from "../environments/environment-plan.js";
 import type { TApplyResult, TPlanWithDrift } from "../environments/environment-service.js";
 import type { TGitopsApply, TGitopsPlan } from "../gitops/gitops-service.js";
 import { isRenderTarget } from "../render/render-targets.js";
@@ -85,7 +85,7 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
 
   program
     .command("plan")
-    .description("show which environments the spec would create, change or remove")
+    .description("show what the spec would change (environments, rendered files, restarts) and the drift of the running systems")
     .argument("<file>", "carehost.yaml")
     .option("--target <target>", "local (this host), kubernetes or compose (diff against the GitOps repository)", "local")
     .option("-o, --output <format>", "text or json", "text")
@@ -103,10 +103,8 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
         return;
       }
       printLine(colorPlan(formatPlan(plan)));
-      if (plan.drift.length === 0) return;
-      printLine("");
-      printLine(`Drift on the running systems (apply corrects it):`);
-      for (const item of plan.drift) printLine(`  ~ ${item.environment}  ${item.target}  ${item.field}: ${item.actual} (expected ${item.expected})`);
+      const sides = formatRuntimePlan(plan);
+      if (sides !== "") printLine(colorPlan(sides));
     });
 
   program
