@@ -6,9 +6,12 @@ import type { TGitopsApply, TGitopsPlan } from "../gitops/gitops-service.js";
 import { isRenderTarget } from "../render/render-targets.js";
 import { RENDER_TARGETS } from "../render/render-types.js";
 import type { TRenderTarget } from "../render/render-types.js";
-import { formatPosture } from "../policy/policy-engine.js";
+import { DomainError, PolicyViolation } from "../lib/errors.js";
+import { assertNoMandatoryViolations, formatPosture } from "../policy/policy-engine.js";
+import { offlineVerdict } from "../policy/policy-offline.js";
 import type { TPostureReport } from "../policy/policy-engine.js";
 import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
+import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TApiClient } from "./cli-client.js";
 import { CliError, exitCodes } from "./cli-errors.js";
 import { paint, printJson, printLine } from "./cli-output.js";
@@ -47,6 +50,25 @@ const printGitopsDiff = (diff: TGitopsPlan): void => {
   }
 };
 
+/** The offline verdict; a spec the controls cannot evaluate (an exception naming no control) is a failure, exit 1. */
+const controlVerdict = (spec: TOrganizationSpec): TPostureReport => {
+  try {
+    return offlineVerdict(spec);
+  } catch (error) {
+    if (error instanceof DomainError) throw new CliError(error.message, exitCodes.failure, error.details.map((detail) => detail.message));
+    throw error;
+  }
+};
+
+const assertWithoutViolations = (verdict: TPostureReport): void => {
+  try {
+    assertNoMandatoryViolations(verdict);
+  } catch (error) {
+    if (error instanceof PolicyViolation) throw new CliError(error.message, exitCodes.policy, error.details.map((detail) => detail.message));
+    throw error;
+  }
+};
+
 export const registerSpecCommands = (program: Command, global: TGlobal): void => {
   program
     .command("posture")
@@ -67,20 +89,31 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
 
   program
     .command("validate")
-    .description("check a spec file and list every error with its line")
+    .description("check a spec file offline: every error with its line, then the controls over the spec and the files it renders (exit 3 on a mandatory violation, as plan)")
     .argument("<file>", "carehost.yaml")
     .option("-o, --output <format>", "text or json", "text")
     .action(async (file: string, options: { output: TOutputFormat }) => {
       const result = loadSpecText(await readSource(file), file);
-      if (options.output === "json") {
-        printJson(result.ok ? { ok: true, digest: result.digest, environments: result.spec.environments.map((environment) => environment.name) } : result);
-      } else if (result.ok) {
-        printLine(`${paint("green", "valid")}: ${file} (organization "${result.spec.metadata.name}", ${result.spec.environments.length} environments, digest ${result.digest.slice(0, 12)})`);
-      } else {
-        for (const error of result.errors) printLine(formatSpecError(error));
-        printLine(`${result.errors.length} error(s)`);
+      if (!result.ok) {
+        if (options.output === "json") printJson(result);
+        else {
+          for (const error of result.errors) printLine(formatSpecError(error));
+          printLine(`${result.errors.length} error(s)`);
+        }
+        process.exitCode = exitCodes.failure;
+        return;
       }
-      if (!result.ok) process.exitCode = exitCodes.failure;
+      const verdict = controlVerdict(result.spec);
+      const { summary, mandatoryViolations } = verdict;
+      if (options.output === "json") {
+        printJson({ ok: mandatoryViolations.length === 0, digest: result.digest, environments: result.spec.environments.map((environment) => environment.name), summary, mandatoryViolations });
+        if (mandatoryViolations.length > 0) process.exitCode = exitCodes.policy;
+        return;
+      }
+      // The same message and lines plan prints for the same spec, and its exit code.
+      assertWithoutViolations(verdict);
+      printLine(`${paint("green", "valid")}: ${file} (organization "${result.spec.metadata.name}", ${result.spec.environments.length} environments, digest ${result.digest.slice(0, 12)})`);
+      printLine(`controls over the spec and the files it renders: ${summary.pass} pass, ${summary.fail} fail (advisory), ${summary.excepted} excepted, ${summary.notApplicable} n.a.`);
     });
 
   program

@@ -11,7 +11,13 @@ import { clusterClients, createRuntimeHarness } from "../../test/runtime-fixture
 import type { TRuntimeHarness } from "../../test/runtime-fixtures.js";
 import { testDatabaseFactories } from "../../test/test-databases.js";
 import { systemContext } from "../lib/request-context.js";
+import { POLICY_CATALOG } from "../policy/policy-catalog.js";
+import { evaluatePolicy } from "../policy/policy-engine.js";
+import { offlineVerdict } from "../policy/policy-offline.js";
 import { policyCheckerFactory } from "../policy/policy-service.js";
+import type { TArtifactSubject } from "../policy/policy-types.js";
+import { statementAuditFor } from "../runtime/local/local-postgres.js";
+import { localArtifactSubjects } from "../runtime/local/local-render-offline.js";
 import { clusterDirectory, secretNames } from "../runtime/local/local-placement.js";
 import { parsePostgresqlConf, RESTART_SETTINGS } from "../runtime/local/postgres-config.js";
 import { loadSpecText } from "../spec/spec-loader.js";
@@ -118,6 +124,28 @@ void describe("plan on real clusters: the change against the applied revision, d
     } finally {
       await admin.end();
     }
+  });
+
+  void it("validate's offline render gives every artifact control the result the files reconcile wrote give", async () => {
+    const artifactControls = POLICY_CATALOG.filter((control) => control.subject === "artifact");
+    const resultsOf = (artifact: readonly TArtifactSubject[]) =>
+      evaluatePolicy({ controls: artifactControls, subjects: { artifact }, now: new Date() }).results.map((result) => [result.environment, result.controlId, result.status, result.messages]);
+    const onHost = resultsOf((await runtime.runtime.observe(spec)).subjects.artifact);
+    assert.equal(onHost.length, artifactControls.length * spec.environments.length);
+    // This host's choice of statement audit, as reconcile made it (pgaudit when its package is installed).
+    const offline = localArtifactSubjects(spec, { statementAudit: (await statementAuditFor(15)) === "pgaudit" ? "pgaudit" : "log-statement-all" });
+    assert.deepEqual(resultsOf(offline), onHost);
+    // The same files, setting by setting, but for what only a host knows: its ports, paths and the master password's hash.
+    const hostOnly = /^(port|tls-port|db_port|ssl_(cert|key|ca)_file|unix_socket_directories|archive_command|data_dir|tls-(cert|key|ca-cert)-file|aclfile|pidfile|logfile|dir|admin_passwd)$/;
+    const comparable = (artifact: readonly TArtifactSubject[]) =>
+      artifact.map(({ environment, artifacts }) => ({
+        environment: environment.name,
+        pgHba: artifacts.pgHba,
+        ingress: artifacts.ingress,
+        ...Object.fromEntries((["postgresqlConf", "redisConf", "odooConf"] as const).map((kind) => [kind, Object.entries(artifacts[kind] ?? {}).filter(([key]) => !hostOnly.test(key))])),
+      }));
+    assert.deepEqual(comparable(offline), comparable((await runtime.runtime.observe(spec)).subjects.artifact));
+    assert.deepEqual(offlineVerdict(spec).mandatoryViolations, []);
   });
 
   void it("still shows a hand edit as drift while a change is proposed, and apply does what the plan said", async () => {

@@ -72,7 +72,8 @@ const clusterOf = (context: TClusterContext, port: number): TPostgresCluster => 
   owner: context.owner,
 });
 
-async function statementAuditFor(version: number): Promise<TStatementAudit> {
+/** pgaudit when this host has it for the cluster's version, otherwise log_statement = all. */
+export async function statementAuditFor(version: number): Promise<TStatementAudit> {
   try {
     await access(`/usr/lib/postgresql/${version}/lib/pgaudit.so`);
     return "pgaudit";
