@@ -138,6 +138,14 @@ void describe("carehost server and CLI end to end", () => {
     const plan = await cli(["plan", changed]);
     assert.equal(plan.code, 0, plan.stderr);
     assert.match(plan.stdout, /~ change environment "prod"\n\s+odoo.workers: 9 → 11/);
+    // The change, never drift: nobody edited anything on the running systems.
+    assert.match(plan.stdout, /^-max_connections = \d+\n\+max_connections = \d+$/m);
+    assert.match(plan.stdout, /^ {2}restarts prod's PostgreSQL: max_connections$/m);
+    assert.match(plan.stdout, /^No drift: the running systems match applied revision 1\.$/m);
+    assert.doesNotMatch(plan.stdout, /edited by hand|Drift on the running systems/);
+    const planJson = JSON.parse((await cli(["plan", changed, "--output", "json"])).stdout) as { drift: unknown[]; effects: { action: string; target: string; reasons: string[] }[] };
+    assert.deepEqual(planJson.drift, []);
+    assert.ok(planJson.effects.some((effect) => effect.action === "restart" && effect.target === "postgres/dedicated-prod" && effect.reasons.includes("max_connections")));
     const applied = await cli(["apply", changed]);
     assert.match(applied.stdout, /Recorded as spec revision 2/);
     const again = await cli(["apply", changed]);
@@ -166,7 +174,7 @@ void describe("carehost server and CLI end to end", () => {
     const hosting = source.indexOf("hosting: dedicated", prodStart);
     assert.ok(prodStart > 0 && hosting > prodStart);
     await writeFile(shared, `${source.slice(0, hosting)}hosting: shared${source.slice(hosting + "hosting: dedicated".length)}`);
-    for (const command of ["plan", "apply"]) {
+    for (const command of ["plan", "apply", "validate"]) {
       const refused = await cli([command, shared]);
       assert.equal(refused.code, 3, refused.stdout + refused.stderr);
       assert.match(refused.stderr, /^ {2}CH-ISO-001 \[164\.308\(a\)\(4\), 164\.312\(a\)\(1\)\] environment "prod": .*\(hosting: shared\)$/m);

@@ -1,14 +1,17 @@
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
-import { formatPlan } from "../environments/environment-plan.js";
+import { formatPlan, formatRuntimePlan } from "../environments/environment-plan.js";
 import type { TApplyResult, TPlanWithDrift } from "../environments/environment-service.js";
 import type { TGitopsApply, TGitopsPlan } from "../gitops/gitops-service.js";
 import { isRenderTarget } from "../render/render-targets.js";
 import { RENDER_TARGETS } from "../render/render-types.js";
 import type { TRenderTarget } from "../render/render-types.js";
-import { formatPosture } from "../policy/policy-engine.js";
+import { DomainError, PolicyViolation } from "../lib/errors.js";
+import { assertNoMandatoryViolations, formatPosture } from "../policy/policy-engine.js";
+import { offlineVerdict } from "../policy/policy-offline.js";
 import type { TPostureReport } from "../policy/policy-engine.js";
 import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
+import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TApiClient } from "./cli-client.js";
 import { CliError, exitCodes } from "./cli-errors.js";
 import { paint, printJson, printLine } from "./cli-output.js";
@@ -47,6 +50,25 @@ const printGitopsDiff = (diff: TGitopsPlan): void => {
   }
 };
 
+/** The offline verdict; a spec the controls cannot evaluate (an exception naming no control) is a failure, exit 1. */
+const controlVerdict = (spec: TOrganizationSpec): TPostureReport => {
+  try {
+    return offlineVerdict(spec);
+  } catch (error) {
+    if (error instanceof DomainError) throw new CliError(error.message, exitCodes.failure, error.details.map((detail) => detail.message));
+    throw error;
+  }
+};
+
+const assertWithoutViolations = (verdict: TPostureReport): void => {
+  try {
+    assertNoMandatoryViolations(verdict);
+  } catch (error) {
+    if (error instanceof PolicyViolation) throw new CliError(error.message, exitCodes.policy, error.details.map((detail) => detail.message));
+    throw error;
+  }
+};
+
 export const registerSpecCommands = (program: Command, global: TGlobal): void => {
   program
     .command("posture")
@@ -67,25 +89,36 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
 
   program
     .command("validate")
-    .description("check a spec file and list every error with its line")
+    .description("check a spec file offline: every error with its line, then the controls over the spec and the files it renders (exit 3 on a mandatory violation, as plan)")
     .argument("<file>", "carehost.yaml")
     .option("-o, --output <format>", "text or json", "text")
     .action(async (file: string, options: { output: TOutputFormat }) => {
       const result = loadSpecText(await readSource(file), file);
-      if (options.output === "json") {
-        printJson(result.ok ? { ok: true, digest: result.digest, environments: result.spec.environments.map((environment) => environment.name) } : result);
-      } else if (result.ok) {
-        printLine(`${paint("green", "valid")}: ${file} (organization "${result.spec.metadata.name}", ${result.spec.environments.length} environments, digest ${result.digest.slice(0, 12)})`);
-      } else {
-        for (const error of result.errors) printLine(formatSpecError(error));
-        printLine(`${result.errors.length} error(s)`);
+      if (!result.ok) {
+        if (options.output === "json") printJson(result);
+        else {
+          for (const error of result.errors) printLine(formatSpecError(error));
+          printLine(`${result.errors.length} error(s)`);
+        }
+        process.exitCode = exitCodes.failure;
+        return;
       }
-      if (!result.ok) process.exitCode = exitCodes.failure;
+      const verdict = controlVerdict(result.spec);
+      const { summary, mandatoryViolations } = verdict;
+      if (options.output === "json") {
+        printJson({ ok: mandatoryViolations.length === 0, digest: result.digest, environments: result.spec.environments.map((environment) => environment.name), summary, mandatoryViolations });
+        if (mandatoryViolations.length > 0) process.exitCode = exitCodes.policy;
+        return;
+      }
+      // The same message and lines plan prints for the same spec, and its exit code.
+      assertWithoutViolations(verdict);
+      printLine(`${paint("green", "valid")}: ${file} (organization "${result.spec.metadata.name}", ${result.spec.environments.length} environments, digest ${result.digest.slice(0, 12)})`);
+      printLine(`controls over the spec and the files it renders: ${summary.pass} pass, ${summary.fail} fail (advisory), ${summary.excepted} excepted, ${summary.notApplicable} n.a.`);
     });
 
   program
     .command("plan")
-    .description("show which environments the spec would create, change or remove")
+    .description("show what the spec would change (environments, rendered files, restarts) and the drift of the running systems")
     .argument("<file>", "carehost.yaml")
     .option("--target <target>", "local (this host), kubernetes or compose (diff against the GitOps repository)", "local")
     .option("-o, --output <format>", "text or json", "text")
@@ -103,10 +136,8 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
         return;
       }
       printLine(colorPlan(formatPlan(plan)));
-      if (plan.drift.length === 0) return;
-      printLine("");
-      printLine(`Drift on the running systems (apply corrects it):`);
-      for (const item of plan.drift) printLine(`  ~ ${item.environment}  ${item.target}  ${item.field}: ${item.actual} (expected ${item.expected})`);
+      const sides = formatRuntimePlan(plan);
+      if (sides !== "") printLine(colorPlan(sides));
     });
 
   program

@@ -1,7 +1,9 @@
 // What `carehost plan` shows: the environments a spec would create, change or remove compared
-// with the desired state carehost last recorded. Pure: the same inputs give the same plan.
+// with the desired state carehost last recorded, and, as the runtime reports them, the rendered
+// files that change and the drift of the running systems. Pure: the same inputs give the same plan.
 import { canonicalJson, specDigest } from "../spec/spec-digest.js";
 import type { TEnvironmentSpec } from "../spec/spec-schema.js";
+import type { TArtifactChange, TRuntimeDrift, TRuntimeEffect } from "../runtime/local/runtime-types.js";
 
 export type TFieldChange = { readonly path: string; readonly before: unknown; readonly after: unknown };
 
@@ -81,5 +83,40 @@ export const formatPlan = (plan: TPlan): string => {
   lines.push(
     `Plan for organization "${plan.organization}": ${count("create")} to create, ${count("change")} to change, ${count("remove")} to remove.`,
   );
+  return lines.join("\n");
+};
+
+/** The sides of a plan the runtime provides; see TPlanWithDrift in environment-service.ts. */
+export type TRuntimePlanSides = {
+  readonly appliedRevisionId: number | null;
+  readonly artifacts: readonly TArtifactChange[];
+  readonly effects: readonly TRuntimeEffect[];
+  readonly drift: readonly (TRuntimeDrift & { readonly environment: string })[];
+};
+
+const ARTIFACT_MARK: Record<TArtifactChange["change"], string> = { added: "+", changed: "~", removed: "-" };
+
+/**
+ * The change and the drift, each under its own heading: the rendered files' diffs and what applying
+ * restarts, then the running systems against the applied revision. Empty before the first apply.
+ */
+export const formatRuntimePlan = (plan: TRuntimePlanSides): string => {
+  if (plan.appliedRevisionId === null) return "";
+  const revision = `applied revision ${plan.appliedRevisionId}`;
+  const lines: string[] = [];
+  if (plan.artifacts.length > 0) {
+    lines.push("", `Rendered files that change (${revision} → this file):`);
+    for (const artifact of plan.artifacts) lines.push(`${ARTIFACT_MARK[artifact.change]} ${artifact.target}/${artifact.file}`, artifact.diff.replace(/\n$/, ""));
+  }
+  if (plan.effects.length > 0) {
+    lines.push("", "Applying it:");
+    for (const effect of plan.effects) lines.push(`  ${effect.line}`);
+  }
+  lines.push("");
+  if (plan.drift.length === 0) lines.push(`No drift: the running systems match ${revision}.`);
+  else {
+    lines.push(`Drift on the running systems against ${revision} (apply corrects it):`);
+    for (const item of plan.drift) lines.push(`  ~ ${item.environment}  ${item.target}  ${item.field}: ${item.actual} (expected ${item.expected})`);
+  }
   return lines.join("\n");
 };

@@ -17,10 +17,10 @@ import { planEnvironments, planHasChanges } from "./environment-plan.js";
 import type { TPlan } from "./environment-plan.js";
 import type { TEnvironmentStore } from "./environment-store.js";
 import type { TLocalRuntime } from "../runtime/local/local-runtime.js";
-import type { TRuntimeAction, TRuntimeDrift } from "../runtime/local/runtime-types.js";
+import type { TRuntimeAction, TRuntimeChange, TRuntimeDrift } from "../runtime/local/runtime-types.js";
 
 /** What the service needs from a runtime; absent when carehost only records and checks (CAREHOST_RUNTIME=none). */
-export type TEnvironmentRuntime = Pick<TLocalRuntime, "kind" | "reconcile" | "observe" | "destroyEnvironment">;
+export type TEnvironmentRuntime = Pick<TLocalRuntime, "kind" | "reconcile" | "observe" | "planChange" | "destroyEnvironment">;
 
 type TEnvironmentServiceDeps = {
   store: TEnvironmentStore;
@@ -31,8 +31,18 @@ type TEnvironmentServiceDeps = {
   finalBackupDirectory?: string;
 };
 
-/** A plan as shown to the user: the spec changes, and what differs on the running systems. */
-export type TPlanWithDrift = TPlan & { readonly drift: readonly (TRuntimeDrift & { readonly environment: string })[] };
+/**
+ * A plan as shown to the user, its three sides kept apart: the change (the file against the applied
+ * revision: fields, the rendered files' diffs, what reconcile restarts for them) and the drift (the
+ * running systems against the applied revision), which apply corrects whether or not anything changes.
+ */
+export type TPlanWithDrift = TPlan & {
+  /** The revision the change and the drift are measured from; null before the first apply. */
+  readonly appliedRevisionId: number | null;
+  readonly artifacts: TRuntimeChange["artifacts"];
+  readonly effects: TRuntimeChange["effects"];
+  readonly drift: readonly (TRuntimeDrift & { readonly environment: string })[];
+};
 
 export type TSpecSubmission = { readonly source: string; readonly fileName: string };
 
@@ -80,14 +90,13 @@ function exceptionEvents(organization: string, before: readonly TSpecException[]
 }
 
 export const environmentServiceFactory = ({ store, policy, audit, runtime, finalBackupDirectory = "final-backups" }: TEnvironmentServiceDeps) => {
-  /** Drift of environments that exist; environments the plan creates are not drift. */
-  const driftOf = async (spec: TOrganizationSpec, plan: TPlan) => {
-    if (runtime === undefined) return [];
-    const created = new Set(plan.changes.filter((change) => change.action === "create").map((change) => change.name));
-    const observation = await runtime.observe(spec);
-    return observation.environments
-      .filter((environment) => !created.has(environment.environment))
-      .flatMap((environment) => environment.drift.map((item) => ({ environment: environment.environment, ...item })));
+  /**
+   * The running systems against what the applied revision renders, never against the file: a
+   * change the file proposes is not drift, and a hand edit stays drift whatever the file says.
+   */
+  const driftOf = async (runtime: TEnvironmentRuntime, applied: TOrganizationSpec) => {
+    const observation = await runtime.observe(applied);
+    return observation.environments.flatMap((environment) => environment.drift.map((item) => ({ environment: environment.environment, ...item })));
   };
 
   const reconcile = async (ctx: TRequestContext, spec: TOrganizationSpec): Promise<TRuntimeAction[]> => {
@@ -125,7 +134,10 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
       const { spec, digest } = parseSpecSubmission(submission);
       policy.assertSpecCompliant(spec);
       const plan = await planFor(spec, digest);
-      return { ...plan, drift: await driftOf(spec, plan) };
+      const applied = await store.appliedRevision(spec.metadata.name);
+      if (runtime === undefined || applied === undefined) return { ...plan, appliedRevisionId: applied?.id ?? null, artifacts: [], effects: [], drift: [] };
+      const [change, drift] = await Promise.all([runtime.planChange(applied.spec, spec), driftOf(runtime, applied.spec)]);
+      return { ...plan, appliedRevisionId: applied.id, artifacts: change.artifacts, effects: change.effects, drift };
     },
 
     apply: async (

@@ -63,6 +63,12 @@ export const environmentStoreFactory = (db: Pick<TSqlClient, "query" | "transact
     }));
   },
 
+  /** The organization's newest applied revision with its spec: the side of a plan that the running systems are compared with. */
+  appliedRevision: async (organization: string): Promise<{ id: number; spec: TOrganizationSpec } | undefined> => {
+    const { rows } = await db.query<{ id: number; spec: TOrganizationSpec }>("SELECT id, spec FROM spec_revisions WHERE org_name = $1 ORDER BY id DESC LIMIT 1", [organization]);
+    return rows[0];
+  },
+
   /** The newest applied spec of every organization. */
   latestSpecs: async (): Promise<TOrganizationSpec[]> => {
     const { rows } = await db.query<{ spec: TOrganizationSpec }>(

@@ -73,7 +73,8 @@ const clusterOf = (context: TClusterContext, port: number): TPostgresCluster => 
   owner: context.owner,
 });
 
-async function statementAuditFor(version: number): Promise<TStatementAudit> {
+/** pgaudit when this host has it for the cluster's version, otherwise log_statement = all. */
+export async function statementAuditFor(version: number): Promise<TStatementAudit> {
   try {
     await access(`/usr/lib/postgresql/${version}/lib/pgaudit.so`);
     return "pgaudit";
@@ -89,7 +90,8 @@ const tlsDirectory = (cluster: TPostgresCluster) => join(cluster.directory, "tls
 export const backupOf = (context: TClusterContext, cluster: TPostgresCluster, createSecrets: boolean): Promise<TClusterBackup | undefined> =>
   clusterBackupOf({ organization: context.organization, home: context.home, placement: context.placement, cluster, repositories: context.repositories, secrets: context.secrets, createSecrets });
 
-async function desiredFiles(context: TClusterContext, cluster: TPostgresCluster, backup: TClusterBackup | undefined) {
+/** postgresql.conf and pg_hba.conf as reconcile writes them (plan renders them too, to compare two revisions). */
+export async function desiredFiles(context: TClusterContext, cluster: TPostgresCluster, backup: TClusterBackup | undefined) {
   const certificate = { certPath: join(tlsDirectory(cluster), "server.crt"), keyPath: join(tlsDirectory(cluster), "server.key"), caPath: join(tlsDirectory(cluster), "ca.crt") };
   const settings = postgresqlSettings({
     port: cluster.port,

@@ -92,14 +92,27 @@ async function desired(context: TRedisContext, instance: TRedisInstance, createS
     }),
   );
   const adminPassword = await context.secrets.current(adminSecret);
+  const settings = settingsOf(context, instance);
+  return { adminPassword, users, settings, redisConf: renderRedisConf(settings), usersAcl: renderRedisAcl(adminPassword, users) };
+}
+
+function settingsOf(context: Pick<TRedisContext, "placement">, instance: TRedisInstance) {
   const tls = join(instance.directory, "tls");
-  const settings = redisSettings({
+  return redisSettings({
     directory: instance.directory,
     port: instance.port,
     certificate: { certPath: join(tls, "server.crt"), keyPath: join(tls, "server.key"), caPath: join(tls, "ca.crt") },
     maxMemoryMb: context.placement.environments.reduce((total, environment) => total + environment.redis.maxMemoryMb, 0),
   });
-  return { adminPassword, users, settings, redisConf: renderRedisConf(settings), usersAcl: renderRedisAcl(adminPassword, users) };
+}
+
+/** A password hash in users.acl, as a plan shows the file: which users and what they may do, never a hash. */
+export const HIDDEN_ACL_HASH = "#(password hash not shown)";
+
+/** redis.conf and users.acl as reconcile writes them, the password hashes replaced (plan compares these). */
+export function redisFilesWithoutSecrets(context: Pick<TRedisContext, "placement">, instance: TRedisInstance): { redisConf: string; usersAcl: string } {
+  const users = context.placement.environments.map((environment) => ({ name: redisUserOf(environment), password: "", keyPrefix: redisKeyPrefixOf(environment) }));
+  return { redisConf: renderRedisConf(settingsOf(context, instance)), usersAcl: renderRedisAcl("", users).replace(/#[0-9a-f]{64}/g, HIDDEN_ACL_HASH) };
 }
 
 const instanceOf = (context: TRedisContext, port: number): TRedisInstance => ({

@@ -7,7 +7,7 @@ import { dirname, join } from "node:path";
 import type pg from "pg";
 import type { TArtifactSubject, TLiveSubject } from "../../policy/policy-types.js";
 import { hashOdooAdminPassword } from "../../render/odoo/odoo-admin-password.js";
-import { parseOdooConf, renderOdooConf } from "../../render/odoo/odoo-conf.js";
+import { odooConnectionLimit, parseOdooConf, renderOdooConf } from "../../render/odoo/odoo-conf.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
 import { NotFoundError, ValidationError } from "../../lib/errors.js";
@@ -20,7 +20,8 @@ import { filestoreDirectoryOf, filestoreRepositoriesOf, filestoreSwapNamesOf, fi
 import type { TFilestoreRestore } from "./local-filestore.js";
 import { backupRunId, recoveredUntil, restoreInPlace, restoreToScratch, runDrill, takeBackup, verifyRepository, writeHeartbeat } from "./local-recovery.js";
 import type { TBackupType, TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
-import { backupOf, closeConnection, observeCluster, reconcileCluster, tenantOf } from "./local-postgres.js";
+import { backupOf, closeConnection, desiredFiles, observeCluster, reconcileCluster, tenantOf } from "./local-postgres.js";
+import { planLocalChange } from "./local-change.js";
 import { readRestoreOverMarker, restoreOver, settleInterruptedRestoreOver } from "./local-restore-over.js";
 import { ensureTargetArchived } from "./local-restore-target.js";
 import { pgbackrestConfigPathOf } from "./local-backup-config.js";
@@ -38,7 +39,7 @@ import {
   secretNames,
 } from "./local-placement.js";
 import type { TClusterPlacement, TInstancePlacement } from "./local-placement.js";
-import { observeRedis, reconcileRedis } from "./local-redis.js";
+import { observeRedis, reconcileRedis, redisFilesWithoutSecrets } from "./local-redis.js";
 import { redisKeyPrefixOf } from "./local-placement.js";
 import type { TRedisContext, TRedisObservation } from "./local-redis.js";
 import { CLUSTER_ADMIN_ROLE, assertPostgresInstalled, connectAdmin, isInitialized, runningPid, startCluster, stopCluster } from "./postgres-cluster.js";
@@ -52,7 +53,7 @@ import type { TOsUser } from "./runtime-command.js";
 import { readInstanceRecord } from "./runtime-instance.js";
 import { writeFileIfChanged } from "./runtime-files.js";
 import { serialQueueByKey } from "../../lib/serial-queue.js";
-import type { TRuntimeAction, TRuntimeDrift } from "./runtime-types.js";
+import type { TRenderedRuntimeFile, TRenderedRuntimeRole, TRuntimeAction, TRuntimeChange, TRuntimeDrift, TRuntimeRender } from "./runtime-types.js";
 
 export type TLocalRuntimeDeps = {
   /** Directory holding every organization's clusters, e.g. <CAREHOST_HOME>/runtime. */
@@ -104,6 +105,11 @@ const unwrap = <T>(outcome: TSettled<T>): T => {
   return outcome.value;
 };
 
+/** odoo.conf as a plan shows it: the master password's hash is never part of a diff. */
+const HIDDEN_ADMIN_PASSWD = "admin_passwd = (pbkdf2-sha512 hash of the master password, not shown)";
+/** Rendered in its place, then replaced by HIDDEN_ADMIN_PASSWD: a hash of nothing, in the form renderOdooConf accepts. */
+const HIDDEN_HASH_STANDIN = "$pbkdf2-sha512$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA";
+
 /** In a copy's or a cluster's directory while a restore writes it; found at start, it marks a half-made restore. */
 const RESTORING_MARKER = "restore-in-progress.json";
 const elapsedMs = (started: bigint) => Math.round(Number(process.hrtime.bigint() - started) / 1e6);
@@ -138,6 +144,15 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     root, organization, placement, ca, secrets, owner: (await serviceOwners()).redis, now: now(),
   });
 
+  const odooConfOf = (org: string, environment: TEnvironmentSpec, ca: TCertificateAuthority, port: number, adminPasswordHash: string) =>
+    renderOdooConf({
+      environment,
+      database: { host: "127.0.0.1", port, name: databaseNameOf(environment), user: databaseRoleOf(environment), sslRootCertPath: ca.certPath },
+      adminPasswordHash,
+      dataDir: join(odooDirectory(root, org, environment.name), "data"),
+      addonsPaths: [ODOO_ADDONS_PATH],
+    });
+
   const odooFiles = async (organization: TOrganizationSpec, environment: TEnvironmentSpec, ca: TCertificateAuthority, createSecrets: boolean) => {
     const org = organization.metadata.name;
     const master = secretNames.odooMasterPassword(org, environment.name);
@@ -149,13 +164,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     }
     const record = await readInstanceRecord(clusterDirectory(root, org, instanceNameOf(environment)));
     const directory = odooDirectory(root, org, environment.name);
-    const odooConf = renderOdooConf({
-      environment,
-      database: { host: "127.0.0.1", port: record?.port ?? 0, name: databaseNameOf(environment), user: databaseRoleOf(environment), sslRootCertPath: ca.certPath },
-      adminPasswordHash: await secrets.current(masterHash),
-      dataDir: join(directory, "data"),
-      addonsPaths: [ODOO_ADDONS_PATH],
-    });
+    const odooConf = odooConfOf(org, environment, ca, record?.port ?? 0, await secrets.current(masterHash));
     // libpq reads the password and the CA from these, so odoo.conf holds neither.
     const pgpass = `127.0.0.1:${record?.port ?? 0}:${databaseNameOf(environment)}:${databaseRoleOf(environment)}:${await secrets.current(secretNames.databasePassword(org, environment.name))}\n`;
     const odooEnv = `PGPASSFILE=${join(directory, "pgpass")}\nPGSSLROOTCERT=${ca.certPath}\nPGSSLMODE=verify-full\n`;
@@ -354,6 +363,48 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     return { organization: org, environments, subjects: { artifact, live } };
   };
 
+  /**
+   * The files reconcile would write for a spec, on the clusters and Redis instances provisioned
+   * here (a new one has no port yet: the plan shows it as created), without their secrets. Reads
+   * nothing but the instance records and which repositories have their keys; writes nothing.
+   */
+  const renderNow = async (organization: TOrganizationSpec): Promise<TRuntimeRender> => {
+    const placement = placeOrganization(organization);
+    const org = placement.organization;
+    const ca = await certificateAuthority(org);
+    const files: TRenderedRuntimeFile[] = [];
+    const roles: TRenderedRuntimeRole[] = [];
+    const ports = new Map<string, number>();
+    for (const cluster of placement.clusters) {
+      const record = await readInstanceRecord(clusterDirectory(root, org, cluster.name));
+      if (record === undefined) continue;
+      ports.set(cluster.name, record.port);
+      const context = await clusterContext(organization, cluster, ca);
+      const instance: TPostgresCluster = { name: cluster.name, directory: clusterDirectory(root, org, cluster.name), port: record.port, version: cluster.version, owner: context.owner };
+      const backup = await backupOf(context, instance, false).catch(() => undefined);
+      const desired = await desiredFiles(context, instance, backup);
+      const of = { target: `postgres/${cluster.name}`, environments: cluster.environments.map((environment) => environment.name) };
+      files.push({ ...of, component: "postgresql", file: "postgresql.conf", content: desired.postgresqlConf }, { ...of, component: "postgresql", file: "pg_hba.conf", content: desired.pgHba });
+      if (backup !== undefined) files.push({ ...of, component: "pgbackrest", file: "pgbackrest.conf", content: backup.confText });
+      for (const environment of cluster.environments) roles.push({ target: of.target, environment: environment.name, role: databaseRoleOf(environment), connectionLimit: odooConnectionLimit(environment) });
+    }
+    for (const instance of placement.redis) {
+      const directory = redisDirectory(root, org, instance.name);
+      const record = await readInstanceRecord(directory);
+      if (record === undefined) continue;
+      const rendered = redisFilesWithoutSecrets({ placement: instance }, { name: instance.name, directory, port: record.port, owner: (await serviceOwners()).redis });
+      const of = { target: `redis/${instance.name}`, environments: instance.environments.map((environment) => environment.name), component: "redis" as const };
+      files.push({ ...of, file: "redis.conf", content: rendered.redisConf }, { ...of, file: "users.acl", content: rendered.usersAcl });
+    }
+    for (const environment of organization.environments) {
+      const port = ports.get(instanceNameOf(environment));
+      if (port === undefined) continue;
+      const odooConf = odooConfOf(org, environment, ca, port, HIDDEN_HASH_STANDIN).replace(/^admin_passwd = .*$/m, HIDDEN_ADMIN_PASSWD);
+      files.push({ target: `environment/${environment.name}`, environments: [environment.name], component: "odoo", file: "odoo.conf", content: odooConf });
+    }
+    return { files, roles };
+  };
+
   /** Starts every process of the organization that has stopped (crash, reboot); returns what it restarted. */
   const restartStoppedNow = async (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => {
     const placement = placeOrganization(organization);
@@ -478,6 +529,13 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
 
     /** Reads everything back: status, drift, and the artifact and live subjects for the control baseline. */
     observe: (organization: TOrganizationSpec): Promise<TOrganizationObservation> => observeNow(organization),
+
+    /** The files reconcile would write for a spec, without secrets (see renderNow). */
+    render: (organization: TOrganizationSpec): Promise<TRuntimeRender> => renderNow(organization),
+
+    /** What applying `proposed` over `applied` changes in the rendered files, and what reconcile restarts or reloads for it. */
+    planChange: async (applied: TOrganizationSpec, proposed: TOrganizationSpec): Promise<TRuntimeChange> =>
+      planLocalChange(await renderNow(applied), await renderNow(proposed)),
 
     /** Starts every process of the organization that has stopped (crash, reboot); returns what it restarted. */
     restartStopped: (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => exclusive(organization, () => restartStoppedNow(organization)),

@@ -26,6 +26,24 @@ export const ADMIN_CONNECTION_HEADROOM = 10;
  */
 export const MAX_CLUSTER_CONNECTIONS = 500;
 
+/**
+ * The settings carehost writes whose context is `postmaster` in pg_settings: PostgreSQL reads them
+ * only at start, so a change leaves them pending_restart and reconcileCluster restarts the cluster.
+ * Every other setting it writes takes effect on reload. local-change.test.ts checks this list
+ * against pg_settings of a running cluster.
+ */
+export const RESTART_SETTINGS: ReadonlySet<string> = new Set([
+  "archive_mode",
+  "listen_addresses",
+  "logging_collector",
+  "max_connections",
+  "port",
+  "shared_preload_libraries",
+  "unix_socket_directories",
+  "unix_socket_permissions",
+  "wal_level",
+]);
+
 const quote = (value: string) => `'${value.replace(/'/g, "''")}'`;
 
 /** Settings in the order they are written; values are as PostgreSQL's SHOW prints them, quoted where text. */
