@@ -52,6 +52,17 @@ void describe("names", () => {
     );
   });
 
+  void it("refuses environment names that are PostgreSQL's own databases, saying why", () => {
+    for (const name of ["postgres", "template0", "template1"]) {
+      const found = errors((doc) => doc.setIn([...TRAINING, "name"], name));
+      assert.ok(
+        found.some((line) => line.startsWith(`environments[2].name  environment name "${name}" is reserved: an environment's database takes its name`)),
+        found.join("\n"),
+      );
+    }
+    assertClean((doc) => doc.setIn([...TRAINING, "name"], "postgres-training"));
+  });
+
   void it("rejects a host name used by two environments, whatever its case", () => {
     assert.deepEqual(
       errors((doc) => doc.setIn([...TRAINING, "ingress", "hostnames"], ["erp-training.northwind-health.example", "erp.northwind-health.example"])),

@@ -204,6 +204,24 @@ function environmentReferences(environment: unknown, index: number, names: { ent
   return issues;
 }
 
+/**
+ * An environment's name is its database's name on PostgreSQL (local-placement.ts). PostgreSQL's
+ * own databases are refused: an environment named postgres would own the database (and, on
+ * PostgreSQL 15, the public schema) where carehost administers the cluster as superuser, and
+ * template0/template1 are what every new database is copied from.
+ */
+const RESERVED_ENVIRONMENT_NAMES: Readonly<Record<string, string>> = {
+  postgres: "PostgreSQL's maintenance database, where carehost administers each cluster as superuser",
+  template0: "PostgreSQL's pristine template database",
+  template1: "PostgreSQL's template for every new database",
+};
+
+function reservedEnvironmentName(environment: unknown, index: number): TSpecIssue[] {
+  const name = text(field(environment, "name"));
+  const reason = name === undefined ? undefined : RESERVED_ENVIRONMENT_NAMES[name];
+  return reason === undefined ? [] : [{ path: ["environments", index, "name"], target: "value", message: `environment name ${quoted(name!)} is reserved: an environment's database takes its name, and ${quoted(name!)} is ${reason}; choose another name` }];
+}
+
 function uniqueHostnames(environments: readonly unknown[]): TSpecIssue[] {
   const owner = new Map<string, string>();
   const issues: TSpecIssue[] = [];
@@ -239,6 +257,7 @@ export function checkSpecSemantics(spec: unknown): TSpecIssue[] {
   ];
   environments.forEach((environment, index) => {
     const path = ["environments", index];
+    issues.push(...reservedEnvironmentName(environment, index));
     issues.push(...environmentReferences(environment, index, names));
     const window = field(environment, "maintenanceWindow");
     if (window === undefined && defaultWindow === undefined && isRecord(environment)) {

@@ -10,6 +10,7 @@ import { clusterClients, createRuntimeHarness, filesBelow, runtimeTestSpec, wait
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { pgbackrestConfigPathOf, repositorySecretNames } from "./local-backup-config.js";
 import { clusterDirectory, secretNames } from "./local-placement.js";
+import { connectAdmin } from "./postgres-cluster.js";
 
 const run = promisify(execFile);
 
@@ -94,6 +95,17 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     const drill = await harness.runtime.drill(spec, "prod");
     assert.ok(drill.rtoSeconds > 0 && drill.rtoSeconds < 120, `RTO ${drill.rtoSeconds}`);
     assert.ok(drill.rpoSeconds !== null && drill.rpoSeconds >= 0, `RPO ${drill.rpoSeconds}`);
+    // The heartbeat lives in carehost's own schema, and the superuser resolves names in pg_catalog alone.
+    const source = await harness.runtime.recoverable(spec, "prod");
+    const client = await connectAdmin(source.cluster, source.adminPassword, source.caPem);
+    try {
+      const placed = (await client.query<{ own: string | null; legacy: string | null; path: string }>(
+        "SELECT to_regclass('carehost.heartbeat')::text AS own, to_regclass('public.carehost_heartbeat')::text AS legacy, current_setting('search_path') AS path",
+      )).rows[0];
+      assert.deepEqual(placed, { own: "carehost.heartbeat", legacy: null, path: "pg_catalog,pg_temp" });
+    } finally {
+      await client.end();
+    }
     assert.equal(drill.amcheckPassed, true, drill.amcheckOutput);
     assert.deepEqual(drill.databasesMissing, []);
     assert.ok(drill.tables.some((table) => table.table === "public.ledger" && table.restored === table.source));

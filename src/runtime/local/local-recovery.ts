@@ -53,8 +53,15 @@ export type TDrillResult = {
 };
 
 const LSN_PATTERN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
-/** The table carehost writes a timestamp into every supervision tick, so a restore shows how recent it is. */
-const HEARTBEAT_TABLE = "carehost_heartbeat";
+/**
+ * The table carehost writes a timestamp into every supervision tick, so a restore shows how recent
+ * it is: in a schema of carehost's own, qualified, never where a tenant could plant an object that
+ * the superuser's statement would resolve to (connectAdmin also pins search_path to pg_catalog).
+ */
+const HEARTBEAT_SCHEMA = "carehost";
+const HEARTBEAT_TABLE = `${HEARTBEAT_SCHEMA}.heartbeat`;
+/** Where carehost before 2026-12 kept it, read only from backups taken then. */
+const LEGACY_HEARTBEAT_TABLE = "public.carehost_heartbeat";
 
 /** The id one backup run carries into every repository and every filestore snapshot, e.g. 20261129T201437Z-3f9a. */
 export const backupRunId = (at: Date) => `${at.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}-${randomBytes(2).toString("hex")}`;
@@ -89,8 +96,10 @@ export async function verifyRepository(source: TRecoverableCluster): Promise<{ o
 
 /** Writes the heartbeat into the cluster's postgres database (table created on first use). */
 export async function writeHeartbeat(admin: Pick<pg.Client, "query">): Promise<void> {
+  await admin.query(`CREATE SCHEMA IF NOT EXISTS ${HEARTBEAT_SCHEMA} AUTHORIZATION ${CLUSTER_ADMIN_ROLE}`);
+  await admin.query(`REVOKE ALL ON SCHEMA ${HEARTBEAT_SCHEMA} FROM PUBLIC`);
   await admin.query(`CREATE TABLE IF NOT EXISTS ${HEARTBEAT_TABLE} (id int PRIMARY KEY, at timestamptz NOT NULL)`);
-  await admin.query(`INSERT INTO ${HEARTBEAT_TABLE} VALUES (1, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET at = excluded.at`);
+  await admin.query(`INSERT INTO ${HEARTBEAT_TABLE} VALUES (1, pg_catalog.clock_timestamp()) ON CONFLICT (id) DO UPDATE SET at = excluded.at`);
 }
 
 const targetOptions = (target: TRestoreTarget): string[] => {
@@ -273,7 +282,9 @@ export async function runDrill(source: TRecoverableCluster, scratchDirectory: st
         await client.query("SELECT 1");
         await client.end();
       }
-      const heartbeat = await restored.query<{ at: Date }>(`SELECT at FROM ${HEARTBEAT_TABLE} WHERE id = 1`).catch(() => ({ rows: [] as { at: Date }[] }));
+      const heartbeatIn = (table: string) => restored.query<{ at: Date }>(`SELECT at FROM ${table} WHERE id = 1`).catch(() => ({ rows: [] as { at: Date }[] }));
+      const current = await heartbeatIn(HEARTBEAT_TABLE);
+      const heartbeat = current.rows.length > 0 ? current : await heartbeatIn(LEGACY_HEARTBEAT_TABLE);
       const at = heartbeat.rows[0]?.at;
       if (at !== undefined) rpoSeconds = Math.max(0, (startedAt.getTime() - at.getTime()) / 1000);
     } finally {

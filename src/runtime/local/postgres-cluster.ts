@@ -159,6 +159,9 @@ export async function connectAdmin(cluster: TPostgresCluster, adminPassword: str
     ssl: { ca: caPem, rejectUnauthorized: true },
     connectionTimeoutMillis: 10_000,
     application_name: "carehost",
+    // The superuser resolves no name through a schema a tenant owns or can write (public, on a
+    // database a tenant owns): catalogs first, temporary objects last, nothing else.
+    options: "-c search_path=pg_catalog,pg_temp",
   });
   // A cluster restarted under an idle client must not crash carehost.
   client.on("error", () => undefined);
