@@ -89,6 +89,16 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     await staging.set("odoo:staging:session:1", "a");
     await assert.rejects(training.get("odoo:staging:session:1"), /NOPERM/);
     await assert.rejects(staging.flushAll(), /NOPERM/);
+    // Nothing that walks the keyspace: key patterns do not limit it, so it would show staging's keys to training.
+    await assert.rejects(training.scan("0", { MATCH: "*", COUNT: 1000 }), /NOPERM/);
+    await assert.rejects(training.keys("*"), /NOPERM/);
+    await assert.rejects(training.randomKey(), /NOPERM/);
+    await assert.rejects(training.objectEncoding("odoo:staging:session:1"), /NOPERM/);
+    await assert.rejects(training.sendCommand(["OBJECT", "FREQ", "odoo:staging:session:1"]), /NOPERM/);
+    // What a session store does with its own keys still works.
+    await training.set("odoo:training:session:1", "b", { EX: 60 });
+    assert.equal(await training.get("odoo:training:session:1"), "b");
+    assert.equal(await training.objectEncoding("odoo:training:session:1"), "embstr");
     await staging.close();
     await training.close();
     const plaintext = createClient({ socket: { host: "127.0.0.1", port, reconnectStrategy: false, connectTimeout: 2000 } });

@@ -58,9 +58,11 @@ const sha256 = (value: string) => createHash("sha256").update(value).digest("hex
 
 /**
  * Odoo's users get what a session store needs and nothing dangerous: no FLUSHALL/FLUSHDB, CONFIG,
- * DEBUG, SHUTDOWN, MODULE or KEYS (all in @dangerous), and only their own key prefix.
+ * DEBUG, SHUTDOWN, MODULE or KEYS (all in @dangerous), and only their own key prefix. Key patterns
+ * do not limit the commands that walk the keyspace, so SCAN, KEYS and RANDOMKEY are taken away by
+ * name: with them, one tenant of a shared Redis would list another's session keys.
  */
-export const ODOO_REDIS_PERMISSIONS = "-@all +@read +@write +@keyspace +@connection +@transaction -@dangerous";
+export const ODOO_REDIS_PERMISSIONS = "-@all +@read +@write +@keyspace +@connection +@transaction -@dangerous -scan -keys -randomkey";
 
 /** users.acl with passwords as SHA-256 only (Redis's "#" form), so the file holds no secret. */
 export function renderRedisAcl(adminPassword: string, users: readonly TRedisAclUser[]): string {
