@@ -18,7 +18,7 @@ import { CLUSTER_ADMIN_ROLE, connectAdmin, initializeCluster, isInitialized, rea
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { parsePostgresqlConf, postgresqlSettings, renderPgHba, renderPostgresqlConf } from "./postgres-config.js";
 import type { TStatementAudit } from "./postgres-config.js";
-import { observeTenant, reconcileTenant, tenantDrift } from "./postgres-tenant.js";
+import { closeMaintenanceDatabases, maintenanceDatabasesOpenToPublic, maintenanceDrift, observeTenant, reconcileTenant, tenantDrift } from "./postgres-tenant.js";
 import type { TPostgresTenant } from "./postgres-tenant.js";
 import { clusterDirectory, databaseNameOf, databaseRoleOf, secretNames } from "./local-placement.js";
 import type { TClusterPlacement } from "./local-placement.js";
@@ -237,6 +237,7 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
     const created = await createFilestoreRepositories(backup, context.home);
     if (created.length > 0) act(`initialized restic repositories for the filestore (${created.join(", ")})`);
   }
+  for (const action of await closeMaintenanceDatabases(admin)) act(action);
   for (const tenant of await tenantsOf(context, true)) {
     const observed = await observeTenant(admin, tenant);
     for (const action of await reconcileTenant(admin, tenant, observed)) actions.push({ target: `environment/${tenant.environment}`, action });
@@ -280,6 +281,7 @@ export async function observeCluster(context: TClusterContext): Promise<TCluster
   }
   const admin = await adminConnection(context, cluster);
   for (const name of await alterSystemOverrides(admin)) drift.push({ target, field: `ALTER SYSTEM ${name}`, expected: "not set", actual: "overrides postgresql.conf" });
+  for (const item of maintenanceDrift(await maintenanceDatabasesOpenToPublic(admin))) drift.push({ target, ...item });
   const tenants: TTenantObservationResult[] = [];
   for (const tenant of await tenantsOf(context, false).catch(() => [])) {
     const observed = await observeTenant(admin, tenant);

@@ -71,6 +71,15 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     await assert.rejects(connectAs("staging", "staging", false), /no pg_hba.conf entry|rejects connection|reject/);
   });
 
+  void it("keeps tenants out of the maintenance databases, where pg_database would list every tenant's database", async () => {
+    for (const database of ["postgres", "template1"]) {
+      await assert.rejects(connectAs("staging", database), new RegExp(`permission denied for database "${database}"`));
+      await assert.rejects(connectAs("prod", database), new RegExp(`permission denied for database "${database}"`));
+    }
+    // The admin (a superuser) still connects there: the drills' heartbeat is written into `postgres`.
+    await harness.runtime.heartbeat(spec);
+  });
+
   void it("isolates Redis tenants by key prefix, refuses the default user and plaintext", async () => {
     const { redis: port } = await portOf("staging");
     assert.ok(port);
@@ -106,6 +115,7 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     );
     await admin.query("ALTER ROLE odoo_staging SUPERUSER");
     await admin.query("GRANT CONNECT ON DATABASE training TO PUBLIC");
+    await admin.query("GRANT CONNECT ON DATABASE postgres TO PUBLIC");
     await admin.query("ALTER SYSTEM SET log_connections = off");
     await admin.end();
     const drifted = await harness.runtime.observe(spec);
@@ -113,10 +123,16 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     assert.ok(fields.includes("staging:role.superuser"), fields.join(", "));
     assert.ok(fields.includes("training:database.publicConnect"), fields.join(", "));
     assert.ok(fields.includes("staging:ALTER SYSTEM log_connections"), fields.join(", "));
+    assert.ok(fields.includes("staging:database postgres.publicConnect"), fields.join(", "));
+    // The grant really let the tenant in again: what observe reports is an open door, not a label.
+    const reopened = await connectAs("staging", "postgres");
+    await reopened.end();
     const posture = evaluatePolicy({ controls: POLICY_CATALOG, subjects: { live: drifted.subjects.live }, now: new Date() });
     assert.ok(posture.mandatoryViolations.some((violation) => violation.controlId === "CH-DB-007" && violation.environment === "staging"));
     const corrections = await harness.runtime.reconcile(spec);
     assert.ok(corrections.length >= 3, JSON.stringify(corrections));
+    assert.ok(corrections.some((item) => item.target === "postgres/shared" && item.action === "revoked CONNECT on database postgres from PUBLIC"), JSON.stringify(corrections));
+    await assert.rejects(connectAs("staging", "postgres"), /permission denied for database "postgres"/);
     const clean = await harness.runtime.observe(spec);
     assert.deepEqual(clean.environments.flatMap((environment) => environment.drift), []);
     assert.deepEqual(await harness.runtime.reconcile(spec), []);

@@ -127,6 +127,38 @@ export async function reconcileTenant(admin: TQueryable, tenant: TPostgresTenant
 }
 
 /**
+ * The databases initdb makes in every cluster. PUBLIC has CONNECT on them by default, so a tenant
+ * role of the shared cluster could connect to `postgres` and list every other tenant's database
+ * (pg_database is cluster-wide) and read the cluster's settings. Only carehost's admin uses them
+ * (its own connection, the drills' heartbeat, pgBackRest), and a superuser is not bound by
+ * CONNECT. template0 already refuses every connection (datallowconn is false).
+ */
+export const MAINTENANCE_DATABASES = ["postgres", "template1"] as const;
+
+/** The maintenance databases PUBLIC may connect to; empty once `closeMaintenanceDatabases` ran. */
+export async function maintenanceDatabasesOpenToPublic(admin: TQueryable): Promise<string[]> {
+  const result = await admin.query<{ datname: string }>(
+    "SELECT datname FROM pg_database WHERE datname = ANY($1::text[]) AND has_database_privilege('public', oid, 'CONNECT') ORDER BY datname",
+    [[...MAINTENANCE_DATABASES]],
+  );
+  return result.rows.map((row) => row.datname);
+}
+
+/** What drift a maintenance database open to PUBLIC is, in the same words as a tenant database's. */
+export const maintenanceDrift = (open: readonly string[]): TTenantDrift[] =>
+  open.map((database) => ({ field: `database ${database}.publicConnect`, expected: "false", actual: "true" }));
+
+/** Revokes CONNECT (and TEMPORARY) on the maintenance databases from PUBLIC where it is granted; returns a line per database. */
+export async function closeMaintenanceDatabases(admin: TQueryable): Promise<string[]> {
+  const actions: string[] = [];
+  for (const database of await maintenanceDatabasesOpenToPublic(admin)) {
+    await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${ident(database)} FROM PUBLIC`);
+    actions.push(`revoked CONNECT on database ${database} from PUBLIC`);
+  }
+  return actions;
+}
+
+/**
  * Creates `database` as the tenant's own database is created (owner, encoding, CONNECT revoked from
  * PUBLIC): a restore loads it, then gives it the tenant's name, so what takes the tenant's place is
  * configured exactly as reconcile would have configured it.
