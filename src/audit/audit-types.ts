@@ -49,6 +49,8 @@ export const auditPayloadSchemas = {
     filestoreBytes: bytes,
     filestoreBytesAdded: bytes,
     durationMs: bytes,
+    /** Declared repositories this backup did not reach, with why: an auditor sees a copy missing, not only the copies made. */
+    skippedRepositories: z.array(z.strictObject({ name, type: z.enum(["posix", "azure", "s3"]), reason })).max(50).optional(),
   }),
   "backup.failed": z.strictObject({ environment: name, kind: z.enum(["full", "diff", "incr", "verify", "filestore"]), reason }),
   "backup.verified": z.strictObject({ environment: name, ok: z.boolean(), durationMs: bytes }),

@@ -70,8 +70,8 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
       environments.runtimeStatus(ctx),
     ]);
     const summaries = (await recoverySummaries?.()) ?? { backups: [], drills: [], verifications: [] };
-    const archivingOf = (organization: string, name: string): TWalArchiving | null =>
-      runtimes.find((item) => item.organization === organization)?.environments.find((item) => item.environment === name)?.archiving ?? null;
+    const runtimeEnvironment = (organization: string, name: string) => runtimes.find((item) => item.organization === organization)?.environments.find((item) => item.environment === name);
+    const archivingOf = (organization: string, name: string): TWalArchiving | null => runtimeEnvironment(organization, name)?.archiving ?? null;
     const recoveryOf = (organization: string, name: string, objectives: TEnvironmentSpec["backup"]) => {
       if (!objectives.enabled) return null;
       const archiving = archivingOf(organization, name);
@@ -106,6 +106,10 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
                 ? `last repository verification failed: ${verification.error ?? "see carehost verify"}`
                 : null,
           archiving === null ? null : archivingAlert(archiving, objectives.rpoMinutes),
+          // A declared repository the runtime skips holds none of the backups: say so until it is written.
+          ...(runtimeEnvironment(organization, name)?.backupRepositories?.skipped ?? []).map(
+            (repository) => `backups are not written to repository ${repository.name} (${repository.type}): ${repository.reason}`,
+          ),
         ]
           .filter((alert) => alert !== null)
           .join("; ") || null,

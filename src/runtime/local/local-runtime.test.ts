@@ -50,7 +50,7 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     assert.deepEqual(await harness.runtime.reconcile(spec), []);
   });
 
-  void it("passes every control of the baseline on what it built, read back from the running systems", async () => {
+  void it("passes every control of the baseline on what it built, read back from the running systems, but the repository it skips and the standby it cannot run", async () => {
     const observation = await harness.runtime.observe(spec);
     for (const environment of observation.environments) assert.deepEqual(environment.drift, [], `drift in ${environment.environment}`);
     const report = evaluatePolicy({
@@ -59,7 +59,16 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
       now: new Date(),
     });
     const failures = report.results.filter((result) => result.status === "fail").map((result) => `${result.controlId} ${result.environment}: ${result.messages.join("; ")}`);
-    assert.deepEqual(failures, []);
+    // The demo's offsite repository has no key in this store: every backup of prod goes to local alone, and says so.
+    assert.deepEqual(failures, [
+      `CH-BAK-006 prod: backup repository "offsite" (azure) is declared but not written: its key "backup/${org}/backup-offsite-azure-key" is not in the secret store; add it with: carehost secrets set backup/${org}/backup-offsite-azure-key (backups go to: local)`,
+    ]);
+    const prod = observation.environments.find((environment) => environment.environment === "prod");
+    assert.deepEqual(prod?.backupRepositories, { written: [{ name: "local", type: "posix" }], skipped: [{ name: "offsite", type: "azure", reason: `its key "backup/${org}/backup-offsite-azure-key" is not in the secret store; add it with: carehost secrets set backup/${org}/backup-offsite-azure-key` }] });
+    // highAvailability: true is declared; pg_stat_replication shows no standby, and this runtime runs none.
+    const standby = report.results.find((result) => result.controlId === "CH-DB-001" && result.environment === "prod");
+    assert.equal(standby?.status, "not-enforced");
+    assert.match(standby.messages.join(""), /database\.highAvailability is true, but the host runtime runs one PostgreSQL per cluster and no standby/);
     assert.ok(report.results.some((result) => result.subject === "live" && result.status === "pass"));
   });
 

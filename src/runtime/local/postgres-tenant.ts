@@ -41,6 +41,7 @@ export async function observeTenant(admin: TQueryable, tenant: TPostgresTenant):
     "SELECT name, setting FROM pg_settings WHERE name IN ('ssl', 'password_encryption', 'shared_preload_libraries', 'data_checksums')",
   );
   const hba = await admin.query<{ auth_method: string }>("SELECT DISTINCT auth_method FROM pg_hba_file_rules WHERE error IS NULL ORDER BY 1");
+  const standbys = await admin.query<{ count: number }>("SELECT count(*)::int AS count FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')");
   const setting = (name: string) => settings.rows.find((row) => row.name === name)?.setting ?? "";
   const roleRow = role.rows[0];
   const databaseRow = database.rows[0];
@@ -61,6 +62,7 @@ export async function observeTenant(admin: TQueryable, tenant: TPostgresTenant):
       hbaMethods: hba.rows.map((row) => row.auth_method),
       sharedPreloadLibraries: setting("shared_preload_libraries").split(",").map((library) => library.trim()).filter((library) => library !== ""),
       dataChecksums: setting("data_checksums") === "on",
+      synchronousStandbys: standbys.rows[0]?.count ?? 0,
     },
   };
 }
