@@ -97,8 +97,12 @@ void describe("carehost server and CLI end to end", () => {
     assert.match(text.stdout, /organization northwind-health/);
     assert.match(text.stdout, /prod\s+production\s+phi\s+dedicated/);
     const json = await cli(["status", "--output", "json"]);
-    const status = JSON.parse(json.stdout) as { organizations: { environments: { name: string }[] }[] };
+    const status = JSON.parse(json.stdout) as { organizations: { environments: { name: string; runtime: { postgres: { port: unknown; state: unknown } } | null }[] }[] };
     assert.deepEqual(status.organizations[0]?.environments.map((environment) => environment.name).sort(), ["prod", "staging", "training"]);
+    // Fields, not prose: the port is a number and the state an enum; the text above was rendered from them.
+    const postgres = status.organizations[0]!.environments.find((environment) => environment.name === "prod")!.runtime!.postgres;
+    assert.ok(Number.isInteger(postgres.port) && postgres.state === "running", JSON.stringify(postgres));
+    assert.match(text.stdout, new RegExp(`postgres {2}dedicated-prod 127\\.0\\.0\\.1:${String(postgres.port)} running`));
   });
 
   void it("serves an OpenAPI 3.1 document to an authenticated caller", async () => {

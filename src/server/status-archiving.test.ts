@@ -75,7 +75,7 @@ void describe("status: WAL archiving health read from the running cluster, with 
     const report: TStatusReport = await status.status(ctx);
     const recovery = report.organizations.find((organization) => organization.name === ORG)?.environments.find((environment) => environment.name === "prod")?.recovery;
     assert.ok(recovery?.archiving, "status shows the archiving of prod");
-    return { archiving: recovery.archiving, alert: recovery.alert };
+    return { archiving: recovery.archiving, alert: recovery.alerts.map((alert) => alert.message).join("; ") || null, alerts: recovery.alerts };
   };
   const writeAndSwitch = async () => {
     await admin.query("INSERT INTO archive_probe (note) VALUES ('written while the repository is unreachable')");
