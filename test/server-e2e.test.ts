@@ -97,8 +97,12 @@ void describe("carehost server and CLI end to end", () => {
     assert.match(text.stdout, /organization northwind-health/);
     assert.match(text.stdout, /prod\s+production\s+phi\s+dedicated/);
     const json = await cli(["status", "--output", "json"]);
-    const status = JSON.parse(json.stdout) as { organizations: { environments: { name: string }[] }[] };
+    const status = JSON.parse(json.stdout) as { organizations: { environments: { name: string; runtime: { postgres: { port: unknown; state: unknown } } | null }[] }[] };
     assert.deepEqual(status.organizations[0]?.environments.map((environment) => environment.name).sort(), ["prod", "staging", "training"]);
+    // Fields, not prose: the port is a number and the state an enum; the text above was rendered from them.
+    const postgres = status.organizations[0]!.environments.find((environment) => environment.name === "prod")!.runtime!.postgres;
+    assert.ok(Number.isInteger(postgres.port) && postgres.state === "running", JSON.stringify(postgres));
+    assert.match(text.stdout, new RegExp(`postgres {2}dedicated-prod 127\\.0\\.0\\.1:${String(postgres.port)} running`));
   });
 
   void it("serves an OpenAPI 3.1 document to an authenticated caller", async () => {
@@ -180,9 +184,12 @@ void describe("carehost server and CLI end to end", () => {
       assert.match(refused.stderr, /^ {2}CH-ISO-001 \[164\.308\(a\)\(4\), 164\.312\(a\)\(1\)\] environment "prod": .*\(hosting: shared\)$/m);
     }
     const posture = await cli(["posture"]);
-    assert.equal(posture.code, 0, posture.stdout + posture.stderr);
+    // The demo's offsite repository has no key on this host: every backup goes to local alone, a
+    // mandatory failure (exit 3) and the only one. MFA and OIDC are declared but not enforced yet.
+    assert.equal(posture.code, 3, posture.stdout + posture.stderr);
     assert.match(posture.stdout, /CH-ISO-001/);
-    assert.doesNotMatch(posture.stdout, /FAIL/);
+    assert.deepEqual(posture.stdout.split("\n").filter((line) => /\bFAIL\b/.test(line)).map((line) => /CH-[A-Z]+-\d+/.exec(line)?.[0]), ["CH-BAK-006"]);
+    assert.match(posture.stdout, /NOT ENFORCED +CH-IAM-001 /);
     const json = JSON.parse((await cli(["posture", "--output", "json"])).stdout) as { report: { summary: { pass: number; fail: number } } }[];
     assert.ok(json[0]!.report.summary.pass >= 19);
   });
@@ -217,7 +224,7 @@ void describe("carehost server and CLI end to end", () => {
     assert.equal((await cli(["logout"])).code, 0);
     const list = await cli(["audit", "list", "--limit", "500", "--output", "json"]);
     const types = (JSON.parse(list.stdout) as { type: string }[]).map((entry) => entry.type);
-    for (const type of ["server.started", "user.created", "spec.applied", "environment.created", "spec.apply_denied", "auth.login.failed", "auth.login.succeeded", "token.created", "token.revoked", "auth.token_rejected", "auth.logout"]) {
+    for (const type of ["server.started", "user.created", "spec.applied", "environment.created", "spec.apply_denied", "auth.login.failed", "auth.login.break_glass", "token.created", "token.revoked", "auth.token_rejected", "auth.logout"]) {
       assert.ok(types.includes(type), `${type} missing from ${types.join(",")}`);
     }
     const verify = await cli(["audit", "verify"]);
@@ -228,7 +235,19 @@ void describe("carehost server and CLI end to end", () => {
     assert.match(offline.stdout, /ok|verified/i);
   });
 
-  void it("lets a viewer read status but not the audit log, and audits the refusal", async () => {
+  void it("refuses local users while the demo allows none; once allowed, lets a viewer read status but not the audit log, and audits the refusal", async () => {
+    const refused = await cli(["user", "create", "vera", "--role", "viewer"]);
+    assert.equal(refused.code, 3, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /local users are refused: organization "northwind-health" allows none \(identity\.localUsersAllowed: false\)/);
+    const recorded = JSON.parse((await cli(["status", "--output", "json"])).stdout) as { organizations: { environments: { name: string }[] }[] };
+    const source = await readFile("examples/northwind-health.yaml", "utf8");
+    const trainingStart = source.indexOf("  - name: training");
+    // The organization as recorded by the earlier tests (training removed, prod's workers raised), allowing local users.
+    const allowing = join(home, "local-users.yaml");
+    const kept = recorded.organizations[0]!.environments.some((environment) => environment.name === "training") ? source : source.slice(0, trainingStart);
+    await writeFile(allowing, kept.replace(/workers: 9\b/, "workers: 11").replace("localUsersAllowed: false", "localUsersAllowed: true"));
+    const allowed = await cli(["apply", allowing]);
+    assert.equal(allowed.code, 0, allowed.stdout + allowed.stderr);
     const created = await cli(["user", "create", "vera", "--role", "viewer"]);
     assert.equal(created.code, 0, created.stderr);
     const password = /shown only now: (\S+)/.exec(created.stdout)?.[1];
@@ -257,7 +276,7 @@ void describe("carehost server and CLI end to end", () => {
     assert.match(status.stdout, /postgres {2}shared 127\.0\.0\.1:\d+ running/);
     assert.match(status.stdout, /app {7}not deployed on this runtime/);
     const posture = JSON.parse((await cli(["posture", "--output", "json"])).stdout) as { report: { summary: { fail: number; pass: number } ; results: { subject: string; status: string }[] } }[];
-    assert.equal(posture[0]!.report.summary.fail, 0);
+    assert.equal(posture[0]!.report.summary.fail, 1, "the offsite repository the runtime skips, and nothing else");
     assert.ok(posture[0]!.report.results.filter((result) => result.subject === "live" && result.status === "pass").length >= 10);
 
     const listed = JSON.parse((await cli(["secrets", "list", "--output", "json"])).stdout) as { name: string }[];

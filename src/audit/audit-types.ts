@@ -13,6 +13,8 @@ const bytes = z.number().int().nonnegative();
 
 export const auditPayloadSchemas = {
   "auth.login.succeeded": z.strictObject({ username: name, sessionId: name, expiresAt: z.string() }),
+  /** The bootstrap admin signed in with its password while an organization allows no local users. */
+  "auth.login.break_glass": z.strictObject({ username: name, sessionId: name, expiresAt: z.string(), localUsersRefusedBy: z.array(name).max(1000) }),
   "auth.login.failed": z.strictObject({ username: name, reason }),
   "auth.login.rate_limited": z.strictObject({ username: name, scope: z.enum(["username", "source"]), retryAfterSeconds: z.number().int().nonnegative() }),
   "auth.logout": z.strictObject({ username: name, sessionId: name }),
@@ -49,6 +51,8 @@ export const auditPayloadSchemas = {
     filestoreBytes: bytes,
     filestoreBytesAdded: bytes,
     durationMs: bytes,
+    /** Declared repositories this backup did not reach, with why: an auditor sees a copy missing, not only the copies made. */
+    skippedRepositories: z.array(z.strictObject({ name, type: z.enum(["posix", "azure", "s3"]), reason })).max(50).optional(),
   }),
   "backup.failed": z.strictObject({ environment: name, kind: z.enum(["full", "diff", "incr", "verify", "filestore"]), reason }),
   "backup.verified": z.strictObject({ environment: name, ok: z.boolean(), durationMs: bytes }),

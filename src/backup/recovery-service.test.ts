@@ -51,6 +51,11 @@ void describe("recovery service: failures are recorded, audited and alerted, and
     assert.ok((succeeded?.databaseBytes ?? 0) > 0);
     const completed = await auditHarness.log.list({ type: "backup.completed", limit: 5 });
     assert.equal(completed.length, 1);
+    // The demo's offsite repository has no key in this store: the backup went to local alone, and its result and audit entry say so.
+    const offsite = { name: "offsite", type: "azure", reason: `its key "backup/${ORG}/backup-offsite-azure-key" is not in the secret store; add it with: carehost secrets set backup/${ORG}/backup-offsite-azure-key` };
+    assert.deepEqual(completed[0]?.entry.payload.skippedRepositories, [offsite]);
+    const manual = await recovery.backup(ctx, { environment: "prod", kind: "incr" });
+    assert.deepEqual(manual.skippedRepositories, [offsite]);
   });
 
   void it("turns runs left 'running' by a killed carehost into failures at the next start", async () => {

@@ -93,6 +93,7 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         payload: {
           environment: environment.name, kind, label: result.label, databaseBytes: result.databaseBytes, repositoryBytes: result.repositoryBytes, durationMs: result.durationMs,
           filestoreFiles: result.filestore.files, filestoreBytes: result.filestore.bytes, filestoreBytesAdded: result.filestore.bytesAdded,
+          ...(result.skippedRepositories.length === 0 ? {} : { skippedRepositories: result.skippedRepositories.map(({ name, type, reason }) => ({ name, type, reason })) }),
         },
       });
       await runExpire(ctx, organization, environment);

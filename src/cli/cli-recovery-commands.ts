@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { RESTORE_STEPS } from "../runtime/local/local-runtime.js";
 import type { TApiClient } from "./cli-client.js";
 import { CliError, exitCodes } from "./cli-errors.js";
-import { printJson, printLine } from "./cli-output.js";
+import { paint, printJson, printLine } from "./cli-output.js";
 import type { TOutputFormat } from "./cli-output.js";
 
 type TGlobal = { client: () => Promise<TApiClient> };
@@ -52,13 +52,16 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
     .option("-o, --output <format>", "text or json", "text")
     .action(async (environment: string, options: { type: string; org?: string; output: TOutputFormat }) => {
       if (!["full", "diff", "incr"].includes(options.type)) throw new CliError(`--type must be full, diff or incr, not ${JSON.stringify(options.type)}`, exitCodes.usage);
-      const result = await (await global.client()).request<{ label: string; type: string; databaseBytes: number; repositoryBytes: number; durationMs: number }>("POST", "/api/backups", {
+      const result = await (await global.client()).request<{ label: string; type: string; databaseBytes: number; repositoryBytes: number; durationMs: number; skippedRepositories: { name: string; type: string; reason: string }[] }>("POST", "/api/backups", {
         environment,
         kind: options.type,
         ...(options.org === undefined ? {} : { organization: options.org }),
       });
       if (options.output === "json") printJson(result);
-      else printLine(`Backup ${result.label} (${result.type}) of ${environment}: ${megabytes(result.databaseBytes)} database, ${megabytes(result.repositoryBytes)} written to the repository, in ${(result.durationMs / 1000).toFixed(1)} s.`);
+      else {
+        printLine(`Backup ${result.label} (${result.type}) of ${environment}: ${megabytes(result.databaseBytes)} database, ${megabytes(result.repositoryBytes)} written to the repository, in ${(result.durationMs / 1000).toFixed(1)} s.`);
+        for (const skipped of result.skippedRepositories) printLine(`${paint("red", "NOT WRITTEN")} to repository ${skipped.name} (${skipped.type}): ${skipped.reason}`);
+      }
     });
 
   listCommand<TBackupRun>("backups", "backups carehost ran, newest first", (run) =>

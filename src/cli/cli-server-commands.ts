@@ -1,13 +1,18 @@
 import type { Command } from "commander";
 import { loadConfig } from "../lib/config.js";
 import { startCarehost } from "../server/server-start.js";
-import type { TStatusReport } from "../server/status-service.js";
+import type { TInstanceStatus, TStatusReport } from "../server/status-service.js";
 import type { TApiClient } from "./cli-client.js";
 import { paint, printJson, printLine } from "./cli-output.js";
 import type { TOutputFormat } from "./cli-output.js";
 
 type TGlobal = { client: () => Promise<TApiClient> };
 
+const where = (instance: TInstanceStatus) => `${instance.instance} ${instance.port === null ? "" : `${instance.host}:${instance.port} `}${instance.state}`;
+const ago = (seconds: number) => `${Math.round(seconds / 60)} min ago`;
+const measured = (value: number | null) => (value === null ? "-" : `${value.toFixed(1)} s`);
+
+/** The text of `carehost status`, rendered from the same report `--output json` prints. */
 export const formatStatus = (status: TStatusReport): string[] => {
   const lines = [
     `carehost ${status.version} at ${status.url}, up ${status.uptimeSeconds}s, state in ${status.store}`,
@@ -22,13 +27,17 @@ export const formatStatus = (status: TStatusReport): string[] => {
       );
       const runtime = environment.runtime;
       if (runtime === null) continue;
-      lines.push(`      postgres  ${runtime.postgres}`);
-      if (runtime.redis !== null) lines.push(`      redis     ${runtime.redis}`);
-      lines.push(`      app       ${runtime.app}`);
+      lines.push(`      postgres  ${where(runtime.postgres)}`);
+      if (runtime.redis !== null) lines.push(`      redis     ${where(runtime.redis)}`);
+      lines.push(`      app       ${runtime.app.detail}`);
       const recovery = environment.recovery;
       if (recovery !== null) {
-        lines.push(`      backup    ${recovery.lastBackup ?? "none yet"}`);
-        lines.push(`      drill     ${recovery.lastDrill ?? "none yet"}`);
+        const backup = recovery.lastBackup;
+        lines.push(`      backup    ${backup === null ? "none yet" : `${backup.kind} ${backup.status}${backup.label === null ? "" : ` ${backup.label}`}, ${ago(backup.ageSeconds)}`}`);
+        const drill = recovery.lastDrill;
+        lines.push(
+          `      drill     ${drill === null ? "none yet" : `${drill.status}, ${ago(drill.ageSeconds)}: RTO ${measured(drill.rtoSeconds)} (objective ${drill.rtoObjectiveMinutes} min), RPO ${measured(drill.rpoSeconds)} (objective ${drill.rpoObjectiveMinutes} min)`}`,
+        );
         const archiving = recovery.archiving;
         if (archiving !== null) {
           lines.push(
@@ -36,7 +45,7 @@ export const formatStatus = (status: TStatusReport): string[] => {
               `WAL at ${archiving.currentWalLsn ?? "-"}, ${archiving.failedCount} failed${archiving.lastFailedWal === null ? "" : ` (last ${archiving.lastFailedWal} at ${archiving.lastFailedAt})`}`,
           );
         }
-        if (recovery.alert !== null) lines.push(`      ${paint("red", "ALERT")}     ${recovery.alert}`);
+        for (const alert of recovery.alerts) lines.push(`      ${paint("red", "ALERT")}     ${alert.message}`);
       }
       if (runtime.drift > 0) lines.push(`      drift     ${runtime.drift} difference(s) from the spec: carehost plan shows them, carehost apply corrects them`);
     }

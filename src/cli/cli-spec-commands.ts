@@ -72,7 +72,7 @@ const assertWithoutViolations = (verdict: TPostureReport): void => {
 export const registerSpecCommands = (program: Command, global: TGlobal): void => {
   program
     .command("posture")
-    .description("show the control baseline per environment: pass, FAIL, excepted, n.a.")
+    .description("show the control baseline per environment: pass, FAIL, excepted, NOT ENFORCED (declared, not enforced by carehost yet), n.a.")
     .option("-o, --output <format>", "text or json", "text")
     .action(async (options: { output: TOutputFormat }) => {
       const postures = await (await global.client()).request<{ organization: string; report: TPostureReport }[]>("GET", "/api/posture");

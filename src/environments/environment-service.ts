@@ -9,6 +9,7 @@ import { actorName } from "../lib/request-context.js";
 import { assertNoMandatoryViolations } from "../policy/policy-engine.js";
 import type { TPostureReport } from "../policy/policy-engine.js";
 import type { TPolicyChecker } from "../policy/policy-service.js";
+import type { TPlatformEnforcement } from "../policy/policy-types.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import { canonicalJson, specDigest } from "../spec/spec-digest.js";
 import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
@@ -29,6 +30,8 @@ type TEnvironmentServiceDeps = {
   runtime?: TEnvironmentRuntime;
   /** Where the final backup of a removed environment is written. */
   finalBackupDirectory?: string;
+  /** What carehost's own sign-in enforces (the identity service), for the identity controls of the posture. */
+  platform?: () => Promise<TPlatformEnforcement>;
 };
 
 /**
@@ -89,7 +92,7 @@ function exceptionEvents(organization: string, before: readonly TSpecException[]
   return events;
 }
 
-export const environmentServiceFactory = ({ store, policy, audit, runtime, finalBackupDirectory = "final-backups" }: TEnvironmentServiceDeps) => {
+export const environmentServiceFactory = ({ store, policy, audit, runtime, finalBackupDirectory = "final-backups", platform }: TEnvironmentServiceDeps) => {
   /**
    * The running systems against what the applied revision renders, never against the file: a
    * change the file proposes is not drift, and a hand edit stays drift whatever the file says.
@@ -175,7 +178,11 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
       }
       const recordedSpec = (await store.latestSpecs()).find((item) => item.metadata.name === organization);
       const exceptionChanges = exceptionEvents(organization, recordedSpec?.policyExceptions ?? [], spec.policyExceptions);
-      if (!planHasChanges(plan) && exceptionChanges.length === 0) {
+      // The organization's own settings (identity, repositories, defaults) are a change too: the
+      // identity service enforces the recorded identity, so a tightened idle timeout must be recorded.
+      const organizationPart = ({ environments: _environments, policyExceptions: _exceptions, ...rest }: TOrganizationSpec) => canonicalJson(rest);
+      const organizationChanged = recordedSpec !== undefined && organizationPart(recordedSpec) !== organizationPart(spec);
+      if (!planHasChanges(plan) && exceptionChanges.length === 0 && !organizationChanged) {
         // Nothing declared changed, but the running systems may have drifted: apply corrects them.
         return { plan, revisionId: null, runtime: await reconcile(ctx, spec) };
       }
@@ -225,10 +232,11 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
     posture: async (ctx: TRequestContext): Promise<{ organization: string; report: TPostureReport }[]> => {
       await authorize(ctx, "environment:read", audit);
       const specs = await store.latestSpecs();
+      const enforced = await platform?.();
       return Promise.all(
         specs.map(async (spec) => {
           const observation = runtime === undefined ? undefined : await runtime.observe(spec);
-          return { organization: spec.metadata.name, report: policy.evaluate(spec, observation?.subjects) };
+          return { organization: spec.metadata.name, report: policy.evaluate(spec, observation?.subjects, enforced) };
         }),
       );
     },

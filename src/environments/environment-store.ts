@@ -1,5 +1,6 @@
 import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TSqlClient, TSqlExecutor } from "../store/store-types.js";
+import type { TOrganizationIdentityRules } from "../identity/identity-rules.js";
 
 export type TRecordedEnvironment = {
   readonly organization: string;
@@ -70,6 +71,18 @@ export const environmentStoreFactory = (db: Pick<TSqlClient, "query" | "transact
   },
 
   /** The newest applied spec of every organization. */
+  /** The identity settings of each organization's latest revision (read on every request, so only these fields). */
+  latestIdentityRules: async (): Promise<TOrganizationIdentityRules[]> => {
+    const { rows } = await db.query<{ organization: string; idle: number; local_users: boolean }>(
+      // Every recorded spec was parsed with the schema's defaults; COALESCE only guards a hand-edited row.
+      `SELECT DISTINCT ON (org_name) org_name AS organization,
+              COALESCE((spec->'identity'->>'sessionIdleTimeoutMinutes')::int, 15) AS idle,
+              COALESCE((spec->'identity'->>'localUsersAllowed')::boolean, true) AS local_users
+         FROM spec_revisions ORDER BY org_name, id DESC`,
+    );
+    return rows.map((row) => ({ organization: row.organization, sessionIdleTimeoutMinutes: row.idle, localUsersAllowed: row.local_users }));
+  },
+
   latestSpecs: async (): Promise<TOrganizationSpec[]> => {
     const { rows } = await db.query<{ spec: TOrganizationSpec }>(
       "SELECT DISTINCT ON (org_name) spec FROM spec_revisions ORDER BY org_name, id DESC",

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { TAuditEvent, TAuditPayloads } from "../audit/audit-types.js";
-import { ConflictError, NotFoundError, RateLimitedError, UnauthenticatedError, ValidationError } from "../lib/errors.js";
+import { ConflictError, ForbiddenError, NotFoundError, PolicyViolation, RateLimitedError, UnauthenticatedError, ValidationError } from "../lib/errors.js";
 import { actorName, roles, type TRequestContext, type TRole } from "../lib/request-context.js";
 import type { TSqlClient } from "../store/store-types.js";
 import {
@@ -13,6 +13,8 @@ import {
 } from "./identity-passwords.js";
 import { authorize } from "./identity-permissions.js";
 import { identityStoreFactory, type TStoredUser } from "./identity-store.js";
+import { BOOTSTRAP_ADMIN, identityRulesOf, platformEnforcementOf } from "./identity-rules.js";
+import type { TIdentityRules, TOrganizationIdentityRules } from "./identity-rules.js";
 import { lastUsedPrecisionMs, mintToken, parseToken, secretMatches, shouldRecordUse, tokenRejection } from "./identity-tokens.js";
 import type { TIdentityAudit, TIdentityAuditEventType, TLoginLimits, TSessionLimits, TTokenInfo, TUser } from "./identity-types.js";
 
@@ -22,6 +24,11 @@ type TIdentityServiceDeps = {
   now?: () => Date;
   loginLimits?: Partial<TLoginLimits>;
   sessionLimits?: Partial<TSessionLimits>;
+  /**
+   * The identity settings of the recorded organizations, read on each sign-in and request: every
+   * replica reads the same database, so a spec applied on one tightens sessions on all at once.
+   */
+  organizationRules?: () => Promise<readonly TOrganizationIdentityRules[]>;
 };
 
 export const defaultLoginLimits: TLoginLimits = { perUsername: 5, perSourceAddress: 20, windowSeconds: 15 * 60 };
@@ -76,10 +83,13 @@ const checkTokenName = (name: string): void => {
   }
 };
 
-export const identityServiceFactory = ({ db, audit, now = () => new Date(), loginLimits, sessionLimits }: TIdentityServiceDeps) => {
+export const identityServiceFactory = ({ db, audit, now = () => new Date(), loginLimits, sessionLimits, organizationRules = async () => [] }: TIdentityServiceDeps) => {
   const store = identityStoreFactory(db);
   const limits: TLoginLimits = { ...defaultLoginLimits, ...loginLimits };
-  const session: TSessionLimits = { ...defaultSessionLimits, ...sessionLimits };
+  // The fixed limits; an organization may shorten the idle timeout (identity-rules.ts), never lengthen it.
+  const fixedSession: TSessionLimits = { ...defaultSessionLimits, ...sessionLimits };
+  const rulesNow = async (): Promise<TIdentityRules> => identityRulesOf(fixedSession, await organizationRules());
+  const refusedBy = (rules: TIdentityRules) => rules.localUsersRefusedBy.map((name) => JSON.stringify(name)).join(", ");
 
   const record = <K extends TIdentityAuditEventType>(
     ctx: TRequestContext,
@@ -191,10 +201,21 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
         await record(ctx, "auth.login.failed", "failure", userTarget(username), { username, reason });
         throw new UnauthenticatedError(loginRefused);
       }
+      const rules = await rulesNow();
+      // While an organization allows no local users, a password signs in the bootstrap admin alone,
+      // as break-glass (its own audit event, for review); anyone else is refused, named only to
+      // whoever knew the password.
+      const breakGlass = rules.localUsersRefusedBy.length > 0;
+      if (breakGlass && user.username !== BOOTSTRAP_ADMIN) {
+        await record(ctx, "auth.login.failed", "denied", userTarget(username), { username, reason: `local users refused by ${rules.localUsersRefusedBy.join(", ")}` });
+        throw new ForbiddenError(
+          `local sign-in is refused: organization ${refusedBy(rules)} allows no local users (identity.localUsersAllowed: false); only the bootstrap admin signs in with a password, as break-glass`,
+        );
+      }
       await store.markLoginSucceeded(reservation.attemptId);
       if (passwordHashIsOutdated(hash)) await store.setPasswordHash(user.id, await hashPassword(credentials.password));
       const minted = mintToken();
-      const expiresAt = new Date(at.getTime() + session.absoluteHours * 3_600_000);
+      const expiresAt = new Date(at.getTime() + rules.session.absoluteHours * 3_600_000);
       await store.insertToken({
         id: minted.id,
         userId: user.id,
@@ -209,11 +230,20 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
         ...ctx,
         actor: { kind: "user", userId: user.id, username: user.username, role: user.role, tokenId: minted.id },
       };
-      await record(userCtx, "auth.login.succeeded", "success", userTarget(username), {
-        username,
-        sessionId: minted.id,
-        expiresAt: expiresAt.toISOString(),
-      });
+      if (breakGlass) {
+        await record(userCtx, "auth.login.break_glass", "success", userTarget(username), {
+          username,
+          sessionId: minted.id,
+          expiresAt: expiresAt.toISOString(),
+          localUsersRefusedBy: [...rules.localUsersRefusedBy],
+        });
+      } else {
+        await record(userCtx, "auth.login.succeeded", "success", userTarget(username), {
+          username,
+          sessionId: minted.id,
+          expiresAt: expiresAt.toISOString(),
+        });
+      }
       return { token: minted.token, expiresAt, user: publicUser(user) };
     },
 
@@ -233,7 +263,7 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       const at = now();
       if (!parsed || !token) throw new UnauthenticatedError(tokenRefused);
       const rejection = secretMatches(parsed.secret, token.secretSha256)
-        ? tokenRejection({ ...token, userDisabledAt: token.user.disabledAt }, at, session)
+        ? tokenRejection({ ...token, userDisabledAt: token.user.disabledAt }, at, (await rulesNow()).session)
         : "wrong secret";
       if (rejection !== undefined) {
         // A real token id presented after revocation or expiry, or with the wrong secret, is
@@ -262,6 +292,13 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       await authorize(ctx, "user:manage", audit, userTarget(input.username));
       const username = checkUsername(input.username);
       const role = checkRole(input.role);
+      const rules = await rulesNow();
+      if (rules.localUsersRefusedBy.length > 0) {
+        await record(ctx, "user.created", "denied", userTarget(username), { username, role });
+        throw new PolicyViolation(
+          `local users are refused: organization ${refusedBy(rules)} allows none (identity.localUsersAllowed: false); people sign in through its identity provider, and the bootstrap admin remains for break-glass`,
+        );
+      }
       if (input.password !== undefined) checkPasswordPolicy(input.password, username);
       const password = input.password ?? generatePassword();
       const user = await store.insertUser({
@@ -321,8 +358,12 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       const at = now();
       const listed = await store.listActiveTokens(ctx.actor.kind === "user" && !everyone ? ctx.actor.userId : undefined, at);
       // The store knows nothing of the idle timeout: drop sessions that authenticate() would refuse.
+      const { session } = await rulesNow();
       return listed.filter((token) => tokenRejection({ ...token, revokedAt: null, userDisabledAt: null }, at, session) === undefined);
     },
+
+    /** What carehost's sign-in enforces right now, for the identity controls of the posture. */
+    enforcement: async () => platformEnforcementOf(await rulesNow()),
 
     revokeToken: async (ctx: TRequestContext, id: string): Promise<void> => {
       await authorize(ctx, "token:manage-own", audit, tokenTarget(id));

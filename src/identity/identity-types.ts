@@ -9,6 +9,7 @@ export type TIdentityAudit = { append: TAuditAppend };
 
 export type TIdentityAuditEventType =
   | "auth.login.succeeded"
+  | "auth.login.break_glass"
   | "auth.login.failed"
   | "auth.login.rate_limited"
   | "auth.logout"

@@ -66,7 +66,56 @@ const forbiddenRoleAttribute = (control: {
   },
 });
 
+const isPhiProduction = (environment: TEnvironmentSpec) => environment.dataClass === "phi" && environment.tier === "production";
+
 export const LIVE_CONTROLS: readonly TLiveControl[] = [
+  {
+    id: "CH-DB-001",
+    title: "PHI production runs a highly available database",
+    citations: ["164.308(a)(7)(ii)(B)", "164.308(a)(7)(ii)(C)"],
+    severity: "medium",
+    enforcement: "advisory",
+    subject: "live",
+    appliesTo: isPhiProduction,
+    // Read from pg_stat_replication, not from database.highAvailability: a declared standby that
+    // does not stream keeps nobody's data.
+    check: ({ environment, live }, report) => {
+      const postgres = postgresState(live, report);
+      if (postgres === undefined || postgres.synchronousStandbys > 0) return;
+      if (!environment.database.highAvailability) {
+        report.fail("PHI production should run a synchronous standby (database.highAvailability: false, no synchronous standby streams)", { path: "postgres.synchronousStandbys", actual: 0 });
+      } else if (live.cannotProvide?.synchronousStandby !== undefined) {
+        report.notEnforced(`database.highAvailability is true, but ${live.cannotProvide.synchronousStandby}`);
+      } else {
+        report.fail("PHI production declares a synchronous standby (database.highAvailability: true), but none streams (pg_stat_replication: 0 synchronous standbys)", { path: "postgres.synchronousStandbys", actual: 0 });
+      }
+    },
+  },
+  {
+    id: "CH-BAK-006",
+    title: "Every backup is written to every repository the environment declares",
+    citations: ["164.308(a)(7)(ii)(A)", "164.310(d)(2)(iv)"],
+    severity: "high",
+    enforcement: "mandatory",
+    subject: "live",
+    // CH-BAK-003 judges the declared repositories (two for PHI production, one offsite); this one,
+    // that each of them is what the runtime really writes: a repository skipped for a missing key
+    // leaves every backup in the others alone.
+    appliesTo: (environment) => environment.backup.enabled,
+    check: ({ live }, report) => {
+      if (live.backup === undefined) {
+        report.fail("where backups are written was not read back from the runtime, so this control cannot be verified", { path: "backup" });
+        return;
+      }
+      const written = live.backup.written.map((repository) => repository.name).join(", ") || "none";
+      for (const skipped of live.backup.skipped) {
+        report.fail(`backup repository ${JSON.stringify(skipped.name)} (${skipped.type}) is declared but not written: ${skipped.reason} (backups go to: ${written})`, {
+          path: `backup.skipped.${skipped.name}`,
+          actual: skipped.reason,
+        });
+      }
+    },
+  },
   forbiddenRoleAttribute({
     id: "CH-DB-007",
     title: "Odoo's database role is not a superuser",

@@ -13,6 +13,9 @@ export const SUPPORTED_ODOO_VERSIONS: readonly string[] = ["17.0", "18.0", "19.0
 /** Automatic logoff for PHI (164.312(a)(2)(iii)); the spec's own default. */
 export const PHI_MAX_SESSION_IDLE_MINUTES = 15;
 
+/** Why an identity control is not enforced where no carehost server was asked (validate runs offline). */
+const NO_PLATFORM = "what carehost enforces at sign-in is read from its server (carehost posture); offline, only the declaration was checked";
+
 const DATA_CLASS_LABEL = { phi: "PHI", confidential: "confidential", internal: "internal", public: "public" } as const;
 const label = (environment: TEnvironmentSpec) => `${DATA_CLASS_LABEL[environment.dataClass]} ${environment.tier}`;
 const quoted = (value: string) => JSON.stringify(value);
@@ -276,20 +279,6 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       },
     },
     {
-      id: "CH-DB-001",
-      title: "PHI production runs a highly available database",
-      citations: ["164.308(a)(7)(ii)(B)", "164.308(a)(7)(ii)(C)"],
-      severity: "medium",
-      enforcement: "advisory",
-      subject: "spec",
-      appliesTo: (environment) => isPhi(environment) && isProduction(environment),
-      check: ({ environment }, report) => {
-        if (!environment.database.highAvailability) {
-          report.fail("PHI production should run a synchronous standby (database.highAvailability: false)", { path: "database.highAvailability", actual: false });
-        }
-      },
-    },
-    {
       id: "CH-ODOO-001",
       title: "Production and PHI environments run a supported Odoo version",
       citations: ["164.308(a)(1)(ii)(B)", "164.308(a)(5)(ii)(B)"],
@@ -349,10 +338,14 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       enforcement: "mandatory",
       subject: "spec",
       appliesTo: isPhi,
-      check: ({ organization }, report) => {
+      check: ({ organization, platform }, report) => {
         if (!organization.identity.mfaRequired) {
           report.fail("an organization holding PHI must require MFA for every sign-in (identity.mfaRequired: false)", { path: "identity.mfaRequired", actual: false });
+          return;
         }
+        // mfaRequired: true is an intention; only carehost's own sign-in asking a second factor passes.
+        if (platform === undefined) report.notEnforced(NO_PLATFORM);
+        else if (!platform.mfa.enforced) report.notEnforced(`identity.mfaRequired is true, but ${platform.mfa.reason}`);
       },
     },
     {
@@ -363,13 +356,58 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       enforcement: "mandatory",
       subject: "spec",
       appliesTo: isPhi,
-      check: ({ organization }, report) => {
+      check: ({ organization, platform }, report) => {
         const minutes = organization.identity.sessionIdleTimeoutMinutes;
         if (minutes > PHI_MAX_SESSION_IDLE_MINUTES) {
           report.fail(
             `an organization holding PHI must log idle sessions off within ${PHI_MAX_SESSION_IDLE_MINUTES} minutes (identity.sessionIdleTimeoutMinutes: ${minutes})`,
             { path: "identity.sessionIdleTimeoutMinutes", actual: minutes },
           );
+          return;
+        }
+        if (platform === undefined) report.notEnforced(NO_PLATFORM);
+        else if (platform.sessionIdleMinutes > PHI_MAX_SESSION_IDLE_MINUTES) {
+          report.fail(
+            `carehost ends idle sessions after ${platform.sessionIdleMinutes} minutes, not within ${PHI_MAX_SESSION_IDLE_MINUTES} (identity.sessionIdleTimeoutMinutes: ${minutes} is not what carehost enforces)`,
+            { path: "platform.sessionIdleMinutes", actual: platform.sessionIdleMinutes },
+          );
+        }
+      },
+    },
+    {
+      id: "CH-IAM-003",
+      title: "People sign in through the organization's identity provider when it declares one",
+      citations: ["164.312(d)", "164.312(a)(2)(i)", "164.308(a)(3)(ii)(C)"],
+      severity: "high",
+      enforcement: "mandatory",
+      subject: "spec",
+      // Per environment like every spec control, though the provider is the organization's.
+      appliesTo: () => true,
+      check: ({ organization, platform }, report) => {
+        if (organization.identity.oidc === undefined) {
+          report.notApplicable("the organization declares no OIDC provider (identity.oidc is not set)");
+          return;
+        }
+        if (platform === undefined) report.notEnforced(NO_PLATFORM);
+        else if (!platform.oidc.enforced) report.notEnforced(`identity.oidc names ${organization.identity.oidc.issuer}, but ${platform.oidc.reason}`);
+      },
+    },
+    {
+      id: "CH-IAM-004",
+      title: "Local users are refused when the organization allows none",
+      citations: ["164.312(a)(2)(i)", "164.308(a)(4)(ii)(C)"],
+      severity: "high",
+      enforcement: "mandatory",
+      subject: "spec",
+      appliesTo: () => true,
+      check: ({ organization, platform }, report) => {
+        if (organization.identity.localUsersAllowed) {
+          report.notApplicable("the organization allows local users (identity.localUsersAllowed: true)");
+          return;
+        }
+        if (platform === undefined) report.notEnforced(NO_PLATFORM);
+        else if (platform.localUsers !== "refused") {
+          report.fail("identity.localUsersAllowed is false, but carehost still creates local users and signs them in with a password", { path: "platform.localUsers", actual: platform.localUsers });
         }
       },
     },

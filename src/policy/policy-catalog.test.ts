@@ -13,7 +13,7 @@ import { evaluatePolicy } from "./policy-engine.js";
 import type { TControlResult, TPostureReport } from "./policy-engine.js";
 import { DEFAULT_RECOVERY_OBJECTIVES, tightenObjectives } from "./policy-objectives.js";
 import { CONTROL_ID_PATTERN } from "./policy-types.js";
-import type { TAnyControl, TLivePostgresState, TLiveRedisState } from "./policy-types.js";
+import type { TAnyControl, TLiveBackupState, TLivePostgresState, TLiveRedisState, TPlatformEnforcement } from "./policy-types.js";
 
 const EXAMPLE_PATH = fileURLToPath(new URL("../../examples/northwind-health.yaml", import.meta.url));
 const NOW = new Date("2026-01-15T12:00:00Z");
@@ -26,9 +26,9 @@ type TArtifactState = {
   redisConf?: Record<string, string>;
   ingress?: { blockedPaths: string[]; tls: boolean; hsts: boolean };
 };
-type TLiveState = { postgres?: TMutable<TLivePostgresState>; redis?: TMutable<TLiveRedisState> };
-/** Everything a mutation may change: the spec, and per environment the rendered artifacts and the live state. */
-type TState = { organization: TOrganizationSpec; artifacts: Record<string, TArtifactState>; live: Record<string, TLiveState> };
+type TLiveState = { postgres?: TMutable<TLivePostgresState>; redis?: TMutable<TLiveRedisState>; backup?: TMutable<TLiveBackupState>; cannotProvide?: { synchronousStandby?: string } };
+/** Everything a mutation may change: the spec, what carehost's sign-in enforces, and per environment the rendered artifacts and the live state. */
+type TState = { organization: TOrganizationSpec; platform: TMutable<TPlatformEnforcement>; artifacts: Record<string, TArtifactState>; live: Record<string, TLiveState> };
 
 function loadDemoSpec(): TOrganizationSpec {
   const result = loadSpecText(readFileSync(EXAMPLE_PATH, "utf8"), EXAMPLE_PATH);
@@ -54,8 +54,10 @@ function compliantArtifacts(environment: TEnvironmentSpec): TArtifactState {
   };
 }
 
-function compliantLive(environment: TEnvironmentSpec): TLiveState {
+function compliantLive(organization: TOrganizationSpec, environment: TEnvironmentSpec): TLiveState {
+  const repositoryOf = (name: string) => ({ name, type: organization.backupRepositories.find((repository) => repository.name === name)?.type ?? "posix" });
   return {
+    ...(environment.backup.enabled ? { backup: { written: environment.backup.repositories.map(repositoryOf), skipped: [] } } : {}),
     postgres: {
       roleSuperuser: false,
       roleCreateRole: false,
@@ -66,6 +68,7 @@ function compliantLive(environment: TEnvironmentSpec): TLiveState {
       hbaMethods: ["peer", "scram-sha-256", "reject"],
       sharedPreloadLibraries: ["pgaudit"],
       dataChecksums: true,
+      synchronousStandbys: 1,
     },
     ...(environment.redis.enabled
       ? {
@@ -85,8 +88,9 @@ function demoState(): TState {
   const organization = loadDemoSpec();
   return {
     organization,
+    platform: { sessionIdleMinutes: 15, mfa: { enforced: true }, oidc: { enforced: true }, localUsers: "refused" },
     artifacts: Object.fromEntries(organization.environments.map((environment) => [environment.name, compliantArtifacts(environment)])),
-    live: Object.fromEntries(organization.environments.map((environment) => [environment.name, compliantLive(environment)])),
+    live: Object.fromEntries(organization.environments.map((environment) => [environment.name, compliantLive(organization, environment)])),
   };
 }
 
@@ -95,7 +99,7 @@ function evaluate(state: TState, controls: readonly TAnyControl[] = POLICY_CATAL
   return evaluatePolicy({
     controls,
     subjects: {
-      spec: organization.environments.map((environment) => ({ organization, environment })),
+      spec: organization.environments.map((environment) => ({ organization, environment, platform: state.platform })),
       artifact: organization.environments.map((environment) => ({ environment, artifacts: state.artifacts[environment.name] ?? {} })),
       live: organization.environments.map((environment) => ({ environment, live: state.live[environment.name] ?? {} })),
     },
@@ -144,8 +148,10 @@ type TCase = {
   readonly setup?: (state: TState) => void;
   /** One change that must fail this control, and no other. */
   readonly mutate: (state: TState) => void;
-  /** Part of the expected failure message. */
+  /** Part of the expected failure message (or of the reason it is not enforced). */
   readonly expect: string;
+  /** What the change makes of the control: a failure, or a gap when carehost stops enforcing something nothing in the spec can fix. */
+  readonly status?: "fail" | "not-enforced";
 };
 
 const CASES: readonly TCase[] = [
@@ -232,7 +238,6 @@ const CASES: readonly TCase[] = [
     mutate: (s) => void (environmentOf(s, "staging").dataSource = { copyFrom: "nowhere", deidentify: true }),
     expect: 'dataSource.copyFrom "nowhere" is not an environment',
   },
-  { controlId: "CH-DB-001", environment: "prod", name: "PHI production without HA", mutate: (s) => void (environmentOf(s, "prod").database.highAvailability = false), expect: "database.highAvailability: false" },
   { controlId: "CH-ODOO-001", environment: "prod", name: "Odoo out of support", mutate: (s) => void (environmentOf(s, "prod").odoo.version = "16.0"), expect: 'Odoo 16.0 no longer receives security fixes; use one of 17.0, 18.0, 19.0 (odoo.version: "16.0")' },
   {
     controlId: "CH-SUP-001",
@@ -249,7 +254,25 @@ const CASES: readonly TCase[] = [
     expect: 'odoo.customAddons.ref: "main"',
   },
   { controlId: "CH-IAM-001", environment: "prod", name: "no MFA with PHI", mutate: (s) => void (s.organization.identity.mfaRequired = false), expect: "must require MFA for every sign-in (identity.mfaRequired: false)" },
+  {
+    controlId: "CH-IAM-001",
+    environment: "prod",
+    name: "MFA declared, no second factor at carehost's sign-in",
+    mutate: (s) => void (s.platform.mfa = { enforced: false, reason: "carehost signs in with a password alone" }),
+    expect: "identity.mfaRequired is true, but carehost signs in with a password alone",
+    status: "not-enforced",
+  },
   { controlId: "CH-IAM-002", environment: "prod", name: "30-minute idle sessions with PHI", mutate: (s) => void (s.organization.identity.sessionIdleTimeoutMinutes = 30), expect: "within 15 minutes (identity.sessionIdleTimeoutMinutes: 30)" },
+  { controlId: "CH-IAM-002", environment: "prod", name: "15 declared, carehost ends idle sessions after 30", mutate: (s) => void (s.platform.sessionIdleMinutes = 30), expect: "carehost ends idle sessions after 30 minutes, not within 15" },
+  {
+    controlId: "CH-IAM-003",
+    environment: "staging",
+    name: "OIDC declared, carehost has no OIDC sign-in",
+    mutate: (s) => void (s.platform.oidc = { enforced: false, reason: "carehost has no OIDC sign-in" }),
+    expect: "but carehost has no OIDC sign-in",
+    status: "not-enforced",
+  },
+  { controlId: "CH-IAM-004", environment: "training", name: "local users allowed by carehost though the organization allows none", mutate: (s) => void (s.platform.localUsers = "allowed"), expect: "carehost still creates local users" },
 
   // Artifact controls.
   { controlId: "CH-ODOO-002", environment: "prod", name: "list_db left on", mutate: (s) => void (odooConf(s, "prod").list_db = "True"), expect: 'list_db = False so the database manager is not exposed (list_db: "True")' },
@@ -308,6 +331,40 @@ const CASES: readonly TCase[] = [
   { controlId: "CH-NET-004", environment: "staging", name: "ingress without HSTS", mutate: (s) => void (ingress(s, "staging").hsts = false), expect: "(hsts: false)" },
 
   // Live controls.
+  {
+    controlId: "CH-DB-001",
+    environment: "prod",
+    name: "PHI production without HA",
+    mutate: (s) => {
+      environmentOf(s, "prod").database.highAvailability = false;
+      livePostgres(s, "prod").synchronousStandbys = 0;
+    },
+    expect: "database.highAvailability: false, no synchronous standby streams",
+  },
+  { controlId: "CH-DB-001", environment: "prod", name: "HA declared, no standby streams", mutate: (s) => void (livePostgres(s, "prod").synchronousStandbys = 0), expect: "none streams (pg_stat_replication: 0 synchronous standbys)" },
+  {
+    controlId: "CH-DB-001",
+    environment: "prod",
+    name: "HA declared on a runtime that runs no standby",
+    mutate: (s) => {
+      livePostgres(s, "prod").synchronousStandbys = 0;
+      (s.live.prod ??= {}).cannotProvide = { synchronousStandby: "this runtime runs no standby" };
+    },
+    expect: "database.highAvailability is true, but this runtime runs no standby",
+    status: "not-enforced",
+  },
+  {
+    controlId: "CH-BAK-006",
+    environment: "prod",
+    name: "the offsite repository skipped for a missing key",
+    mutate: (s) => {
+      const backup = s.live.prod?.backup;
+      if (backup === undefined) throw new Error("no live backup for prod");
+      backup.written = backup.written.filter((repository) => repository.name !== "offsite");
+      backup.skipped = [{ name: "offsite", type: "azure", reason: "its key is not in the secret store" }];
+    },
+    expect: 'backup repository "offsite" (azure) is declared but not written: its key is not in the secret store (backups go to: local)',
+  },
   { controlId: "CH-DB-007", environment: "prod", name: "superuser role", mutate: (s) => void (livePostgres(s, "prod").roleSuperuser = true), expect: "must not be a superuser (rolsuper: true)" },
   { controlId: "CH-DB-008", environment: "prod", name: "CREATEROLE", mutate: (s) => void (livePostgres(s, "prod").roleCreateRole = true), expect: "CREATEROLE (rolcreaterole: true)" },
   { controlId: "CH-DB-009", environment: "training", name: "CREATEDB", mutate: (s) => void (livePostgres(s, "training").roleCreateDb = true), expect: "CREATEDB (rolcreatedb: true)" },
@@ -409,15 +466,24 @@ void describe("each control", () => {
       testCase.mutate(state);
       const after = evaluate(state);
       const result = resultOf(after, testCase.controlId, testCase.environment);
-      assert.equal(result.status, "fail");
-      assert.deepEqual(failuresOf(after), [`${testCase.controlId}@${testCase.environment}`], "the change fails this control only");
+      const status = testCase.status ?? "fail";
+      assert.equal(result.status, status);
+      // An organization-wide setting (identity) fails the control in every environment; nothing else fails.
+      const failed = failuresOf(after);
+      assert.ok(failed.every((item) => item.startsWith(`${testCase.controlId}@`)), `the change fails this control only: ${failed.join(", ")}`);
+      assert.equal(failed.includes(`${testCase.controlId}@${testCase.environment}`), status === "fail");
       assert.ok(
         result.messages.some((message) => message.includes(testCase.expect)),
         `expected a message containing ${JSON.stringify(testCase.expect)}, got ${JSON.stringify(result.messages)}`,
       );
       const control = POLICY_CATALOG.find((candidate) => candidate.id === testCase.controlId);
       const isViolation = after.mandatoryViolations.some((violation) => violation.controlId === testCase.controlId);
-      assert.equal(isViolation, control?.enforcement === "mandatory", "only mandatory failures are violations");
+      assert.equal(isViolation, status === "fail" && control?.enforcement === "mandatory", "only mandatory failures are violations; a gap is not one");
+      if (status === "not-enforced") {
+        const gaps = after.results.filter((candidate) => candidate.status === "not-enforced");
+        assert.ok(gaps.length > 0 && gaps.every((candidate) => candidate.controlId === testCase.controlId), "only this control becomes a gap");
+        assert.equal(after.summary.notEnforced, gaps.length, "counted apart from the passes");
+      }
     });
   }
 });

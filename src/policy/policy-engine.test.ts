@@ -22,13 +22,13 @@ function demoSpec(): TOrganizationSpec {
   return result.spec;
 }
 
-/** The demo with production moved to shared hosting (fails CH-ISO-001) and without HA (fails advisory CH-DB-001). */
+/** The demo with production moved to shared hosting (fails CH-ISO-001) and its image by tag (fails advisory CH-SUP-001). */
 function sharedProductionSpec(): TOrganizationSpec {
   const organization = demoSpec();
   const prod = organization.environments.find((environment) => environment.name === "prod");
   if (prod === undefined) throw new Error("no prod");
   prod.hosting = "shared";
-  prod.database.highAvailability = false;
+  prod.odoo.image = "registry.northwind-health.example/odoo/odoo:17.0";
   return organization;
 }
 
@@ -73,7 +73,7 @@ void describe("evaluatePolicy", () => {
 
   void it("lists advisory failures as failures but not as violations", () => {
     const report = evaluateSpec(sharedProductionSpec());
-    const advisory = report.results.find((result) => result.controlId === "CH-DB-001" && result.environment === "prod");
+    const advisory = report.results.find((result) => result.controlId === "CH-SUP-001" && result.environment === "prod");
     assert.equal(advisory?.status, "fail");
     assert.equal(advisory?.enforcement, "advisory");
     assert.equal(report.summary.fail, 2);
@@ -93,10 +93,17 @@ void describe("evaluatePolicy", () => {
 
   void it("summarizes statuses and round-trips as JSON", () => {
     const report = evaluateSpec(demoSpec());
-    const { pass, fail, excepted, notApplicable } = report.summary;
-    assert.equal(pass + fail + excepted + notApplicable, report.results.length);
+    const { pass, fail, excepted, notApplicable, notEnforced } = report.summary;
+    assert.equal(pass + fail + excepted + notApplicable + notEnforced, report.results.length);
     assert.equal(fail, 0);
     assert.ok(pass > 0 && notApplicable > 0);
+    // Without carehost's sign-in to read (offline), the identity controls are gaps, not passes.
+    assert.deepEqual(
+      [...new Set(report.results.filter((result) => result.status === "not-enforced").map((result) => result.controlId))],
+      ["CH-IAM-001", "CH-IAM-002", "CH-IAM-003", "CH-IAM-004"],
+    );
+    assert.equal(notEnforced, report.results.filter((result) => result.status === "not-enforced").length);
+    assert.deepEqual(report.mandatoryViolations, [], "a gap is not a violation");
     assert.deepEqual(JSON.parse(JSON.stringify(report)), report);
     assert.equal(report.evaluatedAt, "2026-01-15T12:00:00.000Z");
   });
@@ -288,16 +295,18 @@ void describe("validatePolicyExceptions for a new exception", () => {
 });
 
 void describe("formatPosture", () => {
-  void it("shows each environment with pass, fail, excepted and n.a. per control", () => {
+  void it("shows each environment with pass, fail, excepted, not enforced and n.a. per control", () => {
     const report = evaluateSpec(sharedProductionSpec());
     const text = formatPosture(report);
     const lines = text.split("\n");
-    assert.match(lines[0] ?? "", /^environment "prod": \d+ pass, 2 fail, 0 excepted, \d+ n\.a\.$/);
-    assert.ok(lines.some((line) => /^ {2}FAIL {6}CH-ISO-001 +critical {2}PHI and confidential production environments use dedicated hosting$/.test(line)), text);
+    assert.match(lines[0] ?? "", /^environment "prod": \d+ pass, 2 fail, 0 excepted, 4 not enforced, \d+ n\.a\.$/);
+    assert.ok(lines.some((line) => /^ {2}FAIL {10}CH-ISO-001 +critical {2}PHI and confidential production environments use dedicated hosting$/.test(line)), text);
     assert.ok(lines.some((line) => line.trim() === "- PHI production must be dedicated (hosting: shared)"), text);
-    assert.ok(lines.some((line) => /FAIL +CH-DB-001 .*\(advisory\)$/.test(line)), text);
+    assert.ok(lines.some((line) => /FAIL +CH-SUP-001 .*\(advisory\)$/.test(line)), text);
+    assert.ok(lines.some((line) => /^ {2}NOT ENFORCED {2}CH-IAM-001 +critical /.test(line)), text);
+    assert.ok(lines.some((line) => line.trim().startsWith("- what carehost enforces at sign-in is read from its server")), "the reason of a gap is shown");
     assert.ok(lines.some((line) => /^ {2}n\.a\. +CH-ISO-001 /.test(line)), text);
     assert.ok(lines.includes('environment "staging": ' + text.split('environment "staging": ')[1]?.split("\n")[0]));
-    assert.match(lines[lines.length - 1] ?? "", /^total: \d+ pass, 2 fail, 0 excepted, \d+ n\.a\.; 1 mandatory violation\(s\)$/);
+    assert.match(lines[lines.length - 1] ?? "", /^total: \d+ pass, 2 fail, 0 excepted, \d+ not enforced, \d+ n\.a\.; 1 mandatory violation\(s\)$/);
   });
 });

@@ -8,7 +8,8 @@ import type { TPolicyException } from "./policy-exceptions.js";
 import { CONTROL_ID_PATTERN } from "./policy-types.js";
 import type { TAnyControl, TControlReport, TEnforcement, TFailure, TFailureDetail, TSeverity, TSubjectKind, TSubjects } from "./policy-types.js";
 
-export type TControlStatus = "pass" | "fail" | "excepted" | "not-applicable";
+/** "not-enforced": declared, but carehost does not enforce it yet; a gap, never a pass and never a violation. */
+export type TControlStatus = "pass" | "fail" | "excepted" | "not-applicable" | "not-enforced";
 
 export type TControlResult = {
   readonly controlId: string;
@@ -33,7 +34,7 @@ export type TPolicyViolationLine = { readonly controlId: string; readonly enviro
 export type TPostureReport = {
   readonly evaluatedAt: string;
   readonly results: readonly TControlResult[];
-  readonly summary: { readonly pass: number; readonly fail: number; readonly excepted: number; readonly notApplicable: number };
+  readonly summary: { readonly pass: number; readonly fail: number; readonly excepted: number; readonly notApplicable: number; readonly notEnforced: number };
   /** Failures of mandatory controls without an active exception: these stop a plan. */
   readonly mandatoryViolations: readonly TPolicyViolationLine[];
   /** Exceptions past their expiry; they no longer apply and should be renewed or removed. */
@@ -88,14 +89,16 @@ function subjectsByEnvironment(subjects: TPolicySubjects): Map<string, Partial<T
   return byEnvironment;
 }
 
-function runCheck(control: TAnyControl, subject: TSubjects[TSubjectKind]): { failures: TFailure[]; notApplicable?: string } {
+function runCheck(control: TAnyControl, subject: TSubjects[TSubjectKind]): { failures: TFailure[]; notApplicable?: string; notEnforced?: string[] } {
   const failures: TFailure[] = [];
   let notApplicable: string | undefined;
+  const notEnforced: string[] = [];
   const report: TControlReport = {
     fail: (message: string, detail: TFailureDetail = {}) => void failures.push({ message, ...detail }),
     notApplicable: (reason: string) => {
       notApplicable = reason;
     },
+    notEnforced: (reason: string) => void notEnforced.push(reason),
   };
   try {
     // The engine pairs each control with a subject of its own kind (see evaluatePolicy).
@@ -104,8 +107,10 @@ function runCheck(control: TAnyControl, subject: TSubjects[TSubjectKind]): { fai
     // A control that cannot run has not shown the environment to be safe: fail closed.
     failures.push({ message: `the check could not run: ${error instanceof Error ? error.message : String(error)}` });
   }
-  // A failure outweighs a claim of not-applicable: fail closed.
-  return failures.length > 0 || notApplicable === undefined ? { failures } : { failures, notApplicable };
+  // A failure outweighs a gap, and a gap a claim of not-applicable: fail closed.
+  if (failures.length > 0) return { failures };
+  if (notEnforced.length > 0) return { failures, notEnforced };
+  return notApplicable === undefined ? { failures } : { failures, notApplicable };
 }
 
 export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEvaluatePolicyInput): TPostureReport {
@@ -142,7 +147,12 @@ export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEv
         results.push({ ...base, status: "not-applicable", messages: [], failures: [] });
         continue;
       }
-      const { failures, notApplicable } = runCheck(control, subject);
+      const { failures, notApplicable, notEnforced } = runCheck(control, subject);
+      if (notEnforced !== undefined) {
+        // Not a violation (nothing in the spec can fix it) but never a pass: the reason goes with it.
+        results.push({ ...base, status: "not-enforced", messages: notEnforced, failures: [] });
+        continue;
+      }
       if (notApplicable !== undefined) {
         results.push({ ...base, status: "not-applicable", messages: [notApplicable], failures: [] });
         continue;
@@ -175,7 +185,7 @@ export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEv
   return {
     evaluatedAt: now.toISOString(),
     results,
-    summary: { pass: count("pass"), fail: count("fail"), excepted: count("excepted"), notApplicable: count("not-applicable") },
+    summary: { pass: count("pass"), fail: count("fail"), excepted: count("excepted"), notApplicable: count("not-applicable"), notEnforced: count("not-enforced") },
     mandatoryViolations,
     expiredExceptions: validExceptions.filter((exception) => !isExceptionActive(exception, now)),
     unusedExceptions: validExceptions.filter((exception) => isExceptionActive(exception, now) && !usedExceptions.has(exception)),
@@ -193,7 +203,12 @@ export function assertNoMandatoryViolations(report: TPostureReport): void {
   );
 }
 
-const STATUS_LABEL: Record<TControlStatus, string> = { pass: "pass", fail: "FAIL", excepted: "excepted", "not-applicable": "n.a." };
+const STATUS_LABEL: Record<TControlStatus, string> = { pass: "pass", fail: "FAIL", excepted: "excepted", "not-applicable": "n.a.", "not-enforced": "NOT ENFORCED" };
+const LABEL_WIDTH = Math.max(...Object.values(STATUS_LABEL).map((label) => label.length));
+
+/** `3 pass, 1 fail, 0 excepted, 2 not enforced, 4 n.a.`: every verdict, the gaps apart from the passes. */
+export const formatTally = (summary: TPostureReport["summary"]): string =>
+  `${summary.pass} pass, ${summary.fail} fail, ${summary.excepted} excepted, ${summary.notEnforced} not enforced, ${summary.notApplicable} n.a.`;
 
 /** The posture as text: one block per environment, one line per control, failures and exceptions spelled out. */
 export function formatPosture(report: TPostureReport): string {
@@ -204,14 +219,14 @@ export function formatPosture(report: TPostureReport): string {
     const results = report.results.filter((result) => result.environment === environment);
     const tally = (status: TControlStatus) => results.filter((result) => result.status === status).length;
     if (lines.length > 0) lines.push("");
-    lines.push(
-      `environment ${JSON.stringify(environment)}: ${tally("pass")} pass, ${tally("fail")} fail, ${tally("excepted")} excepted, ${tally("not-applicable")} n.a.`,
-    );
+    const summary = { pass: tally("pass"), fail: tally("fail"), excepted: tally("excepted"), notApplicable: tally("not-applicable"), notEnforced: tally("not-enforced") };
+    lines.push(`environment ${JSON.stringify(environment)}: ${formatTally(summary)}`);
     for (const result of results) {
       const enforcement = result.enforcement === "advisory" ? " (advisory)" : "";
-      lines.push(`  ${STATUS_LABEL[result.status].padEnd(8)}  ${result.controlId.padEnd(idWidth)}  ${result.severity.padEnd(8)}  ${result.title}${enforcement}`);
-      const indent = " ".repeat(2 + 8 + 2 + idWidth + 2);
-      for (const message of result.status === "fail" || result.status === "excepted" ? result.messages : []) lines.push(`${indent}- ${message}`);
+      lines.push(`  ${STATUS_LABEL[result.status].padEnd(LABEL_WIDTH)}  ${result.controlId.padEnd(idWidth)}  ${result.severity.padEnd(8)}  ${result.title}${enforcement}`);
+      const indent = " ".repeat(2 + LABEL_WIDTH + 2 + idWidth + 2);
+      const shown = result.status === "fail" || result.status === "excepted" || result.status === "not-enforced";
+      for (const message of shown ? result.messages : []) lines.push(`${indent}- ${message}`);
       if (result.exception !== undefined) {
         const { owner, reason, expires, approvedBy } = result.exception;
         lines.push(`${indent}excepted until ${expires}, owner ${owner}${approvedBy === undefined ? "" : `, approved by ${approvedBy}`}: ${reason}`);
@@ -219,9 +234,8 @@ export function formatPosture(report: TPostureReport): string {
       if (result.expiredException !== undefined) lines.push(`${indent}exception expired ${result.expiredException.expires} (owner ${result.expiredException.owner}); it no longer applies`);
     }
   }
-  const { pass, fail, excepted, notApplicable } = report.summary;
   if (lines.length > 0) lines.push("");
-  lines.push(`total: ${pass} pass, ${fail} fail, ${excepted} excepted, ${notApplicable} n.a.; ${report.mandatoryViolations.length} mandatory violation(s)`);
+  lines.push(`total: ${formatTally(report.summary)}; ${report.mandatoryViolations.length} mandatory violation(s)`);
   for (const exception of report.expiredExceptions) {
     lines.push(`expired exception: ${exception.controlId} environment ${JSON.stringify(exception.environment)} expired ${exception.expires} (owner ${exception.owner})`);
   }

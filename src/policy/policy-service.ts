@@ -5,19 +5,24 @@ import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { POLICY_CATALOG } from "./policy-catalog.js";
 import { assertNoMandatoryViolations, evaluatePolicy } from "./policy-engine.js";
 import type { TPostureReport } from "./policy-engine.js";
-import type { TAnyControl, TArtifactSubject, TLiveSubject, TManifestSubject } from "./policy-types.js";
+import type { TAnyControl, TArtifactSubject, TLiveSubject, TManifestSubject, TPlatformEnforcement, TSpecSubject } from "./policy-types.js";
 
-export const specSubjectsOf = (organization: TOrganizationSpec) =>
-  organization.environments.map((environment) => ({ organization, environment }));
+/** `platform`: what carehost's own sign-in enforces; without it the identity controls judge the declaration only. */
+export const specSubjectsOf = (organization: TOrganizationSpec, platform?: TPlatformEnforcement): TSpecSubject[] =>
+  organization.environments.map((environment) => ({ organization, environment, ...(platform === undefined ? {} : { platform }) }));
 
 export const policyCheckerFactory = ({ controls = POLICY_CATALOG, now = () => new Date() }: { controls?: readonly TAnyControl[]; now?: () => Date } = {}) => ({
   /** The posture of one organization's spec. */
   evaluateSpec: (organization: TOrganizationSpec): TPostureReport =>
     evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization) }, exceptions: organization.policyExceptions, now: now() }),
 
-  /** The posture over the spec and, when a runtime provides them, its rendered artifacts and live state. */
-  evaluate: (organization: TOrganizationSpec, runtimeSubjects?: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] }): TPostureReport =>
-    evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization), ...(runtimeSubjects ?? {}) }, exceptions: organization.policyExceptions, now: now() }),
+  /** The posture over the spec and what carehost enforces and, when a runtime provides them, its rendered artifacts and live state. */
+  evaluate: (
+    organization: TOrganizationSpec,
+    runtimeSubjects?: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] },
+    platform?: TPlatformEnforcement,
+  ): TPostureReport =>
+    evaluatePolicy({ controls, subjects: { spec: specSubjectsOf(organization, platform), ...(runtimeSubjects ?? {}) }, exceptions: organization.policyExceptions, now: now() }),
 
   /** Throws PolicyViolation listing every mandatory violation of rendered Kubernetes manifests (GitOps plan and apply). */
   assertManifestsCompliant: (organization: TOrganizationSpec, manifests: readonly TManifestSubject[]): TPostureReport => {

@@ -15,9 +15,33 @@ export type TControlReport = {
   fail(message: string, detail?: TFailureDetail): void;
   /** The subject shows the control cannot apply (e.g. a runtime that serves no ingress); recorded with the reason. */
   notApplicable(reason: string): void;
+  /**
+   * What the control asks for is declared but carehost does not enforce it yet (no second factor,
+   * no standby on this runtime): a gap with its reason, counted apart and never as a pass.
+   */
+  notEnforced(reason: string): void;
 };
 
-export type TSpecSubject = { readonly organization: TOrganizationSpec; readonly environment: TEnvironmentSpec };
+/** Whether carehost enforces something, and why not when it does not. */
+export type TEnforced = { readonly enforced: true } | { readonly enforced: false; readonly reason: string };
+
+/**
+ * What carehost itself enforces at its own sign-in and on its own sessions, as the identity service
+ * applies it (identity-rules.ts). Absent where no server is asked (an offline `validate`): then
+ * only the declaration can be judged, and a control that needs the enforcement is not enforced.
+ */
+export type TPlatformEnforcement = {
+  /** Minutes after which carehost ends a session without a request. */
+  readonly sessionIdleMinutes: number;
+  /** A second factor at every sign-in. */
+  readonly mfa: TEnforced;
+  /** Sign-in through the organization's OIDC provider. */
+  readonly oidc: TEnforced;
+  /** Whether carehost refuses local users (creating them, and signing in but for the audited break-glass admin). */
+  readonly localUsers: "refused" | "allowed";
+};
+
+export type TSpecSubject = { readonly organization: TOrganizationSpec; readonly environment: TEnvironmentSpec; readonly platform?: TPlatformEnforcement };
 
 export type TIngressArtifact = {
   /** Path prefixes the ingress refuses; a trailing "*" is accepted and means the same prefix. */
@@ -56,6 +80,8 @@ export type TLivePostgresState = {
   readonly sharedPreloadLibraries: readonly string[];
   /** SHOW data_checksums. */
   readonly dataChecksums: boolean;
+  /** Standbys pg_stat_replication reports as synchronous (sync or quorum). */
+  readonly synchronousStandbys: number;
 };
 
 export type TLiveRedisState = {
@@ -70,7 +96,27 @@ export type TLiveRedisState = {
   readonly tlsPort?: number;
 };
 
-export type TLiveState = { readonly postgres?: TLivePostgresState; readonly redis?: TLiveRedisState };
+/** A backup repository as the runtime resolved it for the environment's cluster. */
+export type TLiveRepository = { readonly name: string; readonly type: "posix" | "azure" | "s3" };
+
+/** Where each backup of the environment actually goes: what the runtime configured pgBackRest and restic with. */
+export type TLiveBackupState = {
+  readonly written: readonly TLiveRepository[];
+  /** Declared repositories the runtime does not write to, with why (a key never stored, a limitation). */
+  readonly skipped: readonly (TLiveRepository & { readonly reason: string })[];
+};
+
+export type TLiveState = {
+  readonly postgres?: TLivePostgresState;
+  readonly redis?: TLiveRedisState;
+  /** Absent for an environment without backups, or when the runtime could not resolve them. */
+  readonly backup?: TLiveBackupState;
+  /**
+   * What the runtime that produced this state cannot provide at all, with the reason: a control
+   * that needs it is "not enforced" there rather than failed for a setting nobody can change.
+   */
+  readonly cannotProvide?: { readonly synchronousStandby?: string };
+};
 export type TLiveSubject = { readonly environment: TEnvironmentSpec; readonly live: TLiveState };
 
 /** One rendered Kubernetes object, as parsed from its manifest. */

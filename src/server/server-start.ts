@@ -59,7 +59,8 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     checkpointEvery: config.auditCheckpoint,
   });
   const audit = auditServiceFactory({ log, db });
-  const identity = identityServiceFactory({ db, audit: log });
+  const environmentStore = environmentStoreFactory(db);
+  const identity = identityServiceFactory({ db, audit: log, organizationRules: environmentStore.latestIdentityRules });
   // The master key lives outside the database (CAREHOST_MASTER_KEY or a 0600 file), so a copy of
   // the database alone does not open the secrets.
   const masterKey = await loadMasterKey({ filePath: join(config.home, "master.key") });
@@ -72,9 +73,10 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const runtime = config.runtime.kind === "local" ? localRuntimeFactory({ root: join(config.home, "runtime"), secrets }) : undefined;
   if (runtime !== undefined) await chmod(config.home, 0o711);
   const environments = environmentServiceFactory({
-    store: environmentStoreFactory(db),
+    store: environmentStore,
     policy: policyCheckerFactory(),
     audit: log,
+    platform: identity.enforcement,
     ...(runtime === undefined ? {} : { runtime, finalBackupDirectory: join(config.home, "final-backups") }),
   });
   const secretsAdmin = secretsAdminServiceFactory({

@@ -20,6 +20,25 @@ export type TArchivingStatus = {
   archiveLagSeconds: number;
 };
 
+/** A PostgreSQL cluster or Redis instance on this host, where it listens and whether it runs. */
+export type TInstanceStatus = { instance: string; host: string; port: number | null; state: "running" | "stopped" | "absent" };
+
+/** The newest backup run of an environment; `ageSeconds` is counted at the time of the report. */
+export type TBackupStatus = { kind: string; status: string; label: string | null; startedAt: string; finishedAt: string | null; ageSeconds: number };
+/** The newest restore drill, with what it measured against the objectives. */
+export type TDrillStatus = {
+  status: string;
+  startedAt: string;
+  ageSeconds: number;
+  rtoSeconds: number | null;
+  rtoObjectiveMinutes: number;
+  rpoSeconds: number | null;
+  rpoObjectiveMinutes: number;
+  problems: string[];
+};
+export const ALERT_KINDS = ["drill-failed", "backup-failed", "verification-failed", "archiving", "repository-skipped"] as const;
+export type TAlert = { kind: (typeof ALERT_KINDS)[number]; message: string };
+
 export type TStatusReport = {
   version: string;
   url: string;
@@ -32,21 +51,23 @@ export type TStatusReport = {
     environments: {
       name: string;
       entity: string;
-      tier: string;
-      dataClass: string;
-      hosting: string;
+      tier: TEnvironmentSpec["tier"];
+      dataClass: TEnvironmentSpec["dataClass"];
+      hosting: TEnvironmentSpec["hosting"];
       status: string;
       /** What runs on this host; null when carehost runs no runtime (CAREHOST_RUNTIME=none). */
-      runtime: { postgres: string; redis: string | null; app: string; drift: number } | null;
+      runtime: { postgres: TInstanceStatus; redis: TInstanceStatus | null; app: { state: "not-deployed"; detail: string }; drift: number } | null;
       /**
        * Last backup and drill, and WAL archiving read from the running cluster (null without a
        * runtime or while the cluster is not running); an alert while the last drill failed or missed
-       * an objective, and while archiving fails or lags behind the RPO.
+       * an objective, while archiving fails or lags behind the RPO, and while a declared repository is skipped.
        */
-      recovery: { lastBackup: string | null; lastDrill: string | null; archiving: TArchivingStatus | null; alert: string | null } | null;
+      recovery: { lastBackup: TBackupStatus | null; lastDrill: TDrillStatus | null; archiving: TArchivingStatus | null; alerts: TAlert[] } | null;
     }[];
   }[];
 };
+
+const instanceState = (state: string): TInstanceStatus["state"] => (state === "running" || state === "stopped" ? state : "absent");
 
 type TStatusServiceDeps = {
   environments: Pick<TEnvironmentService, "listEnvironments" | "latestRevisions" | "runtimeStatus">;
@@ -70,21 +91,43 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
       environments.runtimeStatus(ctx),
     ]);
     const summaries = (await recoverySummaries?.()) ?? { backups: [], drills: [], verifications: [] };
-    const archivingOf = (organization: string, name: string): TWalArchiving | null =>
-      runtimes.find((item) => item.organization === organization)?.environments.find((item) => item.environment === name)?.archiving ?? null;
+    const runtimeEnvironment = (organization: string, name: string) => runtimes.find((item) => item.organization === organization)?.environments.find((item) => item.environment === name);
+    const archivingOf = (organization: string, name: string): TWalArchiving | null => runtimeEnvironment(organization, name)?.archiving ?? null;
     const recoveryOf = (organization: string, name: string, objectives: TEnvironmentSpec["backup"]) => {
       if (!objectives.enabled) return null;
       const archiving = archivingOf(organization, name);
       const backup = summaries.backups.find((item) => item.organization === organization && item.environment === name);
       const drill = summaries.drills.find((item) => item.organization === organization && item.environment === name);
       const verification = summaries.verifications.find((item) => item.organization === organization && item.environment === name);
-      const age = (at: Date) => `${Math.round((now().getTime() - at.getTime()) / 60000)} min ago`;
+      const ageSeconds = (at: Date) => Math.max(0, Math.round((now().getTime() - at.getTime()) / 1000));
+      const alerts: TAlert[] = [];
+      if (drill?.status === "failed") alerts.push({ kind: "drill-failed", message: `last restore drill failed: ${drill.problems.join("; ") || "see carehost drills"}` });
+      else if (backup?.status === "failed") alerts.push({ kind: "backup-failed", message: `last backup failed: ${backup.error ?? ""}` });
+      else if (verification?.status === "failed") alerts.push({ kind: "verification-failed", message: `last repository verification failed: ${verification.error ?? "see carehost verify"}` });
+      const archivingProblem = archiving === null ? null : archivingAlert(archiving, objectives.rpoMinutes);
+      if (archivingProblem !== null) alerts.push({ kind: "archiving", message: archivingProblem });
+      // A declared repository the runtime skips holds none of the backups: say so until it is written.
+      for (const repository of runtimeEnvironment(organization, name)?.backupRepositories?.skipped ?? []) {
+        alerts.push({ kind: "repository-skipped", message: `backups are not written to repository ${repository.name} (${repository.type}): ${repository.reason}` });
+      }
       return {
-        lastBackup: backup === undefined ? null : `${backup.kind} ${backup.status}${backup.label === null ? "" : ` ${backup.label}`}, ${age(backup.startedAt)}`,
+        lastBackup:
+          backup === undefined
+            ? null
+            : { kind: backup.kind, status: backup.status, label: backup.label, startedAt: backup.startedAt.toISOString(), finishedAt: backup.finishedAt?.toISOString() ?? null, ageSeconds: ageSeconds(backup.startedAt) },
         lastDrill:
           drill === undefined
             ? null
-            : `${drill.status}, ${age(drill.startedAt)}: RTO ${drill.rtoSeconds === null ? "-" : `${drill.rtoSeconds.toFixed(1)} s`} (objective ${drill.rtoObjectiveMinutes} min), RPO ${drill.rpoSeconds === null ? "-" : `${drill.rpoSeconds.toFixed(1)} s`} (objective ${drill.rpoObjectiveMinutes} min)`,
+            : {
+                status: drill.status,
+                startedAt: drill.startedAt.toISOString(),
+                ageSeconds: ageSeconds(drill.startedAt),
+                rtoSeconds: drill.rtoSeconds,
+                rtoObjectiveMinutes: drill.rtoObjectiveMinutes,
+                rpoSeconds: drill.rpoSeconds,
+                rpoObjectiveMinutes: drill.rpoObjectiveMinutes,
+                problems: drill.problems,
+              },
         archiving:
           archiving === null
             ? null
@@ -97,28 +140,18 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
                 currentWalLsn: archiving.currentWalLsn,
                 archiveLagSeconds: archiving.archiveLagSeconds,
               },
-        alert: [
-          drill?.status === "failed"
-            ? `last restore drill failed: ${drill.problems.join("; ") || "see carehost drills"}`
-            : backup?.status === "failed"
-              ? `last backup failed: ${backup.error ?? ""}`
-              : verification?.status === "failed"
-                ? `last repository verification failed: ${verification.error ?? "see carehost verify"}`
-                : null,
-          archiving === null ? null : archivingAlert(archiving, objectives.rpoMinutes),
-        ]
-          .filter((alert) => alert !== null)
-          .join("; ") || null,
+        alerts,
       };
     };
     const runtimeOf = (organization: string, name: string) => {
-      const found = runtimes.find((item) => item.organization === organization)?.environments.find((item) => item.environment === name);
+      const found = runtimeEnvironment(organization, name);
       if (found === undefined) return null;
-      const where = (instance: string, port: number | null) => `${instance} ${port === null ? "" : `127.0.0.1:${port} `}`;
+      // The local runtime listens on loopback only.
+      const instance = (item: { instance: string; port: number | null; state: string }): TInstanceStatus => ({ instance: item.instance, host: "127.0.0.1", port: item.port, state: instanceState(item.state) });
       return {
-        postgres: `${where(found.postgres.instance, found.postgres.port)}${found.postgres.state}`,
-        redis: found.redis === null ? null : `${where(found.redis.instance, found.redis.port)}${found.redis.state}`,
-        app: found.app.detail,
+        postgres: instance(found.postgres),
+        redis: found.redis === null ? null : instance(found.redis),
+        app: found.app,
         drift: found.drift.length,
       };
     };

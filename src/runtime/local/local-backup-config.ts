@@ -36,10 +36,15 @@ export type TClusterBackup = {
   /** Directories of the posix repositories (created and owned by the cluster's account). */
   readonly repositoryPaths: readonly string[];
   /** Repositories of the spec this runtime does not write to, with why. */
-  readonly skipped: readonly string[];
+  readonly skipped: readonly TSkippedRepository[];
   /** Where in each repository the filestore's restic repository is: `filestore/<stanza>` (`filestore`, shared, for a cluster from before per-cluster passphrases). */
   readonly filestorePath: string;
 };
+
+export type TSkippedRepository = { readonly name: string; readonly type: TRepositoryType; readonly reason: string };
+
+/** The cluster's backup configuration (undefined when it writes to no repository at all) and the declared repositories it skips. */
+export type TClusterRepositories = { readonly backup: TClusterBackup | undefined; readonly skipped: readonly TSkippedRepository[] };
 
 export type TResolvedRepository = { readonly repository: TBackupRepository; readonly cipherPass: string; readonly azureKey?: string; readonly s3Key?: TS3Credentials };
 
@@ -50,7 +55,7 @@ export const socketDirectoryOf = (cluster: Pick<TPostgresCluster, "directory">) 
 const backupWorkDirectoryOf = (cluster: Pick<TPostgresCluster, "directory">) => join(cluster.directory, "pgbackrest");
 export const pgbackrestConfigPathOf = (cluster: Pick<TPostgresCluster, "directory">) => join(backupWorkDirectoryOf(cluster), "pgbackrest.conf");
 
-export async function clusterBackupOf(input: {
+type TClusterBackupInput = {
   readonly organization: string;
   readonly home: string;
   readonly placement: TClusterPlacement;
@@ -58,19 +63,24 @@ export async function clusterBackupOf(input: {
   readonly repositories: readonly TBackupRepositorySpec[];
   readonly secrets: TRuntimeSecrets;
   readonly createSecrets: boolean;
-}): Promise<TClusterBackup | undefined> {
+};
+
+export const clusterBackupOf = async (input: TClusterBackupInput): Promise<TClusterBackup | undefined> => (await clusterRepositoriesOf(input)).backup;
+
+/** Resolves every declared repository of the cluster's backed-up environments: the ones written make its backup configuration, the others are skipped with why. */
+export async function clusterRepositoriesOf(input: TClusterBackupInput): Promise<TClusterRepositories> {
   const environments = input.placement.environments.filter(backedUp);
-  if (environments.length === 0) return undefined;
+  if (environments.length === 0) return { backup: undefined, skipped: [] };
   const names = [...new Set(environments.flatMap((environment) => environment.backup.repositories))].sort();
   const declared = names.map((name) => input.repositories.find((repository) => repository.name === name)).filter((repository) => repository !== undefined);
-  const skipped: string[] = [];
+  const skipped: TSkippedRepository[] = [];
   const resolved: TResolvedRepository[] = [];
   for (const spec of declared) {
     const repository = await resolveRepository(spec, input);
-    if (typeof repository === "string") skipped.push(`${spec.name} (${spec.type}): ${repository}`);
+    if (typeof repository === "string") skipped.push({ name: spec.name, type: spec.type, reason: repository });
     else resolved.push(repository);
   }
-  if (resolved.length === 0) return undefined;
+  if (resolved.length === 0) return { backup: undefined, skipped };
   const stanza = input.cluster.name;
   // Each cluster's stanza and filestore are encrypted under a passphrase of their own, derived
   // from the repository's (backup-passphrase.ts); a cluster created before keeps the repository's.
@@ -95,7 +105,7 @@ export async function clusterBackupOf(input: {
     repositories,
   });
   const rpoMinutes = Math.min(...environments.map((environment) => environment.backup.rpoMinutes));
-  return {
+  const backup: TClusterBackup = {
     access: { stanza, configPath, owner: input.cluster.owner, env },
     confText: text,
     archive: archiveSettings({ configPath, stanza, rpoMinutes }),
@@ -106,6 +116,7 @@ export async function clusterBackupOf(input: {
     skipped,
     filestorePath: perCluster ? `filestore/${stanza}` : "filestore",
   };
+  return { backup, skipped };
 }
 
 /** Secret names of a repository: its passphrase (carehost makes it) and its access key (you bring it). */

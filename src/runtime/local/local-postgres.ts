@@ -5,20 +5,20 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
 import { odooConnectionLimit } from "../../render/odoo/odoo-conf.js";
-import type { TLivePostgresState } from "../../policy/policy-types.js";
+import type { TLivePostgresState, TLiveRepository } from "../../policy/policy-types.js";
 import type { TBackupRepositorySpec, TEnvironmentSpec } from "../../spec/spec-schema.js";
 import type { TArchiverReading } from "../../backup/wal-archiving.js";
 import { stanzaInfo, pgbackrest, STANZA_MISSING_CODES } from "../../backup/pgbackrest-command.js";
 import { ensureResticRepository } from "../../backup/restic-command.js";
-import { clusterBackupOf, ensureRepositoryStorage, prepareBackupDirectories } from "./local-backup-config.js";
-import type { TClusterBackup } from "./local-backup-config.js";
+import { clusterBackupOf, clusterRepositoriesOf, ensureRepositoryStorage, prepareBackupDirectories } from "./local-backup-config.js";
+import type { TClusterBackup, TClusterRepositories } from "./local-backup-config.js";
 import { filestoreRepositoriesOf, resticCacheDirectoryOf } from "./local-filestore.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
 import { CLUSTER_ADMIN_ROLE, connectAdmin, initializeCluster, isInitialized, readClusterFile, runningPid, startCluster, stopCluster, writeClusterFile } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { parsePostgresqlConf, postgresqlSettings, renderPgHba, renderPostgresqlConf } from "./postgres-config.js";
 import type { TStatementAudit } from "./postgres-config.js";
-import { observeTenant, reconcileTenant, tenantDrift } from "./postgres-tenant.js";
+import { closeMaintenanceDatabases, maintenanceDatabasesOpenToPublic, maintenanceDrift, observeTenant, reconcileTenant, tenantDrift } from "./postgres-tenant.js";
 import type { TPostgresTenant } from "./postgres-tenant.js";
 import { clusterDirectory, databaseNameOf, databaseRoleOf, secretNames } from "./local-placement.js";
 import type { TClusterPlacement } from "./local-placement.js";
@@ -61,6 +61,8 @@ export type TClusterObservation = {
   readonly tenants: readonly TTenantObservationResult[];
   /** WAL archiving as the running cluster reports it; null when it is not running or not backed up. */
   readonly archiving: TArchiverReading | null;
+  /** The repositories each backup of the cluster writes, and the declared ones it skips (null: they could not be resolved). */
+  readonly repositories: { readonly written: readonly TLiveRepository[]; readonly skipped: TClusterRepositories["skipped"] } | null;
 };
 
 const generateDatabasePassword = () => generatePassword(24);
@@ -87,8 +89,9 @@ export async function statementAuditFor(version: number): Promise<TStatementAudi
 const tlsDirectory = (cluster: TPostgresCluster) => join(cluster.directory, "tls");
 
 /** The cluster's backup configuration (absent when none of its environments is backed up). */
-export const backupOf = (context: TClusterContext, cluster: TPostgresCluster, createSecrets: boolean): Promise<TClusterBackup | undefined> =>
-  clusterBackupOf({ organization: context.organization, home: context.home, placement: context.placement, cluster, repositories: context.repositories, secrets: context.secrets, createSecrets });
+const backupInput = (context: TClusterContext, cluster: TPostgresCluster, createSecrets: boolean) =>
+  ({ organization: context.organization, home: context.home, placement: context.placement, cluster, repositories: context.repositories, secrets: context.secrets, createSecrets });
+export const backupOf = (context: TClusterContext, cluster: TPostgresCluster, createSecrets: boolean): Promise<TClusterBackup | undefined> => clusterBackupOf(backupInput(context, cluster, createSecrets));
 
 /** postgresql.conf and pg_hba.conf as reconcile writes them (plan renders them too, to compare two revisions). */
 export async function desiredFiles(context: TClusterContext, cluster: TPostgresCluster, backup: TClusterBackup | undefined) {
@@ -242,6 +245,7 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
     const created = await createFilestoreRepositories(backup, context.home);
     if (created.length > 0) act(`initialized restic repositories for the filestore (${created.join(", ")})`);
   }
+  for (const action of await closeMaintenanceDatabases(admin)) act(action);
   for (const tenant of await tenantsOf(context, true)) {
     const observed = await observeTenant(admin, tenant);
     for (const action of await reconcileTenant(admin, tenant, observed)) actions.push({ target: `environment/${tenant.environment}`, action });
@@ -270,10 +274,13 @@ export async function observeCluster(context: TClusterContext): Promise<TCluster
   const target = `postgres/${context.placement.name}`;
   const absentTenants = (reason: string) =>
     context.placement.environments.map((environment) => ({ environment: environment.name, drift: [{ target, field: "cluster", expected: "running", actual: reason }] }));
-  if (record === undefined) return { name: context.placement.name, port: null, state: "absent", drift: [], files: {}, tenants: absentTenants("not provisioned"), archiving: null };
+  if (record === undefined) return { name: context.placement.name, port: null, state: "absent", drift: [], files: {}, tenants: absentTenants("not provisioned"), archiving: null, repositories: null };
   const cluster = clusterOf(context, record.port);
   const drift: TRuntimeDrift[] = [];
-  const backup = await backupOf(context, cluster, false).catch(() => undefined);
+  const resolved = await clusterRepositoriesOf(backupInput(context, cluster, false)).catch(() => undefined);
+  const backup = resolved?.backup;
+  const repositories =
+    resolved === undefined ? null : { written: (backup?.repositories ?? []).map(({ repository }) => ({ name: repository.name, type: repository.type })), skipped: resolved.skipped };
   const desired = await desiredFiles(context, cluster, backup);
   const postgresqlConf = await readClusterFile(cluster, "postgresql.conf");
   const pgHba = await readClusterFile(cluster, "pg_hba.conf");
@@ -281,10 +288,11 @@ export async function observeCluster(context: TClusterContext): Promise<TCluster
   if (pgHba !== desired.pgHba) drift.push({ target, field: "pg_hba.conf", expected: "as rendered", actual: pgHba === undefined ? "missing" : "edited by hand" });
   const files = { ...(postgresqlConf === undefined ? {} : { postgresqlConf: parsePostgresqlConf(postgresqlConf) }), ...(pgHba === undefined ? {} : { pgHba }) };
   if ((await runningPid(cluster)) === undefined) {
-    return { name: cluster.name, port: cluster.port, state: "stopped", drift: [...drift, { target, field: "process", expected: "running", actual: "stopped" }], files, tenants: absentTenants("stopped"), archiving: null };
+    return { name: cluster.name, port: cluster.port, state: "stopped", drift: [...drift, { target, field: "process", expected: "running", actual: "stopped" }], files, tenants: absentTenants("stopped"), archiving: null, repositories };
   }
   const admin = await adminConnection(context, cluster);
   for (const name of await alterSystemOverrides(admin)) drift.push({ target, field: `ALTER SYSTEM ${name}`, expected: "not set", actual: "overrides postgresql.conf" });
+  for (const item of maintenanceDrift(await maintenanceDatabasesOpenToPublic(admin))) drift.push({ target, ...item });
   const tenants: TTenantObservationResult[] = [];
   for (const tenant of await tenantsOf(context, false).catch(() => [])) {
     const observed = await observeTenant(admin, tenant);
@@ -295,5 +303,5 @@ export async function observeCluster(context: TClusterContext): Promise<TCluster
     });
   }
   const archiving = backup === undefined ? null : await readArchiver(admin);
-  return { name: cluster.name, port: cluster.port, state: "running", drift, files, tenants, archiving };
+  return { name: cluster.name, port: cluster.port, state: "running", drift, files, tenants, archiving, repositories };
 }

@@ -50,7 +50,7 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     assert.deepEqual(await harness.runtime.reconcile(spec), []);
   });
 
-  void it("passes every control of the baseline on what it built, read back from the running systems", async () => {
+  void it("passes every control of the baseline on what it built, read back from the running systems, but the repository it skips and the standby it cannot run", async () => {
     const observation = await harness.runtime.observe(spec);
     for (const environment of observation.environments) assert.deepEqual(environment.drift, [], `drift in ${environment.environment}`);
     const report = evaluatePolicy({
@@ -59,7 +59,16 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
       now: new Date(),
     });
     const failures = report.results.filter((result) => result.status === "fail").map((result) => `${result.controlId} ${result.environment}: ${result.messages.join("; ")}`);
-    assert.deepEqual(failures, []);
+    // The demo's offsite repository has no key in this store: every backup of prod goes to local alone, and says so.
+    assert.deepEqual(failures, [
+      `CH-BAK-006 prod: backup repository "offsite" (azure) is declared but not written: its key "backup/${org}/backup-offsite-azure-key" is not in the secret store; add it with: carehost secrets set backup/${org}/backup-offsite-azure-key (backups go to: local)`,
+    ]);
+    const prod = observation.environments.find((environment) => environment.environment === "prod");
+    assert.deepEqual(prod?.backupRepositories, { written: [{ name: "local", type: "posix" }], skipped: [{ name: "offsite", type: "azure", reason: `its key "backup/${org}/backup-offsite-azure-key" is not in the secret store; add it with: carehost secrets set backup/${org}/backup-offsite-azure-key` }] });
+    // highAvailability: true is declared; pg_stat_replication shows no standby, and this runtime runs none.
+    const standby = report.results.find((result) => result.controlId === "CH-DB-001" && result.environment === "prod");
+    assert.equal(standby?.status, "not-enforced");
+    assert.match(standby.messages.join(""), /database\.highAvailability is true, but the host runtime runs one PostgreSQL per cluster and no standby/);
     assert.ok(report.results.some((result) => result.subject === "live" && result.status === "pass"));
   });
 
@@ -69,6 +78,15 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     await own.end();
     await assert.rejects(connectAs("staging", databaseNameOf({ name: "training" })), /permission denied for database "training"/);
     await assert.rejects(connectAs("staging", "staging", false), /no pg_hba.conf entry|rejects connection|reject/);
+  });
+
+  void it("keeps tenants out of the maintenance databases, where pg_database would list every tenant's database", async () => {
+    for (const database of ["postgres", "template1"]) {
+      await assert.rejects(connectAs("staging", database), new RegExp(`permission denied for database "${database}"`));
+      await assert.rejects(connectAs("prod", database), new RegExp(`permission denied for database "${database}"`));
+    }
+    // The admin (a superuser) still connects there: the drills' heartbeat is written into `postgres`.
+    await harness.runtime.heartbeat(spec);
   });
 
   void it("isolates Redis tenants by key prefix, refuses the default user and plaintext", async () => {
@@ -116,6 +134,7 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     );
     await admin.query("ALTER ROLE odoo_staging SUPERUSER");
     await admin.query("GRANT CONNECT ON DATABASE training TO PUBLIC");
+    await admin.query("GRANT CONNECT ON DATABASE postgres TO PUBLIC");
     await admin.query("ALTER SYSTEM SET log_connections = off");
     await admin.end();
     const drifted = await harness.runtime.observe(spec);
@@ -123,10 +142,16 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     assert.ok(fields.includes("staging:role.superuser"), fields.join(", "));
     assert.ok(fields.includes("training:database.publicConnect"), fields.join(", "));
     assert.ok(fields.includes("staging:ALTER SYSTEM log_connections"), fields.join(", "));
+    assert.ok(fields.includes("staging:database postgres.publicConnect"), fields.join(", "));
+    // The grant really let the tenant in again: what observe reports is an open door, not a label.
+    const reopened = await connectAs("staging", "postgres");
+    await reopened.end();
     const posture = evaluatePolicy({ controls: POLICY_CATALOG, subjects: { live: drifted.subjects.live }, now: new Date() });
     assert.ok(posture.mandatoryViolations.some((violation) => violation.controlId === "CH-DB-007" && violation.environment === "staging"));
     const corrections = await harness.runtime.reconcile(spec);
     assert.ok(corrections.length >= 3, JSON.stringify(corrections));
+    assert.ok(corrections.some((item) => item.target === "postgres/shared" && item.action === "revoked CONNECT on database postgres from PUBLIC"), JSON.stringify(corrections));
+    await assert.rejects(connectAs("staging", "postgres"), /permission denied for database "postgres"/);
     const clean = await harness.runtime.observe(spec);
     assert.deepEqual(clean.environments.flatMap((environment) => environment.drift), []);
     assert.deepEqual(await harness.runtime.reconcile(spec), []);

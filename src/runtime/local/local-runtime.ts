@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type pg from "pg";
-import type { TArtifactSubject, TLiveSubject } from "../../policy/policy-types.js";
+import type { TArtifactSubject, TLiveBackupState, TLiveSubject } from "../../policy/policy-types.js";
 import { hashOdooAdminPassword } from "../../render/odoo/odoo-admin-password.js";
 import { odooConnectionLimit, parseOdooConf, renderOdooConf } from "../../render/odoo/odoo-conf.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
@@ -74,7 +74,12 @@ export type TEnvironmentRuntimeStatus = {
   readonly drift: readonly TRuntimeDrift[];
   /** WAL archiving of the environment's cluster, with the archive lag at the time of reading; null without backups or while the cluster is not running. */
   readonly archiving: TWalArchiving | null;
+  /** The environment's declared repositories its backups are written to, and those skipped with why; null without backups or before the cluster exists. */
+  readonly backupRepositories: TLiveBackupState | null;
 };
+
+/** The host runs one PostgreSQL per cluster; a standby is what CloudNativePG gives on Kubernetes. */
+const NO_STANDBY_HERE = "the host runtime runs one PostgreSQL per cluster and no standby (pg_stat_replication is empty); a synchronous standby needs the Kubernetes target's CloudNativePG instances";
 
 export type TOrganizationObservation = {
   readonly organization: string;
@@ -306,6 +311,16 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     return actions;
   };
 
+  /** The cluster's written and skipped repositories that the environment declares (a shared cluster writes the union of its environments'). */
+  const backupRepositoriesOf = (environment: TEnvironmentSpec, cluster: TClusterObservation | undefined): TLiveBackupState | null => {
+    if (!environment.backup.enabled || cluster?.repositories == null) return null;
+    const declared = new Set(environment.backup.repositories);
+    return {
+      written: cluster.repositories.written.filter((repository) => declared.has(repository.name)),
+      skipped: cluster.repositories.skipped.filter((repository) => declared.has(repository.name)),
+    };
+  };
+
   /** Reads everything back: status, drift, and the artifact and live subjects for the control baseline. */
   const observeNow = async (organization: TOrganizationSpec): Promise<TOrganizationObservation> => {
     const placement = placeOrganization(organization);
@@ -337,6 +352,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       if (expected !== undefined && odooConfText !== expected.odooConf) {
         drift.push({ target: `environment/${environment.name}`, field: "odoo.conf", expected: "as rendered", actual: odooConfText === undefined ? "missing" : "edited by hand" });
       }
+      const backupRepositories = backupRepositoriesOf(environment, cluster);
       environments.push({
         environment: environment.name,
         hosting: environment.hosting,
@@ -345,6 +361,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
         app: { state: "not-deployed", detail: `not deployed on this runtime: no Odoo installation is configured here; its odoo.conf is at ${join(directory, "odoo.conf")}` },
         drift,
         archiving: environment.backup.enabled ? archivingOf(cluster) : null,
+        backupRepositories,
       });
       artifact.push({
         environment,
@@ -358,7 +375,15 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
         },
       });
       const redisLive = redisObservation?.live.get(environment.name);
-      live.push({ environment, live: { ...(tenant?.live === undefined ? {} : { postgres: tenant.live }), ...(redisLive === undefined ? {} : { redis: redisLive }) } });
+      live.push({
+        environment,
+        live: {
+          ...(tenant?.live === undefined ? {} : { postgres: tenant.live }),
+          ...(redisLive === undefined ? {} : { redis: redisLive }),
+          ...(backupRepositories === null ? {} : { backup: backupRepositories }),
+          cannotProvide: { synchronousStandby: NO_STANDBY_HERE },
+        },
+      });
     }
     return { organization: org, environments, subjects: { artifact, live } };
   };
@@ -579,7 +604,10 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       const [database, filestore] = await Promise.allSettled([takeBackup(source, type, runId), snapshotAll()]);
       if (database.status === "rejected") throw database.reason;
       if (filestore.status === "rejected") throw filestore.reason;
-      return { stanza: source.backup.access.stanza, durationMs: elapsedMs(started), runId, ...database.value, filestore: filestore.value };
+      // Never silently dropped: the result names each declared repository this backup did not reach.
+      const declared = new Set(backedUpIn(organization, source.cluster).flatMap((environment) => environment.backup.repositories));
+      const skippedRepositories = source.backup.skipped.filter((repository) => declared.has(repository.name));
+      return { stanza: source.backup.access.stanza, durationMs: elapsedMs(started), runId, ...database.value, filestore: filestore.value, skippedRepositories };
     }),
 
     /**

@@ -41,6 +41,7 @@ export async function observeTenant(admin: TQueryable, tenant: TPostgresTenant):
     "SELECT name, setting FROM pg_settings WHERE name IN ('ssl', 'password_encryption', 'shared_preload_libraries', 'data_checksums')",
   );
   const hba = await admin.query<{ auth_method: string }>("SELECT DISTINCT auth_method FROM pg_hba_file_rules WHERE error IS NULL ORDER BY 1");
+  const standbys = await admin.query<{ count: number }>("SELECT count(*)::int AS count FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')");
   const setting = (name: string) => settings.rows.find((row) => row.name === name)?.setting ?? "";
   const roleRow = role.rows[0];
   const databaseRow = database.rows[0];
@@ -61,6 +62,7 @@ export async function observeTenant(admin: TQueryable, tenant: TPostgresTenant):
       hbaMethods: hba.rows.map((row) => row.auth_method),
       sharedPreloadLibraries: setting("shared_preload_libraries").split(",").map((library) => library.trim()).filter((library) => library !== ""),
       dataChecksums: setting("data_checksums") === "on",
+      synchronousStandbys: standbys.rows[0]?.count ?? 0,
     },
   };
 }
@@ -122,6 +124,38 @@ export async function reconcileTenant(admin: TQueryable, tenant: TPostgresTenant
     // Other tenants of a shared cluster must not even connect; the owner keeps CONNECT.
     await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${database} FROM PUBLIC`);
     if (observed.databaseExists) actions.push(`revoked CONNECT on database ${tenant.database} from PUBLIC`);
+  }
+  return actions;
+}
+
+/**
+ * The databases initdb makes in every cluster. PUBLIC has CONNECT on them by default, so a tenant
+ * role of the shared cluster could connect to `postgres` and list every other tenant's database
+ * (pg_database is cluster-wide) and read the cluster's settings. Only carehost's admin uses them
+ * (its own connection, the drills' heartbeat, pgBackRest), and a superuser is not bound by
+ * CONNECT. template0 already refuses every connection (datallowconn is false).
+ */
+export const MAINTENANCE_DATABASES = ["postgres", "template1"] as const;
+
+/** The maintenance databases PUBLIC may connect to; empty once `closeMaintenanceDatabases` ran. */
+export async function maintenanceDatabasesOpenToPublic(admin: TQueryable): Promise<string[]> {
+  const result = await admin.query<{ datname: string }>(
+    "SELECT datname FROM pg_database WHERE datname = ANY($1::text[]) AND has_database_privilege('public', oid, 'CONNECT') ORDER BY datname",
+    [[...MAINTENANCE_DATABASES]],
+  );
+  return result.rows.map((row) => row.datname);
+}
+
+/** What drift a maintenance database open to PUBLIC is, in the same words as a tenant database's. */
+export const maintenanceDrift = (open: readonly string[]): TTenantDrift[] =>
+  open.map((database) => ({ field: `database ${database}.publicConnect`, expected: "false", actual: "true" }));
+
+/** Revokes CONNECT (and TEMPORARY) on the maintenance databases from PUBLIC where it is granted; returns a line per database. */
+export async function closeMaintenanceDatabases(admin: TQueryable): Promise<string[]> {
+  const actions: string[] = [];
+  for (const database of await maintenanceDatabasesOpenToPublic(admin)) {
+    await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${ident(database)} FROM PUBLIC`);
+    actions.push(`revoked CONNECT on database ${database} from PUBLIC`);
   }
   return actions;
 }

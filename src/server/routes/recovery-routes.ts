@@ -29,7 +29,17 @@ export const registerRecoveryRoutes = (api: TApi, services: Pick<TServerServices
         tags: ["recovery"],
         summary: "Take a pgBackRest backup of an environment now",
         body: EnvironmentBody.extend({ kind: z.enum(["full", "diff", "incr"]).default("full") }),
-        response: { 200: z.looseObject({ label: z.string(), type: z.string(), durationMs: z.number() }), ...problemResponses },
+        response: {
+          200: z.looseObject({
+            label: z.string(),
+            type: z.string(),
+            durationMs: z.number(),
+            skippedRepositories: z
+              .array(z.object({ name: z.string(), type: z.enum(["posix", "azure", "s3"]), reason: z.string() }))
+              .describe("declared repositories this backup was not written to, with why (a key never stored, a limitation of this runtime)"),
+          }),
+          ...problemResponses,
+        },
       },
     },
     async (request) => services.recovery.backup(request.ctx, request.body),

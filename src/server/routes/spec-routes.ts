@@ -78,9 +78,19 @@ export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "e
     {
       schema: {
         tags: ["policy"],
-        summary: "The control baseline, pass/fail/excepted/not-applicable per environment, for every recorded organization",
+        summary: "The control baseline, pass/fail/excepted/not-enforced/not-applicable per environment, for every recorded organization",
         response: {
-          200: z.array(z.object({ organization: z.string(), report: z.looseObject({ summary: z.looseObject({}), results: z.array(z.unknown()).readonly() }) })),
+          200: z.array(
+            z.object({
+              organization: z.string(),
+              report: z.looseObject({
+                summary: z
+                  .object({ pass: z.number().int(), fail: z.number().int(), excepted: z.number().int(), notApplicable: z.number().int(), notEnforced: z.number().int() })
+                  .describe("results per verdict; notEnforced counts controls declared but not enforced by carehost yet, never as a pass"),
+                results: z.array(z.unknown()).readonly(),
+              }),
+            }),
+          ),
           ...problemResponses,
         },
       },

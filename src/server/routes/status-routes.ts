@@ -1,41 +1,80 @@
 import { z } from "zod";
 import type { TServerServices } from "../server-services.js";
+import { ALERT_KINDS } from "../status-service.js";
 import { problemResponses } from "./route-types.js";
 import type { TApi } from "./route-types.js";
+
+const InstanceSchema = z.object({
+  instance: z.string().describe("the cluster or Redis instance, e.g. dedicated-prod or shared"),
+  host: z.string(),
+  port: z.number().int().nullable().describe("null before it is provisioned"),
+  state: z.enum(["running", "stopped", "absent"]),
+});
+const TierSchema = z.enum(["production", "staging", "development", "training", "dr"]);
+const DataClassSchema = z.enum(["phi", "confidential", "internal", "public"]);
+const HostingSchema = z.enum(["dedicated", "shared"]);
 
 const StatusSchema = z.object({
   version: z.string(),
   url: z.string(),
   store: z.enum(["pglite", "postgres"]),
-  uptimeSeconds: z.number().int(),
+  uptimeSeconds: z.number().int().nonnegative(),
   audit: z.object({
     treeSize: z.number().int(),
-    lastCheckpoint: z.object({ treeSize: z.number().int(), time: z.string() }).nullable(),
+    lastCheckpoint: z.object({ treeSize: z.number().int(), time: z.string().describe("ISO 8601, as signed into the checkpoint") }).nullable(),
   }),
   organizations: z.array(
     z.object({
       name: z.string(),
-      revision: z.object({ id: z.number().int(), digest: z.string(), appliedBy: z.string(), appliedAt: z.string() }),
+      revision: z.object({ id: z.number().int(), digest: z.string(), appliedBy: z.string(), appliedAt: z.iso.datetime() }),
       environments: z.array(
         z.object({
           name: z.string(),
           entity: z.string(),
-          tier: z.string(),
-          dataClass: z.string(),
-          hosting: z.string(),
-          status: z.string(),
-          runtime: z.object({ postgres: z.string(), redis: z.string().nullable(), app: z.string(), drift: z.number().int() }).nullable(),
+          tier: TierSchema,
+          dataClass: DataClassSchema,
+          hosting: HostingSchema,
+          status: z.string().describe("the environment's record: recorded"),
+          runtime: z
+            .object({
+              postgres: InstanceSchema,
+              redis: InstanceSchema.nullable().describe("null when the environment declares no Redis"),
+              app: z.object({ state: z.enum(["not-deployed"]), detail: z.string() }),
+              drift: z.number().int().nonnegative().describe("differences between the spec and the running systems (carehost plan lists them)"),
+            })
+            .nullable()
+            .describe("what runs on this host; null with CAREHOST_RUNTIME=none"),
           recovery: z
             .object({
-              lastBackup: z.string().nullable(),
-              lastDrill: z.string().nullable(),
+              lastBackup: z
+                .object({
+                  kind: z.string().describe("full, diff, incr, filestore or verify"),
+                  status: z.string().describe("running, succeeded or failed"),
+                  label: z.string().nullable().describe("pgBackRest's backup label, e.g. 20261202-042427F"),
+                  startedAt: z.iso.datetime(),
+                  finishedAt: z.iso.datetime().nullable(),
+                  ageSeconds: z.number().int().nonnegative().describe("seconds since it started, at the time of this report"),
+                })
+                .nullable(),
+              lastDrill: z
+                .object({
+                  status: z.string().describe("running, passed or failed (a drill that misses an objective fails)"),
+                  startedAt: z.iso.datetime(),
+                  ageSeconds: z.number().int().nonnegative(),
+                  rtoSeconds: z.number().nullable(),
+                  rtoObjectiveMinutes: z.number().int(),
+                  rpoSeconds: z.number().nullable(),
+                  rpoObjectiveMinutes: z.number().int(),
+                  problems: z.array(z.string()),
+                })
+                .nullable(),
               archiving: z
                 .object({
                   lastArchivedWal: z.string().nullable(),
-                  lastArchivedAt: z.string().nullable(),
+                  lastArchivedAt: z.iso.datetime().nullable(),
                   failedCount: z.number().int(),
                   lastFailedWal: z.string().nullable(),
-                  lastFailedAt: z.string().nullable(),
+                  lastFailedAt: z.iso.datetime().nullable(),
                   currentWalLsn: z.string().nullable(),
                   archiveLagSeconds: z
                     .number()
@@ -44,7 +83,9 @@ const StatusSchema = z.object({
                 })
                 .nullable()
                 .describe("WAL archiving read from the running cluster (pg_stat_archiver); null without a runtime or while the cluster is not running"),
-              alert: z.string().nullable(),
+              alerts: z
+                .array(z.object({ kind: z.enum(ALERT_KINDS), message: z.string() }))
+                .describe("empty while backups, drills, verification and archiving are healthy and every declared repository is written"),
             })
             .nullable(),
         }),
