@@ -86,6 +86,23 @@ const IdentitySchema = z.strictObject({
     .describe("Automatic logoff after this many idle minutes (164.312(a)(2)(iii)). Default 15."),
 });
 
+/**
+ * An https:// or ssh:// Git URL with no credentials in it: a spec is committed, shown to viewers
+ * and audited, so a token or password in the URL would be a secret in all three. ssh's user name
+ * (git@) is not a secret; an https user name is (a token often stands in it). The message never
+ * repeats the URL, which would repeat the secret.
+ */
+const gitUrl = () =>
+  z
+    .url({ protocol: /^(https|ssh)$/, error: (issue) => `${show(issue.input)} is not an https:// or ssh:// Git URL` })
+    .refine(
+      (value) => {
+        const url = new URL(value);
+        return url.password === "" && (url.protocol === "ssh:" || url.username === "");
+      },
+      { error: "carries credentials in the URL (user:password@ or a token@); remove them and give the host's Git credentials (a credential helper or an SSH key) instead" },
+    );
+
 const repositoryName = () => dnsLabel().describe("Name referenced by environments[].backup.repositories.");
 const cipherSecretRef = () =>
   secretRef().optional().describe("Name of the secret holding the repository encryption passphrase (pgBackRest aes-256-cbc).");
@@ -145,7 +162,7 @@ const OdooSchema = z.strictObject({
   modules: z.array(patternString(ODOO_MODULE_PATTERN, "is not an Odoo module technical name")).describe("Modules to install (technical names)."),
   customAddons: z
     .strictObject({
-      repository: z.url({ protocol: /^(https|ssh)$/, error: (issue) => `${show(issue.input)} is not an https:// or ssh:// Git URL` }).describe("Git repository with the addons."),
+      repository: gitUrl().describe("Git repository with the addons."),
       ref: z.string().min(1).describe("Branch, tag or commit to deploy; a commit SHA makes deployments reproducible."),
     })
     .optional()
@@ -265,8 +282,7 @@ const PolicyExceptionSchema = z.strictObject({
 });
 
 const GitopsSchema = z.strictObject({
-  repository: z
-    .url({ protocol: /^(https|ssh)$/, error: (issue) => `${show(issue.input)} is not an https:// or ssh:// Git URL` })
+  repository: gitUrl()
     .describe("Remote every render is pushed to after its local commit; Argo CD syncs from it. Credentials come from the host's Git configuration, never from the spec."),
   targetRevision: z.string().min(1).default("main").describe("Branch Argo CD follows. Default main."),
 });

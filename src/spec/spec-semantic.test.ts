@@ -63,6 +63,19 @@ void describe("names", () => {
     assertClean((doc) => doc.setIn([...TRAINING, "name"], "postgres-training"));
   });
 
+  void it("refuses credentials in Git URLs (custom addons, GitOps) without repeating them", () => {
+    for (const url of ["https://deploy:s3cr3t-pass@git.example.org/addons.git", "https://ghp_T0kenT0kenT0ken@github.com/northwind/addons.git", "ssh://git:s3cr3t-pass@git.example.org/addons.git"]) {
+      const found = errors((doc) => doc.setIn([...PROD, "odoo", "customAddons", "repository"], url));
+      assert.equal(found.length, 1, found.join("\n"));
+      assert.match(found[0]!, /^environments\[0\]\.odoo\.customAddons\.repository {2}carries credentials in the URL/);
+      assert.ok(!found[0]!.includes("s3cr3t") && !found[0]!.includes("T0ken"), found[0]);
+      const gitops = errors((doc) => doc.set("gitops", { repository: url }));
+      assert.match(gitops.join("\n"), /^gitops\.repository {2}carries credentials in the URL/);
+    }
+    assertClean((doc) => doc.setIn([...PROD, "odoo", "customAddons", "repository"], "ssh://git@git.example.org/northwind/addons.git"));
+    assertClean((doc) => doc.set("gitops", { repository: "https://git.example.org/northwind/deploy.git" }));
+  });
+
   void it("rejects a host name used by two environments, whatever its case", () => {
     assert.deepEqual(
       errors((doc) => doc.setIn([...TRAINING, "ingress", "hostnames"], ["erp-training.northwind-health.example", "erp.northwind-health.example"])),
