@@ -2,6 +2,7 @@
 // OpenAPI 3.1 document at /api/openapi.json. Deny by default: a route is public only when it
 // says so in its config, and only health and login do.
 import { randomUUID } from "node:crypto";
+import fastifyHelmet from "@fastify/helmet";
 import fastifySwagger from "@fastify/swagger";
 import Fastify from "fastify";
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
@@ -44,15 +45,32 @@ export const redactedLogPaths = [
   "body.password",
 ];
 
+const REQUEST_TIMEOUT_MS = 30_000;
+const KEEP_ALIVE_TIMEOUT_MS = 10_000;
+
 export const buildServer = async (
   services: TServerServices,
-  options: { logger: FastifyServerOptions["logger"]; version: string },
+  options: {
+    logger: FastifyServerOptions["logger"];
+    version: string;
+  },
 ): Promise<FastifyInstance> => {
   const app = Fastify({
     logger: options.logger,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     bodyLimit: 4 * 1024 * 1024,
+    // How long a client may take to send a whole request (headers and body): a slow sender ties up
+    // a socket, not the server. Node checks it every 30 s (connectionsCheckingInterval).
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    // An idle kept-alive connection is closed after this; a run's NDJSON stream writes a line every 15 s and is not idle.
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+  });
+  // The usual security headers (HSTS, nosniff, frame-ancestors 'none', no referrer, a strict CSP):
+  // the API serves JSON and nothing that a page should embed or a browser should guess at.
+  await app.register(fastifyHelmet, {
+    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    referrerPolicy: { policy: "no-referrer" },
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
