@@ -9,6 +9,8 @@ import { archivingAlert } from "../backup/wal-archiving.js";
 import type { TWalArchiving } from "../backup/wal-archiving.js";
 import type { TEnvironmentSpec } from "../spec/spec-schema.js";
 
+const isFailure = (status: string | undefined) => status === "failed" || status === "interrupted";
+
 /** WAL archiving of a backed-up environment's cluster as `status` shows it (see backup/wal-archiving.ts for the lag). */
 export type TArchivingStatus = {
   lastArchivedWal: string | null;
@@ -98,11 +100,12 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
                 archiveLagSeconds: archiving.archiveLagSeconds,
               },
         alert: [
-          drill?.status === "failed"
-            ? `last restore drill failed: ${drill.problems.join("; ") || "see carehost drills"}`
-            : backup?.status === "failed"
-              ? `last backup failed: ${backup.error ?? ""}`
-              : verification?.status === "failed"
+          // An interrupted run did not do what it was for either (its error says it was interrupted).
+          isFailure(drill?.status)
+            ? `last restore drill failed: ${drill!.problems.join("; ") || "see carehost drills"}`
+            : isFailure(backup?.status)
+              ? `last backup failed: ${backup!.error ?? ""}`
+              : isFailure(verification?.status)
                 ? `last repository verification failed: ${verification.error ?? "see carehost verify"}`
                 : null,
           archiving === null ? null : archivingAlert(archiving, objectives.rpoMinutes),
