@@ -252,7 +252,7 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
     }
   });
 
-  void it("SIGTERM mid-restore: carehost up stops within 30 s, ends pgBackRest, marks the run interrupted, tells its follower, and the next start cleans up so the restore runs again", async () => {
+  void it("SIGTERM mid-restore: carehost up stops within 30 s, ends pgBackRest, marks the run interrupted, tells its follower, and the next start cleans up so the restore runs again", async (t) => {
     const before = await auditEntries();
     const follower = spawn(process.execPath, cliArgs(["restore", "prod", "--to", "latest", "--into", "copy2"]), { env: env(), stdio: ["ignore", "pipe", "pipe"] });
     let followed = "";
@@ -273,6 +273,7 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
     const code = await new Promise<number | null>((resolve) => (child.exitCode === null ? child.once("exit", (exitCode) => resolve(exitCode)) : resolve(child.exitCode)));
     const tookMs = Date.now() - stopping;
     assert.ok(tookMs < 30_000, `carehost up took ${tookMs} ms to stop`);
+    t.diagnostic(`carehost up stopped ${tookMs} ms after SIGTERM`);
     assert.equal(code, 0, "carehost up stopped cleanly");
     assert.deepEqual(await processesRunning(pgbackrestRestore.matches), [], "pgBackRest's restore ended with carehost");
     // The CLI following the restore heard that it was interrupted, and failed.

@@ -2,7 +2,6 @@
 // (problem+json with its 4xx) or starts the run and answers 202 with where to follow it. The run goes
 // on in the server whatever the client does; GET /api/runs/{kind}/{id}/events follows it as NDJSON,
 // from any step on, as often as a client reconnects.
-import { PassThrough } from "node:stream";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { ValidationError } from "../../lib/errors.js";
@@ -11,7 +10,7 @@ import type { TRunEnd, TRunKind, TRunRef, TStartedRun } from "../../backup/recov
 import { problemFor, problemTypeBase } from "../server-errors.js";
 import type { TProblem } from "../server-errors.js";
 import type { TServerServices } from "../server-services.js";
-import { NDJSON } from "./ndjson-stream.js";
+import { NDJSON, openNdjsonStream } from "./ndjson-stream.js";
 import { ProblemSchema, problemResponses } from "./route-types.js";
 import type { TApi } from "./route-types.js";
 
@@ -225,26 +224,21 @@ export const registerRecoveryRoutes = (api: TApi, services: Pick<TServerServices
       const { kind, id } = request.params;
       // Refused before the stream starts (no such run, no permission): a problem+json with its status.
       const view = await services.recovery.run(request.ctx, kind, id);
-      const body = new PassThrough();
-      const write = (line: object) => {
-        if (!body.destroyed && !body.writableEnded) body.write(`${JSON.stringify(line)}\n`);
-      };
       // The stream is the body; the zod response schema documents its lines.
-      void (reply as FastifyReply).code(200).type(`${NDJSON}; charset=utf-8`).header("cache-control", "no-store").send(body);
+      const stream = openNdjsonStream(reply as FastifyReply);
+      const write = stream.write;
       write({ kind: "run", run: { id: view.id, kind: view.kind, target: view.target, state: view.state } satisfies TRunRef & { state: string } });
       // The follower going away stops this stream, never the run.
-      const gone = new AbortController();
-      reply.raw.once("close", () => gone.abort());
       const waiting = setInterval(() => write({ kind: "waiting", runningForMs: Date.now() - view.startedAt.getTime() }), WAITING_EVERY_MS);
       try {
-        const end = await services.recovery.follow(request.ctx, kind, id, request.query.after, (event) => write({ kind: "step", ...event }), gone.signal);
+        const end = await services.recovery.follow(request.ctx, kind, id, request.query.after, (event) => write({ kind: "step", ...event }), stream.gone);
         // No end: the follower left, or this carehost stops while another runs the run; a stream without a last line tells to reconnect.
         if (end !== undefined) write(end.ok ? { kind: "result", result: end.result } : { kind: "problem", problem: problemOfRun(end, request, kind) });
       } catch (error) {
         write({ kind: "problem", problem: problemFor(error instanceof Error ? error : new Error(String(error)), request) });
       } finally {
         clearInterval(waiting);
-        body.end();
+        stream.end();
       }
       return reply;
     },
