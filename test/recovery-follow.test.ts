@@ -234,4 +234,24 @@ void describe("runs outlive their requests: disconnects, cut streams, user error
       assert.match(`${problem.detail} ${(problem.errors ?? []).map((error) => error.message).join(" ")}`, detail, `${method} ${path}`);
     }
   });
+
+  void it("a carehost that runs no environments refuses a backup, restore or drill before it records a run", async () => {
+    const noneHome = await mkdtemp(join(tmpdir(), "carehost-follow-none-"));
+    const none = await startCarehost(loadConfig({ CAREHOST_HOME: noneHome, CAREHOST_PORT: "0", CAREHOST_LOG_LEVEL: "warn", CAREHOST_RUNTIME: "none" }), { specPath: join(home, "prod.yaml"), print: () => undefined });
+    try {
+      const noneToken = (await readFile(join(noneHome, "cli-token"), "utf8")).trim();
+      const post = (path: string, body: unknown) =>
+        fetch(`${none.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${noneToken}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+      for (const [path, body] of [["/api/backups", { environment: "prod" }], ["/api/drills", { environment: "prod" }], ["/api/restores", { environment: "prod", into: "x" }]] as const) {
+        const response = await post(path, body);
+        assert.equal(response.status, 400, path);
+        assert.match(((await response.json()) as { detail: string }).detail, /runs no environments \(CAREHOST_RUNTIME=none\)/);
+      }
+      const listed = (await (await fetch(`${none.url}/api/backups`, { headers: { authorization: `Bearer ${noneToken}` } })).json()) as unknown[];
+      assert.deepEqual(listed, [], "no run was recorded");
+    } finally {
+      await none.close();
+      await rm(noneHome, { recursive: true, force: true });
+    }
+  });
 });

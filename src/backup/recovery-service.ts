@@ -120,7 +120,9 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
   let stopping = false;
   const live = new Map<string, TLiveRun>();
   const keyOf = (kind: TRunKind, id: number) => `${kind}/${id}`;
-  const refuseWhenStopping = () => {
+  /** Refused before a run is recorded: nothing to run it with, or a carehost on its way down. */
+  const refuseToStart = () => {
+    runtimeOrRefuse();
     if (stopping) throw new ConflictError("carehost is stopping and starts no new backup, restore or drill; run it again once carehost is up again");
   };
 
@@ -167,7 +169,7 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     (await db.query(`UPDATE ${table} SET ${set} WHERE id = $1 AND status = 'running' RETURNING id`, [id, ...params])).rows.length > 0;
 
   const startBackup = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, trigger: TTrigger): Promise<TStartedRun<Awaited<ReturnType<typeof runBackupNow>>>> => {
-    refuseWhenStopping();
+    refuseToStart();
     const inserted = await db.query<{ id: number }>(
       "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
       [organization.metadata.name, environment.name, kind, trigger, now()],
@@ -224,7 +226,7 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
 
   /** A scheduled `pgbackrest verify` and `restic check --read-data`, recorded as a backup run of kind verify. */
   const startVerify = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TStartedRun<{ environment: string; ok: boolean; output: string }>> => {
-    refuseWhenStopping();
+    refuseToStart();
     const inserted = await db.query<{ id: number }>(
       "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at) VALUES ($1, $2, 'verify', $3, 'running', $4) RETURNING id",
       [organization.metadata.name, environment.name, trigger, now()],
@@ -285,6 +287,8 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     environment: TBackedUp,
     run: { id: number; described: string; destination: string; onStep: (step: TRunStep) => void },
     restore: (onStep: (step: TRestoreStep) => void) => Promise<T>,
+    /** The run's result as its followers get it, recorded with its success so none sees a success without it. */
+    answer: (result: T) => unknown,
   ): Promise<T> => {
     const steps: TRestoreStep[] = [];
     let written = Promise.resolve();
@@ -297,7 +301,10 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     try {
       const result = await restore(onStep);
       await written;
-      if (!(await endRow("restore_runs", run.id, "status = 'succeeded', steps = $2, duration_ms = $3, finished_at = $4", [JSON.stringify(result.steps), result.durationMs, now()]))) throw interruptedError();
+      const ended = await endRow("restore_runs", run.id, "status = 'succeeded', steps = $2, duration_ms = $3, finished_at = $4, result = $5", [
+        JSON.stringify(result.steps), result.durationMs, now(), JSON.stringify(answer(result)),
+      ]);
+      if (!ended) throw interruptedError();
       return result;
     } catch (error) {
       await written;
@@ -309,7 +316,7 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
   };
 
   const startDrill = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TStartedRun<TDrillRun>> => {
-    refuseWhenStopping();
+    refuseToStart();
     const inserted = await db.query<{ id: number }>(
       "INSERT INTO restore_drills (organization, environment, trigger, status, rto_objective_minutes, rpo_objective_minutes, started_at) VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
       [organization.metadata.name, environment.name, trigger, environment.backup.rtoMinutes, environment.backup.rpoMinutes, now()],
@@ -459,23 +466,25 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       throw new ValidationError(`environment ${JSON.stringify(environment.name)} holds PHI; it may be restored only into a PHI-classed environment, and ${JSON.stringify(declared.name)} is dataClass ${declared.dataClass}`);
     }
     const begin = async (destination: string) => {
-      refuseWhenStopping();
+      refuseToStart();
       const inserted = await db.query<{ id: number }>(
         "INSERT INTO restore_runs (organization, environment, target, destination, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
         [organization.metadata.name, environment.name, described, destination, now()],
       );
       return { id: inserted.rows[0]!.id, described, destination };
     };
-    const keepResult = async <T>(id: number, result: T): Promise<T> => {
-      await db.query("UPDATE restore_runs SET result = $2 WHERE id = $1", [id, JSON.stringify(result)]);
-      return result;
-    };
     if (input.into !== undefined && declared === undefined) {
       const into = input.into;
       const row = await begin(`copy ${into}`);
       return launch({ id: row.id, kind: "restore", target: target(organization, environment) }, async (onStep) => {
-        const result = await recordRestore(ctx, organization, environment, { ...row, onStep }, (recordStep) =>
-          exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "copy", name: into }, recordStep)),
+        const answer = <T extends object>(result: T) => ({ environment: environment.name, target: described, ...result });
+        const result = await recordRestore(
+          ctx,
+          organization,
+          environment,
+          { ...row, onStep },
+          (recordStep) => exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "copy", name: into }, recordStep)),
+          answer,
         );
         await audit.append(ctx, {
           type: "restore.completed",
@@ -483,7 +492,7 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
           target: target(organization, environment),
           payload: { environment: environment.name, target: described, into, dataClass: environment.dataClass, port: result.port, filestoreFiles: result.filestoreFiles, steps: result.steps.map((step) => step.step), durationMs: result.durationMs },
         });
-        return keepResult(row.id, { environment: environment.name, target: described, ...result });
+        return answer(result);
       }, listener);
     }
     const replaced = declared!;
@@ -510,10 +519,22 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       const destination = input.into === undefined ? ({ kind: "in-place" } as const) : ({ kind: "environment", name: replaced.name } as const);
       // The target's own backups undo the restore; a target without backups has nothing to undo with.
       const safetyBackup = { label: undefined as string | undefined };
-      const result = await recordRestore(ctx, organization, environment, { ...row, onStep }, async (recordStep) => {
-        if (replaced.backup.enabled) safetyBackup.label = (await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual")).label;
-        return exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, destination, recordStep));
-      });
+      const over = input.into === undefined ? {} : { into: replaced.name };
+      const answer = <T extends object>(result: T) =>
+        safetyBackup.label === undefined
+          ? { environment: environment.name, target: described, ...over, ...result }
+          : { environment: environment.name, target: described, safetyBackup: safetyBackup.label, ...over, ...result };
+      const result = await recordRestore(
+        ctx,
+        organization,
+        environment,
+        { ...row, onStep },
+        async (recordStep) => {
+          if (replaced.backup.enabled) safetyBackup.label = (await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual")).label;
+          return exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, destination, recordStep));
+        },
+        answer,
+      );
       const safety = safetyBackup.label === undefined ? undefined : { label: safetyBackup.label };
       const outcome = { filestoreFiles: result.filestoreFiles, steps: result.steps.map((step) => step.step), durationMs: result.durationMs };
       await audit.append(ctx, {
@@ -524,9 +545,7 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
           ? { environment: environment.name, target: described, inPlace: true, safetyBackup: safety!.label, emergency: slot === undefined, ...outcome }
           : { environment: environment.name, target: described, intoEnvironment: replaced.name, safetyBackup: safety?.label ?? null, emergency: slot === undefined, ...outcome },
       });
-      const over = input.into === undefined ? {} : { into: replaced.name };
-      if (safety === undefined) return keepResult(row.id, { environment: environment.name, target: described, ...over, ...result });
-      return keepResult(row.id, { environment: environment.name, target: described, safetyBackup: safety.label, ...over, ...result });
+      return answer(result);
     }, listener);
   };
 
@@ -680,7 +699,8 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       const going = [...live.values()].filter((run) => !run.finished);
       const interrupted = await interruptRows(systemContext("shutdown"), going);
       for (const run of going) run.end({ ok: false, state: "interrupted", error: interruptedError() });
-      endCommands();
+      // The registry is the process's: a process runs one carehost (tests that start two in one process stop them with nothing going).
+      if (going.length > 0) endCommands();
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([Promise.allSettled(going.map((run) => run.work)), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
       clearTimeout(timer);
