@@ -145,6 +145,27 @@ void describe("runs outlive their requests: disconnects, cut streams, user error
     }
   });
 
+  void it("the CLI prints a backup's and a drill's steps as each completes, then the same last line as ever; the runs keep them", async () => {
+    const backedUp = await cli(["backup", "prod", "--type", "incr"]);
+    assert.equal(backedUp.code, 0, backedUp.stdout + backedUp.stderr);
+    const backupLines = backedUp.stdout.trimEnd().split("\n");
+    assert.match(backupLines[0] ?? "", /^ {2}backup +[\d.]+ s {2}\d{8}-\d{6}F_\d{8}-\d{6}I: [\d.]+ MB database/);
+    assert.match(backupLines[1] ?? "", /^ {2}expire +[\d.]+ s {2}/);
+    assert.match(backupLines[2] ?? "", /^Backup \S+ \(incr\) of prod: [\d.]+ MB database, [\d.]+ MB written to the repository, in [\d.]+ s\.$/);
+    // No supervisor tick has written a heartbeat here, so the drill cannot measure its RPO: it ends FAILED, with a result, and exit 1 as ever.
+    const drilled = await cli(["drill", "prod"]);
+    assert.equal(drilled.code, 1, drilled.stdout + drilled.stderr);
+    const drillLines = drilled.stdout.trimEnd().split("\n");
+    assert.match(drillLines[0] ?? "", /^ {2}postgresql +[\d.]+ s {2}\S+ restored and writable in [\d.]+ s; pg_amcheck clean$/);
+    assert.match(drillLines[1] ?? "", /^ {2}filestore +[\d.]+ s {2}/);
+    const drillId = Number(/^#(\d+) .* prod {2}FAILED {2}RTO/.exec(drillLines[2] ?? "")?.[1]);
+    assert.ok(drillId > 0, drilled.stdout);
+    assert.match(drillLines[3] ?? "", /the achieved RPO could not be measured/);
+    const drill = await runOf("drill", drillId);
+    assert.deepEqual([drill.state, drill.steps.map((step) => step.step)], ["failed", ["postgresql", "filestore"]]);
+    assert.deepEqual((drill.result as { problems?: string[] } | null)?.problems, ["the achieved RPO could not be measured (no heartbeat in the restore)"]);
+  });
+
   void it("the CLI follows a restore through a stream cut after its first step: every step once, in order, and the same last line as ever", async () => {
     const proxy = await startCuttingProxy(Number(new URL(running.url).port), /"kind":"step"/);
     try {

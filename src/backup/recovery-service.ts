@@ -175,19 +175,26 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       [organization.metadata.name, environment.name, kind, trigger, now()],
     );
     const id = inserted.rows[0]!.id;
-    return launch({ id, kind: "backup", target: target(organization, environment) }, () => exclusive(organization, () => runBackupNow(ctx, organization, environment, kind, id)));
+    return launch({ id, kind: "backup", target: target(organization, environment) }, (onStep) => exclusive(organization, () => runBackupNow(ctx, organization, environment, kind, id, onStep)));
   };
   const runBackup = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, trigger: TTrigger) =>
     unwrap(await (await startBackup(ctx, organization, environment, kind, trigger)).ended);
 
-  const runBackupNow = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, id: number) => {
+  const runBackupNow = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, id: number, onStep: (step: TRunStep) => void) => {
     try {
       const result = await runtimeOrRefuse().backup(organization, environment.name, kind);
+      const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+      const steps: TRunStep[] = [{
+        step: "backup",
+        detail: `${result.label}: ${mb(result.databaseBytes)} database, ${mb(result.repositoryBytes)} written; filestore ${result.filestore.files} files, ${mb(result.filestore.bytesAdded)} added`,
+        durationMs: result.durationMs,
+      }];
+      steps.forEach(onStep);
       const ended = await endRow(
         "backup_runs",
         id,
-        "status = 'succeeded', label = $2, database_bytes = $3, repository_bytes = $4, duration_ms = $5, finished_at = $6, result = $7",
-        [result.label, result.databaseBytes, result.repositoryBytes, result.durationMs, now(), JSON.stringify({ id, ...result })],
+        "status = 'succeeded', label = $2, database_bytes = $3, repository_bytes = $4, duration_ms = $5, finished_at = $6, result = $7, steps = $8",
+        [result.label, result.databaseBytes, result.repositoryBytes, result.durationMs, now(), JSON.stringify({ id, ...result }), JSON.stringify(steps)],
       );
       if (!ended) throw interruptedError();
       await audit.append(ctx, {
@@ -199,7 +206,10 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
           filestoreFiles: result.filestore.files, filestoreBytes: result.filestore.bytes, filestoreBytesAdded: result.filestore.bytesAdded,
         },
       });
-      await runExpire(ctx, organization, environment);
+      const expired = await runExpire(ctx, organization, environment);
+      steps.push(expired);
+      onStep(expired);
+      await db.query("UPDATE backup_runs SET steps = $2 WHERE id = $1", [id, JSON.stringify(steps)]);
       return { id, ...result };
     } catch (error) {
       if (await endRow("backup_runs", id, "status = 'failed', error = $2, finished_at = $3", [message(error), now()])) {
@@ -210,7 +220,8 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
   };
 
   /** Expires what the retention tiers no longer keep; a failure is audited and left for the next backup to retry. */
-  const runExpire = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp) => {
+  const runExpire = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp): Promise<TRunStep> => {
+    const started = now();
     try {
       const result = await runtimeOrRefuse().expire(organization, environment.name);
       await audit.append(ctx, {
@@ -219,8 +230,11 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         target: target(organization, environment),
         payload: { environment: environment.name, expired: result.expired, reclaimedBytes: result.reclaimedBytes, filestoreSnapshots: result.filestoreSnapshots, retention: environment.backup.retention, durationMs: result.durationMs },
       });
+      const detail = result.expired.length === 0 ? "nothing the retention tiers no longer keep" : `expired ${result.expired.join(", ")}, ${(result.reclaimedBytes / 1024 / 1024).toFixed(1)} MB reclaimed`;
+      return { step: "expire", detail, durationMs: result.durationMs };
     } catch (error) {
       await audit.append(ctx, { type: "backup.expired", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, reason: message(error) } });
+      return { step: "expire", detail: `failed, retried after the next backup: ${message(error)}`, durationMs: Math.max(0, now().getTime() - started.getTime()) };
     }
   };
 
@@ -322,15 +336,19 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       [organization.metadata.name, environment.name, trigger, environment.backup.rtoMinutes, environment.backup.rpoMinutes, now()],
     );
     const id = inserted.rows[0]!.id;
-    return launch({ id, kind: "drill", target: target(organization, environment) }, () => exclusive(organization, () => runDrillNow(ctx, organization, environment, id)));
+    return launch({ id, kind: "drill", target: target(organization, environment) }, (onStep) => exclusive(organization, () => runDrillNow(ctx, organization, environment, id, onStep)));
   };
   const runDrill = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TDrillRun> =>
     unwrap(await (await startDrill(ctx, organization, environment, trigger)).ended);
 
-  const runDrillNow = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, id: number): Promise<TDrillRun> => {
+  const runDrillNow = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, id: number, onStep: (step: TRunStep) => void): Promise<TDrillRun> => {
     const objectives = { rto: environment.backup.rtoMinutes, rpo: environment.backup.rpoMinutes };
+    const steps: TRunStep[] = [];
     try {
-      const drill = await runtimeOrRefuse().drill(organization, environment.name);
+      const drill = await runtimeOrRefuse().drill(organization, environment.name, (step) => {
+        steps.push(step);
+        onStep(step);
+      });
       const problems = [
         ...(drill.amcheckPassed ? [] : [`pg_amcheck found problems: ${drill.amcheckOutput.slice(-300)}`]),
         ...drill.databasesMissing.map((database) => `database ${database} is missing from the restore`),
@@ -341,8 +359,8 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       const ended = await endRow(
         "restore_drills",
         id,
-        "status = $2, backup_label = $3, rto_seconds = $4, rpo_seconds = $5, details = $6, finished_at = $7",
-        [status, drill.backupLabel, drill.rtoSeconds, drill.rpoSeconds, JSON.stringify({ problems, tables: drill.tables }), now()],
+        "status = $2, backup_label = $3, rto_seconds = $4, rpo_seconds = $5, details = $6, finished_at = $7, steps = $8",
+        [status, drill.backupLabel, drill.rtoSeconds, drill.rpoSeconds, JSON.stringify({ problems, tables: drill.tables }), now(), JSON.stringify(steps)],
       );
       if (!ended) throw interruptedError();
       const event: TAuditEvent = {
@@ -365,7 +383,7 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       await audit.append(ctx, event);
       return (await drillRows("WHERE id = $1", [id]))[0]!;
     } catch (error) {
-      if (await endRow("restore_drills", id, "status = 'failed', error = $2, finished_at = $3", [message(error), now()])) {
+      if (await endRow("restore_drills", id, "status = 'failed', error = $2, finished_at = $3, steps = $4", [message(error), now(), JSON.stringify(steps)])) {
         await audit.append(ctx, { type: "drill.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, reason: message(error) } });
       }
       throw error;
