@@ -2,8 +2,9 @@
 // restore, and a restore over a shared environment, as an OOM killer or a power cut would: the server runs as its own process (`carehost
 // up`), the test kills it while pgBackRest is working, and starts it again on the same data dir.
 // The next start must leave no pgBackRest running on, no half-made copy, an in-place restore
-// finished before the cluster serves, every interrupted run failed and audited, and every audit
-// event written before the kill still there and verifiable.
+// finished before the cluster serves, every interrupted run marked interrupted and audited, and every audit
+// event written before the kill still there and verifiable. SIGTERM, as a service manager stops
+// carehost, must stop it within 30 s mid-restore, ending what the restore ran, with the same repair at the next start.
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
@@ -83,7 +84,9 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
     await sleep(300);
     assert.ok((await processesRunning(worker.matches)).length > 0, `${worker.name} finished before the kill; the test needs more data`);
     await killServer();
-    await new Promise((resolve) => (client.exitCode === null ? client.once("exit", resolve) : resolve(undefined)));
+    // The CLI would go on trying to follow the run for half a minute; it has nothing left to follow.
+    client.kill("SIGKILL");
+    await new Promise((resolve) => (client.exitCode === null && client.signalCode === null ? client.once("exit", resolve) : resolve(undefined)));
     // Nothing holds the stanza's lock or writes on after carehost is gone.
     for (let attempt = 0; attempt < 50 && (await processesRunning(worker.matches)).length > 0; attempt += 1) await sleep(100);
     assert.deepEqual(await processesRunning(worker.matches), [], `${worker.name} outlived the carehost that started it`);
@@ -167,12 +170,12 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
     await rm(home, { recursive: true, force: true });
   });
 
-  void it("mid-backup: the run is failed and audited at the next start, the stanza is free, and the next backup and verify pass", async () => {
+  void it("mid-backup: the run is interrupted and audited at the next start, the stanza is free, and the next backup and verify pass", async () => {
     const before = await auditEntries();
     await killDuring(["backup", "prod", "--type", "full"], pgbackrestBackup);
     await startServer();
     const [interrupted] = JSON.parse(await cliOk(["backups", "prod", "--output", "json"])) as { status: string; error: string | null }[];
-    assert.equal(interrupted?.status, "failed");
+    assert.equal(interrupted?.status, "interrupted");
     assert.match(interrupted?.error ?? "", /interrupted/);
     const afterwards = await assertAuditKept(before);
     assert.ok(afterwards.some((entry) => entry.type === "backup.failed" && /interrupted/.test(String(entry.payload.reason))), "the interrupted backup is audited");
@@ -188,7 +191,7 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
     const { stdout } = await run("ps", ["-eo", "args="]);
     assert.deepEqual(stdout.split("\n").filter((line) => line.includes(join("restores", "copy1"))), [], "no process of the copy runs");
     const [interrupted] = JSON.parse(await cliOk(["restores", "prod", "--output", "json"])) as { status: string; destination: string; error: string | null }[];
-    assert.equal(interrupted?.status, "failed");
+    assert.equal(interrupted?.status, "interrupted");
     assert.equal(interrupted?.destination, "copy copy1");
     const afterwards = await assertAuditKept(before);
     assert.ok(afterwards.some((entry) => entry.type === "restore.failed" && entry.payload.destination === "copy copy1"), "the interrupted restore is audited");
@@ -236,7 +239,7 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
       await client.end();
     }
     const [interrupted] = JSON.parse(await cliOk(["restores", "staging", "--output", "json"])) as { status: string; error: string | null }[];
-    assert.equal(interrupted?.status, "failed");
+    assert.equal(interrupted?.status, "interrupted");
     const afterwards = await assertAuditKept(before);
     assert.ok(afterwards.some((entry) => entry.type === "restore.failed" && JSON.stringify(entry.payload).includes("staging")), "the interrupted restore is audited");
     await cliOk(restoreArgs);
@@ -247,5 +250,43 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
     } finally {
       await client.end();
     }
+  });
+
+  void it("SIGTERM mid-restore: carehost up stops within 30 s, ends pgBackRest, marks the run interrupted, tells its follower, and the next start cleans up so the restore runs again", async (t) => {
+    const before = await auditEntries();
+    const follower = spawn(process.execPath, cliArgs(["restore", "prod", "--to", "latest", "--into", "copy2"]), { env: env(), stdio: ["ignore", "pipe", "pipe"] });
+    let followed = "";
+    follower.stdout.on("data", (chunk: Buffer) => (followed += chunk.toString("utf8")));
+    follower.stderr.on("data", (chunk: Buffer) => (followed += chunk.toString("utf8")));
+    const followerExit = new Promise<number | null>((resolve) => follower.once("exit", (code) => resolve(code)));
+    const deadline = Date.now() + 120_000;
+    while ((await processesRunning(pgbackrestRestore.matches)).length === 0) {
+      if (Date.now() > deadline || follower.exitCode !== null) throw new Error(`pgBackRest restore never ran: ${followed}`);
+      await sleep(25);
+    }
+    await sleep(300);
+    assert.ok((await processesRunning(pgbackrestRestore.matches)).length > 0, "pgBackRest restore finished before the SIGTERM; the test needs more data");
+    const child = server!;
+    server = undefined;
+    const stopping = Date.now();
+    child.kill("SIGTERM");
+    const code = await new Promise<number | null>((resolve) => (child.exitCode === null ? child.once("exit", (exitCode) => resolve(exitCode)) : resolve(child.exitCode)));
+    const tookMs = Date.now() - stopping;
+    assert.ok(tookMs < 30_000, `carehost up took ${tookMs} ms to stop`);
+    t.diagnostic(`carehost up stopped ${tookMs} ms after SIGTERM`);
+    assert.equal(code, 0, "carehost up stopped cleanly");
+    assert.deepEqual(await processesRunning(pgbackrestRestore.matches), [], "pgBackRest's restore ended with carehost");
+    // The CLI following the restore heard that it was interrupted, and failed.
+    assert.equal(await followerExit, 1, followed);
+    assert.match(followed, /interrupted: carehost stopped before it finished; once carehost is up again .* run it again/);
+
+    await startServer();
+    await assert.rejects(stat(join(home, "runtime", ORG, "restores", "copy2")), /ENOENT/, "the half-made copy is gone");
+    const [interrupted] = JSON.parse(await cliOk(["restores", "prod", "--output", "json"])) as { status: string; destination: string; error: string | null }[];
+    assert.equal(interrupted?.status, "interrupted");
+    assert.equal(interrupted?.destination, "copy copy2");
+    const afterwards = await assertAuditKept(before);
+    assert.equal(afterwards.filter((entry) => entry.type === "restore.failed" && entry.payload.destination === "copy copy2").length, 1, "the interrupted restore is audited once");
+    assert.match(await cliOk(["restore", "prod", "--to", "latest", "--into", "copy2"]), /a copy runs on 127\.0\.0\.1:\d+/);
   });
 });

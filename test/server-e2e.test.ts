@@ -351,14 +351,10 @@ void describe("carehost server and CLI end to end", () => {
     assert.match((await cli(["backups", "prod"])).stdout, /full {2}succeeded/);
   });
 
-  void it("answers a restore as NDJSON only when asked: problem+json for a bad request before any line, a problem line once streaming, JSON otherwise", async () => {
+  void it("starts a restore as a run: problem+json for what is refused before it starts, 202 and a followable run otherwise, its failure the stream's last line", async () => {
     const token = (await readFile(join(home, "cli-token"), "utf8")).trim();
-    const post = (body: unknown, accept?: string) =>
-      fetch(`${running.url}/api/restores`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...(accept === undefined ? {} : { accept }) },
-        body: JSON.stringify(body),
-      });
+    const authorization = { authorization: `Bearer ${token}` };
+    const post = (body: unknown) => fetch(`${running.url}/api/restores`, { method: "POST", headers: { ...authorization, "content-type": "application/json" }, body: JSON.stringify(body) });
     const refusedBefore: [unknown, number, RegExp][] = [
       [{ environment: "prod", to: "yesterday", into: "x" }, 400, /is not latest or an ISO 8601 instant/],
       [{ environment: "prod", into: "Not A Name" }, 400, /does not match the schema/],
@@ -366,7 +362,7 @@ void describe("carehost server and CLI end to end", () => {
       [{ environment: "prod" }, 400, /say where to restore/],
     ];
     for (const [body, status, detail] of refusedBefore) {
-      const response = await post(body, "application/x-ndjson");
+      const response = await post(body);
       assert.equal(response.status, status, JSON.stringify(body));
       assert.equal(response.headers.get("content-type"), "application/problem+json; charset=utf-8");
       const problem = (await response.json()) as { status: number; detail: string; type: string; title: string };
@@ -374,26 +370,35 @@ void describe("carehost server and CLI end to end", () => {
       assert.match(problem.detail, detail);
     }
 
-    // prod-copy exists (restored through the CLI above): refused after the first step, so as the stream's last line.
-    const streamed = await post({ environment: "prod", to: "latest", into: "prod-copy" }, "application/json;q=0.5, application/x-ndjson");
+    // prod-copy exists (restored through the CLI above): the run starts, and fails after its first step.
+    const started = await post({ environment: "prod", to: "latest", into: "prod-copy" });
+    assert.equal(started.status, 202);
+    const run = (await started.json()) as { id: number; kind: string; state: string; location: string; events: string };
+    assert.equal(started.headers.get("location"), run.location);
+    assert.deepEqual([run.kind, run.state, run.location, run.events], ["restore", "running", `/api/runs/restore/${run.id}`, `/api/runs/restore/${run.id}/events`]);
+    const streamed = await fetch(`${running.url}${run.events}`, { headers: authorization });
     assert.equal(streamed.status, 200);
     assert.equal(streamed.headers.get("content-type"), "application/x-ndjson; charset=utf-8");
     const lines = (await streamed.text()).trim().split("\n").map((line) => JSON.parse(line) as { kind: string; step?: string; problem?: { type: string; title: string; status: number; detail: string; instance: string } });
-    assert.deepEqual(lines.map((line) => line.kind), ["step", "problem"]);
-    assert.equal(lines[0]!.step, "secrets");
-    assert.equal(lines[1]!.problem?.status, 400);
-    assert.equal(lines[1]!.problem?.title, "Invalid request");
-    assert.equal(lines[1]!.problem?.type, "https://carehost.io/problems/invalid-request");
-    assert.match(lines[1]!.problem?.detail ?? "", /a restored copy named "prod-copy" already exists/);
-    assert.match(lines[1]!.problem?.instance ?? "", /^urn:carehost:request:/);
+    assert.deepEqual(lines.map((line) => line.kind), ["run", "step", "problem"]);
+    assert.equal(lines[1]!.step, "secrets");
+    assert.equal(lines[2]!.problem?.status, 400);
+    assert.equal(lines[2]!.problem?.title, "Invalid request");
+    assert.equal(lines[2]!.problem?.type, "https://carehost.io/problems/invalid-request");
+    assert.match(lines[2]!.problem?.detail ?? "", /a restored copy named "prod-copy" already exists/);
+    assert.match(lines[2]!.problem?.instance ?? "", /^urn:carehost:request:/);
+    const failed = (await (await fetch(`${running.url}${run.location}`, { headers: authorization })).json()) as { state: string; error: string; steps: { step: string }[] };
+    assert.equal(failed.state, "failed");
+    assert.match(failed.error, /already exists/);
+    assert.deepEqual(failed.steps.map((step) => step.step), ["secrets"]);
 
-    // Without asking for NDJSON, the answer is JSON at the end, as it always was.
-    const plain = await post({ environment: "prod", to: "latest", into: "prod-json" });
-    assert.equal(plain.status, 200);
-    assert.equal(plain.headers.get("content-type"), "application/json; charset=utf-8");
-    const result = (await plain.json()) as { port: number; steps: { step: string; durationMs: number }[] };
-    assert.deepEqual(result.steps.map((step) => step.step), [...RESTORE_STEPS]);
-    assert.ok(result.port > 0);
+    // A run that succeeds keeps its result: GET on its location answers it once it ends.
+    const ok = (await (await post({ environment: "prod", to: "latest", into: "prod-json" })).json()) as { location: string; events: string };
+    await (await fetch(`${running.url}${ok.events}`, { headers: authorization })).text();
+    const view = (await (await fetch(`${running.url}${ok.location}`, { headers: authorization })).json()) as { state: string; result: { port: number; steps: { step: string }[] } };
+    assert.equal(view.state, "succeeded");
+    assert.deepEqual(view.result.steps.map((step) => step.step), [...RESTORE_STEPS]);
+    assert.ok(view.result.port > 0);
   });
 
   void it("delivers the render the GitOps way: one commit per change, none when unchanged, hand edits show as drift", async () => {

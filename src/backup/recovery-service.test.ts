@@ -58,16 +58,16 @@ void describe("recovery service: failures are recorded, audited and alerted, and
     assert.deepEqual(manual.skippedRepositories, [offsite]);
   });
 
-  void it("turns runs left 'running' by a killed carehost into failures at the next start", async () => {
+  void it("turns runs left 'running' by a killed carehost into interrupted runs at the next start", async () => {
     await auditHarness.db.query("INSERT INTO backup_runs (organization, environment, kind, trigger, status) VALUES ($1, 'prod', 'full', 'schedule', 'running')", [ORG]);
     await auditHarness.db.query("INSERT INTO restore_drills (organization, environment, trigger, status, rto_objective_minutes, rpo_objective_minutes) VALUES ($1, 'prod', 'schedule', 'running', 240, 15)", [ORG]);
     await auditHarness.db.query("INSERT INTO restore_runs (organization, environment, target, destination, status) VALUES ($1, 'prod', 'latest', 'copy prod-copy', 'running')", [ORG]);
     assert.equal(await recovery.markInterrupted(), 3);
     const [latest] = await recovery.listBackups(ctx, "prod");
-    assert.equal(latest?.status, "failed");
+    assert.equal(latest?.status, "interrupted");
     assert.match(latest?.error ?? "", /interrupted/);
     const [restore] = await recovery.listRestores(ctx, "prod");
-    assert.equal(restore?.status, "failed");
+    assert.equal(restore?.status, "interrupted");
     // Each interrupted run is in the audit log too, not only in its table.
     for (const type of ["backup.failed", "drill.failed", "restore.failed"] as const) {
       const entries = await auditHarness.log.list({ type, limit: 10 });

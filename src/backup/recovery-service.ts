@@ -1,10 +1,13 @@
 // Backups, verification, restores and restore drills as people and the scheduler ask for them:
-// authorized, recorded (backup_runs, restore_drills) and audited with size, duration and result. A
-// drill that fails or misses an objective is an alert: it shows in `status` until a drill passes.
+// authorized, recorded (backup_runs, restore_runs, restore_drills) and audited with size, duration
+// and result. A drill that fails or misses an objective is an alert: it shows in `status` until a
+// drill passes. Each is a run of the server's, not of the request that asked for it: it is refused
+// or started at once (start*), then followed by its id, step by step, to its result; a client that
+// goes away changes nothing, and a stopping carehost marks it interrupted (shutdown).
 import type { TAuditEvent } from "../audit/audit-types.js";
 import { authorize } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
-import { NotFoundError, ValidationError } from "../lib/errors.js";
+import { ConflictError, DomainError, NotFoundError, ValidationError } from "../lib/errors.js";
 import { systemContext } from "../lib/request-context.js";
 import { serialQueueByKey } from "../lib/serial-queue.js";
 import type { TRequestContext } from "../lib/request-context.js";
@@ -24,6 +27,8 @@ type TRecoveryServiceDeps = {
   latestSpecs: () => Promise<TOrganizationSpec[]>;
   audit: { append: TAuditAppend };
   now?: () => Date;
+  /** Ends the commands runs are waiting for (runtime-command's endRunningCommands), when carehost stops. */
+  endCommands?: () => number;
 };
 
 export type TBackupRun = {
@@ -39,14 +44,50 @@ export type TRestoreRun = {
   steps: TRestoreStep[]; durationMs: number | null; error: string | null; startedAt: Date; finishedAt: Date | null;
 };
 type TTrigger = "schedule" | "manual";
+
+/**
+ * What a run is, named as issue 16's operations will be: backups and verifications are held in
+ * backup_runs, restores in restore_runs, drills in restore_drills; each table numbers its own.
+ */
+export const RUN_KINDS = ["backup", "verify", "restore", "drill"] as const;
+export type TRunKind = (typeof RUN_KINDS)[number];
+export type TRunState = "running" | "succeeded" | "failed" | "interrupted";
+export type TRunStep = { readonly step: string; readonly detail: string; readonly durationMs: number };
+export type TRunRef = { readonly id: number; readonly kind: TRunKind; readonly target: string };
+export type TRunView = TRunRef & { state: TRunState; steps: TRunStep[]; result: unknown; error: string | null; startedAt: Date; finishedAt: Date | null };
+/** A step as a follower hears it: `index` counts from 0, so a follower that reconnects asks for the steps after the last it saw. */
+export type TRunEvent = TRunStep & { readonly index: number };
+/** How a run ended: its result (a drill that missed an objective and a verify that found damage have one too), or why it has none. */
+export type TRunEnd = { ok: true; result: unknown } | { ok: false; state: "failed" | "interrupted"; error: Error };
+export type TStartedRun<T> = { ref: TRunRef; ended: Promise<{ ok: true; result: T } | { ok: false; error: Error }> };
+type TLiveRun = TRunRef & {
+  steps: TRunStep[];
+  listeners: Set<(event: TRunEvent) => void>;
+  ended: Promise<TRunEnd>;
+  end: (outcome: TRunEnd) => void;
+  finished: boolean;
+  /** The work itself, which a stop does not wait for beyond its grace. */
+  work: Promise<unknown>;
+};
 type TBackedUp = TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"], { enabled: true }> };
 
 const VERIFY_INTERVAL_MS = 24 * 3600 * 1000;
 /** Why a run left "running" by a stopped carehost failed; what it half-made, the reconcile at the next start removes or finishes. */
 const INTERRUPTED = "interrupted: carehost stopped before it finished";
+const interruptedError = () => new ConflictError(`${INTERRUPTED}; once carehost is up again (its start repairs what the run left half-done), run it again`);
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 500);
+const asError = (error: unknown) => (error instanceof Error ? error : new Error(String(error)));
+/** How long a finished run stays in memory, for a follower that reconnects to hear its error as it was thrown (its row says it in words). */
+const KEEP_FINISHED_MS = 10 * 60 * 1000;
+/** How often a follower of a run another carehost (a replica) runs reads its row again. */
+const POLL_MS = 1000;
+const TABLE_OF: Record<TRunKind, "backup_runs" | "restore_runs" | "restore_drills"> = { backup: "backup_runs", verify: "backup_runs", restore: "restore_runs", drill: "restore_drills" };
+const unwrap = <T>(outcome: { ok: true; result: T } | { ok: false; error: Error }): T => {
+  if (!outcome.ok) throw outcome.error;
+  return outcome.result;
+};
 
-export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestSpecs, audit, now = () => new Date() }: TRecoveryServiceDeps) => {
+export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestSpecs, audit, now = () => new Date(), endCommands = () => 0 }: TRecoveryServiceDeps) => {
   const runtimeOrRefuse = () => {
     if (configuredRuntime === undefined) throw new ValidationError("this carehost runs no environments (CAREHOST_RUNTIME=none), so it has nothing to back up or restore");
     return configuredRuntime;
@@ -69,23 +110,93 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
   // pgBackRest takes a lock per stanza and refuses a second backup meanwhile; environments of one
   // organization may share a cluster, so its backups, restores and drills run one after another.
   const queue = serialQueueByKey();
-  const exclusive = <T>(organization: TOrganizationSpec, operation: () => Promise<T>): Promise<T> => queue(organization.metadata.name, operation);
+  // A stopping carehost marks what runs interrupted, so a run queued behind another must not start when its turn comes.
+  const exclusive = <T>(organization: TOrganizationSpec, operation: () => Promise<T>): Promise<T> =>
+    queue(organization.metadata.name, async () => {
+      if (stopping) throw interruptedError();
+      return operation();
+    });
 
-  const runBackup = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, trigger: TTrigger) =>
-    exclusive(organization, () => runBackupNow(ctx, organization, environment, kind, trigger));
+  let stopping = false;
+  const live = new Map<string, TLiveRun>();
+  const keyOf = (kind: TRunKind, id: number) => `${kind}/${id}`;
+  /** Refused before a run is recorded: nothing to run it with, or a carehost on its way down. */
+  const refuseToStart = () => {
+    runtimeOrRefuse();
+    if (stopping) throw new ConflictError("carehost is stopping and starts no new backup, restore or drill; run it again once carehost is up again");
+  };
 
-  const runBackupNow = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, trigger: TTrigger) => {
+  /**
+   * Runs `work` apart from whoever asked for it: its steps are kept for followers, its end is
+   * heard through `ended`, which never rejects (a run nobody follows must not crash the server).
+   */
+  const launch = <T>(ref: TRunRef, work: (onStep: (step: TRunStep) => void) => Promise<T>, listener?: (event: TRunEvent) => void): TStartedRun<T> => {
+    let resolveEnd!: (outcome: TRunEnd) => void;
+    const run: TLiveRun = {
+      ...ref,
+      steps: [],
+      listeners: new Set(listener === undefined ? [] : [listener]),
+      ended: new Promise<TRunEnd>((resolve) => (resolveEnd = resolve)),
+      finished: false,
+      work: Promise.resolve(),
+      end: (outcome) => {
+        if (run.finished) return;
+        run.finished = true;
+        run.listeners.clear();
+        resolveEnd(outcome);
+        setTimeout(() => live.delete(keyOf(ref.kind, ref.id)), KEEP_FINISHED_MS).unref();
+      },
+    };
+    live.set(keyOf(ref.kind, ref.id), run);
+    const onStep = (step: TRunStep) => {
+      if (run.finished) return;
+      const event = { ...step, index: run.steps.length };
+      run.steps.push(step);
+      for (const notify of run.listeners) notify(event);
+    };
+    run.work = work(onStep).then(
+      (result) => run.end({ ok: true, result }),
+      (error: unknown) => run.end({ ok: false, state: "failed", error: asError(error) }),
+    );
+    return { ref, ended: run.ended as Promise<{ ok: true; result: T } | { ok: false; error: Error }> };
+  };
+
+  /**
+   * Ends a run's row, unless a stop of carehost ended it first: then the run is interrupted, its
+   * row says so and the stop audited it, and what it went on to do is no one's result.
+   */
+  const endRow = async (table: "backup_runs" | "restore_runs" | "restore_drills", id: number, set: string, params: readonly TSqlValue[]): Promise<boolean> =>
+    (await db.query(`UPDATE ${table} SET ${set} WHERE id = $1 AND status = 'running' RETURNING id`, [id, ...params])).rows.length > 0;
+
+  const startBackup = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, trigger: TTrigger): Promise<TStartedRun<Awaited<ReturnType<typeof runBackupNow>>>> => {
+    refuseToStart();
     const inserted = await db.query<{ id: number }>(
       "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
       [organization.metadata.name, environment.name, kind, trigger, now()],
     );
     const id = inserted.rows[0]!.id;
+    return launch({ id, kind: "backup", target: target(organization, environment) }, (onStep) => exclusive(organization, () => runBackupNow(ctx, organization, environment, kind, id, onStep)));
+  };
+  const runBackup = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, trigger: TTrigger) =>
+    unwrap(await (await startBackup(ctx, organization, environment, kind, trigger)).ended);
+
+  const runBackupNow = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, id: number, onStep: (step: TRunStep) => void) => {
     try {
       const result = await runtimeOrRefuse().backup(organization, environment.name, kind);
-      await db.query(
-        "UPDATE backup_runs SET status = 'succeeded', label = $2, database_bytes = $3, repository_bytes = $4, duration_ms = $5, finished_at = $6 WHERE id = $1",
-        [id, result.label, result.databaseBytes, result.repositoryBytes, result.durationMs, now()],
+      const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+      const steps: TRunStep[] = [{
+        step: "backup",
+        detail: `${result.label}: ${mb(result.databaseBytes)} database, ${mb(result.repositoryBytes)} written; filestore ${result.filestore.files} files, ${mb(result.filestore.bytesAdded)} added`,
+        durationMs: result.durationMs,
+      }];
+      steps.forEach(onStep);
+      const ended = await endRow(
+        "backup_runs",
+        id,
+        "status = 'succeeded', label = $2, database_bytes = $3, repository_bytes = $4, duration_ms = $5, finished_at = $6, result = $7, steps = $8",
+        [result.label, result.databaseBytes, result.repositoryBytes, result.durationMs, now(), JSON.stringify({ id, ...result }), JSON.stringify(steps)],
       );
+      if (!ended) throw interruptedError();
       await audit.append(ctx, {
         type: "backup.completed",
         outcome: "success",
@@ -96,17 +207,22 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
           ...(result.skippedRepositories.length === 0 ? {} : { skippedRepositories: result.skippedRepositories.map(({ name, type, reason }) => ({ name, type, reason })) }),
         },
       });
-      await runExpire(ctx, organization, environment);
+      const expired = await runExpire(ctx, organization, environment);
+      steps.push(expired);
+      onStep(expired);
+      await db.query("UPDATE backup_runs SET steps = $2 WHERE id = $1", [id, JSON.stringify(steps)]);
       return { id, ...result };
     } catch (error) {
-      await db.query("UPDATE backup_runs SET status = 'failed', error = $2, finished_at = $3 WHERE id = $1", [id, message(error), now()]);
-      await audit.append(ctx, { type: "backup.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, kind, reason: message(error) } });
+      if (await endRow("backup_runs", id, "status = 'failed', error = $2, finished_at = $3", [message(error), now()])) {
+        await audit.append(ctx, { type: "backup.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, kind, reason: message(error) } });
+      }
       throw error;
     }
   };
 
   /** Expires what the retention tiers no longer keep; a failure is audited and left for the next backup to retry. */
-  const runExpire = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp) => {
+  const runExpire = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp): Promise<TRunStep> => {
+    const started = now();
     try {
       const result = await runtimeOrRefuse().expire(organization, environment.name);
       await audit.append(ctx, {
@@ -115,28 +231,38 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         target: target(organization, environment),
         payload: { environment: environment.name, expired: result.expired, reclaimedBytes: result.reclaimedBytes, filestoreSnapshots: result.filestoreSnapshots, retention: environment.backup.retention, durationMs: result.durationMs },
       });
+      const detail = result.expired.length === 0 ? "nothing the retention tiers no longer keep" : `expired ${result.expired.join(", ")}, ${(result.reclaimedBytes / 1024 / 1024).toFixed(1)} MB reclaimed`;
+      return { step: "expire", detail, durationMs: result.durationMs };
     } catch (error) {
       await audit.append(ctx, { type: "backup.expired", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, reason: message(error) } });
+      return { step: "expire", detail: `failed, retried after the next backup: ${message(error)}`, durationMs: Math.max(0, now().getTime() - started.getTime()) };
     }
   };
 
   /** A scheduled `pgbackrest verify` and `restic check --read-data`, recorded as a backup run of kind verify. */
-  const runVerify = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger) =>
-    exclusive(organization, async () => {
-      const started = now();
-      const inserted = await db.query<{ id: number }>(
-        "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at) VALUES ($1, $2, 'verify', $3, 'running', $4) RETURNING id",
-        [organization.metadata.name, environment.name, trigger, started],
-      );
-      const id = inserted.rows[0]!.id;
-      const result = await runtimeOrRefuse().verify(organization, environment.name).catch((error: unknown) => ({ ok: false, output: message(error) }));
-      const durationMs = Math.max(0, now().getTime() - started.getTime());
-      await db.query("UPDATE backup_runs SET status = $2, error = $3, duration_ms = $4, finished_at = $5 WHERE id = $1", [
-        id, result.ok ? "succeeded" : "failed", result.ok ? null : result.output.slice(-500), durationMs, now(),
-      ]);
-      await audit.append(ctx, { type: "backup.verified", outcome: result.ok ? "success" : "failure", target: target(organization, environment), payload: { environment: environment.name, ok: result.ok, durationMs } });
-      return { environment: environment.name, ok: result.ok, output: result.output.slice(-4000) };
-    });
+  const startVerify = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TStartedRun<{ environment: string; ok: boolean; output: string }>> => {
+    refuseToStart();
+    const inserted = await db.query<{ id: number }>(
+      "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at) VALUES ($1, $2, 'verify', $3, 'running', $4) RETURNING id",
+      [organization.metadata.name, environment.name, trigger, now()],
+    );
+    const id = inserted.rows[0]!.id;
+    return launch({ id, kind: "verify", target: target(organization, environment) }, () =>
+      exclusive(organization, async () => {
+        const started = now();
+        const result = await runtimeOrRefuse().verify(organization, environment.name).catch((error: unknown) => ({ ok: false, output: message(error) }));
+        const durationMs = Math.max(0, now().getTime() - started.getTime());
+        const verified = { environment: environment.name, ok: result.ok, output: result.output.slice(-4000) };
+        const ended = await endRow("backup_runs", id, "status = $2, error = $3, duration_ms = $4, finished_at = $5, result = $6", [
+          result.ok ? "succeeded" : "failed", result.ok ? null : result.output.slice(-500), durationMs, now(), JSON.stringify(verified),
+        ]);
+        if (!ended) throw interruptedError();
+        await audit.append(ctx, { type: "backup.verified", outcome: result.ok ? "success" : "failure", target: target(organization, environment), payload: { environment: environment.name, ok: result.ok, durationMs } });
+        return verified;
+      }),
+    );
+  };
+  const runVerify = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger) => unwrap(await (await startVerify(ctx, organization, environment, trigger)).ended);
 
   /** A filestore snapshot between database backups (kind filestore); nothing is recorded when nothing changed. */
   const runFilestoreSnapshot = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp) =>
@@ -166,45 +292,64 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
 
   /**
    * Runs a restore as a recorded run: the row is "running" before anything is touched, so a
-   * carehost killed midway leaves a trace the next start turns into an audited failure; a restore
-   * that fails is audited with its reason (restore.completed is the caller's, with its details).
+   * carehost killed midway leaves a trace the next start turns into an audited interruption; each
+   * step is written to it as it completes; a restore that fails is audited with its reason
+   * (restore.completed is the caller's, with its details).
    */
   const recordRestore = async <T extends { steps: readonly TRestoreStep[]; durationMs: number }>(
     ctx: TRequestContext,
     organization: TOrganizationSpec,
     environment: TBackedUp,
-    described: string,
-    destination: string,
-    restore: () => Promise<T>,
+    run: { id: number; described: string; destination: string; onStep: (step: TRunStep) => void },
+    restore: (onStep: (step: TRestoreStep) => void) => Promise<T>,
+    /** The run's result as its followers get it, recorded with its success so none sees a success without it. */
+    answer: (result: T) => unknown,
   ): Promise<T> => {
-    const inserted = await db.query<{ id: number }>(
-      "INSERT INTO restore_runs (organization, environment, target, destination, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
-      [organization.metadata.name, environment.name, described, destination, now()],
-    );
-    const id = inserted.rows[0]!.id;
+    const steps: TRestoreStep[] = [];
+    let written = Promise.resolve();
+    const onStep = (step: TRestoreStep) => {
+      steps.push(step);
+      run.onStep(step);
+      const recorded = JSON.stringify(steps);
+      written = written.then(() => db.query("UPDATE restore_runs SET steps = $2 WHERE id = $1 AND status = 'running'", [run.id, recorded])).then(() => undefined, () => undefined);
+    };
     try {
-      const result = await restore();
-      await db.query("UPDATE restore_runs SET status = 'succeeded', steps = $2, duration_ms = $3, finished_at = $4 WHERE id = $1", [id, JSON.stringify(result.steps), result.durationMs, now()]);
+      const result = await restore(onStep);
+      await written;
+      const ended = await endRow("restore_runs", run.id, "status = 'succeeded', steps = $2, duration_ms = $3, finished_at = $4, result = $5", [
+        JSON.stringify(result.steps), result.durationMs, now(), JSON.stringify(answer(result)),
+      ]);
+      if (!ended) throw interruptedError();
       return result;
     } catch (error) {
-      await db.query("UPDATE restore_runs SET status = 'failed', error = $2, finished_at = $3 WHERE id = $1", [id, message(error), now()]);
-      await audit.append(ctx, { type: "restore.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, target: described, destination, reason: message(error) } });
+      await written;
+      if (await endRow("restore_runs", run.id, "status = 'failed', error = $2, finished_at = $3", [message(error), now()])) {
+        await audit.append(ctx, { type: "restore.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, target: run.described, destination: run.destination, reason: message(error) } });
+      }
       throw error;
     }
   };
 
-  const runDrill = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TDrillRun> =>
-    exclusive(organization, () => runDrillNow(ctx, organization, environment, trigger));
-
-  const runDrillNow = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TDrillRun> => {
-    const objectives = { rto: environment.backup.rtoMinutes, rpo: environment.backup.rpoMinutes };
+  const startDrill = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TStartedRun<TDrillRun>> => {
+    refuseToStart();
     const inserted = await db.query<{ id: number }>(
       "INSERT INTO restore_drills (organization, environment, trigger, status, rto_objective_minutes, rpo_objective_minutes, started_at) VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
-      [organization.metadata.name, environment.name, trigger, objectives.rto, objectives.rpo, now()],
+      [organization.metadata.name, environment.name, trigger, environment.backup.rtoMinutes, environment.backup.rpoMinutes, now()],
     );
     const id = inserted.rows[0]!.id;
+    return launch({ id, kind: "drill", target: target(organization, environment) }, (onStep) => exclusive(organization, () => runDrillNow(ctx, organization, environment, id, onStep)));
+  };
+  const runDrill = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TDrillRun> =>
+    unwrap(await (await startDrill(ctx, organization, environment, trigger)).ended);
+
+  const runDrillNow = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, id: number, onStep: (step: TRunStep) => void): Promise<TDrillRun> => {
+    const objectives = { rto: environment.backup.rtoMinutes, rpo: environment.backup.rpoMinutes };
+    const steps: TRunStep[] = [];
     try {
-      const drill = await runtimeOrRefuse().drill(organization, environment.name);
+      const drill = await runtimeOrRefuse().drill(organization, environment.name, (step) => {
+        steps.push(step);
+        onStep(step);
+      });
       const problems = [
         ...(drill.amcheckPassed ? [] : [`pg_amcheck found problems: ${drill.amcheckOutput.slice(-300)}`]),
         ...drill.databasesMissing.map((database) => `database ${database} is missing from the restore`),
@@ -212,10 +357,13 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         ...(drill.rpoSeconds === null ? ["the achieved RPO could not be measured (no heartbeat in the restore)"] : drill.rpoSeconds > objectives.rpo * 60 ? [`achieved RPO ${Math.round(drill.rpoSeconds)} s exceeds the objective of ${objectives.rpo} min`] : []),
       ];
       const status = problems.length === 0 ? "passed" : "failed";
-      await db.query(
-        "UPDATE restore_drills SET status = $2, backup_label = $3, rto_seconds = $4, rpo_seconds = $5, details = $6, finished_at = $7 WHERE id = $1",
-        [id, status, drill.backupLabel, drill.rtoSeconds, drill.rpoSeconds, JSON.stringify({ problems, tables: drill.tables }), now()],
+      const ended = await endRow(
+        "restore_drills",
+        id,
+        "status = $2, backup_label = $3, rto_seconds = $4, rpo_seconds = $5, details = $6, finished_at = $7, steps = $8",
+        [status, drill.backupLabel, drill.rtoSeconds, drill.rpoSeconds, JSON.stringify({ problems, tables: drill.tables }), now(), JSON.stringify(steps)],
       );
+      if (!ended) throw interruptedError();
       const event: TAuditEvent = {
         type: "drill.completed",
         outcome: status === "passed" ? "success" : "failure",
@@ -236,8 +384,9 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       await audit.append(ctx, event);
       return (await drillRows("WHERE id = $1", [id]))[0]!;
     } catch (error) {
-      await db.query("UPDATE restore_drills SET status = 'failed', error = $2, finished_at = $3 WHERE id = $1", [id, message(error), now()]);
-      await audit.append(ctx, { type: "drill.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, reason: message(error) } });
+      if (await endRow("restore_drills", id, "status = 'failed', error = $2, finished_at = $3, steps = $4", [message(error), now(), JSON.stringify(steps)])) {
+        await audit.append(ctx, { type: "drill.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, reason: message(error) } });
+      }
       throw error;
     }
   };
@@ -313,50 +462,48 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     return last;
   };
 
-  return {
-    backup: async (ctx: TRequestContext, input: { environment: string; organization?: string; kind: TBackupType }) => {
-      await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
-      const { organization, environment } = await locate(input.environment, input.organization);
-      return runBackup(ctx, organization, environment, input.kind, "manual");
-    },
+  type TRestored = Awaited<ReturnType<TLocalRuntime["restore"]>> & { environment: string; target: string };
+  /** Over a declared environment, its name; with its safety backup when it is backed up. */
+  type TRestoreResult = TRestored | (TRestored & { into?: string; safetyBackup: string });
+  type TRestoreInput = { environment: string; organization?: string; target: TRestoreTarget; into?: string; inPlace?: boolean; emergencyReason?: string };
 
-    verify: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
-      await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
-      const { organization, environment } = await locate(input.environment, input.organization);
-      return runVerify(ctx, organization, environment, "manual");
-    },
-
-    drill: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
-      await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
-      const { organization, environment } = await locate(input.environment, input.organization);
-      return runDrill(ctx, organization, environment, "manual");
-    },
-
-    /**
-     * Restores to a point in time: into a new copy, in place, or into another declared environment.
-     * A copy holds the source's data class; PHI goes only into a PHI-classed declared environment.
-     * Replacing a declared environment's data (in place, or --into it) needs that environment's
-     * maintenance window or a stated emergency, and takes a safety backup of it first when it is
-     * backed up, so the restore itself can be undone. `onStep` hears of each step (secrets,
-     * PostgreSQL, filestore, …) the moment it completes, so a caller can show progress.
-     */
-    restore: async (
-      ctx: TRequestContext,
-      input: { environment: string; organization?: string; target: TRestoreTarget; into?: string; inPlace?: boolean; emergencyReason?: string },
-      onStep: (step: TRestoreStep) => void = () => undefined,
-    ) => {
-      await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
-      const { organization, environment } = await locate(input.environment, input.organization);
-      if ((input.into === undefined) === (input.inPlace !== true)) throw new ValidationError("say where to restore: --into <new copy or declared environment>, or --in-place");
-      const described = input.target.kind === "time" ? input.target.time.toISOString() : input.target.kind === "lsn" ? `lsn ${input.target.lsn}` : "latest";
-      const declared = input.into === undefined ? environment : organization.environments.find((candidate) => candidate.name === input.into);
-      if (input.into !== undefined && declared !== undefined && environment.dataClass === "phi" && declared.dataClass !== "phi") {
-        throw new ValidationError(`environment ${JSON.stringify(environment.name)} holds PHI; it may be restored only into a PHI-classed environment, and ${JSON.stringify(declared.name)} is dataClass ${declared.dataClass}`);
-      }
-      if (input.into !== undefined && declared === undefined) {
-        const into = input.into;
-        const result = await recordRestore(ctx, organization, environment, described, `copy ${into}`, () =>
-          exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "copy", name: into }, onStep)),
+  /**
+   * Restores to a point in time: into a new copy, in place, or into another declared environment.
+   * A copy holds the source's data class; PHI goes only into a PHI-classed declared environment.
+   * Replacing a declared environment's data (in place, or --into it) needs that environment's
+   * maintenance window or a stated emergency, and takes a safety backup of it first when it is
+   * backed up, so the restore itself can be undone. What is refused is refused before the run
+   * starts; the run then reports each step (secrets, PostgreSQL, filestore, …) the moment it completes.
+   */
+  const startRestore = async (ctx: TRequestContext, input: TRestoreInput, listener?: (event: TRunEvent) => void): Promise<TStartedRun<TRestoreResult>> => {
+    await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
+    const { organization, environment } = await locate(input.environment, input.organization);
+    if ((input.into === undefined) === (input.inPlace !== true)) throw new ValidationError("say where to restore: --into <new copy or declared environment>, or --in-place");
+    const described = input.target.kind === "time" ? input.target.time.toISOString() : input.target.kind === "lsn" ? `lsn ${input.target.lsn}` : "latest";
+    const declared = input.into === undefined ? environment : organization.environments.find((candidate) => candidate.name === input.into);
+    if (input.into !== undefined && declared !== undefined && environment.dataClass === "phi" && declared.dataClass !== "phi") {
+      throw new ValidationError(`environment ${JSON.stringify(environment.name)} holds PHI; it may be restored only into a PHI-classed environment, and ${JSON.stringify(declared.name)} is dataClass ${declared.dataClass}`);
+    }
+    const begin = async (destination: string) => {
+      refuseToStart();
+      const inserted = await db.query<{ id: number }>(
+        "INSERT INTO restore_runs (organization, environment, target, destination, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
+        [organization.metadata.name, environment.name, described, destination, now()],
+      );
+      return { id: inserted.rows[0]!.id, described, destination };
+    };
+    if (input.into !== undefined && declared === undefined) {
+      const into = input.into;
+      const row = await begin(`copy ${into}`);
+      return launch({ id: row.id, kind: "restore", target: target(organization, environment) }, async (onStep) => {
+        const answer = <T extends object>(result: T) => ({ environment: environment.name, target: described, ...result });
+        const result = await recordRestore(
+          ctx,
+          organization,
+          environment,
+          { ...row, onStep },
+          (recordStep) => exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "copy", name: into }, recordStep)),
+          answer,
         );
         await audit.append(ctx, {
           type: "restore.completed",
@@ -364,33 +511,50 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
           target: target(organization, environment),
           payload: { environment: environment.name, target: described, into, dataClass: environment.dataClass, port: result.port, filestoreFiles: result.filestoreFiles, steps: result.steps.map((step) => step.step), durationMs: result.durationMs },
         });
-        return { environment: environment.name, target: described, ...result };
-      }
-      const replaced = declared!;
-      if (input.into !== undefined) refuseUndeclaredSource(environment, replaced);
-      const at = now();
-      const slot = activeSlot(replaced.maintenanceWindow!, at);
-      const emergency = input.emergencyReason?.trim();
-      const what = input.into === undefined ? `an in-place restore of ${JSON.stringify(environment.name)}` : `a restore of ${JSON.stringify(environment.name)} into ${JSON.stringify(replaced.name)}`;
-      if (slot === undefined && (emergency === undefined || emergency.length < 10)) {
-        throw new ValidationError(
-          `${what} replaces the data of ${JSON.stringify(replaced.name)}: run it inside its maintenance window (${replaced.maintenanceWindow!.timeZone}), or state the emergency with --emergency "<reason of at least 10 characters>"`,
-        );
-      }
-      if (slot === undefined) {
-        await audit.append(ctx, {
-          type: "restore.emergency",
-          outcome: "success",
-          target: target(organization, replaced),
-          payload: { environment: replaced.name, target: described, reason: emergency!.slice(0, 500), ...(replaced.name === environment.name ? {} : { source: environment.name }) },
-        });
-      }
-      // The target's own backups undo the restore; a target without backups has nothing to undo with.
-      const safety = replaced.backup.enabled ? await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual") : undefined;
-      const destination = input.into === undefined ? ({ kind: "in-place" } as const) : ({ kind: "environment", name: replaced.name } as const);
-      const result = await recordRestore(ctx, organization, environment, described, input.into === undefined ? "in place" : `environment ${replaced.name}`, () =>
-        exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, destination, onStep)),
+        return answer(result);
+      }, listener);
+    }
+    const replaced = declared!;
+    if (input.into !== undefined) refuseUndeclaredSource(environment, replaced);
+    const at = now();
+    const slot = activeSlot(replaced.maintenanceWindow!, at);
+    const emergency = input.emergencyReason?.trim();
+    const what = input.into === undefined ? `an in-place restore of ${JSON.stringify(environment.name)}` : `a restore of ${JSON.stringify(environment.name)} into ${JSON.stringify(replaced.name)}`;
+    if (slot === undefined && (emergency === undefined || emergency.length < 10)) {
+      throw new ValidationError(
+        `${what} replaces the data of ${JSON.stringify(replaced.name)}: run it inside its maintenance window (${replaced.maintenanceWindow!.timeZone}), or state the emergency with --emergency "<reason of at least 10 characters>"`,
       );
+    }
+    const row = await begin(input.into === undefined ? "in place" : `environment ${replaced.name}`);
+    if (slot === undefined) {
+      await audit.append(ctx, {
+        type: "restore.emergency",
+        outcome: "success",
+        target: target(organization, replaced),
+        payload: { environment: replaced.name, target: described, reason: emergency!.slice(0, 500), ...(replaced.name === environment.name ? {} : { source: environment.name }) },
+      });
+    }
+    return launch({ id: row.id, kind: "restore", target: target(organization, environment) }, async (onStep) => {
+      const destination = input.into === undefined ? ({ kind: "in-place" } as const) : ({ kind: "environment", name: replaced.name } as const);
+      // The target's own backups undo the restore; a target without backups has nothing to undo with.
+      const safetyBackup = { label: undefined as string | undefined };
+      const over = input.into === undefined ? {} : { into: replaced.name };
+      const answer = <T extends object>(result: T) =>
+        safetyBackup.label === undefined
+          ? { environment: environment.name, target: described, ...over, ...result }
+          : { environment: environment.name, target: described, safetyBackup: safetyBackup.label, ...over, ...result };
+      const result = await recordRestore(
+        ctx,
+        organization,
+        environment,
+        { ...row, onStep },
+        async (recordStep) => {
+          if (replaced.backup.enabled) safetyBackup.label = (await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual")).label;
+          return exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, destination, recordStep));
+        },
+        answer,
+      );
+      const safety = safetyBackup.label === undefined ? undefined : { label: safetyBackup.label };
       const outcome = { filestoreFiles: result.filestoreFiles, steps: result.steps.map((step) => step.step), durationMs: result.durationMs };
       await audit.append(ctx, {
         type: "restore.completed",
@@ -400,9 +564,166 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
           ? { environment: environment.name, target: described, inPlace: true, safetyBackup: safety!.label, emergency: slot === undefined, ...outcome }
           : { environment: environment.name, target: described, intoEnvironment: replaced.name, safetyBackup: safety?.label ?? null, emergency: slot === undefined, ...outcome },
       });
-      const over = input.into === undefined ? {} : { into: replaced.name };
-      if (safety === undefined) return { environment: environment.name, target: described, ...over, ...result };
-      return { environment: environment.name, target: described, safetyBackup: safety.label, ...over, ...result };
+      return answer(result);
+    }, listener);
+  };
+
+  /** A run as its row records it, with its result once it has one. */
+  const runView = async (kind: TRunKind, id: number): Promise<TRunView> => {
+    const table = TABLE_OF[kind];
+    const { rows } = await db.query<{ organization: string; environment: string; kind?: string; status: string; steps?: TRunStep[] | null; result?: unknown; error: string | null; started_at: Date; finished_at: Date | null }>(
+      `SELECT * FROM ${table} WHERE id = $1`,
+      [id],
+    );
+    const row = rows[0];
+    const listing = kind === "verify" ? "backups" : `${kind}s`;
+    if (row === undefined || (table === "backup_runs" && (row.kind === "verify") !== (kind === "verify"))) throw new NotFoundError(`there is no ${kind} run #${id}; carehost ${listing} lists them`);
+    const state: TRunState = row.status === "passed" ? "succeeded" : (row.status as TRunState);
+    // A drill that ran to its end has a result even when it failed (its problems); one that threw has its error.
+    const result = kind === "drill" ? (row.status !== "running" && row.error === null ? (await drillRows("WHERE id = $1", [id]))[0] : undefined) : row.result;
+    return { id, kind, target: targetNamed(row.organization, row.environment), state, steps: row.steps ?? [], result: result ?? null, error: row.error, startedAt: row.started_at, finishedAt: row.finished_at };
+  };
+
+  /** Every run left "running" that `where` selects is interrupted, and audited as such. */
+  const interruptRows = async (ctx: TRequestContext, only?: readonly TRunRef[]): Promise<number> => {
+    const reason = INTERRUPTED;
+    const at = now();
+    const selected = (kinds: readonly TRunKind[]) => {
+      const ids = only?.filter((run) => kinds.includes(run.kind)).map((run) => run.id);
+      return ids === undefined ? { where: "", params: [] } : { where: ` AND id IN (${ids.length === 0 ? "NULL" : ids.map((_, index) => `$${index + 3}`).join(", ")})`, params: ids };
+    };
+    const backupsOnly = selected(["backup", "verify"]);
+    const backups = await db.query<{ organization: string; environment: string; kind: "full" | "diff" | "incr" | "verify" | "filestore" }>(
+      `UPDATE backup_runs SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${backupsOnly.where} RETURNING organization, environment, kind`,
+      [at, reason, ...backupsOnly.params],
+    );
+    for (const run of backups.rows) {
+      await audit.append(ctx, { type: "backup.failed", outcome: "failure", target: targetNamed(run.organization, run.environment), payload: { environment: run.environment, kind: run.kind, reason } });
+    }
+    const drillsOnly = selected(["drill"]);
+    const drills = await db.query<{ organization: string; environment: string }>(
+      `UPDATE restore_drills SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${drillsOnly.where} RETURNING organization, environment`,
+      [at, reason, ...drillsOnly.params],
+    );
+    for (const run of drills.rows) {
+      await audit.append(ctx, { type: "drill.failed", outcome: "failure", target: targetNamed(run.organization, run.environment), payload: { environment: run.environment, reason } });
+    }
+    const restoresOnly = selected(["restore"]);
+    const restores = await db.query<{ organization: string; environment: string; target: string; destination: string }>(
+      `UPDATE restore_runs SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${restoresOnly.where} RETURNING organization, environment, target, destination`,
+      [at, reason, ...restoresOnly.params],
+    );
+    for (const run of restores.rows) {
+      await audit.append(ctx, {
+        type: "restore.failed",
+        outcome: "failure",
+        target: targetNamed(run.organization, run.environment),
+        payload: { environment: run.environment, target: run.target, destination: run.destination, reason },
+      });
+    }
+    return backups.rows.length + drills.rows.length + restores.rows.length;
+  };
+
+  return {
+    /** Starts a backup and answers at once with the run; `backup` waits for its result. */
+    startBackup: async (ctx: TRequestContext, input: { environment: string; organization?: string; kind: TBackupType }) => {
+      await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
+      const { organization, environment } = await locate(input.environment, input.organization);
+      return startBackup(ctx, organization, environment, input.kind, "manual");
+    },
+    backup: async (ctx: TRequestContext, input: { environment: string; organization?: string; kind: TBackupType }) => {
+      await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
+      const { organization, environment } = await locate(input.environment, input.organization);
+      return runBackup(ctx, organization, environment, input.kind, "manual");
+    },
+
+    startVerify: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
+      await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
+      const { organization, environment } = await locate(input.environment, input.organization);
+      return startVerify(ctx, organization, environment, "manual");
+    },
+    verify: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
+      await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
+      const { organization, environment } = await locate(input.environment, input.organization);
+      return runVerify(ctx, organization, environment, "manual");
+    },
+
+    startDrill: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
+      await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
+      const { organization, environment } = await locate(input.environment, input.organization);
+      return startDrill(ctx, organization, environment, "manual");
+    },
+    drill: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
+      await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
+      const { organization, environment } = await locate(input.environment, input.organization);
+      return runDrill(ctx, organization, environment, "manual");
+    },
+
+    startRestore,
+    /** A restore, waited for; `onStep` hears of each step the moment it completes. */
+    restore: async (ctx: TRequestContext, input: TRestoreInput, onStep: (step: TRestoreStep) => void = () => undefined) => {
+      const started = await startRestore(ctx, input, (event) => onStep({ step: event.step as TRestoreStep["step"], detail: event.detail, durationMs: event.durationMs }));
+      const outcome = await started.ended;
+      if (!outcome.ok) throw outcome.error;
+      return outcome.result;
+    },
+
+    run: async (ctx: TRequestContext, kind: TRunKind, id: number): Promise<TRunView> => {
+      await authorize(ctx, "backup:read", audit);
+      return runView(kind, id);
+    },
+
+    /**
+     * Follows a run: `onEvent` hears each step after the first `after` (those already done at
+     * once), then the promise settles with how the run ended. A run this carehost runs is heard
+     * as it happens; one another replica runs, by reading its row every second. `signal` (the
+     * follower went away) stops the following, never the run.
+     */
+    follow: async (ctx: TRequestContext, kind: TRunKind, id: number, after: number, onEvent: (event: TRunEvent) => void, signal: AbortSignal): Promise<TRunEnd | undefined> => {
+      await authorize(ctx, "backup:read", audit);
+      const running = live.get(keyOf(kind, id));
+      if (running !== undefined) {
+        running.steps.slice(after).forEach((step, index) => onEvent({ ...step, index: after + index }));
+        if (running.finished) return running.ended;
+        const listener = (event: TRunEvent) => onEvent(event);
+        running.listeners.add(listener);
+        const gone = new Promise<undefined>((resolve) => signal.addEventListener("abort", () => resolve(undefined), { once: true }));
+        try {
+          return await Promise.race([running.ended, gone]);
+        } finally {
+          running.listeners.delete(listener);
+        }
+      }
+      let heard = after;
+      for (;;) {
+        const view = await runView(kind, id);
+        view.steps.slice(heard).forEach((step, index) => onEvent({ ...step, index: heard + index }));
+        heard = Math.max(heard, view.steps.length);
+        if (view.state !== "running" || view.result !== null) {
+          if (view.result !== null) return { ok: true, result: view.result };
+          return { ok: false, state: view.state === "interrupted" ? "interrupted" : "failed", error: view.state === "interrupted" ? interruptedError() : new DomainError(view.error ?? `the ${kind} failed`) };
+        }
+        if (stopping || signal.aborted) return undefined;
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      }
+    },
+
+    /**
+     * carehost is stopping: no new run starts, every run going is marked interrupted and audited
+     * (its followers hear so at once), and the commands they wait for are ended. The runs get
+     * `graceMs` to unwind; what they leave half-done, the next start repairs as after a SIGKILL.
+     */
+    shutdown: async (graceMs = 8000): Promise<number> => {
+      stopping = true;
+      const going = [...live.values()].filter((run) => !run.finished);
+      const interrupted = await interruptRows(systemContext("shutdown"), going);
+      for (const run of going) run.end({ ok: false, state: "interrupted", error: interruptedError() });
+      // The registry is the process's: a process runs one carehost (tests that start two in one process stop them with nothing going).
+      if (going.length > 0) endCommands();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(going.map((run) => run.work)), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      clearTimeout(timer);
+      return interrupted;
     },
 
     listBackups: async (ctx: TRequestContext, environment?: string) => {
@@ -469,7 +790,7 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
           const lastVerify = await latest("verify").then(async (succeeded) => succeeded ?? (await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'verify'", [organization.metadata.name, environment.name]))[0]);
           if (lastVerify === undefined || at.getTime() - lastVerify.startedAt.getTime() >= VERIFY_INTERVAL_MS) {
             started += 1;
-            await runVerify(ctx, organization, environment, "schedule");
+            await runVerify(ctx, organization, environment, "schedule").catch(() => undefined);
           }
           const drillCron = environment.backup.restoreDrill?.schedule;
           const fired = drillCron === undefined ? undefined : lastFiring(drillCron, at);
@@ -484,41 +805,10 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     },
 
     /**
-     * Runs left "running" by a carehost that stopped midway are failures, not backups: each is
-     * marked failed and audited, so the log tells of every run that was started.
+     * Runs left "running" by a carehost that stopped midway (killed, so it could not say so) are
+     * interrupted, not backups: each is marked and audited, so the log tells of every run started.
      */
-    markInterrupted: async (): Promise<number> => {
-      const ctx = systemContext("startup");
-      const reason = INTERRUPTED;
-      const at = now();
-      const backups = await db.query<{ organization: string; environment: string; kind: "full" | "diff" | "incr" | "verify" | "filestore" }>(
-        "UPDATE backup_runs SET status = 'failed', error = $2, finished_at = $1 WHERE status = 'running' RETURNING organization, environment, kind",
-        [at, reason],
-      );
-      for (const run of backups.rows) {
-        await audit.append(ctx, { type: "backup.failed", outcome: "failure", target: targetNamed(run.organization, run.environment), payload: { environment: run.environment, kind: run.kind, reason } });
-      }
-      const drills = await db.query<{ organization: string; environment: string }>(
-        "UPDATE restore_drills SET status = 'failed', error = $2, finished_at = $1 WHERE status = 'running' RETURNING organization, environment",
-        [at, reason],
-      );
-      for (const run of drills.rows) {
-        await audit.append(ctx, { type: "drill.failed", outcome: "failure", target: targetNamed(run.organization, run.environment), payload: { environment: run.environment, reason } });
-      }
-      const restores = await db.query<{ organization: string; environment: string; target: string; destination: string }>(
-        "UPDATE restore_runs SET status = 'failed', error = $2, finished_at = $1 WHERE status = 'running' RETURNING organization, environment, target, destination",
-        [at, reason],
-      );
-      for (const run of restores.rows) {
-        await audit.append(ctx, {
-          type: "restore.failed",
-          outcome: "failure",
-          target: targetNamed(run.organization, run.environment),
-          payload: { environment: run.environment, target: run.target, destination: run.destination, reason },
-        });
-      }
-      return backups.rows.length + drills.rows.length + restores.rows.length;
-    },
+    markInterrupted: async (): Promise<number> => interruptRows(systemContext("startup")),
   };
 };
 

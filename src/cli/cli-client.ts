@@ -1,5 +1,6 @@
 // A small typed HTTP client for the carehost API. Problem+json answers become CliErrors whose
 // exit code follows the status: 422 (policy) → 3, everything else → 1.
+import { setTimeout as sleep } from "node:timers/promises";
 import { CliError, exitCodes } from "./cli-errors.js";
 
 type TProblem = { title?: string; detail?: string; status?: number; instance?: string; errors?: { message: string; location?: string }[] };
@@ -15,7 +16,31 @@ export type TApiClient = {
    * and exit code as a problem+json answer). A server that answers plain JSON is read as request() would.
    */
   stream<TProgress, TResult>(method: string, path: string, body: unknown, onProgress: (line: TProgress) => void): Promise<TResult>;
+  /**
+   * Starts a run (a POST answered 202 with its id and `events`) and follows it to its end: each
+   * step goes to `onStep` once, in order, however often the stream has to be opened again (a
+   * proxy or the network cutting it, a run longer than any one request may last); resolves with
+   * the run's result and throws the CliError of its problem.
+   */
+  run<TStep, TResult>(path: string, body: unknown, onStep: (step: TStep) => void): Promise<TResult>;
 };
+
+type TRunStarted = { id: number; kind: string; events: string };
+/** Reconnections in a row that may fail before the CLI gives up following (the run goes on regardless): about half a minute. */
+const FOLLOW_ATTEMPTS = 8;
+
+/** The lines of an NDJSON body as they arrive. */
+async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let pending = "";
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    pending += decoder.decode(chunk, { stream: true });
+    const complete = pending.split("\n");
+    pending = complete.pop() ?? "";
+    yield* complete.filter((line) => line.trim() !== "");
+  }
+  if (pending.trim() !== "") yield pending;
+}
 
 const problemError = (problem: TProblem, status: number): CliError => {
   const hint = status === 401 ? " (run carehost login, or set CAREHOST_TOKEN)" : "";
@@ -53,24 +78,54 @@ export const createApiClient = (url: string, token: string | undefined): TApiCli
     stream: async <TProgress, TResult>(method: string, path: string, body: unknown, onProgress: (line: TProgress) => void): Promise<TResult> => {
       const response = await send(method, path, body, `${NDJSON}, application/json;q=0.5`);
       if (!response.ok || !(response.headers.get("content-type") ?? "").startsWith(NDJSON) || response.body === null) return readWhole<TResult>(response);
-      const decoder = new TextDecoder();
-      let pending = "";
-      const lines = async function* (): AsyncGenerator<string> {
-        for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-          pending += decoder.decode(chunk, { stream: true });
-          const complete = pending.split("\n");
-          pending = complete.pop() ?? "";
-          yield* complete.filter((line) => line.trim() !== "");
-        }
-        if (pending.trim() !== "") yield pending;
-      };
-      for await (const text of lines()) {
+      for await (const text of ndjsonLines(response.body)) {
         const line = JSON.parse(text) as { kind?: string; result?: TResult; problem?: TProblem };
         if (line.kind === "result") return line.result as TResult;
         if (line.kind === "problem") throw problemError(line.problem ?? {}, line.problem?.status ?? 500);
         onProgress(line as TProgress);
       }
       throw new CliError(`${method} ${path}: the answer from ${url} ended before its final line (the connection was lost); the operation may have gone on, see carehost audit list`);
+    },
+
+    run: async <TStep, TResult>(path: string, body: unknown, onStep: (step: TStep) => void): Promise<TResult> => {
+      const started = await readWhole<TRunStarted>(await send("POST", path, body, "application/json"));
+      const listing = started.kind === "verify" ? "backups" : `${started.kind}s`;
+      let seen = 0;
+      let failures = 0;
+      let lastTrouble = "";
+      for (;;) {
+        let response: Response | undefined;
+        try {
+          response = await fetch(`${url}${started.events}?after=${seen}`, { headers: { accept: NDJSON, ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) } });
+        } catch (error) {
+          lastTrouble = (error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message;
+        }
+        if (response !== undefined && !response.ok) await readWhole<never>(response);
+        if (response?.body !== undefined && response.body !== null) {
+          try {
+            for await (const text of ndjsonLines(response.body)) {
+              failures = 0;
+              const line = JSON.parse(text) as { kind?: string; index?: number; result?: TResult; problem?: TProblem };
+              if (line.kind === "result") return line.result as TResult;
+              if (line.kind === "problem") throw problemError(line.problem ?? {}, line.problem?.status ?? 500);
+              if (line.kind !== "step" || (line.index ?? 0) < seen) continue;
+              seen = (line.index ?? seen) + 1;
+              const { kind: _kind, index: _index, ...step } = line;
+              onStep(step as TStep);
+            }
+            lastTrouble = "the stream ended before the run did";
+          } catch (error) {
+            if (error instanceof CliError) throw error;
+            // undici's "terminated": the connection was cut mid-stream. The run goes on; follow it again from the steps seen.
+            lastTrouble = (error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message;
+          }
+        }
+        failures += 1;
+        if (failures >= FOLLOW_ATTEMPTS) {
+          throw new CliError(`lost contact with carehost at ${url} while following ${started.kind} run #${started.id} (${lastTrouble}); the run goes on in the server: carehost ${listing} shows how it ends`);
+        }
+        await sleep(Math.min(500 * 2 ** (failures - 1), 8000));
+      }
     },
   };
 };

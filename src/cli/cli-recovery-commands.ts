@@ -20,6 +20,9 @@ type TRestoreStepLine = { step: string; detail: string; durationMs: number };
 export const formatRestoreStep = (step: TRestoreStepLine): string =>
   `  [${RESTORE_STEPS.findIndex((name) => name === step.step) + 1}/${RESTORE_STEPS.length}] ${step.step.padEnd(11)} ${(step.durationMs / 1000).toFixed(1).padStart(6)} s  ${step.detail}`;
 
+/** A step of a run other than a restore (none report steps yet; the server may add them). */
+const formatRunStep = (step: TRestoreStepLine): string => `  ${step.step.padEnd(11)} ${(step.durationMs / 1000).toFixed(1).padStart(6)} s  ${step.detail}`;
+
 export const formatDrill = (drill: TDrillRun): string =>
   `#${drill.id}  ${drill.startedAt}  ${drill.environment}  ${drill.status.toUpperCase()}  RTO ${seconds(drill.rtoSeconds)} (objective ${drill.rtoObjectiveMinutes} min)  RPO ${seconds(drill.rpoSeconds)} (objective ${drill.rpoObjectiveMinutes} min)  backup ${drill.backupLabel ?? "-"}${drill.problems.length > 0 ? `\n      ${drill.problems.join("\n      ")}` : ""}`;
 
@@ -52,10 +55,12 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
     .option("-o, --output <format>", "text or json", "text")
     .action(async (environment: string, options: { type: string; org?: string; output: TOutputFormat }) => {
       if (!["full", "diff", "incr"].includes(options.type)) throw new CliError(`--type must be full, diff or incr, not ${JSON.stringify(options.type)}`, exitCodes.usage);
-      const result = await (await global.client()).request<{ label: string; type: string; databaseBytes: number; repositoryBytes: number; durationMs: number; skippedRepositories: { name: string; type: string; reason: string }[] }>("POST", "/api/backups", {
+      const result = await (await global.client()).run<TRestoreStepLine, { label: string; type: string; databaseBytes: number; repositoryBytes: number; durationMs: number; skippedRepositories: { name: string; type: string; reason: string }[] }>("/api/backups", {
         environment,
         kind: options.type,
         ...(options.org === undefined ? {} : { organization: options.org }),
+      }, (step) => {
+        if (options.output !== "json") printLine(formatRunStep(step));
       });
       if (options.output === "json") printJson(result);
       else {
@@ -74,7 +79,7 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
     .argument("<env>", "environment")
     .option(...orgOption)
     .action(async (environment: string, options: { org?: string }) => {
-      const result = await (await global.client()).request<{ ok: boolean; output: string }>("POST", "/api/backups/verify", { environment, ...(options.org === undefined ? {} : { organization: options.org }) });
+      const result = await (await global.client()).run<TRestoreStepLine, { ok: boolean; output: string }>("/api/backups/verify", { environment, ...(options.org === undefined ? {} : { organization: options.org }) }, (step) => printLine(formatRunStep(step)));
       printLine(result.ok ? `The repositories of ${environment} verify clean.` : `VERIFY FAILED for ${environment}:\n${result.output}`);
       if (!result.ok) process.exitCode = exitCodes.failure;
     });
@@ -93,12 +98,13 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
     .action(async (environment: string, options: { to: string; toLsn?: string; into?: string; inPlace?: boolean; emergency?: string; org?: string; output: TOutputFormat }) => {
       // Each step is printed the moment the server reports it done: a restore takes minutes, and an
       // operator watching an incident needs to see where it is (and where it stopped, if it fails).
+      // The restore runs in the server; the CLI follows it, reconnecting when the stream is cut.
       const text = options.output !== "json";
       let printed = 0;
-      const result = await (await global.client()).stream<TRestoreStepLine, {
+      const result = await (await global.client()).run<TRestoreStepLine, {
         target: string; port: number; directory: string; database: string; durationMs: number; safetyBackup?: string; into?: string; filestoreFiles: number;
         steps: TRestoreStepLine[];
-      }>("POST", "/api/restores", {
+      }>("/api/restores", {
         environment,
         to: options.to,
         ...(options.into === undefined ? {} : { into: options.into }),
@@ -114,7 +120,7 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
         printJson(result);
         return;
       }
-      // A server that does not stream yet answers with every step at the end.
+      // Steps the run reported only with its result (none, today) are printed with it.
       if (printed === 0) result.steps.forEach((step) => printLine(formatRestoreStep(step)));
       const took = `${(result.durationMs / 1000).toFixed(1)} s`;
       const undo = result.safetyBackup === undefined ? "" : ` (safety backup ${result.safetyBackup} taken first; it can undo this)`;
@@ -123,7 +129,7 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
       else printLine(`Restored ${environment} to ${result.target} in ${took}: a copy runs on 127.0.0.1:${result.port} (database ${result.database}, TLS from the organization CA), data and filestore in ${result.directory}.`);
     });
 
-  listCommand<TRestoreRun>("restores", "restores carehost ran, newest first; one interrupted by a stop shows as failed", (run) =>
+  listCommand<TRestoreRun>("restores", "restores carehost ran, newest first; one a stop of carehost cut short shows as interrupted", (run) =>
     `#${run.id}  ${run.startedAt}  ${run.environment} to ${run.target}, ${run.destination}  ${run.status}  ${run.durationMs === null ? "-" : `${(run.durationMs / 1000).toFixed(1)} s`}${run.error === null ? "" : `  ${run.error}`}`,
   );
 
@@ -134,7 +140,9 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
     .option(...orgOption)
     .option("-o, --output <format>", "text or json", "text")
     .action(async (environment: string, options: { org?: string; output: TOutputFormat }) => {
-      const drill = await (await global.client()).request<TDrillRun>("POST", "/api/drills", { environment, ...(options.org === undefined ? {} : { organization: options.org }) });
+      const drill = await (await global.client()).run<TRestoreStepLine, TDrillRun>("/api/drills", { environment, ...(options.org === undefined ? {} : { organization: options.org }) }, (step) => {
+        if (options.output !== "json") printLine(formatRunStep(step));
+      });
       if (options.output === "json") printJson(drill);
       else printLine(formatDrill(drill));
       if (drill.status !== "passed") process.exitCode = exitCodes.failure;

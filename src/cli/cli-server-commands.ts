@@ -8,6 +8,9 @@ import type { TOutputFormat } from "./cli-output.js";
 
 type TGlobal = { client: () => Promise<TApiClient> };
 
+/** How long `carehost up` takes at most to stop on SIGTERM or SIGINT. */
+const STOP_DEADLINE_MS = 25_000;
+
 const where = (instance: TInstanceStatus) => `${instance.instance} ${instance.port === null ? "" : `${instance.host}:${instance.port} `}${instance.state}`;
 const ago = (seconds: number) => `${Math.round(seconds / 60)} min ago`;
 const measured = (value: number | null) => (value === null ? "-" : `${value.toFixed(1)} s`);
@@ -70,15 +73,30 @@ export const registerServerCommands = (program: Command, global: TGlobal): void 
       await new Promise<void>((resolveStop) => {
         const stop = (signal: string) => {
           printLine(`\n${signal}: stopping carehost…`);
-          running.close().then(resolveStop, (error: unknown) => {
-            process.stderr.write(`error while stopping: ${String(error)}\n`);
+          // A service manager waits about 30 s before it kills: whatever still hangs then is left to the next start's repair.
+          const deadline = setTimeout(() => {
+            process.stderr.write(`error while stopping: not stopped after ${STOP_DEADLINE_MS / 1000} s; exiting, the next start repairs what runs left\n`);
             process.exitCode = 1;
             resolveStop();
-          });
+          }, STOP_DEADLINE_MS);
+          running.close().then(
+            () => {
+              clearTimeout(deadline);
+              resolveStop();
+            },
+            (error: unknown) => {
+              clearTimeout(deadline);
+              process.stderr.write(`error while stopping: ${String(error)}\n`);
+              process.exitCode = 1;
+              resolveStop();
+            },
+          );
         };
         process.once("SIGINT", () => stop("SIGINT"));
         process.once("SIGTERM", () => stop("SIGTERM"));
       });
+      // An interrupted run may still have a timer of its own (a wait for PostgreSQL); it is over, and must not keep carehost up.
+      process.exit();
     });
 
   program

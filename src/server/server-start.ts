@@ -17,6 +17,7 @@ import { carehostVersion } from "../lib/version.js";
 import { openStore } from "../store/store-open.js";
 import { authorize } from "../identity/identity-permissions.js";
 import { localRuntimeFactory } from "../runtime/local/local-runtime.js";
+import { endRunningCommands } from "../runtime/local/runtime-command.js";
 import { runtimeSupervisorFactory } from "../runtime/runtime-supervisor.js";
 import { gitopsRepositoryFactory } from "../gitops/gitops-repository.js";
 import type { TGitopsRepository } from "../gitops/gitops-repository.js";
@@ -85,7 +86,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     latestSpecs: environments.latestSpecs,
     ...(runtime === undefined ? {} : { reconcile: environments.reconcileOrganization }),
   });
-  const recovery = recoveryServiceFactory({ db, ...(runtime === undefined ? {} : { runtime }), latestSpecs: environments.latestSpecs, audit: log });
+  const recovery = recoveryServiceFactory({ db, ...(runtime === undefined ? {} : { runtime }), latestSpecs: environments.latestSpecs, audit: log, endCommands: endRunningCommands });
   const repositories = new Map<string, TGitopsRepository>();
   const gitops = gitopsServiceFactory({
     // A local bare repository per target in the data dir: Argo CD or Flux can sync from it (or a mirror of it).
@@ -159,7 +160,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
         });
   if (runtime !== undefined) {
     const interrupted = await recovery.markInterrupted();
-    if (interrupted > 0) options.print(`Recovery: ${interrupted} backup or drill run(s) interrupted by the last stop were marked failed.`);
+    if (interrupted > 0) options.print(`Recovery: ${interrupted} backup, restore or drill run(s) left running by the last stop were marked interrupted.`);
     // After a reboot or a crash: every recorded environment comes back before anything else.
     const restored = await environments.reconcileRecorded(ctx);
     if (restored.length > 0) options.print(`Runtime: ${restored.length} action(s) to bring recorded environments back.`);
@@ -186,8 +187,16 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       await supervisor?.stop();
       for (const spec of await environments.latestSpecs()) await runtime?.stopOrganization(spec);
     },
+    /**
+     * Stops within seconds whatever runs: backups, restores and drills are marked interrupted and
+     * their commands ended (recovery.shutdown), so their followers' streams end and nothing waits
+     * out a time limit; what they left half-done, the next start repairs as after a SIGKILL.
+     */
     close: async () => {
-      await supervisor?.stop();
+      const interrupted = await recovery.shutdown();
+      if (interrupted > 0) options.print(`Recovery: ${interrupted} run(s) still going were marked interrupted; the next start repairs what they left.`);
+      // The supervisor's pass ends once its runs are interrupted; a pass stuck elsewhere is not waited for.
+      await Promise.race([supervisor?.stop(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
       await app.close();
       await runtime?.close();
       await log.close();

@@ -9,6 +9,8 @@ import { archivingAlert } from "../backup/wal-archiving.js";
 import type { TWalArchiving } from "../backup/wal-archiving.js";
 import type { TEnvironmentSpec } from "../spec/spec-schema.js";
 
+const isFailure = (status: string | undefined) => status === "failed" || status === "interrupted";
+
 /** WAL archiving of a backed-up environment's cluster as `status` shows it (see backup/wal-archiving.ts for the lag). */
 export type TArchivingStatus = {
   lastArchivedWal: string | null;
@@ -101,9 +103,10 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
       const verification = summaries.verifications.find((item) => item.organization === organization && item.environment === name);
       const ageSeconds = (at: Date) => Math.max(0, Math.round((now().getTime() - at.getTime()) / 1000));
       const alerts: TAlert[] = [];
-      if (drill?.status === "failed") alerts.push({ kind: "drill-failed", message: `last restore drill failed: ${drill.problems.join("; ") || "see carehost drills"}` });
-      else if (backup?.status === "failed") alerts.push({ kind: "backup-failed", message: `last backup failed: ${backup.error ?? ""}` });
-      else if (verification?.status === "failed") alerts.push({ kind: "verification-failed", message: `last repository verification failed: ${verification.error ?? "see carehost verify"}` });
+      // An interrupted run did not do what it was for either (its error says it was interrupted).
+      if (isFailure(drill?.status)) alerts.push({ kind: "drill-failed", message: `last restore drill failed: ${drill!.problems.join("; ") || "see carehost drills"}` });
+      else if (isFailure(backup?.status)) alerts.push({ kind: "backup-failed", message: `last backup failed: ${backup!.error ?? ""}` });
+      else if (isFailure(verification?.status)) alerts.push({ kind: "verification-failed", message: `last repository verification failed: ${verification!.error ?? "see carehost verify"}` });
       const archivingProblem = archiving === null ? null : archivingAlert(archiving, objectives.rpoMinutes);
       if (archivingProblem !== null) alerts.push({ kind: "archiving", message: archivingProblem });
       // A declared repository the runtime skips holds none of the backups: say so until it is written.

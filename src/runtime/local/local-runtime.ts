@@ -811,12 +811,22 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
         return { directory: source.cluster.directory, port: source.cluster.port, database: databaseNameOf(environment), filestoreFiles: restoredFiles, steps, durationMs: elapsedMs(started) };
       }),
 
-    /** Restores the latest backup (and filestore) into a scratch copy, checks and measures it, and tears it down. */
-    drill: (organization: TOrganizationSpec, environmentName: string) => exclusive(organization, async () => {
+    /**
+     * Restores the latest backup (and filestore) into a scratch copy, checks and measures it, and
+     * tears it down; `onStep` hears of PostgreSQL's part and the filestore's as each completes.
+     */
+    drill: (organization: TOrganizationSpec, environmentName: string, onStep: (step: { step: string; detail: string; durationMs: number }) => void = () => undefined) => exclusive(organization, async () => {
       const source = await recoverable(organization, environmentName);
       // Short: the copy's Unix socket path must stay under 107 bytes.
       const directory = join(root, organization.metadata.name, "drills", now().getTime().toString(36));
+      let begun = process.hrtime.bigint();
       const result = await runDrill(source, join(directory, "postgres"), backedUpIn(organization, source.cluster), now);
+      onStep({
+        step: "postgresql",
+        detail: `${result.backupLabel} restored and writable in ${result.rtoSeconds.toFixed(1)} s; pg_amcheck ${result.amcheckPassed ? "clean" : "found problems"}${result.databasesMissing.length === 0 ? "" : `; missing ${result.databasesMissing.join(", ")}`}`,
+        durationMs: elapsedMs(begun),
+      });
+      begun = process.hrtime.bigint();
       const filestores: TDrillFilestore[] = [];
       const [repository] = source.filestoreRepositories;
       try {
@@ -842,6 +852,8 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       } finally {
         await rm(directory, { recursive: true, force: true });
       }
+      const files = filestores.reduce((sum, filestore) => sum + filestore.files, 0);
+      onStep({ step: "filestore", detail: filestores.length === 0 ? "no filestore repository" : `${files} files restored and re-hashed for ${filestores.map((filestore) => filestore.environment).join(", ")}`, durationMs: elapsedMs(begun) });
       return { stanza: source.backup.access.stanza, ...result, filestores };
     }),
 

@@ -1,7 +1,7 @@
 // Runs the host's binaries (initdb, pg_ctl, redis-server, openssl) the one way STYLE.md item 9
 // allows: a file and an argument array, never a shell string. Secrets travel on stdin or in
 // 0600 files, never in argv, so `ps` and error messages cannot show them.
-import { execFile, spawn } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { DomainError } from "../../lib/errors.js";
@@ -51,6 +51,23 @@ const dieWithCarehost = (timeoutMs: number) => ["--pdeathsig", "TERM", "--", "ti
 /** coreutils timeout's status for a command it stopped at its limit; 128 + 9 when SIGKILL was needed. */
 const TIMED_OUT_STATUSES: ReadonlySet<unknown> = new Set([124, 137]);
 
+/**
+ * The commands running now, so a carehost asked to stop (SIGTERM) can end them instead of waiting
+ * out their time limits: the process of each is coreutils' timeout, which passes a signal it gets
+ * on to the command's whole process group, and SIGKILLs the group GRACE_SECONDS later.
+ */
+const runningCommands = new Set<ChildProcess>();
+
+/**
+ * Ends every command carehost is waiting for (their callers see them fail) and returns how many.
+ * For a stopping carehost: what their runs left half-done, the next start repairs as after a SIGKILL.
+ */
+export function endRunningCommands(): number {
+  const ended = [...runningCommands];
+  for (const child of ended) child.kill("SIGTERM");
+  return ended.length;
+}
+
 export async function runCommand(file: string, args: readonly string[], options: TCommandOptions = {}): Promise<{ stdout: string; stderr: string }> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8", ...options.env };
   if (options.asUser !== undefined) {
@@ -81,6 +98,9 @@ export async function runCommand(file: string, args: readonly string[], options:
         reject(new RuntimeCommandError(`${display} failed (${status}): ${reason}`, display, stderr, stdout));
       },
     );
+    runningCommands.add(child);
+    child.once("exit", () => runningCommands.delete(child));
+    child.once("error", () => runningCommands.delete(child));
     // A command that exits before reading its input closes the pipe: that is its exit status's business, not an EPIPE crash.
     child.stdin?.on("error", () => undefined);
     child.stdin?.end(options.input ?? "");

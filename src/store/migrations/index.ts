@@ -7,7 +7,8 @@ import { secretsMigration } from "./0004-secrets.js";
 import { recoveryMigration } from "./0005-recovery.js";
 import { filestoreRunsMigration } from "./0006-filestore-runs.js";
 import { restoreRunsMigration } from "./0007-restore-runs.js";
+import { runProgressMigration } from "./0008-run-progress.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
-export const migrations: readonly TMigration[] = [coreMigration, auditMigration, identityMigration, secretsMigration, recoveryMigration, filestoreRunsMigration, restoreRunsMigration];
+export const migrations: readonly TMigration[] = [coreMigration, auditMigration, identityMigration, secretsMigration, recoveryMigration, filestoreRunsMigration, restoreRunsMigration, runProgressMigration];
