@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { request } from "node:http";
-import { mkdtemp, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,7 @@ import { parse, stringify } from "yaml";
 import { loadConfig } from "../src/lib/config.js";
 import { RESTORE_STEPS } from "../src/runtime/local/local-runtime.js";
 import { startCarehost, type TRunningCarehost } from "../src/server/server-start.js";
+import { killProcessesUnder } from "./runtime-fixtures.js";
 
 const run = promisify(execFile);
 type TCliResult = { code: number; stdout: string; stderr: string };
@@ -118,12 +119,7 @@ void describe("runs outlive their requests: disconnects, cut streams, user error
     await running.stopEnvironments().catch(() => undefined);
     await running.close();
     // The restored copies run on after carehost stops, by design.
-    for (const entry of await readdir("/proc")) {
-      if (!/^\d+$/.test(entry)) continue;
-      const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => "");
-      const args = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-      if (cwd.startsWith(home) || args.includes(home)) process.kill(Number(entry), "SIGKILL");
-    }
+    await killProcessesUnder(home);
     await rm(home, { recursive: true, force: true });
   });
 

@@ -7,7 +7,7 @@
 // carehost, must stop it within 30 s mid-restore, ending what the restore ran, with the same repair at the next start.
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -15,7 +15,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import pg from "pg";
 import { parse, stringify } from "yaml";
-import { processesRunning, waitForArchive } from "./runtime-fixtures.js";
+import { killProcessesUnder, processesRunning, waitForArchive } from "./runtime-fixtures.js";
 
 const run = promisify(execFile);
 const ORG = "northwind-health";
@@ -161,12 +161,7 @@ void describe("carehost killed with SIGKILL mid-backup and mid-restore", () => {
   after(async () => {
     if (server !== undefined) await killServer();
     // Everything the data dir still runs (PostgreSQL, Redis; carehost leaves them running by design).
-    for (const entry of await readdir("/proc")) {
-      if (!/^\d+$/.test(entry)) continue;
-      const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => "");
-      const args = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-      if (cwd.startsWith(home) || args.includes(home)) process.kill(Number(entry), "SIGKILL");
-    }
+    await killProcessesUnder(home);
     await rm(home, { recursive: true, force: true });
   });
 

@@ -2,7 +2,7 @@
 // start real PostgreSQL and Redis processes. Every secret it generates is remembered, so a test
 // can scan logs and files for leaks.
 import { execFile } from "node:child_process";
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -35,6 +35,16 @@ export async function processesRunning(matches: (program: string, args: readonly
     .map((line) => line.trim().split(/\s+/))
     .filter(([, state, program, ...args]) => !state?.startsWith("Z") && program !== undefined && matches(program, args))
     .map(([pid]) => Number(pid));
+}
+
+/** SIGKILL to every process working in or naming a directory (what carehost leaves running, by design, after its test). */
+export async function killProcessesUnder(directory: string): Promise<void> {
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => "");
+    const args = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (cwd.startsWith(directory) || args.includes(directory)) process.kill(Number(entry), "SIGKILL");
+  }
 }
 
 /** `now`: the runtime's clock (a test moves it forward to see what an objective missed later looks like). */

@@ -14,7 +14,8 @@ import type pg from "pg";
 import { pgbackrest, stanzaInfo } from "../../backup/pgbackrest-command.js";
 import { ConflictError, NotFoundError, ValidationError } from "../../lib/errors.js";
 import { readArchiver } from "./postgres-archiver.js";
-import { connectAdmin, dataDirectoryOf, postgresBinary, runningPid } from "./postgres-cluster.js";
+import { connectAdmin, postgresBinary, runningPid } from "./postgres-cluster.js";
+import { readControlData } from "./postgres-replay-settings.js";
 import type { TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
 import { writeHeartbeat } from "./local-recovery.js";
 import { runCommand, RuntimeCommandError } from "./runtime-command.js";
@@ -126,11 +127,7 @@ export function lastTransactionEnd(waldump: string): Date | undefined {
 async function newestArchivedCommit(source: TRecoverableCluster): Promise<Date | undefined> {
   const newest = await newestArchivedSegment(source);
   if (newest === undefined) return undefined;
-  const controlData = await runCommand(postgresBinary(source.cluster, "pg_controldata"), [dataDirectoryOf(source.cluster)], {
-    env: { LC_ALL: "C" },
-    ...(source.cluster.owner === undefined ? {} : { asUser: source.cluster.owner }),
-  });
-  const segmentBytes = Number(/^Bytes per WAL segment:\s+(\d+)/m.exec(controlData.stdout)?.[1] ?? 16 * 1024 * 1024);
+  const segmentBytes = Number(/^Bytes per WAL segment:\s+(\d+)/m.exec(await readControlData(source.cluster))?.[1] ?? 16 * 1024 * 1024);
   const scratch = await mkdtemp(join(tmpdir(), "carehost-wal-"));
   try {
     if (source.cluster.owner !== undefined) await runCommand("chown", [`${source.cluster.owner.uid}:${source.cluster.owner.gid}`, scratch]);

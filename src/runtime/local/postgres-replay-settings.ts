@@ -50,14 +50,19 @@ export function parseControlData(output: string): TReplaySettings {
   return settings;
 }
 
-/** The values in the cluster's control file; works on a stopped or crashed cluster too. */
-export async function controlFileSettings(cluster: TPostgresCluster): Promise<TReplaySettings> {
+/** What pg_controldata prints for the cluster; works on a stopped or crashed cluster too. */
+export async function readControlData(cluster: TPostgresCluster): Promise<string> {
   const { stdout } = await runCommand(postgresBinary(cluster, "pg_controldata"), [dataDirectoryOf(cluster)], {
-    // pg_controldata translates its labels; C keeps them as parseControlData reads them.
+    // pg_controldata translates its labels; C keeps them as its readers match them.
     env: { LC_ALL: "C" },
     ...(cluster.owner === undefined ? {} : { asUser: cluster.owner }),
   });
-  return parseControlData(stdout);
+  return stdout;
+}
+
+/** The values in the cluster's control file. */
+export async function controlFileSettings(cluster: TPostgresCluster): Promise<TReplaySettings> {
+  return parseControlData(await readControlData(cluster));
 }
 
 /** What a running server runs with now. */
