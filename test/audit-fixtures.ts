@@ -17,10 +17,25 @@ export const aliceContext: TRequestContext = {
 /** A varied, realistic stream of events: entry i differs from entry j. */
 export const sampleEvent = (index: number): TAuditEvent =>
   index % 3 === 0
-    ? { type: "auth.login.failed", outcome: "denied", target: "user:alice", payload: { username: "alice", reason: `bad password #${index}` } }
+    ? {
+        type: "auth.login.failed",
+        outcome: "denied",
+        target: "user:alice",
+        payload: { username: "alice", reason: `bad password #${index}` },
+      }
     : index % 3 === 1
-      ? { type: "environment.changed", outcome: "success", target: `environment:northwind/env-${index}`, payload: { digest: `sha256:${index}`, previousDigest: `sha256:${index - 1}` } }
-      : { type: "access.denied", outcome: "denied", target: "spec", payload: { permission: "spec:apply", role: "viewer" } };
+      ? {
+          type: "environment.changed",
+          outcome: "success",
+          target: `environment:northwind/env-${index}`,
+          payload: { digest: `sha256:${index}`, previousDigest: `sha256:${index - 1}` },
+        }
+      : {
+          type: "access.denied",
+          outcome: "denied",
+          target: "spec",
+          payload: { permission: "spec:apply", role: "viewer" },
+        };
 
 export type TAuditHarness = {
   readonly database: TTestDatabase;
@@ -42,7 +57,15 @@ export const createAuditHarness = async (
   const db = await database.open();
   const logs: TAuditLog[] = [];
   const openAnother = (more: Partial<TAuditLogDeps> = {}): TAuditLog => {
-    const log = auditLogFactory({ db, signingKeyPath: keyPath, onBackgroundError: (error) => { throw error; }, ...overrides, ...more });
+    const log = auditLogFactory({
+      db,
+      signingKeyPath: keyPath,
+      onBackgroundError: (error) => {
+        throw error;
+      },
+      ...overrides,
+      ...more,
+    });
     logs.push(log);
     return log;
   };

@@ -19,8 +19,23 @@ export async function startAzurite(directory: string): Promise<TAzurite> {
   const caFile = join(directory, "azurite.crt");
   const keyFile = join(directory, "azurite.key");
   await runCommand("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-    "-subj", "/CN=localhost", "-addext", `subjectAltName=DNS:localhost,DNS:${AZURITE_ACCOUNT}.localhost,IP:127.0.0.1`, "-keyout", keyFile, "-out", caFile,
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    `subjectAltName=DNS:localhost,DNS:${AZURITE_ACCOUNT}.localhost,IP:127.0.0.1`,
+    "-keyout",
+    keyFile,
+    "-out",
+    caFile,
   ]);
   // <account>.localhost: Azurite also answers Azure's own form, https://<account>.<suffix> (test/connect-proxy.ts).
   // pgBackRest runs as the postgres account and reads the certificate as its CA.
@@ -28,13 +43,30 @@ export async function startAzurite(directory: string): Promise<TAzurite> {
   const port = await freeLoopbackPort();
   const child = spawn(
     process.execPath,
-    [join(process.cwd(), "node_modules", "azurite", "dist", "src", "blob", "main.js"), "--blobHost", "127.0.0.1", "--blobPort", String(port), "--cert", caFile, "--key", keyFile,
-      "--location", join(directory, "data"), "--disableTelemetry", "--silent", "--skipApiVersionCheck", "--loose"],
+    [
+      join(process.cwd(), "node_modules", "azurite", "dist", "src", "blob", "main.js"),
+      "--blobHost",
+      "127.0.0.1",
+      "--blobPort",
+      String(port),
+      "--cert",
+      caFile,
+      "--key",
+      keyFile,
+      "--location",
+      join(directory, "data"),
+      "--disableTelemetry",
+      "--silent",
+      "--skipApiVersionCheck",
+      "--loose",
+    ],
     { stdio: "ignore" },
   );
   for (let attempt = 0; ; attempt += 1) {
     const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, "127.0.0.1", () => resolve(socket.end() !== undefined)).on("error", () => resolve(false));
+      const socket = connect(port, "127.0.0.1", () => resolve(socket.end() !== undefined)).on("error", () =>
+        resolve(false),
+      );
     });
     if (open) break;
     if (attempt > 100 || child.exitCode !== null) throw new Error(`Azurite did not start on port ${port}`);

@@ -7,7 +7,15 @@ import { IngressRoute, Middleware, TLSOption } from "@kubernetes-models/traefik/
 import { Deployment } from "kubernetes-models/apps/v1";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
-import { ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Service, ServiceAccount } from "kubernetes-models/v1";
+import {
+  ConfigMap,
+  LimitRange,
+  Namespace,
+  PersistentVolumeClaim,
+  ResourceQuota,
+  Service,
+  ServiceAccount,
+} from "kubernetes-models/v1";
 
 type TModel = new (data: never) => { validate(): void };
 
@@ -32,7 +40,11 @@ const MODELS: Record<string, TModel> = {
 };
 
 /** Throws, naming the object, when it does not match its schema or its kind has no model here. */
-export function validateKubernetesObject(object: { apiVersion: string; kind: string; metadata: { name: string } }): void {
+export function validateKubernetesObject(object: {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string };
+}): void {
   const key = `${object.apiVersion}/${object.kind}`;
   const Model = MODELS[key];
   if (Model === undefined) throw new Error(`no schema for ${key} (${object.metadata.name})`);

@@ -20,7 +20,14 @@ import { killProcessesUnder } from "./runtime-fixtures.js";
 
 const run = promisify(execFile);
 type TCliResult = { code: number; stdout: string; stderr: string };
-type TRunView = { id: number; kind: string; state: string; steps: { step: string }[]; result: { port?: number } | null; error: string | null };
+type TRunView = {
+  id: number;
+  kind: string;
+  state: string;
+  steps: { step: string }[];
+  result: { port?: number } | null;
+  error: string | null;
+};
 
 /**
  * A TCP proxy to one port that can cut every connection it carries: once, the first time the
@@ -90,10 +97,14 @@ void describe("runs outlive their requests: disconnects, cut streams, user error
   const api = (method: string, path: string, body?: unknown) =>
     fetch(`${running.url}${path}`, {
       method,
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
-  const runOf = async (kind: string, id: number): Promise<TRunView> => (await (await api("GET", `/api/runs/${kind}/${id}`)).json()) as TRunView;
+  const runOf = async (kind: string, id: number): Promise<TRunView> =>
+    (await (await api("GET", `/api/runs/${kind}/${id}`)).json()) as TRunView;
   const untilEnded = async (kind: string, id: number): Promise<TRunView> => {
     const deadline = Date.now() + 180_000;
     for (;;) {
@@ -106,11 +117,20 @@ void describe("runs outlive their requests: disconnects, cut streams, user error
 
   before(async () => {
     home = await mkdtemp(join(tmpdir(), "carehost-follow-"));
-    const demo = parse(await readFile("examples/northwind-health.yaml", "utf8")) as { environments: { name: string }[] };
-    demo.environments = demo.environments.filter((environment) => environment.name === "prod" || environment.name === "training");
+    const demo = parse(await readFile("examples/northwind-health.yaml", "utf8")) as {
+      environments: { name: string }[];
+    };
+    demo.environments = demo.environments.filter(
+      (environment) => environment.name === "prod" || environment.name === "training",
+    );
     const specPath = join(home, "prod.yaml");
     await writeFile(specPath, stringify(demo));
-    const config = loadConfig({ CAREHOST_HOME: home, CAREHOST_PORT: "0", CAREHOST_LOG_LEVEL: "warn", CAREHOST_SUPERVISE_SECONDS: "3600" });
+    const config = loadConfig({
+      CAREHOST_HOME: home,
+      CAREHOST_PORT: "0",
+      CAREHOST_LOG_LEVEL: "warn",
+      CAREHOST_SUPERVISE_SECONDS: "3600",
+    });
     running = await startCarehost(config, { specPath, print: () => undefined });
     token = (await readFile(join(home, "cli-token"), "utf8")).trim();
   });
@@ -147,32 +167,52 @@ void describe("runs outlive their requests: disconnects, cut streams, user error
     const backupLines = backedUp.stdout.trimEnd().split("\n");
     assert.match(backupLines[0] ?? "", /^ {2}backup +[\d.]+ s {2}\d{8}-\d{6}F_\d{8}-\d{6}I: [\d.]+ MB database/);
     assert.match(backupLines[1] ?? "", /^ {2}expire +[\d.]+ s {2}/);
-    assert.match(backupLines[2] ?? "", /^Backup \S+ \(incr\) of prod: [\d.]+ MB database, [\d.]+ MB written to the repository, in [\d.]+ s\.$/);
+    assert.match(
+      backupLines[2] ?? "",
+      /^Backup \S+ \(incr\) of prod: [\d.]+ MB database, [\d.]+ MB written to the repository, in [\d.]+ s\.$/,
+    );
     // No supervisor tick has written a heartbeat here, so the drill cannot measure its RPO: it ends FAILED, with a result, and exit 1 as ever.
     const drilled = await cli(["drill", "prod"]);
     assert.equal(drilled.code, 1, drilled.stdout + drilled.stderr);
     const drillLines = drilled.stdout.trimEnd().split("\n");
-    assert.match(drillLines[0] ?? "", /^ {2}postgresql +[\d.]+ s {2}\S+ restored and writable in [\d.]+ s; pg_amcheck clean$/);
+    assert.match(
+      drillLines[0] ?? "",
+      /^ {2}postgresql +[\d.]+ s {2}\S+ restored and writable in [\d.]+ s; pg_amcheck clean$/,
+    );
     assert.match(drillLines[1] ?? "", /^ {2}filestore +[\d.]+ s {2}/);
     const drillId = Number(/^#(\d+) .* prod {2}FAILED {2}RTO/.exec(drillLines[2] ?? "")?.[1]);
     assert.ok(drillId > 0, drilled.stdout);
     assert.match(drillLines[3] ?? "", /the achieved RPO could not be measured/);
     const drill = await runOf("drill", drillId);
     assert.deepEqual([drill.state, drill.steps.map((step) => step.step)], ["failed", ["postgresql", "filestore"]]);
-    assert.deepEqual((drill.result as { problems?: string[] } | null)?.problems, ["the achieved RPO could not be measured (no heartbeat in the restore)"]);
+    assert.deepEqual((drill.result as { problems?: string[] } | null)?.problems, [
+      "the achieved RPO could not be measured (no heartbeat in the restore)",
+    ]);
   });
 
   void it("the CLI follows a restore through a stream cut after its first step: every step once, in order, and the same last line as ever", async () => {
     const proxy = await startCuttingProxy(Number(new URL(running.url).port), /"kind":"step"/);
     try {
-      const restored = await cli(["restore", "prod", "--to", "latest", "--into", "followed"], { CAREHOST_URL: proxy.url });
+      const restored = await cli(["restore", "prod", "--to", "latest", "--into", "followed"], {
+        CAREHOST_URL: proxy.url,
+      });
       assert.equal(restored.code, 0, restored.stdout + restored.stderr);
       assert.ok(proxy.wasCut(), "the stream was cut");
       const stepLines = restored.stdout.split("\n").filter((line) => /^ {2}\[\d\/\d\] /.test(line));
-      assert.deepEqual(stepLines.map((line) => /\] (\w+)/.exec(line)?.[1]), [...RESTORE_STEPS], restored.stdout);
-      assert.match(restored.stdout, /^Restored prod to latest in [\d.]+ s: a copy runs on 127\.0\.0\.1:\d+ \(database prod/m);
+      assert.deepEqual(
+        stepLines.map((line) => /\] (\w+)/.exec(line)?.[1]),
+        [...RESTORE_STEPS],
+        restored.stdout,
+      );
+      assert.match(
+        restored.stdout,
+        /^Restored prod to latest in [\d.]+ s: a copy runs on 127\.0\.0\.1:\d+ \(database prod/m,
+      );
       const follows = proxy.requests.filter((line) => /^GET \/api\/runs\/restore\/\d+\/events/.test(line));
-      assert.ok(follows.some((line) => /after=[1-9]/.test(line)), `reconnected from the steps seen: ${follows.join(", ")}`);
+      assert.ok(
+        follows.some((line) => /after=[1-9]/.test(line)),
+        `reconnected from the steps seen: ${follows.join(", ")}`,
+      );
     } finally {
       await proxy.stop();
     }
@@ -189,7 +229,17 @@ void describe("runs outlive their requests: disconnects, cut streams, user error
     const body = JSON.stringify({ environment: "prod", to: "latest", into: "abandoned" });
     const url = new URL(`${running.url}/api/restores`);
     await new Promise<void>((resolve) => {
-      const sent = request({ host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "content-length": Buffer.byteLength(body) } });
+      const sent = request({
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+        },
+      });
       sent.on("error", () => resolve());
       sent.end(body, () => {
         sent.destroy();
@@ -198,44 +248,96 @@ void describe("runs outlive their requests: disconnects, cut streams, user error
     });
     let restore: { id: number } | undefined;
     for (let attempt = 0; attempt < 100 && restore === undefined; attempt += 1) {
-      const listed = (await (await api("GET", "/api/restores?environment=prod")).json()) as { id: number; destination: string }[];
-      restore = listed.find((item) => item.destination === "copy abandoned" && !before.some((old) => old.id === item.id));
+      const listed = (await (await api("GET", "/api/restores?environment=prod")).json()) as {
+        id: number;
+        destination: string;
+      }[];
+      restore = listed.find(
+        (item) => item.destination === "copy abandoned" && !before.some((old) => old.id === item.id),
+      );
       if (restore === undefined) await sleep(100);
     }
     assert.ok(restore !== undefined, "the restore was started although its client left");
     // A follower that leaves after the first line does not stop it either.
     const following = new AbortController();
-    const stream = await fetch(`${running.url}/api/runs/restore/${restore.id}/events`, { headers: { authorization: `Bearer ${token}` }, signal: following.signal });
+    const stream = await fetch(`${running.url}/api/runs/restore/${restore.id}/events`, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: following.signal,
+    });
     assert.equal(stream.status, 200);
     assert.equal(stream.headers.get("content-type"), "application/x-ndjson; charset=utf-8");
     const reader = stream.body!.getReader();
-    const first = JSON.parse(new TextDecoder().decode((await reader.read()).value).split("\n")[0]!) as { kind: string; run: { id: number; kind: string } };
+    const first = JSON.parse(new TextDecoder().decode((await reader.read()).value).split("\n")[0]!) as {
+      kind: string;
+      run: { id: number; kind: string };
+    };
     assert.deepEqual([first.kind, first.run.id, first.run.kind], ["run", restore.id, "restore"]);
     following.abort();
 
     const ended = await untilEnded("restore", restore.id);
     assert.equal(ended.state, "succeeded", JSON.stringify(ended));
-    assert.deepEqual(ended.steps.map((step) => step.step), [...RESTORE_STEPS]);
+    assert.deepEqual(
+      ended.steps.map((step) => step.step),
+      [...RESTORE_STEPS],
+    );
     assert.ok((ended.result?.port ?? 0) > 0);
-    const audited = JSON.parse((await cli(["audit", "list", "--type", "restore.completed", "--output", "json"])).stdout) as { payload: { into?: string } }[];
-    assert.ok(audited.some((entry) => entry.payload.into === "abandoned"), "the restore is audited");
+    const audited = JSON.parse(
+      (await cli(["audit", "list", "--type", "restore.completed", "--output", "json"])).stdout,
+    ) as { payload: { into?: string } }[];
+    assert.ok(
+      audited.some((entry) => entry.payload.into === "abandoned"),
+      "the restore is audited",
+    );
     // A follower that comes after the end hears the whole run from the record.
-    const late = (await (await api("GET", `/api/runs/restore/${restore.id}/events?after=4`)).text()).trim().split("\n").map((line) => JSON.parse(line) as { kind: string; index?: number });
-    assert.deepEqual(late.map((line) => line.kind), ["run", "step", "step", "result"]);
-    assert.deepEqual(late.filter((line) => line.kind === "step").map((line) => line.index), [4, 5]);
+    const late = (await (await api("GET", `/api/runs/restore/${restore.id}/events?after=4`)).text())
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { kind: string; index?: number });
+    assert.deepEqual(
+      late.map((line) => line.kind),
+      ["run", "step", "step", "result"],
+    );
+    assert.deepEqual(
+      late.filter((line) => line.kind === "step").map((line) => line.index),
+      [4, 5],
+    );
   });
 
   void it("answers what a user gets wrong with a problem+json that says what to do, never a 500", async () => {
     const cases: [string, string, unknown, number, RegExp][] = [
-      ["POST", "/api/restores", { environment: "prod", to: "yesterday", into: "x" }, 400, /is not latest or an ISO 8601 instant with a zone/],
+      [
+        "POST",
+        "/api/restores",
+        { environment: "prod", to: "yesterday", into: "x" },
+        400,
+        /is not latest or an ISO 8601 instant with a zone/,
+      ],
       ["POST", "/api/restores", { environment: "prod", toLsn: "0/zz", into: "x" }, 400, /does not match the schema/],
-      ["POST", "/api/restores", { environment: "prod", to: "2026-11-22T14:03:05Z", toLsn: "0/3000028", into: "x" }, 400, /give either --to .* or --to-lsn .*, not both/],
+      [
+        "POST",
+        "/api/restores",
+        { environment: "prod", to: "2026-11-22T14:03:05Z", toLsn: "0/3000028", into: "x" },
+        400,
+        /give either --to .* or --to-lsn .*, not both/,
+      ],
       ["POST", "/api/restores", { environment: "prod" }, 400, /say where to restore/],
-      ["POST", "/api/restores", { environment: "nowhere", into: "x" }, 404, /no recorded environment is named "nowhere"/],
+      [
+        "POST",
+        "/api/restores",
+        { environment: "nowhere", into: "x" },
+        404,
+        /no recorded environment is named "nowhere"/,
+      ],
       ["POST", "/api/backups", { environment: "training" }, 400, /has backups disabled/],
       ["POST", "/api/drills", { environment: "nowhere" }, 404, /no recorded environment/],
       ["POST", "/api/backups/verify", { environment: "prod", extra: 1 }, 400, /does not match the schema/],
-      ["GET", "/api/runs/restore/999999", undefined, 404, /there is no restore run #999999; carehost restores lists them/],
+      [
+        "GET",
+        "/api/runs/restore/999999",
+        undefined,
+        404,
+        /there is no restore run #999999; carehost restores lists them/,
+      ],
       ["GET", "/api/runs/restore/999999/events", undefined, 404, /there is no restore run #999999/],
       ["GET", "/api/runs/verify/1", undefined, 404, /there is no verify run #1; carehost backups lists them/],
       ["GET", "/api/runs/operation/1", undefined, 400, /does not match the schema/],
@@ -248,23 +350,43 @@ void describe("runs outlive their requests: disconnects, cut streams, user error
       assert.equal(response.headers.get("content-type"), "application/problem+json; charset=utf-8");
       const problem = (await response.json()) as { status: number; detail: string; errors?: { message: string }[] };
       assert.equal(problem.status, status);
-      assert.match(`${problem.detail} ${(problem.errors ?? []).map((error) => error.message).join(" ")}`, detail, `${method} ${path}`);
+      assert.match(
+        `${problem.detail} ${(problem.errors ?? []).map((error) => error.message).join(" ")}`,
+        detail,
+        `${method} ${path}`,
+      );
     }
   });
 
   void it("a carehost that runs no environments refuses a backup, restore or drill before it records a run", async () => {
     const noneHome = await mkdtemp(join(tmpdir(), "carehost-follow-none-"));
-    const none = await startCarehost(loadConfig({ CAREHOST_HOME: noneHome, CAREHOST_PORT: "0", CAREHOST_LOG_LEVEL: "warn", CAREHOST_RUNTIME: "none" }), { specPath: join(home, "prod.yaml"), print: () => undefined });
+    const none = await startCarehost(
+      loadConfig({ CAREHOST_HOME: noneHome, CAREHOST_PORT: "0", CAREHOST_LOG_LEVEL: "warn", CAREHOST_RUNTIME: "none" }),
+      { specPath: join(home, "prod.yaml"), print: () => undefined },
+    );
     try {
       const noneToken = (await readFile(join(noneHome, "cli-token"), "utf8")).trim();
       const post = (path: string, body: unknown) =>
-        fetch(`${none.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${noneToken}`, "content-type": "application/json" }, body: JSON.stringify(body) });
-      for (const [path, body] of [["/api/backups", { environment: "prod" }], ["/api/drills", { environment: "prod" }], ["/api/restores", { environment: "prod", into: "x" }]] as const) {
+        fetch(`${none.url}${path}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${noneToken}`, "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+      for (const [path, body] of [
+        ["/api/backups", { environment: "prod" }],
+        ["/api/drills", { environment: "prod" }],
+        ["/api/restores", { environment: "prod", into: "x" }],
+      ] as const) {
         const response = await post(path, body);
         assert.equal(response.status, 400, path);
-        assert.match(((await response.json()) as { detail: string }).detail, /runs no environments \(CAREHOST_RUNTIME=none\)/);
+        assert.match(
+          ((await response.json()) as { detail: string }).detail,
+          /runs no environments \(CAREHOST_RUNTIME=none\)/,
+        );
       }
-      const listed = (await (await fetch(`${none.url}/api/backups`, { headers: { authorization: `Bearer ${noneToken}` } })).json()) as unknown[];
+      const listed = (await (
+        await fetch(`${none.url}/api/backups`, { headers: { authorization: `Bearer ${noneToken}` } })
+      ).json()) as unknown[];
       assert.deepEqual(listed, [], "no run was recorded");
     } finally {
       await none.close();

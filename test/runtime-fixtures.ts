@@ -28,7 +28,9 @@ export type TRuntimeHarness = {
 };
 
 /** Live processes (zombies excepted) whose program and arguments `matches` accepts, by pid. */
-export async function processesRunning(matches: (program: string, args: readonly string[]) => boolean): Promise<number[]> {
+export async function processesRunning(
+  matches: (program: string, args: readonly string[]) => boolean,
+): Promise<number[]> {
   const { stdout } = await promisify(execFile)("ps", ["-eo", "pid=,stat=,args="]);
   return stdout
     .split("\n")
@@ -105,10 +107,13 @@ export async function filesBelow(directory: string): Promise<string[]> {
   for (const entry of await readdir(directory, { withFileTypes: true, recursive: true })) {
     const path = join(entry.parentPath, entry.name);
     if (!entry.isFile()) continue;
-    const size = await stat(path).then((stats) => stats.size, (error: NodeJS.ErrnoException) => {
-      if (error.code === "ENOENT") return undefined;
-      throw error;
-    });
+    const size = await stat(path).then(
+      (stats) => stats.size,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === "ENOENT") return undefined;
+        throw error;
+      },
+    );
     if (size !== undefined && size < 4 * 1024 * 1024) files.push(path);
   }
   return files;
@@ -124,22 +129,42 @@ export async function waitForArchive(admin: Pick<pg.Client, "query">): Promise<v
 /** Every file below a directory, relative to it and sorted (the empty-filestore marker excepted). */
 export async function filesOf(directory: string): Promise<string[]> {
   const entries = await readdir(directory, { withFileTypes: true, recursive: true }).catch(() => []);
-  return entries.filter((entry) => entry.isFile() && entry.name !== ".carehost-empty").map((entry) => relative(directory, join(entry.parentPath, entry.name))).sort();
+  return entries
+    .filter((entry) => entry.isFile() && entry.name !== ".carehost-empty")
+    .map((entry) => relative(directory, join(entry.parentPath, entry.name)))
+    .sort();
 }
 
 /**
  * TLS connections to a harness's clusters, verified against the organization's CA: as any role, or
  * as the admin of one cluster. The harness is a getter: tests create it in `before`.
  */
-export function clusterClients(harnessOf: () => Pick<TRuntimeHarness, "root" | "secrets">, organization: string, instance = "dedicated-prod") {
+export function clusterClients(
+  harnessOf: () => Pick<TRuntimeHarness, "root" | "secrets">,
+  organization: string,
+  instance = "dedicated-prod",
+) {
   const caPem = () => readText(join(harnessOf().root, organization, "ca.crt"));
   const connect = async (port: number, user: string, password: string, database: string): Promise<pg.Client> => {
-    const client = new pg.Client({ host: "127.0.0.1", port, user, password, database, ssl: { ca: await caPem(), rejectUnauthorized: true } });
+    const client = new pg.Client({
+      host: "127.0.0.1",
+      port,
+      user,
+      password,
+      database,
+      ssl: { ca: await caPem(), rejectUnauthorized: true },
+    });
     client.on("error", () => undefined);
     await client.connect();
     return client;
   };
-  const admin = async (port: number, database = "postgres") => connect(port, "carehost_admin", await harnessOf().secrets.current(secretNames.clusterAdmin(organization, instance)), database);
+  const admin = async (port: number, database = "postgres") =>
+    connect(
+      port,
+      "carehost_admin",
+      await harnessOf().secrets.current(secretNames.clusterAdmin(organization, instance)),
+      database,
+    );
   return { caPem, connect, admin };
 }
 
@@ -153,16 +178,26 @@ export function attachmentWriter(filestore: () => string, odoo: () => Pick<pg.Cl
   const rows: { id: number; at: number }[] = [];
   /** One attachment and one row, committed together as Odoo does; returns when both are durable. */
   const write = async (index: number) => {
-    const path = join(randomBytes(1).toString("hex"), `${String(index).padStart(4, "0")}-${randomBytes(8).toString("hex")}`);
+    const path = join(
+      randomBytes(1).toString("hex"),
+      `${String(index).padStart(4, "0")}-${randomBytes(8).toString("hex")}`,
+    );
     await mkdir(join(filestore(), path, ".."), { recursive: true });
     await writeFile(join(filestore(), path), randomBytes(2048));
-    const { rows: [row] } = await odoo().query<{ id: number; at: Date }>("INSERT INTO ir_attachment (store_fname) VALUES ($1) RETURNING id, at", [path]);
+    const {
+      rows: [row],
+    } = await odoo().query<{ id: number; at: Date }>(
+      "INSERT INTO ir_attachment (store_fname) VALUES ($1) RETURNING id, at",
+      [path],
+    );
     written.push({ path, at: Date.now() });
     rows.push({ id: row!.id, at: row!.at.getTime() });
   };
   /** Odoo's table, as much of it as the writer fills. */
   const createTable = async () => {
-    await odoo().query("CREATE TABLE ir_attachment (id serial PRIMARY KEY, store_fname text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())");
+    await odoo().query(
+      "CREATE TABLE ir_attachment (id serial PRIMARY KEY, store_fname text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+    );
   };
   return { written, rows, write, createTable };
 }

@@ -32,8 +32,21 @@ export async function startS3rver(directory: string): Promise<TS3rver> {
   const dataDirectory = join(directory, "data");
   const child = spawn(
     process.execPath,
-    [join(process.cwd(), "node_modules", "s3rver", "bin", "s3rver.js"), "--directory", dataDirectory, "--address", "127.0.0.1", "--port", String(port),
-      "--key", keyFile, "--cert", certFile, "--no-vhost-buckets", "--silent"],
+    [
+      join(process.cwd(), "node_modules", "s3rver", "bin", "s3rver.js"),
+      "--directory",
+      dataDirectory,
+      "--address",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--key",
+      keyFile,
+      "--cert",
+      certFile,
+      "--no-vhost-buckets",
+      "--silent",
+    ],
     { stdio: "ignore" },
   );
   await waitForPort(port, "s3rver", () => child.exitCode !== null);
@@ -42,7 +55,10 @@ export async function startS3rver(directory: string): Promise<TS3rver> {
     caFile: certFile,
     objectKeys: async (bucket, prefix) => {
       const files = await readdir(join(dataDirectory, bucket, prefix), { recursive: true }).catch(() => []);
-      return files.filter((file) => file.endsWith(OBJECT_SUFFIX)).map((file) => `${prefix}/${file.slice(0, -OBJECT_SUFFIX.length)}`).sort();
+      return files
+        .filter((file) => file.endsWith(OBJECT_SUFFIX))
+        .map((file) => `${prefix}/${file.slice(0, -OBJECT_SUFFIX.length)}`)
+        .sort();
     },
     stop: async () => {
       child.kill("SIGTERM");

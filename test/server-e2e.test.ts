@@ -63,8 +63,17 @@ void describe("carehost server and CLI end to end", () => {
     home = await mkdtemp(join(tmpdir(), "carehost-e2e-"));
     const logStream = new PassThrough();
     logStream.on("data", (chunk: Buffer) => logLines.push(...chunk.toString("utf8").split("\n").filter(Boolean)));
-    const config = loadConfig({ CAREHOST_HOME: home, CAREHOST_PORT: "0", CAREHOST_LOG_LEVEL: "debug", CAREHOST_SUPERVISE_SECONDS: "1" });
-    running = await startCarehost(config, { specPath: "examples/northwind-health.yaml", print: (line) => printed.push(line), logStream });
+    const config = loadConfig({
+      CAREHOST_HOME: home,
+      CAREHOST_PORT: "0",
+      CAREHOST_LOG_LEVEL: "debug",
+      CAREHOST_SUPERVISE_SECONDS: "1",
+    });
+    running = await startCarehost(config, {
+      specPath: "examples/northwind-health.yaml",
+      print: (line) => printed.push(line),
+      logStream,
+    });
   });
 
   after(async () => {
@@ -97,12 +106,24 @@ void describe("carehost server and CLI end to end", () => {
     assert.match(text.stdout, /organization northwind-health/);
     assert.match(text.stdout, /prod\s+production\s+phi\s+dedicated/);
     const json = await cli(["status", "--output", "json"]);
-    const status = JSON.parse(json.stdout) as { organizations: { environments: { name: string; runtime: { postgres: { port: unknown; state: unknown } } | null }[] }[] };
-    assert.deepEqual(status.organizations[0]?.environments.map((environment) => environment.name).sort(), ["prod", "staging", "training"]);
+    const status = JSON.parse(json.stdout) as {
+      organizations: {
+        environments: { name: string; runtime: { postgres: { port: unknown; state: unknown } } | null }[];
+      }[];
+    };
+    assert.deepEqual(status.organizations[0]?.environments.map((environment) => environment.name).sort(), [
+      "prod",
+      "staging",
+      "training",
+    ]);
     // Fields, not prose: the port is a number and the state an enum; the text above was rendered from them.
-    const postgres = status.organizations[0]!.environments.find((environment) => environment.name === "prod")!.runtime!.postgres;
+    const postgres = status.organizations[0]!.environments.find((environment) => environment.name === "prod")!.runtime!
+      .postgres;
     assert.ok(Number.isInteger(postgres.port) && postgres.state === "running", JSON.stringify(postgres));
-    assert.match(text.stdout, new RegExp(`postgres {2}dedicated-prod 127\\.0\\.0\\.1:${String(postgres.port)} running`));
+    assert.match(
+      text.stdout,
+      new RegExp(`postgres {2}dedicated-prod 127\\.0\\.0\\.1:${String(postgres.port)} running`),
+    );
   });
 
   void it("serves an OpenAPI 3.1 document to an authenticated caller", async () => {
@@ -110,7 +131,8 @@ void describe("carehost server and CLI end to end", () => {
     const response = await fetch(`${running.url}/api/openapi.json`, { headers: { authorization: `Bearer ${token}` } });
     const document = (await response.json()) as { openapi: string; paths: Record<string, unknown> };
     assert.equal(document.openapi, "3.1.0");
-    for (const path of ["/api/status", "/api/plan", "/api/apply", "/api/audit/verify", "/api/auth/login", "/healthz"]) assert.ok(path in document.paths, path);
+    for (const path of ["/api/status", "/api/plan", "/api/apply", "/api/audit/verify", "/api/auth/login", "/healthz"])
+      assert.ok(path in document.paths, path);
   });
 
   void it("answers bad input with problem+json naming the field, and a bad spec with its lines", async () => {
@@ -147,9 +169,19 @@ void describe("carehost server and CLI end to end", () => {
     assert.match(plan.stdout, /^ {2}restarts prod's PostgreSQL: max_connections$/m);
     assert.match(plan.stdout, /^No drift: the running systems match applied revision 1\.$/m);
     assert.doesNotMatch(plan.stdout, /edited by hand|Drift on the running systems/);
-    const planJson = JSON.parse((await cli(["plan", changed, "--output", "json"])).stdout) as { drift: unknown[]; effects: { action: string; target: string; reasons: string[] }[] };
+    const planJson = JSON.parse((await cli(["plan", changed, "--output", "json"])).stdout) as {
+      drift: unknown[];
+      effects: { action: string; target: string; reasons: string[] }[];
+    };
     assert.deepEqual(planJson.drift, []);
-    assert.ok(planJson.effects.some((effect) => effect.action === "restart" && effect.target === "postgres/dedicated-prod" && effect.reasons.includes("max_connections")));
+    assert.ok(
+      planJson.effects.some(
+        (effect) =>
+          effect.action === "restart" &&
+          effect.target === "postgres/dedicated-prod" &&
+          effect.reasons.includes("max_connections"),
+      ),
+    );
     const applied = await cli(["apply", changed]);
     assert.match(applied.stdout, /Recorded as spec revision 2/);
     const again = await cli(["apply", changed]);
@@ -165,7 +197,9 @@ void describe("carehost server and CLI end to end", () => {
     const confirmed = await cli(["apply", withoutTraining, "--confirm-destroy", "training"]);
     assert.equal(confirmed.code, 0, confirmed.stderr);
     assert.match(confirmed.stdout, /- remove environment "training"/);
-    const backups = JSON.parse((await cli(["audit", "list", "--type", "environment.final_backup", "--output", "json"])).stdout) as { target: string; payload: { bytes: number } }[];
+    const backups = JSON.parse(
+      (await cli(["audit", "list", "--type", "environment.final_backup", "--output", "json"])).stdout,
+    ) as { target: string; payload: { bytes: number } }[];
     assert.equal(backups.length, 1, "the removal took a final backup first");
     assert.match(backups[0]!.target, /training/);
     assert.ok(backups[0]!.payload.bytes > 0);
@@ -177,20 +211,34 @@ void describe("carehost server and CLI end to end", () => {
     const prodStart = source.indexOf("  - name: prod");
     const hosting = source.indexOf("hosting: dedicated", prodStart);
     assert.ok(prodStart > 0 && hosting > prodStart);
-    await writeFile(shared, `${source.slice(0, hosting)}hosting: shared${source.slice(hosting + "hosting: dedicated".length)}`);
+    await writeFile(
+      shared,
+      `${source.slice(0, hosting)}hosting: shared${source.slice(hosting + "hosting: dedicated".length)}`,
+    );
     for (const command of ["plan", "apply", "validate"]) {
       const refused = await cli([command, shared]);
       assert.equal(refused.code, 3, refused.stdout + refused.stderr);
-      assert.match(refused.stderr, /^ {2}CH-ISO-001 \[164\.308\(a\)\(4\), 164\.312\(a\)\(1\)\] environment "prod": .*\(hosting: shared\)$/m);
+      assert.match(
+        refused.stderr,
+        /^ {2}CH-ISO-001 \[164\.308\(a\)\(4\), 164\.312\(a\)\(1\)\] environment "prod": .*\(hosting: shared\)$/m,
+      );
     }
     const posture = await cli(["posture"]);
     // The demo's offsite repository has no key on this host: every backup goes to local alone, a
     // mandatory failure (exit 3) and the only one. MFA and OIDC are declared but not enforced yet.
     assert.equal(posture.code, 3, posture.stdout + posture.stderr);
     assert.match(posture.stdout, /CH-ISO-001/);
-    assert.deepEqual(posture.stdout.split("\n").filter((line) => /\bFAIL\b/.test(line)).map((line) => /CH-[A-Z]+-\d+/.exec(line)?.[0]), ["CH-BAK-006"]);
+    assert.deepEqual(
+      posture.stdout
+        .split("\n")
+        .filter((line) => /\bFAIL\b/.test(line))
+        .map((line) => /CH-[A-Z]+-\d+/.exec(line)?.[0]),
+      ["CH-BAK-006"],
+    );
     assert.match(posture.stdout, /NOT ENFORCED +CH-IAM-001 /);
-    const json = JSON.parse((await cli(["posture", "--output", "json"])).stdout) as { report: { summary: { pass: number; fail: number } } }[];
+    const json = JSON.parse((await cli(["posture", "--output", "json"])).stdout) as {
+      report: { summary: { pass: number; fail: number } };
+    }[];
     assert.ok(json[0]!.report.summary.pass >= 19);
   });
 
@@ -217,14 +265,28 @@ void describe("carehost server and CLI end to end", () => {
     const whoami = await fetch(`${running.url}/api/whoami`, { headers: { authorization: `Bearer ${token.token}` } });
     assert.equal(whoami.status, 200);
     assert.equal((await cli(["token", "revoke", token.id])).code, 0);
-    const afterRevoke = await fetch(`${running.url}/api/whoami`, { headers: { authorization: `Bearer ${token.token}` } });
+    const afterRevoke = await fetch(`${running.url}/api/whoami`, {
+      headers: { authorization: `Bearer ${token.token}` },
+    });
     assert.equal(afterRevoke.status, 401);
 
     // After logout the CLI falls back to the local token, so the next commands still work.
     assert.equal((await cli(["logout"])).code, 0);
     const list = await cli(["audit", "list", "--limit", "500", "--output", "json"]);
     const types = (JSON.parse(list.stdout) as { type: string }[]).map((entry) => entry.type);
-    for (const type of ["server.started", "user.created", "spec.applied", "environment.created", "spec.apply_denied", "auth.login.failed", "auth.login.break_glass", "token.created", "token.revoked", "auth.token_rejected", "auth.logout"]) {
+    for (const type of [
+      "server.started",
+      "user.created",
+      "spec.applied",
+      "environment.created",
+      "spec.apply_denied",
+      "auth.login.failed",
+      "auth.login.break_glass",
+      "token.created",
+      "token.revoked",
+      "auth.token_rejected",
+      "auth.logout",
+    ]) {
       assert.ok(types.includes(type), `${type} missing from ${types.join(",")}`);
     }
     const verify = await cli(["audit", "verify"]);
@@ -238,14 +300,24 @@ void describe("carehost server and CLI end to end", () => {
   void it("refuses local users while the demo allows none; once allowed, lets a viewer read status but not the audit log, and audits the refusal", async () => {
     const refused = await cli(["user", "create", "vera", "--role", "viewer"]);
     assert.equal(refused.code, 3, refused.stdout + refused.stderr);
-    assert.match(refused.stderr, /local users are refused: organization "northwind-health" allows none \(identity\.localUsersAllowed: false\)/);
-    const recorded = JSON.parse((await cli(["status", "--output", "json"])).stdout) as { organizations: { environments: { name: string }[] }[] };
+    assert.match(
+      refused.stderr,
+      /local users are refused: organization "northwind-health" allows none \(identity\.localUsersAllowed: false\)/,
+    );
+    const recorded = JSON.parse((await cli(["status", "--output", "json"])).stdout) as {
+      organizations: { environments: { name: string }[] }[];
+    };
     const source = await readFile("examples/northwind-health.yaml", "utf8");
     const trainingStart = source.indexOf("  - name: training");
     // The organization as recorded by the earlier tests (training removed, prod's workers raised), allowing local users.
     const allowing = join(home, "local-users.yaml");
-    const kept = recorded.organizations[0]!.environments.some((environment) => environment.name === "training") ? source : source.slice(0, trainingStart);
-    await writeFile(allowing, kept.replace(/workers: 9\b/, "workers: 11").replace("localUsersAllowed: false", "localUsersAllowed: true"));
+    const kept = recorded.organizations[0]!.environments.some((environment) => environment.name === "training")
+      ? source
+      : source.slice(0, trainingStart);
+    await writeFile(
+      allowing,
+      kept.replace(/workers: 9\b/, "workers: 11").replace("localUsersAllowed: false", "localUsersAllowed: true"),
+    );
     const allowed = await cli(["apply", allowing]);
     assert.equal(allowed.code, 0, allowed.stdout + allowed.stderr);
     const created = await cli(["user", "create", "vera", "--role", "viewer"]);
@@ -275,9 +347,13 @@ void describe("carehost server and CLI end to end", () => {
     assert.match(status.stdout, /redis {5}dedicated-prod 127\.0\.0\.1:\d+ running/);
     assert.match(status.stdout, /postgres {2}shared 127\.0\.0\.1:\d+ running/);
     assert.match(status.stdout, /app {7}not deployed on this runtime/);
-    const posture = JSON.parse((await cli(["posture", "--output", "json"])).stdout) as { report: { summary: { fail: number; pass: number } ; results: { subject: string; status: string }[] } }[];
+    const posture = JSON.parse((await cli(["posture", "--output", "json"])).stdout) as {
+      report: { summary: { fail: number; pass: number }; results: { subject: string; status: string }[] };
+    }[];
     assert.equal(posture[0]!.report.summary.fail, 1, "the offsite repository the runtime skips, and nothing else");
-    assert.ok(posture[0]!.report.results.filter((result) => result.subject === "live" && result.status === "pass").length >= 10);
+    assert.ok(
+      posture[0]!.report.results.filter((result) => result.subject === "live" && result.status === "pass").length >= 10,
+    );
 
     const listed = JSON.parse((await cli(["secrets", "list", "--output", "json"])).stdout) as { name: string }[];
     const database = "runtime/northwind-health/env/staging/database";
@@ -292,14 +368,17 @@ void describe("carehost server and CLI end to end", () => {
       assert.equal(revealed.code, 0, revealed.stderr);
       secrets.add(revealed.stdout.trim());
     }
-    const audited = JSON.parse((await cli(["audit", "list", "--type", "secret.revealed", "--output", "json"])).stdout) as unknown[];
+    const audited = JSON.parse(
+      (await cli(["audit", "list", "--type", "secret.revealed", "--output", "json"])).stdout,
+    ) as unknown[];
     assert.ok(audited.length >= listed.length / 2);
     // Every file carehost rendered or wrote for the runtime, except libpq's password file, which exists to hold one.
     const { readdir } = await import("node:fs/promises");
     for (const entry of await readdir(join(home, "runtime"), { withFileTypes: true, recursive: true })) {
       if (!entry.isFile() || entry.name === "pgpass" || entry.parentPath.includes("/data")) continue;
       const text = await readFile(join(entry.parentPath, entry.name), "utf8").catch(() => "");
-      for (const secret of secrets) assert.ok(!text.includes(secret), `a secret is in ${join(entry.parentPath, entry.name)}`);
+      for (const secret of secrets)
+        assert.ok(!text.includes(secret), `a secret is in ${join(entry.parentPath, entry.name)}`);
     }
   });
 
@@ -314,10 +393,21 @@ void describe("carehost server and CLI end to end", () => {
     assert.ok(drilled.rtoSeconds > 0 && drilled.rpoSeconds >= 0);
     // Archiving read back from the running cluster: the backup waited for its WAL to be archived.
     const archived = JSON.parse((await cli(["status", "--output", "json"])).stdout) as {
-      organizations: { environments: { name: string; recovery: { archiving: { archiveLagSeconds: number; lastArchivedWal: string | null; failedCount: number } | null } | null }[] }[];
+      organizations: {
+        environments: {
+          name: string;
+          recovery: {
+            archiving: { archiveLagSeconds: number; lastArchivedWal: string | null; failedCount: number } | null;
+          } | null;
+        }[];
+      }[];
     };
-    const prodArchiving = archived.organizations[0]!.environments.find((environment) => environment.name === "prod")!.recovery!.archiving;
-    assert.ok(prodArchiving !== null && prodArchiving.lastArchivedWal !== null && prodArchiving.failedCount === 0, JSON.stringify(prodArchiving));
+    const prodArchiving = archived.organizations[0]!.environments.find((environment) => environment.name === "prod")!
+      .recovery!.archiving;
+    assert.ok(
+      prodArchiving !== null && prodArchiving.lastArchivedWal !== null && prodArchiving.failedCount === 0,
+      JSON.stringify(prodArchiving),
+    );
     assert.ok(Number.isInteger(prodArchiving.archiveLagSeconds) && prodArchiving.archiveLagSeconds >= 0);
 
     // The CLI prints each step the moment it completes, not all of them when the restore ends.
@@ -325,11 +415,20 @@ void describe("carehost server and CLI end to end", () => {
     assert.equal(restored.code, 0, restored.stderr);
     assert.match(restored.stdout, /a copy runs on 127\.0\.0\.1:\d+/);
     const stepLines = restored.lines.filter((line) => /^ {2}\[\d\/\d\] /.test(line.text));
-    assert.deepEqual(stepLines.map((line) => /\] (\w+)/.exec(line.text)?.[1]), [...RESTORE_STEPS]);
-    assert.deepEqual(stepLines.map((line) => /\[(\d\/\d)\]/.exec(line.text)?.[1]), ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]);
+    assert.deepEqual(
+      stepLines.map((line) => /\] (\w+)/.exec(line.text)?.[1]),
+      [...RESTORE_STEPS],
+    );
+    assert.deepEqual(
+      stepLines.map((line) => /\[(\d\/\d)\]/.exec(line.text)?.[1]),
+      ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"],
+    );
     const finished = restored.lines.find((line) => line.text.startsWith("Restored prod"))!;
     const postgresqlSeconds = Number(/postgresql +([\d.]+) s/.exec(stepLines[1]!.text)?.[1]);
-    assert.ok(postgresqlSeconds >= 0.5, `the PostgreSQL step takes long enough to tell streamed from buffered (${postgresqlSeconds} s)`);
+    assert.ok(
+      postgresqlSeconds >= 0.5,
+      `the PostgreSQL step takes long enough to tell streamed from buffered (${postgresqlSeconds} s)`,
+    );
     assert.ok(
       finished.at - stepLines[0]!.at >= postgresqlSeconds * 1000 - 150,
       `the first step arrived ${finished.at - stepLines[0]!.at} ms before the end; the PostgreSQL step alone took ${postgresqlSeconds} s`,
@@ -344,7 +443,9 @@ void describe("carehost server and CLI end to end", () => {
     const status = await cli(["status"]);
     assert.match(status.stdout, /drill {5}passed/);
     for (const type of ["backup.completed", "drill.completed", "restore.completed"]) {
-      const entries = JSON.parse((await cli(["audit", "list", "--type", type, "--output", "json"])).stdout) as unknown[];
+      const entries = JSON.parse(
+        (await cli(["audit", "list", "--type", type, "--output", "json"])).stdout,
+      ) as unknown[];
       assert.ok(entries.length >= 1, type);
     }
     assert.match((await cli(["drills"])).stdout, /PASSED/);
@@ -354,7 +455,12 @@ void describe("carehost server and CLI end to end", () => {
   void it("starts a restore as a run: problem+json for what is refused before it starts, 202 and a followable run otherwise, its failure the stream's last line", async () => {
     const token = (await readFile(join(home, "cli-token"), "utf8")).trim();
     const authorization = { authorization: `Bearer ${token}` };
-    const post = (body: unknown) => fetch(`${running.url}/api/restores`, { method: "POST", headers: { ...authorization, "content-type": "application/json" }, body: JSON.stringify(body) });
+    const post = (body: unknown) =>
+      fetch(`${running.url}/api/restores`, {
+        method: "POST",
+        headers: { ...authorization, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
     const refusedBefore: [unknown, number, RegExp][] = [
       [{ environment: "prod", to: "yesterday", into: "x" }, 400, /is not latest or an ISO 8601 instant/],
       [{ environment: "prod", into: "Not A Name" }, 400, /does not match the schema/],
@@ -375,29 +481,61 @@ void describe("carehost server and CLI end to end", () => {
     assert.equal(started.status, 202);
     const run = (await started.json()) as { id: number; kind: string; state: string; location: string; events: string };
     assert.equal(started.headers.get("location"), run.location);
-    assert.deepEqual([run.kind, run.state, run.location, run.events], ["restore", "running", `/api/runs/restore/${run.id}`, `/api/runs/restore/${run.id}/events`]);
+    assert.deepEqual(
+      [run.kind, run.state, run.location, run.events],
+      ["restore", "running", `/api/runs/restore/${run.id}`, `/api/runs/restore/${run.id}/events`],
+    );
     const streamed = await fetch(`${running.url}${run.events}`, { headers: authorization });
     assert.equal(streamed.status, 200);
     assert.equal(streamed.headers.get("content-type"), "application/x-ndjson; charset=utf-8");
-    const lines = (await streamed.text()).trim().split("\n").map((line) => JSON.parse(line) as { kind: string; step?: string; problem?: { type: string; title: string; status: number; detail: string; instance: string } });
-    assert.deepEqual(lines.map((line) => line.kind), ["run", "step", "problem"]);
+    const lines = (await streamed.text())
+      .trim()
+      .split("\n")
+      .map(
+        (line) =>
+          JSON.parse(line) as {
+            kind: string;
+            step?: string;
+            problem?: { type: string; title: string; status: number; detail: string; instance: string };
+          },
+      );
+    assert.deepEqual(
+      lines.map((line) => line.kind),
+      ["run", "step", "problem"],
+    );
     assert.equal(lines[1]!.step, "secrets");
     assert.equal(lines[2]!.problem?.status, 400);
     assert.equal(lines[2]!.problem?.title, "Invalid request");
     assert.equal(lines[2]!.problem?.type, "https://carehost.io/problems/invalid-request");
     assert.match(lines[2]!.problem?.detail ?? "", /a restored copy named "prod-copy" already exists/);
     assert.match(lines[2]!.problem?.instance ?? "", /^urn:carehost:request:/);
-    const failed = (await (await fetch(`${running.url}${run.location}`, { headers: authorization })).json()) as { state: string; error: string; steps: { step: string }[] };
+    const failed = (await (await fetch(`${running.url}${run.location}`, { headers: authorization })).json()) as {
+      state: string;
+      error: string;
+      steps: { step: string }[];
+    };
     assert.equal(failed.state, "failed");
     assert.match(failed.error, /already exists/);
-    assert.deepEqual(failed.steps.map((step) => step.step), ["secrets"]);
+    assert.deepEqual(
+      failed.steps.map((step) => step.step),
+      ["secrets"],
+    );
 
     // A run that succeeds keeps its result: GET on its location answers it once it ends.
-    const ok = (await (await post({ environment: "prod", to: "latest", into: "prod-json" })).json()) as { location: string; events: string };
+    const ok = (await (await post({ environment: "prod", to: "latest", into: "prod-json" })).json()) as {
+      location: string;
+      events: string;
+    };
     await (await fetch(`${running.url}${ok.events}`, { headers: authorization })).text();
-    const view = (await (await fetch(`${running.url}${ok.location}`, { headers: authorization })).json()) as { state: string; result: { port: number; steps: { step: string }[] } };
+    const view = (await (await fetch(`${running.url}${ok.location}`, { headers: authorization })).json()) as {
+      state: string;
+      result: { port: number; steps: { step: string }[] };
+    };
     assert.equal(view.state, "succeeded");
-    assert.deepEqual(view.result.steps.map((step) => step.step), [...RESTORE_STEPS]);
+    assert.deepEqual(
+      view.result.steps.map((step) => step.step),
+      [...RESTORE_STEPS],
+    );
     assert.ok(view.result.port > 0);
   });
 
@@ -405,12 +543,18 @@ void describe("carehost server and CLI end to end", () => {
     const first = await cli(["apply", "examples/northwind-health.yaml", "--target", "compose", "--output", "json"]);
     assert.equal(first.code, 0, first.stderr);
     const committed = JSON.parse(first.stdout) as { commit: string | null; changedPaths: string[] };
-    assert.ok(committed.commit !== null && committed.changedPaths.some((path) => path.startsWith("environments/prod/")));
+    assert.ok(
+      committed.commit !== null && committed.changedPaths.some((path) => path.startsWith("environments/prod/")),
+    );
     assert.match((await cli(["apply", "examples/northwind-health.yaml", "--target", "compose"])).stdout, /no commit/);
-    assert.match((await cli(["plan", "examples/northwind-health.yaml", "--target", "compose"])).stdout, /nothing to commit/);
+    assert.match(
+      (await cli(["plan", "examples/northwind-health.yaml", "--target", "compose"])).stdout,
+      /nothing to commit/,
+    );
     // Someone edits the repository by hand.
     const clone = join(home, "hand-edit");
-    const git = (...args: string[]) => run("git", ["-c", "user.name=someone", "-c", "user.email=someone@example.invalid", ...args], { cwd: clone });
+    const git = (...args: string[]) =>
+      run("git", ["-c", "user.name=someone", "-c", "user.email=someone@example.invalid", ...args], { cwd: clone });
     await run("git", ["clone", "-q", join(home, "gitops", "northwind-health", "compose.git"), clone]);
     const composePath = join(clone, "environments", "prod", "compose.yaml");
     await writeFile(composePath, `${await readFile(composePath, "utf8")}# hand edit\n`);
@@ -420,18 +564,45 @@ void describe("carehost server and CLI end to end", () => {
     assert.match(drift.stdout, /~ environments\/prod\/compose\.yaml/);
     assert.match(drift.stdout, /hand edit/);
     assert.equal((await cli(["plan", "examples/northwind-health.yaml", "--target", "helm"])).code, 2);
-    const log = await run("git", ["--git-dir", join(home, "gitops", "northwind-health", "compose.git"), "log", "--format=%B", "-n", "2"]);
+    const log = await run("git", [
+      "--git-dir",
+      join(home, "gitops", "northwind-health", "compose.git"),
+      "log",
+      "--format=%B",
+      "-n",
+      "2",
+    ]);
     assert.match(log.stdout, /Spec-Digest: sha256:[0-9a-f]{64}/);
     assert.match(log.stdout, /Actor: /);
 
-    const kubernetes = await cli(["apply", "examples/northwind-health.yaml", "--target", "kubernetes", "--output", "json"]);
+    const kubernetes = await cli([
+      "apply",
+      "examples/northwind-health.yaml",
+      "--target",
+      "kubernetes",
+      "--output",
+      "json",
+    ]);
     assert.equal(kubernetes.code, 0, kubernetes.stderr);
-    assert.ok((JSON.parse(kubernetes.stdout) as { changedPaths: string[] }).changedPaths.includes("environments/prod/cluster-prod-db.yaml"));
+    assert.ok(
+      (JSON.parse(kubernetes.stdout) as { changedPaths: string[] }).changedPaths.includes(
+        "environments/prod/cluster-prod-db.yaml",
+      ),
+    );
     const unpinned = join(home, "unpinned.yaml");
-    await writeFile(unpinned, (await readFile("examples/northwind-health.yaml", "utf8")).replace(/(image: registry\.northwind-health\.example\/platform\/redis:[^@]+)@sha256:[0-9a-f]+/, "$1"));
+    await writeFile(
+      unpinned,
+      (await readFile("examples/northwind-health.yaml", "utf8")).replace(
+        /(image: registry\.northwind-health\.example\/platform\/redis:[^@]+)@sha256:[0-9a-f]+/,
+        "$1",
+      ),
+    );
     const refused = await cli(["plan", unpinned, "--target", "kubernetes"]);
     assert.equal(refused.code, 3, refused.stdout + refused.stderr);
-    assert.match(refused.stderr, /CH-KUBE-006 \[164\.312\(c\)\(1\), 164\.308\(a\)\(1\)\(ii\)\(B\)\] environment "prod": Deployment redis container redis: production image .* must be pinned by @sha256 digest/);
+    assert.match(
+      refused.stderr,
+      /CH-KUBE-006 \[164\.312\(c\)\(1\), 164\.308\(a\)\(1\)\(ii\)\(B\)\] environment "prod": Deployment redis container redis: production image .* must be pinned by @sha256 digest/,
+    );
     // Dropping an environment from the repository deletes its namespace: only when confirmed.
     const source = await readFile("examples/northwind-health.yaml", "utf8");
     const withoutTraining = join(home, "k8s-without-training.yaml");
@@ -439,8 +610,24 @@ void describe("carehost server and CLI end to end", () => {
     const refusedRemoval = await cli(["apply", withoutTraining, "--target", "kubernetes"]);
     assert.equal(refusedRemoval.code, 3, refusedRemoval.stdout + refusedRemoval.stderr);
     assert.match(refusedRemoval.stderr, /--confirm-destroy training/);
-    const removed = JSON.parse((await cli(["apply", withoutTraining, "--target", "kubernetes", "--confirm-destroy", "training", "--output", "json"])).stdout) as { changedPaths: string[] };
-    assert.ok(removed.changedPaths.length > 0 && removed.changedPaths.every((path) => path.startsWith("environments/training/")));
+    const removed = JSON.parse(
+      (
+        await cli([
+          "apply",
+          withoutTraining,
+          "--target",
+          "kubernetes",
+          "--confirm-destroy",
+          "training",
+          "--output",
+          "json",
+        ])
+      ).stdout,
+    ) as { changedPaths: string[] };
+    assert.ok(
+      removed.changedPaths.length > 0 &&
+        removed.changedPaths.every((path) => path.startsWith("environments/training/")),
+    );
     // No secret value carehost created reached any rendered or committed file.
     const { readdir } = await import("node:fs/promises");
     for (const entry of await readdir(join(home, "gitops", "work"), { withFileTypes: true, recursive: true })) {
@@ -457,7 +644,8 @@ void describe("carehost server and CLI end to end", () => {
     assert.ok(secrets.size >= 5);
     for (const line of logLines) {
       JSON.parse(line);
-      for (const secret of secrets) assert.ok(!line.includes(secret), `a secret reached the log: ${line.slice(0, 120)}`);
+      for (const secret of secrets)
+        assert.ok(!line.includes(secret), `a secret reached the log: ${line.slice(0, 120)}`);
     }
   });
 });

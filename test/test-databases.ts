@@ -102,7 +102,10 @@ export const forEachStoreKind = (suite: (kind: TStoreKind, create: () => Promise
 };
 
 /** Gives fn a migrated client on a fresh database of the given kind and removes the database after. */
-export const withTestDatabase = async (create: () => Promise<TTestDatabase>, fn: (db: TSqlClient, database: TTestDatabase) => Promise<void>): Promise<void> => {
+export const withTestDatabase = async (
+  create: () => Promise<TTestDatabase>,
+  fn: (db: TSqlClient, database: TTestDatabase) => Promise<void>,
+): Promise<void> => {
   const database = await create();
   try {
     await fn(await database.open(), database);

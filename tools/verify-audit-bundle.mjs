@@ -101,11 +101,14 @@ const main = () => {
   const keys = new Map((bundle.publicKeys ?? []).map((key) => [key.keyId, key]));
 
   const checkSignature = (cp, label) => {
-    if (!Number.isSafeInteger(cp.treeSize) || cp.treeSize < 0 || !/^[0-9a-f]{64}$/.test(cp.rootHash)) fail(`${label} is malformed`);
+    if (!Number.isSafeInteger(cp.treeSize) || cp.treeSize < 0 || !/^[0-9a-f]{64}$/.test(cp.rootHash))
+      fail(`${label} is malformed`);
     const key = keys.get(cp.keyId);
     if (!key) fail(`${label} is signed by key ${cp.keyId}, which the bundle does not include`);
     const publicKey = createPublicKey(key.publicKeyPem);
-    const keyId = createHash("sha256").update(publicKey.export({ type: "spki", format: "der" })).digest("hex");
+    const keyId = createHash("sha256")
+      .update(publicKey.export({ type: "spki", format: "der" }))
+      .digest("hex");
     if (keyId !== cp.keyId) fail(`${label}: public key does not match its key id ${cp.keyId}`);
     if (!verify(null, Buffer.from(signedText(cp), "utf8"), publicKey, Buffer.from(cp.signature, "base64"))) {
       fail(`${label} (tree size ${cp.treeSize}, ${cp.time}) has an invalid signature`);
@@ -122,7 +125,9 @@ const main = () => {
     checkSignature(previous, "previous checkpoint");
     const proof = (bundle.consistencyProof ?? []).map(fromHex);
     if (!verifyConsistency(previous.treeSize, checkpoint.treeSize, fromHex(previous.rootHash), root, proof)) {
-      fail(`previous checkpoint (tree size ${previous.treeSize}) is not a prefix of the checkpoint (tree size ${checkpoint.treeSize}): the log was rewritten between them`);
+      fail(
+        `previous checkpoint (tree size ${previous.treeSize}) is not a prefix of the checkpoint (tree size ${checkpoint.treeSize}): the log was rewritten between them`,
+      );
     }
   }
 
@@ -137,7 +142,8 @@ const main = () => {
     const name = `entry #${item.seq} (${entry.type} by ${entry.actor?.username ?? entry.actor?.name ?? entry.actor?.kind} at ${entry.time})`;
     if (entry.seq !== item.seq) fail(`${name} says it is #${entry.seq}: it was moved`);
     // Bundles are contiguous in seq, so an entry dropped from the middle shows.
-    if (previousSeq >= 0 && item.seq !== previousSeq + 1) fail(`entry #${previousSeq + 1} is missing from the bundle (before ${name})`);
+    if (previousSeq >= 0 && item.seq !== previousSeq + 1)
+      fail(`entry #${previousSeq + 1} is missing from the bundle (before ${name})`);
     previousSeq = item.seq;
     if (!verifyInclusion(item.seq, checkpoint.treeSize, leafHash(item.entry), item.inclusionProof.map(fromHex), root)) {
       fail(`${name} is not in the signed tree of ${checkpoint.treeSize} entries: it was altered`);
@@ -148,7 +154,9 @@ const main = () => {
   const span = count > 0 ? ` (#${bundle.entries[0].seq}–#${previousSeq})` : "";
   console.log(
     `OK: ${count} entr${count === 1 ? "y" : "ies"}${span} included in the checkpoint of tree size ${checkpoint.treeSize} signed ${checkpoint.time}` +
-      (bundle.previousCheckpoint ? `, consistent with the checkpoint of tree size ${bundle.previousCheckpoint.treeSize}` : "") +
+      (bundle.previousCheckpoint
+        ? `, consistent with the checkpoint of tree size ${bundle.previousCheckpoint.treeSize}`
+        : "") +
       `\n    signing key id ${checkpoint.keyId}: compare it with the key id the operator published`,
   );
 };

@@ -34,11 +34,18 @@ const event = (index: number): TAuditEvent => ({
   type: "environment.changed",
   outcome: "success",
   target: `environment:northwind/env-${index % 50}`,
-  payload: { digest: `sha256:${index.toString(16).padStart(64, "0")}`, previousDigest: `sha256:${(index - 1).toString(16).padStart(64, "0")}` },
+  payload: {
+    digest: `sha256:${index.toString(16).padStart(64, "0")}`,
+    previousDigest: `sha256:${(index - 1).toString(16).padStart(64, "0")}`,
+  },
 });
 
 /** Runs `total` calls of `work` from `concurrency` workers; returns calls per second. */
-const throughput = async (total: number, concurrency: number, work: (index: number) => Promise<unknown>): Promise<number> => {
+const throughput = async (
+  total: number,
+  concurrency: number,
+  work: (index: number) => Promise<unknown>,
+): Promise<number> => {
   let next = 0;
   const started = performance.now();
   await Promise.all(
@@ -58,11 +65,18 @@ const naiveAppender = async (db: TSqlClient) => {
       // The chain needs the previous hash, so writers take turns (FOR UPDATE on the last row is
       // not enough: a waiter wakes up holding the row it locked, not the one added meanwhile).
       await tx.query("LOCK TABLE naive_audit IN EXCLUSIVE MODE");
-      const { rows } = await tx.query<{ id: number; hash: Uint8Array }>("SELECT id, hash FROM naive_audit ORDER BY id DESC LIMIT 1");
+      const { rows } = await tx.query<{ id: number; hash: Uint8Array }>(
+        "SELECT id, hash FROM naive_audit ORDER BY id DESC LIMIT 1",
+      );
       const previous = rows[0]!;
       const entry = JSON.stringify({ ...event(index), actor: "alice", time: new Date().toISOString() });
       const hash = createHash("sha256").update(asBuffer(previous.hash)).update(entry).digest();
-      await tx.query("INSERT INTO naive_audit VALUES ($1, $2, $3, $4)", [previous.id + 1, entry, asBuffer(previous.hash), hash]);
+      await tx.query("INSERT INTO naive_audit VALUES ($1, $2, $3, $4)", [
+        previous.id + 1,
+        entry,
+        asBuffer(previous.hash),
+        hash,
+      ]);
     });
 };
 
@@ -84,7 +98,10 @@ const generateLog = async (db: TSqlClient, count: number, keyPath: string): Prom
   await registerSigningKey(db, key);
   const tree = new MerkleCache();
   for (let start = 0; start < count; start += chunk) {
-    const { rows } = await db.query<{ leaf_hash: Uint8Array }>("SELECT leaf_hash FROM audit_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq", [start, start + chunk]);
+    const { rows } = await db.query<{ leaf_hash: Uint8Array }>(
+      "SELECT leaf_hash FROM audit_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+      [start, start + chunk],
+    );
     for (const row of rows) tree.append(asBuffer(row.leaf_hash));
   }
   const checkpoints = [];
@@ -94,12 +111,20 @@ const generateLog = async (db: TSqlClient, count: number, keyPath: string): Prom
   await db.query(
     `INSERT INTO audit_checkpoints (tree_size, root_hash, time, signature, key_id)
      SELECT s, decode(r, 'hex'), t::timestamptz, decode(sig, 'base64'), k FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS c (s, r, t, sig, k)`,
-    [checkpoints.map((c) => c.treeSize), checkpoints.map((c) => c.rootHash), checkpoints.map((c) => c.time), checkpoints.map((c) => c.signature), checkpoints.map((c) => c.keyId)],
+    [
+      checkpoints.map((c) => c.treeSize),
+      checkpoints.map((c) => c.rootHash),
+      checkpoints.map((c) => c.time),
+      checkpoints.map((c) => c.signature),
+      checkpoints.map((c) => c.keyId),
+    ],
   );
 };
 
-const percentile = (sorted: readonly number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
-const fmt = (value: number, digits = 0): string => value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const percentile = (sorted: readonly number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+const fmt = (value: number, digits = 0): string =>
+  value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 type TRow = { store: TStoreKind; metric: string; carehost: string; naive?: string; note?: string };
 
@@ -112,10 +137,13 @@ const benchStore = async (kind: TStoreKind, rows: TRow[]): Promise<void> => {
       try {
         const db = await database.open();
         const log = auditLogFactory({ db, signingKeyPath: join(keyDir, "append.pem") });
-        const batched = await throughput(APPENDS[kind].carehost, CONCURRENCY, (index) => log.append(context, event(index)));
+        const batched = await throughput(APPENDS[kind].carehost, CONCURRENCY, (index) =>
+          log.append(context, event(index)),
+        );
         await log.close();
         const verified = await log.verify();
-        if (!verified.ok || verified.treeSize !== APPENDS[kind].carehost) throw new Error(`bench log failed verification: ${JSON.stringify(verified.problems[0])}`);
+        if (!verified.ok || verified.treeSize !== APPENDS[kind].carehost)
+          throw new Error(`bench log failed verification: ${JSON.stringify(verified.problems[0])}`);
         const naive = await throughput(APPENDS[kind].naive, CONCURRENCY, await naiveAppender(db));
         rows.push({
           store: kind,
@@ -142,8 +170,14 @@ const benchStore = async (kind: TStoreKind, rows: TRow[]): Promise<void> => {
         const verifying = performance.now();
         const report = await log.verify();
         const verifyMs = performance.now() - verifying;
-        if (!report.ok || report.checkpointsVerified !== count / CHECKPOINT_EVERY) throw new Error(`generated log failed verification: ${JSON.stringify(report.problems[0])}`);
-        rows.push({ store: kind, metric: `verify ${fmt(count)} entries, ${fmt(report.checkpointsVerified)} signed checkpoints`, carehost: `${fmt(verifyMs / 1000, 2)} s`, note: `generating them by SQL took ${fmt(generated / 1000, 1)} s` });
+        if (!report.ok || report.checkpointsVerified !== count / CHECKPOINT_EVERY)
+          throw new Error(`generated log failed verification: ${JSON.stringify(report.problems[0])}`);
+        rows.push({
+          store: kind,
+          metric: `verify ${fmt(count)} entries, ${fmt(report.checkpointsVerified)} signed checkpoints`,
+          carehost: `${fmt(verifyMs / 1000, 2)} s`,
+          note: `generating them by SQL took ${fmt(generated / 1000, 1)} s`,
+        });
 
         const loading = performance.now();
         await log.inclusionProof(0, count);
@@ -175,7 +209,9 @@ const benchStore = async (kind: TStoreKind, rows: TRow[]): Promise<void> => {
 const printTable = (rows: readonly TRow[]): void => {
   const header = { store: "store", metric: "metric", carehost: "carehost", naive: "naive chain", note: "note" };
   const all = [header, ...rows.map((row) => ({ ...row, naive: row.naive ?? "", note: row.note ?? "" }))];
-  const widths = (Object.keys(header) as (keyof typeof header)[]).map((key) => Math.max(...all.map((row) => row[key].length)));
+  const widths = (Object.keys(header) as (keyof typeof header)[]).map((key) =>
+    Math.max(...all.map((row) => row[key].length)),
+  );
   const line = (row: typeof header): string =>
     (Object.keys(header) as (keyof typeof header)[]).map((key, index) => row[key].padEnd(widths[index]!)).join(" │ ");
   console.log(line(header));
@@ -191,7 +227,9 @@ const main = async (): Promise<void> => {
     console.error(`${kind}: ${fmt((performance.now() - started) / 1000, 1)} s`);
   }
   printTable(rows);
-  console.log("targets: ≥10,000 durable appends/s on PostgreSQL; verify 1,000,000 entries < 10 s; inclusion proof < 1 ms");
+  console.log(
+    "targets: ≥10,000 durable appends/s on PostgreSQL; verify 1,000,000 entries < 10 s; inclusion proof < 1 ms",
+  );
 };
 
 await main();

@@ -55,29 +55,63 @@ async function main(): Promise<void> {
   await chmod(home, 0o711);
   const root = join(home, "runtime");
   const db = await openStore({ kind: "pglite", dataDir: join(home, "state") });
-  const secrets = secretsServiceFactory({ db, masterKey: masterKeyFrom(randomBytes(32), "env"), audit: { append: async () => undefined }, authorizeReveal: async () => undefined });
+  const secrets = secretsServiceFactory({
+    db,
+    masterKey: masterKeyFrom(randomBytes(32), "env"),
+    audit: { append: async () => undefined },
+    authorizeReveal: async () => undefined,
+  });
   const runtime = localRuntimeFactory({ root, secrets });
-  const loaded = loadSpecText(readFileSync(new URL("../../examples/northwind-health.yaml", import.meta.url), "utf8"), "northwind-health.yaml");
+  const loaded = loadSpecText(
+    readFileSync(new URL("../../examples/northwind-health.yaml", import.meta.url), "utf8"),
+    "northwind-health.yaml",
+  );
   if (!loaded.ok) throw new Error("the demo spec does not load");
   // Production alone, to the host's own repository (the demo's offsite one needs an Azure key).
   const prod = loaded.spec.environments.find((environment) => environment.name === "prod")!;
   if (!prod.backup.enabled) throw new Error("the demo's prod has backups disabled");
-  let spec = { ...loaded.spec, metadata: { name: ORG, displayName: "bench" }, environments: [{ ...prod, backup: { ...prod.backup, repositories: ["local"] } }] };
+  let spec = {
+    ...loaded.spec,
+    metadata: { name: ORG, displayName: "bench" },
+    environments: [{ ...prod, backup: { ...prod.backup, repositories: ["local"] } }],
+  };
   let completed = false;
   try {
     await runtime.reconcile(spec);
     const port = (await runtime.observe(spec)).environments[0]!.postgres.port!;
     const adminPassword = await secrets.current(secretNames.clusterAdmin(ORG, "dedicated-prod"));
     const ca = join(root, ORG, "ca.crt");
-    const env = { ...process.env, PGHOST: "127.0.0.1", PGPORT: String(port), PGUSER: "carehost_admin", PGPASSWORD: adminPassword, PGSSLMODE: "verify-full", PGSSLROOTCERT: ca };
+    const env = {
+      ...process.env,
+      PGHOST: "127.0.0.1",
+      PGPORT: String(port),
+      PGUSER: "carehost_admin",
+      PGPASSWORD: adminPassword,
+      PGSSLMODE: "verify-full",
+      PGSSLROOTCERT: ca,
+    };
     const connectCopyAt = async (copyPort: number) => {
-      const copy = new pg.Client({ host: "127.0.0.1", port: copyPort, user: "carehost_admin", password: adminPassword, database: "prod", ssl: { ca: readFileSync(ca, "utf8") } });
+      const copy = new pg.Client({
+        host: "127.0.0.1",
+        port: copyPort,
+        user: "carehost_admin",
+        password: adminPassword,
+        database: "prod",
+        ssl: { ca: readFileSync(ca, "utf8") },
+      });
       copy.on("error", () => undefined);
       await copy.connect();
       return copy;
     };
     const connect = async (database = "prod") => {
-      const client = new pg.Client({ host: "127.0.0.1", port, user: "carehost_admin", password: adminPassword, database, ssl: { ca: readFileSync(ca, "utf8") } });
+      const client = new pg.Client({
+        host: "127.0.0.1",
+        port,
+        user: "carehost_admin",
+        password: adminPassword,
+        database,
+        ssl: { ca: readFileSync(ca, "utf8") },
+      });
       client.on("error", () => undefined);
       await client.connect();
       return client;
@@ -87,7 +121,9 @@ async function main(): Promise<void> {
     const client = await connect();
     const generating = process.hrtime.bigint();
     await generateDatabase(client, DATABASE_BYTES);
-    const size = Number((await client.query<{ size: string }>("SELECT pg_database_size('prod') AS size")).rows[0]?.size);
+    const size = Number(
+      (await client.query<{ size: string }>("SELECT pg_database_size('prod') AS size")).rows[0]?.size,
+    );
     const filestore = filestoreDirectoryOf(root, ORG, prod);
     const clusterDirectory = clusterDirectoryOf(root, ORG, "dedicated-prod");
     const files = await generateFilestore(filestore, FILESTORE_BYTES);
@@ -99,7 +135,9 @@ async function main(): Promise<void> {
       await client.query("CHECKPOINT");
       await archiveCaughtUp(client, clusterDirectory, "after the vacuum");
     });
-    console.log(`  database ${gb(size)} in ${(await client.query("SELECT count(*) FROM pg_class WHERE relkind IN ('r', 'i') AND relnamespace = 'public'::regnamespace")).rows[0]?.count} tables and indexes; filestore ${files.files} files, ${gb(files.bytes)}; generated in ${seconds(generating).toFixed(0)} s, then vacuumed and archived in ${settled.toFixed(0)} s`);
+    console.log(
+      `  database ${gb(size)} in ${(await client.query("SELECT count(*) FROM pg_class WHERE relkind IN ('r', 'i') AND relnamespace = 'public'::regnamespace")).rows[0]?.count} tables and indexes; filestore ${files.files} files, ${gb(files.bytes)}; generated in ${seconds(generating).toFixed(0)} s, then vacuumed and archived in ${settled.toFixed(0)} s`,
+    );
 
     // ── Backup: carehost, then Odoo's database manager, a nightly script, and the bare tools.
     const odoo = odooWays({ env, filestore, home });
@@ -110,15 +148,44 @@ async function main(): Promise<void> {
     const conf = pgbackrestConfigPathOf({ directory: clusterDirectory });
     // The passphrase carehost gives pgBackRest for this cluster in this repository.
     const local = spec.backupRepositories.find((repository) => repository.name === "local")!;
-    const cipher = clusterPassphrase(await secrets.current(repositorySecretNames(ORG, local).cipher), { organization: ORG, repository: local.name, stanza: "dedicated-prod" });
+    const cipher = clusterPassphrase(await secrets.current(repositorySecretNames(ORG, local).cipher), {
+      organization: ORG,
+      repository: local.name,
+      stanza: "dedicated-prod",
+    });
     const handPgbackrest = () =>
-      timed(() => run("runuser", ["-u", "postgres", "--", "pgbackrest", `--config=${conf}`, "--stanza=dedicated-prod", "--type=full", "backup"], { env: { ...process.env, PGPASSWORD: adminPassword, PGBACKREST_REPO1_CIPHER_PASS: cipher } }));
+      timed(() =>
+        run(
+          "runuser",
+          [
+            "-u",
+            "postgres",
+            "--",
+            "pgbackrest",
+            `--config=${conf}`,
+            "--stanza=dedicated-prod",
+            "--type=full",
+            "backup",
+          ],
+          { env: { ...process.env, PGPASSWORD: adminPassword, PGBACKREST_REPO1_CIPHER_PASS: cipher } },
+        ),
+      );
     // restic into a new, empty repository each time, as carehost's first snapshot went into one
     // (carehost initialized it at apply, with the stanza: init is not timed here either).
     const newResticRepository = async (name: string) => {
-      const resticEnv = { ...process.env, RESTIC_REPOSITORY: join(home, name), RESTIC_PASSWORD: cipher, RESTIC_CACHE_DIR: join(home, `${name}-cache`) };
+      const resticEnv = {
+        ...process.env,
+        RESTIC_REPOSITORY: join(home, name),
+        RESTIC_PASSWORD: cipher,
+        RESTIC_CACHE_DIR: join(home, `${name}-cache`),
+      };
       await run("restic", ["init"], { env: resticEnv });
-      return () => run("restic", ["backup", "--host", ORG, "--tag", "env:prod", "."], { env: resticEnv, cwd: filestore, maxBuffer: 1 << 26 });
+      return () =>
+        run("restic", ["backup", "--host", ORG, "--tag", "env:prod", "."], {
+          env: resticEnv,
+          cwd: filestore,
+          maxBuffer: 1 << 26,
+        });
     };
     await archiveCaughtUp(client, clusterDirectory, "after the database manager and the script");
     const resticOneAfterOther = await newResticRepository("restic-by-hand-1");
@@ -151,10 +218,20 @@ async function main(): Promise<void> {
 
     // ── A capacity change: two more Odoo workers raise max_connections and restart prod; the WAL
     // after the last backup carries the higher setting. Then a restore to the second just past.
-    spec = { ...spec, environments: spec.environments.map((environment) => ({ ...environment, odoo: { ...environment.odoo, workers: environment.odoo.workers + 2 } })) };
-    const capacityActions = (await runtime.reconcile(spec)).map((action) => action.action).filter((action) => action.startsWith("restarted"));
+    spec = {
+      ...spec,
+      environments: spec.environments.map((environment) => ({
+        ...environment,
+        odoo: { ...environment.odoo, workers: environment.odoo.workers + 2 },
+      })),
+    };
+    const capacityActions = (await runtime.reconcile(spec))
+      .map((action) => action.action)
+      .filter((action) => action.startsWith("restarted"));
     const afterChange = await connect();
-    await afterChange.query("CREATE TABLE IF NOT EXISTS bench_after_change (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())");
+    await afterChange.query(
+      "CREATE TABLE IF NOT EXISTS bench_after_change (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+    );
     await afterChange.query("INSERT INTO bench_after_change DEFAULT VALUES");
     await sleep(1000);
     const aSecondAgo = new Date(Date.now() - 500);
@@ -162,12 +239,20 @@ async function main(): Promise<void> {
     await afterChange.end();
     let capacitySteps = "";
     const carehostCapacityRestore = await timed(async () => {
-      const restored = await runtime.restore(spec, "prod", { kind: "time", time: aSecondAgo }, { kind: "copy", name: "bench-capacity" });
+      const restored = await runtime.restore(
+        spec,
+        "prod",
+        { kind: "time", time: aSecondAgo },
+        { kind: "copy", name: "bench-capacity" },
+      );
       capacitySteps = restored.steps.map((item) => `${item.step} ${(item.durationMs / 1000).toFixed(1)} s`).join(", ");
       const copy = await connectCopyAt(restored.port);
       const rows = Number((await copy.query<{ n: string }>("SELECT count(*) AS n FROM bench_after_change")).rows[0]?.n);
       await copy.end();
-      if (rows !== 1) throw new Error(`the restore to ${aSecondAgo.toISOString()} brought back ${rows} rows written after the capacity change, not 1`);
+      if (rows !== 1)
+        throw new Error(
+          `the restore to ${aSecondAgo.toISOString()} brought back ${rows} rows written after the capacity change, not 1`,
+        );
     });
 
     // ── RPO after a crash under a steady pgbench load, three times.
@@ -176,26 +261,65 @@ async function main(): Promise<void> {
     await run(join(BIN, "pgbench"), ["-i", "-s", "10", "-q", "prod"], { env });
     const crashes = [];
     for (const name of ["rpo-1", "rpo-2", "rpo-3"]) {
-      crashes.push(await measureRpo({ env, clusterDirectory, connect, kill, restoreCopy: () => runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name }), restart: () => runtime.restartStopped(spec), connectCopy }));
+      crashes.push(
+        await measureRpo({
+          env,
+          clusterDirectory,
+          connect,
+          kill,
+          restoreCopy: () => runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name }),
+          restart: () => runtime.restartStopped(spec),
+          connectCopy,
+        }),
+      );
     }
     const worst = crashes.reduce((a, b) => (b.rpoSeconds > a.rpoSeconds ? b : a));
 
     const percent = (value: number, base: number) => `${(((value - base) / base) * 100).toFixed(0)}%`;
     console.log("");
-    console.log(`  backup, first    carehost full ${carehostFull.toFixed(1)} s (the whole database and the whole filestore)`);
-    console.log(`                   Odoo's database manager (zip: copy the filestore, plain pg_dump, zip both) ${manager.describe}: carehost is ${ratio(manager.seconds, carehostFull)} faster (target ≥ 5x)`);
-    console.log(`                   a nightly script (pg_dump -Fc, zip of the filestore) ${script.describe}: carehost is ${ratio(script.seconds, carehostFull)} faster`);
-    console.log(`                   pgBackRest + restic by hand: one after the other ${handOneAfterOther.toFixed(1)} s, side by side ${handSideBySide.toFixed(1)} s; carehost's overhead over side by side ${percent(carehostFull, handSideBySide)} (target ≤ 10%)`);
-    console.log(`  backup, weekly   carehost full ${carehostWeekly.toFixed(1)} s (the whole database again, the filestore's changes) | the database manager (always whole) ${managerDaily.seconds.toFixed(1)} s: ${ratio(managerDaily.seconds, carehostWeekly)} faster`);
-    console.log(`  backup, daily    carehost incremental ${carehostDaily.toFixed(1)} s | the database manager (always whole) ${managerDaily.seconds.toFixed(1)} s: ${ratio(managerDaily.seconds, carehostDaily)} faster`);
-    console.log(`  restore          carehost ${carehostRestore.toFixed(1)} s to a writable copy with its filestore; steps: ${restoreSteps}`);
-    console.log(`                   Odoo's database manager (unzip, psql, move the filestore) ${managerRestore.describe}: carehost is ${ratio(managerRestore.seconds, carehostRestore)} faster (target ≥ 3x)`);
-    console.log(`                   a nightly script's restore (createdb + pg_restore, unzip) ${scriptRestore.describe}: carehost is ${ratio(scriptRestore.seconds, carehostRestore)} faster`);
+    console.log(
+      `  backup, first    carehost full ${carehostFull.toFixed(1)} s (the whole database and the whole filestore)`,
+    );
+    console.log(
+      `                   Odoo's database manager (zip: copy the filestore, plain pg_dump, zip both) ${manager.describe}: carehost is ${ratio(manager.seconds, carehostFull)} faster (target ≥ 5x)`,
+    );
+    console.log(
+      `                   a nightly script (pg_dump -Fc, zip of the filestore) ${script.describe}: carehost is ${ratio(script.seconds, carehostFull)} faster`,
+    );
+    console.log(
+      `                   pgBackRest + restic by hand: one after the other ${handOneAfterOther.toFixed(1)} s, side by side ${handSideBySide.toFixed(1)} s; carehost's overhead over side by side ${percent(carehostFull, handSideBySide)} (target ≤ 10%)`,
+    );
+    console.log(
+      `  backup, weekly   carehost full ${carehostWeekly.toFixed(1)} s (the whole database again, the filestore's changes) | the database manager (always whole) ${managerDaily.seconds.toFixed(1)} s: ${ratio(managerDaily.seconds, carehostWeekly)} faster`,
+    );
+    console.log(
+      `  backup, daily    carehost incremental ${carehostDaily.toFixed(1)} s | the database manager (always whole) ${managerDaily.seconds.toFixed(1)} s: ${ratio(managerDaily.seconds, carehostDaily)} faster`,
+    );
+    console.log(
+      `  restore          carehost ${carehostRestore.toFixed(1)} s to a writable copy with its filestore; steps: ${restoreSteps}`,
+    );
+    console.log(
+      `                   Odoo's database manager (unzip, psql, move the filestore) ${managerRestore.describe}: carehost is ${ratio(managerRestore.seconds, carehostRestore)} faster (target ≥ 3x)`,
+    );
+    console.log(
+      `                   a nightly script's restore (createdb + pg_restore, unzip) ${scriptRestore.describe}: carehost is ${ratio(scriptRestore.seconds, carehostRestore)} faster`,
+    );
     console.log(`  restore to a second after a capacity change (${capacityActions.join("; ") || "no restart"})`);
-    console.log(`                   carehost ${carehostCapacityRestore.toFixed(1)} s to a writable copy at the second asked for; steps: ${capacitySteps}`);
-    console.log(`                   against carehost's restore of the latest state ${carehostRestore.toFixed(1)} s: ${ratio(carehostCapacityRestore, carehostRestore)} as long; Odoo's database manager cannot restore to a second (its last dump: ${managerRestore.seconds.toFixed(1)} s, ${ratio(managerRestore.seconds, carehostCapacityRestore)} slower)`);
-    const crashReport = crashes.map((crash) => `${crash.rpoSeconds.toFixed(1)} s at ${crash.tps.toFixed(0)} tps and ${crash.walMbPerSecond.toFixed(1)} MB/s of WAL`).join("; ");
-    console.log(`  RPO after crash  worst of ${crashes.length}: ${worst.rpoSeconds.toFixed(1)} s (target ≤ 5 s); a nightly dump loses up to 24 h`);
+    console.log(
+      `                   carehost ${carehostCapacityRestore.toFixed(1)} s to a writable copy at the second asked for; steps: ${capacitySteps}`,
+    );
+    console.log(
+      `                   against carehost's restore of the latest state ${carehostRestore.toFixed(1)} s: ${ratio(carehostCapacityRestore, carehostRestore)} as long; Odoo's database manager cannot restore to a second (its last dump: ${managerRestore.seconds.toFixed(1)} s, ${ratio(managerRestore.seconds, carehostCapacityRestore)} slower)`,
+    );
+    const crashReport = crashes
+      .map(
+        (crash) =>
+          `${crash.rpoSeconds.toFixed(1)} s at ${crash.tps.toFixed(0)} tps and ${crash.walMbPerSecond.toFixed(1)} MB/s of WAL`,
+      )
+      .join("; ");
+    console.log(
+      `  RPO after crash  worst of ${crashes.length}: ${worst.rpoSeconds.toFixed(1)} s (target ≤ 5 s); a nightly dump loses up to 24 h`,
+    );
     console.log(`                   under pgbench: ${crashReport}`);
     completed = true;
   } finally {
@@ -220,22 +344,48 @@ async function archiveCaughtUp(client: pg.Client, clusterDirectory: string, step
   for (let attempt = 1; attempt <= 4; attempt += 1) {
     if (attempt > 1) await client.query("SELECT pg_create_restore_point('carehost-bench')");
     if (await archiveCurrentSegment(client, 30_000)) {
-      if (attempt > 1) console.log(`  (${step}, the archiver needed ${attempt - 1} more segment(s) to report the last one archived)`);
+      if (attempt > 1)
+        console.log(`  (${step}, the archiver needed ${attempt - 1} more segment(s) to report the last one archived)`);
       return;
     }
     console.log(`  (${step}, the archiver was behind after 30 s: ${await archiverState(client, clusterDirectory)})`);
   }
-  throw new Error(`${step}, the archiver did not catch up within 2 min: ${await archiverState(client, clusterDirectory)}`);
+  throw new Error(
+    `${step}, the archiver did not catch up within 2 min: ${await archiverState(client, clusterDirectory)}`,
+  );
 }
 
 /** What PostgreSQL's archiver and pgBackRest's asynchronous one are at, in one line. */
 async function archiverState(client: pg.Client, clusterDirectory: string): Promise<string> {
-  const archiver = (await client.query("SELECT last_archived_wal, last_archived_time, failed_count, last_failed_wal, pg_walfile_name(pg_current_wal_lsn()) AS current FROM pg_stat_archiver")).rows[0] as Record<string, unknown>;
-  const pid = (await client.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'")).rows[0]?.pid;
-  const title = pid === undefined ? "no archiver process" : (await run("ps", ["-o", "args=", "-p", String(pid)]).then(({ stdout }) => stdout.trim(), () => "gone"));
-  const ready = (await readdir(join(clusterDirectory, "data", "pg_wal", "archive_status"))).filter((name) => name.endsWith(".ready")).sort();
-  const spool = (await readdir(join(clusterDirectory, "pgbackrest", "spool", "archive", "dedicated-prod", "out")).catch(() => [])).sort();
-  const asyncLog = (await readFile(join(clusterDirectory, "pgbackrest", "log", "dedicated-prod-archive-push-async.log"), "utf8").catch(() => "")).trim().split("\n").slice(-2).join(" | ");
+  const archiver = (
+    await client.query(
+      "SELECT last_archived_wal, last_archived_time, failed_count, last_failed_wal, pg_walfile_name(pg_current_wal_lsn()) AS current FROM pg_stat_archiver",
+    )
+  ).rows[0] as Record<string, unknown>;
+  const pid = (await client.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'"))
+    .rows[0]?.pid;
+  const title =
+    pid === undefined
+      ? "no archiver process"
+      : await run("ps", ["-o", "args=", "-p", String(pid)]).then(
+          ({ stdout }) => stdout.trim(),
+          () => "gone",
+        );
+  const ready = (await readdir(join(clusterDirectory, "data", "pg_wal", "archive_status")))
+    .filter((name) => name.endsWith(".ready"))
+    .sort();
+  const spool = (
+    await readdir(join(clusterDirectory, "pgbackrest", "spool", "archive", "dedicated-prod", "out")).catch(() => [])
+  ).sort();
+  const asyncLog = (
+    await readFile(join(clusterDirectory, "pgbackrest", "log", "dedicated-prod-archive-push-async.log"), "utf8").catch(
+      () => "",
+    )
+  )
+    .trim()
+    .split("\n")
+    .slice(-2)
+    .join(" | ");
   return `pg_stat_archiver ${JSON.stringify(archiver)}; process "${title}"; .ready ${ready.length} (${ready.slice(0, 3).join(", ")}); spool out ${spool.length} (last ${spool.at(-1) ?? "-"}); async log: ${asyncLog}`;
 }
 
@@ -276,15 +426,21 @@ async function measureRpo(input: {
   // A steady state to start from: the archiver has caught up with what the bench wrote before.
   await archiveCaughtUp(before, input.clusterDirectory, "before a pgbench load");
   const startLsn = (await before.query<{ lsn: string }>("SELECT pg_current_wal_lsn() AS lsn")).rows[0]!.lsn;
-  const startCount = Number((await before.query<{ n: string }>("SELECT count(*) AS n FROM pgbench_history")).rows[0]?.n);
+  const startCount = Number(
+    (await before.query<{ n: string }>("SELECT count(*) AS n FROM pgbench_history")).rows[0]?.n,
+  );
   await before.end();
-  const load = spawn(join(BIN, "pgbench"), ["-n", "-c", "4", "-j", "2", "-T", String(LOAD_SECONDS * 2), "prod"], { env: input.env, stdio: "ignore" });
+  const load = spawn(join(BIN, "pgbench"), ["-n", "-c", "4", "-j", "2", "-T", String(LOAD_SECONDS * 2), "prod"], {
+    env: input.env,
+    stdio: "ignore",
+  });
   await sleep(LOAD_SECONDS * 1000);
   await input.kill();
   load.kill("SIGKILL");
   const copy = await input.restoreCopy();
   const restored = await input.connectCopy(copy.port);
-  const recovered = (await restored.query<{ newest: Date }>("SELECT max(mtime) AS newest FROM pgbench_history")).rows[0]!.newest;
+  const recovered = (await restored.query<{ newest: Date }>("SELECT max(mtime) AS newest FROM pgbench_history"))
+    .rows[0]!.newest;
   await restored.end();
   await input.restart();
   const primary = await input.connect();

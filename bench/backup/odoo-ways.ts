@@ -59,7 +59,10 @@ export function odooWays(input: { env: NodeJS.ProcessEnv; filestore: string; hom
         return await timedSteps([
           ["createdb", () => pg("createdb", [`${DATABASE}_manager`])],
           ["unzip", () => run("unzip", ["-q", managerZip(label), "dump.sql", "filestore/*", "-d", dumpDirectory])],
-          ["psql", () => pg("psql", ["-X", "-q", `--dbname=${DATABASE}_manager`, "-f", join(dumpDirectory, "dump.sql")])],
+          [
+            "psql",
+            () => pg("psql", ["-X", "-q", `--dbname=${DATABASE}_manager`, "-f", join(dumpDirectory, "dump.sql")]),
+          ],
           ["move of the filestore", () => rename(join(dumpDirectory, "filestore"), restoredFilestore)],
         ]);
       } finally {
@@ -92,7 +95,9 @@ export function odooWays(input: { env: NodeJS.ProcessEnv; filestore: string; hom
 
     /** Removes an archive the report no longer needs (the disk holds a few GB per run). */
     async discard(label: string): Promise<void> {
-      await Promise.all([managerZip(label), scriptDump(label), scriptZip(label)].map((path) => rm(path, { force: true })));
+      await Promise.all(
+        [managerZip(label), scriptDump(label), scriptZip(label)].map((path) => rm(path, { force: true })),
+      );
     },
   };
 }

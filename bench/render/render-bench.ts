@@ -7,14 +7,21 @@
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
 import { validateKubernetesObject } from "../../test/kubernetes-validate.js";
-import { kubernetesObjects, renderKubernetesEnvironment, renderKubernetesObjects } from "../../src/render/kubernetes/kubernetes-render.js";
+import {
+  kubernetesObjects,
+  renderKubernetesEnvironment,
+  renderKubernetesObjects,
+} from "../../src/render/kubernetes/kubernetes-render.js";
 import { loadSpecText } from "../../src/spec/spec-loader.js";
 import type { TOrganizationSpec } from "../../src/spec/spec-schema.js";
 
 const SIZES = [10, 100, 1000];
 
 function organizationOf(count: number): TOrganizationSpec {
-  const loaded = loadSpecText(readFileSync(new URL("../../examples/northwind-health.yaml", import.meta.url), "utf8"), "northwind-health.yaml");
+  const loaded = loadSpecText(
+    readFileSync(new URL("../../examples/northwind-health.yaml", import.meta.url), "utf8"),
+    "northwind-health.yaml",
+  );
   if (!loaded.ok) throw new Error("the demo spec does not load");
   const templates = loaded.spec.environments;
   const environments = Array.from({ length: count }, (_, index) => {
@@ -51,7 +58,9 @@ function templated(count: number): number {
   return seconds(start);
 }
 
-console.log("bench/render (Kubernetes manifests of the demo environments, rendered and validated against kubernetes-models schemas)");
+console.log(
+  "bench/render (Kubernetes manifests of the demo environments, rendered and validated against kubernetes-models schemas)",
+);
 const results: { count: number; seconds: number }[] = [];
 for (const count of SIZES) {
   const result = carehost(count);
@@ -64,6 +73,10 @@ for (const count of SIZES) {
 const peakMb = process.resourceUsage().maxRSS / 1024;
 const first = results[0]!;
 const last = results.at(-1)!;
-console.log(`  growth: ${last.count / first.count}x the environments took ${(last.seconds / first.seconds).toFixed(1)}x the time (linear would be ${last.count / first.count}x)`);
+console.log(
+  `  growth: ${last.count / first.count}x the environments took ${(last.seconds / first.seconds).toFixed(1)}x the time (linear would be ${last.count / first.count}x)`,
+);
 console.log(`  peak RSS of the whole run: ${peakMb.toFixed(0)} MB`);
-console.log(`  targets at 1,000 environments: < 5 s (${last.seconds < 5 ? "met" : "MISSED"}), < 500 MB (${peakMb < 500 ? "met" : "MISSED"})`);
+console.log(
+  `  targets at 1,000 environments: < 5 s (${last.seconds < 5 ? "met" : "MISSED"}), < 500 MB (${peakMb < 500 ? "met" : "MISSED"})`,
+);

@@ -25,7 +25,8 @@ export const canonicalJson = (value: unknown): string => {
 
 // A key that names secret material is refused, unless it only refers to it (an id, a name, a
 // digest). Checked on every append, so a new event type cannot leak by accident.
-const SECRET_KEY = /pass(word|phrase)?|secret|token|private|api.?key|credential|cookie|^key$|signing.?key|otp|totp|mfa.?code/i;
+const SECRET_KEY =
+  /pass(word|phrase)?|secret|token|private|api.?key|credential|cookie|^key$|signing.?key|otp|totp|mfa.?code/i;
 const REFERENCE_SUFFIX = /(Id|Name|Digest|Fingerprint|Count)$/;
 const SECRET_VALUE = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
 
@@ -61,7 +62,9 @@ export const entryClaimsSeq = (entry: string, seq: number): boolean => entry.inc
 const auditActorOf = (actor: TActor): TAuditActor => {
   if (actor.kind === "user") {
     const { userId, username, role, tokenId } = actor;
-    return tokenId === undefined ? { kind: "user", userId, username, role } : { kind: "user", userId, username, role, tokenId };
+    return tokenId === undefined
+      ? { kind: "user", userId, username, role }
+      : { kind: "user", userId, username, role, tokenId };
   }
   return actor.kind === "system" ? { kind: "system", name: actor.name } : { kind: "anonymous" };
 };
@@ -74,10 +77,13 @@ export const pendingEntryOf = (ctx: TRequestContext, event: TAuditEvent, time: D
   if (!schema) throw new ValidationError(`unknown audit event type: ${String(event.type)}`);
   const parsed = schema.safeParse(event.payload);
   if (!parsed.success) {
-    throw new ValidationError(`audit event ${event.type} has an invalid payload`, parsed.error.issues.map((issue) => ({
-      path: issue.path.join("."),
-      message: issue.message,
-    })));
+    throw new ValidationError(
+      `audit event ${event.type} has an invalid payload`,
+      parsed.error.issues.map((issue) => ({
+        path: issue.path.join("."),
+        message: issue.message,
+      })),
+    );
   }
   assertNoSecrets(parsed.data);
   assertNoReservedKeys(parsed.data);

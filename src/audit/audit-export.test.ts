@@ -46,7 +46,10 @@ forEachStoreKind((kind, createDatabase) => {
           from: new Date("2026-03-01T10:05:00.000Z"),
           to: new Date("2026-03-01T10:24:00.000Z"),
         });
-        assert.deepEqual(bundle.entries.map((item) => item.seq), Array.from({ length: 20 }, (_, index) => index + 5));
+        assert.deepEqual(
+          bundle.entries.map((item) => item.seq),
+          Array.from({ length: 20 }, (_, index) => index + 5),
+        );
         assert.equal(bundle.checkpoint.treeSize, 30);
         assert.equal(bundle.previousCheckpoint?.treeSize, 20);
         assert.equal(bundle.publicKeys.length, 1);
@@ -54,7 +57,10 @@ forEachStoreKind((kind, createDatabase) => {
 
         const good = await runVerifier(bundle);
         assert.equal(good.status, 0, good.output);
-        assert.match(good.output, /OK: 20 entries \(#5–#24\) included in the checkpoint of tree size 30 .* consistent with the checkpoint of tree size 20/);
+        assert.match(
+          good.output,
+          /OK: 20 entries \(#5–#24\) included in the checkpoint of tree size 30 .* consistent with the checkpoint of tree size 20/,
+        );
 
         // One byte of entry #9 changed ("password" → "passwore").
         const flipped = structuredClone(bundle) as unknown as { entries: { seq: number; entry: string }[] };
@@ -62,7 +68,10 @@ forEachStoreKind((kind, createDatabase) => {
         assert.notEqual(flipped.entries[4]!.entry, bundle.entries[4]!.entry);
         const bad = await runVerifier(flipped);
         assert.equal(bad.status, 1, bad.output);
-        assert.match(bad.output, /FAIL: entry #9 \(auth\.login\.failed by alice at 2026-03-01T10:09:00\.000Z\) is not in the signed tree of 30 entries/);
+        assert.match(
+          bad.output,
+          /FAIL: entry #9 \(auth\.login\.failed by alice at 2026-03-01T10:09:00\.000Z\) is not in the signed tree of 30 entries/,
+        );
 
         const dropped = { ...bundle, entries: bundle.entries.filter((item) => item.seq !== 12) };
         const gap = await runVerifier(dropped);
@@ -89,7 +98,10 @@ forEachStoreKind((kind, createDatabase) => {
       const harness = await createAuditHarness(createDatabase);
       try {
         await harness.log.append(aliceContext, sampleEvent(0));
-        const bundle = await harness.log.exportBundle({ from: new Date("2000-01-01T00:00:00Z"), to: new Date("2000-01-02T00:00:00Z") });
+        const bundle = await harness.log.exportBundle({
+          from: new Date("2000-01-01T00:00:00Z"),
+          to: new Date("2000-01-02T00:00:00Z"),
+        });
         assert.equal(bundle.entries.length, 0);
         const result = await runVerifier(bundle);
         assert.equal(result.status, 0, result.output);

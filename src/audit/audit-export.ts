@@ -26,16 +26,21 @@ export const buildBundle = async ({ db, tree, checkpoint, from, to }: TBuildBund
   // in seq and an auditor can see that none was left out (times from several replicas may
   // interleave slightly).
   const span = await seqSpanOf(db, from, to, checkpoint.treeSize);
-  for (let next = span?.first ?? 0; span && next <= span.last; ) {
+  for (let next = span?.first ?? 0; span && next <= span.last;) {
     const rows = await readEntryRows(db, next, Math.min(next + PAGE, span.last + 1));
-    if (rows.length === 0 || rows[0]!.seq !== next) throw new IntegrityError(`audit entry #${next} is missing: run carehost audit verify`);
+    if (rows.length === 0 || rows[0]!.seq !== next)
+      throw new IntegrityError(`audit entry #${next} is missing: run carehost audit verify`);
     for (const row of rows) {
       if (row.seq !== next) throw new IntegrityError(`audit entry #${next} is missing: run carehost audit verify`);
       // Refuse to hand an auditor an entry the tree does not vouch for.
       if (!hashesEqual(leafHash(row.entry), tree.leaf(row.seq))) {
         throw new IntegrityError(`audit entry #${row.seq} was altered: run carehost audit verify`);
       }
-      entries.push({ seq: row.seq, entry: row.entry, inclusionProof: tree.inclusionProof(row.seq, checkpoint.treeSize).map(hex) });
+      entries.push({
+        seq: row.seq,
+        entry: row.entry,
+        inclusionProof: tree.inclusionProof(row.seq, checkpoint.treeSize).map(hex),
+      });
       next += 1;
     }
   }
@@ -48,7 +53,10 @@ export const buildBundle = async ({ db, tree, checkpoint, from, to }: TBuildBund
     publicKeys,
     checkpoint,
     ...(previous
-      ? { previousCheckpoint: previous, consistencyProof: tree.consistencyProof(previous.treeSize, checkpoint.treeSize).map(hex) }
+      ? {
+          previousCheckpoint: previous,
+          consistencyProof: tree.consistencyProof(previous.treeSize, checkpoint.treeSize).map(hex),
+        }
       : {}),
     entries,
   };

@@ -10,7 +10,7 @@ import type { TAuditEvent } from "./audit-types.js";
 
 const fromHex = (text: string): Buffer => Buffer.from(text, "hex");
 const waitFor = async (condition: () => Promise<boolean>, timeoutMs = 5000): Promise<boolean> => {
-  for (const started = Date.now(); Date.now() - started < timeoutMs; ) {
+  for (const started = Date.now(); Date.now() - started < timeoutMs;) {
     if (await condition()) return true;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -24,7 +24,12 @@ forEachStoreKind((kind, createDatabase) => {
       try {
         const { seq } = await harness.log.append(aliceContext, sampleEvent(0));
         assert.equal(seq, 0);
-        await harness.log.append(systemContext("scheduler", "req-2"), { type: "server.started", outcome: "success", target: null, payload: { version: "0.1.0" } });
+        await harness.log.append(systemContext("scheduler", "req-2"), {
+          type: "server.started",
+          outcome: "success",
+          target: null,
+          payload: { version: "0.1.0" },
+        });
         const listed = await harness.log.list({ limit: 10 });
         assert.deepEqual(listed[0], {
           seq: 0,
@@ -41,14 +46,25 @@ forEachStoreKind((kind, createDatabase) => {
           },
         });
         // The stored text is the canonical form: sorted keys, no whitespace.
-        const [row] = await harness.database.superuserQuery("SELECT entry FROM audit_entries WHERE seq = 1") as { entry: string }[];
+        const [row] = (await harness.database.superuserQuery("SELECT entry FROM audit_entries WHERE seq = 1")) as {
+          entry: string;
+        }[];
         assert.equal(
           row!.entry,
           '{"actor":{"kind":"system","name":"scheduler"},"outcome":"success","payload":{"version":"0.1.0"},"requestId":"req-2","seq":1,"sourceAddress":"local","target":null,"time":"2026-03-01T10:00:00.123Z","type":"server.started"}',
         );
-        assert.deepEqual((await harness.log.list({ limit: 10, type: "server.started" })).map((item) => item.seq), [1]);
-        assert.deepEqual((await harness.log.list({ limit: 10, target: "user:alice" })).map((item) => item.seq), [0]);
-        assert.deepEqual((await harness.log.list({ limit: 10, afterSeq: 0 })).map((item) => item.seq), [1]);
+        assert.deepEqual(
+          (await harness.log.list({ limit: 10, type: "server.started" })).map((item) => item.seq),
+          [1],
+        );
+        assert.deepEqual(
+          (await harness.log.list({ limit: 10, target: "user:alice" })).map((item) => item.seq),
+          [0],
+        );
+        assert.deepEqual(
+          (await harness.log.list({ limit: 10, afterSeq: 0 })).map((item) => item.seq),
+          [1],
+        );
         assert.equal((await harness.log.list({ limit: 10, from: new Date("2026-03-02T00:00:00Z") })).length, 0);
       } finally {
         await harness.dispose();
@@ -59,15 +75,30 @@ forEachStoreKind((kind, createDatabase) => {
       const harness = await createAuditHarness(createDatabase);
       try {
         await assert.rejects(
-          harness.log.append(aliceContext, { type: "user.created", outcome: "success", target: "user:bob", payload: { username: "bob", role: "operator", password: "hunter2" } } as unknown as TAuditEvent),
+          harness.log.append(aliceContext, {
+            type: "user.created",
+            outcome: "success",
+            target: "user:bob",
+            payload: { username: "bob", role: "operator", password: "hunter2" },
+          } as unknown as TAuditEvent),
           /invalid payload/,
         );
         await assert.rejects(
-          harness.log.append(aliceContext, { type: "user.created", outcome: "success", target: "user:bob", payload: { username: "bob", role: "owner" } } as unknown as TAuditEvent),
+          harness.log.append(aliceContext, {
+            type: "user.created",
+            outcome: "success",
+            target: "user:bob",
+            payload: { username: "bob", role: "owner" },
+          } as unknown as TAuditEvent),
           /invalid payload/,
         );
         await assert.rejects(
-          harness.log.append(aliceContext, { type: "spec.apply_denied", outcome: "denied", target: null, payload: { digest: "x", reason: "-----BEGIN PRIVATE KEY-----\nMC4…" } }),
+          harness.log.append(aliceContext, {
+            type: "spec.apply_denied",
+            outcome: "denied",
+            target: null,
+            payload: { digest: "x", reason: "-----BEGIN PRIVATE KEY-----\nMC4…" },
+          }),
           /private key material/,
         );
         assert.equal((await harness.log.list({ limit: 10 })).length, 0);
@@ -96,7 +127,10 @@ forEachStoreKind((kind, createDatabase) => {
           await assert.rejects(harness.database.superuserQuery(sql), /append-only|only moves forward/, sql);
         }
         // The application's own connection is refused as well.
-        await assert.rejects(harness.db.query("DELETE FROM audit_entries"), /audit_entries is append-only: DELETE refused/);
+        await assert.rejects(
+          harness.db.query("DELETE FROM audit_entries"),
+          /audit_entries is append-only: DELETE refused/,
+        );
         assert.equal((await harness.log.verify()).ok, true);
       } finally {
         await harness.dispose();
@@ -106,13 +140,22 @@ forEachStoreKind((kind, createDatabase) => {
     void it("numbers 500 concurrent appends without gaps, in few transactions", async () => {
       const harness = await createAuditHarness(createDatabase, { checkpointEvery: { entries: 100, ms: 60_000 } });
       try {
-        const results = await Promise.all(Array.from({ length: 500 }, (_, index) => harness.log.append(aliceContext, sampleEvent(index))));
+        const results = await Promise.all(
+          Array.from({ length: 500 }, (_, index) => harness.log.append(aliceContext, sampleEvent(index))),
+        );
         const seqs = results.map((result) => result.seq).sort((a, b) => a - b);
-        assert.deepEqual(seqs, Array.from({ length: 500 }, (_, index) => index));
+        assert.deepEqual(
+          seqs,
+          Array.from({ length: 500 }, (_, index) => index),
+        );
         // Calls made in the same turn of the event loop are one batch, hence one transaction.
-        const [head] = (await harness.database.superuserQuery("SELECT size, xmin::text::bigint AS xid FROM audit_head")) as { size: number }[];
+        const [head] = (await harness.database.superuserQuery(
+          "SELECT size, xmin::text::bigint AS xid FROM audit_head",
+        )) as { size: number }[];
         assert.equal(head!.size, 500);
-        const transactions = (await harness.database.superuserQuery("SELECT count(DISTINCT xmin::text) AS n FROM audit_entries")) as { n: number | string }[];
+        const transactions = (await harness.database.superuserQuery(
+          "SELECT count(DISTINCT xmin::text) AS n FROM audit_entries",
+        )) as { n: number | string }[];
         assert.ok(Number(transactions[0]!.n) <= 2, `500 appends took ${transactions[0]!.n} transactions`);
         await harness.log.checkpoint();
         const report = await harness.log.verify();
@@ -128,18 +171,33 @@ forEachStoreKind((kind, createDatabase) => {
       const harness = await createAuditHarness(createDatabase, { checkpointEvery: { entries: 4, ms: 60_000 } });
       try {
         // Four entries start an automatic checkpoint in the background.
-        await Promise.all(Array.from({ length: 4 }, (_, index) => harness.log.append(aliceContext, sampleEvent(index))));
-        const automatic = await waitFor(async () =>
-          ((await harness.database.superuserQuery("SELECT tree_size FROM audit_checkpoints")) as unknown[]).length > 0,
+        await Promise.all(
+          Array.from({ length: 4 }, (_, index) => harness.log.append(aliceContext, sampleEvent(index))),
+        );
+        const automatic = await waitFor(
+          async () =>
+            ((await harness.database.superuserQuery("SELECT tree_size FROM audit_checkpoints")) as unknown[]).length >
+            0,
         );
         assert.ok(automatic, "no automatic checkpoint after 4 entries");
         await appendSamples(harness.log, 6, 4);
         const checkpoint = await harness.log.checkpoint();
         assert.equal(checkpoint.treeSize, 10);
-        const keyPem = ((await harness.database.superuserQuery("SELECT public_key FROM audit_signing_keys")) as { public_key: string }[])[0]!.public_key;
+        const keyPem = (
+          (await harness.database.superuserQuery("SELECT public_key FROM audit_signing_keys")) as {
+            public_key: string;
+          }[]
+        )[0]!.public_key;
         assert.ok(checkpointSignatureValid(checkpoint, { keyId: checkpoint.keyId, publicKeyPem: keyPem }));
-        assert.equal(checkpointSignatureValid({ ...checkpoint, treeSize: 9 }, { keyId: checkpoint.keyId, publicKeyPem: keyPem }), false);
-        const sizes = ((await harness.database.superuserQuery("SELECT tree_size FROM audit_checkpoints ORDER BY tree_size")) as { tree_size: number }[]).map((row) => Number(row.tree_size));
+        assert.equal(
+          checkpointSignatureValid({ ...checkpoint, treeSize: 9 }, { keyId: checkpoint.keyId, publicKeyPem: keyPem }),
+          false,
+        );
+        const sizes = (
+          (await harness.database.superuserQuery("SELECT tree_size FROM audit_checkpoints ORDER BY tree_size")) as {
+            tree_size: number;
+          }[]
+        ).map((row) => Number(row.tree_size));
         assert.ok(sizes.length >= 2 && sizes.at(-1) === 10, `checkpoints at ${sizes.join(",")}`);
         // Nothing new: the same checkpoint, not another signature.
         assert.deepEqual(await harness.log.checkpoint(), checkpoint);
@@ -147,13 +205,25 @@ forEachStoreKind((kind, createDatabase) => {
         const entries = await harness.log.list({ limit: 100 });
         for (const { seq } of entries) {
           const proof = await harness.log.inclusionProof(seq, 10);
-          const [row] = (await harness.database.superuserQuery("SELECT entry FROM audit_entries WHERE seq = $1", [seq])) as { entry: string }[];
+          const [row] = (await harness.database.superuserQuery("SELECT entry FROM audit_entries WHERE seq = $1", [
+            seq,
+          ])) as { entry: string }[];
           assert.equal(proof.leafHash, leafHash(row!.entry).toString("hex"));
           assert.equal(proof.rootHash, checkpoint.rootHash);
-          assert.ok(verifyInclusion(seq, 10, leafHash(row!.entry), proof.proof.map(fromHex), fromHex(checkpoint.rootHash)));
+          assert.ok(
+            verifyInclusion(seq, 10, leafHash(row!.entry), proof.proof.map(fromHex), fromHex(checkpoint.rootHash)),
+          );
         }
         const consistency = await harness.log.consistencyProof(sizes[0]!, 10);
-        assert.ok(verifyConsistency(sizes[0]!, 10, fromHex(consistency.firstRoot), fromHex(checkpoint.rootHash), consistency.proof.map(fromHex)));
+        assert.ok(
+          verifyConsistency(
+            sizes[0]!,
+            10,
+            fromHex(consistency.firstRoot),
+            fromHex(checkpoint.rootHash),
+            consistency.proof.map(fromHex),
+          ),
+        );
         await assert.rejects(harness.log.inclusionProof(3, 11), /beyond the audit log's head/);
 
         // A fresh process rebuilds the tree from the database and proves the same.
@@ -190,9 +260,14 @@ forEachStoreKind((kind, createDatabase) => {
           const replicaDb = await harness.database.open();
           const replica = harness.openAnother({ db: replicaDb });
           const results = await Promise.all(
-            Array.from({ length: 200 }, (_, index) => (index % 2 === 0 ? harness.log : replica).append(aliceContext, sampleEvent(index))),
+            Array.from({ length: 200 }, (_, index) =>
+              (index % 2 === 0 ? harness.log : replica).append(aliceContext, sampleEvent(index)),
+            ),
           );
-          assert.deepEqual(results.map((result) => result.seq).sort((a, b) => a - b), Array.from({ length: 200 }, (_, index) => index));
+          assert.deepEqual(
+            results.map((result) => result.seq).sort((a, b) => a - b),
+            Array.from({ length: 200 }, (_, index) => index),
+          );
           await Promise.all([harness.log.checkpoint(), replica.checkpoint()]);
           assert.equal((await harness.log.verify()).ok, true);
         } finally {

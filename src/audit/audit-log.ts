@@ -22,7 +22,14 @@ import {
   registerSigningKey,
   writeBatch,
 } from "./audit-store.js";
-import type { TAuditBundle, TAuditEntry, TAuditEvent, TAuditListQuery, TAuditVerifyReport, TCheckpoint } from "./audit-types.js";
+import type {
+  TAuditBundle,
+  TAuditEntry,
+  TAuditEvent,
+  TAuditListQuery,
+  TAuditVerifyReport,
+  TCheckpoint,
+} from "./audit-types.js";
 import { verifyAuditLog } from "./audit-verify.js";
 
 export type TAuditLogDeps = {
@@ -111,20 +118,29 @@ export const auditLogFactory = ({
         const trusted = await trustedKeys();
         const key = (await listSigningKeys(db)).find((candidate) => candidate.keyId === anchor.keyId);
         if (!key || !trusted.has(anchor.keyId) || !checkpointSignatureValid(anchor, key)) {
-          throw new IntegrityError(`audit checkpoint at tree size ${anchor.treeSize} is not signed by a trusted key: run carehost audit verify`);
+          throw new IntegrityError(
+            `audit checkpoint at tree size ${anchor.treeSize} is not signed by a trusted key: run carehost audit verify`,
+          );
         }
         for (let start = tree.size; start < anchor.treeSize; start += LOAD_ROWS) {
-          const rows = await readLeafHashRows(db, Math.max(start, tree.size), Math.min(start + LOAD_ROWS, anchor.treeSize));
+          const rows = await readLeafHashRows(
+            db,
+            Math.max(start, tree.size),
+            Math.min(start + LOAD_ROWS, anchor.treeSize),
+          );
           for (const row of rows) appendLoaded(row.seq, row.leafHash);
         }
         if (tree.size < anchor.treeSize || tree.rootAt(anchor.treeSize).toString("hex") !== anchor.rootHash) {
-          throw new IntegrityError(`audit entries no longer match the checkpoint at tree size ${anchor.treeSize}: run carehost audit verify`);
+          throw new IntegrityError(
+            `audit entries no longer match the checkpoint at tree size ${anchor.treeSize}: run carehost audit verify`,
+          );
         }
       }
     }
     while (tree.size < size) {
       const rows = await readEntryRows(db, tree.size, Math.min(tree.size + LOAD_ROWS, size));
-      if (rows.length === 0) throw new IntegrityError(`audit entry #${tree.size} is missing: run carehost audit verify`);
+      if (rows.length === 0)
+        throw new IntegrityError(`audit entry #${tree.size} is missing: run carehost audit verify`);
       for (const row of rows) {
         const recomputed = leafHash(row.entry);
         if (!hashesEqual(recomputed, row.leafHash) || !entryClaimsSeq(row.entry, row.seq)) {
@@ -162,7 +178,9 @@ export const auditLogFactory = ({
     await ensureTree(size);
     // Never sign a history that does not extend the one already signed (by us or a replica).
     if (latest && tree.rootAt(latest.treeSize).toString("hex") !== latest.rootHash) {
-      throw new IntegrityError(`audit log no longer extends the checkpoint at tree size ${latest.treeSize}; refusing to sign`);
+      throw new IntegrityError(
+        `audit log no longer extends the checkpoint at tree size ${latest.treeSize}; refusing to sign`,
+      );
     }
     return insertCheckpoint(db, signCheckpoint(key, size, tree.rootAt(size), now()));
   };
@@ -196,7 +214,10 @@ export const auditLogFactory = ({
     while (queue.length > 0) {
       const batch = queue.splice(0, maxBatch);
       try {
-        const written = await writeBatch(db, batch.map((item) => item.pending));
+        const written = await writeBatch(
+          db,
+          batch.map((item) => item.pending),
+        );
         noteWritten(written.firstSeq, written.leaves);
         batch.forEach((item, offset) => item.resolve({ seq: written.firstSeq + offset }));
         entriesSinceCheckpoint += batch.length;
@@ -230,7 +251,8 @@ export const auditLogFactory = ({
 
   return {
     /** Records one event; resolves with its seq once it is committed. */
-    append: async (ctx: TRequestContext, event: TAuditEvent): Promise<{ seq: number }> => enqueue(pendingEntryOf(ctx, event, now())),
+    append: async (ctx: TRequestContext, event: TAuditEvent): Promise<{ seq: number }> =>
+      enqueue(pendingEntryOf(ctx, event, now())),
 
     /** Records several events of one request, in order, in the same batch. */
     appendMany: async (ctx: TRequestContext, events: readonly TAuditEvent[]): Promise<{ seqs: number[] }> => {

@@ -9,7 +9,11 @@ import { emptyRoot, leafHash, nodeHash, rootOf, verifyConsistency, verifyInclusi
 const h = (...parts: Uint8Array[]): Buffer => createHash("sha256").update(Buffer.concat(parts)).digest();
 const k = (n: number): number => 2 ** Math.ceil(Math.log2(n) - 1);
 const mth = (d: Buffer[]): Buffer =>
-  d.length === 0 ? h() : d.length === 1 ? d[0]! : h(Buffer.from([1]), mth(d.slice(0, k(d.length))), mth(d.slice(k(d.length))));
+  d.length === 0
+    ? h()
+    : d.length === 1
+      ? d[0]!
+      : h(Buffer.from([1]), mth(d.slice(0, k(d.length))), mth(d.slice(k(d.length))));
 const path = (m: number, d: Buffer[]): Buffer[] => {
   if (d.length === 1) return [];
   const split = k(d.length);
@@ -38,7 +42,10 @@ const MAX = 70;
 void describe("audit Merkle tree (RFC 6962)", () => {
   void it("hashes leaves and nodes with domain separation", () => {
     assert.deepEqual(leafHash("abc"), h(Buffer.from([0]), Buffer.from("abc")));
-    assert.deepEqual(nodeHash(Buffer.alloc(32, 1), Buffer.alloc(32, 2)), h(Buffer.from([1]), Buffer.alloc(32, 1), Buffer.alloc(32, 2)));
+    assert.deepEqual(
+      nodeHash(Buffer.alloc(32, 1), Buffer.alloc(32, 2)),
+      h(Buffer.from([1]), Buffer.alloc(32, 1), Buffer.alloc(32, 2)),
+    );
     // Known vectors: empty tree, and the RFC 6962 leaf hash of the empty string.
     assert.equal(emptyRoot.toString("hex"), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     assert.equal(leafHash("").toString("hex"), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
@@ -76,16 +83,22 @@ void describe("audit Merkle tree (RFC 6962)", () => {
         const inclusion = cache.inclusionProof(m, n);
         assert.equal(verifyInclusion(m, n, flipped(leaves[m]!), inclusion, root), false);
         assert.equal(verifyInclusion(m, n, leaves[m]!, inclusion, flipped(root)), false);
-        if (n > 1) assert.equal(verifyInclusion((m + 1) % n, n, leaves[m]!, inclusion, root), false, `moved ${m} in ${n}`);
+        if (n > 1)
+          assert.equal(verifyInclusion((m + 1) % n, n, leaves[m]!, inclusion, root), false, `moved ${m} in ${n}`);
         // (A wrong tree size alone is not always caught: RFC 9162 binds size and root through
         // the signed checkpoint, which is why verifiers take both from it.)
-        assert.equal(verifyInclusion(m, n, leaves[m]!, inclusion, cache.rootAt(n < MAX ? n + 1 : n - 1)), false, "other tree's root");
+        assert.equal(
+          verifyInclusion(m, n, leaves[m]!, inclusion, cache.rootAt(n < MAX ? n + 1 : n - 1)),
+          false,
+          "other tree's root",
+        );
         for (let i = 0; i < inclusion.length; i += 1) {
           const altered = inclusion.map((node, j) => (j === i ? flipped(node) : node));
           assert.equal(verifyInclusion(m, n, leaves[m]!, altered, root), false, `altered node ${i} of ${m} in ${n}`);
         }
         assert.equal(verifyInclusion(m, n, leaves[m]!, [...inclusion, root], root), false, "extra node");
-        if (inclusion.length > 0) assert.equal(verifyInclusion(m, n, leaves[m]!, inclusion.slice(1), root), false, "short proof");
+        if (inclusion.length > 0)
+          assert.equal(verifyInclusion(m, n, leaves[m]!, inclusion.slice(1), root), false, "short proof");
       }
     }
   });
@@ -103,7 +116,11 @@ void describe("audit Merkle tree (RFC 6962)", () => {
         assert.equal(verifyConsistency(m, n, firstRoot, flipped(secondRoot), consistency), false);
         for (let i = 0; i < consistency.length; i += 1) {
           const altered = consistency.map((node, j) => (j === i ? flipped(node) : node));
-          assert.equal(verifyConsistency(m, n, firstRoot, secondRoot, altered), false, `altered node ${i} of ${m}→${n}`);
+          assert.equal(
+            verifyConsistency(m, n, firstRoot, secondRoot, altered),
+            false,
+            `altered node ${i} of ${m}→${n}`,
+          );
         }
         assert.equal(verifyConsistency(m, n, firstRoot, secondRoot, []), false);
         // A history that differs in one early leaf is not an extension.

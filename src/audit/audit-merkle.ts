@@ -15,7 +15,8 @@ export const leafHash = (entry: string | Uint8Array): Buffer => {
 };
 
 /** SHA-256(0x01 ‖ left ‖ right). */
-export const nodeHash = (left: Uint8Array, right: Uint8Array): Buffer => sha256(Buffer.concat([NODE_PREFIX, left, right]));
+export const nodeHash = (left: Uint8Array, right: Uint8Array): Buffer =>
+  sha256(Buffer.concat([NODE_PREFIX, left, right]));
 
 /** MTH of the empty tree (RFC 6962 §2.1). */
 export const emptyRoot: Buffer = sha256(new Uint8Array(0));

@@ -31,7 +31,10 @@ export const auditServiceFactory = ({ log, db }: TAuditServiceDeps) => ({
   /** Size of the log and its newest signed checkpoint (for status). No authorization: numbers only. */
   head: async () => {
     const [treeSize, checkpoint] = await Promise.all([readHeadSize(db), latestCheckpoint(db)]);
-    return { treeSize, lastCheckpoint: checkpoint === undefined ? null : { treeSize: checkpoint.treeSize, time: checkpoint.time } };
+    return {
+      treeSize,
+      lastCheckpoint: checkpoint === undefined ? null : { treeSize: checkpoint.treeSize, time: checkpoint.time },
+    };
   },
 
   list: async (

@@ -5,7 +5,15 @@
 //   "carehost-audit-checkpoint/v1\n" + treeSize (decimal) + "\n" + rootHash (64 lowercase hex)
 //   + "\n" + time (ISO 8601 UTC with milliseconds, as Date.prototype.toISOString writes it)
 // with no trailing newline.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  verify,
+  type KeyObject,
+} from "node:crypto";
 import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { IntegrityError } from "../lib/errors.js";
@@ -20,11 +28,17 @@ export type TSigningKey = { readonly keyId: string; readonly publicKeyPem: strin
 
 /** sha256 of the DER SubjectPublicKeyInfo, hex: stable, and what an operator publishes out of band. */
 export const keyIdOf = (publicKey: KeyObject): string =>
-  createHash("sha256").update(publicKey.export({ type: "spki", format: "der" })).digest("hex");
+  createHash("sha256")
+    .update(publicKey.export({ type: "spki", format: "der" }))
+    .digest("hex");
 
 const signingKeyOf = (privateKey: KeyObject): TSigningKey => {
   const publicKey = createPublicKey(privateKey);
-  return { keyId: keyIdOf(publicKey), publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(), privateKey };
+  return {
+    keyId: keyIdOf(publicKey),
+    publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+    privateKey,
+  };
 };
 
 /** Loads the key at `path`, creating it (0600, exclusive) on first use. */
@@ -32,10 +46,13 @@ export const loadOrCreateSigningKey = async (path: string): Promise<TSigningKey>
   try {
     const info = await stat(path);
     if (process.platform !== "win32" && (info.mode & 0o077) !== 0) {
-      throw new IntegrityError(`audit signing key ${path} is readable by others (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it`);
+      throw new IntegrityError(
+        `audit signing key ${path} is readable by others (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it`,
+      );
     }
     const key = createPrivateKey(await readFile(path));
-    if (key.asymmetricKeyType !== "ed25519") throw new IntegrityError(`audit signing key ${path} is not an Ed25519 key`);
+    if (key.asymmetricKeyType !== "ed25519")
+      throw new IntegrityError(`audit signing key ${path} is not an Ed25519 key`);
     return signingKeyOf(key);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;

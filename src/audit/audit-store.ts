@@ -84,7 +84,10 @@ export const readLeafHashRows = async (db: TSqlExecutor, fromSeq: number, toSeq:
   return rows.map((row) => ({ seq: row.seq, leafHash: asBuffer(row.leaf_hash) }));
 };
 
-export const listEntryRows = async (db: TSqlExecutor, query: TAuditListQuery): Promise<{ seq: number; entry: string }[]> => {
+export const listEntryRows = async (
+  db: TSqlExecutor,
+  query: TAuditListQuery,
+): Promise<{ seq: number; entry: string }[]> => {
   const conditions: string[] = [];
   const params: (string | number | Date)[] = [];
   const where = (sql: string, value: string | number | Date): void => {
@@ -128,10 +131,15 @@ const checkpointOf = (row: TCheckpointRow): TCheckpoint => ({
 });
 
 export const listCheckpoints = async (db: TSqlExecutor): Promise<TCheckpoint[]> =>
-  (await db.query<TCheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY tree_size`)).rows.map(checkpointOf);
+  (await db.query<TCheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY tree_size`)).rows.map(
+    checkpointOf,
+  );
 
 /** The newest checkpoint whose tree size is at most `maxSize` (default: the newest). */
-export const latestCheckpoint = async (db: TSqlExecutor, maxSize = Number.MAX_SAFE_INTEGER): Promise<TCheckpoint | undefined> => {
+export const latestCheckpoint = async (
+  db: TSqlExecutor,
+  maxSize = Number.MAX_SAFE_INTEGER,
+): Promise<TCheckpoint | undefined> => {
   const { rows } = await db.query<TCheckpointRow>(
     `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tree_size <= $1 ORDER BY tree_size DESC LIMIT 1`,
     [maxSize],
@@ -146,20 +154,23 @@ export const insertCheckpoint = async (db: TSqlExecutor, checkpoint: TCheckpoint
      VALUES ($1, decode($2, 'hex'), $3::timestamptz, decode($4, 'base64'), $5) ON CONFLICT (tree_size) DO NOTHING`,
     [checkpoint.treeSize, checkpoint.rootHash, checkpoint.time, checkpoint.signature, checkpoint.keyId],
   );
-  const { rows } = await db.query<TCheckpointRow>(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tree_size = $1`, [
-    checkpoint.treeSize,
-  ]);
+  const { rows } = await db.query<TCheckpointRow>(
+    `SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE tree_size = $1`,
+    [checkpoint.treeSize],
+  );
   return checkpointOf(rows[0]!);
 };
 
 export const registerSigningKey = async (db: TSqlExecutor, key: TAuditPublicKey): Promise<void> => {
-  await db.query("INSERT INTO audit_signing_keys (key_id, public_key) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING", [
-    key.keyId,
-    key.publicKeyPem,
-  ]);
+  await db.query(
+    "INSERT INTO audit_signing_keys (key_id, public_key) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING",
+    [key.keyId, key.publicKeyPem],
+  );
 };
 
 export const listSigningKeys = async (db: TSqlExecutor): Promise<TAuditPublicKey[]> =>
-  (await db.query<{ key_id: string; public_key: string }>("SELECT key_id, public_key FROM audit_signing_keys ORDER BY created_at, key_id")).rows.map(
-    (row) => ({ keyId: row.key_id, publicKeyPem: row.public_key }),
-  );
+  (
+    await db.query<{ key_id: string; public_key: string }>(
+      "SELECT key_id, public_key FROM audit_signing_keys ORDER BY created_at, key_id",
+    )
+  ).rows.map((row) => ({ keyId: row.key_id, publicKeyPem: row.public_key }));

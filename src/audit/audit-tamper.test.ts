@@ -12,7 +12,11 @@ import type { TAuditVerifyReport } from "./audit-types.js";
 const ENTRIES = 50;
 const TARGET = 21; // an auth.login.failed by alice (sampleEvent(21))
 
-const behindTheBack = async (database: TTestDatabase, tables: readonly string[], statements: readonly string[]): Promise<void> => {
+const behindTheBack = async (
+  database: TTestDatabase,
+  tables: readonly string[],
+  statements: readonly string[],
+): Promise<void> => {
   for (const table of tables) await database.superuserQuery(`ALTER TABLE ${table} DISABLE TRIGGER ALL`);
   try {
     for (const sql of statements) await database.superuserQuery(sql);
@@ -22,7 +26,10 @@ const behindTheBack = async (database: TTestDatabase, tables: readonly string[],
 };
 
 /** A log of 50 entries with a checkpoint every 10 (or after every entry). */
-const populated = async (createDatabase: () => Promise<TTestDatabase>, checkpointAfterEach = 10): Promise<TAuditHarness> => {
+const populated = async (
+  createDatabase: () => Promise<TTestDatabase>,
+  checkpointAfterEach = 10,
+): Promise<TAuditHarness> => {
   const harness = await createAuditHarness(createDatabase);
   for (let start = 0; start < ENTRIES; start += checkpointAfterEach) {
     await appendSamples(harness.log, checkpointAfterEach, start);
@@ -44,7 +51,9 @@ const assertNamed = (report: TAuditVerifyReport, kind: string, seq: number, mess
 
 const rewriteSql = (seq: number, alsoLeafHash: boolean): string =>
   `UPDATE audit_entries SET entry = replace(entry, 'bad password #${seq}', 'typo #${seq}')` +
-  (alsoLeafHash ? `, leaf_hash = sha256('\\x00'::bytea || convert_to(replace(entry, 'bad password #${seq}', 'typo #${seq}'), 'UTF8'))` : "") +
+  (alsoLeafHash
+    ? `, leaf_hash = sha256('\\x00'::bytea || convert_to(replace(entry, 'bad password #${seq}', 'typo #${seq}'), 'UTF8'))`
+    : "") +
   ` WHERE seq = ${seq}`;
 
 forEachStoreKind((kind, createDatabase) => {
@@ -53,7 +62,12 @@ forEachStoreKind((kind, createDatabase) => {
       const harness = await populated(createDatabase);
       try {
         await behindTheBack(harness.database, ["audit_entries"], [rewriteSql(TARGET, false)]);
-        assertNamed(await harness.log.verify(), "altered", TARGET, /^entry #21 \(auth\.login\.failed by alice at 20\d\d-.*Z\) was altered/);
+        assertNamed(
+          await harness.log.verify(),
+          "altered",
+          TARGET,
+          /^entry #21 \(auth\.login\.failed by alice at 20\d\d-.*Z\) was altered/,
+        );
       } finally {
         await harness.dispose();
       }
@@ -75,7 +89,12 @@ forEachStoreKind((kind, createDatabase) => {
         await behindTheBack(harness.database, ["audit_entries"], ["DELETE FROM audit_entries WHERE seq >= 47"]);
         assertNamed(await harness.log.verify(), "missing", 47, /entries #47–#49 are missing/);
         await behindTheBack(harness.database, ["audit_head"], ["UPDATE audit_head SET size = 47"]);
-        assertNamed(await harness.log.verify(), "missing", 47, /checkpoint at tree size 50 .* covers 50 entries but only 47 are stored/);
+        assertNamed(
+          await harness.log.verify(),
+          "missing",
+          47,
+          /checkpoint at tree size 50 .* covers 50 entries but only 47 are stored/,
+        );
       } finally {
         await harness.dispose();
       }
@@ -84,14 +103,26 @@ forEachStoreKind((kind, createDatabase) => {
     void it("names entries that were reordered (seq values swapped)", async () => {
       const harness = await populated(createDatabase);
       try {
-        await behindTheBack(harness.database, ["audit_entries"], [
-          `UPDATE audit_entries SET seq = 1000000 WHERE seq = ${TARGET}`,
-          `UPDATE audit_entries SET seq = ${TARGET} WHERE seq = ${TARGET + 5}`,
-          `UPDATE audit_entries SET seq = ${TARGET + 5} WHERE seq = 1000000`,
-        ]);
+        await behindTheBack(
+          harness.database,
+          ["audit_entries"],
+          [
+            `UPDATE audit_entries SET seq = 1000000 WHERE seq = ${TARGET}`,
+            `UPDATE audit_entries SET seq = ${TARGET} WHERE seq = ${TARGET + 5}`,
+            `UPDATE audit_entries SET seq = ${TARGET + 5} WHERE seq = 1000000`,
+          ],
+        );
         const report = await harness.log.verify();
-        assertNamed(report, "reordered", TARGET, /^entry #21 \(.*\) is out of place: the row at #21 holds the entry written as #26/);
-        assert.deepEqual(report.problems.filter((problem) => problem.kind === "reordered").map((problem) => problem.seq), [21, 26]);
+        assertNamed(
+          report,
+          "reordered",
+          TARGET,
+          /^entry #21 \(.*\) is out of place: the row at #21 holds the entry written as #26/,
+        );
+        assert.deepEqual(
+          report.problems.filter((problem) => problem.kind === "reordered").map((problem) => problem.seq),
+          [21, 26],
+        );
       } finally {
         await harness.dispose();
       }
@@ -104,11 +135,19 @@ forEachStoreKind((kind, createDatabase) => {
         const report = await harness.log.verify();
         // Only the checkpoints vouch for the original: the entry is named by the range between
         // the last checkpoint that still matches (20) and the first that does not (30).
-        assertNamed(report, "altered", 20, /one or more of entries #20–#29 were rewritten together with their leaf hashes: checkpoint at tree size 30/);
+        assertNamed(
+          report,
+          "altered",
+          20,
+          /one or more of entries #20–#29 were rewritten together with their leaf hashes: checkpoint at tree size 30/,
+        );
         assert.deepEqual(report.problems[0]!.seqRange, [20, 29]);
         assert.equal(report.problems[0]!.checkpointTreeSize, 30);
         // Another process refuses to build proofs or sign on top of it.
-        await assert.rejects(harness.openAnother().inclusionProof(3, ENTRIES), /no longer match the checkpoint at tree size 50/);
+        await assert.rejects(
+          harness.openAnother().inclusionProof(3, ENTRIES),
+          /no longer match the checkpoint at tree size 50/,
+        );
       } finally {
         await harness.dispose();
       }
@@ -118,7 +157,12 @@ forEachStoreKind((kind, createDatabase) => {
       const harness = await populated(createDatabase, 1);
       try {
         await behindTheBack(harness.database, ["audit_entries"], [rewriteSql(TARGET, true)]);
-        assertNamed(await harness.log.verify(), "altered", TARGET, /^entry #21 was rewritten together with its leaf hash: checkpoint at tree size 22/);
+        assertNamed(
+          await harness.log.verify(),
+          "altered",
+          TARGET,
+          /^entry #21 was rewritten together with its leaf hash: checkpoint at tree size 22/,
+        );
       } finally {
         await harness.dispose();
       }
@@ -127,12 +171,17 @@ forEachStoreKind((kind, createDatabase) => {
     void it("reports a forged checkpoint signature", async () => {
       const harness = await populated(createDatabase);
       try {
-        await behindTheBack(harness.database, ["audit_checkpoints"], [
-          "UPDATE audit_checkpoints SET signature = decode(repeat('00', 64), 'hex') WHERE tree_size = 30",
-        ]);
+        await behindTheBack(
+          harness.database,
+          ["audit_checkpoints"],
+          ["UPDATE audit_checkpoints SET signature = decode(repeat('00', 64), 'hex') WHERE tree_size = 30"],
+        );
         const report = await harness.log.verify();
         assert.equal(report.ok, false);
-        assert.deepEqual(report.problems.map((problem) => [problem.kind, problem.checkpointTreeSize]), [["bad-signature", 30]]);
+        assert.deepEqual(
+          report.problems.map((problem) => [problem.kind, problem.checkpointTreeSize]),
+          [["bad-signature", 30]],
+        );
       } finally {
         await harness.dispose();
       }
@@ -143,12 +192,20 @@ forEachStoreKind((kind, createDatabase) => {
       try {
         await harness.log.close();
         const { privateKey, publicKey } = generateKeyPairSync("ed25519");
-        const attackerKey = { keyId: keyIdOf(publicKey), publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(), privateKey };
-        const rows = (await harness.database.superuserQuery("SELECT tree_size FROM audit_checkpoints")) as { tree_size: number }[];
+        const attackerKey = {
+          keyId: keyIdOf(publicKey),
+          publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+          privateKey,
+        };
+        const rows = (await harness.database.superuserQuery("SELECT tree_size FROM audit_checkpoints")) as {
+          tree_size: number;
+        }[];
         await behindTheBack(harness.database, ["audit_entries"], [rewriteSql(TARGET, true)]);
         // Re-sign every checkpoint over the rewritten entries with the attacker's own key.
         const tree = new MerkleCache();
-        const leaves = (await harness.database.superuserQuery("SELECT leaf_hash FROM audit_entries ORDER BY seq")) as { leaf_hash: Uint8Array }[];
+        const leaves = (await harness.database.superuserQuery("SELECT leaf_hash FROM audit_entries ORDER BY seq")) as {
+          leaf_hash: Uint8Array;
+        }[];
         for (const row of leaves) tree.append(Buffer.from(row.leaf_hash));
         const statements = [
           `INSERT INTO audit_signing_keys (key_id, public_key) VALUES ('${attackerKey.keyId}', '${attackerKey.publicKeyPem}')`,
@@ -162,8 +219,14 @@ forEachStoreKind((kind, createDatabase) => {
         const report = await harness.openAnother().verify();
         assert.equal(report.ok, false);
         assert.equal(report.checkpointsVerified, 0);
-        assert.ok(report.problems.every((problem) => problem.kind === "unknown-key"), JSON.stringify(report.problems));
-        assert.match(report.problems[0]!.message, new RegExp(`signed by key ${attackerKey.keyId}, which is registered but not trusted`));
+        assert.ok(
+          report.problems.every((problem) => problem.kind === "unknown-key"),
+          JSON.stringify(report.problems),
+        );
+        assert.match(
+          report.problems[0]!.message,
+          new RegExp(`signed by key ${attackerKey.keyId}, which is registered but not trusted`),
+        );
       } finally {
         await harness.dispose();
       }
@@ -175,14 +238,20 @@ forEachStoreKind((kind, createDatabase) => {
         // Someone with the key signed a different history at size 10 (a fork).
         const key = await loadOrCreateSigningKey(harness.keyPath);
         const forged = signCheckpoint(key, 10, Buffer.alloc(32, 7), new Date());
-        await behindTheBack(harness.database, ["audit_checkpoints"], [
-          "DELETE FROM audit_checkpoints WHERE tree_size = 10",
-          `INSERT INTO audit_checkpoints VALUES (10, decode('${forged.rootHash}', 'hex'), '${forged.time}', decode('${forged.signature}', 'base64'), '${forged.keyId}')`,
-        ]);
+        await behindTheBack(
+          harness.database,
+          ["audit_checkpoints"],
+          [
+            "DELETE FROM audit_checkpoints WHERE tree_size = 10",
+            `INSERT INTO audit_checkpoints VALUES (10, decode('${forged.rootHash}', 'hex'), '${forged.time}', decode('${forged.signature}', 'base64'), '${forged.keyId}')`,
+          ],
+        );
         const report = await harness.log.verify();
         assert.equal(report.ok, false);
         assert.ok(
-          report.problems.some((problem) => problem.kind === "inconsistent-checkpoint" && problem.checkpointTreeSize === 10),
+          report.problems.some(
+            (problem) => problem.kind === "inconsistent-checkpoint" && problem.checkpointTreeSize === 10,
+          ),
           JSON.stringify(report.problems),
         );
       } finally {
@@ -191,4 +260,3 @@ forEachStoreKind((kind, createDatabase) => {
     });
   });
 });
-

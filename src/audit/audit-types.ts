@@ -14,32 +14,70 @@ const bytes = z.number().int().nonnegative();
 export const auditPayloadSchemas = {
   "auth.login.succeeded": z.strictObject({ username: name, sessionId: name, expiresAt: z.string() }),
   /** The bootstrap admin signed in with its password while an organization allows no local users. */
-  "auth.login.break_glass": z.strictObject({ username: name, sessionId: name, expiresAt: z.string(), localUsersRefusedBy: z.array(name).max(1000) }),
+  "auth.login.break_glass": z.strictObject({
+    username: name,
+    sessionId: name,
+    expiresAt: z.string(),
+    localUsersRefusedBy: z.array(name).max(1000),
+  }),
   "auth.login.failed": z.strictObject({ username: name, reason }),
-  "auth.login.rate_limited": z.strictObject({ username: name, scope: z.enum(["username", "source"]), retryAfterSeconds: z.number().int().nonnegative() }),
+  "auth.login.rate_limited": z.strictObject({
+    username: name,
+    scope: z.enum(["username", "source"]),
+    retryAfterSeconds: z.number().int().nonnegative(),
+  }),
   "auth.logout": z.strictObject({ username: name, sessionId: name }),
   "auth.token_rejected": z.strictObject({ tokenId: name, owner: name, reason }),
-  "user.created": z.strictObject({ username: name, role, bootstrap: z.boolean().optional(), initialLogin: z.enum(["generated", "chosen"]).optional() }),
+  "user.created": z.strictObject({
+    username: name,
+    role,
+    bootstrap: z.boolean().optional(),
+    initialLogin: z.enum(["generated", "chosen"]).optional(),
+  }),
   "user.role_changed": z.strictObject({ username: name, from: role, to: role }),
   "user.disabled": z.strictObject({ username: name, revokedTokenCount: z.number().int().nonnegative() }),
   "token.created": z.strictObject({ tokenId: name, name, owner: name, expiresAt: z.string().nullable() }),
-  "token.revoked": z.strictObject({ tokenId: name, kind: z.enum(["session", "api"]), name: name.nullable(), owner: name }),
+  "token.revoked": z.strictObject({
+    tokenId: name,
+    kind: z.enum(["session", "api"]),
+    name: name.nullable(),
+    owner: name,
+  }),
   "spec.applied": z.strictObject({ digest, revisionId: z.number().int().nonnegative() }),
   "spec.apply_denied": z.strictObject({ digest, reason }),
   "environment.created": z.strictObject({ digest }),
   "environment.changed": z.strictObject({ digest, previousDigest: digest }),
   "environment.removed": z.strictObject({ previousDigest: digest }),
-  "audit.exported": z.strictObject({ from: z.string().nullable(), to: z.string().nullable(), entries: z.number().int(), treeSize: z.number().int() }),
+  "audit.exported": z.strictObject({
+    from: z.string().nullable(),
+    to: z.string().nullable(),
+    entries: z.number().int(),
+    treeSize: z.number().int(),
+  }),
   "audit.verified": z.strictObject({ ok: z.boolean(), treeSize: z.number().int(), problems: z.number().int() }),
   "access.denied": z.strictObject({ permission: name, role: role.nullable() }),
   "server.started": z.strictObject({ version: name }),
   "secret.revealed": z.strictObject({ secretName: name, reason }),
   "secret.rotated": z.strictObject({ secretName: name, version: z.number().int().positive() }),
-  "runtime.reconciled": z.strictObject({ organization: name, actionCount: z.number().int().nonnegative(), actions: z.array(reason).max(200) }),
+  "runtime.reconciled": z.strictObject({
+    organization: name,
+    actionCount: z.number().int().nonnegative(),
+    actions: z.array(reason).max(200),
+  }),
   "runtime.reconcile_failed": z.strictObject({ organization: name, reason }),
   "runtime.instance_restarted": z.strictObject({ organization: name, instance: name, detail: reason }),
-  "environment.final_backup": z.strictObject({ path: z.string().max(1000), bytes: z.number().int().nonnegative(), sha256Digest: digest }),
-  "policy.exception_recorded": z.strictObject({ controlId: name, environment: name, owner: name, reason, expires: z.string() }),
+  "environment.final_backup": z.strictObject({
+    path: z.string().max(1000),
+    bytes: z.number().int().nonnegative(),
+    sha256Digest: digest,
+  }),
+  "policy.exception_recorded": z.strictObject({
+    controlId: name,
+    environment: name,
+    owner: name,
+    reason,
+    expires: z.string(),
+  }),
   "policy.exception_removed": z.strictObject({ controlId: name, environment: name }),
   "backup.completed": z.strictObject({
     environment: name,
@@ -52,9 +90,16 @@ export const auditPayloadSchemas = {
     filestoreBytesAdded: bytes,
     durationMs: bytes,
     /** Declared repositories this backup did not reach, with why: an auditor sees a copy missing, not only the copies made. */
-    skippedRepositories: z.array(z.strictObject({ name, type: z.enum(["posix", "azure", "s3"]), reason })).max(50).optional(),
+    skippedRepositories: z
+      .array(z.strictObject({ name, type: z.enum(["posix", "azure", "s3"]), reason }))
+      .max(50)
+      .optional(),
   }),
-  "backup.failed": z.strictObject({ environment: name, kind: z.enum(["full", "diff", "incr", "verify", "filestore"]), reason }),
+  "backup.failed": z.strictObject({
+    environment: name,
+    kind: z.enum(["full", "diff", "incr", "verify", "filestore"]),
+    reason,
+  }),
   "backup.verified": z.strictObject({ environment: name, ok: z.boolean(), durationMs: bytes }),
   "backup.expired": z.union([
     z.strictObject({
@@ -80,14 +125,47 @@ export const auditPayloadSchemas = {
   }),
   "drill.failed": z.strictObject({ environment: name, reason }),
   "restore.completed": z.union([
-    z.strictObject({ environment: name, target: name, into: name, dataClass: name, port: z.number().int(), filestoreFiles: bytes, steps: z.array(name).max(10), durationMs: bytes }),
-    z.strictObject({ environment: name, target: name, inPlace: z.literal(true), safetyBackup: name, emergency: z.boolean(), filestoreFiles: bytes, steps: z.array(name).max(10), durationMs: bytes }),
+    z.strictObject({
+      environment: name,
+      target: name,
+      into: name,
+      dataClass: name,
+      port: z.number().int(),
+      filestoreFiles: bytes,
+      steps: z.array(name).max(10),
+      durationMs: bytes,
+    }),
+    z.strictObject({
+      environment: name,
+      target: name,
+      inPlace: z.literal(true),
+      safetyBackup: name,
+      emergency: z.boolean(),
+      filestoreFiles: bytes,
+      steps: z.array(name).max(10),
+      durationMs: bytes,
+    }),
     // Over another declared environment: it may have no backups of its own, hence no safety backup.
-    z.strictObject({ environment: name, target: name, intoEnvironment: name, safetyBackup: name.nullable(), emergency: z.boolean(), filestoreFiles: bytes, steps: z.array(name).max(10), durationMs: bytes }),
+    z.strictObject({
+      environment: name,
+      target: name,
+      intoEnvironment: name,
+      safetyBackup: name.nullable(),
+      emergency: z.boolean(),
+      filestoreFiles: bytes,
+      steps: z.array(name).max(10),
+      durationMs: bytes,
+    }),
   ]),
   "restore.failed": z.strictObject({ environment: name, target: name, destination: name, reason }),
   "restore.emergency": z.strictObject({ environment: name, target: name, reason, source: name.optional() }),
-  "gitops.committed": z.strictObject({ organization: name, target: name, commit: name, changedPathCount: z.number().int().nonnegative(), specDigest: digest }),
+  "gitops.committed": z.strictObject({
+    organization: name,
+    target: name,
+    commit: name,
+    changedPathCount: z.number().int().nonnegative(),
+    specDigest: digest,
+  }),
 } as const;
 
 export type TAuditPayloads = { [K in keyof typeof auditPayloadSchemas]: z.infer<(typeof auditPayloadSchemas)[K]> };
@@ -109,7 +187,13 @@ export type TAuditEvent = {
 
 /** The actor as recorded: the request's actor without anything that is not needed to name it. */
 export type TAuditActor =
-  | { readonly kind: "user"; readonly userId: string; readonly username: string; readonly role: string; readonly tokenId?: string }
+  | {
+      readonly kind: "user";
+      readonly userId: string;
+      readonly username: string;
+      readonly role: string;
+      readonly tokenId?: string;
+    }
   | { readonly kind: "system"; readonly name: string }
   | { readonly kind: "anonymous" };
 
@@ -138,7 +222,8 @@ export type TCheckpoint = {
   readonly signature: string;
 };
 
-export type TAuditProblemKind = "altered" | "missing" | "reordered" | "bad-signature" | "inconsistent-checkpoint" | "unknown-key";
+export type TAuditProblemKind =
+  "altered" | "missing" | "reordered" | "bad-signature" | "inconsistent-checkpoint" | "unknown-key";
 
 export type TAuditProblem = {
   readonly kind: TAuditProblemKind;
@@ -168,7 +253,11 @@ export type TAuditBundle = {
   readonly previousCheckpoint?: TCheckpoint;
   /** Proof that previousCheckpoint's tree is a prefix of checkpoint's (RFC 9162 §2.1.4), hex. */
   readonly consistencyProof?: readonly string[];
-  readonly entries: readonly { readonly seq: number; readonly entry: string; readonly inclusionProof: readonly string[] }[];
+  readonly entries: readonly {
+    readonly seq: number;
+    readonly entry: string;
+    readonly inclusionProof: readonly string[];
+  }[];
 };
 
 export type TAuditListQuery = {

@@ -7,7 +7,14 @@ import { describeEntry, entryClaimsSeq } from "./audit-entry.js";
 import { MerkleCache } from "./audit-merkle-cache.js";
 import { hashesEqual, leafHash, verifyConsistency } from "./audit-merkle.js";
 import { checkpointSignatureValid } from "./audit-signing.js";
-import { listCheckpoints, listSigningKeys, readEntryRows, readEntryRowsFrom, readHeadSize, type TEntryRow } from "./audit-store.js";
+import {
+  listCheckpoints,
+  listSigningKeys,
+  readEntryRows,
+  readEntryRowsFrom,
+  readHeadSize,
+  type TEntryRow,
+} from "./audit-store.js";
 import type { TAuditProblem, TAuditPublicKey, TAuditVerifyReport, TCheckpoint } from "./audit-types.js";
 
 const BATCH_ROWS = 20_000;
@@ -83,7 +90,7 @@ const checkAllRows = async (db: TSqlExecutor, headSize: number, state: TRowCheck
     });
   }
   // Rows past the head: inserted behind the log's back, or the head was wound back to hide them.
-  for (let rows = await readEntryRowsFrom(db, headSize, BATCH_ROWS); rows.length > 0; ) {
+  for (let rows = await readEntryRowsFrom(db, headSize, BATCH_ROWS); rows.length > 0;) {
     for (const row of rows) {
       state.problems.push({
         kind: "altered",
@@ -97,7 +104,8 @@ const checkAllRows = async (db: TSqlExecutor, headSize: number, state: TRowCheck
   return checked;
 };
 
-const describeCheckpoint = (checkpoint: TCheckpoint): string => `checkpoint at tree size ${checkpoint.treeSize} (signed ${checkpoint.time})`;
+const describeCheckpoint = (checkpoint: TCheckpoint): string =>
+  `checkpoint at tree size ${checkpoint.treeSize} (signed ${checkpoint.time})`;
 
 const checkCheckpoints = (
   checkpoints: readonly TCheckpoint[],
@@ -111,7 +119,10 @@ const checkCheckpoints = (
   let lastMatchingSize = 0;
   let reportedRewrite = false;
   let previousTrusted: TCheckpoint | undefined;
-  const firstRowProblemSeq = rowProblems.reduce((first, problem) => Math.min(first, problem.seq ?? first), Number.MAX_SAFE_INTEGER);
+  const firstRowProblemSeq = rowProblems.reduce(
+    (first, problem) => Math.min(first, problem.seq ?? first),
+    Number.MAX_SAFE_INTEGER,
+  );
   for (const checkpoint of checkpoints) {
     const key = keys.get(checkpoint.keyId);
     if (!key || !options.trustedKeyIds.has(checkpoint.keyId)) {
@@ -123,7 +134,11 @@ const checkCheckpoints = (
       continue;
     }
     if (!checkpointSignatureValid(checkpoint, key)) {
-      problems.push({ kind: "bad-signature", checkpointTreeSize: checkpoint.treeSize, message: `${describeCheckpoint(checkpoint)} has an invalid signature` });
+      problems.push({
+        kind: "bad-signature",
+        checkpointTreeSize: checkpoint.treeSize,
+        message: `${describeCheckpoint(checkpoint)} has an invalid signature`,
+      });
       continue;
     }
     if (checkpoint.treeSize > tree.size) {

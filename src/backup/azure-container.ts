@@ -13,9 +13,12 @@ const API_VERSION = "2021-08-06";
 /** https://<account>.blob.core.windows.net/<container>, or the path-style endpoint of the spec. */
 const containerUrl = (repository: TAzureRepository): URL => {
   const endpoint = repository.endpoint;
-  if (endpoint === undefined) return new URL(`https://${repository.account}.blob.core.windows.net/${repository.container}`);
+  if (endpoint === undefined)
+    return new URL(`https://${repository.account}.blob.core.windows.net/${repository.container}`);
   const base = `https://${endpoint.host}:${endpoint.port}`;
-  return new URL(endpoint.pathStyle ? `${base}/${repository.account}/${repository.container}` : `${base}/${repository.container}`);
+  return new URL(
+    endpoint.pathStyle ? `${base}/${repository.account}/${repository.container}` : `${base}/${repository.container}`,
+  );
 };
 
 /** The Shared Key signature of a Create Container request (no body, no extra headers). */
@@ -23,7 +26,9 @@ export function sharedKeyAuthorization(account: string, path: string, key: strin
   const canonicalHeaders = `x-ms-date:${date}\nx-ms-version:${API_VERSION}\n`;
   // /<account><path as addressed>: with a path-style endpoint (Azurite) the account appears twice.
   const canonicalResource = `/${account}${path}\nrestype:container`;
-  const stringToSign = ["PUT", "", "", "", "", "", "", "", "", "", "", "", canonicalHeaders + canonicalResource].join("\n");
+  const stringToSign = ["PUT", "", "", "", "", "", "", "", "", "", "", "", canonicalHeaders + canonicalResource].join(
+    "\n",
+  );
   return `SharedKey ${account}:${createHmac("sha256", Buffer.from(key, "base64")).update(stringToSign, "utf8").digest("base64")}`;
 }
 
@@ -34,11 +39,20 @@ export async function ensureAzureContainer(repository: TAzureRepository, key: st
   const date = new Date().toUTCString();
   const response = await objectStoreRequest(url, {
     method: "PUT",
-    headers: { "x-ms-date": date, "x-ms-version": API_VERSION, "Content-Length": "0", Authorization: sharedKeyAuthorization(repository.account, url.pathname, key, date) },
+    headers: {
+      "x-ms-date": date,
+      "x-ms-version": API_VERSION,
+      "Content-Length": "0",
+      Authorization: sharedKeyAuthorization(repository.account, url.pathname, key, date),
+    },
     ...(repository.caFile === undefined ? {} : { caFile: repository.caFile }),
   }).catch((error: unknown) => {
-    throw new DomainError(`could not reach Azure container ${repository.container} at ${url.origin}: ${error instanceof Error ? error.message : String(error)}`);
+    throw new DomainError(
+      `could not reach Azure container ${repository.container} at ${url.origin}: ${error instanceof Error ? error.message : String(error)}`,
+    );
   });
   if (response.status === 201 || response.status === 409) return;
-  throw new DomainError(`creating Azure container ${repository.container} at ${url.origin} failed: ${errorCodeOf(response)}`);
+  throw new DomainError(
+    `creating Azure container ${repository.container} at ${url.origin} failed: ${errorCodeOf(response)}`,
+  );
 }

@@ -23,7 +23,9 @@ void describe("backup passphrases: one per cluster and repository, derived from 
   });
 
   void it("can be derived by hand with OpenSSL, by the command the README and Compose bundles show", async () => {
-    const { stdout } = await run("sh", ["-c", opensslDerivation(scope)], { env: { ...process.env, REPOSITORY_PASSPHRASE: "repository secret" } });
+    const { stdout } = await run("sh", ["-c", opensslDerivation(scope)], {
+      env: { ...process.env, REPOSITORY_PASSPHRASE: "repository secret" },
+    });
     assert.equal(stdout, clusterPassphrase("repository secret", scope));
   });
 });

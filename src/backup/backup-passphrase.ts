@@ -14,7 +14,9 @@ export const passphraseInfo = (scope: TPassphraseScope) => `${scope.organization
 
 /** 32 bytes of HKDF-SHA256 of the repository's passphrase, in lowercase hex. */
 export function clusterPassphrase(repositoryPassphrase: string, scope: TPassphraseScope): string {
-  return Buffer.from(hkdfSync("sha256", repositoryPassphrase, PASSPHRASE_SALT, passphraseInfo(scope), 32)).toString("hex");
+  return Buffer.from(hkdfSync("sha256", repositoryPassphrase, PASSPHRASE_SALT, passphraseInfo(scope), 32)).toString(
+    "hex",
+  );
 }
 
 /**

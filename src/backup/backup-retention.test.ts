@@ -10,8 +10,16 @@ const daily = (days: number): TRetainedBackup[] =>
   Array.from({ length: days }, (_, index) => {
     const day = new Date(Date.UTC(2026, 10, 22) - (days - 1 - index) * DAY);
     return [
-      { label: `F${day.toISOString().slice(0, 10)}`, type: "full" as const, stoppedAt: new Date(day.getTime() + 6 * 3600 * 1000) },
-      { label: `I${day.toISOString().slice(0, 10)}`, type: "incr" as const, stoppedAt: new Date(day.getTime() + 11 * 3600 * 1000) },
+      {
+        label: `F${day.toISOString().slice(0, 10)}`,
+        type: "full" as const,
+        stoppedAt: new Date(day.getTime() + 6 * 3600 * 1000),
+      },
+      {
+        label: `I${day.toISOString().slice(0, 10)}`,
+        type: "incr" as const,
+        stoppedAt: new Date(day.getTime() + 11 * 3600 * 1000),
+      },
     ];
   }).flat();
 
@@ -23,7 +31,8 @@ void describe("grandfather-father-son retention", () => {
     // Weekly: the newest of each ISO week (Sundays), 4 weeks: 11-22, 11-15, 11-08, 11-01.
     for (const label of ["F2026-11-08", "F2026-11-01"]) assert.ok(keep.includes(label), label);
     // Monthly: the newest of each of 12 months: 10-31, 09-30, … 2025-12-31.
-    for (const label of ["F2026-10-31", "F2026-09-30", "F2026-02-28", "F2025-12-31"]) assert.ok(keep.includes(label), label);
+    for (const label of ["F2026-10-31", "F2026-09-30", "F2026-02-28", "F2025-12-31"])
+      assert.ok(keep.includes(label), label);
     assert.ok(!keep.includes("F2025-11-30"), "13 months back is beyond the monthly tier");
     assert.equal(keep.length, 8 + 2 + 11);
   });
@@ -38,6 +47,12 @@ void describe("grandfather-father-son retention", () => {
   });
 
   void it("combines the environments of a shared cluster tier by tier", () => {
-    assert.deepEqual(combinedRetention([{ daily: 7, weekly: 1, monthly: 0 }, { daily: 2, weekly: 4, monthly: 3 }]), { daily: 7, weekly: 4, monthly: 3 });
+    assert.deepEqual(
+      combinedRetention([
+        { daily: 7, weekly: 1, monthly: 0 },
+        { daily: 2, weekly: 4, monthly: 3 },
+      ]),
+      { daily: 7, weekly: 4, monthly: 3 },
+    );
   });
 });

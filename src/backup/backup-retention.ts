@@ -4,7 +4,11 @@
 // differential and incremental backups that depend on them, and the WAL only they needed). Pure.
 
 export type TRetention = { readonly daily: number; readonly weekly: number; readonly monthly: number };
-export type TRetainedBackup = { readonly label: string; readonly type: "full" | "diff" | "incr"; readonly stoppedAt: Date };
+export type TRetainedBackup = {
+  readonly label: string;
+  readonly type: "full" | "diff" | "incr";
+  readonly stoppedAt: Date;
+};
 
 const DAY_MS = 24 * 3600 * 1000;
 
@@ -30,7 +34,9 @@ export const combinedRetention = (retentions: readonly TRetention[]): TRetention
  * - always the newest full, whatever the tiers say.
  */
 export function fullBackupsToKeep(backups: readonly TRetainedBackup[], retention: TRetention, now: Date): Set<string> {
-  const fulls = backups.filter((backup) => backup.type === "full").toSorted((a, b) => a.stoppedAt.getTime() - b.stoppedAt.getTime());
+  const fulls = backups
+    .filter((backup) => backup.type === "full")
+    .toSorted((a, b) => a.stoppedAt.getTime() - b.stoppedAt.getTime());
   const keep = new Set<string>();
   const newest = fulls.at(-1);
   if (newest === undefined) return keep;
@@ -46,14 +52,24 @@ export function fullBackupsToKeep(backups: readonly TRetainedBackup[], retention
     }
   };
   const thisWeek = weekStart(now);
-  newestPer(weekStart, Array.from({ length: retention.weekly }, (_, index) => thisWeek - index * 7 * DAY_MS));
+  newestPer(
+    weekStart,
+    Array.from({ length: retention.weekly }, (_, index) => thisWeek - index * 7 * DAY_MS),
+  );
   const thisMonth = monthKey(now);
-  newestPer(monthKey, Array.from({ length: retention.monthly }, (_, index) => thisMonth - index));
+  newestPer(
+    monthKey,
+    Array.from({ length: retention.monthly }, (_, index) => thisMonth - index),
+  );
   return keep;
 }
 
 /** Full backups no tier keeps, oldest first: what `expire --set` removes (with their dependents). */
-export const fullBackupsToExpire = (backups: readonly TRetainedBackup[], retention: TRetention, now: Date): string[] => {
+export const fullBackupsToExpire = (
+  backups: readonly TRetainedBackup[],
+  retention: TRetention,
+  now: Date,
+): string[] => {
   const keep = fullBackupsToKeep(backups, retention, now);
   return backups.filter((backup) => backup.type === "full" && !keep.has(backup.label)).map((backup) => backup.label);
 };

@@ -8,17 +8,27 @@ export type TObjectStoreResponse = { readonly status: number; readonly body: str
 
 export async function objectStoreRequest(
   url: URL,
-  options: { readonly method: string; readonly headers: Readonly<Record<string, string>>; readonly body?: string; readonly caFile?: string; readonly timeoutMs?: number },
+  options: {
+    readonly method: string;
+    readonly headers: Readonly<Record<string, string>>;
+    readonly body?: string;
+    readonly caFile?: string;
+    readonly timeoutMs?: number;
+  },
 ): Promise<TObjectStoreResponse> {
   const ca = options.caFile === undefined ? undefined : await readFile(options.caFile);
   const timeoutMs = options.timeoutMs ?? 30_000;
   return new Promise<TObjectStoreResponse>((resolve, reject) => {
-    const sent = request(url, { method: options.method, headers: options.headers, timeout: timeoutMs, ...(ca === undefined ? {} : { ca }) }, (response) => {
-      let body = "";
-      response.on("data", (chunk: Buffer) => (body += chunk.toString("utf8")));
-      response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
-      response.on("error", reject);
-    });
+    const sent = request(
+      url,
+      { method: options.method, headers: options.headers, timeout: timeoutMs, ...(ca === undefined ? {} : { ca }) },
+      (response) => {
+        let body = "";
+        response.on("data", (chunk: Buffer) => (body += chunk.toString("utf8")));
+        response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
+        response.on("error", reject);
+      },
+    );
     sent.on("timeout", () => sent.destroy(new Error(`timed out after ${timeoutMs / 1000} s`)));
     sent.on("error", reject);
     sent.end(options.body);
@@ -26,4 +36,5 @@ export async function objectStoreRequest(
 }
 
 /** The `<Code>` of an XML error answer (Azure and S3 both send one), or the HTTP status. */
-export const errorCodeOf = (response: TObjectStoreResponse) => /<Code>([^<]+)<\/Code>/.exec(response.body)?.[1] ?? `HTTP ${response.status}`;
+export const errorCodeOf = (response: TObjectStoreResponse) =>
+  /<Code>([^<]+)<\/Code>/.exec(response.body)?.[1] ?? `HTTP ${response.status}`;

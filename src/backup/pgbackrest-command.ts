@@ -16,16 +16,27 @@ export type TStanzaAccess = {
 };
 
 /** `parameters` follow the command (archive-get's segment and destination); options precede it. */
-export async function pgbackrest(access: TStanzaAccess, command: string, options: readonly string[] = [], timeoutMs = 30 * 60_000, parameters: readonly string[] = []): Promise<string> {
+export async function pgbackrest(
+  access: TStanzaAccess,
+  command: string,
+  options: readonly string[] = [],
+  timeoutMs = 30 * 60_000,
+  parameters: readonly string[] = [],
+): Promise<string> {
   try {
-    const { stdout } = await runCommand("pgbackrest", [`--config=${access.configPath}`, `--stanza=${access.stanza}`, ...options, command, ...parameters], {
-      env: access.env,
-      timeoutMs,
-      ...(access.owner === undefined ? {} : { asUser: access.owner }),
-    });
+    const { stdout } = await runCommand(
+      "pgbackrest",
+      [`--config=${access.configPath}`, `--stanza=${access.stanza}`, ...options, command, ...parameters],
+      {
+        env: access.env,
+        timeoutMs,
+        ...(access.owner === undefined ? {} : { asUser: access.owner }),
+      },
+    );
     return stdout;
   } catch (error) {
-    const detail = error instanceof RuntimeCommandError ? error.message.replace(/^.*? failed /, "failed ") : String(error);
+    const detail =
+      error instanceof RuntimeCommandError ? error.message.replace(/^.*? failed /, "failed ") : String(error);
     throw new DomainError(`pgBackRest ${command} for stanza "${access.stanza}" ${detail}`);
   }
 }
@@ -43,12 +54,23 @@ export type TBackupInfo = {
   readonly annotations: Readonly<Record<string, string>>;
 };
 
-export type TStanzaInfo = { readonly statusCode: number; readonly statusMessage: string; readonly backups: readonly TBackupInfo[] };
+export type TStanzaInfo = {
+  readonly statusCode: number;
+  readonly statusMessage: string;
+  readonly backups: readonly TBackupInfo[];
+};
 
 type TRawInfo = {
   name: string;
   status: { code: number; message: string };
-  backup?: { label: string; type: "full" | "diff" | "incr"; timestamp: { start: number; stop: number }; info: { size: number; repository: { delta: number } }; database?: { "repo-key": number }; annotation?: Record<string, string> }[];
+  backup?: {
+    label: string;
+    type: "full" | "diff" | "incr";
+    timestamp: { start: number; stop: number };
+    info: { size: number; repository: { delta: number } };
+    database?: { "repo-key": number };
+    annotation?: Record<string, string>;
+  }[];
 }[];
 
 export async function stanzaInfo(access: TStanzaAccess): Promise<TStanzaInfo> {
@@ -92,7 +114,8 @@ export async function endLeftoverRuns(configPath: string): Promise<number> {
     if (!/^\d+$/.test(entry)) continue;
     const args = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0").filter(Boolean);
     const command = (args.at(-1) ?? "").split(":")[0] ?? "";
-    if (args[0]?.endsWith("pgbackrest") && args.includes(`--config=${configPath}`) && LOCKED_COMMANDS.has(command)) leftovers.push(Number(entry));
+    if (args[0]?.endsWith("pgbackrest") && args.includes(`--config=${configPath}`) && LOCKED_COMMANDS.has(command))
+      leftovers.push(Number(entry));
   }
   for (const pid of leftovers) {
     try {

@@ -74,7 +74,8 @@ export const s3KeySecretVariable = (index: number) => `PGBACKREST_REPO${index + 
 
 /** A value written into a `key=value` line of pgbackrest.conf as it is: no line break, space or `=`. */
 const plainValue = (value: string, what: string) => {
-  if (!/^[A-Za-z0-9._:-]+$/.test(value)) throw new TypeError(`${what} ${JSON.stringify(value)} is not a plain value for pgbackrest.conf`);
+  if (!/^[A-Za-z0-9._:-]+$/.test(value))
+    throw new TypeError(`${what} ${JSON.stringify(value)} is not a plain value for pgbackrest.conf`);
   return value;
 };
 
@@ -84,10 +85,18 @@ const plainValue = (value: string, what: string) => {
  * account first in the path. storage-host alone would switch pgBackRest to path-style URIs, which
  * Azure itself refuses.
  */
-function azureEndpointLines(account: string, endpoint: NonNullable<TAzureRepository["endpoint"]>, repo: string): string[] {
+function azureEndpointLines(
+  account: string,
+  endpoint: NonNullable<TAzureRepository["endpoint"]>,
+  repo: string,
+): string[] {
   const host = plainValue(endpoint.host, "endpoint host");
-  if (endpoint.pathStyle) return [`${repo}-storage-host=${host}`, `${repo}-storage-port=${endpoint.port}`, `${repo}-azure-uri-style=path`];
-  if (!host.startsWith(`${account}.`)) throw new TypeError(`Azure endpoint host ${JSON.stringify(host)} does not begin with the account ${JSON.stringify(account)}`);
+  if (endpoint.pathStyle)
+    return [`${repo}-storage-host=${host}`, `${repo}-storage-port=${endpoint.port}`, `${repo}-azure-uri-style=path`];
+  if (!host.startsWith(`${account}.`))
+    throw new TypeError(
+      `Azure endpoint host ${JSON.stringify(host)} does not begin with the account ${JSON.stringify(account)}`,
+    );
   return [`${repo}-azure-endpoint=${host.slice(account.length + 1)}`, `${repo}-storage-port=${endpoint.port}`];
 }
 
@@ -132,12 +141,20 @@ const repositoryKinds: { readonly [K in TRepositoryType]: TRepositoryKind<K> } =
 // One cast: TypeScript cannot relate `repositoryKinds[repository.type]` to the member of the union it was picked by.
 const kindOf = (repository: TBackupRepository) => repositoryKinds[repository.type] as TRepositoryKind<TRepositoryType>;
 
-export function renderPgbackrestConf(input: TPgbackrestConfigInput): { text: string; secretEnvironmentNames: string[] } {
+export function renderPgbackrestConf(input: TPgbackrestConfigInput): {
+  text: string;
+  secretEnvironmentNames: string[];
+} {
   if (input.repositories.length === 0) throw new TypeError(`stanza ${JSON.stringify(input.stanza)} has no repository`);
-  if (!/^[a-z0-9][a-z0-9-]*$/.test(input.stanza)) throw new TypeError(`stanza ${JSON.stringify(input.stanza)} is not a plain name`);
-  const files = input.repositories.flatMap((repository) => [repository.path, ...("caFile" in repository && repository.caFile !== undefined ? [repository.caFile] : [])]);
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(input.stanza))
+    throw new TypeError(`stanza ${JSON.stringify(input.stanza)} is not a plain name`);
+  const files = input.repositories.flatMap((repository) => [
+    repository.path,
+    ...("caFile" in repository && repository.caFile !== undefined ? [repository.caFile] : []),
+  ]);
   for (const path of [input.dataDirectory, input.socketDirectory, input.workDirectory, ...files]) {
-    if (!path.startsWith("/") || /[\n\r=]/.test(path)) throw new TypeError(`path ${JSON.stringify(path)} is not a plain absolute path`);
+    if (!path.startsWith("/") || /[\n\r=]/.test(path))
+      throw new TypeError(`path ${JSON.stringify(path)} is not a plain absolute path`);
   }
   const global: string[] = [];
   input.repositories.forEach((repository, index) => {
@@ -180,7 +197,10 @@ export function renderPgbackrestConf(input: TPgbackrestConfigInput): { text: str
     `pg1-user=${input.adminUser}`,
     "",
   ];
-  const secretEnvironmentNames = input.repositories.flatMap((repository, index) => [cipherPassVariable(index), ...kindOf(repository).secretVariables(index)]);
+  const secretEnvironmentNames = input.repositories.flatMap((repository, index) => [
+    cipherPassVariable(index),
+    ...kindOf(repository).secretVariables(index),
+  ]);
   return { text: lines.join("\n"), secretEnvironmentNames };
 }
 
@@ -189,9 +209,14 @@ export function renderPgbackrestConf(input: TPgbackrestConfigInput): { text: str
  * crash loses at most that much even when writes are rare; never under 10 s (each switch ships a
  * segment), never over 5 min. Under a steady load segments fill sooner than that.
  */
-export const archiveTimeoutSeconds = (rpoMinutes: number) => Math.min(300, Math.max(10, Math.floor((rpoMinutes * 60) / 4)));
+export const archiveTimeoutSeconds = (rpoMinutes: number) =>
+  Math.min(300, Math.max(10, Math.floor((rpoMinutes * 60) / 4)));
 
-export function archiveSettings(input: { configPath: string; stanza: string; rpoMinutes: number }): Record<string, string> {
+export function archiveSettings(input: {
+  configPath: string;
+  stanza: string;
+  rpoMinutes: number;
+}): Record<string, string> {
   return {
     archive_mode: "on",
     archive_command: `'pgbackrest --config=${input.configPath} --stanza=${input.stanza} archive-push %p'`,

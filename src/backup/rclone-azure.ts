@@ -44,7 +44,11 @@ export function rcloneAzureLimitation(repository: TAzureRepository): string | un
  * restic's location and environment for a filestore prefix (`filestore/<stanza>`) beside
  * pgBackRest's path in the container. The caller has checked `rcloneAzureLimitation`.
  */
-export function resticAzureLocation(repository: TAzureRepository, key: string, path: string): { location: string; env: Record<string, string> } {
+export function resticAzureLocation(
+  repository: TAzureRepository,
+  key: string,
+  path: string,
+): { location: string; env: Record<string, string> } {
   const variable = (name: string) => `RCLONE_CONFIG_${REMOTE}_${name}`;
   const endpoint = repository.endpoint;
   const addressing: Record<string, string> =
@@ -52,7 +56,10 @@ export function resticAzureLocation(repository: TAzureRepository, key: string, p
       ? {}
       : endpoint.pathStyle
         ? { [variable("USE_EMULATOR")]: "true", [variable("ENDPOINT")]: azureEndpointUrl(repository) }
-        : { [variable("ENDPOINT")]: `${endpoint.host.slice(repository.account.length + 1)}${endpoint.port === 443 ? "" : `:${endpoint.port}`}` };
+        : {
+            [variable("ENDPOINT")]:
+              `${endpoint.host.slice(repository.account.length + 1)}${endpoint.port === 443 ? "" : `:${endpoint.port}`}`,
+          };
   const prefix = [...repository.path.split("/"), ...path.split("/")].filter(Boolean).join("/");
   return {
     location: `rclone:${REMOTE.toLowerCase()}:${repository.container}/${prefix}`,

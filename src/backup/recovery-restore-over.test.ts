@@ -6,7 +6,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
 import { createAuditHarness, type TAuditHarness } from "../../test/audit-fixtures.js";
-import { createRuntimeHarness, filesOf, readText, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../test/runtime-fixtures.js";
+import {
+  createRuntimeHarness,
+  filesOf,
+  readText,
+  runtimeTestSpec,
+  waitForArchive,
+  type TRuntimeHarness,
+} from "../../test/runtime-fixtures.js";
 import { testDatabaseFactories } from "../../test/test-databases.js";
 import { systemContext } from "../lib/request-context.js";
 import { filestoreDirectoryOf } from "../runtime/local/local-filestore.js";
@@ -36,25 +43,47 @@ void describe("restoring over a declared environment: a shared environment in pl
   const lessons: string[] = [];
 
   const caPem = () => readText(join(runtimeHarness.root, ORG, "ca.crt"));
-  const portOf = async (environment: string) => (await runtimeHarness.runtime.observe(spec)).environments.find((item) => item.environment === environment)!.postgres.port!;
+  const portOf = async (environment: string) =>
+    (await runtimeHarness.runtime.observe(spec)).environments.find((item) => item.environment === environment)!.postgres
+      .port!;
   const connect = async (user: string, password: string, database: string) => {
-    const client = new pg.Client({ host: "127.0.0.1", port: await portOf("staging"), user, password, database, ssl: { ca: await caPem(), rejectUnauthorized: true } });
+    const client = new pg.Client({
+      host: "127.0.0.1",
+      port: await portOf("staging"),
+      user,
+      password,
+      database,
+      ssl: { ca: await caPem(), rejectUnauthorized: true },
+    });
     // The restore ends the target's sessions: an ended client must not crash the test.
     client.on("error", () => undefined);
     await client.connect();
     return client;
   };
-  const asOdoo = async (environment: string) => connect(`odoo_${environment}`, await runtimeHarness.secrets.current(secretNames.databasePassword(ORG, environment)), environment);
-  const asAdmin = async () => connect("carehost_admin", await runtimeHarness.secrets.current(secretNames.clusterAdmin(ORG, "shared")), "postgres");
+  const asOdoo = async (environment: string) =>
+    connect(
+      `odoo_${environment}`,
+      await runtimeHarness.secrets.current(secretNames.databasePassword(ORG, environment)),
+      environment,
+    );
+  const asAdmin = async () =>
+    connect(
+      "carehost_admin",
+      await runtimeHarness.secrets.current(secretNames.clusterAdmin(ORG, "shared")),
+      "postgres",
+    );
   const filestore = (environment: string) => filestoreDirectoryOf(runtimeHarness.root, ORG, { name: environment });
-  const notes = async (client: pg.Client, table: string) => (await client.query<{ note: string }>(`SELECT note FROM ${table} ORDER BY id`)).rows.map((row) => row.note);
+  const notes = async (client: pg.Client, table: string) =>
+    (await client.query<{ note: string }>(`SELECT note FROM ${table} ORDER BY id`)).rows.map((row) => row.note);
 
   /** A staging visit and its attachment, committed together as Odoo does. */
   const writeVisit = async (note: string) => {
     const file = join(randomBytes(1).toString("hex"), `${note}-${randomBytes(6).toString("hex")}`);
     await mkdir(join(filestore("staging"), file, ".."), { recursive: true });
     await writeFile(join(filestore("staging"), file), randomBytes(1024));
-    const { rows: [row] } = await staging.query<{ at: Date }>("INSERT INTO visit (note, file) VALUES ($1, $2) RETURNING at", [note, file]);
+    const {
+      rows: [row],
+    } = await staging.query<{ at: Date }>("INSERT INTO visit (note, file) VALUES ($1, $2) RETURNING at", [note, file]);
     visits.push({ note, file, insertedAt: row!.at.getTime(), committedAt: Date.now() });
   };
   const writeLesson = async (note: string) => {
@@ -67,16 +96,29 @@ void describe("restoring over a declared environment: a shared environment in pl
     await admin.end();
   };
   const sessionClient = async (environment: string) => {
-    const redis = (await runtimeHarness.runtime.observe(spec)).environments.find((item) => item.environment === environment)!.redis!;
-    return connectRedis({ name: redis.instance, directory: "", port: redis.port!, owner: undefined }, `odoo-${environment}`, await runtimeHarness.secrets.current(secretNames.redisPassword(ORG, environment)), await caPem());
+    const redis = (await runtimeHarness.runtime.observe(spec)).environments.find(
+      (item) => item.environment === environment,
+    )!.redis!;
+    return connectRedis(
+      { name: redis.instance, directory: "", port: redis.port!, owner: undefined },
+      `odoo-${environment}`,
+      await runtimeHarness.secrets.current(secretNames.redisPassword(ORG, environment)),
+      await caPem(),
+    );
   };
   const leftovers = async () => {
     const admin = await asAdmin();
-    const names = (await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE '%\\_\\_%' ORDER BY 1")).rows.map((row) => row.datname);
+    const names = (
+      await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE '%\\_\\_%' ORDER BY 1")
+    ).rows.map((row) => row.datname);
     await admin.end();
-    return { databases: names, scratch: await readdir(join(runtimeHarness.root, ORG, "restores")).catch(() => [] as string[]) };
+    return {
+      databases: names,
+      scratch: await readdir(join(runtimeHarness.root, ORG, "restores")).catch(() => [] as string[]),
+    };
   };
-  const drift = async () => (await runtimeHarness.runtime.observe(spec)).environments.flatMap((environment) => environment.drift);
+  const drift = async () =>
+    (await runtimeHarness.runtime.observe(spec)).environments.flatMap((environment) => environment.drift);
 
   before(async () => {
     runtimeHarness = await createRuntimeHarness();
@@ -85,11 +127,18 @@ void describe("restoring over a declared environment: a shared environment in pl
     // The shared cluster alone: staging (backed up) and its neighbour training (not backed up on its own).
     spec = { ...full, environments: full.environments.filter((environment) => environment.hosting === "shared") };
     await runtimeHarness.runtime.reconcile(spec);
-    const deps = { db: auditHarness.db, runtime: runtimeHarness.runtime, latestSpecs: async () => [spec], audit: auditHarness.log };
+    const deps = {
+      db: auditHarness.db,
+      runtime: runtimeHarness.runtime,
+      latestSpecs: async () => [spec],
+      audit: auditHarness.log,
+    };
     recovery = recoveryServiceFactory({ ...deps, now: () => IN_WINDOW });
     outsideWindow = recoveryServiceFactory({ ...deps, now: () => OUTSIDE_WINDOW });
     staging = await asOdoo("staging");
-    await staging.query("CREATE TABLE visit (id serial PRIMARY KEY, note text NOT NULL, file text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())");
+    await staging.query(
+      "CREATE TABLE visit (id serial PRIMARY KEY, note text NOT NULL, file text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+    );
     training = await asOdoo("training");
     await training.query("CREATE TABLE lesson (id serial PRIMARY KEY, note text NOT NULL)");
   });
@@ -126,33 +175,65 @@ void describe("restoring over a declared environment: a shared environment in pl
     await trainingSessions.set("odoo:training:session:def", "signed-in");
 
     const started = Date.now();
-    const restored = await recovery.restore(ctx, { environment: "staging", target: { kind: "time", time: target }, inPlace: true });
+    const restored = await recovery.restore(ctx, {
+      environment: "staging",
+      target: { kind: "time", time: target },
+      inPlace: true,
+    });
     const elapsed = Date.now() - started;
     assert.ok("safetyBackup" in restored && restored.safetyBackup.length > 0, "a safety backup of staging first");
-    assert.deepEqual(restored.steps.map((step) => step.step), ["secrets", "postgresql", "filestore", "redis", "application", "ingress"]);
-    assert.match(restored.steps.find((step) => step.step === "postgresql")!.detail, /moved over staging in cluster "shared" .*owner odoo_staging/);
+    assert.deepEqual(
+      restored.steps.map((step) => step.step),
+      ["secrets", "postgresql", "filestore", "redis", "application", "ingress"],
+    );
+    assert.match(
+      restored.steps.find((step) => step.step === "postgresql")!.detail,
+      /moved over staging in cluster "shared" .*owner odoo_staging/,
+    );
 
     staging = await asOdoo("staging");
     const expected = visits.filter((visit) => visit.insertedAt <= target.getTime());
     assert.equal(expected.length, 8);
-    assert.deepEqual(await notes(staging, "visit"), expected.map((visit) => visit.note), "staging: the visits committed before the target, none after");
-    assert.deepEqual(await filesOf(filestore("staging")), expected.map((visit) => visit.file).sort(), "staging's filestore as of the same second");
-    assert.deepEqual(await notes(training, "lesson"), lessons, "training: every row, those written after the target too, and its session never ended");
+    assert.deepEqual(
+      await notes(staging, "visit"),
+      expected.map((visit) => visit.note),
+      "staging: the visits committed before the target, none after",
+    );
+    assert.deepEqual(
+      await filesOf(filestore("staging")),
+      expected.map((visit) => visit.file).sort(),
+      "staging's filestore as of the same second",
+    );
+    assert.deepEqual(
+      await notes(training, "lesson"),
+      lessons,
+      "training: every row, those written after the target too, and its session never ended",
+    );
     assert.equal(await stagingSessions.get("odoo:staging:session:abc"), null, "staging's sessions flushed");
     assert.equal(await trainingSessions.get("odoo:training:session:def"), "signed-in", "training's sessions kept");
     await stagingSessions.close();
     await trainingSessions.close();
     // Odoo's role owns what came back, so it goes on writing.
     await staging.query("INSERT INTO visit (note, file) VALUES ('after-restore', '')");
-    assert.deepEqual(await leftovers(), { databases: [], scratch: [] }, "no half-loaded or set-aside database, no scratch copy");
-    assert.deepEqual(await runtimeHarness.runtime.reconcile(spec), [], "nothing to correct: owner, CONNECT and limits as declared");
+    assert.deepEqual(
+      await leftovers(),
+      { databases: [], scratch: [] },
+      "no half-loaded or set-aside database, no scratch copy",
+    );
+    assert.deepEqual(
+      await runtimeHarness.runtime.reconcile(spec),
+      [],
+      "nothing to correct: owner, CONNECT and limits as declared",
+    );
     assert.deepEqual(await drift(), []);
     const [run] = await recovery.listRestores(ctx, "staging");
     assert.equal(run?.destination, "in place");
     assert.equal(run?.status, "succeeded");
     const [completed] = await auditHarness.log.list({ type: "restore.completed", limit: 1 });
     assert.match(JSON.stringify(completed?.entry.payload), /"inPlace":true/);
-    console.log(`in-place restore of a shared environment: ${elapsed} ms (${restored.steps.map((step) => `${step.step} ${step.durationMs} ms`).join(", ")})`);
+    console.log(
+      `in-place restore of a shared environment: ${elapsed} ms (${restored.steps.map((step) => `${step.step} ${step.durationMs} ms`).join(", ")})`,
+    );
   });
 
   void it("refuses to replace a declared environment's data outside its window, naming the window's time zone, and what the spec does not declare", async () => {
@@ -164,19 +245,40 @@ void describe("restoring over a declared environment: a shared environment in pl
       outsideWindow.restore(ctx, { environment: "staging", target: { kind: "latest" }, inPlace: true }),
       /an in-place restore of "staging" replaces the data of "staging": run it inside its maintenance window \(America\/New_York\)/,
     );
-    await assert.rejects(recovery.restore(ctx, { environment: "staging", target: { kind: "latest" }, into: "staging" }), /to restore "staging" over itself, use --in-place/);
+    await assert.rejects(
+      recovery.restore(ctx, { environment: "staging", target: { kind: "latest" }, into: "staging" }),
+      /to restore "staging" over itself, use --in-place/,
+    );
     /** The recovery service over a spec in which training is declared otherwise. */
     const trainingDeclared = (changes: Partial<TOrganizationSpec["environments"][number]>) =>
       recoveryServiceFactory({
-        db: auditHarness.db, runtime: runtimeHarness.runtime, audit: auditHarness.log, now: () => IN_WINDOW,
-        latestSpecs: async () => [{ ...spec, environments: spec.environments.map((environment) => (environment.name === "training" ? { ...environment, ...changes } : environment)) }],
+        db: auditHarness.db,
+        runtime: runtimeHarness.runtime,
+        audit: auditHarness.log,
+        now: () => IN_WINDOW,
+        latestSpecs: async () => [
+          {
+            ...spec,
+            environments: spec.environments.map((environment) =>
+              environment.name === "training" ? { ...environment, ...changes } : environment,
+            ),
+          },
+        ],
       });
     await assert.rejects(
-      trainingDeclared({ dataSource: { copyFrom: "prod", deidentify: true } }).restore(ctx, { environment: "staging", target: { kind: "latest" }, into: "training" }),
+      trainingDeclared({ dataSource: { copyFrom: "prod", deidentify: true } }).restore(ctx, {
+        environment: "staging",
+        target: { kind: "latest" },
+        into: "training",
+      }),
       /"training" declares dataSource.copyFrom: "prod"; restoring "staging" into it would load data the spec does not declare for it/,
     );
     await assert.rejects(
-      trainingDeclared({ tier: "production" }).restore(ctx, { environment: "staging", target: { kind: "latest" }, into: "training" }),
+      trainingDeclared({ tier: "production" }).restore(ctx, {
+        environment: "staging",
+        target: { kind: "latest" },
+        into: "training",
+      }),
       /"training" is a production environment: its data is its own, restored only from its own backups/,
     );
     assert.equal((await recovery.listRestores(ctx, "staging")).length, 1, "nothing refused was started");
@@ -196,24 +298,49 @@ void describe("restoring over a declared environment: a shared environment in pl
     await trainingSessions.set("odoo:training:session:ghi", "signed-in");
 
     const started = Date.now();
-    const restored = await outsideWindow.restore(ctx, { environment: "staging", target: { kind: "time", time: target }, into: "training", emergencyReason: "term starts tomorrow, ticket 8812" });
+    const restored = await outsideWindow.restore(ctx, {
+      environment: "staging",
+      target: { kind: "time", time: target },
+      into: "training",
+      emergencyReason: "term starts tomorrow, ticket 8812",
+    });
     const elapsed = Date.now() - started;
     assert.ok(!("safetyBackup" in restored), "training has no backups: no safety backup");
-    assert.deepEqual(restored.steps.map((step) => step.step), ["secrets", "postgresql", "filestore", "redis", "application", "ingress"]);
+    assert.deepEqual(
+      restored.steps.map((step) => step.step),
+      ["secrets", "postgresql", "filestore", "redis", "application", "ingress"],
+    );
     assert.equal(await trainingSessions.get("odoo:training:session:ghi"), null, "training's sessions flushed");
     await trainingSessions.close();
 
     training = await asOdoo("training");
-    const expected = (await staging.query<{ note: string }>("SELECT note FROM visit WHERE at <= $1 ORDER BY id", [target])).rows.map((row) => row.note);
+    const expected = (
+      await staging.query<{ note: string }>("SELECT note FROM visit WHERE at <= $1 ORDER BY id", [target])
+    ).rows.map((row) => row.note);
     assert.deepEqual(expected.slice(-4), ["after-restore", "v20", "v21", "v22"]);
-    assert.deepEqual(await notes(training, "visit"), expected, "training holds staging's visits as of the target second");
-    assert.equal((await training.query<{ t: string | null }>("SELECT to_regclass('lesson')::text AS t")).rows[0]?.t, null, "training's own data is replaced, not merged");
+    assert.deepEqual(
+      await notes(training, "visit"),
+      expected,
+      "training holds staging's visits as of the target second",
+    );
+    assert.equal(
+      (await training.query<{ t: string | null }>("SELECT to_regclass('lesson')::text AS t")).rows[0]?.t,
+      null,
+      "training's own data is replaced, not merged",
+    );
     const owners = await training.query<{ name: string; owner: string }>(
       "SELECT c.relname AS name, pg_get_userbyid(c.relowner) AS owner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' ORDER BY 1",
     );
-    assert.deepEqual(owners.rows.map((row) => row.owner), owners.rows.map(() => "odoo_training"), `owned by training's role: ${JSON.stringify(owners.rows)}`);
+    assert.deepEqual(
+      owners.rows.map((row) => row.owner),
+      owners.rows.map(() => "odoo_training"),
+      `owned by training's role: ${JSON.stringify(owners.rows)}`,
+    );
     await training.query("INSERT INTO visit (note, file) VALUES ('training-writes', '')");
-    assert.equal(Number((await training.query<{ n: string }>("SELECT count(*) AS n FROM visit")).rows[0]?.n), expected.length + 1);
+    assert.equal(
+      Number((await training.query<{ n: string }>("SELECT count(*) AS n FROM visit")).rows[0]?.n),
+      expected.length + 1,
+    );
     const sourceVisits = new Map(visits.map((visit) => [visit.file, visit]));
     assert.deepEqual(
       await filesOf(filestore("training")),
@@ -226,19 +353,32 @@ void describe("restoring over a declared environment: a shared environment in pl
     assert.deepEqual(await runtimeHarness.runtime.reconcile(spec), []);
     assert.deepEqual(await drift(), []);
     // Recorded under the source, whose backups were restored (each service's clock orders the list).
-    const run = (await recovery.listRestores(ctx, "staging")).find((item) => item.destination === "environment training");
+    const run = (await recovery.listRestores(ctx, "staging")).find(
+      (item) => item.destination === "environment training",
+    );
     assert.equal(run?.status, "succeeded");
     const [emergency] = await auditHarness.log.list({ type: "restore.emergency", limit: 1 });
     assert.equal(emergency?.entry.target, `environment/${ORG}/training`);
     assert.match(JSON.stringify(emergency?.entry.payload), /ticket 8812.*"source":"staging"/);
-    const completed = (await auditHarness.log.list({ type: "restore.completed", limit: 10 })).map((item) => JSON.stringify(item.entry.payload));
-    assert.ok(completed.some((payload) => /"emergency":true.*"intoEnvironment":"training","safetyBackup":null/.test(payload)), completed.join("\n"));
-    console.log(`restore of staging into training: ${elapsed} ms (${restored.steps.map((step) => `${step.step} ${step.durationMs} ms`).join(", ")})`);
+    const completed = (await auditHarness.log.list({ type: "restore.completed", limit: 10 })).map((item) =>
+      JSON.stringify(item.entry.payload),
+    );
+    assert.ok(
+      completed.some((payload) => /"emergency":true.*"intoEnvironment":"training","safetyBackup":null/.test(payload)),
+      completed.join("\n"),
+    );
+    console.log(
+      `restore of staging into training: ${elapsed} ms (${restored.steps.map((step) => `${step.step} ${step.durationMs} ms`).join(", ")})`,
+    );
   });
 
   void it("leaves the target untouched when the load fails before the swap, and drops the half-loaded database", async () => {
     // An untrusted extension only a superuser may create: training's role cannot recreate it.
-    const admin = await connect("carehost_admin", await runtimeHarness.secrets.current(secretNames.clusterAdmin(ORG, "shared")), "staging");
+    const admin = await connect(
+      "carehost_admin",
+      await runtimeHarness.secrets.current(secretNames.clusterAdmin(ORG, "shared")),
+      "staging",
+    );
     await admin.query("CREATE EXTENSION pageinspect");
     await waitForArchive(admin);
     const trainingBefore = await notes(training, "visit");
@@ -251,10 +391,22 @@ void describe("restoring over a declared environment: a shared environment in pl
       await admin.query("DROP EXTENSION pageinspect");
       await admin.end();
     }
-    assert.deepEqual(await notes(training, "visit"), trainingBefore, "training's data and its open session are as they were");
-    assert.deepEqual(await leftovers(), { databases: [], scratch: [] }, "the half-loaded database and the scratch copy are gone");
+    assert.deepEqual(
+      await notes(training, "visit"),
+      trainingBefore,
+      "training's data and its open session are as they were",
+    );
+    assert.deepEqual(
+      await leftovers(),
+      { databases: [], scratch: [] },
+      "the half-loaded database and the scratch copy are gone",
+    );
     const failed = (await recovery.listRestores(ctx, "staging")).find((run) => run.status === "failed");
-    assert.match(failed?.error ?? "", /training is unchanged: pg_restore: .*pageinspect/, "the recorded reason names the object");
+    assert.match(
+      failed?.error ?? "",
+      /training is unchanged: pg_restore: .*pageinspect/,
+      "the recorded reason names the object",
+    );
     assert.deepEqual(await runtimeHarness.runtime.reconcile(spec), []);
   });
 
@@ -271,13 +423,31 @@ void describe("restoring over a declared environment: a shared environment in pl
     await mkdir(scratch, { recursive: true });
     await writeFile(
       join(scratch, "restore-in-progress.json"),
-      JSON.stringify({ source: "staging", target: { kind: "latest" }, into: "training", cluster: "shared", database: "training", filestoreDirectory: filestore("training"), databaseSwapped: false, startedAt: new Date() }),
+      JSON.stringify({
+        source: "staging",
+        target: { kind: "latest" },
+        into: "training",
+        cluster: "shared",
+        database: "training",
+        filestoreDirectory: filestore("training"),
+        databaseSwapped: false,
+        startedAt: new Date(),
+      }),
     );
 
     const actions = await runtimeHarness.runtime.reconcile(spec);
-    assert.deepEqual(actions, [{ target: "environment/training", action: "an interrupted restore of staging over training left training as it was (removed training__restoring and the scratch copy)" }]);
+    assert.deepEqual(actions, [
+      {
+        target: "environment/training",
+        action:
+          "an interrupted restore of staging over training left training as it was (removed training__restoring and the scratch copy)",
+      },
+    ]);
     training = await asOdoo("training");
-    assert.ok((await notes(training, "visit")).includes("training-writes"), "training's data is back under its name and takes connections");
+    assert.ok(
+      (await notes(training, "visit")).includes("training-writes"),
+      "training's data is back under its name and takes connections",
+    );
     assert.deepEqual(await leftovers(), { databases: [], scratch: [] });
     assert.deepEqual(await runtimeHarness.runtime.reconcile(spec), []);
   });

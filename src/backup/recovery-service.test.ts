@@ -25,7 +25,12 @@ void describe("recovery service: failures are recorded, audited and alerted, and
     const full = runtimeTestSpec(ORG);
     spec = { ...full, environments: full.environments.filter((environment) => environment.name === "prod") };
     await runtimeHarness.runtime.reconcile(spec);
-    recovery = recoveryServiceFactory({ db: auditHarness.db, runtime: runtimeHarness.runtime, latestSpecs: async () => [spec], audit: auditHarness.log });
+    recovery = recoveryServiceFactory({
+      db: auditHarness.db,
+      runtime: runtimeHarness.runtime,
+      latestSpecs: async () => [spec],
+      audit: auditHarness.log,
+    });
   });
   after(async () => {
     await runtimeHarness.close([spec]);
@@ -36,7 +41,10 @@ void describe("recovery service: failures are recorded, audited and alerted, and
     const repository = join(runtimeHarness.root, "..", "backups", ORG);
     await chmod(repository, 0o000);
     try {
-      await assert.rejects(recovery.backup(ctx, { environment: "prod", kind: "full" }), /pgBackRest backup for stanza "dedicated-prod" failed/);
+      await assert.rejects(
+        recovery.backup(ctx, { environment: "prod", kind: "full" }),
+        /pgBackRest backup for stanza "dedicated-prod" failed/,
+      );
     } finally {
       await chmod(repository, 0o700);
     }
@@ -52,16 +60,29 @@ void describe("recovery service: failures are recorded, audited and alerted, and
     const completed = await auditHarness.log.list({ type: "backup.completed", limit: 5 });
     assert.equal(completed.length, 1);
     // The demo's offsite repository has no key in this store: the backup went to local alone, and its result and audit entry say so.
-    const offsite = { name: "offsite", type: "azure", reason: `its key "backup/${ORG}/backup-offsite-azure-key" is not in the secret store; add it with: carehost secrets set backup/${ORG}/backup-offsite-azure-key` };
+    const offsite = {
+      name: "offsite",
+      type: "azure",
+      reason: `its key "backup/${ORG}/backup-offsite-azure-key" is not in the secret store; add it with: carehost secrets set backup/${ORG}/backup-offsite-azure-key`,
+    };
     assert.deepEqual(completed[0]?.entry.payload.skippedRepositories, [offsite]);
     const manual = await recovery.backup(ctx, { environment: "prod", kind: "incr" });
     assert.deepEqual(manual.skippedRepositories, [offsite]);
   });
 
   void it("turns runs left 'running' by a killed carehost into interrupted runs at the next start", async () => {
-    await auditHarness.db.query("INSERT INTO backup_runs (organization, environment, kind, trigger, status) VALUES ($1, 'prod', 'full', 'schedule', 'running')", [ORG]);
-    await auditHarness.db.query("INSERT INTO restore_drills (organization, environment, trigger, status, rto_objective_minutes, rpo_objective_minutes) VALUES ($1, 'prod', 'schedule', 'running', 240, 15)", [ORG]);
-    await auditHarness.db.query("INSERT INTO restore_runs (organization, environment, target, destination, status) VALUES ($1, 'prod', 'latest', 'copy prod-copy', 'running')", [ORG]);
+    await auditHarness.db.query(
+      "INSERT INTO backup_runs (organization, environment, kind, trigger, status) VALUES ($1, 'prod', 'full', 'schedule', 'running')",
+      [ORG],
+    );
+    await auditHarness.db.query(
+      "INSERT INTO restore_drills (organization, environment, trigger, status, rto_objective_minutes, rpo_objective_minutes) VALUES ($1, 'prod', 'schedule', 'running', 240, 15)",
+      [ORG],
+    );
+    await auditHarness.db.query(
+      "INSERT INTO restore_runs (organization, environment, target, destination, status) VALUES ($1, 'prod', 'latest', 'copy prod-copy', 'running')",
+      [ORG],
+    );
     assert.equal(await recovery.markInterrupted(), 3);
     const [latest] = await recovery.listBackups(ctx, "prod");
     assert.equal(latest?.status, "interrupted");
@@ -71,7 +92,10 @@ void describe("recovery service: failures are recorded, audited and alerted, and
     // Each interrupted run is in the audit log too, not only in its table.
     for (const type of ["backup.failed", "drill.failed", "restore.failed"] as const) {
       const entries = await auditHarness.log.list({ type, limit: 10 });
-      assert.ok(entries.some((item) => /interrupted/.test(JSON.stringify(item.entry.payload))), type);
+      assert.ok(
+        entries.some((item) => /interrupted/.test(JSON.stringify(item.entry.payload))),
+        type,
+      );
     }
     assert.equal(await recovery.markInterrupted(), 0);
   });
@@ -80,15 +104,34 @@ void describe("recovery service: failures are recorded, audited and alerted, and
     const noon = new Date("2026-11-25T17:00:00Z");
     assert.equal(activeSlot(spec.environments[0]!.maintenanceWindow!, noon), undefined, "a time outside prod's window");
     const full = runtimeTestSpec(ORG);
-    const atNoon = recoveryServiceFactory({ db: auditHarness.db, runtime: runtimeHarness.runtime, latestSpecs: async () => [{ ...full, environments: [spec.environments[0]!, ...full.environments.slice(1)] }], audit: auditHarness.log, now: () => noon });
-    await assert.rejects(atNoon.restore(ctx, { environment: "prod", target: { kind: "latest" }, inPlace: true }), /inside its maintenance window \(America\/New_York\), or state the emergency/);
+    const atNoon = recoveryServiceFactory({
+      db: auditHarness.db,
+      runtime: runtimeHarness.runtime,
+      latestSpecs: async () => [{ ...full, environments: [spec.environments[0]!, ...full.environments.slice(1)] }],
+      audit: auditHarness.log,
+      now: () => noon,
+    });
+    await assert.rejects(
+      atNoon.restore(ctx, { environment: "prod", target: { kind: "latest" }, inPlace: true }),
+      /inside its maintenance window \(America\/New_York\), or state the emergency/,
+    );
     const staging = full.environments.find((environment) => environment.dataClass !== "phi")!;
     await assert.rejects(
       atNoon.restore(ctx, { environment: "prod", target: { kind: "latest" }, into: staging.name }),
-      new RegExp(`holds PHI; it may be restored only into a PHI-classed environment, and "${staging.name}" is dataClass ${staging.dataClass}`),
+      new RegExp(
+        `holds PHI; it may be restored only into a PHI-classed environment, and "${staging.name}" is dataClass ${staging.dataClass}`,
+      ),
     );
-    await assert.rejects(atNoon.restore(ctx, { environment: "prod", target: { kind: "latest" } }), /say where to restore/);
-    const restored = await atNoon.restore(ctx, { environment: "prod", target: { kind: "latest" }, inPlace: true, emergencyReason: "ransomware on the app server, incident 4711" });
+    await assert.rejects(
+      atNoon.restore(ctx, { environment: "prod", target: { kind: "latest" } }),
+      /say where to restore/,
+    );
+    const restored = await atNoon.restore(ctx, {
+      environment: "prod",
+      target: { kind: "latest" },
+      inPlace: true,
+      emergencyReason: "ransomware on the app server, incident 4711",
+    });
     assert.ok("safetyBackup" in restored && restored.safetyBackup.length > 0);
     const [emergency] = await auditHarness.log.list({ type: "restore.emergency", limit: 5 });
     assert.match(JSON.stringify(emergency), /incident 4711/);
@@ -96,6 +139,9 @@ void describe("recovery service: failures are recorded, audited and alerted, and
   });
 
   void it("refuses what cannot be backed up, naming it", async () => {
-    await assert.rejects(recovery.backup(ctx, { environment: "staging", kind: "full" }), /no recorded environment is named "staging"/);
+    await assert.rejects(
+      recovery.backup(ctx, { environment: "staging", kind: "full" }),
+      /no recorded environment is named "staging"/,
+    );
   });
 });

@@ -32,16 +32,48 @@ type TRecoveryServiceDeps = {
 };
 
 export type TBackupRun = {
-  id: number; organization: string; environment: string; kind: string; trigger: string; status: string;
-  label: string | null; databaseBytes: number | null; repositoryBytes: number | null; durationMs: number | null; error: string | null; startedAt: Date; finishedAt: Date | null;
+  id: number;
+  organization: string;
+  environment: string;
+  kind: string;
+  trigger: string;
+  status: string;
+  label: string | null;
+  databaseBytes: number | null;
+  repositoryBytes: number | null;
+  durationMs: number | null;
+  error: string | null;
+  startedAt: Date;
+  finishedAt: Date | null;
 };
 export type TDrillRun = {
-  id: number; organization: string; environment: string; trigger: string; status: string; backupLabel: string | null;
-  rtoSeconds: number | null; rpoSeconds: number | null; rtoObjectiveMinutes: number; rpoObjectiveMinutes: number; problems: string[]; error: string | null; startedAt: Date; finishedAt: Date | null;
+  id: number;
+  organization: string;
+  environment: string;
+  trigger: string;
+  status: string;
+  backupLabel: string | null;
+  rtoSeconds: number | null;
+  rpoSeconds: number | null;
+  rtoObjectiveMinutes: number;
+  rpoObjectiveMinutes: number;
+  problems: string[];
+  error: string | null;
+  startedAt: Date;
+  finishedAt: Date | null;
 };
 export type TRestoreRun = {
-  id: number; organization: string; environment: string; target: string; destination: string; status: string;
-  steps: TRestoreStep[]; durationMs: number | null; error: string | null; startedAt: Date; finishedAt: Date | null;
+  id: number;
+  organization: string;
+  environment: string;
+  target: string;
+  destination: string;
+  status: string;
+  steps: TRestoreStep[];
+  durationMs: number | null;
+  error: string | null;
+  startedAt: Date;
+  finishedAt: Date | null;
 };
 type TTrigger = "schedule" | "manual";
 
@@ -54,7 +86,14 @@ export type TRunKind = (typeof RUN_KINDS)[number];
 export type TRunState = "running" | "succeeded" | "failed" | "interrupted";
 export type TRunStep = { readonly step: string; readonly detail: string; readonly durationMs: number };
 export type TRunRef = { readonly id: number; readonly kind: TRunKind; readonly target: string };
-export type TRunView = TRunRef & { state: TRunState; steps: TRunStep[]; result: unknown; error: string | null; startedAt: Date; finishedAt: Date | null };
+export type TRunView = TRunRef & {
+  state: TRunState;
+  steps: TRunStep[];
+  result: unknown;
+  error: string | null;
+  startedAt: Date;
+  finishedAt: Date | null;
+};
 /** A step as a follower hears it: `index` counts from 0, so a follower that reconnects asks for the steps after the last it saw. */
 export type TRunEvent = TRunStep & { readonly index: number };
 /** How a run ended: its result (a drill that missed an objective and a verify that found damage have one too), or why it has none. */
@@ -74,38 +113,73 @@ type TBackedUp = TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"]
 const VERIFY_INTERVAL_MS = 24 * 3600 * 1000;
 /** Why a run left "running" by a stopped carehost failed; what it half-made, the reconcile at the next start removes or finishes. */
 const INTERRUPTED = "interrupted: carehost stopped before it finished";
-const interruptedError = () => new ConflictError(`${INTERRUPTED}; once carehost is up again (its start repairs what the run left half-done), run it again`);
+const interruptedError = () =>
+  new ConflictError(
+    `${INTERRUPTED}; once carehost is up again (its start repairs what the run left half-done), run it again`,
+  );
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 500);
 const asError = (error: unknown) => (error instanceof Error ? error : new Error(String(error)));
 /** How long a finished run stays in memory, for a follower that reconnects to hear its error as it was thrown (its row says it in words). */
 const KEEP_FINISHED_MS = 10 * 60 * 1000;
 /** How often a follower of a run another carehost (a replica) runs reads its row again. */
 const POLL_MS = 1000;
-const TABLE_OF: Record<TRunKind, "backup_runs" | "restore_runs" | "restore_drills"> = { backup: "backup_runs", verify: "backup_runs", restore: "restore_runs", drill: "restore_drills" };
+const TABLE_OF: Record<TRunKind, "backup_runs" | "restore_runs" | "restore_drills"> = {
+  backup: "backup_runs",
+  verify: "backup_runs",
+  restore: "restore_runs",
+  drill: "restore_drills",
+};
 const unwrap = <T>(outcome: { ok: true; result: T } | { ok: false; error: Error }): T => {
   if (!outcome.ok) throw outcome.error;
   return outcome.result;
 };
 
-export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestSpecs, audit, now = () => new Date(), endCommands = () => 0 }: TRecoveryServiceDeps) => {
+export const recoveryServiceFactory = ({
+  db,
+  runtime: configuredRuntime,
+  latestSpecs,
+  audit,
+  now = () => new Date(),
+  endCommands = () => 0,
+}: TRecoveryServiceDeps) => {
   const runtimeOrRefuse = () => {
-    if (configuredRuntime === undefined) throw new ValidationError("this carehost runs no environments (CAREHOST_RUNTIME=none), so it has nothing to back up or restore");
+    if (configuredRuntime === undefined)
+      throw new ValidationError(
+        "this carehost runs no environments (CAREHOST_RUNTIME=none), so it has nothing to back up or restore",
+      );
     return configuredRuntime;
   };
   /** The environment by name; --org is needed only when two organizations share a name. */
-  const locate = async (environmentName: string, organizationName?: string): Promise<{ organization: TOrganizationSpec; environment: TBackedUp }> => {
+  const locate = async (
+    environmentName: string,
+    organizationName?: string,
+  ): Promise<{ organization: TOrganizationSpec; environment: TBackedUp }> => {
     const matches = (await latestSpecs())
       .filter((spec) => organizationName === undefined || spec.metadata.name === organizationName)
-      .flatMap((organization) => organization.environments.filter((environment) => environment.name === environmentName).map((environment) => ({ organization, environment })));
-    if (matches.length === 0) throw new NotFoundError(`no recorded environment is named ${JSON.stringify(environmentName)}${organizationName === undefined ? "" : ` in ${organizationName}`}`);
-    if (matches.length > 1) throw new ValidationError(`environment ${JSON.stringify(environmentName)} exists in ${matches.map((match) => match.organization.metadata.name).join(" and ")}; pass --org`);
+      .flatMap((organization) =>
+        organization.environments
+          .filter((environment) => environment.name === environmentName)
+          .map((environment) => ({ organization, environment })),
+      );
+    if (matches.length === 0)
+      throw new NotFoundError(
+        `no recorded environment is named ${JSON.stringify(environmentName)}${organizationName === undefined ? "" : ` in ${organizationName}`}`,
+      );
+    if (matches.length > 1)
+      throw new ValidationError(
+        `environment ${JSON.stringify(environmentName)} exists in ${matches.map((match) => match.organization.metadata.name).join(" and ")}; pass --org`,
+      );
     const [match] = matches as [{ organization: TOrganizationSpec; environment: TEnvironmentSpec }];
-    if (!match.environment.backup.enabled) throw new ValidationError(`environment ${JSON.stringify(environmentName)} has backups disabled (backup.enabled: false)`);
+    if (!match.environment.backup.enabled)
+      throw new ValidationError(
+        `environment ${JSON.stringify(environmentName)} has backups disabled (backup.enabled: false)`,
+      );
     return match as { organization: TOrganizationSpec; environment: TBackedUp };
   };
 
   const targetNamed = (organization: string, environment: string) => `environment/${organization}/${environment}`;
-  const target = (organization: TOrganizationSpec, environment: TEnvironmentSpec) => targetNamed(organization.metadata.name, environment.name);
+  const target = (organization: TOrganizationSpec, environment: TEnvironmentSpec) =>
+    targetNamed(organization.metadata.name, environment.name);
 
   // pgBackRest takes a lock per stanza and refuses a second backup meanwhile; environments of one
   // organization may share a cluster, so its backups, restores and drills run one after another.
@@ -123,14 +197,21 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
   /** Refused before a run is recorded: nothing to run it with, or a carehost on its way down. */
   const refuseToStart = () => {
     runtimeOrRefuse();
-    if (stopping) throw new ConflictError("carehost is stopping and starts no new backup, restore or drill; run it again once carehost is up again");
+    if (stopping)
+      throw new ConflictError(
+        "carehost is stopping and starts no new backup, restore or drill; run it again once carehost is up again",
+      );
   };
 
   /**
    * Runs `work` apart from whoever asked for it: its steps are kept for followers, its end is
    * heard through `ended`, which never rejects (a run nobody follows must not crash the server).
    */
-  const launch = <T>(ref: TRunRef, work: (onStep: (step: TRunStep) => void) => Promise<T>, listener?: (event: TRunEvent) => void): TStartedRun<T> => {
+  const launch = <T>(
+    ref: TRunRef,
+    work: (onStep: (step: TRunStep) => void) => Promise<T>,
+    listener?: (event: TRunEvent) => void,
+  ): TStartedRun<T> => {
     let resolveEnd!: (outcome: TRunEnd) => void;
     const run: TLiveRun = {
       ...ref,
@@ -165,36 +246,72 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
    * Ends a run's row, unless a stop of carehost ended it first: then the run is interrupted, its
    * row says so and the stop audited it, and what it went on to do is no one's result.
    */
-  const endRow = async (table: "backup_runs" | "restore_runs" | "restore_drills", id: number, set: string, params: readonly TSqlValue[]): Promise<boolean> =>
-    (await db.query(`UPDATE ${table} SET ${set} WHERE id = $1 AND status = 'running' RETURNING id`, [id, ...params])).rows.length > 0;
+  const endRow = async (
+    table: "backup_runs" | "restore_runs" | "restore_drills",
+    id: number,
+    set: string,
+    params: readonly TSqlValue[],
+  ): Promise<boolean> =>
+    (await db.query(`UPDATE ${table} SET ${set} WHERE id = $1 AND status = 'running' RETURNING id`, [id, ...params]))
+      .rows.length > 0;
 
-  const startBackup = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, trigger: TTrigger): Promise<TStartedRun<Awaited<ReturnType<typeof runBackupNow>>>> => {
+  const startBackup = async (
+    ctx: TRequestContext,
+    organization: TOrganizationSpec,
+    environment: TBackedUp,
+    kind: TBackupType,
+    trigger: TTrigger,
+  ): Promise<TStartedRun<Awaited<ReturnType<typeof runBackupNow>>>> => {
     refuseToStart();
     const inserted = await db.query<{ id: number }>(
       "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
       [organization.metadata.name, environment.name, kind, trigger, now()],
     );
     const id = inserted.rows[0]!.id;
-    return launch({ id, kind: "backup", target: target(organization, environment) }, (onStep) => exclusive(organization, () => runBackupNow(ctx, organization, environment, kind, id, onStep)));
+    return launch({ id, kind: "backup", target: target(organization, environment) }, (onStep) =>
+      exclusive(organization, () => runBackupNow(ctx, organization, environment, kind, id, onStep)),
+    );
   };
-  const runBackup = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, trigger: TTrigger) =>
-    unwrap(await (await startBackup(ctx, organization, environment, kind, trigger)).ended);
+  const runBackup = async (
+    ctx: TRequestContext,
+    organization: TOrganizationSpec,
+    environment: TBackedUp,
+    kind: TBackupType,
+    trigger: TTrigger,
+  ) => unwrap(await (await startBackup(ctx, organization, environment, kind, trigger)).ended);
 
-  const runBackupNow = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, kind: TBackupType, id: number, onStep: (step: TRunStep) => void) => {
+  const runBackupNow = async (
+    ctx: TRequestContext,
+    organization: TOrganizationSpec,
+    environment: TBackedUp,
+    kind: TBackupType,
+    id: number,
+    onStep: (step: TRunStep) => void,
+  ) => {
     try {
       const result = await runtimeOrRefuse().backup(organization, environment.name, kind);
       const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-      const steps: TRunStep[] = [{
-        step: "backup",
-        detail: `${result.label}: ${mb(result.databaseBytes)} database, ${mb(result.repositoryBytes)} written; filestore ${result.filestore.files} files, ${mb(result.filestore.bytesAdded)} added`,
-        durationMs: result.durationMs,
-      }];
+      const steps: TRunStep[] = [
+        {
+          step: "backup",
+          detail: `${result.label}: ${mb(result.databaseBytes)} database, ${mb(result.repositoryBytes)} written; filestore ${result.filestore.files} files, ${mb(result.filestore.bytesAdded)} added`,
+          durationMs: result.durationMs,
+        },
+      ];
       steps.forEach(onStep);
       const ended = await endRow(
         "backup_runs",
         id,
         "status = 'succeeded', label = $2, database_bytes = $3, repository_bytes = $4, duration_ms = $5, finished_at = $6, result = $7, steps = $8",
-        [result.label, result.databaseBytes, result.repositoryBytes, result.durationMs, now(), JSON.stringify({ id, ...result }), JSON.stringify(steps)],
+        [
+          result.label,
+          result.databaseBytes,
+          result.repositoryBytes,
+          result.durationMs,
+          now(),
+          JSON.stringify({ id, ...result }),
+          JSON.stringify(steps),
+        ],
       );
       if (!ended) throw interruptedError();
       await audit.append(ctx, {
@@ -202,9 +319,24 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         outcome: "success",
         target: target(organization, environment),
         payload: {
-          environment: environment.name, kind, label: result.label, databaseBytes: result.databaseBytes, repositoryBytes: result.repositoryBytes, durationMs: result.durationMs,
-          filestoreFiles: result.filestore.files, filestoreBytes: result.filestore.bytes, filestoreBytesAdded: result.filestore.bytesAdded,
-          ...(result.skippedRepositories.length === 0 ? {} : { skippedRepositories: result.skippedRepositories.map(({ name, type, reason }) => ({ name, type, reason })) }),
+          environment: environment.name,
+          kind,
+          label: result.label,
+          databaseBytes: result.databaseBytes,
+          repositoryBytes: result.repositoryBytes,
+          durationMs: result.durationMs,
+          filestoreFiles: result.filestore.files,
+          filestoreBytes: result.filestore.bytes,
+          filestoreBytesAdded: result.filestore.bytesAdded,
+          ...(result.skippedRepositories.length === 0
+            ? {}
+            : {
+                skippedRepositories: result.skippedRepositories.map(({ name, type, reason }) => ({
+                  name,
+                  type,
+                  reason,
+                })),
+              }),
         },
       });
       const expired = await runExpire(ctx, organization, environment);
@@ -214,14 +346,23 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       return { id, ...result };
     } catch (error) {
       if (await endRow("backup_runs", id, "status = 'failed', error = $2, finished_at = $3", [message(error), now()])) {
-        await audit.append(ctx, { type: "backup.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, kind, reason: message(error) } });
+        await audit.append(ctx, {
+          type: "backup.failed",
+          outcome: "failure",
+          target: target(organization, environment),
+          payload: { environment: environment.name, kind, reason: message(error) },
+        });
       }
       throw error;
     }
   };
 
   /** Expires what the retention tiers no longer keep; a failure is audited and left for the next backup to retry. */
-  const runExpire = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp): Promise<TRunStep> => {
+  const runExpire = async (
+    ctx: TRequestContext,
+    organization: TOrganizationSpec,
+    environment: TBackedUp,
+  ): Promise<TRunStep> => {
     const started = now();
     try {
       const result = await runtimeOrRefuse().expire(organization, environment.name);
@@ -229,18 +370,42 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         type: "backup.expired",
         outcome: "success",
         target: target(organization, environment),
-        payload: { environment: environment.name, expired: result.expired, reclaimedBytes: result.reclaimedBytes, filestoreSnapshots: result.filestoreSnapshots, retention: environment.backup.retention, durationMs: result.durationMs },
+        payload: {
+          environment: environment.name,
+          expired: result.expired,
+          reclaimedBytes: result.reclaimedBytes,
+          filestoreSnapshots: result.filestoreSnapshots,
+          retention: environment.backup.retention,
+          durationMs: result.durationMs,
+        },
       });
-      const detail = result.expired.length === 0 ? "nothing the retention tiers no longer keep" : `expired ${result.expired.join(", ")}, ${(result.reclaimedBytes / 1024 / 1024).toFixed(1)} MB reclaimed`;
+      const detail =
+        result.expired.length === 0
+          ? "nothing the retention tiers no longer keep"
+          : `expired ${result.expired.join(", ")}, ${(result.reclaimedBytes / 1024 / 1024).toFixed(1)} MB reclaimed`;
       return { step: "expire", detail, durationMs: result.durationMs };
     } catch (error) {
-      await audit.append(ctx, { type: "backup.expired", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, reason: message(error) } });
-      return { step: "expire", detail: `failed, retried after the next backup: ${message(error)}`, durationMs: Math.max(0, now().getTime() - started.getTime()) };
+      await audit.append(ctx, {
+        type: "backup.expired",
+        outcome: "failure",
+        target: target(organization, environment),
+        payload: { environment: environment.name, reason: message(error) },
+      });
+      return {
+        step: "expire",
+        detail: `failed, retried after the next backup: ${message(error)}`,
+        durationMs: Math.max(0, now().getTime() - started.getTime()),
+      };
     }
   };
 
   /** A scheduled `pgbackrest verify` and `restic check --read-data`, recorded as a backup run of kind verify. */
-  const startVerify = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TStartedRun<{ environment: string; ok: boolean; output: string }>> => {
+  const startVerify = async (
+    ctx: TRequestContext,
+    organization: TOrganizationSpec,
+    environment: TBackedUp,
+    trigger: TTrigger,
+  ): Promise<TStartedRun<{ environment: string; ok: boolean; output: string }>> => {
     refuseToStart();
     const inserted = await db.query<{ id: number }>(
       "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at) VALUES ($1, $2, 'verify', $3, 'running', $4) RETURNING id",
@@ -250,19 +415,40 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     return launch({ id, kind: "verify", target: target(organization, environment) }, () =>
       exclusive(organization, async () => {
         const started = now();
-        const result = await runtimeOrRefuse().verify(organization, environment.name).catch((error: unknown) => ({ ok: false, output: message(error) }));
+        const result = await runtimeOrRefuse()
+          .verify(organization, environment.name)
+          .catch((error: unknown) => ({ ok: false, output: message(error) }));
         const durationMs = Math.max(0, now().getTime() - started.getTime());
         const verified = { environment: environment.name, ok: result.ok, output: result.output.slice(-4000) };
-        const ended = await endRow("backup_runs", id, "status = $2, error = $3, duration_ms = $4, finished_at = $5, result = $6", [
-          result.ok ? "succeeded" : "failed", result.ok ? null : result.output.slice(-500), durationMs, now(), JSON.stringify(verified),
-        ]);
+        const ended = await endRow(
+          "backup_runs",
+          id,
+          "status = $2, error = $3, duration_ms = $4, finished_at = $5, result = $6",
+          [
+            result.ok ? "succeeded" : "failed",
+            result.ok ? null : result.output.slice(-500),
+            durationMs,
+            now(),
+            JSON.stringify(verified),
+          ],
+        );
         if (!ended) throw interruptedError();
-        await audit.append(ctx, { type: "backup.verified", outcome: result.ok ? "success" : "failure", target: target(organization, environment), payload: { environment: environment.name, ok: result.ok, durationMs } });
+        await audit.append(ctx, {
+          type: "backup.verified",
+          outcome: result.ok ? "success" : "failure",
+          target: target(organization, environment),
+          payload: { environment: environment.name, ok: result.ok, durationMs },
+        });
         return verified;
       }),
     );
   };
-  const runVerify = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger) => unwrap(await (await startVerify(ctx, organization, environment, trigger)).ended);
+  const runVerify = async (
+    ctx: TRequestContext,
+    organization: TOrganizationSpec,
+    environment: TBackedUp,
+    trigger: TTrigger,
+  ) => unwrap(await (await startVerify(ctx, organization, environment, trigger)).ended);
 
   /** A filestore snapshot between database backups (kind filestore); nothing is recorded when nothing changed. */
   const runFilestoreSnapshot = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp) =>
@@ -273,20 +459,42 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         if (result === undefined) return;
         await db.query(
           "INSERT INTO backup_runs (organization, environment, kind, trigger, status, label, database_bytes, repository_bytes, duration_ms, started_at, finished_at) VALUES ($1, $2, 'filestore', 'schedule', 'succeeded', $3, $4, $5, $6, $7, $8)",
-          [organization.metadata.name, environment.name, result.snapshotId, result.bytes, result.bytesAdded, result.durationMs, started, now()],
+          [
+            organization.metadata.name,
+            environment.name,
+            result.snapshotId,
+            result.bytes,
+            result.bytesAdded,
+            result.durationMs,
+            started,
+            now(),
+          ],
         );
         await audit.append(ctx, {
           type: "backup.completed",
           outcome: "success",
           target: target(organization, environment),
-          payload: { environment: environment.name, kind: "filestore", label: result.snapshotId, filestoreFiles: result.files, filestoreBytes: result.bytes, filestoreBytesAdded: result.bytesAdded, durationMs: result.durationMs },
+          payload: {
+            environment: environment.name,
+            kind: "filestore",
+            label: result.snapshotId,
+            filestoreFiles: result.files,
+            filestoreBytes: result.bytes,
+            filestoreBytesAdded: result.bytesAdded,
+            durationMs: result.durationMs,
+          },
         });
       } catch (error) {
         await db.query(
           "INSERT INTO backup_runs (organization, environment, kind, trigger, status, error, started_at, finished_at) VALUES ($1, $2, 'filestore', 'schedule', 'failed', $3, $4, $5)",
           [organization.metadata.name, environment.name, message(error), started, now()],
         );
-        await audit.append(ctx, { type: "backup.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, kind: "filestore", reason: message(error) } });
+        await audit.append(ctx, {
+          type: "backup.failed",
+          outcome: "failure",
+          target: target(organization, environment),
+          payload: { environment: environment.name, kind: "filestore", reason: message(error) },
+        });
       }
     });
 
@@ -311,38 +519,84 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       steps.push(step);
       run.onStep(step);
       const recorded = JSON.stringify(steps);
-      written = written.then(() => db.query("UPDATE restore_runs SET steps = $2 WHERE id = $1 AND status = 'running'", [run.id, recorded])).then(() => undefined, () => undefined);
+      written = written
+        .then(() =>
+          db.query("UPDATE restore_runs SET steps = $2 WHERE id = $1 AND status = 'running'", [run.id, recorded]),
+        )
+        .then(
+          () => undefined,
+          () => undefined,
+        );
     };
     try {
       const result = await restore(onStep);
       await written;
-      const ended = await endRow("restore_runs", run.id, "status = 'succeeded', steps = $2, duration_ms = $3, finished_at = $4, result = $5", [
-        JSON.stringify(result.steps), result.durationMs, now(), JSON.stringify(answer(result)),
-      ]);
+      const ended = await endRow(
+        "restore_runs",
+        run.id,
+        "status = 'succeeded', steps = $2, duration_ms = $3, finished_at = $4, result = $5",
+        [JSON.stringify(result.steps), result.durationMs, now(), JSON.stringify(answer(result))],
+      );
       if (!ended) throw interruptedError();
       return result;
     } catch (error) {
       await written;
-      if (await endRow("restore_runs", run.id, "status = 'failed', error = $2, finished_at = $3", [message(error), now()])) {
-        await audit.append(ctx, { type: "restore.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, target: run.described, destination: run.destination, reason: message(error) } });
+      if (
+        await endRow("restore_runs", run.id, "status = 'failed', error = $2, finished_at = $3", [message(error), now()])
+      ) {
+        await audit.append(ctx, {
+          type: "restore.failed",
+          outcome: "failure",
+          target: target(organization, environment),
+          payload: {
+            environment: environment.name,
+            target: run.described,
+            destination: run.destination,
+            reason: message(error),
+          },
+        });
       }
       throw error;
     }
   };
 
-  const startDrill = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TStartedRun<TDrillRun>> => {
+  const startDrill = async (
+    ctx: TRequestContext,
+    organization: TOrganizationSpec,
+    environment: TBackedUp,
+    trigger: TTrigger,
+  ): Promise<TStartedRun<TDrillRun>> => {
     refuseToStart();
     const inserted = await db.query<{ id: number }>(
       "INSERT INTO restore_drills (organization, environment, trigger, status, rto_objective_minutes, rpo_objective_minutes, started_at) VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
-      [organization.metadata.name, environment.name, trigger, environment.backup.rtoMinutes, environment.backup.rpoMinutes, now()],
+      [
+        organization.metadata.name,
+        environment.name,
+        trigger,
+        environment.backup.rtoMinutes,
+        environment.backup.rpoMinutes,
+        now(),
+      ],
     );
     const id = inserted.rows[0]!.id;
-    return launch({ id, kind: "drill", target: target(organization, environment) }, (onStep) => exclusive(organization, () => runDrillNow(ctx, organization, environment, id, onStep)));
+    return launch({ id, kind: "drill", target: target(organization, environment) }, (onStep) =>
+      exclusive(organization, () => runDrillNow(ctx, organization, environment, id, onStep)),
+    );
   };
-  const runDrill = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, trigger: TTrigger): Promise<TDrillRun> =>
-    unwrap(await (await startDrill(ctx, organization, environment, trigger)).ended);
+  const runDrill = async (
+    ctx: TRequestContext,
+    organization: TOrganizationSpec,
+    environment: TBackedUp,
+    trigger: TTrigger,
+  ): Promise<TDrillRun> => unwrap(await (await startDrill(ctx, organization, environment, trigger)).ended);
 
-  const runDrillNow = async (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp, id: number, onStep: (step: TRunStep) => void): Promise<TDrillRun> => {
+  const runDrillNow = async (
+    ctx: TRequestContext,
+    organization: TOrganizationSpec,
+    environment: TBackedUp,
+    id: number,
+    onStep: (step: TRunStep) => void,
+  ): Promise<TDrillRun> => {
     const objectives = { rto: environment.backup.rtoMinutes, rpo: environment.backup.rpoMinutes };
     const steps: TRunStep[] = [];
     try {
@@ -353,15 +607,29 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       const problems = [
         ...(drill.amcheckPassed ? [] : [`pg_amcheck found problems: ${drill.amcheckOutput.slice(-300)}`]),
         ...drill.databasesMissing.map((database) => `database ${database} is missing from the restore`),
-        ...(drill.rtoSeconds > objectives.rto * 60 ? [`achieved RTO ${Math.round(drill.rtoSeconds)} s exceeds the objective of ${objectives.rto} min`] : []),
-        ...(drill.rpoSeconds === null ? ["the achieved RPO could not be measured (no heartbeat in the restore)"] : drill.rpoSeconds > objectives.rpo * 60 ? [`achieved RPO ${Math.round(drill.rpoSeconds)} s exceeds the objective of ${objectives.rpo} min`] : []),
+        ...(drill.rtoSeconds > objectives.rto * 60
+          ? [`achieved RTO ${Math.round(drill.rtoSeconds)} s exceeds the objective of ${objectives.rto} min`]
+          : []),
+        ...(drill.rpoSeconds === null
+          ? ["the achieved RPO could not be measured (no heartbeat in the restore)"]
+          : drill.rpoSeconds > objectives.rpo * 60
+            ? [`achieved RPO ${Math.round(drill.rpoSeconds)} s exceeds the objective of ${objectives.rpo} min`]
+            : []),
       ];
       const status = problems.length === 0 ? "passed" : "failed";
       const ended = await endRow(
         "restore_drills",
         id,
         "status = $2, backup_label = $3, rto_seconds = $4, rpo_seconds = $5, details = $6, finished_at = $7, steps = $8",
-        [status, drill.backupLabel, drill.rtoSeconds, drill.rpoSeconds, JSON.stringify({ problems, tables: drill.tables }), now(), JSON.stringify(steps)],
+        [
+          status,
+          drill.backupLabel,
+          drill.rtoSeconds,
+          drill.rpoSeconds,
+          JSON.stringify({ problems, tables: drill.tables }),
+          now(),
+          JSON.stringify(steps),
+        ],
       );
       if (!ended) throw interruptedError();
       const event: TAuditEvent = {
@@ -384,8 +652,19 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       await audit.append(ctx, event);
       return (await drillRows("WHERE id = $1", [id]))[0]!;
     } catch (error) {
-      if (await endRow("restore_drills", id, "status = 'failed', error = $2, finished_at = $3, steps = $4", [message(error), now(), JSON.stringify(steps)])) {
-        await audit.append(ctx, { type: "drill.failed", outcome: "failure", target: target(organization, environment), payload: { environment: environment.name, reason: message(error) } });
+      if (
+        await endRow("restore_drills", id, "status = 'failed', error = $2, finished_at = $3, steps = $4", [
+          message(error),
+          now(),
+          JSON.stringify(steps),
+        ])
+      ) {
+        await audit.append(ctx, {
+          type: "drill.failed",
+          outcome: "failure",
+          target: target(organization, environment),
+          payload: { environment: environment.name, reason: message(error) },
+        });
       }
       throw error;
     }
@@ -393,36 +672,99 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
 
   const backupRows = async (where: string, params: readonly TSqlValue[]): Promise<TBackupRun[]> =>
     (
-      await db.query<{ id: number; organization: string; environment: string; kind: string; trigger: string; status: string; label: string | null; database_bytes: number | null; repository_bytes: number | null; duration_ms: number | null; error: string | null; started_at: Date; finished_at: Date | null }>(
-        `SELECT * FROM backup_runs ${where} ORDER BY started_at DESC, id DESC LIMIT 200`,
-        params,
-      )
+      await db.query<{
+        id: number;
+        organization: string;
+        environment: string;
+        kind: string;
+        trigger: string;
+        status: string;
+        label: string | null;
+        database_bytes: number | null;
+        repository_bytes: number | null;
+        duration_ms: number | null;
+        error: string | null;
+        started_at: Date;
+        finished_at: Date | null;
+      }>(`SELECT * FROM backup_runs ${where} ORDER BY started_at DESC, id DESC LIMIT 200`, params)
     ).rows.map((row) => ({
-      id: row.id, organization: row.organization, environment: row.environment, kind: row.kind, trigger: row.trigger, status: row.status, label: row.label,
-      databaseBytes: row.database_bytes, repositoryBytes: row.repository_bytes, durationMs: row.duration_ms, error: row.error, startedAt: row.started_at, finishedAt: row.finished_at,
+      id: row.id,
+      organization: row.organization,
+      environment: row.environment,
+      kind: row.kind,
+      trigger: row.trigger,
+      status: row.status,
+      label: row.label,
+      databaseBytes: row.database_bytes,
+      repositoryBytes: row.repository_bytes,
+      durationMs: row.duration_ms,
+      error: row.error,
+      startedAt: row.started_at,
+      finishedAt: row.finished_at,
     }));
 
   const drillRows = async (where: string, params: readonly TSqlValue[]): Promise<TDrillRun[]> =>
     (
-      await db.query<{ id: number; organization: string; environment: string; trigger: string; status: string; backup_label: string | null; rto_seconds: number | null; rpo_seconds: number | null; rto_objective_minutes: number; rpo_objective_minutes: number; details: { problems?: string[] } | null; error: string | null; started_at: Date; finished_at: Date | null }>(
-        `SELECT * FROM restore_drills ${where} ORDER BY started_at DESC, id DESC LIMIT 200`,
-        params,
-      )
+      await db.query<{
+        id: number;
+        organization: string;
+        environment: string;
+        trigger: string;
+        status: string;
+        backup_label: string | null;
+        rto_seconds: number | null;
+        rpo_seconds: number | null;
+        rto_objective_minutes: number;
+        rpo_objective_minutes: number;
+        details: { problems?: string[] } | null;
+        error: string | null;
+        started_at: Date;
+        finished_at: Date | null;
+      }>(`SELECT * FROM restore_drills ${where} ORDER BY started_at DESC, id DESC LIMIT 200`, params)
     ).rows.map((row) => ({
-      id: row.id, organization: row.organization, environment: row.environment, trigger: row.trigger, status: row.status, backupLabel: row.backup_label,
-      rtoSeconds: row.rto_seconds, rpoSeconds: row.rpo_seconds, rtoObjectiveMinutes: row.rto_objective_minutes, rpoObjectiveMinutes: row.rpo_objective_minutes,
-      problems: row.details?.problems ?? (row.error === null ? [] : [row.error]), error: row.error, startedAt: row.started_at, finishedAt: row.finished_at,
+      id: row.id,
+      organization: row.organization,
+      environment: row.environment,
+      trigger: row.trigger,
+      status: row.status,
+      backupLabel: row.backup_label,
+      rtoSeconds: row.rto_seconds,
+      rpoSeconds: row.rpo_seconds,
+      rtoObjectiveMinutes: row.rto_objective_minutes,
+      rpoObjectiveMinutes: row.rpo_objective_minutes,
+      problems: row.details?.problems ?? (row.error === null ? [] : [row.error]),
+      error: row.error,
+      startedAt: row.started_at,
+      finishedAt: row.finished_at,
     }));
 
   const restoreRows = async (where: string, params: readonly TSqlValue[]): Promise<TRestoreRun[]> =>
     (
-      await db.query<{ id: number; organization: string; environment: string; target: string; destination: string; status: string; steps: TRestoreStep[] | null; duration_ms: number | null; error: string | null; started_at: Date; finished_at: Date | null }>(
-        `SELECT * FROM restore_runs ${where} ORDER BY started_at DESC, id DESC LIMIT 200`,
-        params,
-      )
+      await db.query<{
+        id: number;
+        organization: string;
+        environment: string;
+        target: string;
+        destination: string;
+        status: string;
+        steps: TRestoreStep[] | null;
+        duration_ms: number | null;
+        error: string | null;
+        started_at: Date;
+        finished_at: Date | null;
+      }>(`SELECT * FROM restore_runs ${where} ORDER BY started_at DESC, id DESC LIMIT 200`, params)
     ).rows.map((row) => ({
-      id: row.id, organization: row.organization, environment: row.environment, target: row.target, destination: row.destination, status: row.status,
-      steps: row.steps ?? [], durationMs: row.duration_ms, error: row.error, startedAt: row.started_at, finishedAt: row.finished_at,
+      id: row.id,
+      organization: row.organization,
+      environment: row.environment,
+      target: row.target,
+      destination: row.destination,
+      status: row.status,
+      steps: row.steps ?? [],
+      durationMs: row.duration_ms,
+      error: row.error,
+      startedAt: row.started_at,
+      finishedAt: row.finished_at,
     }));
 
   /**
@@ -436,7 +778,9 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     const name = JSON.stringify(into.name);
     if (into.name === source.name) throw new ValidationError(`to restore ${name} over itself, use --in-place`);
     if (into.tier === "production") {
-      throw new ValidationError(`${name} is a production environment: its data is its own, restored only from its own backups (carehost restore ${into.name} --in-place)`);
+      throw new ValidationError(
+        `${name} is a production environment: its data is its own, restored only from its own backups (carehost restore ${into.name} --in-place)`,
+      );
     }
     const copyFrom = into.dataSource?.copyFrom;
     if (copyFrom !== undefined && copyFrom !== source.name) {
@@ -445,7 +789,9 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       );
     }
     if (into.dataSource?.deidentify === true && source.dataClass === "phi") {
-      throw new ValidationError(`${name} declares dataSource.deidentify: true, and a restore copies ${JSON.stringify(source.name)}'s PHI as it is (carehost does not de-identify); load it through your de-identification process instead`);
+      throw new ValidationError(
+        `${name} declares dataSource.deidentify: true, and a restore copies ${JSON.stringify(source.name)}'s PHI as it is (carehost does not de-identify); load it through your de-identification process instead`,
+      );
     }
   };
 
@@ -465,7 +811,14 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
   type TRestored = Awaited<ReturnType<TLocalRuntime["restore"]>> & { environment: string; target: string };
   /** Over a declared environment, its name; with its safety backup when it is backed up. */
   type TRestoreResult = TRestored | (TRestored & { into?: string; safetyBackup: string });
-  type TRestoreInput = { environment: string; organization?: string; target: TRestoreTarget; into?: string; inPlace?: boolean; emergencyReason?: string };
+  type TRestoreInput = {
+    environment: string;
+    organization?: string;
+    target: TRestoreTarget;
+    into?: string;
+    inPlace?: boolean;
+    emergencyReason?: string;
+  };
 
   /**
    * Restores to a point in time: into a new copy, in place, or into another declared environment.
@@ -475,14 +828,34 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
    * backed up, so the restore itself can be undone. What is refused is refused before the run
    * starts; the run then reports each step (secrets, PostgreSQL, filestore, …) the moment it completes.
    */
-  const startRestore = async (ctx: TRequestContext, input: TRestoreInput, listener?: (event: TRunEvent) => void): Promise<TStartedRun<TRestoreResult>> => {
+  const startRestore = async (
+    ctx: TRequestContext,
+    input: TRestoreInput,
+    listener?: (event: TRunEvent) => void,
+  ): Promise<TStartedRun<TRestoreResult>> => {
     await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
     const { organization, environment } = await locate(input.environment, input.organization);
-    if ((input.into === undefined) === (input.inPlace !== true)) throw new ValidationError("say where to restore: --into <new copy or declared environment>, or --in-place");
-    const described = input.target.kind === "time" ? input.target.time.toISOString() : input.target.kind === "lsn" ? `lsn ${input.target.lsn}` : "latest";
-    const declared = input.into === undefined ? environment : organization.environments.find((candidate) => candidate.name === input.into);
-    if (input.into !== undefined && declared !== undefined && environment.dataClass === "phi" && declared.dataClass !== "phi") {
-      throw new ValidationError(`environment ${JSON.stringify(environment.name)} holds PHI; it may be restored only into a PHI-classed environment, and ${JSON.stringify(declared.name)} is dataClass ${declared.dataClass}`);
+    if ((input.into === undefined) === (input.inPlace !== true))
+      throw new ValidationError("say where to restore: --into <new copy or declared environment>, or --in-place");
+    const described =
+      input.target.kind === "time"
+        ? input.target.time.toISOString()
+        : input.target.kind === "lsn"
+          ? `lsn ${input.target.lsn}`
+          : "latest";
+    const declared =
+      input.into === undefined
+        ? environment
+        : organization.environments.find((candidate) => candidate.name === input.into);
+    if (
+      input.into !== undefined &&
+      declared !== undefined &&
+      environment.dataClass === "phi" &&
+      declared.dataClass !== "phi"
+    ) {
+      throw new ValidationError(
+        `environment ${JSON.stringify(environment.name)} holds PHI; it may be restored only into a PHI-classed environment, and ${JSON.stringify(declared.name)} is dataClass ${declared.dataClass}`,
+      );
     }
     const begin = async (destination: string) => {
       refuseToStart();
@@ -495,31 +868,60 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     if (input.into !== undefined && declared === undefined) {
       const into = input.into;
       const row = await begin(`copy ${into}`);
-      return launch({ id: row.id, kind: "restore", target: target(organization, environment) }, async (onStep) => {
-        const answer = <T extends object>(result: T) => ({ environment: environment.name, target: described, ...result });
-        const result = await recordRestore(
-          ctx,
-          organization,
-          environment,
-          { ...row, onStep },
-          (recordStep) => exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, { kind: "copy", name: into }, recordStep)),
-          answer,
-        );
-        await audit.append(ctx, {
-          type: "restore.completed",
-          outcome: "success",
-          target: target(organization, environment),
-          payload: { environment: environment.name, target: described, into, dataClass: environment.dataClass, port: result.port, filestoreFiles: result.filestoreFiles, steps: result.steps.map((step) => step.step), durationMs: result.durationMs },
-        });
-        return answer(result);
-      }, listener);
+      return launch(
+        { id: row.id, kind: "restore", target: target(organization, environment) },
+        async (onStep) => {
+          const answer = <T extends object>(result: T) => ({
+            environment: environment.name,
+            target: described,
+            ...result,
+          });
+          const result = await recordRestore(
+            ctx,
+            organization,
+            environment,
+            { ...row, onStep },
+            (recordStep) =>
+              exclusive(organization, () =>
+                runtimeOrRefuse().restore(
+                  organization,
+                  environment.name,
+                  input.target,
+                  { kind: "copy", name: into },
+                  recordStep,
+                ),
+              ),
+            answer,
+          );
+          await audit.append(ctx, {
+            type: "restore.completed",
+            outcome: "success",
+            target: target(organization, environment),
+            payload: {
+              environment: environment.name,
+              target: described,
+              into,
+              dataClass: environment.dataClass,
+              port: result.port,
+              filestoreFiles: result.filestoreFiles,
+              steps: result.steps.map((step) => step.step),
+              durationMs: result.durationMs,
+            },
+          });
+          return answer(result);
+        },
+        listener,
+      );
     }
     const replaced = declared!;
     if (input.into !== undefined) refuseUndeclaredSource(environment, replaced);
     const at = now();
     const slot = activeSlot(replaced.maintenanceWindow!, at);
     const emergency = input.emergencyReason?.trim();
-    const what = input.into === undefined ? `an in-place restore of ${JSON.stringify(environment.name)}` : `a restore of ${JSON.stringify(environment.name)} into ${JSON.stringify(replaced.name)}`;
+    const what =
+      input.into === undefined
+        ? `an in-place restore of ${JSON.stringify(environment.name)}`
+        : `a restore of ${JSON.stringify(environment.name)} into ${JSON.stringify(replaced.name)}`;
     if (slot === undefined && (emergency === undefined || emergency.length < 10)) {
       throw new ValidationError(
         `${what} replaces the data of ${JSON.stringify(replaced.name)}: run it inside its maintenance window (${replaced.maintenanceWindow!.timeZone}), or state the emergency with --emergency "<reason of at least 10 characters>"`,
@@ -531,57 +933,120 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         type: "restore.emergency",
         outcome: "success",
         target: target(organization, replaced),
-        payload: { environment: replaced.name, target: described, reason: emergency!.slice(0, 500), ...(replaced.name === environment.name ? {} : { source: environment.name }) },
+        payload: {
+          environment: replaced.name,
+          target: described,
+          reason: emergency!.slice(0, 500),
+          ...(replaced.name === environment.name ? {} : { source: environment.name }),
+        },
       });
     }
-    return launch({ id: row.id, kind: "restore", target: target(organization, environment) }, async (onStep) => {
-      const destination = input.into === undefined ? ({ kind: "in-place" } as const) : ({ kind: "environment", name: replaced.name } as const);
-      // The target's own backups undo the restore; a target without backups has nothing to undo with.
-      const safetyBackup = { label: undefined as string | undefined };
-      const over = input.into === undefined ? {} : { into: replaced.name };
-      const answer = <T extends object>(result: T) =>
-        safetyBackup.label === undefined
-          ? { environment: environment.name, target: described, ...over, ...result }
-          : { environment: environment.name, target: described, safetyBackup: safetyBackup.label, ...over, ...result };
-      const result = await recordRestore(
-        ctx,
-        organization,
-        environment,
-        { ...row, onStep },
-        async (recordStep) => {
-          if (replaced.backup.enabled) safetyBackup.label = (await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual")).label;
-          return exclusive(organization, () => runtimeOrRefuse().restore(organization, environment.name, input.target, destination, recordStep));
-        },
-        answer,
-      );
-      const safety = safetyBackup.label === undefined ? undefined : { label: safetyBackup.label };
-      const outcome = { filestoreFiles: result.filestoreFiles, steps: result.steps.map((step) => step.step), durationMs: result.durationMs };
-      await audit.append(ctx, {
-        type: "restore.completed",
-        outcome: "success",
-        target: target(organization, environment),
-        payload: input.into === undefined
-          ? { environment: environment.name, target: described, inPlace: true, safetyBackup: safety!.label, emergency: slot === undefined, ...outcome }
-          : { environment: environment.name, target: described, intoEnvironment: replaced.name, safetyBackup: safety?.label ?? null, emergency: slot === undefined, ...outcome },
-      });
-      return answer(result);
-    }, listener);
+    return launch(
+      { id: row.id, kind: "restore", target: target(organization, environment) },
+      async (onStep) => {
+        const destination =
+          input.into === undefined
+            ? ({ kind: "in-place" } as const)
+            : ({ kind: "environment", name: replaced.name } as const);
+        // The target's own backups undo the restore; a target without backups has nothing to undo with.
+        const safetyBackup = { label: undefined as string | undefined };
+        const over = input.into === undefined ? {} : { into: replaced.name };
+        const answer = <T extends object>(result: T) =>
+          safetyBackup.label === undefined
+            ? { environment: environment.name, target: described, ...over, ...result }
+            : {
+                environment: environment.name,
+                target: described,
+                safetyBackup: safetyBackup.label,
+                ...over,
+                ...result,
+              };
+        const result = await recordRestore(
+          ctx,
+          organization,
+          environment,
+          { ...row, onStep },
+          async (recordStep) => {
+            if (replaced.backup.enabled)
+              safetyBackup.label = (await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual")).label;
+            return exclusive(organization, () =>
+              runtimeOrRefuse().restore(organization, environment.name, input.target, destination, recordStep),
+            );
+          },
+          answer,
+        );
+        const safety = safetyBackup.label === undefined ? undefined : { label: safetyBackup.label };
+        const outcome = {
+          filestoreFiles: result.filestoreFiles,
+          steps: result.steps.map((step) => step.step),
+          durationMs: result.durationMs,
+        };
+        await audit.append(ctx, {
+          type: "restore.completed",
+          outcome: "success",
+          target: target(organization, environment),
+          payload:
+            input.into === undefined
+              ? {
+                  environment: environment.name,
+                  target: described,
+                  inPlace: true,
+                  safetyBackup: safety!.label,
+                  emergency: slot === undefined,
+                  ...outcome,
+                }
+              : {
+                  environment: environment.name,
+                  target: described,
+                  intoEnvironment: replaced.name,
+                  safetyBackup: safety?.label ?? null,
+                  emergency: slot === undefined,
+                  ...outcome,
+                },
+        });
+        return answer(result);
+      },
+      listener,
+    );
   };
 
   /** A run as its row records it, with its result once it has one. */
   const runView = async (kind: TRunKind, id: number): Promise<TRunView> => {
     const table = TABLE_OF[kind];
-    const { rows } = await db.query<{ organization: string; environment: string; kind?: string; status: string; steps?: TRunStep[] | null; result?: unknown; error: string | null; started_at: Date; finished_at: Date | null }>(
-      `SELECT * FROM ${table} WHERE id = $1`,
-      [id],
-    );
+    const { rows } = await db.query<{
+      organization: string;
+      environment: string;
+      kind?: string;
+      status: string;
+      steps?: TRunStep[] | null;
+      result?: unknown;
+      error: string | null;
+      started_at: Date;
+      finished_at: Date | null;
+    }>(`SELECT * FROM ${table} WHERE id = $1`, [id]);
     const row = rows[0];
     const listing = kind === "verify" ? "backups" : `${kind}s`;
-    if (row === undefined || (table === "backup_runs" && (row.kind === "verify") !== (kind === "verify"))) throw new NotFoundError(`there is no ${kind} run #${id}; carehost ${listing} lists them`);
+    if (row === undefined || (table === "backup_runs" && (row.kind === "verify") !== (kind === "verify")))
+      throw new NotFoundError(`there is no ${kind} run #${id}; carehost ${listing} lists them`);
     const state: TRunState = row.status === "passed" ? "succeeded" : (row.status as TRunState);
     // A drill that ran to its end has a result even when it failed (its problems); one that threw has its error.
-    const result = kind === "drill" ? (row.status !== "running" && row.error === null ? (await drillRows("WHERE id = $1", [id]))[0] : undefined) : row.result;
-    return { id, kind, target: targetNamed(row.organization, row.environment), state, steps: row.steps ?? [], result: result ?? null, error: row.error, startedAt: row.started_at, finishedAt: row.finished_at };
+    const result =
+      kind === "drill"
+        ? row.status !== "running" && row.error === null
+          ? (await drillRows("WHERE id = $1", [id]))[0]
+          : undefined
+        : row.result;
+    return {
+      id,
+      kind,
+      target: targetNamed(row.organization, row.environment),
+      state,
+      steps: row.steps ?? [],
+      result: result ?? null,
+      error: row.error,
+      startedAt: row.started_at,
+      finishedAt: row.finished_at,
+    };
   };
 
   /** Every run left "running" that `where` selects is interrupted, and audited as such. */
@@ -590,15 +1055,29 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
     const at = now();
     const selected = (kinds: readonly TRunKind[]) => {
       const ids = only?.filter((run) => kinds.includes(run.kind)).map((run) => run.id);
-      return ids === undefined ? { where: "", params: [] } : { where: ` AND id IN (${ids.length === 0 ? "NULL" : ids.map((_, index) => `$${index + 3}`).join(", ")})`, params: ids };
+      return ids === undefined
+        ? { where: "", params: [] }
+        : {
+            where: ` AND id IN (${ids.length === 0 ? "NULL" : ids.map((_, index) => `$${index + 3}`).join(", ")})`,
+            params: ids,
+          };
     };
     const backupsOnly = selected(["backup", "verify"]);
-    const backups = await db.query<{ organization: string; environment: string; kind: "full" | "diff" | "incr" | "verify" | "filestore" }>(
+    const backups = await db.query<{
+      organization: string;
+      environment: string;
+      kind: "full" | "diff" | "incr" | "verify" | "filestore";
+    }>(
       `UPDATE backup_runs SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${backupsOnly.where} RETURNING organization, environment, kind`,
       [at, reason, ...backupsOnly.params],
     );
     for (const run of backups.rows) {
-      await audit.append(ctx, { type: "backup.failed", outcome: "failure", target: targetNamed(run.organization, run.environment), payload: { environment: run.environment, kind: run.kind, reason } });
+      await audit.append(ctx, {
+        type: "backup.failed",
+        outcome: "failure",
+        target: targetNamed(run.organization, run.environment),
+        payload: { environment: run.environment, kind: run.kind, reason },
+      });
     }
     const drillsOnly = selected(["drill"]);
     const drills = await db.query<{ organization: string; environment: string }>(
@@ -606,7 +1085,12 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       [at, reason, ...drillsOnly.params],
     );
     for (const run of drills.rows) {
-      await audit.append(ctx, { type: "drill.failed", outcome: "failure", target: targetNamed(run.organization, run.environment), payload: { environment: run.environment, reason } });
+      await audit.append(ctx, {
+        type: "drill.failed",
+        outcome: "failure",
+        target: targetNamed(run.organization, run.environment),
+        payload: { environment: run.environment, reason },
+      });
     }
     const restoresOnly = selected(["restore"]);
     const restores = await db.query<{ organization: string; environment: string; target: string; destination: string }>(
@@ -626,7 +1110,10 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
 
   return {
     /** Starts a backup and answers at once with the run; `backup` waits for its result. */
-    startBackup: async (ctx: TRequestContext, input: { environment: string; organization?: string; kind: TBackupType }) => {
+    startBackup: async (
+      ctx: TRequestContext,
+      input: { environment: string; organization?: string; kind: TBackupType },
+    ) => {
       await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
       const { organization, environment } = await locate(input.environment, input.organization);
       return startBackup(ctx, organization, environment, input.kind, "manual");
@@ -661,8 +1148,14 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
 
     startRestore,
     /** A restore, waited for; `onStep` hears of each step the moment it completes. */
-    restore: async (ctx: TRequestContext, input: TRestoreInput, onStep: (step: TRestoreStep) => void = () => undefined) => {
-      const started = await startRestore(ctx, input, (event) => onStep({ step: event.step as TRestoreStep["step"], detail: event.detail, durationMs: event.durationMs }));
+    restore: async (
+      ctx: TRequestContext,
+      input: TRestoreInput,
+      onStep: (step: TRestoreStep) => void = () => undefined,
+    ) => {
+      const started = await startRestore(ctx, input, (event) =>
+        onStep({ step: event.step as TRestoreStep["step"], detail: event.detail, durationMs: event.durationMs }),
+      );
       const outcome = await started.ended;
       if (!outcome.ok) throw outcome.error;
       return outcome.result;
@@ -679,7 +1172,14 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
      * as it happens; one another replica runs, by reading its row every second. `signal` (the
      * follower went away) stops the following, never the run.
      */
-    follow: async (ctx: TRequestContext, kind: TRunKind, id: number, after: number, onEvent: (event: TRunEvent) => void, signal: AbortSignal): Promise<TRunEnd | undefined> => {
+    follow: async (
+      ctx: TRequestContext,
+      kind: TRunKind,
+      id: number,
+      after: number,
+      onEvent: (event: TRunEvent) => void,
+      signal: AbortSignal,
+    ): Promise<TRunEnd | undefined> => {
       await authorize(ctx, "backup:read", audit);
       const running = live.get(keyOf(kind, id));
       if (running !== undefined) {
@@ -687,7 +1187,9 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         if (running.finished) return running.ended;
         const listener = (event: TRunEvent) => onEvent(event);
         running.listeners.add(listener);
-        const gone = new Promise<undefined>((resolve) => signal.addEventListener("abort", () => resolve(undefined), { once: true }));
+        const gone = new Promise<undefined>((resolve) =>
+          signal.addEventListener("abort", () => resolve(undefined), { once: true }),
+        );
         try {
           return await Promise.race([running.ended, gone]);
         } finally {
@@ -701,7 +1203,12 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         heard = Math.max(heard, view.steps.length);
         if (view.state !== "running" || view.result !== null) {
           if (view.result !== null) return { ok: true, result: view.result };
-          return { ok: false, state: view.state === "interrupted" ? "interrupted" : "failed", error: view.state === "interrupted" ? interruptedError() : new DomainError(view.error ?? `the ${kind} failed`) };
+          return {
+            ok: false,
+            state: view.state === "interrupted" ? "interrupted" : "failed",
+            error:
+              view.state === "interrupted" ? interruptedError() : new DomainError(view.error ?? `the ${kind} failed`),
+          };
         }
         if (stopping || signal.aborted) return undefined;
         await new Promise((resolve) => setTimeout(resolve, POLL_MS));
@@ -721,7 +1228,10 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
       // The registry is the process's: a process runs one carehost (tests that start two in one process stop them with nothing going).
       if (going.length > 0) endCommands();
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.allSettled(going.map((run) => run.work)), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      await Promise.race([
+        Promise.allSettled(going.map((run) => run.work)),
+        new Promise((resolve) => (timer = setTimeout(resolve, graceMs))),
+      ]);
       clearTimeout(timer);
       return interrupted;
     },
@@ -743,9 +1253,18 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
 
     /** Last backup and last drill per environment, for status (no authorization: status checks its own). */
     summaries: async () => {
-      const backups = await backupRows("WHERE id IN (SELECT max(id) FROM backup_runs WHERE kind IN ('full', 'diff', 'incr') GROUP BY organization, environment)", []);
-      const verifications = await backupRows("WHERE id IN (SELECT max(id) FROM backup_runs WHERE kind = 'verify' GROUP BY organization, environment)", []);
-      const drills = await drillRows("WHERE id IN (SELECT max(id) FROM restore_drills GROUP BY organization, environment)", []);
+      const backups = await backupRows(
+        "WHERE id IN (SELECT max(id) FROM backup_runs WHERE kind IN ('full', 'diff', 'incr') GROUP BY organization, environment)",
+        [],
+      );
+      const verifications = await backupRows(
+        "WHERE id IN (SELECT max(id) FROM backup_runs WHERE kind = 'verify' GROUP BY organization, environment)",
+        [],
+      );
+      const drills = await drillRows(
+        "WHERE id IN (SELECT max(id) FROM restore_drills GROUP BY organization, environment)",
+        [],
+      );
       return { backups, drills, verifications };
     },
 
@@ -759,7 +1278,11 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
         for (const environment of organization.environments.filter((item): item is TBackedUp => item.backup.enabled)) {
           // Only a succeeded run counts: a failed one is retried at the next pass.
           const latest = (kind: string) =>
-            backupRows("WHERE organization = $1 AND environment = $2 AND kind = $3 AND status = 'succeeded'", [organization.metadata.name, environment.name, kind]).then((rows) => rows[0]);
+            backupRows("WHERE organization = $1 AND environment = $2 AND kind = $3 AND status = 'succeeded'", [
+              organization.metadata.name,
+              environment.name,
+              kind,
+            ]).then((rows) => rows[0]);
           const lastFull = await latest("full");
           if (lastFull === undefined) {
             // No full backup yet (a new environment, or every attempt failed): take one now; diff and incr need it as their base.
@@ -767,35 +1290,67 @@ export const recoveryServiceFactory = ({ db, runtime: configuredRuntime, latestS
             await runBackup(ctx, organization, environment, "full", "schedule").catch(() => undefined);
             continue;
           }
-          const schedules: [TBackupType, string | undefined][] = [["full", environment.backup.schedule.full], ["diff", environment.backup.schedule.differential], ["incr", environment.backup.schedule.incremental]];
+          const schedules: [TBackupType, string | undefined][] = [
+            ["full", environment.backup.schedule.full],
+            ["diff", environment.backup.schedule.differential],
+            ["incr", environment.backup.schedule.incremental],
+          ];
           let ranThisPass = false;
           for (const [kind, cron] of schedules) {
             if (cron === undefined || ranThisPass) continue;
             const last = kind === "full" ? lastFull : await latest(kind);
             const fired = lastFiring(cron, at);
             // Any newer backup of a larger kind covers a smaller one's slot (a full covers a diff).
-            const covering = [lastFull, ...(kind === "incr" ? [await latest("diff")] : []), last].filter((run) => run !== undefined).map((run) => run.startedAt);
+            const covering = [lastFull, ...(kind === "incr" ? [await latest("diff")] : []), last]
+              .filter((run) => run !== undefined)
+              .map((run) => run.startedAt);
             if (fired === undefined || covering.some((time) => time >= fired)) continue;
             started += 1;
             ranThisPass = true;
             await runBackup(ctx, organization, environment, kind, "schedule").catch(() => undefined);
           }
           // The filestore between database backups: a snapshot every quarter of the RPO when it changed.
-          const lastFilestore = (await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'filestore'", [organization.metadata.name, environment.name]))[0];
+          const lastFilestore = (
+            await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'filestore'", [
+              organization.metadata.name,
+              environment.name,
+            ])
+          )[0];
           const lastSnapshotAt = Math.max(lastFull.startedAt.getTime(), lastFilestore?.startedAt.getTime() ?? 0);
-          if (!ranThisPass && at.getTime() - lastSnapshotAt >= archiveTimeoutSeconds(environment.backup.rpoMinutes) * 1000) {
+          if (
+            !ranThisPass &&
+            at.getTime() - lastSnapshotAt >= archiveTimeoutSeconds(environment.backup.rpoMinutes) * 1000
+          ) {
             await runFilestoreSnapshot(ctx, organization, environment);
           }
           // Repository verification once a day: a backup counts only while what holds it reads back whole.
-          const lastVerify = await latest("verify").then(async (succeeded) => succeeded ?? (await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'verify'", [organization.metadata.name, environment.name]))[0]);
+          const lastVerify = await latest("verify").then(
+            async (succeeded) =>
+              succeeded ??
+              (
+                await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'verify'", [
+                  organization.metadata.name,
+                  environment.name,
+                ])
+              )[0],
+          );
           if (lastVerify === undefined || at.getTime() - lastVerify.startedAt.getTime() >= VERIFY_INTERVAL_MS) {
             started += 1;
             await runVerify(ctx, organization, environment, "schedule").catch(() => undefined);
           }
           const drillCron = environment.backup.restoreDrill?.schedule;
           const fired = drillCron === undefined ? undefined : lastFiring(drillCron, at);
-          const lastDrill = (await drillRows("WHERE organization = $1 AND environment = $2", [organization.metadata.name, environment.name]))[0];
-          if (fired !== undefined && lastFull !== undefined && (lastDrill === undefined || lastDrill.startedAt < fired)) {
+          const lastDrill = (
+            await drillRows("WHERE organization = $1 AND environment = $2", [
+              organization.metadata.name,
+              environment.name,
+            ])
+          )[0];
+          if (
+            fired !== undefined &&
+            lastFull !== undefined &&
+            (lastDrill === undefined || lastDrill.startedAt < fired)
+          ) {
             started += 1;
             await runDrill(ctx, organization, environment, "schedule").catch(() => undefined);
           }

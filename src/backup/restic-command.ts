@@ -24,19 +24,37 @@ export type TResticRepository = {
 };
 
 export type TFilestoreSnapshot = { readonly id: string; readonly time: Date; readonly tags: readonly string[] };
-export type TFilestoreBackup = { readonly snapshotId: string; readonly files: number; readonly bytes: number; readonly bytesAdded: number; readonly filesNew: number };
+export type TFilestoreBackup = {
+  readonly snapshotId: string;
+  readonly files: number;
+  readonly bytes: number;
+  readonly bytesAdded: number;
+  readonly filesNew: number;
+};
 
-export async function restic(repository: TResticRepository, args: readonly string[], options: { cwd?: string; timeoutMs?: number } = {}): Promise<string> {
+export async function restic(
+  repository: TResticRepository,
+  args: readonly string[],
+  options: { cwd?: string; timeoutMs?: number } = {},
+): Promise<string> {
   try {
     const { stdout } = await runCommand("restic", [...(repository.flags ?? []), ...args], {
-      env: { ...repository.env, RESTIC_REPOSITORY: repository.location, RESTIC_CACHE_DIR: repository.cacheDirectory, RESTIC_PROGRESS_FPS: "0.2" },
+      env: {
+        ...repository.env,
+        RESTIC_REPOSITORY: repository.location,
+        RESTIC_CACHE_DIR: repository.cacheDirectory,
+        RESTIC_PROGRESS_FPS: "0.2",
+      },
       timeoutMs: options.timeoutMs ?? 60 * 60_000,
       ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     });
     return stdout;
   } catch (error) {
-    const detail = error instanceof RuntimeCommandError ? error.message.replace(/^.*? failed /, "failed ") : String(error);
-    throw new DomainError(`restic ${args[0] ?? ""} for ${repository.description} ${withoutSecrets(detail, repository.env)}`);
+    const detail =
+      error instanceof RuntimeCommandError ? error.message.replace(/^.*? failed /, "failed ") : String(error);
+    throw new DomainError(
+      `restic ${args[0] ?? ""} for ${repository.description} ${withoutSecrets(detail, repository.env)}`,
+    );
   }
 }
 
@@ -52,27 +70,57 @@ const knownRepositories = new Set<string>();
 /** Initializes the repository unless it exists (`cat config` reads it with the passphrase). */
 export async function ensureResticRepository(repository: TResticRepository): Promise<boolean> {
   if (knownRepositories.has(repository.location)) return false;
-  const exists = await restic(repository, ["cat", "config"]).then(() => true, () => false);
+  const exists = await restic(repository, ["cat", "config"]).then(
+    () => true,
+    () => false,
+  );
   if (!exists) await restic(repository, ["init"]);
   knownRepositories.add(repository.location);
   return !exists;
 }
 
 /** Snapshots the contents of `directory` (stored relative to it, so a restore lands where it is asked to). */
-export async function resticBackup(repository: TResticRepository, directory: string, input: { host: string; tags: readonly string[] }): Promise<TFilestoreBackup> {
-  const output = await restic(repository, ["backup", "--json", "--host", input.host, ...input.tags.flatMap((tag) => ["--tag", tag]), "."], { cwd: directory });
+export async function resticBackup(
+  repository: TResticRepository,
+  directory: string,
+  input: { host: string; tags: readonly string[] },
+): Promise<TFilestoreBackup> {
+  const output = await restic(
+    repository,
+    ["backup", "--json", "--host", input.host, ...input.tags.flatMap((tag) => ["--tag", tag]), "."],
+    { cwd: directory },
+  );
   const summary = output
     .split("\n")
     .filter((line) => line.startsWith("{"))
-    .map((line) => JSON.parse(line) as { message_type?: string; snapshot_id?: string; total_files_processed?: number; total_bytes_processed?: number; data_added?: number; files_new?: number })
+    .map(
+      (line) =>
+        JSON.parse(line) as {
+          message_type?: string;
+          snapshot_id?: string;
+          total_files_processed?: number;
+          total_bytes_processed?: number;
+          data_added?: number;
+          files_new?: number;
+        },
+    )
     .find((message) => message.message_type === "summary");
   if (summary?.snapshot_id === undefined) throw new DomainError(`restic backup of ${directory} reported no snapshot`);
-  return { snapshotId: summary.snapshot_id, files: summary.total_files_processed ?? 0, bytes: summary.total_bytes_processed ?? 0, bytesAdded: summary.data_added ?? 0, filesNew: summary.files_new ?? 0 };
+  return {
+    snapshotId: summary.snapshot_id,
+    files: summary.total_files_processed ?? 0,
+    bytes: summary.total_bytes_processed ?? 0,
+    bytesAdded: summary.data_added ?? 0,
+    filesNew: summary.files_new ?? 0,
+  };
 }
 
 export async function resticSnapshots(repository: TResticRepository, tag: string): Promise<TFilestoreSnapshot[]> {
-  const listed = JSON.parse((await restic(repository, ["snapshots", "--json", "--tag", tag])) || "[]") as { id: string; time: string; tags?: string[] }[] | null;
-  return (listed ?? []).map((item) => ({ id: item.id, time: new Date(item.time), tags: item.tags ?? [] })).toSorted((a, b) => a.time.getTime() - b.time.getTime());
+  const listed = JSON.parse((await restic(repository, ["snapshots", "--json", "--tag", tag])) || "[]") as
+    { id: string; time: string; tags?: string[] }[] | null;
+  return (listed ?? [])
+    .map((item) => ({ id: item.id, time: new Date(item.time), tags: item.tags ?? [] }))
+    .toSorted((a, b) => a.time.getTime() - b.time.getTime());
 }
 
 /** Restores a snapshot into `target`, re-reading every restored file against the snapshot's hashes. */
@@ -88,21 +136,37 @@ export async function resticRestore(repository: TResticRepository, snapshotId: s
 const removeStaleLocks = (repository: TResticRepository) => restic(repository, ["unlock"]);
 
 /** Removes the snapshots of one tag no tier keeps, and the data only they referenced. */
-export async function resticForget(repository: TResticRepository, tag: string, keep: { withinDays: number; weekly: number; monthly: number }): Promise<string[]> {
+export async function resticForget(
+  repository: TResticRepository,
+  tag: string,
+  keep: { withinDays: number; weekly: number; monthly: number },
+): Promise<string[]> {
   await removeStaleLocks(repository);
   const output = await restic(repository, [
-    "forget", "--json", "--prune", "--tag", tag, "--group-by", "",
-    "--keep-last", "1",
+    "forget",
+    "--json",
+    "--prune",
+    "--tag",
+    tag,
+    "--group-by",
+    "",
+    "--keep-last",
+    "1",
     ...(keep.withinDays > 0 ? ["--keep-within", `${keep.withinDays}d`] : []),
     ...(keep.weekly > 0 ? ["--keep-weekly", String(keep.weekly)] : []),
     ...(keep.monthly > 0 ? ["--keep-monthly", String(keep.monthly)] : []),
   ]);
-  const groups = JSON.parse(output.split("\n").find((line) => line.startsWith("[")) ?? "[]") as { remove?: { id: string }[] | null }[];
+  const groups = JSON.parse(output.split("\n").find((line) => line.startsWith("[")) ?? "[]") as {
+    remove?: { id: string }[] | null;
+  }[];
   return groups.flatMap((group) => (group.remove ?? []).map((snapshot) => snapshot.id));
 }
 
 /** Checks the repository's structure and, with `readData`, re-reads and re-hashes every pack. */
-export async function resticCheck(repository: TResticRepository, readData = true): Promise<{ ok: boolean; output: string }> {
+export async function resticCheck(
+  repository: TResticRepository,
+  readData = true,
+): Promise<{ ok: boolean; output: string }> {
   try {
     await removeStaleLocks(repository);
     return { ok: true, output: await restic(repository, ["check", ...(readData ? ["--read-data"] : [])]) };
@@ -113,6 +177,8 @@ export async function resticCheck(repository: TResticRepository, readData = true
 
 /** Regular files in a snapshot (what a restore of it must produce). */
 export async function resticFileCount(repository: TResticRepository, snapshotId: string): Promise<number> {
-  const lines = (await restic(repository, ["ls", "--json", snapshotId])).split("\n").filter((line) => line.startsWith("{"));
+  const lines = (await restic(repository, ["ls", "--json", snapshotId]))
+    .split("\n")
+    .filter((line) => line.startsWith("{"));
   return lines.filter((line) => (JSON.parse(line) as { struct_type?: string; type?: string }).type === "file").length;
 }

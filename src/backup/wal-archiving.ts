@@ -52,7 +52,8 @@ export function archiveLagSeconds(reading: TArchiverReading, at: Date): number {
 
 /** True while the archiver's last attempt failed: a failure newer than the last success (or no success at all). */
 export const archivingFailing = (reading: TArchiverReading): boolean =>
-  reading.lastFailedAt !== null && (reading.lastArchivedAt === null || reading.lastFailedAt.getTime() > reading.lastArchivedAt.getTime());
+  reading.lastFailedAt !== null &&
+  (reading.lastArchivedAt === null || reading.lastFailedAt.getTime() > reading.lastArchivedAt.getTime());
 
 /**
  * The alert `status` raises for an environment's archiving, or null: when the last archive attempt
@@ -69,7 +70,9 @@ export function archivingAlert(archiving: TWalArchiving, rpoMinutes: number): st
     );
   }
   if (archiving.archiveLagSeconds > rpoMinutes * 60) {
-    alerts.push(`WAL archive lag ${archiving.archiveLagSeconds} s exceeds the RPO of ${rpoMinutes} min: a restore now would lose more than the objective allows`);
+    alerts.push(
+      `WAL archive lag ${archiving.archiveLagSeconds} s exceeds the RPO of ${rpoMinutes} min: a restore now would lose more than the objective allows`,
+    );
   }
   return alerts.length === 0 ? null : alerts.join("; ");
 }

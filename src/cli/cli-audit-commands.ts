@@ -16,7 +16,11 @@ type TVerifyReport = {
 
 const parseInstant = (value: string, flag: string): string => {
   const date = new Date(value);
-  if (Number.isNaN(date.getTime())) throw new CliError(`${flag} ${JSON.stringify(value)} is not a date (use e.g. 2026-11-22 or 2026-11-22T14:03:05Z)`, exitCodes.usage);
+  if (Number.isNaN(date.getTime()))
+    throw new CliError(
+      `${flag} ${JSON.stringify(value)} is not a date (use e.g. 2026-11-22 or 2026-11-22T14:03:05Z)`,
+      exitCodes.usage,
+    );
   return date.toISOString();
 };
 
@@ -30,7 +34,10 @@ export const registerAuditCommands = (program: Command, global: TGlobal): void =
     .action(async (options: { output: TOutputFormat }) => {
       const report = await (await global.client()).request<TVerifyReport>("POST", "/api/audit/verify");
       if (options.output === "json") printJson(report);
-      else if (report.ok) printLine(`${paint("green", "ok")}: ${report.treeSize} entries, ${report.checkpointsVerified} signed checkpoints verified`);
+      else if (report.ok)
+        printLine(
+          `${paint("green", "ok")}: ${report.treeSize} entries, ${report.checkpointsVerified} signed checkpoints verified`,
+        );
       else {
         printLine(`${paint("red", "TAMPERED")}: ${report.problems.length} problem(s) in ${report.treeSize} entries`);
         for (const problem of report.problems) printLine(`  ${problem.kind}: ${problem.message}`);
@@ -48,9 +55,16 @@ export const registerAuditCommands = (program: Command, global: TGlobal): void =
       const query = new URLSearchParams();
       if (options.from !== undefined) query.set("from", parseInstant(options.from, "--from"));
       if (options.to !== undefined) query.set("to", parseInstant(options.to, "--to"));
-      const bundle = await (await global.client()).request<{ entries: unknown[]; checkpoint: { treeSize: number } }>("GET", `/api/audit/export?${query.toString()}`);
+      const bundle = await (
+        await global.client()
+      ).request<{ entries: unknown[]; checkpoint: { treeSize: number } }>(
+        "GET",
+        `/api/audit/export?${query.toString()}`,
+      );
       await writeFile(options.out, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o600 });
-      printLine(`Wrote ${bundle.entries.length} entries (checkpoint at tree size ${bundle.checkpoint.treeSize}) to ${options.out}.`);
+      printLine(
+        `Wrote ${bundle.entries.length} entries (checkpoint at tree size ${bundle.checkpoint.treeSize}) to ${options.out}.`,
+      );
       printLine(`Verify offline with: node tools/verify-audit-bundle.mjs ${options.out}`);
     });
 
@@ -67,8 +81,18 @@ export const registerAuditCommands = (program: Command, global: TGlobal): void =
       if (options.from !== undefined) query.set("from", parseInstant(options.from, "--from"));
       if (options.to !== undefined) query.set("to", parseInstant(options.to, "--to"));
       if (options.type !== undefined) query.set("type", options.type);
-      const entries = await (await global.client()).request<
-        { seq: number; time: string; type: string; outcome: string; actor: string; target: string; sourceAddress: string }[]
+      const entries = await (
+        await global.client()
+      ).request<
+        {
+          seq: number;
+          time: string;
+          type: string;
+          outcome: string;
+          actor: string;
+          target: string;
+          sourceAddress: string;
+        }[]
       >("GET", `/api/audit/entries?${query.toString()}`);
       if (options.output === "json") {
         printJson(entries);
@@ -76,7 +100,9 @@ export const registerAuditCommands = (program: Command, global: TGlobal): void =
       }
       for (const entry of entries) {
         const outcome = entry.outcome === "success" ? entry.outcome : paint("red", entry.outcome);
-        printLine(`#${entry.seq}  ${entry.time}  ${entry.type}  ${outcome}  ${entry.actor}@${entry.sourceAddress}  ${entry.target}`);
+        printLine(
+          `#${entry.seq}  ${entry.time}  ${entry.type}  ${outcome}  ${entry.actor}@${entry.sourceAddress}  ${entry.target}`,
+        );
       }
     });
 };

@@ -44,12 +44,18 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
     .action(async (options: { username: string }) => {
       const { url } = await resolveServer(global.url());
       const password = await readPassword(`Password for ${options.username}: `);
-      const session = await createApiClient(url, undefined).request<{ token: string; expiresAt: string; role: string }>("POST", "/api/auth/login", {
-        username: options.username,
-        password,
-      });
+      const session = await createApiClient(url, undefined).request<{ token: string; expiresAt: string; role: string }>(
+        "POST",
+        "/api/auth/login",
+        {
+          username: options.username,
+          password,
+        },
+      );
       await saveLogin({ url, token: session.token, username: options.username });
-      printLine(`Signed in to ${url} as ${options.username} (${session.role}); session until ${session.expiresAt}. Saved in ${loginCredentialsPath()}.`);
+      printLine(
+        `Signed in to ${url} as ${options.username} (${session.role}); session until ${session.expiresAt}. Saved in ${loginCredentialsPath()}.`,
+      );
     });
 
   program
@@ -72,16 +78,19 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
       if (options.expiresInDays !== undefined && !Number.isInteger(options.expiresInDays)) {
         throw new CliError("--expires-in-days must be a whole number of days", exitCodes.usage);
       }
-      const created = await (await global.client()).request<{ id: string; name: string; token: string; expiresAt: string | null }>(
-        "POST",
-        "/api/tokens",
-        { name, ...(options.expiresInDays === undefined ? {} : { expiresInDays: options.expiresInDays }) },
-      );
+      const created = await (
+        await global.client()
+      ).request<{ id: string; name: string; token: string; expiresAt: string | null }>("POST", "/api/tokens", {
+        name,
+        ...(options.expiresInDays === undefined ? {} : { expiresInDays: options.expiresInDays }),
+      });
       if (options.output === "json") {
         printJson(created);
         return;
       }
-      printLine(`Token "${created.name}" (id ${created.id}), expires ${created.expiresAt ?? "never"}. It is shown only now:`);
+      printLine(
+        `Token "${created.name}" (id ${created.id}), expires ${created.expiresAt ?? "never"}. It is shown only now:`,
+      );
       printLine(created.token);
     });
   token
@@ -90,15 +99,26 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
     .option("--all", "everyone's (platform-admin)")
     .option("-o, --output <format>", "text or json", "text")
     .action(async (options: { all?: boolean; output: TOutputFormat }) => {
-      const tokens = await (await global.client()).request<
-        { id: string; name: string | null; kind: string; username: string; expiresAt: string | null; lastUsedAt: string | null }[]
+      const tokens = await (
+        await global.client()
+      ).request<
+        {
+          id: string;
+          name: string | null;
+          kind: string;
+          username: string;
+          expiresAt: string | null;
+          lastUsedAt: string | null;
+        }[]
       >("GET", `/api/tokens?all=${options.all === true ? "true" : "false"}`);
       if (options.output === "json") {
         printJson(tokens);
         return;
       }
       for (const item of tokens) {
-        printLine(`${item.id}  ${item.name ?? "(session)"}  ${item.kind}  ${item.username}  expires ${item.expiresAt ?? "never"}  last used ${item.lastUsedAt ?? "never"}`);
+        printLine(
+          `${item.id}  ${item.name ?? "(session)"}  ${item.kind}  ${item.username}  expires ${item.expiresAt ?? "never"}  last used ${item.lastUsedAt ?? "never"}`,
+        );
       }
     });
   token
@@ -117,17 +137,23 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
     .argument("<username>")
     .requiredOption("--role <role>", "platform-admin | operator | approver | auditor | viewer")
     .action(async (username: string, options: { role: string }) => {
-      const created = await (await global.client()).request<{ username: string; role: string; password?: string }>("POST", "/api/users", {
+      const created = await (
+        await global.client()
+      ).request<{ username: string; role: string; password?: string }>("POST", "/api/users", {
         username,
         role: options.role,
       });
-      printLine(`User ${created.username} (${created.role}) created.${created.password === undefined ? "" : ` Password, shown only now: ${created.password}`}`);
+      printLine(
+        `User ${created.username} (${created.role}) created.${created.password === undefined ? "" : ` Password, shown only now: ${created.password}`}`,
+      );
     });
   user
     .command("list")
     .option("-o, --output <format>", "text or json", "text")
     .action(async (options: { output: TOutputFormat }) => {
-      const users = await (await global.client()).request<{ username: string; role: string; disabled: boolean }[]>("GET", "/api/users");
+      const users = await (
+        await global.client()
+      ).request<{ username: string; role: string; disabled: boolean }[]>("GET", "/api/users");
       if (options.output === "json") printJson(users);
       else for (const item of users) printLine(`${item.username}  ${item.role}${item.disabled ? "  (disabled)" : ""}`);
     });

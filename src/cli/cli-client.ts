@@ -3,7 +3,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { CliError, exitCodes } from "./cli-errors.js";
 
-type TProblem = { title?: string; detail?: string; status?: number; instance?: string; errors?: { message: string; location?: string }[] };
+type TProblem = {
+  title?: string;
+  detail?: string;
+  status?: number;
+  instance?: string;
+  errors?: { message: string; location?: string }[];
+};
 
 const NDJSON = "application/x-ndjson";
 
@@ -15,7 +21,12 @@ export type TApiClient = {
    * with the final `result` line, and throws the CliError of a final `problem` line (the same message
    * and exit code as a problem+json answer). A server that answers plain JSON is read as request() would.
    */
-  stream<TProgress, TResult>(method: string, path: string, body: unknown, onProgress: (line: TProgress) => void): Promise<TResult>;
+  stream<TProgress, TResult>(
+    method: string,
+    path: string,
+    body: unknown,
+    onProgress: (line: TProgress) => void,
+  ): Promise<TResult>;
   /**
    * Starts a run (a POST answered 202 with its id and `events`) and follows it to its end: each
    * step goes to `onStep` once, in order, however often the stream has to be opened again (a
@@ -44,7 +55,11 @@ async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncGenerator<st
 
 const problemError = (problem: TProblem, status: number): CliError => {
   const hint = status === 401 ? " (run carehost login, or set CAREHOST_TOKEN)" : "";
-  return new CliError(`${problem.detail ?? problem.title ?? `HTTP ${status}`}${hint}`, status === 422 ? exitCodes.policy : exitCodes.failure, (problem.errors ?? []).map((error) => error.message));
+  return new CliError(
+    `${problem.detail ?? problem.title ?? `HTTP ${status}`}${hint}`,
+    status === 422 ? exitCodes.policy : exitCodes.failure,
+    (problem.errors ?? []).map((error) => error.message),
+  );
 };
 
 export const createApiClient = (url: string, token: string | undefined): TApiClient => {
@@ -60,7 +75,9 @@ export const createApiClient = (url: string, token: string | undefined): TApiCli
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (error) {
-      throw new CliError(`cannot reach carehost at ${url} (${(error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message}); is \`carehost up\` running?`);
+      throw new CliError(
+        `cannot reach carehost at ${url} (${(error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message}); is \`carehost up\` running?`,
+      );
     }
   };
   const readWhole = async <T>(response: Response): Promise<T> => {
@@ -73,18 +90,27 @@ export const createApiClient = (url: string, token: string | undefined): TApiCli
 
   return {
     url,
-    request: async <T>(method: string, path: string, body?: unknown): Promise<T> => readWhole<T>(await send(method, path, body, "application/json")),
+    request: async <T>(method: string, path: string, body?: unknown): Promise<T> =>
+      readWhole<T>(await send(method, path, body, "application/json")),
 
-    stream: async <TProgress, TResult>(method: string, path: string, body: unknown, onProgress: (line: TProgress) => void): Promise<TResult> => {
+    stream: async <TProgress, TResult>(
+      method: string,
+      path: string,
+      body: unknown,
+      onProgress: (line: TProgress) => void,
+    ): Promise<TResult> => {
       const response = await send(method, path, body, `${NDJSON}, application/json;q=0.5`);
-      if (!response.ok || !(response.headers.get("content-type") ?? "").startsWith(NDJSON) || response.body === null) return readWhole<TResult>(response);
+      if (!response.ok || !(response.headers.get("content-type") ?? "").startsWith(NDJSON) || response.body === null)
+        return readWhole<TResult>(response);
       for await (const text of ndjsonLines(response.body)) {
         const line = JSON.parse(text) as { kind?: string; result?: TResult; problem?: TProblem };
         if (line.kind === "result") return line.result as TResult;
         if (line.kind === "problem") throw problemError(line.problem ?? {}, line.problem?.status ?? 500);
         onProgress(line as TProgress);
       }
-      throw new CliError(`${method} ${path}: the answer from ${url} ended before its final line (the connection was lost); the operation may have gone on, see carehost audit list`);
+      throw new CliError(
+        `${method} ${path}: the answer from ${url} ended before its final line (the connection was lost); the operation may have gone on, see carehost audit list`,
+      );
     },
 
     run: async <TStep, TResult>(path: string, body: unknown, onStep: (step: TStep) => void): Promise<TResult> => {
@@ -96,9 +122,14 @@ export const createApiClient = (url: string, token: string | undefined): TApiCli
       for (;;) {
         let response: Response | undefined;
         try {
-          response = await fetch(`${url}${started.events}?after=${seen}`, { headers: { accept: NDJSON, ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) } });
+          response = await fetch(`${url}${started.events}?after=${seen}`, {
+            headers: { accept: NDJSON, ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) },
+          });
         } catch (error) {
-          lastTrouble = (error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message;
+          lastTrouble =
+            (error as Error).cause instanceof Error
+              ? ((error as Error).cause as Error).message
+              : (error as Error).message;
         }
         if (response !== undefined && !response.ok) await readWhole<never>(response);
         if (response?.body !== undefined && response.body !== null) {
@@ -117,12 +148,17 @@ export const createApiClient = (url: string, token: string | undefined): TApiCli
           } catch (error) {
             if (error instanceof CliError) throw error;
             // undici's "terminated": the connection was cut mid-stream. The run goes on; follow it again from the steps seen.
-            lastTrouble = (error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message;
+            lastTrouble =
+              (error as Error).cause instanceof Error
+                ? ((error as Error).cause as Error).message
+                : (error as Error).message;
           }
         }
         failures += 1;
         if (failures >= FOLLOW_ATTEMPTS) {
-          throw new CliError(`lost contact with carehost at ${url} while following ${started.kind} run #${started.id} (${lastTrouble}); the run goes on in the server: carehost ${listing} shows how it ends`);
+          throw new CliError(
+            `lost contact with carehost at ${url} while following ${started.kind} run #${started.id} (${lastTrouble}); the run goes on in the server: carehost ${listing} shows how it ends`,
+          );
         }
         await sleep(Math.min(500 * 2 ** (failures - 1), 8000));
       }

@@ -37,7 +37,10 @@ type TLoginCredentials = { url: string; token: string; username: string };
 const readPrivateFile = async (path: string): Promise<string | undefined> => {
   try {
     const info = await stat(path);
-    if ((info.mode & 0o077) !== 0) throw new CliError(`${path} is readable by other users (mode ${(info.mode & 0o777).toString(8)}); run chmod 600 ${path}`);
+    if ((info.mode & 0o077) !== 0)
+      throw new CliError(
+        `${path} is readable by other users (mode ${(info.mode & 0o777).toString(8)}); run chmod 600 ${path}`,
+      );
     return await readFile(path, "utf8");
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
@@ -63,7 +66,9 @@ const readServerUrl = async (home: string): Promise<string | undefined> => {
   }
 };
 
-export const resolveServer = async (urlOption: string | undefined): Promise<{ url: string; token: string | undefined }> => {
+export const resolveServer = async (
+  urlOption: string | undefined,
+): Promise<{ url: string; token: string | undefined }> => {
   const login = await readLogin();
   const home = await dataHome();
   const url = urlOption ?? process.env.CAREHOST_URL ?? login?.url ?? (await readServerUrl(home)) ?? defaultServerUrl;

@@ -6,10 +6,43 @@ import { paint, printJson, printLine } from "./cli-output.js";
 import type { TOutputFormat } from "./cli-output.js";
 
 type TGlobal = { client: () => Promise<TApiClient> };
-type TBackupRun = { id: number; organization: string; environment: string; kind: string; trigger: string; status: string; label: string | null; databaseBytes: number | null; durationMs: number | null; error: string | null; startedAt: string };
-type TDrillRun = { id: number; environment: string; trigger: string; status: string; backupLabel: string | null; rtoSeconds: number | null; rpoSeconds: number | null; rtoObjectiveMinutes: number; rpoObjectiveMinutes: number; problems: string[]; startedAt: string };
+type TBackupRun = {
+  id: number;
+  organization: string;
+  environment: string;
+  kind: string;
+  trigger: string;
+  status: string;
+  label: string | null;
+  databaseBytes: number | null;
+  durationMs: number | null;
+  error: string | null;
+  startedAt: string;
+};
+type TDrillRun = {
+  id: number;
+  environment: string;
+  trigger: string;
+  status: string;
+  backupLabel: string | null;
+  rtoSeconds: number | null;
+  rpoSeconds: number | null;
+  rtoObjectiveMinutes: number;
+  rpoObjectiveMinutes: number;
+  problems: string[];
+  startedAt: string;
+};
 
-type TRestoreRun = { id: number; environment: string; target: string; destination: string; status: string; durationMs: number | null; error: string | null; startedAt: string };
+type TRestoreRun = {
+  id: number;
+  environment: string;
+  target: string;
+  destination: string;
+  status: string;
+  durationMs: number | null;
+  error: string | null;
+  startedAt: string;
+};
 
 const megabytes = (bytes: number | null) => (bytes === null ? "-" : `${(bytes / 1024 / 1024).toFixed(1)} MB`);
 const seconds = (value: number | null) => (value === null ? "-" : `${value.toFixed(1)} s`);
@@ -21,7 +54,8 @@ export const formatRestoreStep = (step: TRestoreStepLine): string =>
   `  [${RESTORE_STEPS.findIndex((name) => name === step.step) + 1}/${RESTORE_STEPS.length}] ${step.step.padEnd(11)} ${(step.durationMs / 1000).toFixed(1).padStart(6)} s  ${step.detail}`;
 
 /** A step of a run other than a restore (none report steps yet; the server may add them). */
-const formatRunStep = (step: TRestoreStepLine): string => `  ${step.step.padEnd(11)} ${(step.durationMs / 1000).toFixed(1).padStart(6)} s  ${step.detail}`;
+const formatRunStep = (step: TRestoreStepLine): string =>
+  `  ${step.step.padEnd(11)} ${(step.durationMs / 1000).toFixed(1).padStart(6)} s  ${step.detail}`;
 
 export const formatDrill = (drill: TDrillRun): string =>
   `#${drill.id}  ${drill.startedAt}  ${drill.environment}  ${drill.status.toUpperCase()}  RTO ${seconds(drill.rtoSeconds)} (objective ${drill.rtoObjectiveMinutes} min)  RPO ${seconds(drill.rpoSeconds)} (objective ${drill.rpoObjectiveMinutes} min)  backup ${drill.backupLabel ?? "-"}${drill.problems.length > 0 ? `\n      ${drill.problems.join("\n      ")}` : ""}`;
@@ -29,14 +63,23 @@ export const formatDrill = (drill: TDrillRun): string =>
 export const registerRecoveryCommands = (program: Command, global: TGlobal): void => {
   const orgOption = ["--org <organization>", "when two organizations have an environment of that name"] as const;
   /** `carehost <name> [env]`: the runs GET /api/<name> lists, newest first, as JSON or a line each. */
-  const listCommand = <T>(name: "backups" | "restores" | "drills", description: string, line: (run: T) => string): void => {
+  const listCommand = <T>(
+    name: "backups" | "restores" | "drills",
+    description: string,
+    line: (run: T) => string,
+  ): void => {
     program
       .command(name)
       .description(description)
       .argument("[env]", "only this environment")
       .option("-o, --output <format>", "text or json", "text")
       .action(async (environment: string | undefined, options: { output: TOutputFormat }) => {
-        const runs = await (await global.client()).request<T[]>("GET", `/api/${name}${environment === undefined ? "" : `?environment=${encodeURIComponent(environment)}`}`);
+        const runs = await (
+          await global.client()
+        ).request<T[]>(
+          "GET",
+          `/api/${name}${environment === undefined ? "" : `?environment=${encodeURIComponent(environment)}`}`,
+        );
         if (options.output === "json") {
           printJson(runs);
           return;
@@ -54,23 +97,48 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
     .option(...orgOption)
     .option("-o, --output <format>", "text or json", "text")
     .action(async (environment: string, options: { type: string; org?: string; output: TOutputFormat }) => {
-      if (!["full", "diff", "incr"].includes(options.type)) throw new CliError(`--type must be full, diff or incr, not ${JSON.stringify(options.type)}`, exitCodes.usage);
-      const result = await (await global.client()).run<TRestoreStepLine, { label: string; type: string; databaseBytes: number; repositoryBytes: number; durationMs: number; skippedRepositories: { name: string; type: string; reason: string }[] }>("/api/backups", {
-        environment,
-        kind: options.type,
-        ...(options.org === undefined ? {} : { organization: options.org }),
-      }, (step) => {
-        if (options.output !== "json") printLine(formatRunStep(step));
-      });
+      if (!["full", "diff", "incr"].includes(options.type))
+        throw new CliError(`--type must be full, diff or incr, not ${JSON.stringify(options.type)}`, exitCodes.usage);
+      const result = await (
+        await global.client()
+      ).run<
+        TRestoreStepLine,
+        {
+          label: string;
+          type: string;
+          databaseBytes: number;
+          repositoryBytes: number;
+          durationMs: number;
+          skippedRepositories: { name: string; type: string; reason: string }[];
+        }
+      >(
+        "/api/backups",
+        {
+          environment,
+          kind: options.type,
+          ...(options.org === undefined ? {} : { organization: options.org }),
+        },
+        (step) => {
+          if (options.output !== "json") printLine(formatRunStep(step));
+        },
+      );
       if (options.output === "json") printJson(result);
       else {
-        printLine(`Backup ${result.label} (${result.type}) of ${environment}: ${megabytes(result.databaseBytes)} database, ${megabytes(result.repositoryBytes)} written to the repository, in ${(result.durationMs / 1000).toFixed(1)} s.`);
-        for (const skipped of result.skippedRepositories) printLine(`${paint("red", "NOT WRITTEN")} to repository ${skipped.name} (${skipped.type}): ${skipped.reason}`);
+        printLine(
+          `Backup ${result.label} (${result.type}) of ${environment}: ${megabytes(result.databaseBytes)} database, ${megabytes(result.repositoryBytes)} written to the repository, in ${(result.durationMs / 1000).toFixed(1)} s.`,
+        );
+        for (const skipped of result.skippedRepositories)
+          printLine(
+            `${paint("red", "NOT WRITTEN")} to repository ${skipped.name} (${skipped.type}): ${skipped.reason}`,
+          );
       }
     });
 
-  listCommand<TBackupRun>("backups", "backups carehost ran, newest first", (run) =>
-    `#${run.id}  ${run.startedAt}  ${run.environment}  ${run.kind}  ${run.status}  ${run.label ?? "-"}  ${megabytes(run.databaseBytes)}  ${run.durationMs === null ? "-" : `${(run.durationMs / 1000).toFixed(1)} s`}${run.error === null ? "" : `  ${run.error}`}`,
+  listCommand<TBackupRun>(
+    "backups",
+    "backups carehost ran, newest first",
+    (run) =>
+      `#${run.id}  ${run.startedAt}  ${run.environment}  ${run.kind}  ${run.status}  ${run.label ?? "-"}  ${megabytes(run.databaseBytes)}  ${run.durationMs === null ? "-" : `${(run.durationMs / 1000).toFixed(1)} s`}${run.error === null ? "" : `  ${run.error}`}`,
   );
 
   program
@@ -79,58 +147,116 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
     .argument("<env>", "environment")
     .option(...orgOption)
     .action(async (environment: string, options: { org?: string }) => {
-      const result = await (await global.client()).run<TRestoreStepLine, { ok: boolean; output: string }>("/api/backups/verify", { environment, ...(options.org === undefined ? {} : { organization: options.org }) }, (step) => printLine(formatRunStep(step)));
-      printLine(result.ok ? `The repositories of ${environment} verify clean.` : `VERIFY FAILED for ${environment}:\n${result.output}`);
+      const result = await (
+        await global.client()
+      ).run<TRestoreStepLine, { ok: boolean; output: string }>(
+        "/api/backups/verify",
+        { environment, ...(options.org === undefined ? {} : { organization: options.org }) },
+        (step) => printLine(formatRunStep(step)),
+      );
+      printLine(
+        result.ok
+          ? `The repositories of ${environment} verify clean.`
+          : `VERIFY FAILED for ${environment}:\n${result.output}`,
+      );
       if (!result.ok) process.exitCode = exitCodes.failure;
     });
 
   program
     .command("restore")
-    .description("restore an environment to --to latest | --to <ISO instant> | --to-lsn <lsn>, into a new copy (--into) or in place (--in-place)")
+    .description(
+      "restore an environment to --to latest | --to <ISO instant> | --to-lsn <lsn>, into a new copy (--into) or in place (--in-place)",
+    )
     .argument("<env>", "environment")
     .option("--to <target>", "latest, or an instant such as 2026-11-22T14:03:05Z", "latest")
     .option("--to-lsn <lsn>", "a WAL position such as 0/3000028")
-    .option("--into <name>", "name of a new restored copy, or a declared environment to restore over (its window, or --emergency)")
-    .option("--in-place", "restore over the environment itself, after a safety backup; inside its maintenance window unless --emergency")
+    .option(
+      "--into <name>",
+      "name of a new restored copy, or a declared environment to restore over (its window, or --emergency)",
+    )
+    .option(
+      "--in-place",
+      "restore over the environment itself, after a safety backup; inside its maintenance window unless --emergency",
+    )
     .option("--emergency <reason>", "why an in-place restore cannot wait for the maintenance window (audited)")
     .option(...orgOption)
     .option("-o, --output <format>", "text or json", "text")
-    .action(async (environment: string, options: { to: string; toLsn?: string; into?: string; inPlace?: boolean; emergency?: string; org?: string; output: TOutputFormat }) => {
-      // Each step is printed the moment the server reports it done: a restore takes minutes, and an
-      // operator watching an incident needs to see where it is (and where it stopped, if it fails).
-      // The restore runs in the server; the CLI follows it, reconnecting when the stream is cut.
-      const text = options.output !== "json";
-      let printed = 0;
-      const result = await (await global.client()).run<TRestoreStepLine, {
-        target: string; port: number; directory: string; database: string; durationMs: number; safetyBackup?: string; into?: string; filestoreFiles: number;
-        steps: TRestoreStepLine[];
-      }>("/api/restores", {
-        environment,
-        to: options.to,
-        ...(options.into === undefined ? {} : { into: options.into }),
-        ...(options.inPlace === true ? { inPlace: true } : {}),
-        ...(options.emergency === undefined ? {} : { emergency: options.emergency }),
-        ...(options.toLsn === undefined ? {} : { toLsn: options.toLsn }),
-        ...(options.org === undefined ? {} : { organization: options.org }),
-      }, (step) => {
-        printed += 1;
-        if (text) printLine(formatRestoreStep(step));
-      });
-      if (options.output === "json") {
-        printJson(result);
-        return;
-      }
-      // Steps the run reported only with its result (none, today) are printed with it.
-      if (printed === 0) result.steps.forEach((step) => printLine(formatRestoreStep(step)));
-      const took = `${(result.durationMs / 1000).toFixed(1)} s`;
-      const undo = result.safetyBackup === undefined ? "" : ` (safety backup ${result.safetyBackup} taken first; it can undo this)`;
-      if (result.into !== undefined) printLine(`Restored ${environment} to ${result.target} over environment ${result.into} in ${took}${undo}.`);
-      else if (options.inPlace === true) printLine(`Restored ${environment} in place to ${result.target} in ${took}${undo}.`);
-      else printLine(`Restored ${environment} to ${result.target} in ${took}: a copy runs on 127.0.0.1:${result.port} (database ${result.database}, TLS from the organization CA), data and filestore in ${result.directory}.`);
-    });
+    .action(
+      async (
+        environment: string,
+        options: {
+          to: string;
+          toLsn?: string;
+          into?: string;
+          inPlace?: boolean;
+          emergency?: string;
+          org?: string;
+          output: TOutputFormat;
+        },
+      ) => {
+        // Each step is printed the moment the server reports it done: a restore takes minutes, and an
+        // operator watching an incident needs to see where it is (and where it stopped, if it fails).
+        // The restore runs in the server; the CLI follows it, reconnecting when the stream is cut.
+        const text = options.output !== "json";
+        let printed = 0;
+        const result = await (
+          await global.client()
+        ).run<
+          TRestoreStepLine,
+          {
+            target: string;
+            port: number;
+            directory: string;
+            database: string;
+            durationMs: number;
+            safetyBackup?: string;
+            into?: string;
+            filestoreFiles: number;
+            steps: TRestoreStepLine[];
+          }
+        >(
+          "/api/restores",
+          {
+            environment,
+            to: options.to,
+            ...(options.into === undefined ? {} : { into: options.into }),
+            ...(options.inPlace === true ? { inPlace: true } : {}),
+            ...(options.emergency === undefined ? {} : { emergency: options.emergency }),
+            ...(options.toLsn === undefined ? {} : { toLsn: options.toLsn }),
+            ...(options.org === undefined ? {} : { organization: options.org }),
+          },
+          (step) => {
+            printed += 1;
+            if (text) printLine(formatRestoreStep(step));
+          },
+        );
+        if (options.output === "json") {
+          printJson(result);
+          return;
+        }
+        // Steps the run reported only with its result (none, today) are printed with it.
+        if (printed === 0) result.steps.forEach((step) => printLine(formatRestoreStep(step)));
+        const took = `${(result.durationMs / 1000).toFixed(1)} s`;
+        const undo =
+          result.safetyBackup === undefined
+            ? ""
+            : ` (safety backup ${result.safetyBackup} taken first; it can undo this)`;
+        if (result.into !== undefined)
+          printLine(`Restored ${environment} to ${result.target} over environment ${result.into} in ${took}${undo}.`);
+        else if (options.inPlace === true)
+          printLine(`Restored ${environment} in place to ${result.target} in ${took}${undo}.`);
+        else
+          printLine(
+            `Restored ${environment} to ${result.target} in ${took}: a copy runs on 127.0.0.1:${result.port} (database ${result.database}, TLS from the organization CA), data and filestore in ${result.directory}.`,
+          );
+      },
+    );
 
-  listCommand<TRestoreRun>("restores", "restores carehost ran, newest first; one a stop of carehost cut short shows as interrupted", (run) =>
-    `#${run.id}  ${run.startedAt}  ${run.environment} to ${run.target}, ${run.destination}  ${run.status}  ${run.durationMs === null ? "-" : `${(run.durationMs / 1000).toFixed(1)} s`}${run.error === null ? "" : `  ${run.error}`}`,
+  listCommand<TRestoreRun>(
+    "restores",
+    "restores carehost ran, newest first; one a stop of carehost cut short shows as interrupted",
+    (run) =>
+      `#${run.id}  ${run.startedAt}  ${run.environment} to ${run.target}, ${run.destination}  ${run.status}  ${run.durationMs === null ? "-" : `${(run.durationMs / 1000).toFixed(1)} s`}${run.error === null ? "" : `  ${run.error}`}`,
   );
 
   program
@@ -140,13 +266,23 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
     .option(...orgOption)
     .option("-o, --output <format>", "text or json", "text")
     .action(async (environment: string, options: { org?: string; output: TOutputFormat }) => {
-      const drill = await (await global.client()).run<TRestoreStepLine, TDrillRun>("/api/drills", { environment, ...(options.org === undefined ? {} : { organization: options.org }) }, (step) => {
-        if (options.output !== "json") printLine(formatRunStep(step));
-      });
+      const drill = await (
+        await global.client()
+      ).run<TRestoreStepLine, TDrillRun>(
+        "/api/drills",
+        { environment, ...(options.org === undefined ? {} : { organization: options.org }) },
+        (step) => {
+          if (options.output !== "json") printLine(formatRunStep(step));
+        },
+      );
       if (options.output === "json") printJson(drill);
       else printLine(formatDrill(drill));
       if (drill.status !== "passed") process.exitCode = exitCodes.failure;
     });
 
-  listCommand<TDrillRun>("drills", "restore drills with achieved RTO/RPO against the objectives, newest first", formatDrill);
+  listCommand<TDrillRun>(
+    "drills",
+    "restore drills with achieved RTO/RPO against the objectives, newest first",
+    formatDrill,
+  );
 };

@@ -13,9 +13,14 @@ type TRun = { code: number; stdout: string; stderr: string };
 /** Runs the real CLI entry point, as an operator would. */
 const carehost = (...args: string[]): Promise<TRun> =>
   new Promise((resolve) => {
-    execFile(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { env: { ...process.env, NO_COLOR: "1" } }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ["--import", "tsx", "src/cli/main.ts", ...args],
+      { env: { ...process.env, NO_COLOR: "1" } },
+      (error, stdout, stderr) => {
+        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr });
+      },
+    );
   });
 
 let scratch = "";
@@ -29,7 +34,16 @@ after(async () => {
 void describe("carehost render", () => {
   void it("writes the compose bundle of an environment to DIR and lists the files", async () => {
     const out = join(scratch, "prod-compose");
-    const run = await carehost("render", "prod", "--file", "examples/northwind-health.yaml", "--target", "compose", "--out", out);
+    const run = await carehost(
+      "render",
+      "prod",
+      "--file",
+      "examples/northwind-health.yaml",
+      "--target",
+      "compose",
+      "--out",
+      out,
+    );
     assert.equal(run.code, 0, run.stderr);
     const loaded = await loadSpecFile("examples/northwind-health.yaml");
     assert.ok(loaded.ok);
@@ -39,14 +53,30 @@ void describe("carehost render", () => {
       assert.ok(run.stdout.includes(join(out, file.path)), `lists ${file.path}`);
     }
     const entries = await readdir(out, { recursive: true, withFileTypes: true });
-    assert.equal(entries.filter((entry) => entry.isFile()).length, expected.length, "nothing else is written (no secret files)");
+    assert.equal(
+      entries.filter((entry) => entry.isFile()).length,
+      expected.length,
+      "nothing else is written (no secret files)",
+    );
     assert.match(run.stdout, new RegExp(`rendered prod for compose: ${expected.length} files`));
   });
 
   void it("names the unknown environment and the known ones, exit code 1", async () => {
-    const run = await carehost("render", "qa", "--file", "examples/northwind-health.yaml", "--target", "compose", "--out", join(scratch, "qa"));
+    const run = await carehost(
+      "render",
+      "qa",
+      "--file",
+      "examples/northwind-health.yaml",
+      "--target",
+      "compose",
+      "--out",
+      join(scratch, "qa"),
+    );
     assert.equal(run.code, 1);
-    assert.match(run.stderr, /environment "qa" is not in examples\/northwind-health\.yaml \(known: prod, staging, training\)/);
+    assert.match(
+      run.stderr,
+      /environment "qa" is not in examples\/northwind-health\.yaml \(known: prod, staging, training\)/,
+    );
     await assert.rejects(readdir(join(scratch, "qa")), { code: "ENOENT" });
   });
 
@@ -54,14 +84,35 @@ void describe("carehost render", () => {
     const spec = join(scratch, "broken.yaml");
     const source = await readFile("examples/northwind-health.yaml", "utf8");
     await writeFile(spec, source.replace("rpoMinutes: 15", "rpoMinuts: 15"));
-    const run = await carehost("render", "prod", "--file", spec, "--target", "compose", "--out", join(scratch, "broken"));
+    const run = await carehost(
+      "render",
+      "prod",
+      "--file",
+      spec,
+      "--target",
+      "compose",
+      "--out",
+      join(scratch, "broken"),
+    );
     assert.equal(run.code, 1);
-    assert.match(run.stderr, new RegExp(`${spec.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:\\d+:\\d+  environments\\[0\\]\\.backup`));
+    assert.match(
+      run.stderr,
+      new RegExp(`${spec.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:\\d+:\\d+  environments\\[0\\]\\.backup`),
+    );
     await assert.rejects(readdir(join(scratch, "broken")), { code: "ENOENT" });
   });
 
   void it("rejects an unknown target as a usage error (exit code 2)", async () => {
-    const run = await carehost("render", "prod", "--file", "examples/northwind-health.yaml", "--target", "helm", "--out", join(scratch, "helm"));
+    const run = await carehost(
+      "render",
+      "prod",
+      "--file",
+      "examples/northwind-health.yaml",
+      "--target",
+      "helm",
+      "--out",
+      join(scratch, "helm"),
+    );
     assert.equal(run.code, 2);
     assert.match(run.stderr, /unknown target "helm": use kubernetes or compose/);
   });
@@ -71,7 +122,14 @@ void describe("writeRenderedFiles", () => {
   void it("refuses paths outside DIR before writing anything", async () => {
     const out = join(scratch, "guarded");
     for (const path of ["../escape.txt", "a/../../escape.txt", "/etc/escape.txt", ""]) {
-      await assert.rejects(writeRenderedFiles(out, [{ path: "ok.txt", content: "x" }, { path, content: "x" }]), /refusing to write/, path);
+      await assert.rejects(
+        writeRenderedFiles(out, [
+          { path: "ok.txt", content: "x" },
+          { path, content: "x" },
+        ]),
+        /refusing to write/,
+        path,
+      );
     }
     await assert.rejects(readdir(out), { code: "ENOENT" });
   });

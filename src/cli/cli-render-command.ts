@@ -26,7 +26,13 @@ export async function writeRenderedFiles(outDir: string, files: readonly TRender
   const root = resolve(outDir);
   for (const file of files) {
     const target = resolve(root, ...file.path.split("/"));
-    if (file.path === "" || isAbsolute(file.path) || file.path.includes("\\") || !isInside(root, target) || target === root) {
+    if (
+      file.path === "" ||
+      isAbsolute(file.path) ||
+      file.path.includes("\\") ||
+      !isInside(root, target) ||
+      target === root
+    ) {
       throw new CliError(`refusing to write ${JSON.stringify(file.path)}: it is outside ${outDir}`);
     }
   }
@@ -58,16 +64,25 @@ export const registerRenderCommand = (program: Command): void => {
     .option("-o, --output <format>", "text or json", "text")
     .action(async (environmentName: string, options: TRenderOptions) => {
       if (!isRenderTarget(options.target)) {
-        throw new CliError(`unknown target ${JSON.stringify(options.target)}: use ${RENDER_TARGETS.join(" or ")}`, exitCodes.usage);
+        throw new CliError(
+          `unknown target ${JSON.stringify(options.target)}: use ${RENDER_TARGETS.join(" or ")}`,
+          exitCodes.usage,
+        );
       }
       const target: TRenderTarget = options.target;
       const result = loadSpecText(await readSource(options.file), options.file);
       if (!result.ok) {
-        throw new CliError(`${options.file} is not a valid spec (${result.errors.length} error(s))`, exitCodes.failure, result.errors.map(formatSpecError));
+        throw new CliError(
+          `${options.file} is not a valid spec (${result.errors.length} error(s))`,
+          exitCodes.failure,
+          result.errors.map(formatSpecError),
+        );
       }
       const known = result.spec.environments.map((environment) => environment.name);
       if (!known.includes(environmentName)) {
-        throw new CliError(`environment ${JSON.stringify(environmentName)} is not in ${options.file} (known: ${known.join(", ")})`);
+        throw new CliError(
+          `environment ${JSON.stringify(environmentName)} is not in ${options.file} (known: ${known.join(", ")})`,
+        );
       }
       let files: readonly TRenderedFile[];
       try {
@@ -78,10 +93,18 @@ export const registerRenderCommand = (program: Command): void => {
       }
       const written = await writeRenderedFiles(options.out, files);
       if (options.output === "json") {
-        printJson({ environment: environmentName, target, specDigest: result.digest, out: options.out, files: written });
+        printJson({
+          environment: environmentName,
+          target,
+          specDigest: result.digest,
+          out: options.out,
+          files: written,
+        });
         return;
       }
       for (const path of written) printLine(path);
-      printLine(`rendered ${environmentName} for ${target}: ${written.length} files in ${options.out} (spec digest ${result.digest.slice(0, 12)})`);
+      printLine(
+        `rendered ${environmentName} for ${target}: ${written.length} files in ${options.out} (spec digest ${result.digest.slice(0, 12)})`,
+      );
     });
 };

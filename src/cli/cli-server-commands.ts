@@ -11,7 +11,8 @@ type TGlobal = { client: () => Promise<TApiClient> };
 /** How long `carehost up` takes at most to stop on SIGTERM or SIGINT. */
 const STOP_DEADLINE_MS = 25_000;
 
-const where = (instance: TInstanceStatus) => `${instance.instance} ${instance.port === null ? "" : `${instance.host}:${instance.port} `}${instance.state}`;
+const where = (instance: TInstanceStatus) =>
+  `${instance.instance} ${instance.port === null ? "" : `${instance.host}:${instance.port} `}${instance.state}`;
 const ago = (seconds: number) => `${Math.round(seconds / 60)} min ago`;
 const measured = (value: number | null) => (value === null ? "-" : `${value.toFixed(1)} s`);
 
@@ -23,7 +24,10 @@ export const formatStatus = (status: TStatusReport): string[] => {
   ];
   if (status.organizations.length === 0) lines.push("no organization recorded yet: run carehost apply <spec>");
   for (const organization of status.organizations) {
-    lines.push("", `organization ${paint("bold", organization.name)}: spec revision ${organization.revision.id} (${organization.revision.digest.slice(0, 12)}) applied by ${organization.revision.appliedBy} at ${organization.revision.appliedAt}`);
+    lines.push(
+      "",
+      `organization ${paint("bold", organization.name)}: spec revision ${organization.revision.id} (${organization.revision.digest.slice(0, 12)}) applied by ${organization.revision.appliedBy} at ${organization.revision.appliedAt}`,
+    );
     for (const environment of organization.environments) {
       lines.push(
         `  ${environment.name.padEnd(16)} ${environment.tier.padEnd(11)} ${environment.dataClass.padEnd(13)} ${environment.hosting.padEnd(10)} ${environment.status}`,
@@ -36,7 +40,9 @@ export const formatStatus = (status: TStatusReport): string[] => {
       const recovery = environment.recovery;
       if (recovery !== null) {
         const backup = recovery.lastBackup;
-        lines.push(`      backup    ${backup === null ? "none yet" : `${backup.kind} ${backup.status}${backup.label === null ? "" : ` ${backup.label}`}, ${ago(backup.ageSeconds)}`}`);
+        lines.push(
+          `      backup    ${backup === null ? "none yet" : `${backup.kind} ${backup.status}${backup.label === null ? "" : ` ${backup.label}`}, ${ago(backup.ageSeconds)}`}`,
+        );
         const drill = recovery.lastDrill;
         lines.push(
           `      drill     ${drill === null ? "none yet" : `${drill.status}, ${ago(drill.ageSeconds)}: RTO ${measured(drill.rtoSeconds)} (objective ${drill.rtoObjectiveMinutes} min), RPO ${measured(drill.rpoSeconds)} (objective ${drill.rpoObjectiveMinutes} min)`}`,
@@ -50,7 +56,10 @@ export const formatStatus = (status: TStatusReport): string[] => {
         }
         for (const alert of recovery.alerts) lines.push(`      ${paint("red", "ALERT")}     ${alert.message}`);
       }
-      if (runtime.drift > 0) lines.push(`      drift     ${runtime.drift} difference(s) from the spec: carehost plan shows them, carehost apply corrects them`);
+      if (runtime.drift > 0)
+        lines.push(
+          `      drift     ${runtime.drift} difference(s) from the spec: carehost plan shows them, carehost apply corrects them`,
+        );
     }
   }
   return lines;
@@ -69,13 +78,19 @@ export const registerServerCommands = (program: Command, global: TGlobal): void 
         ...(options.host === undefined ? {} : { CAREHOST_HOST: options.host }),
         ...(options.port === undefined ? {} : { CAREHOST_PORT: options.port }),
       });
-      const running = await startCarehost(config, { specPath: options.spec, print: printLine, recordLocalServer: true });
+      const running = await startCarehost(config, {
+        specPath: options.spec,
+        print: printLine,
+        recordLocalServer: true,
+      });
       await new Promise<void>((resolveStop) => {
         const stop = (signal: string) => {
           printLine(`\n${signal}: stopping carehost…`);
           // A service manager waits about 30 s before it kills: whatever still hangs then is left to the next start's repair.
           const deadline = setTimeout(() => {
-            process.stderr.write(`error while stopping: not stopped after ${STOP_DEADLINE_MS / 1000} s; exiting, the next start repairs what runs left\n`);
+            process.stderr.write(
+              `error while stopping: not stopped after ${STOP_DEADLINE_MS / 1000} s; exiting, the next start repairs what runs left\n`,
+            );
             process.exitCode = 1;
             resolveStop();
           }, STOP_DEADLINE_MS);

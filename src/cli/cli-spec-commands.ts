@@ -23,25 +23,42 @@ export const readSource = async (file: string): Promise<string> => {
   try {
     return await readFile(file, "utf8");
   } catch (error) {
-    throw new CliError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, exitCodes.usage);
+    throw new CliError(
+      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      exitCodes.usage,
+    );
   }
 };
 
 const colorPlan = (text: string): string =>
   text
     .split("\n")
-    .map((line) => (line.startsWith("+") ? paint("green", line) : line.startsWith("-") ? paint("red", line) : line.startsWith("~") ? paint("yellow", line) : line))
+    .map((line) =>
+      line.startsWith("+")
+        ? paint("green", line)
+        : line.startsWith("-")
+          ? paint("red", line)
+          : line.startsWith("~")
+            ? paint("yellow", line)
+            : line,
+    )
     .join("\n");
 
 /** kubernetes or compose; anything else is a usage error (exit 2). */
 const gitopsTarget = (value: string): TRenderTarget => {
-  if (!isRenderTarget(value)) throw new CliError(`--target must be local, ${RENDER_TARGETS.join(" or ")}, not ${JSON.stringify(value)}`, exitCodes.usage);
+  if (!isRenderTarget(value))
+    throw new CliError(
+      `--target must be local, ${RENDER_TARGETS.join(" or ")}, not ${JSON.stringify(value)}`,
+      exitCodes.usage,
+    );
   return value;
 };
 
 const printGitopsDiff = (diff: TGitopsPlan): void => {
   if (diff.inSync) {
-    printLine(`The GitOps repository (${diff.target}) matches a fresh render of ${diff.organization}: nothing to commit.`);
+    printLine(
+      `The GitOps repository (${diff.target}) matches a fresh render of ${diff.organization}: nothing to commit.`,
+    );
     return;
   }
   for (const change of diff.changes) {
@@ -55,7 +72,12 @@ const controlVerdict = (spec: TOrganizationSpec): TPostureReport => {
   try {
     return offlineVerdict(spec);
   } catch (error) {
-    if (error instanceof DomainError) throw new CliError(error.message, exitCodes.failure, error.details.map((detail) => detail.message));
+    if (error instanceof DomainError)
+      throw new CliError(
+        error.message,
+        exitCodes.failure,
+        error.details.map((detail) => detail.message),
+      );
     throw error;
   }
 };
@@ -64,7 +86,12 @@ const assertWithoutViolations = (verdict: TPostureReport): void => {
   try {
     assertNoMandatoryViolations(verdict);
   } catch (error) {
-    if (error instanceof PolicyViolation) throw new CliError(error.message, exitCodes.policy, error.details.map((detail) => detail.message));
+    if (error instanceof PolicyViolation)
+      throw new CliError(
+        error.message,
+        exitCodes.policy,
+        error.details.map((detail) => detail.message),
+      );
     throw error;
   }
 };
@@ -72,10 +99,14 @@ const assertWithoutViolations = (verdict: TPostureReport): void => {
 export const registerSpecCommands = (program: Command, global: TGlobal): void => {
   program
     .command("posture")
-    .description("show the control baseline per environment: pass, FAIL, excepted, NOT ENFORCED (declared, not enforced by carehost yet), n.a.")
+    .description(
+      "show the control baseline per environment: pass, FAIL, excepted, NOT ENFORCED (declared, not enforced by carehost yet), n.a.",
+    )
     .option("-o, --output <format>", "text or json", "text")
     .action(async (options: { output: TOutputFormat }) => {
-      const postures = await (await global.client()).request<{ organization: string; report: TPostureReport }[]>("GET", "/api/posture");
+      const postures = await (
+        await global.client()
+      ).request<{ organization: string; report: TPostureReport }[]>("GET", "/api/posture");
       if (options.output === "json") printJson(postures);
       else {
         if (postures.length === 0) printLine("no organization recorded yet: run carehost apply <spec>");
@@ -89,7 +120,9 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
 
   program
     .command("validate")
-    .description("check a spec file offline: every error with its line, then the controls over the spec and the files it renders (exit 3 on a mandatory violation, as plan)")
+    .description(
+      "check a spec file offline: every error with its line, then the controls over the spec and the files it renders (exit 3 on a mandatory violation, as plan)",
+    )
     .argument("<file>", "carehost.yaml")
     .option("-o, --output <format>", "text or json", "text")
     .action(async (file: string, options: { output: TOutputFormat }) => {
@@ -106,31 +139,55 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
       const verdict = controlVerdict(result.spec);
       const { summary, mandatoryViolations } = verdict;
       if (options.output === "json") {
-        printJson({ ok: mandatoryViolations.length === 0, digest: result.digest, environments: result.spec.environments.map((environment) => environment.name), summary, mandatoryViolations });
+        printJson({
+          ok: mandatoryViolations.length === 0,
+          digest: result.digest,
+          environments: result.spec.environments.map((environment) => environment.name),
+          summary,
+          mandatoryViolations,
+        });
         if (mandatoryViolations.length > 0) process.exitCode = exitCodes.policy;
         return;
       }
       // The same message and lines plan prints for the same spec, and its exit code.
       assertWithoutViolations(verdict);
-      printLine(`${paint("green", "valid")}: ${file} (organization "${result.spec.metadata.name}", ${result.spec.environments.length} environments, digest ${result.digest.slice(0, 12)})`);
-      printLine(`controls over the spec and the files it renders: ${summary.pass} pass, ${summary.fail} fail (advisory), ${summary.excepted} excepted, ${summary.notApplicable} n.a.`);
+      printLine(
+        `${paint("green", "valid")}: ${file} (organization "${result.spec.metadata.name}", ${result.spec.environments.length} environments, digest ${result.digest.slice(0, 12)})`,
+      );
+      printLine(
+        `controls over the spec and the files it renders: ${summary.pass} pass, ${summary.fail} fail (advisory), ${summary.excepted} excepted, ${summary.notApplicable} n.a.`,
+      );
     });
 
   program
     .command("plan")
-    .description("show what the spec would change (environments, rendered files, restarts) and the drift of the running systems")
+    .description(
+      "show what the spec would change (environments, rendered files, restarts) and the drift of the running systems",
+    )
     .argument("<file>", "carehost.yaml")
-    .option("--target <target>", "local (this host), kubernetes or compose (diff against the GitOps repository)", "local")
+    .option(
+      "--target <target>",
+      "local (this host), kubernetes or compose (diff against the GitOps repository)",
+      "local",
+    )
     .option("-o, --output <format>", "text or json", "text")
     .action(async (file: string, options: { output: TOutputFormat; target: string }) => {
       const source = await readSource(file);
       if (options.target !== "local") {
-        const diff = await (await global.client()).request<TGitopsPlan>("POST", "/api/gitops/plan", { source, fileName: file, target: gitopsTarget(options.target) });
+        const diff = await (
+          await global.client()
+        ).request<TGitopsPlan>("POST", "/api/gitops/plan", {
+          source,
+          fileName: file,
+          target: gitopsTarget(options.target),
+        });
         if (options.output === "json") printJson(diff);
         else printGitopsDiff(diff);
         return;
       }
-      const plan = await (await global.client()).request<TPlanWithDrift>("POST", "/api/plan", { source, fileName: file });
+      const plan = await (
+        await global.client()
+      ).request<TPlanWithDrift>("POST", "/api/plan", { source, fileName: file });
       if (options.output === "json") {
         printJson(plan);
         return;
@@ -150,18 +207,28 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
     .action(async (file: string, options: { confirmDestroy: string[]; output: TOutputFormat; target: string }) => {
       const source = await readSource(file);
       if (options.target !== "local") {
-        const committed = await (await global.client()).request<TGitopsApply>("POST", "/api/gitops/apply", {
+        const committed = await (
+          await global.client()
+        ).request<TGitopsApply>("POST", "/api/gitops/apply", {
           source,
           fileName: file,
           target: gitopsTarget(options.target),
           confirmDestroy: options.confirmDestroy,
         });
         if (options.output === "json") printJson(committed);
-        else if (committed.commit === null) printLine(`The ${committed.target} render of ${committed.organization} is already in the GitOps repository: no commit.`);
-        else printLine(`Committed ${committed.changedPaths.length} file(s) for ${committed.organization} (${committed.target}) as ${committed.commit.slice(0, 12)}.`);
+        else if (committed.commit === null)
+          printLine(
+            `The ${committed.target} render of ${committed.organization} is already in the GitOps repository: no commit.`,
+          );
+        else
+          printLine(
+            `Committed ${committed.changedPaths.length} file(s) for ${committed.organization} (${committed.target}) as ${committed.commit.slice(0, 12)}.`,
+          );
         return;
       }
-      const result = await (await global.client()).request<TApplyResult>("POST", "/api/apply", {
+      const result = await (
+        await global.client()
+      ).request<TApplyResult>("POST", "/api/apply", {
         source,
         fileName: file,
         confirmDestroy: options.confirmDestroy,
@@ -171,7 +238,11 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
         return;
       }
       printLine(colorPlan(formatPlan(result.plan)));
-      printLine(result.revisionId === null ? "No changes to the spec: nothing recorded." : `Recorded as spec revision ${result.revisionId}.`);
+      printLine(
+        result.revisionId === null
+          ? "No changes to the spec: nothing recorded."
+          : `Recorded as spec revision ${result.revisionId}.`,
+      );
       for (const action of result.runtime) printLine(`  ${action.target}: ${action.action}`);
       if (result.runtime.length === 0) printLine("The running systems already match the spec.");
     });

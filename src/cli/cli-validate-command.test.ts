@@ -15,7 +15,13 @@ type TRun = { code: number; stdout: string; stderr: string };
 let scratch = "";
 const carehost = (...args: string[]): Promise<TRun> =>
   new Promise((resolve) => {
-    const env = { ...process.env, NO_COLOR: "1", CAREHOST_HOME: join(scratch, "home"), XDG_CONFIG_HOME: join(scratch, "xdg"), CAREHOST_URL: "http://127.0.0.1:9" };
+    const env = {
+      ...process.env,
+      NO_COLOR: "1",
+      CAREHOST_HOME: join(scratch, "home"),
+      XDG_CONFIG_HOME: join(scratch, "xdg"),
+      CAREHOST_URL: "http://127.0.0.1:9",
+    };
     execFile(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { env }, (error, stdout, stderr) => {
       resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr });
     });
@@ -50,8 +56,14 @@ void describe("carehost validate, offline", () => {
   void it("passes the demo with exit code 0, the controls counted", async () => {
     const run = await carehost("validate", "examples/northwind-health.yaml");
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, /^valid: examples\/northwind-health\.yaml \(organization "northwind-health", 3 environments, digest [0-9a-f]{12}\)$/m);
-    assert.match(run.stdout, /^controls over the spec and the files it renders: \d+ pass, 0 fail \(advisory\), 0 excepted, \d+ n\.a\.$/m);
+    assert.match(
+      run.stdout,
+      /^valid: examples\/northwind-health\.yaml \(organization "northwind-health", 3 environments, digest [0-9a-f]{12}\)$/m,
+    );
+    assert.match(
+      run.stdout,
+      /^controls over the spec and the files it renders: \d+ pass, 0 fail \(advisory\), 0 excepted, \d+ n\.a\.$/m,
+    );
   });
 
   void it("refuses PHI production on shared hosting with exit code 3 and the line plan prints", async () => {
@@ -59,9 +71,14 @@ void describe("carehost validate, offline", () => {
     const loaded = loadSpecText(source, "shared.yaml");
     assert.ok(loaded.ok);
     // What the server's plan evaluates for this spec (environment-service: policy.assertSpecCompliant).
-    const planLines = policyCheckerFactory().evaluateSpec(loaded.spec).mandatoryViolations.map((violation) => violation.line);
+    const planLines = policyCheckerFactory()
+      .evaluateSpec(loaded.spec)
+      .mandatoryViolations.map((violation) => violation.line);
     assert.equal(planLines.length, 1);
-    assert.match(planLines[0]!, /^CH-ISO-001 \[164\.308\(a\)\(4\), 164\.312\(a\)\(1\)\] environment "prod": .*\(hosting: shared\)$/);
+    assert.match(
+      planLines[0]!,
+      /^CH-ISO-001 \[164\.308\(a\)\(4\), 164\.312\(a\)\(1\)\] environment "prod": .*\(hosting: shared\)$/,
+    );
 
     const run = await carehost("validate", await write("shared.yaml", source));
     assert.equal(run.code, 3, run.stdout + run.stderr);
@@ -70,19 +87,34 @@ void describe("carehost validate, offline", () => {
 
     const json = await carehost("validate", join(scratch, "shared.yaml"), "--output", "json");
     assert.equal(json.code, 3);
-    const verdict = JSON.parse(json.stdout) as { ok: boolean; mandatoryViolations: { controlId: string; environment: string; line: string }[] };
+    const verdict = JSON.parse(json.stdout) as {
+      ok: boolean;
+      mandatoryViolations: { controlId: string; environment: string; line: string }[];
+    };
     assert.equal(verdict.ok, false);
-    assert.deepEqual(verdict.mandatoryViolations.map((violation) => violation.line), planLines);
+    assert.deepEqual(
+      verdict.mandatoryViolations.map((violation) => violation.line),
+      planLines,
+    );
   });
 
   void it("applies the spec's exceptions as plan does: active excepts, expired refuses, unknown control fails", async () => {
-    const active = await carehost("validate", await write("excepted.yaml", `${sharedProduction()}${exception("2099-12-31")}`));
+    const active = await carehost(
+      "validate",
+      await write("excepted.yaml", `${sharedProduction()}${exception("2099-12-31")}`),
+    );
     assert.equal(active.code, 0, active.stderr);
     assert.match(active.stdout, / 1 excepted, /);
-    const expired = await carehost("validate", await write("expired.yaml", `${sharedProduction()}${exception("2020-01-01")}`));
+    const expired = await carehost(
+      "validate",
+      await write("expired.yaml", `${sharedProduction()}${exception("2020-01-01")}`),
+    );
     assert.equal(expired.code, 3, expired.stdout + expired.stderr);
     assert.match(expired.stderr, /^ {2}CH-ISO-001 /m);
-    const unknown = await carehost("validate", await write("unknown.yaml", `${sharedProduction()}${exception("2099-12-31", "CH-ISO-999")}`));
+    const unknown = await carehost(
+      "validate",
+      await write("unknown.yaml", `${sharedProduction()}${exception("2099-12-31", "CH-ISO-999")}`),
+    );
     assert.equal(unknown.code, 1, unknown.stdout + unknown.stderr);
     assert.match(unknown.stderr, /CH-ISO-999/);
   });

@@ -42,7 +42,12 @@ void describe("plan on real clusters: the change against the applied revision, d
   before(async () => {
     runtime = await createRuntimeHarness();
     audit = await createAuditHarness(testDatabaseFactories.pglite);
-    service = environmentServiceFactory({ store: environmentStoreFactory(audit.db), policy: policyCheckerFactory(), audit: audit.log, runtime: runtime.runtime });
+    service = environmentServiceFactory({
+      store: environmentStoreFactory(audit.db),
+      policy: policyCheckerFactory(),
+      audit: audit.log,
+      runtime: runtime.runtime,
+    });
     demo = await readFile("examples/northwind-health.yaml", "utf8");
     changed = demo.replace(/workers: 9\b/, "workers: 11");
     assert.notEqual(changed, demo);
@@ -58,7 +63,8 @@ void describe("plan on real clusters: the change against the applied revision, d
   });
 
   const plan = (source: string) => service.plan(ctx, { source, fileName: "northwind-health.yaml" });
-  const prodPort = async () => (await runtime.runtime.observe(spec)).environments.find((item) => item.environment === "prod")!.postgres.port!;
+  const prodPort = async () =>
+    (await runtime.runtime.observe(spec)).environments.find((item) => item.environment === "prod")!.postgres.port!;
 
   void it("shows nothing to change and no drift for the applied spec", async () => {
     const unchanged = await plan(demo);
@@ -73,40 +79,69 @@ void describe("plan on real clusters: the change against the applied revision, d
     const result = await plan(changed);
     const prod = result.changes.find((change) => change.name === "prod");
     assert.ok(prod?.action === "change");
-    assert.deepEqual(prod.fields.map((field) => [field.path, field.before, field.after]), [["odoo.workers", 9, 11]]);
+    assert.deepEqual(
+      prod.fields.map((field) => [field.path, field.before, field.after]),
+      [["odoo.workers", 9, 11]],
+    );
     assert.deepEqual(result.drift, [], "a change the file proposes is not drift");
 
     // (9 + 2 + 2) × 8 + 5 = 109 connections for prod's role, 125 with 11 workers; the cluster admits that plus 10.
-    assert.deepEqual(result.artifacts.map((artifact) => [artifact.change, `${artifact.target}/${artifact.file}`]), [
-      ["changed", "environment/prod/odoo.conf"],
-      ["changed", "postgres/dedicated-prod/postgresql.conf"],
-    ]);
+    assert.deepEqual(
+      result.artifacts.map((artifact) => [artifact.change, `${artifact.target}/${artifact.file}`]),
+      [
+        ["changed", "environment/prod/odoo.conf"],
+        ["changed", "postgres/dedicated-prod/postgresql.conf"],
+      ],
+    );
     const [odooConf, postgresqlConf] = result.artifacts;
-    assert.match(odooConf!.diff, /^--- a\/environment\/prod\/odoo\.conf\n\+\+\+ b\/environment\/prod\/odoo\.conf\n@@ -\d+,\d+ \+\d+,\d+ @@\n/);
+    assert.match(
+      odooConf!.diff,
+      /^--- a\/environment\/prod\/odoo\.conf\n\+\+\+ b\/environment\/prod\/odoo\.conf\n@@ -\d+,\d+ \+\d+,\d+ @@\n/,
+    );
     assert.match(odooConf!.diff, /^-workers = 9\n\+workers = 11$/m);
     assert.match(postgresqlConf!.diff, /^-max_connections = 119\n\+max_connections = 135$/m);
     for (const artifact of result.artifacts) {
-      assert.equal(artifact.diff.split("\n").filter((line) => /^[-+][^-+]/.test(line)).length, 2, `only the changed line in ${artifact.file}:\n${artifact.diff}`);
+      assert.equal(
+        artifact.diff.split("\n").filter((line) => /^[-+][^-+]/.test(line)).length,
+        2,
+        `only the changed line in ${artifact.file}:\n${artifact.diff}`,
+      );
     }
     // The master password's hash is never part of a plan, not even as context of a diff.
     const shown = JSON.stringify(result);
-    assert.ok(!shown.includes(await runtime.secrets.current(secretNames.odooMasterPasswordHash(org, "prod"))), "the master password's hash reached the plan");
-    const rendered = (await runtime.runtime.render(spec)).files.find((file) => file.target === "environment/prod" && file.file === "odoo.conf");
+    assert.ok(
+      !shown.includes(await runtime.secrets.current(secretNames.odooMasterPasswordHash(org, "prod"))),
+      "the master password's hash reached the plan",
+    );
+    const rendered = (await runtime.runtime.render(spec)).files.find(
+      (file) => file.target === "environment/prod" && file.file === "odoo.conf",
+    );
     assert.match(rendered?.content ?? "", /^admin_passwd = \(pbkdf2-sha512 hash of the master password, not shown\)$/m);
     for (const value of await runtime.secretValues()) assert.ok(!shown.includes(value), "a secret reached the plan");
 
-    assert.deepEqual(result.effects.map((effect) => effect.line), [
-      "writes prod's odoo.conf: workers (no Odoo runs on this host, so nothing restarts here)",
-      "restarts prod's PostgreSQL: max_connections",
-      "alters role odoo_prod of prod: connection limit 109 → 125 (no restart)",
-    ]);
+    assert.deepEqual(
+      result.effects.map((effect) => effect.line),
+      [
+        "writes prod's odoo.conf: workers (no Odoo runs on this host, so nothing restarts here)",
+        "restarts prod's PostgreSQL: max_connections",
+        "alters role odoo_prod of prod: connection limit 109 → 125 (no restart)",
+      ],
+    );
     const restart = result.effects.find((effect) => effect.action === "restart");
-    assert.deepEqual({ target: restart?.target, environments: restart?.environments, component: restart?.component, reasons: restart?.reasons }, {
-      target: "postgres/dedicated-prod",
-      environments: ["prod"],
-      component: "postgresql",
-      reasons: ["max_connections"],
-    });
+    assert.deepEqual(
+      {
+        target: restart?.target,
+        environments: restart?.environments,
+        component: restart?.component,
+        reasons: restart?.reasons,
+      },
+      {
+        target: "postgres/dedicated-prod",
+        environments: ["prod"],
+        component: "postgresql",
+        reasons: ["max_connections"],
+      },
+    );
     const text = formatRuntimePlan(result);
     assert.match(text, /^Rendered files that change \(applied revision 1 → this file\):$/m);
     assert.match(text, /^ {2}restarts prod's PostgreSQL: max_connections$/m);
@@ -117,10 +152,21 @@ void describe("plan on real clusters: the change against the applied revision, d
   void it("restarts for exactly the settings pg_settings gives the postmaster context", async () => {
     const admin = await clients.admin(await prodPort());
     try {
-      const rendered = parsePostgresqlConf(await readFile(join(clusterDirectory(runtime.root, org, "dedicated-prod"), "data", "postgresql.conf"), "utf8"));
-      const { rows } = await admin.query<{ name: string; context: string }>("SELECT name, context FROM pg_settings WHERE name = ANY($1)", [Object.keys(rendered)]);
+      const rendered = parsePostgresqlConf(
+        await readFile(join(clusterDirectory(runtime.root, org, "dedicated-prod"), "data", "postgresql.conf"), "utf8"),
+      );
+      const { rows } = await admin.query<{ name: string; context: string }>(
+        "SELECT name, context FROM pg_settings WHERE name = ANY($1)",
+        [Object.keys(rendered)],
+      );
       assert.equal(rows.length, Object.keys(rendered).length, "every setting carehost writes is one PostgreSQL knows");
-      assert.deepEqual(rows.filter((row) => row.context === "postmaster").map((row) => row.name).sort(), [...RESTART_SETTINGS].filter((name) => name in rendered).sort());
+      assert.deepEqual(
+        rows
+          .filter((row) => row.context === "postmaster")
+          .map((row) => row.name)
+          .sort(),
+        [...RESTART_SETTINGS].filter((name) => name in rendered).sort(),
+      );
     } finally {
       await admin.end();
     }
@@ -129,20 +175,33 @@ void describe("plan on real clusters: the change against the applied revision, d
   void it("validate's offline render gives every artifact control the result the files reconcile wrote give", async () => {
     const artifactControls = POLICY_CATALOG.filter((control) => control.subject === "artifact");
     const resultsOf = (artifact: readonly TArtifactSubject[]) =>
-      evaluatePolicy({ controls: artifactControls, subjects: { artifact }, now: new Date() }).results.map((result) => [result.environment, result.controlId, result.status, result.messages]);
+      evaluatePolicy({ controls: artifactControls, subjects: { artifact }, now: new Date() }).results.map((result) => [
+        result.environment,
+        result.controlId,
+        result.status,
+        result.messages,
+      ]);
     const onHost = resultsOf((await runtime.runtime.observe(spec)).subjects.artifact);
     assert.equal(onHost.length, artifactControls.length * spec.environments.length);
     // This host's choice of statement audit, as reconcile made it (pgaudit when its package is installed).
-    const offline = localArtifactSubjects(spec, { statementAudit: (await statementAuditFor(15)) === "pgaudit" ? "pgaudit" : "log-statement-all" });
+    const offline = localArtifactSubjects(spec, {
+      statementAudit: (await statementAuditFor(15)) === "pgaudit" ? "pgaudit" : "log-statement-all",
+    });
     assert.deepEqual(resultsOf(offline), onHost);
     // The same files, setting by setting, but for what only a host knows: its ports, paths and the master password's hash.
-    const hostOnly = /^(port|tls-port|db_port|ssl_(cert|key|ca)_file|unix_socket_directories|archive_command|data_dir|tls-(cert|key|ca-cert)-file|aclfile|pidfile|logfile|dir|admin_passwd)$/;
+    const hostOnly =
+      /^(port|tls-port|db_port|ssl_(cert|key|ca)_file|unix_socket_directories|archive_command|data_dir|tls-(cert|key|ca-cert)-file|aclfile|pidfile|logfile|dir|admin_passwd)$/;
     const comparable = (artifact: readonly TArtifactSubject[]) =>
       artifact.map(({ environment, artifacts }) => ({
         environment: environment.name,
         pgHba: artifacts.pgHba,
         ingress: artifacts.ingress,
-        ...Object.fromEntries((["postgresqlConf", "redisConf", "odooConf"] as const).map((kind) => [kind, Object.entries(artifacts[kind] ?? {}).filter(([key]) => !hostOnly.test(key))])),
+        ...Object.fromEntries(
+          (["postgresqlConf", "redisConf", "odooConf"] as const).map((kind) => [
+            kind,
+            Object.entries(artifacts[kind] ?? {}).filter(([key]) => !hostOnly.test(key)),
+          ]),
+        ),
       }));
     assert.deepEqual(comparable(offline), comparable((await runtime.runtime.observe(spec)).subjects.artifact));
     assert.deepEqual(offlineVerdict(spec).mandatoryViolations, []);
@@ -156,7 +215,10 @@ void describe("plan on real clusters: the change against the applied revision, d
     } finally {
       await admin.end();
     }
-    await appendFile(join(clusterDirectory(runtime.root, org, "shared"), "data", "postgresql.conf"), "work_mem = '1GB'\n");
+    await appendFile(
+      join(clusterDirectory(runtime.root, org, "shared"), "data", "postgresql.conf"),
+      "work_mem = '1GB'\n",
+    );
 
     const result = await plan(changed);
     assert.deepEqual(result.drift.map((item) => [item.environment, item.target, item.field, item.actual]).sort(), [
@@ -165,15 +227,26 @@ void describe("plan on real clusters: the change against the applied revision, d
       ["training", "postgres/shared", "postgresql.conf", "edited by hand"],
     ]);
     // The change is the same as without the hand edits: renders are compared, not the files on disk.
-    assert.deepEqual(result.artifacts.map((artifact) => `${artifact.target}/${artifact.file}`), ["environment/prod/odoo.conf", "postgres/dedicated-prod/postgresql.conf"]);
+    assert.deepEqual(
+      result.artifacts.map((artifact) => `${artifact.target}/${artifact.file}`),
+      ["environment/prod/odoo.conf", "postgres/dedicated-prod/postgresql.conf"],
+    );
     assert.ok(result.effects.some((effect) => effect.line === "restarts prod's PostgreSQL: max_connections"));
-    assert.match(formatRuntimePlan(result), /^Drift on the running systems against applied revision 1 \(apply corrects it\):\n {2}~ prod {2}postgres\/dedicated-prod {2}ALTER SYSTEM work_mem: overrides postgresql\.conf \(expected not set\)$/m);
+    assert.match(
+      formatRuntimePlan(result),
+      /^Drift on the running systems against applied revision 1 \(apply corrects it\):\n {2}~ prod {2}postgres\/dedicated-prod {2}ALTER SYSTEM work_mem: overrides postgresql\.conf \(expected not set\)$/m,
+    );
 
     const applied = await service.apply(ctx, { source: changed, fileName: "northwind-health.yaml" });
     assert.equal(applied.revisionId, 2);
     const actions = applied.runtime.map((action) => `${action.target}: ${action.action}`);
     assert.ok(actions.includes("postgres/dedicated-prod: restarted to apply max_connections"), actions.join("\n"));
-    assert.ok(actions.some((action) => action.startsWith("environment/prod: corrected role odoo_prod (role.connectionLimit: 109 → 125)")), actions.join("\n"));
+    assert.ok(
+      actions.some((action) =>
+        action.startsWith("environment/prod: corrected role odoo_prod (role.connectionLimit: 109 → 125)"),
+      ),
+      actions.join("\n"),
+    );
     const after = await plan(changed);
     assert.deepEqual([after.artifacts, after.effects, after.drift], [[], [], []]);
     assert.equal(after.appliedRevisionId, 2);

@@ -39,11 +39,16 @@ void describe("environment plan", () => {
     const plan = planEnvironments("northwind-health", "d", recorded, [changed]);
     const change = plan.changes.find((item) => item.name === prod.name);
     assert.ok(change?.action === "change");
-    assert.deepEqual(change.fields, [{ path: "odoo.workers", before: prod.odoo.workers, after: prod.odoo.workers + 2 }]);
+    assert.deepEqual(change.fields, [
+      { path: "odoo.workers", before: prod.odoo.workers, after: prod.odoo.workers + 2 },
+    ]);
     assert.notEqual(change.digest, change.previousDigest);
     assert.deepEqual(
       plan.changes.filter((item) => item.action === "remove").map((item) => item.name),
-      environments.slice(1).map((environment) => environment.name).sort(),
+      environments
+        .slice(1)
+        .map((environment) => environment.name)
+        .sort(),
     );
     assert.match(formatPlan(plan), new RegExp(`odoo.workers: ${prod.odoo.workers} → ${prod.odoo.workers + 2}`));
   });

@@ -16,7 +16,12 @@ export type TEnvironmentChange =
       readonly previousDigest: string;
       readonly fields: readonly TFieldChange[];
     }
-  | { readonly action: "remove"; readonly name: string; readonly previousDigest: string; readonly before: TEnvironmentSpec }
+  | {
+      readonly action: "remove";
+      readonly name: string;
+      readonly previousDigest: string;
+      readonly before: TEnvironmentSpec;
+    }
   | { readonly action: "unchanged"; readonly name: string };
 
 export type TPlan = {
@@ -46,15 +51,27 @@ export const planEnvironments = (
   const desiredNames = new Set(desired.map((environment) => environment.name));
   const changes: TEnvironmentChange[] = desired.map((environment) => {
     const current = recorded.get(environment.name);
-    if (current === undefined) return { action: "create", name: environment.name, digest: specDigest(environment), after: environment };
+    if (current === undefined)
+      return { action: "create", name: environment.name, digest: specDigest(environment), after: environment };
     const fields = diffFields(current, environment);
     if (fields.length === 0) return { action: "unchanged", name: environment.name };
-    return { action: "change", name: environment.name, digest: specDigest(environment), previousDigest: specDigest(current), fields };
+    return {
+      action: "change",
+      name: environment.name,
+      digest: specDigest(environment),
+      previousDigest: specDigest(current),
+      fields,
+    };
   });
   const removed = [...recorded.entries()]
     .filter(([name]) => !desiredNames.has(name))
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([name, before]): TEnvironmentChange => ({ action: "remove", name, previousDigest: specDigest(before), before }));
+    .map(([name, before]): TEnvironmentChange => ({
+      action: "remove",
+      name,
+      previousDigest: specDigest(before),
+      before,
+    }));
   return { organization, specDigest: organizationSpecDigest, changes: [...changes, ...removed] };
 };
 
@@ -67,7 +84,9 @@ export const formatPlan = (plan: TPlan): string => {
   const lines = plan.changes.flatMap((change): string[] => {
     switch (change.action) {
       case "create":
-        return [`+ create environment "${change.name}" (${change.after.tier}, ${change.after.dataClass}, ${change.after.hosting})`];
+        return [
+          `+ create environment "${change.name}" (${change.after.tier}, ${change.after.dataClass}, ${change.after.hosting})`,
+        ];
       case "change":
         return [
           `~ change environment "${change.name}"`,
@@ -79,7 +98,8 @@ export const formatPlan = (plan: TPlan): string => {
         return [`  unchanged environment "${change.name}"`];
     }
   });
-  const count = (action: TEnvironmentChange["action"]) => plan.changes.filter((change) => change.action === action).length;
+  const count = (action: TEnvironmentChange["action"]) =>
+    plan.changes.filter((change) => change.action === action).length;
   lines.push(
     `Plan for organization "${plan.organization}": ${count("create")} to create, ${count("change")} to change, ${count("remove")} to remove.`,
   );
@@ -106,7 +126,11 @@ export const formatRuntimePlan = (plan: TRuntimePlanSides): string => {
   const lines: string[] = [];
   if (plan.artifacts.length > 0) {
     lines.push("", `Rendered files that change (${revision} → this file):`);
-    for (const artifact of plan.artifacts) lines.push(`${ARTIFACT_MARK[artifact.change]} ${artifact.target}/${artifact.file}`, artifact.diff.replace(/\n$/, ""));
+    for (const artifact of plan.artifacts)
+      lines.push(
+        `${ARTIFACT_MARK[artifact.change]} ${artifact.target}/${artifact.file}`,
+        artifact.diff.replace(/\n$/, ""),
+      );
   }
   if (plan.effects.length > 0) {
     lines.push("", "Applying it:");
@@ -116,7 +140,8 @@ export const formatRuntimePlan = (plan: TRuntimePlanSides): string => {
   if (plan.drift.length === 0) lines.push(`No drift: the running systems match ${revision}.`);
   else {
     lines.push(`Drift on the running systems against ${revision} (apply corrects it):`);
-    for (const item of plan.drift) lines.push(`  ~ ${item.environment}  ${item.target}  ${item.field}: ${item.actual} (expected ${item.expected})`);
+    for (const item of plan.drift)
+      lines.push(`  ~ ${item.environment}  ${item.target}  ${item.field}: ${item.actual} (expected ${item.expected})`);
   }
   return lines.join("\n");
 };

@@ -31,15 +31,25 @@ void describe("environment service: documented policy exceptions", () => {
   void it("turns a mandatory failure into 'excepted' while the exception is active, audits it, and refuses once it expires", async () => {
     const harness = await createAuditHarness(testDatabaseFactories.pglite);
     try {
-      const service = environmentServiceFactory({ store: environmentStoreFactory(harness.db), policy: policyCheckerFactory({ now: () => NOW }), audit: harness.log });
+      const service = environmentServiceFactory({
+        store: environmentStoreFactory(harness.db),
+        policy: policyCheckerFactory({ now: () => NOW }),
+        audit: harness.log,
+      });
       const without = await sharedConfidentialProduction("");
-      await assert.rejects(service.plan(ctx, { source: without, fileName: "org.yaml" }), (error: unknown) => error instanceof PolicyViolation && /CH-ISO-001/.test(error.message + JSON.stringify(error.details)));
+      await assert.rejects(
+        service.plan(ctx, { source: without, fileName: "org.yaml" }),
+        (error: unknown) =>
+          error instanceof PolicyViolation && /CH-ISO-001/.test(error.message + JSON.stringify(error.details)),
+      );
 
       const withException = await sharedConfidentialProduction(exception("2027-03-31"));
       const applied = await service.apply(ctx, { source: withException, fileName: "org.yaml" });
       assert.ok(applied.revisionId !== null);
       const [posture] = await service.posture(ctx);
-      const result = posture?.report.results.find((item) => item.controlId === "CH-ISO-001" && item.environment === "prod");
+      const result = posture?.report.results.find(
+        (item) => item.controlId === "CH-ISO-001" && item.environment === "prod",
+      );
       assert.equal(result?.status, "excepted");
       assert.equal(result?.exception?.owner, "ciso@northwind-health.example");
       const recorded = await harness.log.list({ type: "policy.exception_recorded", limit: 10 });
@@ -51,10 +61,19 @@ void describe("environment service: documented policy exceptions", () => {
       // Dropping the exception from the spec is refused (the control fails again) and nothing is removed.
       await assert.rejects(service.apply(ctx, { source: without, fileName: "org.yaml" }), PolicyViolation);
       // An expired exception no longer applies.
-      await assert.rejects(service.plan(ctx, { source: await sharedConfidentialProduction(exception("2026-11-01")), fileName: "org.yaml" }), PolicyViolation);
+      await assert.rejects(
+        service.plan(ctx, {
+          source: await sharedConfidentialProduction(exception("2026-11-01")),
+          fileName: "org.yaml",
+        }),
+        PolicyViolation,
+      );
       // An exception for a control that does not exist is an error, not a silent no-op.
       await assert.rejects(
-        service.plan(ctx, { source: (await sharedConfidentialProduction(exception("2027-03-31"))).replace("CH-ISO-001", "CH-ISO-999"), fileName: "org.yaml" }),
+        service.plan(ctx, {
+          source: (await sharedConfidentialProduction(exception("2027-03-31"))).replace("CH-ISO-001", "CH-ISO-999"),
+          fileName: "org.yaml",
+        }),
         ValidationError,
       );
     } finally {

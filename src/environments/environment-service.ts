@@ -21,7 +21,10 @@ import type { TLocalRuntime } from "../runtime/local/local-runtime.js";
 import type { TRuntimeAction, TRuntimeChange, TRuntimeDrift } from "../runtime/local/runtime-types.js";
 
 /** What the service needs from a runtime; absent when carehost only records and checks (CAREHOST_RUNTIME=none). */
-export type TEnvironmentRuntime = Pick<TLocalRuntime, "kind" | "reconcile" | "observe" | "planChange" | "destroyEnvironment">;
+export type TEnvironmentRuntime = Pick<
+  TLocalRuntime,
+  "kind" | "reconcile" | "observe" | "planChange" | "destroyEnvironment"
+>;
 
 type TEnvironmentServiceDeps = {
   store: TEnvironmentStore;
@@ -49,7 +52,11 @@ export type TPlanWithDrift = TPlan & {
 
 export type TSpecSubmission = { readonly source: string; readonly fileName: string };
 
-export type TApplyResult = { readonly plan: TPlan; readonly revisionId: number | null; readonly runtime: readonly TRuntimeAction[] };
+export type TApplyResult = {
+  readonly plan: TPlan;
+  readonly revisionId: number | null;
+  readonly runtime: readonly TRuntimeAction[];
+};
 
 /** Parses a submitted spec; the server re-validates what the CLI already checked: the API is a trust boundary. */
 export function parseSpecSubmission(submission: TSpecSubmission): { spec: TOrganizationSpec; digest: string } {
@@ -70,7 +77,11 @@ export function parseSpecSubmission(submission: TSpecSubmission): { spec: TOrgan
 type TSpecException = TOrganizationSpec["policyExceptions"][number];
 
 /** An exception added, changed (recorded again) or dropped between two revisions is an audit event of its own. */
-function exceptionEvents(organization: string, before: readonly TSpecException[], after: readonly TSpecException[]): TAuditEvent[] {
+function exceptionEvents(
+  organization: string,
+  before: readonly TSpecException[],
+  after: readonly TSpecException[],
+): TAuditEvent[] {
   const key = (exception: TSpecException) => `${exception.controlId}/${exception.environment}`;
   // Canonical JSON: the recorded spec comes back from jsonb with its keys in another order.
   const previous = new Map(before.map((exception) => [key(exception), canonicalJson(exception)]));
@@ -82,24 +93,44 @@ function exceptionEvents(organization: string, before: readonly TSpecException[]
       type: "policy.exception_recorded",
       outcome: "success",
       target: `environment/${organization}/${exception.environment}`,
-      payload: { controlId: exception.controlId, environment: exception.environment, owner: exception.owner, reason: exception.reason, expires: exception.expires },
+      payload: {
+        controlId: exception.controlId,
+        environment: exception.environment,
+        owner: exception.owner,
+        reason: exception.reason,
+        expires: exception.expires,
+      },
     });
   }
   for (const exception of before) {
     if (current.has(key(exception))) continue;
-    events.push({ type: "policy.exception_removed", outcome: "success", target: `environment/${organization}/${exception.environment}`, payload: { controlId: exception.controlId, environment: exception.environment } });
+    events.push({
+      type: "policy.exception_removed",
+      outcome: "success",
+      target: `environment/${organization}/${exception.environment}`,
+      payload: { controlId: exception.controlId, environment: exception.environment },
+    });
   }
   return events;
 }
 
-export const environmentServiceFactory = ({ store, policy, audit, runtime, finalBackupDirectory = "final-backups", platform }: TEnvironmentServiceDeps) => {
+export const environmentServiceFactory = ({
+  store,
+  policy,
+  audit,
+  runtime,
+  finalBackupDirectory = "final-backups",
+  platform,
+}: TEnvironmentServiceDeps) => {
   /**
    * The running systems against what the applied revision renders, never against the file: a
    * change the file proposes is not drift, and a hand edit stays drift whatever the file says.
    */
   const driftOf = async (runtime: TEnvironmentRuntime, applied: TOrganizationSpec) => {
     const observation = await runtime.observe(applied);
-    return observation.environments.flatMap((environment) => environment.drift.map((item) => ({ environment: environment.environment, ...item })));
+    return observation.environments.flatMap((environment) =>
+      environment.drift.map((item) => ({ environment: environment.environment, ...item })),
+    );
   };
 
   const reconcile = async (ctx: TRequestContext, spec: TOrganizationSpec): Promise<TRuntimeAction[]> => {
@@ -112,7 +143,11 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
           type: "runtime.reconciled",
           outcome: "success",
           target: `organization/${organization}`,
-          payload: { organization, actionCount: actions.length, actions: actions.slice(0, 200).map((action) => `${action.target}: ${action.action}`.slice(0, 500)) },
+          payload: {
+            organization,
+            actionCount: actions.length,
+            actions: actions.slice(0, 200).map((action) => `${action.target}: ${action.action}`.slice(0, 500)),
+          },
         });
       }
       return actions;
@@ -128,7 +163,12 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
   };
   const planFor = async (spec: TOrganizationSpec, digest: string): Promise<TPlan> => {
     const recorded = await store.listEnvironments(spec.metadata.name);
-    return planEnvironments(spec.metadata.name, digest, new Map(recorded.map((row) => [row.name, row.spec])), spec.environments);
+    return planEnvironments(
+      spec.metadata.name,
+      digest,
+      new Map(recorded.map((row) => [row.name, row.spec])),
+      spec.environments,
+    );
   };
 
   return {
@@ -138,8 +178,12 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
       policy.assertSpecCompliant(spec);
       const plan = await planFor(spec, digest);
       const applied = await store.appliedRevision(spec.metadata.name);
-      if (runtime === undefined || applied === undefined) return { ...plan, appliedRevisionId: applied?.id ?? null, artifacts: [], effects: [], drift: [] };
-      const [change, drift] = await Promise.all([runtime.planChange(applied.spec, spec), driftOf(runtime, applied.spec)]);
+      if (runtime === undefined || applied === undefined)
+        return { ...plan, appliedRevisionId: applied?.id ?? null, artifacts: [], effects: [], drift: [] };
+      const [change, drift] = await Promise.all([
+        runtime.planChange(applied.spec, spec),
+        driftOf(runtime, applied.spec),
+      ]);
       return { ...plan, appliedRevisionId: applied.id, artifacts: change.artifacts, effects: change.effects, drift };
     },
 
@@ -177,11 +221,20 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
         throw new PolicyViolation(`refusing to apply: ${reason}`);
       }
       const recordedSpec = (await store.latestSpecs()).find((item) => item.metadata.name === organization);
-      const exceptionChanges = exceptionEvents(organization, recordedSpec?.policyExceptions ?? [], spec.policyExceptions);
+      const exceptionChanges = exceptionEvents(
+        organization,
+        recordedSpec?.policyExceptions ?? [],
+        spec.policyExceptions,
+      );
       // The organization's own settings (identity, repositories, defaults) are a change too: the
       // identity service enforces the recorded identity, so a tightened idle timeout must be recorded.
-      const organizationPart = ({ environments: _environments, policyExceptions: _exceptions, ...rest }: TOrganizationSpec) => canonicalJson(rest);
-      const organizationChanged = recordedSpec !== undefined && organizationPart(recordedSpec) !== organizationPart(spec);
+      const organizationPart = ({
+        environments: _environments,
+        policyExceptions: _exceptions,
+        ...rest
+      }: TOrganizationSpec) => canonicalJson(rest);
+      const organizationChanged =
+        recordedSpec !== undefined && organizationPart(recordedSpec) !== organizationPart(spec);
       if (!planHasChanges(plan) && exceptionChanges.length === 0 && !organizationChanged) {
         // Nothing declared changed, but the running systems may have drifted: apply corrects them.
         return { plan, revisionId: null, runtime: await reconcile(ctx, spec) };
@@ -196,7 +249,11 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
             type: "environment.final_backup",
             outcome: "success",
             target: `environment/${organization}/${name}`,
-            payload: { path: backup.path, bytes: backup.bytes, sha256Digest: backup.sha256 || "none: no database was provisioned" },
+            payload: {
+              path: backup.path,
+              bytes: backup.bytes,
+              sha256Digest: backup.sha256 || "none: no database was provisioned",
+            },
           });
         }
       }
@@ -206,16 +263,33 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
         specDigest,
       );
       // Appended together so they land in one audit batch, in this order.
-      const events: TAuditEvent[] = [{ type: "spec.applied", outcome: "success", target: `organization/${organization}`, payload: { digest, revisionId } }];
+      const events: TAuditEvent[] = [
+        {
+          type: "spec.applied",
+          outcome: "success",
+          target: `organization/${organization}`,
+          payload: { digest, revisionId },
+        },
+      ];
       for (const change of plan.changes) {
         const target = `environment/${organization}/${change.name}`;
         // Digests, not values: they pin exactly what changed without copying the spec into the log.
         if (change.action === "create") {
           events.push({ type: "environment.created", outcome: "success", target, payload: { digest: change.digest } });
         } else if (change.action === "change") {
-          events.push({ type: "environment.changed", outcome: "success", target, payload: { digest: change.digest, previousDigest: change.previousDigest } });
+          events.push({
+            type: "environment.changed",
+            outcome: "success",
+            target,
+            payload: { digest: change.digest, previousDigest: change.previousDigest },
+          });
         } else if (change.action === "remove") {
-          events.push({ type: "environment.removed", outcome: "success", target, payload: { previousDigest: change.previousDigest } });
+          events.push({
+            type: "environment.removed",
+            outcome: "success",
+            target,
+            payload: { previousDigest: change.previousDigest },
+          });
         }
       }
       events.push(...exceptionChanges);
@@ -250,7 +324,8 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
     },
 
     /** Re-applies one organization (after a secret rotation). */
-    reconcileOrganization: (ctx: TRequestContext, spec: TOrganizationSpec): Promise<TRuntimeAction[]> => reconcile(ctx, spec),
+    reconcileOrganization: (ctx: TRequestContext, spec: TOrganizationSpec): Promise<TRuntimeAction[]> =>
+      reconcile(ctx, spec),
 
     latestSpecs: () => store.latestSpecs(),
 
@@ -259,7 +334,12 @@ export const environmentServiceFactory = ({ store, policy, audit, runtime, final
       await authorize(ctx, "environment:read", audit);
       if (runtime === undefined) return [];
       const specs = await store.latestSpecs();
-      return Promise.all(specs.map(async (spec) => ({ organization: spec.metadata.name, environments: (await runtime.observe(spec)).environments })));
+      return Promise.all(
+        specs.map(async (spec) => ({
+          organization: spec.metadata.name,
+          environments: (await runtime.observe(spec)).environments,
+        })),
+      );
     },
 
     latestRevisions: async (ctx: TRequestContext) => {

@@ -51,7 +51,13 @@ export const environmentStoreFactory = (db: Pick<TSqlClient, "query" | "transact
   },
 
   latestRevisions: async (): Promise<TSpecRevision[]> => {
-    const { rows } = await db.query<{ id: number; org_name: string; digest: string; applied_by: string; applied_at: Date }>(
+    const { rows } = await db.query<{
+      id: number;
+      org_name: string;
+      digest: string;
+      applied_by: string;
+      applied_at: Date;
+    }>(
       `SELECT DISTINCT ON (org_name) id, org_name, digest, applied_by, applied_at
        FROM spec_revisions ORDER BY org_name, id DESC`,
     );
@@ -66,7 +72,10 @@ export const environmentStoreFactory = (db: Pick<TSqlClient, "query" | "transact
 
   /** The organization's newest applied revision with its spec: the side of a plan that the running systems are compared with. */
   appliedRevision: async (organization: string): Promise<{ id: number; spec: TOrganizationSpec } | undefined> => {
-    const { rows } = await db.query<{ id: number; spec: TOrganizationSpec }>("SELECT id, spec FROM spec_revisions WHERE org_name = $1 ORDER BY id DESC LIMIT 1", [organization]);
+    const { rows } = await db.query<{ id: number; spec: TOrganizationSpec }>(
+      "SELECT id, spec FROM spec_revisions WHERE org_name = $1 ORDER BY id DESC LIMIT 1",
+      [organization],
+    );
     return rows[0];
   },
 
@@ -80,7 +89,11 @@ export const environmentStoreFactory = (db: Pick<TSqlClient, "query" | "transact
               COALESCE((spec->'identity'->>'localUsersAllowed')::boolean, true) AS local_users
          FROM spec_revisions ORDER BY org_name, id DESC`,
     );
-    return rows.map((row) => ({ organization: row.organization, sessionIdleTimeoutMinutes: row.idle, localUsersAllowed: row.local_users }));
+    return rows.map((row) => ({
+      organization: row.organization,
+      sessionIdleTimeoutMinutes: row.idle,
+      localUsersAllowed: row.local_users,
+    }));
   },
 
   latestSpecs: async (): Promise<TOrganizationSpec[]> => {
@@ -112,7 +125,10 @@ export const environmentStoreFactory = (db: Pick<TSqlClient, "query" | "transact
         );
       }
       if (input.removed.length > 0) {
-        await tx.query(`DELETE FROM environments WHERE org_name = $1 AND name = ANY($2::text[])`, [organization, input.removed]);
+        await tx.query(`DELETE FROM environments WHERE org_name = $1 AND name = ANY($2::text[])`, [
+          organization,
+          input.removed,
+        ]);
       }
       return revisionId;
     }),

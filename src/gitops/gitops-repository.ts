@@ -62,17 +62,28 @@ export function assertRenderedPath(environment: string, path: string): void {
     path.startsWith("/") ||
     path.includes("\\") ||
     path.includes("\0") ||
-    segments.some((segment) => segment === "" || segment === "." || segment === ".." || segment.toLowerCase() === ".git");
-  if (bad) throw new TypeError(`environment ${JSON.stringify(environment)}: rendered path ${JSON.stringify(path)} is not a plain relative path`);
+    segments.some(
+      (segment) => segment === "" || segment === "." || segment === ".." || segment.toLowerCase() === ".git",
+    );
+  if (bad)
+    throw new TypeError(
+      `environment ${JSON.stringify(environment)}: rendered path ${JSON.stringify(path)} is not a plain relative path`,
+    );
 }
 
 function assertEnvironmentName(name: string): void {
-  if (!ENVIRONMENT_NAME.test(name)) throw new TypeError(`environment name ${JSON.stringify(name)} is not a DNS label of at most 40 characters`);
+  if (!ENVIRONMENT_NAME.test(name))
+    throw new TypeError(`environment name ${JSON.stringify(name)} is not a DNS label of at most 40 characters`);
 }
 
 const environmentOf = (repositoryPath: string): string => repositoryPath.split("/")[1] ?? "";
 
-export function gitopsCommitMessage(input: { organization: string; changedEnvironments: readonly string[]; specDigest: string; actor: string }): string {
+export function gitopsCommitMessage(input: {
+  organization: string;
+  changedEnvironments: readonly string[];
+  specDigest: string;
+  actor: string;
+}): string {
   const count = input.changedEnvironments.length;
   return [
     `carehost: apply ${input.organization} (${count} environment${count === 1 ? "" : "s"} changed)`,
@@ -89,7 +100,9 @@ export function gitopsCommitMessage(input: { organization: string; changedEnviro
 function unifiedDiff(path: string, gitOutput: string): string {
   const lines = gitOutput.split("\n");
   const firstHunk = lines.findIndex((line) => line.startsWith("@@"));
-  return [`--- a/${path}`, `+++ b/${path}`, ...lines.slice(firstHunk === -1 ? lines.length : firstHunk)].join("\n").replace(/\n*$/, "\n");
+  return [`--- a/${path}`, `+++ b/${path}`, ...lines.slice(firstHunk === -1 ? lines.length : firstHunk)]
+    .join("\n")
+    .replace(/\n*$/, "\n");
 }
 
 export const gitopsRepositoryFactory = ({ bareRepositoryPath, workDir, remote }: TGitopsRepositoryOptions) => {
@@ -102,28 +115,43 @@ export const gitopsRepositoryFactory = ({ bareRepositoryPath, workDir, remote }:
   };
 
   const bareHasBranch = async (): Promise<boolean> => {
-    const result = await runGit(["rev-parse", "--verify", "--quiet", `refs/heads/${GITOPS_BRANCH}`], { cwd: bareRepositoryPath, okExitCodes: [1] });
+    const result = await runGit(["rev-parse", "--verify", "--quiet", `refs/heads/${GITOPS_BRANCH}`], {
+      cwd: bareRepositoryPath,
+      okExitCodes: [1],
+    });
     return result.exitCode === 0;
   };
 
   const ensureUnserialised = async (): Promise<void> => {
     if (!existsSync(join(bareRepositoryPath, "HEAD"))) {
       await mkdir(bareRepositoryPath, { recursive: true });
-      await runGit(["init", "--quiet", "--bare", `--initial-branch=${GITOPS_BRANCH}`, bareRepositoryPath], { cwd: dirname(bareRepositoryPath) });
+      await runGit(["init", "--quiet", "--bare", `--initial-branch=${GITOPS_BRANCH}`, bareRepositoryPath], {
+        cwd: dirname(bareRepositoryPath),
+      });
     }
     if (!(await bareHasBranch())) {
       // An empty root commit, so that the first apply is a diff like every later one.
-      const emptyTree = (await runGit(["hash-object", "-t", "tree", "-w", "/dev/null"], { cwd: bareRepositoryPath })).stdout.trim();
-      const root = (await runGit(["commit-tree", emptyTree, "-m", "carehost: initialise GitOps repository"], { cwd: bareRepositoryPath })).stdout.trim();
+      const emptyTree = (
+        await runGit(["hash-object", "-t", "tree", "-w", "/dev/null"], { cwd: bareRepositoryPath })
+      ).stdout.trim();
+      const root = (
+        await runGit(["commit-tree", emptyTree, "-m", "carehost: initialise GitOps repository"], {
+          cwd: bareRepositoryPath,
+        })
+      ).stdout.trim();
       await runGit(["update-ref", `refs/heads/${GITOPS_BRANCH}`, root, ""], { cwd: bareRepositoryPath });
     }
     if (!existsSync(join(workDir, ".git"))) {
       await rm(workDir, { recursive: true, force: true });
       await mkdir(dirname(workDir), { recursive: true });
-      await runGit(["clone", "--quiet", "--branch", GITOPS_BRANCH, bareRepositoryPath, workDir], { cwd: dirname(workDir) });
+      await runGit(["clone", "--quiet", "--branch", GITOPS_BRANCH, bareRepositoryPath, workDir], {
+        cwd: dirname(workDir),
+      });
     }
     // Start from exactly what the bare repository holds, whatever an earlier failed call left.
-    await runGit(["fetch", "--quiet", "origin", `+refs/heads/${GITOPS_BRANCH}:refs/remotes/origin/${GITOPS_BRANCH}`], { cwd: workDir });
+    await runGit(["fetch", "--quiet", "origin", `+refs/heads/${GITOPS_BRANCH}:refs/remotes/origin/${GITOPS_BRANCH}`], {
+      cwd: workDir,
+    });
     await runGit(["checkout", "--quiet", "-B", GITOPS_BRANCH, `origin/${GITOPS_BRANCH}`], { cwd: workDir });
     await runGit(["reset", "--quiet", "--hard", `origin/${GITOPS_BRANCH}`], { cwd: workDir });
     await runGit(["clean", "--quiet", "-fdx"], { cwd: workDir });
@@ -135,7 +163,10 @@ export const gitopsRepositoryFactory = ({ bareRepositoryPath, workDir, remote }:
       const seen = new Set<string>();
       for (const file of rendered) {
         assertRenderedPath(environment, file.path);
-        if (seen.has(file.path)) throw new TypeError(`environment ${JSON.stringify(environment)}: rendered path ${JSON.stringify(file.path)} appears twice`);
+        if (seen.has(file.path))
+          throw new TypeError(
+            `environment ${JSON.stringify(environment)}: rendered path ${JSON.stringify(file.path)} appears twice`,
+          );
         seen.add(file.path);
       }
     }
@@ -143,7 +174,10 @@ export const gitopsRepositoryFactory = ({ bareRepositoryPath, workDir, remote }:
 
   /** Files of main under environments/<env>/, as repository paths. */
   const committedPaths = async (environment: string): Promise<string[]> => {
-    const listing = await runGit(["ls-tree", "-r", "-z", "--name-only", GITOPS_BRANCH, "--", `${ENVIRONMENTS_DIR}/${environment}/`], { cwd: bareRepositoryPath });
+    const listing = await runGit(
+      ["ls-tree", "-r", "-z", "--name-only", GITOPS_BRANCH, "--", `${ENVIRONMENTS_DIR}/${environment}/`],
+      { cwd: bareRepositoryPath },
+    );
     return listing.stdout.split("\0").filter((path) => path !== "");
   };
 
@@ -156,16 +190,27 @@ export const gitopsRepositoryFactory = ({ bareRepositoryPath, workDir, remote }:
 
     /** Environment directories on main (after ensure). */
     committedEnvironments: async (): Promise<string[]> => {
-      const listing = await runGit(["ls-tree", "-z", "--name-only", GITOPS_BRANCH, "--", `${ENVIRONMENTS_DIR}/`], { cwd: bareRepositoryPath });
-      return listing.stdout.split("\0").filter((path) => path !== "").map((path) => path.slice(ENVIRONMENTS_DIR.length + 1)).sort();
+      const listing = await runGit(["ls-tree", "-z", "--name-only", GITOPS_BRANCH, "--", `${ENVIRONMENTS_DIR}/`], {
+        cwd: bareRepositoryPath,
+      });
+      return listing.stdout
+        .split("\0")
+        .filter((path) => path !== "")
+        .map((path) => path.slice(ENVIRONMENTS_DIR.length + 1))
+        .sort();
     },
 
     commitEnvironments: (input: TCommitEnvironmentsInput): Promise<TCommitResult> =>
       serialised(async () => {
         validateFiles(input.files);
-        if (!SPEC_DIGEST.test(input.specDigest)) throw new TypeError(`specDigest ${JSON.stringify(input.specDigest)} is not a SHA-256 in hex`);
-        if (!/^[^\n\r]{1,200}$/.test(input.actor)) throw new TypeError(`actor ${JSON.stringify(input.actor)} is not a single line`);
-        const author = input.author ?? { name: input.actor, email: `${input.actor.replace(/[^A-Za-z0-9._-]/g, "_")}@carehost.invalid` };
+        if (!SPEC_DIGEST.test(input.specDigest))
+          throw new TypeError(`specDigest ${JSON.stringify(input.specDigest)} is not a SHA-256 in hex`);
+        if (!/^[^\n\r]{1,200}$/.test(input.actor))
+          throw new TypeError(`actor ${JSON.stringify(input.actor)} is not a single line`);
+        const author = input.author ?? {
+          name: input.actor,
+          email: `${input.actor.replace(/[^A-Za-z0-9._-]/g, "_")}@carehost.invalid`,
+        };
         assertIdentity(author, "author");
         await ensureUnserialised();
 
@@ -182,24 +227,36 @@ export const gitopsRepositoryFactory = ({ bareRepositoryPath, workDir, remote }:
           await runGit(["add", "--all", "--", `${ENVIRONMENTS_DIR}/${environment}`], { cwd: workDir });
         }
         const staged = await runGit(["diff", "--cached", "--name-only", "-z"], { cwd: workDir });
-        const changedPaths = staged.stdout.split("\0").filter((path) => path !== "").sort();
+        const changedPaths = staged.stdout
+          .split("\0")
+          .filter((path) => path !== "")
+          .sort();
         if (changedPaths.length === 0) return { commit: null, changedPaths: [] };
 
         const changedEnvironments = [...new Set(changedPaths.map(environmentOf))].sort();
-        const message = gitopsCommitMessage({ organization: input.organization, changedEnvironments, specDigest: input.specDigest, actor: input.actor });
+        const message = gitopsCommitMessage({
+          organization: input.organization,
+          changedEnvironments,
+          specDigest: input.specDigest,
+          actor: input.actor,
+        });
         await runGit(["commit", "--quiet", "--no-verify", "-m", message], { cwd: workDir, author });
         const commit = (await runGit(["rev-parse", "HEAD"], { cwd: workDir })).stdout.trim();
         // The bare repository fetches from the clone rather than the clone pushing to it: a push
         // runs receive-pack in the bare repository with its own config and hooks, a fetch runs in
         // this process's hardened git. Fast-forward only: a hand edit pushed meanwhile makes this
         // fail rather than be overwritten silently; the next call starts from it.
-        await runGit(["fetch", "--quiet", workDir, `refs/heads/${GITOPS_BRANCH}:refs/heads/${GITOPS_BRANCH}`], { cwd: bareRepositoryPath });
+        await runGit(["fetch", "--quiet", workDir, `refs/heads/${GITOPS_BRANCH}:refs/heads/${GITOPS_BRANCH}`], {
+          cwd: bareRepositoryPath,
+        });
         if (remote !== undefined) {
           try {
             await runGit(["push", "--quiet", remote, `HEAD:refs/heads/${GITOPS_BRANCH}`], { cwd: workDir });
           } catch (error) {
             const reason = error instanceof GitCommandError ? error.stderr.trim() : String(error);
-            throw new Error(`committed ${commit} locally, but pushing to the remote failed: ${reason}`, { cause: error });
+            throw new Error(`committed ${commit} locally, but pushing to the remote failed: ${reason}`, {
+              cause: error,
+            });
           }
         }
         return { commit, changedPaths };
@@ -214,7 +271,12 @@ export const gitopsRepositoryFactory = ({ bareRepositoryPath, workDir, remote }:
         const scratch = await mkdtemp(join(tmpdir(), "carehost-gitops-diff-"));
         try {
           for (const environment of [...files.keys()].sort()) {
-            const rendered = new Map((files.get(environment) ?? []).map((file) => [`${ENVIRONMENTS_DIR}/${environment}/${file.path}`, file.content]));
+            const rendered = new Map(
+              (files.get(environment) ?? []).map((file) => [
+                `${ENVIRONMENTS_DIR}/${environment}/${file.path}`,
+                file.content,
+              ]),
+            );
             const committed = new Set(await committedPaths(environment));
             for (const [path, content] of rendered) {
               if (!committed.has(path)) {
@@ -227,7 +289,10 @@ export const gitopsRepositoryFactory = ({ bareRepositoryPath, workDir, remote }:
               const after = join(scratch, "after");
               await writeFile(before, current);
               await writeFile(after, content);
-              const text = await runGit(["diff", "--no-index", "--no-color", "--unified=3", "--", before, after], { cwd: scratch, okExitCodes: [1] });
+              const text = await runGit(["diff", "--no-index", "--no-color", "--unified=3", "--", before, after], {
+                cwd: scratch,
+                okExitCodes: [1],
+              });
               changes.push({ path, change: "changed", diff: unifiedDiff(path, text.stdout) });
             }
             for (const path of committed) if (!rendered.has(path)) changes.push({ path, change: "removed" });

@@ -26,7 +26,12 @@ type TGitopsServiceDeps = {
 };
 
 export type TGitopsPlan = TDiffResult & { readonly organization: string; readonly target: TRenderTarget };
-export type TGitopsApply = { readonly organization: string; readonly target: TRenderTarget; readonly commit: string | null; readonly changedPaths: readonly string[] };
+export type TGitopsApply = {
+  readonly organization: string;
+  readonly target: TRenderTarget;
+  readonly commit: string | null;
+  readonly changedPaths: readonly string[];
+};
 
 const renderAll = (renderer: TEnvironmentRenderer, spec: TOrganizationSpec): Map<string, readonly TRenderedFile[]> =>
   new Map(spec.environments.map((environment) => [environment.name, renderer(spec, environment.name)]));
@@ -36,10 +41,17 @@ const manifestObjectsOf = (files: readonly TRenderedFile[]): TManifestObject[] =
   files
     .filter((file) => file.path.endsWith(".yaml"))
     .flatMap((file) => parseAllDocuments(file.content).map((document) => document.toJS() as unknown))
-    .filter((object): object is TManifestObject => typeof object === "object" && object !== null && "apiVersion" in object && "kind" in object);
+    .filter(
+      (object): object is TManifestObject =>
+        typeof object === "object" && object !== null && "apiVersion" in object && "kind" in object,
+    );
 
 /** The spec's controls, then the manifest controls over every environment that renders Kubernetes objects. */
-const renderChecked = (renderer: TEnvironmentRenderer, spec: TOrganizationSpec, policy: TGitopsServiceDeps["policy"]) => {
+const renderChecked = (
+  renderer: TEnvironmentRenderer,
+  spec: TOrganizationSpec,
+  policy: TGitopsServiceDeps["policy"],
+) => {
   policy.assertSpecCompliant(spec);
   let files: Map<string, readonly TRenderedFile[]>;
   try {
@@ -67,7 +79,11 @@ export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }
     return { organization: spec.metadata.name, target, ...diff };
   },
 
-  apply: async (ctx: TRequestContext, submission: TSpecSubmission & { readonly confirmDestroy?: readonly string[] }, target: TRenderTarget): Promise<TGitopsApply> => {
+  apply: async (
+    ctx: TRequestContext,
+    submission: TSpecSubmission & { readonly confirmDestroy?: readonly string[] },
+    target: TRenderTarget,
+  ): Promise<TGitopsApply> => {
     await authorize(ctx, "spec:apply", audit);
     const { spec, digest } = parseSpecSubmission(submission);
     const organization = spec.metadata.name;
@@ -80,17 +96,33 @@ export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }
     const unconfirmed = stale.filter((name) => !(submission.confirmDestroy ?? []).includes(name));
     if (unconfirmed.length > 0) {
       const reason = `removing ${unconfirmed.map((name) => `"${name}"`).join(", ")} from the GitOps repository deletes its namespace and volumes; confirm with --confirm-destroy ${unconfirmed.join(" --confirm-destroy ")}`;
-      await audit.append(ctx, { type: "spec.apply_denied", outcome: "denied", target: `organization/${organization}`, payload: { digest, reason: reason.slice(0, 500) } });
+      await audit.append(ctx, {
+        type: "spec.apply_denied",
+        outcome: "denied",
+        target: `organization/${organization}`,
+        payload: { digest, reason: reason.slice(0, 500) },
+      });
       throw new PolicyViolation(`refusing to apply: ${reason}`);
     }
     for (const name of stale) files.set(name, []);
-    const result = await repository.commitEnvironments({ files, organization, specDigest: digest, actor: actorName(ctx.actor) });
+    const result = await repository.commitEnvironments({
+      files,
+      organization,
+      specDigest: digest,
+      actor: actorName(ctx.actor),
+    });
     if (result.commit !== null) {
       await audit.append(ctx, {
         type: "gitops.committed",
         outcome: "success",
         target: `organization/${organization}`,
-        payload: { organization, target, commit: result.commit, changedPathCount: result.changedPaths.length, specDigest: digest },
+        payload: {
+          organization,
+          target,
+          commit: result.commit,
+          changedPathCount: result.changedPaths.length,
+          specDigest: digest,
+        },
       });
     }
     return { organization, target, commit: result.commit, changedPaths: result.changedPaths };

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ValidationError } from "../lib/errors.js";
-import { checkPasswordPolicy, generatePassword, hashPassword, passwordHashIsOutdated, verifyPassword } from "./identity-passwords.js";
+import {
+  checkPasswordPolicy,
+  generatePassword,
+  hashPassword,
+  passwordHashIsOutdated,
+  verifyPassword,
+} from "./identity-passwords.js";
 import { mintToken, parseToken, secretMatches, shouldRecordUse, tokenRejection } from "./identity-tokens.js";
 
 describe("identity passwords", () => {
@@ -43,7 +49,14 @@ describe("identity tokens", () => {
 
   it("rejects malformed tokens and wrong secrets", () => {
     const minted = mintToken();
-    for (const bad of [undefined, "", "chp_", minted.token.slice(0, -1), minted.token.replace("chp_", "ghp_"), `${minted.token}x`]) {
+    for (const bad of [
+      undefined,
+      "",
+      "chp_",
+      minted.token.slice(0, -1),
+      minted.token.replace("chp_", "ghp_"),
+      `${minted.token}x`,
+    ]) {
       assert.equal(parseToken(bad), undefined, String(bad));
     }
     const other = parseToken(mintToken().token)!;
@@ -53,15 +66,31 @@ describe("identity tokens", () => {
   it("ends sessions on expiry, idleness, revocation and a disabled user", () => {
     const limits = { absoluteHours: 12, idleMinutes: 30 };
     const createdAt = new Date("2030-01-01T00:00:00Z");
-    const base = { kind: "session" as const, createdAt, expiresAt: new Date("2030-01-01T12:00:00Z"), lastUsedAt: null, revokedAt: null, userDisabledAt: null };
+    const base = {
+      kind: "session" as const,
+      createdAt,
+      expiresAt: new Date("2030-01-01T12:00:00Z"),
+      lastUsedAt: null,
+      revokedAt: null,
+      userDisabledAt: null,
+    };
     const at = (iso: string) => new Date(iso);
     assert.equal(tokenRejection(base, at("2030-01-01T00:29:00Z"), limits), undefined);
     assert.equal(tokenRejection(base, at("2030-01-01T00:31:00Z"), limits), "idle");
-    assert.equal(tokenRejection({ ...base, lastUsedAt: at("2030-01-01T11:50:00Z") }, at("2030-01-01T12:00:00Z"), limits), "expired");
+    assert.equal(
+      tokenRejection({ ...base, lastUsedAt: at("2030-01-01T11:50:00Z") }, at("2030-01-01T12:00:00Z"), limits),
+      "expired",
+    );
     assert.equal(tokenRejection({ ...base, revokedAt: createdAt }, at("2030-01-01T00:01:00Z"), limits), "revoked");
-    assert.equal(tokenRejection({ ...base, userDisabledAt: createdAt }, at("2030-01-01T00:01:00Z"), limits), "user disabled");
+    assert.equal(
+      tokenRejection({ ...base, userDisabledAt: createdAt }, at("2030-01-01T00:01:00Z"), limits),
+      "user disabled",
+    );
     // API tokens have no idle timeout and may have no expiry at all.
-    assert.equal(tokenRejection({ ...base, kind: "api", expiresAt: null }, at("2031-01-01T00:00:00Z"), limits), undefined);
+    assert.equal(
+      tokenRejection({ ...base, kind: "api", expiresAt: null }, at("2031-01-01T00:00:00Z"), limits),
+      undefined,
+    );
   });
 
   it("records use at most once a minute", () => {

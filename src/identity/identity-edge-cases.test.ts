@@ -7,7 +7,15 @@ import { after, before, describe, it } from "node:test";
 import { forEachStoreKind, type TTestDatabase } from "../../test/test-databases.js";
 import { pendingEntryOf } from "../audit/audit-entry.js";
 import type { TAuditEvent } from "../audit/audit-types.js";
-import { ConflictError, type DomainError, ForbiddenError, NotFoundError, RateLimitedError, UnauthenticatedError, ValidationError } from "../lib/errors.js";
+import {
+  ConflictError,
+  type DomainError,
+  ForbiddenError,
+  NotFoundError,
+  RateLimitedError,
+  UnauthenticatedError,
+  ValidationError,
+} from "../lib/errors.js";
 import { roles, systemContext, type TActor, type TRequestContext, type TRole } from "../lib/request-context.js";
 import type { TSqlClient } from "../store/store-types.js";
 import { authorize, can, type Permission } from "./identity-permissions.js";
@@ -35,7 +43,10 @@ const recordingAudit = () => {
       }
     },
     ofType: <K extends TAuditEvent["type"]>(type: K) =>
-      events.filter((recorded): recorded is { ctx: TRequestContext; event: Extract<TAuditEvent, { type: K }> } => recorded.event.type === type),
+      events.filter(
+        (recorded): recorded is { ctx: TRequestContext; event: Extract<TAuditEvent, { type: K }> } =>
+          recorded.event.type === type,
+      ),
   };
 };
 
@@ -48,7 +59,11 @@ const seconds = (count: number) => count * 1000;
 const minutes = (count: number) => count * 60_000;
 const admin = systemContext("test", "req-admin");
 const meta = { requestId: "req-auth", sourceAddress: "192.0.2.1" };
-const from = (sourceAddress: string): TRequestContext => ({ actor: { kind: "anonymous" }, requestId: "req-login", sourceAddress });
+const from = (sourceAddress: string): TRequestContext => ({
+  actor: { kind: "anonymous" },
+  requestId: "req-login",
+  sourceAddress,
+});
 
 /** Expects a rejection of `type` and hands it back for further checks. */
 const refusal = async <T extends Error>(promise: Promise<unknown>, type: new (...args: never[]) => T): Promise<T> => {
@@ -84,7 +99,13 @@ forEachStoreKind((kind, createDatabase) => {
       await database.dispose();
     });
 
-    const setup = (options: { loginLimits?: Partial<TLoginLimits>; sessionLimits?: Partial<TSessionLimits>; client?: TSqlClient } = {}) => {
+    const setup = (
+      options: {
+        loginLimits?: Partial<TLoginLimits>;
+        sessionLimits?: Partial<TSessionLimits>;
+        client?: TSqlClient;
+      } = {},
+    ) => {
       const audit = recordingAudit();
       const clock = manualClock();
       const service = identityServiceFactory({ db: options.client ?? db, audit, now: clock.now, ...options });
@@ -113,7 +134,10 @@ forEachStoreKind((kind, createDatabase) => {
 
     it("bootstrap: refuses a bad CLI token name before creating admin (its password would be lost)", async () => {
       const { service, audit, track, done } = setup();
-      const error = await refusal(track(service.bootstrapAdmin(admin, { cliTokenName: "local cli!" })), ValidationError);
+      const error = await refusal(
+        track(service.bootstrapAdmin(admin, { cliTokenName: "local cli!" })),
+        ValidationError,
+      );
       assert.deepEqual(fieldsOf(error), ["name"]);
       const { rows } = await db.query("SELECT 1 FROM users UNION ALL SELECT 1 FROM identity_bootstrap");
       assert.equal(rows.length, 0);
@@ -137,10 +161,21 @@ forEachStoreKind((kind, createDatabase) => {
       assert.deepEqual(await service.bootstrapAdmin(admin, { cliTokenName: "local-cli" }), { created: false });
 
       const cli = await service.authenticate(first.cliToken.token, meta);
-      assert.deepEqual(cli.actor, { kind: "user", userId: cli.actor.kind === "user" ? cli.actor.userId : "", username: "admin", role: "platform-admin", tokenId: first.cliToken.id });
+      assert.deepEqual(cli.actor, {
+        kind: "user",
+        userId: cli.actor.kind === "user" ? cli.actor.userId : "",
+        username: "admin",
+        role: "platform-admin",
+        tokenId: first.cliToken.id,
+      });
 
-      const users = await db.query<{ username: string; role: string; password_hash: string }>("SELECT username, role, password_hash FROM users");
-      assert.deepEqual(users.rows.map((row) => [row.username, row.role]), [["admin", "platform-admin"]]);
+      const users = await db.query<{ username: string; role: string; password_hash: string }>(
+        "SELECT username, role, password_hash FROM users",
+      );
+      assert.deepEqual(
+        users.rows.map((row) => [row.username, row.role]),
+        [["admin", "platform-admin"]],
+      );
       assert.ok(users.rows[0]!.password_hash.startsWith("$argon2id$"));
       for (const table of ["users", "auth_tokens", "identity_bootstrap", "login_attempts"]) {
         const dump = JSON.stringify((await db.query(`SELECT * FROM ${table}`)).rows);
@@ -173,12 +208,17 @@ forEachStoreKind((kind, createDatabase) => {
       ];
       const messages = new Set<string>();
       for (const [username, guess, _reason] of attempts) {
-        const error = await refusal(track(service.login(from("198.51.100.20"), { username, password: guess })), UnauthenticatedError);
+        const error = await refusal(
+          track(service.login(from("198.51.100.20"), { username, password: guess })),
+          UnauthenticatedError,
+        );
         messages.add(error.message);
       }
       assert.deepEqual([...messages], ["invalid username or password"]);
       assert.deepEqual(
-        audit.ofType("auth.login.failed").map(({ ctx, event }) => [ctx.actor.kind, event.outcome, event.target, event.payload]),
+        audit
+          .ofType("auth.login.failed")
+          .map(({ ctx, event }) => [ctx.actor.kind, event.outcome, event.target, event.payload]),
         attempts.map(([username, , reason]) => {
           const shown = username === typedIntoUsername ? "(invalid username)" : username;
           return ["anonymous", "failure", `user:${shown}`, { username: shown, reason }];
@@ -189,7 +229,10 @@ forEachStoreKind((kind, createDatabase) => {
       assert.equal(ok.user.username, "lena");
       assert.ok(!("passwordHash" in ok.user));
       const [succeeded] = audit.ofType("auth.login.succeeded");
-      assert.equal(succeeded?.ctx.actor.kind === "user" && succeeded.ctx.actor.tokenId, succeeded?.event.payload.sessionId);
+      assert.equal(
+        succeeded?.ctx.actor.kind === "user" && succeeded.ctx.actor.tokenId,
+        succeeded?.event.payload.sessionId,
+      );
       const authenticated = await service.authenticate(`Bearer ${ok.token}`, meta);
       assert.equal(authenticated.actor.kind === "user" && authenticated.actor.username, "lena");
       assertAccepted(audit);
@@ -197,19 +240,28 @@ forEachStoreKind((kind, createDatabase) => {
     });
 
     it("rate limit per username: refuses even the right password, audits it, and lifts after the window", async () => {
-      const { service, audit, clock, track, newUser, done } = setup({ loginLimits: { perUsername: 2, perSourceAddress: 50, windowSeconds: 60 } });
+      const { service, audit, clock, track, newUser, done } = setup({
+        loginLimits: { perUsername: 2, perSourceAddress: 50, windowSeconds: 60 },
+      });
       const password = await newUser("rosa", "viewer");
       for (const address of ["198.51.100.30", "198.51.100.31"]) {
-        await refusal(track(service.login(from(address), { username: "rosa", password: "rosa guessed wrong" })), UnauthenticatedError);
+        await refusal(
+          track(service.login(from(address), { username: "rosa", password: "rosa guessed wrong" })),
+          UnauthenticatedError,
+        );
         clock.advance(seconds(10));
       }
       // The limit is on the account, whichever address asks next.
-      const limited = await refusal(track(service.login(from("198.51.100.32"), { username: "Rosa", password })), RateLimitedError);
+      const limited = await refusal(
+        track(service.login(from("198.51.100.32"), { username: "Rosa", password })),
+        RateLimitedError,
+      );
       assert.ok(limited.retryAfterSeconds > 0 && limited.retryAfterSeconds <= 60);
       assert.equal(limited.retryAfterSeconds, 40);
-      assert.deepEqual(audit.ofType("auth.login.rate_limited").map(({ event }) => [event.outcome, event.target, event.payload]), [
-        ["denied", "user:rosa", { username: "rosa", scope: "username", retryAfterSeconds: 40 }],
-      ]);
+      assert.deepEqual(
+        audit.ofType("auth.login.rate_limited").map(({ event }) => [event.outcome, event.target, event.payload]),
+        [["denied", "user:rosa", { username: "rosa", scope: "username", retryAfterSeconds: 40 }]],
+      );
       // Refused attempts do not extend the window.
       clock.advance(seconds(39));
       await refusal(track(service.login(from("198.51.100.32"), { username: "rosa", password })), RateLimitedError);
@@ -221,16 +273,25 @@ forEachStoreKind((kind, createDatabase) => {
     });
 
     it("rate limit per source address: guesses across usernames, other addresses unaffected", async () => {
-      const { service, audit, clock, track, newUser, done } = setup({ loginLimits: { perUsername: 50, perSourceAddress: 3, windowSeconds: 120 } });
+      const { service, audit, clock, track, newUser, done } = setup({
+        loginLimits: { perUsername: 50, perSourceAddress: 3, windowSeconds: 120 },
+      });
       const password = await newUser("sven", "viewer");
       for (const username of ["sara", "sam", "sid"]) {
-        await refusal(track(service.login(from("203.0.113.66"), { username, password: "spray password 1" })), UnauthenticatedError);
+        await refusal(
+          track(service.login(from("203.0.113.66"), { username, password: "spray password 1" })),
+          UnauthenticatedError,
+        );
       }
-      const limited = await refusal(track(service.login(from("203.0.113.66"), { username: "sven", password })), RateLimitedError);
+      const limited = await refusal(
+        track(service.login(from("203.0.113.66"), { username: "sven", password })),
+        RateLimitedError,
+      );
       assert.equal(limited.retryAfterSeconds, 120);
-      assert.deepEqual(audit.ofType("auth.login.rate_limited").map(({ event }) => event.payload), [
-        { username: "sven", scope: "source", retryAfterSeconds: 120 },
-      ]);
+      assert.deepEqual(
+        audit.ofType("auth.login.rate_limited").map(({ event }) => event.payload),
+        [{ username: "sven", scope: "source", retryAfterSeconds: 120 }],
+      );
       secrets.push((await service.login(from("203.0.113.67"), { username: "sven", password })).token);
       clock.advance(seconds(120));
       secrets.push((await service.login(from("203.0.113.66"), { username: "sven", password })).token);
@@ -239,7 +300,9 @@ forEachStoreKind((kind, createDatabase) => {
     });
 
     it("sessions: idle timeout, absolute expiry, logout; listTokens shows only sessions that still work", async () => {
-      const { service, audit, clock, track, signIn, done } = setup({ sessionLimits: { absoluteHours: 1, idleMinutes: 10 } });
+      const { service, audit, clock, track, signIn, done } = setup({
+        sessionLimits: { absoluteHours: 1, idleMinutes: 10 },
+      });
       const { password, session: busy, ctx } = await signIn("tess", "operator");
       const idle = await service.login(from("198.51.100.1"), { username: "tess", password });
       const leaving = await service.login(from("198.51.100.1"), { username: "tess", password });
@@ -248,14 +311,18 @@ forEachStoreKind((kind, createDatabase) => {
 
       await service.logout(await service.authenticate(leaving.token, meta));
       await refusal(track(service.authenticate(leaving.token, meta)), UnauthenticatedError);
-      assert.deepEqual(audit.ofType("auth.logout").map(({ event }) => event.payload), [
-        { username: "tess", sessionId: idOf(leaving.token) },
-      ]);
+      assert.deepEqual(
+        audit.ofType("auth.logout").map(({ event }) => event.payload),
+        [{ username: "tess", sessionId: idOf(leaving.token) }],
+      );
 
       clock.advance(minutes(9));
       await service.authenticate(busy.token, meta);
       clock.advance(minutes(2)); // idle has been unused for 11 minutes, busy for 2
-      assert.deepEqual((await service.listTokens(ctx)).map((token) => token.id), [idOf(busy.token)]);
+      assert.deepEqual(
+        (await service.listTokens(ctx)).map((token) => token.id),
+        [idOf(busy.token)],
+      );
       await service.authenticate(busy.token, meta);
       await refusal(track(service.authenticate(idle.token, meta)), UnauthenticatedError);
       for (let step = 0; step < 5; step += 1) {
@@ -307,15 +374,28 @@ forEachStoreKind((kind, createDatabase) => {
       await refusal(track(service.createToken(ctx, { name: "evidence export" })), ConflictError);
 
       const listed = await service.listTokens(ctx);
-      assert.deepEqual(listed.map((token) => [token.kind, token.name, token.username]), [
-        ["session", null, "vera"],
-        ["api", "evidence export", "vera"],
-        ["api", "daily", "vera"],
-      ]);
-      for (const token of listed) assert.deepEqual(Object.keys(token).sort(), ["createdAt", "expiresAt", "id", "kind", "lastUsedAt", "name", "username"]);
+      assert.deepEqual(
+        listed.map((token) => [token.kind, token.name, token.username]),
+        [
+          ["session", null, "vera"],
+          ["api", "evidence export", "vera"],
+          ["api", "daily", "vera"],
+        ],
+      );
+      for (const token of listed)
+        assert.deepEqual(Object.keys(token).sort(), [
+          "createdAt",
+          "expiresAt",
+          "id",
+          "kind",
+          "lastUsedAt",
+          "name",
+          "username",
+        ]);
       const { rows: hashes } = await db.query<{ secret_sha256: string }>("SELECT secret_sha256 FROM auth_tokens");
       const serialized = JSON.stringify(listed);
-      for (const secret of [session.token, forever.token, daily.token]) assert.ok(!serialized.includes(secretOf(secret)));
+      for (const secret of [session.token, forever.token, daily.token])
+        assert.ok(!serialized.includes(secretOf(secret)));
       for (const { secret_sha256: hash } of hashes) assert.ok(!serialized.includes(hash));
 
       // One changed character anywhere in the secret is refused, and recorded against the real token.
@@ -325,7 +405,10 @@ forEachStoreKind((kind, createDatabase) => {
         const tampered = `chp_${forever.id}_${secret.slice(0, position)}${swapped}${secret.slice(position + 1)}`;
         await refusal(track(service.authenticate(tampered, meta)), UnauthenticatedError);
       }
-      assert.equal(audit.ofType("auth.token_rejected").filter(({ event }) => event.payload.reason === "wrong secret").length, 3);
+      assert.equal(
+        audit.ofType("auth.token_rejected").filter(({ event }) => event.payload.reason === "wrong secret").length,
+        3,
+      );
 
       const viaToken = await service.authenticate(forever.token, meta);
       assert.equal(viaToken.actor.kind === "user" && viaToken.actor.tokenId, forever.id);
@@ -341,9 +424,10 @@ forEachStoreKind((kind, createDatabase) => {
       clock.advance(1);
       await refusal(track(service.authenticate(daily.token, meta)), UnauthenticatedError);
       await service.authenticate(again.token, meta);
-      assert.deepEqual(audit.ofType("token.revoked").map(({ event }) => event.payload), [
-        { tokenId: forever.id, kind: "api", name: "evidence export", owner: "vera" },
-      ]);
+      assert.deepEqual(
+        audit.ofType("token.revoked").map(({ event }) => event.payload),
+        [{ tokenId: forever.id, kind: "api", name: "evidence export", owner: "vera" }],
+      );
       assertAccepted(audit);
       done();
     });
@@ -362,7 +446,9 @@ forEachStoreKind((kind, createDatabase) => {
       await refusal(track(service.revokeToken(other.ctx, "0".repeat(24))), ForbiddenError);
       await refusal(track(service.listTokens(other.ctx, { allUsers: true })), ForbiddenError);
       assert.deepEqual(
-        audit.ofType("access.denied").map(({ ctx, event }) => [ctx.actor.kind === "user" && ctx.actor.username, event.target, event.payload]),
+        audit
+          .ofType("access.denied")
+          .map(({ ctx, event }) => [ctx.actor.kind === "user" && ctx.actor.username, event.target, event.payload]),
         [
           ["wanda", `token:${first.id}`, { permission: "token:manage-any", role: "approver" }],
           ["wanda", `token:${"0".repeat(24)}`, { permission: "token:manage-any", role: "approver" }],
@@ -373,7 +459,9 @@ forEachStoreKind((kind, createDatabase) => {
 
       // The database is shared with the other tests: look at this test's users only.
       assert.deepEqual(
-        (await service.listTokens(boss.ctx, { allUsers: true })).map((token) => token.username).filter((name) => name.startsWith("w")),
+        (await service.listTokens(boss.ctx, { allUsers: true }))
+          .map((token) => token.username)
+          .filter((name) => name.startsWith("w")),
         ["walt", "wanda", "wim", "wim", "wim"],
       );
       await service.revokeToken(boss.ctx, first.id);
@@ -382,7 +470,12 @@ forEachStoreKind((kind, createDatabase) => {
       await refusal(track(service.authenticate(second.token, meta)), UnauthenticatedError);
       await refusal(track(service.revokeToken(boss.ctx, "0".repeat(24))), NotFoundError);
       assert.deepEqual(
-        audit.ofType("token.revoked").map(({ ctx, event }) => [ctx.actor.kind === "user" ? ctx.actor.username : ctx.actor.kind, event.payload.owner]),
+        audit
+          .ofType("token.revoked")
+          .map(({ ctx, event }) => [
+            ctx.actor.kind === "user" ? ctx.actor.username : ctx.actor.kind,
+            event.payload.owner,
+          ]),
         [
           ["walt", "wim"],
           ["system", "wim"],
@@ -405,7 +498,10 @@ forEachStoreKind((kind, createDatabase) => {
       }
       const serialized = JSON.stringify(audit.events);
       assert.ok(!serialized.includes(secretOf(token.token)), "the token secret is in an audit event");
-      assert.deepEqual(audit.ofType("access.denied").map(({ event }) => event.target), ["token:(invalid id)"]);
+      assert.deepEqual(
+        audit.ofType("access.denied").map(({ event }) => event.target),
+        ["token:(invalid id)"],
+      );
       await service.authenticate(token.token, meta);
       done();
     });
@@ -422,29 +518,39 @@ forEachStoreKind((kind, createDatabase) => {
       await refusal(track(service.authenticate(session.token, meta)), UnauthenticatedError);
       await refusal(track(service.disableUser(admin, "yann")), ConflictError);
       await refusal(track(service.disableUser(admin, "nobody-here")), NotFoundError);
-      assert.deepEqual(await service.listTokens(admin, { allUsers: true }).then((tokens) => tokens.filter((token) => token.username === "yann")), []);
+      assert.deepEqual(
+        await service
+          .listTokens(admin, { allUsers: true })
+          .then((tokens) => tokens.filter((token) => token.username === "yann")),
+        [],
+      );
       done();
     });
 
-    it(
-      "records user.disabled in a form the audit log accepts",
-      async () => {
-        const { service, audit, newUser, done } = setup();
-        await newUser("zoe", "viewer");
-        await service.disableUser(admin, "zoe");
-        assert.equal(audit.ofType("user.disabled").length, 1);
-        done();
-        assertAccepted(audit);
-      },
-    );
+    it("records user.disabled in a form the audit log accepts", async () => {
+      const { service, audit, newUser, done } = setup();
+      await newUser("zoe", "viewer");
+      await service.disableUser(admin, "zoe");
+      assert.equal(audit.ofType("user.disabled").length, 1);
+      done();
+      assertAccepted(audit);
+    });
 
     it("user management: only user:manage, with the refusal audited for every other role", async () => {
       const { service, audit, track, signIn, done } = setup();
       const contexts = await Promise.all(
-        (["operator", "approver", "auditor", "viewer"] as const).map(async (role, index) => ({ role, ...(await signIn(`mgr${index}`, role)) })),
+        (["operator", "approver", "auditor", "viewer"] as const).map(async (role, index) => ({
+          role,
+          ...(await signIn(`mgr${index}`, role)),
+        })),
       );
       for (const { ctx } of contexts) {
-        await refusal(track(service.createUser(ctx, { username: "intruder", role: "platform-admin", password: "intruder password 1" })), ForbiddenError);
+        await refusal(
+          track(
+            service.createUser(ctx, { username: "intruder", role: "platform-admin", password: "intruder password 1" }),
+          ),
+          ForbiddenError,
+        );
         await refusal(track(service.setRole(ctx, "mgr0", "platform-admin")), ForbiddenError);
         await refusal(track(service.disableUser(ctx, "mgr1")), ForbiddenError);
       }
@@ -456,13 +562,19 @@ forEachStoreKind((kind, createDatabase) => {
           ["user:mgr1", "user:manage", role],
         ]),
       );
-      assert.equal(await service.listUsers(admin).then((users) => users.some((user) => user.username === "intruder")), false);
+      assert.equal(
+        await service.listUsers(admin).then((users) => users.some((user) => user.username === "intruder")),
+        false,
+      );
       const boss = await signIn("mgr-boss", "platform-admin");
       const promoted = await service.setRole(boss.ctx, "mgr3", "approver");
       assert.equal(promoted.role, "approver");
-      assert.deepEqual(audit.ofType("user.role_changed").map(({ ctx, event }) => [ctx.actor.kind === "user" && ctx.actor.username, event.payload]), [
-        ["mgr-boss", { username: "mgr3", from: "viewer", to: "approver" }],
-      ]);
+      assert.deepEqual(
+        audit
+          .ofType("user.role_changed")
+          .map(({ ctx, event }) => [ctx.actor.kind === "user" && ctx.actor.username, event.payload]),
+        [["mgr-boss", { username: "mgr3", from: "viewer", to: "approver" }]],
+      );
       // The new role applies at once to the session the user already holds.
       const refreshed = await service.authenticate(contexts[3]!.session.token, meta);
       assert.equal(refreshed.actor.kind === "user" && refreshed.actor.role, "approver");
@@ -488,10 +600,18 @@ forEachStoreKind((kind, createDatabase) => {
         assert.deepEqual(fieldsOf(error), fields, JSON.stringify(input));
       }
       // Equal to the username and too short: both problems are reported.
-      const both = await refusal(track(service.createUser(admin, { username: "quincy", role: "viewer", password: "QUINCY" })), ValidationError);
+      const both = await refusal(
+        track(service.createUser(admin, { username: "quincy", role: "viewer", password: "QUINCY" })),
+        ValidationError,
+      );
       assert.equal(both.details.length, 2);
-      assert.deepEqual(fieldsOf(await refusal(track(service.setRole(admin, "quentin", "superuser" as TRole)), ValidationError)), ["role"]);
-      assert.deepEqual(fieldsOf(await refusal(track(service.setRole(admin, "-bad", "viewer")), ValidationError)), ["username"]);
+      assert.deepEqual(
+        fieldsOf(await refusal(track(service.setRole(admin, "quentin", "superuser" as TRole)), ValidationError)),
+        ["role"],
+      );
+      assert.deepEqual(fieldsOf(await refusal(track(service.setRole(admin, "-bad", "viewer")), ValidationError)), [
+        "username",
+      ]);
       await refusal(track(service.setRole(admin, "quentin", "viewer")), NotFoundError);
 
       const created = await service.createUser(admin, { username: "Quentin", role: "viewer" });
@@ -500,10 +620,14 @@ forEachStoreKind((kind, createDatabase) => {
       assert.deepEqual([created.user.username, created.user.createdBy], ["quentin", "system:test"]);
       assert.ok(!("passwordHash" in created.user));
       await refusal(track(service.createUser(admin, { username: "QUENTIN", role: "auditor" })), ConflictError);
-      assert.deepEqual(audit.ofType("user.created").map(({ event }) => event.payload), [
-        { username: "quentin", role: "viewer", initialLogin: "generated" },
-      ]);
-      const login = await service.login(from("198.51.100.90"), { username: "quentin", password: created.initialPassword });
+      assert.deepEqual(
+        audit.ofType("user.created").map(({ event }) => event.payload),
+        [{ username: "quentin", role: "viewer", initialLogin: "generated" }],
+      );
+      const login = await service.login(from("198.51.100.90"), {
+        username: "quentin",
+        password: created.initialPassword,
+      });
       secrets.push(login.token);
       assertAccepted(audit);
       done();
@@ -545,7 +669,8 @@ forEachStoreKind((kind, createDatabase) => {
         assert.ok(!events.includes(secret), "a secret is in an audit event");
         assert.ok(!errors.includes(secret), "a secret is in an error message");
         const tokenSecret = /^chp_[0-9a-f]{24}_(.+)$/.exec(secret)?.[1];
-        if (tokenSecret) assert.ok(!events.includes(tokenSecret) && !errors.includes(tokenSecret), "a token secret is recorded");
+        if (tokenSecret)
+          assert.ok(!events.includes(tokenSecret) && !errors.includes(tokenSecret), "a token secret is recorded");
       }
     });
   });
@@ -554,15 +679,49 @@ forEachStoreKind((kind, createDatabase) => {
 describe("role permissions", () => {
   const actor = (role: TRole): TActor => ({ kind: "user", userId: "u-1", username: `someone-${role}`, role });
   const table: Record<TRole, [Permission, boolean][]> = {
-    "platform-admin": [["user:manage", true], ["token:manage-any", true], ["spec:apply", true], ["audit:read", true]],
-    operator: [["spec:apply", true], ["restore:run", true], ["user:manage", false], ["change:approve", false], ["audit:read", false], ["token:manage-any", false]],
-    approver: [["change:approve", true], ["spec:plan", true], ["spec:apply", false], ["backup:run", false], ["user:manage", false]],
-    auditor: [["audit:read", true], ["audit:verify", true], ["evidence:export", true], ["user:read", true], ["spec:apply", false], ["user:manage", false], ["backup:run", false]],
-    viewer: [["status:read", true], ["spec:read", true], ["audit:read", false], ["user:read", false], ["spec:plan", false], ["token:manage-own", true]],
+    "platform-admin": [
+      ["user:manage", true],
+      ["token:manage-any", true],
+      ["spec:apply", true],
+      ["audit:read", true],
+    ],
+    operator: [
+      ["spec:apply", true],
+      ["restore:run", true],
+      ["user:manage", false],
+      ["change:approve", false],
+      ["audit:read", false],
+      ["token:manage-any", false],
+    ],
+    approver: [
+      ["change:approve", true],
+      ["spec:plan", true],
+      ["spec:apply", false],
+      ["backup:run", false],
+      ["user:manage", false],
+    ],
+    auditor: [
+      ["audit:read", true],
+      ["audit:verify", true],
+      ["evidence:export", true],
+      ["user:read", true],
+      ["spec:apply", false],
+      ["user:manage", false],
+      ["backup:run", false],
+    ],
+    viewer: [
+      ["status:read", true],
+      ["spec:read", true],
+      ["audit:read", false],
+      ["user:read", false],
+      ["spec:plan", false],
+      ["token:manage-own", true],
+    ],
   };
   for (const role of roles) {
     it(`${role}: ${table[role].map(([permission, allowed]) => `${allowed ? "+" : "-"}${permission}`).join(" ")}`, () => {
-      for (const [permission, allowed] of table[role]) assert.equal(can(actor(role), permission), allowed, `${role} ${permission}`);
+      for (const [permission, allowed] of table[role])
+        assert.equal(can(actor(role), permission), allowed, `${role} ${permission}`);
     });
   }
 
@@ -576,8 +735,24 @@ describe("role permissions", () => {
     assert.deepEqual(
       audit.events.map(({ ctx: recorded, event }) => [recorded.requestId, event]),
       [
-        ["req-9", { type: "access.denied", outcome: "denied", target: "environment:acme/prod", payload: { permission: "spec:apply", role: "approver" } }],
-        ["req-9", { type: "access.denied", outcome: "denied", target: "status:read", payload: { permission: "status:read", role: null } }],
+        [
+          "req-9",
+          {
+            type: "access.denied",
+            outcome: "denied",
+            target: "environment:acme/prod",
+            payload: { permission: "spec:apply", role: "approver" },
+          },
+        ],
+        [
+          "req-9",
+          {
+            type: "access.denied",
+            outcome: "denied",
+            target: "status:read",
+            payload: { permission: "status:read", role: null },
+          },
+        ],
       ],
     );
     assert.deepEqual(audit.refused, []);

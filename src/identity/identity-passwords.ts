@@ -33,9 +33,11 @@ export const generatePassword = (): string => randomBytes(18).toString("base64ur
 /** Rules for passwords a person chooses (generated ones satisfy them by construction). */
 export const checkPasswordPolicy = (password: string, username: string): void => {
   const problems: string[] = [];
-  if (password.length < passwordPolicy.minLength) problems.push(`must be at least ${passwordPolicy.minLength} characters`);
+  if (password.length < passwordPolicy.minLength)
+    problems.push(`must be at least ${passwordPolicy.minLength} characters`);
   // argon2 accepts any length, but hashing megabytes on request is a cheap denial of service.
-  if (password.length > passwordPolicy.maxLength) problems.push(`must be at most ${passwordPolicy.maxLength} characters`);
+  if (password.length > passwordPolicy.maxLength)
+    problems.push(`must be at most ${passwordPolicy.maxLength} characters`);
   if (password.toLowerCase() === username.toLowerCase()) problems.push("must not be the username");
   if (problems.length > 0) {
     throw new ValidationError(

@@ -23,7 +23,15 @@ describe("identity permissions", () => {
   });
 
   it("lets the auditor read, verify and export everything, including the audit log, and change nothing", () => {
-    for (const permission of ["audit:read", "audit:export", "audit:verify", "evidence:export", "user:read", "spec:read", "status:read"] as const) {
+    for (const permission of [
+      "audit:read",
+      "audit:export",
+      "audit:verify",
+      "evidence:export",
+      "user:read",
+      "spec:read",
+      "status:read",
+    ] as const) {
       assert.ok(can(userActor("auditor"), permission), permission);
     }
     const changing = allowed("auditor").filter((permission) => !/:(read|export|verify)$/.test(permission));
@@ -49,7 +57,8 @@ describe("identity permissions", () => {
   it("denies anonymous callers everything and lists only known permissions for every role", () => {
     for (const permission of permissions) assert.equal(can({ kind: "anonymous" }, permission), false);
     for (const role of roles) {
-      for (const permission of rolePermissions[role]) assert.ok((permissions as readonly string[]).includes(permission));
+      for (const permission of rolePermissions[role])
+        assert.ok((permissions as readonly string[]).includes(permission));
     }
   });
 

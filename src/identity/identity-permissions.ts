@@ -48,7 +48,15 @@ export const rolePermissions: Record<TRole, readonly Permission[]> = {
     "token:manage-own",
   ],
   // Approving is kept apart from applying (separation of duties): an approver cannot apply.
-  approver: ["status:read", "environment:read", "spec:read", "spec:plan", "change:read", "change:approve", "token:manage-own"],
+  approver: [
+    "status:read",
+    "environment:read",
+    "spec:read",
+    "spec:plan",
+    "change:read",
+    "change:approve",
+    "token:manage-own",
+  ],
   // Reads everything, including the audit log and who has access, and changes nothing.
   auditor: [
     "status:read",

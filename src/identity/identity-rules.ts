@@ -7,7 +7,11 @@ import type { TPlatformEnforcement } from "../policy/policy-types.js";
 import type { TSessionLimits } from "./identity-types.js";
 
 /** One recorded organization's identity settings (the latest revision of its spec). */
-export type TOrganizationIdentityRules = { readonly organization: string; readonly sessionIdleTimeoutMinutes: number; readonly localUsersAllowed: boolean };
+export type TOrganizationIdentityRules = {
+  readonly organization: string;
+  readonly sessionIdleTimeoutMinutes: number;
+  readonly localUsersAllowed: boolean;
+};
 
 /** The username of the admin `carehost up` creates on the first start: the break-glass account. */
 export const BOOTSTRAP_ADMIN = "admin";
@@ -19,17 +23,37 @@ export type TIdentityRules = {
 };
 
 /** The strictest rules of the recorded organizations; never an idle timeout longer than carehost's fixed default. */
-export function identityRulesOf(fixed: TSessionLimits, organizations: readonly TOrganizationIdentityRules[]): TIdentityRules {
+export function identityRulesOf(
+  fixed: TSessionLimits,
+  organizations: readonly TOrganizationIdentityRules[],
+): TIdentityRules {
   return {
-    session: { ...fixed, idleMinutes: Math.min(fixed.idleMinutes, ...organizations.map((organization) => organization.sessionIdleTimeoutMinutes)) },
-    localUsersRefusedBy: organizations.filter((organization) => !organization.localUsersAllowed).map((organization) => organization.organization).sort(),
+    session: {
+      ...fixed,
+      idleMinutes: Math.min(
+        fixed.idleMinutes,
+        ...organizations.map((organization) => organization.sessionIdleTimeoutMinutes),
+      ),
+    },
+    localUsersRefusedBy: organizations
+      .filter((organization) => !organization.localUsersAllowed)
+      .map((organization) => organization.organization)
+      .sort(),
   };
 }
 
 /** What carehost's sign-in enforces under `rules`, as the identity controls read it. */
 export const platformEnforcementOf = (rules: TIdentityRules): TPlatformEnforcement => ({
   sessionIdleMinutes: rules.session.idleMinutes,
-  mfa: { enforced: false, reason: "carehost's sign-in asks for a password alone: it has no second factor yet (the identity work of issue 17 adds TOTP)" },
-  oidc: { enforced: false, reason: "carehost has no OIDC sign-in yet (the identity work of issue 17 adds it): people sign in with local passwords or API tokens" },
+  mfa: {
+    enforced: false,
+    reason:
+      "carehost's sign-in asks for a password alone: it has no second factor yet (the identity work of issue 17 adds TOTP)",
+  },
+  oidc: {
+    enforced: false,
+    reason:
+      "carehost has no OIDC sign-in yet (the identity work of issue 17 adds it): people sign in with local passwords or API tokens",
+  },
   localUsers: rules.localUsersRefusedBy.length > 0 ? "refused" : "allowed",
 });

@@ -10,7 +10,10 @@ import type { TAuditAppend, TLoginLimits, TSessionLimits } from "./identity-type
 // --- test doubles (STYLE.md item 5: they live with the tests, never as branches in src/) ---
 
 // Payloads are widened to plain records so tests can read any field of any event type.
-type TRecordedEvent = { ctx: TRequestContext; event: { type: string; outcome: string; target: string | null; payload: Record<string, unknown> } };
+type TRecordedEvent = {
+  ctx: TRequestContext;
+  event: { type: string; outcome: string; target: string | null; payload: Record<string, unknown> };
+};
 
 const recordingAudit = () => {
   const events: TRecordedEvent[] = [];
@@ -27,7 +30,11 @@ const manualClock = (start = "2030-01-01T00:00:00Z") => {
 };
 
 const minutes = (count: number) => count * 60_000;
-const anonymous = (sourceAddress = "203.0.113.7"): TRequestContext => ({ actor: { kind: "anonymous" }, requestId: "req-login", sourceAddress });
+const anonymous = (sourceAddress = "203.0.113.7"): TRequestContext => ({
+  actor: { kind: "anonymous" },
+  requestId: "req-login",
+  sourceAddress,
+});
 const meta = { requestId: "req-1", sourceAddress: "203.0.113.7" };
 const admin = systemContext("test", "req-admin");
 const strongPassword = "correct horse battery staple";
@@ -40,7 +47,12 @@ const assertNoSecretsIn = (events: readonly TRecordedEvent[], secrets: readonly 
   for (const secret of secrets) assert.ok(!serialised.includes(secret), "an audit event contains a secret");
 };
 
-type TSetup = { database: TTestDatabase; client: TSqlClient; audit: ReturnType<typeof recordingAudit>; clock: ReturnType<typeof manualClock> };
+type TSetup = {
+  database: TTestDatabase;
+  client: TSqlClient;
+  audit: ReturnType<typeof recordingAudit>;
+  clock: ReturnType<typeof manualClock>;
+};
 
 const withIdentity = async (
   createDatabase: () => Promise<TTestDatabase>,
@@ -123,10 +135,20 @@ forEachStoreKind((kind, createDatabase) => {
         await service.createUser(admin, { username: "Alice", role: "operator", password: strongPassword });
         const login = await service.login(anonymous(), { username: "alice", password: strongPassword });
         const ctx = await service.authenticate(login.token, meta);
-        assert.deepEqual(ctx.actor, { kind: "user", userId: login.user.id, username: "alice", role: "operator", tokenId: ctx.actor.kind === "user" ? ctx.actor.tokenId : "" });
+        assert.deepEqual(ctx.actor, {
+          kind: "user",
+          userId: login.user.id,
+          username: "alice",
+          role: "operator",
+          tokenId: ctx.actor.kind === "user" ? ctx.actor.tokenId : "",
+        });
 
-        const wrong = await service.login(anonymous(), { username: "alice", password: "not the password" }).catch((error: unknown) => error);
-        const unknown = await service.login(anonymous(), { username: "mallory", password: strongPassword }).catch((error: unknown) => error);
+        const wrong = await service
+          .login(anonymous(), { username: "alice", password: "not the password" })
+          .catch((error: unknown) => error);
+        const unknown = await service
+          .login(anonymous(), { username: "mallory", password: strongPassword })
+          .catch((error: unknown) => error);
         assert.ok(wrong instanceof UnauthenticatedError && unknown instanceof UnauthenticatedError);
         assert.equal(wrong.message, unknown.message);
 
@@ -146,11 +168,16 @@ forEachStoreKind((kind, createDatabase) => {
       withIdentity(createDatabase, {}, async (service, { audit, clock }) => {
         await service.createUser(admin, { username: "bob", role: "viewer", password: strongPassword });
         for (let attempt = 0; attempt < 5; attempt += 1) {
-          await assert.rejects(service.login(anonymous(), { username: "bob", password: `guess number ${attempt}` }), UnauthenticatedError);
+          await assert.rejects(
+            service.login(anonymous(), { username: "bob", password: `guess number ${attempt}` }),
+            UnauthenticatedError,
+          );
           clock.advance(minutes(1));
         }
         // Even the right password is refused while the limit holds.
-        const limited = await service.login(anonymous(), { username: "BOB", password: strongPassword }).catch((error: unknown) => error);
+        const limited = await service
+          .login(anonymous(), { username: "BOB", password: strongPassword })
+          .catch((error: unknown) => error);
         assert.ok(limited instanceof RateLimitedError);
         assert.equal(limited.retryAfterSeconds, 10 * 60);
         const [rateLimited] = audit.ofType("auth.login.rate_limited");
@@ -167,7 +194,11 @@ forEachStoreKind((kind, createDatabase) => {
     it("starts a username's count again after a success", () =>
       withIdentity(createDatabase, { loginLimits: { perUsername: 3 } }, async (service) => {
         await service.createUser(admin, { username: "carol", role: "viewer", password: strongPassword });
-        const fail = () => assert.rejects(service.login(anonymous(), { username: "carol", password: "wrong password!" }), UnauthenticatedError);
+        const fail = () =>
+          assert.rejects(
+            service.login(anonymous(), { username: "carol", password: "wrong password!" }),
+            UnauthenticatedError,
+          );
         await fail();
         await fail();
         await service.login(anonymous(), { username: "carol", password: strongPassword });
@@ -179,11 +210,23 @@ forEachStoreKind((kind, createDatabase) => {
     it("rate limits failures per source address, and a success does not reset that count", () =>
       withIdentity(createDatabase, { loginLimits: { perSourceAddress: 3 } }, async (service, { audit }) => {
         await service.createUser(admin, { username: "dave", role: "viewer", password: strongPassword });
-        await assert.rejects(service.login(anonymous(), { username: "erin", password: "wrong password!" }), UnauthenticatedError);
-        await assert.rejects(service.login(anonymous(), { username: "frank", password: "wrong password!" }), UnauthenticatedError);
+        await assert.rejects(
+          service.login(anonymous(), { username: "erin", password: "wrong password!" }),
+          UnauthenticatedError,
+        );
+        await assert.rejects(
+          service.login(anonymous(), { username: "frank", password: "wrong password!" }),
+          UnauthenticatedError,
+        );
         await service.login(anonymous(), { username: "dave", password: strongPassword });
-        await assert.rejects(service.login(anonymous(), { username: "grace", password: "wrong password!" }), UnauthenticatedError);
-        await assert.rejects(service.login(anonymous(), { username: "dave", password: strongPassword }), RateLimitedError);
+        await assert.rejects(
+          service.login(anonymous(), { username: "grace", password: "wrong password!" }),
+          UnauthenticatedError,
+        );
+        await assert.rejects(
+          service.login(anonymous(), { username: "dave", password: strongPassword }),
+          RateLimitedError,
+        );
         // Another address is not affected.
         await service.login(anonymous("198.51.100.9"), { username: "dave", password: strongPassword });
         assert.equal(audit.ofType("auth.login.rate_limited")[0]!.event.payload.scope, "source");
@@ -198,7 +241,9 @@ forEachStoreKind((kind, createDatabase) => {
         await services[0]!.createUser(admin, { username: "heidi", role: "viewer", password: strongPassword });
         const outcomes = await Promise.all(
           Array.from({ length: 12 }, (_, index) =>
-            services[index % 2]!.login(anonymous(), { username: "heidi", password: `burst guess ${index}` }).catch((error: unknown) => error),
+            services[index % 2]!.login(anonymous(), { username: "heidi", password: `burst guess ${index}` }).catch(
+              (error: unknown) => error,
+            ),
           ),
         );
         assert.equal(outcomes.filter((outcome) => outcome instanceof UnauthenticatedError).length, 5);
@@ -217,9 +262,18 @@ forEachStoreKind((kind, createDatabase) => {
         assert.match(created.token, /^chp_/);
 
         const viaToken = await service.authenticate(created.token, meta);
-        assert.deepEqual(viaToken.actor, { kind: "user", userId: session.user.id, username: "ivan", role: "auditor", tokenId: created.id });
+        assert.deepEqual(viaToken.actor, {
+          kind: "user",
+          userId: session.user.id,
+          username: "ivan",
+          role: "auditor",
+          tokenId: created.id,
+        });
         const listed = await service.listTokens(viaToken);
-        assert.deepEqual(listed.map((token) => [token.kind, token.name]).sort(), [["api", "evidence export"], ["session", null]]);
+        assert.deepEqual(listed.map((token) => [token.kind, token.name]).sort(), [
+          ["api", "evidence export"],
+          ["session", null],
+        ]);
         assert.ok(!JSON.stringify(listed).includes(tokenSecret(created.token)));
         const stored = JSON.stringify((await client.query("SELECT * FROM auth_tokens")).rows);
         assert.ok(!stored.includes(tokenSecret(created.token)), "the token secret is stored in plain");
@@ -227,11 +281,17 @@ forEachStoreKind((kind, createDatabase) => {
         await service.revokeToken(ivan, created.id);
         await assert.rejects(service.authenticate(created.token, meta), UnauthenticatedError);
         // A revoked token presented again looks like replay of a leaked credential: recorded.
-        assert.deepEqual(audit.ofType("auth.token_rejected").map(({ event }) => event.payload), [
-          { tokenId: created.id, owner: "ivan", reason: "revoked" },
-        ]);
+        assert.deepEqual(
+          audit.ofType("auth.token_rejected").map(({ event }) => event.payload),
+          [{ tokenId: created.id, owner: "ivan", reason: "revoked" }],
+        );
         await assert.rejects(service.revokeToken(ivan, created.id), ConflictError);
-        assert.deepEqual(audit.ofType("token.revoked")[0]!.event.payload, { tokenId: created.id, kind: "api", name: "evidence export", owner: "ivan" });
+        assert.deepEqual(audit.ofType("token.revoked")[0]!.event.payload, {
+          tokenId: created.id,
+          kind: "api",
+          name: "evidence export",
+          owner: "ivan",
+        });
         assertNoSecretsIn(audit.events, [strongPassword, session.token, created.token, tokenSecret(created.token)]);
       }));
 
@@ -248,37 +308,45 @@ forEachStoreKind((kind, createDatabase) => {
         }
         assert.deepEqual([...messages], ["invalid or expired credentials"]);
         assert.deepEqual(
-          audit.ofType("auth.token_rejected").map(({ ctx, event }) => [ctx.actor.kind, event.payload.owner, event.payload.reason]),
+          audit
+            .ofType("auth.token_rejected")
+            .map(({ ctx, event }) => [ctx.actor.kind, event.payload.owner, event.payload.reason]),
           [["anonymous", "judy", "wrong secret"]],
         );
         assertNoSecretsIn(audit.events, [token, tampered]);
       }));
 
     it("ends sessions at their absolute expiry and after idling, and API tokens at theirs", () =>
-      withIdentity(createDatabase, { sessionLimits: { absoluteHours: 2, idleMinutes: 30 } }, async (service, { clock }) => {
-        await service.createUser(admin, { username: "kim", role: "viewer", password: strongPassword });
-        const active = await service.login(anonymous(), { username: "kim", password: strongPassword });
-        const idle = await service.login(anonymous(), { username: "kim", password: strongPassword });
-        const kim = await service.authenticate(active.token, meta);
-        const api = await service.createToken(kim, { name: "dashboard", expiresInDays: 1 });
-        for (let step = 0; step < 5; step += 1) {
-          clock.advance(minutes(20));
-          await service.authenticate(active.token, meta);
-        }
-        await assert.rejects(service.authenticate(idle.token, meta), UnauthenticatedError);
-        clock.advance(minutes(20)); // 2 h after log-in: over, however active
-        await assert.rejects(service.authenticate(active.token, meta), UnauthenticatedError);
-        await service.authenticate(api.token, meta);
-        clock.advance(24 * 60 * minutes(1));
-        await assert.rejects(service.authenticate(api.token, meta), UnauthenticatedError);
-      }));
+      withIdentity(
+        createDatabase,
+        { sessionLimits: { absoluteHours: 2, idleMinutes: 30 } },
+        async (service, { clock }) => {
+          await service.createUser(admin, { username: "kim", role: "viewer", password: strongPassword });
+          const active = await service.login(anonymous(), { username: "kim", password: strongPassword });
+          const idle = await service.login(anonymous(), { username: "kim", password: strongPassword });
+          const kim = await service.authenticate(active.token, meta);
+          const api = await service.createToken(kim, { name: "dashboard", expiresInDays: 1 });
+          for (let step = 0; step < 5; step += 1) {
+            clock.advance(minutes(20));
+            await service.authenticate(active.token, meta);
+          }
+          await assert.rejects(service.authenticate(idle.token, meta), UnauthenticatedError);
+          clock.advance(minutes(20)); // 2 h after log-in: over, however active
+          await assert.rejects(service.authenticate(active.token, meta), UnauthenticatedError);
+          await service.authenticate(api.token, meta);
+          clock.advance(24 * 60 * minutes(1));
+          await assert.rejects(service.authenticate(api.token, meta), UnauthenticatedError);
+        },
+      ));
 
     it("writes last_used_at at most once a minute", () =>
       withIdentity(createDatabase, {}, async (service, { client, clock }) => {
         await service.createUser(admin, { username: "leo", role: "viewer", password: strongPassword });
         const { token } = await service.login(anonymous(), { username: "leo", password: strongPassword });
         const lastUsed = async () =>
-          (await client.query<{ last_used_at: Date | null }>("SELECT last_used_at FROM auth_tokens")).rows[0]!.last_used_at?.toISOString();
+          (
+            await client.query<{ last_used_at: Date | null }>("SELECT last_used_at FROM auth_tokens")
+          ).rows[0]!.last_used_at?.toISOString();
         await service.authenticate(token, meta);
         const first = await lastUsed();
         assert.equal(first, clock.now().toISOString());
@@ -299,7 +367,10 @@ forEachStoreKind((kind, createDatabase) => {
         assert.equal(disabled.disabled, true);
         await assert.rejects(service.authenticate(session.token, meta), UnauthenticatedError);
         await assert.rejects(service.authenticate(api.token, meta), UnauthenticatedError);
-        await assert.rejects(service.login(anonymous(), { username: "mia", password: strongPassword }), /invalid username or password/);
+        await assert.rejects(
+          service.login(anonymous(), { username: "mia", password: strongPassword }),
+          /invalid username or password/,
+        );
         assert.deepEqual(audit.ofType("user.disabled")[0]!.event.payload, { username: "mia", revokedTokenCount: 2 });
         assert.equal(audit.ofType("auth.login.failed").at(-1)!.event.payload.reason, "user disabled");
       }));
@@ -324,7 +395,13 @@ forEachStoreKind((kind, createDatabase) => {
         const auditorToken = await service.createToken(auditor, { name: "export" });
         await assert.rejects(service.revokeToken(operator, auditorToken.id), ForbiddenError);
 
-        const denied = audit.ofType("access.denied").map(({ ctx, event }) => [ctx.actor.kind === "user" ? ctx.actor.username : "?", event.payload.permission, event.outcome]);
+        const denied = audit
+          .ofType("access.denied")
+          .map(({ ctx, event }) => [
+            ctx.actor.kind === "user" ? ctx.actor.username : "?",
+            event.payload.permission,
+            event.outcome,
+          ]);
         assert.deepEqual(denied, [
           ["pete", "user:read", "denied"],
           ["olga", "user:manage", "denied"],
@@ -334,11 +411,14 @@ forEachStoreKind((kind, createDatabase) => {
           ["quinn", "token:manage-any", "denied"],
         ]);
         // Denied actions changed nothing.
-        assert.deepEqual((await service.listUsers(admin)).map((user) => [user.username, user.role, user.disabled]), [
-          ["olga", "auditor", false],
-          ["pete", "viewer", false],
-          ["quinn", "operator", false],
-        ]);
+        assert.deepEqual(
+          (await service.listUsers(admin)).map((user) => [user.username, user.role, user.disabled]),
+          [
+            ["olga", "auditor", false],
+            ["pete", "viewer", false],
+            ["quinn", "operator", false],
+          ],
+        );
         await service.authenticate(auditorToken.token, meta);
       }));
 
@@ -348,19 +428,31 @@ forEachStoreKind((kind, createDatabase) => {
         const created = await service.createUser(admin, { username: "sam", role: "viewer" });
         assert.ok(created.initialPassword && created.initialPassword.length >= 20);
         await service.login(anonymous(), { username: "sam", password: created.initialPassword });
-        await assert.rejects(service.createUser(admin, { username: "sam", role: "viewer", password: strongPassword }), ConflictError);
-        await assert.rejects(service.createUser(admin, { username: "tess", role: "viewer", password: "tess" }), /policy/);
+        await assert.rejects(
+          service.createUser(admin, { username: "sam", role: "viewer", password: strongPassword }),
+          ConflictError,
+        );
+        await assert.rejects(
+          service.createUser(admin, { username: "tess", role: "viewer", password: "tess" }),
+          /policy/,
+        );
 
         await assert.rejects(service.setRole(admin, "admin", "viewer"), /last enabled platform-admin/);
         await assert.rejects(service.disableUser(admin, "admin"), /last enabled platform-admin/);
         const promoted = await service.setRole(admin, "sam", "platform-admin");
         assert.equal(promoted.role, "platform-admin");
         await service.setRole(admin, "admin", "auditor");
-        assert.deepEqual(audit.ofType("user.role_changed").map(({ event }) => event.payload), [
-          { username: "sam", from: "viewer", to: "platform-admin" },
-          { username: "admin", from: "platform-admin", to: "auditor" },
+        assert.deepEqual(
+          audit.ofType("user.role_changed").map(({ event }) => event.payload),
+          [
+            { username: "sam", from: "viewer", to: "platform-admin" },
+            { username: "admin", from: "platform-admin", to: "auditor" },
+          ],
+        );
+        assertNoSecretsIn(audit.events, [
+          created.initialPassword,
+          bootstrap.created ? bootstrap.password : "unreachable",
         ]);
-        assertNoSecretsIn(audit.events, [created.initialPassword, bootstrap.created ? bootstrap.password : "unreachable"]);
       }));
 
     it("logs out a session and records it", () =>

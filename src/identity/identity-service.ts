@@ -1,6 +1,14 @@
 import { randomUUID } from "node:crypto";
 import type { TAuditEvent, TAuditPayloads } from "../audit/audit-types.js";
-import { ConflictError, ForbiddenError, NotFoundError, PolicyViolation, RateLimitedError, UnauthenticatedError, ValidationError } from "../lib/errors.js";
+import {
+  ConflictError,
+  ForbiddenError,
+  NotFoundError,
+  PolicyViolation,
+  RateLimitedError,
+  UnauthenticatedError,
+  ValidationError,
+} from "../lib/errors.js";
 import { actorName, roles, type TRequestContext, type TRole } from "../lib/request-context.js";
 import type { TSqlClient } from "../store/store-types.js";
 import {
@@ -15,8 +23,22 @@ import { authorize } from "./identity-permissions.js";
 import { identityStoreFactory, type TStoredUser } from "./identity-store.js";
 import { BOOTSTRAP_ADMIN, identityRulesOf, platformEnforcementOf } from "./identity-rules.js";
 import type { TIdentityRules, TOrganizationIdentityRules } from "./identity-rules.js";
-import { lastUsedPrecisionMs, mintToken, parseToken, secretMatches, shouldRecordUse, tokenRejection } from "./identity-tokens.js";
-import type { TIdentityAudit, TIdentityAuditEventType, TLoginLimits, TSessionLimits, TTokenInfo, TUser } from "./identity-types.js";
+import {
+  lastUsedPrecisionMs,
+  mintToken,
+  parseToken,
+  secretMatches,
+  shouldRecordUse,
+  tokenRejection,
+} from "./identity-tokens.js";
+import type {
+  TIdentityAudit,
+  TIdentityAuditEventType,
+  TLoginLimits,
+  TSessionLimits,
+  TTokenInfo,
+  TUser,
+} from "./identity-types.js";
 
 type TIdentityServiceDeps = {
   db: Pick<TSqlClient, "query" | "transaction">;
@@ -58,7 +80,9 @@ const checkUsername = (username: string): string => {
 
 const checkRole = (role: string): TRole => {
   if (!(roles as readonly string[]).includes(role)) {
-    throw new ValidationError(`role ${JSON.stringify(role)} is not one of ${roles.join(", ")}`, [{ path: "role", message: "unknown role" }]);
+    throw new ValidationError(`role ${JSON.stringify(role)} is not one of ${roles.join(", ")}`, [
+      { path: "role", message: "unknown role" },
+    ]);
   }
   return role as TRole;
 };
@@ -83,7 +107,14 @@ const checkTokenName = (name: string): void => {
   }
 };
 
-export const identityServiceFactory = ({ db, audit, now = () => new Date(), loginLimits, sessionLimits, organizationRules = async () => [] }: TIdentityServiceDeps) => {
+export const identityServiceFactory = ({
+  db,
+  audit,
+  now = () => new Date(),
+  loginLimits,
+  sessionLimits,
+  organizationRules = async () => [],
+}: TIdentityServiceDeps) => {
   const store = identityStoreFactory(db);
   const limits: TLoginLimits = { ...defaultLoginLimits, ...loginLimits };
   // The fixed limits; an organization may shorten the idle timeout (identity-rules.ts), never lengthen it.
@@ -101,7 +132,8 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
 
   /** The acting user, for actions that only make sense for a person (their own tokens, logout). */
   const actingUser = (ctx: TRequestContext) => {
-    if (ctx.actor.kind !== "user") throw new ValidationError(`${actorName(ctx.actor)} is not a user and holds no tokens`);
+    if (ctx.actor.kind !== "user")
+      throw new ValidationError(`${actorName(ctx.actor)} is not a user and holds no tokens`);
     return ctx.actor;
   };
 
@@ -133,7 +165,8 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       createdFrom: ctx.sourceAddress,
       expiresAt,
     });
-    if (inserted === "name-taken") throw new ConflictError(`you already have an active token named ${JSON.stringify(input.name)}`);
+    if (inserted === "name-taken")
+      throw new ConflictError(`you already have an active token named ${JSON.stringify(input.name)}`);
     await record(ctx, "token.created", "success", tokenTarget(minted.id), {
       tokenId: minted.id,
       name: input.name,
@@ -152,7 +185,9 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
     bootstrapAdmin: async (
       ctx: TRequestContext,
       options: { cliTokenName?: string } = {},
-    ): Promise<{ created: true; username: "admin"; password: string; cliToken?: TIssuedToken } | { created: false }> => {
+    ): Promise<
+      { created: true; username: "admin"; password: string; cliToken?: TIssuedToken } | { created: false }
+    > => {
       // Before admin exists: once it does, a refusal here would lose the only copy of its password.
       if (options.cliTokenName !== undefined) checkTokenName(options.cliTokenName);
       // Cheap check first so ordinary restarts do not pay for an argon2 hash.
@@ -173,11 +208,18 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
         bootstrap: true,
       });
       if (options.cliTokenName === undefined) return { created: true, username: "admin", password };
-      const cliToken = await issueApiToken(ctx, { userId: admin.id, username: admin.username }, { name: options.cliTokenName });
+      const cliToken = await issueApiToken(
+        ctx,
+        { userId: admin.id, username: admin.username },
+        { name: options.cliTokenName },
+      );
       return { created: true, username: "admin", password, cliToken };
     },
 
-    login: async (ctx: TRequestContext, credentials: { username: string; password: string }): Promise<{ token: string; expiresAt: Date; user: TUser }> => {
+    login: async (
+      ctx: TRequestContext,
+      credentials: { username: string; password: string },
+    ): Promise<{ token: string; expiresAt: Date; user: TUser }> => {
       const at = now();
       const normalized = normalizeUsername(credentials.username);
       // People sometimes type their password into the username field: only a well-formed
@@ -197,7 +239,13 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       // Always one argon2 verification, whoever asked, so timing does not tell the cases apart.
       const verified = await verifyPassword(hash ?? (await dummyPasswordHash()), credentials.password);
       if (!user || !hash || !verified) {
-        const reason = !user ? "unknown user" : user.disabled ? "user disabled" : !user.passwordHash ? "no password set" : "wrong password";
+        const reason = !user
+          ? "unknown user"
+          : user.disabled
+            ? "user disabled"
+            : !user.passwordHash
+              ? "no password set"
+              : "wrong password";
         await record(ctx, "auth.login.failed", "failure", userTarget(username), { username, reason });
         throw new UnauthenticatedError(loginRefused);
       }
@@ -207,7 +255,10 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       // whoever knew the password.
       const breakGlass = rules.localUsersRefusedBy.length > 0;
       if (breakGlass && user.username !== BOOTSTRAP_ADMIN) {
-        await record(ctx, "auth.login.failed", "denied", userTarget(username), { username, reason: `local users refused by ${rules.localUsersRefusedBy.join(", ")}` });
+        await record(ctx, "auth.login.failed", "denied", userTarget(username), {
+          username,
+          reason: `local users refused by ${rules.localUsersRefusedBy.join(", ")}`,
+        });
         throw new ForbiddenError(
           `local sign-in is refused: organization ${refusedBy(rules)} allows no local users (identity.localUsersAllowed: false); only the bootstrap admin signs in with a password, as break-glass`,
         );
@@ -251,13 +302,20 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
     logout: async (ctx: TRequestContext): Promise<void> => {
       const actor = actingUser(ctx);
       const token = actor.tokenId ? await store.findToken(actor.tokenId) : undefined;
-      if (!token || token.kind !== "session") throw new ValidationError("this request was not made with a session; nothing to log out");
+      if (!token || token.kind !== "session")
+        throw new ValidationError("this request was not made with a session; nothing to log out");
       await store.revokeToken(token.id, now(), actor.username);
-      await record(ctx, "auth.logout", "success", tokenTarget(token.id), { username: actor.username, sessionId: token.id });
+      await record(ctx, "auth.logout", "success", tokenTarget(token.id), {
+        username: actor.username,
+        sessionId: token.id,
+      });
     },
 
     /** Turns a bearer token into the request's context, or refuses with one neutral message. */
-    authenticate: async (bearer: string | undefined, meta: { requestId: string; sourceAddress: string }): Promise<TRequestContext> => {
+    authenticate: async (
+      bearer: string | undefined,
+      meta: { requestId: string; sourceAddress: string },
+    ): Promise<TRequestContext> => {
       const parsed = parseToken(bearer);
       const token = parsed && (await store.findToken(parsed.id));
       const at = now();
@@ -278,7 +336,13 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       }
       if (shouldRecordUse(token.lastUsedAt, at)) await store.recordTokenUse(token.id, at, lastUsedPrecisionMs);
       return {
-        actor: { kind: "user", userId: token.user.id, username: token.user.username, role: token.user.role, tokenId: token.id },
+        actor: {
+          kind: "user",
+          userId: token.user.id,
+          username: token.user.username,
+          role: token.user.role,
+          tokenId: token.id,
+        },
         requestId: meta.requestId,
         sourceAddress: meta.sourceAddress,
       };
@@ -315,7 +379,9 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
         role,
         initialLogin: input.password === undefined ? "generated" : "chosen",
       });
-      return input.password === undefined ? { user: publicUser(user), initialPassword: password } : { user: publicUser(user) };
+      return input.password === undefined
+        ? { user: publicUser(user), initialPassword: password }
+        : { user: publicUser(user) };
     },
 
     setRole: async (ctx: TRequestContext, username: string, role: TRole): Promise<TUser> => {
@@ -323,8 +389,13 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       const name = checkUsername(username);
       const result = await store.setRole(name, checkRole(role));
       if (result === "not-found") throw new NotFoundError(`user ${name} does not exist`);
-      if (result === "last-admin") throw new ConflictError(`${name} is the last enabled platform-admin; promote another user first`);
-      await record(ctx, "user.role_changed", "success", userTarget(name), { username: name, from: result.before, to: role });
+      if (result === "last-admin")
+        throw new ConflictError(`${name} is the last enabled platform-admin; promote another user first`);
+      await record(ctx, "user.role_changed", "success", userTarget(name), {
+        username: name,
+        from: result.before,
+        to: role,
+      });
       return publicUser(result.user);
     },
 
@@ -335,8 +406,12 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       const result = await store.disableUser(name, now(), actorName(ctx.actor));
       if (result === "not-found") throw new NotFoundError(`user ${name} does not exist`);
       if (result === "already-disabled") throw new ConflictError(`user ${name} is already disabled`);
-      if (result === "last-admin") throw new ConflictError(`${name} is the last enabled platform-admin; promote another user first`);
-      await record(ctx, "user.disabled", "success", userTarget(name), { username: name, revokedTokenCount: result.revokedTokens });
+      if (result === "last-admin")
+        throw new ConflictError(`${name} is the last enabled platform-admin; promote another user first`);
+      await record(ctx, "user.disabled", "success", userTarget(name), {
+        username: name,
+        revokedTokenCount: result.revokedTokens,
+      });
       return publicUser(result.user);
     },
 
@@ -346,7 +421,10 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
     },
 
     /** An API token for the acting user. The token is in the result once and never again. */
-    createToken: async (ctx: TRequestContext, input: { name: string; expiresInDays?: number }): Promise<TIssuedToken> => {
+    createToken: async (
+      ctx: TRequestContext,
+      input: { name: string; expiresInDays?: number },
+    ): Promise<TIssuedToken> => {
       await authorize(ctx, "token:manage-own", audit, "tokens");
       return issueApiToken(ctx, actingUser(ctx), input);
     },
@@ -356,10 +434,15 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       const everyone = options.allUsers || ctx.actor.kind !== "user";
       await authorize(ctx, everyone ? "token:manage-any" : "token:manage-own", audit, "tokens");
       const at = now();
-      const listed = await store.listActiveTokens(ctx.actor.kind === "user" && !everyone ? ctx.actor.userId : undefined, at);
+      const listed = await store.listActiveTokens(
+        ctx.actor.kind === "user" && !everyone ? ctx.actor.userId : undefined,
+        at,
+      );
       // The store knows nothing of the idle timeout: drop sessions that authenticate() would refuse.
       const { session } = await rulesNow();
-      return listed.filter((token) => tokenRejection({ ...token, revokedAt: null, userDisabledAt: null }, at, session) === undefined);
+      return listed.filter(
+        (token) => tokenRejection({ ...token, revokedAt: null, userDisabledAt: null }, at, session) === undefined,
+      );
     },
 
     /** What carehost's sign-in enforces right now, for the identity controls of the posture. */
@@ -373,7 +456,8 @@ export const identityServiceFactory = ({ db, audit, now = () => new Date(), logi
       // other people's token ids is refused and audited like any other denied action.
       if (!ownToken) await authorize(ctx, "token:manage-any", audit, tokenTarget(id));
       if (!token) throw new NotFoundError(`token ${shownTokenId(id)} does not exist`);
-      if (!(await store.revokeToken(token.id, now(), actorName(ctx.actor)))) throw new ConflictError(`token ${id} is already revoked`);
+      if (!(await store.revokeToken(token.id, now(), actorName(ctx.actor))))
+        throw new ConflictError(`token ${id} is already revoked`);
       await record(ctx, "token.revoked", "success", tokenTarget(token.id), {
         tokenId: token.id,
         kind: token.kind,

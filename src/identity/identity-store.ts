@@ -45,7 +45,12 @@ export type TStoredToken = {
   readonly expiresAt: Date | null;
   readonly lastUsedAt: Date | null;
   readonly revokedAt: Date | null;
-  readonly user: { readonly id: string; readonly username: string; readonly role: TRole; readonly disabledAt: Date | null };
+  readonly user: {
+    readonly id: string;
+    readonly username: string;
+    readonly role: TRole;
+    readonly disabledAt: Date | null;
+  };
 };
 
 export type TLoginReservation =
@@ -56,7 +61,14 @@ const userColumns = "id, username, role, password_hash, created_at, created_by, 
 
 const insertUserSql = `INSERT INTO users (id, username, role, password_hash, created_at, created_by)
   VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${userColumns}`;
-const insertUserParams = (user: TNewUser) => [user.id, user.username, user.role, user.passwordHash, user.createdAt, user.createdBy];
+const insertUserParams = (user: TNewUser) => [
+  user.id,
+  user.username,
+  user.role,
+  user.passwordHash,
+  user.createdAt,
+  user.createdBy,
+];
 
 const isUniqueViolation = (error: unknown): boolean => (error as { code?: unknown })?.code === "23505";
 
@@ -69,11 +81,16 @@ const lockLoginKey = (tx: TSqlExecutor, namespace: 1 | 2, value: string) =>
  * The newest failure that still keeps the limit in force, if any: the limit lifts once the
  * `limit`-th most recent failure leaves the window.
  */
-const limitingFailure = async (tx: TSqlExecutor, sql: string, params: unknown[], limit: number): Promise<Date | undefined> => {
-  const { rows } = await tx.query<{ attempted_at: Date }>(`${sql} ORDER BY attempted_at DESC OFFSET $${params.length + 1} LIMIT 1`, [
-    ...(params as never[]),
-    limit - 1,
-  ]);
+const limitingFailure = async (
+  tx: TSqlExecutor,
+  sql: string,
+  params: unknown[],
+  limit: number,
+): Promise<Date | undefined> => {
+  const { rows } = await tx.query<{ attempted_at: Date }>(
+    `${sql} ORDER BY attempted_at DESC OFFSET $${params.length + 1} LIMIT 1`,
+    [...(params as never[]), limit - 1],
+  );
   return rows[0]?.attempted_at;
 };
 
@@ -97,8 +114,7 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
     }
   },
 
-  bootstrapped: async (): Promise<boolean> =>
-    (await db.query("SELECT 1 FROM identity_bootstrap")).rows.length > 0,
+  bootstrapped: async (): Promise<boolean> => (await db.query("SELECT 1 FROM identity_bootstrap")).rows.length > 0,
 
   /**
    * Creates the first admin unless some replica already did. The singleton key decides the race:
@@ -123,19 +139,24 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
    * Changes a role unless that would leave no enabled platform-admin (nobody could manage users
    * any more). Locking the admins' rows makes two concurrent demotions see each other.
    */
-  setRole: (username: string, role: TRole): Promise<{ before: TRole; user: TStoredUser } | "not-found" | "last-admin"> =>
+  setRole: (
+    username: string,
+    role: TRole,
+  ): Promise<{ before: TRole; user: TStoredUser } | "not-found" | "last-admin"> =>
     db.transaction(async (tx) => {
       await tx.query("SELECT id FROM users WHERE role = 'platform-admin' AND disabled_at IS NULL FOR UPDATE");
-      const { rows } = await tx.query<TUserRow>(`SELECT ${userColumns} FROM users WHERE username = $1 FOR UPDATE`, [username]);
+      const { rows } = await tx.query<TUserRow>(`SELECT ${userColumns} FROM users WHERE username = $1 FOR UPDATE`, [
+        username,
+      ]);
       const current = rows[0];
       if (!current) return "not-found";
       if (current.role === "platform-admin" && role !== "platform-admin" && !(await otherAdminExists(tx, current.id))) {
         return "last-admin";
       }
-      const { rows: updated } = await tx.query<TUserRow>(`UPDATE users SET role = $2 WHERE id = $1 RETURNING ${userColumns}`, [
-        current.id,
-        role,
-      ]);
+      const { rows: updated } = await tx.query<TUserRow>(
+        `UPDATE users SET role = $2 WHERE id = $1 RETURNING ${userColumns}`,
+        [current.id, role],
+      );
       return { before: current.role, user: toUser(updated[0]!) };
     }),
 
@@ -147,7 +168,9 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
   ): Promise<{ user: TStoredUser; revokedTokens: number } | "not-found" | "already-disabled" | "last-admin"> =>
     db.transaction(async (tx) => {
       await tx.query("SELECT id FROM users WHERE role = 'platform-admin' AND disabled_at IS NULL FOR UPDATE");
-      const { rows } = await tx.query<TUserRow>(`SELECT ${userColumns} FROM users WHERE username = $1 FOR UPDATE`, [username]);
+      const { rows } = await tx.query<TUserRow>(`SELECT ${userColumns} FROM users WHERE username = $1 FOR UPDATE`, [
+        username,
+      ]);
       const current = rows[0];
       if (!current) return "not-found";
       if (current.disabled_at) return "already-disabled";
@@ -177,7 +200,16 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
       await db.query(
         `INSERT INTO auth_tokens (id, user_id, kind, name, secret_sha256, created_at, created_from, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [token.id, token.userId, token.kind, token.name, token.secretSha256, token.createdAt, token.createdFrom, token.expiresAt],
+        [
+          token.id,
+          token.userId,
+          token.kind,
+          token.name,
+          token.secretSha256,
+          token.createdAt,
+          token.createdFrom,
+          token.expiresAt,
+        ],
       );
       return "created";
     } catch (error) {
@@ -233,11 +265,10 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
   /** False when the token was already revoked. */
   revokeToken: async (id: string, at: Date, by: string): Promise<boolean> =>
     (
-      await db.query("UPDATE auth_tokens SET revoked_at = $2, revoked_by = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING id", [
-        id,
-        at,
-        by,
-      ])
+      await db.query(
+        "UPDATE auth_tokens SET revoked_at = $2, revoked_by = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING id",
+        [id, at, by],
+      )
     ).rows.length > 0,
 
   /** Tokens that still work (not revoked, not past expiry), of one user or of everyone. */
@@ -275,7 +306,12 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
    * guesses at once cannot all slip under the limit; an attempt that dies mid-check counts against
    * the caller.
    */
-  reserveLoginAttempt: (attempt: { username: string; sourceAddress: string; at: Date; limits: TLoginLimits }): Promise<TLoginReservation> =>
+  reserveLoginAttempt: (attempt: {
+    username: string;
+    sourceAddress: string;
+    at: Date;
+    limits: TLoginLimits;
+  }): Promise<TLoginReservation> =>
     db.transaction(async (tx) => {
       const { username, sourceAddress, at, limits } = attempt;
       const windowStart = new Date(at.getTime() - limits.windowSeconds * 1000);
@@ -323,7 +359,9 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
 
 const otherAdminExists = async (tx: TSqlExecutor, userId: string): Promise<boolean> =>
   (
-    await tx.query("SELECT 1 FROM users WHERE role = 'platform-admin' AND disabled_at IS NULL AND id <> $1 LIMIT 1", [userId])
+    await tx.query("SELECT 1 FROM users WHERE role = 'platform-admin' AND disabled_at IS NULL AND id <> $1 LIMIT 1", [
+      userId,
+    ])
   ).rows.length > 0;
 
 export type TIdentityStore = ReturnType<typeof identityStoreFactory>;

@@ -16,8 +16,16 @@ const ConfigSchema = z.object({
   CAREHOST_LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   CAREHOST_AUDIT_CHECKPOINT_ENTRIES: z.coerce.number().int().positive().default(1000),
   CAREHOST_AUDIT_CHECKPOINT_SECONDS: z.coerce.number().int().positive().default(60),
-  CAREHOST_RUNTIME: z.enum(["local", "none"]).default("local").describe("where environments run: this host, or nowhere (record and check only)"),
-  CAREHOST_SUPERVISE_SECONDS: z.coerce.number().int().positive().default(10).describe("how often stopped PostgreSQL and Redis processes are restarted"),
+  CAREHOST_RUNTIME: z
+    .enum(["local", "none"])
+    .default("local")
+    .describe("where environments run: this host, or nowhere (record and check only)"),
+  CAREHOST_SUPERVISE_SECONDS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(10)
+    .describe("how often stopped PostgreSQL and Redis processes are restarted"),
 });
 
 export type TConfig = {

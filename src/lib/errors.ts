@@ -24,7 +24,10 @@ export class NotFoundError extends DomainError {}
 export class ConflictError extends DomainError {}
 /** Too many attempts (HTTP 429). */
 export class RateLimitedError extends DomainError {
-  constructor(message: string, readonly retryAfterSeconds: number) {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
     super(message);
   }
 }

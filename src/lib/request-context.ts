@@ -6,7 +6,13 @@ export const roles = ["platform-admin", "operator", "approver", "auditor", "view
 export type TRole = (typeof roles)[number];
 
 export type TActor =
-  | { readonly kind: "user"; readonly userId: string; readonly username: string; readonly role: TRole; readonly tokenId?: string }
+  | {
+      readonly kind: "user";
+      readonly userId: string;
+      readonly username: string;
+      readonly role: TRole;
+      readonly tokenId?: string;
+    }
   | { readonly kind: "system"; readonly name: string }
   | { readonly kind: "anonymous" };
 
@@ -24,6 +30,8 @@ export const systemContext = (name: string, requestId = `system-${Date.now().toS
 
 /** The name written into audit events and commit messages. */
 export const actorName = (
-  actor: { readonly kind: "user"; readonly username: string } | { readonly kind: "system"; readonly name: string } | { readonly kind: "anonymous" },
-): string =>
-  actor.kind === "user" ? actor.username : actor.kind === "system" ? `system:${actor.name}` : "anonymous";
+  actor:
+    | { readonly kind: "user"; readonly username: string }
+    | { readonly kind: "system"; readonly name: string }
+    | { readonly kind: "anonymous" },
+): string => (actor.kind === "user" ? actor.username : actor.kind === "system" ? `system:${actor.name}` : "anonymous");

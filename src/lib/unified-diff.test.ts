@@ -34,7 +34,23 @@ void describe("unified diff", () => {
     const before = "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\n";
     assert.equal(
       unifiedDiff("a.conf", before, before.replace("b\n", "B\n").replace("l\n", "")),
-      ["--- a/a.conf", "+++ b/a.conf", "@@ -1,5 +1,5 @@", " a", "-b", "+B", " c", " d", " e", "@@ -9,4 +9,3 @@", " i", " j", " k", "-l", ""].join("\n"),
+      [
+        "--- a/a.conf",
+        "+++ b/a.conf",
+        "@@ -1,5 +1,5 @@",
+        " a",
+        "-b",
+        "+B",
+        " c",
+        " d",
+        " e",
+        "@@ -9,4 +9,3 @@",
+        " i",
+        " j",
+        " k",
+        "-l",
+        "",
+      ].join("\n"),
     );
     assert.equal(unifiedDiff("n.conf", undefined, "a\nb\n"), "--- /dev/null\n+++ b/n.conf\n@@ -0,0 +1,2 @@\n+a\n+b\n");
     assert.equal(unifiedDiff("n.conf", "a\n", undefined), "--- a/n.conf\n+++ /dev/null\n@@ -1 +0,0 @@\n-a\n");
@@ -42,12 +58,18 @@ void describe("unified diff", () => {
 
   void it("turns the old text into the new one, for many random edits", () => {
     let seed = 11;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
     for (let round = 0; round < 300; round += 1) {
       const before = Array.from({ length: Math.floor(random() * 30) }, () => `line ${Math.floor(random() * 6)}`);
       const after = before.flatMap((line) => {
         const roll = random();
-        return roll < 0.15 ? [] : roll < 0.3 ? [line, `new ${Math.floor(random() * 4)}`] : roll < 0.4 ? [`changed ${Math.floor(random() * 3)}`] : [line];
+        return roll < 0.15
+          ? []
+          : roll < 0.3
+            ? [line, `new ${Math.floor(random() * 4)}`]
+            : roll < 0.4
+              ? [`changed ${Math.floor(random() * 3)}`]
+              : [line];
       });
       const text = (lines: string[]) => (lines.length === 0 ? "" : `${lines.join("\n")}\n`);
       const diff = unifiedDiff("f", text(before), text(after));

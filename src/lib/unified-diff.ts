@@ -3,7 +3,8 @@
 import { structuredPatch } from "diff";
 
 /** diff's hunk range: "start,count", "start" for one line, and the line before for none. */
-const range = (start: number, count: number) => (count === 1 ? `${start}` : count === 0 ? `${start - 1},0` : `${start},${count}`);
+const range = (start: number, count: number) =>
+  count === 1 ? `${start}` : count === 0 ? `${start - 1},0` : `${start},${count}`;
 
 /**
  * `--- a/<name>` / `+++ b/<name>` and one hunk per group of changes with `context` lines around it;
@@ -11,9 +12,14 @@ const range = (start: number, count: number) => (count === 1 ? `${start}` : coun
  */
 export function unifiedDiff(name: string, before: string | undefined, after: string | undefined, context = 3): string {
   if (before === after) return "";
-  const { hunks } = structuredPatch(`a/${name}`, `b/${name}`, before ?? "", after ?? "", undefined, undefined, { context });
+  const { hunks } = structuredPatch(`a/${name}`, `b/${name}`, before ?? "", after ?? "", undefined, undefined, {
+    context,
+  });
   if (hunks.length === 0) return "";
-  const lines = [`--- ${before === undefined ? "/dev/null" : `a/${name}`}`, `+++ ${after === undefined ? "/dev/null" : `b/${name}`}`];
+  const lines = [
+    `--- ${before === undefined ? "/dev/null" : `a/${name}`}`,
+    `+++ ${after === undefined ? "/dev/null" : `b/${name}`}`,
+  ];
   for (const hunk of hunks) {
     lines.push(`@@ -${range(hunk.oldStart, hunk.oldLines)} +${range(hunk.newStart, hunk.newLines)} @@`);
     lines.push(...hunk.lines.filter((line) => !line.startsWith("\\")));

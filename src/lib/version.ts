@@ -5,7 +5,10 @@ import { fileURLToPath } from "node:url";
 /** The repository root: the nearest directory above this module holding carehost's package.json (works from src/ and dist/). */
 export const packageRoot: string = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, "package.json")) || !readFileSync(join(dir, "package.json"), "utf8").includes('"name": "carehost"')) {
+  while (
+    !existsSync(join(dir, "package.json")) ||
+    !readFileSync(join(dir, "package.json"), "utf8").includes('"name": "carehost"')
+  ) {
     const parent = dirname(dir);
     if (parent === dir) throw new Error("carehost's package.json not found above " + fileURLToPath(import.meta.url));
     dir = parent;
@@ -14,4 +17,6 @@ export const packageRoot: string = (() => {
 })();
 
 // Read once so the CLI, the API and the OpenAPI document agree.
-export const carehostVersion: string = (JSON.parse(readFileSync(join(packageRoot, "package.json"), "utf8")) as { version: string }).version;
+export const carehostVersion: string = (
+  JSON.parse(readFileSync(join(packageRoot, "package.json"), "utf8")) as { version: string }
+).version;

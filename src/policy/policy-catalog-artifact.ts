@@ -41,7 +41,8 @@ export function parsePgHba(text: string): THbaEntry[] {
     const type = fields[0] ?? "";
     // local records have no address; host* records have one address (CIDR) or an address and a mask.
     let methodIndex = type === "local" ? 3 : 4;
-    if (type !== "local" && /^\d+\.\d+\.\d+\.\d+$/.test(fields[4] ?? "") && !(fields[3] ?? "").includes("/")) methodIndex = 5;
+    if (type !== "local" && /^\d+\.\d+\.\d+\.\d+$/.test(fields[4] ?? "") && !(fields[3] ?? "").includes("/"))
+      methodIndex = 5;
     entries.push({ line: index + 1, type, method: (fields[methodIndex] ?? "").toLowerCase(), text: line });
   });
   return entries;
@@ -54,8 +55,12 @@ function requireArtifact<K extends keyof TRenderedArtifacts>(
   report: TControlReport,
 ): NonNullable<TRenderedArtifacts[K]> | undefined {
   const artifact = artifacts[key];
-  if (artifact === null) report.notApplicable(`this runtime serves no ${fileName.replace(/^the /, "")}: nothing reaches Odoo from the network`);
-  else if (artifact === undefined) report.fail(`${fileName} was not rendered, so this control cannot be verified`, { path: key });
+  if (artifact === null)
+    report.notApplicable(
+      `this runtime serves no ${fileName.replace(/^the /, "")}: nothing reaches Odoo from the network`,
+    );
+  else if (artifact === undefined)
+    report.fail(`${fileName} was not rendered, so this control cannot be verified`, { path: key });
   return artifact ?? undefined;
 }
 
@@ -74,7 +79,10 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
     check: ({ artifacts }, report) => {
       const conf = requireArtifact(artifacts, "odooConf", "odoo.conf", report);
       if (conf !== undefined && !isFalse(conf.list_db)) {
-        report.fail(`odoo.conf must set list_db = False so the database manager is not exposed (list_db: ${show(conf.list_db)})`, { path: "odooConf.list_db", actual: conf.list_db });
+        report.fail(
+          `odoo.conf must set list_db = False so the database manager is not exposed (list_db: ${show(conf.list_db)})`,
+          { path: "odooConf.list_db", actual: conf.list_db },
+        );
       }
     },
   },
@@ -92,7 +100,10 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
       const prefixes = ingress.blockedPaths.map((path) => path.replace(/\*+$/, "")).filter((prefix) => prefix !== "");
       const open = ODOO_DATABASE_MANAGER_ROUTES.filter((route) => !prefixes.some((prefix) => route.startsWith(prefix)));
       if (open.length > 0) {
-        report.fail(`the ingress must block /web/database/* (not blocked: ${open.join(", ")})`, { path: "ingress.blockedPaths", actual: ingress.blockedPaths });
+        report.fail(`the ingress must block /web/database/* (not blocked: ${open.join(", ")})`, {
+          path: "ingress.blockedPaths",
+          actual: ingress.blockedPaths,
+        });
       }
     },
   },
@@ -108,7 +119,10 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
       // Without it Odoo logs the ingress's address instead of the user's and builds http:// URLs.
       const conf = requireArtifact(artifacts, "odooConf", "odoo.conf", report);
       if (conf !== undefined && !isTrue(conf.proxy_mode)) {
-        report.fail(`odoo.conf must set proxy_mode = True behind the ingress (proxy_mode: ${show(conf.proxy_mode)})`, { path: "odooConf.proxy_mode", actual: conf.proxy_mode });
+        report.fail(`odoo.conf must set proxy_mode = True behind the ingress (proxy_mode: ${show(conf.proxy_mode)})`, {
+          path: "odooConf.proxy_mode",
+          actual: conf.proxy_mode,
+        });
       }
     },
   },
@@ -126,12 +140,18 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
       const dbfilter = conf.dbfilter;
       const expected = conf.db_name === undefined ? undefined : `^${conf.db_name}$`;
       // Anchored, no wildcard and no %h/%d substitution: exactly one database can ever be served.
-      const pinned = dbfilter !== undefined && /^\^[A-Za-z0-9_-]+\$$/.test(dbfilter) && (expected === undefined || dbfilter === expected);
+      const pinned =
+        dbfilter !== undefined &&
+        /^\^[A-Za-z0-9_-]+\$$/.test(dbfilter) &&
+        (expected === undefined || dbfilter === expected);
       if (!pinned) {
-        report.fail(`odoo.conf must pin dbfilter to ${expected === undefined ? "^<database>$" : quoted(expected)} (dbfilter: ${show(dbfilter)})`, {
-          path: "odooConf.dbfilter",
-          actual: dbfilter,
-        });
+        report.fail(
+          `odoo.conf must pin dbfilter to ${expected === undefined ? "^<database>$" : quoted(expected)} (dbfilter: ${show(dbfilter)})`,
+          {
+            path: "odooConf.dbfilter",
+            actual: dbfilter,
+          },
+        );
       }
     },
   },
@@ -148,9 +168,14 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
       if (conf === undefined) return;
       const value = conf.admin_passwd;
       // Never echo the value: it is a password, or a hash of one.
-      if (value === undefined || value.trim() === "") report.fail("odoo.conf must set admin_passwd to a pbkdf2-sha512 hash (admin_passwd is not set)", { path: "odooConf.admin_passwd" });
+      if (value === undefined || value.trim() === "")
+        report.fail("odoo.conf must set admin_passwd to a pbkdf2-sha512 hash (admin_passwd is not set)", {
+          path: "odooConf.admin_passwd",
+        });
       else if (!value.startsWith("$pbkdf2-sha512$")) {
-        report.fail("odoo.conf must set admin_passwd to a pbkdf2-sha512 hash (admin_passwd is in plain text)", { path: "odooConf.admin_passwd" });
+        report.fail("odoo.conf must set admin_passwd to a pbkdf2-sha512 hash (admin_passwd is in plain text)", {
+          path: "odooConf.admin_passwd",
+        });
       }
     },
   },
@@ -165,7 +190,10 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
     check: ({ artifacts }, report) => {
       const conf = requireArtifact(artifacts, "odooConf", "odoo.conf", report);
       if (conf !== undefined && conf.db_sslmode?.trim() !== "verify-full") {
-        report.fail(`odoo.conf must set db_sslmode = verify-full (db_sslmode: ${show(conf.db_sslmode)})`, { path: "odooConf.db_sslmode", actual: conf.db_sslmode });
+        report.fail(`odoo.conf must set db_sslmode = verify-full (db_sslmode: ${show(conf.db_sslmode)})`, {
+          path: "odooConf.db_sslmode",
+          actual: conf.db_sslmode,
+        });
       }
     },
   },
@@ -181,12 +209,16 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
       const hba = requireArtifact(artifacts, "pgHba", "pg_hba.conf", report);
       if (hba === undefined) return;
       for (const entry of parsePgHba(hba)) {
-        const allowed = STRONG_HBA_METHODS.has(entry.method) || (entry.type === "local" && LOCAL_ONLY_HBA_METHODS.has(entry.method));
+        const allowed =
+          STRONG_HBA_METHODS.has(entry.method) || (entry.type === "local" && LOCAL_ONLY_HBA_METHODS.has(entry.method));
         if (!allowed) {
-          report.fail(`pg_hba.conf line ${entry.line} must use scram-sha-256 or cert (method: ${entry.method || "missing"}: ${quoted(entry.text)})`, {
-            path: `pgHba:${entry.line}`,
-            actual: entry.method,
-          });
+          report.fail(
+            `pg_hba.conf line ${entry.line} must use scram-sha-256 or cert (method: ${entry.method || "missing"}: ${quoted(entry.text)})`,
+            {
+              path: `pgHba:${entry.line}`,
+              actual: entry.method,
+            },
+          );
         }
       }
     },
@@ -203,11 +235,17 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
       const hba = requireArtifact(artifacts, "pgHba", "pg_hba.conf", report);
       if (hba === undefined) return;
       for (const entry of parsePgHba(hba)) {
-        if ((entry.type === "host" || entry.type === "hostnossl" || entry.type === "hostgssenc") && entry.method !== "reject") {
-          report.fail(`pg_hba.conf line ${entry.line} admits connections without TLS; use hostssl (type: ${entry.type}: ${quoted(entry.text)})`, {
-            path: `pgHba:${entry.line}`,
-            actual: entry.type,
-          });
+        if (
+          (entry.type === "host" || entry.type === "hostnossl" || entry.type === "hostgssenc") &&
+          entry.method !== "reject"
+        ) {
+          report.fail(
+            `pg_hba.conf line ${entry.line} admits connections without TLS; use hostssl (type: ${entry.type}: ${quoted(entry.text)})`,
+            {
+              path: `pgHba:${entry.line}`,
+              actual: entry.type,
+            },
+          );
         }
       }
     },
@@ -223,7 +261,10 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
     check: ({ artifacts }, report) => {
       const conf = requireArtifact(artifacts, "postgresqlConf", "postgresql.conf", report);
       if (conf !== undefined && !isTrue(unquote(conf.ssl))) {
-        report.fail(`postgresql.conf must set ssl = on (ssl: ${show(conf.ssl)})`, { path: "postgresqlConf.ssl", actual: conf.ssl });
+        report.fail(`postgresql.conf must set ssl = on (ssl: ${show(conf.ssl)})`, {
+          path: "postgresqlConf.ssl",
+          actual: conf.ssl,
+        });
       }
     },
   },
@@ -238,10 +279,13 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
     check: ({ artifacts }, report) => {
       const conf = requireArtifact(artifacts, "postgresqlConf", "postgresql.conf", report);
       if (conf !== undefined && unquote(conf.password_encryption) !== "scram-sha-256") {
-        report.fail(`postgresql.conf must set password_encryption = scram-sha-256 (password_encryption: ${show(conf.password_encryption)})`, {
-          path: "postgresqlConf.password_encryption",
-          actual: conf.password_encryption,
-        });
+        report.fail(
+          `postgresql.conf must set password_encryption = scram-sha-256 (password_encryption: ${show(conf.password_encryption)})`,
+          {
+            path: "postgresqlConf.password_encryption",
+            actual: conf.password_encryption,
+          },
+        );
       }
     },
   },
@@ -283,10 +327,13 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
       const tlsPort = Number(conf["tls-port"] ?? "0");
       const plainPort = Number(conf.port ?? "6379");
       if (!(tlsPort > 0) || plainPort !== 0) {
-        report.fail(`redis.conf must set tls-port and port 0 so no plaintext port is open (tls-port: ${show(conf["tls-port"])}, port: ${show(conf.port)})`, {
-          path: "redisConf.port",
-          actual: { port: conf.port, tlsPort: conf["tls-port"] },
-        });
+        report.fail(
+          `redis.conf must set tls-port and port 0 so no plaintext port is open (tls-port: ${show(conf["tls-port"])}, port: ${show(conf.port)})`,
+          {
+            path: "redisConf.port",
+            actual: { port: conf.port, tlsPort: conf["tls-port"] },
+          },
+        );
       }
     },
   },
@@ -300,7 +347,8 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
     appliesTo: always,
     check: ({ artifacts }, report) => {
       const ingress = requireArtifact(artifacts, "ingress", "the ingress", report);
-      if (ingress !== undefined && !ingress.tls) report.fail("the ingress must serve HTTPS only (tls: false)", { path: "ingress.tls", actual: false });
+      if (ingress !== undefined && !ingress.tls)
+        report.fail("the ingress must serve HTTPS only (tls: false)", { path: "ingress.tls", actual: false });
     },
   },
   {
@@ -313,7 +361,11 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
     appliesTo: always,
     check: ({ artifacts }, report) => {
       const ingress = requireArtifact(artifacts, "ingress", "the ingress", report);
-      if (ingress !== undefined && !ingress.hsts) report.fail("the ingress must send HSTS so browsers never fall back to HTTP (hsts: false)", { path: "ingress.hsts", actual: false });
+      if (ingress !== undefined && !ingress.hsts)
+        report.fail("the ingress must send HSTS so browsers never fall back to HTTP (hsts: false)", {
+          path: "ingress.hsts",
+          actual: false,
+        });
     },
   },
 ];

@@ -6,16 +6,25 @@ import type { TEnvironmentSpec } from "../spec/spec-schema.js";
 import type { TControlReport, TLiveControl, TLivePostgresState, TLiveRedisState, TLiveState } from "./policy-types.js";
 
 /** Commands that wipe, reconfigure or stop Redis; none is needed by Odoo's session store. */
-export const DANGEROUS_REDIS_COMMANDS: readonly string[] = ["FLUSHALL", "FLUSHDB", "CONFIG", "DEBUG", "SHUTDOWN", "MODULE"];
+export const DANGEROUS_REDIS_COMMANDS: readonly string[] = [
+  "FLUSHALL",
+  "FLUSHDB",
+  "CONFIG",
+  "DEBUG",
+  "SHUTDOWN",
+  "MODULE",
+];
 const WEAK_HBA_METHODS = new Set(["trust", "password", "md5", "ident"]);
 
 function postgresState(live: TLiveState, report: TControlReport): TLivePostgresState | undefined {
-  if (live.postgres === undefined) report.fail("PostgreSQL state was not read back, so this control cannot be verified", { path: "postgres" });
+  if (live.postgres === undefined)
+    report.fail("PostgreSQL state was not read back, so this control cannot be verified", { path: "postgres" });
   return live.postgres;
 }
 
 function redisState(live: TLiveState, report: TControlReport): TLiveRedisState | undefined {
-  if (live.redis === undefined) report.fail("Redis state was not read back, so this control cannot be verified", { path: "redis" });
+  if (live.redis === undefined)
+    report.fail("Redis state was not read back, so this control cannot be verified", { path: "redis" });
   return live.redis;
 }
 
@@ -29,8 +38,14 @@ export function isLoopbackOrPrivateAddress(bindAddress: string): boolean {
   const address = bindAddress.replace(/^-/, "").toLowerCase();
   if (isIPv4(address)) {
     const value = ipv4Number(address);
-    const inNetwork = (network: string, prefix: number) => Math.floor(value / 2 ** (32 - prefix)) === Math.floor(ipv4Number(network) / 2 ** (32 - prefix));
-    return inNetwork("127.0.0.0", 8) || inNetwork("10.0.0.0", 8) || inNetwork("172.16.0.0", 12) || inNetwork("192.168.0.0", 16);
+    const inNetwork = (network: string, prefix: number) =>
+      Math.floor(value / 2 ** (32 - prefix)) === Math.floor(ipv4Number(network) / 2 ** (32 - prefix));
+    return (
+      inNetwork("127.0.0.0", 8) ||
+      inNetwork("10.0.0.0", 8) ||
+      inNetwork("172.16.0.0", 12) ||
+      inNetwork("192.168.0.0", 16)
+    );
   }
   if (isIPv6(address)) {
     if (address === "::1") return true;
@@ -66,7 +81,8 @@ const forbiddenRoleAttribute = (control: {
   },
 });
 
-const isPhiProduction = (environment: TEnvironmentSpec) => environment.dataClass === "phi" && environment.tier === "production";
+const isPhiProduction = (environment: TEnvironmentSpec) =>
+  environment.dataClass === "phi" && environment.tier === "production";
 
 export const LIVE_CONTROLS: readonly TLiveControl[] = [
   {
@@ -83,11 +99,17 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
       const postgres = postgresState(live, report);
       if (postgres === undefined || postgres.synchronousStandbys > 0) return;
       if (!environment.database.highAvailability) {
-        report.fail("PHI production should run a synchronous standby (database.highAvailability: false, no synchronous standby streams)", { path: "postgres.synchronousStandbys", actual: 0 });
+        report.fail(
+          "PHI production should run a synchronous standby (database.highAvailability: false, no synchronous standby streams)",
+          { path: "postgres.synchronousStandbys", actual: 0 },
+        );
       } else if (live.cannotProvide?.synchronousStandby !== undefined) {
         report.notEnforced(`database.highAvailability is true, but ${live.cannotProvide.synchronousStandby}`);
       } else {
-        report.fail("PHI production declares a synchronous standby (database.highAvailability: true), but none streams (pg_stat_replication: 0 synchronous standbys)", { path: "postgres.synchronousStandbys", actual: 0 });
+        report.fail(
+          "PHI production declares a synchronous standby (database.highAvailability: true), but none streams (pg_stat_replication: 0 synchronous standbys)",
+          { path: "postgres.synchronousStandbys", actual: 0 },
+        );
       }
     },
   },
@@ -104,15 +126,21 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
     appliesTo: (environment) => environment.backup.enabled,
     check: ({ live }, report) => {
       if (live.backup === undefined) {
-        report.fail("where backups are written was not read back from the runtime, so this control cannot be verified", { path: "backup" });
+        report.fail(
+          "where backups are written was not read back from the runtime, so this control cannot be verified",
+          { path: "backup" },
+        );
         return;
       }
       const written = live.backup.written.map((repository) => repository.name).join(", ") || "none";
       for (const skipped of live.backup.skipped) {
-        report.fail(`backup repository ${JSON.stringify(skipped.name)} (${skipped.type}) is declared but not written: ${skipped.reason} (backups go to: ${written})`, {
-          path: `backup.skipped.${skipped.name}`,
-          actual: skipped.reason,
-        });
+        report.fail(
+          `backup repository ${JSON.stringify(skipped.name)} (${skipped.type}) is declared but not written: ${skipped.reason} (backups go to: ${written})`,
+          {
+            path: `backup.skipped.${skipped.name}`,
+            actual: skipped.reason,
+          },
+        );
       }
     },
   },
@@ -151,7 +179,10 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
     check: ({ live }, report) => {
       const postgres = postgresState(live, report);
       if (postgres?.publicConnect) {
-        report.fail("CONNECT on the Odoo database must be revoked from PUBLIC (PUBLIC has CONNECT)", { path: "postgres.publicConnect", actual: true });
+        report.fail("CONNECT on the Odoo database must be revoked from PUBLIC (PUBLIC has CONNECT)", {
+          path: "postgres.publicConnect",
+          actual: true,
+        });
       }
     },
   },
@@ -165,7 +196,8 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
     appliesTo: always,
     check: ({ live }, report) => {
       const postgres = postgresState(live, report);
-      if (postgres !== undefined && !postgres.ssl) report.fail("PostgreSQL must run with ssl = on (ssl: off)", { path: "postgres.ssl", actual: false });
+      if (postgres !== undefined && !postgres.ssl)
+        report.fail("PostgreSQL must run with ssl = on (ssl: off)", { path: "postgres.ssl", actual: false });
     },
   },
   {
@@ -179,10 +211,13 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
     check: ({ live }, report) => {
       const postgres = postgresState(live, report);
       if (postgres !== undefined && postgres.passwordEncryption !== "scram-sha-256") {
-        report.fail(`PostgreSQL must use password_encryption = scram-sha-256 (password_encryption: ${JSON.stringify(postgres.passwordEncryption)})`, {
-          path: "postgres.passwordEncryption",
-          actual: postgres.passwordEncryption,
-        });
+        report.fail(
+          `PostgreSQL must use password_encryption = scram-sha-256 (password_encryption: ${JSON.stringify(postgres.passwordEncryption)})`,
+          {
+            path: "postgres.passwordEncryption",
+            actual: postgres.passwordEncryption,
+          },
+        );
       }
     },
   },
@@ -198,7 +233,10 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
       const postgres = postgresState(live, report);
       const weak = postgres?.hbaMethods.filter((method) => WEAK_HBA_METHODS.has(method.toLowerCase())) ?? [];
       if (weak.length > 0) {
-        report.fail(`PostgreSQL's pg_hba rules must use scram-sha-256 or cert (loaded methods include ${weak.join(", ")})`, { path: "postgres.hbaMethods", actual: weak });
+        report.fail(
+          `PostgreSQL's pg_hba rules must use scram-sha-256 or cert (loaded methods include ${weak.join(", ")})`,
+          { path: "postgres.hbaMethods", actual: weak },
+        );
       }
     },
   },
@@ -213,10 +251,13 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
     check: ({ live }, report) => {
       const postgres = postgresState(live, report);
       if (postgres !== undefined && !postgres.sharedPreloadLibraries.includes("pgaudit")) {
-        report.fail(`PostgreSQL holding PHI must load pgaudit (shared_preload_libraries: ${JSON.stringify(postgres.sharedPreloadLibraries.join(","))})`, {
-          path: "postgres.sharedPreloadLibraries",
-          actual: postgres.sharedPreloadLibraries,
-        });
+        report.fail(
+          `PostgreSQL holding PHI must load pgaudit (shared_preload_libraries: ${JSON.stringify(postgres.sharedPreloadLibraries.join(","))})`,
+          {
+            path: "postgres.sharedPreloadLibraries",
+            actual: postgres.sharedPreloadLibraries,
+          },
+        );
       }
     },
   },
@@ -232,7 +273,10 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
     check: ({ live }, report) => {
       const postgres = postgresState(live, report);
       if (postgres !== undefined && !postgres.dataChecksums) {
-        report.fail("PostgreSQL should run with data checksums so silent corruption is detected (data_checksums: off)", { path: "postgres.dataChecksums", actual: false });
+        report.fail(
+          "PostgreSQL should run with data checksums so silent corruption is detected (data_checksums: off)",
+          { path: "postgres.dataChecksums", actual: false },
+        );
       }
     },
   },
@@ -248,12 +292,18 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
       const redis = redisState(live, report);
       if (redis === undefined) return;
       if (redis.bindAddresses.length === 0) {
-        report.fail("Redis must bind loopback or private addresses only (bind is empty: every interface)", { path: "redis.bindAddresses", actual: [] });
+        report.fail("Redis must bind loopback or private addresses only (bind is empty: every interface)", {
+          path: "redis.bindAddresses",
+          actual: [],
+        });
         return;
       }
       const exposed = redis.bindAddresses.filter((address) => !isLoopbackOrPrivateAddress(address));
       if (exposed.length > 0) {
-        report.fail(`Redis must bind loopback or private addresses only (bind: ${exposed.join(" ")})`, { path: "redis.bindAddresses", actual: exposed });
+        report.fail(`Redis must bind loopback or private addresses only (bind: ${exposed.join(" ")})`, {
+          path: "redis.bindAddresses",
+          actual: exposed,
+        });
       }
     },
   },
@@ -267,7 +317,11 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
     appliesTo: redisEnabled,
     check: ({ live }, report) => {
       const redis = redisState(live, report);
-      if (redis !== undefined && !redis.protectedMode) report.fail("Redis must run with protected-mode yes (protected-mode: no)", { path: "redis.protectedMode", actual: false });
+      if (redis !== undefined && !redis.protectedMode)
+        report.fail("Redis must run with protected-mode yes (protected-mode: no)", {
+          path: "redis.protectedMode",
+          actual: false,
+        });
     },
   },
   {
@@ -284,7 +338,10 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
       const disabled = new Set(redis.renamedOrDisabledCommands.map((command) => command.toUpperCase()));
       const enabled = DANGEROUS_REDIS_COMMANDS.filter((command) => !disabled.has(command));
       if (enabled.length > 0) {
-        report.fail(`Redis must disable or rename ${DANGEROUS_REDIS_COMMANDS.join(", ")} (still enabled: ${enabled.join(", ")})`, { path: "redis.renamedOrDisabledCommands", actual: enabled });
+        report.fail(
+          `Redis must disable or rename ${DANGEROUS_REDIS_COMMANDS.join(", ")} (still enabled: ${enabled.join(", ")})`,
+          { path: "redis.renamedOrDisabledCommands", actual: enabled },
+        );
       }
     },
   },
@@ -298,7 +355,11 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
     appliesTo: redisEnabled,
     check: ({ live }, report) => {
       const redis = redisState(live, report);
-      if (redis?.defaultUserEnabled) report.fail("Redis must disable the ACL user \"default\" (user default is on)", { path: "redis.defaultUserEnabled", actual: true });
+      if (redis?.defaultUserEnabled)
+        report.fail('Redis must disable the ACL user "default" (user default is on)', {
+          path: "redis.defaultUserEnabled",
+          actual: true,
+        });
     },
   },
   {
@@ -312,7 +373,10 @@ export const LIVE_CONTROLS: readonly TLiveControl[] = [
     check: ({ live }, report) => {
       const redis = redisState(live, report);
       if (redis !== undefined && !(redis.tlsPort !== undefined && redis.tlsPort > 0)) {
-        report.fail(`Redis must serve TLS (tls-port: ${redis.tlsPort ?? "not set"})`, { path: "redis.tlsPort", actual: redis.tlsPort });
+        report.fail(`Redis must serve TLS (tls-port: ${redis.tlsPort ?? "not set"})`, {
+          path: "redis.tlsPort",
+          actual: redis.tlsPort,
+        });
       }
     },
   },

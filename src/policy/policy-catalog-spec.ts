@@ -14,7 +14,8 @@ export const SUPPORTED_ODOO_VERSIONS: readonly string[] = ["17.0", "18.0", "19.0
 export const PHI_MAX_SESSION_IDLE_MINUTES = 15;
 
 /** Why an identity control is not enforced where no carehost server was asked (validate runs offline). */
-const NO_PLATFORM = "what carehost enforces at sign-in is read from its server (carehost posture); offline, only the declaration was checked";
+const NO_PLATFORM =
+  "what carehost enforces at sign-in is read from its server (carehost posture); offline, only the declaration was checked";
 
 const DATA_CLASS_LABEL = { phi: "PHI", confidential: "confidential", internal: "internal", public: "public" } as const;
 const label = (environment: TEnvironmentSpec) => `${DATA_CLASS_LABEL[environment.dataClass]} ${environment.tier}`;
@@ -40,10 +41,14 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       severity: "critical",
       enforcement: "mandatory",
       subject: "spec",
-      appliesTo: (environment) => isProduction(environment) && (environment.dataClass === "phi" || environment.dataClass === "confidential"),
+      appliesTo: (environment) =>
+        isProduction(environment) && (environment.dataClass === "phi" || environment.dataClass === "confidential"),
       check: ({ environment }, report) => {
         if (environment.hosting !== "dedicated") {
-          report.fail(`${label(environment)} must be dedicated (hosting: ${environment.hosting})`, { path: "hosting", actual: environment.hosting });
+          report.fail(`${label(environment)} must be dedicated (hosting: ${environment.hosting})`, {
+            path: "hosting",
+            actual: environment.hosting,
+          });
         }
       },
     },
@@ -58,7 +63,10 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       appliesTo: (environment) => isPhi(environment) && !isProduction(environment),
       check: ({ environment }, report) => {
         if (environment.hosting !== "dedicated") {
-          report.fail(`${label(environment)} holds PHI and must be dedicated (hosting: ${environment.hosting})`, { path: "hosting", actual: environment.hosting });
+          report.fail(`${label(environment)} holds PHI and must be dedicated (hosting: ${environment.hosting})`, {
+            path: "hosting",
+            actual: environment.hosting,
+          });
         }
       },
     },
@@ -72,7 +80,10 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       appliesTo: (environment) => isProduction(environment) || isPhi(environment),
       check: ({ environment }, report) => {
         if (!environment.backup.enabled) {
-          report.fail(`${label(environment)} must be backed up (backup.enabled: false)`, { path: "backup.enabled", actual: false });
+          report.fail(`${label(environment)} must be backed up (backup.enabled: false)`, {
+            path: "backup.enabled",
+            actual: false,
+          });
         }
       },
     },
@@ -89,14 +100,20 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
         for (const name of environment.backup.repositories) {
           const repository = organization.backupRepositories.find((candidate) => candidate.name === name);
           if (repository === undefined) {
-            report.fail(`backup repository ${quoted(name)} is not declared in backupRepositories, so its encryption cannot be verified`, {
-              path: "backup.repositories",
-              actual: name,
-            });
+            report.fail(
+              `backup repository ${quoted(name)} is not declared in backupRepositories, so its encryption cannot be verified`,
+              {
+                path: "backup.repositories",
+                actual: name,
+              },
+            );
           } else if (repository.cipherSecretRef === undefined) {
-            report.fail(`backup repository ${quoted(name)} (${repository.type}) must be encrypted: set cipherSecretRef`, {
-              path: `backupRepositories.${name}.cipherSecretRef`,
-            });
+            report.fail(
+              `backup repository ${quoted(name)} (${repository.type}) must be encrypted: set cipherSecretRef`,
+              {
+                path: `backupRepositories.${name}.cipherSecretRef`,
+              },
+            );
           }
         }
       },
@@ -113,14 +130,22 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
         if (!environment.backup.enabled) return;
         const names = environment.backup.repositories;
         if (names.length < 2) {
-          report.fail(`PHI production must write backups to at least 2 repositories (repositories: ${names.join(", ")})`, { path: "backup.repositories", actual: names });
+          report.fail(
+            `PHI production must write backups to at least 2 repositories (repositories: ${names.join(", ")})`,
+            { path: "backup.repositories", actual: names },
+          );
         }
-        const offsite = names.filter((name) => organization.backupRepositories.some((repository) => repository.name === name && repository.type !== "posix"));
+        const offsite = names.filter((name) =>
+          organization.backupRepositories.some((repository) => repository.name === name && repository.type !== "posix"),
+        );
         if (offsite.length === 0) {
-          report.fail(`PHI production must write backups to an offsite repository (azure or s3); none of ${names.join(", ")} is offsite`, {
-            path: "backup.repositories",
-            actual: names,
-          });
+          report.fail(
+            `PHI production must write backups to an offsite repository (azure or s3); none of ${names.join(", ")} is offsite`,
+            {
+              path: "backup.repositories",
+              actual: names,
+            },
+          );
         }
       },
     },
@@ -172,7 +197,9 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       appliesTo: (environment) => backupEnabled(environment) && (isProduction(environment) || isPhi(environment)),
       check: ({ environment }, report) => {
         if (environment.backup.enabled && environment.backup.restoreDrill === undefined) {
-          report.fail(`${label(environment)} must schedule restore drills (backup.restoreDrill is not set)`, { path: "backup.restoreDrill" });
+          report.fail(`${label(environment)} must schedule restore drills (backup.restoreDrill is not set)`, {
+            path: "backup.restoreDrill",
+          });
         }
       },
     },
@@ -190,7 +217,8 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
         objectiveFor(objectives, environment)?.restoreDrillMaxIntervalMinutes !== undefined,
       check: ({ environment }, report) => {
         const maxInterval = objectiveFor(objectives, environment)?.restoreDrillMaxIntervalMinutes;
-        if (!environment.backup.enabled || environment.backup.restoreDrill === undefined || maxInterval === undefined) return;
+        if (!environment.backup.enabled || environment.backup.restoreDrill === undefined || maxInterval === undefined)
+          return;
         const expression = environment.backup.restoreDrill.schedule;
         const parsed = parseCron(expression);
         const gap = parsed.ok ? longestCronGapMinutes([parsed.schedule]) : Infinity;
@@ -214,7 +242,10 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
         // The schema fills the window from defaults; this guards specs built by other means.
         const window = environment.maintenanceWindow as TEnvironmentSpec["maintenanceWindow"] | undefined;
         if (window === undefined || window.slots.length === 0) {
-          report.fail("production must have a maintenance window (none set, and defaults.maintenanceWindow is not set)", { path: "maintenanceWindow" });
+          report.fail(
+            "production must have a maintenance window (none set, and defaults.maintenanceWindow is not set)",
+            { path: "maintenanceWindow" },
+          );
         }
       },
     },
@@ -229,10 +260,13 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       check: ({ environment }, report) => {
         const open = environment.ingress.allowedCidrs.filter(isWholeAddressSpace);
         if (open.length > 0) {
-          report.fail(`${label(environment)} must restrict ingress to known networks (allowedCidrs contains ${open.join(", ")})`, {
-            path: "ingress.allowedCidrs",
-            actual: open,
-          });
+          report.fail(
+            `${label(environment)} must restrict ingress to known networks (allowedCidrs contains ${open.join(", ")})`,
+            {
+              path: "ingress.allowedCidrs",
+              actual: open,
+            },
+          );
         }
       },
     },
@@ -247,7 +281,10 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       appliesTo: () => true,
       check: ({ environment }, report) => {
         if (environment.ingress.hostnames.length === 0) {
-          report.fail("ingress must declare at least one host name (hostnames is empty)", { path: "ingress.hostnames", actual: [] });
+          report.fail("ingress must declare at least one host name (hostnames is empty)", {
+            path: "ingress.hostnames",
+            actual: [],
+          });
         }
       },
     },
@@ -264,10 +301,13 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
         if (dataSource === undefined) return;
         const source = organization.environments.find((candidate) => candidate.name === dataSource.copyFrom);
         if (source === undefined) {
-          report.fail(`dataSource.copyFrom ${quoted(dataSource.copyFrom)} is not an environment of the organization, so the copy cannot be judged`, {
-            path: "dataSource.copyFrom",
-            actual: dataSource.copyFrom,
-          });
+          report.fail(
+            `dataSource.copyFrom ${quoted(dataSource.copyFrom)} is not an environment of the organization, so the copy cannot be judged`,
+            {
+              path: "dataSource.copyFrom",
+              actual: dataSource.copyFrom,
+            },
+          );
           return;
         }
         if (isPhi(source) && !isPhi(environment) && !dataSource.deidentify) {
@@ -305,10 +345,13 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       appliesTo: isProduction,
       check: ({ environment }, report) => {
         if (!SHA256_DIGEST.test(environment.odoo.image)) {
-          report.fail(`production image should be pinned with @sha256:<digest> so what runs is what was approved (odoo.image: ${quoted(environment.odoo.image)})`, {
-            path: "odoo.image",
-            actual: environment.odoo.image,
-          });
+          report.fail(
+            `production image should be pinned with @sha256:<digest> so what runs is what was approved (odoo.image: ${quoted(environment.odoo.image)})`,
+            {
+              path: "odoo.image",
+              actual: environment.odoo.image,
+            },
+          );
         }
       },
     },
@@ -323,10 +366,13 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       check: ({ environment }, report) => {
         const ref = environment.odoo.customAddons?.ref;
         if (ref !== undefined && !COMMIT_SHA.test(ref)) {
-          report.fail(`production custom addons should be pinned to a full commit SHA, not a branch or tag (odoo.customAddons.ref: ${quoted(ref)})`, {
-            path: "odoo.customAddons.ref",
-            actual: ref,
-          });
+          report.fail(
+            `production custom addons should be pinned to a full commit SHA, not a branch or tag (odoo.customAddons.ref: ${quoted(ref)})`,
+            {
+              path: "odoo.customAddons.ref",
+              actual: ref,
+            },
+          );
         }
       },
     },
@@ -340,7 +386,10 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       appliesTo: isPhi,
       check: ({ organization, platform }, report) => {
         if (!organization.identity.mfaRequired) {
-          report.fail("an organization holding PHI must require MFA for every sign-in (identity.mfaRequired: false)", { path: "identity.mfaRequired", actual: false });
+          report.fail("an organization holding PHI must require MFA for every sign-in (identity.mfaRequired: false)", {
+            path: "identity.mfaRequired",
+            actual: false,
+          });
           return;
         }
         // mfaRequired: true is an intention; only carehost's own sign-in asking a second factor passes.
@@ -389,7 +438,8 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
           return;
         }
         if (platform === undefined) report.notEnforced(NO_PLATFORM);
-        else if (!platform.oidc.enforced) report.notEnforced(`identity.oidc names ${organization.identity.oidc.issuer}, but ${platform.oidc.reason}`);
+        else if (!platform.oidc.enforced)
+          report.notEnforced(`identity.oidc names ${organization.identity.oidc.issuer}, but ${platform.oidc.reason}`);
       },
     },
     {
@@ -407,7 +457,10 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
         }
         if (platform === undefined) report.notEnforced(NO_PLATFORM);
         else if (platform.localUsers !== "refused") {
-          report.fail("identity.localUsersAllowed is false, but carehost still creates local users and signs them in with a password", { path: "platform.localUsers", actual: platform.localUsers });
+          report.fail(
+            "identity.localUsersAllowed is false, but carehost still creates local users and signs them in with a password",
+            { path: "platform.localUsers", actual: platform.localUsers },
+          );
         }
       },
     },

@@ -8,13 +8,19 @@ import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { SPEC_CONTROLS } from "./policy-catalog-spec.js";
 import { assertNoMandatoryViolations, evaluatePolicy, formatPosture, formatViolation } from "./policy-engine.js";
 import type { TPostureReport } from "./policy-engine.js";
-import { exceptionExpiresAt, isExceptionActive, MAX_EXCEPTION_DAYS, validatePolicyExceptions } from "./policy-exceptions.js";
+import {
+  exceptionExpiresAt,
+  isExceptionActive,
+  MAX_EXCEPTION_DAYS,
+  validatePolicyExceptions,
+} from "./policy-exceptions.js";
 import type { TPolicyException } from "./policy-exceptions.js";
 import type { TAnyControl, TSpecControl } from "./policy-types.js";
 
 const EXAMPLE_PATH = fileURLToPath(new URL("../../examples/northwind-health.yaml", import.meta.url));
 const NOW = new Date("2026-01-15T12:00:00Z");
-const ISO_LINE = 'CH-ISO-001 [164.308(a)(4), 164.312(a)(1)] environment "prod": PHI production must be dedicated (hosting: shared)';
+const ISO_LINE =
+  'CH-ISO-001 [164.308(a)(4), 164.312(a)(1)] environment "prod": PHI production must be dedicated (hosting: shared)';
 
 function demoSpec(): TOrganizationSpec {
   const result = loadSpecText(readFileSync(EXAMPLE_PATH, "utf8"), EXAMPLE_PATH);
@@ -32,8 +38,18 @@ function sharedProductionSpec(): TOrganizationSpec {
   return organization;
 }
 
-function evaluateSpec(organization: TOrganizationSpec, exceptions: readonly unknown[] = [], controls: readonly TAnyControl[] = SPEC_CONTROLS, now = NOW): TPostureReport {
-  return evaluatePolicy({ controls, subjects: { spec: organization.environments.map((environment) => ({ organization, environment })) }, exceptions, now });
+function evaluateSpec(
+  organization: TOrganizationSpec,
+  exceptions: readonly unknown[] = [],
+  controls: readonly TAnyControl[] = SPEC_CONTROLS,
+  now = NOW,
+): TPostureReport {
+  return evaluatePolicy({
+    controls,
+    subjects: { spec: organization.environments.map((environment) => ({ organization, environment })) },
+    exceptions,
+    now,
+  });
 }
 
 const isoException = (overrides: Partial<TPolicyException> = {}): TPolicyException => ({
@@ -73,7 +89,9 @@ void describe("evaluatePolicy", () => {
 
   void it("lists advisory failures as failures but not as violations", () => {
     const report = evaluateSpec(sharedProductionSpec());
-    const advisory = report.results.find((result) => result.controlId === "CH-SUP-001" && result.environment === "prod");
+    const advisory = report.results.find(
+      (result) => result.controlId === "CH-SUP-001" && result.environment === "prod",
+    );
     assert.equal(advisory?.status, "fail");
     assert.equal(advisory?.enforcement, "advisory");
     assert.equal(report.summary.fail, 2);
@@ -82,12 +100,21 @@ void describe("evaluatePolicy", () => {
   void it("orders results by environment, then control id, whatever the input order", () => {
     const organization = demoSpec();
     const forward = evaluateSpec(organization);
-    const shuffledSubjects = [...organization.environments].reverse().map((environment) => ({ organization, environment }));
-    const backward = evaluatePolicy({ controls: [...SPEC_CONTROLS].reverse(), subjects: { spec: shuffledSubjects }, now: NOW });
+    const shuffledSubjects = [...organization.environments]
+      .reverse()
+      .map((environment) => ({ organization, environment }));
+    const backward = evaluatePolicy({
+      controls: [...SPEC_CONTROLS].reverse(),
+      subjects: { spec: shuffledSubjects },
+      now: NOW,
+    });
     assert.deepEqual(backward, forward);
     const keys = forward.results.map((result) => `${result.environment} ${result.controlId}`);
     assert.deepEqual(keys, [...keys].sort());
-    assert.deepEqual([...new Set(forward.results.map((result) => result.environment))], ["prod", "staging", "training"]);
+    assert.deepEqual(
+      [...new Set(forward.results.map((result) => result.environment))],
+      ["prod", "staging", "training"],
+    );
     assert.equal(forward.results.length, SPEC_CONTROLS.length * 3);
   });
 
@@ -99,7 +126,11 @@ void describe("evaluatePolicy", () => {
     assert.ok(pass > 0 && notApplicable > 0);
     // Without carehost's sign-in to read (offline), the identity controls are gaps, not passes.
     assert.deepEqual(
-      [...new Set(report.results.filter((result) => result.status === "not-enforced").map((result) => result.controlId))],
+      [
+        ...new Set(
+          report.results.filter((result) => result.status === "not-enforced").map((result) => result.controlId),
+        ),
+      ],
       ["CH-IAM-001", "CH-IAM-002", "CH-IAM-003", "CH-IAM-004"],
     );
     assert.equal(notEnforced, report.results.filter((result) => result.status === "not-enforced").length);
@@ -124,7 +155,9 @@ void describe("evaluatePolicy", () => {
     const report = evaluateSpec(demoSpec(), [], [broken]);
     assert.deepEqual(
       report.mandatoryViolations.map((violation) => violation.line),
-      ["prod", "staging", "training"].map((name) => `CH-TST-001 [164.312(b)] environment "${name}": the check could not run: boom`),
+      ["prod", "staging", "training"].map(
+        (name) => `CH-TST-001 [164.312(b)] environment "${name}": the check could not run: boom`,
+      ),
     );
   });
 
@@ -143,7 +176,17 @@ void describe("evaluatePolicy", () => {
     const [prod] = organization.environments;
     assert.ok(prod);
     assert.throws(
-      () => evaluatePolicy({ controls: SPEC_CONTROLS, subjects: { spec: [{ organization, environment: prod }, { organization, environment: prod }] }, now: NOW }),
+      () =>
+        evaluatePolicy({
+          controls: SPEC_CONTROLS,
+          subjects: {
+            spec: [
+              { organization, environment: prod },
+              { organization, environment: prod },
+            ],
+          },
+          now: NOW,
+        }),
       /two spec subjects for environment "prod"/,
     );
   });
@@ -152,7 +195,10 @@ void describe("evaluatePolicy", () => {
 void describe("formatViolation", () => {
   void it("writes id, citations, environment and message", () => {
     assert.equal(
-      formatViolation({ controlId: "CH-ISO-001", citations: ["164.308(a)(4)", "164.312(a)(1)"], environment: "prod" }, "PHI production must be dedicated (hosting: shared)"),
+      formatViolation(
+        { controlId: "CH-ISO-001", citations: ["164.308(a)(4)", "164.312(a)(1)"], environment: "prod" },
+        "PHI production must be dedicated (hosting: shared)",
+      ),
       ISO_LINE,
     );
   });
@@ -172,7 +218,10 @@ void describe("assertNoMandatoryViolations", () => {
         assert.ok(error instanceof PolicyViolation);
         assert.equal(error.message, "2 mandatory control violations");
         assert.deepEqual(error.details, [
-          { message: 'CH-IAM-001 [164.312(d), 90 FR 898] environment "prod": an organization holding PHI must require MFA for every sign-in (identity.mfaRequired: false)' },
+          {
+            message:
+              'CH-IAM-001 [164.312(d), 90 FR 898] environment "prod": an organization holding PHI must require MFA for every sign-in (identity.mfaRequired: false)',
+          },
           { message: ISO_LINE },
         ]);
         return true;
@@ -185,7 +234,9 @@ void describe("documented exceptions", () => {
   void it("an active exception turns the failure into excepted, still listed with owner, reason and expiry", () => {
     const exception = isoException();
     const report = evaluateSpec(sharedProductionSpec(), [exception]);
-    const result = report.results.find((candidate) => candidate.controlId === "CH-ISO-001" && candidate.environment === "prod");
+    const result = report.results.find(
+      (candidate) => candidate.controlId === "CH-ISO-001" && candidate.environment === "prod",
+    );
     assert.equal(result?.status, "excepted");
     assert.deepEqual(result?.messages, ["PHI production must be dedicated (hosting: shared)"]);
     assert.deepEqual(result?.exception, exception);
@@ -194,14 +245,22 @@ void describe("documented exceptions", () => {
     assert.doesNotThrow(() => assertNoMandatoryViolations(report));
     const text = formatPosture(report);
     assert.match(text, /excepted\s+CH-ISO-001/);
-    assert.match(text, /excepted until 2026-02-28, owner ciso@northwind-health\.example, approved by cto@northwind-health\.example: dedicated cluster on order/);
+    assert.match(
+      text,
+      /excepted until 2026-02-28, owner ciso@northwind-health\.example, approved by cto@northwind-health\.example: dedicated cluster on order/,
+    );
   });
 
   void it("an expired exception does not apply, and is reported", () => {
     const exception = isoException({ expires: "2026-01-14" });
     const report = evaluateSpec(sharedProductionSpec(), [exception]);
-    assert.deepEqual(report.mandatoryViolations.map((violation) => violation.line), [ISO_LINE]);
-    const result = report.results.find((candidate) => candidate.controlId === "CH-ISO-001" && candidate.environment === "prod");
+    assert.deepEqual(
+      report.mandatoryViolations.map((violation) => violation.line),
+      [ISO_LINE],
+    );
+    const result = report.results.find(
+      (candidate) => candidate.controlId === "CH-ISO-001" && candidate.environment === "prod",
+    );
     assert.equal(result?.status, "fail");
     assert.deepEqual(result?.expiredException, exception);
     assert.deepEqual(report.expiredExceptions, [exception]);
@@ -211,10 +270,20 @@ void describe("documented exceptions", () => {
   });
 
   void it("a renewed exception applies next to the expired one it replaced", () => {
-    const report = evaluateSpec(sharedProductionSpec(), [isoException({ expires: "2025-12-31" }), isoException({ expires: "2026-03-31" })]);
+    const report = evaluateSpec(sharedProductionSpec(), [
+      isoException({ expires: "2025-12-31" }),
+      isoException({ expires: "2026-03-31" }),
+    ]);
     assert.deepEqual(report.mandatoryViolations, []);
-    assert.equal(report.results.find((result) => result.controlId === "CH-ISO-001" && result.environment === "prod")?.exception?.expires, "2026-03-31");
-    assert.deepEqual(report.expiredExceptions.map((exception) => exception.expires), ["2025-12-31"]);
+    assert.equal(
+      report.results.find((result) => result.controlId === "CH-ISO-001" && result.environment === "prod")?.exception
+        ?.expires,
+      "2026-03-31",
+    );
+    assert.deepEqual(
+      report.expiredExceptions.map((exception) => exception.expires),
+      ["2025-12-31"],
+    );
   });
 
   void it("a bare date is valid through the end of that day (UTC)", () => {
@@ -233,8 +302,14 @@ void describe("documented exceptions", () => {
   });
 
   void it("an exception does not cover another environment or another control", () => {
-    const report = evaluateSpec(sharedProductionSpec(), [isoException({ controlId: "CH-IAM-001" }), isoException({ environment: "staging" })]);
-    assert.deepEqual(report.mandatoryViolations.map((violation) => violation.line), [ISO_LINE]);
+    const report = evaluateSpec(sharedProductionSpec(), [
+      isoException({ controlId: "CH-IAM-001" }),
+      isoException({ environment: "staging" }),
+    ]);
+    assert.deepEqual(
+      report.mandatoryViolations.map((violation) => violation.line),
+      [ISO_LINE],
+    );
   });
 
   void it("invalid exceptions on record stop the evaluation, naming the field", () => {
@@ -252,7 +327,10 @@ void describe("documented exceptions", () => {
       { path: "exceptions[0].controlId", message: '"CH-XYZ-999" is not a control of the catalog' },
       { path: "exceptions[1].reason", message: "reason must not be empty" },
       { path: "exceptions[2].reason", message: "reason is required" },
-      { path: "exceptions[3].expires", message: '"next month" is not an ISO date (2026-03-31) or date-time with a zone' },
+      {
+        path: "exceptions[3].expires",
+        message: '"next month" is not an ISO date (2026-03-31) or date-time with a zone',
+      },
       { path: "exceptions[4].environment", message: '"qa" is not an environment of the organization' },
       { path: "exceptions[5]", message: "unknown field(s) skip" },
     ]);
@@ -260,7 +338,12 @@ void describe("documented exceptions", () => {
 });
 
 void describe("validatePolicyExceptions for a new exception", () => {
-  const options = { controlIds: new Set(SPEC_CONTROLS.map((control) => control.id)), environmentNames: new Set(["prod"]), now: NOW, purpose: "register" } as const;
+  const options = {
+    controlIds: new Set(SPEC_CONTROLS.map((control) => control.id)),
+    environmentNames: new Set(["prod"]),
+    now: NOW,
+    purpose: "register",
+  } as const;
 
   void it("accepts a complete, future, bounded exception", () => {
     assert.deepEqual(validatePolicyExceptions([isoException()], options), [isoException()]);
@@ -281,16 +364,31 @@ void describe("validatePolicyExceptions for a new exception", () => {
     );
     assert.deepEqual(details, [
       { path: "exceptions[0].expires", message: "2026-01-14 is in the past; an exception must expire in the future" },
-      { path: "exceptions[1].expires", message: '"2026-02-30" is not an ISO date (2026-03-31) or date-time with a zone' },
-      { path: "exceptions[2].expires", message: `2027-06-01 is more than ${MAX_EXCEPTION_DAYS} days away; exceptions are reviewed at least yearly` },
-      { path: "exceptions[4].controlId", message: 'CH-ISO-001 for environment "prod" is already excepted by exceptions[3]' },
+      {
+        path: "exceptions[1].expires",
+        message: '"2026-02-30" is not an ISO date (2026-03-31) or date-time with a zone',
+      },
+      {
+        path: "exceptions[2].expires",
+        message: `2027-06-01 is more than ${MAX_EXCEPTION_DAYS} days away; exceptions are reviewed at least yearly`,
+      },
+      {
+        path: "exceptions[4].controlId",
+        message: 'CH-ISO-001 for environment "prod" is already excepted by exceptions[3]',
+      },
     ]);
   });
 
   void it("refuses a missing owner and input that is not a list", () => {
     const { owner: _owner, ...withoutOwner } = isoException();
-    assert.deepEqual(detailsOf(() => validatePolicyExceptions([withoutOwner], options)), [{ path: "exceptions[0].owner", message: "owner is required" }]);
-    assert.deepEqual(detailsOf(() => validatePolicyExceptions({}, options)), [{ path: "exceptions", message: "must be a list of exceptions" }]);
+    assert.deepEqual(
+      detailsOf(() => validatePolicyExceptions([withoutOwner], options)),
+      [{ path: "exceptions[0].owner", message: "owner is required" }],
+    );
+    assert.deepEqual(
+      detailsOf(() => validatePolicyExceptions({}, options)),
+      [{ path: "exceptions", message: "must be a list of exceptions" }],
+    );
   });
 });
 
@@ -300,13 +398,38 @@ void describe("formatPosture", () => {
     const text = formatPosture(report);
     const lines = text.split("\n");
     assert.match(lines[0] ?? "", /^environment "prod": \d+ pass, 2 fail, 0 excepted, 4 not enforced, \d+ n\.a\.$/);
-    assert.ok(lines.some((line) => /^ {2}FAIL {10}CH-ISO-001 +critical {2}PHI and confidential production environments use dedicated hosting$/.test(line)), text);
-    assert.ok(lines.some((line) => line.trim() === "- PHI production must be dedicated (hosting: shared)"), text);
-    assert.ok(lines.some((line) => /FAIL +CH-SUP-001 .*\(advisory\)$/.test(line)), text);
-    assert.ok(lines.some((line) => /^ {2}NOT ENFORCED {2}CH-IAM-001 +critical /.test(line)), text);
-    assert.ok(lines.some((line) => line.trim().startsWith("- what carehost enforces at sign-in is read from its server")), "the reason of a gap is shown");
-    assert.ok(lines.some((line) => /^ {2}n\.a\. +CH-ISO-001 /.test(line)), text);
+    assert.ok(
+      lines.some((line) =>
+        /^ {2}FAIL {10}CH-ISO-001 +critical {2}PHI and confidential production environments use dedicated hosting$/.test(
+          line,
+        ),
+      ),
+      text,
+    );
+    assert.ok(
+      lines.some((line) => line.trim() === "- PHI production must be dedicated (hosting: shared)"),
+      text,
+    );
+    assert.ok(
+      lines.some((line) => /FAIL +CH-SUP-001 .*\(advisory\)$/.test(line)),
+      text,
+    );
+    assert.ok(
+      lines.some((line) => /^ {2}NOT ENFORCED {2}CH-IAM-001 +critical /.test(line)),
+      text,
+    );
+    assert.ok(
+      lines.some((line) => line.trim().startsWith("- what carehost enforces at sign-in is read from its server")),
+      "the reason of a gap is shown",
+    );
+    assert.ok(
+      lines.some((line) => /^ {2}n\.a\. +CH-ISO-001 /.test(line)),
+      text,
+    );
     assert.ok(lines.includes('environment "staging": ' + text.split('environment "staging": ')[1]?.split("\n")[0]));
-    assert.match(lines[lines.length - 1] ?? "", /^total: \d+ pass, 2 fail, 0 excepted, \d+ not enforced, \d+ n\.a\.; 1 mandatory violation\(s\)$/);
+    assert.match(
+      lines[lines.length - 1] ?? "",
+      /^total: \d+ pass, 2 fail, 0 excepted, \d+ not enforced, \d+ n\.a\.; 1 mandatory violation\(s\)$/,
+    );
   });
 });

@@ -6,7 +6,16 @@ import { PolicyViolation, ValidationError } from "../lib/errors.js";
 import { isExceptionActive, validatePolicyExceptions } from "./policy-exceptions.js";
 import type { TPolicyException } from "./policy-exceptions.js";
 import { CONTROL_ID_PATTERN } from "./policy-types.js";
-import type { TAnyControl, TControlReport, TEnforcement, TFailure, TFailureDetail, TSeverity, TSubjectKind, TSubjects } from "./policy-types.js";
+import type {
+  TAnyControl,
+  TControlReport,
+  TEnforcement,
+  TFailure,
+  TFailureDetail,
+  TSeverity,
+  TSubjectKind,
+  TSubjects,
+} from "./policy-types.js";
 
 /** "not-enforced": declared, but carehost does not enforce it yet; a gap, never a pass and never a violation. */
 export type TControlStatus = "pass" | "fail" | "excepted" | "not-applicable" | "not-enforced";
@@ -29,12 +38,23 @@ export type TControlResult = {
   readonly expiredException?: TPolicyException;
 };
 
-export type TPolicyViolationLine = { readonly controlId: string; readonly environment: string; readonly message: string; readonly line: string };
+export type TPolicyViolationLine = {
+  readonly controlId: string;
+  readonly environment: string;
+  readonly message: string;
+  readonly line: string;
+};
 
 export type TPostureReport = {
   readonly evaluatedAt: string;
   readonly results: readonly TControlResult[];
-  readonly summary: { readonly pass: number; readonly fail: number; readonly excepted: number; readonly notApplicable: number; readonly notEnforced: number };
+  readonly summary: {
+    readonly pass: number;
+    readonly fail: number;
+    readonly excepted: number;
+    readonly notApplicable: number;
+    readonly notEnforced: number;
+  };
   /** Failures of mandatory controls without an active exception: these stop a plan. */
   readonly mandatoryViolations: readonly TPolicyViolationLine[];
   /** Exceptions past their expiry; they no longer apply and should be renewed or removed. */
@@ -59,7 +79,10 @@ const SUBJECT_KINDS: readonly TSubjectKind[] = ["spec", "artifact", "live", "man
 const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** `CH-ISO-001 [164.308(a)(4), 164.312(a)(1)] environment "prod": PHI production must be dedicated (hosting: shared)` */
-export function formatViolation(result: Pick<TControlResult, "controlId" | "citations" | "environment">, message: string): string {
+export function formatViolation(
+  result: Pick<TControlResult, "controlId" | "citations" | "environment">,
+  message: string,
+): string {
   return `${result.controlId} [${result.citations.join(", ")}] environment ${JSON.stringify(result.environment)}: ${message}`;
 }
 
@@ -67,7 +90,11 @@ function checkCatalog(controls: readonly TAnyControl[]): void {
   const seen = new Set<string>();
   const details = [];
   for (const control of controls) {
-    if (!CONTROL_ID_PATTERN.test(control.id)) details.push({ path: control.id, message: `control id ${JSON.stringify(control.id)} does not match CH-<AREA>-NNN` });
+    if (!CONTROL_ID_PATTERN.test(control.id))
+      details.push({
+        path: control.id,
+        message: `control id ${JSON.stringify(control.id)} does not match CH-<AREA>-NNN`,
+      });
     if (seen.has(control.id)) details.push({ path: control.id, message: `control id ${control.id} is used twice` });
     seen.add(control.id);
   }
@@ -81,7 +108,8 @@ function subjectsByEnvironment(subjects: TPolicySubjects): Map<string, Partial<T
     for (const subject of subjects[kind] ?? []) {
       const name = subject.environment.name;
       const entry = byEnvironment.get(name) ?? {};
-      if (entry[kind] !== undefined) throw new ValidationError(`two ${kind} subjects for environment ${JSON.stringify(name)}`);
+      if (entry[kind] !== undefined)
+        throw new ValidationError(`two ${kind} subjects for environment ${JSON.stringify(name)}`);
       (entry as Record<TSubjectKind, unknown>)[kind] = subject;
       byEnvironment.set(name, entry);
     }
@@ -89,7 +117,10 @@ function subjectsByEnvironment(subjects: TPolicySubjects): Map<string, Partial<T
   return byEnvironment;
 }
 
-function runCheck(control: TAnyControl, subject: TSubjects[TSubjectKind]): { failures: TFailure[]; notApplicable?: string; notEnforced?: string[] } {
+function runCheck(
+  control: TAnyControl,
+  subject: TSubjects[TSubjectKind],
+): { failures: TFailure[]; notApplicable?: string; notEnforced?: string[] } {
   const failures: TFailure[] = [];
   let notApplicable: string | undefined;
   const notEnforced: string[] = [];
@@ -166,12 +197,20 @@ export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEv
       const active = candidates
         .filter((exception) => isExceptionActive(exception, now))
         .sort((a, b) => compareText(b.expires, a.expires))[0];
-      const expired = candidates.filter((exception) => !isExceptionActive(exception, now)).sort((a, b) => compareText(b.expires, a.expires))[0];
+      const expired = candidates
+        .filter((exception) => !isExceptionActive(exception, now))
+        .sort((a, b) => compareText(b.expires, a.expires))[0];
       if (active !== undefined) {
         usedExceptions.add(active);
         results.push({ ...base, status: "excepted", messages, failures, exception: active });
       } else {
-        results.push({ ...base, status: "fail", messages, failures, ...(expired === undefined ? {} : { expiredException: expired }) });
+        results.push({
+          ...base,
+          status: "fail",
+          messages,
+          failures,
+          ...(expired === undefined ? {} : { expiredException: expired }),
+        });
       }
     }
   }
@@ -180,15 +219,28 @@ export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEv
   const mandatoryViolations = results
     .filter((result) => result.status === "fail" && result.enforcement === "mandatory")
     .flatMap((result) =>
-      result.messages.map((message) => ({ controlId: result.controlId, environment: result.environment, message, line: formatViolation(result, message) })),
+      result.messages.map((message) => ({
+        controlId: result.controlId,
+        environment: result.environment,
+        message,
+        line: formatViolation(result, message),
+      })),
     );
   return {
     evaluatedAt: now.toISOString(),
     results,
-    summary: { pass: count("pass"), fail: count("fail"), excepted: count("excepted"), notApplicable: count("not-applicable"), notEnforced: count("not-enforced") },
+    summary: {
+      pass: count("pass"),
+      fail: count("fail"),
+      excepted: count("excepted"),
+      notApplicable: count("not-applicable"),
+      notEnforced: count("not-enforced"),
+    },
     mandatoryViolations,
     expiredExceptions: validExceptions.filter((exception) => !isExceptionActive(exception, now)),
-    unusedExceptions: validExceptions.filter((exception) => isExceptionActive(exception, now) && !usedExceptions.has(exception)),
+    unusedExceptions: validExceptions.filter(
+      (exception) => isExceptionActive(exception, now) && !usedExceptions.has(exception),
+    ),
   };
 }
 
@@ -203,7 +255,13 @@ export function assertNoMandatoryViolations(report: TPostureReport): void {
   );
 }
 
-const STATUS_LABEL: Record<TControlStatus, string> = { pass: "pass", fail: "FAIL", excepted: "excepted", "not-applicable": "n.a.", "not-enforced": "NOT ENFORCED" };
+const STATUS_LABEL: Record<TControlStatus, string> = {
+  pass: "pass",
+  fail: "FAIL",
+  excepted: "excepted",
+  "not-applicable": "n.a.",
+  "not-enforced": "NOT ENFORCED",
+};
 const LABEL_WIDTH = Math.max(...Object.values(STATUS_LABEL).map((label) => label.length));
 
 /** `3 pass, 1 fail, 0 excepted, 2 not enforced, 4 n.a.`: every verdict, the gaps apart from the passes. */
@@ -219,28 +277,45 @@ export function formatPosture(report: TPostureReport): string {
     const results = report.results.filter((result) => result.environment === environment);
     const tally = (status: TControlStatus) => results.filter((result) => result.status === status).length;
     if (lines.length > 0) lines.push("");
-    const summary = { pass: tally("pass"), fail: tally("fail"), excepted: tally("excepted"), notApplicable: tally("not-applicable"), notEnforced: tally("not-enforced") };
+    const summary = {
+      pass: tally("pass"),
+      fail: tally("fail"),
+      excepted: tally("excepted"),
+      notApplicable: tally("not-applicable"),
+      notEnforced: tally("not-enforced"),
+    };
     lines.push(`environment ${JSON.stringify(environment)}: ${formatTally(summary)}`);
     for (const result of results) {
       const enforcement = result.enforcement === "advisory" ? " (advisory)" : "";
-      lines.push(`  ${STATUS_LABEL[result.status].padEnd(LABEL_WIDTH)}  ${result.controlId.padEnd(idWidth)}  ${result.severity.padEnd(8)}  ${result.title}${enforcement}`);
+      lines.push(
+        `  ${STATUS_LABEL[result.status].padEnd(LABEL_WIDTH)}  ${result.controlId.padEnd(idWidth)}  ${result.severity.padEnd(8)}  ${result.title}${enforcement}`,
+      );
       const indent = " ".repeat(2 + LABEL_WIDTH + 2 + idWidth + 2);
       const shown = result.status === "fail" || result.status === "excepted" || result.status === "not-enforced";
       for (const message of shown ? result.messages : []) lines.push(`${indent}- ${message}`);
       if (result.exception !== undefined) {
         const { owner, reason, expires, approvedBy } = result.exception;
-        lines.push(`${indent}excepted until ${expires}, owner ${owner}${approvedBy === undefined ? "" : `, approved by ${approvedBy}`}: ${reason}`);
+        lines.push(
+          `${indent}excepted until ${expires}, owner ${owner}${approvedBy === undefined ? "" : `, approved by ${approvedBy}`}: ${reason}`,
+        );
       }
-      if (result.expiredException !== undefined) lines.push(`${indent}exception expired ${result.expiredException.expires} (owner ${result.expiredException.owner}); it no longer applies`);
+      if (result.expiredException !== undefined)
+        lines.push(
+          `${indent}exception expired ${result.expiredException.expires} (owner ${result.expiredException.owner}); it no longer applies`,
+        );
     }
   }
   if (lines.length > 0) lines.push("");
   lines.push(`total: ${formatTally(report.summary)}; ${report.mandatoryViolations.length} mandatory violation(s)`);
   for (const exception of report.expiredExceptions) {
-    lines.push(`expired exception: ${exception.controlId} environment ${JSON.stringify(exception.environment)} expired ${exception.expires} (owner ${exception.owner})`);
+    lines.push(
+      `expired exception: ${exception.controlId} environment ${JSON.stringify(exception.environment)} expired ${exception.expires} (owner ${exception.owner})`,
+    );
   }
   for (const exception of report.unusedExceptions) {
-    lines.push(`unused exception: ${exception.controlId} environment ${JSON.stringify(exception.environment)} (control does not fail; remove it)`);
+    lines.push(
+      `unused exception: ${exception.controlId} environment ${JSON.stringify(exception.environment)} (control does not fail; remove it)`,
+    );
   }
   return lines.join("\n");
 }

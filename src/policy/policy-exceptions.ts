@@ -23,7 +23,11 @@ export type TPolicyException = {
   readonly approvedBy?: string;
 };
 
-const requiredText = (field: string) => z.string({ error: `${field} is required` }).trim().min(1, { error: `${field} must not be empty` });
+const requiredText = (field: string) =>
+  z
+    .string({ error: `${field} is required` })
+    .trim()
+    .min(1, { error: `${field} must not be empty` });
 
 const PolicyExceptionSchema = z.strictObject({
   controlId: requiredText("controlId"),
@@ -32,9 +36,12 @@ const PolicyExceptionSchema = z.strictObject({
   reason: requiredText("reason"),
   expires: z
     .string({ error: "expires is required (an ISO date such as 2026-03-31)" })
-    .refine((value) => (DATE_ONLY.test(value) || DATE_TIME.test(value)) && !Number.isNaN(exceptionExpiresAt(value).getTime()), {
-      error: (issue) => `${JSON.stringify(issue.input)} is not an ISO date (2026-03-31) or date-time with a zone`,
-    }),
+    .refine(
+      (value) => (DATE_ONLY.test(value) || DATE_TIME.test(value)) && !Number.isNaN(exceptionExpiresAt(value).getTime()),
+      {
+        error: (issue) => `${JSON.stringify(issue.input)} is not an ISO date (2026-03-31) or date-time with a zone`,
+      },
+    ),
   approvedBy: requiredText("approvedBy").optional(),
 });
 
@@ -49,7 +56,8 @@ export function exceptionExpiresAt(expires: string): Date {
   return new Date(expires);
 }
 
-export const isExceptionActive = (exception: TPolicyException, now: Date): boolean => now.getTime() < exceptionExpiresAt(exception.expires).getTime();
+export const isExceptionActive = (exception: TPolicyException, now: Date): boolean =>
+  now.getTime() < exceptionExpiresAt(exception.expires).getTime();
 
 export type TExceptionValidationOptions = {
   readonly controlIds: ReadonlySet<string>;
@@ -78,29 +86,40 @@ export function validatePolicyExceptions(input: unknown, options: TExceptionVali
     if (!parsed.success) {
       for (const issue of parsed.error.issues) {
         const field = issue.path.length > 0 ? `.${issue.path.map(String).join(".")}` : "";
-        const message = issue.code === "unrecognized_keys" ? `unknown field(s) ${issue.keys.join(", ")}` : issue.message;
+        const message =
+          issue.code === "unrecognized_keys" ? `unknown field(s) ${issue.keys.join(", ")}` : issue.message;
         details.push({ path: `exceptions[${index}]${field}`, message });
       }
       return;
     }
     const exception = parsed.data;
-    const at = (field: keyof TPolicyException, message: string) => details.push({ path: `exceptions[${index}].${field}`, message });
-    if (!options.controlIds.has(exception.controlId)) at("controlId", `${JSON.stringify(exception.controlId)} is not a control of the catalog`);
+    const at = (field: keyof TPolicyException, message: string) =>
+      details.push({ path: `exceptions[${index}].${field}`, message });
+    if (!options.controlIds.has(exception.controlId))
+      at("controlId", `${JSON.stringify(exception.controlId)} is not a control of the catalog`);
     if (options.environmentNames !== undefined && !options.environmentNames.has(exception.environment)) {
       at("environment", `${JSON.stringify(exception.environment)} is not an environment of the organization`);
     }
     if (options.purpose === "register") {
       const expiresAt = exceptionExpiresAt(exception.expires);
-      if (expiresAt.getTime() <= options.now.getTime()) at("expires", `${exception.expires} is in the past; an exception must expire in the future`);
+      if (expiresAt.getTime() <= options.now.getTime())
+        at("expires", `${exception.expires} is in the past; an exception must expire in the future`);
       else if (expiresAt.getTime() - options.now.getTime() > MAX_EXCEPTION_DAYS * MS_PER_DAY) {
-        at("expires", `${exception.expires} is more than ${MAX_EXCEPTION_DAYS} days away; exceptions are reviewed at least yearly`);
+        at(
+          "expires",
+          `${exception.expires} is more than ${MAX_EXCEPTION_DAYS} days away; exceptions are reviewed at least yearly`,
+        );
       }
     }
     // On record, a renewed exception sits next to the expired one it replaced; a new one must not
     // duplicate another in the same batch.
     const key = `${exception.controlId}\n${exception.environment}`;
     const first = seen.get(key);
-    if (options.purpose === "register" && first !== undefined) at("controlId", `${exception.controlId} for environment ${JSON.stringify(exception.environment)} is already excepted by exceptions[${first}]`);
+    if (options.purpose === "register" && first !== undefined)
+      at(
+        "controlId",
+        `${exception.controlId} for environment ${JSON.stringify(exception.environment)} is already excepted by exceptions[${first}]`,
+      );
     else seen.set(key, index);
     exceptions.push(exception);
   });

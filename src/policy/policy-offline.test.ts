@@ -19,20 +19,40 @@ void describe("offline verdict", () => {
     const verdict = offlineVerdict(spec, { now: new Date("2026-12-01T00:00:00Z") });
     for (const kind of ["spec", "artifact"] as const) {
       const controls = POLICY_CATALOG.filter((control) => control.subject === kind).length;
-      assert.equal(verdict.results.filter((result) => result.subject === kind).length, controls * spec.environments.length, kind);
+      assert.equal(
+        verdict.results.filter((result) => result.subject === kind).length,
+        controls * spec.environments.length,
+        kind,
+      );
     }
-    assert.ok(verdict.results.every((result) => result.subject === "spec" || result.subject === "artifact"), "no live or manifest control without a server");
-    assert.deepEqual(verdict.results.filter((result) => result.status === "fail"), []);
-    assert.equal(verdict.results.find((result) => result.controlId === "CH-DB-006" && result.environment === "prod")?.status, "pass");
+    assert.ok(
+      verdict.results.every((result) => result.subject === "spec" || result.subject === "artifact"),
+      "no live or manifest control without a server",
+    );
+    assert.deepEqual(
+      verdict.results.filter((result) => result.status === "fail"),
+      [],
+    );
+    assert.equal(
+      verdict.results.find((result) => result.controlId === "CH-DB-006" && result.environment === "prod")?.status,
+      "pass",
+    );
   });
 
   void it("passes the artifact controls with pgaudit and with log_statement = all, the two renders a host can write", async () => {
     const spec = await demo();
     for (const statementAudit of ["pgaudit", "log-statement-all"] as const) {
       const artifact = localArtifactSubjects(spec, { statementAudit });
-      const report = evaluatePolicy({ controls: POLICY_CATALOG.filter((control) => control.subject === "artifact"), subjects: { artifact }, now: new Date() });
+      const report = evaluatePolicy({
+        controls: POLICY_CATALOG.filter((control) => control.subject === "artifact"),
+        subjects: { artifact },
+        now: new Date(),
+      });
       assert.deepEqual(report.mandatoryViolations, [], statementAudit);
-      assert.equal(artifact.find((subject) => subject.environment.name === "prod")?.artifacts.postgresqlConf?.log_statement, statementAudit === "pgaudit" ? "'none'" : "'all'");
+      assert.equal(
+        artifact.find((subject) => subject.environment.name === "prod")?.artifacts.postgresqlConf?.log_statement,
+        statementAudit === "pgaudit" ? "'none'" : "'all'",
+      );
     }
   });
 });

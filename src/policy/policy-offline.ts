@@ -16,10 +16,16 @@ import type { TAnyControl } from "./policy-types.js";
  * instead, which passes the same control). Throws ValidationError for an exception that names an
  * unknown control or environment, as plan does.
  */
-export function offlineVerdict(organization: TOrganizationSpec, { controls = POLICY_CATALOG, now = new Date() }: { controls?: readonly TAnyControl[]; now?: Date } = {}): TPostureReport {
+export function offlineVerdict(
+  organization: TOrganizationSpec,
+  { controls = POLICY_CATALOG, now = new Date() }: { controls?: readonly TAnyControl[]; now?: Date } = {},
+): TPostureReport {
   return evaluatePolicy({
     controls,
-    subjects: { spec: specSubjectsOf(organization), artifact: localArtifactSubjects(organization, { statementAudit: "pgaudit" }) },
+    subjects: {
+      spec: specSubjectsOf(organization),
+      artifact: localArtifactSubjects(organization, { statementAudit: "pgaudit" }),
+    },
     exceptions: organization.policyExceptions,
     now,
   });

@@ -41,7 +41,11 @@ export type TPlatformEnforcement = {
   readonly localUsers: "refused" | "allowed";
 };
 
-export type TSpecSubject = { readonly organization: TOrganizationSpec; readonly environment: TEnvironmentSpec; readonly platform?: TPlatformEnforcement };
+export type TSpecSubject = {
+  readonly organization: TOrganizationSpec;
+  readonly environment: TEnvironmentSpec;
+  readonly platform?: TPlatformEnforcement;
+};
 
 export type TIngressArtifact = {
   /** Path prefixes the ingress refuses; a trailing "*" is accepted and means the same prefix. */
@@ -120,11 +124,20 @@ export type TLiveState = {
 export type TLiveSubject = { readonly environment: TEnvironmentSpec; readonly live: TLiveState };
 
 /** One rendered Kubernetes object, as parsed from its manifest. */
-export type TManifestObject = { readonly apiVersion: string; readonly kind: string; readonly metadata: { readonly name: string } } & Readonly<Record<string, unknown>>;
+export type TManifestObject = {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: { readonly name: string };
+} & Readonly<Record<string, unknown>>;
 /** Every object rendered for one environment (the Kubernetes target). */
 export type TManifestSubject = { readonly environment: TEnvironmentSpec; readonly objects: readonly TManifestObject[] };
 
-export type TSubjects = { spec: TSpecSubject; artifact: TArtifactSubject; live: TLiveSubject; manifest: TManifestSubject };
+export type TSubjects = {
+  spec: TSpecSubject;
+  artifact: TArtifactSubject;
+  live: TLiveSubject;
+  manifest: TManifestSubject;
+};
 export type TSubjectKind = keyof TSubjects;
 
 export type TControl<TKind extends TSubjectKind = TSubjectKind> = {

@@ -10,4 +10,5 @@ export const RENDERERS: Readonly<Record<TRenderTarget, TEnvironmentRenderer>> = 
   compose: renderComposeEnvironment,
 };
 
-export const isRenderTarget = (value: string): value is TRenderTarget => (RENDER_TARGETS as readonly string[]).includes(value);
+export const isRenderTarget = (value: string): value is TRenderTarget =>
+  (RENDER_TARGETS as readonly string[]).includes(value);

@@ -13,4 +13,7 @@ export const RENDER_TARGETS = ["kubernetes", "compose"] as const;
 export type TRenderTarget = (typeof RENDER_TARGETS)[number];
 
 /** Renders one environment of an organization; throws TypeError naming the offending value on bad input. */
-export type TEnvironmentRenderer = (organization: TOrganizationSpec, environmentName: string) => readonly TRenderedFile[];
+export type TEnvironmentRenderer = (
+  organization: TOrganizationSpec,
+  environmentName: string,
+) => readonly TRenderedFile[];

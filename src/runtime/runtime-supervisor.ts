@@ -17,7 +17,14 @@ type TSupervisorDeps = {
   onError: (error: unknown) => void;
 };
 
-export const runtimeSupervisorFactory = ({ runtime, recovery, latestSpecs, audit, intervalMs, onError }: TSupervisorDeps) => {
+export const runtimeSupervisorFactory = ({
+  runtime,
+  recovery,
+  latestSpecs,
+  audit,
+  intervalMs,
+  onError,
+}: TSupervisorDeps) => {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
 

@@ -16,18 +16,36 @@ void describe("secrets set: backup repository keys", () => {
   void it("stores an S3 key only in its two-line shape, naming the secret (never the value) when refused; an Azure key is one line", () =>
     withTestDatabase(testDatabaseFactories.pglite, async (db) => {
       const audit = { append: async () => undefined };
-      const secrets = secretsServiceFactory({ db, masterKey: masterKeyFrom(randomBytes(32), "env"), audit, authorizeReveal: async () => undefined });
+      const secrets = secretsServiceFactory({
+        db,
+        masterKey: masterKeyFrom(randomBytes(32), "env"),
+        audit,
+        authorizeReveal: async () => undefined,
+      });
       const full = runtimeTestSpec(ORG);
       const spec: TOrganizationSpec = {
         ...full,
-        backupRepositories: [...full.backupRepositories, { name: "offsite-s3", type: "s3", bucket: "carehost-backups", region: "eu-central-1", keySecretRef: "offsite-s3-key" }],
+        backupRepositories: [
+          ...full.backupRepositories,
+          {
+            name: "offsite-s3",
+            type: "s3",
+            bucket: "carehost-backups",
+            region: "eu-central-1",
+            keySecretRef: "offsite-s3-key",
+          },
+        ],
       };
       const admin = secretsAdminServiceFactory({ secrets, audit, latestSpecs: async () => [spec] });
       const ctx = systemContext("test");
       const s3Name = `backup/${ORG}/offsite-s3-key`;
       const secretAccessKey = randomBytes(30).toString("base64");
 
-      for (const value of [secretAccessKey, `AKIAEXAMPLE:${secretAccessKey}`, `AKIAEXAMPLE\n${secretAccessKey}\nthird`]) {
+      for (const value of [
+        secretAccessKey,
+        `AKIAEXAMPLE:${secretAccessKey}`,
+        `AKIAEXAMPLE\n${secretAccessKey}\nthird`,
+      ]) {
         await assert.rejects(admin.set(ctx, s3Name, value), (error: unknown) => {
           assert.ok(error instanceof ValidationError);
           assert.ok(error.message.includes(JSON.stringify(s3Name)), error.message);

@@ -30,44 +30,76 @@ export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconc
     return secrets.list();
   },
 
-  reveal: async (ctx: TRequestContext, name: string, reason: string): Promise<string> => secrets.reveal(ctx, name, reason),
+  reveal: async (ctx: TRequestContext, name: string, reason: string): Promise<string> =>
+    secrets.reveal(ctx, name, reason),
 
   /**
    * Stores a credential carehost cannot generate: the access key of a backup repository, named by
    * the spec's keySecretRef as backup/<organization>/<keySecretRef>. A new value is a new version.
    */
-  set: async (ctx: TRequestContext, name: string, value: string): Promise<{ name: string; version: number; runtime: TRuntimeAction[] }> => {
+  set: async (
+    ctx: TRequestContext,
+    name: string,
+    value: string,
+  ): Promise<{ name: string; version: number; runtime: TRuntimeAction[] }> => {
     await authorize(ctx, "secret:rotate", audit, `secret:${name}`);
     const [, organizationName, reference] = /^backup\/([^/]+)\/([^/]+)$/.exec(name) ?? [];
     const organization = (await latestSpecs()).find((spec) => spec.metadata.name === organizationName);
-    const users = (organization?.backupRepositories ?? []).filter((repository) => repository.type !== "posix" && repository.keySecretRef === reference);
+    const users = (organization?.backupRepositories ?? []).filter(
+      (repository) => repository.type !== "posix" && repository.keySecretRef === reference,
+    );
     if (users.length === 0) {
-      throw new ValidationError(`secret ${JSON.stringify(name)} is not a backup repository key of a recorded spec: name it backup/<organization>/<keySecretRef of an azure or s3 repository>`);
+      throw new ValidationError(
+        `secret ${JSON.stringify(name)} is not a backup repository key of a recorded spec: name it backup/<organization>/<keySecretRef of an azure or s3 repository>`,
+      );
     }
     if (value.trim().length === 0) throw new ValidationError(`the value for ${JSON.stringify(name)} is empty`);
     // An S3 key is two lines (access key ID, secret access key): refuse another shape now, not at the next backup.
     if (users.some((repository) => repository.type === "s3")) s3CredentialsFrom(value, name);
     const created = await secrets.ensure(name, () => value.trim());
     const version = created.created ? created.version : (await secrets.rotate(name, () => value.trim())).version;
-    await audit.append(ctx, { type: "secret.rotated", outcome: "success", target: `secret:${name}`, payload: { secretName: name, version } });
+    await audit.append(ctx, {
+      type: "secret.rotated",
+      outcome: "success",
+      target: `secret:${name}`,
+      payload: { secretName: name, version },
+    });
     const runtime = reconcile === undefined || organization === undefined ? [] : await reconcile(ctx, organization);
     return { name, version, runtime };
   },
 
-  rotate: async (ctx: TRequestContext, name: string): Promise<{ name: string; version: number; runtime: TRuntimeAction[] }> => {
+  rotate: async (
+    ctx: TRequestContext,
+    name: string,
+  ): Promise<{ name: string; version: number; runtime: TRuntimeAction[] }> => {
     await authorize(ctx, "secret:rotate", audit, `secret:${name}`);
     if (name.startsWith("backup/")) {
       // pgBackRest cannot re-key a repository (PGBACKREST.md): a new passphrase means a new repository.
-      throw new ValidationError(`secret ${JSON.stringify(name)} encrypts a backup repository, which cannot be re-keyed in place; add a new repository with its own passphrase and retire the old one after its retention`);
+      throw new ValidationError(
+        `secret ${JSON.stringify(name)} encrypts a backup repository, which cannot be re-keyed in place; add a new repository with its own passphrase and retire the old one after its retention`,
+      );
     }
-    if (name.endsWith("-hash")) throw new NotFoundError(`secret ${JSON.stringify(name)} is derived from ${JSON.stringify(name.slice(0, -"-hash".length))}; rotate that one`);
+    if (name.endsWith("-hash"))
+      throw new NotFoundError(
+        `secret ${JSON.stringify(name)} is derived from ${JSON.stringify(name.slice(0, -"-hash".length))}; rotate that one`,
+      );
     const { version } = await secrets.rotate(name, () => generatePassword(24));
-    await audit.append(ctx, { type: "secret.rotated", outcome: "success", target: `secret:${name}`, payload: { secretName: name, version } });
+    await audit.append(ctx, {
+      type: "secret.rotated",
+      outcome: "success",
+      target: `secret:${name}`,
+      payload: { secretName: name, version },
+    });
     if (name.endsWith("/odoo-master")) {
       // odoo.conf carries the hash, which must follow the password it was made from.
       const password = await secrets.current(name);
       const hash = await secrets.rotate(`${name}-hash`, () => hashOdooAdminPassword(password));
-      await audit.append(ctx, { type: "secret.rotated", outcome: "success", target: `secret:${name}-hash`, payload: { secretName: `${name}-hash`, version: hash.version } });
+      await audit.append(ctx, {
+        type: "secret.rotated",
+        outcome: "success",
+        target: `secret:${name}-hash`,
+        payload: { secretName: `${name}-hash`, version: hash.version },
+      });
     }
     const organizationName = organizationOf(name);
     const organization = (await latestSpecs()).find((spec) => spec.metadata.name === organizationName);

@@ -28,7 +28,11 @@ const dataKeyBytes = 32;
 // is length-prefixed so no (name, version) pair can collide with another.
 const associatedData = (purpose: "value" | "data-key", name: string, version: number): Buffer => {
   const nameBytes = Buffer.from(name, "utf8");
-  return Buffer.concat([Buffer.from(`carehost-secret/v1/${purpose}\0${nameBytes.length}\0`), nameBytes, Buffer.from(`\0${version}`)]);
+  return Buffer.concat([
+    Buffer.from(`carehost-secret/v1/${purpose}\0${nameBytes.length}\0`),
+    nameBytes,
+    Buffer.from(`\0${version}`),
+  ]);
 };
 
 const encrypt = (key: Buffer, aad: Buffer, plaintext: Buffer): { ciphertext: Buffer; iv: Buffer; tag: Buffer } => {
@@ -86,13 +90,24 @@ export const open = (masterKey: TMasterKey, sealed: TSealed): string => {
       `${label(name, version)} is wrapped under master key ${sealed.masterKeyId}, but the loaded master key is ${masterKey.keyId}`,
     );
   }
-  const dataKey = decrypt(masterKey.bytes, associatedData("data-key", name, version), sealed.wrappedKey, sealed.wrapIv, sealed.wrapTag);
+  const dataKey = decrypt(
+    masterKey.bytes,
+    associatedData("data-key", name, version),
+    sealed.wrappedKey,
+    sealed.wrapIv,
+    sealed.wrapTag,
+  );
   if (dataKey === null || dataKey.length !== dataKeyBytes) {
-    throw new IntegrityError(`${label(name, version)} failed its integrity check: its data key does not authenticate under master key ${masterKey.keyId}`);
+    throw new IntegrityError(
+      `${label(name, version)} failed its integrity check: its data key does not authenticate under master key ${masterKey.keyId}`,
+    );
   }
   try {
     const value = decrypt(dataKey, associatedData("value", name, version), sealed.ciphertext, sealed.iv, sealed.tag);
-    if (value === null) throw new IntegrityError(`${label(name, version)} failed its integrity check: its ciphertext does not authenticate`);
+    if (value === null)
+      throw new IntegrityError(
+        `${label(name, version)} failed its integrity check: its ciphertext does not authenticate`,
+      );
     const plaintext = value.toString("utf8");
     value.fill(0);
     return plaintext;

@@ -62,7 +62,11 @@ describe("master key", () => {
     const { masterKey } = await masterKeyFromFile(join(dir, "quiet.key"));
     const hex = masterKey.bytes.toString("hex");
     const base64 = masterKey.bytes.toString("base64");
-    for (const text of [inspect(masterKey, { showHidden: true }), JSON.stringify(masterKey), String(Object.keys(masterKey))]) {
+    for (const text of [
+      inspect(masterKey, { showHidden: true }),
+      JSON.stringify(masterKey),
+      String(Object.keys(masterKey)),
+    ]) {
       assert.ok(!text.includes(hex) && !text.includes(base64), text);
     }
     assert.match(inspect(masterKey), new RegExp(masterKey.keyId));
@@ -80,7 +84,12 @@ describe("master key", () => {
   });
 
   it("refuses an environment key of the wrong length or not base64, naming the variable but never the value", () => {
-    const candidates = [randomBytes(16).toString("base64"), randomBytes(33).toString("base64"), "not base64 at all!!-secretish", randomBytes(32).toString("base64url").slice(0, 43)];
+    const candidates = [
+      randomBytes(16).toString("base64"),
+      randomBytes(33).toString("base64"),
+      "not base64 at all!!-secretish",
+      randomBytes(32).toString("base64url").slice(0, 43),
+    ];
     for (const candidate of candidates) {
       assert.throws(
         () => masterKeyFromEnv(candidate),

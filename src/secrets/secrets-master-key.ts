@@ -19,7 +19,8 @@ export type TMasterKey = {
   readonly bytes: Buffer;
 };
 
-export const masterKeyIdOf = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex").slice(0, 16);
+export const masterKeyIdOf = (bytes: Uint8Array): string =>
+  createHash("sha256").update(bytes).digest("hex").slice(0, 16);
 
 /** Wraps raw key bytes; refuses anything that is not exactly 32 bytes. */
 export const masterKeyFrom = (bytes: Uint8Array, source: TMasterKey["source"]): TMasterKey => {
@@ -30,7 +31,10 @@ export const masterKeyFrom = (bytes: Uint8Array, source: TMasterKey["source"]): 
   const key = { keyId, source };
   Object.defineProperty(key, "bytes", { value: Buffer.from(bytes), enumerable: false });
   Object.defineProperty(key, "toJSON", { value: () => ({ keyId, source }), enumerable: false });
-  Object.defineProperty(key, inspect.custom, { value: () => `TMasterKey { keyId: '${keyId}', source: '${source}' }`, enumerable: false });
+  Object.defineProperty(key, inspect.custom, {
+    value: () => `TMasterKey { keyId: '${keyId}', source: '${source}' }`,
+    enumerable: false,
+  });
   return Object.freeze(key) as TMasterKey;
 };
 
@@ -75,7 +79,9 @@ const createKeyFile = async (path: string): Promise<boolean> => {
  * Loads the key file at `path`, creating it (32 random bytes, mode 0600) when it does not exist.
  * Refuses a file that group or others may read or write, naming the path and its mode.
  */
-export const masterKeyFromFile = async (path: string): Promise<{ readonly masterKey: TMasterKey; readonly created: boolean }> => {
+export const masterKeyFromFile = async (
+  path: string,
+): Promise<{ readonly masterKey: TMasterKey; readonly created: boolean }> => {
   const created = await createKeyFile(path);
   const info = await stat(path);
   if (!info.isFile()) throw new ValidationError(`master key file ${path} is not a regular file`);

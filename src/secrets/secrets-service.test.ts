@@ -10,8 +10,16 @@ import { generatePassword } from "./secrets-generate.js";
 import { masterKeyFrom, type TMasterKey } from "./secrets-master-key.js";
 import { secretsServiceFactory } from "./secrets-service.js";
 
-const operator: TRequestContext = { actor: { kind: "user", userId: "u-1", username: "olga", role: "operator" }, requestId: "req-1", sourceAddress: "203.0.113.7" };
-const viewer: TRequestContext = { actor: { kind: "user", userId: "u-2", username: "vic", role: "viewer" }, requestId: "req-2", sourceAddress: "203.0.113.8" };
+const operator: TRequestContext = {
+  actor: { kind: "user", userId: "u-1", username: "olga", role: "operator" },
+  requestId: "req-1",
+  sourceAddress: "203.0.113.7",
+};
+const viewer: TRequestContext = {
+  actor: { kind: "user", userId: "u-2", username: "vic", role: "viewer" },
+  requestId: "req-2",
+  sourceAddress: "203.0.113.8",
+};
 
 /** Everything a test generated and every error it saw, so the last check can look for leaks. */
 const leakWatch = () => {
@@ -22,7 +30,11 @@ const leakWatch = () => {
     values.push(value);
     return value;
   };
-  const failure = async (promise: Promise<unknown>, expected: new (...args: never[]) => Error, pattern?: RegExp): Promise<void> => {
+  const failure = async (
+    promise: Promise<unknown>,
+    expected: new (...args: never[]) => Error,
+    pattern?: RegExp,
+  ): Promise<void> => {
     await assert.rejects(promise, (error: unknown) => {
       assert.ok(error instanceof expected, `expected ${expected.name}, got ${String(error)}`);
       if (pattern) assert.match(error.message, pattern);
@@ -44,7 +56,17 @@ const recordingAudit = () => {
   return { events, append: async (ctx: TRequestContext, event: TAuditEvent) => void events.push({ ctx, event }) };
 };
 
-const withSecrets = (create: () => Promise<TTestDatabase>, fn: (setup: { db: TSqlClient; database: TTestDatabase; masterKey: TMasterKey; service: ReturnType<typeof secretsServiceFactory>; audit: ReturnType<typeof recordingAudit>; allowed: string[] }) => Promise<void>) =>
+const withSecrets = (
+  create: () => Promise<TTestDatabase>,
+  fn: (setup: {
+    db: TSqlClient;
+    database: TTestDatabase;
+    masterKey: TMasterKey;
+    service: ReturnType<typeof secretsServiceFactory>;
+    audit: ReturnType<typeof recordingAudit>;
+    allowed: string[];
+  }) => Promise<void>,
+) =>
   withTestDatabase(create, async (db, database) => {
     const masterKey = masterKeyFrom(randomBytes(32), "file");
     const audit = recordingAudit();
@@ -54,13 +76,15 @@ const withSecrets = (create: () => Promise<TTestDatabase>, fn: (setup: { db: TSq
       masterKey,
       audit,
       authorizeReveal: async (ctx) => {
-        if (ctx.actor.kind !== "user" || !allowed.includes(ctx.actor.username)) throw new ForbiddenError("not allowed to reveal secrets");
+        if (ctx.actor.kind !== "user" || !allowed.includes(ctx.actor.username))
+          throw new ForbiddenError("not allowed to reveal secrets");
       },
     });
     await fn({ db, database, masterKey, service, audit, allowed });
   });
 
-const flipFirstByte = (column: string) => `UPDATE secrets SET ${column} = set_byte(${column}, 0, get_byte(${column}, 0) # 1) WHERE name = $1`;
+const flipFirstByte = (column: string) =>
+  `UPDATE secrets SET ${column} = set_byte(${column}, 0, get_byte(${column}, 0) # 1) WHERE name = $1`;
 
 forEachStoreKind((kind, createDatabase) => {
   describe(`secrets service on ${kind}`, () => {
@@ -68,7 +92,10 @@ forEachStoreKind((kind, createDatabase) => {
       await withSecrets(createDatabase, async ({ service }) => {
         const watch = leakWatch();
         assert.deepEqual(await service.ensure("pg/northwind-prod/app", watch.generator), { created: true, version: 1 });
-        assert.deepEqual(await service.ensure("pg/northwind-prod/app", watch.generator), { created: false, version: 1 });
+        assert.deepEqual(await service.ensure("pg/northwind-prod/app", watch.generator), {
+          created: false,
+          version: 1,
+        });
         assert.equal(watch.values.length, 1, "ensure generated a value for an existing secret");
         assert.equal(await service.current("pg/northwind-prod/app"), watch.values[0]);
         assert.equal(await service.previous("pg/northwind-prod/app"), null);
@@ -93,11 +120,15 @@ forEachStoreKind((kind, createDatabase) => {
         await service.ensure("a", watch.generator);
         await service.ensure("b", watch.generator);
         await service.rotate("a", watch.generator);
-        const rows = (await database.superuserQuery("SELECT s::text AS row, encode(ciphertext, 'hex') || encode(wrapped_key, 'hex') AS hex, encode(ciphertext, 'escape') AS escaped FROM secrets s")) as { row: string; hex: string; escaped: string }[];
+        const rows = (await database.superuserQuery(
+          "SELECT s::text AS row, encode(ciphertext, 'hex') || encode(wrapped_key, 'hex') AS hex, encode(ciphertext, 'escape') AS escaped FROM secrets s",
+        )) as { row: string; hex: string; escaped: string }[];
         assert.equal(rows.length, 3);
         for (const value of watch.values) {
           const forms = [value, Buffer.from(value).toString("hex"), Buffer.from(value).toString("base64")];
-          for (const row of rows) for (const form of forms) for (const text of [row.row, row.hex, row.escaped]) assert.ok(!text.includes(form));
+          for (const row of rows)
+            for (const form of forms)
+              for (const text of [row.row, row.hex, row.escaped]) assert.ok(!text.includes(form));
         }
       });
     });
@@ -156,11 +187,29 @@ forEachStoreKind((kind, createDatabase) => {
         assert.equal(await service.previous("pg/app"), null);
         assert.equal(await service.current("pg/app"), second);
         // Retiring erases the key material: the old value is gone, not merely hidden.
-        const [row] = (await database.superuserQuery("SELECT octet_length(wrapped_key) AS wrapped, octet_length(ciphertext) AS cipher FROM secrets WHERE version = 1")) as { wrapped: number; cipher: number }[];
+        const [row] = (await database.superuserQuery(
+          "SELECT octet_length(wrapped_key) AS wrapped, octet_length(ciphertext) AS cipher FROM secrets WHERE version = 1",
+        )) as { wrapped: number; cipher: number }[];
         assert.deepEqual(row, { wrapped: 0, cipher: 0 });
         await watch.failure(service.rotate("pg/missing", watch.generator), NotFoundError);
         const listing = await service.list();
-        assert.deepEqual(listing.map((secret) => [secret.name, secret.currentVersion, secret.versions.map((version) => [version.version, version.retiredAt !== null])]), [["pg/app", 2, [[1, true], [2, false]]]]);
+        assert.deepEqual(
+          listing.map((secret) => [
+            secret.name,
+            secret.currentVersion,
+            secret.versions.map((version) => [version.version, version.retiredAt !== null]),
+          ]),
+          [
+            [
+              "pg/app",
+              2,
+              [
+                [1, true],
+                [2, false],
+              ],
+            ],
+          ],
+        );
         watch.assertNoLeaks(JSON.stringify(listing));
       });
     });
@@ -172,11 +221,19 @@ forEachStoreKind((kind, createDatabase) => {
         await watch.failure(service.reveal(viewer, "pg/app", "curious"), ForbiddenError);
         assert.equal(audit.events.length, 0, "a refused reveal was recorded as revealed");
         await watch.failure(service.reveal(operator, "pg/app", "   "), ValidationError, /reason/);
-        assert.equal(await service.reveal(operator, "pg/app", "INC-42: restore the app connection by hand"), watch.values[0]);
+        assert.equal(
+          await service.reveal(operator, "pg/app", "INC-42: restore the app connection by hand"),
+          watch.values[0],
+        );
         assert.equal(audit.events.length, 1);
         const [{ ctx, event }] = audit.events as [(typeof audit.events)[number]];
         assert.equal(ctx, operator);
-        assert.deepEqual(event, { type: "secret.revealed", outcome: "success", target: "secret:pg/app", payload: { secretName: "pg/app", reason: "INC-42: restore the app connection by hand" } });
+        assert.deepEqual(event, {
+          type: "secret.revealed",
+          outcome: "success",
+          target: "secret:pg/app",
+          payload: { secretName: "pg/app", reason: "INC-42: restore the app connection by hand" },
+        });
         auditPayloadSchemas["secret.revealed"].parse(event.payload);
         await watch.failure(service.reveal(operator, "pg/missing", "why not"), NotFoundError);
         assert.equal(audit.events.length, 1);
@@ -200,7 +257,10 @@ forEachStoreKind((kind, createDatabase) => {
 
     it("refuses a generator that returns nothing, without echoing it", async () => {
       await withSecrets(createDatabase, async ({ service }) => {
-        await assert.rejects(service.ensure("pg/app", () => ""), /empty string/);
+        await assert.rejects(
+          service.ensure("pg/app", () => ""),
+          /empty string/,
+        );
         await assert.rejects(service.current("pg/app"), NotFoundError);
       });
     });

@@ -44,12 +44,20 @@ const checkName = (name: string): void => {
 const generated = (name: string, generate: () => string): string => {
   const value: unknown = generate();
   if (typeof value !== "string" || value.length === 0) {
-    throw new ValidationError(`the generator for secret ${JSON.stringify(name)} returned ${typeof value === "string" ? "an empty string" : typeof value}, not a non-empty string`);
+    throw new ValidationError(
+      `the generator for secret ${JSON.stringify(name)} returned ${typeof value === "string" ? "an empty string" : typeof value}, not a non-empty string`,
+    );
   }
   return value;
 };
 
-export const secretsServiceFactory = ({ db, masterKey, audit, authorizeReveal, now = () => new Date() }: TSecretsServiceDeps) => {
+export const secretsServiceFactory = ({
+  db,
+  masterKey,
+  audit,
+  authorizeReveal,
+  now = () => new Date(),
+}: TSecretsServiceDeps) => {
   const store = secretsStoreFactory(db);
 
   const currentSealed = async (name: string) => {
@@ -85,7 +93,9 @@ export const secretsServiceFactory = ({ db, masterKey, audit, authorizeReveal, n
       checkName(name);
       const trimmed = typeof reason === "string" ? reason.trim() : "";
       if (trimmed.length === 0 || trimmed.length > maxReasonLength) {
-        throw new ValidationError(`revealing secret ${JSON.stringify(name)} needs a reason of 1–${maxReasonLength} characters`);
+        throw new ValidationError(
+          `revealing secret ${JSON.stringify(name)} needs a reason of 1–${maxReasonLength} characters`,
+        );
       }
       await authorizeReveal(ctx, name);
       const value = open(masterKey, await currentSealed(name));
@@ -103,10 +113,14 @@ export const secretsServiceFactory = ({ db, masterKey, audit, authorizeReveal, n
     rotate: async (name: string, generate: () => string): Promise<{ version: number }> => {
       checkName(name);
       const latest = await store.latestVersion(name);
-      if (latest === 0) throw new NotFoundError(`secret ${JSON.stringify(name)} does not exist, so it cannot be rotated`);
+      if (latest === 0)
+        throw new NotFoundError(`secret ${JSON.stringify(name)} does not exist, so it cannot be rotated`);
       const version = latest + 1;
       const inserted = await store.insertIfAbsent(seal(masterKey, name, version, generated(name, generate)), now());
-      if (!inserted) throw new ConflictError(`secret ${JSON.stringify(name)} was rotated by someone else at the same time; check and retry`);
+      if (!inserted)
+        throw new ConflictError(
+          `secret ${JSON.stringify(name)} was rotated by someone else at the same time; check and retry`,
+        );
       return { version };
     },
 
@@ -117,7 +131,9 @@ export const secretsServiceFactory = ({ db, masterKey, audit, authorizeReveal, n
       if (!info) throw new NotFoundError(`secret ${JSON.stringify(name)} has no version ${version}`);
       if (info.retiredAt !== null) return info;
       if (version === (await store.latestVersion(name))) {
-        throw new ConflictError(`version ${version} is the current version of secret ${JSON.stringify(name)}; rotate before retiring it`);
+        throw new ConflictError(
+          `version ${version} is the current version of secret ${JSON.stringify(name)}; rotate before retiring it`,
+        );
       }
       // Null here means a concurrent retire won; report the row as it now stands.
       return (await store.retire(name, version, now())) ?? (await store.info(name, version))!;
@@ -131,7 +147,11 @@ export const secretsServiceFactory = ({ db, masterKey, audit, authorizeReveal, n
         versions.push(version);
         byName.set(name, versions);
       }
-      return [...byName].map(([name, versions]) => ({ name, currentVersion: Math.max(...versions.map((v) => v.version)), versions }));
+      return [...byName].map(([name, versions]) => ({
+        name,
+        currentVersion: Math.max(...versions.map((v) => v.version)),
+        versions,
+      }));
     },
   };
 };

@@ -41,7 +41,13 @@ const sealedOf = (row: TSealedRow): TSealed => ({
   masterKeyId: row.master_key_id,
 });
 
-type TInfoRow = { name: string; version: number; master_key_id: string; created_at: Date | string; retired_at: Date | string | null };
+type TInfoRow = {
+  name: string;
+  version: number;
+  master_key_id: string;
+  created_at: Date | string;
+  retired_at: Date | string | null;
+};
 
 const infoOf = (row: TInfoRow): TSecretVersionInfo => ({
   name: row.name,
@@ -77,7 +83,10 @@ export const secretsStoreFactory = (db: TSqlExecutor) => ({
 
   /** The highest version of a name, retired or not (0 when the name has none). */
   latestVersion: async (name: string): Promise<number> => {
-    const { rows } = await db.query<{ version: number | null }>("SELECT max(version) AS version FROM secrets WHERE name = $1", [name]);
+    const { rows } = await db.query<{ version: number | null }>(
+      "SELECT max(version) AS version FROM secrets WHERE name = $1",
+      [name],
+    );
     return rows[0]?.version ?? 0;
   },
 

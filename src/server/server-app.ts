@@ -94,14 +94,19 @@ export const buildServer = async (
     }
     const header = request.headers.authorization;
     const bearer = header?.startsWith("Bearer ") ? header.slice("Bearer ".length).trim() : undefined;
-    if (bearer === undefined) throw new UnauthenticatedError("authentication required: send Authorization: Bearer <token>");
+    if (bearer === undefined)
+      throw new UnauthenticatedError("authentication required: send Authorization: Bearer <token>");
     request.ctx = await services.identity.authenticate(bearer, meta);
   });
 
   await app.register(fastifySwagger, {
     openapi: {
       openapi: "3.1.0",
-      info: { title: "carehost API", version: options.version, description: "Control plane for compliance-first Odoo hosting." },
+      info: {
+        title: "carehost API",
+        version: options.version,
+        description: "Control plane for compliance-first Odoo hosting.",
+      },
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
       security: [{ bearer: [] }],
     },

@@ -95,7 +95,11 @@ export const problemFor = (error: FastifyError | Error, request: FastifyRequest)
   };
 };
 
-export const errorHandler = (error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+export const errorHandler = (
+  error: FastifyError | Error,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): FastifyReply => {
   if (error instanceof RateLimitedError) reply.header("retry-after", String(error.retryAfterSeconds));
   return sendProblem(reply, problemFor(error, request));
 };

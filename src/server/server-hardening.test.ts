@@ -22,7 +22,11 @@ void describe("the HTTP server's own hardening", () => {
       const response = await fetch(`http://127.0.0.1:${port}${path}`);
       assert.match(response.headers.get("strict-transport-security") ?? "", /max-age=\d+/, path);
       assert.equal(response.headers.get("x-content-type-options"), "nosniff", path);
-      assert.match(response.headers.get("content-security-policy") ?? "", /default-src 'none'.*frame-ancestors 'none'/, path);
+      assert.match(
+        response.headers.get("content-security-policy") ?? "",
+        /default-src 'none'.*frame-ancestors 'none'/,
+        path,
+      );
       assert.equal(response.headers.get("referrer-policy"), "no-referrer", path);
       assert.equal(response.headers.get("x-powered-by"), null, path);
     }

@@ -6,7 +6,12 @@ import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { auditLogFactory } from "../audit/audit-log.js";
 import { auditServiceFactory } from "../audit/audit-service.js";
-import { localCliTokenPath, localServerPointerPath, serverRecordPath, writePrivateFile } from "../cli/cli-credentials.js";
+import {
+  localCliTokenPath,
+  localServerPointerPath,
+  serverRecordPath,
+  writePrivateFile,
+} from "../cli/cli-credentials.js";
 import { environmentServiceFactory } from "../environments/environment-service.js";
 import { environmentStoreFactory } from "../environments/environment-store.js";
 import { identityServiceFactory } from "../identity/identity-service.js";
@@ -71,7 +76,8 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     audit: log,
     authorizeReveal: (ctx, name) => authorize(ctx, "secret:reveal", log, `secret:${name}`),
   });
-  const runtime = config.runtime.kind === "local" ? localRuntimeFactory({ root: join(config.home, "runtime"), secrets }) : undefined;
+  const runtime =
+    config.runtime.kind === "local" ? localRuntimeFactory({ root: join(config.home, "runtime"), secrets }) : undefined;
   if (runtime !== undefined) await chmod(config.home, 0o711);
   const environments = environmentServiceFactory({
     store: environmentStore,
@@ -86,7 +92,13 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     latestSpecs: environments.latestSpecs,
     ...(runtime === undefined ? {} : { reconcile: environments.reconcileOrganization }),
   });
-  const recovery = recoveryServiceFactory({ db, ...(runtime === undefined ? {} : { runtime }), latestSpecs: environments.latestSpecs, audit: log, endCommands: endRunningCommands });
+  const recovery = recoveryServiceFactory({
+    db,
+    ...(runtime === undefined ? {} : { runtime }),
+    latestSpecs: environments.latestSpecs,
+    audit: log,
+    endCommands: endRunningCommands,
+  });
   const repositories = new Map<string, TGitopsRepository>();
   const gitops = gitopsServiceFactory({
     // A local bare repository per target in the data dir: Argo CD or Flux can sync from it (or a mirror of it).
@@ -131,20 +143,31 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   );
   const address = await app.listen({ host: config.host, port: config.port });
   url = address.replace("[::1]", "localhost");
-  await writeFile(serverRecordPath(config.home), `${JSON.stringify({ url, pid: process.pid, startedAt: startedAt.toISOString() })}\n`);
+  await writeFile(
+    serverRecordPath(config.home),
+    `${JSON.stringify({ url, pid: process.pid, startedAt: startedAt.toISOString() })}\n`,
+  );
   if (options.recordLocalServer === true) {
     await writePrivateFile(localServerPointerPath(), `${JSON.stringify({ url, home: config.home })}\n`);
   }
 
   const ctx = systemContext("startup");
-  await log.append(ctx, { type: "server.started", outcome: "success", target: null, payload: { version: carehostVersion } });
+  await log.append(ctx, {
+    type: "server.started",
+    outcome: "success",
+    target: null,
+    payload: { version: carehostVersion },
+  });
   const bootstrap = await identity.bootstrapAdmin(ctx, { cliTokenName: "local-cli" });
   if (bootstrap.created) {
-    if (bootstrap.cliToken !== undefined) await writePrivateFile(localCliTokenPath(config.home), `${bootstrap.cliToken.token}\n`);
+    if (bootstrap.cliToken !== undefined)
+      await writePrivateFile(localCliTokenPath(config.home), `${bootstrap.cliToken.token}\n`);
     options.print("");
     options.print(`First start: created user "${bootstrap.username}" with password (shown only now):`);
     options.print(`    ${bootstrap.password}`);
-    options.print(`A local CLI token for ${bootstrap.username} was written to ${localCliTokenPath(config.home)} (mode 0600).`);
+    options.print(
+      `A local CLI token for ${bootstrap.username} was written to ${localCliTokenPath(config.home)} (mode 0600).`,
+    );
   }
 
   const supervisor =
@@ -160,10 +183,14 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
         });
   if (runtime !== undefined) {
     const interrupted = await recovery.markInterrupted();
-    if (interrupted > 0) options.print(`Recovery: ${interrupted} backup, restore or drill run(s) left running by the last stop were marked interrupted.`);
+    if (interrupted > 0)
+      options.print(
+        `Recovery: ${interrupted} backup, restore or drill run(s) left running by the last stop were marked interrupted.`,
+      );
     // After a reboot or a crash: every recorded environment comes back before anything else.
     const restored = await environments.reconcileRecorded(ctx);
-    if (restored.length > 0) options.print(`Runtime: ${restored.length} action(s) to bring recorded environments back.`);
+    if (restored.length > 0)
+      options.print(`Runtime: ${restored.length} action(s) to bring recorded environments back.`);
     supervisor?.start();
   }
 
@@ -177,7 +204,9 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     );
     for (const action of result.runtime) options.print(`  ${action.target}: ${action.action}`);
   }
-  options.print(`carehost ${carehostVersion} is up at ${url} (state: ${config.store.kind === "pglite" ? join(config.home, "state") : "PostgreSQL"}).`);
+  options.print(
+    `carehost ${carehostVersion} is up at ${url} (state: ${config.store.kind === "pglite" ? join(config.home, "state") : "PostgreSQL"}).`,
+  );
   options.print("In another shell: carehost status");
 
   return {
@@ -194,7 +223,10 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
      */
     close: async () => {
       const interrupted = await recovery.shutdown();
-      if (interrupted > 0) options.print(`Recovery: ${interrupted} run(s) still going were marked interrupted; the next start repairs what they left.`);
+      if (interrupted > 0)
+        options.print(
+          `Recovery: ${interrupted} run(s) still going were marked interrupted; the next start repairs what they left.`,
+        );
       // The supervisor's pass ends once its runs are interrupted; a pass stuck elsewhere is not waited for.
       await Promise.race([supervisor?.stop(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
       await app.close();

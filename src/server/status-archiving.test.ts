@@ -24,7 +24,10 @@ const OFFSITE_SKIPPED = `backups are not written to repository offsite (azure): 
 
 /** The demo organization with production only (RPO 15 min, archive_timeout 225 s: no switch of its own during the test). */
 const prodOnlySource = async () => {
-  const source = (await readFile("examples/northwind-health.yaml", "utf8")).replace("name: northwind-health", `name: ${ORG}`);
+  const source = (await readFile("examples/northwind-health.yaml", "utf8")).replace(
+    "name: northwind-health",
+    `name: ${ORG}`,
+  );
   assert.match(source, new RegExp(`rpoMinutes: ${RPO_MINUTES}\\b`));
   return source.slice(0, source.indexOf("  - name: staging"));
 };
@@ -41,7 +44,12 @@ void describe("status: WAL archiving health read from the running cluster, with 
   before(async () => {
     runtimeHarness = await createRuntimeHarness({ now: () => new Date(Date.now() + clockOffsetMs) });
     auditHarness = await createAuditHarness(testDatabaseFactories.pglite);
-    const environments = environmentServiceFactory({ store: environmentStoreFactory(auditHarness.db), policy: policyCheckerFactory(), audit: auditHarness.log, runtime: runtimeHarness.runtime });
+    const environments = environmentServiceFactory({
+      store: environmentStoreFactory(auditHarness.db),
+      policy: policyCheckerFactory(),
+      audit: auditHarness.log,
+      runtime: runtimeHarness.runtime,
+    });
     await environments.apply(ctx, { source: await prodOnlySource(), fileName: "archive-health.yaml" });
     specs = await environments.latestSpecs();
     status = statusServiceFactory({
@@ -73,9 +81,15 @@ void describe("status: WAL archiving health read from the running cluster, with 
 
   const prodRecovery = async () => {
     const report: TStatusReport = await status.status(ctx);
-    const recovery = report.organizations.find((organization) => organization.name === ORG)?.environments.find((environment) => environment.name === "prod")?.recovery;
+    const recovery = report.organizations
+      .find((organization) => organization.name === ORG)
+      ?.environments.find((environment) => environment.name === "prod")?.recovery;
     assert.ok(recovery?.archiving, "status shows the archiving of prod");
-    return { archiving: recovery.archiving, alert: recovery.alerts.map((alert) => alert.message).join("; ") || null, alerts: recovery.alerts };
+    return {
+      archiving: recovery.archiving,
+      alert: recovery.alerts.map((alert) => alert.message).join("; ") || null,
+      alerts: recovery.alerts,
+    };
   };
   const writeAndSwitch = async () => {
     await admin.query("INSERT INTO archive_probe (note) VALUES ('written while the repository is unreachable')");
@@ -121,7 +135,10 @@ void describe("status: WAL archiving health read from the running cluster, with 
       const startedFailingAt = Date.now();
       assert.ok(first.archiving.archiveLagSeconds >= 0);
       assert.ok(first.archiving.lastFailedWal !== null && first.archiving.lastFailedAt !== null);
-      assert.match(first.alert ?? "", /WAL archiving is failing: archiving [0-9A-F]{24} failed at .*after the last success \([0-9A-F]{24} at /);
+      assert.match(
+        first.alert ?? "",
+        /WAL archiving is failing: archiving [0-9A-F]{24} failed at .*after the last success \([0-9A-F]{24} at /,
+      );
       assert.doesNotMatch(first.alert ?? "", /exceeds the RPO/);
 
       await writeAndSwitch();
@@ -130,7 +147,10 @@ void describe("status: WAL archiving health read from the running cluster, with 
       await sleep(Math.max(0, 1100 - (Date.now() - startedFailingAt)));
       const third = await prodRecovery();
       assert.ok(third.archiving.archiveLagSeconds > 0, `lag ${third.archiving.archiveLagSeconds}`);
-      assert.ok(third.archiving.archiveLagSeconds > first.archiving.archiveLagSeconds, `lag grows: ${first.archiving.archiveLagSeconds} then ${third.archiving.archiveLagSeconds}`);
+      assert.ok(
+        third.archiving.archiveLagSeconds > first.archiving.archiveLagSeconds,
+        `lag grows: ${first.archiving.archiveLagSeconds} then ${third.archiving.archiveLagSeconds}`,
+      );
       assert.ok(third.archiving.failedCount >= second.archiving.failedCount);
       assert.equal(third.archiving.lastArchivedAt, first.archiving.lastArchivedAt, "nothing was archived meanwhile");
       assert.doesNotMatch(third.alert ?? "", /exceeds the RPO/, "still within the objective");

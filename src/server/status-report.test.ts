@@ -15,7 +15,10 @@ const NOW = new Date("2026-12-02T04:25:27Z");
 const ctx = systemContext("test");
 
 const demo = (() => {
-  const loaded = loadSpecText(readFileSync(new URL("../../examples/northwind-health.yaml", import.meta.url), "utf8"), "northwind-health.yaml");
+  const loaded = loadSpecText(
+    readFileSync(new URL("../../examples/northwind-health.yaml", import.meta.url), "utf8"),
+    "northwind-health.yaml",
+  );
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
   return loaded.spec;
 })();
@@ -28,19 +31,63 @@ const prodRuntime: TEnvironmentRuntimeStatus = {
   postgres: { instance: "dedicated-prod", port: 42753, state: "running", database: "prod", role: "odoo_prod" },
   redis: { instance: "dedicated-prod", port: 42754, state: "stopped", user: "odoo-prod" },
   app: { state: "not-deployed", detail: "not deployed on this runtime" },
-  drift: [{ target: "postgres/dedicated-prod", field: "pg_hba.conf", expected: "as rendered", actual: "edited by hand" }],
-  archiving: { lastArchivedWal: "000000010000000000000007", lastArchivedAt: new Date("2026-12-02T04:25:00Z"), failedCount: 0, lastFailedWal: null, lastFailedAt: null, statsResetAt: null, currentWalLsn: "0/E000060", currentWalFile: "000000010000000000000008", archiveLagSeconds: 0 },
-  backupRepositories: { written: [{ name: "local", type: "posix" }], skipped: [{ name: "offsite", type: "azure", reason: "its key is not in the secret store" }] },
+  drift: [
+    { target: "postgres/dedicated-prod", field: "pg_hba.conf", expected: "as rendered", actual: "edited by hand" },
+  ],
+  archiving: {
+    lastArchivedWal: "000000010000000000000007",
+    lastArchivedAt: new Date("2026-12-02T04:25:00Z"),
+    failedCount: 0,
+    lastFailedWal: null,
+    lastFailedAt: null,
+    statsResetAt: null,
+    currentWalLsn: "0/E000060",
+    currentWalFile: "000000010000000000000008",
+    archiveLagSeconds: 0,
+  },
+  backupRepositories: {
+    written: [{ name: "local", type: "posix" }],
+    skipped: [{ name: "offsite", type: "azure", reason: "its key is not in the secret store" }],
+  },
 };
 const lastBackup: TBackupRun = {
-  id: 7, organization: "northwind-health", environment: "prod", kind: "full", trigger: "manual", status: "succeeded", label: "20261202-042427F",
-  databaseBytes: 30_000_000, repositoryBytes: 4_000_000, durationMs: 9000, error: null, startedAt: new Date("2026-12-02T04:24:27Z"), finishedAt: new Date("2026-12-02T04:24:36Z"),
+  id: 7,
+  organization: "northwind-health",
+  environment: "prod",
+  kind: "full",
+  trigger: "manual",
+  status: "succeeded",
+  label: "20261202-042427F",
+  databaseBytes: 30_000_000,
+  repositoryBytes: 4_000_000,
+  durationMs: 9000,
+  error: null,
+  startedAt: new Date("2026-12-02T04:24:27Z"),
+  finishedAt: new Date("2026-12-02T04:24:36Z"),
 };
 
 const status = statusServiceFactory({
   environments: {
-    latestRevisions: async () => [{ id: 3, organization: "northwind-health", digest: "a".repeat(64), appliedBy: "admin", appliedAt: new Date("2026-12-01T10:00:00Z") }],
-    listEnvironments: async () => [{ organization: "northwind-health", name: "prod", spec: prod, specDigest: "b".repeat(64), status: "recorded", revisionId: 3, updatedAt: NOW }],
+    latestRevisions: async () => [
+      {
+        id: 3,
+        organization: "northwind-health",
+        digest: "a".repeat(64),
+        appliedBy: "admin",
+        appliedAt: new Date("2026-12-01T10:00:00Z"),
+      },
+    ],
+    listEnvironments: async () => [
+      {
+        organization: "northwind-health",
+        name: "prod",
+        spec: prod,
+        specDigest: "b".repeat(64),
+        status: "recorded",
+        revisionId: 3,
+        updatedAt: NOW,
+      },
+    ],
     runtimeStatus: async () => [{ organization: "northwind-health", environments: [prodRuntime] }],
   },
   auditHead: async () => ({ treeSize: 12, lastCheckpoint: { treeSize: 10, time: "2026-12-02T04:00:00.000Z" } }),
@@ -71,8 +118,18 @@ void describe("status: every -o json field is structured, described in the OpenA
 
   void it("answers numbers, ISO times and enums where the text had prose", async () => {
     const environment = (await fetchStatus()).organizations[0]!.environments[0]!;
-    assert.deepEqual(environment.runtime?.postgres, { instance: "dedicated-prod", host: "127.0.0.1", port: 42753, state: "running" });
-    assert.deepEqual(environment.runtime?.redis, { instance: "dedicated-prod", host: "127.0.0.1", port: 42754, state: "stopped" });
+    assert.deepEqual(environment.runtime?.postgres, {
+      instance: "dedicated-prod",
+      host: "127.0.0.1",
+      port: 42753,
+      state: "running",
+    });
+    assert.deepEqual(environment.runtime?.redis, {
+      instance: "dedicated-prod",
+      host: "127.0.0.1",
+      port: 42754,
+      state: "stopped",
+    });
     assert.deepEqual(environment.runtime?.app, { state: "not-deployed", detail: "not deployed on this runtime" });
     assert.equal(environment.runtime?.drift, 1);
     assert.deepEqual(environment.recovery?.lastBackup, {
@@ -85,7 +142,12 @@ void describe("status: every -o json field is structured, described in the OpenA
     });
     assert.equal(environment.recovery?.lastDrill, null);
     assert.equal(environment.recovery?.archiving?.lastArchivedAt, "2026-12-02T04:25:00.000Z");
-    assert.deepEqual(environment.recovery?.alerts, [{ kind: "repository-skipped", message: "backups are not written to repository offsite (azure): its key is not in the secret store" }]);
+    assert.deepEqual(environment.recovery?.alerts, [
+      {
+        kind: "repository-skipped",
+        message: "backups are not written to repository offsite (azure): its key is not in the secret store",
+      },
+    ]);
     assert.equal(environment.tier, "production");
   });
 
@@ -95,15 +157,33 @@ void describe("status: every -o json field is structured, described in the OpenA
     assert.ok(lines.includes("      redis     dedicated-prod 127.0.0.1:42754 stopped"), lines.join("\n"));
     assert.ok(lines.includes("      backup    full succeeded 20261202-042427F, 1 min ago"), lines.join("\n"));
     assert.ok(lines.includes("      drill     none yet"), lines.join("\n"));
-    assert.ok(lines.some((line) => line.endsWith("backups are not written to repository offsite (azure): its key is not in the secret store") && line.includes("ALERT")), lines.join("\n"));
+    assert.ok(
+      lines.some(
+        (line) =>
+          line.endsWith("backups are not written to repository offsite (azure): its key is not in the secret store") &&
+          line.includes("ALERT"),
+      ),
+      lines.join("\n"),
+    );
   });
 
   void it("describes each field with its type in the OpenAPI document", () => {
-    type TSchema = { type?: string | string[]; properties?: Record<string, TSchema>; items?: TSchema; enum?: string[]; format?: string; anyOf?: TSchema[]; oneOf?: TSchema[] };
-    const document = app.swagger() as unknown as { paths: Record<string, { get: { responses: Record<string, { content: Record<string, { schema: TSchema }> }> } }> };
+    type TSchema = {
+      type?: string | string[];
+      properties?: Record<string, TSchema>;
+      items?: TSchema;
+      enum?: string[];
+      format?: string;
+      anyOf?: TSchema[];
+      oneOf?: TSchema[];
+    };
+    const document = app.swagger() as unknown as {
+      paths: Record<string, { get: { responses: Record<string, { content: Record<string, { schema: TSchema }> }> } }>;
+    };
     const root = document.paths["/api/status"]!.get.responses["200"]!.content["application/json"]!.schema;
     /** A nullable field is anyOf [schema, null]: its non-null member. */
-    const object = (schema: TSchema | undefined): TSchema => schema?.anyOf?.find((member) => member.type !== "null") ?? schema ?? {};
+    const object = (schema: TSchema | undefined): TSchema =>
+      schema?.anyOf?.find((member) => member.type !== "null") ?? schema ?? {};
     const environment = object(object(root.properties?.organizations).items?.properties?.environments).items!;
     const runtime = object(environment.properties?.runtime);
     const postgres = object(runtime.properties?.postgres);
@@ -114,6 +194,12 @@ void describe("status: every -o json field is structured, described in the OpenA
     assert.equal(backup.properties?.ageSeconds?.type, "integer");
     assert.equal(backup.properties?.startedAt?.format, "date-time");
     const alerts = object(environment.properties?.recovery).properties?.alerts;
-    assert.deepEqual(alerts?.items?.properties?.kind?.enum, ["drill-failed", "backup-failed", "verification-failed", "archiving", "repository-skipped"]);
+    assert.deepEqual(alerts?.items?.properties?.kind?.enum, [
+      "drill-failed",
+      "backup-failed",
+      "verification-failed",
+      "archiving",
+      "repository-skipped",
+    ]);
   });
 });

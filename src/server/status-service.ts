@@ -23,10 +23,22 @@ export type TArchivingStatus = {
 };
 
 /** A PostgreSQL cluster or Redis instance on this host, where it listens and whether it runs. */
-export type TInstanceStatus = { instance: string; host: string; port: number | null; state: "running" | "stopped" | "absent" };
+export type TInstanceStatus = {
+  instance: string;
+  host: string;
+  port: number | null;
+  state: "running" | "stopped" | "absent";
+};
 
 /** The newest backup run of an environment; `ageSeconds` is counted at the time of the report. */
-export type TBackupStatus = { kind: string; status: string; label: string | null; startedAt: string; finishedAt: string | null; ageSeconds: number };
+export type TBackupStatus = {
+  kind: string;
+  status: string;
+  label: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+  ageSeconds: number;
+};
 /** The newest restore drill, with what it measured against the objectives. */
 export type TDrillStatus = {
   status: string;
@@ -38,7 +50,13 @@ export type TDrillStatus = {
   rpoObjectiveMinutes: number;
   problems: string[];
 };
-export const ALERT_KINDS = ["drill-failed", "backup-failed", "verification-failed", "archiving", "repository-skipped"] as const;
+export const ALERT_KINDS = [
+  "drill-failed",
+  "backup-failed",
+  "verification-failed",
+  "archiving",
+  "repository-skipped",
+] as const;
 export type TAlert = { kind: (typeof ALERT_KINDS)[number]; message: string };
 
 export type TStatusReport = {
@@ -58,18 +76,29 @@ export type TStatusReport = {
       hosting: TEnvironmentSpec["hosting"];
       status: string;
       /** What runs on this host; null when carehost runs no runtime (CAREHOST_RUNTIME=none). */
-      runtime: { postgres: TInstanceStatus; redis: TInstanceStatus | null; app: { state: "not-deployed"; detail: string }; drift: number } | null;
+      runtime: {
+        postgres: TInstanceStatus;
+        redis: TInstanceStatus | null;
+        app: { state: "not-deployed"; detail: string };
+        drift: number;
+      } | null;
       /**
        * Last backup and drill, and WAL archiving read from the running cluster (null without a
        * runtime or while the cluster is not running); an alert while the last drill failed or missed
        * an objective, while archiving fails or lags behind the RPO, and while a declared repository is skipped.
        */
-      recovery: { lastBackup: TBackupStatus | null; lastDrill: TDrillStatus | null; archiving: TArchivingStatus | null; alerts: TAlert[] } | null;
+      recovery: {
+        lastBackup: TBackupStatus | null;
+        lastDrill: TDrillStatus | null;
+        archiving: TArchivingStatus | null;
+        alerts: TAlert[];
+      } | null;
     }[];
   }[];
 };
 
-const instanceState = (state: string): TInstanceStatus["state"] => (state === "running" || state === "stopped" ? state : "absent");
+const instanceState = (state: string): TInstanceStatus["state"] =>
+  state === "running" || state === "stopped" ? state : "absent";
 
 type TStatusServiceDeps = {
   environments: Pick<TEnvironmentService, "listEnvironments" | "latestRevisions" | "runtimeStatus">;
@@ -83,7 +112,17 @@ type TStatusServiceDeps = {
   now?: () => Date;
 };
 
-export const statusServiceFactory = ({ environments, auditHead, audit, version, url, store, startedAt, recoverySummaries, now = () => new Date() }: TStatusServiceDeps) => ({
+export const statusServiceFactory = ({
+  environments,
+  auditHead,
+  audit,
+  version,
+  url,
+  store,
+  startedAt,
+  recoverySummaries,
+  now = () => new Date(),
+}: TStatusServiceDeps) => ({
   status: async (ctx: TRequestContext): Promise<TStatusReport> => {
     await authorize(ctx, "status:read", audit);
     const [revisions, recorded, head, runtimes] = await Promise.all([
@@ -93,31 +132,56 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
       environments.runtimeStatus(ctx),
     ]);
     const summaries = (await recoverySummaries?.()) ?? { backups: [], drills: [], verifications: [] };
-    const runtimeEnvironment = (organization: string, name: string) => runtimes.find((item) => item.organization === organization)?.environments.find((item) => item.environment === name);
-    const archivingOf = (organization: string, name: string): TWalArchiving | null => runtimeEnvironment(organization, name)?.archiving ?? null;
+    const runtimeEnvironment = (organization: string, name: string) =>
+      runtimes
+        .find((item) => item.organization === organization)
+        ?.environments.find((item) => item.environment === name);
+    const archivingOf = (organization: string, name: string): TWalArchiving | null =>
+      runtimeEnvironment(organization, name)?.archiving ?? null;
     const recoveryOf = (organization: string, name: string, objectives: TEnvironmentSpec["backup"]) => {
       if (!objectives.enabled) return null;
       const archiving = archivingOf(organization, name);
       const backup = summaries.backups.find((item) => item.organization === organization && item.environment === name);
       const drill = summaries.drills.find((item) => item.organization === organization && item.environment === name);
-      const verification = summaries.verifications.find((item) => item.organization === organization && item.environment === name);
+      const verification = summaries.verifications.find(
+        (item) => item.organization === organization && item.environment === name,
+      );
       const ageSeconds = (at: Date) => Math.max(0, Math.round((now().getTime() - at.getTime()) / 1000));
       const alerts: TAlert[] = [];
       // An interrupted run did not do what it was for either (its error says it was interrupted).
-      if (isFailure(drill?.status)) alerts.push({ kind: "drill-failed", message: `last restore drill failed: ${drill!.problems.join("; ") || "see carehost drills"}` });
-      else if (isFailure(backup?.status)) alerts.push({ kind: "backup-failed", message: `last backup failed: ${backup!.error ?? ""}` });
-      else if (isFailure(verification?.status)) alerts.push({ kind: "verification-failed", message: `last repository verification failed: ${verification!.error ?? "see carehost verify"}` });
+      if (isFailure(drill?.status))
+        alerts.push({
+          kind: "drill-failed",
+          message: `last restore drill failed: ${drill!.problems.join("; ") || "see carehost drills"}`,
+        });
+      else if (isFailure(backup?.status))
+        alerts.push({ kind: "backup-failed", message: `last backup failed: ${backup!.error ?? ""}` });
+      else if (isFailure(verification?.status))
+        alerts.push({
+          kind: "verification-failed",
+          message: `last repository verification failed: ${verification!.error ?? "see carehost verify"}`,
+        });
       const archivingProblem = archiving === null ? null : archivingAlert(archiving, objectives.rpoMinutes);
       if (archivingProblem !== null) alerts.push({ kind: "archiving", message: archivingProblem });
       // A declared repository the runtime skips holds none of the backups: say so until it is written.
       for (const repository of runtimeEnvironment(organization, name)?.backupRepositories?.skipped ?? []) {
-        alerts.push({ kind: "repository-skipped", message: `backups are not written to repository ${repository.name} (${repository.type}): ${repository.reason}` });
+        alerts.push({
+          kind: "repository-skipped",
+          message: `backups are not written to repository ${repository.name} (${repository.type}): ${repository.reason}`,
+        });
       }
       return {
         lastBackup:
           backup === undefined
             ? null
-            : { kind: backup.kind, status: backup.status, label: backup.label, startedAt: backup.startedAt.toISOString(), finishedAt: backup.finishedAt?.toISOString() ?? null, ageSeconds: ageSeconds(backup.startedAt) },
+            : {
+                kind: backup.kind,
+                status: backup.status,
+                label: backup.label,
+                startedAt: backup.startedAt.toISOString(),
+                finishedAt: backup.finishedAt?.toISOString() ?? null,
+                ageSeconds: ageSeconds(backup.startedAt),
+              },
         lastDrill:
           drill === undefined
             ? null
@@ -150,7 +214,12 @@ export const statusServiceFactory = ({ environments, auditHead, audit, version, 
       const found = runtimeEnvironment(organization, name);
       if (found === undefined) return null;
       // The local runtime listens on loopback only.
-      const instance = (item: { instance: string; port: number | null; state: string }): TInstanceStatus => ({ instance: item.instance, host: "127.0.0.1", port: item.port, state: instanceState(item.state) });
+      const instance = (item: { instance: string; port: number | null; state: string }): TInstanceStatus => ({
+        instance: item.instance,
+        host: "127.0.0.1",
+        port: item.port,
+        state: instanceState(item.state),
+      });
       return {
         postgres: instance(found.postgres),
         redis: found.redis === null ? null : instance(found.redis),

@@ -16,7 +16,10 @@ void describe("parseCron", () => {
     const parsed = schedule("*/15 8-10,22 1,15 * *");
     assert.deepEqual(parsed.minutes, [0, 15, 30, 45]);
     assert.deepEqual(parsed.hours, [8, 9, 10, 22]);
-    assert.deepEqual([...parsed.daysOfMonth].sort((a, b) => a - b), [1, 15]);
+    assert.deepEqual(
+      [...parsed.daysOfMonth].sort((a, b) => a - b),
+      [1, 15],
+    );
     assert.equal(parsed.months.size, 12);
     assert.deepEqual(schedule("5-20/5 * * * *").minutes, [5, 10, 15, 20]);
     assert.deepEqual(schedule("10/20 * * * *").minutes, [10, 30, 50]);
@@ -24,7 +27,10 @@ void describe("parseCron", () => {
 
   void it("accepts day and month names in any case, and 7 as Sunday", () => {
     const parsed = schedule("0 0 * JAN-mar,Dec mon-FRI");
-    assert.deepEqual([...parsed.months].sort((a, b) => a - b), [1, 2, 3, 12]);
+    assert.deepEqual(
+      [...parsed.months].sort((a, b) => a - b),
+      [1, 2, 3, 12],
+    );
     assert.deepEqual([...parsed.daysOfWeek].sort(), [1, 2, 3, 4, 5]);
     assert.deepEqual([...schedule("0 0 * * 7").daysOfWeek], [0]);
     assert.deepEqual([...schedule("0 0 * * sat-7").daysOfWeek].sort(), [0, 6]);

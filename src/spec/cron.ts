@@ -8,13 +8,23 @@
 
 type TCronField = "minute" | "hour" | "dayOfMonth" | "month" | "dayOfWeek";
 
-type TFieldSpec = { readonly field: TCronField; readonly min: number; readonly max: number; readonly names?: readonly string[] };
+type TFieldSpec = {
+  readonly field: TCronField;
+  readonly min: number;
+  readonly max: number;
+  readonly names?: readonly string[];
+};
 
 const FIELDS: readonly TFieldSpec[] = [
   { field: "minute", min: 0, max: 59 },
   { field: "hour", min: 0, max: 23 },
   { field: "dayOfMonth", min: 1, max: 31 },
-  { field: "month", min: 1, max: 12, names: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"] },
+  {
+    field: "month",
+    min: 1,
+    max: 12,
+    names: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+  },
   // 7 is accepted as Sunday, as in Vixie cron and systemd.
   { field: "dayOfWeek", min: 0, max: 7, names: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"] },
 ];
@@ -54,7 +64,8 @@ function parseValue(text: string, spec: TFieldSpec): number | string {
   if (byName >= 0) return spec.field === "month" ? byName + 1 : byName;
   if (!/^\d+$/.test(text)) return `${spec.field} value "${text}" is not a number${spec.names ? " or name" : ""}`;
   const value = Number(text);
-  if (value < spec.min || value > spec.max) return `${spec.field} value ${value} is out of range ${spec.min}-${spec.max}`;
+  if (value < spec.min || value > spec.max)
+    return `${spec.field} value ${value} is out of range ${spec.min}-${spec.max}`;
   return value;
 }
 
@@ -65,7 +76,8 @@ function parseField(text: string, spec: TFieldSpec): Set<number> | string {
     if (extra.length > 0 || rangeText === "") return `${spec.field} element "${part}" is malformed`;
     let step = 1;
     if (stepText !== undefined) {
-      if (!/^\d+$/.test(stepText) || Number(stepText) === 0) return `${spec.field} step "${stepText}" must be a positive integer`;
+      if (!/^\d+$/.test(stepText) || Number(stepText) === 0)
+        return `${spec.field} step "${stepText}" must be a positive integer`;
       step = Number(stepText);
     }
     let low: number;
@@ -89,7 +101,8 @@ function parseField(text: string, spec: TFieldSpec): Set<number> | string {
         high = stepText !== undefined ? spec.max : low;
       }
     }
-    for (let value = low; value <= high; value += step) values.add(spec.field === "dayOfWeek" && value === 7 ? 0 : value);
+    for (let value = low; value <= high; value += step)
+      values.add(spec.field === "dayOfWeek" && value === 7 ? 0 : value);
   }
   return values;
 }
@@ -100,14 +113,24 @@ export function parseCron(expression: string): TCronParseResult {
   const expanded = MACROS[trimmed.toLowerCase()] ?? trimmed;
   if (expanded.startsWith("@")) return { ok: false, error: `unknown macro "${trimmed}"` };
   const parts = expanded.split(/\s+/);
-  if (parts.length !== 5) return { ok: false, error: `expected 5 fields (minute hour day-of-month month day-of-week), found ${parts.length}` };
+  if (parts.length !== 5)
+    return {
+      ok: false,
+      error: `expected 5 fields (minute hour day-of-month month day-of-week), found ${parts.length}`,
+    };
   const sets: Set<number>[] = [];
   for (const [index, spec] of FIELDS.entries()) {
     const parsed = parseField(parts[index] ?? "", spec);
     if (typeof parsed === "string") return { ok: false, error: parsed };
     sets.push(parsed);
   }
-  const [minutes, hours, daysOfMonth, months, daysOfWeek] = sets as [Set<number>, Set<number>, Set<number>, Set<number>, Set<number>];
+  const [minutes, hours, daysOfMonth, months, daysOfWeek] = sets as [
+    Set<number>,
+    Set<number>,
+    Set<number>,
+    Set<number>,
+    Set<number>,
+  ];
   const schedule: TCronSchedule = {
     expression: trimmed,
     minutes: [...minutes].sort((a, b) => a - b),
@@ -120,7 +143,10 @@ export function parseCron(expression: string): TCronParseResult {
   };
   // "0 0 30 2 *" parses but never fires; a backup schedule like that is a silent outage.
   const dateOnly = schedule.dayOfMonthRestricted && !schedule.dayOfWeekRestricted;
-  if (dateOnly && ![...months].some((month) => [...daysOfMonth].some((day) => day <= (MAX_DAYS_IN_MONTH[month - 1] ?? 0)))) {
+  if (
+    dateOnly &&
+    ![...months].some((month) => [...daysOfMonth].some((day) => day <= (MAX_DAYS_IN_MONTH[month - 1] ?? 0)))
+  ) {
     return { ok: false, error: "never fires: none of the listed days occurs in the listed months" };
   }
   return { ok: true, schedule };
@@ -172,7 +198,9 @@ export function longestCronGapMinutes(schedules: readonly TCronSchedule[]): numb
   let longest = 0;
   for (let day = 0; day < GAP_WINDOW_DAYS + GAP_LOOKAHEAD_DAYS; day += 1) {
     const dayStart = new Date((GAP_WINDOW_START_DAY + day) * MS_PER_DAY);
-    const firing = schedules.map((schedule, index) => (matchesDay(schedule, dayStart) ? index : -1)).filter((index) => index >= 0);
+    const firing = schedules
+      .map((schedule, index) => (matchesDay(schedule, dayStart) ? index : -1))
+      .filter((index) => index >= 0);
     if (firing.length === 0) continue;
     const key = firing.join(",");
     let summary = merged.get(key);

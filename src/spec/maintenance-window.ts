@@ -8,10 +8,26 @@ const MINUTE_MS = 60_000;
 
 /** The wall-clock parts of `at` in `timeZone`. */
 function wallClock(at: Date, timeZone: string) {
-  const parts = new Intl.DateTimeFormat("en-US", { timeZone, hourCycle: "h23", year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric", weekday: "short" })
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "numeric",
+    day: "numeric",
+    hour: "numeric",
+    minute: "numeric",
+    weekday: "short",
+  })
     .formatToParts(at)
     .reduce<Record<string, string>>((found, part) => ({ ...found, [part.type]: part.value }), {});
-  return { year: Number(parts.year), month: Number(parts.month), day: Number(parts.day), hour: Number(parts.hour), minute: Number(parts.minute), weekday: (parts.weekday ?? "").toLowerCase().slice(0, 3) };
+  return {
+    year: Number(parts.year),
+    month: Number(parts.month),
+    day: Number(parts.day),
+    hour: Number(parts.hour),
+    minute: Number(parts.minute),
+    weekday: (parts.weekday ?? "").toLowerCase().slice(0, 3),
+  };
 }
 
 /** The instant at which the local wall time year-month-day hh:mm occurs in `timeZone`. */

@@ -4,7 +4,8 @@ import { createHash } from "node:crypto";
 
 /** JSON with object keys sorted at every level; undefined members are dropped, as JSON.stringify does. */
 export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((item) => (item === undefined ? "null" : canonicalJson(item))).join(",")}]`;
+  if (Array.isArray(value))
+    return `[${value.map((item) => (item === undefined ? "null" : canonicalJson(item))).join(",")}]`;
   if (value !== null && typeof value === "object") {
     const members = Object.keys(value)
       .sort()

@@ -19,7 +19,12 @@ void describe("examples/northwind-health.yaml", () => {
     assert.ok(result.ok, result.ok ? "" : result.errors.map(formatSpecError).join("\n"));
     assert.equal(result.spec.metadata.name, "northwind-health");
     assert.deepEqual(
-      result.spec.environments.map((environment) => [environment.name, environment.tier, environment.dataClass, environment.hosting]),
+      result.spec.environments.map((environment) => [
+        environment.name,
+        environment.tier,
+        environment.dataClass,
+        environment.hosting,
+      ]),
       [
         ["prod", "production", "phi", "dedicated"],
         ["staging", "staging", "confidential", "shared"],
@@ -33,7 +38,10 @@ void describe("examples/northwind-health.yaml", () => {
   });
 
   void it("points editors at the committed JSON Schema", () => {
-    assert.equal(readFileSync(EXAMPLE_PATH, "utf8").split("\n")[0], "# yaml-language-server: $schema=../schema/carehost.schema.json");
+    assert.equal(
+      readFileSync(EXAMPLE_PATH, "utf8").split("\n")[0],
+      "# yaml-language-server: $schema=../schema/carehost.schema.json",
+    );
   });
 });
 

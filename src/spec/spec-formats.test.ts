@@ -4,7 +4,18 @@ import { cidrProblem, fqdnProblem, IMAGE_PATTERN, timeZoneProblem } from "./spec
 
 void describe("cidrProblem", () => {
   void it("accepts IPv4 and IPv6 networks", () => {
-    for (const value of ["10.0.0.0/8", "192.0.2.0/24", "203.0.113.7/32", "0.0.0.0/0", "2001:db8::/32", "2001:db8:4e57::/48", "::/0", "::1/128", "fe80::/10", "::ffff:192.0.2.0/120"]) {
+    for (const value of [
+      "10.0.0.0/8",
+      "192.0.2.0/24",
+      "203.0.113.7/32",
+      "0.0.0.0/0",
+      "2001:db8::/32",
+      "2001:db8:4e57::/48",
+      "::/0",
+      "::1/128",
+      "fe80::/10",
+      "::ffff:192.0.2.0/120",
+    ]) {
       assert.equal(cidrProblem(value), undefined, value);
     }
   });
@@ -43,7 +54,10 @@ void describe("fqdnProblem", () => {
     assert.match(fqdnProblem("erp..example.org") ?? "", /not a host name/);
     assert.match(fqdnProblem("*.example.org") ?? "", /not a host name/);
     assert.match(fqdnProblem("192.0.2.1") ?? "", /IP address/);
-    assert.match(fqdnProblem(`${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(63)}`) ?? "", /longer than 253/);
+    assert.match(
+      fqdnProblem(`${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(63)}`) ?? "",
+      /longer than 253/,
+    );
   });
 });
 
@@ -58,9 +72,16 @@ void describe("timeZoneProblem", () => {
 
 void describe("IMAGE_PATTERN", () => {
   void it("accepts tags, registries with ports and digests; rejects uppercase and bad digests", () => {
-    for (const image of ["odoo:17.0", "odoo", "registry.example:5000/odoo/odoo:18.0-20250101", `odoo:17.0@sha256:${"a".repeat(64)}`, `odoo@sha256:${"0".repeat(64)}`]) {
+    for (const image of [
+      "odoo:17.0",
+      "odoo",
+      "registry.example:5000/odoo/odoo:18.0-20250101",
+      `odoo:17.0@sha256:${"a".repeat(64)}`,
+      `odoo@sha256:${"0".repeat(64)}`,
+    ]) {
       assert.match(image, IMAGE_PATTERN, image);
     }
-    for (const image of ["Odoo:17.0", "odoo:17.0@sha256:abc", "odoo:", "odoo:17.0 latest"]) assert.doesNotMatch(image, IMAGE_PATTERN, image);
+    for (const image of ["Odoo:17.0", "odoo:17.0@sha256:abc", "odoo:", "odoo:17.0 latest"])
+      assert.doesNotMatch(image, IMAGE_PATTERN, image);
   });
 });

@@ -17,7 +17,8 @@ export function fqdnProblem(value: string): string | undefined {
   if (value !== value.toLowerCase()) return "must be lowercase";
   const labels = value.split(".");
   if (labels.length < 2) return "is not fully qualified (needs a domain, e.g. erp.example.org)";
-  if (!labels.every((label) => DNS_LABEL_PATTERN.test(label))) return "is not a host name (labels of a-z, 0-9 and inner hyphens, 1-63 characters)";
+  if (!labels.every((label) => DNS_LABEL_PATTERN.test(label)))
+    return "is not a host name (labels of a-z, 0-9 and inner hyphens, 1-63 characters)";
   if (/^\d+$/.test(labels[labels.length - 1] ?? "")) return "is an IP address, not a host name";
   return undefined;
 }
@@ -47,7 +48,10 @@ function ipv6Bits(address: string): bigint {
   const [head = "", rest] = text.split("::");
   const headGroups = head === "" ? [] : head.split(":");
   const restGroups = rest === undefined || rest === "" ? [] : rest.split(":");
-  const groups = rest === undefined ? headGroups : [...headGroups, ...Array<string>(8 - headGroups.length - restGroups.length).fill("0"), ...restGroups];
+  const groups =
+    rest === undefined
+      ? headGroups
+      : [...headGroups, ...Array<string>(8 - headGroups.length - restGroups.length).fill("0"), ...restGroups];
   return groups.reduce((bits, group) => (bits << 16n) | BigInt(`0x${group}`), 0n);
 }
 
@@ -63,11 +67,13 @@ export function cidrProblem(value: string): string | undefined {
   const family = isIPv4(address) ? 4 : isIPv6(address) && !address.includes("%") ? 6 : 0;
   if (family === 0) return "does not start with an IPv4 or IPv6 address";
   const width = family === 4 ? 32 : 128;
-  if (!/^(0|[1-9]\d{0,2})$/.test(prefixText) || Number(prefixText) > width) return `has a prefix length outside 0-${width}`;
+  if (!/^(0|[1-9]\d{0,2})$/.test(prefixText) || Number(prefixText) > width)
+    return `has a prefix length outside 0-${width}`;
   const prefix = BigInt(prefixText);
   const bits = family === 4 ? ipv4Bits(address) : ipv6Bits(address);
   const hostMask = (1n << (BigInt(width) - prefix)) - 1n;
-  if ((bits & hostMask) !== 0n) return `has host bits set (the network is ${formatNetwork(bits & ~hostMask, family)}/${prefixText})`;
+  if ((bits & hostMask) !== 0n)
+    return `has host bits set (the network is ${formatNetwork(bits & ~hostMask, family)}/${prefixText})`;
   return undefined;
 }
 

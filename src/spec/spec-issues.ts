@@ -5,7 +5,11 @@ import { z } from "zod";
 import type { TLocateTarget, TPathSegment } from "./spec-locate.js";
 
 /** An error found in a spec, before it is placed in the source. */
-export type TSpecIssue = { readonly path: readonly TPathSegment[]; readonly message: string; readonly target: TLocateTarget };
+export type TSpecIssue = {
+  readonly path: readonly TPathSegment[];
+  readonly message: string;
+  readonly target: TLocateTarget;
+};
 
 const UNKNOWN_KEY = "unknown key";
 
@@ -29,7 +33,8 @@ const EXPECTED: Readonly<Record<string, string>> = {
 
 const plural = (count: number | bigint, noun: string) => `${count} ${noun}${count === 1 || count === 1n ? "" : "s"}`;
 
-const missing = (path: readonly PropertyKey[]) => `missing required key ${JSON.stringify(String(path[path.length - 1] ?? ""))}`;
+const missing = (path: readonly PropertyKey[]) =>
+  `missing required key ${JSON.stringify(String(path[path.length - 1] ?? ""))}`;
 
 /**
  * Default messages for issues whose schema gives none. Pass it to safeParse; messages set on the
@@ -47,19 +52,30 @@ export const specErrorMap: z.core.$ZodErrorMap = (issue) => {
       return `${showValue(input)} is not one of ${issue.values.map(showValue).join(", ")}`;
     case "invalid_union": {
       if ("discriminator" in issue && typeof issue.discriminator === "string") {
-        const tag = typeof input === "object" && input !== null ? (input as Record<string, unknown>)[issue.discriminator] : undefined;
+        const tag =
+          typeof input === "object" && input !== null
+            ? (input as Record<string, unknown>)[issue.discriminator]
+            : undefined;
         if (tag === undefined) return missing(issue.path ?? []);
-        const options = "options" in issue && Array.isArray(issue.options) ? ` (one of ${issue.options.map(showValue).join(", ")})` : "";
+        const options =
+          "options" in issue && Array.isArray(issue.options)
+            ? ` (one of ${issue.options.map(showValue).join(", ")})`
+            : "";
         return `${showValue(tag)} is not a known ${issue.discriminator}${options}`;
       }
       return `${showValue(input)} does not match any allowed form`;
     }
     case "too_small":
-      if (issue.origin === "array") return `needs at least ${plural(issue.minimum, "item")}, has ${Array.isArray(input) ? input.length : 0}`;
-      if (issue.origin === "string") return issue.minimum === 1 ? "must not be empty" : `${showValue(input)} is shorter than ${plural(issue.minimum, "character")}`;
+      if (issue.origin === "array")
+        return `needs at least ${plural(issue.minimum, "item")}, has ${Array.isArray(input) ? input.length : 0}`;
+      if (issue.origin === "string")
+        return issue.minimum === 1
+          ? "must not be empty"
+          : `${showValue(input)} is shorter than ${plural(issue.minimum, "character")}`;
       return `${showValue(input)} is ${issue.inclusive === false ? "not above" : "below"} the minimum of ${issue.minimum}`;
     case "too_big":
-      if (issue.origin === "array") return `allows at most ${plural(issue.maximum, "item")}, has ${Array.isArray(input) ? input.length : 0}`;
+      if (issue.origin === "array")
+        return `allows at most ${plural(issue.maximum, "item")}, has ${Array.isArray(input) ? input.length : 0}`;
       if (issue.origin === "string") return `${showValue(input)} is longer than ${plural(issue.maximum, "character")}`;
       return `${showValue(input)} is ${issue.inclusive === false ? "not below" : "above"} the maximum of ${issue.maximum}`;
     case "invalid_format":
@@ -71,17 +87,22 @@ export const specErrorMap: z.core.$ZodErrorMap = (issue) => {
   }
 };
 
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
 
 function valueAt(input: unknown, path: readonly TPathSegment[]): unknown {
-  return path.reduce<unknown>((value, segment) => (isRecord(value) || Array.isArray(value) ? (value as Record<string, unknown>)[segment] : undefined), input);
+  return path.reduce<unknown>(
+    (value, segment) =>
+      isRecord(value) || Array.isArray(value) ? (value as Record<string, unknown>)[segment] : undefined,
+    input,
+  );
 }
 
 /** The keys the schema allows for the mapping at `path` of `input`, or none if it cannot tell. */
 export function allowedKeysAt(schema: z.ZodType, input: unknown, path: readonly TPathSegment[]): string[] {
   let current: z.ZodType = schema;
   let value = input;
-  for (let depth = 0; ; ) {
+  for (let depth = 0; ;) {
     if (current instanceof z.ZodOptional || current instanceof z.ZodDefault) current = current.unwrap() as z.ZodType;
     else if (current instanceof z.ZodPipe) current = current.in as z.ZodType;
     else if (current instanceof z.ZodDiscriminatedUnion) {
@@ -98,7 +119,8 @@ export function allowedKeysAt(schema: z.ZodType, input: unknown, path: readonly 
       return current instanceof z.ZodObject ? Object.keys(current.shape) : [];
     } else {
       const segment = path[depth];
-      if (current instanceof z.ZodObject && typeof segment === "string" && segment in current.shape) current = current.shape[segment] as z.ZodType;
+      if (current instanceof z.ZodObject && typeof segment === "string" && segment in current.shape)
+        current = current.shape[segment] as z.ZodType;
       else if (current instanceof z.ZodArray && typeof segment === "number") current = current.element as z.ZodType;
       else return [];
       value = valueAt(value, [segment]);
@@ -112,7 +134,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i += 1) {
     const row = [i];
     for (let j = 1; j <= b.length; j += 1) {
-      row[j] = Math.min((previous[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      row[j] = Math.min(
+        (previous[j] ?? 0) + 1,
+        (row[j - 1] ?? 0) + 1,
+        (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     previous = row;
   }
@@ -123,7 +149,10 @@ function editDistance(a: string, b: string): number {
 function closestKey(key: string, allowed: readonly string[]): string | undefined {
   const lower = key.toLowerCase();
   const ranked = allowed
-    .map((candidate) => ({ candidate, distance: candidate.toLowerCase() === lower ? 0 : editDistance(lower, candidate.toLowerCase()) }))
+    .map((candidate) => ({
+      candidate,
+      distance: candidate.toLowerCase() === lower ? 0 : editDistance(lower, candidate.toLowerCase()),
+    }))
     .filter(({ distance }) => distance <= Math.min(2, Math.floor(key.length / 3)))
     .sort((a, b) => a.distance - b.distance);
   return ranked[0]?.candidate;
@@ -137,10 +166,19 @@ const pathKey = (path: readonly TPathSegment[]) => JSON.stringify(path);
  * two are merged into one issue at the misspelt key.
  */
 export function issuesFromZod(issues: readonly z.core.$ZodIssue[], schema: z.ZodType, input: unknown): TSpecIssue[] {
-  const located = issues.map((issue) => ({ issue, path: issue.path.map((segment) => (typeof segment === "number" ? segment : String(segment))) }));
+  const located = issues.map((issue) => ({
+    issue,
+    path: issue.path.map((segment) => (typeof segment === "number" ? segment : String(segment))),
+  }));
   const missingKeys = new Set(
     located
-      .filter(({ issue, path }) => issue.code !== "unrecognized_keys" && path.length > 0 && isRecord(valueAt(input, path.slice(0, -1))) && valueAt(input, path) === undefined)
+      .filter(
+        ({ issue, path }) =>
+          issue.code !== "unrecognized_keys" &&
+          path.length > 0 &&
+          isRecord(valueAt(input, path.slice(0, -1))) &&
+          valueAt(input, path) === undefined,
+      )
       .map(({ path }) => pathKey(path)),
   );
   const mergedMissing = new Set<string>();
@@ -148,11 +186,19 @@ export function issuesFromZod(issues: readonly z.core.$ZodIssue[], schema: z.Zod
     if (issue.code !== "unrecognized_keys") return [{ path, target: "value", message: issue.message }];
     const allowed = allowedKeysAt(schema, input, path);
     return issue.keys.map((key): TSpecIssue => {
-      if (issue.message !== UNKNOWN_KEY) return { path: [...path, key], target: "key", message: `${JSON.stringify(key)} is not allowed: ${issue.message}` };
+      if (issue.message !== UNKNOWN_KEY)
+        return {
+          path: [...path, key],
+          target: "key",
+          message: `${JSON.stringify(key)} is not allowed: ${issue.message}`,
+        };
       const suggestion = closestKey(key, allowed);
       const required = suggestion !== undefined && missingKeys.has(pathKey([...path, suggestion]));
       if (required) mergedMissing.add(pathKey([...path, suggestion]));
-      const hint = suggestion === undefined ? "" : ` (did you mean ${JSON.stringify(suggestion)}${required ? ", which is required" : ""}?)`;
+      const hint =
+        suggestion === undefined
+          ? ""
+          : ` (did you mean ${JSON.stringify(suggestion)}${required ? ", which is required" : ""}?)`;
       return { path: [...path, key], target: "key", message: `unknown key ${JSON.stringify(key)}${hint}` };
     });
   });

@@ -21,7 +21,10 @@ void describe("spec JSON Schema", () => {
       title: string;
       additionalProperties: boolean;
       required: string[];
-      properties: Record<string, { description?: string; properties?: Record<string, { default?: unknown; description?: string }> }>;
+      properties: Record<
+        string,
+        { description?: string; properties?: Record<string, { default?: unknown; description?: string }> }
+      >;
     };
     assert.equal(schema.$id, SPEC_JSON_SCHEMA_ID);
     assert.match(schema.title, /carehost/);
@@ -31,6 +34,7 @@ void describe("spec JSON Schema", () => {
     assert.equal(identity?.mfaRequired?.default, true);
     assert.equal(identity?.sessionIdleTimeoutMinutes?.default, 15);
     assert.match(identity?.sessionIdleTimeoutMinutes?.description ?? "", /logoff/);
-    for (const [key, property] of Object.entries(schema.properties)) assert.ok(property.description, `${key} has no description`);
+    for (const [key, property] of Object.entries(schema.properties))
+      assert.ok(property.description, `${key} has no description`);
   });
 });

@@ -18,7 +18,8 @@ export function specJsonSchema(): Record<string, unknown> {
     $schema,
     $id: SPEC_JSON_SCHEMA_ID,
     title: "carehost organization spec (carehost.yaml)",
-    description: "An organization's Odoo environments, backups, maintenance windows and sign-in, as carehost hosts them.",
+    description:
+      "An organization's Odoo environments, backups, maintenance windows and sign-in, as carehost hosts them.",
     ...generated,
   };
 }

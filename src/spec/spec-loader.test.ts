@@ -64,7 +64,8 @@ function edit(line: string, replacement: string, text = MINIMAL): string {
   return lines.join("\n");
 }
 
-const brief = (errors: TSpecError[]) => errors.map((error) => `${error.line}:${error.col} ${error.path} ${error.message}`);
+const brief = (errors: TSpecError[]) =>
+  errors.map((error) => `${error.line}:${error.col} ${error.path} ${error.message}`);
 
 void describe("loadSpecText", () => {
   void it("loads a valid spec and applies defaults", () => {
@@ -81,7 +82,9 @@ void describe("loadSpecText", () => {
     assert.deepEqual(brief(errors), ['18:5 environments[0].hostnmae unknown key "hostnmae"']);
     const typo = errorsOf(load(edit("storageGi: 50", "      storagegi: 50")));
     // A misspelt required key is one mistake, so one error (not "unknown" plus "missing").
-    assert.deepEqual(brief(typo), ['26:7 environments[0].database.storagegi unknown key "storagegi" (did you mean "storageGi", which is required?)']);
+    assert.deepEqual(brief(typo), [
+      '26:7 environments[0].database.storagegi unknown key "storagegi" (did you mean "storageGi", which is required?)',
+    ]);
   });
 
   void it("reports every unknown key, at every level", () => {
@@ -104,20 +107,30 @@ void describe("loadSpecText", () => {
 
   void it("reports a wrong value at the value, naming it", () => {
     const errors = errorsOf(load(edit('version: "18.0"', '      version: "15.0"')));
-    assert.deepEqual(brief(errors), ['19:16 environments[0].odoo.version "15.0" is not one of "16.0", "17.0", "18.0", "19.0"']);
+    assert.deepEqual(brief(errors), [
+      '19:16 environments[0].odoo.version "15.0" is not one of "16.0", "17.0", "18.0", "19.0"',
+    ]);
     const typed = errorsOf(load(edit("workers: 5", "      workers: many")));
     assert.deepEqual(brief(typed), ['21:16 environments[0].odoo.workers expected a number, got "many"']);
   });
 
   void it("reports values inside flow collections at the value", () => {
-    const errors = errorsOf(load(edit("allowedCidrs: [203.0.113.0/24]", "      allowedCidrs: [203.0.113.0/24, 203.0.113.7/24]")));
-    assert.deepEqual(brief(errors), ['37:38 environments[0].ingress.allowedCidrs[1] "203.0.113.7/24" has host bits set (the network is 203.0.113.0/24)']);
+    const errors = errorsOf(
+      load(edit("allowedCidrs: [203.0.113.0/24]", "      allowedCidrs: [203.0.113.0/24, 203.0.113.7/24]")),
+    );
+    assert.deepEqual(brief(errors), [
+      '37:38 environments[0].ingress.allowedCidrs[1] "203.0.113.7/24" has host bits set (the network is 203.0.113.0/24)',
+    ]);
   });
 
   void it("reports all schema and semantic errors together, sorted by position", () => {
     let text = edit("tier: production", "    tier: prod");
     text = edit("entity: acme-hospital", "    entity: acme-clinic", text);
-    text = edit('- { day: sat, start: "22:00", durationMinutes: 120 }', '        - { day: sat, start: "22:00", durationMinutes: 120 }\n        - { day: sat, start: "23:00", durationMinutes: 10 }', text);
+    text = edit(
+      '- { day: sat, start: "22:00", durationMinutes: 120 }',
+      '        - { day: sat, start: "22:00", durationMinutes: 120 }\n        - { day: sat, start: "23:00", durationMinutes: 10 }',
+      text,
+    );
     const errors = errorsOf(load(text));
     assert.deepEqual(
       errors.map((error) => error.path),
@@ -128,7 +141,10 @@ void describe("loadSpecText", () => {
   void it("reports YAML syntax errors and does not validate a tree it could not parse", () => {
     const errors = errorsOf(load(edit("modules: [account, stock]", "      modules: [account, stock")));
     assert.ok(errors.length >= 1);
-    assert.ok(errors.every((error) => error.message.startsWith("YAML: ")), brief(errors).join("\n"));
+    assert.ok(
+      errors.every((error) => error.message.startsWith("YAML: ")),
+      brief(errors).join("\n"),
+    );
   });
 
   void it("reports duplicate keys, and validates the rest", () => {
@@ -142,7 +158,13 @@ void describe("loadSpecText", () => {
   });
 
   void it("reports an alias bomb instead of expanding it", () => {
-    const bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]", ...Array.from({ length: 6 }, (_, i) => `${"bcdefg"[i]}: &${"bcdefg"[i]} [${Array(10).fill(`*${"abcdef"[i]}`).join(", ")}]`)].join("\n");
+    const bomb = [
+      "a: &a [x, x, x, x, x, x, x, x, x, x]",
+      ...Array.from(
+        { length: 6 },
+        (_, i) => `${"bcdefg"[i]}: &${"bcdefg"[i]} [${Array(10).fill(`*${"abcdef"[i]}`).join(", ")}]`,
+      ),
+    ].join("\n");
     const errors = errorsOf(load(bomb));
     assert.equal(errors.length, 1);
     assert.match(errors[0]?.message ?? "", /^YAML: .*alias/i);
@@ -162,14 +184,29 @@ void describe("loadSpecText", () => {
 
 void describe("formatSpecError", () => {
   void it("prints file:line:col, path and message separated by two spaces", () => {
-    const error: TSpecError = { file: "carehost.yaml", line: 12, col: 7, path: "environments[0].backup.rpoMinutes", message: "rpoMinutes 2880 is looser than the backup schedule" };
-    assert.equal(formatSpecError(error), "carehost.yaml:12:7  environments[0].backup.rpoMinutes  rpoMinutes 2880 is looser than the backup schedule");
-    assert.equal(formatSpecError({ ...error, path: "" }), "carehost.yaml:12:7  (document)  rpoMinutes 2880 is looser than the backup schedule");
+    const error: TSpecError = {
+      file: "carehost.yaml",
+      line: 12,
+      col: 7,
+      path: "environments[0].backup.rpoMinutes",
+      message: "rpoMinutes 2880 is looser than the backup schedule",
+    };
+    assert.equal(
+      formatSpecError(error),
+      "carehost.yaml:12:7  environments[0].backup.rpoMinutes  rpoMinutes 2880 is looser than the backup schedule",
+    );
+    assert.equal(
+      formatSpecError({ ...error, path: "" }),
+      "carehost.yaml:12:7  (document)  rpoMinutes 2880 is looser than the backup schedule",
+    );
   });
 });
 
 void describe("digest", () => {
-  const exampleText = readFileSync(fileURLToPath(new URL("../../examples/northwind-health.yaml", import.meta.url)), "utf8");
+  const exampleText = readFileSync(
+    fileURLToPath(new URL("../../examples/northwind-health.yaml", import.meta.url)),
+    "utf8",
+  );
   const digestOf = (text: string) => {
     const result = load(text);
     assert.ok(result.ok, result.ok ? "" : result.errors.map(formatSpecError).join("\n"));

@@ -31,11 +31,18 @@ export function formatSpecError(error: TSpecError): string {
   return `${error.file}:${error.line}:${error.col}  ${error.path === "" ? "(document)" : error.path}  ${error.message}`;
 }
 
-function yamlErrors(doc: Document, lineCounter: LineCounter, file: string): { errors: TSpecError[]; structureUsable: boolean } {
+function yamlErrors(
+  doc: Document,
+  lineCounter: LineCounter,
+  file: string,
+): { errors: TSpecError[]; structureUsable: boolean } {
   const errors = doc.errors.map((error): TSpecError => {
     const { line, col } = lineCounter.linePos(error.pos[0]);
     const path = pathAtOffset(doc, error.pos[0]);
-    const message = error.code === "DUPLICATE_KEY" ? `duplicate key ${JSON.stringify(String(path[path.length - 1] ?? ""))}` : `YAML: ${error.message}`;
+    const message =
+      error.code === "DUPLICATE_KEY"
+        ? `duplicate key ${JSON.stringify(String(path[path.length - 1] ?? ""))}`
+        : `YAML: ${error.message}`;
     return { file, line, col, path: formatPath(path), message };
   });
   // A duplicate key leaves a well-formed tree (the last value wins), so validation can go on and
@@ -60,10 +67,24 @@ export function loadSpecText(text: string, fileName: string): TSpecLoadResult {
     input = doc.toJS();
   } catch (error) {
     // yaml refuses to expand an alias bomb (more aliases than maxAliasCount); report, do not crash.
-    return { ok: false, errors: [{ file: fileName, line: 1, col: 1, path: "", message: `YAML: ${error instanceof Error ? error.message : String(error)}` }] };
+    return {
+      ok: false,
+      errors: [
+        {
+          file: fileName,
+          line: 1,
+          col: 1,
+          path: "",
+          message: `YAML: ${error instanceof Error ? error.message : String(error)}`,
+        },
+      ],
+    };
   }
   const parsed = OrganizationSpecSchema.safeParse(input, { error: specErrorMap });
-  const issues: TSpecIssue[] = [...(parsed.success ? [] : issuesFromZod(parsed.error.issues, OrganizationSpecSchema, input)), ...checkSpecSemantics(input)];
+  const issues: TSpecIssue[] = [
+    ...(parsed.success ? [] : issuesFromZod(parsed.error.issues, OrganizationSpecSchema, input)),
+    ...checkSpecSemantics(input),
+  ];
   const seen = new Set<string>();
   for (const issue of issues) {
     const { line, col } = locatePath(doc, lineCounter, issue.path, issue.target);

@@ -23,10 +23,17 @@ function keyText(key: unknown): string | undefined {
 }
 
 function startOf(node: unknown): number | undefined {
-  return node !== null && typeof node === "object" && "range" in node && Array.isArray(node.range) ? (node.range[0] as number) : undefined;
+  return node !== null && typeof node === "object" && "range" in node && Array.isArray(node.range)
+    ? (node.range[0] as number)
+    : undefined;
 }
 
-export function locatePath(doc: Document, lineCounter: LineCounter, path: readonly TPathSegment[], target: TLocateTarget): TSourcePosition {
+export function locatePath(
+  doc: Document,
+  lineCounter: LineCounter,
+  path: readonly TPathSegment[],
+  target: TLocateTarget,
+): TSourcePosition {
   let node: unknown = doc.contents;
   // Offset of whatever names the current node: its key, or the node itself for list items.
   let nameOffset = startOf(node) ?? 0;

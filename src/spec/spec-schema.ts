@@ -41,7 +41,8 @@ const dnsLabel = (maxLength = 63) =>
     error: (issue) => `${show(issue.input)} is longer than ${maxLength} characters`,
   });
 
-const secretRef = () => patternString(SECRET_REF_PATTERN, "is not a secret reference name (lowercase letters, digits, '.', '_', '-')");
+const secretRef = () =>
+  patternString(SECRET_REF_PATTERN, "is not a secret reference name (lowercase letters, digits, '.', '_', '-')");
 const displayName = () => z.string().trim().min(1, { error: "must not be empty" }).max(200);
 const fqdn = () => checkedString(fqdnProblem);
 const cidr = () => checkedString(cidrProblem);
@@ -60,24 +61,35 @@ const count = () => z.int().min(0);
 const EntitySchema = z.strictObject({
   name: dnsLabel().describe("Stable identifier of the legal unit, referenced by environments[].entity."),
   displayName: displayName().describe("Human-readable name, e.g. Northwind General Hospital."),
-  kind: z.enum(["hospital", "clinic", "lab", "pharmacy", "other"]).describe("What kind of provider this legal unit is."),
+  kind: z
+    .enum(["hospital", "clinic", "lab", "pharmacy", "other"])
+    .describe("What kind of provider this legal unit is."),
   parent: dnsLabel().optional().describe("Name of the entity this one belongs to (a clinic of a hospital group)."),
 });
 
 const OidcSchema = z.strictObject({
   issuer: httpsUrl().describe("OIDC issuer URL; discovery is read from <issuer>/.well-known/openid-configuration."),
   clientId: z.string().min(1).describe("Client ID registered for carehost at the provider."),
-  clientSecretRef: secretRef().optional().describe("Name of the secret holding the client secret; omit for a public client using PKCE."),
+  clientSecretRef: secretRef()
+    .optional()
+    .describe("Name of the secret holding the client secret; omit for a public client using PKCE."),
   allowedDomains: z
     .array(fqdn())
     .min(1)
-    .describe("Email domains whose users may sign in. Required so that a shared issuer (e.g. a multi-tenant Entra ID) cannot admit strangers."),
+    .describe(
+      "Email domains whose users may sign in. Required so that a shared issuer (e.g. a multi-tenant Entra ID) cannot admit strangers.",
+    ),
 });
 
 const IdentitySchema = z.strictObject({
-  localUsersAllowed: z.boolean().describe("Whether carehost's own user accounts (argon2id passwords + TOTP) may sign in."),
+  localUsersAllowed: z
+    .boolean()
+    .describe("Whether carehost's own user accounts (argon2id passwords + TOTP) may sign in."),
   oidc: OidcSchema.optional().describe("Single sign-on through an OpenID Connect provider."),
-  mfaRequired: z.boolean().default(true).describe("Require a second factor for every sign-in (HIPAA NPRM 2025). Default true."),
+  mfaRequired: z
+    .boolean()
+    .default(true)
+    .describe("Require a second factor for every sign-in (HIPAA NPRM 2025). Default true."),
   sessionIdleTimeoutMinutes: z
     .int()
     .min(1)
@@ -100,37 +112,49 @@ const gitUrl = () =>
         const url = new URL(value);
         return url.password === "" && (url.protocol === "ssh:" || url.username === "");
       },
-      { error: "carries credentials in the URL (user:password@ or a token@); remove them and give the host's Git credentials (a credential helper or an SSH key) instead" },
+      {
+        error:
+          "carries credentials in the URL (user:password@ or a token@); remove them and give the host's Git credentials (a credential helper or an SSH key) instead",
+      },
     );
 
 const repositoryName = () => dnsLabel().describe("Name referenced by environments[].backup.repositories.");
 const cipherSecretRef = () =>
-  secretRef().optional().describe("Name of the secret holding the repository encryption passphrase (pgBackRest aes-256-cbc).");
+  secretRef()
+    .optional()
+    .describe("Name of the secret holding the repository encryption passphrase (pgBackRest aes-256-cbc).");
 
 const caFile = () =>
   checkedString((value) => (value.split("/").includes("..") ? "must not contain '..' segments" : undefined))
     .optional()
-    .describe("PEM file with the CA that signed a private endpoint's certificate (relative to the carehost data dir); default the system's CAs.");
+    .describe(
+      "PEM file with the CA that signed a private endpoint's certificate (relative to the carehost data dir); default the system's CAs.",
+    );
 
 const BackupRepositorySchema = z.discriminatedUnion("type", [
   z.strictObject({
     name: repositoryName(),
     type: z.literal("posix").describe("A directory on the control-plane host."),
-    path: checkedString((value) => (value.split("/").includes("..") ? "must not contain '..' segments" : undefined)).describe(
-      "Directory for the repository; a relative path is resolved against the carehost data dir.",
-    ),
+    path: checkedString((value) =>
+      value.split("/").includes("..") ? "must not contain '..' segments" : undefined,
+    ).describe("Directory for the repository; a relative path is resolved against the carehost data dir."),
     cipherSecretRef: cipherSecretRef(),
   }),
   z.strictObject({
     name: repositoryName(),
     type: z.literal("azure").describe("An Azure Blob Storage container (HTTPS only)."),
-    account: patternString(/^[a-z0-9]{3,24}$/, "is not an Azure storage account name (3-24 lowercase letters and digits)").describe(
-      "Storage account name.",
+    account: patternString(
+      /^[a-z0-9]{3,24}$/,
+      "is not an Azure storage account name (3-24 lowercase letters and digits)",
+    ).describe("Storage account name."),
+    container: patternString(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, "is not an Azure container name").describe(
+      "Blob container name.",
     ),
-    container: patternString(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, "is not an Azure container name").describe("Blob container name."),
     endpoint: httpsUrl()
       .optional()
-      .describe("Blob endpoint override: a sovereign cloud as https://<account>.<blob service domain> (e.g. blob.core.usgovcloudapi.net), Azurite as https://host:port/<account>; default https://<account>.blob.core.windows.net."),
+      .describe(
+        "Blob endpoint override: a sovereign cloud as https://<account>.<blob service domain> (e.g. blob.core.usgovcloudapi.net), Azurite as https://host:port/<account>; default https://<account>.blob.core.windows.net.",
+      ),
     keySecretRef: secretRef().describe("Name of the secret holding the storage account's shared key."),
     caFile: caFile(),
     cipherSecretRef: cipherSecretRef(),
@@ -139,11 +163,18 @@ const BackupRepositorySchema = z.discriminatedUnion("type", [
     name: repositoryName(),
     type: z.literal("s3").describe("An S3-compatible bucket."),
     bucket: patternString(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "is not an S3 bucket name").describe("Bucket name."),
-    region: patternString(/^[a-z0-9][a-z0-9-]*$/, "is not a region name (lowercase letters, digits and '-', e.g. us-east-1)").describe("Bucket region, e.g. us-east-1."),
+    region: patternString(
+      /^[a-z0-9][a-z0-9-]*$/,
+      "is not a region name (lowercase letters, digits and '-', e.g. us-east-1)",
+    ).describe("Bucket region, e.g. us-east-1."),
     endpoint: httpsUrl()
       .optional()
-      .describe("Endpoint override for S3-compatible stores (https://host[:port], addressed with path-style URIs); default AWS for the region."),
-    keySecretRef: secretRef().describe("Name of the secret holding the access key ID (first line) and the secret access key (second line)."),
+      .describe(
+        "Endpoint override for S3-compatible stores (https://host[:port], addressed with path-style URIs); default AWS for the region.",
+      ),
+    keySecretRef: secretRef().describe(
+      "Name of the secret holding the access key ID (first line) and the secret access key (second line).",
+    ),
     caFile: caFile(),
     cipherSecretRef: cipherSecretRef(),
   }),
@@ -154,12 +185,17 @@ const BackupRepositorySchema = z.discriminatedUnion("type", [
 
 const OdooSchema = z.strictObject({
   version: z.enum(["16.0", "17.0", "18.0", "19.0"]).describe("Odoo major version."),
-  image: patternString(IMAGE_PATTERN, "is not a container image reference ([registry/]name[:tag][@sha256:digest])").describe(
-    "Container image; pin with @sha256:<digest> so what runs is what was approved.",
+  image: patternString(
+    IMAGE_PATTERN,
+    "is not a container image reference ([registry/]name[:tag][@sha256:digest])",
+  ).describe("Container image; pin with @sha256:<digest> so what runs is what was approved."),
+  workers: count().describe(
+    "HTTP worker processes (Odoo --workers; 0 means threaded mode, for development only). Rule of thumb: 2 x CPU + 1.",
   ),
-  workers: count().describe("HTTP worker processes (Odoo --workers; 0 means threaded mode, for development only). Rule of thumb: 2 x CPU + 1."),
   cronWorkers: count().describe("Cron worker threads (Odoo --max-cron-threads)."),
-  modules: z.array(patternString(ODOO_MODULE_PATTERN, "is not an Odoo module technical name")).describe("Modules to install (technical names)."),
+  modules: z
+    .array(patternString(ODOO_MODULE_PATTERN, "is not an Odoo module technical name"))
+    .describe("Modules to install (technical names)."),
   customAddons: z
     .strictObject({
       repository: gitUrl().describe("Git repository with the addons."),
@@ -172,7 +208,10 @@ const OdooSchema = z.strictObject({
 const DatabaseSchema = z.strictObject({
   postgresVersion: z.literal([15, 16, 17]).describe("PostgreSQL major version."),
   storageGi: z.int().min(1).describe("Database volume size in GiB."),
-  highAvailability: z.boolean().default(false).describe("Run a synchronous standby that takes over on failure. Default false."),
+  highAvailability: z
+    .boolean()
+    .default(false)
+    .describe("Run a synchronous standby that takes over on failure. Default false."),
 });
 
 const RedisSchema = z.strictObject({
@@ -180,13 +219,19 @@ const RedisSchema = z.strictObject({
   maxMemoryMb: z.int().min(16).default(256).describe("Redis maxmemory in MiB. Default 256."),
   image: patternString(IMAGE_PATTERN, "is not a container image reference ([registry/]name[:tag][@sha256:digest])")
     .default("docker.io/library/redis:7.4")
-    .describe("Redis image for container targets (Kubernetes, Compose); pin with @sha256:<digest> in production, e.g. from your registry mirror."),
+    .describe(
+      "Redis image for container targets (Kubernetes, Compose); pin with @sha256:<digest> in production, e.g. from your registry mirror.",
+    ),
 });
 
 const BackupScheduleSchema = z.strictObject({
   full: cron().describe("Cron (5 fields, UTC) for full backups."),
-  differential: cron().optional().describe("Cron (5 fields, UTC) for differential backups (changes since the last full)."),
-  incremental: cron().optional().describe("Cron (5 fields, UTC) for incremental backups (changes since the last backup of any type)."),
+  differential: cron()
+    .optional()
+    .describe("Cron (5 fields, UTC) for differential backups (changes since the last full)."),
+  incremental: cron()
+    .optional()
+    .describe("Cron (5 fields, UTC) for incremental backups (changes since the last backup of any type)."),
 });
 
 const RetentionSchema = z.strictObject({
@@ -202,8 +247,13 @@ const EnabledBackupSchema = z.strictObject({
   rpoMinutes: z.int().min(1).describe("Recovery point objective: the most data, in minutes, that a restore may lose."),
   rtoMinutes: z
     .int()
-    .min(MIN_RTO_MINUTES, { error: (issue) => `rtoMinutes ${show(issue.input)} is not achievable: a restore takes at least ${MIN_RTO_MINUTES} minutes to run and verify` })
-    .describe("Recovery time objective: the longest, in minutes, a restore may take until the environment serves again."),
+    .min(MIN_RTO_MINUTES, {
+      error: (issue) =>
+        `rtoMinutes ${show(issue.input)} is not achievable: a restore takes at least ${MIN_RTO_MINUTES} minutes to run and verify`,
+    })
+    .describe(
+      "Recovery time objective: the longest, in minutes, a restore may take until the environment serves again.",
+    ),
   repositories: z.array(dnsLabel()).min(1).describe("Names of backupRepositories[] every backup is written to."),
   restoreDrill: z
     .strictObject({ schedule: cron().describe("Cron (5 fields, UTC) for the drill.") })
@@ -217,7 +267,9 @@ const DisabledBackupSchema = z.strictObject(
   { enabled: z.literal(false).describe("Do not back this environment up.") },
   {
     error: (issue) =>
-      issue.code === "unrecognized_keys" ? "backup is disabled; remove it, or set enabled: true (an objective without backups cannot be met)" : undefined,
+      issue.code === "unrecognized_keys"
+        ? "backup is disabled; remove it, or set enabled: true (an objective without backups cannot be met)"
+        : undefined,
   },
 );
 
@@ -231,11 +283,15 @@ const MaintenanceWindowSchema = z.strictObject({
     .array(
       z.strictObject({
         day: z.enum(WEEKDAYS).describe("Day the slot starts."),
-        start: patternString(HH_MM_PATTERN, "is not a time of day HH:MM between 00:00 and 23:59").describe("Local start time, HH:MM (24 h)."),
+        start: patternString(HH_MM_PATTERN, "is not a time of day HH:MM between 00:00 and 23:59").describe(
+          "Local start time, HH:MM (24 h).",
+        ),
         durationMinutes: z
           .int()
           .min(1, { error: (issue) => `durationMinutes ${show(issue.input)} must be at least 1` })
-          .max(MINUTES_PER_WEEK, { error: (issue) => `durationMinutes ${show(issue.input)} is longer than a week (${MINUTES_PER_WEEK})` })
+          .max(MINUTES_PER_WEEK, {
+            error: (issue) => `durationMinutes ${show(issue.input)} is longer than a week (${MINUTES_PER_WEEK})`,
+          })
           .describe("Length of the slot in minutes; a slot may run past midnight."),
       }),
     )
@@ -245,7 +301,12 @@ const MaintenanceWindowSchema = z.strictObject({
 
 const IngressSchema = z.strictObject({
   hostnames: z.array(fqdn()).min(1).describe("Host names the environment answers on; unique across all environments."),
-  allowedCidrs: z.array(cidr()).min(1).describe("Source networks allowed to connect (CIDR, IPv4 or IPv6). Use 0.0.0.0/0 and ::/0 to allow everyone explicitly."),
+  allowedCidrs: z
+    .array(cidr())
+    .min(1)
+    .describe(
+      "Source networks allowed to connect (CIDR, IPv4 or IPv6). Use 0.0.0.0/0 and ::/0 to allow everyone explicitly.",
+    ),
 });
 
 const DataSourceSchema = z.strictObject({
@@ -257,38 +318,56 @@ const DataSourceSchema = z.strictObject({
 });
 
 const EnvironmentSchema = z.strictObject({
-  name: dnsLabel(MAX_ENVIRONMENT_NAME_LENGTH).describe(`Environment name (DNS label, at most ${MAX_ENVIRONMENT_NAME_LENGTH} characters); unique.`),
+  name: dnsLabel(MAX_ENVIRONMENT_NAME_LENGTH).describe(
+    `Environment name (DNS label, at most ${MAX_ENVIRONMENT_NAME_LENGTH} characters); unique.`,
+  ),
   displayName: displayName().optional().describe("Human-readable name."),
   entity: dnsLabel().describe("Name of the entities[] item that owns this environment."),
   tier: z.enum(["production", "staging", "development", "training", "dr"]).describe("What the environment is for."),
-  dataClass: z.enum(["phi", "confidential", "internal", "public"]).describe("Most sensitive data the environment holds."),
-  hosting: z.enum(["dedicated", "shared"]).describe("Dedicated infrastructure, or shared with other environments of the organization."),
+  dataClass: z
+    .enum(["phi", "confidential", "internal", "public"])
+    .describe("Most sensitive data the environment holds."),
+  hosting: z
+    .enum(["dedicated", "shared"])
+    .describe("Dedicated infrastructure, or shared with other environments of the organization."),
   odoo: OdooSchema.describe("The Odoo application tier."),
   database: DatabaseSchema.describe("The environment's PostgreSQL cluster."),
   redis: RedisSchema.describe("Redis for sessions."),
   backup: BackupSchema.describe("Backups, objectives and restore drills."),
-  maintenanceWindow: MaintenanceWindowSchema.optional().describe("When changes may be applied; defaults.maintenanceWindow when omitted."),
+  maintenanceWindow: MaintenanceWindowSchema.optional().describe(
+    "When changes may be applied; defaults.maintenanceWindow when omitted.",
+  ),
   ingress: IngressSchema.describe("How users reach the environment."),
   dataSource: DataSourceSchema.optional().describe("For non-production copies: which environment the data comes from."),
 });
 
 const PolicyExceptionSchema = z.strictObject({
-  controlId: patternString(/^CH-[A-Z]{2,5}-\d{3}$/, "is not a control id (CH-<AREA>-NNN)").describe("The control that is accepted to fail, e.g. CH-NET-002."),
-  environment: dnsLabel(MAX_ENVIRONMENT_NAME_LENGTH).describe("The environment the exception covers; one exception per control and environment."),
+  controlId: patternString(/^CH-[A-Z]{2,5}-\d{3}$/, "is not a control id (CH-<AREA>-NNN)").describe(
+    "The control that is accepted to fail, e.g. CH-NET-002.",
+  ),
+  environment: dnsLabel(MAX_ENVIRONMENT_NAME_LENGTH).describe(
+    "The environment the exception covers; one exception per control and environment.",
+  ),
   owner: z.string().trim().min(1).max(200).describe("Who answers for the accepted risk (email or user name)."),
   reason: z.string().trim().min(1).max(500).describe("Why the control cannot be met now, and what compensates."),
-  expires: z.string().min(1).describe("ISO date (valid through that day, UTC) or date-time with a zone; at most 366 days ahead."),
+  expires: z
+    .string()
+    .min(1)
+    .describe("ISO date (valid through that day, UTC) or date-time with a zone; at most 366 days ahead."),
   approvedBy: z.string().trim().min(1).max(200).optional().describe("Who approved it, when it was not the owner."),
 });
 
 const GitopsSchema = z.strictObject({
-  repository: gitUrl()
-    .describe("Remote every render is pushed to after its local commit; Argo CD syncs from it. Credentials come from the host's Git configuration, never from the spec."),
+  repository: gitUrl().describe(
+    "Remote every render is pushed to after its local commit; Argo CD syncs from it. Credentials come from the host's Git configuration, never from the spec.",
+  ),
   targetRevision: z.string().min(1).default("main").describe("Branch Argo CD follows. Default main."),
 });
 
 const DefaultsSchema = z.strictObject({
-  maintenanceWindow: MaintenanceWindowSchema.optional().describe("Maintenance window of environments that declare none."),
+  maintenanceWindow: MaintenanceWindowSchema.optional().describe(
+    "Maintenance window of environments that declare none.",
+  ),
 });
 
 const OrganizationInputSchema = z.strictObject({
@@ -302,14 +381,21 @@ const OrganizationInputSchema = z.strictObject({
     .describe("Who this spec describes."),
   entities: z.array(EntitySchema).min(1).describe("Legal units (a hospital and its clinics) that own environments."),
   identity: IdentitySchema.describe("How people sign in to carehost."),
-  backupRepositories: z.array(BackupRepositorySchema).default([]).describe("Where backups are stored. Credentials are referenced by secret name only."),
+  backupRepositories: z
+    .array(BackupRepositorySchema)
+    .default([])
+    .describe("Where backups are stored. Credentials are referenced by secret name only."),
   defaults: DefaultsSchema.optional().describe("Values environments inherit when they do not set them."),
   environments: z.array(EnvironmentSchema).min(1).describe("The Odoo environments of the organization."),
-  gitops: GitopsSchema.optional().describe("Where rendered manifests are delivered; without it, a bare repository in the carehost data dir."),
+  gitops: GitopsSchema.optional().describe(
+    "Where rendered manifests are delivered; without it, a bare repository in the carehost data dir.",
+  ),
   policyExceptions: z
     .array(PolicyExceptionSchema)
     .default([])
-    .describe("Documented exceptions to controls: shown as 'excepted' with owner, reason and expiry, audited when added or removed; never a silent skip."),
+    .describe(
+      "Documented exceptions to controls: shown as 'excepted' with owner, reason and expiry, audited when added or removed; never a silent skip.",
+    ),
 });
 
 export const MISSING_WINDOW_MESSAGE = "no maintenanceWindow, and defaults.maintenanceWindow is not set";
@@ -323,7 +409,12 @@ export const OrganizationSpecSchema = OrganizationInputSchema.transform((organiz
   const environments = organization.environments.map((environment, index) => {
     const maintenanceWindow = environment.maintenanceWindow ?? organization.defaults?.maintenanceWindow;
     if (maintenanceWindow === undefined) {
-      ctx.addIssue({ code: "custom", path: ["environments", index], message: MISSING_WINDOW_MESSAGE, input: environment });
+      ctx.addIssue({
+        code: "custom",
+        path: ["environments", index],
+        message: MISSING_WINDOW_MESSAGE,
+        input: environment,
+      });
       return z.NEVER;
     }
     return { ...environment, maintenanceWindow };

@@ -8,7 +8,10 @@ import type { Document } from "yaml";
 import { formatSpecError, loadSpecText } from "./spec-loader.js";
 import type { TSpecLoadResult } from "./spec-loader.js";
 
-const exampleText = readFileSync(fileURLToPath(new URL("../../examples/northwind-health.yaml", import.meta.url)), "utf8");
+const exampleText = readFileSync(
+  fileURLToPath(new URL("../../examples/northwind-health.yaml", import.meta.url)),
+  "utf8",
+);
 
 function loadVariant(change: (doc: Document) => void): TSpecLoadResult {
   const doc = parseDocument(exampleText);
@@ -56,7 +59,11 @@ void describe("names", () => {
     for (const name of ["postgres", "template0", "template1"]) {
       const found = errors((doc) => doc.setIn([...TRAINING, "name"], name));
       assert.ok(
-        found.some((line) => line.startsWith(`environments[2].name  environment name "${name}" is reserved: an environment's database takes its name`)),
+        found.some((line) =>
+          line.startsWith(
+            `environments[2].name  environment name "${name}" is reserved: an environment's database takes its name`,
+          ),
+        ),
         found.join("\n"),
       );
     }
@@ -64,7 +71,11 @@ void describe("names", () => {
   });
 
   void it("refuses credentials in Git URLs (custom addons, GitOps) without repeating them", () => {
-    for (const url of ["https://deploy:s3cr3t-pass@git.example.org/addons.git", "https://ghp_T0kenT0kenT0ken@github.com/northwind/addons.git", "ssh://git:s3cr3t-pass@git.example.org/addons.git"]) {
+    for (const url of [
+      "https://deploy:s3cr3t-pass@git.example.org/addons.git",
+      "https://ghp_T0kenT0kenT0ken@github.com/northwind/addons.git",
+      "ssh://git:s3cr3t-pass@git.example.org/addons.git",
+    ]) {
       const found = errors((doc) => doc.setIn([...PROD, "odoo", "customAddons", "repository"], url));
       assert.equal(found.length, 1, found.join("\n"));
       assert.match(found[0]!, /^environments\[0\]\.odoo\.customAddons\.repository {2}carries credentials in the URL/);
@@ -72,16 +83,30 @@ void describe("names", () => {
       const gitops = errors((doc) => doc.set("gitops", { repository: url }));
       assert.match(gitops.join("\n"), /^gitops\.repository {2}carries credentials in the URL/);
     }
-    assertClean((doc) => doc.setIn([...PROD, "odoo", "customAddons", "repository"], "ssh://git@git.example.org/northwind/addons.git"));
+    assertClean((doc) =>
+      doc.setIn([...PROD, "odoo", "customAddons", "repository"], "ssh://git@git.example.org/northwind/addons.git"),
+    );
     assertClean((doc) => doc.set("gitops", { repository: "https://git.example.org/northwind/deploy.git" }));
   });
 
   void it("rejects a host name used by two environments, whatever its case", () => {
     assert.deepEqual(
-      errors((doc) => doc.setIn([...TRAINING, "ingress", "hostnames"], ["erp-training.northwind-health.example", "erp.northwind-health.example"])),
-      ['environments[2].ingress.hostnames[1]  host name "erp.northwind-health.example" is already used by environments[0] (prod)'],
+      errors((doc) =>
+        doc.setIn(
+          [...TRAINING, "ingress", "hostnames"],
+          ["erp-training.northwind-health.example", "erp.northwind-health.example"],
+        ),
+      ),
+      [
+        'environments[2].ingress.hostnames[1]  host name "erp.northwind-health.example" is already used by environments[0] (prod)',
+      ],
     );
-    assertClean((doc) => doc.setIn([...TRAINING, "ingress", "hostnames"], ["erp-training.northwind-health.example", "learn.northwind-health.example"]));
+    assertClean((doc) =>
+      doc.setIn(
+        [...TRAINING, "ingress", "hostnames"],
+        ["erp-training.northwind-health.example", "learn.northwind-health.example"],
+      ),
+    );
   });
 });
 
@@ -89,7 +114,9 @@ void describe("references", () => {
   void it("rejects an unknown entity, listing the declared ones", () => {
     assert.deepEqual(
       errors((doc) => doc.setIn([...STAGING, "entity"], "northwind")),
-      ['environments[1].entity  entity "northwind" is not declared in entities (declared: northwind-general, lakeside-clinic, riverside-clinic)'],
+      [
+        'environments[1].entity  entity "northwind" is not declared in entities (declared: northwind-general, lakeside-clinic, riverside-clinic)',
+      ],
     );
     assertClean((doc) => doc.setIn([...STAGING, "entity"], "riverside-clinic"));
   });
@@ -97,7 +124,9 @@ void describe("references", () => {
   void it("rejects an unknown or looping entity parent", () => {
     assert.deepEqual(
       errors((doc) => doc.setIn(["entities", 1, "parent"], "northwind")),
-      ['entities[1].parent  parent "northwind" is not an entity (declared: northwind-general, lakeside-clinic, riverside-clinic)'],
+      [
+        'entities[1].parent  parent "northwind" is not an entity (declared: northwind-general, lakeside-clinic, riverside-clinic)',
+      ],
     );
     assert.deepEqual(
       errors((doc) => doc.setIn(["entities", 0, "parent"], "lakeside-clinic")),
@@ -111,7 +140,9 @@ void describe("references", () => {
   void it("rejects unknown and repeated backup repositories", () => {
     assert.deepEqual(
       errors((doc) => doc.setIn([...PROD, "backup", "repositories"], ["local", "azure-offsite"])),
-      ['environments[0].backup.repositories[1]  backup repository "azure-offsite" is not declared in backupRepositories (declared: local, offsite)'],
+      [
+        'environments[0].backup.repositories[1]  backup repository "azure-offsite" is not declared in backupRepositories (declared: local, offsite)',
+      ],
     );
     assert.deepEqual(
       errors((doc) => doc.setIn([...PROD, "backup", "repositories"], ["local", "local"])),
@@ -123,7 +154,9 @@ void describe("references", () => {
   void it("rejects a copyFrom that is unknown, the environment itself, or on a production environment", () => {
     assert.deepEqual(
       errors((doc) => doc.setIn([...STAGING, "dataSource", "copyFrom"], "production")),
-      ['environments[1].dataSource.copyFrom  copyFrom "production" is not an environment (declared: prod, staging, training)'],
+      [
+        'environments[1].dataSource.copyFrom  copyFrom "production" is not an environment (declared: prod, staging, training)',
+      ],
     );
     assert.deepEqual(
       errors((doc) => doc.setIn([...STAGING, "dataSource", "copyFrom"], "staging")),
@@ -131,7 +164,9 @@ void describe("references", () => {
     );
     assert.deepEqual(
       errors((doc) => doc.setIn([...PROD, "dataSource"], { copyFrom: "staging" })),
-      ["environments[0].dataSource  dataSource is for non-production copies; a production environment's data is its own"],
+      [
+        "environments[0].dataSource  dataSource is for non-production copies; a production environment's data is its own",
+      ],
     );
     assertClean((doc) => doc.setIn([...TRAINING, "dataSource"], { copyFrom: "staging", deidentify: true }));
   });
@@ -154,21 +189,28 @@ void describe("maintenance windows", () => {
   const prodSlots = [...PROD, "maintenanceWindow", "slots"];
 
   void it("rejects a start that is not a time of day, a duration of zero or over a week, and an unknown time zone", () => {
-    assert.deepEqual(errors((doc) => doc.setIn([...prodSlots, 0, "start"], "24:00")), [
-      'environments[0].maintenanceWindow.slots[0].start  "24:00" is not a time of day HH:MM between 00:00 and 23:59',
-    ]);
-    assert.deepEqual(errors((doc) => doc.setIn([...prodSlots, 0, "start"], "2:00")), [
-      'environments[0].maintenanceWindow.slots[0].start  "2:00" is not a time of day HH:MM between 00:00 and 23:59',
-    ]);
-    assert.deepEqual(errors((doc) => doc.setIn([...prodSlots, 0, "durationMinutes"], 0)), [
-      "environments[0].maintenanceWindow.slots[0].durationMinutes  durationMinutes 0 must be at least 1",
-    ]);
-    assert.deepEqual(errors((doc) => doc.setIn([...prodSlots, 0, "durationMinutes"], 10081)), [
-      "environments[0].maintenanceWindow.slots[0].durationMinutes  durationMinutes 10081 is longer than a week (10080)",
-    ]);
-    assert.deepEqual(errors((doc) => doc.setIn([...PROD, "maintenanceWindow", "timeZone"], "EST5EDT-ish")), [
-      'environments[0].maintenanceWindow.timeZone  "EST5EDT-ish" is not an IANA time zone (e.g. America/New_York)',
-    ]);
+    assert.deepEqual(
+      errors((doc) => doc.setIn([...prodSlots, 0, "start"], "24:00")),
+      ['environments[0].maintenanceWindow.slots[0].start  "24:00" is not a time of day HH:MM between 00:00 and 23:59'],
+    );
+    assert.deepEqual(
+      errors((doc) => doc.setIn([...prodSlots, 0, "start"], "2:00")),
+      ['environments[0].maintenanceWindow.slots[0].start  "2:00" is not a time of day HH:MM between 00:00 and 23:59'],
+    );
+    assert.deepEqual(
+      errors((doc) => doc.setIn([...prodSlots, 0, "durationMinutes"], 0)),
+      ["environments[0].maintenanceWindow.slots[0].durationMinutes  durationMinutes 0 must be at least 1"],
+    );
+    assert.deepEqual(
+      errors((doc) => doc.setIn([...prodSlots, 0, "durationMinutes"], 10081)),
+      [
+        "environments[0].maintenanceWindow.slots[0].durationMinutes  durationMinutes 10081 is longer than a week (10080)",
+      ],
+    );
+    assert.deepEqual(
+      errors((doc) => doc.setIn([...PROD, "maintenanceWindow", "timeZone"], "EST5EDT-ish")),
+      ['environments[0].maintenanceWindow.timeZone  "EST5EDT-ish" is not an IANA time zone (e.g. America/New_York)'],
+    );
     assertClean((doc) => doc.setIn([...PROD, "maintenanceWindow", "timeZone"], "Europe/Zurich"));
     assertClean((doc) => doc.setIn([...prodSlots, 0, "durationMinutes"], 10080));
   });
@@ -176,24 +218,33 @@ void describe("maintenance windows", () => {
   void it("rejects overlapping slots, including across midnight and the end of the week", () => {
     assert.deepEqual(
       errors((doc) => doc.setIn(prodSlots, [slot("sun", "02:00", 240), slot("sun", "05:59", 30)])),
-      ["environments[0].maintenanceWindow.slots[1]  slot sun 05:59 for 30 min overlaps slots[0] (sun 02:00 for 240 min)"],
+      [
+        "environments[0].maintenanceWindow.slots[1]  slot sun 05:59 for 30 min overlaps slots[0] (sun 02:00 for 240 min)",
+      ],
     );
     assert.deepEqual(
       errors((doc) => doc.setIn(prodSlots, [slot("mon", "00:30", 60), slot("sun", "23:00", 120)])),
-      ["environments[0].maintenanceWindow.slots[1]  slot sun 23:00 for 120 min overlaps slots[0] (mon 00:30 for 60 min)"],
+      [
+        "environments[0].maintenanceWindow.slots[1]  slot sun 23:00 for 120 min overlaps slots[0] (mon 00:30 for 60 min)",
+      ],
     );
     assert.deepEqual(
       errors((doc) => doc.setIn(["defaults", "maintenanceWindow", "slots", 0, "durationMinutes"], 3000)),
       ["defaults.maintenanceWindow.slots[1]  slot thu 19:00 for 180 min overlaps slots[0] (tue 19:00 for 3000 min)"],
     );
     // Back to back is not an overlap.
-    assertClean((doc) => doc.setIn(prodSlots, [slot("sun", "02:00", 240), slot("sun", "06:00", 60), slot("sat", "23:00", 180)]));
+    assertClean((doc) =>
+      doc.setIn(prodSlots, [slot("sun", "02:00", 240), slot("sun", "06:00", 60), slot("sat", "23:00", 180)]),
+    );
   });
 
   void it("requires a window, or a default one", () => {
     assert.deepEqual(
       errors((doc) => doc.deleteIn(["defaults"])),
-      ["environments[1]  no maintenanceWindow, and defaults.maintenanceWindow is not set", "environments[2]  no maintenanceWindow, and defaults.maintenanceWindow is not set"],
+      [
+        "environments[1]  no maintenanceWindow, and defaults.maintenanceWindow is not set",
+        "environments[2]  no maintenanceWindow, and defaults.maintenanceWindow is not set",
+      ],
     );
     assertClean((doc) => doc.deleteIn([...PROD, "maintenanceWindow"]));
   });
@@ -204,19 +255,28 @@ void describe("backups", () => {
   const stagingBackup = [...STAGING, "backup"];
 
   void it("rejects invalid cron expressions, naming them", () => {
-    assert.deepEqual(errors((doc) => doc.setIn([...prodBackup, "schedule", "incremental"], "0 * * *")), [
-      'environments[0].backup.schedule.incremental  "0 * * *" is not a valid cron expression: expected 5 fields (minute hour day-of-month month day-of-week), found 4',
-    ]);
-    assert.deepEqual(errors((doc) => doc.setIn([...prodBackup, "restoreDrill", "schedule"], "0 9 31 2 *")), [
-      'environments[0].backup.restoreDrill.schedule  "0 9 31 2 *" is not a valid cron expression: never fires: none of the listed days occurs in the listed months',
-    ]);
+    assert.deepEqual(
+      errors((doc) => doc.setIn([...prodBackup, "schedule", "incremental"], "0 * * *")),
+      [
+        'environments[0].backup.schedule.incremental  "0 * * *" is not a valid cron expression: expected 5 fields (minute hour day-of-month month day-of-week), found 4',
+      ],
+    );
+    assert.deepEqual(
+      errors((doc) => doc.setIn([...prodBackup, "restoreDrill", "schedule"], "0 9 31 2 *")),
+      [
+        'environments[0].backup.restoreDrill.schedule  "0 9 31 2 *" is not a valid cron expression: never fires: none of the listed days occurs in the listed months',
+      ],
+    );
   });
 
   void it("rejects an RPO looser than the longest gap between scheduled backups, and accepts one equal to it", () => {
     // Without the hourly incrementals, prod backs up daily.
-    assert.deepEqual(errors((doc) => doc.setIn([...prodBackup, "rpoMinutes"], 61)), [
-      "environments[0].backup.rpoMinutes  rpoMinutes 61 is looser than the backup schedule, which takes a backup at least every 60 minutes (1 h); declare at most 60",
-    ]);
+    assert.deepEqual(
+      errors((doc) => doc.setIn([...prodBackup, "rpoMinutes"], 61)),
+      [
+        "environments[0].backup.rpoMinutes  rpoMinutes 61 is looser than the backup schedule, which takes a backup at least every 60 minutes (1 h); declare at most 60",
+      ],
+    );
     assertClean((doc) => doc.setIn([...prodBackup, "rpoMinutes"], 60));
     assertClean((doc) => {
       doc.deleteIn([...prodBackup, "schedule", "incremental"]);
@@ -237,7 +297,9 @@ void describe("backups", () => {
         doc.setIn([...stagingBackup, "schedule", "full"], "30 7 1 * *");
         doc.setIn([...stagingBackup, "rpoMinutes"], 60);
       }),
-      ["environments[1].backup.retention  retention keeps backups for 7 days, but scheduled backups are up to 31 days apart: the newest backup could expire before the next one exists"],
+      [
+        "environments[1].backup.retention  retention keeps backups for 7 days, but scheduled backups are up to 31 days apart: the newest backup could expire before the next one exists",
+      ],
     );
     assertClean((doc) => {
       doc.setIn([...stagingBackup, "schedule", "full"], "30 7 1 * *");
@@ -246,17 +308,26 @@ void describe("backups", () => {
   });
 
   void it("rejects an RTO under five minutes", () => {
-    assert.deepEqual(errors((doc) => doc.setIn([...prodBackup, "rtoMinutes"], 4)), [
-      "environments[0].backup.rtoMinutes  rtoMinutes 4 is not achievable: a restore takes at least 5 minutes to run and verify",
-    ]);
+    assert.deepEqual(
+      errors((doc) => doc.setIn([...prodBackup, "rtoMinutes"], 4)),
+      [
+        "environments[0].backup.rtoMinutes  rtoMinutes 4 is not achievable: a restore takes at least 5 minutes to run and verify",
+      ],
+    );
     assertClean((doc) => doc.setIn([...prodBackup, "rtoMinutes"], 5));
   });
 
   void it("rejects objectives on a disabled backup", () => {
-    assert.deepEqual(errors((doc) => doc.setIn([...TRAINING, "backup", "rpoMinutes"], 60)), [
-      'environments[2].backup.rpoMinutes  "rpoMinutes" is not allowed: backup is disabled; remove it, or set enabled: true (an objective without backups cannot be met)',
-    ]);
-    assert.deepEqual(errors((doc) => doc.deleteIn([...TRAINING, "backup", "enabled"])), ['environments[2].backup.enabled  missing required key "enabled"']);
+    assert.deepEqual(
+      errors((doc) => doc.setIn([...TRAINING, "backup", "rpoMinutes"], 60)),
+      [
+        'environments[2].backup.rpoMinutes  "rpoMinutes" is not allowed: backup is disabled; remove it, or set enabled: true (an objective without backups cannot be met)',
+      ],
+    );
+    assert.deepEqual(
+      errors((doc) => doc.deleteIn([...TRAINING, "backup", "enabled"])),
+      ['environments[2].backup.enabled  missing required key "enabled"'],
+    );
   });
 
   void it("leaves policy alone: production PHI without backups is valid as a spec", () => {
@@ -268,7 +339,9 @@ void describe("identity", () => {
   void it("rejects a spec nobody could sign in to", () => {
     assert.deepEqual(
       errors((doc) => doc.deleteIn(["identity", "oidc"])),
-      ["identity.localUsersAllowed  nobody could sign in: localUsersAllowed is false and no oidc provider is configured"],
+      [
+        "identity.localUsersAllowed  nobody could sign in: localUsersAllowed is false and no oidc provider is configured",
+      ],
     );
     assertClean((doc) => {
       doc.deleteIn(["identity", "oidc"]);

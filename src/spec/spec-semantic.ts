@@ -17,9 +17,14 @@ type TRecord = Readonly<Record<string, unknown>>;
 
 const MINUTES_PER_DAY = 24 * 60;
 // Retention tiers measured at their longest: a "monthly" backup may be 31 days from the next.
-const RETENTION_TIER_MINUTES = { daily: MINUTES_PER_DAY, weekly: 7 * MINUTES_PER_DAY, monthly: 31 * MINUTES_PER_DAY } as const;
+const RETENTION_TIER_MINUTES = {
+  daily: MINUTES_PER_DAY,
+  weekly: 7 * MINUTES_PER_DAY,
+  monthly: 31 * MINUTES_PER_DAY,
+} as const;
 
-const isRecord = (value: unknown): value is TRecord => typeof value === "object" && value !== null && !Array.isArray(value);
+const isRecord = (value: unknown): value is TRecord =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
 const field = (value: unknown, key: string): unknown => (isRecord(value) ? value[key] : undefined);
 const list = (value: unknown): readonly unknown[] => (Array.isArray(value) ? value : []);
 const text = (value: unknown): string | undefined => (typeof value === "string" ? value : undefined);
@@ -31,7 +36,8 @@ const known = (names: Iterable<string>) => {
 
 export function formatMinutes(minutes: number): string {
   if (!Number.isFinite(minutes)) return "never";
-  if (minutes % MINUTES_PER_DAY === 0) return `${minutes / MINUTES_PER_DAY} day${minutes === MINUTES_PER_DAY ? "" : "s"}`;
+  if (minutes % MINUTES_PER_DAY === 0)
+    return `${minutes / MINUTES_PER_DAY} day${minutes === MINUTES_PER_DAY ? "" : "s"}`;
   if (minutes % 60 === 0) return `${minutes / 60} h`;
   return `${minutes} min`;
 }
@@ -45,7 +51,12 @@ function duplicateNames(items: readonly unknown[], section: string, noun: string
     if (name === undefined) return;
     const first = firstIndex.get(name);
     if (first === undefined) firstIndex.set(name, index);
-    else issues.push({ path: [section, index, "name"], target: "value", message: `${noun} name ${quoted(name)} is already used by ${section}[${first}]` });
+    else
+      issues.push({
+        path: [section, index, "name"],
+        target: "value",
+        message: `${noun} name ${quoted(name)} is already used by ${section}[${first}]`,
+      });
   });
   return issues;
 }
@@ -68,7 +79,11 @@ function entityParents(entities: readonly unknown[], entityNames: ReadonlySet<st
     if (name === undefined || parent === undefined) return;
     const path = ["entities", index, "parent"];
     if (!entityNames.has(parent)) {
-      issues.push({ path, target: "value", message: `parent ${quoted(parent)} is not an entity (${known(entityNames)})` });
+      issues.push({
+        path,
+        target: "value",
+        message: `parent ${quoted(parent)} is not an entity (${known(entityNames)})`,
+      });
       return;
     }
     const chain = [name];
@@ -76,7 +91,11 @@ function entityParents(entities: readonly unknown[], entityNames: ReadonlySet<st
     for (let current: string | undefined = parent; current !== undefined; current = parentOf.get(current)) {
       chain.push(current);
       if (current === name) {
-        issues.push({ path, target: "value", message: `entity ${quoted(name)} is its own ancestor (${chain.join(" -> ")})` });
+        issues.push({
+          path,
+          target: "value",
+          message: `entity ${quoted(name)} is its own ancestor (${chain.join(" -> ")})`,
+        });
         break;
       }
       // A loop that does not pass through this entity is reported at the entities on it.
@@ -89,7 +108,13 @@ function entityParents(entities: readonly unknown[], entityNames: ReadonlySet<st
 
 function identityCanSignIn(identity: unknown): TSpecIssue[] {
   if (field(identity, "localUsersAllowed") === false && field(identity, "oidc") === undefined) {
-    return [{ path: ["identity", "localUsersAllowed"], target: "value", message: "nobody could sign in: localUsersAllowed is false and no oidc provider is configured" }];
+    return [
+      {
+        path: ["identity", "localUsersAllowed"],
+        target: "value",
+        message: "nobody could sign in: localUsersAllowed is false and no oidc provider is configured",
+      },
+    ];
   }
   return [];
 }
@@ -103,7 +128,11 @@ function overlappingSlots(window: unknown, windowPath: readonly TPathSegment[]):
   const intervals: TSlotInterval[] = parsed.data.map((slot) => {
     const [hours = 0, minutes = 0] = slot.start.split(":").map(Number);
     const start = WEEKDAYS.indexOf(slot.day) * MINUTES_PER_DAY + hours * 60 + minutes;
-    return { start, duration: slot.durationMinutes, label: `${slot.day} ${slot.start} for ${slot.durationMinutes} min` };
+    return {
+      start,
+      duration: slot.durationMinutes,
+      label: `${slot.day} ${slot.start} for ${slot.durationMinutes} min`,
+    };
   });
   const issues: TSpecIssue[] = [];
   intervals.forEach((slot, index) => {
@@ -172,12 +201,20 @@ function backupSchedule(backup: unknown, backupPath: readonly TPathSegment[]): T
   return issues;
 }
 
-function environmentReferences(environment: unknown, index: number, names: { entities: ReadonlySet<string>; repositories: ReadonlySet<string>; environments: ReadonlySet<string> }): TSpecIssue[] {
+function environmentReferences(
+  environment: unknown,
+  index: number,
+  names: { entities: ReadonlySet<string>; repositories: ReadonlySet<string>; environments: ReadonlySet<string> },
+): TSpecIssue[] {
   const issues: TSpecIssue[] = [];
   const path = ["environments", index];
   const entity = text(field(environment, "entity"));
   if (entity !== undefined && !names.entities.has(entity)) {
-    issues.push({ path: [...path, "entity"], target: "value", message: `entity ${quoted(entity)} is not declared in entities (${known(names.entities)})` });
+    issues.push({
+      path: [...path, "entity"],
+      target: "value",
+      message: `entity ${quoted(entity)} is not declared in entities (${known(names.entities)})`,
+    });
   }
   const backup = field(environment, "backup");
   const listed = new Set<string>();
@@ -185,9 +222,17 @@ function environmentReferences(environment: unknown, index: number, names: { ent
     if (typeof repository !== "string") return;
     const repositoryPath = [...path, "backup", "repositories", repositoryIndex];
     if (!names.repositories.has(repository)) {
-      issues.push({ path: repositoryPath, target: "value", message: `backup repository ${quoted(repository)} is not declared in backupRepositories (${known(names.repositories)})` });
+      issues.push({
+        path: repositoryPath,
+        target: "value",
+        message: `backup repository ${quoted(repository)} is not declared in backupRepositories (${known(names.repositories)})`,
+      });
     } else if (listed.has(repository)) {
-      issues.push({ path: repositoryPath, target: "value", message: `backup repository ${quoted(repository)} is listed twice` });
+      issues.push({
+        path: repositoryPath,
+        target: "value",
+        message: `backup repository ${quoted(repository)} is listed twice`,
+      });
     }
     listed.add(repository);
   });
@@ -195,11 +240,23 @@ function environmentReferences(environment: unknown, index: number, names: { ent
   const copyFrom = text(field(dataSource, "copyFrom"));
   const name = text(field(environment, "name"));
   if (field(environment, "tier") === "production" && dataSource !== undefined) {
-    issues.push({ path: [...path, "dataSource"], target: "value", message: "dataSource is for non-production copies; a production environment's data is its own" });
+    issues.push({
+      path: [...path, "dataSource"],
+      target: "value",
+      message: "dataSource is for non-production copies; a production environment's data is its own",
+    });
   } else if (copyFrom !== undefined && copyFrom === name) {
-    issues.push({ path: [...path, "dataSource", "copyFrom"], target: "value", message: `environment ${quoted(copyFrom)} cannot copy its data from itself` });
+    issues.push({
+      path: [...path, "dataSource", "copyFrom"],
+      target: "value",
+      message: `environment ${quoted(copyFrom)} cannot copy its data from itself`,
+    });
   } else if (copyFrom !== undefined && !names.environments.has(copyFrom)) {
-    issues.push({ path: [...path, "dataSource", "copyFrom"], target: "value", message: `copyFrom ${quoted(copyFrom)} is not an environment (${known(names.environments)})` });
+    issues.push({
+      path: [...path, "dataSource", "copyFrom"],
+      target: "value",
+      message: `copyFrom ${quoted(copyFrom)} is not an environment (${known(names.environments)})`,
+    });
   }
   return issues;
 }
@@ -219,7 +276,15 @@ const RESERVED_ENVIRONMENT_NAMES: Readonly<Record<string, string>> = {
 function reservedEnvironmentName(environment: unknown, index: number): TSpecIssue[] {
   const name = text(field(environment, "name"));
   const reason = name === undefined ? undefined : RESERVED_ENVIRONMENT_NAMES[name];
-  return reason === undefined ? [] : [{ path: ["environments", index, "name"], target: "value", message: `environment name ${quoted(name!)} is reserved: an environment's database takes its name, and ${quoted(name!)} is ${reason}; choose another name` }];
+  return reason === undefined
+    ? []
+    : [
+        {
+          path: ["environments", index, "name"],
+          target: "value",
+          message: `environment name ${quoted(name!)} is reserved: an environment's database takes its name, and ${quoted(name!)} is ${reason}; choose another name`,
+        },
+      ];
 }
 
 function uniqueHostnames(environments: readonly unknown[]): TSpecIssue[] {
@@ -232,7 +297,12 @@ function uniqueHostnames(environments: readonly unknown[]): TSpecIssue[] {
       const key = hostname.toLowerCase();
       const first = owner.get(key);
       if (first === undefined) owner.set(key, label);
-      else issues.push({ path: ["environments", index, "ingress", "hostnames", hostnameIndex], target: "value", message: `host name ${quoted(hostname)} is already used by ${first}` });
+      else
+        issues.push({
+          path: ["environments", index, "ingress", "hostnames", hostnameIndex],
+          target: "value",
+          message: `host name ${quoted(hostname)} is already used by ${first}`,
+        });
     });
   });
   return issues;
@@ -243,7 +313,11 @@ export function checkSpecSemantics(spec: unknown): TSpecIssue[] {
   const entities = list(field(spec, "entities"));
   const repositories = list(field(spec, "backupRepositories"));
   const environments = list(field(spec, "environments"));
-  const names = { entities: namesOf(entities), repositories: namesOf(repositories), environments: namesOf(environments) };
+  const names = {
+    entities: namesOf(entities),
+    repositories: namesOf(repositories),
+    environments: namesOf(environments),
+  };
   const defaultWindow = field(field(spec, "defaults"), "maintenanceWindow");
 
   const issues: TSpecIssue[] = [
@@ -264,7 +338,8 @@ export function checkSpecSemantics(spec: unknown): TSpecIssue[] {
       issues.push({ path, target: "value", message: MISSING_WINDOW_MESSAGE });
     }
     issues.push(...overlappingSlots(window, [...path, "maintenanceWindow"]));
-    if (field(field(environment, "backup"), "enabled") === true) issues.push(...backupSchedule(field(environment, "backup"), [...path, "backup"]));
+    if (field(field(environment, "backup"), "enabled") === true)
+      issues.push(...backupSchedule(field(environment, "backup"), [...path, "backup"]));
   });
   return issues;
 }

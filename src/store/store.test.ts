@@ -51,7 +51,9 @@ forEachStoreKind((kind, createDatabase) => {
         const database = await createDatabase();
         try {
           const replicas = await Promise.all([database.open(), database.open(), database.open()]);
-          const { rows } = await replicas[0]!.query<{ count: number }>("SELECT count(*)::int AS count FROM schema_migrations");
+          const { rows } = await replicas[0]!.query<{ count: number }>(
+            "SELECT count(*)::int AS count FROM schema_migrations",
+          );
           assert.equal(rows[0]!.count, migrations.length);
         } finally {
           await database.dispose();

@@ -45,7 +45,10 @@ export function renderOdooConfs(environment: TEnvironmentSpec): { web: string; c
     database: { ...ODOO_DATABASE, sslRootCertPath: `/run/secrets/${SECRET_NAMES.postgresCa}` },
     adminPasswordHash: { joinedAtStartFrom: `/run/secrets/${SECRET_NAMES.odooAdminPasswordHash}` },
     dataDir: ODOO_PATHS.dataDir,
-    addonsPaths: environment.odoo.customAddons === undefined ? [ODOO_PATHS.standardAddons] : [ODOO_PATHS.standardAddons, ODOO_PATHS.customAddons],
+    addonsPaths:
+      environment.odoo.customAddons === undefined
+        ? [ODOO_PATHS.standardAddons]
+        : [ODOO_PATHS.standardAddons, ODOO_PATHS.customAddons],
     httpPort: ODOO_HTTP_PORT,
     geventPort: ODOO_GEVENT_PORT,
     // Traefik reaches Odoo over the Compose network; only the internal networks can connect.
@@ -54,7 +57,11 @@ export function renderOdooConfs(environment: TEnvironmentSpec): { web: string; c
   return {
     // Web processes never run cron jobs, so scaling web out cannot run a job twice (ODOO.md).
     web: renderOdooConf({ ...common, maxCronThreads: 0 }),
-    cron: renderOdooConf({ ...common, workers: CRON_SERVICE_HTTP_WORKERS, maxCronThreads: environment.odoo.cronWorkers }),
+    cron: renderOdooConf({
+      ...common,
+      workers: CRON_SERVICE_HTTP_WORKERS,
+      maxCronThreads: environment.odoo.cronWorkers,
+    }),
   };
 }
 

@@ -29,7 +29,8 @@ export const postgresCpus = (environment: TEnvironmentSpec): number =>
   Math.max(2, Math.ceil((environment.odoo.workers + environment.odoo.cronWorkers + 2) / 4));
 
 /** WAL is archived at least twice per RPO, and at least every hour when the RPO is long. */
-export const archiveTimeoutSeconds = (rpoMinutes: number): number => Math.min(3600, Math.max(60, Math.floor((rpoMinutes * 60) / 2)));
+export const archiveTimeoutSeconds = (rpoMinutes: number): number =>
+  Math.min(3600, Math.max(60, Math.floor((rpoMinutes * 60) / 2)));
 
 /** The pgBackRest stanza: one cluster per environment. */
 export const stanzaOf = (environment: TEnvironmentSpec): string => environment.name;
@@ -108,7 +109,7 @@ export function renderInitRoleScript(environment: TEnvironmentSpec): string {
     "#!/bin/sh",
     "# Rendered by carehost; sourced by the postgres image's entrypoint when the cluster is created.",
     "set -eu",
-    'psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres <<\'SQL\'',
+    "psql -v ON_ERROR_STOP=1 --username \"$POSTGRES_USER\" --dbname postgres <<'SQL'",
     `\\set odoo_password \`cat /run/secrets/${SECRET_NAMES.odooDatabasePassword}\``,
     "SET log_statement = 'none';",
     `CREATE ROLE ${user} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT ${odooConnectionLimit(environment)} PASSWORD :'odoo_password';`,
@@ -131,7 +132,10 @@ export const retentionDays = (retention: { daily: number; weekly: number; monthl
 
 export function renderPgbackrestConf(organization: TOrganizationSpec, environment: TEnvironmentSpec): string {
   const backup = environment.backup;
-  if (!backup.enabled) throw new TypeError(`environment ${JSON.stringify(environment.name)} has backups disabled; there is no pgbackrest.conf`);
+  if (!backup.enabled)
+    throw new TypeError(
+      `environment ${JSON.stringify(environment.name)} has backups disabled; there is no pgbackrest.conf`,
+    );
   const repositoryLines = backupRepositoriesOf(organization, environment).flatMap((repository, index) => {
     const repo = `repo${index + 1}`;
     const lines = [`# ${repository.name} (${repository.type})`];
@@ -192,9 +196,13 @@ function repositoryExports(environment: TEnvironmentSpec, repository: TBackupRep
   const lines: string[] = [];
   if (repository.type === "azure") lines.push(secretExport(`${prefix}_AZURE_KEY`, repository.keySecretRef));
   if (repository.type === "s3") {
-    lines.push(secretExport(`${prefix}_S3_KEY`, repository.keySecretRef, 1), secretExport(`${prefix}_S3_KEY_SECRET`, repository.keySecretRef, 2));
+    lines.push(
+      secretExport(`${prefix}_S3_KEY`, repository.keySecretRef, 1),
+      secretExport(`${prefix}_S3_KEY_SECRET`, repository.keySecretRef, 2),
+    );
   }
-  if (repository.cipherSecretRef !== undefined) lines.push(secretExport(`${prefix}_CIPHER_PASS`, backupPassphraseSecretName(repository, environment)));
+  if (repository.cipherSecretRef !== undefined)
+    lines.push(secretExport(`${prefix}_CIPHER_PASS`, backupPassphraseSecretName(repository, environment)));
   return lines;
 }
 
@@ -203,7 +211,9 @@ function repositoryExports(environment: TEnvironmentSpec, repository: TBackupRep
  * server's environment: exported here from secret files, then the image's entrypoint takes over.
  */
 export function renderPostgresEntrypoint(organization: TOrganizationSpec, environment: TEnvironmentSpec): string {
-  const exports = backupRepositoriesOf(organization, environment).flatMap((repository, index) => repositoryExports(environment, repository, index));
+  const exports = backupRepositoriesOf(organization, environment).flatMap((repository, index) =>
+    repositoryExports(environment, repository, index),
+  );
   return [
     "#!/bin/sh",
     "# Rendered by carehost; edits are overwritten and reported as drift.",

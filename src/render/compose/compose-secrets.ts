@@ -41,24 +41,33 @@ export const backupPassphraseSecretName = (repository: TBackupRepositorySpec, en
   `backup-passphrase-${repository.name}-${environment.name}`;
 
 /** The repositories an environment's backups go to, in the order pgBackRest numbers them (repo1, repo2…). */
-export function backupRepositoriesOf(organization: TOrganizationSpec, environment: TEnvironmentSpec): readonly TBackupRepositorySpec[] {
+export function backupRepositoriesOf(
+  organization: TOrganizationSpec,
+  environment: TEnvironmentSpec,
+): readonly TBackupRepositorySpec[] {
   if (!environment.backup.enabled) return [];
   return environment.backup.repositories.map((name) => {
     const repository = organization.backupRepositories.find((candidate) => candidate.name === name);
     if (repository === undefined) {
-      throw new TypeError(`environment ${JSON.stringify(environment.name)}: backup repository ${JSON.stringify(name)} is not in backupRepositories`);
+      throw new TypeError(
+        `environment ${JSON.stringify(environment.name)}: backup repository ${JSON.stringify(name)} is not in backupRepositories`,
+      );
     }
     return repository;
   });
 }
 
-export function composeSecrets(organization: TOrganizationSpec, environment: TEnvironmentSpec): readonly TComposeSecret[] {
+export function composeSecrets(
+  organization: TOrganizationSpec,
+  environment: TEnvironmentSpec,
+): readonly TComposeSecret[] {
   const hostnames = environment.ingress.hostnames.join(", ");
   const secrets: TComposeSecret[] = [
     {
       name: SECRET_NAMES.odooAdminPasswordHash,
       usedBy: ["odoo-web", "odoo-cron"],
-      content: "Odoo's master password as a pbkdf2-sha512 hash ($pbkdf2-sha512$<rounds>$<salt>$<checksum>), one line; the entrypoint refuses anything else",
+      content:
+        "Odoo's master password as a pbkdf2-sha512 hash ($pbkdf2-sha512$<rounds>$<salt>$<checksum>), one line; the entrypoint refuses anything else",
       fileMode: READABLE,
     },
     {
@@ -70,13 +79,15 @@ export function composeSecrets(organization: TOrganizationSpec, environment: TEn
     {
       name: SECRET_NAMES.postgresSuperuserPassword,
       usedBy: ["postgres"],
-      content: "password of the PostgreSQL superuser postgres, one line (used by carehost for maintenance, never by Odoo)",
+      content:
+        "password of the PostgreSQL superuser postgres, one line (used by carehost for maintenance, never by Odoo)",
       fileMode: READABLE,
     },
     {
       name: SECRET_NAMES.postgresServerCertificate,
       usedBy: ["postgres"],
-      content: "PEM server certificate whose subjectAltName includes DNS:postgres (Odoo connects with sslmode verify-full)",
+      content:
+        "PEM server certificate whose subjectAltName includes DNS:postgres (Odoo connects with sslmode verify-full)",
       fileMode: READABLE,
     },
     {
@@ -140,12 +151,19 @@ export function composeSecrets(organization: TOrganizationSpec, environment: TEn
   const byName = new Map<string, TComposeSecret>();
   for (const secret of secrets) {
     const known = byName.get(secret.name);
-    byName.set(secret.name, known === undefined ? secret : { ...known, content: `${known.content}; also ${secret.content}` });
+    byName.set(
+      secret.name,
+      known === undefined ? secret : { ...known, content: `${known.content}; also ${secret.content}` },
+    );
   }
   return [...byName.values()];
 }
 
-export function renderSecretsReadme(organization: TOrganizationSpec, environment: TEnvironmentSpec, secrets: readonly TComposeSecret[]): string {
+export function renderSecretsReadme(
+  organization: TOrganizationSpec,
+  environment: TEnvironmentSpec,
+  secrets: readonly TComposeSecret[],
+): string {
   const lines = [
     `# Secrets for ${organization.metadata.name}/${environment.name}`,
     "",
@@ -157,10 +175,14 @@ export function renderSecretsReadme(organization: TOrganizationSpec, environment
     "",
     "| file | used by | content | mode |",
     "|---|---|---|---|",
-    ...secrets.map((secret) => `| ${secret.name} | ${secret.usedBy.join(", ")} | ${secret.content} | ${secret.fileMode} |`),
+    ...secrets.map(
+      (secret) => `| ${secret.name} | ${secret.usedBy.join(", ")} | ${secret.content} | ${secret.fileMode} |`,
+    ),
     "",
   ];
-  const derivations = secrets.flatMap((secret) => (secret.derivedBy === undefined ? [] : [`${secret.name}:`, "", "```sh", secret.derivedBy, "```", ""]));
+  const derivations = secrets.flatMap((secret) =>
+    secret.derivedBy === undefined ? [] : [`${secret.name}:`, "", "```sh", secret.derivedBy, "```", ""],
+  );
   if (derivations.length > 0) {
     lines.push(
       "Derived files: each is printed by the command under its name, run where the repository's",

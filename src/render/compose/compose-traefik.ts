@@ -74,7 +74,10 @@ export function traefikDynamicConfig(environment: TEnvironmentSpec): Record<stri
       routers: {
         "odoo-websocket": router(`${hosts} && PathPrefix(\`/websocket\`) && ${refused}`, "odoo-gevent", 30),
         // Password guessing is slowed on the login form beyond the general limit.
-        "odoo-login": router(`${hosts} && Path(\`/web/login\`) && ${refused}`, "odoo-http", 20, [...guards, "login-rate-limit"]),
+        "odoo-login": router(`${hosts} && Path(\`/web/login\`) && ${refused}`, "odoo-http", 20, [
+          ...guards,
+          "login-rate-limit",
+        ]),
         odoo: router(`${hosts} && ${refused}`, "odoo-http", 10),
       },
       middlewares: {
@@ -97,17 +100,31 @@ export function traefikDynamicConfig(environment: TEnvironmentSpec): Record<stri
         "login-rate-limit": { rateLimit: { average: 10, period: "1m", burst: 10 } },
       },
       services: {
-        "odoo-http": { loadBalancer: { passHostHeader: true, servers: [{ url: `http://odoo-web:${ODOO_HTTP_PORT}` }] } },
-        "odoo-gevent": { loadBalancer: { passHostHeader: true, servers: [{ url: `http://odoo-web:${ODOO_GEVENT_PORT}` }] } },
+        "odoo-http": {
+          loadBalancer: { passHostHeader: true, servers: [{ url: `http://odoo-web:${ODOO_HTTP_PORT}` }] },
+        },
+        "odoo-gevent": {
+          loadBalancer: { passHostHeader: true, servers: [{ url: `http://odoo-web:${ODOO_GEVENT_PORT}` }] },
+        },
       },
     },
     tls: {
       options: {
         default: { minVersion: "VersionTLS12", cipherSuites: [...TLS12_CIPHER_SUITES], sniStrict: true },
       },
-      certificates: [{ certFile: `/run/secrets/${SECRET_NAMES.ingressCertificate}`, keyFile: `/run/secrets/${SECRET_NAMES.ingressKey}` }],
+      certificates: [
+        {
+          certFile: `/run/secrets/${SECRET_NAMES.ingressCertificate}`,
+          keyFile: `/run/secrets/${SECRET_NAMES.ingressKey}`,
+        },
+      ],
       stores: {
-        default: { defaultCertificate: { certFile: `/run/secrets/${SECRET_NAMES.ingressCertificate}`, keyFile: `/run/secrets/${SECRET_NAMES.ingressKey}` } },
+        default: {
+          defaultCertificate: {
+            certFile: `/run/secrets/${SECRET_NAMES.ingressCertificate}`,
+            keyFile: `/run/secrets/${SECRET_NAMES.ingressKey}`,
+          },
+        },
       },
     },
   };

@@ -6,9 +6,17 @@
 import jsYaml from "js-yaml";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
 
-export type TKubernetesObject = { readonly apiVersion: string; readonly kind: string; readonly metadata: { readonly name: string; readonly namespace?: string; readonly labels?: Record<string, string> } } & Record<string, unknown>;
+export type TKubernetesObject = {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: { readonly name: string; readonly namespace?: string; readonly labels?: Record<string, string> };
+} & Record<string, unknown>;
 
-export type TRenderContext = { readonly organization: TOrganizationSpec; readonly environment: TEnvironmentSpec; readonly namespace: string };
+export type TRenderContext = {
+  readonly organization: TOrganizationSpec;
+  readonly environment: TEnvironmentSpec;
+  readonly namespace: string;
+};
 
 export const ODOO_HTTP_PORT = 8069;
 export const ODOO_GEVENT_PORT = 8072;
@@ -22,7 +30,8 @@ export const SECRET_STORE = "carehost";
 /** Where Argo CD finds the GitOps repository unless the organization says otherwise. */
 export const DEFAULT_GITOPS_REPOSITORY = "file:///carehost/gitops.git";
 
-export const namespaceOf = (organization: TOrganizationSpec, environment: TEnvironmentSpec) => `${organization.metadata.name}-${environment.name}`.slice(0, 63).replace(/-+$/, "");
+export const namespaceOf = (organization: TOrganizationSpec, environment: TEnvironmentSpec) =>
+  `${organization.metadata.name}-${environment.name}`.slice(0, 63).replace(/-+$/, "");
 export const clusterNameOf = (environment: TEnvironmentSpec) => `${environment.name}-db`;
 
 export const labels = (context: TRenderContext, component: string): Record<string, string> => ({
@@ -33,12 +42,22 @@ export const labels = (context: TRenderContext, component: string): Record<strin
   "carehost.io/data-class": context.environment.dataClass,
 });
 
-export const metadata = (context: TRenderContext, name: string, component: string) => ({ name, namespace: context.namespace, labels: labels(context, component) });
+export const metadata = (context: TRenderContext, name: string, component: string) => ({
+  name,
+  namespace: context.namespace,
+  labels: labels(context, component),
+});
 
 /** Pod-level hardening: Pod Security "restricted" and no service-account token. */
 export const podSecurity = {
   automountServiceAccountToken: false,
-  securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000, seccompProfile: { type: "RuntimeDefault" } },
+  securityContext: {
+    runAsNonRoot: true,
+    runAsUser: 1000,
+    runAsGroup: 1000,
+    fsGroup: 1000,
+    seccompProfile: { type: "RuntimeDefault" },
+  },
 } as const;
 
 /** Container-level hardening: read-only root, no privilege escalation, every capability dropped. */
@@ -54,13 +73,18 @@ const sortKeys = (value: unknown): unknown => {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value === null || typeof value !== "object") return value;
   const entries = Object.entries(value as Record<string, unknown>).filter(([, item]) => item !== undefined);
-  return Object.fromEntries(entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, item]) => [key, sortKeys(item)]));
+  return Object.fromEntries(
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, item]) => [key, sortKeys(item)]),
+  );
 };
 
 export function toYaml(object: TKubernetesObject): string {
   const { apiVersion, kind, metadata: meta, ...rest } = object;
   // js-yaml quotes YAML 1.1 booleans (on/off/yes/no), which Kubernetes' decoder would otherwise read as true/false.
-  return jsYaml.dump({ apiVersion, kind, metadata: sortKeys(meta), ...(sortKeys(rest) as Record<string, unknown>) }, { lineWidth: -1, noRefs: true, sortKeys: false });
+  return jsYaml.dump(
+    { apiVersion, kind, metadata: sortKeys(meta), ...(sortKeys(rest) as Record<string, unknown>) },
+    { lineWidth: -1, noRefs: true, sortKeys: false },
+  );
 }
 
 /** File name of an object in the environment's directory: kind-name.yaml, lowercase. */

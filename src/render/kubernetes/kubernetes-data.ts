@@ -3,22 +3,35 @@
 // a ScheduledBackup, and Redis with ACLs from a Secret, reachable only inside the namespace.
 import type { TBackupRepositorySpec } from "../../spec/spec-schema.js";
 import type { TKubernetesObject, TRenderContext } from "./kubernetes-common.js";
-import { REDIS_PORT, SECRET_STORE, clusterNameOf, containerSecurity, labels, metadata, podSecurity } from "./kubernetes-common.js";
+import {
+  REDIS_PORT,
+  SECRET_STORE,
+  clusterNameOf,
+  containerSecurity,
+  labels,
+  metadata,
+  podSecurity,
+} from "./kubernetes-common.js";
 import { postgresInstancesOf, postgresPodResources, redisPodResources, resourcesOf } from "./kubernetes-sizing.js";
 
 /** With an RPO under this many minutes and HA instances, commits wait for a synchronous standby. */
 const SYNCHRONOUS_RPO_MINUTES = 15;
 
-
 /** CloudNativePG's ScheduledBackup takes six cron fields, seconds first. */
 export const sixFieldCron = (fiveFields: string) => `0 ${fiveFields}`;
 
 /** The first object-store repository of the environment; posix repositories cannot be reached from a cluster. */
-const objectStoreOf = (context: TRenderContext): Extract<TBackupRepositorySpec, { type: "azure" | "s3" }> | undefined => {
+const objectStoreOf = (
+  context: TRenderContext,
+): Extract<TBackupRepositorySpec, { type: "azure" | "s3" }> | undefined => {
   const backup = context.environment.backup;
   if (!backup.enabled) return undefined;
-  const repositories = context.organization.backupRepositories.filter((repository) => backup.repositories.includes(repository.name));
-  return repositories.find((repository): repository is Extract<TBackupRepositorySpec, { type: "azure" | "s3" }> => repository.type !== "posix");
+  const repositories = context.organization.backupRepositories.filter((repository) =>
+    backup.repositories.includes(repository.name),
+  );
+  return repositories.find(
+    (repository): repository is Extract<TBackupRepositorySpec, { type: "azure" | "s3" }> => repository.type !== "posix",
+  );
 };
 
 const barmanObjectStore = (context: TRenderContext) => {
@@ -29,22 +42,34 @@ const barmanObjectStore = (context: TRenderContext) => {
     repository.type === "azure"
       ? {
           destinationPath: `${repository.endpoint ?? `https://${repository.account}.blob.core.windows.net`}/${repository.container}/${path}`,
-          azureCredentials: { storageAccount: { name: "backup-credentials", key: "account" }, storageKey: { name: "backup-credentials", key: "key" } },
+          azureCredentials: {
+            storageAccount: { name: "backup-credentials", key: "account" },
+            storageKey: { name: "backup-credentials", key: "key" },
+          },
         }
       : {
           destinationPath: `s3://${repository.bucket}/${path}`,
           ...(repository.endpoint === undefined ? {} : { endpointURL: repository.endpoint }),
-          s3Credentials: { accessKeyId: { name: "backup-credentials", key: "access-key-id" }, secretAccessKey: { name: "backup-credentials", key: "secret-access-key" }, region: { name: "backup-credentials", key: "region" } },
+          s3Credentials: {
+            accessKeyId: { name: "backup-credentials", key: "access-key-id" },
+            secretAccessKey: { name: "backup-credentials", key: "secret-access-key" },
+            region: { name: "backup-credentials", key: "region" },
+          },
         };
   // Server-side encryption is what barman offers (PGBACKREST.md); retention follows the daily tier.
-  return { ...credentials, wal: { compression: "gzip", encryption: "AES256" }, data: { compression: "gzip", encryption: "AES256" } };
+  return {
+    ...credentials,
+    wal: { compression: "gzip", encryption: "AES256" },
+    data: { compression: "gzip", encryption: "AES256" },
+  };
 };
 
 export function postgresObjects(context: TRenderContext): TKubernetesObject[] {
   const { environment } = context;
   const phi = environment.dataClass === "phi";
   const instances = postgresInstancesOf(environment);
-  const synchronous = instances > 1 && environment.backup.enabled && environment.backup.rpoMinutes < SYNCHRONOUS_RPO_MINUTES + 1;
+  const synchronous =
+    instances > 1 && environment.backup.enabled && environment.backup.rpoMinutes < SYNCHRONOUS_RPO_MINUTES + 1;
   const objectStore = barmanObjectStore(context);
   const repository = objectStoreOf(context);
   const objects: TKubernetesObject[] = [
@@ -68,13 +93,26 @@ export function postgresObjects(context: TRenderContext): TKubernetesObject[] {
           ...(phi ? { shared_preload_libraries: ["pgaudit"] } : {}),
           pg_hba: ["hostssl all all all scram-sha-256", "hostnossl all all all reject"],
         },
-        bootstrap: { initdb: { database: "odoo", owner: "odoo", secret: { name: "odoo-db-credentials" }, dataChecksums: true, encoding: "UTF8" } },
+        bootstrap: {
+          initdb: {
+            database: "odoo",
+            owner: "odoo",
+            secret: { name: "odoo-db-credentials" },
+            dataChecksums: true,
+            encoding: "UTF8",
+          },
+        },
         enableSuperuserAccess: false,
         storage: { size: `${environment.database.storageGi}Gi` },
         resources: resourcesOf(postgresPodResources(environment)),
         ...(objectStore === undefined || !environment.backup.enabled
           ? {}
-          : { backup: { barmanObjectStore: objectStore, retentionPolicy: `${Math.max(1, environment.backup.retention.daily)}d` } }),
+          : {
+              backup: {
+                barmanObjectStore: objectStore,
+                retentionPolicy: `${Math.max(1, environment.backup.retention.daily)}d`,
+              },
+            }),
       },
     },
     {
@@ -84,8 +122,17 @@ export function postgresObjects(context: TRenderContext): TKubernetesObject[] {
       spec: {
         refreshInterval: "1h",
         secretStoreRef: { kind: "ClusterSecretStore", name: SECRET_STORE },
-        target: { name: "odoo-db-credentials", creationPolicy: "Owner", template: { type: "kubernetes.io/basic-auth", data: { username: "odoo", password: "{{ .password }}" } } },
-        data: [{ secretKey: "password", remoteRef: { key: `${context.organization.metadata.name}/${environment.name}/database` } }],
+        target: {
+          name: "odoo-db-credentials",
+          creationPolicy: "Owner",
+          template: { type: "kubernetes.io/basic-auth", data: { username: "odoo", password: "{{ .password }}" } },
+        },
+        data: [
+          {
+            secretKey: "password",
+            remoteRef: { key: `${context.organization.metadata.name}/${environment.name}/database` },
+          },
+        ],
       },
     },
   ];
@@ -106,7 +153,13 @@ export function postgresObjects(context: TRenderContext): TKubernetesObject[] {
         apiVersion: "postgresql.cnpg.io/v1",
         kind: "ScheduledBackup",
         metadata: metadata(context, `${environment.name}-full`, "postgres"),
-        spec: { schedule: sixFieldCron(environment.backup.schedule.full), cluster: { name: clusterNameOf(environment) }, backupOwnerReference: "self", method: "barmanObjectStore", immediate: true },
+        spec: {
+          schedule: sixFieldCron(environment.backup.schedule.full),
+          cluster: { name: clusterNameOf(environment) },
+          backupOwnerReference: "self",
+          method: "barmanObjectStore",
+          immediate: true,
+        },
       },
     );
   }
@@ -130,7 +183,12 @@ export function redisObjects(context: TRenderContext): TKubernetesObject[] {
     "",
   ].join("\n");
   return [
-    { apiVersion: "v1", kind: "ConfigMap", metadata: metadata(context, "redis-conf", "redis"), data: { "redis.conf": conf } },
+    {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: metadata(context, "redis-conf", "redis"),
+      data: { "redis.conf": conf },
+    },
     {
       apiVersion: "external-secrets.io/v1",
       kind: "ExternalSecret",
@@ -142,9 +200,19 @@ export function redisObjects(context: TRenderContext): TKubernetesObject[] {
         target: {
           name: "redis-acl",
           creationPolicy: "Owner",
-          template: { data: { "users.acl": "user default off resetkeys -@all\nuser odoo on #{{ .password | sha256sum }} ~odoo:* -@all +@read +@write +@keyspace +@connection +@transaction -@dangerous\n" } },
+          template: {
+            data: {
+              "users.acl":
+                "user default off resetkeys -@all\nuser odoo on #{{ .password | sha256sum }} ~odoo:* -@all +@read +@write +@keyspace +@connection +@transaction -@dangerous\n",
+            },
+          },
         },
-        data: [{ secretKey: "password", remoteRef: { key: `${context.organization.metadata.name}/${context.environment.name}/redis` } }],
+        data: [
+          {
+            secretKey: "password",
+            remoteRef: { key: `${context.organization.metadata.name}/${context.environment.name}/redis` },
+          },
+        ],
       },
     },
     {
@@ -185,6 +253,15 @@ export function redisObjects(context: TRenderContext): TKubernetesObject[] {
         },
       },
     },
-    { apiVersion: "v1", kind: "Service", metadata: metadata(context, "redis", "redis"), spec: { type: "ClusterIP", selector: { "carehost.io/environment": context.environment.name, "carehost.io/tier": "redis" }, ports: [{ name: "redis", port: REDIS_PORT, targetPort: REDIS_PORT }] } },
+    {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: metadata(context, "redis", "redis"),
+      spec: {
+        type: "ClusterIP",
+        selector: { "carehost.io/environment": context.environment.name, "carehost.io/tier": "redis" },
+        ports: [{ name: "redis", port: REDIS_PORT, targetPort: REDIS_PORT }],
+      },
+    },
   ];
 }

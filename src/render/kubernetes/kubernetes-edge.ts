@@ -59,9 +59,27 @@ export function edgeObjects(context: TRenderContext): TKubernetesObject[] {
       spec: {
         entryPoints: ["websecure"],
         routes: [
-          { kind: "Rule", match: `(${hosts}) && PathPrefix(\`/web/database\`)`, priority: 1000, middlewares: [ref("refuse-database-manager")], services: [{ name: "odoo-http", port: ODOO_HTTP_PORT }] },
-          { kind: "Rule", match: `(${hosts}) && PathPrefix(\`/websocket\`)`, priority: 500, middlewares: common, services: [{ name: "odoo-websocket", port: ODOO_GEVENT_PORT }] },
-          { kind: "Rule", match: `(${hosts})`, priority: 100, middlewares: common, services: [{ name: "odoo-http", port: ODOO_HTTP_PORT }] },
+          {
+            kind: "Rule",
+            match: `(${hosts}) && PathPrefix(\`/web/database\`)`,
+            priority: 1000,
+            middlewares: [ref("refuse-database-manager")],
+            services: [{ name: "odoo-http", port: ODOO_HTTP_PORT }],
+          },
+          {
+            kind: "Rule",
+            match: `(${hosts}) && PathPrefix(\`/websocket\`)`,
+            priority: 500,
+            middlewares: common,
+            services: [{ name: "odoo-websocket", port: ODOO_GEVENT_PORT }],
+          },
+          {
+            kind: "Rule",
+            match: `(${hosts})`,
+            priority: 100,
+            middlewares: common,
+            services: [{ name: "odoo-http", port: ODOO_HTTP_PORT }],
+          },
         ],
         tls: { secretName: "odoo-tls", options: { name: "modern-tls", namespace: context.namespace } },
       },
@@ -69,10 +87,18 @@ export function edgeObjects(context: TRenderContext): TKubernetesObject[] {
     {
       apiVersion: "argoproj.io/v1alpha1",
       kind: "Application",
-      metadata: { name: context.namespace, namespace: "argocd", labels: metadata(context, context.namespace, "gitops").labels },
+      metadata: {
+        name: context.namespace,
+        namespace: "argocd",
+        labels: metadata(context, context.namespace, "gitops").labels,
+      },
       spec: {
         project: "default",
-        source: { repoURL: context.organization.gitops?.repository ?? DEFAULT_GITOPS_REPOSITORY, targetRevision: context.organization.gitops?.targetRevision ?? "main", path: `environments/${environment.name}` },
+        source: {
+          repoURL: context.organization.gitops?.repository ?? DEFAULT_GITOPS_REPOSITORY,
+          targetRevision: context.organization.gitops?.targetRevision ?? "main",
+          path: `environments/${environment.name}`,
+        },
         destination: { server: "https://kubernetes.default.svc", namespace: context.namespace },
         // Hand changes in the cluster are reverted; removals in Git are applied (prune).
         syncPolicy: { automated: { prune: true, selfHeal: true }, syncOptions: ["ServerSideApply=true"] },

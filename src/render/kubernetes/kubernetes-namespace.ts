@@ -2,14 +2,34 @@
 // spec, default container limits, a service account without a token, and NetworkPolicies that
 // deny everything and then allow only the paths Odoo needs.
 import type { TKubernetesObject, TRenderContext } from "./kubernetes-common.js";
-import { CNPG_NAMESPACE, INGRESS_NAMESPACE, ODOO_GEVENT_PORT, ODOO_HTTP_PORT, POSTGRES_PORT, REDIS_PORT, clusterNameOf, labels, metadata } from "./kubernetes-common.js";
+import {
+  CNPG_NAMESPACE,
+  INGRESS_NAMESPACE,
+  ODOO_GEVENT_PORT,
+  ODOO_HTTP_PORT,
+  POSTGRES_PORT,
+  REDIS_PORT,
+  clusterNameOf,
+  labels,
+  metadata,
+} from "./kubernetes-common.js";
 import { namespaceBudget } from "./kubernetes-sizing.js";
 
-const namespaceSelector = (name: string) => ({ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": name } } });
+const namespaceSelector = (name: string) => ({
+  namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": name } },
+});
 const odooPods = { podSelector: { matchLabels: { "carehost.io/tier": "odoo" } } };
-const postgresPods = (context: TRenderContext) => ({ podSelector: { matchLabels: { "cnpg.io/cluster": clusterNameOf(context.environment) } } });
+const postgresPods = (context: TRenderContext) => ({
+  podSelector: { matchLabels: { "cnpg.io/cluster": clusterNameOf(context.environment) } },
+});
 const redisPods = { podSelector: { matchLabels: { "carehost.io/tier": "redis" } } };
-const dns = { to: [{ ...namespaceSelector("kube-system"), podSelector: { matchLabels: { "k8s-app": "kube-dns" } } }], ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }] };
+const dns = {
+  to: [{ ...namespaceSelector("kube-system"), podSelector: { matchLabels: { "k8s-app": "kube-dns" } } }],
+  ports: [
+    { protocol: "UDP", port: 53 },
+    { protocol: "TCP", port: 53 },
+  ],
+};
 const tcp = (...ports: number[]) => ports.map((port) => ({ protocol: "TCP", port }));
 
 const networkPolicy = (context: TRenderContext, name: string, spec: Record<string, unknown>): TKubernetesObject => ({
@@ -36,7 +56,12 @@ export function namespaceObjects(context: TRenderContext): TKubernetesObject[] {
         },
       },
     },
-    { apiVersion: "v1", kind: "ServiceAccount", metadata: metadata(context, "odoo", "odoo"), automountServiceAccountToken: false },
+    {
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: metadata(context, "odoo", "odoo"),
+      automountServiceAccountToken: false,
+    },
     {
       apiVersion: "v1",
       kind: "ResourceQuota",
@@ -58,14 +83,26 @@ export function namespaceObjects(context: TRenderContext): TKubernetesObject[] {
       apiVersion: "v1",
       kind: "LimitRange",
       metadata: metadata(context, "container-defaults", "namespace"),
-      spec: { limits: [{ type: "Container", default: { cpu: "500m", memory: "512Mi" }, defaultRequest: { cpu: "100m", memory: "128Mi" } }] },
+      spec: {
+        limits: [
+          {
+            type: "Container",
+            default: { cpu: "500m", memory: "512Mi" },
+            defaultRequest: { cpu: "100m", memory: "128Mi" },
+          },
+        ],
+      },
     },
     networkPolicy(context, "default-deny", { podSelector: {}, policyTypes: ["Ingress", "Egress"] }),
     networkPolicy(context, "odoo", {
       ...odooPods,
       policyTypes: ["Ingress", "Egress"],
       ingress: [{ from: [namespaceSelector(INGRESS_NAMESPACE)], ports: tcp(ODOO_HTTP_PORT, ODOO_GEVENT_PORT) }],
-      egress: [{ to: [postgresPods(context)], ports: tcp(POSTGRES_PORT) }, ...(context.environment.redis.enabled ? [{ to: [redisPods], ports: tcp(REDIS_PORT) }] : []), dns],
+      egress: [
+        { to: [postgresPods(context)], ports: tcp(POSTGRES_PORT) },
+        ...(context.environment.redis.enabled ? [{ to: [redisPods], ports: tcp(REDIS_PORT) }] : []),
+        dns,
+      ],
     }),
     networkPolicy(context, "postgres", {
       ...postgresPods(context),
@@ -84,7 +121,14 @@ export function namespaceObjects(context: TRenderContext): TKubernetesObject[] {
       ],
     }),
     ...(context.environment.redis.enabled
-      ? [networkPolicy(context, "redis", { ...redisPods, policyTypes: ["Ingress", "Egress"], ingress: [{ from: [odooPods], ports: tcp(REDIS_PORT) }], egress: [] })]
+      ? [
+          networkPolicy(context, "redis", {
+            ...redisPods,
+            policyTypes: ["Ingress", "Egress"],
+            ingress: [{ from: [odooPods], ports: tcp(REDIS_PORT) }],
+            egress: [],
+          }),
+        ]
       : []),
   ];
 }

@@ -3,8 +3,24 @@
 // only by reference: External Secrets materializes them from carehost's store.
 import { renderOdooConf } from "../odoo/odoo-conf.js";
 import type { TKubernetesObject, TRenderContext } from "./kubernetes-common.js";
-import { ODOO_GEVENT_PORT, ODOO_HTTP_PORT, SECRET_STORE, clusterNameOf, containerSecurity, labels, metadata, podSecurity } from "./kubernetes-common.js";
-import { cronPodResources, filestoreGiOf, resourcesOf, webPodResources, webReplicasOf, workersPerPodOf } from "./kubernetes-sizing.js";
+import {
+  ODOO_GEVENT_PORT,
+  ODOO_HTTP_PORT,
+  SECRET_STORE,
+  clusterNameOf,
+  containerSecurity,
+  labels,
+  metadata,
+  podSecurity,
+} from "./kubernetes-common.js";
+import {
+  cronPodResources,
+  filestoreGiOf,
+  resourcesOf,
+  webPodResources,
+  webReplicasOf,
+  workersPerPodOf,
+} from "./kubernetes-sizing.js";
 
 const PATHS = {
   template: "/etc/odoo-template/odoo.conf",
@@ -17,7 +33,9 @@ export const ODOO_SECRET = "odoo-secrets";
 
 export function assertPinnedImage(context: TRenderContext): void {
   if (context.environment.tier === "production" && !context.environment.odoo.image.includes("@sha256:")) {
-    throw new TypeError(`environment "${context.environment.name}": production image ${JSON.stringify(context.environment.odoo.image)} must be pinned by digest (@sha256:…)`);
+    throw new TypeError(
+      `environment "${context.environment.name}": production image ${JSON.stringify(context.environment.odoo.image)} must be pinned by digest (@sha256:…)`,
+    );
   }
 }
 
@@ -25,7 +43,13 @@ const odooConf = (context: TRenderContext, role: "web" | "cron") =>
   renderOdooConf({
     environment: context.environment,
     // CloudNativePG's read-write service; the CA is the cluster's own, mounted from its Secret.
-    database: { host: `${clusterNameOf(context.environment)}-rw`, port: 5432, name: "odoo", user: "odoo", sslRootCertPath: PATHS.caCert },
+    database: {
+      host: `${clusterNameOf(context.environment)}-rw`,
+      port: 5432,
+      name: "odoo",
+      user: "odoo",
+      sslRootCertPath: PATHS.caCert,
+    },
     adminPasswordHash: { joinedAtStartFrom: `${PATHS.secrets}/admin-passwd-hash` },
     dataDir: PATHS.data,
     addonsPaths: ["/usr/lib/python3/dist-packages/odoo/addons", "/mnt/extra-addons"],
@@ -38,7 +62,11 @@ const odooConf = (context: TRenderContext, role: "web" | "cron") =>
 const joinConfig = (context: TRenderContext) => ({
   name: "join-config",
   image: context.environment.odoo.image,
-  command: ["/bin/sh", "-c", `set -eu; cp ${PATHS.template} ${PATHS.config}; printf 'admin_passwd = %s\\n' "$(cat ${PATHS.secrets}/admin-passwd-hash)" >> ${PATHS.config}`],
+  command: [
+    "/bin/sh",
+    "-c",
+    `set -eu; cp ${PATHS.template} ${PATHS.config}; printf 'admin_passwd = %s\\n' "$(cat ${PATHS.secrets}/admin-passwd-hash)" >> ${PATHS.config}`,
+  ],
   securityContext: containerSecurity,
   resources: resourcesOf({ cpuRequestMilli: 10, cpuLimitMilli: 100, memoryRequestMi: 16, memoryLimitMi: 64 }),
   volumeMounts: [
@@ -51,7 +79,12 @@ const joinConfig = (context: TRenderContext) => ({
 const deployment = (context: TRenderContext, role: "web" | "cron"): TKubernetesObject => {
   const web = role === "web";
   const podLabels = { ...labels(context, `odoo-${role}`), "carehost.io/tier": "odoo", "carehost.io/odoo-role": role };
-  const probe = (path: string) => ({ httpGet: { path, port: ODOO_HTTP_PORT }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 });
+  const probe = (path: string) => ({
+    httpGet: { path, port: ODOO_HTTP_PORT },
+    periodSeconds: 10,
+    timeoutSeconds: 5,
+    failureThreshold: 6,
+  });
   return {
     apiVersion: "apps/v1",
     kind: "Deployment",
@@ -59,7 +92,9 @@ const deployment = (context: TRenderContext, role: "web" | "cron"): TKubernetesO
     spec: {
       replicas: web ? webReplicasOf(context.environment) : 1,
       // Two cron pods would run the same jobs at once: replace, never overlap.
-      strategy: web ? { type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } } : { type: "Recreate" },
+      strategy: web
+        ? { type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } }
+        : { type: "Recreate" },
       selector: { matchLabels: { "carehost.io/environment": context.environment.name, "carehost.io/odoo-role": role } },
       template: {
         metadata: { labels: podLabels },
@@ -68,7 +103,23 @@ const deployment = (context: TRenderContext, role: "web" | "cron"): TKubernetesO
           serviceAccountName: "odoo",
           // A ReadWriteOnce filestore (one web pod) is mountable on one node only: cron goes where web is.
           ...(!web && webReplicasOf(context.environment) === 1
-            ? { affinity: { podAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: { "carehost.io/environment": context.environment.name, "carehost.io/odoo-role": "web" } }, topologyKey: "kubernetes.io/hostname" }] } } }
+            ? {
+                affinity: {
+                  podAffinity: {
+                    requiredDuringSchedulingIgnoredDuringExecution: [
+                      {
+                        labelSelector: {
+                          matchLabels: {
+                            "carehost.io/environment": context.environment.name,
+                            "carehost.io/odoo-role": "web",
+                          },
+                        },
+                        topologyKey: "kubernetes.io/hostname",
+                      },
+                    ],
+                  },
+                },
+              }
             : {}),
           initContainers: [joinConfig(context)],
           containers: [
@@ -76,13 +127,20 @@ const deployment = (context: TRenderContext, role: "web" | "cron"): TKubernetesO
               name: "odoo",
               image: context.environment.odoo.image,
               args: ["odoo", "--config", PATHS.config],
-              ports: web ? [{ name: "http", containerPort: ODOO_HTTP_PORT }, { name: "websocket", containerPort: ODOO_GEVENT_PORT }] : [{ name: "http", containerPort: ODOO_HTTP_PORT }],
+              ports: web
+                ? [
+                    { name: "http", containerPort: ODOO_HTTP_PORT },
+                    { name: "websocket", containerPort: ODOO_GEVENT_PORT },
+                  ]
+                : [{ name: "http", containerPort: ODOO_HTTP_PORT }],
               env: [
                 { name: "PGPASSWORD", valueFrom: { secretKeyRef: { name: ODOO_SECRET, key: "db-password" } } },
                 { name: "PGSSLROOTCERT", value: PATHS.caCert },
               ],
               securityContext: containerSecurity,
-              resources: resourcesOf(web ? webPodResources(context.environment) : cronPodResources(context.environment)),
+              resources: resourcesOf(
+                web ? webPodResources(context.environment) : cronPodResources(context.environment),
+              ),
               livenessProbe: probe("/web/health"),
               readinessProbe: probe("/web/health?db_server_status=1"),
               startupProbe: { ...probe("/web/health"), failureThreshold: 30 },
@@ -96,11 +154,20 @@ const deployment = (context: TRenderContext, role: "web" | "cron"): TKubernetesO
           ],
           volumes: [
             { name: "odoo-template", configMap: { name: `odoo-${role}-conf` } },
-            { name: "odoo-secrets", secret: { secretName: ODOO_SECRET, items: [{ key: "admin-passwd-hash", path: "admin-passwd-hash" }] } },
+            {
+              name: "odoo-secrets",
+              secret: { secretName: ODOO_SECRET, items: [{ key: "admin-passwd-hash", path: "admin-passwd-hash" }] },
+            },
             { name: "run", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
             { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
             { name: "filestore", persistentVolumeClaim: { claimName: "odoo-filestore" } },
-            { name: "postgres-ca", secret: { secretName: `${clusterNameOf(context.environment)}-ca`, items: [{ key: "ca.crt", path: "ca.crt" }] } },
+            {
+              name: "postgres-ca",
+              secret: {
+                secretName: `${clusterNameOf(context.environment)}-ca`,
+                items: [{ key: "ca.crt", path: "ca.crt" }],
+              },
+            },
           ],
         },
       },
@@ -111,10 +178,23 @@ const deployment = (context: TRenderContext, role: "web" | "cron"): TKubernetesO
 export function odooObjects(context: TRenderContext): TKubernetesObject[] {
   assertPinnedImage(context);
   const replicas = webReplicasOf(context.environment);
-  const selector = (role: "web" | "cron") => ({ "carehost.io/environment": context.environment.name, "carehost.io/odoo-role": role });
+  const selector = (role: "web" | "cron") => ({
+    "carehost.io/environment": context.environment.name,
+    "carehost.io/odoo-role": role,
+  });
   return [
-    { apiVersion: "v1", kind: "ConfigMap", metadata: metadata(context, "odoo-web-conf", "odoo-web"), data: { "odoo.conf": odooConf(context, "web") } },
-    { apiVersion: "v1", kind: "ConfigMap", metadata: metadata(context, "odoo-cron-conf", "odoo-cron"), data: { "odoo.conf": odooConf(context, "cron") } },
+    {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: metadata(context, "odoo-web-conf", "odoo-web"),
+      data: { "odoo.conf": odooConf(context, "web") },
+    },
+    {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: metadata(context, "odoo-cron-conf", "odoo-cron"),
+      data: { "odoo.conf": odooConf(context, "cron") },
+    },
     {
       apiVersion: "external-secrets.io/v1",
       kind: "ExternalSecret",
@@ -124,22 +204,56 @@ export function odooObjects(context: TRenderContext): TKubernetesObject[] {
         secretStoreRef: { kind: "ClusterSecretStore", name: SECRET_STORE },
         target: { name: ODOO_SECRET, creationPolicy: "Owner" },
         data: [
-          { secretKey: "db-password", remoteRef: { key: `${context.organization.metadata.name}/${context.environment.name}/database` } },
-          { secretKey: "admin-passwd-hash", remoteRef: { key: `${context.organization.metadata.name}/${context.environment.name}/odoo-master-hash` } },
-          ...(context.environment.redis.enabled ? [{ secretKey: "redis-password", remoteRef: { key: `${context.organization.metadata.name}/${context.environment.name}/redis` } }] : []),
+          {
+            secretKey: "db-password",
+            remoteRef: { key: `${context.organization.metadata.name}/${context.environment.name}/database` },
+          },
+          {
+            secretKey: "admin-passwd-hash",
+            remoteRef: { key: `${context.organization.metadata.name}/${context.environment.name}/odoo-master-hash` },
+          },
+          ...(context.environment.redis.enabled
+            ? [
+                {
+                  secretKey: "redis-password",
+                  remoteRef: { key: `${context.organization.metadata.name}/${context.environment.name}/redis` },
+                },
+              ]
+            : []),
         ],
       },
     },
     deployment(context, "web"),
     deployment(context, "cron"),
-    { apiVersion: "v1", kind: "Service", metadata: metadata(context, "odoo-http", "odoo-web"), spec: { type: "ClusterIP", selector: selector("web"), ports: [{ name: "http", port: ODOO_HTTP_PORT, targetPort: ODOO_HTTP_PORT }] } },
-    { apiVersion: "v1", kind: "Service", metadata: metadata(context, "odoo-websocket", "odoo-web"), spec: { type: "ClusterIP", selector: selector("web"), ports: [{ name: "websocket", port: ODOO_GEVENT_PORT, targetPort: ODOO_GEVENT_PORT }] } },
+    {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: metadata(context, "odoo-http", "odoo-web"),
+      spec: {
+        type: "ClusterIP",
+        selector: selector("web"),
+        ports: [{ name: "http", port: ODOO_HTTP_PORT, targetPort: ODOO_HTTP_PORT }],
+      },
+    },
+    {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: metadata(context, "odoo-websocket", "odoo-web"),
+      spec: {
+        type: "ClusterIP",
+        selector: selector("web"),
+        ports: [{ name: "websocket", port: ODOO_GEVENT_PORT, targetPort: ODOO_GEVENT_PORT }],
+      },
+    },
     {
       apiVersion: "policy/v1",
       kind: "PodDisruptionBudget",
       metadata: metadata(context, "odoo-web", "odoo-web"),
       // One pod may go at a time; with a single replica a drain may take it (maxUnavailable 1), never more.
-      spec: { selector: { matchLabels: selector("web") }, ...(replicas > 1 ? { minAvailable: replicas - 1 } : { maxUnavailable: 1 }) },
+      spec: {
+        selector: { matchLabels: selector("web") },
+        ...(replicas > 1 ? { minAvailable: replicas - 1 } : { maxUnavailable: 1 }),
+      },
     },
     {
       apiVersion: "v1",

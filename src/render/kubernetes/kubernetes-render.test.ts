@@ -16,7 +16,13 @@ const demo = async (): Promise<TOrganizationSpec> => {
   return loaded.spec;
 };
 
-type TPodSpec = { containers: { image: string; securityContext?: Record<string, unknown>; resources?: { limits?: unknown; requests?: unknown } }[] };
+type TPodSpec = {
+  containers: {
+    image: string;
+    securityContext?: Record<string, unknown>;
+    resources?: { limits?: unknown; requests?: unknown };
+  }[];
+};
 
 void describe("Kubernetes renderer", () => {
   void it("renders every object of every demo environment valid against its schema", async () => {
@@ -52,13 +58,32 @@ void describe("Kubernetes renderer", () => {
     const spec = await demo();
     for (const environment of spec.environments) {
       const objects = kubernetesObjects(spec, environment.name);
-      const policies = objects.filter((object) => object.kind === "NetworkPolicy") as unknown as { metadata: { name: string }; spec: { podSelector: { matchLabels?: Record<string, string> } } }[];
-      assert.ok(policies.some((policy) => policy.metadata.name === "default-deny" && Object.keys(policy.spec.podSelector).length === 0));
-      for (const deployment of objects.filter((object) => object.kind === "Deployment") as unknown as { metadata: { name: string }; spec: { template: { metadata: { labels: Record<string, string> }; spec: TPodSpec & { automountServiceAccountToken: boolean } } } }[]) {
+      const policies = objects.filter((object) => object.kind === "NetworkPolicy") as unknown as {
+        metadata: { name: string };
+        spec: { podSelector: { matchLabels?: Record<string, string> } };
+      }[];
+      assert.ok(
+        policies.some(
+          (policy) => policy.metadata.name === "default-deny" && Object.keys(policy.spec.podSelector).length === 0,
+        ),
+      );
+      for (const deployment of objects.filter((object) => object.kind === "Deployment") as unknown as {
+        metadata: { name: string };
+        spec: {
+          template: {
+            metadata: { labels: Record<string, string> };
+            spec: TPodSpec & { automountServiceAccountToken: boolean };
+          };
+        };
+      }[]) {
         const podLabels = deployment.spec.template.metadata.labels;
         const covered = policies.some((policy) => {
           const match = policy.spec.podSelector.matchLabels;
-          return match !== undefined && Object.keys(match).length > 0 && Object.entries(match).every(([key, value]) => podLabels[key] === value);
+          return (
+            match !== undefined &&
+            Object.keys(match).length > 0 &&
+            Object.entries(match).every(([key, value]) => podLabels[key] === value)
+          );
         });
         assert.ok(covered, `${environment.name}/${deployment.metadata.name} has its own NetworkPolicy`);
         assert.equal(deployment.spec.template.spec.automountServiceAccountToken, false);
@@ -74,41 +99,81 @@ void describe("Kubernetes renderer", () => {
   void it("routes /websocket to 8072, refuses the database manager, and keeps secrets out of every manifest", async () => {
     const spec = await demo();
     const files = renderKubernetesEnvironment(spec, "prod");
-    const route = parse(files.find((file) => file.path === "ingressroute-odoo.yaml")!.content) as { spec: { routes: { match: string; middlewares?: { name: string }[]; services: { port: number }[] }[] } };
+    const route = parse(files.find((file) => file.path === "ingressroute-odoo.yaml")!.content) as {
+      spec: { routes: { match: string; middlewares?: { name: string }[]; services: { port: number }[] }[] };
+    };
     assert.ok(route.spec.routes.some((item) => item.match.includes("/websocket") && item.services[0]?.port === 8072));
-    assert.ok(route.spec.routes.some((item) => item.match.includes("/web/database") && item.middlewares?.[0]?.name === "refuse-database-manager"));
+    assert.ok(
+      route.spec.routes.some(
+        (item) => item.match.includes("/web/database") && item.middlewares?.[0]?.name === "refuse-database-manager",
+      ),
+    );
     for (const file of files) {
       const object = parse(file.content) as { kind: string; data?: unknown; stringData?: unknown };
       assert.ok(!(object.kind === "Secret"), "no Secret objects: secrets come from ExternalSecrets");
       assert.doesNotMatch(file.content, /admin_passwd = \$pbkdf2/);
     }
-    const conf = parse(files.find((file) => file.path === "configmap-odoo-web-conf.yaml")!.content) as { data: { "odoo.conf": string } };
+    const conf = parse(files.find((file) => file.path === "configmap-odoo-web-conf.yaml")!.content) as {
+      data: { "odoo.conf": string };
+    };
     assert.match(conf.data["odoo.conf"], /list_db = False/);
     assert.match(conf.data["odoo.conf"], /max_cron_threads = 0/);
   });
 
   void it("sizes from the spec: three synchronous PostgreSQL instances for HA PHI production with pgaudit", async () => {
     const spec = await demo();
-    const cluster = kubernetesObjects(spec, "prod").find((object) => object.kind === "Cluster") as unknown as { spec: { instances: number; minSyncReplicas?: number; postgresql: { shared_preload_libraries?: string[] }; backup?: { barmanObjectStore: { destinationPath: string } } } };
+    const cluster = kubernetesObjects(spec, "prod").find((object) => object.kind === "Cluster") as unknown as {
+      spec: {
+        instances: number;
+        minSyncReplicas?: number;
+        postgresql: { shared_preload_libraries?: string[] };
+        backup?: { barmanObjectStore: { destinationPath: string } };
+      };
+    };
     assert.equal(cluster.spec.instances, 3);
     assert.equal(cluster.spec.minSyncReplicas, 1);
     assert.deepEqual(cluster.spec.postgresql.shared_preload_libraries, ["pgaudit"]);
-    assert.match(cluster.spec.backup?.barmanObjectStore.destinationPath ?? "", /^https:\/\/northwindbackups\.blob\.core\.windows\.net\/carehost-pgbackrest\/northwind-health\/prod$/);
+    assert.match(
+      cluster.spec.backup?.barmanObjectStore.destinationPath ?? "",
+      /^https:\/\/northwindbackups\.blob\.core\.windows\.net\/carehost-pgbackrest\/northwind-health\/prod$/,
+    );
     const training = kubernetesObjects(spec, "training");
     assert.ok(!training.some((object) => object.kind === "ScheduledBackup"), "training has backups disabled");
   });
 
   void it("points Argo CD at the organization's GitOps remote when the spec names one", async () => {
-    const spec = { ...(await demo()), gitops: { repository: "https://git.northwind-health.example/platform/gitops.git", targetRevision: "release" } };
-    const application = kubernetesObjects(spec, "prod").find((object) => object.kind === "Application") as unknown as { spec: { source: { repoURL: string; targetRevision: string; path: string } } };
-    assert.deepEqual(application.spec.source, { repoURL: "https://git.northwind-health.example/platform/gitops.git", targetRevision: "release", path: "environments/prod" });
+    const spec = {
+      ...(await demo()),
+      gitops: { repository: "https://git.northwind-health.example/platform/gitops.git", targetRevision: "release" },
+    };
+    const application = kubernetesObjects(spec, "prod").find((object) => object.kind === "Application") as unknown as {
+      spec: { source: { repoURL: string; targetRevision: string; path: string } };
+    };
+    assert.deepEqual(application.spec.source, {
+      repoURL: "https://git.northwind-health.example/platform/gitops.git",
+      targetRevision: "release",
+      path: "environments/prod",
+    });
   });
 
   void it("refuses a production image without a digest, naming it", async () => {
     const spec = await demo();
-    const unpinned = { ...spec, environments: spec.environments.map((environment) => (environment.name === "prod" ? { ...environment, odoo: { ...environment.odoo, image: "odoo:17.0" } } : environment)) };
-    assert.throws(() => renderKubernetesEnvironment(unpinned, "prod"), /environment "prod": production image "odoo:17.0" must be pinned by digest/);
-    assert.throws(() => renderKubernetesEnvironment(spec, "qa"), /environment "qa" is not in northwind-health \(known: prod, staging, training\)/);
+    const unpinned = {
+      ...spec,
+      environments: spec.environments.map((environment) =>
+        environment.name === "prod"
+          ? { ...environment, odoo: { ...environment.odoo, image: "odoo:17.0" } }
+          : environment,
+      ),
+    };
+    assert.throws(
+      () => renderKubernetesEnvironment(unpinned, "prod"),
+      /environment "prod": production image "odoo:17.0" must be pinned by digest/,
+    );
+    assert.throws(
+      () => renderKubernetesEnvironment(spec, "qa"),
+      /environment "qa" is not in northwind-health \(known: prod, staging, training\)/,
+    );
   });
 
   void it("matches the reviewed snapshot of the demo's production (UPDATE_SNAPSHOTS=1 rewrites it)", async () => {
@@ -120,6 +185,11 @@ void describe("Kubernetes renderer", () => {
     }
     const stored = (await readdir(SNAPSHOT_DIR)).sort();
     assert.deepEqual(stored, files.map((file) => file.path).sort());
-    for (const file of files) assert.equal(file.content, await readFile(join(SNAPSHOT_DIR, file.path), "utf8"), `${file.path} differs from its snapshot`);
+    for (const file of files)
+      assert.equal(
+        file.content,
+        await readFile(join(SNAPSHOT_DIR, file.path), "utf8"),
+        `${file.path} differs from its snapshot`,
+      );
   });
 });

@@ -13,14 +13,25 @@ import { odooObjects } from "./kubernetes-odoo.js";
 export function kubernetesObjects(organization: TOrganizationSpec, environmentName: string): TKubernetesObject[] {
   const environment = organization.environments.find((item) => item.name === environmentName);
   if (environment === undefined) {
-    throw new TypeError(`environment ${JSON.stringify(environmentName)} is not in ${organization.metadata.name} (known: ${organization.environments.map((item) => item.name).join(", ")})`);
+    throw new TypeError(
+      `environment ${JSON.stringify(environmentName)} is not in ${organization.metadata.name} (known: ${organization.environments.map((item) => item.name).join(", ")})`,
+    );
   }
   const context = { organization, environment, namespace: namespaceOf(organization, environment) };
-  return [...namespaceObjects(context), ...odooObjects(context), ...postgresObjects(context), ...redisObjects(context), ...edgeObjects(context)];
+  return [
+    ...namespaceObjects(context),
+    ...odooObjects(context),
+    ...postgresObjects(context),
+    ...redisObjects(context),
+    ...edgeObjects(context),
+  ];
 }
 
-export const renderKubernetesEnvironment: TEnvironmentRenderer = (organization, environmentName): readonly TRenderedFile[] =>
-  renderKubernetesObjects(kubernetesObjects(organization, environmentName));
+export const renderKubernetesEnvironment: TEnvironmentRenderer = (
+  organization,
+  environmentName,
+): readonly TRenderedFile[] => renderKubernetesObjects(kubernetesObjects(organization, environmentName));
 
 /** The files of objects already built (bench/render validates the objects and renders them in one pass). */
-export const renderKubernetesObjects = (objects: readonly TKubernetesObject[]): TRenderedFile[] => objects.map((object) => ({ path: fileNameOf(object), content: toYaml(object) }));
+export const renderKubernetesObjects = (objects: readonly TKubernetesObject[]): TRenderedFile[] =>
+  objects.map((object) => ({ path: fileNameOf(object), content: toYaml(object) }));

@@ -2,11 +2,18 @@
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
 
 /** Production with four or more workers runs two web pods, so one can be drained or lost; otherwise one. */
-export const webReplicasOf = (environment: TEnvironmentSpec): number => (environment.tier === "production" && environment.odoo.workers >= 4 ? 2 : 1);
+export const webReplicasOf = (environment: TEnvironmentSpec): number =>
+  environment.tier === "production" && environment.odoo.workers >= 4 ? 2 : 1;
 /** Odoo workers per web pod (at least one: workers = 0 is threaded mode, for development only). */
-export const workersPerPodOf = (environment: TEnvironmentSpec): number => Math.max(1, Math.ceil(environment.odoo.workers / webReplicasOf(environment)));
+export const workersPerPodOf = (environment: TEnvironmentSpec): number =>
+  Math.max(1, Math.ceil(environment.odoo.workers / webReplicasOf(environment)));
 
-export type TPodResources = { readonly cpuRequestMilli: number; readonly cpuLimitMilli: number; readonly memoryRequestMi: number; readonly memoryLimitMi: number };
+export type TPodResources = {
+  readonly cpuRequestMilli: number;
+  readonly cpuLimitMilli: number;
+  readonly memoryRequestMi: number;
+  readonly memoryLimitMi: number;
+};
 
 /**
  * Per Odoo process (workers plus the master or gevent process): 512 MiB requested and 1.5 GiB
@@ -20,7 +27,8 @@ export const odooPodResources = (processes: number): TPodResources => ({
 });
 
 export const webPodResources = (environment: TEnvironmentSpec) => odooPodResources(workersPerPodOf(environment) + 1);
-export const cronPodResources = (environment: TEnvironmentSpec) => odooPodResources(Math.max(1, environment.odoo.cronWorkers) + 1);
+export const cronPodResources = (environment: TEnvironmentSpec) =>
+  odooPodResources(Math.max(1, environment.odoo.cronWorkers) + 1);
 export const postgresInstancesOf = (environment: TEnvironmentSpec) => (environment.database.highAvailability ? 3 : 1);
 /** PostgreSQL gets a quarter of its memory as shared_buffers; size it from the storage it serves. */
 export const postgresPodResources = (environment: TEnvironmentSpec): TPodResources => {
@@ -32,7 +40,8 @@ export const redisPodResources = (environment: TEnvironmentSpec): TPodResources 
   const memoryMi = Math.ceil(environment.redis.maxMemoryMb * 1.25);
   return { cpuRequestMilli: 100, cpuLimitMilli: 500, memoryRequestMi: memoryMi, memoryLimitMi: memoryMi };
 };
-export const filestoreGiOf = (environment: TEnvironmentSpec) => Math.max(10, Math.ceil(environment.database.storageGi / 2));
+export const filestoreGiOf = (environment: TEnvironmentSpec) =>
+  Math.max(10, Math.ceil(environment.database.storageGi / 2));
 
 export const resourcesOf = (resources: TPodResources) => ({
   requests: { cpu: `${resources.cpuRequestMilli}m`, memory: `${resources.memoryRequestMi}Mi` },

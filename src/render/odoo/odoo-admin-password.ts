@@ -9,7 +9,11 @@ export const ODOO_ADMIN_PASSWORD_ROUNDS = 600_000;
 const ab64 = (bytes: Buffer) => bytes.toString("base64").replace(/\+/g, ".").replace(/=+$/, "");
 const fromAb64 = (text: string) => Buffer.from(text.replace(/\./g, "+"), "base64");
 
-export function hashOdooAdminPassword(password: string, salt: Buffer = randomBytes(16), rounds = ODOO_ADMIN_PASSWORD_ROUNDS): string {
+export function hashOdooAdminPassword(
+  password: string,
+  salt: Buffer = randomBytes(16),
+  rounds = ODOO_ADMIN_PASSWORD_ROUNDS,
+): string {
   const checksum = pbkdf2Sync(password, salt, rounds, 64, "sha512");
   return `$pbkdf2-sha512$${rounds}$${ab64(salt)}$${ab64(checksum)}`;
 }

@@ -42,7 +42,10 @@ void describe("odoo.conf", () => {
       subjects: { artifact: [{ environment: input.environment, artifacts: { odooConf: options } }] },
       now: new Date(),
     });
-    assert.deepEqual(report.results.filter((result) => result.status === "fail").map((result) => result.messages), []);
+    assert.deepEqual(
+      report.results.filter((result) => result.status === "fail").map((result) => result.messages),
+      [],
+    );
     assert.ok(report.summary.pass >= 5);
   });
 
@@ -52,13 +55,24 @@ void describe("odoo.conf", () => {
   });
 
   void it("refuses a plain master password and names that look like injections", async () => {
-    await assert.rejects(async () => renderOdooConf(await inputFor({ adminPasswordHash: "admin" })), /not a pbkdf2-sha512 hash/);
+    await assert.rejects(
+      async () => renderOdooConf(await inputFor({ adminPasswordHash: "admin" })),
+      /not a pbkdf2-sha512 hash/,
+    );
     const input = await inputFor();
-    assert.throws(() => renderOdooConf({ ...input, database: { ...input.database, name: "prod\nlist_db = True" } }), /database.name "prod\\nlist_db = True"/);
+    assert.throws(
+      () => renderOdooConf({ ...input, database: { ...input.database, name: "prod\nlist_db = True" } }),
+      /database.name "prod\\nlist_db = True"/,
+    );
   });
 
   void it("renders without admin_passwd when an entrypoint joins it from a secret file, and takes split-process overrides", async () => {
-    const input = await inputFor({ adminPasswordHash: { joinedAtStartFrom: "/run/secrets/odoo-admin-passwd-hash" }, httpInterface: "0.0.0.0", workers: 4, maxCronThreads: 0 });
+    const input = await inputFor({
+      adminPasswordHash: { joinedAtStartFrom: "/run/secrets/odoo-admin-passwd-hash" },
+      httpInterface: "0.0.0.0",
+      workers: 4,
+      maxCronThreads: 0,
+    });
     const text = renderOdooConf(input);
     const options = parseOdooConf(text);
     assert.equal(options.admin_passwd, undefined);
@@ -66,7 +80,10 @@ void describe("odoo.conf", () => {
     assert.equal(options.http_interface, "0.0.0.0");
     assert.equal(options.workers, "4");
     assert.equal(options.max_cron_threads, "0");
-    assert.throws(() => renderOdooConf({ ...input, adminPasswordHash: { joinedAtStartFrom: "/run/x\nlist_db = True" } }), /joinedAtStartFrom "\/run\/x\\nlist_db = True"/);
+    assert.throws(
+      () => renderOdooConf({ ...input, adminPasswordHash: { joinedAtStartFrom: "/run/x\nlist_db = True" } }),
+      /joinedAtStartFrom "\/run\/x\\nlist_db = True"/,
+    );
   });
 
   void it("sizes the role's connection limit from the workers", async () => {

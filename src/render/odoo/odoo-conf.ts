@@ -58,7 +58,9 @@ export function odooConfOptions(input: TOdooConfInput): Record<string, string> {
     throw new TypeError("adminPasswordHash is not a pbkdf2-sha512 hash; refusing to render a plain master password");
   }
   if (typeof adminPasswordHash !== "string" && !/^\/[A-Za-z0-9_./-]+$/.test(adminPasswordHash.joinedAtStartFrom)) {
-    throw new TypeError(`adminPasswordHash.joinedAtStartFrom ${JSON.stringify(adminPasswordHash.joinedAtStartFrom)} is not a plain absolute path`);
+    throw new TypeError(
+      `adminPasswordHash.joinedAtStartFrom ${JSON.stringify(adminPasswordHash.joinedAtStartFrom)} is not a plain absolute path`,
+    );
   }
   for (const [field, value] of [
     ["database.host", database.host],
@@ -66,7 +68,8 @@ export function odooConfOptions(input: TOdooConfInput): Record<string, string> {
     ["database.user", database.user],
     ["httpInterface", input.httpInterface ?? "127.0.0.1"],
   ] as const) {
-    if (!/^[A-Za-z0-9_.:-]+$/.test(value)) throw new TypeError(`${field} ${JSON.stringify(value)} is not a plain identifier`);
+    if (!/^[A-Za-z0-9_.:-]+$/.test(value))
+      throw new TypeError(`${field} ${JSON.stringify(value)} is not a plain identifier`);
   }
   const escapedName = database.name.replace(/[.\\^$|?*+()[\]{}]/g, "\\$&");
   return {
@@ -107,7 +110,9 @@ export function renderOdooConf(input: TOdooConfInput): string {
   const lines = [
     "; Rendered by carehost from the organization spec; edits are overwritten and reported as drift.",
     `; environment: ${input.environment.name} (${input.environment.tier}, ${input.environment.dataClass})`,
-    ...(typeof input.adminPasswordHash === "string" ? [] : [`; admin_passwd is appended at container start from ${input.adminPasswordHash.joinedAtStartFrom}`]),
+    ...(typeof input.adminPasswordHash === "string"
+      ? []
+      : [`; admin_passwd is appended at container start from ${input.adminPasswordHash.joinedAtStartFrom}`]),
     "[options]",
     ...Object.entries(options).map(([key, value]) => `${key} = ${value}`),
   ];

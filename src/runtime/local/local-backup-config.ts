@@ -9,7 +9,14 @@ import { chown, mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { ensureAzureContainer } from "../../backup/azure-container.js";
 import { clusterPassphrase } from "../../backup/backup-passphrase.js";
-import { archiveSettings, azureKeyVariable, cipherPassVariable, renderPgbackrestConf, s3KeySecretVariable, s3KeyVariable } from "../../backup/pgbackrest-config.js";
+import {
+  archiveSettings,
+  azureKeyVariable,
+  cipherPassVariable,
+  renderPgbackrestConf,
+  s3KeySecretVariable,
+  s3KeyVariable,
+} from "../../backup/pgbackrest-config.js";
 import type { TBackupRepository, TRepositoryOf, TRepositoryType } from "../../backup/pgbackrest-config.js";
 import { rcloneAzureLimitation } from "../../backup/rclone-azure.js";
 import type { TStanzaAccess } from "../../backup/pgbackrest-command.js";
@@ -44,16 +51,25 @@ export type TClusterBackup = {
 export type TSkippedRepository = { readonly name: string; readonly type: TRepositoryType; readonly reason: string };
 
 /** The cluster's backup configuration (undefined when it writes to no repository at all) and the declared repositories it skips. */
-export type TClusterRepositories = { readonly backup: TClusterBackup | undefined; readonly skipped: readonly TSkippedRepository[] };
+export type TClusterRepositories = {
+  readonly backup: TClusterBackup | undefined;
+  readonly skipped: readonly TSkippedRepository[];
+};
 
-export type TResolvedRepository = { readonly repository: TBackupRepository; readonly cipherPass: string; readonly azureKey?: string; readonly s3Key?: TS3Credentials };
+export type TResolvedRepository = {
+  readonly repository: TBackupRepository;
+  readonly cipherPass: string;
+  readonly azureKey?: string;
+  readonly s3Key?: TS3Credentials;
+};
 
 type TBackedUpEnvironment = TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"], { enabled: true }> };
 const backedUp = (environment: TEnvironmentSpec): environment is TBackedUpEnvironment => environment.backup.enabled;
 
 export const socketDirectoryOf = (cluster: Pick<TPostgresCluster, "directory">) => join(cluster.directory, "run");
 const backupWorkDirectoryOf = (cluster: Pick<TPostgresCluster, "directory">) => join(cluster.directory, "pgbackrest");
-export const pgbackrestConfigPathOf = (cluster: Pick<TPostgresCluster, "directory">) => join(backupWorkDirectoryOf(cluster), "pgbackrest.conf");
+export const pgbackrestConfigPathOf = (cluster: Pick<TPostgresCluster, "directory">) =>
+  join(backupWorkDirectoryOf(cluster), "pgbackrest.conf");
 
 type TClusterBackupInput = {
   readonly organization: string;
@@ -65,14 +81,17 @@ type TClusterBackupInput = {
   readonly createSecrets: boolean;
 };
 
-export const clusterBackupOf = async (input: TClusterBackupInput): Promise<TClusterBackup | undefined> => (await clusterRepositoriesOf(input)).backup;
+export const clusterBackupOf = async (input: TClusterBackupInput): Promise<TClusterBackup | undefined> =>
+  (await clusterRepositoriesOf(input)).backup;
 
 /** Resolves every declared repository of the cluster's backed-up environments: the ones written make its backup configuration, the others are skipped with why. */
 export async function clusterRepositoriesOf(input: TClusterBackupInput): Promise<TClusterRepositories> {
   const environments = input.placement.environments.filter(backedUp);
   if (environments.length === 0) return { backup: undefined, skipped: [] };
   const names = [...new Set(environments.flatMap((environment) => environment.backup.repositories))].sort();
-  const declared = names.map((name) => input.repositories.find((repository) => repository.name === name)).filter((repository) => repository !== undefined);
+  const declared = names
+    .map((name) => input.repositories.find((repository) => repository.name === name))
+    .filter((repository) => repository !== undefined);
   const skipped: TSkippedRepository[] = [];
   const resolved: TResolvedRepository[] = [];
   for (const spec of declared) {
@@ -87,10 +106,25 @@ export async function clusterRepositoriesOf(input: TClusterBackupInput): Promise
   const record = await readInstanceRecord(input.cluster.directory);
   const perCluster = record === undefined || record.backupPassphrases === "per-cluster";
   const keyed = perCluster
-    ? resolved.map((item) => ({ ...item, cipherPass: clusterPassphrase(item.cipherPass, { organization: input.organization, repository: item.repository.name, stanza }) }))
+    ? resolved.map((item) => ({
+        ...item,
+        cipherPass: clusterPassphrase(item.cipherPass, {
+          organization: input.organization,
+          repository: item.repository.name,
+          stanza,
+        }),
+      }))
     : resolved;
-  const env: Record<string, string> = { PGPASSWORD: await input.secrets.current(secretNames.clusterAdmin(input.organization, input.cluster.name)) };
-  keyed.forEach((item, index) => Object.assign(env, { [cipherPassVariable(index)]: item.cipherPass }, kindOf(item.repository).keyEnvironment(item, index)));
+  const env: Record<string, string> = {
+    PGPASSWORD: await input.secrets.current(secretNames.clusterAdmin(input.organization, input.cluster.name)),
+  };
+  keyed.forEach((item, index) =>
+    Object.assign(
+      env,
+      { [cipherPassVariable(index)]: item.cipherPass },
+      kindOf(item.repository).keyEnvironment(item, index),
+    ),
+  );
   const repositories = keyed.map((item) => item.repository);
   const workDirectory = backupWorkDirectoryOf(input.cluster);
   const configPath = pgbackrestConfigPathOf(input.cluster);
@@ -130,7 +164,11 @@ export const repositorySecretNames = (organization: string, repository: TBackupR
  * first in the path (Azurite: https://host:port/<account>), otherwise host-style, where the host
  * must be the account's own (https://<account>.blob.core.usgovcloudapi.net for a sovereign cloud).
  */
-export const azureEndpointOf = (spec: { readonly name: string; readonly account: string; readonly endpoint: string }) => {
+export const azureEndpointOf = (spec: {
+  readonly name: string;
+  readonly account: string;
+  readonly endpoint: string;
+}) => {
   const url = new URL(spec.endpoint);
   const port = url.port === "" ? 443 : Number(url.port);
   if (url.pathname.split("/").filter(Boolean)[0] === spec.account) return { host: url.hostname, port, pathStyle: true };
@@ -147,17 +185,29 @@ export const s3EndpointOf = (spec: TRepositorySpecOf<"s3">) => {
   if (spec.endpoint === undefined) return { host: `s3.${spec.region}.amazonaws.com`, port: 443, pathStyle: false };
   const url = new URL(spec.endpoint);
   if (url.pathname !== "/" || url.search !== "") {
-    throw new ValidationError(`endpoint ${JSON.stringify(spec.endpoint)} of S3 repository ${JSON.stringify(spec.name)} has a path; give https://host[:port] (the bucket goes in bucket:)`);
+    throw new ValidationError(
+      `endpoint ${JSON.stringify(spec.endpoint)} of S3 repository ${JSON.stringify(spec.name)} has a path; give https://host[:port] (the bucket goes in bucket:)`,
+    );
   }
   return { host: url.hostname, port: url.port === "" ? 443 : Number(url.port), pathStyle: true };
 };
 
 type TRepositorySpecOf<K extends TRepositoryType> = Extract<TBackupRepositorySpec, { type: K }>;
-type TResolveInput = { readonly organization: string; readonly home: string; readonly secrets: TRuntimeSecrets; readonly createSecrets: boolean };
+type TResolveInput = {
+  readonly organization: string;
+  readonly home: string;
+  readonly secrets: TRuntimeSecrets;
+  readonly createSecrets: boolean;
+};
 
 type TRepositoryKind<K extends TRepositoryType> = {
   /** The repository as pgBackRest and restic address it, with its access key read from the stored secret. */
-  resolve(spec: TRepositorySpecOf<K>, organization: string, home: string, key: { readonly name: string; readonly value: string } | undefined): Omit<TResolvedRepository, "cipherPass"> & { repository: TRepositoryOf<K> };
+  resolve(
+    spec: TRepositorySpecOf<K>,
+    organization: string,
+    home: string,
+    key: { readonly name: string; readonly value: string } | undefined,
+  ): Omit<TResolvedRepository, "cipherPass"> & { repository: TRepositoryOf<K> };
   /** pgBackRest's environment variables for the access key of repository N (never in the file or argv). */
   keyEnvironment(item: TResolvedRepository, index: number): Record<string, string>;
   /** Why this runtime cannot write the repository whole, database and filestore (undefined: it can). */
@@ -169,7 +219,9 @@ type TRepositoryKind<K extends TRepositoryType> = {
 /** Everything the local runtime does differently per repository type, picked once by type. */
 const repositoryKinds: { readonly [K in TRepositoryType]: TRepositoryKind<K> } = {
   posix: {
-    resolve: (spec, organization, home) => ({ repository: { name: spec.name, type: "posix", path: resolve(home, spec.path, organization) } }),
+    resolve: (spec, organization, home) => ({
+      repository: { name: spec.name, type: "posix", path: resolve(home, spec.path, organization) },
+    }),
     keyEnvironment: () => ({}),
     limitation: () => undefined,
     // prepareBackupDirectories creates the directory, with the cluster's account as owner.
@@ -209,25 +261,35 @@ const repositoryKinds: { readonly [K in TRepositoryType]: TRepositoryKind<K> } =
       ...(key === undefined ? {} : { s3Key: s3CredentialsFrom(key.value, key.name) }),
     }),
     limitation: () => undefined,
-    keyEnvironment: (item, index) => (item.s3Key === undefined ? {} : { [s3KeyVariable(index)]: item.s3Key.accessKeyId, [s3KeySecretVariable(index)]: item.s3Key.secretAccessKey }),
+    keyEnvironment: (item, index) =>
+      item.s3Key === undefined
+        ? {}
+        : { [s3KeyVariable(index)]: item.s3Key.accessKeyId, [s3KeySecretVariable(index)]: item.s3Key.secretAccessKey },
     ensureStorage: async ({ repository, s3Key }) => {
-      if (s3Key === undefined) throw new ValidationError(`S3 repository ${JSON.stringify(repository.name)} has no access key`);
+      if (s3Key === undefined)
+        throw new ValidationError(`S3 repository ${JSON.stringify(repository.name)} has no access key`);
       await ensureS3Bucket(repository, s3Key);
     },
   },
 };
 // One cast: TypeScript cannot relate `repositoryKinds[type]` to the member of the union it was picked by.
-const kindOf = (repository: { readonly type: TRepositoryType }) => repositoryKinds[repository.type] as TRepositoryKind<TRepositoryType>;
+const kindOf = (repository: { readonly type: TRepositoryType }) =>
+  repositoryKinds[repository.type] as TRepositoryKind<TRepositoryType>;
 
 /** Creates the repository's container or bucket when missing (before stanza-create). */
-export const ensureRepositoryStorage = (item: TResolvedRepository): Promise<void> => kindOf(item.repository).ensureStorage(item);
+export const ensureRepositoryStorage = (item: TResolvedRepository): Promise<void> =>
+  kindOf(item.repository).ensureStorage(item);
 
-async function resolveRepository(spec: TBackupRepositorySpec, input: TResolveInput): Promise<TResolvedRepository | string> {
+async function resolveRepository(
+  spec: TBackupRepositorySpec,
+  input: TResolveInput,
+): Promise<TResolvedRepository | string> {
   const names = repositorySecretNames(input.organization, spec);
   let key: { name: string; value: string } | undefined;
   if (names.key !== undefined) {
     const value = await input.secrets.current(names.key).catch(() => undefined);
-    if (value === undefined) return `its key ${JSON.stringify(names.key)} is not in the secret store; add it with: carehost secrets set ${names.key}`;
+    if (value === undefined)
+      return `its key ${JSON.stringify(names.key)} is not in the secret store; add it with: carehost secrets set ${names.key}`;
     key = { name: names.key, value };
   }
   const located = kindOf(spec).resolve(spec, input.organization, input.home, key);
@@ -237,13 +299,22 @@ async function resolveRepository(spec: TBackupRepositorySpec, input: TResolveInp
   // pgBackRest cannot re-key a repository: this passphrase is created once and never rotated in place.
   if (input.createSecrets) await input.secrets.ensure(names.cipher, () => generatePassword(32));
   const cipherPass = await input.secrets.current(names.cipher).catch(() => undefined);
-  if (cipherPass === undefined) return `its passphrase ${JSON.stringify(names.cipher)} does not exist yet; run carehost apply`;
+  if (cipherPass === undefined)
+    return `its passphrase ${JSON.stringify(names.cipher)} does not exist yet; run carehost apply`;
   return { ...located, cipherPass };
 }
 
 /** Creates the directories pgBackRest writes, owned by the cluster's account (parents traversable only). */
-export async function prepareBackupDirectories(backup: TClusterBackup, owner: TPostgresCluster["owner"]): Promise<void> {
-  for (const directory of [backup.workDirectory, join(backup.workDirectory, "log"), backup.socketDirectory, ...backup.repositoryPaths]) {
+export async function prepareBackupDirectories(
+  backup: TClusterBackup,
+  owner: TPostgresCluster["owner"],
+): Promise<void> {
+  for (const directory of [
+    backup.workDirectory,
+    join(backup.workDirectory, "log"),
+    backup.socketDirectory,
+    ...backup.repositoryPaths,
+  ]) {
     await mkdir(dirname(directory), { recursive: true, mode: 0o711 });
     await mkdir(directory, { recursive: true, mode: 0o700 });
     if (owner !== undefined) await chown(directory, owner.uid, owner.gid);

@@ -9,15 +9,28 @@
 import { unifiedDiff } from "../../lib/unified-diff.js";
 import { parseOdooConf } from "../../render/odoo/odoo-conf.js";
 import { parsePostgresqlConf, RESTART_SETTINGS } from "./postgres-config.js";
-import type { TArtifactChange, TRenderedRuntimeFile, TRuntimeChange, TRuntimeEffect, TRuntimeRender } from "./runtime-types.js";
+import type {
+  TArtifactChange,
+  TRenderedRuntimeFile,
+  TRuntimeChange,
+  TRuntimeEffect,
+  TRuntimeRender,
+} from "./runtime-types.js";
 
 /** "prod's PostgreSQL", or "the shared PostgreSQL (staging, training)" for what several environments share. */
 const whose = (file: Pick<TRenderedRuntimeFile, "target" | "environments">, label: string): string =>
-  file.target.endsWith("/shared") ? `the shared ${label} (${file.environments.join(", ")})` : `${file.environments[0] ?? file.target}'s ${label}`;
+  file.target.endsWith("/shared")
+    ? `the shared ${label} (${file.environments.join(", ")})`
+    : `${file.environments[0] ?? file.target}'s ${label}`;
 
 /** key → value of a redis.conf ("key value" lines). */
 const parseRedisConf = (text: string): Record<string, string> =>
-  Object.fromEntries(text.split("\n").filter((line) => line !== "" && !line.startsWith("#")).map((line) => [line.split(" ")[0] ?? "", line.slice(line.indexOf(" ") + 1)]));
+  Object.fromEntries(
+    text
+      .split("\n")
+      .filter((line) => line !== "" && !line.startsWith("#"))
+      .map((line) => [line.split(" ")[0] ?? "", line.slice(line.indexOf(" ") + 1)]),
+  );
 
 const changedKeys = (before: Readonly<Record<string, string>>, after: Readonly<Record<string, string>>): string[] =>
   [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((key) => before[key] !== after[key]).sort();
@@ -25,20 +38,41 @@ const changedKeys = (before: Readonly<Record<string, string>>, after: Readonly<R
 const fileKey = (file: Pick<TRenderedRuntimeFile, "target" | "file">) => `${file.target} ${file.file}`;
 
 /** The effects of the changed files of one target (a cluster, a Redis, an environment's Odoo). */
-function effectsOf(changed: readonly { before: TRenderedRuntimeFile; after: TRenderedRuntimeFile }[]): TRuntimeEffect[] {
+function effectsOf(
+  changed: readonly { before: TRenderedRuntimeFile; after: TRenderedRuntimeFile }[],
+): TRuntimeEffect[] {
   const effects: TRuntimeEffect[] = [];
   const byFile = new Map(changed.map((item) => [item.after.file, item]));
-  const effect = (file: TRenderedRuntimeFile, action: TRuntimeEffect["action"], reasons: readonly string[], line: string) =>
-    effects.push({ target: file.target, environments: file.environments, component: file.component, action, reasons, line });
+  const effect = (
+    file: TRenderedRuntimeFile,
+    action: TRuntimeEffect["action"],
+    reasons: readonly string[],
+    line: string,
+  ) =>
+    effects.push({
+      target: file.target,
+      environments: file.environments,
+      component: file.component,
+      action,
+      reasons,
+      line,
+    });
 
   const postgresqlConf = byFile.get("postgresql.conf");
   const pgHba = byFile.get("pg_hba.conf");
   if (postgresqlConf !== undefined || pgHba !== undefined) {
     const file = (postgresqlConf ?? pgHba)!.after;
-    const settings = postgresqlConf === undefined ? [] : changedKeys(parsePostgresqlConf(postgresqlConf.before.content), parsePostgresqlConf(postgresqlConf.after.content));
+    const settings =
+      postgresqlConf === undefined
+        ? []
+        : changedKeys(
+            parsePostgresqlConf(postgresqlConf.before.content),
+            parsePostgresqlConf(postgresqlConf.after.content),
+          );
     const restart = settings.filter((name) => RESTART_SETTINGS.has(name));
     // A restart reads every file again: what a reload alone would have applied comes with it.
-    if (restart.length > 0) effect(file, "restart", restart, `restarts ${whose(file, "PostgreSQL")}: ${restart.join(", ")}`);
+    if (restart.length > 0)
+      effect(file, "restart", restart, `restarts ${whose(file, "PostgreSQL")}: ${restart.join(", ")}`);
     else {
       const reasons = [...settings, ...(pgHba === undefined ? [] : ["pg_hba.conf"])];
       effect(file, "reload", reasons, `reloads ${whose(file, "PostgreSQL")} (no restart): ${reasons.join(", ")}`);
@@ -46,7 +80,12 @@ function effectsOf(changed: readonly { before: TRenderedRuntimeFile; after: TRen
   }
   const pgbackrestConf = byFile.get("pgbackrest.conf");
   if (pgbackrestConf !== undefined) {
-    effect(pgbackrestConf.after, "stanza-create", ["pgbackrest.conf"], `writes ${whose(pgbackrestConf.after, "pgbackrest.conf")} and runs stanza-create again (no restart)`);
+    effect(
+      pgbackrestConf.after,
+      "stanza-create",
+      ["pgbackrest.conf"],
+      `writes ${whose(pgbackrestConf.after, "pgbackrest.conf")} and runs stanza-create again (no restart)`,
+    );
   }
   const redisConf = byFile.get("redis.conf");
   const usersAcl = byFile.get("users.acl");
@@ -54,12 +93,22 @@ function effectsOf(changed: readonly { before: TRenderedRuntimeFile; after: TRen
     const keys = changedKeys(parseRedisConf(redisConf.before.content), parseRedisConf(redisConf.after.content));
     effect(redisConf.after, "restart", keys, `restarts ${whose(redisConf.after, "Redis")}: ${keys.join(", ")}`);
   } else if (usersAcl !== undefined) {
-    effect(usersAcl.after, "acl-load", ["users.acl"], `reloads the users of ${whose(usersAcl.after, "Redis")} (ACL LOAD; no restart)`);
+    effect(
+      usersAcl.after,
+      "acl-load",
+      ["users.acl"],
+      `reloads the users of ${whose(usersAcl.after, "Redis")} (ACL LOAD; no restart)`,
+    );
   }
   const odooConf = byFile.get("odoo.conf");
   if (odooConf !== undefined) {
     const keys = changedKeys(parseOdooConf(odooConf.before.content), parseOdooConf(odooConf.after.content));
-    effect(odooConf.after, "rewrite", keys, `writes ${whose(odooConf.after, "odoo.conf")}: ${keys.join(", ")} (no Odoo runs on this host, so nothing restarts here)`);
+    effect(
+      odooConf.after,
+      "rewrite",
+      keys,
+      `writes ${whose(odooConf.after, "odoo.conf")}: ${keys.join(", ")} (no Odoo runs on this host, so nothing restarts here)`,
+    );
   }
   return effects;
 }
@@ -77,9 +126,16 @@ export function planLocalChange(applied: TRuntimeRender, proposed: TRuntimeRende
     if (old?.content === updated?.content) continue;
     const change = old === undefined ? "added" : updated === undefined ? "removed" : "changed";
     const name = `${file.target}/${file.file}`;
-    artifacts.push({ target: file.target, environments: file.environments, file: file.file, change, diff: unifiedDiff(name, old?.content, updated?.content) });
+    artifacts.push({
+      target: file.target,
+      environments: file.environments,
+      file: file.file,
+      change,
+      diff: unifiedDiff(name, old?.content, updated?.content),
+    });
     // Added and removed files come with an environment created or removed: the plan says so there.
-    if (old !== undefined && updated !== undefined) changedByTarget.set(file.target, [...(changedByTarget.get(file.target) ?? []), { before: old, after: updated }]);
+    if (old !== undefined && updated !== undefined)
+      changedByTarget.set(file.target, [...(changedByTarget.get(file.target) ?? []), { before: old, after: updated }]);
   }
   const effects = [...changedByTarget.values()].flatMap(effectsOf);
   const roles = new Map(applied.roles.map((role) => [role.role, role]));

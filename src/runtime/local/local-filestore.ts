@@ -30,7 +30,10 @@ export const filestoreTag = (environment: string) => `env:${environment}`;
 /** The tag pairing a snapshot with the pgBackRest backups of the same run (their carehost-run annotation). */
 export const backupRunTag = (runId: string) => `carehost-run:${runId}`;
 
-type TFilestoreLocationOf<K extends TRepositoryType> = (item: TResolvedRepository & { readonly repository: TRepositoryOf<K> }, path: string) => Omit<TResticRepository, "cacheDirectory">;
+type TFilestoreLocationOf<K extends TRepositoryType> = (
+  item: TResolvedRepository & { readonly repository: TRepositoryOf<K> },
+  path: string,
+) => Omit<TResticRepository, "cacheDirectory">;
 
 /** An access key the repository was resolved without (it is then skipped, so this means a bug, named). */
 const missingKey = (description: string): never => {
@@ -41,7 +44,11 @@ const missingKey = (description: string): never => {
 const filestoreLocations: { readonly [K in TRepositoryType]: TFilestoreLocationOf<K> } = {
   posix: ({ repository, cipherPass }, path) => {
     const location = join(repository.path, path);
-    return { description: `repository ${JSON.stringify(repository.name)} (${location})`, location, env: { RESTIC_PASSWORD: cipherPass } };
+    return {
+      description: `repository ${JSON.stringify(repository.name)} (${location})`,
+      location,
+      env: { RESTIC_PASSWORD: cipherPass },
+    };
   },
   azure: ({ repository, cipherPass, azureKey }, path) => {
     const description = `Azure repository ${JSON.stringify(repository.name)} (container ${repository.container}, prefix ${repository.path}/${path}, at ${azureEndpointUrl(repository)})`;
@@ -58,8 +65,16 @@ const filestoreLocations: { readonly [K in TRepositoryType]: TFilestoreLocationO
     return {
       description,
       location,
-      env: { RESTIC_PASSWORD: cipherPass, AWS_ACCESS_KEY_ID: key.accessKeyId, AWS_SECRET_ACCESS_KEY: key.secretAccessKey, AWS_DEFAULT_REGION: repository.region },
-      flags: [...(pathStyle ? ["-o", "s3.bucket-lookup=path"] : []), ...(repository.caFile === undefined ? [] : ["--cacert", repository.caFile])],
+      env: {
+        RESTIC_PASSWORD: cipherPass,
+        AWS_ACCESS_KEY_ID: key.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: key.secretAccessKey,
+        AWS_DEFAULT_REGION: repository.region,
+      },
+      flags: [
+        ...(pathStyle ? ["-o", "s3.bucket-lookup=path"] : []),
+        ...(repository.caFile === undefined ? [] : ["--cacert", repository.caFile]),
+      ],
     };
   },
 };
@@ -68,7 +83,10 @@ const filestoreLocations: { readonly [K in TRepositoryType]: TFilestoreLocationO
 export const resticCacheDirectoryOf = (home: string): string => join(home, "cache", "restic");
 
 /** The restic repository beside every repository pgBackRest writes to, in the same order, under the same passphrase. */
-export function filestoreRepositoriesOf(backup: Pick<TClusterBackup, "repositories" | "filestorePath">, cacheDirectory: string): TResticRepository[] {
+export function filestoreRepositoriesOf(
+  backup: Pick<TClusterBackup, "repositories" | "filestorePath">,
+  cacheDirectory: string,
+): TResticRepository[] {
   return backup.repositories.map((item) => {
     // One cast: TypeScript cannot relate `filestoreLocations[type]` to the member of the union it was picked by.
     const locationOf = filestoreLocations[item.repository.type] as TFilestoreLocationOf<TRepositoryType>;
@@ -85,8 +103,15 @@ export async function snapshotFilestore(
   // An environment without attachments yet still gets a snapshot: "empty" is a state to restore,
   // and restic refuses an empty snapshot, so an empty filestore holds this one marker file.
   await mkdir(directory, { recursive: true, mode: 0o750 });
-  if ((await readdir(directory)).length === 0) await writeFile(join(directory, EMPTY_MARKER), "carehost: this filestore held no attachment when it was first backed up\n");
-  const tags = [filestoreTag(input.environment), ...(input.backupRunId === undefined ? [] : [backupRunTag(input.backupRunId)])];
+  if ((await readdir(directory)).length === 0)
+    await writeFile(
+      join(directory, EMPTY_MARKER),
+      "carehost: this filestore held no attachment when it was first backed up\n",
+    );
+  const tags = [
+    filestoreTag(input.environment),
+    ...(input.backupRunId === undefined ? [] : [backupRunTag(input.backupRunId)]),
+  ];
   const results: TFilestoreBackup[] = [];
   for (const repository of repositories) {
     await ensureResticRepository(repository);
@@ -137,20 +162,38 @@ export async function swapInFilestore(live: string, incoming: string): Promise<v
   const { outgoing } = filestoreSwapNamesOf(live);
   await rm(outgoing, { recursive: true, force: true });
   await mkdir(dirname(live), { recursive: true, mode: 0o750 });
-  if (await stat(live).then(() => true, () => false)) await rename(live, outgoing);
+  if (
+    await stat(live).then(
+      () => true,
+      () => false,
+    )
+  )
+    await rename(live, outgoing);
   await rename(incoming, live);
   await rm(outgoing, { recursive: true, force: true });
 }
 
-export type TFilestoreRestore = { readonly snapshots: readonly string[]; readonly files: number; readonly excludedNewer: number };
+export type TFilestoreRestore = {
+  readonly snapshots: readonly string[];
+  readonly files: number;
+  readonly excludedNewer: number;
+};
 
 /**
  * Restores the environment's filestore as it was at `at` (undefined: the newest snapshot) into
  * `destination`, which must not exist yet. Every restored file is verified against its snapshot.
  */
-export async function restoreFilestore(repository: TResticRepository, environment: string, at: Date | undefined, destination: string): Promise<TFilestoreRestore> {
+export async function restoreFilestore(
+  repository: TResticRepository,
+  environment: string,
+  at: Date | undefined,
+  destination: string,
+): Promise<TFilestoreRestore> {
   const snapshots = await resticSnapshots(repository, filestoreTag(environment));
-  if (snapshots.length === 0) throw new NotFoundError(`${repository.description} holds no filestore snapshot of environment ${JSON.stringify(environment)}`);
+  if (snapshots.length === 0)
+    throw new NotFoundError(
+      `${repository.description} holds no filestore snapshot of environment ${JSON.stringify(environment)}`,
+    );
   await mkdir(destination, { recursive: true, mode: 0o750 });
   if (at === undefined) {
     const newest = snapshots.at(-1)!;
@@ -160,7 +203,10 @@ export async function restoreFilestore(repository: TResticRepository, environmen
   const before = snapshots.filter((snapshot) => snapshot.time <= at).at(-1);
   const after = snapshots.find((snapshot) => snapshot.time > at);
   const used = [after, before].filter((snapshot): snapshot is TFilestoreSnapshot => snapshot !== undefined);
-  if (before === undefined && after === undefined) throw new NotFoundError(`no filestore snapshot of ${JSON.stringify(environment)} in ${repository.description} can restore ${at.toISOString()}`);
+  if (before === undefined && after === undefined)
+    throw new NotFoundError(
+      `no filestore snapshot of ${JSON.stringify(environment)} in ${repository.description} can restore ${at.toISOString()}`,
+    );
   const staging = `${destination}.staging`;
   await rm(staging, { recursive: true, force: true });
   let files = 0;
@@ -176,7 +222,13 @@ export async function restoreFilestore(repository: TResticRepository, environmen
           continue;
         }
         const target = join(destination, path);
-        if (await stat(target).then(() => true, () => false)) continue;
+        if (
+          await stat(target).then(
+            () => true,
+            () => false,
+          )
+        )
+          continue;
         await mkdir(dirname(target), { recursive: true, mode: 0o750 });
         await rename(source, target);
         files += 1;

@@ -22,10 +22,12 @@ export type TOrganizationPlacement = {
   readonly redis: readonly TInstancePlacement[];
 };
 
-export const instanceNameOf = (environment: TEnvironmentSpec) => (environment.hosting === "dedicated" ? `dedicated-${environment.name}` : SHARED_INSTANCE);
+export const instanceNameOf = (environment: TEnvironmentSpec) =>
+  environment.hosting === "dedicated" ? `dedicated-${environment.name}` : SHARED_INSTANCE;
 
 /** Odoo's role: PostgreSQL identifiers are happier with underscores than with hyphens. */
-export const databaseRoleOf = (environment: Pick<TEnvironmentSpec, "name">) => `odoo_${environment.name.replace(/-/g, "_")}`;
+export const databaseRoleOf = (environment: Pick<TEnvironmentSpec, "name">) =>
+  `odoo_${environment.name.replace(/-/g, "_")}`;
 export const databaseNameOf = (environment: Pick<TEnvironmentSpec, "name">) => environment.name;
 export const redisUserOf = (environment: Pick<TEnvironmentSpec, "name">) => `odoo-${environment.name}`;
 export const redisKeyPrefixOf = (environment: Pick<TEnvironmentSpec, "name">) => `odoo:${environment.name}:`;
@@ -33,16 +35,22 @@ export const redisKeyPrefixOf = (environment: Pick<TEnvironmentSpec, "name">) =>
 export const secretNames = {
   clusterAdmin: (organization: string, instance: string) => `runtime/${organization}/postgres/${instance}/admin`,
   redisAdmin: (organization: string, instance: string) => `runtime/${organization}/redis/${instance}/admin`,
-  databasePassword: (organization: string, environment: string) => `runtime/${organization}/env/${environment}/database`,
+  databasePassword: (organization: string, environment: string) =>
+    `runtime/${organization}/env/${environment}/database`,
   redisPassword: (organization: string, environment: string) => `runtime/${organization}/env/${environment}/redis`,
-  odooMasterPassword: (organization: string, environment: string) => `runtime/${organization}/env/${environment}/odoo-master`,
-  odooMasterPasswordHash: (organization: string, environment: string) => `runtime/${organization}/env/${environment}/odoo-master-hash`,
+  odooMasterPassword: (organization: string, environment: string) =>
+    `runtime/${organization}/env/${environment}/odoo-master`,
+  odooMasterPasswordHash: (organization: string, environment: string) =>
+    `runtime/${organization}/env/${environment}/odoo-master-hash`,
 } as const;
 
 export const organizationDirectory = (root: string, organization: string) => join(root, organization);
-export const clusterDirectory = (root: string, organization: string, instance: string) => join(root, organization, "postgres", instance);
-export const redisDirectory = (root: string, organization: string, instance: string) => join(root, organization, "redis", instance);
-export const odooDirectory = (root: string, organization: string, environment: string) => join(root, organization, "odoo", environment);
+export const clusterDirectory = (root: string, organization: string, instance: string) =>
+  join(root, organization, "postgres", instance);
+export const redisDirectory = (root: string, organization: string, instance: string) =>
+  join(root, organization, "redis", instance);
+export const odooDirectory = (root: string, organization: string, environment: string) =>
+  join(root, organization, "odoo", environment);
 
 export function placeOrganization(organization: TOrganizationSpec): TOrganizationPlacement {
   const clusters = new Map<string, TEnvironmentSpec[]>();
@@ -57,10 +65,13 @@ export function placeOrganization(organization: TOrganizationSpec): TOrganizatio
     clusters: [...clusters].map(([name, environments]) => {
       const versions = [...new Set(environments.map((environment) => environment.database.postgresVersion))];
       if (versions.length > 1) {
-        throw new ValidationError(`the shared PostgreSQL cluster of ${organization.metadata.name} serves one major version, but the shared environments declare ${versions.join(" and ")}`, environments.map((environment) => ({
-          path: `environments.${organization.environments.indexOf(environment)}.database.postgresVersion`,
-          message: `${environment.name}: ${environment.database.postgresVersion}`,
-        })));
+        throw new ValidationError(
+          `the shared PostgreSQL cluster of ${organization.metadata.name} serves one major version, but the shared environments declare ${versions.join(" and ")}`,
+          environments.map((environment) => ({
+            path: `environments.${organization.environments.indexOf(environment)}.database.postgresVersion`,
+            message: `${environment.name}: ${environment.database.postgresVersion}`,
+          })),
+        );
       }
       return { name, environments, version: versions[0] ?? 15 };
     }),

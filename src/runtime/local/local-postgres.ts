@@ -10,15 +10,37 @@ import type { TBackupRepositorySpec, TEnvironmentSpec } from "../../spec/spec-sc
 import type { TArchiverReading } from "../../backup/wal-archiving.js";
 import { stanzaInfo, pgbackrest, STANZA_MISSING_CODES } from "../../backup/pgbackrest-command.js";
 import { ensureResticRepository } from "../../backup/restic-command.js";
-import { clusterBackupOf, clusterRepositoriesOf, ensureRepositoryStorage, prepareBackupDirectories } from "./local-backup-config.js";
+import {
+  clusterBackupOf,
+  clusterRepositoriesOf,
+  ensureRepositoryStorage,
+  prepareBackupDirectories,
+} from "./local-backup-config.js";
 import type { TClusterBackup, TClusterRepositories } from "./local-backup-config.js";
 import { filestoreRepositoriesOf, resticCacheDirectoryOf } from "./local-filestore.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
-import { CLUSTER_ADMIN_ROLE, connectAdmin, initializeCluster, isInitialized, readClusterFile, runningPid, startCluster, stopCluster, writeClusterFile } from "./postgres-cluster.js";
+import {
+  CLUSTER_ADMIN_ROLE,
+  connectAdmin,
+  initializeCluster,
+  isInitialized,
+  readClusterFile,
+  runningPid,
+  startCluster,
+  stopCluster,
+  writeClusterFile,
+} from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { parsePostgresqlConf, postgresqlSettings, renderPgHba, renderPostgresqlConf } from "./postgres-config.js";
 import type { TStatementAudit } from "./postgres-config.js";
-import { closeMaintenanceDatabases, maintenanceDatabasesOpenToPublic, maintenanceDrift, observeTenant, reconcileTenant, tenantDrift } from "./postgres-tenant.js";
+import {
+  closeMaintenanceDatabases,
+  maintenanceDatabasesOpenToPublic,
+  maintenanceDrift,
+  observeTenant,
+  reconcileTenant,
+  tenantDrift,
+} from "./postgres-tenant.js";
 import type { TPostgresTenant } from "./postgres-tenant.js";
 import { clusterDirectory, databaseNameOf, databaseRoleOf, secretNames } from "./local-placement.js";
 import type { TClusterPlacement } from "./local-placement.js";
@@ -62,7 +84,10 @@ export type TClusterObservation = {
   /** WAL archiving as the running cluster reports it; null when it is not running or not backed up. */
   readonly archiving: TArchiverReading | null;
   /** The repositories each backup of the cluster writes, and the declared ones it skips (null: they could not be resolved). */
-  readonly repositories: { readonly written: readonly TLiveRepository[]; readonly skipped: TClusterRepositories["skipped"] } | null;
+  readonly repositories: {
+    readonly written: readonly TLiveRepository[];
+    readonly skipped: TClusterRepositories["skipped"];
+  } | null;
 };
 
 const generateDatabasePassword = () => generatePassword(24);
@@ -89,35 +114,68 @@ export async function statementAuditFor(version: number): Promise<TStatementAudi
 const tlsDirectory = (cluster: TPostgresCluster) => join(cluster.directory, "tls");
 
 /** The cluster's backup configuration (absent when none of its environments is backed up). */
-const backupInput = (context: TClusterContext, cluster: TPostgresCluster, createSecrets: boolean) =>
-  ({ organization: context.organization, home: context.home, placement: context.placement, cluster, repositories: context.repositories, secrets: context.secrets, createSecrets });
-export const backupOf = (context: TClusterContext, cluster: TPostgresCluster, createSecrets: boolean): Promise<TClusterBackup | undefined> => clusterBackupOf(backupInput(context, cluster, createSecrets));
+const backupInput = (context: TClusterContext, cluster: TPostgresCluster, createSecrets: boolean) => ({
+  organization: context.organization,
+  home: context.home,
+  placement: context.placement,
+  cluster,
+  repositories: context.repositories,
+  secrets: context.secrets,
+  createSecrets,
+});
+export const backupOf = (
+  context: TClusterContext,
+  cluster: TPostgresCluster,
+  createSecrets: boolean,
+): Promise<TClusterBackup | undefined> => clusterBackupOf(backupInput(context, cluster, createSecrets));
 
 /** postgresql.conf and pg_hba.conf as reconcile writes them (plan renders them too, to compare two revisions). */
-export async function desiredFiles(context: TClusterContext, cluster: TPostgresCluster, backup: TClusterBackup | undefined) {
-  const certificate = { certPath: join(tlsDirectory(cluster), "server.crt"), keyPath: join(tlsDirectory(cluster), "server.key"), caPath: join(tlsDirectory(cluster), "ca.crt") };
+export async function desiredFiles(
+  context: TClusterContext,
+  cluster: TPostgresCluster,
+  backup: TClusterBackup | undefined,
+) {
+  const certificate = {
+    certPath: join(tlsDirectory(cluster), "server.crt"),
+    keyPath: join(tlsDirectory(cluster), "server.key"),
+    caPath: join(tlsDirectory(cluster), "ca.crt"),
+  };
   const settings = postgresqlSettings({
     port: cluster.port,
     certificate,
     statementAudit: await statementAuditFor(cluster.version),
-    tenantConnections: context.placement.environments.reduce((total, environment) => total + odooConnectionLimit(environment), 0),
+    tenantConnections: context.placement.environments.reduce(
+      (total, environment) => total + odooConnectionLimit(environment),
+      0,
+    ),
     ...(backup === undefined ? {} : { socketDirectory: backup.socketDirectory, archive: backup.archive }),
   });
   return { settings, postgresqlConf: renderPostgresqlConf(settings), pgHba: renderPgHba(CLUSTER_ADMIN_ROLE) };
 }
 
 /** The database and role an environment is declared to have (its password from the secret store). */
-export const tenantOf = async (secrets: Pick<TRuntimeSecrets, "current">, organization: string, environment: TEnvironmentSpec): Promise<TPostgresTenant> => ({
+export const tenantOf = async (
+  secrets: Pick<TRuntimeSecrets, "current">,
+  organization: string,
+  environment: TEnvironmentSpec,
+): Promise<TPostgresTenant> => ({
   database: databaseNameOf(environment),
   role: databaseRoleOf(environment),
   password: await secrets.current(secretNames.databasePassword(organization, environment.name)),
   connectionLimit: odooConnectionLimit(environment),
 });
 
-async function tenantsOf(context: TClusterContext, create: boolean): Promise<(TPostgresTenant & { environment: string })[]> {
+async function tenantsOf(
+  context: TClusterContext,
+  create: boolean,
+): Promise<(TPostgresTenant & { environment: string })[]> {
   return Promise.all(
     context.placement.environments.map(async (environment) => {
-      if (create) await context.secrets.ensure(secretNames.databasePassword(context.organization, environment.name), generateDatabasePassword);
+      if (create)
+        await context.secrets.ensure(
+          secretNames.databasePassword(context.organization, environment.name),
+          generateDatabasePassword,
+        );
       return { environment: environment.name, ...(await tenantOf(context.secrets, context.organization, environment)) };
     }),
   );
@@ -149,7 +207,9 @@ export async function closeConnection(context: Pick<TClusterContext, "connection
 
 /** Settings someone changed with ALTER SYSTEM: they override the rendered file. */
 async function alterSystemOverrides(admin: pg.Client): Promise<string[]> {
-  const result = await admin.query<{ name: string }>("SELECT name FROM pg_file_settings WHERE sourcefile LIKE '%/postgresql.auto.conf' ORDER BY name");
+  const result = await admin.query<{ name: string }>(
+    "SELECT name FROM pg_file_settings WHERE sourcefile LIKE '%/postgresql.auto.conf' ORDER BY name",
+  );
   return result.rows.map((row) => row.name);
 }
 
@@ -169,9 +229,17 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   const actions: TRuntimeAction[] = [];
   const act = (action: string) => actions.push({ target, action });
   const directory = clusterDirectory(context.root, context.organization, context.placement.name);
-  const { record } = await ensureInstanceRecord(directory, context.owner, context.now, { backupPassphrases: "per-cluster" });
+  const { record } = await ensureInstanceRecord(directory, context.owner, context.now, {
+    backupPassphrases: "per-cluster",
+  });
   const cluster = clusterOf(context, record.port);
-  const { issued } = await ensureServerCertificate(context.ca, tlsDirectory(cluster), `${context.organization} ${cluster.name}`, context.owner, context.now);
+  const { issued } = await ensureServerCertificate(
+    context.ca,
+    tlsDirectory(cluster),
+    `${context.organization} ${cluster.name}`,
+    context.owner,
+    context.now,
+  );
   if (issued) act("issued a TLS certificate from the organization CA");
   const adminSecret = secretNames.clusterAdmin(context.organization, cluster.name);
   await context.secrets.ensure(adminSecret, generateDatabasePassword);
@@ -183,8 +251,14 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   let backupConfChanged = false;
   if (backup !== undefined) {
     await prepareBackupDirectories(backup, cluster.owner);
-    backupConfChanged = await writeFileIfChanged(backup.access.configPath, backup.confText, { mode: 0o640, owner: cluster.owner });
-    if (backupConfChanged) act(`wrote pgbackrest.conf (stanza ${backup.access.stanza}; repositories: ${backup.repositories.map((item) => item.repository.name).join(", ")})`);
+    backupConfChanged = await writeFileIfChanged(backup.access.configPath, backup.confText, {
+      mode: 0o640,
+      owner: cluster.owner,
+    });
+    if (backupConfChanged)
+      act(
+        `wrote pgbackrest.conf (stanza ${backup.access.stanza}; repositories: ${backup.repositories.map((item) => item.repository.name).join(", ")})`,
+      );
   }
   const env = backup?.access.env ?? {};
   const files = await desiredFiles(context, cluster, backup);
@@ -199,7 +273,9 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   // every later segment back for minutes (measured with 4 MB segments). So the stanza is created
   // offline while the cluster is down, before the start or restart that turns archive_mode on,
   // and online only when the cluster keeps running.
-  let stanzaPending = backup !== undefined && (backupConfChanged || STANZA_MISSING_CODES.has((await stanzaInfo(backup.access)).statusCode));
+  let stanzaPending =
+    backup !== undefined &&
+    (backupConfChanged || STANZA_MISSING_CODES.has((await stanzaInfo(backup.access)).statusCode));
   const createPendingStanza = async (online: boolean) => {
     if (backup === undefined || !stanzaPending) return;
     await createStanza(backup, online ? [] : ["--no-online"]);
@@ -228,7 +304,9 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
     await reloadAndWait(admin);
     act(`reset ALTER SYSTEM overrides (${overrides.join(", ")})`);
   }
-  const pendingRestart = (await admin.query<{ name: string }>("SELECT name FROM pg_settings WHERE pending_restart ORDER BY name")).rows.map((row) => row.name);
+  const pendingRestart = (
+    await admin.query<{ name: string }>("SELECT name FROM pg_settings WHERE pending_restart ORDER BY name")
+  ).rows.map((row) => row.name);
   if (pendingRestart.length > 0) {
     await closeConnection(context, `${context.organization}/${cluster.name}`);
     await stopCluster(cluster);
@@ -248,7 +326,8 @@ export async function reconcileCluster(context: TClusterContext): Promise<TRunti
   for (const action of await closeMaintenanceDatabases(admin)) act(action);
   for (const tenant of await tenantsOf(context, true)) {
     const observed = await observeTenant(admin, tenant);
-    for (const action of await reconcileTenant(admin, tenant, observed)) actions.push({ target: `environment/${tenant.environment}`, action });
+    for (const action of await reconcileTenant(admin, tenant, observed))
+      actions.push({ target: `environment/${tenant.environment}`, action });
   }
   return actions;
 }
@@ -273,25 +352,71 @@ export async function observeCluster(context: TClusterContext): Promise<TCluster
   const record = await readInstanceRecord(directory);
   const target = `postgres/${context.placement.name}`;
   const absentTenants = (reason: string) =>
-    context.placement.environments.map((environment) => ({ environment: environment.name, drift: [{ target, field: "cluster", expected: "running", actual: reason }] }));
-  if (record === undefined) return { name: context.placement.name, port: null, state: "absent", drift: [], files: {}, tenants: absentTenants("not provisioned"), archiving: null, repositories: null };
+    context.placement.environments.map((environment) => ({
+      environment: environment.name,
+      drift: [{ target, field: "cluster", expected: "running", actual: reason }],
+    }));
+  if (record === undefined)
+    return {
+      name: context.placement.name,
+      port: null,
+      state: "absent",
+      drift: [],
+      files: {},
+      tenants: absentTenants("not provisioned"),
+      archiving: null,
+      repositories: null,
+    };
   const cluster = clusterOf(context, record.port);
   const drift: TRuntimeDrift[] = [];
   const resolved = await clusterRepositoriesOf(backupInput(context, cluster, false)).catch(() => undefined);
   const backup = resolved?.backup;
   const repositories =
-    resolved === undefined ? null : { written: (backup?.repositories ?? []).map(({ repository }) => ({ name: repository.name, type: repository.type })), skipped: resolved.skipped };
+    resolved === undefined
+      ? null
+      : {
+          written: (backup?.repositories ?? []).map(({ repository }) => ({
+            name: repository.name,
+            type: repository.type,
+          })),
+          skipped: resolved.skipped,
+        };
   const desired = await desiredFiles(context, cluster, backup);
   const postgresqlConf = await readClusterFile(cluster, "postgresql.conf");
   const pgHba = await readClusterFile(cluster, "pg_hba.conf");
-  if (postgresqlConf !== desired.postgresqlConf) drift.push({ target, field: "postgresql.conf", expected: "as rendered", actual: postgresqlConf === undefined ? "missing" : "edited by hand" });
-  if (pgHba !== desired.pgHba) drift.push({ target, field: "pg_hba.conf", expected: "as rendered", actual: pgHba === undefined ? "missing" : "edited by hand" });
-  const files = { ...(postgresqlConf === undefined ? {} : { postgresqlConf: parsePostgresqlConf(postgresqlConf) }), ...(pgHba === undefined ? {} : { pgHba }) };
+  if (postgresqlConf !== desired.postgresqlConf)
+    drift.push({
+      target,
+      field: "postgresql.conf",
+      expected: "as rendered",
+      actual: postgresqlConf === undefined ? "missing" : "edited by hand",
+    });
+  if (pgHba !== desired.pgHba)
+    drift.push({
+      target,
+      field: "pg_hba.conf",
+      expected: "as rendered",
+      actual: pgHba === undefined ? "missing" : "edited by hand",
+    });
+  const files = {
+    ...(postgresqlConf === undefined ? {} : { postgresqlConf: parsePostgresqlConf(postgresqlConf) }),
+    ...(pgHba === undefined ? {} : { pgHba }),
+  };
   if ((await runningPid(cluster)) === undefined) {
-    return { name: cluster.name, port: cluster.port, state: "stopped", drift: [...drift, { target, field: "process", expected: "running", actual: "stopped" }], files, tenants: absentTenants("stopped"), archiving: null, repositories };
+    return {
+      name: cluster.name,
+      port: cluster.port,
+      state: "stopped",
+      drift: [...drift, { target, field: "process", expected: "running", actual: "stopped" }],
+      files,
+      tenants: absentTenants("stopped"),
+      archiving: null,
+      repositories,
+    };
   }
   const admin = await adminConnection(context, cluster);
-  for (const name of await alterSystemOverrides(admin)) drift.push({ target, field: `ALTER SYSTEM ${name}`, expected: "not set", actual: "overrides postgresql.conf" });
+  for (const name of await alterSystemOverrides(admin))
+    drift.push({ target, field: `ALTER SYSTEM ${name}`, expected: "not set", actual: "overrides postgresql.conf" });
   for (const item of maintenanceDrift(await maintenanceDatabasesOpenToPublic(admin))) drift.push({ target, ...item });
   const tenants: TTenantObservationResult[] = [];
   for (const tenant of await tenantsOf(context, false).catch(() => [])) {

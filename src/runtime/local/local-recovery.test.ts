@@ -6,7 +6,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { clusterPassphrase } from "../../backup/backup-passphrase.js";
-import { clusterClients, createRuntimeHarness, filesBelow, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
+import {
+  clusterClients,
+  createRuntimeHarness,
+  filesBelow,
+  runtimeTestSpec,
+  waitForArchive,
+  type TRuntimeHarness,
+} from "../../../test/runtime-fixtures.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { pgbackrestConfigPathOf, repositorySecretNames } from "./local-backup-config.js";
 import { clusterDirectory, secretNames } from "./local-placement.js";
@@ -26,7 +33,10 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     const full = runtimeTestSpec(ORG);
     spec = { ...full, environments: full.environments.filter((environment) => environment.name === "prod") };
     // prod starts without backups: the first case turns them on while it runs.
-    await harness.runtime.reconcile({ ...spec, environments: spec.environments.map((environment) => ({ ...environment, backup: { enabled: false } })) });
+    await harness.runtime.reconcile({
+      ...spec,
+      environments: spec.environments.map((environment) => ({ ...environment, backup: { enabled: false } })),
+    });
   });
   after(async () => harness.close([spec]));
 
@@ -34,15 +44,23 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
   const prodPort = async () => (await harness.runtime.observe(spec)).environments[0]!.postgres.port!;
 
   void it("turns backups on for a running cluster: the stanza exists before archive_mode does, the filestore's restic repository once it runs again, and no push fails", async () => {
-    const actions = (await harness.runtime.reconcile(spec)).filter((action) => action.target === "postgres/dedicated-prod").map((action) => action.action);
+    const actions = (await harness.runtime.reconcile(spec))
+      .filter((action) => action.target === "postgres/dedicated-prod")
+      .map((action) => action.action);
     const stanza = actions.findIndex((action) => action.startsWith("created pgBackRest stanza"));
     const restic = actions.indexOf("initialized restic repositories for the filestore (local)");
-    const restart = actions.findIndex((action) => action.startsWith("restarted to apply") && action.includes("archive_mode"));
+    const restart = actions.findIndex(
+      (action) => action.startsWith("restarted to apply") && action.includes("archive_mode"),
+    );
     assert.ok(stanza >= 0 && restart > stanza && restic > restart, actions.join("; "));
     const client = await admin(await prodPort());
     try {
       await waitForArchive(client);
-      const archiver = (await client.query<{ archived: string; failed: string }>("SELECT archived_count AS archived, failed_count AS failed FROM pg_stat_archiver")).rows[0];
+      const archiver = (
+        await client.query<{ archived: string; failed: string }>(
+          "SELECT archived_count AS archived, failed_count AS failed FROM pg_stat_archiver",
+        )
+      ).rows[0];
       assert.ok(Number(archiver?.archived) >= 1);
       assert.equal(Number(archiver?.failed), 0);
     } finally {
@@ -52,8 +70,15 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
 
   void it("restores to a chosen second: every row committed before the target is there, none after", async () => {
     const port = await prodPort();
-    const odoo = await connect(port, "odoo_prod", await harness.secrets.current(secretNames.databasePassword(ORG, "prod")), "prod");
-    await odoo.query("CREATE TABLE ledger (id serial PRIMARY KEY, note text, at timestamptz NOT NULL DEFAULT clock_timestamp())");
+    const odoo = await connect(
+      port,
+      "odoo_prod",
+      await harness.secrets.current(secretNames.databasePassword(ORG, "prod")),
+      "prod",
+    );
+    await odoo.query(
+      "CREATE TABLE ledger (id serial PRIMARY KEY, note text, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+    );
     await odoo.query("INSERT INTO ledger (note) VALUES ($1)", [MARKER]);
     const backup = await harness.runtime.backup(spec, "prod", "full");
     assert.equal(backup.type, "full");
@@ -75,9 +100,16 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     await root.end();
     await odoo.end();
 
-    const restored = await harness.runtime.restore(spec, "prod", { kind: "time", time: target }, { kind: "copy", name: "pitr" });
+    const restored = await harness.runtime.restore(
+      spec,
+      "prod",
+      { kind: "time", time: target },
+      { kind: "copy", name: "pitr" },
+    );
     const copy = await admin(restored.port, "prod");
-    const restoredIds = (await copy.query<{ id: number }>("SELECT id FROM ledger ORDER BY id")).rows.map((row) => row.id);
+    const restoredIds = (await copy.query<{ id: number }>("SELECT id FROM ledger ORDER BY id")).rows.map(
+      (row) => row.id,
+    );
     await copy.end();
     const expected = rows.filter((row) => row.at.getTime() <= target.getTime()).map((row) => row.id);
     assert.deepEqual(restoredIds, expected, `restored up to ${target.toISOString()}`);
@@ -85,10 +117,19 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
 
     const latest = await harness.runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name: "latest" });
     const latestCopy = await admin(latest.port, "prod");
-    assert.equal(Number((await latestCopy.query<{ n: string }>("SELECT count(*) AS n FROM ledger")).rows[0]?.n), rows.length);
+    assert.equal(
+      Number((await latestCopy.query<{ n: string }>("SELECT count(*) AS n FROM ledger")).rows[0]?.n),
+      rows.length,
+    );
     await latestCopy.end();
-    await assert.rejects(harness.runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name: "latest" }), /already exists/);
-    await assert.rejects(harness.runtime.restore(spec, "prod", { kind: "lsn", lsn: "nonsense" }, { kind: "copy", name: "x" }), /is not an LSN/);
+    await assert.rejects(
+      harness.runtime.restore(spec, "prod", { kind: "latest" }, { kind: "copy", name: "latest" }),
+      /already exists/,
+    );
+    await assert.rejects(
+      harness.runtime.restore(spec, "prod", { kind: "lsn", lsn: "nonsense" }, { kind: "copy", name: "x" }),
+      /is not an LSN/,
+    );
   });
 
   void it("runs a restore drill that measures RTO and RPO, checks the copy and removes it", async () => {
@@ -99,9 +140,11 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     const source = await harness.runtime.recoverable(spec, "prod");
     const client = await connectAdmin(source.cluster, source.adminPassword, source.caPem);
     try {
-      const placed = (await client.query<{ own: string | null; legacy: string | null; path: string }>(
-        "SELECT to_regclass('carehost.heartbeat')::text AS own, to_regclass('public.carehost_heartbeat')::text AS legacy, current_setting('search_path') AS path",
-      )).rows[0];
+      const placed = (
+        await client.query<{ own: string | null; legacy: string | null; path: string }>(
+          "SELECT to_regclass('carehost.heartbeat')::text AS own, to_regclass('public.carehost_heartbeat')::text AS legacy, current_setting('search_path') AS path",
+        )
+      ).rows[0];
       assert.deepEqual(placed, { own: "carehost.heartbeat", legacy: null, path: "pg_catalog,pg_temp" });
     } finally {
       await client.end();
@@ -116,7 +159,9 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     await mkdir(join(leftover, "data"), { recursive: true });
     await writeFile(join(leftover, "data", "PG_VERSION"), "15\n");
     const actions = await harness.runtime.reconcile(spec);
-    assert.deepEqual(actions, [{ target: "drill/dedicated-prod-1", action: "removed the copy of an interrupted restore drill" }]);
+    assert.deepEqual(actions, [
+      { target: "drill/dedicated-prod-1", action: "removed the copy of an interrupted restore drill" },
+    ]);
     await assert.rejects(stat(leftover), /ENOENT/);
   });
 
@@ -127,15 +172,31 @@ void describe("local runtime recovery: pgBackRest backups, point-in-time restore
     const repository = join(harness.root, "..", "backups", ORG);
     // pgBackRest 2.45 puts the decryption error's line breaks raw into its JSON: the status is matched, not parsed.
     const stanzaOpens = async (passphrase: string) => {
-      const { stdout } = await run("pgbackrest", [`--config=${pgbackrestConfigPathOf({ directory: clusterDirectory(harness.root, ORG, "dedicated-prod") })}`, "--stanza=dedicated-prod", "--log-level-file=off", "--output=json", "info"], {
-        env: { ...process.env, PGBACKREST_REPO1_CIPHER_PASS: passphrase },
-      });
+      const { stdout } = await run(
+        "pgbackrest",
+        [
+          `--config=${pgbackrestConfigPathOf({ directory: clusterDirectory(harness.root, ORG, "dedicated-prod") })}`,
+          "--stanza=dedicated-prod",
+          "--log-level-file=off",
+          "--output=json",
+          "info",
+        ],
+        {
+          env: { ...process.env, PGBACKREST_REPO1_CIPHER_PASS: passphrase },
+        },
+      );
       return /"status":\{"code":0,/.test(stdout);
     };
     assert.equal(await stanzaOpens(own), true);
     assert.equal(await stanzaOpens(stored), false, "the repository's own passphrase opens the stanza");
     const filestore = (passphrase: string) =>
-      run("restic", ["--no-cache", "cat", "config"], { env: { ...process.env, RESTIC_REPOSITORY: join(repository, "filestore", "dedicated-prod"), RESTIC_PASSWORD: passphrase } });
+      run("restic", ["--no-cache", "cat", "config"], {
+        env: {
+          ...process.env,
+          RESTIC_REPOSITORY: join(repository, "filestore", "dedicated-prod"),
+          RESTIC_PASSWORD: passphrase,
+        },
+      });
     await filestore(own);
     await assert.rejects(filestore(stored), /wrong password/);
   });

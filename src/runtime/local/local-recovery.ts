@@ -15,14 +15,25 @@ import { ConflictError, DomainError, NotFoundError, ValidationError } from "../.
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
 import type { TResticRepository } from "../../backup/restic-command.js";
 import type { TClusterBackup } from "./local-backup-config.js";
-import { CLUSTER_ADMIN_ROLE, connectAdmin, dataDirectoryOf, postgresBinary, serverLog, startCluster, stopCluster } from "./postgres-cluster.js";
+import {
+  CLUSTER_ADMIN_ROLE,
+  connectAdmin,
+  dataDirectoryOf,
+  postgresBinary,
+  serverLog,
+  startCluster,
+  stopCluster,
+} from "./postgres-cluster.js";
 import { renderReplayFloor, replayFloorOf } from "./postgres-replay-settings.js";
 import type { TReplaySettings } from "./postgres-replay-settings.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { runCommand } from "./runtime-command.js";
 import { freeLoopbackPort } from "./runtime-instance.js";
 
-export type TRestoreTarget = { readonly kind: "latest" } | { readonly kind: "time"; readonly time: Date } | { readonly kind: "lsn"; readonly lsn: string };
+export type TRestoreTarget =
+  | { readonly kind: "latest" }
+  | { readonly kind: "time"; readonly time: Date }
+  | { readonly kind: "lsn"; readonly lsn: string };
 
 export type TBackupType = "full" | "diff" | "incr";
 
@@ -37,7 +48,12 @@ export type TRecoverableCluster = {
   readonly filestoreRepositories: readonly TResticRepository[];
 };
 
-export type TTableCount = { readonly database: string; readonly table: string; readonly source: number; readonly restored: number };
+export type TTableCount = {
+  readonly database: string;
+  readonly table: string;
+  readonly source: number;
+  readonly restored: number;
+};
 
 export type TDrillResult = {
   readonly backupLabel: string;
@@ -64,7 +80,11 @@ const HEARTBEAT_TABLE = `${HEARTBEAT_SCHEMA}.heartbeat`;
 const LEGACY_HEARTBEAT_TABLE = "public.carehost_heartbeat";
 
 /** The id one backup run carries into every repository and every filestore snapshot, e.g. 20261129T201437Z-3f9a. */
-export const backupRunId = (at: Date) => `${at.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}-${randomBytes(2).toString("hex")}`;
+export const backupRunId = (at: Date) =>
+  `${at
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z")}-${randomBytes(2).toString("hex")}`;
 
 /** The pgBackRest annotation naming the carehost backup run a backup belongs to. */
 const RUN_ANNOTATION = "carehost-run";
@@ -76,11 +96,20 @@ const RUN_ANNOTATION = "carehost-run";
  */
 export async function takeBackup(source: TRecoverableCluster, type: TBackupType, runId: string): Promise<TBackupInfo> {
   for (const index of source.backup.repositories.keys()) {
-    await pgbackrest(source.backup.access, "backup", [`--type=${type}`, `--repo=${index + 1}`, `--annotation=${RUN_ANNOTATION}=${runId}`]);
+    await pgbackrest(source.backup.access, "backup", [
+      `--type=${type}`,
+      `--repo=${index + 1}`,
+      `--annotation=${RUN_ANNOTATION}=${runId}`,
+    ]);
   }
-  const created = (await stanzaInfo(source.backup.access)).backups.filter((backup) => backup.annotations[RUN_ANNOTATION] === runId);
+  const created = (await stanzaInfo(source.backup.access)).backups.filter(
+    (backup) => backup.annotations[RUN_ANNOTATION] === runId,
+  );
   const first = created.find((backup) => backup.repository === 1);
-  if (first === undefined) throw new DomainError(`pgBackRest reported success for stanza "${source.backup.access.stanza}" but no backup of run ${runId} is listed`);
+  if (first === undefined)
+    throw new DomainError(
+      `pgBackRest reported success for stanza "${source.backup.access.stanza}" but no backup of run ${runId} is listed`,
+    );
   return first;
 }
 
@@ -99,16 +128,24 @@ export async function writeHeartbeat(admin: Pick<pg.Client, "query">): Promise<v
   await admin.query(`CREATE SCHEMA IF NOT EXISTS ${HEARTBEAT_SCHEMA} AUTHORIZATION ${CLUSTER_ADMIN_ROLE}`);
   await admin.query(`REVOKE ALL ON SCHEMA ${HEARTBEAT_SCHEMA} FROM PUBLIC`);
   await admin.query(`CREATE TABLE IF NOT EXISTS ${HEARTBEAT_TABLE} (id int PRIMARY KEY, at timestamptz NOT NULL)`);
-  await admin.query(`INSERT INTO ${HEARTBEAT_TABLE} VALUES (1, pg_catalog.clock_timestamp()) ON CONFLICT (id) DO UPDATE SET at = excluded.at`);
+  await admin.query(
+    `INSERT INTO ${HEARTBEAT_TABLE} VALUES (1, pg_catalog.clock_timestamp()) ON CONFLICT (id) DO UPDATE SET at = excluded.at`,
+  );
 }
 
 const targetOptions = (target: TRestoreTarget): string[] => {
   if (target.kind === "time") {
-    if (Number.isNaN(target.time.getTime())) throw new ValidationError("the restore target time is not a valid instant");
-    return ["--type=time", `--target=${target.time.toISOString().replace("T", " ").replace("Z", "+00")}`, "--target-action=promote"];
+    if (Number.isNaN(target.time.getTime()))
+      throw new ValidationError("the restore target time is not a valid instant");
+    return [
+      "--type=time",
+      `--target=${target.time.toISOString().replace("T", " ").replace("Z", "+00")}`,
+      "--target-action=promote",
+    ];
   }
   if (target.kind === "lsn") {
-    if (!LSN_PATTERN.test(target.lsn)) throw new ValidationError(`--to-lsn ${JSON.stringify(target.lsn)} is not an LSN such as 0/3000028`);
+    if (!LSN_PATTERN.test(target.lsn))
+      throw new ValidationError(`--to-lsn ${JSON.stringify(target.lsn)} is not an LSN such as 0/3000028`);
     return ["--type=lsn", `--target=${target.lsn}`, "--target-action=promote"];
   }
   return [];
@@ -125,7 +162,13 @@ export async function restoreToScratch(
   /** The copy's settings floor; by default the highest the source has run with (postgres-replay-settings.ts). */
   replayFloor?: TReplaySettings,
 ): Promise<TPostgresCluster> {
-  const scratch: TPostgresCluster = { name: `${source.cluster.name}-restore`, directory, port: await freeLoopbackPort(), version: source.cluster.version, owner: source.cluster.owner };
+  const scratch: TPostgresCluster = {
+    name: `${source.cluster.name}-restore`,
+    directory,
+    port: await freeLoopbackPort(),
+    version: source.cluster.version,
+    owner: source.cluster.owner,
+  };
   const socketDirectory = join(directory, "run");
   // The parents only need to be traversable for the cluster's account.
   await mkdir(dirname(directory), { recursive: true, mode: 0o711 });
@@ -139,7 +182,12 @@ export async function restoreToScratch(
     // A spool of its own: a restore clears the spool's archive queues, and the source's holds the
     // live archiver's status files (clearing it under a busy source fails the restore).
     const floor = replayFloor ?? (await replayFloorOf(source.cluster));
-    await pgbackrest(source.backup.access, "restore", [`--pg1-path=${dataDirectoryOf(scratch)}`, `--spool-path=${join(directory, "spool")}`, "--archive-mode=off", ...targetOptions(target)]);
+    await pgbackrest(source.backup.access, "restore", [
+      `--pg1-path=${dataDirectoryOf(scratch)}`,
+      `--spool-path=${join(directory, "spool")}`,
+      "--archive-mode=off",
+      ...targetOptions(target),
+    ]);
     // The copy's own port and socket, after pgBackRest's recovery settings in the same file.
     await appendFile(
       join(dataDirectoryOf(scratch), "postgresql.auto.conf"),
@@ -171,7 +219,10 @@ export async function restoreInPlace(source: TRecoverableCluster, target: TResto
   // a restart and carehost's own settings live in postgresql.conf, so the file is emptied and the
   // cluster restarted once, leaving nothing pending for the next reconcile.
   await stopCluster(source.cluster);
-  await writeFile(join(dataDirectoryOf(source.cluster), "postgresql.auto.conf"), "# carehost: pgBackRest's recovery settings removed after an in-place restore\n");
+  await writeFile(
+    join(dataDirectoryOf(source.cluster), "postgresql.auto.conf"),
+    "# carehost: pgBackRest's recovery settings removed after an in-place restore\n",
+  );
   await startCluster(source.cluster, source.backup.access.env);
 }
 
@@ -179,7 +230,9 @@ export async function restoreInPlace(source: TRecoverableCluster, target: TResto
 export async function recoveredUntil(cluster: TPostgresCluster, source: TRecoverableCluster): Promise<Date | null> {
   const client = await connectAdmin(cluster, source.adminPassword, source.caPem);
   try {
-    return (await client.query<{ at: Date | null }>("SELECT pg_last_xact_replay_timestamp() AS at")).rows[0]?.at ?? null;
+    return (
+      (await client.query<{ at: Date | null }>("SELECT pg_last_xact_replay_timestamp() AS at")).rows[0]?.at ?? null
+    );
   } finally {
     await client.end();
   }
@@ -188,24 +241,40 @@ export async function recoveredUntil(cluster: TPostgresCluster, source: TRecover
 /** Why PostgreSQL stopped or paused a recovery, in its own words (the server log's lines about it). */
 async function recoveryReason(cluster: TPostgresCluster): Promise<string> {
   const lines = (await serverLog(cluster)).trim().split("\n");
-  const relevant = lines.filter((line) => /FATAL|PANIC|WARNING|DETAIL|HINT|recovery has paused|recovery ended|recovery stopping/.test(line));
-  return (relevant.length > 0 ? relevant : lines).slice(-6).map((line) => line.replace(/^\S+ \S+ \S+ \[\d+\] \S*\s*/, "")).join("; ");
+  const relevant = lines.filter((line) =>
+    /FATAL|PANIC|WARNING|DETAIL|HINT|recovery has paused|recovery ended|recovery stopping/.test(line),
+  );
+  return (relevant.length > 0 ? relevant : lines)
+    .slice(-6)
+    .map((line) => line.replace(/^\S+ \S+ \S+ \[\d+\] \S*\s*/, ""))
+    .join("; ");
 }
 
 /** The failure of a recovery, with PostgreSQL's reason and what to do about it. */
-async function recoveryFailure(cluster: TPostgresCluster, target: TRestoreTarget, what: string): Promise<ConflictError> {
+async function recoveryFailure(
+  cluster: TPostgresCluster,
+  target: TRestoreTarget,
+  what: string,
+): Promise<ConflictError> {
   const reason = await recoveryReason(cluster);
   const advice = /recovery ended before configured recovery target was reached/.test(reason)
     ? "the archive ends before the target: restore to an earlier instant, or let the source archive its WAL first"
     : /insufficient parameter settings|is a lower setting than on the primary/.test(reason)
       ? "the copy started with a lower setting than the primary ran with: set it at least as high in the copy's postgresql.auto.conf and start it again, or restore again"
       : "see the copy's server log for the cause";
-  const described = target.kind === "time" ? ` to ${target.time.toISOString()}` : target.kind === "lsn" ? ` to LSN ${target.lsn}` : "";
-  return new ConflictError(`the recovery of cluster "${cluster.name}"${described} ${what}: ${reason || "the server logged nothing"} (${advice})`);
+  const described =
+    target.kind === "time" ? ` to ${target.time.toISOString()}` : target.kind === "lsn" ? ` to LSN ${target.lsn}` : "";
+  return new ConflictError(
+    `the recovery of cluster "${cluster.name}"${described} ${what}: ${reason || "the server logged nothing"} (${advice})`,
+  );
 }
 
 /** Starts a cluster that pgBackRest restored and returns once it is promoted, or throws PostgreSQL's reason as soon as it stops or pauses. */
-async function startRecovering(cluster: TPostgresCluster, source: TRecoverableCluster, target: TRestoreTarget): Promise<void> {
+async function startRecovering(
+  cluster: TPostgresCluster,
+  source: TRecoverableCluster,
+  target: TRestoreTarget,
+): Promise<void> {
   try {
     await startCluster(cluster, source.backup.access.env);
   } catch {
@@ -219,19 +288,30 @@ async function startRecovering(cluster: TPostgresCluster, source: TRecoverableCl
  * and writable. A recovery that pauses (settings lower than the primary's) or a postmaster that
  * exits (the archive ended before the target) is reported at once, never by a deadline.
  */
-async function waitUntilPromoted(cluster: TPostgresCluster, source: TRecoverableCluster, target: TRestoreTarget): Promise<void> {
+async function waitUntilPromoted(
+  cluster: TPostgresCluster,
+  source: TRecoverableCluster,
+  target: TRestoreTarget,
+): Promise<void> {
   const client = await connectAdmin(cluster, source.adminPassword, source.caPem).catch(async () => {
     throw await recoveryFailure(cluster, target, "stopped before carehost could connect");
   });
   try {
     for (;;) {
       const state = await client
-        .query<{ recovering: boolean; pause: string | null }>("SELECT pg_is_in_recovery() AS recovering, CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END AS pause")
+        .query<{ recovering: boolean; pause: string | null }>(
+          "SELECT pg_is_in_recovery() AS recovering, CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END AS pause",
+        )
         .then((result) => result.rows[0])
         .catch(() => undefined);
       if (state === undefined) throw await recoveryFailure(cluster, target, "ended: the server closed the connection");
       if (!state.recovering) return;
-      if (state.pause !== "not paused") throw await recoveryFailure(cluster, target, state.pause === "paused" ? "paused" : `is pausing (${state.pause})`);
+      if (state.pause !== "not paused")
+        throw await recoveryFailure(
+          cluster,
+          target,
+          state.pause === "paused" ? "paused" : `is pausing (${state.pause})`,
+        );
       await sleep(50);
     }
   } finally {
@@ -245,17 +325,29 @@ export async function discardScratch(scratch: TPostgresCluster): Promise<void> {
 }
 
 const databasesOf = async (admin: Pick<pg.Client, "query">): Promise<string[]> =>
-  (await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datallowconn AND datname NOT IN ('template0', 'template1') ORDER BY 1")).rows.map((row) => row.datname);
+  (
+    await admin.query<{ datname: string }>(
+      "SELECT datname FROM pg_database WHERE datallowconn AND datname NOT IN ('template0', 'template1') ORDER BY 1",
+    )
+  ).rows.map((row) => row.datname);
 
 /** The five largest user tables of a database, with exact row counts. */
-async function largestTables(cluster: TPostgresCluster, source: TRecoverableCluster, database: string): Promise<Map<string, number>> {
+async function largestTables(
+  cluster: TPostgresCluster,
+  source: TRecoverableCluster,
+  database: string,
+): Promise<Map<string, number>> {
   const client = await connectAdmin(cluster, source.adminPassword, source.caPem, database);
   try {
     const tables = await client.query<{ name: string }>(
       "SELECT format('%I.%I', schemaname, relname) AS name FROM pg_stat_user_tables ORDER BY pg_total_relation_size(relid) DESC, 1 LIMIT 5",
     );
     const counts = new Map<string, number>();
-    for (const { name } of tables.rows) counts.set(name, Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${name}`)).rows[0]?.n ?? 0));
+    for (const { name } of tables.rows)
+      counts.set(
+        name,
+        Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${name}`)).rows[0]?.n ?? 0),
+      );
     return counts;
   } finally {
     await client.end();
@@ -263,10 +355,18 @@ async function largestTables(cluster: TPostgresCluster, source: TRecoverableClus
 }
 
 /** Restores the latest backup into a scratch cluster, checks it, measures RTO and RPO, and removes it. */
-export async function runDrill(source: TRecoverableCluster, scratchDirectory: string, environments: readonly TEnvironmentSpec[], now = () => new Date()): Promise<TDrillResult> {
+export async function runDrill(
+  source: TRecoverableCluster,
+  scratchDirectory: string,
+  environments: readonly TEnvironmentSpec[],
+  now = () => new Date(),
+): Promise<TDrillResult> {
   const info = await stanzaInfo(source.backup.access);
   const latest = info.backups.at(-1);
-  if (latest === undefined) throw new NotFoundError(`stanza "${source.backup.access.stanza}" has no backup to drill yet; run carehost backup first`);
+  if (latest === undefined)
+    throw new NotFoundError(
+      `stanza "${source.backup.access.stanza}" has no backup to drill yet; run carehost backup first`,
+    );
   const startedAt = now();
   const started = process.hrtime.bigint();
   const scratch = await restoreToScratch(source, scratchDirectory, { kind: "latest" });
@@ -276,13 +376,18 @@ export async function runDrill(source: TRecoverableCluster, scratchDirectory: st
     let databasesMissing: string[] = [];
     try {
       const restoredDatabases = new Set(await databasesOf(restored));
-      databasesMissing = environments.map((environment) => environment.name).filter((name) => !restoredDatabases.has(name));
+      databasesMissing = environments
+        .map((environment) => environment.name)
+        .filter((name) => !restoredDatabases.has(name));
       for (const database of restoredDatabases) {
         const client = await connectAdmin(scratch, source.adminPassword, source.caPem, database);
         await client.query("SELECT 1");
         await client.end();
       }
-      const heartbeatIn = (table: string) => restored.query<{ at: Date }>(`SELECT at FROM ${table} WHERE id = 1`).catch(() => ({ rows: [] as { at: Date }[] }));
+      const heartbeatIn = (table: string) =>
+        restored
+          .query<{ at: Date }>(`SELECT at FROM ${table} WHERE id = 1`)
+          .catch(() => ({ rows: [] as { at: Date }[] }));
       const current = await heartbeatIn(HEARTBEAT_TABLE);
       const heartbeat = current.rows.length > 0 ? current : await heartbeatIn(LEGACY_HEARTBEAT_TABLE);
       const at = heartbeat.rows[0]?.at;
@@ -293,8 +398,21 @@ export async function runDrill(source: TRecoverableCluster, scratchDirectory: st
     const rtoSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     const amcheck = await runCommand(
       postgresBinary(scratch, "pg_amcheck"),
-      ["-h", "127.0.0.1", "-p", String(scratch.port), "-U", CLUSTER_ADMIN_ROLE, "--all", "--install-missing", "--heapallindexed"],
-      { env: { PGPASSWORD: source.adminPassword, PGSSLMODE: "verify-full", PGSSLROOTCERT: source.caPath }, timeoutMs: 30 * 60_000 },
+      [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(scratch.port),
+        "-U",
+        CLUSTER_ADMIN_ROLE,
+        "--all",
+        "--install-missing",
+        "--heapallindexed",
+      ],
+      {
+        env: { PGPASSWORD: source.adminPassword, PGSSLMODE: "verify-full", PGSSLROOTCERT: source.caPath },
+        timeoutMs: 30 * 60_000,
+      },
     ).then(
       (result) => ({ passed: true, output: (result.stdout + result.stderr).trim() }),
       (error: unknown) => ({ passed: false, output: error instanceof Error ? error.message : String(error) }),
@@ -304,9 +422,19 @@ export async function runDrill(source: TRecoverableCluster, scratchDirectory: st
       if (databasesMissing.includes(environment.name)) continue;
       const sourceCounts = await largestTables(source.cluster, source, environment.name);
       const restoredCounts = await largestTables(scratch, source, environment.name);
-      for (const [table, count] of sourceCounts) tables.push({ database: environment.name, table, source: count, restored: restoredCounts.get(table) ?? 0 });
+      for (const [table, count] of sourceCounts)
+        tables.push({ database: environment.name, table, source: count, restored: restoredCounts.get(table) ?? 0 });
     }
-    return { backupLabel: latest.label, startedAt, rtoSeconds, rpoSeconds, amcheckPassed: amcheck.passed, amcheckOutput: amcheck.output.slice(-2000), databasesMissing, tables };
+    return {
+      backupLabel: latest.label,
+      startedAt,
+      rtoSeconds,
+      rpoSeconds,
+      amcheckPassed: amcheck.passed,
+      amcheckOutput: amcheck.output.slice(-2000),
+      databasesMissing,
+      tables,
+    };
   } finally {
     await discardScratch(scratch);
   }

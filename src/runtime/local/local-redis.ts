@@ -9,7 +9,15 @@ import { generatePassword } from "../../secrets/secrets-generate.js";
 import { redisDirectory, redisKeyPrefixOf, redisUserOf, secretNames } from "./local-placement.js";
 import type { TInstancePlacement } from "./local-placement.js";
 import { redisSettings, renderRedisAcl, renderRedisConf } from "./redis-config.js";
-import { connectRedisAdmin, prepareRedisDirectory, readRedisFile, redisPid, startRedis, stopRedis, writeRedisFile } from "./redis-instance.js";
+import {
+  connectRedisAdmin,
+  prepareRedisDirectory,
+  readRedisFile,
+  redisPid,
+  startRedis,
+  stopRedis,
+  writeRedisFile,
+} from "./redis-instance.js";
 import type { TRedisClient, TRedisInstance } from "./redis-instance.js";
 import { ensureServerCertificate } from "./runtime-ca.js";
 import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
@@ -37,7 +45,16 @@ export type TRedisObservation = {
 };
 
 /** Settings read back with CONFIG GET to notice a CONFIG SET made by hand. */
-const TRACKED_SETTINGS = ["bind", "protected-mode", "port", "tls-port", "maxmemory", "maxmemory-policy", "appendonly", "tls-auth-clients"] as const;
+const TRACKED_SETTINGS = [
+  "bind",
+  "protected-mode",
+  "port",
+  "tls-port",
+  "maxmemory",
+  "maxmemory-policy",
+  "appendonly",
+  "tls-auth-clients",
+] as const;
 /** A representative call per dangerous command, for ACL DRYRUN. */
 const DANGEROUS_PROBES: Readonly<Record<string, readonly string[]>> = {
   FLUSHALL: ["FLUSHALL"],
@@ -67,7 +84,13 @@ async function takeSnapshot(client: TRedisClient): Promise<TSnapshot> {
 function snapshotDrift(target: string, applied: TSnapshot, live: TSnapshot): TRuntimeDrift[] {
   const drift: TRuntimeDrift[] = [];
   for (const name of TRACKED_SETTINGS) {
-    if (applied.settings[name] !== live.settings[name]) drift.push({ target, field: `config ${name}`, expected: applied.settings[name] ?? "", actual: live.settings[name] ?? "" });
+    if (applied.settings[name] !== live.settings[name])
+      drift.push({
+        target,
+        field: `config ${name}`,
+        expected: applied.settings[name] ?? "",
+        actual: live.settings[name] ?? "",
+      });
   }
   // ACL lines carry password hashes, not passwords; report only which users differ.
   const userOf = (line: string) => line.split(" ")[1] ?? line;
@@ -76,7 +99,13 @@ function snapshotDrift(target: string, applied: TSnapshot, live: TSnapshot): TRu
   for (const user of new Set([...appliedUsers.keys(), ...liveUsers.keys()])) {
     const expected = appliedUsers.get(user);
     const actual = liveUsers.get(user);
-    if (expected !== actual) drift.push({ target, field: `acl user ${user}`, expected: expected === undefined ? "absent" : "as rendered", actual: actual === undefined ? "absent" : "changed by hand" });
+    if (expected !== actual)
+      drift.push({
+        target,
+        field: `acl user ${user}`,
+        expected: expected === undefined ? "absent" : "as rendered",
+        actual: actual === undefined ? "absent" : "changed by hand",
+      });
   }
   return drift;
 }
@@ -88,12 +117,22 @@ async function desired(context: TRedisContext, instance: TRedisInstance, createS
     context.placement.environments.map(async (environment) => {
       const name = secretNames.redisPassword(context.organization, environment.name);
       if (createSecrets) await context.secrets.ensure(name, generateRedisPassword);
-      return { name: redisUserOf(environment), password: await context.secrets.current(name), keyPrefix: redisKeyPrefixOf(environment) };
+      return {
+        name: redisUserOf(environment),
+        password: await context.secrets.current(name),
+        keyPrefix: redisKeyPrefixOf(environment),
+      };
     }),
   );
   const adminPassword = await context.secrets.current(adminSecret);
   const settings = settingsOf(context, instance);
-  return { adminPassword, users, settings, redisConf: renderRedisConf(settings), usersAcl: renderRedisAcl(adminPassword, users) };
+  return {
+    adminPassword,
+    users,
+    settings,
+    redisConf: renderRedisConf(settings),
+    usersAcl: renderRedisAcl(adminPassword, users),
+  };
 }
 
 function settingsOf(context: Pick<TRedisContext, "placement">, instance: TRedisInstance) {
@@ -102,7 +141,10 @@ function settingsOf(context: Pick<TRedisContext, "placement">, instance: TRedisI
     directory: instance.directory,
     port: instance.port,
     certificate: { certPath: join(tls, "server.crt"), keyPath: join(tls, "server.key"), caPath: join(tls, "ca.crt") },
-    maxMemoryMb: context.placement.environments.reduce((total, environment) => total + environment.redis.maxMemoryMb, 0),
+    maxMemoryMb: context.placement.environments.reduce(
+      (total, environment) => total + environment.redis.maxMemoryMb,
+      0,
+    ),
   });
 }
 
@@ -110,9 +152,19 @@ function settingsOf(context: Pick<TRedisContext, "placement">, instance: TRedisI
 export const HIDDEN_ACL_HASH = "#(password hash not shown)";
 
 /** redis.conf and users.acl as reconcile writes them, the password hashes replaced (plan compares these). */
-export function redisFilesWithoutSecrets(context: Pick<TRedisContext, "placement">, instance: TRedisInstance): { redisConf: string; usersAcl: string } {
-  const users = context.placement.environments.map((environment) => ({ name: redisUserOf(environment), password: "", keyPrefix: redisKeyPrefixOf(environment) }));
-  return { redisConf: renderRedisConf(settingsOf(context, instance)), usersAcl: renderRedisAcl("", users).replace(/#[0-9a-f]{64}/g, HIDDEN_ACL_HASH) };
+export function redisFilesWithoutSecrets(
+  context: Pick<TRedisContext, "placement">,
+  instance: TRedisInstance,
+): { redisConf: string; usersAcl: string } {
+  const users = context.placement.environments.map((environment) => ({
+    name: redisUserOf(environment),
+    password: "",
+    keyPrefix: redisKeyPrefixOf(environment),
+  }));
+  return {
+    redisConf: renderRedisConf(settingsOf(context, instance)),
+    usersAcl: renderRedisAcl("", users).replace(/#[0-9a-f]{64}/g, HIDDEN_ACL_HASH),
+  };
 }
 
 const instanceOf = (context: TRedisContext, port: number): TRedisInstance => ({
@@ -130,7 +182,13 @@ export async function reconcileRedis(context: TRedisContext): Promise<TRuntimeAc
   const { record } = await ensureInstanceRecord(directory, context.owner, context.now);
   const instance = instanceOf(context, record.port);
   await prepareRedisDirectory(instance);
-  const { issued } = await ensureServerCertificate(context.ca, join(instance.directory, "tls"), `${context.organization} redis ${instance.name}`, context.owner, context.now);
+  const { issued } = await ensureServerCertificate(
+    context.ca,
+    join(instance.directory, "tls"),
+    `${context.organization} redis ${instance.name}`,
+    context.owner,
+    context.now,
+  );
   if (issued) act("issued a TLS certificate from the organization CA");
   const files = await desired(context, instance, true);
   const confChanged = await writeRedisFile(instance, "redis.conf", files.redisConf);
@@ -154,7 +212,9 @@ export async function reconcileRedis(context: TRedisContext): Promise<TRuntimeAc
       await client.close().catch(() => undefined);
     }
   };
-  const justStarted = actions.some((action) => action.action.startsWith("started") || action.action.startsWith("restarted"));
+  const justStarted = actions.some(
+    (action) => action.action.startsWith("started") || action.action.startsWith("restarted"),
+  );
   if (aclChanged && !justStarted) {
     await withAdmin((client) => client.aclLoad());
     act("loaded users.acl");
@@ -163,31 +223,63 @@ export async function reconcileRedis(context: TRedisContext): Promise<TRuntimeAc
   if (applied !== undefined && !confChanged && !aclChanged) {
     const drift = snapshotDrift(target, applied, await withAdmin(takeSnapshot));
     const settings = drift.filter((entry) => entry.field.startsWith("config "));
-    if (settings.length > 0) await withAdmin(async (client) => {
-      for (const item of settings) await client.configSet(item.field.slice("config ".length), item.expected);
-    });
+    if (settings.length > 0)
+      await withAdmin(async (client) => {
+        for (const item of settings) await client.configSet(item.field.slice("config ".length), item.expected);
+      });
     if (drift.some((item) => item.field.startsWith("acl "))) await withAdmin((client) => client.aclLoad());
     if (drift.length > 0) act(`corrected ${drift.map((item) => item.field).join(", ")}`);
   }
   const snapshot = await withAdmin(takeSnapshot);
-  if (JSON.stringify(snapshot) !== JSON.stringify(applied)) await writeFile(snapshotPath(instance), `${JSON.stringify(snapshot)}\n`, { mode: 0o600 });
+  if (JSON.stringify(snapshot) !== JSON.stringify(applied))
+    await writeFile(snapshotPath(instance), `${JSON.stringify(snapshot)}\n`, { mode: 0o600 });
   return actions;
 }
 
 export async function observeRedis(context: TRedisContext): Promise<TRedisObservation> {
   const target = `redis/${context.placement.name}`;
   const record = await readInstanceRecord(redisDirectory(context.root, context.organization, context.placement.name));
-  if (record === undefined) return { name: context.placement.name, port: null, state: "absent", drift: [{ target, field: "instance", expected: "running", actual: "not provisioned" }], files: {}, live: new Map() };
+  if (record === undefined)
+    return {
+      name: context.placement.name,
+      port: null,
+      state: "absent",
+      drift: [{ target, field: "instance", expected: "running", actual: "not provisioned" }],
+      files: {},
+      live: new Map(),
+    };
   const instance = instanceOf(context, record.port);
   const drift: TRuntimeDrift[] = [];
   const files = await desired(context, instance, false);
   const redisConfText = await readRedisFile(instance, "redis.conf");
-  if (redisConfText !== files.redisConf) drift.push({ target, field: "redis.conf", expected: "as rendered", actual: redisConfText === undefined ? "missing" : "edited by hand" });
-  if ((await readRedisFile(instance, "users.acl")) !== files.usersAcl) drift.push({ target, field: "users.acl", expected: "as rendered", actual: "edited by hand or out of date" });
-  const redisConf = redisConfText === undefined ? undefined : Object.fromEntries(redisConfText.split("\n").filter((line) => line !== "" && !line.startsWith("#")).map((line) => [line.split(" ")[0] ?? "", line.slice(line.indexOf(" ") + 1)]));
+  if (redisConfText !== files.redisConf)
+    drift.push({
+      target,
+      field: "redis.conf",
+      expected: "as rendered",
+      actual: redisConfText === undefined ? "missing" : "edited by hand",
+    });
+  if ((await readRedisFile(instance, "users.acl")) !== files.usersAcl)
+    drift.push({ target, field: "users.acl", expected: "as rendered", actual: "edited by hand or out of date" });
+  const redisConf =
+    redisConfText === undefined
+      ? undefined
+      : Object.fromEntries(
+          redisConfText
+            .split("\n")
+            .filter((line) => line !== "" && !line.startsWith("#"))
+            .map((line) => [line.split(" ")[0] ?? "", line.slice(line.indexOf(" ") + 1)]),
+        );
   const fileArtifacts = redisConf === undefined ? {} : { redisConf };
   if ((await redisPid(instance)) === undefined) {
-    return { name: instance.name, port: instance.port, state: "stopped", drift: [...drift, { target, field: "process", expected: "running", actual: "stopped" }], files: fileArtifacts, live: new Map() };
+    return {
+      name: instance.name,
+      port: instance.port,
+      state: "stopped",
+      drift: [...drift, { target, field: "process", expected: "running", actual: "stopped" }],
+      files: fileArtifacts,
+      live: new Map(),
+    };
   }
   const client = await connectRedisAdmin(instance, files.adminPassword, context.ca.certPem);
   try {
@@ -199,7 +291,9 @@ export async function observeRedis(context: TRedisContext): Promise<TRedisObserv
     for (const environment of context.placement.environments) {
       const disabled: string[] = [];
       for (const [command, probe] of Object.entries(DANGEROUS_PROBES)) {
-        const answer = await client.sendCommand(["ACL", "DRYRUN", redisUserOf(environment), ...probe]).catch((error: unknown) => String(error));
+        const answer = await client
+          .sendCommand(["ACL", "DRYRUN", redisUserOf(environment), ...probe])
+          .catch((error: unknown) => String(error));
         if (answer !== "OK" && DANGEROUS_REDIS_COMMANDS.includes(command)) disabled.push(command);
       }
       live.set(environment.name, {

@@ -8,7 +8,15 @@ import { archiveSettings } from "../../backup/pgbackrest-config.js";
 import { odooConnectionLimit, parseOdooConf, renderOdooConf } from "../../render/odoo/odoo-conf.js";
 import type { TArtifactSubject } from "../../policy/policy-types.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
-import { clusterDirectory, databaseNameOf, databaseRoleOf, instanceNameOf, odooDirectory, placeOrganization, redisDirectory } from "./local-placement.js";
+import {
+  clusterDirectory,
+  databaseNameOf,
+  databaseRoleOf,
+  instanceNameOf,
+  odooDirectory,
+  placeOrganization,
+  redisDirectory,
+} from "./local-placement.js";
 import { CLUSTER_ADMIN_ROLE } from "./postgres-cluster.js";
 import { parsePostgresqlConf, postgresqlSettings, renderPgHba, renderPostgresqlConf } from "./postgres-config.js";
 import type { TStatementAudit } from "./postgres-config.js";
@@ -21,47 +29,88 @@ const STANDIN_REDIS_PORT = 6380;
 /** The form renderOdooConf requires; reconcile renders a real pbkdf2-sha512 hash from the secret store. */
 const STANDIN_ADMIN_PASSWORD_HASH = "$pbkdf2-sha512$600000$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA";
 
-const certificateIn = (directory: string) => ({ certPath: join(directory, "tls", "server.crt"), keyPath: join(directory, "tls", "server.key"), caPath: join(directory, "tls", "ca.crt") });
+const certificateIn = (directory: string) => ({
+  certPath: join(directory, "tls", "server.crt"),
+  keyPath: join(directory, "tls", "server.key"),
+  caPath: join(directory, "tls", "ca.crt"),
+});
 
 /**
  * One artifact subject per environment, as observe reads them back from the files reconcile wrote.
  * `statementAudit` is the host's (statementAuditFor): pgaudit where its package is installed, as on
  * a production host, otherwise log_statement = all; both pass CH-DB-006.
  */
-export function localArtifactSubjects(organization: TOrganizationSpec, { statementAudit = "pgaudit" }: { readonly statementAudit?: Exclude<TStatementAudit, "ddl"> } = {}): TArtifactSubject[] {
+export function localArtifactSubjects(
+  organization: TOrganizationSpec,
+  { statementAudit = "pgaudit" }: { readonly statementAudit?: Exclude<TStatementAudit, "ddl"> } = {},
+): TArtifactSubject[] {
   const placement = placeOrganization(organization);
   const org = placement.organization;
   const clusterFiles = new Map(
     placement.clusters.map((cluster) => {
       const directory = clusterDirectory(STANDIN_ROOT, org, cluster.name);
       const backedUp = cluster.environments.filter((environment) => environment.backup.enabled);
-      const rpoMinutes = Math.min(...backedUp.map((environment) => (environment.backup.enabled ? environment.backup.rpoMinutes : Infinity)));
+      const rpoMinutes = Math.min(
+        ...backedUp.map((environment) => (environment.backup.enabled ? environment.backup.rpoMinutes : Infinity)),
+      );
       const settings = postgresqlSettings({
         port: STANDIN_POSTGRES_PORT,
         certificate: certificateIn(directory),
         statementAudit,
-        tenantConnections: cluster.environments.reduce((total, environment) => total + odooConnectionLimit(environment), 0),
+        tenantConnections: cluster.environments.reduce(
+          (total, environment) => total + odooConnectionLimit(environment),
+          0,
+        ),
         ...(backedUp.length === 0
           ? {}
-          : { socketDirectory: join(directory, "run"), archive: archiveSettings({ configPath: join(directory, "pgbackrest", "pgbackrest.conf"), stanza: cluster.name, rpoMinutes }) }),
+          : {
+              socketDirectory: join(directory, "run"),
+              archive: archiveSettings({
+                configPath: join(directory, "pgbackrest", "pgbackrest.conf"),
+                stanza: cluster.name,
+                rpoMinutes,
+              }),
+            }),
       });
-      return [cluster.name, { postgresqlConf: parsePostgresqlConf(renderPostgresqlConf(settings)), pgHba: renderPgHba(CLUSTER_ADMIN_ROLE) }];
+      return [
+        cluster.name,
+        { postgresqlConf: parsePostgresqlConf(renderPostgresqlConf(settings)), pgHba: renderPgHba(CLUSTER_ADMIN_ROLE) },
+      ];
     }),
   );
   const redisFiles = new Map(
     placement.redis.map((instance) => {
       const directory = redisDirectory(STANDIN_ROOT, org, instance.name);
       const text = renderRedisConf(
-        redisSettings({ directory, port: STANDIN_REDIS_PORT, certificate: certificateIn(directory), maxMemoryMb: instance.environments.reduce((total, environment) => total + environment.redis.maxMemoryMb, 0) }),
+        redisSettings({
+          directory,
+          port: STANDIN_REDIS_PORT,
+          certificate: certificateIn(directory),
+          maxMemoryMb: instance.environments.reduce((total, environment) => total + environment.redis.maxMemoryMb, 0),
+        }),
       );
-      return [instance.name, Object.fromEntries(text.split("\n").filter((line) => line !== "" && !line.startsWith("#")).map((line) => [line.split(" ")[0] ?? "", line.slice(line.indexOf(" ") + 1)]))];
+      return [
+        instance.name,
+        Object.fromEntries(
+          text
+            .split("\n")
+            .filter((line) => line !== "" && !line.startsWith("#"))
+            .map((line) => [line.split(" ")[0] ?? "", line.slice(line.indexOf(" ") + 1)]),
+        ),
+      ];
     }),
   );
   return organization.environments.map((environment) => {
     const instance = instanceNameOf(environment);
     const odooConf = renderOdooConf({
       environment,
-      database: { host: "127.0.0.1", port: STANDIN_POSTGRES_PORT, name: databaseNameOf(environment), user: databaseRoleOf(environment), sslRootCertPath: join(STANDIN_ROOT, org, "ca.crt") },
+      database: {
+        host: "127.0.0.1",
+        port: STANDIN_POSTGRES_PORT,
+        name: databaseNameOf(environment),
+        user: databaseRoleOf(environment),
+        sslRootCertPath: join(STANDIN_ROOT, org, "ca.crt"),
+      },
       adminPasswordHash: STANDIN_ADMIN_PASSWORD_HASH,
       dataDir: join(odooDirectory(STANDIN_ROOT, org, environment.name), "data"),
       addonsPaths: ["/usr/lib/python3/dist-packages/odoo/addons"],

@@ -8,7 +8,13 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import type pg from "pg";
-import { clusterClients, createRuntimeHarness, runtimeTestSpec, waitForArchive, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
+import {
+  clusterClients,
+  createRuntimeHarness,
+  runtimeTestSpec,
+  waitForArchive,
+  type TRuntimeHarness,
+} from "../../../test/runtime-fixtures.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { secretNames } from "./local-placement.js";
 import { restoreToScratch } from "./local-recovery.js";
@@ -33,15 +39,26 @@ void describe("restores and drills after ordinary changes, on real clusters", ()
   const setting = async (name: string) => {
     const client = await admin(await prodPort());
     try {
-      return Number((await client.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = $1", [name])).rows[0]?.setting);
+      return Number(
+        (await client.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = $1", [name])).rows[0]
+          ?.setting,
+      );
     } finally {
       await client.end();
     }
   };
-  const connectOdoo = async () => connect(await prodPort(), "odoo_prod", await harness.secrets.current(secretNames.databasePassword(ORG, "prod")), "prod");
+  const connectOdoo = async () =>
+    connect(
+      await prodPort(),
+      "odoo_prod",
+      await harness.secrets.current(secretNames.databasePassword(ORG, "prod")),
+      "prod",
+    );
   /** One row, committed on its own; its insert time (the server's clock) and a time by which it had committed. */
   const writeRow = async () => {
-    const { rows: [row] } = await odoo.query<{ id: number; at: Date }>("INSERT INTO ledger DEFAULT VALUES RETURNING id, at");
+    const {
+      rows: [row],
+    } = await odoo.query<{ id: number; at: Date }>("INSERT INTO ledger DEFAULT VALUES RETURNING id, at");
     rows.push({ id: row!.id, insertedAt: row!.at.getTime(), committedBy: Date.now() });
   };
   /** An instant between two rows: the first had committed before it, the second not begun. */
@@ -67,7 +84,12 @@ void describe("restores and drills after ordinary changes, on real clusters", ()
       await sleep(40);
     }
     const target = instantBetween(rows[first + 5]!, rows[first + 6]!);
-    const restored = await harness.runtime.restore(spec, "prod", { kind: "time", time: target }, { kind: "copy", name: copyName });
+    const restored = await harness.runtime.restore(
+      spec,
+      "prod",
+      { kind: "time", time: target },
+      { kind: "copy", name: copyName },
+    );
     assert.deepEqual(await restoredIds(restored.port), idsUpTo(target), `restored up to ${target.toISOString()}`);
     return restored;
   };
@@ -75,13 +97,21 @@ void describe("restores and drills after ordinary changes, on real clusters", ()
     const drill = await harness.runtime.drill(spec, "prod");
     assert.equal(drill.amcheckPassed, true, drill.amcheckOutput);
     assert.deepEqual(drill.databasesMissing, []);
-    assert.ok(drill.tables.some((table) => table.table === "public.ledger" && table.restored === table.source), JSON.stringify(drill.tables));
+    assert.ok(
+      drill.tables.some((table) => table.table === "public.ledger" && table.restored === table.source),
+      JSON.stringify(drill.tables),
+    );
   };
 
   before(async () => {
     harness = await createRuntimeHarness();
     const full = runtimeTestSpec(ORG);
-    spec = { ...full, environments: full.environments.filter((environment) => environment.name === "prod").map((environment) => ({ ...environment, odoo: { ...environment.odoo, workers: 9 } })) };
+    spec = {
+      ...full,
+      environments: full.environments
+        .filter((environment) => environment.name === "prod")
+        .map((environment) => ({ ...environment, odoo: { ...environment.odoo, workers: 9 } })),
+    };
     await harness.runtime.reconcile(spec);
     odoo = await connectOdoo();
     await odoo.query("CREATE TABLE ledger (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())");
@@ -99,7 +129,10 @@ void describe("restores and drills after ordinary changes, on real clusters", ()
     await odoo.end();
     spec = withWorkers(11);
     const actions = (await harness.runtime.reconcile(spec)).map((action) => action.action);
-    assert.ok(actions.some((action) => action.startsWith("restarted to apply") && action.includes("max_connections")), actions.join("; "));
+    assert.ok(
+      actions.some((action) => action.startsWith("restarted to apply") && action.includes("max_connections")),
+      actions.join("; "),
+    );
     assert.ok((await setting("max_connections")) > before);
     odoo = await connectOdoo();
     await restoreToASecond("after-workers");
@@ -140,7 +173,12 @@ void describe("restores and drills after ordinary changes, on real clusters", ()
       const twoSecondsAgo = Date.now() - 2000;
       const index = rows.findIndex((row) => row.insertedAt > twoSecondsAgo);
       const target = instantBetween(rows[index - 1]!, rows[index]!);
-      const restored = await harness.runtime.restore(spec, "prod", { kind: "time", time: target }, { kind: "copy", name: "two-seconds-ago" });
+      const restored = await harness.runtime.restore(
+        spec,
+        "prod",
+        { kind: "time", time: target },
+        { kind: "copy", name: "two-seconds-ago" },
+      );
       assert.deepEqual(await restoredIds(restored.port), idsUpTo(target), `restored up to ${target.toISOString()}`);
     } finally {
       writing = false;
@@ -154,7 +192,11 @@ void describe("restores and drills after ordinary changes, on real clusters", ()
     const directory = join(harness.root, ORG, "restores", "paused", "postgres");
     const started = Date.now();
     await assert.rejects(restoreToScratch(source, directory, { kind: "latest" }, {}), (error: Error) => {
-      assert.match(error.message, /insufficient parameter settings|is a lower setting than on the primary/, error.message);
+      assert.match(
+        error.message,
+        /insufficient parameter settings|is a lower setting than on the primary/,
+        error.message,
+      );
       return true;
     });
     assert.ok(Date.now() - started < 60_000, `reported after ${Date.now() - started} ms`);
@@ -177,20 +219,39 @@ void describe("restores and drills after ordinary changes, on real clusters", ()
     while ((await runningPid(source.cluster)) !== undefined) await sleep(50);
     try {
       const started = Date.now();
-      const refusal = await harness.runtime.restore(spec, "prod", { kind: "time", time: new Date(Date.now() - 200) }, { kind: "copy", name: "past-archive" }).then(
-        () => assert.fail("restored past the archive"),
-        (error: Error) => error,
-      );
+      const refusal = await harness.runtime
+        .restore(
+          spec,
+          "prod",
+          { kind: "time", time: new Date(Date.now() - 200) },
+          { kind: "copy", name: "past-archive" },
+        )
+        .then(
+          () => assert.fail("restored past the archive"),
+          (error: Error) => error,
+        );
       assert.ok(Date.now() - started < 30_000, `refused after ${Date.now() - started} ms`);
-      assert.match(refusal.message, /is not running.*ends with a transaction committed at (\S+): restore to that instant or earlier/, refusal.message);
+      assert.match(
+        refusal.message,
+        /is not running.*ends with a transaction committed at (\S+): restore to that instant or earlier/,
+        refusal.message,
+      );
       const newest = new Date(/--to (\S+)\)/.exec(refusal.message)![1]!);
       assert.ok(newest.getTime() < unarchived.insertedAt, `${newest.toISOString()} is before the unarchived row`);
       await assert.rejects(stat(join(harness.root, ORG, "restores", "past-archive")), /ENOENT/);
 
-      const restored = await harness.runtime.restore(spec, "prod", { kind: "time", time: newest }, { kind: "copy", name: "newest-restorable" });
+      const restored = await harness.runtime.restore(
+        spec,
+        "prod",
+        { kind: "time", time: newest },
+        { kind: "copy", name: "newest-restorable" },
+      );
       const ids = await restoredIds(restored.port);
       assert.ok(!ids.includes(unarchived.id));
-      assert.deepEqual(ids, rows.filter((row) => row.id !== unarchived.id && row.insertedAt <= newest.getTime()).map((row) => row.id));
+      assert.deepEqual(
+        ids,
+        rows.filter((row) => row.id !== unarchived.id && row.insertedAt <= newest.getTime()).map((row) => row.id),
+      );
     } finally {
       await startCluster(source.cluster, source.backup.access.env);
       odoo = await connectOdoo();

@@ -42,7 +42,11 @@ export type TRestoreOverMarker = {
   readonly startedAt: Date;
 };
 
-const exists = (path: string) => stat(path).then(() => true, () => false);
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
 
 export async function restoreOver(input: {
   readonly source: TRecoverableCluster;
@@ -66,8 +70,14 @@ export async function restoreOver(input: {
   const database = databaseNameOf({ name: sourceEnvironment });
   const markerPath = join(scratchDirectory, input.markerName);
   const marker: TRestoreOverMarker = {
-    source: sourceEnvironment, target, into: into.environment.name, cluster: into.access.cluster.name, database: into.tenant.database,
-    filestoreDirectory: into.filestoreDirectory, databaseSwapped: false, startedAt: input.now(),
+    source: sourceEnvironment,
+    target,
+    into: into.environment.name,
+    cluster: into.access.cluster.name,
+    database: into.tenant.database,
+    filestoreDirectory: into.filestoreDirectory,
+    databaseSwapped: false,
+    startedAt: input.now(),
   };
   await mkdir(scratchDirectory, { recursive: true, mode: 0o711 });
   await writeFile(markerPath, JSON.stringify(marker));
@@ -75,10 +85,19 @@ export async function restoreOver(input: {
   try {
     const until = await step("postgresql", async () => {
       const scratch = await restoreToScratch(source, scratchCluster, target);
-      const recovered = target.kind === "time" ? target.time : target.kind === "lsn" ? await recoveredUntil(scratch, source) : undefined;
+      const recovered =
+        target.kind === "time"
+          ? target.time
+          : target.kind === "lsn"
+            ? await recoveredUntil(scratch, source)
+            : undefined;
       // The dump sits beside the scratch cluster, outside its data directory, and goes with it.
       const dump = join(scratchDirectory, "dump");
-      await dumpDatabase({ cluster: scratch, adminPassword: source.adminPassword, caPem: source.caPem, caPath: source.caPath }, database, dump);
+      await dumpDatabase(
+        { cluster: scratch, adminPassword: source.adminPassword, caPem: source.caPem, caPath: source.caPath },
+        database,
+        dump,
+      );
       await discardScratch(scratch);
       await loadAndSwap(into.access, into.tenant, dump);
       await writeFile(markerPath, JSON.stringify({ ...marker, databaseSwapped: true }));
@@ -98,7 +117,10 @@ export async function restoreOver(input: {
         await writeFile(markerPath, JSON.stringify({ ...marker, databaseSwapped: true, filestoreSwapped: true }));
         await input.snapshotRestoredFilestore?.();
         const snapshotted = input.snapshotRestoredFilestore === undefined ? "" : ", snapshotted as restored";
-        return { detail: `${restored.files} files of ${sourceEnvironment} from snapshot ${restored.snapshots.join(" + ")}${snapshotted}`, value: restored.files };
+        return {
+          detail: `${restored.files} files of ${sourceEnvironment} from snapshot ${restored.snapshots.join(" + ")}${snapshotted}`,
+          value: restored.files,
+        };
       } catch (error) {
         await rm(incoming, { recursive: true, force: true });
         // The database is already replaced: say so, or the operator would believe nothing changed.
@@ -118,10 +140,15 @@ export async function restoreOver(input: {
 }
 
 /** The marker of an interrupted restore-over in `directory`, or undefined (none, or another kind of restore's). */
-export async function readRestoreOverMarker(directory: string, markerName: string): Promise<TRestoreOverMarker | undefined> {
+export async function readRestoreOverMarker(
+  directory: string,
+  markerName: string,
+): Promise<TRestoreOverMarker | undefined> {
   const text = await readFile(join(directory, markerName), "utf8").catch(() => undefined);
   const marker = text === undefined ? undefined : (JSON.parse(text) as Partial<TRestoreOverMarker>);
-  return marker?.into === undefined || marker.database === undefined || marker.filestoreDirectory === undefined ? undefined : (marker as TRestoreOverMarker);
+  return marker?.into === undefined || marker.database === undefined || marker.filestoreDirectory === undefined
+    ? undefined
+    : (marker as TRestoreOverMarker);
 }
 
 /**
@@ -129,10 +156,14 @@ export async function readRestoreOverMarker(directory: string, markerName: strin
  * caller's to remove): the database and filestore get their names back, the half-loaded and set-aside
  * ones go. Returns what happened to the target, for the reconcile's report.
  */
-export async function settleInterruptedRestoreOver(admin: Pick<pg.Client, "query">, marker: TRestoreOverMarker): Promise<string> {
+export async function settleInterruptedRestoreOver(
+  admin: Pick<pg.Client, "query">,
+  marker: TRestoreOverMarker,
+): Promise<string> {
   const database = await settleInterruptedSwap(admin, marker.database);
   const { incoming, outgoing } = filestoreSwapNamesOf(marker.filestoreDirectory);
-  if (!(await exists(marker.filestoreDirectory)) && (await exists(outgoing))) await rename(outgoing, marker.filestoreDirectory);
+  if (!(await exists(marker.filestoreDirectory)) && (await exists(outgoing)))
+    await rename(outgoing, marker.filestoreDirectory);
   await rm(incoming, { recursive: true, force: true });
   await rm(outgoing, { recursive: true, force: true });
   const { incoming: halfLoaded } = swapNamesOf(marker.database);

@@ -33,15 +33,31 @@ const iso = (at: Date) => at.toISOString().replace(/\.\d{3}Z$/, "Z");
  * restorable instant it names (the archive's last commit, to the millisecond) becomes "the end of
  * the archive", since a target at or past the last commit has no later one to stop at.
  */
-export async function ensureTargetArchived(source: TRecoverableCluster, target: TRestoreTarget, now: Date): Promise<{ detail: string; target: TRestoreTarget }> {
+export async function ensureTargetArchived(
+  source: TRecoverableCluster,
+  target: TRestoreTarget,
+  now: Date,
+): Promise<{ detail: string; target: TRestoreTarget }> {
   const backups = (await stanzaInfo(source.backup.access)).backups;
-  const oldestStop = backups.reduce<Date | undefined>((earliest, backup) => (earliest === undefined || backup.stoppedAt < earliest ? backup.stoppedAt : earliest), undefined);
+  const oldestStop = backups.reduce<Date | undefined>(
+    (earliest, backup) => (earliest === undefined || backup.stoppedAt < earliest ? backup.stoppedAt : earliest),
+    undefined,
+  );
   // pgBackRest records a backup's stop to the second and picks only a backup that stopped before the target's second.
   const oldest = oldestStop === undefined ? undefined : new Date(oldestStop.getTime() + 1000);
-  if (oldest === undefined) throw new NotFoundError(`stanza "${source.backup.access.stanza}" has no backup to restore from yet; run carehost backup first`);
+  if (oldest === undefined)
+    throw new NotFoundError(
+      `stanza "${source.backup.access.stanza}" has no backup to restore from yet; run carehost backup first`,
+    );
   if (target.kind === "time") {
-    if (target.time.getTime() > now.getTime()) throw new ValidationError(`--to ${iso(target.time)} is in the future (it is ${iso(now)} here); give an instant in the past`);
-    if (target.time < oldest) throw new ValidationError(`--to ${iso(target.time)} is before the oldest backup, completed at ${iso(oldestStop!)}; the oldest instant carehost can restore is ${iso(oldest)}`);
+    if (target.time.getTime() > now.getTime())
+      throw new ValidationError(
+        `--to ${iso(target.time)} is in the future (it is ${iso(now)} here); give an instant in the past`,
+      );
+    if (target.time < oldest)
+      throw new ValidationError(
+        `--to ${iso(target.time)} is before the oldest backup, completed at ${iso(oldestStop!)}; the oldest instant carehost can restore is ${iso(oldest)}`,
+      );
   }
   let notArchived = "the source is not running, so carehost cannot archive its newest WAL";
   if ((await runningPid(source.cluster)) !== undefined) {
@@ -49,7 +65,8 @@ export async function ensureTargetArchived(source: TRecoverableCluster, target: 
     try {
       await writeHeartbeat(admin);
       const failing = await switchAndAwaitArchive(admin);
-      if (failing === undefined) return { detail: "the WAL up to now archived (switched and waited for its segment)", target };
+      if (failing === undefined)
+        return { detail: "the WAL up to now archived (switched and waited for its segment)", target };
       notArchived = `the newest WAL of cluster "${source.cluster.name}" is not archived (${failing}; carehost status shows the archiver)`;
     } finally {
       await admin.end();
@@ -63,11 +80,17 @@ export async function ensureTargetArchived(source: TRecoverableCluster, target: 
     const restorable = newest !== undefined && newest >= oldest;
     throw new ConflictError(
       `${notArchived}, and the archive ` +
-        (newest === undefined ? "holds no committed transaction carehost can read" : `ends with a transaction committed at ${newest.toISOString()}`) +
+        (newest === undefined
+          ? "holds no committed transaction carehost can read"
+          : `ends with a transaction committed at ${newest.toISOString()}`) +
         `: restore to ${restorable ? `that instant or earlier (--to ${newest.toISOString()})` : "the latest backup (omit --to)"}, or let the cluster archive its WAL first`,
     );
   }
-  if (target.time.getTime() === newest.getTime()) return { detail: `${notArchived}; the archive ends with the transaction committed at ${newest.toISOString()}: replayed to its end`, target: { kind: "latest" } };
+  if (target.time.getTime() === newest.getTime())
+    return {
+      detail: `${notArchived}; the archive ends with the transaction committed at ${newest.toISOString()}: replayed to its end`,
+      target: { kind: "latest" },
+    };
   return { detail: `${notArchived}; the archive reaches ${newest.toISOString()}`, target };
 }
 
@@ -76,7 +99,8 @@ export async function ensureTargetArchived(source: TRecoverableCluster, target: 
  * or why not: the archiver failing on it (no waiting out the deadline then) or the deadline.
  */
 async function switchAndAwaitArchive(admin: pg.Client): Promise<string | undefined> {
-  const closed = (await admin.query<{ segment: string }>("SELECT pg_walfile_name(pg_switch_wal()) AS segment")).rows[0]!.segment;
+  const closed = (await admin.query<{ segment: string }>("SELECT pg_walfile_name(pg_switch_wal()) AS segment")).rows[0]!
+    .segment;
   const deadline = Date.now() + ARCHIVE_WAIT_MS;
   for (;;) {
     const archiver = await readArchiver(admin);
@@ -84,20 +108,30 @@ async function switchAndAwaitArchive(admin: pg.Client): Promise<string | undefin
     const describe = () =>
       `last archived ${archiver.lastArchivedWal ?? "none"}${archiver.lastArchivedAt === null ? "" : ` at ${iso(archiver.lastArchivedAt)}`}, ` +
       `${archiver.failedCount} failed attempts${archiver.lastFailedWal === null ? "" : `, last failed ${archiver.lastFailedWal}`}`;
-    const failingNow = archiver.lastFailedAt !== null && (archiver.lastArchivedAt === null || archiver.lastFailedAt > archiver.lastArchivedAt) && archiver.lastFailedWal !== null && archiver.lastFailedWal <= closed;
+    const failingNow =
+      archiver.lastFailedAt !== null &&
+      (archiver.lastArchivedAt === null || archiver.lastFailedAt > archiver.lastArchivedAt) &&
+      archiver.lastFailedWal !== null &&
+      archiver.lastFailedWal <= closed;
     if (failingNow) return `archiving is failing: ${describe()}`;
     if (Date.now() > deadline) return `not archived after ${ARCHIVE_WAIT_MS / 1000} s: ${describe()}`;
     await sleep(50);
   }
 }
 
-type TRawArchiveInfo = { name: string; archive?: { id: string; max: string | null; database?: { "repo-key"?: number } }[] }[];
+type TRawArchiveInfo = {
+  name: string;
+  archive?: { id: string; max: string | null; database?: { "repo-key"?: number } }[];
+}[];
 
 /** The newest WAL segment in the first repository's archive, e.g. 00000002000000000000001F. */
 async function newestArchivedSegment(source: TRecoverableCluster): Promise<string | undefined> {
   const parsed = JSON.parse(await pgbackrest(source.backup.access, "info", ["--output=json"])) as TRawArchiveInfo;
   const stanza = parsed.find((item) => item.name === source.backup.access.stanza);
-  const segments = (stanza?.archive ?? []).filter((archive) => (archive.database?.["repo-key"] ?? 1) === 1).map((archive) => archive.max).filter((max): max is string => typeof max === "string");
+  const segments = (stanza?.archive ?? [])
+    .filter((archive) => (archive.database?.["repo-key"] ?? 1) === 1)
+    .map((archive) => archive.max)
+    .filter((max): max is string => typeof max === "string");
   return segments.sort().at(-1);
 }
 
@@ -127,12 +161,19 @@ export function lastTransactionEnd(waldump: string): Date | undefined {
 async function newestArchivedCommit(source: TRecoverableCluster): Promise<Date | undefined> {
   const newest = await newestArchivedSegment(source);
   if (newest === undefined) return undefined;
-  const segmentBytes = Number(/^Bytes per WAL segment:\s+(\d+)/m.exec(await readControlData(source.cluster))?.[1] ?? 16 * 1024 * 1024);
+  const segmentBytes = Number(
+    /^Bytes per WAL segment:\s+(\d+)/m.exec(await readControlData(source.cluster))?.[1] ?? 16 * 1024 * 1024,
+  );
   const scratch = await mkdtemp(join(tmpdir(), "carehost-wal-"));
   try {
-    if (source.cluster.owner !== undefined) await runCommand("chown", [`${source.cluster.owner.uid}:${source.cluster.owner.gid}`, scratch]);
+    if (source.cluster.owner !== undefined)
+      await runCommand("chown", [`${source.cluster.owner.uid}:${source.cluster.owner.gid}`, scratch]);
     let segment: string | undefined = newest;
-    for (let searched = 0; segment !== undefined && searched < SEGMENTS_SEARCHED; searched += 1, segment = previousSegment(segment, segmentBytes)) {
+    for (
+      let searched = 0;
+      segment !== undefined && searched < SEGMENTS_SEARCHED;
+      searched += 1, segment = previousSegment(segment, segmentBytes)
+    ) {
       const path = join(scratch, segment);
       try {
         await pgbackrest(source.backup.access, "archive-get", [], 60_000, [segment, path]);
@@ -141,7 +182,9 @@ async function newestArchivedCommit(source: TRecoverableCluster): Promise<Date |
         return undefined;
       }
       // pg_waldump fails at the end of a segment whose successor it cannot find, after printing it.
-      const dumped = await runCommand(postgresBinary(source.cluster, "pg_waldump"), [path], { env: { TZ: "UTC" } }).catch((error: unknown) => ({
+      const dumped = await runCommand(postgresBinary(source.cluster, "pg_waldump"), [path], {
+        env: { TZ: "UTC" },
+      }).catch((error: unknown) => ({
         stdout: error instanceof RuntimeCommandError ? error.stdout : "",
       }));
       const at = lastTransactionEnd(dumped.stdout);

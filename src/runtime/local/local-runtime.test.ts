@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
 import { createClient } from "redis";
-import { createRuntimeHarness, filesBelow, readText, runtimeTestSpec, type TRuntimeHarness } from "../../../test/runtime-fixtures.js";
+import {
+  createRuntimeHarness,
+  filesBelow,
+  readText,
+  runtimeTestSpec,
+  type TRuntimeHarness,
+} from "../../../test/runtime-fixtures.js";
 import { POLICY_CATALOG } from "../../policy/policy-catalog.js";
 import { evaluatePolicy } from "../../policy/policy-engine.js";
 import { specSubjectsOf } from "../../policy/policy-service.js";
@@ -43,32 +49,55 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
 
   void it("provisions from nothing, and a second reconcile does nothing", async () => {
     const first = await harness.runtime.reconcile(spec);
-    assert.ok(first.some((action) => action.target === "postgres/dedicated-prod" && action.action.startsWith("initialized")));
+    assert.ok(
+      first.some((action) => action.target === "postgres/dedicated-prod" && action.action.startsWith("initialized")),
+    );
     assert.ok(first.some((action) => action.target === "postgres/shared" && action.action.startsWith("started")));
     assert.ok(first.some((action) => action.target === "redis/dedicated-prod" && action.action.startsWith("started")));
-    assert.ok(first.some((action) => action.target === "environment/staging" && action.action.startsWith("created role")));
+    assert.ok(
+      first.some((action) => action.target === "environment/staging" && action.action.startsWith("created role")),
+    );
     assert.deepEqual(await harness.runtime.reconcile(spec), []);
   });
 
   void it("passes every control of the baseline on what it built, read back from the running systems, but the repository it skips and the standby it cannot run", async () => {
     const observation = await harness.runtime.observe(spec);
-    for (const environment of observation.environments) assert.deepEqual(environment.drift, [], `drift in ${environment.environment}`);
+    for (const environment of observation.environments)
+      assert.deepEqual(environment.drift, [], `drift in ${environment.environment}`);
     const report = evaluatePolicy({
       controls: POLICY_CATALOG,
-      subjects: { spec: specSubjectsOf(spec), artifact: observation.subjects.artifact, live: observation.subjects.live },
+      subjects: {
+        spec: specSubjectsOf(spec),
+        artifact: observation.subjects.artifact,
+        live: observation.subjects.live,
+      },
       now: new Date(),
     });
-    const failures = report.results.filter((result) => result.status === "fail").map((result) => `${result.controlId} ${result.environment}: ${result.messages.join("; ")}`);
+    const failures = report.results
+      .filter((result) => result.status === "fail")
+      .map((result) => `${result.controlId} ${result.environment}: ${result.messages.join("; ")}`);
     // The demo's offsite repository has no key in this store: every backup of prod goes to local alone, and says so.
     assert.deepEqual(failures, [
       `CH-BAK-006 prod: backup repository "offsite" (azure) is declared but not written: its key "backup/${org}/backup-offsite-azure-key" is not in the secret store; add it with: carehost secrets set backup/${org}/backup-offsite-azure-key (backups go to: local)`,
     ]);
     const prod = observation.environments.find((environment) => environment.environment === "prod");
-    assert.deepEqual(prod?.backupRepositories, { written: [{ name: "local", type: "posix" }], skipped: [{ name: "offsite", type: "azure", reason: `its key "backup/${org}/backup-offsite-azure-key" is not in the secret store; add it with: carehost secrets set backup/${org}/backup-offsite-azure-key` }] });
+    assert.deepEqual(prod?.backupRepositories, {
+      written: [{ name: "local", type: "posix" }],
+      skipped: [
+        {
+          name: "offsite",
+          type: "azure",
+          reason: `its key "backup/${org}/backup-offsite-azure-key" is not in the secret store; add it with: carehost secrets set backup/${org}/backup-offsite-azure-key`,
+        },
+      ],
+    });
     // highAvailability: true is declared; pg_stat_replication shows no standby, and this runtime runs none.
     const standby = report.results.find((result) => result.controlId === "CH-DB-001" && result.environment === "prod");
     assert.equal(standby?.status, "not-enforced");
-    assert.match(standby.messages.join(""), /database\.highAvailability is true, but the host runtime runs one PostgreSQL per cluster and no standby/);
+    assert.match(
+      standby.messages.join(""),
+      /database\.highAvailability is true, but the host runtime runs one PostgreSQL per cluster and no standby/,
+    );
     assert.ok(report.results.some((result) => result.subject === "live" && result.status === "pass"));
   });
 
@@ -76,7 +105,10 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     const own = await connectAs("staging", databaseNameOf({ name: "staging" }));
     assert.equal((await own.query<{ u: string }>("SELECT current_user AS u")).rows[0]?.u, "odoo_staging");
     await own.end();
-    await assert.rejects(connectAs("staging", databaseNameOf({ name: "training" })), /permission denied for database "training"/);
+    await assert.rejects(
+      connectAs("staging", databaseNameOf({ name: "training" })),
+      /permission denied for database "training"/,
+    );
     await assert.rejects(connectAs("staging", "staging", false), /no pg_hba.conf entry|rejects connection|reject/);
   });
 
@@ -119,7 +151,9 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     assert.equal(await training.objectEncoding("odoo:training:session:1"), "embstr");
     await staging.close();
     await training.close();
-    const plaintext = createClient({ socket: { host: "127.0.0.1", port, reconnectStrategy: false, connectTimeout: 2000 } });
+    const plaintext = createClient({
+      socket: { host: "127.0.0.1", port, reconnectStrategy: false, connectTimeout: 2000 },
+    });
     plaintext.on("error", () => undefined);
     await assert.rejects(plaintext.connect().then(() => plaintext.ping()));
   });
@@ -138,7 +172,9 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     await admin.query("ALTER SYSTEM SET log_connections = off");
     await admin.end();
     const drifted = await harness.runtime.observe(spec);
-    const fields = drifted.environments.flatMap((environment) => environment.drift.map((item) => `${environment.environment}:${item.field}`));
+    const fields = drifted.environments.flatMap((environment) =>
+      environment.drift.map((item) => `${environment.environment}:${item.field}`),
+    );
     assert.ok(fields.includes("staging:role.superuser"), fields.join(", "));
     assert.ok(fields.includes("training:database.publicConnect"), fields.join(", "));
     assert.ok(fields.includes("staging:ALTER SYSTEM log_connections"), fields.join(", "));
@@ -146,14 +182,31 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     // The grant really let the tenant in again: what observe reports is an open door, not a label.
     const reopened = await connectAs("staging", "postgres");
     await reopened.end();
-    const posture = evaluatePolicy({ controls: POLICY_CATALOG, subjects: { live: drifted.subjects.live }, now: new Date() });
-    assert.ok(posture.mandatoryViolations.some((violation) => violation.controlId === "CH-DB-007" && violation.environment === "staging"));
+    const posture = evaluatePolicy({
+      controls: POLICY_CATALOG,
+      subjects: { live: drifted.subjects.live },
+      now: new Date(),
+    });
+    assert.ok(
+      posture.mandatoryViolations.some(
+        (violation) => violation.controlId === "CH-DB-007" && violation.environment === "staging",
+      ),
+    );
     const corrections = await harness.runtime.reconcile(spec);
     assert.ok(corrections.length >= 3, JSON.stringify(corrections));
-    assert.ok(corrections.some((item) => item.target === "postgres/shared" && item.action === "revoked CONNECT on database postgres from PUBLIC"), JSON.stringify(corrections));
+    assert.ok(
+      corrections.some(
+        (item) =>
+          item.target === "postgres/shared" && item.action === "revoked CONNECT on database postgres from PUBLIC",
+      ),
+      JSON.stringify(corrections),
+    );
     await assert.rejects(connectAs("staging", "postgres"), /permission denied for database "postgres"/);
     const clean = await harness.runtime.observe(spec);
-    assert.deepEqual(clean.environments.flatMap((environment) => environment.drift), []);
+    assert.deepEqual(
+      clean.environments.flatMap((environment) => environment.drift),
+      [],
+    );
     assert.deepEqual(await harness.runtime.reconcile(spec), []);
   });
 
@@ -180,7 +233,9 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     assert.equal(live.protectedMode, false);
     assert.equal(live.defaultUserEnabled, true);
     await admin.close();
-    assert.deepEqual(await harness.runtime.reconcile(spec), [{ target: "redis/dedicated-prod", action: "corrected config protected-mode, acl user default" }]);
+    assert.deepEqual(await harness.runtime.reconcile(spec), [
+      { target: "redis/dedicated-prod", action: "corrected config protected-mode, acl user default" },
+    ]);
     // ACL LOAD dropped the old connections: look again with a new one.
     const after = await connectAdmin();
     assert.equal((await after.configGet("protected-mode"))["protected-mode"], "yes");
@@ -191,13 +246,18 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
 
   void it("restarts a crashed PostgreSQL and Redis", async () => {
     const { readFile } = await import("node:fs/promises");
-    const pgPid = Number((await readFile(`${harness.root}/${org}/postgres/dedicated-prod/data/postmaster.pid`, "utf8")).split("\n")[0]);
+    const pgPid = Number(
+      (await readFile(`${harness.root}/${org}/postgres/dedicated-prod/data/postmaster.pid`, "utf8")).split("\n")[0],
+    );
     const redisPid = Number((await readFile(`${harness.root}/${org}/redis/dedicated-prod/redis.pid`, "utf8")).trim());
     process.kill(pgPid, "SIGKILL");
     process.kill(redisPid, "SIGKILL");
     await new Promise((resolve) => setTimeout(resolve, 300));
     const restarted = await harness.runtime.restartStopped(spec);
-    assert.deepEqual(restarted.map((action) => action.target).sort(), ["postgres/dedicated-prod", "redis/dedicated-prod"]);
+    assert.deepEqual(restarted.map((action) => action.target).sort(), [
+      "postgres/dedicated-prod",
+      "redis/dedicated-prod",
+    ]);
     const client = await connectAs("prod", "prod");
     await client.end();
   });

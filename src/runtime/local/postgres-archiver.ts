@@ -7,8 +7,14 @@ import type { TArchiverReading } from "../../backup/wal-archiving.js";
 export async function readArchiver(admin: Pick<pg.Client, "query">): Promise<TArchiverReading> {
   // pg_current_wal_lsn() raises an error during recovery (a cluster being restored in place).
   const result = await admin.query<{
-    last_archived_wal: string | null; last_archived_time: Date | null; failed_count: string; last_failed_wal: string | null; last_failed_time: Date | null;
-    stats_reset: Date | null; current_wal_lsn: string | null; current_wal_file: string | null;
+    last_archived_wal: string | null;
+    last_archived_time: Date | null;
+    failed_count: string;
+    last_failed_wal: string | null;
+    last_failed_time: Date | null;
+    stats_reset: Date | null;
+    current_wal_lsn: string | null;
+    current_wal_file: string | null;
   }>(
     `SELECT last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time, stats_reset,
             CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_wal_lsn,
@@ -36,10 +42,14 @@ export async function readArchiver(admin: Pick<pg.Client, "query">): Promise<TAr
 export async function archiveCurrentSegment(admin: Pick<pg.Client, "query">, timeoutMs = 60_000): Promise<boolean> {
   // pg_switch_wal() returns the end of the segment it closed, and pg_walfile_name() of a segment's
   // end names that segment (with nothing written since the last switch, the one closed before).
-  const closed = (await admin.query<{ segment: string }>("SELECT pg_walfile_name(pg_switch_wal()) AS segment")).rows[0]?.segment;
+  const closed = (await admin.query<{ segment: string }>("SELECT pg_walfile_name(pg_switch_wal()) AS segment")).rows[0]
+    ?.segment;
   const deadline = Date.now() + timeoutMs;
   do {
-    const archived = await admin.query<{ done: boolean }>("SELECT coalesce(last_archived_wal >= $1, false) AS done FROM pg_stat_archiver", [closed]);
+    const archived = await admin.query<{ done: boolean }>(
+      "SELECT coalesce(last_archived_wal >= $1, false) AS done FROM pg_stat_archiver",
+      [closed],
+    );
     if (archived.rows[0]?.done === true) return true;
     await sleep(50);
   } while (Date.now() < deadline);

@@ -25,13 +25,16 @@ export type TPostgresCluster = {
 
 export const dataDirectoryOf = (cluster: TPostgresCluster) => join(cluster.directory, "data");
 /** A program of the cluster's PostgreSQL version, as Debian installs it. */
-export const postgresBinary = (cluster: Pick<TPostgresCluster, "version">, name: string) => join(`/usr/lib/postgresql/${cluster.version}/bin`, name);
+export const postgresBinary = (cluster: Pick<TPostgresCluster, "version">, name: string) =>
+  join(`/usr/lib/postgresql/${cluster.version}/bin`, name);
 
 export async function assertPostgresInstalled(version: number): Promise<void> {
   try {
     await access(`/usr/lib/postgresql/${version}/bin/initdb`);
   } catch {
-    throw new DomainError(`PostgreSQL ${version} is not installed on this host (/usr/lib/postgresql/${version}/bin/initdb is missing); install postgresql-${version} or declare the installed version in database.postgresVersion`);
+    throw new DomainError(
+      `PostgreSQL ${version} is not installed on this host (/usr/lib/postgresql/${version}/bin/initdb is missing); install postgresql-${version} or declare the installed version in database.postgresVersion`,
+    );
   }
 }
 
@@ -70,7 +73,17 @@ export async function initializeCluster(cluster: TPostgresCluster, adminPassword
   try {
     await runCommand(
       postgresBinary(cluster, "initdb"),
-      ["-D", dataDirectory, "--data-checksums", "--auth=scram-sha-256", `--username=${CLUSTER_ADMIN_ROLE}`, `--pwfile=${passwordFile}`, "--encoding=UTF8", "--locale=C.UTF-8", `--wal-segsize=${WAL_SEGMENT_MB}`],
+      [
+        "-D",
+        dataDirectory,
+        "--data-checksums",
+        "--auth=scram-sha-256",
+        `--username=${CLUSTER_ADMIN_ROLE}`,
+        `--pwfile=${passwordFile}`,
+        "--encoding=UTF8",
+        "--locale=C.UTF-8",
+        `--wal-segsize=${WAL_SEGMENT_MB}`,
+      ],
       asOwner(cluster),
     );
   } catch (error) {
@@ -102,15 +115,26 @@ export async function runningPid(cluster: TPostgresCluster): Promise<number | un
 export async function serverLog(cluster: TPostgresCluster): Promise<string> {
   const logDirectory = join(dataDirectoryOf(cluster), "log");
   const files = await readdir(logDirectory).catch(() => [] as string[]);
-  const newest = (await Promise.all(files.map(async (file) => ({ file, time: (await stat(join(logDirectory, file))).mtimeMs })))).sort((a, b) => b.time - a.time)[0];
+  const newest = (
+    await Promise.all(files.map(async (file) => ({ file, time: (await stat(join(logDirectory, file))).mtimeMs })))
+  ).sort((a, b) => b.time - a.time)[0];
   const collected = newest === undefined ? "" : await readFile(join(logDirectory, newest.file), "utf8").catch(() => "");
-  return collected.trim() === "" ? await readFile(join(cluster.directory, "startup.log"), "utf8").catch(() => "") : collected;
+  return collected.trim() === ""
+    ? await readFile(join(cluster.directory, "startup.log"), "utf8").catch(() => "")
+    : collected;
 }
 
 /** The last lines the server wrote that say what went wrong. */
 async function serverLogTail(cluster: TPostgresCluster): Promise<string> {
   const text = await serverLog(cluster);
-  return text.trim().split("\n").filter((line) => /FATAL|ERROR|PANIC|LOG: {2}database system/.test(line)).slice(-5).join("\n") || text.trim().split("\n").slice(-5).join("\n");
+  return (
+    text
+      .trim()
+      .split("\n")
+      .filter((line) => /FATAL|ERROR|PANIC|LOG: {2}database system/.test(line))
+      .slice(-5)
+      .join("\n") || text.trim().split("\n").slice(-5).join("\n")
+  );
 }
 
 /** After a crash the dead postmaster may linger as a zombie until reaped; PostgreSQL would take it for alive. */
@@ -128,28 +152,50 @@ async function waitForReap(cluster: TPostgresCluster): Promise<void> {
 }
 
 /** `env` reaches the postmaster and so archive_command (pgBackRest's passphrases, never on disk). */
-export async function startCluster(cluster: TPostgresCluster, env: Readonly<Record<string, string>> = {}): Promise<void> {
+export async function startCluster(
+  cluster: TPostgresCluster,
+  env: Readonly<Record<string, string>> = {},
+): Promise<void> {
   await waitForReap(cluster);
   const logFile = join(cluster.directory, "startup.log");
   try {
-    await runCommand(postgresBinary(cluster, "pg_ctl"), ["start", "-D", dataDirectoryOf(cluster), "-l", logFile, "-w", "-t", "60", "-s"], { ...asOwner(cluster), env });
+    await runCommand(
+      postgresBinary(cluster, "pg_ctl"),
+      ["start", "-D", dataDirectoryOf(cluster), "-l", logFile, "-w", "-t", "60", "-s"],
+      { ...asOwner(cluster), env },
+    );
   } catch (error) {
     const log = await serverLogTail(cluster);
-    throw new DomainError(`PostgreSQL cluster "${cluster.name}" (port ${cluster.port}) did not start: ${log || (error as Error).message}`);
+    throw new DomainError(
+      `PostgreSQL cluster "${cluster.name}" (port ${cluster.port}) did not start: ${log || (error as Error).message}`,
+    );
   }
 }
 
 export async function stopCluster(cluster: TPostgresCluster): Promise<void> {
   if ((await runningPid(cluster)) === undefined) return;
-  await runCommand(postgresBinary(cluster, "pg_ctl"), ["stop", "-D", dataDirectoryOf(cluster), "-m", "fast", "-w", "-t", "60", "-s"], asOwner(cluster));
+  await runCommand(
+    postgresBinary(cluster, "pg_ctl"),
+    ["stop", "-D", dataDirectoryOf(cluster), "-m", "fast", "-w", "-t", "60", "-s"],
+    asOwner(cluster),
+  );
 }
 
 export async function reloadCluster(cluster: TPostgresCluster): Promise<void> {
-  await runCommand(postgresBinary(cluster, "pg_ctl"), ["reload", "-D", dataDirectoryOf(cluster), "-s"], asOwner(cluster));
+  await runCommand(
+    postgresBinary(cluster, "pg_ctl"),
+    ["reload", "-D", dataDirectoryOf(cluster), "-s"],
+    asOwner(cluster),
+  );
 }
 
 /** A TLS connection as the cluster admin, verifying the server certificate against the organization CA. */
-export async function connectAdmin(cluster: TPostgresCluster, adminPassword: string, caPem: string, database = "postgres"): Promise<pg.Client> {
+export async function connectAdmin(
+  cluster: TPostgresCluster,
+  adminPassword: string,
+  caPem: string,
+  database = "postgres",
+): Promise<pg.Client> {
   const client = new pg.Client({
     host: "127.0.0.1",
     port: cluster.port,

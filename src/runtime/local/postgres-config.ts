@@ -55,7 +55,9 @@ export function postgresqlSettings(input: TPostgresConfigInput): Record<string, 
     // directory of the cluster's own account (and it still authenticates with SCRAM).
     unix_socket_directories: quote(input.socketDirectory ?? ""),
     ...(input.socketDirectory === undefined ? {} : { unix_socket_permissions: "0700" }),
-    max_connections: String(Math.min(MAX_CLUSTER_CONNECTIONS, Math.max(20, input.tenantConnections + ADMIN_CONNECTION_HEADROOM))),
+    max_connections: String(
+      Math.min(MAX_CLUSTER_CONNECTIONS, Math.max(20, input.tenantConnections + ADMIN_CONNECTION_HEADROOM)),
+    ),
     ssl: "on",
     ssl_cert_file: quote(input.certificate.certPath),
     ssl_key_file: quote(input.certificate.keyPath),

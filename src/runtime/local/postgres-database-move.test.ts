@@ -4,7 +4,13 @@ import { dumpArguments, loadArguments, parallelJobs, swapNamesOf } from "./postg
 import type { TAdminAccess } from "./postgres-database-move.js";
 
 const access: TAdminAccess = {
-  cluster: { name: "shared", directory: "/srv/carehost/runtime/acme/postgres/shared", port: 54321, version: 15, owner: undefined },
+  cluster: {
+    name: "shared",
+    directory: "/srv/carehost/runtime/acme/postgres/shared",
+    port: 54321,
+    version: 15,
+    owner: undefined,
+  },
   adminPassword: "s3cret-admin-password",
   caPem: "-----BEGIN CERTIFICATE-----",
   caPath: "/srv/carehost/runtime/acme/ca.crt",
@@ -16,14 +22,23 @@ void describe("database move: pg_dump and pg_restore arguments", () => {
     const dump = dumpArguments(access, "staging", "/tmp/dump dir", 2);
     const load = loadArguments(access, "staging__restoring", hostile, "/tmp/dump dir", 2);
     for (const args of [dump, load]) assert.ok(!args.some((arg) => arg.includes(access.adminPassword)), args.join(" "));
-    assert.ok(dump.includes("--file=/tmp/dump dir") && dump.includes("--dbname=staging") && dump.includes("--format=directory") && dump.includes("--jobs=2"));
+    assert.ok(
+      dump.includes("--file=/tmp/dump dir") &&
+        dump.includes("--dbname=staging") &&
+        dump.includes("--format=directory") &&
+        dump.includes("--jobs=2"),
+    );
     assert.ok(load.includes(`--role=${hostile}`), "the role is one argument, never split or interpreted");
     assert.equal(load.at(-1), "/tmp/dump dir");
-    for (const flag of ["--no-owner", "--no-acl", "--exit-on-error", "--dbname=staging__restoring"]) assert.ok(load.includes(flag), flag);
+    for (const flag of ["--no-owner", "--no-acl", "--exit-on-error", "--dbname=staging__restoring"])
+      assert.ok(load.includes(flag), flag);
   });
 
   void it("works in parallel up to the host's cores, at least one job and at most eight", () => {
-    assert.deepEqual([0, 1, 2, 64].map((cores) => parallelJobs(cores)), [1, 1, 2, 8]);
+    assert.deepEqual(
+      [0, 1, 2, 64].map((cores) => parallelJobs(cores)),
+      [1, 1, 2, 8],
+    );
   });
 
   void it("names the incoming and set-aside databases within PostgreSQL's 63 bytes for the longest environment name", () => {

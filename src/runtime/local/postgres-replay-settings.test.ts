@@ -4,7 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { lastTransactionEnd, previousSegment } from "./local-restore-target.js";
-import { highestOf, parseControlData, raiseHighWater, readHighWater, renderReplayFloor } from "./postgres-replay-settings.js";
+import {
+  highestOf,
+  parseControlData,
+  raiseHighWater,
+  readHighWater,
+  renderReplayFloor,
+} from "./postgres-replay-settings.js";
 
 // As PostgreSQL 15's pg_controldata prints them (LC_ALL=C).
 const CONTROL_DATA = `pg_control version number:            1300
@@ -21,11 +27,20 @@ track_commit_timestamp setting:       off
 
 void describe("the settings a restored copy needs to replay the archive", () => {
   void it("reads every one of them from pg_controldata, under its abbreviated name too", () => {
-    assert.deepEqual(parseControlData(CONTROL_DATA), { max_connections: 135, max_worker_processes: 8, max_wal_senders: 10, max_prepared_transactions: 0, max_locks_per_transaction: 64 });
+    assert.deepEqual(parseControlData(CONTROL_DATA), {
+      max_connections: 135,
+      max_worker_processes: 8,
+      max_wal_senders: 10,
+      max_prepared_transactions: 0,
+      max_locks_per_transaction: 64,
+    });
   });
 
   void it("takes each at the highest value any reading has, and renders them for postgresql.auto.conf", () => {
-    const floor = highestOf({ max_connections: 135, max_prepared_transactions: 0 }, { max_connections: 40, max_prepared_transactions: 5, max_wal_senders: 10 });
+    const floor = highestOf(
+      { max_connections: 135, max_prepared_transactions: 0 },
+      { max_connections: 40, max_prepared_transactions: 5, max_wal_senders: 10 },
+    );
     assert.deepEqual(floor, { max_connections: 135, max_prepared_transactions: 5, max_wal_senders: 10 });
     assert.match(renderReplayFloor(floor), /^max_connections = 135$/m);
     assert.match(renderReplayFloor(floor), /^max_prepared_transactions = 5$/m);

@@ -13,7 +13,13 @@ import { dataDirectoryOf, postgresBinary } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { runCommand } from "./runtime-command.js";
 
-export const REPLAY_SETTINGS = ["max_connections", "max_worker_processes", "max_wal_senders", "max_prepared_transactions", "max_locks_per_transaction"] as const;
+export const REPLAY_SETTINGS = [
+  "max_connections",
+  "max_worker_processes",
+  "max_wal_senders",
+  "max_prepared_transactions",
+  "max_locks_per_transaction",
+] as const;
 export type TReplaySetting = (typeof REPLAY_SETTINGS)[number];
 export type TReplaySettings = Partial<Record<TReplaySetting, number>>;
 
@@ -67,7 +73,10 @@ export async function controlFileSettings(cluster: TPostgresCluster): Promise<TR
 
 /** What a running server runs with now. */
 export async function liveReplaySettings(admin: Pick<pg.Client, "query">): Promise<TReplaySettings> {
-  const result = await admin.query<{ name: TReplaySetting; setting: string }>("SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY($1)", [REPLAY_SETTINGS]);
+  const result = await admin.query<{ name: TReplaySetting; setting: string }>(
+    "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY($1)",
+    [REPLAY_SETTINGS],
+  );
   return Object.fromEntries(result.rows.map((row) => [row.name, Number(row.setting)])) as TReplaySettings;
 }
 
@@ -85,7 +94,8 @@ export async function readHighWater(clusterDirectory: string): Promise<TReplaySe
 export async function raiseHighWater(clusterDirectory: string, running: TReplaySettings): Promise<TReplaySettings> {
   const before = await readHighWater(clusterDirectory);
   const after = highestOf(before, running);
-  if (JSON.stringify(after) !== JSON.stringify(before)) await writeFile(join(clusterDirectory, HIGH_WATER_FILE), `${JSON.stringify(after)}\n`, { mode: 0o644 });
+  if (JSON.stringify(after) !== JSON.stringify(before))
+    await writeFile(join(clusterDirectory, HIGH_WATER_FILE), `${JSON.stringify(after)}\n`, { mode: 0o644 });
   return after;
 }
 
@@ -97,5 +107,7 @@ export async function replayFloorOf(cluster: TPostgresCluster): Promise<TReplayS
 /** Lines for a copy's postgresql.auto.conf, which PostgreSQL reads after postgresql.conf. */
 export function renderReplayFloor(floor: TReplaySettings): string {
   const lines = REPLAY_SETTINGS.flatMap((name) => (floor[name] === undefined ? [] : [`${name} = ${floor[name]}`]));
-  return lines.length === 0 ? "" : `# carehost: at least what the primary ran with, so that every archived WAL record replays\n${lines.join("\n")}\n`;
+  return lines.length === 0
+    ? ""
+    : `# carehost: at least what the primary ran with, so that every archived WAL record replays\n${lines.join("\n")}\n`;
 }

@@ -29,7 +29,16 @@ export type TTenantDrift = { readonly field: string; readonly expected: string; 
 const ident = (name: string) => pg.escapeIdentifier(name);
 
 export async function observeTenant(admin: TQueryable, tenant: TPostgresTenant): Promise<TTenantObservation> {
-  const role = await admin.query<{ rolsuper: boolean; rolcreaterole: boolean; rolcreatedb: boolean; rolreplication: boolean; rolbypassrls: boolean; rolcanlogin: boolean; rolconnlimit: number; rolpassword: string | null }>(
+  const role = await admin.query<{
+    rolsuper: boolean;
+    rolcreaterole: boolean;
+    rolcreatedb: boolean;
+    rolreplication: boolean;
+    rolbypassrls: boolean;
+    rolcanlogin: boolean;
+    rolconnlimit: number;
+    rolpassword: string | null;
+  }>(
     "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin, rolconnlimit, rolpassword FROM pg_authid WHERE rolname = $1",
     [tenant.role],
   );
@@ -40,8 +49,12 @@ export async function observeTenant(admin: TQueryable, tenant: TPostgresTenant):
   const settings = await admin.query<{ name: string; setting: string }>(
     "SELECT name, setting FROM pg_settings WHERE name IN ('ssl', 'password_encryption', 'shared_preload_libraries', 'data_checksums')",
   );
-  const hba = await admin.query<{ auth_method: string }>("SELECT DISTINCT auth_method FROM pg_hba_file_rules WHERE error IS NULL ORDER BY 1");
-  const standbys = await admin.query<{ count: number }>("SELECT count(*)::int AS count FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')");
+  const hba = await admin.query<{ auth_method: string }>(
+    "SELECT DISTINCT auth_method FROM pg_hba_file_rules WHERE error IS NULL ORDER BY 1",
+  );
+  const standbys = await admin.query<{ count: number }>(
+    "SELECT count(*)::int AS count FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')",
+  );
   const setting = (name: string) => settings.rows.find((row) => row.name === name)?.setting ?? "";
   const roleRow = role.rows[0];
   const databaseRow = database.rows[0];
@@ -60,7 +73,10 @@ export async function observeTenant(admin: TQueryable, tenant: TPostgresTenant):
       ssl: setting("ssl") === "on",
       passwordEncryption: setting("password_encryption"),
       hbaMethods: hba.rows.map((row) => row.auth_method),
-      sharedPreloadLibraries: setting("shared_preload_libraries").split(",").map((library) => library.trim()).filter((library) => library !== ""),
+      sharedPreloadLibraries: setting("shared_preload_libraries")
+        .split(",")
+        .map((library) => library.trim())
+        .filter((library) => library !== ""),
       dataChecksums: setting("data_checksums") === "on",
       synchronousStandbys: standbys.rows[0]?.count ?? 0,
     },
@@ -81,7 +97,8 @@ export function tenantDrift(tenant: TPostgresTenant, observed: TTenantObservatio
     add("role.createdb", false, observed.live.roleCreateDb);
     add("role.login", true, observed.canLogin);
     add("role.connectionLimit", tenant.connectionLimit, observed.connectionLimit);
-    if (!observed.passwordMatches) drift.push({ field: "role.password", expected: "the stored secret", actual: "a different password" });
+    if (!observed.passwordMatches)
+      drift.push({ field: "role.password", expected: "the stored secret", actual: "a different password" });
   }
   if (observed.databaseExists) {
     add("database.owner", tenant.role, observed.databaseOwner);
@@ -91,7 +108,11 @@ export function tenantDrift(tenant: TPostgresTenant, observed: TTenantObservatio
 }
 
 /** Creates or corrects the role and database; returns a line per statement group it ran. */
-export async function reconcileTenant(admin: TQueryable, tenant: TPostgresTenant, observed: TTenantObservation): Promise<string[]> {
+export async function reconcileTenant(
+  admin: TQueryable,
+  tenant: TPostgresTenant,
+  observed: TTenantObservation,
+): Promise<string[]> {
   const actions: string[] = [];
   const role = ident(tenant.role);
   const database = ident(tenant.database);
@@ -102,10 +123,14 @@ export async function reconcileTenant(admin: TQueryable, tenant: TPostgresTenant
     await admin.query(`CREATE ROLE ${role} ${attributes} ${passwordClause}`);
     actions.push(`created role ${tenant.role}`);
   } else {
-    const drift = tenantDrift(tenant, observed).filter((item) => item.field.startsWith("role.") && item.field !== "role.password");
+    const drift = tenantDrift(tenant, observed).filter(
+      (item) => item.field.startsWith("role.") && item.field !== "role.password",
+    );
     if (drift.length > 0 || observed.live.roleSuperuser) {
       await admin.query(`ALTER ROLE ${role} ${attributes}`);
-      actions.push(`corrected role ${tenant.role} (${drift.map((item) => `${item.field}: ${item.actual} → ${item.expected}`).join(", ")})`);
+      actions.push(
+        `corrected role ${tenant.role} (${drift.map((item) => `${item.field}: ${item.actual} → ${item.expected}`).join(", ")})`,
+      );
     }
     if (!observed.passwordMatches) {
       await admin.query(`ALTER ROLE ${role} ${passwordClause}`);
@@ -118,7 +143,9 @@ export async function reconcileTenant(admin: TQueryable, tenant: TPostgresTenant
     actions.push(`created database ${tenant.database}`);
   } else if (observed.databaseOwner !== tenant.role) {
     await admin.query(`ALTER DATABASE ${database} OWNER TO ${role}`);
-    actions.push(`gave database ${tenant.database} back to ${tenant.role} (owner was ${observed.databaseOwner ?? "none"})`);
+    actions.push(
+      `gave database ${tenant.database} back to ${tenant.role} (owner was ${observed.databaseOwner ?? "none"})`,
+    );
   }
   if (!observed.databaseExists || observed.live.publicConnect) {
     // Other tenants of a shared cluster must not even connect; the owner keeps CONNECT.

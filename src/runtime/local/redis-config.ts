@@ -33,7 +33,7 @@ export function redisSettings(input: TRedisConfigInput): Record<string, string> 
     "tls-ca-cert-file": input.certificate.caPath,
     // Clients prove who they are with an ACL password; the server proves itself with its certificate.
     "tls-auth-clients": "no",
-    "tls-protocols": "\"TLSv1.2 TLSv1.3\"",
+    "tls-protocols": '"TLSv1.2 TLSv1.3"',
     aclfile: `${input.directory}/users.acl`,
     daemonize: "yes",
     pidfile: `${input.directory}/redis.pid`,
@@ -43,7 +43,7 @@ export function redisSettings(input: TRedisConfigInput): Record<string, string> 
     // Sessions carry a TTL; evicting the oldest of them is the graceful way to run out of memory.
     "maxmemory-policy": "volatile-lru",
     appendonly: "yes",
-    save: "\"\"",
+    save: '""',
     "enable-debug-command": "no",
     "enable-module-command": "no",
     "enable-protected-configs": "no",
@@ -51,7 +51,11 @@ export function redisSettings(input: TRedisConfigInput): Record<string, string> 
 }
 
 export function renderRedisConf(settings: Readonly<Record<string, string>>): string {
-  return ["# Rendered by carehost; edits are reported as drift and overwritten by `carehost apply`.", ...Object.entries(settings).map(([key, value]) => `${key} ${value}`), ""].join("\n");
+  return [
+    "# Rendered by carehost; edits are reported as drift and overwritten by `carehost apply`.",
+    ...Object.entries(settings).map(([key, value]) => `${key} ${value}`),
+    "",
+  ].join("\n");
 }
 
 const sha256 = (value: string) => createHash("sha256").update(value).digest("hex");
@@ -62,7 +66,8 @@ const sha256 = (value: string) => createHash("sha256").update(value).digest("hex
  * do not limit the commands that walk the keyspace, so SCAN, KEYS and RANDOMKEY are taken away by
  * name: with them, one tenant of a shared Redis would list another's session keys.
  */
-export const ODOO_REDIS_PERMISSIONS = "-@all +@read +@write +@keyspace +@connection +@transaction -@dangerous -scan -keys -randomkey";
+export const ODOO_REDIS_PERMISSIONS =
+  "-@all +@read +@write +@keyspace +@connection +@transaction -@dangerous -scan -keys -randomkey";
 
 /** users.acl with passwords as SHA-256 only (Redis's "#" form), so the file holds no secret. */
 export function renderRedisAcl(adminPassword: string, users: readonly TRedisAclUser[]): string {
@@ -71,7 +76,10 @@ export function renderRedisAcl(adminPassword: string, users: readonly TRedisAclU
     `user ${REDIS_ADMIN_USER} on #${sha256(adminPassword)} ~* &* +@all`,
     ...[...users]
       .sort((a, b) => a.name.localeCompare(b.name))
-      .map((user) => `user ${user.name} on #${sha256(user.password)} resetkeys ~${user.keyPrefix}* resetchannels ${ODOO_REDIS_PERMISSIONS}`),
+      .map(
+        (user) =>
+          `user ${user.name} on #${sha256(user.password)} resetkeys ~${user.keyPrefix}* resetchannels ${ODOO_REDIS_PERMISSIONS}`,
+      ),
   ];
   return `${lines.join("\n")}\n`;
 }

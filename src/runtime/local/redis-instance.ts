@@ -33,11 +33,18 @@ export async function prepareRedisDirectory(instance: TRedisInstance): Promise<v
 }
 
 /** Writes redis.conf or users.acl; returns whether the content changed. */
-export async function writeRedisFile(instance: TRedisInstance, name: "redis.conf" | "users.acl", content: string): Promise<boolean> {
+export async function writeRedisFile(
+  instance: TRedisInstance,
+  name: "redis.conf" | "users.acl",
+  content: string,
+): Promise<boolean> {
   return writeFileIfChanged(join(instance.directory, name), content, { mode: 0o600, owner: instance.owner });
 }
 
-export async function readRedisFile(instance: TRedisInstance, name: "redis.conf" | "users.acl"): Promise<string | undefined> {
+export async function readRedisFile(
+  instance: TRedisInstance,
+  name: "redis.conf" | "users.acl",
+): Promise<string | undefined> {
   return readFile(join(instance.directory, name), "utf8").catch(() => undefined);
 }
 
@@ -46,9 +53,21 @@ export async function redisPid(instance: TRedisInstance): Promise<number | undef
   return Number.isInteger(pid) && pid > 0 && isProcessAlive(pid) ? pid : undefined;
 }
 
-export async function connectRedis(instance: TRedisInstance, user: string, password: string, caPem: string): Promise<TRedisClient> {
+export async function connectRedis(
+  instance: TRedisInstance,
+  user: string,
+  password: string,
+  caPem: string,
+): Promise<TRedisClient> {
   const client = createClient({
-    socket: { host: "127.0.0.1", port: instance.port, tls: true, ca: caPem, connectTimeout: 5000, reconnectStrategy: false },
+    socket: {
+      host: "127.0.0.1",
+      port: instance.port,
+      tls: true,
+      ca: caPem,
+      connectTimeout: 5000,
+      reconnectStrategy: false,
+    },
     username: user,
     password,
   });
@@ -58,7 +77,8 @@ export async function connectRedis(instance: TRedisInstance, user: string, passw
   return client;
 }
 
-export const connectRedisAdmin = (instance: TRedisInstance, adminPassword: string, caPem: string) => connectRedis(instance, REDIS_ADMIN_USER, adminPassword, caPem);
+export const connectRedisAdmin = (instance: TRedisInstance, adminPassword: string, caPem: string) =>
+  connectRedis(instance, REDIS_ADMIN_USER, adminPassword, caPem);
 
 async function logTail(instance: TRedisInstance): Promise<string> {
   const text = await readFile(join(instance.directory, "redis.log"), "utf8").catch(() => "");
@@ -82,7 +102,9 @@ export async function startRedis(instance: TRedisInstance, adminPassword: string
       await sleep(100);
     }
   }
-  throw new DomainError(`Redis "${instance.name}" (port ${instance.port}) did not start: ${(await logTail(instance)) || String(lastError)}`);
+  throw new DomainError(
+    `Redis "${instance.name}" (port ${instance.port}) did not start: ${(await logTail(instance)) || String(lastError)}`,
+  );
 }
 
 export async function stopRedis(instance: TRedisInstance): Promise<void> {

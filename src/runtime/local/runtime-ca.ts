@@ -52,7 +52,12 @@ async function withPrivateKeyFile<T>(keyPem: string, use: (keyPath: string) => P
 export const caSecretName = (organization: string) => `runtime/${organization}/ca-key`;
 
 /** Loads the organization's CA, creating it (or a new certificate for the same key when it nears expiry). */
-export async function ensureCertificateAuthority(organization: string, directory: string, secrets: TRuntimeSecrets, now = new Date()): Promise<TCertificateAuthority> {
+export async function ensureCertificateAuthority(
+  organization: string,
+  directory: string,
+  secrets: TRuntimeSecrets,
+  now = new Date(),
+): Promise<TCertificateAuthority> {
   await mkdir(directory, { recursive: true, mode: 0o755 });
   await secrets.ensure(caSecretName(organization), newEcKey);
   const keyPem = await secrets.current(caSecretName(organization));
@@ -60,15 +65,27 @@ export async function ensureCertificateAuthority(organization: string, directory
   const existing = await readIfExists(certPath);
   if (existing !== undefined) {
     const certificate = new X509Certificate(existing);
-    if (certificate.checkPrivateKey(createPrivateKey(keyPem)) && stillValid(certificate, now)) return { certPath, certPem: existing, keyPem };
+    if (certificate.checkPrivateKey(createPrivateKey(keyPem)) && stillValid(certificate, now))
+      return { certPath, certPem: existing, keyPem };
   }
   await withPrivateKeyFile(keyPem, (keyPath) =>
     runCommand("openssl", [
-      "req", "-x509", "-new", "-key", keyPath, "-sha256", "-days", String(CA_DAYS),
-      "-subj", `/O=carehost/OU=${organization}/CN=carehost ${organization} CA`,
-      "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
-      "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-      "-out", certPath,
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      keyPath,
+      "-sha256",
+      "-days",
+      String(CA_DAYS),
+      "-subj",
+      `/O=carehost/OU=${organization}/CN=carehost ${organization} CA`,
+      "-addext",
+      "basicConstraints=critical,CA:TRUE,pathlen:0",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+      "-out",
+      certPath,
     ]),
   );
   await chmod(certPath, 0o644);
@@ -89,32 +106,65 @@ export async function ensureServerCertificate(
   owner: TOsUser | undefined,
   now = new Date(),
 ): Promise<{ certificate: TServerCertificate; issued: boolean }> {
-  const certificate = { certPath: join(directory, "server.crt"), keyPath: join(directory, "server.key"), caPath: join(directory, "ca.crt") };
+  const certificate = {
+    certPath: join(directory, "server.crt"),
+    keyPath: join(directory, "server.key"),
+    caPath: join(directory, "ca.crt"),
+  };
   await mkdir(directory, { recursive: true, mode: 0o700 });
-  const [certPem, keyPem, caPem] = await Promise.all([readIfExists(certificate.certPath), readIfExists(certificate.keyPath), readIfExists(certificate.caPath)]);
+  const [certPem, keyPem, caPem] = await Promise.all([
+    readIfExists(certificate.certPath),
+    readIfExists(certificate.keyPath),
+    readIfExists(certificate.caPath),
+  ]);
   if (certPem !== undefined && keyPem !== undefined && caPem === ca.certPem) {
     const current = new X509Certificate(certPem);
     const caCertificate = new X509Certificate(ca.certPem);
-    if (current.verify(caCertificate.publicKey) && current.checkPrivateKey(createPrivateKey(keyPem)) && stillValid(current, now)) {
+    if (
+      current.verify(caCertificate.publicKey) &&
+      current.checkPrivateKey(createPrivateKey(keyPem)) &&
+      stillValid(current, now)
+    ) {
       return { certificate, issued: false };
     }
   }
   await writeFile(certificate.keyPath, newEcKey(), { mode: 0o600 });
   await withPrivateKeyFile(ca.keyPem, (caKeyPath) =>
     runCommand("openssl", [
-      "req", "-x509", "-new", "-key", certificate.keyPath, "-CA", ca.certPath, "-CAkey", caKeyPath, "-sha256",
-      "-days", String(SERVER_CERT_DAYS), "-subj", `/O=carehost/CN=${commonName}`,
-      "-addext", "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost",
-      "-addext", "basicConstraints=critical,CA:FALSE",
-      "-addext", "keyUsage=critical,digitalSignature,keyEncipherment",
-      "-addext", "extendedKeyUsage=serverAuth",
-      "-out", certificate.certPath,
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      certificate.keyPath,
+      "-CA",
+      ca.certPath,
+      "-CAkey",
+      caKeyPath,
+      "-sha256",
+      "-days",
+      String(SERVER_CERT_DAYS),
+      "-subj",
+      `/O=carehost/CN=${commonName}`,
+      "-addext",
+      "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+      "-addext",
+      "keyUsage=critical,digitalSignature,keyEncipherment",
+      "-addext",
+      "extendedKeyUsage=serverAuth",
+      "-out",
+      certificate.certPath,
     ]),
   );
   await writeFile(certificate.caPath, ca.certPem, { mode: 0o644 });
   await chmod(certificate.keyPath, 0o600);
   if (owner !== undefined) {
-    await Promise.all([directory, certificate.certPath, certificate.keyPath, certificate.caPath].map((path) => chown(path, owner.uid, owner.gid)));
+    await Promise.all(
+      [directory, certificate.certPath, certificate.keyPath, certificate.caPath].map((path) =>
+        chown(path, owner.uid, owner.gid),
+      ),
+    );
   }
   return { certificate, issued: true };
 }

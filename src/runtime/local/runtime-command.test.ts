@@ -14,16 +14,21 @@ const forkingCommand = () => {
   const marker = `${900 + randomInt(90)}.${randomInt(1_000_000)}`;
   return { marker, args: ["-c", `sleep ${marker} & sleep ${marker}; wait`] };
 };
-const sleepersOf = (marker: string) => processesRunning((program, [duration]) => program === "sleep" && duration === marker);
+const sleepersOf = (marker: string) =>
+  processesRunning((program, [duration]) => program === "sleep" && duration === marker);
 const waitUntil = async (condition: () => Promise<boolean>, timeoutMs: number): Promise<boolean> => {
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(50)) if (await condition()) return true;
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(50))
+    if (await condition()) return true;
   return condition();
 };
 
 void describe("runCommand", () => {
   it("returns the command's output and names the command and its words when it fails", async () => {
     assert.deepEqual(await runCommand("sh", ["-c", "printf out; printf err >&2"]), { stdout: "out", stderr: "err" });
-    await assert.rejects(runCommand("sh", ["-c", "echo 'relation \"ledger\" does not exist' >&2; exit 3"]), /sh -c .* failed \(3\): relation "ledger" does not exist$/);
+    await assert.rejects(
+      runCommand("sh", ["-c", "echo 'relation \"ledger\" does not exist' >&2; exit 3"]),
+      /sh -c .* failed \(3\): relation "ledger" does not exist$/,
+    );
   });
 
   it("hands the command its input on stdin, never in argv", async () => {
@@ -35,17 +40,28 @@ void describe("runCommand", () => {
     const started = Date.now();
     await assert.rejects(runCommand("sh", args, { timeoutMs: 1000 }), /failed \(timed out after 1 s\)/);
     assert.ok(Date.now() - started < 10_000, "the limit was kept");
-    assert.ok(await waitUntil(async () => (await sleepersOf(marker)).length === 0, 5000), "a forked worker outlived the time limit");
+    assert.ok(
+      await waitUntil(async () => (await sleepersOf(marker)).length === 0, 5000),
+      "a forked worker outlived the time limit",
+    );
   });
 
   it("takes the command and every process it forked down with a carehost killed outright", async () => {
     const { marker, args } = forkingCommand();
     const program = `import { runCommand } from "./src/runtime/local/runtime-command.ts"; await runCommand("sh", ${JSON.stringify(args)}, { timeoutMs: 600000 });`;
-    const carehost = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "--eval", program], { stdio: "ignore" });
+    const carehost = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "--eval", program], {
+      stdio: "ignore",
+    });
     try {
-      assert.ok(await waitUntil(async () => (await sleepersOf(marker)).length === 2, 30_000), "the command and its worker never ran");
+      assert.ok(
+        await waitUntil(async () => (await sleepersOf(marker)).length === 2, 30_000),
+        "the command and its worker never ran",
+      );
       carehost.kill("SIGKILL");
-      assert.ok(await waitUntil(async () => (await sleepersOf(marker)).length === 0, 5000), "the command or its worker outlived carehost");
+      assert.ok(
+        await waitUntil(async () => (await sleepersOf(marker)).length === 0, 5000),
+        "the command or its worker outlived carehost",
+      );
     } finally {
       carehost.kill("SIGKILL");
       for (const pid of await sleepersOf(marker)) process.kill(pid, "SIGKILL");

@@ -47,7 +47,8 @@ const tail = (text: string, lines = 6) => text.trim().split("\n").slice(-lines).
  * not go through here.
  */
 const GRACE_SECONDS = 5;
-const dieWithCarehost = (timeoutMs: number) => ["--pdeathsig", "TERM", "--", "timeout", `--kill-after=${GRACE_SECONDS}s`, `${timeoutMs / 1000}s`] as const;
+const dieWithCarehost = (timeoutMs: number) =>
+  ["--pdeathsig", "TERM", "--", "timeout", `--kill-after=${GRACE_SECONDS}s`, `${timeoutMs / 1000}s`] as const;
 /** coreutils timeout's status for a command it stopped at its limit; 128 + 9 when SIGKILL was needed. */
 const TIMED_OUT_STATUSES: ReadonlySet<unknown> = new Set([124, 137]);
 
@@ -68,7 +69,11 @@ export function endRunningCommands(): number {
   return ended.length;
 }
 
-export async function runCommand(file: string, args: readonly string[], options: TCommandOptions = {}): Promise<{ stdout: string; stderr: string }> {
+export async function runCommand(
+  file: string,
+  args: readonly string[],
+  options: TCommandOptions = {},
+): Promise<{ stdout: string; stderr: string }> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8", ...options.env };
   if (options.asUser !== undefined) {
     env.HOME = options.asUser.home;
@@ -93,7 +98,9 @@ export async function runCommand(file: string, args: readonly string[], options:
           return;
         }
         const timedOut = TIMED_OUT_STATUSES.has(error.code) && Date.now() - started >= timeoutMs;
-        const status = timedOut ? `timed out after ${timeoutMs / 1000} s` : String(error.code ?? error.signal ?? "error");
+        const status = timedOut
+          ? `timed out after ${timeoutMs / 1000} s`
+          : String(error.code ?? error.signal ?? "error");
         const reason = tail(stderr) || tail(stdout) || error.message;
         reject(new RuntimeCommandError(`${display} failed (${status}): ${reason}`, display, stderr, stdout));
       },
@@ -108,7 +115,11 @@ export async function runCommand(file: string, args: readonly string[], options:
 }
 
 /** Starts a long-running command detached from carehost, so a carehost restart leaves it running. */
-export function spawnDetached(file: string, args: readonly string[], options: Pick<TCommandOptions, "asUser" | "env" | "cwd"> = {}): void {
+export function spawnDetached(
+  file: string,
+  args: readonly string[],
+  options: Pick<TCommandOptions, "asUser" | "env" | "cwd"> = {},
+): void {
   const child = spawn(file, [...args], {
     detached: true,
     stdio: "ignore",
@@ -126,7 +137,8 @@ export async function lookupOsUser(name: string): Promise<TOsUser | undefined> {
   const passwd = await readFile("/etc/passwd", "utf8");
   for (const line of passwd.split("\n")) {
     const [user, , uid, gid, , home] = line.split(":");
-    if (user === name && uid !== undefined && gid !== undefined) return { name, uid: Number(uid), gid: Number(gid), home: home ?? "/" };
+    if (user === name && uid !== undefined && gid !== undefined)
+      return { name, uid: Number(uid), gid: Number(gid), home: home ?? "/" };
   }
   return undefined;
 }
@@ -139,7 +151,9 @@ export async function serviceUser(preferred: "postgres" | "redis"): Promise<TOsU
   if (!isRoot()) return undefined;
   const user = (await lookupOsUser(preferred)) ?? (await lookupOsUser("postgres"));
   if (user === undefined) {
-    throw new DomainError(`carehost runs as root but the OS user "${preferred}" does not exist; install the Debian package (make system-packages) or run carehost as a non-root user`);
+    throw new DomainError(
+      `carehost runs as root but the OS user "${preferred}" does not exist; install the Debian package (make system-packages) or run carehost as a non-root user`,
+    );
   }
   return user;
 }

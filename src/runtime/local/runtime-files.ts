@@ -5,7 +5,11 @@ import { chmod, chown, readFile, writeFile } from "node:fs/promises";
 import type { TOsUser } from "./runtime-command.js";
 
 /** Returns whether the file changed. */
-export async function writeFileIfChanged(path: string, content: string, options: { readonly mode: number; readonly owner?: TOsUser | undefined }): Promise<boolean> {
+export async function writeFileIfChanged(
+  path: string,
+  content: string,
+  options: { readonly mode: number; readonly owner?: TOsUser | undefined },
+): Promise<boolean> {
   if ((await readFile(path, "utf8").catch(() => undefined)) === content) return false;
   await writeFile(path, content, { mode: options.mode });
   await chmod(path, options.mode);

@@ -4,7 +4,12 @@
 export type TRuntimeAction = { readonly target: string; readonly action: string };
 
 /** A difference between what is declared and what runs; values never include a secret. */
-export type TRuntimeDrift = { readonly target: string; readonly field: string; readonly expected: string; readonly actual: string };
+export type TRuntimeDrift = {
+  readonly target: string;
+  readonly field: string;
+  readonly expected: string;
+  readonly actual: string;
+};
 
 /** A file the runtime renders, without its secrets (hashes replaced by a marker), as a plan compares it. */
 export type TRenderedRuntimeFile = {
@@ -18,10 +23,18 @@ export type TRenderedRuntimeFile = {
 };
 
 /** The role an environment's Odoo connects as, with what reconcile sets on it. */
-export type TRenderedRuntimeRole = { readonly target: string; readonly environment: string; readonly role: string; readonly connectionLimit: number };
+export type TRenderedRuntimeRole = {
+  readonly target: string;
+  readonly environment: string;
+  readonly role: string;
+  readonly connectionLimit: number;
+};
 
 /** Everything the runtime would write for a spec, as a plan compares two of them. */
-export type TRuntimeRender = { readonly files: readonly TRenderedRuntimeFile[]; readonly roles: readonly TRenderedRuntimeRole[] };
+export type TRuntimeRender = {
+  readonly files: readonly TRenderedRuntimeFile[];
+  readonly roles: readonly TRenderedRuntimeRole[];
+};
 
 /** One rendered file a change adds, changes or removes, with its unified diff (secrets never in it). */
 export type TArtifactChange = {
@@ -45,4 +58,7 @@ export type TRuntimeEffect = {
 };
 
 /** The change between the applied revision's render and the file's. */
-export type TRuntimeChange = { readonly artifacts: readonly TArtifactChange[]; readonly effects: readonly TRuntimeEffect[] };
+export type TRuntimeChange = {
+  readonly artifacts: readonly TArtifactChange[];
+  readonly effects: readonly TRuntimeEffect[];
+};

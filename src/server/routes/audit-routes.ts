@@ -80,7 +80,11 @@ export const registerAuditRoutes = (api: TApi, services: Pick<TServerServices, "
         summary: "Entries with inclusion proofs, a signed checkpoint and the public keys, for offline verification",
         querystring: z.object({ from: instant.optional(), to: instant.optional() }),
         response: {
-          200: z.looseObject({ format: z.string(), entries: z.array(z.unknown()).readonly(), checkpoint: z.looseObject({ treeSize: z.number().int() }) }),
+          200: z.looseObject({
+            format: z.string(),
+            entries: z.array(z.unknown()).readonly(),
+            checkpoint: z.looseObject({ treeSize: z.number().int() }),
+          }),
           ...problemResponses,
         },
       },

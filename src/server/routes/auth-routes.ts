@@ -24,13 +24,24 @@ export const registerAuthRoutes = (api: TApi, services: Pick<TServerServices, "i
     },
     async (request) => {
       const session = await services.identity.login(request.ctx, request.body);
-      return { token: session.token, expiresAt: session.expiresAt.toISOString(), username: session.user.username, role: session.user.role };
+      return {
+        token: session.token,
+        expiresAt: session.expiresAt.toISOString(),
+        username: session.user.username,
+        role: session.user.role,
+      };
     },
   );
 
   api.post(
     "/api/auth/logout",
-    { schema: { tags: ["auth"], summary: "Revoke the session token used for this request", response: { 204: z.null(), ...problemResponses } } },
+    {
+      schema: {
+        tags: ["auth"],
+        summary: "Revoke the session token used for this request",
+        response: { 204: z.null(), ...problemResponses },
+      },
+    },
     async (request, reply) => {
       await services.identity.logout(request.ctx);
       return reply.code(204).send(null);
@@ -42,7 +53,10 @@ export const registerAuthRoutes = (api: TApi, services: Pick<TServerServices, "i
     {
       schema: {
         tags: ["auth"],
-        response: { 200: z.object({ username: z.string(), role: z.enum(roles), requestId: z.string() }), ...problemResponses },
+        response: {
+          200: z.object({ username: z.string(), role: z.enum(roles), requestId: z.string() }),
+          ...problemResponses,
+        },
       },
     },
     async (request) => {

@@ -7,7 +7,10 @@ import type { TApi } from "./route-types.js";
 export const registerHealthRoutes = (api: TApi, services: Pick<TServerServices, "db">): void => {
   api.get(
     "/healthz",
-    { config: { public: true }, schema: { tags: ["health"], security: [], response: { 200: z.object({ status: z.literal("ok") }) } } },
+    {
+      config: { public: true },
+      schema: { tags: ["health"], security: [], response: { 200: z.object({ status: z.literal("ok") }) } },
+    },
     async () => ({ status: "ok" as const }),
   );
   api.get(
@@ -17,7 +20,10 @@ export const registerHealthRoutes = (api: TApi, services: Pick<TServerServices, 
       schema: {
         tags: ["health"],
         security: [],
-        response: { 200: z.object({ status: z.literal("ready") }), 503: z.object({ status: z.literal("unavailable"), reason: z.string() }) },
+        response: {
+          200: z.object({ status: z.literal("ready") }),
+          503: z.object({ status: z.literal("unavailable"), reason: z.string() }),
+        },
       },
     },
     async (_request, reply) => {

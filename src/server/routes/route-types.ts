@@ -1,9 +1,21 @@
-import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from "fastify";
+import type {
+  FastifyBaseLogger,
+  FastifyInstance,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerDefault,
+} from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 
 /** The Fastify instance routes are registered on: zod schemas type the handlers. */
-export type TApi = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
+export type TApi = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  ZodTypeProvider
+>;
 
 /** RFC 9457 problem details, as every error response is shaped (documented in the OpenAPI). */
 export const ProblemSchema = z
@@ -13,7 +25,9 @@ export const ProblemSchema = z
     status: z.number().int(),
     detail: z.string(),
     instance: z.string(),
-    errors: z.array(z.object({ path: z.string().optional(), location: z.string().optional(), message: z.string() })).optional(),
+    errors: z
+      .array(z.object({ path: z.string().optional(), location: z.string().optional(), message: z.string() }))
+      .optional(),
   })
   .describe("RFC 9457 problem details");
 

@@ -5,35 +5,63 @@ import type { TApi } from "./route-types.js";
 
 // The spec travels as its YAML source so the server reports errors with the file's own lines.
 const SpecSubmissionSchema = z.strictObject({
-  source: z.string().min(1).max(2 * 1024 * 1024).describe("carehost.yaml, as text"),
+  source: z
+    .string()
+    .min(1)
+    .max(2 * 1024 * 1024)
+    .describe("carehost.yaml, as text"),
   fileName: z.string().min(1).max(512).default("carehost.yaml").describe("name used in error locations"),
 });
 
 const PlanSchema = z
-  .object({ organization: z.string(), specDigest: z.string(), changes: z.array(z.looseObject({ action: z.string(), name: z.string() })).readonly() })
+  .object({
+    organization: z.string(),
+    specDigest: z.string(),
+    changes: z.array(z.looseObject({ action: z.string(), name: z.string() })).readonly(),
+  })
   .describe("environments to create, change or remove");
-const DriftSchema = z.object({ environment: z.string(), target: z.string(), field: z.string(), expected: z.string(), actual: z.string() });
+const DriftSchema = z.object({
+  environment: z.string(),
+  target: z.string(),
+  field: z.string(),
+  expected: z.string(),
+  actual: z.string(),
+});
 const COMPONENTS = ["postgresql", "pgbackrest", "redis", "odoo"] as const;
 const ArtifactChangeSchema = z.object({
   target: z.string().describe("what the file configures: postgres/<instance>, redis/<instance> or environment/<name>"),
   environments: z.array(z.string()).readonly().describe("the environments it serves"),
   file: z.string().describe("postgresql.conf, pg_hba.conf, pgbackrest.conf, redis.conf, users.acl or odoo.conf"),
   change: z.enum(["added", "changed", "removed"]),
-  diff: z.string().describe("unified diff from the applied revision's render to the file's; password hashes are never in it"),
+  diff: z
+    .string()
+    .describe("unified diff from the applied revision's render to the file's; password hashes are never in it"),
 });
 const EffectSchema = z.object({
   target: z.string(),
   environments: z.array(z.string()).readonly(),
   component: z.enum(COMPONENTS),
-  action: z.enum(["restart", "reload", "stanza-create", "acl-load", "rewrite", "alter-role"]).describe("what reconcile does on this host to make the change real"),
+  action: z
+    .enum(["restart", "reload", "stanza-create", "acl-load", "rewrite", "alter-role"])
+    .describe("what reconcile does on this host to make the change real"),
   reasons: z.array(z.string()).readonly().describe("the settings, files or attributes that cause it"),
-  line: z.string().describe("the same as one line of text, e.g. \"restarts prod's PostgreSQL: max_connections\""),
+  line: z.string().describe('the same as one line of text, e.g. "restarts prod\'s PostgreSQL: max_connections"'),
 });
 const PlanWithDriftSchema = PlanSchema.extend({
-  appliedRevisionId: z.number().int().nullable().describe("the applied revision the change and the drift are measured from; null before the first apply"),
-  artifacts: z.array(ArtifactChangeSchema).readonly().describe("the rendered files the change would write: the file's render against the applied revision's"),
+  appliedRevisionId: z
+    .number()
+    .int()
+    .nullable()
+    .describe("the applied revision the change and the drift are measured from; null before the first apply"),
+  artifacts: z
+    .array(ArtifactChangeSchema)
+    .readonly()
+    .describe("the rendered files the change would write: the file's render against the applied revision's"),
   effects: z.array(EffectSchema).readonly().describe("what applying the change restarts, reloads or rewrites"),
-  drift: z.array(DriftSchema).readonly().describe("differences between the applied revision and the running systems (hand edits), which apply corrects"),
+  drift: z
+    .array(DriftSchema)
+    .readonly()
+    .describe("differences between the applied revision and the running systems (hand edits), which apply corrects"),
 });
 
 export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "environments">): void => {
@@ -63,7 +91,10 @@ export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "e
           200: z.object({
             plan: PlanSchema,
             revisionId: z.number().int().nullable(),
-            runtime: z.array(z.object({ target: z.string(), action: z.string() })).readonly().describe("what the runtime did"),
+            runtime: z
+              .array(z.object({ target: z.string(), action: z.string() }))
+              .readonly()
+              .describe("what the runtime did"),
           }),
           422: ProblemSchema,
           ...problemResponses,
@@ -78,15 +109,24 @@ export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "e
     {
       schema: {
         tags: ["policy"],
-        summary: "The control baseline, pass/fail/excepted/not-enforced/not-applicable per environment, for every recorded organization",
+        summary:
+          "The control baseline, pass/fail/excepted/not-enforced/not-applicable per environment, for every recorded organization",
         response: {
           200: z.array(
             z.object({
               organization: z.string(),
               report: z.looseObject({
                 summary: z
-                  .object({ pass: z.number().int(), fail: z.number().int(), excepted: z.number().int(), notApplicable: z.number().int(), notEnforced: z.number().int() })
-                  .describe("results per verdict; notEnforced counts controls declared but not enforced by carehost yet, never as a pass"),
+                  .object({
+                    pass: z.number().int(),
+                    fail: z.number().int(),
+                    excepted: z.number().int(),
+                    notApplicable: z.number().int(),
+                    notEnforced: z.number().int(),
+                  })
+                  .describe(
+                    "results per verdict; notEnforced counts controls declared but not enforced by carehost yet, never as a pass",
+                  ),
                 results: z.array(z.unknown()).readonly(),
               }),
             }),

@@ -21,12 +21,19 @@ const StatusSchema = z.object({
   uptimeSeconds: z.number().int().nonnegative(),
   audit: z.object({
     treeSize: z.number().int(),
-    lastCheckpoint: z.object({ treeSize: z.number().int(), time: z.string().describe("ISO 8601, as signed into the checkpoint") }).nullable(),
+    lastCheckpoint: z
+      .object({ treeSize: z.number().int(), time: z.string().describe("ISO 8601, as signed into the checkpoint") })
+      .nullable(),
   }),
   organizations: z.array(
     z.object({
       name: z.string(),
-      revision: z.object({ id: z.number().int(), digest: z.string(), appliedBy: z.string(), appliedAt: z.iso.datetime() }),
+      revision: z.object({
+        id: z.number().int(),
+        digest: z.string(),
+        appliedBy: z.string(),
+        appliedAt: z.iso.datetime(),
+      }),
       environments: z.array(
         z.object({
           name: z.string(),
@@ -40,7 +47,11 @@ const StatusSchema = z.object({
               postgres: InstanceSchema,
               redis: InstanceSchema.nullable().describe("null when the environment declares no Redis"),
               app: z.object({ state: z.enum(["not-deployed"]), detail: z.string() }),
-              drift: z.number().int().nonnegative().describe("differences between the spec and the running systems (carehost plan lists them)"),
+              drift: z
+                .number()
+                .int()
+                .nonnegative()
+                .describe("differences between the spec and the running systems (carehost plan lists them)"),
             })
             .nullable()
             .describe("what runs on this host; null with CAREHOST_RUNTIME=none"),
@@ -53,7 +64,11 @@ const StatusSchema = z.object({
                   label: z.string().nullable().describe("pgBackRest's backup label, e.g. 20261202-042427F"),
                   startedAt: z.iso.datetime(),
                   finishedAt: z.iso.datetime().nullable(),
-                  ageSeconds: z.number().int().nonnegative().describe("seconds since it started, at the time of this report"),
+                  ageSeconds: z
+                    .number()
+                    .int()
+                    .nonnegative()
+                    .describe("seconds since it started, at the time of this report"),
                 })
                 .nullable(),
               lastDrill: z
@@ -79,13 +94,19 @@ const StatusSchema = z.object({
                   archiveLagSeconds: z
                     .number()
                     .int()
-                    .describe("0 when every completed WAL segment is archived and nothing newer was written; otherwise the age of the last successful archive"),
+                    .describe(
+                      "0 when every completed WAL segment is archived and nothing newer was written; otherwise the age of the last successful archive",
+                    ),
                 })
                 .nullable()
-                .describe("WAL archiving read from the running cluster (pg_stat_archiver); null without a runtime or while the cluster is not running"),
+                .describe(
+                  "WAL archiving read from the running cluster (pg_stat_archiver); null without a runtime or while the cluster is not running",
+                ),
               alerts: z
                 .array(z.object({ kind: z.enum(ALERT_KINDS), message: z.string() }))
-                .describe("empty while backups, drills, verification and archiving are healthy and every declared repository is written"),
+                .describe(
+                  "empty while backups, drills, verification and archiving are healthy and every declared repository is written",
+                ),
             })
             .nullable(),
         }),
@@ -97,7 +118,13 @@ const StatusSchema = z.object({
 export const registerStatusRoutes = (api: TApi, services: Pick<TServerServices, "status">): void => {
   api.get(
     "/api/status",
-    { schema: { tags: ["status"], summary: "Server, audit log and environments at a glance", response: { 200: StatusSchema, ...problemResponses } } },
+    {
+      schema: {
+        tags: ["status"],
+        summary: "Server, audit log and environments at a glance",
+        response: { 200: StatusSchema, ...problemResponses },
+      },
+    },
     async (request) => services.status.status(request.ctx),
   );
 };

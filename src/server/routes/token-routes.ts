@@ -20,13 +20,21 @@ export const registerTokenRoutes = (api: TApi, services: Pick<TServerServices, "
       schema: {
         tags: ["tokens"],
         summary: "Create an API token for the caller; the token is shown once",
-        body: z.strictObject({ name: z.string().min(1).max(64), expiresInDays: z.number().int().min(1).max(366).optional() }),
-        response: { 201: z.object({ id: z.string(), name: z.string(), token: z.string(), expiresAt: z.date().nullable() }), ...problemResponses },
+        body: z.strictObject({
+          name: z.string().min(1).max(64),
+          expiresInDays: z.number().int().min(1).max(366).optional(),
+        }),
+        response: {
+          201: z.object({ id: z.string(), name: z.string(), token: z.string(), expiresAt: z.date().nullable() }),
+          ...problemResponses,
+        },
       },
     },
     async (request, reply) => {
       const created = await services.identity.createToken(request.ctx, request.body);
-      return reply.code(201).send({ id: created.id, name: created.name, token: created.token, expiresAt: created.expiresAt ?? null });
+      return reply
+        .code(201)
+        .send({ id: created.id, name: created.name, token: created.token, expiresAt: created.expiresAt ?? null });
     },
   );
 

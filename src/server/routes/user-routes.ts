@@ -24,12 +24,20 @@ export const registerUserRoutes = (api: TApi, services: Pick<TServerServices, "i
           role: z.enum(roles),
           password: z.string().min(12).max(1024).optional(),
         }),
-        response: { 201: z.object({ username: z.string(), role: z.enum(roles), password: z.string().optional() }), 409: ProblemSchema, ...problemResponses },
+        response: {
+          201: z.object({ username: z.string(), role: z.enum(roles), password: z.string().optional() }),
+          409: ProblemSchema,
+          ...problemResponses,
+        },
       },
     },
     async (request, reply) => {
       const { user, initialPassword } = await services.identity.createUser(request.ctx, request.body);
-      return reply.code(201).send({ username: user.username, role: user.role, ...(initialPassword === undefined ? {} : { password: initialPassword }) });
+      return reply.code(201).send({
+        username: user.username,
+        role: user.role,
+        ...(initialPassword === undefined ? {} : { password: initialPassword }),
+      });
     },
   );
 };

@@ -11,4 +11,13 @@ import { runProgressMigration } from "./0008-run-progress.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
-export const migrations: readonly TMigration[] = [coreMigration, auditMigration, identityMigration, secretsMigration, recoveryMigration, filestoreRunsMigration, restoreRunsMigration, runProgressMigration];
+export const migrations: readonly TMigration[] = [
+  coreMigration,
+  auditMigration,
+  identityMigration,
+  secretsMigration,
+  recoveryMigration,
+  filestoreRunsMigration,
+  restoreRunsMigration,
+  runProgressMigration,
+];
