@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := postgresql postgresql-contrib postgresql-15-pgaudit pgbackres
 BENCH_PACKAGES := zip unzip
 TEST_FILES = $(shell find src test -name '*.test.ts' | sort)
 
-.PHONY: help install system-packages build up test typecheck lint unit bench clean
+.PHONY: help install system-packages build up test typecheck lint format-check format unit bench clean
 
 help:
 	@echo "make up     install, build and start carehost with the demo organization"
@@ -51,10 +51,17 @@ typecheck: install
 lint: install
 	npx eslint --max-warnings=0 .
 
+# One formatter (Prettier); `make format` rewrites, `make test` checks.
+format-check: install
+	npx prettier --check --log-level=warn .
+
+format: install
+	npx prettier --write --log-level=warn .
+
 unit: install
 	node --import tsx --test --test-concurrency=2 $(TEST_FILES)
 
-test: typecheck lint unit
+test: typecheck lint format-check unit
 
 bench: install
 	@$(MAKE) --no-print-directory system-packages DEBIAN_PACKAGES="$(BENCH_PACKAGES)"
