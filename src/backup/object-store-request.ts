@@ -6,6 +6,17 @@ import { request } from "node:https";
 
 export type TObjectStoreResponse = { readonly status: number; readonly body: string };
 
+/**
+ * What carehost reads of an object store's answer: its own calls get a status and at most an XML
+ * error or a short listing, so an endpoint that streams without end cannot fill carehost's memory.
+ */
+export const MAX_OBJECT_STORE_ANSWER_BYTES = 1024 * 1024;
+
+/**
+ * Sends one request and reads its answer whole, within `timeoutMs` from the first byte sent to the
+ * last byte read (Node's socket timeout alone restarts with every byte, so an endpoint that drips
+ * one byte a second would hold a backup, and every backup queued behind it, for ever).
+ */
 export async function objectStoreRequest(
   url: URL,
   options: {
@@ -14,22 +25,50 @@ export async function objectStoreRequest(
     readonly body?: string;
     readonly caFile?: string;
     readonly timeoutMs?: number;
+    readonly maxAnswerBytes?: number;
   },
 ): Promise<TObjectStoreResponse> {
   const ca = options.caFile === undefined ? undefined : await readFile(options.caFile);
   const timeoutMs = options.timeoutMs ?? 30_000;
-  return new Promise<TObjectStoreResponse>((resolve, reject) => {
+  const maxAnswerBytes = options.maxAnswerBytes ?? MAX_OBJECT_STORE_ANSWER_BYTES;
+  const endpoint = `${options.method} ${url.origin}${url.pathname}`;
+  return new Promise<TObjectStoreResponse>((settle, fail) => {
+    // Called from the request's events only, so after `deadline` below is set.
+    const resolve = (answer: TObjectStoreResponse) => {
+      clearTimeout(deadline);
+      settle(answer);
+    };
+    const reject = (error: Error) => {
+      clearTimeout(deadline);
+      fail(error);
+    };
     const sent = request(
       url,
       { method: options.method, headers: options.headers, timeout: timeoutMs, ...(ca === undefined ? {} : { ca }) },
       (response) => {
-        let body = "";
-        response.on("data", (chunk: Buffer) => (body += chunk.toString("utf8")));
-        response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
+        const chunks: Buffer[] = [];
+        let bytes = 0;
+        response.on("data", (chunk: Buffer) => {
+          bytes += chunk.length;
+          if (bytes > maxAnswerBytes) {
+            sent.destroy(
+              new Error(`${endpoint} answered with more than ${maxAnswerBytes} bytes; carehost stopped reading`),
+            );
+            return;
+          }
+          chunks.push(chunk);
+        });
+        response.on("end", () =>
+          resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }),
+        );
         response.on("error", reject);
       },
     );
-    sent.on("timeout", () => sent.destroy(new Error(`timed out after ${timeoutMs / 1000} s`)));
+    const deadline = setTimeout(
+      () => sent.destroy(new Error(`${endpoint} did not answer in full within ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+    sent.on("timeout", () => sent.destroy(new Error(`${endpoint} timed out after ${timeoutMs / 1000} s`)));
     sent.on("error", reject);
     sent.end(options.body);
   });

@@ -1108,6 +1108,88 @@ export const recoveryServiceFactory = ({
     return backups.rows.length + drills.rows.length + restores.rows.length;
   };
 
+  /** The backups, verifications and drills the schedules say are due for one organization, run one after another. */
+  const runDueFor = async (organization: TOrganizationSpec): Promise<number> => {
+    if (configuredRuntime === undefined) return 0;
+    const ctx = systemContext("scheduler");
+    const at = now();
+    let started = 0;
+    for (const environment of organization.environments.filter((item): item is TBackedUp => item.backup.enabled)) {
+      // Only a succeeded run counts: a failed one is retried at the next pass.
+      const latest = (kind: string) =>
+        backupRows("WHERE organization = $1 AND environment = $2 AND kind = $3 AND status = 'succeeded'", [
+          organization.metadata.name,
+          environment.name,
+          kind,
+        ]).then((rows) => rows[0]);
+      const lastFull = await latest("full");
+      if (lastFull === undefined) {
+        // No full backup yet (a new environment, or every attempt failed): take one now; diff and incr need it as their base.
+        started += 1;
+        await runBackup(ctx, organization, environment, "full", "schedule").catch(() => undefined);
+        continue;
+      }
+      const schedules: [TBackupType, string | undefined][] = [
+        ["full", environment.backup.schedule.full],
+        ["diff", environment.backup.schedule.differential],
+        ["incr", environment.backup.schedule.incremental],
+      ];
+      let ranThisPass = false;
+      for (const [kind, cron] of schedules) {
+        if (cron === undefined || ranThisPass) continue;
+        const last = kind === "full" ? lastFull : await latest(kind);
+        const fired = lastFiring(cron, at);
+        // Any newer backup of a larger kind covers a smaller one's slot (a full covers a diff).
+        const covering = [lastFull, ...(kind === "incr" ? [await latest("diff")] : []), last]
+          .filter((run) => run !== undefined)
+          .map((run) => run.startedAt);
+        if (fired === undefined || covering.some((time) => time >= fired)) continue;
+        started += 1;
+        ranThisPass = true;
+        await runBackup(ctx, organization, environment, kind, "schedule").catch(() => undefined);
+      }
+      // The filestore between database backups: a snapshot every quarter of the RPO when it changed.
+      const lastFilestore = (
+        await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'filestore'", [
+          organization.metadata.name,
+          environment.name,
+        ])
+      )[0];
+      const lastSnapshotAt = Math.max(lastFull.startedAt.getTime(), lastFilestore?.startedAt.getTime() ?? 0);
+      if (
+        !ranThisPass &&
+        at.getTime() - lastSnapshotAt >= archiveTimeoutSeconds(environment.backup.rpoMinutes) * 1000
+      ) {
+        await runFilestoreSnapshot(ctx, organization, environment);
+      }
+      // Repository verification once a day: a backup counts only while what holds it reads back whole.
+      const lastVerify = await latest("verify").then(
+        async (succeeded) =>
+          succeeded ??
+          (
+            await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'verify'", [
+              organization.metadata.name,
+              environment.name,
+            ])
+          )[0],
+      );
+      if (lastVerify === undefined || at.getTime() - lastVerify.startedAt.getTime() >= VERIFY_INTERVAL_MS) {
+        started += 1;
+        await runVerify(ctx, organization, environment, "schedule").catch(() => undefined);
+      }
+      const drillCron = environment.backup.restoreDrill?.schedule;
+      const fired = drillCron === undefined ? undefined : lastFiring(drillCron, at);
+      const lastDrill = (
+        await drillRows("WHERE organization = $1 AND environment = $2", [organization.metadata.name, environment.name])
+      )[0];
+      if (fired !== undefined && lastFull !== undefined && (lastDrill === undefined || lastDrill.startedAt < fired)) {
+        started += 1;
+        await runDrill(ctx, organization, environment, "schedule").catch(() => undefined);
+      }
+    }
+    return started;
+  };
+
   return {
     /** Starts a backup and answers at once with the run; `backup` waits for its result. */
     startBackup: async (
@@ -1270,94 +1352,11 @@ export const recoveryServiceFactory = ({
 
     /** Runs what the schedules say is due: a first full backup at once, then full/diff/incr and drills on their cron. */
     runDue: async (): Promise<number> => {
-      if (configuredRuntime === undefined) return 0;
-      const ctx = systemContext("scheduler");
-      const at = now();
-      let started = 0;
-      for (const organization of await latestSpecs()) {
-        for (const environment of organization.environments.filter((item): item is TBackedUp => item.backup.enabled)) {
-          // Only a succeeded run counts: a failed one is retried at the next pass.
-          const latest = (kind: string) =>
-            backupRows("WHERE organization = $1 AND environment = $2 AND kind = $3 AND status = 'succeeded'", [
-              organization.metadata.name,
-              environment.name,
-              kind,
-            ]).then((rows) => rows[0]);
-          const lastFull = await latest("full");
-          if (lastFull === undefined) {
-            // No full backup yet (a new environment, or every attempt failed): take one now; diff and incr need it as their base.
-            started += 1;
-            await runBackup(ctx, organization, environment, "full", "schedule").catch(() => undefined);
-            continue;
-          }
-          const schedules: [TBackupType, string | undefined][] = [
-            ["full", environment.backup.schedule.full],
-            ["diff", environment.backup.schedule.differential],
-            ["incr", environment.backup.schedule.incremental],
-          ];
-          let ranThisPass = false;
-          for (const [kind, cron] of schedules) {
-            if (cron === undefined || ranThisPass) continue;
-            const last = kind === "full" ? lastFull : await latest(kind);
-            const fired = lastFiring(cron, at);
-            // Any newer backup of a larger kind covers a smaller one's slot (a full covers a diff).
-            const covering = [lastFull, ...(kind === "incr" ? [await latest("diff")] : []), last]
-              .filter((run) => run !== undefined)
-              .map((run) => run.startedAt);
-            if (fired === undefined || covering.some((time) => time >= fired)) continue;
-            started += 1;
-            ranThisPass = true;
-            await runBackup(ctx, organization, environment, kind, "schedule").catch(() => undefined);
-          }
-          // The filestore between database backups: a snapshot every quarter of the RPO when it changed.
-          const lastFilestore = (
-            await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'filestore'", [
-              organization.metadata.name,
-              environment.name,
-            ])
-          )[0];
-          const lastSnapshotAt = Math.max(lastFull.startedAt.getTime(), lastFilestore?.startedAt.getTime() ?? 0);
-          if (
-            !ranThisPass &&
-            at.getTime() - lastSnapshotAt >= archiveTimeoutSeconds(environment.backup.rpoMinutes) * 1000
-          ) {
-            await runFilestoreSnapshot(ctx, organization, environment);
-          }
-          // Repository verification once a day: a backup counts only while what holds it reads back whole.
-          const lastVerify = await latest("verify").then(
-            async (succeeded) =>
-              succeeded ??
-              (
-                await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'verify'", [
-                  organization.metadata.name,
-                  environment.name,
-                ])
-              )[0],
-          );
-          if (lastVerify === undefined || at.getTime() - lastVerify.startedAt.getTime() >= VERIFY_INTERVAL_MS) {
-            started += 1;
-            await runVerify(ctx, organization, environment, "schedule").catch(() => undefined);
-          }
-          const drillCron = environment.backup.restoreDrill?.schedule;
-          const fired = drillCron === undefined ? undefined : lastFiring(drillCron, at);
-          const lastDrill = (
-            await drillRows("WHERE organization = $1 AND environment = $2", [
-              organization.metadata.name,
-              environment.name,
-            ])
-          )[0];
-          if (
-            fired !== undefined &&
-            lastFull !== undefined &&
-            (lastDrill === undefined || lastDrill.startedAt < fired)
-          ) {
-            started += 1;
-            await runDrill(ctx, organization, environment, "schedule").catch(() => undefined);
-          }
-        }
-      }
-      return started;
+      const counts = await Promise.all((await latestSpecs()).map(runDueFor));
+      return counts.reduce((sum, count) => sum + count, 0);
     },
+
+    runDueFor,
 
     /**
      * Runs left "running" by a carehost that stopped midway (killed, so it could not say so) are

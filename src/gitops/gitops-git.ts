@@ -53,7 +53,14 @@ export type TGitRunOptions = {
   readonly author?: TGitIdentity;
   /** Exit codes that are answers rather than failures (git diff --no-index exits 1 on a difference). */
   readonly okExitCodes?: readonly number[];
+  /** How long the command may run; a push to a remote that stops answering must not hold the organization's work. */
+  readonly timeoutMs?: number;
 };
+
+/** Local git commands finish in well under this; a push or fetch over the network gets the same bound. */
+export const GIT_TIMEOUT_MS = 120_000;
+/** coreutils timeout's status for a command it stopped at its limit (124), or killed after the grace (137). */
+const TIMED_OUT_STATUSES: ReadonlySet<number> = new Set([124, 137]);
 
 export function gitEnvironment(author: TGitIdentity = CAREHOST_COMMITTER): NodeJS.ProcessEnv {
   return {
@@ -73,10 +80,12 @@ export function gitEnvironment(author: TGitIdentity = CAREHOST_COMMITTER): NodeJ
 }
 
 export function runGit(args: readonly string[], options: TGitRunOptions): Promise<TGitResult> {
-  const fullArgs = [...FIXED_CONFIG, ...args];
+  const timeoutMs = options.timeoutMs ?? GIT_TIMEOUT_MS;
+  // coreutils timeout signals git's whole process group (git-remote-https, ssh) at the limit, then SIGKILLs what is left.
+  const fullArgs = ["--kill-after=5s", `${timeoutMs / 1000}s`, "git", ...FIXED_CONFIG, ...args];
   return new Promise((resolve, reject) => {
     execFile(
-      "git",
+      "timeout",
       fullArgs,
       { cwd: options.cwd, env: gitEnvironment(options.author), maxBuffer: 64 * 1024 * 1024, encoding: "utf8" },
       (error, stdout, stderr) => {
@@ -85,7 +94,10 @@ export function runGit(args: readonly string[], options: TGitRunOptions): Promis
           resolve({ stdout, stderr, exitCode });
           return;
         }
-        reject(new GitCommandError(args, exitCode, stderr || (error?.message ?? "")));
+        const reason = TIMED_OUT_STATUSES.has(exitCode)
+          ? `timed out after ${timeoutMs / 1000} s${stderr.trim() === "" ? "" : `: ${stderr.trim()}`}`
+          : stderr || (error?.message ?? "");
+        reject(new GitCommandError(args, exitCode, reason));
       },
     );
   });

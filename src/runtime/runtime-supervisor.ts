@@ -1,6 +1,9 @@
 // Restarts the PostgreSQL and Redis processes of every recorded organization when they stop
 // (a crash, an OOM kill, someone's pg_ctl stop), on a fixed interval, and audits each restart.
 // The processes are not carehost's children, so a carehost restart leaves them running.
+//
+// Each organization is supervised on its own: one whose object store answers slowly, or whose
+// backup runs for an hour, holds up its own next pass and no one else's crash restarts or backups.
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { systemContext } from "../lib/request-context.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
@@ -9,8 +12,8 @@ import type { TLocalRuntime } from "./local/local-runtime.js";
 
 type TSupervisorDeps = {
   runtime: Pick<TLocalRuntime, "restartStopped" | "heartbeat">;
-  /** Backups and drills the schedules say are due run from the same loop, one pass at a time. */
-  recovery?: Pick<TRecoveryService, "runDue">;
+  /** Backups and drills the schedules say are due run from the same loop, one pass per organization at a time. */
+  recovery?: Pick<TRecoveryService, "runDueFor">;
   latestSpecs: () => Promise<TOrganizationSpec[]>;
   audit: { append: TAuditAppend };
   intervalMs: number;
@@ -26,44 +29,64 @@ export const runtimeSupervisorFactory = ({
   onError,
 }: TSupervisorDeps) => {
   let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | undefined;
+  /** The pass under way for each organization: a new tick skips an organization whose last pass still runs. */
+  const passes = new Map<string, Promise<number>>();
 
-  const superviseOnce = async (): Promise<number> => {
+  const superviseOrganization = async (spec: TOrganizationSpec): Promise<number> => {
+    const organization = spec.metadata.name;
     let restarted = 0;
+    for (const action of await runtime.restartStopped(spec)) {
+      restarted += 1;
+      await audit.append(systemContext("supervisor"), {
+        type: "runtime.instance_restarted",
+        outcome: "success",
+        target: `organization/${organization}`,
+        payload: { organization, instance: action.target, detail: `found stopped; ${action.action}` },
+      });
+    }
+    // The heartbeat a restore drill reads back to measure the achieved RPO.
+    await runtime.heartbeat(spec).catch(onError);
+    await recovery?.runDueFor(spec);
+    return restarted;
+  };
+
+  /** Starts a pass for every organization that has none under way; resolves with each started pass. */
+  const startPasses = async (): Promise<Promise<number>[]> => {
+    const started: Promise<number>[] = [];
     for (const spec of await latestSpecs()) {
       const organization = spec.metadata.name;
-      for (const action of await runtime.restartStopped(spec)) {
-        restarted += 1;
-        await audit.append(systemContext("supervisor"), {
-          type: "runtime.instance_restarted",
-          outcome: "success",
-          target: `organization/${organization}`,
-          payload: { organization, instance: action.target, detail: `found stopped; ${action.action}` },
-        });
-      }
-      // The heartbeat a restore drill reads back to measure the achieved RPO.
-      await runtime.heartbeat(spec).catch(onError);
+      if (passes.has(organization)) continue;
+      const pass = superviseOrganization(spec)
+        .catch((error: unknown) => {
+          onError(error);
+          return 0;
+        })
+        .finally(() => passes.delete(organization));
+      passes.set(organization, pass);
+      started.push(pass);
     }
-    await recovery?.runDue();
-    return restarted;
+    return started;
+  };
+
+  /** One pass over every organization, waited for (what tests and a first start use); returns the restarts. */
+  const superviseOnce = async (): Promise<number> => {
+    const counts = await Promise.all(await startPasses());
+    return counts.reduce((sum, count) => sum + count, 0);
   };
 
   return {
     superviseOnce,
+    /** The organizations whose pass is under way now. */
+    inFlight: (): string[] => [...passes.keys()],
     start: () => {
       timer = setInterval(() => {
-        // One pass at a time: a slow start must not pile up restarts of the same cluster.
-        running ??= superviseOnce()
-          .then(() => undefined, onError)
-          .finally(() => {
-            running = undefined;
-          });
+        startPasses().catch(onError);
       }, intervalMs);
       timer.unref();
     },
     stop: async () => {
       if (timer !== undefined) clearInterval(timer);
-      await running;
+      await Promise.all(passes.values());
     },
   };
 };
