@@ -60,6 +60,11 @@ export const buildServer = async (
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     bodyLimit: 4 * 1024 * 1024,
+    // What the router refuses before a route runs (a malformed URL, a parameter past maxParamLength)
+    // is a problem+json like every other refusal.
+    frameworkErrors: (error, request, reply) => {
+      void errorHandler(error, request, reply);
+    },
     // How long a client may take to send a whole request (headers and body): a slow sender ties up
     // a socket, not the server. Node checks it every 30 s (connectionsCheckingInterval).
     requestTimeout: REQUEST_TIMEOUT_MS,
