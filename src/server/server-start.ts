@@ -77,7 +77,9 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     authorizeReveal: (ctx, name) => authorize(ctx, "secret:reveal", log, `secret:${name}`),
   });
   const runtime =
-    config.runtime.kind === "local" ? localRuntimeFactory({ root: join(config.home, "runtime"), secrets }) : undefined;
+    config.runtime.kind === "local"
+      ? localRuntimeFactory({ root: join(config.home, "runtime"), secrets, allowedRoots: config.allowedPaths })
+      : undefined;
   if (runtime !== undefined) await chmod(config.home, 0o711);
   const environments = environmentServiceFactory({
     store: environmentStore,

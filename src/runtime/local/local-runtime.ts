@@ -51,6 +51,7 @@ import { planLocalChange } from "./local-change.js";
 import { readRestoreOverMarker, restoreOver, settleInterruptedRestoreOver } from "./local-restore-over.js";
 import { ensureTargetArchived } from "./local-restore-target.js";
 import { pgbackrestConfigPathOf } from "./local-backup-config.js";
+import { assertRepositoriesConfined } from "./local-confinement.js";
 import type { TClusterContext, TClusterObservation } from "./local-postgres.js";
 import {
   clusterDirectory,
@@ -100,6 +101,8 @@ export type TLocalRuntimeDeps = {
   /** Directory holding every organization's clusters, e.g. <CAREHOST_HOME>/runtime. */
   readonly root: string;
   readonly secrets: TRuntimeSecrets;
+  /** Roots beyond the data dir a spec's posix repositories and CA files may lead to (CAREHOST_ALLOWED_PATHS). */
+  readonly allowedRoots?: readonly string[];
   readonly now?: () => Date;
 };
 
@@ -185,7 +188,7 @@ const elapsedMs = (started: bigint) => Math.round(Number(process.hrtime.bigint()
 
 export type TFinalBackup = { readonly path: string; readonly bytes: number; readonly sha256: string };
 
-export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: TLocalRuntimeDeps) => {
+export const localRuntimeFactory = ({ root, secrets, allowedRoots = [], now = () => new Date() }: TLocalRuntimeDeps) => {
   const connections = new Map<string, pg.Client>();
   // Lifecycle operations of one organization never overlap: the supervisor restarting a cluster
   // while a reconcile starts it would have two pg_ctl start calls race on one data directory.
@@ -209,6 +212,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
   ): Promise<TClusterContext> => ({
     root,
     home: dirname(root),
+    allowedRoots,
     repositories: spec.backupRepositories,
     organization: spec.metadata.name,
     placement,
@@ -840,6 +844,13 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
 
   return {
     kind: "local" as const,
+
+    /** Refuses a spec whose posix repositories or CA files lead outside carehost's directories (local-confinement.ts), before it is recorded. */
+    assertPathsConfined: (organization: TOrganizationSpec): Promise<void> =>
+      assertRepositoriesConfined(organization.metadata.name, organization.backupRepositories, {
+        home: dirname(root),
+        allowedRoots,
+      }),
 
     /** Brings the organization's data tier to what the spec declares; returns what it did (nothing, the second time). */
     reconcile: (organization: TOrganizationSpec): Promise<TRuntimeAction[]> =>
