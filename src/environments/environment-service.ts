@@ -254,6 +254,7 @@ export const environmentServiceFactory = ({
             target: `environment/${organization}/${name}`,
             payload: {
               path: backup.path,
+              ...(backup.snapshotId === "" ? {} : { snapshot: backup.snapshotId }),
               bytes: backup.bytes,
               sha256Digest: backup.sha256 || "none: no database was provisioned",
             },
