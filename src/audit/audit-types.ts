@@ -68,6 +68,8 @@ export const auditPayloadSchemas = {
   "runtime.instance_restarted": z.strictObject({ organization: name, instance: name, detail: reason }),
   "environment.final_backup": z.strictObject({
     path: z.string().max(1000),
+    /** The restic snapshot of the encrypted dump in that repository. */
+    snapshot: z.string().max(64).optional(),
     bytes: z.number().int().nonnegative(),
     sha256Digest: digest,
   }),

@@ -1,6 +1,7 @@
 // One HTTPS request to an object store (an Azure container, an S3 bucket), through Node's https
 // with the repository's own CA file when it has one: the few calls carehost makes itself, before
 // pgBackRest and restic take over. Signing is the caller's; this only sends and reads back.
+import { constants } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { request } from "node:https";
 
@@ -28,7 +29,11 @@ export async function objectStoreRequest(
     readonly maxAnswerBytes?: number;
   },
 ): Promise<TObjectStoreResponse> {
-  const ca = options.caFile === undefined ? undefined : await readFile(options.caFile);
+  // Checked to be in carehost's directories (local-confinement.ts); not through a link put there since.
+  const ca =
+    options.caFile === undefined
+      ? undefined
+      : await readFile(options.caFile, { flag: constants.O_RDONLY | constants.O_NOFOLLOW });
   const timeoutMs = options.timeoutMs ?? 30_000;
   const maxAnswerBytes = options.maxAnswerBytes ?? MAX_OBJECT_STORE_ANSWER_BYTES;
   const endpoint = `${options.method} ${url.origin}${url.pathname}`;

@@ -9,6 +9,7 @@
 // restic and rclone only through their environment, and are cut out of any error message.
 import { DomainError } from "../lib/errors.js";
 import { runCommand, RuntimeCommandError } from "../runtime/local/runtime-command.js";
+import type { TPipedCommand } from "../runtime/local/runtime-command.js";
 
 export type TResticRepository = {
   /** For messages: the repository's name in the spec and where it is (container, bucket, endpoint), never a secret. */
@@ -32,19 +33,27 @@ export type TFilestoreBackup = {
   readonly filesNew: number;
 };
 
+/** restic on a repository, as a command to run or to pipe (runPipeline): the passphrase and keys in its environment only. */
+export const resticCommand = (repository: TResticRepository, args: readonly string[]): TPipedCommand => ({
+  file: "restic",
+  args: [...(repository.flags ?? []), ...args],
+  env: {
+    ...repository.env,
+    RESTIC_REPOSITORY: repository.location,
+    RESTIC_CACHE_DIR: repository.cacheDirectory,
+    RESTIC_PROGRESS_FPS: "0.2",
+  },
+});
+
 export async function restic(
   repository: TResticRepository,
   args: readonly string[],
   options: { cwd?: string; timeoutMs?: number } = {},
 ): Promise<string> {
   try {
-    const { stdout } = await runCommand("restic", [...(repository.flags ?? []), ...args], {
-      env: {
-        ...repository.env,
-        RESTIC_REPOSITORY: repository.location,
-        RESTIC_CACHE_DIR: repository.cacheDirectory,
-        RESTIC_PROGRESS_FPS: "0.2",
-      },
+    const command = resticCommand(repository, args);
+    const { stdout } = await runCommand(command.file, command.args, {
+      env: command.env ?? {},
       timeoutMs: options.timeoutMs ?? 60 * 60_000,
       ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     });
@@ -59,7 +68,7 @@ export async function restic(
 }
 
 /** Passphrases and keys of the environment, replaced wherever a message repeats one (rclone prints its settings at debug level). */
-const withoutSecrets = (text: string, env: Readonly<Record<string, string>>) =>
+export const withoutSecrets = (text: string, env: Readonly<Record<string, string>>) =>
   Object.entries(env)
     .filter(([name, value]) => /(PASSWORD|_KEY)$/.test(name) && value.length > 0)
     .reduce((redacted, [name, value]) => redacted.split(value).join(`[${name}]`), text);

@@ -81,6 +81,7 @@ export const registerServerCommands = (program: Command, global: TGlobal): void 
       const running = await startCarehost(config, {
         specPath: options.spec,
         print: printLine,
+        printsToTerminal: process.stdout.isTTY === true,
         recordLocalServer: true,
       });
       await new Promise<void>((resolveStop) => {

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { createAuditHarness } from "../../test/audit-fixtures.js";
+import { createRuntimeHarness } from "../../test/runtime-fixtures.js";
 import { testDatabaseFactories } from "../../test/test-databases.js";
 import { PolicyViolation, ValidationError } from "../lib/errors.js";
 import { systemContext } from "../lib/request-context.js";
@@ -77,6 +78,40 @@ void describe("environment service: documented policy exceptions", () => {
         ValidationError,
       );
     } finally {
+      await harness.dispose();
+    }
+  });
+});
+
+void describe("environment service: host paths", () => {
+  void it("refuses a spec whose repository leads outside carehost's directories before anything is recorded or made", async () => {
+    const harness = await createAuditHarness(testDatabaseFactories.pglite);
+    const runtime = await createRuntimeHarness();
+    try {
+      const store = environmentStoreFactory(harness.db);
+      const service = environmentServiceFactory({
+        store,
+        policy: policyCheckerFactory({ now: () => NOW }),
+        audit: harness.log,
+        runtime: runtime.runtime,
+      });
+      const example = await readFile("examples/northwind-health.yaml", "utf8");
+      // The review's case: as root, this made carehost chown /etc to postgres for pgBackRest.
+      const source = example.replace("name: northwind-health", "name: etc").replace("path: backups/", "path: /");
+      for (const submit of [service.plan, service.apply]) {
+        await assert.rejects(
+          submit(ctx, { source, fileName: "org.yaml" }),
+          (error: unknown) =>
+            error instanceof ValidationError &&
+            error.message.startsWith(`backupRepositories[0].path: "/" (/etc) is outside the allowed roots (`) &&
+            error.message.endsWith("set CAREHOST_ALLOWED_PATHS on the host to allow it") &&
+            error.details[0]?.path === "backupRepositories[0].path",
+        );
+      }
+      assert.deepEqual(await store.latestSpecs(), []);
+      assert.deepEqual(await readdir(runtime.root).catch(() => []), [], "no runtime directory was made");
+    } finally {
+      await runtime.close([]);
       await harness.dispose();
     }
   });

@@ -23,7 +23,7 @@ import type { TRuntimeAction, TRuntimeChange, TRuntimeDrift } from "../runtime/l
 /** What the service needs from a runtime; absent when carehost only records and checks (CAREHOST_RUNTIME=none). */
 export type TEnvironmentRuntime = Pick<
   TLocalRuntime,
-  "kind" | "reconcile" | "observe" | "planChange" | "destroyEnvironment"
+  "kind" | "reconcile" | "observe" | "planChange" | "destroyEnvironment" | "assertPathsConfined"
 >;
 
 type TEnvironmentServiceDeps = {
@@ -176,6 +176,7 @@ export const environmentServiceFactory = ({
       await authorize(ctx, "spec:plan", audit);
       const { spec, digest } = parseSpecSubmission(submission);
       policy.assertSpecCompliant(spec);
+      await runtime?.assertPathsConfined(spec);
       const plan = await planFor(spec, digest);
       const applied = await store.appliedRevision(spec.metadata.name);
       if (runtime === undefined || applied === undefined)
@@ -194,6 +195,8 @@ export const environmentServiceFactory = ({
       await authorize(ctx, "spec:apply", audit);
       const { spec, digest } = parseSpecSubmission(submission);
       const organization = spec.metadata.name;
+      // Before anything is recorded: a path this host refuses would fail every reconcile after.
+      await runtime?.assertPathsConfined(spec);
       const posture = policy.evaluateSpec(spec);
       const failedControls = [...new Set(posture.mandatoryViolations.map((violation) => violation.controlId))];
       if (failedControls.length > 0) {
@@ -251,6 +254,7 @@ export const environmentServiceFactory = ({
             target: `environment/${organization}/${name}`,
             payload: {
               path: backup.path,
+              ...(backup.snapshotId === "" ? {} : { snapshot: backup.snapshotId }),
               bytes: backup.bytes,
               sha256Digest: backup.sha256 || "none: no database was provisioned",
             },

@@ -1,4 +1,4 @@
-import { resolve } from "node:path";
+import { isAbsolute, resolve } from "node:path";
 import { z } from "zod";
 import type { TStoreConfig } from "../store/store-types.js";
 
@@ -20,6 +20,14 @@ const ConfigSchema = z.object({
     .enum(["local", "none"])
     .default("local")
     .describe("where environments run: this host, or nowhere (record and check only)"),
+  CAREHOST_ALLOWED_PATHS: z
+    .string()
+    .default("")
+    .transform((value) => value.split(":").filter((path) => path !== ""))
+    .refine((paths) => paths.every((path) => isAbsolute(path)), "must be absolute directories separated by ':'")
+    .describe(
+      "directories beyond the data dir where a spec may put posix backup repositories and CA files; the spec cannot widen this",
+    ),
   CAREHOST_SUPERVISE_SECONDS: z.coerce
     .number()
     .int()
@@ -36,6 +44,8 @@ export type TConfig = {
   readonly logLevel: z.infer<typeof ConfigSchema>["CAREHOST_LOG_LEVEL"];
   readonly auditCheckpoint: { readonly entries: number; readonly ms: number };
   readonly runtime: { readonly kind: "local" | "none"; readonly superviseMs: number };
+  /** Roots beyond the data dir that a spec's host paths may lead to (CAREHOST_ALLOWED_PATHS). */
+  readonly allowedPaths: readonly string[];
 };
 
 export class ConfigError extends Error {}
@@ -62,5 +72,6 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): TConfig => {
       ms: values.CAREHOST_AUDIT_CHECKPOINT_SECONDS * 1000,
     },
     runtime: { kind: values.CAREHOST_RUNTIME, superviseMs: values.CAREHOST_SUPERVISE_SECONDS * 1000 },
+    allowedPaths: values.CAREHOST_ALLOWED_PATHS.map((path) => resolve(path)),
   };
 };

@@ -31,6 +31,8 @@ export type TProblem = {
   status: number;
   detail: string;
   instance: string;
+  /** On a 500: the id the server log has the details under (also in `instance`). */
+  requestId?: string;
   errors?: readonly { path?: string; location?: string; message: string }[];
 };
 
@@ -62,8 +64,10 @@ export const problemFor = (error: FastifyError | Error, request: FastifyRequest)
   }
   if (error instanceof DomainError) {
     const match = statusByError.find(([type]) => error instanceof type);
-    const [, status, title] = match ?? [DomainError, 500, "Error"];
-    if (status >= 500) request.log.error({ err: error }, "integrity failure");
+    const [, status, title] = match ?? [DomainError, 500, "Internal error"];
+    // A failure of carehost or of a command it ran (RuntimeCommandError: the command line, its
+    // stderr) is the server's to read, not the client's: logged whole under the request id.
+    if (status >= 500) return internalProblem(error, request, title, status);
     return {
       type: `${problemTypeBase}${slug(title)}`,
       title,
@@ -84,14 +88,19 @@ export const problemFor = (error: FastifyError | Error, request: FastifyRequest)
       instance,
     };
   }
-  // Unknown errors are logged whole and answered without internals.
-  request.log.error({ err: error }, "unhandled error");
+  return internalProblem(error, request, "Internal error", 500);
+};
+
+/** Logged whole (message, stack, a command's line and output) under the request id; answered with that id alone. */
+const internalProblem = (error: Error, request: FastifyRequest, title: string, status: number): TProblem => {
+  request.log.error({ err: error }, title.toLowerCase());
   return {
-    type: `${problemTypeBase}internal`,
-    title: "Internal error",
-    status: 500,
-    detail: "an internal error occurred; quote the instance when reporting it",
-    instance,
+    type: `${problemTypeBase}${slug(title)}`,
+    title,
+    status,
+    detail: `${title.toLowerCase()}: the server log has what happened under request ${request.id}; quote it when reporting this`,
+    instance: `urn:carehost:request:${request.id}`,
+    requestId: request.id,
   };
 };
 

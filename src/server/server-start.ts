@@ -17,6 +17,7 @@ import { environmentStoreFactory } from "../environments/environment-store.js";
 import { identityServiceFactory } from "../identity/identity-service.js";
 import { policyCheckerFactory } from "../policy/policy-service.js";
 import type { TConfig } from "../lib/config.js";
+import { BOOTSTRAP_PASSWORD_FILE, FINAL_BACKUPS_DIRECTORY } from "../lib/data-dir.js";
 import { systemContext } from "../lib/request-context.js";
 import { carehostVersion } from "../lib/version.js";
 import { openStore } from "../store/store-open.js";
@@ -47,8 +48,14 @@ export type TRunningCarehost = {
 type TStartOptions = {
   /** A spec to apply once the server is up (make up passes the demo organization). */
   readonly specPath?: string;
-  /** Where the one-time admin password and the URL are printed. */
+  /** Where the URL and what happened at start are printed. */
   readonly print: (line: string) => void;
+  /**
+   * Whether `print` reaches a terminal: only then is the one-time admin password printed. Anywhere
+   * else (journald, a file, a CI log) it would stay readable for as long as the log, so it goes to
+   * a 0600 file in the data dir instead, and only that file's path is printed.
+   */
+  readonly printsToTerminal?: boolean;
   /** Where the JSON log lines go (stdout by default); tests capture them to scan for secrets. */
   readonly logStream?: NodeJS.WritableStream;
   /** Remember this data dir in the user's config dir so the CLI finds it from any directory. */
@@ -77,14 +84,16 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     authorizeReveal: (ctx, name) => authorize(ctx, "secret:reveal", log, `secret:${name}`),
   });
   const runtime =
-    config.runtime.kind === "local" ? localRuntimeFactory({ root: join(config.home, "runtime"), secrets }) : undefined;
+    config.runtime.kind === "local"
+      ? localRuntimeFactory({ root: join(config.home, "runtime"), secrets, allowedRoots: config.allowedPaths })
+      : undefined;
   if (runtime !== undefined) await chmod(config.home, 0o711);
   const environments = environmentServiceFactory({
     store: environmentStore,
     policy: policyCheckerFactory(),
     audit: log,
     platform: identity.enforcement,
-    ...(runtime === undefined ? {} : { runtime, finalBackupDirectory: join(config.home, "final-backups") }),
+    ...(runtime === undefined ? {} : { runtime, finalBackupDirectory: join(config.home, FINAL_BACKUPS_DIRECTORY) }),
   });
   const secretsAdmin = secretsAdminServiceFactory({
     secrets,
@@ -163,8 +172,16 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     if (bootstrap.cliToken !== undefined)
       await writePrivateFile(localCliTokenPath(config.home), `${bootstrap.cliToken.token}\n`);
     options.print("");
-    options.print(`First start: created user "${bootstrap.username}" with password (shown only now):`);
-    options.print(`    ${bootstrap.password}`);
+    if (options.printsToTerminal === true) {
+      options.print(`First start: created user "${bootstrap.username}" with password (shown only now):`);
+      options.print(`    ${bootstrap.password}`);
+    } else {
+      const passwordPath = join(config.home, BOOTSTRAP_PASSWORD_FILE);
+      await writePrivateFile(passwordPath, `${bootstrap.password}\n`);
+      options.print(
+        `First start: created user "${bootstrap.username}"; its password is in ${passwordPath} (mode 0600, not shown: this output is not a terminal). Delete the file once you have signed in.`,
+      );
+    }
     options.print(
       `A local CLI token for ${bootstrap.username} was written to ${localCliTokenPath(config.home)} (mode 0600).`,
     );

@@ -52,7 +52,33 @@ const cron = () =>
     const parsed = parseCron(value);
     return parsed.ok ? undefined : `is not a valid cron expression: ${parsed.error}`;
   });
-const httpsUrl = () => z.url({ protocol: /^https$/, error: (issue) => `${show(issue.input)} is not an https:// URL` });
+/** A URL as a message may show it: whatever stands before an @ (a user, a password, a token) is cut out. */
+const showUrl = (value: unknown): string =>
+  typeof value === "string" ? show(value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, "$1…@")) : show(value);
+
+/**
+ * No credentials in a URL: a spec is committed, shown to viewers and audited, so a token or
+ * password in it would be a secret in all three. ssh's user name (git@) is not a secret; an https
+ * user name is (a token often stands in it). The message never repeats the URL, which would
+ * repeat the secret, and says where the credential goes instead.
+ */
+const withoutCredentials = (schema: z.ZodURL, instead: string) =>
+  schema.refine(
+    (value) => {
+      const url = new URL(value);
+      return url.password === "" && (url.protocol === "ssh:" || url.username === "");
+    },
+    { error: `carries credentials in the URL (user:password@ or a token@); remove them: ${instead}` },
+  );
+
+/** An https:// URL without credentials; `instead` says where the credential goes (the secret store, by a *SecretRef). */
+const httpsUrl = (instead: string) =>
+  withoutCredentials(
+    z.url({ protocol: /^https$/, error: (issue) => `${showUrl(issue.input)} is not an https:// URL` }),
+    instead,
+  );
+const inTheSecretStore = (field: string) =>
+  `a credential belongs in carehost's secret store (carehost secrets set <name>), named by ${field}`;
 const count = () => z.int().min(0);
 
 // ---------------------------------------------------------------------------------------------
@@ -68,7 +94,9 @@ const EntitySchema = z.strictObject({
 });
 
 const OidcSchema = z.strictObject({
-  issuer: httpsUrl().describe("OIDC issuer URL; discovery is read from <issuer>/.well-known/openid-configuration."),
+  issuer: httpsUrl(inTheSecretStore("clientSecretRef")).describe(
+    "OIDC issuer URL; discovery is read from <issuer>/.well-known/openid-configuration.",
+  ),
   clientId: z.string().min(1).describe("Client ID registered for carehost at the provider."),
   clientSecretRef: secretRef()
     .optional()
@@ -98,25 +126,15 @@ const IdentitySchema = z.strictObject({
     .describe("Automatic logoff after this many idle minutes (164.312(a)(2)(iii)). Default 15."),
 });
 
-/**
- * An https:// or ssh:// Git URL with no credentials in it: a spec is committed, shown to viewers
- * and audited, so a token or password in the URL would be a secret in all three. ssh's user name
- * (git@) is not a secret; an https user name is (a token often stands in it). The message never
- * repeats the URL, which would repeat the secret.
- */
+/** An https:// or ssh:// Git URL with no credentials in it (withoutCredentials). */
 const gitUrl = () =>
-  z
-    .url({ protocol: /^(https|ssh)$/, error: (issue) => `${show(issue.input)} is not an https:// or ssh:// Git URL` })
-    .refine(
-      (value) => {
-        const url = new URL(value);
-        return url.password === "" && (url.protocol === "ssh:" || url.username === "");
-      },
-      {
-        error:
-          "carries credentials in the URL (user:password@ or a token@); remove them and give the host's Git credentials (a credential helper or an SSH key) instead",
-      },
-    );
+  withoutCredentials(
+    z.url({
+      protocol: /^(https|ssh)$/,
+      error: (issue) => `${showUrl(issue.input)} is not an https:// or ssh:// Git URL`,
+    }),
+    "Git reads them from the host's Git configuration (a credential helper or an SSH key of the account carehost runs as), never from the spec",
+  );
 
 const repositoryName = () => dnsLabel().describe("Name referenced by environments[].backup.repositories.");
 const cipherSecretRef = () =>
@@ -150,7 +168,7 @@ const BackupRepositorySchema = z.discriminatedUnion("type", [
     container: patternString(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, "is not an Azure container name").describe(
       "Blob container name.",
     ),
-    endpoint: httpsUrl()
+    endpoint: httpsUrl(inTheSecretStore("keySecretRef"))
       .optional()
       .describe(
         "Blob endpoint override: a sovereign cloud as https://<account>.<blob service domain> (e.g. blob.core.usgovcloudapi.net), Azurite as https://host:port/<account>; default https://<account>.blob.core.windows.net.",
@@ -167,7 +185,7 @@ const BackupRepositorySchema = z.discriminatedUnion("type", [
       /^[a-z0-9][a-z0-9-]*$/,
       "is not a region name (lowercase letters, digits and '-', e.g. us-east-1)",
     ).describe("Bucket region, e.g. us-east-1."),
-    endpoint: httpsUrl()
+    endpoint: httpsUrl(inTheSecretStore("keySecretRef"))
       .optional()
       .describe(
         "Endpoint override for S3-compatible stores (https://host[:port], addressed with path-style URIs); default AWS for the region.",

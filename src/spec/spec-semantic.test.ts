@@ -70,6 +70,54 @@ void describe("names", () => {
     assertClean((doc) => doc.setIn([...TRAINING, "name"], "postgres-training"));
   });
 
+  void it("refuses organization names that are carehost's own directories in its data dir, saying why", () => {
+    for (const name of [
+      "state",
+      "final-backups",
+      "runtime",
+      "gitops",
+      "cache",
+      "cli-token",
+      "admin-password",
+      "work",
+    ]) {
+      const found = errors((doc) => doc.setIn(["metadata", "name"], name));
+      assert.equal(found.length, 1, found.join("\n"));
+      assert.match(
+        found[0]!,
+        new RegExp(
+          `^metadata\\.name {2}organization name "${name}" is reserved: carehost's data dir keeps .+; choose another name$`,
+        ),
+      );
+    }
+    assert.match(errors((doc) => doc.setIn(["metadata", "name"], "state"))[0]!, /control-plane database/);
+    assertClean((doc) => doc.setIn(["metadata", "name"], "state-hospital"));
+  });
+
+  void it("refuses credentials in every other URL of the spec (OIDC issuer, object-store endpoints), pointing to the secret store", () => {
+    const url = "https://svc:s3cr3t-pass@blob.example.org/";
+    const cases: [readonly (string | number)[], string, string][] = [
+      [["identity", "oidc"], "identity.oidc.issuer", "clientSecretRef"],
+      [["backupRepositories", 1], "backupRepositories[1].endpoint", "keySecretRef"],
+    ];
+    for (const [at, path, reference] of cases) {
+      const found = errors((doc) => doc.setIn([...at, at[0] === "identity" ? "issuer" : "endpoint"], url));
+      assert.equal(found.length, 1, found.join("\n"));
+      assert.ok(found[0]!.startsWith(`${path}  carries credentials in the URL`), found[0]);
+      assert.match(found[0]!, new RegExp(`carehost's secret store .*named by ${reference}`));
+      assert.ok(!found[0]!.includes("s3cr3t"), found[0]);
+    }
+    // Not https and with a password: the message names the scheme problem without repeating the password.
+    const plain = errors((doc) =>
+      doc.setIn(["backupRepositories", 1, "endpoint"], "http://svc:s3cr3t-pass@blob.example.org/"),
+    );
+    assert.ok(plain.length > 0 && plain.every((line) => !line.includes("s3cr3t")), plain.join("\n"));
+    const git = errors((doc) =>
+      doc.setIn([...PROD, "odoo", "customAddons", "repository"], "http://deploy:s3cr3t-pass@git.example.org/a.git"),
+    );
+    assert.ok(git.length > 0 && git.every((line) => !line.includes("s3cr3t")), git.join("\n"));
+  });
+
   void it("refuses credentials in Git URLs (custom addons, GitOps) without repeating them", () => {
     for (const url of [
       "https://deploy:s3cr3t-pass@git.example.org/addons.git",

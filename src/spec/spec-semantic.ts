@@ -7,6 +7,7 @@
 //
 // Policy (is PHI backed up? is production dedicated?) is not checked here; that is the policy
 // module's job. A spec error means the spec is inconsistent or cannot be carried out.
+import { RESERVED_ORGANIZATION_NAMES } from "../lib/data-dir.js";
 import { longestCronGapMinutes, parseCron } from "./cron.js";
 import type { TCronSchedule } from "./cron.js";
 import type { TSpecIssue } from "./spec-issues.js";
@@ -287,6 +288,25 @@ function reservedEnvironmentName(environment: unknown, index: number): TSpecIssu
       ];
 }
 
+/**
+ * An organization's name is a directory of carehost's data dir wherever a posix repository sits at
+ * `path: .` (<data dir>/<organization>), and beside its GitOps repositories: it may not be the
+ * name of one of carehost's own entries there.
+ */
+function reservedOrganizationName(metadata: unknown): TSpecIssue[] {
+  const name = text(field(metadata, "name"));
+  const reason = name === undefined ? undefined : RESERVED_ORGANIZATION_NAMES[name];
+  return reason === undefined
+    ? []
+    : [
+        {
+          path: ["metadata", "name"],
+          target: "value",
+          message: `organization name ${quoted(name!)} is reserved: carehost's data dir keeps ${reason} under that name, and the organization's directories would collide with it; choose another name`,
+        },
+      ];
+}
+
 function uniqueHostnames(environments: readonly unknown[]): TSpecIssue[] {
   const owner = new Map<string, string>();
   const issues: TSpecIssue[] = [];
@@ -321,6 +341,7 @@ export function checkSpecSemantics(spec: unknown): TSpecIssue[] {
   const defaultWindow = field(field(spec, "defaults"), "maintenanceWindow");
 
   const issues: TSpecIssue[] = [
+    ...reservedOrganizationName(field(spec, "metadata")),
     ...duplicateNames(entities, "entities", "entity"),
     ...entityParents(entities, names.entities),
     ...duplicateNames(repositories, "backupRepositories", "backup repository"),

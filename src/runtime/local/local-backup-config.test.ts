@@ -66,6 +66,7 @@ void describe("a cluster's backup passphrases", () => {
       const backup = await clusterBackupOf({
         organization: "acme-health",
         home,
+        allowedRoots: [],
         placement,
         cluster,
         repositories: local,

@@ -5,8 +5,8 @@
 // rclone cannot reach for the filestore), is reported as skipped, never silently dropped: every
 // repository written holds both the database and the filestore. A key of the wrong shape is an
 // error naming the secret.
-import { chown, mkdir } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { chown, lstat, mkdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { ensureAzureContainer } from "../../backup/azure-container.js";
 import { clusterPassphrase } from "../../backup/backup-passphrase.js";
 import {
@@ -25,6 +25,7 @@ import type { TS3Credentials } from "../../backup/s3-bucket.js";
 import { ValidationError } from "../../lib/errors.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
 import type { TBackupRepositorySpec, TEnvironmentSpec } from "../../spec/spec-schema.js";
+import { assertRepositoriesConfined, caFilePathOf, posixRepositoryPathOf } from "./local-confinement.js";
 import type { TClusterPlacement } from "./local-placement.js";
 import { secretNames } from "./local-placement.js";
 import { CLUSTER_ADMIN_ROLE, dataDirectoryOf } from "./postgres-cluster.js";
@@ -74,6 +75,8 @@ export const pgbackrestConfigPathOf = (cluster: Pick<TPostgresCluster, "director
 type TClusterBackupInput = {
   readonly organization: string;
   readonly home: string;
+  /** Roots beyond the data dir a posix repository or a CA file may lead to (CAREHOST_ALLOWED_PATHS). */
+  readonly allowedRoots: readonly string[];
   readonly placement: TClusterPlacement;
   readonly cluster: TPostgresCluster;
   readonly repositories: readonly TBackupRepositorySpec[];
@@ -88,6 +91,7 @@ export const clusterBackupOf = async (input: TClusterBackupInput): Promise<TClus
 export async function clusterRepositoriesOf(input: TClusterBackupInput): Promise<TClusterRepositories> {
   const environments = input.placement.environments.filter(backedUp);
   if (environments.length === 0) return { backup: undefined, skipped: [] };
+  await assertRepositoriesConfined(input.organization, input.repositories, input);
   const names = [...new Set(environments.flatMap((environment) => environment.backup.repositories))].sort();
   const declared = names
     .map((name) => input.repositories.find((repository) => repository.name === name))
@@ -220,7 +224,7 @@ type TRepositoryKind<K extends TRepositoryType> = {
 const repositoryKinds: { readonly [K in TRepositoryType]: TRepositoryKind<K> } = {
   posix: {
     resolve: (spec, organization, home) => ({
-      repository: { name: spec.name, type: "posix", path: resolve(home, spec.path, organization) },
+      repository: { name: spec.name, type: "posix", path: posixRepositoryPathOf(home, spec.path, organization) },
     }),
     keyEnvironment: () => ({}),
     limitation: () => undefined,
@@ -236,7 +240,7 @@ const repositoryKinds: { readonly [K in TRepositoryType]: TRepositoryKind<K> } =
         container: spec.container,
         path: `/${organization}`,
         ...(spec.endpoint === undefined ? {} : { endpoint: azureEndpointOf({ ...spec, endpoint: spec.endpoint }) }),
-        ...(spec.caFile === undefined ? {} : { caFile: resolve(home, spec.caFile) }),
+        ...(spec.caFile === undefined ? {} : { caFile: caFilePathOf(home, spec.caFile) }),
       },
       ...(key === undefined ? {} : { azureKey: key.value }),
     }),
@@ -256,7 +260,7 @@ const repositoryKinds: { readonly [K in TRepositoryType]: TRepositoryKind<K> } =
         region: spec.region,
         path: `/${organization}`,
         endpoint: s3EndpointOf(spec),
-        ...(spec.caFile === undefined ? {} : { caFile: resolve(home, spec.caFile) }),
+        ...(spec.caFile === undefined ? {} : { caFile: caFilePathOf(home, spec.caFile) }),
       },
       ...(key === undefined ? {} : { s3Key: s3CredentialsFrom(key.value, key.name) }),
     }),
@@ -304,9 +308,14 @@ async function resolveRepository(
   return { ...located, cipherPass };
 }
 
-/** Creates the directories pgBackRest writes, owned by the cluster's account (parents traversable only). */
+/**
+ * Creates the directories pgBackRest writes, owned by the cluster's account (parents traversable
+ * only). Only what it creates is handed over: a directory that was there already (a repository
+ * path the host's operator made, or a carehost one from before) must already be the account's,
+ * and is never re-owned; a symbolic link is refused.
+ */
 export async function prepareBackupDirectories(
-  backup: TClusterBackup,
+  backup: Pick<TClusterBackup, "workDirectory" | "socketDirectory" | "repositoryPaths">,
   owner: TPostgresCluster["owner"],
 ): Promise<void> {
   for (const directory of [
@@ -316,7 +325,26 @@ export async function prepareBackupDirectories(
     ...backup.repositoryPaths,
   ]) {
     await mkdir(dirname(directory), { recursive: true, mode: 0o711 });
-    await mkdir(directory, { recursive: true, mode: 0o700 });
-    if (owner !== undefined) await chown(directory, owner.uid, owner.gid);
+    const created = await mkdir(directory, { mode: 0o700 }).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === "EEXIST") return false;
+        throw error;
+      },
+    );
+    if (owner === undefined) continue;
+    if (created) {
+      await chown(directory, owner.uid, owner.gid);
+      continue;
+    }
+    const existing = await lstat(directory);
+    if (!existing.isDirectory())
+      throw new ValidationError(
+        `${directory} exists and is not a directory${existing.isSymbolicLink() ? " (a symbolic link, which carehost does not follow)" : ""}; remove it or choose another path`,
+      );
+    if (existing.uid !== owner.uid)
+      throw new ValidationError(
+        `${directory} exists and belongs to uid ${existing.uid}, not to ${owner.name}, which writes the backups; carehost does not change the owner of what it did not create: chown ${owner.name} it yourself, or choose another path`,
+      );
   }
 }

@@ -57,6 +57,8 @@ export type TClusterContext = {
   readonly root: string;
   /** The carehost data dir; posix backup repositories are relative to it. */
   readonly home: string;
+  /** Roots beyond the data dir a spec's host paths may lead to (CAREHOST_ALLOWED_PATHS). */
+  readonly allowedRoots: readonly string[];
   readonly repositories: readonly TBackupRepositorySpec[];
   readonly organization: string;
   readonly placement: TClusterPlacement;
@@ -117,6 +119,7 @@ const tlsDirectory = (cluster: TPostgresCluster) => join(cluster.directory, "tls
 const backupInput = (context: TClusterContext, cluster: TPostgresCluster, createSecrets: boolean) => ({
   organization: context.organization,
   home: context.home,
+  allowedRoots: context.allowedRoots,
   placement: context.placement,
   cluster,
   repositories: context.repositories,

@@ -1,8 +1,7 @@
 // The local runtime: makes an organization's data tier real on this host from the host's
 // PostgreSQL and Redis binaries, reads it back for drift and for the live controls, restarts what
 // crashed, and removes an environment only after a final backup.
-import { createHash } from "node:crypto";
-import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type pg from "pg";
 import type { TArtifactSubject, TLiveBackupState, TLiveSubject } from "../../policy/policy-types.js";
@@ -51,6 +50,7 @@ import { planLocalChange } from "./local-change.js";
 import { readRestoreOverMarker, restoreOver, settleInterruptedRestoreOver } from "./local-restore-over.js";
 import { ensureTargetArchived } from "./local-restore-target.js";
 import { pgbackrestConfigPathOf } from "./local-backup-config.js";
+import { assertRepositoriesConfined } from "./local-confinement.js";
 import type { TClusterContext, TClusterObservation } from "./local-postgres.js";
 import {
   clusterDirectory,
@@ -82,10 +82,12 @@ import { dropTenant } from "./postgres-tenant.js";
 import { connectRedisAdmin, redisPid, startRedis, stopRedis } from "./redis-instance.js";
 import { ensureCertificateAuthority } from "./runtime-ca.js";
 import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
-import { runCommand, serviceUser } from "./runtime-command.js";
+import { serviceUser } from "./runtime-command.js";
 import type { TOsUser } from "./runtime-command.js";
 import { readInstanceRecord } from "./runtime-instance.js";
 import { writeFileIfChanged } from "./runtime-files.js";
+import { finalBackupRepositoryOf, finalBackupSecretName, takeFinalBackup } from "./local-final-backup.js";
+import type { TFinalBackup } from "./local-final-backup.js";
 import { serialQueueByKey } from "../../lib/serial-queue.js";
 import type {
   TRenderedRuntimeFile,
@@ -100,6 +102,8 @@ export type TLocalRuntimeDeps = {
   /** Directory holding every organization's clusters, e.g. <CAREHOST_HOME>/runtime. */
   readonly root: string;
   readonly secrets: TRuntimeSecrets;
+  /** Roots beyond the data dir a spec's posix repositories and CA files may lead to (CAREHOST_ALLOWED_PATHS). */
+  readonly allowedRoots?: readonly string[];
   readonly now?: () => Date;
 };
 
@@ -183,9 +187,12 @@ const HIDDEN_HASH_STANDIN = "$pbkdf2-sha512$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAA
 const RESTORING_MARKER = "restore-in-progress.json";
 const elapsedMs = (started: bigint) => Math.round(Number(process.hrtime.bigint() - started) / 1e6);
 
-export type TFinalBackup = { readonly path: string; readonly bytes: number; readonly sha256: string };
-
-export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: TLocalRuntimeDeps) => {
+export const localRuntimeFactory = ({
+  root,
+  secrets,
+  allowedRoots = [],
+  now = () => new Date(),
+}: TLocalRuntimeDeps) => {
   const connections = new Map<string, pg.Client>();
   // Lifecycle operations of one organization never overlap: the supervisor restarting a cluster
   // while a reconcile starts it would have two pg_ctl start calls race on one data directory.
@@ -209,6 +216,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
   ): Promise<TClusterContext> => ({
     root,
     home: dirname(root),
+    allowedRoots,
     repositories: spec.backupRepositories,
     organization: spec.metadata.name,
     placement,
@@ -722,7 +730,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
     const ca = await certificateAuthority(org);
     const cluster = await clusterOf(org, environment);
     await mkdir(backupDirectory, { recursive: true, mode: 0o700 });
-    const path = join(backupDirectory, `${org}-${environment.name}-${now().toISOString().replace(/[:.]/g, "-")}.dump`);
+    let backup: TFinalBackup = { path: "", snapshotId: "", bytes: 0, sha256: "" };
     if (cluster !== undefined) {
       if ((await runningPid(cluster)) === undefined) await startCluster(cluster);
       const passwordDirectory = join(backupDirectory, ".pgpass");
@@ -735,37 +743,38 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       );
       const env = { PGPASSFILE: passfile, PGSSLMODE: "verify-full", PGSSLROOTCERT: ca.certPath };
       const bin = `/usr/lib/postgresql/${cluster.version}/bin`;
+      const secretName = finalBackupSecretName(org);
+      await secrets.ensure(secretName, () => generatePassword(32));
       try {
-        await runCommand(
-          join(bin, "pg_dump"),
-          [
-            "-h",
-            "127.0.0.1",
-            "-p",
-            String(cluster.port),
-            "-U",
-            CLUSTER_ADMIN_ROLE,
-            "-d",
-            databaseNameOf(environment),
-            "-Fc",
-            "-f",
-            path,
-          ],
-          { env },
-        );
-        await runCommand(join(bin, "pg_restore"), ["--list", path]);
+        backup = await takeFinalBackup({
+          repository: finalBackupRepositoryOf(
+            backupDirectory,
+            org,
+            await secrets.current(secretName),
+            resticCacheDirectoryOf(dirname(root)),
+          ),
+          environment: environment.name,
+          dump: {
+            file: join(bin, "pg_dump"),
+            args: [
+              "-h",
+              "127.0.0.1",
+              "-p",
+              String(cluster.port),
+              "-U",
+              CLUSTER_ADMIN_ROLE,
+              "-d",
+              databaseNameOf(environment),
+              "-Fc",
+            ],
+            env,
+          },
+          list: { file: join(bin, "pg_restore"), args: ["--list"] },
+        });
       } finally {
         await rm(passwordDirectory, { recursive: true, force: true });
       }
-      await chmod(path, 0o600);
     }
-    const bytes = cluster === undefined ? 0 : (await stat(path)).size;
-    const sha256 =
-      cluster === undefined
-        ? ""
-        : createHash("sha256")
-            .update(await readFile(path))
-            .digest("hex");
     if (cluster !== undefined && environment.hosting === "dedicated") {
       await closeConnection({ connections }, `${org}/${cluster.name}`);
       await stopCluster(cluster);
@@ -795,7 +804,7 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
       await rm(directory, { recursive: true, force: true });
     }
     await rm(odooDirectory(root, org, environment.name), { recursive: true, force: true });
-    return { path, bytes, sha256 };
+    return backup;
   };
 
   /** Stops every process of the organization (tests, `carehost down`); data stays. */
@@ -840,6 +849,13 @@ export const localRuntimeFactory = ({ root, secrets, now = () => new Date() }: T
 
   return {
     kind: "local" as const,
+
+    /** Refuses a spec whose posix repositories or CA files lead outside carehost's directories (local-confinement.ts), before it is recorded. */
+    assertPathsConfined: (organization: TOrganizationSpec): Promise<void> =>
+      assertRepositoriesConfined(organization.metadata.name, organization.backupRepositories, {
+        home: dirname(root),
+        allowedRoots,
+      }),
 
     /** Brings the organization's data tier to what the spec declares; returns what it did (nothing, the second time). */
     reconcile: (organization: TOrganizationSpec): Promise<TRuntimeAction[]> =>

@@ -7,7 +7,10 @@ import { randomInt } from "node:crypto";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { processesRunning } from "../../../test/runtime-fixtures.js";
-import { runCommand } from "./runtime-command.js";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runCommand, runPipeline } from "./runtime-command.js";
 
 /** A shell that forks a worker and waits for it, both sleeping for a duration no other process uses. */
 const forkingCommand = () => {
@@ -65,6 +68,44 @@ void describe("runCommand", () => {
     } finally {
       carehost.kill("SIGKILL");
       for (const pid of await sleepersOf(marker)) process.kill(pid, "SIGKILL");
+    }
+  });
+});
+
+void describe("runPipeline", () => {
+  it("streams the producer into the consumer through observe, and fails with whichever command failed first", async () => {
+    let seen = 0;
+    const piped = await runPipeline(
+      { file: "sh", args: ["-c", "head -c 300000 /dev/zero | tr '\\0' x"] },
+      { file: "wc", args: ["-c"] },
+      { observe: (chunk) => (seen += chunk.length) },
+    );
+    assert.equal(piped.stdout.trim(), "300000");
+    assert.equal(seen, 300000);
+    await assert.rejects(
+      runPipeline(
+        { file: "sh", args: ["-c", "yes"] },
+        { file: "sh", args: ["-c", "head -c 10 >/dev/null; echo full >&2; exit 5"] },
+      ),
+      /^RuntimeCommandError: sh -c head .* failed \(5\): full$/,
+    );
+  });
+
+  it("ends the consumer before its input ends when the producer fails, so it never keeps a truncated stream", async () => {
+    const directory = await mkdtemp(join(tmpdir(), "carehost-pipe-"));
+    try {
+      const kept = join(directory, "kept");
+      // The consumer writes what it read only once its input has ended: a producer that fails must stop it before.
+      await assert.rejects(
+        runPipeline(
+          { file: "sh", args: ["-c", "printf partial; sleep 0.2; echo 'connection lost' >&2; exit 2"] },
+          { file: "sh", args: ["-c", `data=$(cat); printf %s "$data" > ${kept}`] },
+        ),
+        /failed \(2\): connection lost$/,
+      );
+      await assert.rejects(readFile(kept), { code: "ENOENT" });
+    } finally {
+      await rm(directory, { recursive: true, force: true });
     }
   });
 });

@@ -69,16 +69,22 @@ export function endRunningCommands(): number {
   return ended.length;
 }
 
-export async function runCommand(
-  file: string,
-  args: readonly string[],
-  options: TCommandOptions = {},
-): Promise<{ stdout: string; stderr: string }> {
+/** A command's environment: nothing of carehost's own but PATH, and the account's HOME and USER when it runs as one. */
+const environmentOf = (options: Pick<TCommandOptions, "asUser" | "env">): Record<string, string> => {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8", ...options.env };
   if (options.asUser !== undefined) {
     env.HOME = options.asUser.home;
     env.USER = options.asUser.name;
   }
+  return env;
+};
+
+export async function runCommand(
+  file: string,
+  args: readonly string[],
+  options: TCommandOptions = {},
+): Promise<{ stdout: string; stderr: string }> {
+  const env = environmentOf(options);
   const display = [file, ...args].join(" ");
   const timeoutMs = options.timeoutMs ?? 120_000;
   const started = Date.now();
@@ -112,6 +118,73 @@ export async function runCommand(
     child.stdin?.on("error", () => undefined);
     child.stdin?.end(options.input ?? "");
   });
+}
+
+export type TPipedCommand = {
+  readonly file: string;
+  readonly args: readonly string[];
+} & Pick<TCommandOptions, "asUser" | "env">;
+
+/**
+ * Runs `producer | consumer` without a shell, and without what flows between them touching disk
+ * (a database dump on its way to being encrypted): the producer's output is streamed into the
+ * consumer's input, each chunk shown to `observe` first (a digest, a byte count). Both die with
+ * carehost and at the time limit like runCommand's. A producer that fails has the consumer ended
+ * before its input does, so the consumer never takes a truncated stream for a whole one.
+ */
+export async function runPipeline(
+  producer: TPipedCommand,
+  consumer: TPipedCommand,
+  options: { readonly timeoutMs?: number; readonly observe?: (chunk: Buffer) => void } = {},
+): Promise<{ stdout: string }> {
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  const start = (command: TPipedCommand) => {
+    const child = spawn("setpriv", [...dieWithCarehost(timeoutMs), command.file, ...command.args], {
+      env: environmentOf(command),
+      stdio: ["pipe", "pipe", "pipe"],
+      ...(command.asUser === undefined ? {} : { uid: command.asUser.uid, gid: command.asUser.gid }),
+    });
+    runningCommands.add(child);
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString("utf8")).slice(-64 * 1024)));
+    child.stdin.on("error", () => undefined);
+    const exited = new Promise<string>((resolve) => {
+      child.once("error", (error) => resolve(error.message));
+      child.once("close", (code, signal) => resolve(code === 0 ? "" : String(code ?? signal)));
+    }).finally(() => runningCommands.delete(child));
+    const display = [command.file, ...command.args].join(" ");
+    const failure = (status: string) =>
+      new RuntimeCommandError(`${display} failed (${status}): ${tail(stderr) || "no output"}`, display, stderr);
+    return { child, exited, failure };
+  };
+  const first = start(producer);
+  const second = start(consumer);
+  first.child.stdin.end();
+  first.child.stdout.on("data", (chunk: Buffer) => {
+    options.observe?.(chunk);
+    if (!second.child.stdin.write(chunk)) {
+      first.child.stdout.pause();
+      second.child.stdin.once("drain", () => first.child.stdout.resume());
+    }
+  });
+  let stdout = "";
+  second.child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
+  // A consumer that stops early fails the pipeline with its own reason; the producer, cut off, stops too.
+  let consumerFirst = false;
+  void second.exited.then(() => {
+    if (first.child.exitCode !== null || first.child.signalCode !== null) return;
+    consumerFirst = true;
+    first.child.stdout.destroy();
+    first.child.kill("SIGTERM");
+  });
+  const produced = await first.exited;
+  if (produced === "") second.child.stdin.end();
+  else second.child.kill("SIGTERM");
+  const consumed = await second.exited;
+  if (consumerFirst && consumed !== "") throw second.failure(consumed);
+  if (produced !== "") throw first.failure(produced);
+  if (consumed !== "") throw second.failure(consumed);
+  return { stdout };
 }
 
 /** Starts a long-running command detached from carehost, so a carehost restart leaves it running. */

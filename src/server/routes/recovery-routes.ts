@@ -96,12 +96,12 @@ const accepted = async (reply: FastifyReply, started: Promise<TStartedRun<unknow
 const problemOfRun = (end: Extract<TRunEnd, { ok: false }>, request: FastifyRequest, kind: TRunKind): TProblem => {
   const problem = problemFor(end.error, request);
   if (problem.status < 500) return problem;
+  // problemFor logged the error whole under the request id; the client learns where, not what a command printed.
   return {
+    ...problem,
     type: `${problemTypeBase}run-failed`,
     title: "Run failed",
-    status: 500,
-    detail: `${end.error.message.slice(0, 2000)} (carehost ${kind === "verify" ? "backups" : `${kind}s`} lists the run)`,
-    instance: problem.instance,
+    detail: `the ${kind} failed: carehost ${kind === "verify" ? "backups" : `${kind}s`} lists the run, and the server log has what happened under request ${request.id}`,
   };
 };
 

@@ -25,6 +25,7 @@ export const ProblemSchema = z
     status: z.number().int(),
     detail: z.string(),
     instance: z.string(),
+    requestId: z.string().optional().describe("On a 500: the id the server log has the details under."),
     errors: z
       .array(z.object({ path: z.string().optional(), location: z.string().optional(), message: z.string() }))
       .optional(),

@@ -1,0 +1,69 @@
+// The bootstrap admin password: on a terminal it is shown once; anywhere else (journald, a CI log)
+// it never reaches the output or the log, and goes to a 0600 file whose path is printed.
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { describe, it } from "node:test";
+import { loadConfig } from "../lib/config.js";
+import { startCarehost } from "./server-start.js";
+
+const startOnce = async (printsToTerminal: boolean) => {
+  const home = await mkdtemp(join(tmpdir(), "carehost-start-"));
+  const printed: string[] = [];
+  const logged: string[] = [];
+  const logStream = new PassThrough();
+  logStream.on("data", (chunk: Buffer) => logged.push(chunk.toString("utf8")));
+  const config = loadConfig({ CAREHOST_HOME: home, CAREHOST_PORT: "0", CAREHOST_RUNTIME: "none" });
+  const running = await startCarehost(config, { print: (line) => printed.push(line), printsToTerminal, logStream });
+  const signIn = async (password: string) =>
+    (
+      await fetch(`${running.url}/api/auth/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ username: "admin", password }),
+      })
+    ).status;
+  return {
+    home,
+    printed,
+    logged,
+    signIn,
+    close: async () => {
+      await running.close();
+      await rm(home, { recursive: true, force: true });
+    },
+  };
+};
+
+void describe("carehost up: the bootstrap admin password", () => {
+  void it("is written to a 0600 file, and only its path printed, when the output is not a terminal", async () => {
+    const started = await startOnce(false);
+    try {
+      const path = join(started.home, "admin-password");
+      const password = (await readFile(path, "utf8")).trim();
+      assert.ok(password.length >= 16);
+      assert.equal((await stat(path)).mode & 0o777, 0o600);
+      assert.equal(await started.signIn(password), 200, "the file's password signs in");
+      const output = started.printed.join("\n");
+      assert.match(output, new RegExp(`created user "admin"; its password is in ${path} \\(mode 0600`));
+      assert.ok(!output.includes(password), "the password is not in the output");
+      assert.ok(!started.logged.join("").includes(password), "nor in the log");
+    } finally {
+      await started.close();
+    }
+  });
+
+  void it("is shown once, and written nowhere, on a terminal", async () => {
+    const started = await startOnce(true);
+    try {
+      const shown = started.printed[started.printed.findIndex((line) => /created user "admin"/.test(line)) + 1]?.trim();
+      assert.ok(shown !== undefined && shown.length >= 16, started.printed.join("\n"));
+      assert.equal(await started.signIn(shown), 200);
+      await assert.rejects(stat(join(started.home, "admin-password")), { code: "ENOENT" });
+    } finally {
+      await started.close();
+    }
+  });
+});
