@@ -13,7 +13,13 @@ const recordingAudit = () => {
   return { events, append };
 };
 
-const userActor = (role: TRole): TActor => ({ kind: "user", userId: "u-1", username: `a-${role}`, role });
+const userActor = (role: TRole): TActor => ({
+  kind: "user",
+  userId: "u-1",
+  username: `a-${role}`,
+  role,
+  bindings: [{ role, organization: "*" }],
+});
 const contextFor = (actor: TActor): TRequestContext => ({ actor, requestId: "req-1", sourceAddress: "203.0.113.7" });
 const allowed = (role: TRole) => permissions.filter((permission) => can(userActor(role), permission));
 
@@ -73,7 +79,7 @@ describe("identity permissions", () => {
       type: "access.denied",
       outcome: "denied",
       target: "audit:read",
-      payload: { permission: "audit:read" satisfies Permission, role: "viewer" },
+      payload: { permission: "audit:read" satisfies Permission, role: "viewer", organization: "*" },
     });
   });
 
