@@ -131,7 +131,7 @@ const scopeWords = (scope: TAuthorizationScope): string =>
 
 /**
  * Records a refusal without throwing, for lookups that answer "not found" rather than reveal that
- * another organization's environment or run exists (see docs/authorization.md).
+ * another organization's environment or run exists (README: "Who may do what, where").
  */
 export const recordDenial = async (
   ctx: TRequestContext,
