@@ -9,7 +9,13 @@ import type { TSqlClient } from "../src/store/store-types.js";
 import type { TTestDatabase } from "./test-databases.js";
 
 export const aliceContext: TRequestContext = {
-  actor: { kind: "user", userId: "u_alice", username: "alice", role: "operator" },
+  actor: {
+    kind: "user",
+    userId: "u_alice",
+    username: "alice",
+    role: "operator",
+    bindings: [{ role: "operator", organization: "*" }],
+  },
   requestId: "req-1",
   sourceAddress: "10.0.0.7",
 };

@@ -300,7 +300,7 @@ void describe("carehost server and CLI end to end", () => {
   });
 
   void it("refuses local users while the demo allows none; once allowed, lets a viewer read status but not the audit log, and audits the refusal", async () => {
-    const refused = await cli(["user", "create", "vera", "--role", "viewer"]);
+    const refused = await cli(["user", "create", "vera", "--role", "viewer", "--org", "northwind-health"]);
     assert.equal(refused.code, 3, refused.stdout + refused.stderr);
     assert.match(
       refused.stderr,
@@ -322,7 +322,7 @@ void describe("carehost server and CLI end to end", () => {
     );
     const allowed = await cli(["apply", allowing]);
     assert.equal(allowed.code, 0, allowed.stdout + allowed.stderr);
-    const created = await cli(["user", "create", "vera", "--role", "viewer"]);
+    const created = await cli(["user", "create", "vera", "--role", "viewer", "--org", "northwind-health"]);
     assert.equal(created.code, 0, created.stderr);
     const password = /shown only now: (\S+)/.exec(created.stdout)?.[1];
     assert.ok(password);

@@ -26,7 +26,13 @@ const CHECKPOINT_EVERY = 1000;
 const PROOF_SAMPLES = 20_000;
 
 const context: TRequestContext = {
-  actor: { kind: "user", userId: "u_alice", username: "alice", role: "operator" },
+  actor: {
+    kind: "user",
+    userId: "u_alice",
+    username: "alice",
+    role: "operator",
+    bindings: [{ role: "operator", organization: "*" }],
+  },
   requestId: "req-bench",
   sourceAddress: "10.0.0.7",
 };

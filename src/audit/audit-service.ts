@@ -1,13 +1,13 @@
 // The audit log as the API exposes it: the same log, with authorization checked here (auditors
 // and platform admins read, verify and export) and the reads that change evidence audited too.
-import { authorize } from "../identity/identity-permissions.js";
+import { authorize, authorizeListing, inScope } from "../identity/identity-permissions.js";
 import { ValidationError } from "../lib/errors.js";
 import { actorName } from "../lib/request-context.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import type { TSqlExecutor } from "../store/store-types.js";
 import type { TAuditLog } from "./audit-log.js";
 import { latestCheckpoint, readHeadSize } from "./audit-store.js";
-import type { AuditEventType, TAuditBundle, TAuditVerifyReport } from "./audit-types.js";
+import type { AuditEventType, TAuditBundle, TAuditEntry, TAuditVerifyReport } from "./audit-types.js";
 import { auditEventTypes } from "./audit-types.js";
 
 type TAuditServiceDeps = {
@@ -27,6 +27,21 @@ export type TAuditListItem = {
   payload: Record<string, unknown>;
 };
 
+/**
+ * The organization an entry is about: named by its target (organization/<o>, environment/<o>/<e>,
+ * secret:runtime/<o>/… or secret:backup/<o>/…) or, failing that, by its payload's organization.
+ * Entries about none (sign-ins, users, the server) are read with a role over every organization.
+ */
+export const auditOrganizationOf = (entry: Pick<TAuditEntry, "target" | "payload">): string | undefined => {
+  const named = /^(?:organization\/([^/]+)$|environment\/([^/]+)\/|secret:(?:runtime|backup)\/([^/]+)\/)/.exec(
+    entry.target ?? "",
+  );
+  const fromTarget = named?.[1] ?? named?.[2] ?? named?.[3];
+  if (fromTarget !== undefined) return fromTarget;
+  const organization = entry.payload.organization;
+  return typeof organization === "string" && organization !== "*" ? organization : undefined;
+};
+
 export const auditServiceFactory = ({ log, db }: TAuditServiceDeps) => ({
   /** Size of the log and its newest signed checkpoint (for status). No authorization: numbers only. */
   head: async () => {
@@ -41,13 +56,29 @@ export const auditServiceFactory = ({ log, db }: TAuditServiceDeps) => ({
     ctx: TRequestContext,
     query: { from?: Date; to?: Date; type?: string; afterSeq?: number; limit: number },
   ): Promise<TAuditListItem[]> => {
-    await authorize(ctx, "audit:read", log, "audit-log");
+    const scope = await authorizeListing(ctx, "audit:read", log, "audit-log");
     if (query.type !== undefined && !auditEventTypes.includes(query.type as AuditEventType)) {
       throw new ValidationError(`unknown audit event type ${JSON.stringify(query.type)}`, [
         { path: "type", message: `one of ${auditEventTypes.join(", ")}` },
       ]);
     }
-    const rows = await log.list({ ...query, type: query.type as AuditEventType | undefined });
+    const filter = { ...query, type: query.type as AuditEventType | undefined };
+    let rows = await log.list(filter);
+    if (!scope.all) {
+      // Page on through the log until `limit` entries of the caller's organizations are found.
+      const visible: typeof rows = [];
+      for (let page = rows; page.length > 0;) {
+        visible.push(
+          ...page.filter(({ entry }) => {
+            const organization = auditOrganizationOf(entry);
+            return organization !== undefined && inScope(scope, organization);
+          }),
+        );
+        if (visible.length >= query.limit || page.length < query.limit) break;
+        page = await log.list({ ...filter, afterSeq: page[page.length - 1]!.seq });
+      }
+      rows = visible.slice(0, query.limit);
+    }
     return rows.map(({ seq, entry }) => ({
       seq,
       time: entry.time,

@@ -33,7 +33,12 @@ export const auditPayloadSchemas = {
     role,
     bootstrap: z.boolean().optional(),
     initialLogin: z.enum(["generated", "chosen"]).optional(),
+    /** The organizations its role bindings cover ("*" for every one). */
+    organizations: z.array(z.string().max(63)).max(1000).optional(),
   }),
+  /** Role bindings added to or ended for a user: the role over each organization named. */
+  "user.access_granted": z.strictObject({ username: name, role, organizations: z.array(z.string().max(63)).max(1000) }),
+  "user.access_revoked": z.strictObject({ username: name, role, organizations: z.array(z.string().max(63)).max(1000) }),
   "user.role_changed": z.strictObject({ username: name, from: role, to: role }),
   "user.disabled": z.strictObject({ username: name, revokedTokenCount: z.number().int().nonnegative() }),
   "token.created": z.strictObject({ tokenId: name, name, owner: name, expiresAt: z.string().nullable() }),
@@ -55,7 +60,12 @@ export const auditPayloadSchemas = {
     treeSize: z.number().int(),
   }),
   "audit.verified": z.strictObject({ ok: z.boolean(), treeSize: z.number().int(), problems: z.number().int() }),
-  "access.denied": z.strictObject({ permission: name, role: role.nullable() }),
+  "access.denied": z.strictObject({
+    permission: name,
+    role: role.nullable(),
+    /** The organization the refused action was about; "*" for one over every organization. */
+    organization: z.string().max(63).optional(),
+  }),
   "server.started": z.strictObject({ version: name }),
   "secret.revealed": z.strictObject({ secretName: name, reason }),
   "secret.rotated": z.strictObject({ secretName: name, version: z.number().int().positive() }),

@@ -5,7 +5,8 @@
 // or started at once (start*), then followed by its id, step by step, to its result; a client that
 // goes away changes nothing, and a stopping carehost marks it interrupted (shutdown).
 import type { TAuditEvent } from "../audit/audit-types.js";
-import { authorize } from "../identity/identity-permissions.js";
+import { authorize, inScope, recordDenial, scopeOf } from "../identity/identity-permissions.js";
+import type { Permission, TPermissionScope } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { ConflictError, DomainError, NotFoundError, ValidationError } from "../lib/errors.js";
 import { systemContext } from "../lib/request-context.js";
@@ -87,6 +88,7 @@ export type TRunState = "running" | "succeeded" | "failed" | "interrupted";
 export type TRunStep = { readonly step: string; readonly detail: string; readonly durationMs: number };
 export type TRunRef = { readonly id: number; readonly kind: TRunKind; readonly target: string };
 export type TRunView = TRunRef & {
+  organization: string;
   state: TRunState;
   steps: TRunStep[];
   result: unknown;
@@ -117,6 +119,20 @@ const interruptedError = () =>
   new ConflictError(
     `${INTERRUPTED}; once carehost is up again (its start repairs what the run left half-done), run it again`,
   );
+/** SQL over a run table: the organizations of `scope`, and one environment when given. */
+const runsWhere = (scope: TPermissionScope, environment: string | undefined): [string, readonly TSqlValue[]] => {
+  const conditions: string[] = [];
+  const params: TSqlValue[] = [];
+  if (!scope.all) {
+    params.push(scope.organizations);
+    conditions.push(`organization = ANY($${params.length}::text[])`);
+  }
+  if (environment !== undefined) {
+    params.push(environment);
+    conditions.push(`environment = $${params.length}`);
+  }
+  return [conditions.length === 0 ? "" : `WHERE ${conditions.join(" AND ")}`, params];
+};
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 500);
 const asError = (error: unknown) => (error instanceof Error ? error : new Error(String(error)));
 /** How long a finished run stays in memory, for a follower that reconnects to hear its error as it was thrown (its row says it in words). */
@@ -150,17 +166,43 @@ export const recoveryServiceFactory = ({
     return configuredRuntime;
   };
   /** The environment by name; --org is needed only when two organizations share a name. */
+  /**
+   * The environment a request names, for a caller allowed `permission` on it. Naming the
+   * organization is refused (403) before anything is looked up when the caller has no role there;
+   * without it, only the caller's organizations are searched, so another organization's
+   * environment is "not found" like one that does not exist (the refusal is audited all the same).
+   */
+  const targetNamed = (organization: string, environment: string) => `environment/${organization}/${environment}`;
+
   const locate = async (
+    ctx: TRequestContext,
+    permission: Permission,
     environmentName: string,
     organizationName?: string,
   ): Promise<{ organization: TOrganizationSpec; environment: TBackedUp }> => {
-    const matches = (await latestSpecs())
+    await authorize(
+      ctx,
+      permission,
+      audit,
+      organizationName === undefined
+        ? `environment/${environmentName}`
+        : targetNamed(organizationName, environmentName),
+      organizationName === undefined ? "some-organization" : { organization: organizationName },
+    );
+    const scope = scopeOf(ctx.actor, permission);
+    const named = (await latestSpecs())
       .filter((spec) => organizationName === undefined || spec.metadata.name === organizationName)
       .flatMap((organization) =>
         organization.environments
           .filter((environment) => environment.name === environmentName)
           .map((environment) => ({ organization, environment })),
       );
+    const matches = named.filter((match) => inScope(scope, match.organization.metadata.name));
+    const hidden = named.find((match) => !inScope(scope, match.organization.metadata.name));
+    if (matches.length === 0 && hidden !== undefined)
+      await recordDenial(ctx, permission, audit, `environment/${environmentName}`, {
+        organization: hidden.organization.metadata.name,
+      });
     if (matches.length === 0)
       throw new NotFoundError(
         `no recorded environment is named ${JSON.stringify(environmentName)}${organizationName === undefined ? "" : ` in ${organizationName}`}`,
@@ -177,7 +219,6 @@ export const recoveryServiceFactory = ({
     return match as { organization: TOrganizationSpec; environment: TBackedUp };
   };
 
-  const targetNamed = (organization: string, environment: string) => `environment/${organization}/${environment}`;
   const target = (organization: TOrganizationSpec, environment: TEnvironmentSpec) =>
     targetNamed(organization.metadata.name, environment.name);
 
@@ -833,8 +874,7 @@ export const recoveryServiceFactory = ({
     input: TRestoreInput,
     listener?: (event: TRunEvent) => void,
   ): Promise<TStartedRun<TRestoreResult>> => {
-    await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
-    const { organization, environment } = await locate(input.environment, input.organization);
+    const { organization, environment } = await locate(ctx, "restore:run", input.environment, input.organization);
     if ((input.into === undefined) === (input.inPlace !== true))
       throw new ValidationError("say where to restore: --into <new copy or declared environment>, or --in-place");
     const described =
@@ -1011,6 +1051,29 @@ export const recoveryServiceFactory = ({
   };
 
   /** A run as its row records it, with its result once it has one. */
+  const noSuchRun = (kind: TRunKind, id: number) =>
+    new NotFoundError(
+      `there is no ${kind} run #${id}; carehost ${kind === "verify" ? "backups" : `${kind}s`} lists them`,
+    );
+
+  /** A run, for a caller who may read its organization's runs: another organization's is "not found". */
+  const visibleRun = async (ctx: TRequestContext, kind: TRunKind, id: number): Promise<TRunView> => {
+    await authorize(ctx, "backup:read", audit, `run:${kind}/${id}`, "some-organization");
+    const view = await runView(kind, id);
+    if (inScope(scopeOf(ctx.actor, "backup:read"), view.organization)) return view;
+    await recordDenial(ctx, "backup:read", audit, `run:${kind}/${id}`, { organization: view.organization });
+    throw noSuchRun(kind, id);
+  };
+
+  /** The WHERE of a run listing: the caller's organizations only, and one environment when asked. */
+  const listingWhere = async (
+    ctx: TRequestContext,
+    environment: string | undefined,
+  ): Promise<[string, readonly TSqlValue[]]> => {
+    await authorize(ctx, "backup:read", audit, "runs", "some-organization");
+    return runsWhere(scopeOf(ctx.actor, "backup:read"), environment);
+  };
+
   const runView = async (kind: TRunKind, id: number): Promise<TRunView> => {
     const table = TABLE_OF[kind];
     const { rows } = await db.query<{
@@ -1025,9 +1088,8 @@ export const recoveryServiceFactory = ({
       finished_at: Date | null;
     }>(`SELECT * FROM ${table} WHERE id = $1`, [id]);
     const row = rows[0];
-    const listing = kind === "verify" ? "backups" : `${kind}s`;
     if (row === undefined || (table === "backup_runs" && (row.kind === "verify") !== (kind === "verify")))
-      throw new NotFoundError(`there is no ${kind} run #${id}; carehost ${listing} lists them`);
+      throw noSuchRun(kind, id);
     const state: TRunState = row.status === "passed" ? "succeeded" : (row.status as TRunState);
     // A drill that ran to its end has a result even when it failed (its problems); one that threw has its error.
     const result =
@@ -1040,6 +1102,7 @@ export const recoveryServiceFactory = ({
       id,
       kind,
       target: targetNamed(row.organization, row.environment),
+      organization: row.organization,
       state,
       steps: row.steps ?? [],
       result: result ?? null,
@@ -1196,35 +1259,29 @@ export const recoveryServiceFactory = ({
       ctx: TRequestContext,
       input: { environment: string; organization?: string; kind: TBackupType },
     ) => {
-      await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
-      const { organization, environment } = await locate(input.environment, input.organization);
+      const { organization, environment } = await locate(ctx, "backup:run", input.environment, input.organization);
       return startBackup(ctx, organization, environment, input.kind, "manual");
     },
     backup: async (ctx: TRequestContext, input: { environment: string; organization?: string; kind: TBackupType }) => {
-      await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
-      const { organization, environment } = await locate(input.environment, input.organization);
+      const { organization, environment } = await locate(ctx, "backup:run", input.environment, input.organization);
       return runBackup(ctx, organization, environment, input.kind, "manual");
     },
 
     startVerify: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
-      await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
-      const { organization, environment } = await locate(input.environment, input.organization);
+      const { organization, environment } = await locate(ctx, "backup:run", input.environment, input.organization);
       return startVerify(ctx, organization, environment, "manual");
     },
     verify: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
-      await authorize(ctx, "backup:run", audit, `environment/${input.environment}`);
-      const { organization, environment } = await locate(input.environment, input.organization);
+      const { organization, environment } = await locate(ctx, "backup:run", input.environment, input.organization);
       return runVerify(ctx, organization, environment, "manual");
     },
 
     startDrill: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
-      await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
-      const { organization, environment } = await locate(input.environment, input.organization);
+      const { organization, environment } = await locate(ctx, "restore:run", input.environment, input.organization);
       return startDrill(ctx, organization, environment, "manual");
     },
     drill: async (ctx: TRequestContext, input: { environment: string; organization?: string }) => {
-      await authorize(ctx, "restore:run", audit, `environment/${input.environment}`);
-      const { organization, environment } = await locate(input.environment, input.organization);
+      const { organization, environment } = await locate(ctx, "restore:run", input.environment, input.organization);
       return runDrill(ctx, organization, environment, "manual");
     },
 
@@ -1243,10 +1300,7 @@ export const recoveryServiceFactory = ({
       return outcome.result;
     },
 
-    run: async (ctx: TRequestContext, kind: TRunKind, id: number): Promise<TRunView> => {
-      await authorize(ctx, "backup:read", audit);
-      return runView(kind, id);
-    },
+    run: visibleRun,
 
     /**
      * Follows a run: `onEvent` hears each step after the first `after` (those already done at
@@ -1262,7 +1316,7 @@ export const recoveryServiceFactory = ({
       onEvent: (event: TRunEvent) => void,
       signal: AbortSignal,
     ): Promise<TRunEnd | undefined> => {
-      await authorize(ctx, "backup:read", audit);
+      await visibleRun(ctx, kind, id);
       const running = live.get(keyOf(kind, id));
       if (running !== undefined) {
         running.steps.slice(after).forEach((step, index) => onEvent({ ...step, index: after + index }));
@@ -1318,20 +1372,14 @@ export const recoveryServiceFactory = ({
       return interrupted;
     },
 
-    listBackups: async (ctx: TRequestContext, environment?: string) => {
-      await authorize(ctx, "backup:read", audit);
-      return environment === undefined ? backupRows("", []) : backupRows("WHERE environment = $1", [environment]);
-    },
+    listBackups: async (ctx: TRequestContext, environment?: string) =>
+      backupRows(...(await listingWhere(ctx, environment))),
 
-    listRestores: async (ctx: TRequestContext, environment?: string) => {
-      await authorize(ctx, "backup:read", audit);
-      return environment === undefined ? restoreRows("", []) : restoreRows("WHERE environment = $1", [environment]);
-    },
+    listRestores: async (ctx: TRequestContext, environment?: string) =>
+      restoreRows(...(await listingWhere(ctx, environment))),
 
-    listDrills: async (ctx: TRequestContext, environment?: string) => {
-      await authorize(ctx, "backup:read", audit);
-      return environment === undefined ? drillRows("", []) : drillRows("WHERE environment = $1", [environment]);
-    },
+    listDrills: async (ctx: TRequestContext, environment?: string) =>
+      drillRows(...(await listingWhere(ctx, environment))),
 
     /** Last backup and last drill per environment, for status (no authorization: status checks its own). */
     summaries: async () => {

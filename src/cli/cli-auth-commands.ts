@@ -9,6 +9,13 @@ import { CliError, exitCodes } from "./cli-errors.js";
 import { printJson, printLine } from "./cli-output.js";
 import type { TOutputFormat } from "./cli-output.js";
 
+/** --org a,b: the organizations, each trimmed; empty entries dropped. */
+const organizationList = (value: string): string[] =>
+  value
+    .split(",")
+    .map((organization) => organization.trim())
+    .filter((organization) => organization.length > 0);
+
 type TGlobal = { client: () => Promise<TApiClient>; url: () => string | undefined };
 
 /** Reads a password from the terminal without echoing it, or one line from a pipe. */
@@ -130,31 +137,64 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
       printLine(`Token ${id} revoked.`);
     });
 
-  const user = program.command("user").description("users and roles");
+  const user = program.command("user").description("users, roles and the organizations they cover");
   user
     .command("create")
-    .description("create a user; a random password is printed once")
+    .description("create a user with a role over the organizations named; a random password is printed once")
     .argument("<username>")
     .requiredOption("--role <role>", "platform-admin | operator | approver | auditor | viewer")
-    .action(async (username: string, options: { role: string }) => {
+    .requiredOption(
+      "--org <organizations>",
+      'organizations the role covers, comma-separated ("*" for every one)',
+      organizationList,
+    )
+    .action(async (username: string, options: { role: string; org: string[] }) => {
       const created = await (
         await global.client()
-      ).request<{ username: string; role: string; password?: string }>("POST", "/api/users", {
+      ).request<{ username: string; role: string; organizations: string[]; password?: string }>("POST", "/api/users", {
         username,
         role: options.role,
+        organizations: options.org,
       });
       printLine(
-        `User ${created.username} (${created.role}) created.${created.password === undefined ? "" : ` Password, shown only now: ${created.password}`}`,
+        `User ${created.username} (${created.role} over ${created.organizations.join(", ")}) created.${created.password === undefined ? "" : ` Password, shown only now: ${created.password}`}`,
       );
     });
+  for (const [verb, description] of [
+    ["grant", "bind the user's role over more organizations"],
+    ["revoke", "end the user's role over the organizations named"],
+  ] as const) {
+    user
+      .command(verb)
+      .description(description)
+      .argument("<username>")
+      .requiredOption("--org <organizations>", 'organizations, comma-separated ("*" for every one)', organizationList)
+      .action(async (username: string, options: { org: string[] }) => {
+        const changed = await (
+          await global.client()
+        ).request<{ username: string; role: string; organizations: string[]; added?: string[]; removed?: string[] }>(
+          "POST",
+          `/api/users/${encodeURIComponent(username)}/${verb}`,
+          { organizations: options.org },
+        );
+        const touched = changed.added ?? changed.removed ?? [];
+        printLine(
+          `${changed.username} (${changed.role}): ${verb === "grant" ? "granted" : "revoked"} ${touched.length === 0 ? "nothing (no change)" : touched.join(", ")}; now over ${changed.organizations.join(", ") || "no organization"}.`,
+        );
+      });
+  }
   user
     .command("list")
     .option("-o, --output <format>", "text or json", "text")
     .action(async (options: { output: TOutputFormat }) => {
       const users = await (
         await global.client()
-      ).request<{ username: string; role: string; disabled: boolean }[]>("GET", "/api/users");
+      ).request<{ username: string; role: string; organizations: string[]; disabled: boolean }[]>("GET", "/api/users");
       if (options.output === "json") printJson(users);
-      else for (const item of users) printLine(`${item.username}  ${item.role}${item.disabled ? "  (disabled)" : ""}`);
+      else
+        for (const item of users)
+          printLine(
+            `${item.username}  ${item.role}  ${item.organizations.join(",") || "(no organization)"}${item.disabled ? "  (disabled)" : ""}`,
+          );
     });
 };

@@ -2,7 +2,8 @@
 // make it real. This service owns the plan, the control baseline check that gates it, the guard on
 // removals (a final backup first), drift reporting and correction, and the audit trail.
 import type { TAuditEvent } from "../audit/audit-types.js";
-import { authorize } from "../identity/identity-permissions.js";
+import { authorize, authorizeListing, authorizeOrganization, inScope } from "../identity/identity-permissions.js";
+import type { Permission } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { PolicyViolation, ValidationError } from "../lib/errors.js";
 import { actorName } from "../lib/request-context.js";
@@ -72,6 +73,24 @@ export function parseSpecSubmission(submission: TSpecSubmission): { spec: TOrgan
     );
   }
   return result;
+}
+
+/**
+ * A submitted spec, for a caller allowed `permission` on the organization it names (its
+ * metadata.name): refused before the spec is parsed when the caller holds the permission nowhere,
+ * and before anything recorded is read when the organization is not theirs, so the answer is the
+ * same whether that organization exists or not.
+ */
+export async function parseAuthorizedSpec(
+  ctx: TRequestContext,
+  permission: Permission,
+  submission: TSpecSubmission,
+  audit: { append: TAuditAppend },
+): Promise<{ spec: TOrganizationSpec; digest: string }> {
+  await authorize(ctx, permission, audit, permission, "some-organization");
+  const parsed = parseSpecSubmission(submission);
+  await authorizeOrganization(ctx, permission, parsed.spec.metadata.name, audit);
+  return parsed;
 }
 
 type TSpecException = TOrganizationSpec["policyExceptions"][number];
@@ -161,6 +180,12 @@ export const environmentServiceFactory = ({
       throw error;
     }
   };
+  /** Recorded specs of the organizations the caller may read with `permission`. */
+  const visibleSpecs = async (ctx: TRequestContext, permission: Permission) => {
+    const scope = await authorizeListing(ctx, permission, audit);
+    return (await store.latestSpecs()).filter((spec) => inScope(scope, spec.metadata.name));
+  };
+
   const planFor = async (spec: TOrganizationSpec, digest: string): Promise<TPlan> => {
     const recorded = await store.listEnvironments(spec.metadata.name);
     return planEnvironments(
@@ -173,8 +198,7 @@ export const environmentServiceFactory = ({
 
   return {
     plan: async (ctx: TRequestContext, submission: TSpecSubmission): Promise<TPlanWithDrift> => {
-      await authorize(ctx, "spec:plan", audit);
-      const { spec, digest } = parseSpecSubmission(submission);
+      const { spec, digest } = await parseAuthorizedSpec(ctx, "spec:plan", submission, audit);
       policy.assertSpecCompliant(spec);
       await runtime?.assertPathsConfined(spec);
       const plan = await planFor(spec, digest);
@@ -192,8 +216,7 @@ export const environmentServiceFactory = ({
       ctx: TRequestContext,
       submission: TSpecSubmission & { readonly confirmDestroy?: readonly string[] },
     ): Promise<TApplyResult> => {
-      await authorize(ctx, "spec:apply", audit);
-      const { spec, digest } = parseSpecSubmission(submission);
+      const { spec, digest } = await parseAuthorizedSpec(ctx, "spec:apply", submission, audit);
       const organization = spec.metadata.name;
       // Before anything is recorded: a path this host refuses would fail every reconcile after.
       await runtime?.assertPathsConfined(spec);
@@ -301,15 +324,16 @@ export const environmentServiceFactory = ({
       return { plan, revisionId, runtime: await reconcile(ctx, spec) };
     },
 
+    /** The caller's organizations' environments; naming another organization is refused. */
     listEnvironments: async (ctx: TRequestContext, organization?: string) => {
-      await authorize(ctx, "environment:read", audit);
-      return store.listEnvironments(organization);
+      if (organization !== undefined) await authorizeOrganization(ctx, "environment:read", organization, audit);
+      const scope = await authorizeListing(ctx, "environment:read", audit);
+      return (await store.listEnvironments(organization)).filter((row) => inScope(scope, row.organization));
     },
 
     /** The control baseline over every recorded organization: its spec, and what the runtime renders and runs. */
     posture: async (ctx: TRequestContext): Promise<{ organization: string; report: TPostureReport }[]> => {
-      await authorize(ctx, "environment:read", audit);
-      const specs = await store.latestSpecs();
+      const specs = await visibleSpecs(ctx, "environment:read");
       const enforced = await platform?.();
       return Promise.all(
         specs.map(async (spec) => {
@@ -335,9 +359,8 @@ export const environmentServiceFactory = ({
 
     /** What the runtime reports per environment of each recorded organization (status). */
     runtimeStatus: async (ctx: TRequestContext) => {
-      await authorize(ctx, "environment:read", audit);
+      const specs = await visibleSpecs(ctx, "environment:read");
       if (runtime === undefined) return [];
-      const specs = await store.latestSpecs();
       return Promise.all(
         specs.map(async (spec) => ({
           organization: spec.metadata.name,
@@ -347,8 +370,8 @@ export const environmentServiceFactory = ({
     },
 
     latestRevisions: async (ctx: TRequestContext) => {
-      await authorize(ctx, "spec:read", audit);
-      return store.latestRevisions();
+      const scope = await authorizeListing(ctx, "spec:read", audit);
+      return (await store.latestRevisions()).filter((revision) => inScope(scope, revision.organization));
     },
   };
 };

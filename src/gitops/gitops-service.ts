@@ -3,13 +3,12 @@
 // `apply --target …` commits the render after the same control gate as a local apply. An
 // unchanged spec makes no commit. Argo CD or Flux syncs the repository; carehost never applies
 // manifests to a cluster itself.
-import { authorize } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { PolicyViolation, ValidationError } from "../lib/errors.js";
 import { actorName } from "../lib/request-context.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import type { TPolicyChecker } from "../policy/policy-service.js";
-import { parseSpecSubmission } from "../environments/environment-service.js";
+import { parseAuthorizedSpec } from "../environments/environment-service.js";
 import type { TSpecSubmission } from "../environments/environment-service.js";
 import type { TEnvironmentRenderer, TRenderedFile, TRenderTarget } from "../render/render-types.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
@@ -70,8 +69,7 @@ const renderChecked = (
 
 export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }: TGitopsServiceDeps) => ({
   plan: async (ctx: TRequestContext, submission: TSpecSubmission, target: TRenderTarget): Promise<TGitopsPlan> => {
-    await authorize(ctx, "spec:plan", audit);
-    const { spec } = parseSpecSubmission(submission);
+    const { spec } = await parseAuthorizedSpec(ctx, "spec:plan", submission, audit);
     const files = renderChecked(renderers[target], spec, policy);
     const repository = repositoryFor(spec.metadata.name, target, spec.gitops?.repository);
     await repository.ensure();
@@ -84,8 +82,7 @@ export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }
     submission: TSpecSubmission & { readonly confirmDestroy?: readonly string[] },
     target: TRenderTarget,
   ): Promise<TGitopsApply> => {
-    await authorize(ctx, "spec:apply", audit);
-    const { spec, digest } = parseSpecSubmission(submission);
+    const { spec, digest } = await parseAuthorizedSpec(ctx, "spec:apply", submission, audit);
     const organization = spec.metadata.name;
     const files = renderChecked(renderers[target], spec, policy);
     const repository = repositoryFor(organization, target, spec.gitops?.repository);

@@ -117,7 +117,7 @@ forEachStoreKind((kind, createDatabase) => {
       const newUser = async (username: string, role: TRole) => {
         const password = `${username} long enough password`;
         secrets.push(password);
-        await service.createUser(admin, { username, role, password });
+        await service.createUser(admin, { username, role, organizations: ["*"], password });
         return password;
       };
       const signIn = async (username: string, role: TRole, sourceAddress = "198.51.100.1") => {
@@ -166,6 +166,7 @@ forEachStoreKind((kind, createDatabase) => {
         userId: cli.actor.kind === "user" ? cli.actor.userId : "",
         username: "admin",
         role: "platform-admin",
+        bindings: [{ role: "platform-admin", organization: "*" }],
         tokenId: first.cliToken.id,
       });
 
@@ -450,9 +451,9 @@ forEachStoreKind((kind, createDatabase) => {
           .ofType("access.denied")
           .map(({ ctx, event }) => [ctx.actor.kind === "user" && ctx.actor.username, event.target, event.payload]),
         [
-          ["wanda", `token:${first.id}`, { permission: "token:manage-any", role: "approver" }],
-          ["wanda", `token:${"0".repeat(24)}`, { permission: "token:manage-any", role: "approver" }],
-          ["wanda", "tokens", { permission: "token:manage-any", role: "approver" }],
+          ["wanda", `token:${first.id}`, { permission: "token:manage-any", role: "approver", organization: "*" }],
+          ["wanda", `token:${"0".repeat(24)}`, { permission: "token:manage-any", role: "approver", organization: "*" }],
+          ["wanda", "tokens", { permission: "token:manage-any", role: "approver", organization: "*" }],
         ],
       );
       await service.authenticate(first.token, meta);
@@ -547,7 +548,12 @@ forEachStoreKind((kind, createDatabase) => {
       for (const { ctx } of contexts) {
         await refusal(
           track(
-            service.createUser(ctx, { username: "intruder", role: "platform-admin", password: "intruder password 1" }),
+            service.createUser(ctx, {
+              username: "intruder",
+              role: "platform-admin",
+              organizations: ["*"],
+              password: "intruder password 1",
+            }),
           ),
           ForbiddenError,
         );
@@ -596,12 +602,17 @@ forEachStoreKind((kind, createDatabase) => {
       ];
       for (const [input, fields] of cases) {
         if (input.password) secrets.push(input.password);
-        const error = await refusal(track(service.createUser(admin, input)), ValidationError);
+        const error = await refusal(
+          track(service.createUser(admin, { ...input, organizations: ["*"] })),
+          ValidationError,
+        );
         assert.deepEqual(fieldsOf(error), fields, JSON.stringify(input));
       }
       // Equal to the username and too short: both problems are reported.
       const both = await refusal(
-        track(service.createUser(admin, { username: "quincy", role: "viewer", password: "QUINCY" })),
+        track(
+          service.createUser(admin, { username: "quincy", role: "viewer", organizations: ["*"], password: "QUINCY" }),
+        ),
         ValidationError,
       );
       assert.equal(both.details.length, 2);
@@ -614,15 +625,18 @@ forEachStoreKind((kind, createDatabase) => {
       ]);
       await refusal(track(service.setRole(admin, "quentin", "viewer")), NotFoundError);
 
-      const created = await service.createUser(admin, { username: "Quentin", role: "viewer" });
+      const created = await service.createUser(admin, { username: "Quentin", role: "viewer", organizations: ["*"] });
       assert.ok(created.initialPassword);
       secrets.push(created.initialPassword);
       assert.deepEqual([created.user.username, created.user.createdBy], ["quentin", "system:test"]);
       assert.ok(!("passwordHash" in created.user));
-      await refusal(track(service.createUser(admin, { username: "QUENTIN", role: "auditor" })), ConflictError);
+      await refusal(
+        track(service.createUser(admin, { username: "QUENTIN", role: "auditor", organizations: ["*"] })),
+        ConflictError,
+      );
       assert.deepEqual(
         audit.ofType("user.created").map(({ event }) => event.payload),
-        [{ username: "quentin", role: "viewer", initialLogin: "generated" }],
+        [{ username: "quentin", role: "viewer", organizations: ["*"], initialLogin: "generated" }],
       );
       const login = await service.login(from("198.51.100.90"), {
         username: "quentin",
@@ -677,7 +691,13 @@ forEachStoreKind((kind, createDatabase) => {
 });
 
 describe("role permissions", () => {
-  const actor = (role: TRole): TActor => ({ kind: "user", userId: "u-1", username: `someone-${role}`, role });
+  const actor = (role: TRole): TActor => ({
+    kind: "user",
+    userId: "u-1",
+    username: `someone-${role}`,
+    role,
+    bindings: [{ role, organization: "*" }],
+  });
   const table: Record<TRole, [Permission, boolean][]> = {
     "platform-admin": [
       ["user:manage", true],
@@ -741,7 +761,7 @@ describe("role permissions", () => {
             type: "access.denied",
             outcome: "denied",
             target: "environment:acme/prod",
-            payload: { permission: "spec:apply", role: "approver" },
+            payload: { permission: "spec:apply", role: "approver", organization: "*" },
           },
         ],
         [
@@ -750,7 +770,7 @@ describe("role permissions", () => {
             type: "access.denied",
             outcome: "denied",
             target: "status:read",
-            payload: { permission: "status:read", role: null },
+            payload: { permission: "status:read", role: null, organization: "*" },
           },
         ],
       ],

@@ -2,7 +2,16 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ForbiddenError } from "../lib/errors.js";
 import { roles, systemContext, type TActor, type TRequestContext, type TRole } from "../lib/request-context.js";
-import { authorize, can, permissions, rolePermissions, type Permission } from "./identity-permissions.js";
+import {
+  authorize,
+  authorizeListing,
+  authorizeOrganization,
+  can,
+  permissions,
+  rolePermissions,
+  scopeOf,
+  type Permission,
+} from "./identity-permissions.js";
 import type { TAuditAppend } from "./identity-types.js";
 
 const recordingAudit = () => {
@@ -13,7 +22,13 @@ const recordingAudit = () => {
   return { events, append };
 };
 
-const userActor = (role: TRole): TActor => ({ kind: "user", userId: "u-1", username: `a-${role}`, role });
+const userActor = (role: TRole): TActor => ({
+  kind: "user",
+  userId: "u-1",
+  username: `a-${role}`,
+  role,
+  bindings: [{ role, organization: "*" }],
+});
 const contextFor = (actor: TActor): TRequestContext => ({ actor, requestId: "req-1", sourceAddress: "203.0.113.7" });
 const allowed = (role: TRole) => permissions.filter((permission) => can(userActor(role), permission));
 
@@ -73,7 +88,7 @@ describe("identity permissions", () => {
       type: "access.denied",
       outcome: "denied",
       target: "audit:read",
-      payload: { permission: "audit:read" satisfies Permission, role: "viewer" },
+      payload: { permission: "audit:read" satisfies Permission, role: "viewer", organization: "*" },
     });
   });
 
@@ -82,5 +97,45 @@ describe("identity permissions", () => {
     await authorize(contextFor(userActor("auditor")), "audit:read", audit);
     await authorize(systemContext("scheduler"), "spec:apply", audit);
     assert.equal(audit.events.length, 0);
+  });
+
+  it("holds a permission only over the organizations a binding names, and platform-wide only over *", async () => {
+    const olga: TActor = {
+      kind: "user",
+      userId: "u-2",
+      username: "olga",
+      role: "operator",
+      bindings: [
+        { role: "operator", organization: "alpha" },
+        { role: "viewer", organization: "beta" },
+      ],
+    };
+    assert.ok(can(olga, "spec:apply", { organization: "alpha" }));
+    assert.equal(can(olga, "spec:apply", { organization: "beta" }), false, "beta binds only viewer");
+    assert.ok(can(olga, "spec:read", { organization: "beta" }));
+    assert.equal(can(olga, "spec:apply", { organization: "gamma" }), false);
+    assert.equal(can(olga, "spec:apply"), false, "no binding over every organization");
+    assert.ok(can(olga, "spec:apply", "some-organization"));
+    assert.deepEqual(scopeOf(olga, "spec:read"), { all: false, organizations: ["alpha", "beta"] });
+    assert.deepEqual(scopeOf(olga, "audit:read"), { all: false, organizations: [] });
+    const nobody: TActor = { ...olga, bindings: [] };
+    assert.equal(can(nobody, "token:manage-own", "some-organization"), false);
+    assert.deepEqual(scopeOf(systemContext("scheduler").actor, "spec:apply"), { all: true });
+
+    const audit = recordingAudit();
+    const ctx = contextFor(olga);
+    await assert.rejects(
+      authorizeOrganization(ctx, "restore:run", "gamma", audit),
+      /olga \(operator\) is not allowed restore:run on organization gamma/,
+    );
+    await assert.rejects(authorizeListing(ctx, "audit:read", audit), ForbiddenError);
+    assert.deepEqual(await authorizeListing(ctx, "backup:read", audit), { all: false, organizations: ["alpha"] });
+    assert.deepEqual(
+      audit.events.map(({ event }) => [event.target, event.payload]),
+      [
+        ["organization/gamma", { permission: "restore:run", role: "operator", organization: "gamma" }],
+        ["audit:read", { permission: "audit:read", role: "operator" }],
+      ],
+    );
   });
 });

@@ -80,7 +80,7 @@ forEachStoreKind((kind, createDatabase) => {
   void describe(`carehost's sign-in enforces the recorded organizations' identity settings (${kind})`, () => {
     void it("ends idle sessions after the strictest recorded sessionIdleTimeoutMinutes, never later than the fixed 30, and the posture reads that value", () =>
       withCarehost(createDatabase, async ({ identity, environments, advance }) => {
-        await identity.createUser(admin, { username: "kim", role: "viewer", password });
+        await identity.createUser(admin, { username: "kim", role: "viewer", organizations: ["*"], password });
         const signIn = async () => (await identity.login(anonymous, { username: "kim", password })).token;
         const idleFor = async (idleMinutes: number) => {
           const token = await signIn();
@@ -149,13 +149,13 @@ forEachStoreKind((kind, createDatabase) => {
       withCarehost(createDatabase, async ({ identity, environments, events }) => {
         const bootstrap = await identity.bootstrapAdmin(admin);
         assert.ok(bootstrap.created);
-        await identity.createUser(admin, { username: "vera", role: "viewer", password });
+        await identity.createUser(admin, { username: "vera", role: "viewer", organizations: ["*"], password });
         assert.equal((await identity.enforcement()).localUsers, "allowed");
 
         await environments.apply(admin, await demoWith({}));
         assert.equal((await identity.enforcement()).localUsers, "refused");
         await assert.rejects(
-          identity.createUser(admin, { username: "dana", role: "auditor" }),
+          identity.createUser(admin, { username: "dana", role: "auditor", organizations: ["*"] }),
           (error: unknown) =>
             error instanceof PolicyViolation &&
             error.message ===

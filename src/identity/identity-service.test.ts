@@ -94,7 +94,7 @@ forEachStoreKind((kind, createDatabase) => {
         assert.equal(login.user.role, "platform-admin");
         assert.deepEqual(
           audit.ofType("user.created").map(({ event }) => event.payload),
-          [{ username: "admin", role: "platform-admin", bootstrap: true }],
+          [{ username: "admin", role: "platform-admin", organizations: ["*"], bootstrap: true }],
         );
         assertNoSecretsIn(audit.events, [password, login.token, rows[0]!.password_hash]);
       }));
@@ -132,7 +132,12 @@ forEachStoreKind((kind, createDatabase) => {
 
     it("logs in, and refuses a wrong password and an unknown user with the same message", () =>
       withIdentity(createDatabase, {}, async (service, { audit }) => {
-        await service.createUser(admin, { username: "Alice", role: "operator", password: strongPassword });
+        await service.createUser(admin, {
+          username: "Alice",
+          role: "operator",
+          organizations: ["*"],
+          password: strongPassword,
+        });
         const login = await service.login(anonymous(), { username: "alice", password: strongPassword });
         const ctx = await service.authenticate(login.token, meta);
         assert.deepEqual(ctx.actor, {
@@ -140,6 +145,7 @@ forEachStoreKind((kind, createDatabase) => {
           userId: login.user.id,
           username: "alice",
           role: "operator",
+          bindings: [{ role: "operator", organization: "*" }],
           tokenId: ctx.actor.kind === "user" ? ctx.actor.tokenId : "",
         });
 
@@ -166,7 +172,12 @@ forEachStoreKind((kind, createDatabase) => {
 
     it("rate limits failures per username, audits it, and lifts the limit after the window", () =>
       withIdentity(createDatabase, {}, async (service, { audit, clock }) => {
-        await service.createUser(admin, { username: "bob", role: "viewer", password: strongPassword });
+        await service.createUser(admin, {
+          username: "bob",
+          role: "viewer",
+          organizations: ["*"],
+          password: strongPassword,
+        });
         for (let attempt = 0; attempt < 5; attempt += 1) {
           await assert.rejects(
             service.login(anonymous(), { username: "bob", password: `guess number ${attempt}` }),
@@ -193,7 +204,12 @@ forEachStoreKind((kind, createDatabase) => {
 
     it("starts a username's count again after a success", () =>
       withIdentity(createDatabase, { loginLimits: { perUsername: 3 } }, async (service) => {
-        await service.createUser(admin, { username: "carol", role: "viewer", password: strongPassword });
+        await service.createUser(admin, {
+          username: "carol",
+          role: "viewer",
+          organizations: ["*"],
+          password: strongPassword,
+        });
         const fail = () =>
           assert.rejects(
             service.login(anonymous(), { username: "carol", password: "wrong password!" }),
@@ -209,7 +225,12 @@ forEachStoreKind((kind, createDatabase) => {
 
     it("rate limits failures per source address, and a success does not reset that count", () =>
       withIdentity(createDatabase, { loginLimits: { perSourceAddress: 3 } }, async (service, { audit }) => {
-        await service.createUser(admin, { username: "dave", role: "viewer", password: strongPassword });
+        await service.createUser(admin, {
+          username: "dave",
+          role: "viewer",
+          organizations: ["*"],
+          password: strongPassword,
+        });
         await assert.rejects(
           service.login(anonymous(), { username: "erin", password: "wrong password!" }),
           UnauthenticatedError,
@@ -238,7 +259,12 @@ forEachStoreKind((kind, createDatabase) => {
         const replicas = await Promise.all([database.open(), database.open()]);
         const audit = recordingAudit();
         const services = replicas.map((client) => identityServiceFactory({ db: client, audit }));
-        await services[0]!.createUser(admin, { username: "heidi", role: "viewer", password: strongPassword });
+        await services[0]!.createUser(admin, {
+          username: "heidi",
+          role: "viewer",
+          organizations: ["*"],
+          password: strongPassword,
+        });
         const outcomes = await Promise.all(
           Array.from({ length: 12 }, (_, index) =>
             services[index % 2]!.login(anonymous(), { username: "heidi", password: `burst guess ${index}` }).catch(
@@ -255,7 +281,12 @@ forEachStoreKind((kind, createDatabase) => {
 
     it("creates an API token shown once, authenticates with it, and refuses it once revoked", () =>
       withIdentity(createDatabase, {}, async (service, { audit, client }) => {
-        await service.createUser(admin, { username: "ivan", role: "auditor", password: strongPassword });
+        await service.createUser(admin, {
+          username: "ivan",
+          role: "auditor",
+          organizations: ["*"],
+          password: strongPassword,
+        });
         const session = await service.login(anonymous(), { username: "ivan", password: strongPassword });
         const ivan = await service.authenticate(`Bearer ${session.token}`, meta);
         const created = await service.createToken(ivan, { name: "evidence export", expiresInDays: 30 });
@@ -267,6 +298,7 @@ forEachStoreKind((kind, createDatabase) => {
           userId: session.user.id,
           username: "ivan",
           role: "auditor",
+          bindings: [{ role: "auditor", organization: "*" }],
           tokenId: created.id,
         });
         const listed = await service.listTokens(viaToken);
@@ -297,7 +329,12 @@ forEachStoreKind((kind, createDatabase) => {
 
     it("refuses unknown, malformed and tampered tokens with one neutral message", () =>
       withIdentity(createDatabase, {}, async (service, { audit }) => {
-        await service.createUser(admin, { username: "judy", role: "viewer", password: strongPassword });
+        await service.createUser(admin, {
+          username: "judy",
+          role: "viewer",
+          organizations: ["*"],
+          password: strongPassword,
+        });
         const { token } = await service.login(anonymous(), { username: "judy", password: strongPassword });
         const tampered = `${token.slice(0, -2)}${token.endsWith("AA") ? "BB" : "AA"}`;
         const messages = new Set<string>();
@@ -321,7 +358,12 @@ forEachStoreKind((kind, createDatabase) => {
         createDatabase,
         { sessionLimits: { absoluteHours: 2, idleMinutes: 30 } },
         async (service, { clock }) => {
-          await service.createUser(admin, { username: "kim", role: "viewer", password: strongPassword });
+          await service.createUser(admin, {
+            username: "kim",
+            role: "viewer",
+            organizations: ["*"],
+            password: strongPassword,
+          });
           const active = await service.login(anonymous(), { username: "kim", password: strongPassword });
           const idle = await service.login(anonymous(), { username: "kim", password: strongPassword });
           const kim = await service.authenticate(active.token, meta);
@@ -341,7 +383,12 @@ forEachStoreKind((kind, createDatabase) => {
 
     it("writes last_used_at at most once a minute", () =>
       withIdentity(createDatabase, {}, async (service, { client, clock }) => {
-        await service.createUser(admin, { username: "leo", role: "viewer", password: strongPassword });
+        await service.createUser(admin, {
+          username: "leo",
+          role: "viewer",
+          organizations: ["*"],
+          password: strongPassword,
+        });
         const { token } = await service.login(anonymous(), { username: "leo", password: strongPassword });
         const lastUsed = async () =>
           (
@@ -360,7 +407,12 @@ forEachStoreKind((kind, createDatabase) => {
 
     it("stops a disabled user's sessions, tokens and log-ins", () =>
       withIdentity(createDatabase, {}, async (service, { audit }) => {
-        await service.createUser(admin, { username: "mia", role: "operator", password: strongPassword });
+        await service.createUser(admin, {
+          username: "mia",
+          role: "operator",
+          organizations: ["*"],
+          password: strongPassword,
+        });
         const session = await service.login(anonymous(), { username: "mia", password: strongPassword });
         const api = await service.createToken(await service.authenticate(session.token, meta), { name: "ci" });
         const disabled = await service.disableUser(admin, "mia");
@@ -378,7 +430,7 @@ forEachStoreKind((kind, createDatabase) => {
     it("enforces each role in the service and audits every denial", () =>
       withIdentity(createDatabase, {}, async (service, { audit }) => {
         const signIn = async (username: string, role: TRole) => {
-          await service.createUser(admin, { username, role, password: strongPassword });
+          await service.createUser(admin, { username, role, organizations: ["*"], password: strongPassword });
           const { token } = await service.login(anonymous(), { username, password: strongPassword });
           return service.authenticate(token, meta);
         };
@@ -388,7 +440,10 @@ forEachStoreKind((kind, createDatabase) => {
 
         assert.equal((await service.listUsers(auditor)).length, 3);
         await assert.rejects(service.listUsers(viewer), ForbiddenError);
-        await assert.rejects(service.createUser(auditor, { username: "rita", role: "platform-admin" }), ForbiddenError);
+        await assert.rejects(
+          service.createUser(auditor, { username: "rita", role: "platform-admin", organizations: ["*"] }),
+          ForbiddenError,
+        );
         await assert.rejects(service.setRole(operator, "quinn", "platform-admin"), ForbiddenError);
         await assert.rejects(service.disableUser(viewer, "olga"), ForbiddenError);
         await assert.rejects(service.listTokens(operator, { allUsers: true }), ForbiddenError);
@@ -425,15 +480,20 @@ forEachStoreKind((kind, createDatabase) => {
     it("manages users: generated initial password, role changes, and never losing the last admin", () =>
       withIdentity(createDatabase, {}, async (service, { audit }) => {
         const bootstrap = await service.bootstrapAdmin(admin);
-        const created = await service.createUser(admin, { username: "sam", role: "viewer" });
+        const created = await service.createUser(admin, { username: "sam", role: "viewer", organizations: ["*"] });
         assert.ok(created.initialPassword && created.initialPassword.length >= 20);
         await service.login(anonymous(), { username: "sam", password: created.initialPassword });
         await assert.rejects(
-          service.createUser(admin, { username: "sam", role: "viewer", password: strongPassword }),
+          service.createUser(admin, {
+            username: "sam",
+            role: "viewer",
+            organizations: ["*"],
+            password: strongPassword,
+          }),
           ConflictError,
         );
         await assert.rejects(
-          service.createUser(admin, { username: "tess", role: "viewer", password: "tess" }),
+          service.createUser(admin, { username: "tess", role: "viewer", organizations: ["*"], password: "tess" }),
           /policy/,
         );
 
@@ -457,7 +517,12 @@ forEachStoreKind((kind, createDatabase) => {
 
     it("logs out a session and records it", () =>
       withIdentity(createDatabase, {}, async (service, { audit }) => {
-        await service.createUser(admin, { username: "uma", role: "approver", password: strongPassword });
+        await service.createUser(admin, {
+          username: "uma",
+          role: "approver",
+          organizations: ["*"],
+          password: strongPassword,
+        });
         const { token } = await service.login(anonymous(), { username: "uma", password: strongPassword });
         const uma = await service.authenticate(token, meta);
         await service.logout(uma);

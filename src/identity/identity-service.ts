@@ -9,7 +9,8 @@ import {
   UnauthenticatedError,
   ValidationError,
 } from "../lib/errors.js";
-import { actorName, roles, type TRequestContext, type TRole } from "../lib/request-context.js";
+import { ALL_ORGANIZATIONS, actorName, roles, type TRequestContext, type TRole } from "../lib/request-context.js";
+import { DNS_LABEL_PATTERN } from "../spec/spec-formats.js";
 import type { TSqlClient } from "../store/store-types.js";
 import {
   checkPasswordPolicy,
@@ -85,6 +86,26 @@ const checkRole = (role: string): TRole => {
     ]);
   }
   return role as TRole;
+};
+
+/** Each organization a DNS label (an organization's metadata.name) or "*" for every one; at least one. */
+const checkOrganizations = (organizations: readonly string[]): string[] => {
+  const problems = organizations.flatMap((organization, index) =>
+    organization === ALL_ORGANIZATIONS || DNS_LABEL_PATTERN.test(organization)
+      ? []
+      : [
+          {
+            path: `organizations.${index}`,
+            message: `${JSON.stringify(organization.slice(0, 80))} is not an organization name (a DNS label) or "*"`,
+          },
+        ],
+  );
+  if (problems.length > 0) throw new ValidationError('organizations must be organization names or "*"', problems);
+  if (organizations.length === 0)
+    throw new ValidationError('name the organizations the role covers (--org a,b, or "*" for every one)', [
+      { path: "organizations", message: "at least one" },
+    ]);
+  return [...new Set(organizations)].sort();
 };
 
 const publicUser = ({ passwordHash: _hash, ...user }: TStoredUser): TUser => user;
@@ -197,6 +218,7 @@ export const identityServiceFactory = ({
         id: randomUUID(),
         username: "admin",
         role: "platform-admin",
+        organizations: [ALL_ORGANIZATIONS],
         passwordHash: await hashPassword(password),
         createdAt: now(),
         createdBy: actorName(ctx.actor),
@@ -205,6 +227,7 @@ export const identityServiceFactory = ({
       await record(ctx, "user.created", "success", userTarget(admin.username), {
         username: admin.username,
         role: admin.role,
+        organizations: [ALL_ORGANIZATIONS],
         bootstrap: true,
       });
       if (options.cliTokenName === undefined) return { created: true, username: "admin", password };
@@ -279,7 +302,14 @@ export const identityServiceFactory = ({
       });
       const userCtx: TRequestContext = {
         ...ctx,
-        actor: { kind: "user", userId: user.id, username: user.username, role: user.role, tokenId: minted.id },
+        actor: {
+          kind: "user",
+          userId: user.id,
+          username: user.username,
+          role: user.role,
+          bindings: await store.activeBindings(user.id),
+          tokenId: minted.id,
+        },
       };
       if (breakGlass) {
         await record(userCtx, "auth.login.break_glass", "success", userTarget(username), {
@@ -341,6 +371,8 @@ export const identityServiceFactory = ({
           userId: token.user.id,
           username: token.user.username,
           role: token.user.role,
+          // Read on every request: a revoked binding stops working at once, on every replica.
+          bindings: await store.activeBindings(token.user.id),
           tokenId: token.id,
         },
         requestId: meta.requestId,
@@ -351,11 +383,12 @@ export const identityServiceFactory = ({
     /** Without a password a random one is generated and returned once as initialPassword. */
     createUser: async (
       ctx: TRequestContext,
-      input: { username: string; role: TRole; password?: string },
+      input: { username: string; role: TRole; organizations: readonly string[]; password?: string },
     ): Promise<{ user: TUser; initialPassword?: string }> => {
       await authorize(ctx, "user:manage", audit, userTarget(input.username));
       const username = checkUsername(input.username);
       const role = checkRole(input.role);
+      const organizations = checkOrganizations(input.organizations);
       const rules = await rulesNow();
       if (rules.localUsersRefusedBy.length > 0) {
         await record(ctx, "user.created", "denied", userTarget(username), { username, role });
@@ -369,6 +402,7 @@ export const identityServiceFactory = ({
         id: randomUUID(),
         username,
         role,
+        organizations,
         passwordHash: await hashPassword(password),
         createdAt: now(),
         createdBy: actorName(ctx.actor),
@@ -377,6 +411,7 @@ export const identityServiceFactory = ({
       await record(ctx, "user.created", "success", userTarget(username), {
         username,
         role,
+        organizations,
         initialLogin: input.password === undefined ? "generated" : "chosen",
       });
       return input.password === undefined
@@ -397,6 +432,42 @@ export const identityServiceFactory = ({
         to: role,
       });
       return publicUser(result.user);
+    },
+
+    /** Binds the user's role over more organizations ("*" for every one). */
+    grantOrganizations: async (ctx: TRequestContext, username: string, organizations: readonly string[]) => {
+      await authorize(ctx, "user:manage", audit, userTarget(username));
+      const name = checkUsername(username);
+      const wanted = checkOrganizations(organizations);
+      const result = await store.grantOrganizations(name, wanted, now(), actorName(ctx.actor));
+      if (result === "not-found") throw new NotFoundError(`user ${name} does not exist`);
+      if (result.added.length > 0)
+        await record(ctx, "user.access_granted", "success", userTarget(name), {
+          username: name,
+          role: result.user.role,
+          organizations: result.added,
+        });
+      return { user: publicUser(result.user), added: result.added };
+    },
+
+    /** Ends the user's bindings over the organizations named; their tokens keep working elsewhere only. */
+    revokeOrganizations: async (ctx: TRequestContext, username: string, organizations: readonly string[]) => {
+      await authorize(ctx, "user:manage", audit, userTarget(username));
+      const name = checkUsername(username);
+      const unwanted = checkOrganizations(organizations);
+      const result = await store.revokeOrganizations(name, unwanted, now(), actorName(ctx.actor));
+      if (result === "not-found") throw new NotFoundError(`user ${name} does not exist`);
+      if (result === "last-admin")
+        throw new ConflictError(
+          `${name} is the last enabled platform-admin over every organization; grant another user "*" first`,
+        );
+      if (result.removed.length > 0)
+        await record(ctx, "user.access_revoked", "success", userTarget(name), {
+          username: name,
+          role: result.user.role,
+          organizations: result.removed,
+        });
+      return { user: publicUser(result.user), removed: result.removed };
     },
 
     /** The user's tokens are revoked with it, so nothing they hold keeps working. */
@@ -425,14 +496,20 @@ export const identityServiceFactory = ({
       ctx: TRequestContext,
       input: { name: string; expiresInDays?: number },
     ): Promise<TIssuedToken> => {
-      await authorize(ctx, "token:manage-own", audit, "tokens");
+      await authorize(ctx, "token:manage-own", audit, "tokens", "some-organization");
       return issueApiToken(ctx, actingUser(ctx), input);
     },
 
     /** Active sessions and API tokens: the acting user's, or everyone's with token:manage-any. */
     listTokens: async (ctx: TRequestContext, options: { allUsers?: boolean } = {}): Promise<TTokenInfo[]> => {
       const everyone = options.allUsers || ctx.actor.kind !== "user";
-      await authorize(ctx, everyone ? "token:manage-any" : "token:manage-own", audit, "tokens");
+      await authorize(
+        ctx,
+        everyone ? "token:manage-any" : "token:manage-own",
+        audit,
+        "tokens",
+        everyone ? "every-organization" : "some-organization",
+      );
       const at = now();
       const listed = await store.listActiveTokens(
         ctx.actor.kind === "user" && !everyone ? ctx.actor.userId : undefined,
@@ -449,7 +526,7 @@ export const identityServiceFactory = ({
     enforcement: async () => platformEnforcementOf(await rulesNow()),
 
     revokeToken: async (ctx: TRequestContext, id: string): Promise<void> => {
-      await authorize(ctx, "token:manage-own", audit, tokenTarget(id));
+      await authorize(ctx, "token:manage-own", audit, tokenTarget(id), "some-organization");
       const token = tokenIdPattern.test(id) ? await store.findToken(id) : undefined;
       const ownToken = ctx.actor.kind === "user" && token?.user.id === ctx.actor.userId;
       // Someone else's token needs token:manage-any, asked before "not found" so that probing for

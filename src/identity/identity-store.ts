@@ -1,8 +1,9 @@
-import type { TRole } from "../lib/request-context.js";
+import { ALL_ORGANIZATIONS, type TRole, type TRoleBinding } from "../lib/request-context.js";
+import { randomUUID } from "node:crypto";
 import type { TSqlClient, TSqlExecutor } from "../store/store-types.js";
 import type { TLoginLimits, TTokenInfo, TTokenKind, TUser } from "./identity-types.js";
 
-// SQL for users, tokens and log-in attempts. No authorization here: the service decides who may
+// SQL for users, their role bindings, tokens and log-in attempts. No authorization here: the service decides who may
 // call what; the store only keeps the data consistent.
 
 type TUserRow = {
@@ -13,6 +14,7 @@ type TUserRow = {
   created_at: Date;
   created_by: string;
   disabled_at: Date | null;
+  organizations: string[] | null;
 };
 
 export type TStoredUser = TUser & { readonly passwordHash: string | null };
@@ -21,6 +23,7 @@ const toUser = (row: TUserRow): TStoredUser => ({
   id: row.id,
   username: row.username,
   role: row.role,
+  organizations: row.organizations ?? [],
   disabled: row.disabled_at !== null,
   createdAt: row.created_at,
   createdBy: row.created_by,
@@ -34,6 +37,8 @@ export type TNewUser = {
   readonly passwordHash: string | null;
   readonly createdAt: Date;
   readonly createdBy: string;
+  /** The organizations the user's role is bound over (ALL_ORGANIZATIONS for every one). */
+  readonly organizations: readonly string[];
 };
 
 export type TStoredToken = {
@@ -57,7 +62,10 @@ export type TLoginReservation =
   | { readonly limited: false; readonly attemptId: number }
   | { readonly limited: true; readonly scope: "username" | "source"; readonly retryAfterSeconds: number };
 
-const userColumns = "id, username, role, password_hash, created_at, created_by, disabled_at";
+// The organizations of the user's active bindings ride along with every user read.
+const userColumns = `id, username, role, password_hash, created_at, created_by, disabled_at,
+  (SELECT array_agg(DISTINCT b.organization ORDER BY b.organization) FROM role_bindings b
+    WHERE b.user_id = users.id AND b.revoked_at IS NULL) AS organizations`;
 
 const insertUserSql = `INSERT INTO users (id, username, role, password_hash, created_at, created_by)
   VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${userColumns}`;
@@ -69,6 +77,27 @@ const insertUserParams = (user: TNewUser) => [
   user.createdAt,
   user.createdBy,
 ];
+
+/** Binds the user's role over each organization; one already bound stays as it was. Returns those added. */
+const bindOrganizations = async (
+  tx: TSqlExecutor,
+  user: { id: string; role: TRole },
+  organizations: readonly string[],
+  at: Date,
+  by: string,
+): Promise<string[]> => {
+  const added: string[] = [];
+  for (const organization of organizations) {
+    const { rows } = await tx.query(
+      `INSERT INTO role_bindings (id, user_id, role, organization, created_at, created_by)
+       VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (user_id, role, organization) WHERE revoked_at IS NULL DO NOTHING RETURNING id`,
+      [randomUUID(), user.id, user.role, organization, at, by],
+    );
+    if (rows.length > 0) added.push(organization);
+  }
+  return added;
+};
 
 const isUniqueViolation = (error: unknown): boolean => (error as { code?: unknown })?.code === "23505";
 
@@ -103,16 +132,74 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
   listUsers: async (): Promise<TStoredUser[]> =>
     (await db.query<TUserRow>(`SELECT ${userColumns} FROM users ORDER BY username`)).rows.map(toUser),
 
-  /** Undefined when the username is taken. */
+  /** Creates the user with their role bound over `user.organizations`; undefined when the username is taken. */
   insertUser: async (user: TNewUser): Promise<TStoredUser | undefined> => {
     try {
-      const { rows } = await db.query<TUserRow>(insertUserSql, insertUserParams(user));
-      return toUser(rows[0]!);
+      return await db.transaction(async (tx) => {
+        const { rows } = await tx.query<TUserRow>(insertUserSql, insertUserParams(user));
+        const inserted = toUser(rows[0]!);
+        await bindOrganizations(tx, inserted, user.organizations, user.createdAt, user.createdBy);
+        return { ...inserted, organizations: [...new Set(user.organizations)].sort() };
+      });
     } catch (error) {
       if (isUniqueViolation(error)) return undefined;
       throw error;
     }
   },
+
+  /** The bindings authorization reads for a request: the user's active ones. */
+  activeBindings: async (userId: string): Promise<TRoleBinding[]> =>
+    (
+      await db.query<TRoleBinding>(
+        "SELECT role, organization FROM role_bindings WHERE user_id = $1 AND revoked_at IS NULL ORDER BY organization, role",
+        [userId],
+      )
+    ).rows,
+
+  /** Binds the user's role over more organizations; returns the user and the organizations newly bound. */
+  grantOrganizations: (
+    username: string,
+    organizations: readonly string[],
+    at: Date,
+    by: string,
+  ): Promise<{ user: TStoredUser; added: string[] } | "not-found"> =>
+    db.transaction(async (tx) => {
+      const current = await lockedUser(tx, username);
+      if (!current) return "not-found";
+      const added = await bindOrganizations(tx, current, organizations, at, by);
+      return { user: (await readUser(tx, current.id))!, added };
+    }),
+
+  /**
+   * Ends the user's bindings over the organizations named, unless that would leave no enabled
+   * platform-admin over every organization (nobody could manage users any more).
+   */
+  revokeOrganizations: (
+    username: string,
+    organizations: readonly string[],
+    at: Date,
+    by: string,
+  ): Promise<{ user: TStoredUser; removed: string[] } | "not-found" | "last-admin"> =>
+    db.transaction(async (tx) => {
+      await lockAdmins(tx);
+      const current = await lockedUser(tx, username);
+      if (!current) return "not-found";
+      if (
+        current.role === "platform-admin" &&
+        organizations.includes(ALL_ORGANIZATIONS) &&
+        !(await otherAdminExists(tx, current.id))
+      )
+        return "last-admin";
+      const removed: string[] = [];
+      for (const organization of organizations) {
+        const { rows } = await tx.query(
+          "UPDATE role_bindings SET revoked_at = $3, revoked_by = $4 WHERE user_id = $1 AND organization = $2 AND revoked_at IS NULL RETURNING id",
+          [current.id, organization, at, by],
+        );
+        if (rows.length > 0) removed.push(organization);
+      }
+      return { user: (await readUser(tx, current.id))!, removed };
+    }),
 
   bootstrapped: async (): Promise<boolean> => (await db.query("SELECT 1 FROM identity_bootstrap")).rows.length > 0,
 
@@ -128,7 +215,9 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
       );
       if (won.length === 0) return undefined;
       const { rows } = await tx.query<TUserRow>(insertUserSql, insertUserParams(admin));
-      return toUser(rows[0]!);
+      const inserted = toUser(rows[0]!);
+      await bindOrganizations(tx, inserted, admin.organizations, admin.createdAt, admin.createdBy);
+      return { ...inserted, organizations: [...admin.organizations] };
     }),
 
   setPasswordHash: async (userId: string, passwordHash: string): Promise<void> => {
@@ -153,6 +242,12 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
       if (current.role === "platform-admin" && role !== "platform-admin" && !(await otherAdminExists(tx, current.id))) {
         return "last-admin";
       }
+      // The user's bindings carry the role they were made with: they follow it to the new one.
+      await tx.query("UPDATE role_bindings SET role = $3 WHERE user_id = $1 AND role = $2 AND revoked_at IS NULL", [
+        current.id,
+        current.role,
+        role,
+      ]);
       const { rows: updated } = await tx.query<TUserRow>(
         `UPDATE users SET role = $2 WHERE id = $1 RETURNING ${userColumns}`,
         [current.id, role],
@@ -357,11 +452,31 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
   },
 });
 
+/** Another enabled platform-admin bound over every organization: one who can still manage users. */
 const otherAdminExists = async (tx: TSqlExecutor, userId: string): Promise<boolean> =>
   (
-    await tx.query("SELECT 1 FROM users WHERE role = 'platform-admin' AND disabled_at IS NULL AND id <> $1 LIMIT 1", [
-      userId,
-    ])
+    await tx.query(
+      `SELECT 1 FROM users u JOIN role_bindings b ON b.user_id = u.id AND b.role = 'platform-admin'
+          AND b.organization = '*' AND b.revoked_at IS NULL
+        WHERE u.role = 'platform-admin' AND u.disabled_at IS NULL AND u.id <> $1 LIMIT 1`,
+      [userId],
+    )
   ).rows.length > 0;
+
+// Locking the admins' rows makes two concurrent demotions, disables or revocations see each other.
+const lockAdmins = (tx: TSqlExecutor) =>
+  tx.query("SELECT id FROM users WHERE role = 'platform-admin' AND disabled_at IS NULL FOR UPDATE");
+
+const lockedUser = async (tx: TSqlExecutor, username: string): Promise<TStoredUser | undefined> => {
+  const { rows } = await tx.query<TUserRow>(`SELECT ${userColumns} FROM users WHERE username = $1 FOR UPDATE`, [
+    username,
+  ]);
+  return rows[0] && toUser(rows[0]);
+};
+
+const readUser = async (tx: TSqlExecutor, id: string): Promise<TStoredUser | undefined> => {
+  const { rows } = await tx.query<TUserRow>(`SELECT ${userColumns} FROM users WHERE id = $1`, [id]);
+  return rows[0] && toUser(rows[0]);
+};
 
 export type TIdentityStore = ReturnType<typeof identityStoreFactory>;

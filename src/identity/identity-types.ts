@@ -15,6 +15,8 @@ export type TIdentityAuditEventType =
   | "auth.logout"
   | "auth.token_rejected"
   | "user.created"
+  | "user.access_granted"
+  | "user.access_revoked"
   | "user.role_changed"
   | "user.disabled"
   | "token.created"
@@ -26,6 +28,8 @@ export type TUser = {
   readonly id: string;
   readonly username: string;
   readonly role: TRole;
+  /** The organizations the user's role bindings cover ("*" for every one), sorted. */
+  readonly organizations: readonly string[];
   readonly disabled: boolean;
   readonly createdAt: Date;
   readonly createdBy: string;

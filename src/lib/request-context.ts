@@ -5,12 +5,20 @@
 export const roles = ["platform-admin", "operator", "approver", "auditor", "viewer"] as const;
 export type TRole = (typeof roles)[number];
 
+/** Every organization, in a role binding: the bootstrap admin's, and a platform team's that runs them all. */
+export const ALL_ORGANIZATIONS = "*";
+
+/** A role over one organization (or ALL_ORGANIZATIONS): what authorization reads, never `role` alone. */
+export type TRoleBinding = { readonly role: TRole; readonly organization: string };
+
 export type TActor =
   | {
       readonly kind: "user";
       readonly userId: string;
       readonly username: string;
+      /** The user's role, as shown (whoami, users); what it grants is in `bindings`. */
       readonly role: TRole;
+      readonly bindings: readonly TRoleBinding[];
       readonly tokenId?: string;
     }
   | { readonly kind: "system"; readonly name: string }

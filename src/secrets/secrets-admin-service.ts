@@ -3,7 +3,8 @@
 // organization at once, so PostgreSQL, Redis and the rendered files use the new value without a
 // restart: sessions already connected stay connected.
 import { s3CredentialsFrom } from "../backup/s3-bucket.js";
-import { authorize } from "../identity/identity-permissions.js";
+import { authorize, authorizeListing, inScope } from "../identity/identity-permissions.js";
+import type { TAuthorizationScope } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { NotFoundError, ValidationError } from "../lib/errors.js";
 import type { TRequestContext } from "../lib/request-context.js";
@@ -24,10 +25,23 @@ type TSecretsAdminDeps = {
 /** runtime/<organization>/… names the organization a runtime secret belongs to. */
 const organizationOf = (name: string) => /^runtime\/([^/]+)\//.exec(name)?.[1];
 
+/**
+ * Whose a secret is: runtime/<organization>/… and backup/<organization>/… belong to that
+ * organization; any other name is carehost's own and needs a role over every organization.
+ */
+export const secretScope = (name: string): TAuthorizationScope => {
+  const organization = /^(?:runtime|backup)\/([^/]+)\//.exec(name)?.[1];
+  return organization === undefined ? "every-organization" : { organization };
+};
+
 export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconcile }: TSecretsAdminDeps) => ({
+  /** The names of the caller's organizations' secrets. */
   list: async (ctx: TRequestContext): Promise<TSecretListing[]> => {
-    await authorize(ctx, "secret:read", audit);
-    return secrets.list();
+    const held = await authorizeListing(ctx, "secret:read", audit);
+    return (await secrets.list()).filter((secret) => {
+      const scope = secretScope(secret.name);
+      return held.all || (typeof scope === "object" && inScope(held, scope.organization));
+    });
   },
 
   reveal: async (ctx: TRequestContext, name: string, reason: string): Promise<string> =>
@@ -42,7 +56,7 @@ export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconc
     name: string,
     value: string,
   ): Promise<{ name: string; version: number; runtime: TRuntimeAction[] }> => {
-    await authorize(ctx, "secret:rotate", audit, `secret:${name}`);
+    await authorize(ctx, "secret:rotate", audit, `secret:${name}`, secretScope(name));
     const [, organizationName, reference] = /^backup\/([^/]+)\/([^/]+)$/.exec(name) ?? [];
     const organization = (await latestSpecs()).find((spec) => spec.metadata.name === organizationName);
     const users = (organization?.backupRepositories ?? []).filter(
@@ -72,7 +86,7 @@ export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconc
     ctx: TRequestContext,
     name: string,
   ): Promise<{ name: string; version: number; runtime: TRuntimeAction[] }> => {
-    await authorize(ctx, "secret:rotate", audit, `secret:${name}`);
+    await authorize(ctx, "secret:rotate", audit, `secret:${name}`, secretScope(name));
     if (name.startsWith("backup/")) {
       // pgBackRest cannot re-key a repository (PGBACKREST.md): a new passphrase means a new repository.
       throw new ValidationError(

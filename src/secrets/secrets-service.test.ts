@@ -11,12 +11,24 @@ import { masterKeyFrom, type TMasterKey } from "./secrets-master-key.js";
 import { secretsServiceFactory } from "./secrets-service.js";
 
 const operator: TRequestContext = {
-  actor: { kind: "user", userId: "u-1", username: "olga", role: "operator" },
+  actor: {
+    kind: "user",
+    userId: "u-1",
+    username: "olga",
+    role: "operator",
+    bindings: [{ role: "operator", organization: "*" }],
+  },
   requestId: "req-1",
   sourceAddress: "203.0.113.7",
 };
 const viewer: TRequestContext = {
-  actor: { kind: "user", userId: "u-2", username: "vic", role: "viewer" },
+  actor: {
+    kind: "user",
+    userId: "u-2",
+    username: "vic",
+    role: "viewer",
+    bindings: [{ role: "viewer", organization: "*" }],
+  },
   requestId: "req-2",
   sourceAddress: "203.0.113.8",
 };

@@ -28,6 +28,10 @@ declare module "fastify" {
     /** Set by the authentication hook before any handler of a non-public route runs. */
     ctx: TRequestContext;
   }
+  interface FastifyInstance {
+    /** Every route the API serves (HEAD aside), as registered: tests run each one, so none is forgotten. */
+    readonly apiRoutes: readonly { readonly method: string; readonly url: string; readonly public: boolean }[];
+  }
   interface FastifyContextConfig {
     /** Reachable without credentials (health and login only). */
     public?: boolean;
@@ -70,6 +74,17 @@ export const buildServer = async (
     requestTimeout: REQUEST_TIMEOUT_MS,
     // An idle kept-alive connection is closed after this; a run's NDJSON stream writes a line every 15 s and is not idle.
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+  });
+  const apiRoutes: { method: string; url: string; public: boolean }[] = [];
+  app.decorate("apiRoutes", apiRoutes);
+  app.addHook("onRoute", (route) => {
+    for (const method of [route.method].flat())
+      if (method !== "HEAD")
+        apiRoutes.push({
+          method,
+          url: route.url,
+          public: (route.config as { public?: boolean } | undefined)?.public === true,
+        });
   });
   // The usual security headers (HSTS, nosniff, frame-ancestors 'none', no referrer, a strict CSP):
   // the API serves JSON and nothing that a page should embed or a browser should guess at.

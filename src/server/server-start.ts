@@ -31,7 +31,7 @@ import { gitopsServiceFactory } from "../gitops/gitops-service.js";
 import { RENDERERS } from "../render/render-targets.js";
 import type { TRenderTarget } from "../render/render-types.js";
 import { recoveryServiceFactory } from "../backup/recovery-service.js";
-import { secretsAdminServiceFactory } from "../secrets/secrets-admin-service.js";
+import { secretScope, secretsAdminServiceFactory } from "../secrets/secrets-admin-service.js";
 import { loadMasterKey } from "../secrets/secrets-master-key.js";
 import { secretsServiceFactory } from "../secrets/secrets-service.js";
 import { buildServer, redactedLogPaths } from "./server-app.js";
@@ -81,7 +81,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     db,
     masterKey,
     audit: log,
-    authorizeReveal: (ctx, name) => authorize(ctx, "secret:reveal", log, `secret:${name}`),
+    authorizeReveal: (ctx, name) => authorize(ctx, "secret:reveal", log, `secret:${name}`, secretScope(name)),
   });
   const runtime =
     config.runtime.kind === "local"

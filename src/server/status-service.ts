@@ -124,7 +124,8 @@ export const statusServiceFactory = ({
   now = () => new Date(),
 }: TStatusServiceDeps) => ({
   status: async (ctx: TRequestContext): Promise<TStatusReport> => {
-    await authorize(ctx, "status:read", audit);
+    // Every part below is read for the caller's organizations only.
+    await authorize(ctx, "status:read", audit, "status:read", "some-organization");
     const [revisions, recorded, head, runtimes] = await Promise.all([
       environments.latestRevisions(ctx),
       environments.listEnvironments(ctx),
