@@ -9,6 +9,7 @@ import { PolicyViolation, ValidationError } from "../lib/errors.js";
 import { actorName } from "../lib/request-context.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import type { TPolicyChecker } from "../policy/policy-service.js";
+import type { TExceptionApprovals } from "../policy/policy-exceptions.js";
 import { parseSpecSubmission } from "../environments/environment-service.js";
 import type { TSpecSubmission } from "../environments/environment-service.js";
 import type { TEnvironmentRenderer, TRenderedFile, TRenderTarget } from "../render/render-types.js";
@@ -22,6 +23,8 @@ type TGitopsServiceDeps = {
   repositoryFor: (organization: string, target: TRenderTarget, remote?: string) => TGitopsRepository;
   renderers: Readonly<Record<TRenderTarget, TEnvironmentRenderer>>;
   policy: Pick<TPolicyChecker, "assertSpecCompliant" | "assertManifestsCompliant">;
+  /** Which of an organization's exceptions carehost holds as approved: the spec's others do not apply. */
+  exceptionApprovals: (organization: string) => Promise<TExceptionApprovals>;
   audit: { append: TAuditAppend };
 };
 
@@ -51,8 +54,9 @@ const renderChecked = (
   renderer: TEnvironmentRenderer,
   spec: TOrganizationSpec,
   policy: TGitopsServiceDeps["policy"],
+  approvals: TExceptionApprovals,
 ) => {
-  policy.assertSpecCompliant(spec);
+  policy.assertSpecCompliant(spec, approvals);
   let files: Map<string, readonly TRenderedFile[]>;
   try {
     files = renderAll(renderer, spec);
@@ -64,15 +68,21 @@ const renderChecked = (
   const manifests: TManifestSubject[] = spec.environments
     .map((environment) => ({ environment, objects: manifestObjectsOf(files.get(environment.name) ?? []) }))
     .filter((subject) => subject.objects.length > 0);
-  if (manifests.length > 0) policy.assertManifestsCompliant(spec, manifests);
+  if (manifests.length > 0) policy.assertManifestsCompliant(spec, manifests, approvals);
   return files;
 };
 
-export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }: TGitopsServiceDeps) => ({
+export const gitopsServiceFactory = ({
+  repositoryFor,
+  renderers,
+  policy,
+  exceptionApprovals,
+  audit,
+}: TGitopsServiceDeps) => ({
   plan: async (ctx: TRequestContext, submission: TSpecSubmission, target: TRenderTarget): Promise<TGitopsPlan> => {
     await authorize(ctx, "spec:plan", audit);
     const { spec } = parseSpecSubmission(submission);
-    const files = renderChecked(renderers[target], spec, policy);
+    const files = renderChecked(renderers[target], spec, policy, await exceptionApprovals(spec.metadata.name));
     const repository = repositoryFor(spec.metadata.name, target, spec.gitops?.repository);
     await repository.ensure();
     const diff = await repository.diff({ files });
@@ -87,7 +97,7 @@ export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }
     await authorize(ctx, "spec:apply", audit);
     const { spec, digest } = parseSpecSubmission(submission);
     const organization = spec.metadata.name;
-    const files = renderChecked(renderers[target], spec, policy);
+    const files = renderChecked(renderers[target], spec, policy, await exceptionApprovals(spec.metadata.name));
     const repository = repositoryFor(organization, target, spec.gitops?.repository);
     await repository.ensure();
     // An environment gone from the spec leaves the repository too (an empty set of files removes its

@@ -8,6 +8,7 @@ import { recoveryMigration } from "./0005-recovery.js";
 import { filestoreRunsMigration } from "./0006-filestore-runs.js";
 import { restoreRunsMigration } from "./0007-restore-runs.js";
 import { runProgressMigration } from "./0008-run-progress.js";
+import { policyExceptionsMigration } from "./0009-policy-exceptions.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
@@ -20,4 +21,5 @@ export const migrations: readonly TMigration[] = [
   filestoreRunsMigration,
   restoreRunsMigration,
   runProgressMigration,
+  policyExceptionsMigration,
 ];
