@@ -398,7 +398,7 @@ const OrganizationInputSchema = z.strictObject({
     .array(PolicyExceptionSchema)
     .default([])
     .describe(
-      "Documented exceptions to controls: shown as 'excepted' with owner, reason and expiry, audited when added or removed; never a silent skip.",
+      "Documented exceptions to controls, proposed by whoever applies the spec: 'pending' (the control fails) until someone else approves the version in carehost (carehost exception approve), then 'excepted' with owner, reason, expiry and approver; audited; never a silent skip.",
     ),
 });
 
