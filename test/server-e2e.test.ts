@@ -639,6 +639,104 @@ void describe("carehost server and CLI end to end", () => {
     }
   });
 
+  void it("applies an exception only once someone other than its proposer approves it: pending and exit 3 until then, 403 to the proposer", async () => {
+    // The organization as the local-users test recorded it (later tests deliver to GitOps only),
+    // excepting the one control that fails on this host: the offsite repository nobody gave a key.
+    const expires = new Date(Date.now() + 90 * 24 * 60 * 60 * 1000).toISOString().slice(0, 10);
+    const excepted = join(home, "excepted.yaml");
+    await writeFile(
+      excepted,
+      `${await readFile(join(home, "local-users.yaml"), "utf8")}
+policyExceptions:
+  - controlId: CH-BAK-006
+    environment: prod
+    owner: ciso@northwind-health.example
+    reason: the offsite repository's key is on order; the local repository holds every backup meanwhile
+    expires: "${expires}"
+`,
+    );
+    const applied = await cli(["apply", excepted]);
+    assert.equal(applied.code, 0, applied.stdout + applied.stderr);
+    const listed = JSON.parse((await cli(["exception", "list", "--output", "json"])).stdout) as {
+      id: number;
+      status: string;
+      proposedBy: string;
+    }[];
+    assert.equal(listed.length, 1);
+    const { id } = listed[0]!;
+    assert.deepEqual([listed[0]!.status, listed[0]!.proposedBy], ["pending", "admin"]);
+
+    const pending = await cli(["posture"]);
+    assert.equal(pending.code, 3, pending.stdout + pending.stderr);
+    assert.match(pending.stdout, /^ {2}PENDING +CH-BAK-006 /m);
+    assert.match(
+      pending.stdout,
+      new RegExp(`proposed by admin, awaits approval .*carehost exception approve northwind-health ${id}\\)`),
+    );
+
+    // The proposer (admin, a platform-admin who may approve others' exceptions) is refused, and that is audited.
+    const own = await cli(["exception", "approve", "northwind-health", String(id)]);
+    assert.equal(own.code, 1, own.stdout + own.stderr);
+    assert.match(
+      own.stderr,
+      new RegExp(
+        `admin proposed exception #${id} \\(CH-BAK-006 for environment "prod"\\) by applying the spec that introduced it; someone other than its proposer approves it`,
+      ),
+    );
+    const token = (await readFile(join(home, "cli-token"), "utf8")).trim();
+    const approveAs = (bearer: string) =>
+      fetch(`${running.url}/api/exceptions/northwind-health/${id}/approve`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${bearer}` },
+      });
+    const refused = await approveAs(token);
+    assert.equal(refused.status, 403);
+    assert.equal(refused.headers.get("content-type"), "application/problem+json; charset=utf-8");
+    assert.match(((await refused.json()) as { detail: string }).detail, /someone other than its proposer/);
+
+    const created = await cli(["user", "create", "pat", "--role", "approver"]);
+    assert.equal(created.code, 0, created.stderr);
+    const password = /shown only now: (\S+)/.exec(created.stdout)?.[1];
+    assert.ok(password);
+    secrets.add(password);
+    const session = (await (
+      await fetch(`${running.url}/api/auth/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ username: "pat", password }),
+      })
+    ).json()) as { token: string };
+    secrets.add(session.token);
+    const approved = await approveAs(session.token);
+    assert.equal(approved.status, 200);
+    const body = (await approved.json()) as { status: string; approvedBy: string; approvedAt: string };
+    assert.deepEqual([body.status, body.approvedBy], ["approved", "pat"]);
+
+    const after = await cli(["posture"]);
+    assert.equal(after.code, 0, after.stdout + after.stderr);
+    assert.match(after.stdout, /^ {2}excepted +CH-BAK-006 /m);
+    assert.match(
+      after.stdout,
+      new RegExp(
+        `approved by pat at ${body.approvedAt.replace(/\./g, "\\.")}: the offsite repository's key is on order`,
+      ),
+    );
+    for (const [type, actors] of [
+      ["policy.exception_proposed", ["admin"]],
+      ["policy.exception_approval_denied", ["admin", "admin"]],
+      ["policy.exception_approved", ["pat"]],
+    ] as const) {
+      const entries = JSON.parse((await cli(["audit", "list", "--type", type, "--output", "json"])).stdout) as {
+        actor: string;
+      }[];
+      assert.deepEqual(
+        entries.map((entry) => entry.actor),
+        actors,
+        type,
+      );
+    }
+  });
+
   // Last, so it scans the log lines of everything above (JSON lines, credentials redacted).
   it("never writes a password or token into a log line", async () => {
     assert.ok(logLines.length > 10, "the server logged requests");

@@ -3,9 +3,11 @@ import { stat } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { aliceContext, appendSamples, createAuditHarness, sampleEvent } from "../../test/audit-fixtures.js";
 import { forEachStoreKind } from "../../test/test-databases.js";
+import { ValidationError } from "../lib/errors.js";
 import { systemContext } from "../lib/request-context.js";
 import { leafHash, verifyConsistency, verifyInclusion } from "./audit-merkle.js";
 import { checkpointSignatureValid } from "./audit-signing.js";
+import { readHeadSize } from "./audit-store.js";
 import type { TAuditEvent } from "./audit-types.js";
 
 const fromHex = (text: string): Buffer => Buffer.from(text, "hex");
@@ -248,6 +250,87 @@ forEachStoreKind((kind, createDatabase) => {
         assert.equal((await again.checkpoint()).keyId, first.keyId);
         const stored = JSON.stringify(await harness.database.superuserQuery("SELECT * FROM audit_signing_keys"));
         assert.doesNotMatch(stored, /PRIVATE KEY/);
+      } finally {
+        await harness.dispose();
+      }
+    });
+
+    void it("commits a state change with its audit entries, or neither: a refused payload or a failed append rolls the change back", async () => {
+      const harness = await createAuditHarness(createDatabase);
+      try {
+        await harness.db.exec("CREATE TABLE change_under_test (v int PRIMARY KEY)");
+        const rows = async () =>
+          (await harness.db.query<{ v: number }>("SELECT v FROM change_under_test ORDER BY v")).rows.map(
+            (row) => row.v,
+          );
+        const insert = (v: number, events: TAuditEvent[]) =>
+          harness.log.recordChange(aliceContext, async (tx) => {
+            await tx.query("INSERT INTO change_under_test (v) VALUES ($1)", [v]);
+            return { result: v, events };
+          });
+
+        const committed = await insert(1, [sampleEvent(1), sampleEvent(2)]);
+        assert.deepEqual(committed, { result: 1, seqs: [0, 1] });
+        assert.deepEqual(await rows(), [1]);
+
+        // The secret guard refuses the entry: the change it describes does not commit either.
+        await assert.rejects(
+          insert(2, [
+            {
+              type: "auth.login.failed",
+              outcome: "denied",
+              target: "user:alice",
+              payload: { username: "alice", reason: "-----BEGIN PRIVATE KEY-----" },
+            },
+          ]),
+          (error: unknown) => error instanceof ValidationError && /private key material/.test(error.message),
+        );
+        // The append itself fails (as a full disk or a lost connection would): the change is rolled back.
+        await harness.database.superuserQuery(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
+          $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
+        await harness.database.superuserQuery(
+          "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+        );
+        await assert.rejects(insert(3, [sampleEvent(3)]), /audit append failed \(injected\)/);
+        assert.deepEqual(await rows(), [1]);
+        assert.equal(await readHeadSize(harness.db), 2);
+
+        await harness.database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");
+        assert.deepEqual(await insert(3, [sampleEvent(3)]), { result: 3, seqs: [2] });
+        assert.deepEqual(await rows(), [1, 3]);
+        assert.deepEqual(
+          (await harness.log.list({ limit: 10 })).map((item) => item.entry.payload),
+          [sampleEvent(1).payload, sampleEvent(2).payload, sampleEvent(3).payload],
+        );
+        assert.equal((await harness.log.verify()).ok, true);
+      } finally {
+        await harness.dispose();
+      }
+    });
+
+    void it("numbers changes recorded with their entries and batched appends made at the same time without a gap", async () => {
+      const harness = await createAuditHarness(createDatabase);
+      try {
+        await harness.db.exec("CREATE TABLE change_under_test (v int PRIMARY KEY)");
+        const changes = Array.from({ length: 20 }, (_, index) =>
+          harness.log.recordChange(aliceContext, async (tx) => {
+            await tx.query("INSERT INTO change_under_test (v) VALUES ($1)", [index]);
+            return { result: index, events: [sampleEvent(index)] };
+          }),
+        );
+        const appends = Array.from({ length: 40 }, (_, index) => harness.log.append(aliceContext, sampleEvent(index)));
+        const seqs = [
+          ...(await Promise.all(changes)).flatMap((change) => change.seqs),
+          ...(await Promise.all(appends)).map((append) => append.seq),
+        ].sort((a, b) => a - b);
+        assert.deepEqual(
+          seqs,
+          Array.from({ length: 60 }, (_, index) => index),
+        );
+        await harness.log.checkpoint();
+        assert.equal((await harness.log.verify()).ok, true);
+        const proof = await harness.log.inclusionProof(59, 60);
+        assert.equal(proof.treeSize, 60);
       } finally {
         await harness.dispose();
       }

@@ -5,7 +5,7 @@
 // resolves only after COMMIT, so a resolved append is durable, and an idle log adds no delay.
 import { IntegrityError, ValidationError } from "../lib/errors.js";
 import type { TRequestContext } from "../lib/request-context.js";
-import type { TSqlClient } from "../store/store-types.js";
+import type { TSqlClient, TSqlExecutor } from "../store/store-types.js";
 import { entryClaimsSeq, pendingEntryOf, type TPendingEntry } from "./audit-entry.js";
 import { buildBundle } from "./audit-export.js";
 import { MerkleCache } from "./audit-merkle-cache.js";
@@ -21,6 +21,7 @@ import {
   readLeafHashRows,
   registerSigningKey,
   writeBatch,
+  writeEntries,
 } from "./audit-store.js";
 import type {
   TAuditBundle,
@@ -210,6 +211,13 @@ export const auditLogFactory = ({
   const queue: TQueued[] = [];
   let draining: Promise<void> | undefined;
 
+  /** Entries that committed: into the tree, and counted towards the next checkpoint. */
+  const noteCommitted = (written: { firstSeq: number; leaves: readonly Buffer[] }): void => {
+    noteWritten(written.firstSeq, written.leaves);
+    entriesSinceCheckpoint += written.leaves.length;
+    if (entriesSinceCheckpoint >= checkpointEvery.entries) checkpointInBackground();
+  };
+
   const drain = async (): Promise<void> => {
     while (queue.length > 0) {
       const batch = queue.splice(0, maxBatch);
@@ -218,13 +226,11 @@ export const auditLogFactory = ({
           db,
           batch.map((item) => item.pending),
         );
-        noteWritten(written.firstSeq, written.leaves);
+        noteCommitted(written);
         batch.forEach((item, offset) => item.resolve({ seq: written.firstSeq + offset }));
-        entriesSinceCheckpoint += batch.length;
       } catch (error) {
         for (const item of batch) item.reject(error);
       }
-      if (entriesSinceCheckpoint >= checkpointEvery.entries) checkpointInBackground();
     }
   };
 
@@ -248,6 +254,30 @@ export const auditLogFactory = ({
   };
 
   let closed = false;
+  // Changes recorded with their entries that have not committed yet: close() waits for them.
+  const changesInFlight = new Set<Promise<unknown>>();
+
+  const recordChange = async <T>(
+    ctx: TRequestContext,
+    change: (tx: TSqlExecutor) => Promise<{ result: T; events: readonly TAuditEvent[] }>,
+  ): Promise<{ result: T; seqs: number[] }> => {
+    if (closed) throw new ValidationError("audit log is closed");
+    const committed = db.transaction(async (tx) => {
+      const { result, events } = await change(tx);
+      // Stamped and guarded inside the transaction: a payload the guard refuses rolls the change back.
+      const stamped = events.map((event) => pendingEntryOf(ctx, event, now()));
+      return { result, written: stamped.length === 0 ? undefined : await writeEntries(tx, stamped) };
+    });
+    changesInFlight.add(committed);
+    try {
+      const { result, written } = await committed;
+      if (written === undefined) return { result, seqs: [] };
+      noteCommitted(written);
+      return { result, seqs: written.leaves.map((_, offset) => written.firstSeq + offset) };
+    } finally {
+      changesInFlight.delete(committed);
+    }
+  };
 
   return {
     /** Records one event; resolves with its seq once it is committed. */
@@ -260,6 +290,15 @@ export const auditLogFactory = ({
       const results = await Promise.all(stamped.map(enqueue));
       return { seqs: results.map((result) => result.seq) };
     },
+
+    /**
+     * Runs a state change and writes the audit events it returns in the same transaction: the
+     * change and its entries commit together or not at all, so neither a payload the secret guard
+     * refuses nor a crash between the two can leave a change nobody audited. `change` must run its
+     * statements on `tx` only (on PGlite a statement outside it waits for this transaction to end)
+     * and must not touch anything outside the database, which a rollback cannot undo.
+     */
+    recordChange,
 
     checkpoint,
 
@@ -309,6 +348,7 @@ export const auditLogFactory = ({
     close: async (): Promise<void> => {
       closed = true;
       clearInterval(timer);
+      await Promise.allSettled([...changesInFlight]);
       while (draining) await draining;
       await checkpointChain;
       if (entriesSinceCheckpoint > 0) await checkpoint();

@@ -12,41 +12,46 @@ export const asBuffer = (bytes: Uint8Array): Buffer =>
 export type TWrittenBatch = { readonly firstSeq: number; readonly leaves: readonly Buffer[] };
 
 /**
- * Appends entries in one transaction: lock the head row (so replicas take turns and seq stays
- * gap-free), number the entries, insert them with one statement, move the head. Arrays go in
- * through unnest so the statement has 7 parameters whatever the batch size.
+ * Appends entries inside the caller's transaction: lock the head row (so replicas take turns and
+ * seq stays gap-free), number the entries, insert them with one statement, move the head. Arrays
+ * go in through unnest so the statement has 7 parameters whatever the batch size. The head stays
+ * locked until the transaction ends, so a state change written with its entries holds other
+ * appends only for the rest of that transaction.
  */
-export const writeBatch = (db: TSqlClient, pending: readonly TPendingEntry[]): Promise<TWrittenBatch> =>
-  db.transaction(async (tx) => {
-    const { rows } = await tx.query<{ size: number }>("SELECT size FROM audit_head FOR UPDATE");
-    const firstSeq = rows[0]!.size;
-    const seqs: number[] = [];
-    const entries: string[] = [];
-    const leaves: Buffer[] = [];
-    for (const [offset, item] of pending.entries()) {
-      const entry = canonicalEntry(firstSeq + offset, item);
-      seqs.push(firstSeq + offset);
-      entries.push(entry);
-      leaves.push(leafHash(entry));
-    }
-    await tx.query(
-      `INSERT INTO audit_entries (seq, entry, leaf_hash, type, actor, target, time)
+export const writeEntries = async (tx: TSqlExecutor, pending: readonly TPendingEntry[]): Promise<TWrittenBatch> => {
+  const { rows } = await tx.query<{ size: number }>("SELECT size FROM audit_head FOR UPDATE");
+  const firstSeq = rows[0]!.size;
+  const seqs: number[] = [];
+  const entries: string[] = [];
+  const leaves: Buffer[] = [];
+  for (const [offset, item] of pending.entries()) {
+    const entry = canonicalEntry(firstSeq + offset, item);
+    seqs.push(firstSeq + offset);
+    entries.push(entry);
+    leaves.push(leafHash(entry));
+  }
+  await tx.query(
+    `INSERT INTO audit_entries (seq, entry, leaf_hash, type, actor, target, time)
        SELECT seq, entry, decode(leaf_hex, 'hex'), type, actor, target, time::timestamptz
        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
          AS batch (seq, entry, leaf_hex, type, actor, target, time)`,
-      [
-        seqs,
-        entries,
-        leaves.map((leaf) => leaf.toString("hex")),
-        pending.map((item) => item.type),
-        pending.map((item) => actorNameOf(item.actor)),
-        pending.map((item) => item.target),
-        pending.map((item) => item.time),
-      ],
-    );
-    await tx.query("UPDATE audit_head SET size = $1", [firstSeq + pending.length]);
-    return { firstSeq, leaves };
-  });
+    [
+      seqs,
+      entries,
+      leaves.map((leaf) => leaf.toString("hex")),
+      pending.map((item) => item.type),
+      pending.map((item) => actorNameOf(item.actor)),
+      pending.map((item) => item.target),
+      pending.map((item) => item.time),
+    ],
+  );
+  await tx.query("UPDATE audit_head SET size = $1", [firstSeq + pending.length]);
+  return { firstSeq, leaves };
+};
+
+/** Appends entries in a transaction of their own. */
+export const writeBatch = (db: TSqlClient, pending: readonly TPendingEntry[]): Promise<TWrittenBatch> =>
+  db.transaction((tx) => writeEntries(tx, pending));
 
 /** The first `limit` entries at or beyond `fromSeq` (rows past the head should not exist). */
 export const readEntryRowsFrom = async (db: TSqlExecutor, fromSeq: number, limit: number): Promise<TEntryRow[]> => {

@@ -91,6 +91,23 @@ export const auditPayloadSchemas = {
     expires: z.string(),
   }),
   "policy.exception_removed": z.strictObject({ controlId: name, environment: name }),
+  /** Applying a spec proposed a version of an exception carehost had not seen; it applies once someone else approves it. */
+  "policy.exception_proposed": z.strictObject({
+    exceptionId: z.number().int().positive(),
+    controlId: name,
+    environment: name,
+    owner: name,
+    reason,
+    expires: z.string(),
+  }),
+  "policy.exception_approved": z.strictObject({
+    exceptionId: z.number().int().positive(),
+    controlId: name,
+    environment: name,
+    expires: z.string(),
+    proposedBy: name,
+  }),
+  "policy.exception_approval_denied": z.strictObject({ exceptionId: z.number().int().positive(), reason }),
   "backup.completed": z.strictObject({
     environment: name,
     kind: z.enum(["full", "diff", "incr", "filestore"]),

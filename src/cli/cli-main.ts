@@ -8,6 +8,7 @@ import { registerAuthCommands } from "./cli-auth-commands.js";
 import { createApiClient } from "./cli-client.js";
 import { resolveServer } from "./cli-credentials.js";
 import { CliError, exitCodes } from "./cli-errors.js";
+import { registerExceptionCommands } from "./cli-exception-commands.js";
 import { printError } from "./cli-output.js";
 import { registerRecoveryCommands } from "./cli-recovery-commands.js";
 import { registerRenderCommand } from "./cli-render-command.js";
@@ -29,6 +30,7 @@ export const buildProgram = (): Command => {
   };
   registerServerCommands(program, { client });
   registerSpecCommands(program, { client });
+  registerExceptionCommands(program, { client });
   registerRenderCommand(program);
   registerAuditCommands(program, { client });
   registerAuthCommands(program, { client, url });

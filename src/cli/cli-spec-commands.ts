@@ -82,16 +82,19 @@ const controlVerdict = (spec: TOrganizationSpec): TPostureReport => {
   }
 };
 
+/** Offline there are no approvals to read: every exception counts as pending, as plan counts one nobody approved. */
+const OFFLINE_PENDING_NOTE =
+  "validate runs without carehost's records, so every exception counts as pending here; carehost plan and carehost exception list show which are approved";
+
 const assertWithoutViolations = (verdict: TPostureReport): void => {
   try {
     assertNoMandatoryViolations(verdict);
   } catch (error) {
     if (error instanceof PolicyViolation)
-      throw new CliError(
-        error.message,
-        exitCodes.policy,
-        error.details.map((detail) => detail.message),
-      );
+      throw new CliError(error.message, exitCodes.policy, [
+        ...error.details.map((detail) => detail.message),
+        ...(verdict.pendingExceptions.length > 0 ? [OFFLINE_PENDING_NOTE] : []),
+      ]);
     throw error;
   }
 };
@@ -100,7 +103,7 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
   program
     .command("posture")
     .description(
-      "show the control baseline per environment: pass, FAIL, excepted, NOT ENFORCED (declared, not enforced by carehost yet), n.a.",
+      "show the control baseline per environment: pass, FAIL, PENDING (its exception awaits approval), excepted, NOT ENFORCED (declared, not enforced by carehost yet), n.a.",
     )
     .option("-o, --output <format>", "text or json", "text")
     .action(async (options: { output: TOutputFormat }) => {
@@ -112,7 +115,7 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
         if (postures.length === 0) printLine("no organization recorded yet: run carehost apply <spec>");
         for (const { organization, report } of postures) {
           printLine(paint("bold", `organization ${organization}`));
-          printLine(formatPosture(report).replace(/\bFAIL\b/g, paint("red", "FAIL")));
+          printLine(formatPosture(report, organization).replace(/\b(FAIL|PENDING)\b/g, (label) => paint("red", label)));
         }
       }
       if (postures.some(({ report }) => report.mandatoryViolations.length > 0)) process.exitCode = exitCodes.policy;
@@ -155,7 +158,7 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
         `${paint("green", "valid")}: ${file} (organization "${result.spec.metadata.name}", ${result.spec.environments.length} environments, digest ${result.digest.slice(0, 12)})`,
       );
       printLine(
-        `controls over the spec and the files it renders: ${summary.pass} pass, ${summary.fail} fail (advisory), ${summary.excepted} excepted, ${summary.notApplicable} n.a.`,
+        `controls over the spec and the files it renders: ${summary.pass} pass, ${summary.fail} fail (advisory), ${summary.pending} pending (advisory), ${summary.excepted} excepted, ${summary.notApplicable} n.a.`,
       );
     });
 

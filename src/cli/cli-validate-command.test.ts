@@ -62,7 +62,7 @@ void describe("carehost validate, offline", () => {
     );
     assert.match(
       run.stdout,
-      /^controls over the spec and the files it renders: \d+ pass, 0 fail \(advisory\), 0 excepted, \d+ n\.a\.$/m,
+      /^controls over the spec and the files it renders: \d+ pass, 0 fail \(advisory\), 0 pending \(advisory\), 0 excepted, \d+ n\.a\.$/m,
     );
   });
 
@@ -98,13 +98,22 @@ void describe("carehost validate, offline", () => {
     );
   });
 
-  void it("applies the spec's exceptions as plan does: active excepts, expired refuses, unknown control fails", async () => {
+  void it("applies the spec's exceptions as plan does before anyone approved them: active is pending, expired refuses, unknown control fails", async () => {
+    // Offline there are no approvals: an active exception is pending, its control fails, exit 3.
     const active = await carehost(
       "validate",
       await write("excepted.yaml", `${sharedProduction()}${exception("2099-12-31")}`),
     );
-    assert.equal(active.code, 0, active.stderr);
-    assert.match(active.stdout, / 1 excepted, /);
+    assert.equal(active.code, 3, active.stdout + active.stderr);
+    assert.match(
+      active.stderr,
+      /^ {2}CH-ISO-001 .*\(its exception awaits approval by someone other than its proposer\)$/m,
+    );
+    assert.match(active.stderr, /every exception counts as pending here/);
+    const json = JSON.parse((await carehost("validate", join(scratch, "excepted.yaml"), "-o", "json")).stdout) as {
+      summary: { pending: number; excepted: number };
+    };
+    assert.deepEqual([json.summary.pending, json.summary.excepted], [1, 0]);
     const expired = await carehost(
       "validate",
       await write("expired.yaml", `${sharedProduction()}${exception("2020-01-01")}`),

@@ -1,14 +1,18 @@
 // Records the desired state of an organization's environments from its spec and has the runtime
 // make it real. This service owns the plan, the control baseline check that gates it, the guard on
-// removals (a final backup first), drift reporting and correction, and the audit trail.
+// removals (a final backup first), drift reporting and correction, and the audit trail. A revision
+// and a proposal commit in one transaction with their audit entries (audit.recordChange).
+import type { TAuditLog } from "../audit/audit-log.js";
 import type { TAuditEvent } from "../audit/audit-types.js";
 import { authorize, authorizeListing, authorizeOrganization, inScope } from "../identity/identity-permissions.js";
 import type { Permission } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { PolicyViolation, ValidationError } from "../lib/errors.js";
 import { actorName } from "../lib/request-context.js";
-import { assertNoMandatoryViolations } from "../policy/policy-engine.js";
 import type { TPostureReport } from "../policy/policy-engine.js";
+import { approvalsOf, exceptionActorOf } from "../policy/policy-exception-store.js";
+import { exceptionDigest, isExceptionActive } from "../policy/policy-exceptions.js";
+import type { TExceptionApprovals } from "../policy/policy-exceptions.js";
 import type { TPolicyChecker } from "../policy/policy-service.js";
 import type { TPlatformEnforcement } from "../policy/policy-types.js";
 import type { TRequestContext } from "../lib/request-context.js";
@@ -30,7 +34,7 @@ export type TEnvironmentRuntime = Pick<
 type TEnvironmentServiceDeps = {
   store: TEnvironmentStore;
   policy: TPolicyChecker;
-  audit: { append: TAuditAppend };
+  audit: { append: TAuditAppend; recordChange: TAuditLog["recordChange"] };
   runtime?: TEnvironmentRuntime;
   /** Where the final backup of a removed environment is written. */
   finalBackupDirectory?: string;
@@ -133,6 +137,72 @@ function exceptionEvents(
   return events;
 }
 
+/** What a recorded revision puts in the audit log, in this order: the revision, each environment's change, each exception's. */
+function revisionEvents(
+  organization: string,
+  digest: string,
+  revisionId: number,
+  plan: TPlan,
+  exceptionChanges: readonly TAuditEvent[],
+): TAuditEvent[] {
+  const events: TAuditEvent[] = [
+    {
+      type: "spec.applied",
+      outcome: "success",
+      target: `organization/${organization}`,
+      payload: { digest, revisionId },
+    },
+  ];
+  for (const change of plan.changes) {
+    const target = `environment/${organization}/${change.name}`;
+    // Digests, not values: they pin exactly what changed without copying the spec into the log.
+    if (change.action === "create") {
+      events.push({ type: "environment.created", outcome: "success", target, payload: { digest: change.digest } });
+    } else if (change.action === "change") {
+      events.push({
+        type: "environment.changed",
+        outcome: "success",
+        target,
+        payload: { digest: change.digest, previousDigest: change.previousDigest },
+      });
+    } else if (change.action === "remove") {
+      events.push({
+        type: "environment.removed",
+        outcome: "success",
+        target,
+        payload: { previousDigest: change.previousDigest },
+      });
+    }
+  }
+  events.push(...exceptionChanges);
+  return events;
+}
+
+/**
+ * Refuses with every mandatory violation (CLI exit 3, HTTP 422) and, for a failure that only waits
+ * for its exception's approval, the command that approves it and who may not.
+ */
+function refuseViolations(organization: string, posture: TPostureReport, approvals: TExceptionApprovals): never {
+  const violations = posture.mandatoryViolations;
+  const pending = posture.pendingExceptions
+    .filter((exception) => violations.some((violation) => violation.controlId === exception.controlId))
+    .map((exception) => {
+      const scope = `${exception.controlId} for environment ${JSON.stringify(exception.environment)}`;
+      const approval = approvals.get(exceptionDigest(exception));
+      return {
+        message:
+          approval === undefined
+            ? `the exception for ${scope} is not proposed yet: carehost apply proposes it, then someone else approves it`
+            : `exception #${approval.id} (${scope}) was proposed by ${approval.proposedBy} and awaits approval by someone else: carehost exception approve ${organization} ${approval.id}`,
+      };
+    });
+  const noun = violations.length === 1 ? "violation" : "violations";
+  throw new PolicyViolation(`${violations.length} mandatory control ${noun}`, [
+    ...violations.map((violation) => ({ message: violation.line })),
+    ...pending,
+  ]);
+}
+
 export const environmentServiceFactory = ({
   store,
   policy,
@@ -196,10 +266,47 @@ export const environmentServiceFactory = ({
     );
   };
 
+  /**
+   * Records the spec's active exception versions carehost has not seen as proposed by whoever applies
+   * it, with their audit entries. Returns the approvals with the new proposals in them.
+   */
+  const proposeNewExceptions = async (
+    ctx: TRequestContext,
+    spec: TOrganizationSpec,
+    approvals: TExceptionApprovals,
+    now: Date,
+  ): Promise<TExceptionApprovals> => {
+    const organization = spec.metadata.name;
+    const unseen = spec.policyExceptions.filter(
+      (exception) => !approvals.has(exceptionDigest(exception)) && isExceptionActive(exception, now),
+    );
+    if (unseen.length === 0) return approvals;
+    const { result: proposed } = await audit.recordChange(ctx, async (tx) => {
+      const records = await store.proposeExceptions(tx, organization, unseen, exceptionActorOf(ctx));
+      const events: TAuditEvent[] = records.map((record) => ({
+        type: "policy.exception_proposed",
+        outcome: "success",
+        target: `environment/${organization}/${record.environment}`,
+        payload: {
+          exceptionId: record.id,
+          controlId: record.controlId,
+          environment: record.environment,
+          owner: record.owner,
+          reason: record.reason,
+          expires: record.expires,
+        },
+      }));
+      return { result: records, events };
+    });
+    return new Map([...approvals, ...approvalsOf(proposed)]);
+  };
+
   return {
     plan: async (ctx: TRequestContext, submission: TSpecSubmission): Promise<TPlanWithDrift> => {
       const { spec, digest } = await parseAuthorizedSpec(ctx, "spec:plan", submission, audit);
-      policy.assertSpecCompliant(spec);
+      const approvals = await store.exceptionApprovals(spec.metadata.name);
+      const posture = policy.evaluateSpec(spec, approvals);
+      if (posture.mandatoryViolations.length > 0) refuseViolations(spec.metadata.name, posture, approvals);
       await runtime?.assertPathsConfined(spec);
       const plan = await planFor(spec, digest);
       const applied = await store.appliedRevision(spec.metadata.name);
@@ -220,7 +327,12 @@ export const environmentServiceFactory = ({
       const organization = spec.metadata.name;
       // Before anything is recorded: a path this host refuses would fail every reconcile after.
       await runtime?.assertPathsConfined(spec);
-      const posture = policy.evaluateSpec(spec);
+      const recordedApprovals = await store.exceptionApprovals(organization);
+      // Evaluated (which validates the exceptions) before anything is proposed.
+      const posture = policy.evaluateSpec(spec, recordedApprovals);
+      // Applying proposes the spec's new exceptions even when the apply is refused: someone else
+      // approves them, and the next apply finds them approved.
+      const approvals = await proposeNewExceptions(ctx, spec, recordedApprovals, new Date(posture.evaluatedAt));
       const failedControls = [...new Set(posture.mandatoryViolations.map((violation) => violation.controlId))];
       if (failedControls.length > 0) {
         await audit.append(ctx, {
@@ -229,7 +341,7 @@ export const environmentServiceFactory = ({
           target: `organization/${organization}`,
           payload: { digest, reason: `mandatory controls failed: ${failedControls.join(", ")}`.slice(0, 500) },
         });
-        assertNoMandatoryViolations(posture);
+        refuseViolations(organization, posture, approvals);
       }
       const plan = await planFor(spec, digest);
       const removed = plan.changes.filter((change) => change.action === "remove").map((change) => change.name);
@@ -285,42 +397,15 @@ export const environmentServiceFactory = ({
         }
       }
 
-      const revisionId = await store.recordRevision(
-        { spec, digest, source: submission.source, appliedBy: actorName(ctx.actor), removed },
-        specDigest,
-      );
-      // Appended together so they land in one audit batch, in this order.
-      const events: TAuditEvent[] = [
-        {
-          type: "spec.applied",
-          outcome: "success",
-          target: `organization/${organization}`,
-          payload: { digest, revisionId },
-        },
-      ];
-      for (const change of plan.changes) {
-        const target = `environment/${organization}/${change.name}`;
-        // Digests, not values: they pin exactly what changed without copying the spec into the log.
-        if (change.action === "create") {
-          events.push({ type: "environment.created", outcome: "success", target, payload: { digest: change.digest } });
-        } else if (change.action === "change") {
-          events.push({
-            type: "environment.changed",
-            outcome: "success",
-            target,
-            payload: { digest: change.digest, previousDigest: change.previousDigest },
-          });
-        } else if (change.action === "remove") {
-          events.push({
-            type: "environment.removed",
-            outcome: "success",
-            target,
-            payload: { previousDigest: change.previousDigest },
-          });
-        }
-      }
-      events.push(...exceptionChanges);
-      await Promise.all(events.map((event) => audit.append(ctx, event)));
+      // The revision and its audit entries, in this order, commit together or not at all.
+      const { result: revisionId } = await audit.recordChange(ctx, async (tx) => {
+        const recorded = await store.recordRevision(
+          tx,
+          { spec, digest, source: submission.source, appliedBy: actorName(ctx.actor), removed },
+          specDigest,
+        );
+        return { result: recorded, events: revisionEvents(organization, digest, recorded, plan, exceptionChanges) };
+      });
       return { plan, revisionId, runtime: await reconcile(ctx, spec) };
     },
 
@@ -338,7 +423,11 @@ export const environmentServiceFactory = ({
       return Promise.all(
         specs.map(async (spec) => {
           const observation = runtime === undefined ? undefined : await runtime.observe(spec);
-          return { organization: spec.metadata.name, report: policy.evaluate(spec, observation?.subjects, enforced) };
+          const approvals = await store.exceptionApprovals(spec.metadata.name);
+          return {
+            organization: spec.metadata.name,
+            report: policy.evaluate(spec, observation?.subjects, enforced, approvals),
+          };
         }),
       );
     },

@@ -1,6 +1,7 @@
 import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
-import type { TSqlClient, TSqlExecutor } from "../store/store-types.js";
+import type { TSqlExecutor } from "../store/store-types.js";
 import type { TOrganizationIdentityRules } from "../identity/identity-rules.js";
+import { exceptionStoreFactory, proposeExceptions } from "../policy/policy-exception-store.js";
 
 export type TRecordedEnvironment = {
   readonly organization: string;
@@ -40,7 +41,7 @@ const toEnvironment = (row: TEnvironmentRow): TRecordedEnvironment => ({
   updatedAt: new Date(row.updated_at),
 });
 
-export const environmentStoreFactory = (db: Pick<TSqlClient, "query" | "transaction">) => ({
+export const environmentStoreFactory = (db: TSqlExecutor) => ({
   listEnvironments: async (organization?: string): Promise<TRecordedEnvironment[]> => {
     const { rows } = await db.query<TEnvironmentRow>(
       `SELECT org_name, name, spec, spec_digest, status, revision_id, updated_at FROM environments
@@ -103,35 +104,44 @@ export const environmentStoreFactory = (db: Pick<TSqlClient, "query" | "transact
     return rows.map((row) => row.spec);
   },
 
-  /** Records a spec revision and makes its environments the desired state, in one transaction. */
-  recordRevision: (
+  /** Which of the organization's exceptions carehost holds as approved, and by whom (the policy engine's input). */
+  exceptionApprovals: exceptionStoreFactory(db).approvals,
+
+  /** Records exception versions not seen before as proposed, in the caller's transaction. */
+  proposeExceptions,
+
+  /**
+   * Records a spec revision and makes its environments the desired state, in the caller's
+   * transaction (the one its audit entries are written in).
+   */
+  recordRevision: async (
+    tx: TSqlExecutor,
     input: { spec: TOrganizationSpec; digest: string; source: string; appliedBy: string; removed: readonly string[] },
     environmentDigest: (environment: TEnvironmentSpec) => string,
-  ): Promise<number> =>
-    db.transaction(async (tx: TSqlExecutor) => {
-      const organization = input.spec.metadata.name;
-      const { rows } = await tx.query<{ id: number }>(
-        `INSERT INTO spec_revisions (org_name, digest, source, spec, applied_by) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
-        [organization, input.digest, input.source, JSON.stringify(input.spec), input.appliedBy],
-      );
-      const revisionId = rows[0]!.id;
-      for (const environment of input.spec.environments) {
-        await tx.query(
-          `INSERT INTO environments (org_name, name, spec, spec_digest, revision_id) VALUES ($1, $2, $3, $4, $5)
+  ): Promise<number> => {
+    const organization = input.spec.metadata.name;
+    const { rows } = await tx.query<{ id: number }>(
+      `INSERT INTO spec_revisions (org_name, digest, source, spec, applied_by) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+      [organization, input.digest, input.source, JSON.stringify(input.spec), input.appliedBy],
+    );
+    const revisionId = rows[0]!.id;
+    for (const environment of input.spec.environments) {
+      await tx.query(
+        `INSERT INTO environments (org_name, name, spec, spec_digest, revision_id) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (org_name, name) DO UPDATE SET spec = EXCLUDED.spec, spec_digest = EXCLUDED.spec_digest,
              revision_id = EXCLUDED.revision_id, updated_at = now()
            WHERE environments.spec_digest IS DISTINCT FROM EXCLUDED.spec_digest`,
-          [organization, environment.name, JSON.stringify(environment), environmentDigest(environment), revisionId],
-        );
-      }
-      if (input.removed.length > 0) {
-        await tx.query(`DELETE FROM environments WHERE org_name = $1 AND name = ANY($2::text[])`, [
-          organization,
-          input.removed,
-        ]);
-      }
-      return revisionId;
-    }),
+        [organization, environment.name, JSON.stringify(environment), environmentDigest(environment), revisionId],
+      );
+    }
+    if (input.removed.length > 0) {
+      await tx.query(`DELETE FROM environments WHERE org_name = $1 AND name = ANY($2::text[])`, [
+        organization,
+        input.removed,
+      ]);
+    }
+    return revisionId;
+  },
 });
 
 export type TEnvironmentStore = ReturnType<typeof environmentStoreFactory>;

@@ -8,6 +8,7 @@ import { PolicyViolation, ValidationError } from "../lib/errors.js";
 import { actorName } from "../lib/request-context.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import type { TPolicyChecker } from "../policy/policy-service.js";
+import type { TExceptionApprovals } from "../policy/policy-exceptions.js";
 import { parseAuthorizedSpec } from "../environments/environment-service.js";
 import type { TSpecSubmission } from "../environments/environment-service.js";
 import type { TEnvironmentRenderer, TRenderedFile, TRenderTarget } from "../render/render-types.js";
@@ -21,6 +22,8 @@ type TGitopsServiceDeps = {
   repositoryFor: (organization: string, target: TRenderTarget, remote?: string) => TGitopsRepository;
   renderers: Readonly<Record<TRenderTarget, TEnvironmentRenderer>>;
   policy: Pick<TPolicyChecker, "assertSpecCompliant" | "assertManifestsCompliant">;
+  /** Which of an organization's exceptions carehost holds as approved: the spec's others do not apply. */
+  exceptionApprovals: (organization: string) => Promise<TExceptionApprovals>;
   audit: { append: TAuditAppend };
 };
 
@@ -50,8 +53,9 @@ const renderChecked = (
   renderer: TEnvironmentRenderer,
   spec: TOrganizationSpec,
   policy: TGitopsServiceDeps["policy"],
+  approvals: TExceptionApprovals,
 ) => {
-  policy.assertSpecCompliant(spec);
+  policy.assertSpecCompliant(spec, approvals);
   let files: Map<string, readonly TRenderedFile[]>;
   try {
     files = renderAll(renderer, spec);
@@ -63,14 +67,20 @@ const renderChecked = (
   const manifests: TManifestSubject[] = spec.environments
     .map((environment) => ({ environment, objects: manifestObjectsOf(files.get(environment.name) ?? []) }))
     .filter((subject) => subject.objects.length > 0);
-  if (manifests.length > 0) policy.assertManifestsCompliant(spec, manifests);
+  if (manifests.length > 0) policy.assertManifestsCompliant(spec, manifests, approvals);
   return files;
 };
 
-export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }: TGitopsServiceDeps) => ({
+export const gitopsServiceFactory = ({
+  repositoryFor,
+  renderers,
+  policy,
+  exceptionApprovals,
+  audit,
+}: TGitopsServiceDeps) => ({
   plan: async (ctx: TRequestContext, submission: TSpecSubmission, target: TRenderTarget): Promise<TGitopsPlan> => {
     const { spec } = await parseAuthorizedSpec(ctx, "spec:plan", submission, audit);
-    const files = renderChecked(renderers[target], spec, policy);
+    const files = renderChecked(renderers[target], spec, policy, await exceptionApprovals(spec.metadata.name));
     const repository = repositoryFor(spec.metadata.name, target, spec.gitops?.repository);
     await repository.ensure();
     const diff = await repository.diff({ files });
@@ -84,7 +94,7 @@ export const gitopsServiceFactory = ({ repositoryFor, renderers, policy, audit }
   ): Promise<TGitopsApply> => {
     const { spec, digest } = await parseAuthorizedSpec(ctx, "spec:apply", submission, audit);
     const organization = spec.metadata.name;
-    const files = renderChecked(renderers[target], spec, policy);
+    const files = renderChecked(renderers[target], spec, policy, await exceptionApprovals(spec.metadata.name));
     const repository = repositoryFor(organization, target, spec.gitops?.repository);
     await repository.ensure();
     // An environment gone from the spec leaves the repository too (an empty set of files removes its

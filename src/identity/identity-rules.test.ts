@@ -60,7 +60,15 @@ const withCarehost = async (
     const environments = environmentServiceFactory({
       store,
       policy: policyCheckerFactory({ now: () => now }),
-      audit: { append },
+      audit: {
+        append,
+        // The change commits as the real log commits it; its events are recorded like appended ones.
+        recordChange: async (ctx, change) => {
+          const { result, events: changed } = await db.transaction(change);
+          for (const event of changed) await append(ctx, event);
+          return { result, seqs: [] };
+        },
+      },
       platform: identity.enforcement,
     });
     await body({ identity, environments, events, advance: (ms) => (now = new Date(now.getTime() + ms)) });

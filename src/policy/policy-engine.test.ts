@@ -6,15 +6,22 @@ import { PolicyViolation, ValidationError } from "../lib/errors.js";
 import { loadSpecText } from "../spec/spec-loader.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { SPEC_CONTROLS } from "./policy-catalog-spec.js";
-import { assertNoMandatoryViolations, evaluatePolicy, formatPosture, formatViolation } from "./policy-engine.js";
+import {
+  assertNoMandatoryViolations,
+  evaluatePolicy,
+  formatPosture,
+  formatViolation,
+  PENDING_NOTE,
+} from "./policy-engine.js";
 import type { TPostureReport } from "./policy-engine.js";
 import {
+  exceptionDigest,
   exceptionExpiresAt,
   isExceptionActive,
   MAX_EXCEPTION_DAYS,
   validatePolicyExceptions,
 } from "./policy-exceptions.js";
-import type { TPolicyException } from "./policy-exceptions.js";
+import type { TExceptionApprovals, TPolicyException } from "./policy-exceptions.js";
 import type { TAnyControl, TSpecControl } from "./policy-types.js";
 
 const EXAMPLE_PATH = fileURLToPath(new URL("../../examples/northwind-health.yaml", import.meta.url));
@@ -38,16 +45,28 @@ function sharedProductionSpec(): TOrganizationSpec {
   return organization;
 }
 
+/** carehost's records for these exceptions: each proposed by alice, approved by bob. */
+const approvedBy = (...exceptions: TPolicyException[]): TExceptionApprovals =>
+  new Map(
+    exceptions.map((exception, index) => [
+      exceptionDigest(exception),
+      { id: index + 1, proposedBy: "alice", approvedBy: "bob", approvedAt: "2026-01-10T09:00:00.000Z" },
+    ]),
+  );
+
+/** The exceptions given count as approved unless `approvals` says otherwise. */
 function evaluateSpec(
   organization: TOrganizationSpec,
-  exceptions: readonly unknown[] = [],
+  exceptions: readonly TPolicyException[] | readonly unknown[] = [],
   controls: readonly TAnyControl[] = SPEC_CONTROLS,
   now = NOW,
+  approvals: TExceptionApprovals = approvedBy(...(exceptions as TPolicyException[])),
 ): TPostureReport {
   return evaluatePolicy({
     controls,
     subjects: { spec: organization.environments.map((environment) => ({ organization, environment })) },
     exceptions,
+    approvals,
     now,
   });
 }
@@ -58,7 +77,6 @@ const isoException = (overrides: Partial<TPolicyException> = {}): TPolicyExcepti
   owner: "ciso@northwind-health.example",
   reason: "dedicated cluster on order; migration planned for February",
   expires: "2026-02-28",
-  approvedBy: "cto@northwind-health.example",
   ...overrides,
 });
 
@@ -120,8 +138,8 @@ void describe("evaluatePolicy", () => {
 
   void it("summarizes statuses and round-trips as JSON", () => {
     const report = evaluateSpec(demoSpec());
-    const { pass, fail, excepted, notApplicable, notEnforced } = report.summary;
-    assert.equal(pass + fail + excepted + notApplicable + notEnforced, report.results.length);
+    const { pass, fail, pending, excepted, notApplicable, notEnforced } = report.summary;
+    assert.equal(pass + fail + pending + excepted + notApplicable + notEnforced, report.results.length);
     assert.equal(fail, 0);
     assert.ok(pass > 0 && notApplicable > 0);
     // Without carehost's sign-in to read (offline), the identity controls are gaps, not passes.
@@ -231,7 +249,7 @@ void describe("assertNoMandatoryViolations", () => {
 });
 
 void describe("documented exceptions", () => {
-  void it("an active exception turns the failure into excepted, still listed with owner, reason and expiry", () => {
+  void it("an approved, active exception turns the failure into excepted, still listed with owner, reason, expiry and approver", () => {
     const exception = isoException();
     const report = evaluateSpec(sharedProductionSpec(), [exception]);
     const result = report.results.find(
@@ -247,8 +265,66 @@ void describe("documented exceptions", () => {
     assert.match(text, /excepted\s+CH-ISO-001/);
     assert.match(
       text,
-      /excepted until 2026-02-28, owner ciso@northwind-health\.example, approved by cto@northwind-health\.example: dedicated cluster on order/,
+      /excepted until 2026-02-28, owner ciso@northwind-health\.example, approved by bob at 2026-01-10T09:00:00\.000Z: dedicated cluster on order/,
     );
+    assert.equal(result?.approval?.approvedBy, "bob");
+  });
+
+  void it("an exception nobody approved is pending: the control fails, a mandatory violation, and says what it awaits", () => {
+    const exception = isoException();
+    for (const [approvals, hint] of [
+      [new Map(), /pending until approved: not proposed yet: apply proposes it/],
+      [
+        new Map([[exceptionDigest(exception), { id: 7, proposedBy: "alice" }]]),
+        /pending until approved: exception #7, proposed by alice, awaits approval by someone else \(carehost exception approve northwind-health 7\)/,
+      ],
+    ] as const) {
+      const report = evaluateSpec(sharedProductionSpec(), [exception], SPEC_CONTROLS, NOW, approvals);
+      const result = report.results.find(
+        (candidate) => candidate.controlId === "CH-ISO-001" && candidate.environment === "prod",
+      );
+      assert.equal(result?.status, "pending");
+      assert.deepEqual(result?.exception, exception);
+      assert.deepEqual(
+        report.mandatoryViolations.map((violation) => violation.line),
+        [`${ISO_LINE} ${PENDING_NOTE}`],
+      );
+      assert.equal(report.summary.pending, 1);
+      assert.equal(report.summary.excepted, 0);
+      assert.deepEqual(report.pendingExceptions, [exception]);
+      assert.throws(() => assertNoMandatoryViolations(report), PolicyViolation);
+      const text = formatPosture(report, "northwind-health");
+      assert.match(text, /^ {2}PENDING {7}CH-ISO-001 /m);
+      assert.match(text, hint);
+      assert.match(text, / 0 excepted, /);
+      assert.match(text, /pending exception: CH-ISO-001 environment "prod" until 2026-02-28/);
+    }
+  });
+
+  void it("an approval covers one version: a changed reason, expiry, owner or scope is pending again", () => {
+    const approved = isoException();
+    for (const changed of [
+      isoException({ reason: "dedicated cluster on order; migration planned for June" }),
+      isoException({ expires: "2026-03-31" }),
+      isoException({ owner: "someone-else@northwind-health.example" }),
+    ]) {
+      const report = evaluateSpec(sharedProductionSpec(), [changed], SPEC_CONTROLS, NOW, approvedBy(approved));
+      assert.equal(
+        report.results.find((result) => result.controlId === "CH-ISO-001" && result.environment === "prod")?.status,
+        "pending",
+        JSON.stringify(changed),
+      );
+    }
+    // Nor to another environment or control: the scope is part of the version.
+    for (const scope of [{ environment: "staging" }, { controlId: "CH-IAM-001" }])
+      assert.notEqual(exceptionDigest(isoException(scope)), exceptionDigest(approved));
+  });
+
+  void it("an approvedBy written into a recorded exception approves nothing", () => {
+    const exception = { ...isoException(), approvedBy: "cto@northwind-health.example" };
+    const report = evaluateSpec(sharedProductionSpec(), [exception], SPEC_CONTROLS, NOW, new Map());
+    assert.equal(report.summary.pending, 1);
+    assert.equal(report.summary.excepted, 0);
   });
 
   void it("an expired exception does not apply, and is reported", () => {
@@ -397,7 +473,10 @@ void describe("formatPosture", () => {
     const report = evaluateSpec(sharedProductionSpec());
     const text = formatPosture(report);
     const lines = text.split("\n");
-    assert.match(lines[0] ?? "", /^environment "prod": \d+ pass, 2 fail, 0 excepted, 4 not enforced, \d+ n\.a\.$/);
+    assert.match(
+      lines[0] ?? "",
+      /^environment "prod": \d+ pass, 2 fail, 0 pending, 0 excepted, 4 not enforced, \d+ n\.a\.$/,
+    );
     assert.ok(
       lines.some((line) =>
         /^ {2}FAIL {10}CH-ISO-001 +critical {2}PHI and confidential production environments use dedicated hosting$/.test(
@@ -429,7 +508,7 @@ void describe("formatPosture", () => {
     assert.ok(lines.includes('environment "staging": ' + text.split('environment "staging": ')[1]?.split("\n")[0]));
     assert.match(
       lines[lines.length - 1] ?? "",
-      /^total: \d+ pass, 2 fail, 0 excepted, \d+ not enforced, \d+ n\.a\.; 1 mandatory violation\(s\)$/,
+      /^total: \d+ pass, 2 fail, 0 pending, 0 excepted, \d+ not enforced, \d+ n\.a\.; 1 mandatory violation\(s\)$/,
     );
   });
 });

@@ -3,8 +3,14 @@
 // `plan` prints and `posture` shows. Pure: the caller reads the spec, renders artifacts and reads
 // live state; the engine never does I/O and never reads the clock (`now` is an argument).
 import { PolicyViolation, ValidationError } from "../lib/errors.js";
-import { isExceptionActive, validatePolicyExceptions } from "./policy-exceptions.js";
-import type { TPolicyException } from "./policy-exceptions.js";
+import {
+  NO_APPROVALS,
+  exceptionDigest,
+  isExceptionActive,
+  isExceptionApproved,
+  validatePolicyExceptions,
+} from "./policy-exceptions.js";
+import type { TExceptionApproval, TExceptionApprovals, TPolicyException } from "./policy-exceptions.js";
 import { CONTROL_ID_PATTERN } from "./policy-types.js";
 import type {
   TAnyControl,
@@ -17,8 +23,11 @@ import type {
   TSubjects,
 } from "./policy-types.js";
 
-/** "not-enforced": declared, but carehost does not enforce it yet; a gap, never a pass and never a violation. */
-export type TControlStatus = "pass" | "fail" | "excepted" | "not-applicable" | "not-enforced";
+/**
+ * "not-enforced": declared, but carehost does not enforce it yet; a gap, never a pass and never a violation.
+ * "pending": failed, with an exception that awaits approval; a failure (a violation when mandatory) until approved.
+ */
+export type TControlStatus = "pass" | "fail" | "pending" | "excepted" | "not-applicable" | "not-enforced";
 
 export type TControlResult = {
   readonly controlId: string;
@@ -32,8 +41,10 @@ export type TControlResult = {
   /** What failed; kept when the failure is excepted, so the accepted risk stays visible. */
   readonly messages: readonly string[];
   readonly failures: readonly TFailure[];
-  /** The active exception that turned a failure into "excepted". */
+  /** The approved, active exception that turned a failure into "excepted", or the one a "pending" failure awaits. */
   readonly exception?: TPolicyException;
+  /** carehost's record of that exception: who proposed it and, for "excepted", who approved it and when. */
+  readonly approval?: TExceptionApproval;
   /** An exception for this control and environment that has expired and no longer applies. */
   readonly expiredException?: TPolicyException;
 };
@@ -51,16 +62,19 @@ export type TPostureReport = {
   readonly summary: {
     readonly pass: number;
     readonly fail: number;
+    readonly pending: number;
     readonly excepted: number;
     readonly notApplicable: number;
     readonly notEnforced: number;
   };
-  /** Failures of mandatory controls without an active exception: these stop a plan. */
+  /** Failures of mandatory controls without an approved, active exception (pending ones included): these stop a plan. */
   readonly mandatoryViolations: readonly TPolicyViolationLine[];
   /** Exceptions past their expiry; they no longer apply and should be renewed or removed. */
   readonly expiredExceptions: readonly TPolicyException[];
   /** Active exceptions whose control did not fail: candidates for removal. */
   readonly unusedExceptions: readonly TPolicyException[];
+  /** Active exceptions nobody but their proposer has approved: they do not apply yet. */
+  readonly pendingExceptions: readonly TPolicyException[];
 };
 
 /** One subject per environment and kind; a kind that is absent is not evaluated (plan has no live state). */
@@ -71,6 +85,8 @@ export type TEvaluatePolicyInput = {
   readonly subjects: TPolicySubjects;
   /** Exceptions on record; they are validated here (unknown control or environment is an error). */
   readonly exceptions?: readonly unknown[];
+  /** carehost's approvals by exception digest; an exception without one is pending (none: nothing is approved). */
+  readonly approvals?: TExceptionApprovals;
   readonly now: Date;
 };
 
@@ -144,7 +160,13 @@ function runCheck(
   return notApplicable === undefined ? { failures } : { failures, notApplicable };
 }
 
-export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEvaluatePolicyInput): TPostureReport {
+export function evaluatePolicy({
+  controls,
+  subjects,
+  exceptions = [],
+  approvals = NO_APPROVALS,
+  now,
+}: TEvaluatePolicyInput): TPostureReport {
   checkCatalog(controls);
   const byEnvironment = subjectsByEnvironment(subjects);
   const validExceptions = validatePolicyExceptions(exceptions, {
@@ -194,15 +216,21 @@ export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEv
         continue;
       }
       const candidates = exceptionsFor(control.id, environmentName);
-      const active = candidates
-        .filter((exception) => isExceptionActive(exception, now))
-        .sort((a, b) => compareText(b.expires, a.expires))[0];
-      const expired = candidates
-        .filter((exception) => !isExceptionActive(exception, now))
-        .sort((a, b) => compareText(b.expires, a.expires))[0];
-      if (active !== undefined) {
-        usedExceptions.add(active);
-        results.push({ ...base, status: "excepted", messages, failures, exception: active });
+      const latestFirst = (a: TPolicyException, b: TPolicyException) => compareText(b.expires, a.expires);
+      const active = candidates.filter((exception) => isExceptionActive(exception, now)).sort(latestFirst);
+      const approved = active.find((exception) => isExceptionApproved(exception, approvals));
+      const awaiting = active[0];
+      const expired = candidates.filter((exception) => !isExceptionActive(exception, now)).sort(latestFirst)[0];
+      const approvalOf = (exception: TPolicyException) => {
+        const approval = approvals.get(exceptionDigest(exception));
+        return approval === undefined ? {} : { approval };
+      };
+      if (approved !== undefined) {
+        usedExceptions.add(approved);
+        results.push({ ...base, status: "excepted", messages, failures, exception: approved, ...approvalOf(approved) });
+      } else if (awaiting !== undefined) {
+        usedExceptions.add(awaiting);
+        results.push({ ...base, status: "pending", messages, failures, exception: awaiting, ...approvalOf(awaiting) });
       } else {
         results.push({
           ...base,
@@ -217,13 +245,13 @@ export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEv
 
   const count = (status: TControlStatus) => results.filter((result) => result.status === status).length;
   const mandatoryViolations = results
-    .filter((result) => result.status === "fail" && result.enforcement === "mandatory")
+    .filter((result) => (result.status === "fail" || result.status === "pending") && result.enforcement === "mandatory")
     .flatMap((result) =>
       result.messages.map((message) => ({
         controlId: result.controlId,
         environment: result.environment,
         message,
-        line: formatViolation(result, message),
+        line: formatViolation(result, result.status === "pending" ? `${message} ${PENDING_NOTE}` : message),
       })),
     );
   return {
@@ -232,6 +260,7 @@ export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEv
     summary: {
       pass: count("pass"),
       fail: count("fail"),
+      pending: count("pending"),
       excepted: count("excepted"),
       notApplicable: count("not-applicable"),
       notEnforced: count("not-enforced"),
@@ -240,6 +269,9 @@ export function evaluatePolicy({ controls, subjects, exceptions = [], now }: TEv
     expiredExceptions: validExceptions.filter((exception) => !isExceptionActive(exception, now)),
     unusedExceptions: validExceptions.filter(
       (exception) => isExceptionActive(exception, now) && !usedExceptions.has(exception),
+    ),
+    pendingExceptions: validExceptions.filter(
+      (exception) => isExceptionActive(exception, now) && !isExceptionApproved(exception, approvals),
     ),
   };
 }
@@ -255,21 +287,38 @@ export function assertNoMandatoryViolations(report: TPostureReport): void {
   );
 }
 
+/** Appended to a pending failure's violation line: the exception is there, its approval is not. */
+export const PENDING_NOTE = "(its exception awaits approval by someone other than its proposer)";
+
 const STATUS_LABEL: Record<TControlStatus, string> = {
   pass: "pass",
   fail: "FAIL",
+  pending: "PENDING",
   excepted: "excepted",
   "not-applicable": "n.a.",
   "not-enforced": "NOT ENFORCED",
 };
 const LABEL_WIDTH = Math.max(...Object.values(STATUS_LABEL).map((label) => label.length));
 
-/** `3 pass, 1 fail, 0 excepted, 2 not enforced, 4 n.a.`: every verdict, the gaps apart from the passes. */
+/** `3 pass, 1 fail, 0 pending, 0 excepted, 2 not enforced, 4 n.a.`: every verdict, the gaps apart from the passes. */
 export const formatTally = (summary: TPostureReport["summary"]): string =>
-  `${summary.pass} pass, ${summary.fail} fail, ${summary.excepted} excepted, ${summary.notEnforced} not enforced, ${summary.notApplicable} n.a.`;
+  `${summary.pass} pass, ${summary.fail} fail, ${summary.pending} pending, ${summary.excepted} excepted, ${summary.notEnforced} not enforced, ${summary.notApplicable} n.a.`;
+
+/** The line under an excepted or pending result: the exception, and where its approval stands. */
+function describeException({ exception, approval }: TControlResult, organization: string): string {
+  if (exception === undefined) return "";
+  const { owner, reason, expires } = exception;
+  if (approval?.approvedBy !== undefined)
+    return `excepted until ${expires}, owner ${owner}, approved by ${approval.approvedBy} at ${approval.approvedAt ?? "?"}: ${reason}`;
+  const proposal =
+    approval === undefined
+      ? "not proposed yet: apply proposes it, then someone other than whoever applied it approves it"
+      : `exception #${approval.id}, proposed by ${approval.proposedBy}, awaits approval by someone else (carehost exception approve ${organization} ${approval.id})`;
+  return `pending until approved: ${proposal}; until ${expires}, owner ${owner}: ${reason}`;
+}
 
 /** The posture as text: one block per environment, one line per control, failures and exceptions spelled out. */
-export function formatPosture(report: TPostureReport): string {
+export function formatPosture(report: TPostureReport, organization = "<organization>"): string {
   const lines: string[] = [];
   const environments = [...new Set(report.results.map((result) => result.environment))];
   const idWidth = Math.max(0, ...report.results.map((result) => result.controlId.length));
@@ -280,6 +329,7 @@ export function formatPosture(report: TPostureReport): string {
     const summary = {
       pass: tally("pass"),
       fail: tally("fail"),
+      pending: tally("pending"),
       excepted: tally("excepted"),
       notApplicable: tally("not-applicable"),
       notEnforced: tally("not-enforced"),
@@ -291,14 +341,9 @@ export function formatPosture(report: TPostureReport): string {
         `  ${STATUS_LABEL[result.status].padEnd(LABEL_WIDTH)}  ${result.controlId.padEnd(idWidth)}  ${result.severity.padEnd(8)}  ${result.title}${enforcement}`,
       );
       const indent = " ".repeat(2 + LABEL_WIDTH + 2 + idWidth + 2);
-      const shown = result.status === "fail" || result.status === "excepted" || result.status === "not-enforced";
+      const shown = result.status !== "pass" && result.status !== "not-applicable";
       for (const message of shown ? result.messages : []) lines.push(`${indent}- ${message}`);
-      if (result.exception !== undefined) {
-        const { owner, reason, expires, approvedBy } = result.exception;
-        lines.push(
-          `${indent}excepted until ${expires}, owner ${owner}${approvedBy === undefined ? "" : `, approved by ${approvedBy}`}: ${reason}`,
-        );
-      }
+      if (result.exception !== undefined) lines.push(`${indent}${describeException(result, organization)}`);
       if (result.expiredException !== undefined)
         lines.push(
           `${indent}exception expired ${result.expiredException.expires} (owner ${result.expiredException.owner}); it no longer applies`,
@@ -310,6 +355,11 @@ export function formatPosture(report: TPostureReport): string {
   for (const exception of report.expiredExceptions) {
     lines.push(
       `expired exception: ${exception.controlId} environment ${JSON.stringify(exception.environment)} expired ${exception.expires} (owner ${exception.owner})`,
+    );
+  }
+  for (const exception of report.pendingExceptions) {
+    lines.push(
+      `pending exception: ${exception.controlId} environment ${JSON.stringify(exception.environment)} until ${exception.expires} (owner ${exception.owner}) awaits approval`,
     );
   }
   for (const exception of report.unusedExceptions) {

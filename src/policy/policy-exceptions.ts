@@ -1,8 +1,12 @@
 // Documented exceptions: a control that fails for an environment, accepted for a while by a named
-// owner for a stated reason. An active exception turns the failure into "excepted" (still listed,
-// with owner, reason and expiry); an expired one no longer applies and is itself reported. There is
-// no way to skip a control silently.
+// owner for a stated reason. The spec proposes an exception; it takes effect only once someone other
+// than its proposer approves it in carehost (carehost exception approve), and each version needs its
+// own approval: a changed reason, expiry, owner or scope is a new exception. An approved, active
+// exception turns the failure into "excepted" (still listed, with owner, reason, expiry and approver);
+// one awaiting approval leaves the control failing, shown as "pending"; an expired one no longer
+// applies and is itself reported. There is no way to skip a control silently.
 import { z } from "zod";
+import { specDigest } from "../spec/spec-digest.js";
 import { ValidationError } from "../lib/errors.js";
 import type { TErrorDetail } from "../lib/errors.js";
 
@@ -20,8 +24,31 @@ export type TPolicyException = {
   readonly reason: string;
   /** ISO date (valid through the end of that day, UTC) or ISO date-time with a zone. */
   readonly expires: string;
-  readonly approvedBy?: string;
 };
+
+/**
+ * What carehost holds about one version of an exception: its proposal (by whoever applied the spec
+ * that introduced it) and, once someone else gave it, the approval. Keyed by exceptionDigest.
+ */
+export type TExceptionApproval = {
+  readonly id: number;
+  readonly proposedBy: string;
+  readonly approvedBy?: string;
+  /** ISO 8601. */
+  readonly approvedAt?: string;
+};
+
+export type TExceptionApprovals = ReadonlyMap<string, TExceptionApproval>;
+
+/** No exception approved: what a verdict without carehost's records (validate, offline) sees. */
+export const NO_APPROVALS: TExceptionApprovals = new Map();
+
+/** One version of an exception: any change to what it covers or says needs a new approval. */
+export const exceptionDigest = ({ controlId, environment, owner, reason, expires }: TPolicyException): string =>
+  specDigest({ controlId, environment, owner, reason, expires });
+
+export const isExceptionApproved = (exception: TPolicyException, approvals: TExceptionApprovals): boolean =>
+  approvals.get(exceptionDigest(exception))?.approvedBy !== undefined;
 
 const requiredText = (field: string) =>
   z
@@ -42,7 +69,9 @@ const PolicyExceptionSchema = z.strictObject({
         error: (issue) => `${JSON.stringify(issue.input)} is not an ISO date (2026-03-31) or date-time with a zone`,
       },
     ),
-  approvedBy: requiredText("approvedBy").optional(),
+  // Revisions recorded before approvals moved into carehost may carry it; it never approved anything
+  // and is ignored (the spec schema refuses it in new specs).
+  approvedBy: z.unknown().optional(),
 });
 
 /** The instant an exception stops applying. A bare date covers that whole day in UTC. */
@@ -92,7 +121,7 @@ export function validatePolicyExceptions(input: unknown, options: TExceptionVali
       }
       return;
     }
-    const exception = parsed.data;
+    const { approvedBy: _ignored, ...exception } = parsed.data;
     const at = (field: keyof TPolicyException, message: string) =>
       details.push({ path: `exceptions[${index}].${field}`, message });
     if (!options.controlIds.has(exception.controlId))

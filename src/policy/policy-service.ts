@@ -1,10 +1,14 @@
 // Runs the control baseline where the issue puts it: over a submitted spec before plan and apply
 // (a mandatory violation refuses them, exit code 3), and over the recorded organizations for
-// `carehost posture`. Live and artifact subjects join when the runtime provides them.
+// `carehost posture`. Live and artifact subjects join when the runtime provides them. The spec's
+// exceptions apply only as far as carehost's approvals (by exception digest) say; without them,
+// every exception is pending and its control fails.
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { POLICY_CATALOG } from "./policy-catalog.js";
 import { assertNoMandatoryViolations, evaluatePolicy } from "./policy-engine.js";
 import type { TPostureReport } from "./policy-engine.js";
+import { NO_APPROVALS } from "./policy-exceptions.js";
+import type { TExceptionApprovals } from "./policy-exceptions.js";
 import type {
   TAnyControl,
   TArtifactSubject,
@@ -27,11 +31,12 @@ export const policyCheckerFactory = ({
   now = () => new Date(),
 }: { controls?: readonly TAnyControl[]; now?: () => Date } = {}) => ({
   /** The posture of one organization's spec. */
-  evaluateSpec: (organization: TOrganizationSpec): TPostureReport =>
+  evaluateSpec: (organization: TOrganizationSpec, approvals: TExceptionApprovals = NO_APPROVALS): TPostureReport =>
     evaluatePolicy({
       controls,
       subjects: { spec: specSubjectsOf(organization) },
       exceptions: organization.policyExceptions,
+      approvals,
       now: now(),
     }),
 
@@ -40,11 +45,13 @@ export const policyCheckerFactory = ({
     organization: TOrganizationSpec,
     runtimeSubjects?: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] },
     platform?: TPlatformEnforcement,
+    approvals: TExceptionApprovals = NO_APPROVALS,
   ): TPostureReport =>
     evaluatePolicy({
       controls,
       subjects: { spec: specSubjectsOf(organization, platform), ...(runtimeSubjects ?? {}) },
       exceptions: organization.policyExceptions,
+      approvals,
       now: now(),
     }),
 
@@ -52,6 +59,7 @@ export const policyCheckerFactory = ({
   assertManifestsCompliant: (
     organization: TOrganizationSpec,
     manifests: readonly TManifestSubject[],
+    approvals: TExceptionApprovals = NO_APPROVALS,
   ): TPostureReport => {
     const report = evaluatePolicy({
       controls: controls.filter((control) => control.subject === "manifest"),
@@ -59,6 +67,7 @@ export const policyCheckerFactory = ({
       exceptions: organization.policyExceptions.filter((exception) =>
         controls.some((control) => control.id === exception.controlId && control.subject === "manifest"),
       ),
+      approvals,
       now: now(),
     });
     assertNoMandatoryViolations(report);
@@ -66,11 +75,15 @@ export const policyCheckerFactory = ({
   },
 
   /** Throws PolicyViolation listing every mandatory violation of the spec. */
-  assertSpecCompliant: (organization: TOrganizationSpec): TPostureReport => {
+  assertSpecCompliant: (
+    organization: TOrganizationSpec,
+    approvals: TExceptionApprovals = NO_APPROVALS,
+  ): TPostureReport => {
     const report = evaluatePolicy({
       controls,
       subjects: { spec: specSubjectsOf(organization) },
       exceptions: organization.policyExceptions,
+      approvals,
       now: now(),
     });
     assertNoMandatoryViolations(report);

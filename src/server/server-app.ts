@@ -14,6 +14,7 @@ import { errorHandler, problemTypeBase, sendProblem } from "./server-errors.js";
 import type { TServerServices } from "./server-services.js";
 import { registerAuditRoutes } from "./routes/audit-routes.js";
 import { registerAuthRoutes } from "./routes/auth-routes.js";
+import { registerExceptionRoutes } from "./routes/exception-routes.js";
 import { registerGitopsRoutes } from "./routes/gitops-routes.js";
 import { registerHealthRoutes } from "./routes/health-routes.js";
 import { registerRecoveryRoutes } from "./routes/recovery-routes.js";
@@ -138,6 +139,7 @@ export const buildServer = async (
   registerAuthRoutes(api, services);
   registerStatusRoutes(api, services);
   registerSpecRoutes(api, services);
+  registerExceptionRoutes(api, services);
   registerAuditRoutes(api, services);
   registerTokenRoutes(api, services);
   registerUserRoutes(api, services);

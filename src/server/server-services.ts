@@ -1,6 +1,7 @@
 import type { TAuditService } from "../audit/audit-service.js";
 import type { TEnvironmentService } from "../environments/environment-service.js";
 import type { TIdentityService } from "../identity/identity-service.js";
+import type { TExceptionService } from "../policy/policy-exception-service.js";
 import type { TSqlClient } from "../store/store-types.js";
 import type { TRecoveryService } from "../backup/recovery-service.js";
 import type { TGitopsService } from "../gitops/gitops-service.js";
@@ -12,6 +13,7 @@ export type TServerServices = {
   readonly db: Pick<TSqlClient, "query">;
   readonly identity: TIdentityService;
   readonly environments: TEnvironmentService;
+  readonly exceptions: TExceptionService;
   readonly audit: TAuditService;
   readonly status: TStatusService;
   readonly secrets: TSecretsAdminService;

@@ -16,6 +16,8 @@ import { environmentServiceFactory } from "../environments/environment-service.j
 import { environmentStoreFactory } from "../environments/environment-store.js";
 import { identityServiceFactory } from "../identity/identity-service.js";
 import { policyCheckerFactory } from "../policy/policy-service.js";
+import { exceptionServiceFactory } from "../policy/policy-exception-service.js";
+import { exceptionStoreFactory } from "../policy/policy-exception-store.js";
 import type { TConfig } from "../lib/config.js";
 import { BOOTSTRAP_PASSWORD_FILE, FINAL_BACKUPS_DIRECTORY } from "../lib/data-dir.js";
 import { systemContext } from "../lib/request-context.js";
@@ -95,6 +97,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     platform: identity.enforcement,
     ...(runtime === undefined ? {} : { runtime, finalBackupDirectory: join(config.home, FINAL_BACKUPS_DIRECTORY) }),
   });
+  const exceptions = exceptionServiceFactory({ store: exceptionStoreFactory(db), audit: log });
   const secretsAdmin = secretsAdminServiceFactory({
     secrets,
     audit: log,
@@ -125,6 +128,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     },
     renderers: RENDERERS,
     policy: policyCheckerFactory(),
+    exceptionApprovals: environmentStore.exceptionApprovals,
     audit: log,
   });
   let url = `http://${config.host}:${config.port}`;
@@ -140,7 +144,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   });
 
   const app = await buildServer(
-    { db, identity, environments, audit, status, secrets: secretsAdmin, gitops, recovery },
+    { db, identity, environments, exceptions, audit, status, secrets: secretsAdmin, gitops, recovery },
     {
       version: carehostVersion,
       logger: {

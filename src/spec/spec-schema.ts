@@ -359,6 +359,9 @@ const EnvironmentSchema = z.strictObject({
   dataSource: DataSourceSchema.optional().describe("For non-production copies: which environment the data comes from."),
 });
 
+export const APPROVED_BY_REFUSED =
+  "an exception is approved in carehost, by someone other than whoever applies the spec that proposes it (carehost exception list, carehost exception approve <organization> <id>); remove approvedBy";
+
 const PolicyExceptionSchema = z.strictObject({
   controlId: patternString(/^CH-[A-Z]{2,5}-\d{3}$/, "is not a control id (CH-<AREA>-NNN)").describe(
     "The control that is accepted to fail, e.g. CH-NET-002.",
@@ -372,7 +375,8 @@ const PolicyExceptionSchema = z.strictObject({
     .string()
     .min(1)
     .describe("ISO date (valid through that day, UTC) or date-time with a zone; at most 366 days ahead."),
-  approvedBy: z.string().trim().min(1).max(200).optional().describe("Who approved it, when it was not the owner."),
+  // Whoever writes the spec could write any name here: approval is given in carehost instead.
+  approvedBy: z.never({ error: APPROVED_BY_REFUSED }).optional().describe(`Not accepted: ${APPROVED_BY_REFUSED}`),
 });
 
 const GitopsSchema = z.strictObject({
@@ -412,7 +416,7 @@ const OrganizationInputSchema = z.strictObject({
     .array(PolicyExceptionSchema)
     .default([])
     .describe(
-      "Documented exceptions to controls: shown as 'excepted' with owner, reason and expiry, audited when added or removed; never a silent skip.",
+      "Documented exceptions to controls, proposed by whoever applies the spec: 'pending' (the control fails) until someone else approves the version in carehost (carehost exception approve), then 'excepted' with owner, reason, expiry and approver; audited; never a silent skip.",
     ),
 });
 

@@ -110,7 +110,7 @@ export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "e
       schema: {
         tags: ["policy"],
         summary:
-          "The control baseline, pass/fail/excepted/not-enforced/not-applicable per environment, for every recorded organization",
+          "The control baseline, pass/fail/pending/excepted/not-enforced/not-applicable per environment, for every recorded organization",
         response: {
           200: z.array(
             z.object({
@@ -120,6 +120,10 @@ export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "e
                   .object({
                     pass: z.number().int(),
                     fail: z.number().int(),
+                    pending: z
+                      .number()
+                      .int()
+                      .describe("failures whose exception awaits approval: failures still, violations when mandatory"),
                     excepted: z.number().int(),
                     notApplicable: z.number().int(),
                     notEnforced: z.number().int(),

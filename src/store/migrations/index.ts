@@ -9,6 +9,7 @@ import { filestoreRunsMigration } from "./0006-filestore-runs.js";
 import { restoreRunsMigration } from "./0007-restore-runs.js";
 import { runProgressMigration } from "./0008-run-progress.js";
 import { roleBindingsMigration } from "./0009-role-bindings.js";
+import { policyExceptionsMigration } from "./0010-policy-exceptions.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
@@ -22,4 +23,5 @@ export const migrations: readonly TMigration[] = [
   restoreRunsMigration,
   runProgressMigration,
   roleBindingsMigration,
+  policyExceptionsMigration,
 ];
