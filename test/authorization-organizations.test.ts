@@ -189,6 +189,18 @@ const cases = (f: TFixture): Record<string, TCase> => {
       a: { url: "/api/drills", body: env(undefined) },
     },
     "GET /api/drills": listing("/api/drills", "backup:read"),
+    "GET /api/exceptions": {
+      kind: "organization",
+      permission: "spec:read",
+      b: [{ url: "/api/exceptions" }, { url: `/api/exceptions?organization=${BETA}` }],
+      a: { url: `/api/exceptions?organization=${ALPHA}` },
+    },
+    "POST /api/exceptions/:organization/:id/approve": {
+      kind: "organization",
+      permission: "change:approve",
+      b: [{ url: `/api/exceptions/${BETA}/1/approve` }],
+      a: { url: `/api/exceptions/${ALPHA}/1/approve` },
+    },
     "GET /api/runs/:kind/:id": runCase(false),
     "GET /api/runs/:kind/:id/events": runCase(true),
   };
