@@ -8,6 +8,8 @@ import { recoveryMigration } from "./0005-recovery.js";
 import { filestoreRunsMigration } from "./0006-filestore-runs.js";
 import { restoreRunsMigration } from "./0007-restore-runs.js";
 import { runProgressMigration } from "./0008-run-progress.js";
+import { loginAttemptsPerSourceMigration } from "./0009-login-attempts-per-source.js";
+import { tokenExpiryMigration } from "./0010-token-expiry.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
@@ -20,4 +22,6 @@ export const migrations: readonly TMigration[] = [
   filestoreRunsMigration,
   restoreRunsMigration,
   runProgressMigration,
+  loginAttemptsPerSourceMigration,
+  tokenExpiryMigration,
 ];
