@@ -21,10 +21,24 @@ export const auditPayloadSchemas = {
     localUsersRefusedBy: z.array(name).max(1000),
   }),
   "auth.login.failed": z.strictObject({ username: name, reason }),
+  /** The first refusal of its audit window; the rest are counted in auth.login.failures. */
   "auth.login.rate_limited": z.strictObject({
     username: name,
-    scope: z.enum(["username", "source"]),
+    scope: z.enum(["source-and-username", "source"]),
     retryAfterSeconds: z.number().int().nonnegative(),
+  }),
+  /**
+   * The failures and refusals of one audit window after its first (which has its own entry): one
+   * source, for one username or (null) across usernames. The entry's source address is theirs.
+   */
+  "auth.login.failures": z.strictObject({
+    username: name.nullable(),
+    failed: bytes,
+    rateLimited: bytes,
+    windowStart: z.string(),
+    windowSeconds: bytes,
+    firstAt: z.string(),
+    lastAt: z.string(),
   }),
   "auth.logout": z.strictObject({ username: name, sessionId: name }),
   "auth.token_rejected": z.strictObject({ tokenId: name, owner: name, reason }),
@@ -41,7 +55,7 @@ export const auditPayloadSchemas = {
   "user.access_revoked": z.strictObject({ username: name, role, organizations: z.array(z.string().max(63)).max(1000) }),
   "user.role_changed": z.strictObject({ username: name, from: role, to: role }),
   "user.disabled": z.strictObject({ username: name, revokedTokenCount: z.number().int().nonnegative() }),
-  "token.created": z.strictObject({ tokenId: name, name, owner: name, expiresAt: z.string().nullable() }),
+  "token.created": z.strictObject({ tokenId: name, name, owner: name, expiresAt: z.string() }),
   "token.revoked": z.strictObject({
     tokenId: name,
     kind: z.enum(["session", "api"]),

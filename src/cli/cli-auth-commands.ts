@@ -79,7 +79,11 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
     .command("create")
     .description("create an API token for yourself; it is shown once")
     .argument("<name>", "what the token is for, e.g. ci-pipeline")
-    .option("--expires-in-days <days>", "expiry", (value) => Number.parseInt(value, 10))
+    .option(
+      "--expires-in-days <days>",
+      "lifetime; the default and the maximum depend on your role (README: API token lifetimes)",
+      (value) => Number.parseInt(value, 10),
+    )
     .option("-o, --output <format>", "text or json", "text")
     .action(async (name: string, options: { expiresInDays?: number; output: TOutputFormat }) => {
       if (options.expiresInDays !== undefined && !Number.isInteger(options.expiresInDays)) {
@@ -87,7 +91,7 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
       }
       const created = await (
         await global.client()
-      ).request<{ id: string; name: string; token: string; expiresAt: string | null }>("POST", "/api/tokens", {
+      ).request<{ id: string; name: string; token: string; expiresAt: string }>("POST", "/api/tokens", {
         name,
         ...(options.expiresInDays === undefined ? {} : { expiresInDays: options.expiresInDays }),
       });
@@ -95,9 +99,7 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
         printJson(created);
         return;
       }
-      printLine(
-        `Token "${created.name}" (id ${created.id}), expires ${created.expiresAt ?? "never"}. It is shown only now:`,
-      );
+      printLine(`Token "${created.name}" (id ${created.id}), expires ${created.expiresAt}. It is shown only now:`);
       printLine(created.token);
     });
   token
@@ -114,7 +116,7 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
           name: string | null;
           kind: string;
           username: string;
-          expiresAt: string | null;
+          expiresAt: string;
           lastUsedAt: string | null;
         }[]
       >("GET", `/api/tokens?all=${options.all === true ? "true" : "false"}`);
@@ -124,7 +126,7 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
       }
       for (const item of tokens) {
         printLine(
-          `${item.id}  ${item.name ?? "(session)"}  ${item.kind}  ${item.username}  expires ${item.expiresAt ?? "never"}  last used ${item.lastUsedAt ?? "never"}`,
+          `${item.id}  ${item.name ?? "(session)"}  ${item.kind}  ${item.username}  expires ${item.expiresAt}  last used ${item.lastUsedAt ?? "never"}`,
         );
       }
     });

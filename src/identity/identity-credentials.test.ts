@@ -86,11 +86,10 @@ describe("identity tokens", () => {
       tokenRejection({ ...base, userDisabledAt: createdAt }, at("2030-01-01T00:01:00Z"), limits),
       "user disabled",
     );
-    // API tokens have no idle timeout and may have no expiry at all.
-    assert.equal(
-      tokenRejection({ ...base, kind: "api", expiresAt: null }, at("2031-01-01T00:00:00Z"), limits),
-      undefined,
-    );
+    // API tokens have no idle timeout, but end at their expiry like sessions.
+    const api = { ...base, kind: "api" as const, expiresAt: at("2030-03-01T00:00:00Z") };
+    assert.equal(tokenRejection(api, at("2030-02-28T23:59:59Z"), limits), undefined);
+    assert.equal(tokenRejection(api, at("2030-03-01T00:00:00Z"), limits), "expired");
   });
 
   it("records use at most once a minute", () => {

@@ -56,6 +56,7 @@ const manualClock = (start = "2030-06-01T08:00:00Z") => {
 };
 
 const seconds = (count: number) => count * 1000;
+const days = (count: number) => count * 86_400_000;
 const minutes = (count: number) => count * 60_000;
 const admin = systemContext("test", "req-admin");
 const meta = { requestId: "req-auth", sourceAddress: "192.0.2.1" };
@@ -240,42 +241,42 @@ forEachStoreKind((kind, createDatabase) => {
       done();
     });
 
-    it("rate limit per username: refuses even the right password, audits it, and lifts after the window", async () => {
+    it("rate limit per source and username: refuses even the right password there, never from elsewhere", async () => {
       const { service, audit, clock, track, newUser, done } = setup({
-        loginLimits: { perUsername: 2, perSourceAddress: 50, windowSeconds: 60 },
+        loginLimits: { perSourceAndUsername: 2, perSource: 50, baseDelaySeconds: 40, windowSeconds: 60 },
       });
       const password = await newUser("rosa", "viewer");
-      for (const address of ["198.51.100.30", "198.51.100.31"]) {
+      for (let guess = 0; guess < 2; guess += 1) {
         await refusal(
-          track(service.login(from(address), { username: "rosa", password: "rosa guessed wrong" })),
+          track(service.login(from("198.51.100.30"), { username: "rosa", password: "rosa guessed wrong" })),
           UnauthenticatedError,
         );
         clock.advance(seconds(10));
       }
-      // The limit is on the account, whichever address asks next.
       const limited = await refusal(
-        track(service.login(from("198.51.100.32"), { username: "Rosa", password })),
+        track(service.login(from("198.51.100.30"), { username: "Rosa", password })),
         RateLimitedError,
       );
-      assert.ok(limited.retryAfterSeconds > 0 && limited.retryAfterSeconds <= 60);
-      assert.equal(limited.retryAfterSeconds, 40);
-      assert.deepEqual(
-        audit.ofType("auth.login.rate_limited").map(({ event }) => [event.outcome, event.target, event.payload]),
-        [["denied", "user:rosa", { username: "rosa", scope: "username", retryAfterSeconds: 40 }]],
-      );
-      // Refused attempts do not extend the window.
-      clock.advance(seconds(39));
-      await refusal(track(service.login(from("198.51.100.32"), { username: "rosa", password })), RateLimitedError);
+      assert.equal(limited.retryAfterSeconds, 30);
+      // Other addresses are not held back, whoever guessed at the account.
+      for (const address of ["198.51.100.31", "198.51.100.32"])
+        secrets.push((await service.login(from(address), { username: "rosa", password })).token);
+      // Refused attempts do not extend the wait.
+      clock.advance(seconds(29));
+      await refusal(track(service.login(from("198.51.100.30"), { username: "rosa", password })), RateLimitedError);
       clock.advance(seconds(1));
-      const session = await service.login(from("198.51.100.32"), { username: "rosa", password });
-      secrets.push(session.token);
+      secrets.push((await service.login(from("198.51.100.30"), { username: "rosa", password })).token);
+      assert.deepEqual(
+        audit.ofType("auth.login.failed").map(({ event }) => [event.outcome, event.target, event.payload]),
+        [["failure", "user:rosa", { username: "rosa", reason: "wrong password" }]],
+      );
       assertAccepted(audit);
       done();
     });
 
-    it("rate limit per source address: guesses across usernames, other addresses unaffected", async () => {
+    it("rate limit per source address: a spray across usernames is refused, and audited once per window", async () => {
       const { service, audit, clock, track, newUser, done } = setup({
-        loginLimits: { perUsername: 50, perSourceAddress: 3, windowSeconds: 120 },
+        loginLimits: { perSourceAndUsername: 50, perSource: 3, baseDelaySeconds: 120, windowSeconds: 120 },
       });
       const password = await newUser("sven", "viewer");
       for (const username of ["sara", "sam", "sid"]) {
@@ -284,18 +285,43 @@ forEachStoreKind((kind, createDatabase) => {
           UnauthenticatedError,
         );
       }
-      const limited = await refusal(
-        track(service.login(from("203.0.113.66"), { username: "sven", password })),
-        RateLimitedError,
-      );
-      assert.equal(limited.retryAfterSeconds, 120);
+      for (const username of ["sven", "sue", "saul", "sean", "sonja"]) {
+        const limited = await refusal(
+          track(service.login(from("203.0.113.66"), { username, password })),
+          RateLimitedError,
+        );
+        assert.equal(limited.retryAfterSeconds, 120);
+      }
       assert.deepEqual(
-        audit.ofType("auth.login.rate_limited").map(({ event }) => event.payload),
-        [{ username: "sven", scope: "source", retryAfterSeconds: 120 }],
+        audit.ofType("auth.login.rate_limited").map(({ event }) => [event.target, event.payload]),
+        [["source:203.0.113.66", { username: "sven", scope: "source", retryAfterSeconds: 120 }]],
       );
+      assert.equal(audit.ofType("auth.login.failed").length, 3);
       secrets.push((await service.login(from("203.0.113.67"), { username: "sven", password })).token);
       clock.advance(seconds(120));
       secrets.push((await service.login(from("203.0.113.66"), { username: "sven", password })).token);
+      // The suite shares one database: the sweep may also close other tests' windows, so look at this source's.
+      assert.deepEqual(
+        audit
+          .ofType("auth.login.failures")
+          .filter(({ ctx }) => ctx.sourceAddress === "203.0.113.66")
+          .map(({ ctx, event }) => [ctx.sourceAddress, event.target, event.payload]),
+        [
+          [
+            "203.0.113.66",
+            "source:203.0.113.66",
+            {
+              username: null,
+              failed: 0,
+              rateLimited: 4,
+              windowStart: "2030-06-01T08:00:00.000Z",
+              windowSeconds: 120,
+              firstAt: "2030-06-01T08:00:00.000Z",
+              lastAt: "2030-06-01T08:00:00.000Z",
+            },
+          ],
+        ],
+      );
       assertAccepted(audit);
       done();
     });
@@ -370,8 +396,9 @@ forEachStoreKind((kind, createDatabase) => {
       const daily = await service.createToken(ctx, { name: "daily", expiresInDays: 1 });
       secrets.push(forever.token, daily.token);
       assert.equal(idOf(forever.token), forever.id);
-      assert.equal(forever.expiresAt, null);
-      assert.equal(daily.expiresAt?.getTime(), clock.now().getTime() + minutes(24 * 60));
+      // Nothing asked: an auditor's token lives the role's default of 90 days.
+      assert.equal(forever.expiresAt.getTime(), clock.now().getTime() - seconds(1) + days(90));
+      assert.equal(daily.expiresAt.getTime(), clock.now().getTime() + minutes(24 * 60));
       await refusal(track(service.createToken(ctx, { name: "evidence export" })), ConflictError);
 
       const listed = await service.listTokens(ctx);
@@ -430,6 +457,44 @@ forEachStoreKind((kind, createDatabase) => {
         [{ tokenId: forever.id, kind: "api", name: "evidence export", owner: "vera" }],
       );
       assertAccepted(audit);
+      done();
+    });
+
+    it("API tokens: each role has a default lifetime and a maximum, refused by name beyond it", async () => {
+      const { service, clock, track, signIn, done } = setup();
+      const expected: Record<TRole, { default: number; max: number }> = {
+        "platform-admin": { default: 30, max: 90 },
+        operator: { default: 30, max: 90 },
+        approver: { default: 30, max: 90 },
+        auditor: { default: 90, max: 365 },
+        viewer: { default: 90, max: 365 },
+      };
+      for (const role of roles) {
+        const { ctx } = await signIn(`life-${role}`, role);
+        const lifetime = expected[role];
+        const byDefault = await service.createToken(ctx, { name: "default" });
+        const longest = await service.createToken(ctx, { name: "longest", expiresInDays: lifetime.max });
+        secrets.push(byDefault.token, longest.token);
+        assert.equal(byDefault.expiresAt.getTime(), clock.now().getTime() + days(lifetime.default), role);
+        assert.equal(longest.expiresAt.getTime(), clock.now().getTime() + days(lifetime.max), role);
+        const tooLong = await refusal(
+          track(service.createToken(ctx, { name: "too long", expiresInDays: lifetime.max + 1 })),
+          ValidationError,
+        );
+        assert.equal(
+          tooLong.message,
+          `expiresInDays ${lifetime.max + 1} is more than the ${lifetime.max} days an API token of a ${role} may live`,
+        );
+        assert.deepEqual(tooLong.details, [
+          { path: "expiresInDays", message: `at most ${lifetime.max} for the role ${role}` },
+        ]);
+        // Past its expiry a token is refused like any other bad credential.
+        clock.advance(days(lifetime.default) - 1);
+        await service.authenticate(byDefault.token, meta);
+        clock.advance(1);
+        await refusal(track(service.authenticate(byDefault.token, meta)), UnauthenticatedError);
+        await service.authenticate(longest.token, meta);
+      }
       done();
     });
 
@@ -653,6 +718,7 @@ forEachStoreKind((kind, createDatabase) => {
         "auth.login.succeeded",
         "auth.login.failed",
         "auth.login.rate_limited",
+        "auth.login.failures",
         "auth.logout",
         "auth.token_rejected",
         "user.created",

@@ -3,6 +3,9 @@ import { describe, it } from "node:test";
 import { forEachStoreKind, type TTestDatabase } from "../../test/test-databases.js";
 import { ConflictError, ForbiddenError, RateLimitedError, UnauthenticatedError } from "../lib/errors.js";
 import { systemContext, type TRequestContext, type TRole } from "../lib/request-context.js";
+import { migrations } from "../store/migrations/index.js";
+import { tokenExpiryMigration } from "../store/migrations/0012-token-expiry.js";
+import { migrate } from "../store/store-migrate.js";
 import type { TSqlClient } from "../store/store-types.js";
 import { identityServiceFactory } from "./identity-service.js";
 import type { TAuditAppend, TLoginLimits, TSessionLimits } from "./identity-types.js";
@@ -17,10 +20,18 @@ type TRecordedEvent = {
 
 const recordingAudit = () => {
   const events: TRecordedEvent[] = [];
+  /** Event types the log refuses for now, as a real log does when its database is unreachable. */
+  const refusing = new Set<string>();
   const append: TAuditAppend = async (ctx, event) => {
+    if (refusing.has(event.type)) throw new Error(`audit log unavailable for ${event.type}`);
     events.push({ ctx, event });
   };
-  return { events, append, ofType: (type: string) => events.filter((recorded) => recorded.event.type === type) };
+  return {
+    events,
+    append,
+    refusing,
+    ofType: (type: string) => events.filter((recorded) => recorded.event.type === type),
+  };
 };
 
 /** A clock the test moves by hand, so expiry and rate-limit windows are exact. */
@@ -170,44 +181,89 @@ forEachStoreKind((kind, createDatabase) => {
         assertNoSecretsIn(audit.events, [strongPassword, "not the password", login.token]);
       }));
 
-    it("rate limits failures per username, audits it, and lifts the limit after the window", () =>
+    it("slows one source's guesses at a username with a doubling wait, and never locks the owner out", () =>
       withIdentity(createDatabase, {}, async (service, { audit, clock }) => {
         await service.createUser(admin, {
           username: "bob",
-          role: "viewer",
           organizations: ["*"],
+          role: "platform-admin",
           password: strongPassword,
         });
-        for (let attempt = 0; attempt < 5; attempt += 1) {
-          await assert.rejects(
-            service.login(anonymous(), { username: "bob", password: `guess number ${attempt}` }),
+        const attacker = anonymous("203.0.113.66");
+        const guess = (attempt: number) =>
+          assert.rejects(
+            service.login(attacker, { username: "bob", password: `guess ${attempt}` }),
             UnauthenticatedError,
           );
-          clock.advance(minutes(1));
+        for (let attempt = 0; attempt < 5; attempt += 1) {
+          clock.advance(1000);
+          await guess(attempt);
         }
-        // Even the right password is refused while the limit holds.
+        // Even the right password waits at the attacker's address, 30 s after its last failure...
+        clock.advance(1000);
         const limited = await service
-          .login(anonymous(), { username: "BOB", password: strongPassword })
+          .login(attacker, { username: "BOB", password: strongPassword })
           .catch((error: unknown) => error);
         assert.ok(limited instanceof RateLimitedError);
-        assert.equal(limited.retryAfterSeconds, 10 * 60);
-        const [rateLimited] = audit.ofType("auth.login.rate_limited");
-        assert.deepEqual(rateLimited!.event, {
-          type: "auth.login.rate_limited",
-          outcome: "denied",
-          target: "user:bob",
-          payload: { username: "bob", scope: "username", retryAfterSeconds: 600 },
-        });
-        clock.advance(minutes(10));
-        await service.login(anonymous(), { username: "bob", password: strongPassword });
+        assert.equal(limited.retryAfterSeconds, 29);
+        // ...while the owner, from an address that has not failed, signs in at once.
+        await service.login(anonymous("198.51.100.20"), { username: "bob", password: strongPassword });
+
+        // Each further failure doubles the wait: 30 s, 60 s, 120 s.
+        for (const wait of [60, 120]) {
+          clock.advance(29_000);
+          await guess(wait);
+          const next = await service
+            .login(attacker, { username: "bob", password: "another guess" })
+            .catch((error: unknown) => error);
+          assert.ok(next instanceof RateLimitedError);
+          assert.equal(next.retryAfterSeconds, wait);
+          clock.advance(wait * 1000 - 29_000);
+        }
+        clock.advance(29_000);
+        // The wait over, the right password gets in from there too, and starts that count again.
+        await service.login(attacker, { username: "bob", password: strongPassword });
+        await guess(8);
+        assert.deepEqual(audit.ofType("auth.login.rate_limited").length, 0, "refusals inside a window are summarised");
       }));
 
-    it("starts a username's count again after a success", () =>
-      withIdentity(createDatabase, { loginLimits: { perUsername: 3 } }, async (service) => {
+    it("caps the wait, and counts a failure only for its window", () =>
+      withIdentity(
+        createDatabase,
+        { loginLimits: { perSourceAndUsername: 1, baseDelaySeconds: 100, maxDelaySeconds: 250, windowSeconds: 600 } },
+        async (service, { clock }) => {
+          await service.createUser(admin, {
+            username: "bert",
+            organizations: ["*"],
+            role: "viewer",
+            password: strongPassword,
+          });
+          const attempt = () =>
+            service
+              .login(anonymous(), { username: "bert", password: "not it at all" })
+              .catch((error: unknown) => error);
+          const waits: number[] = [];
+          for (let round = 0; round < 3; round += 1) {
+            assert.ok((await attempt()) instanceof UnauthenticatedError);
+            const refused = await attempt();
+            assert.ok(refused instanceof RateLimitedError);
+            waits.push(refused.retryAfterSeconds);
+            clock.advance(refused.retryAfterSeconds * 1000);
+          }
+          assert.deepEqual(waits, [100, 200, 250]);
+          // 600 s after the last failure none counts any more: the next failure is the first again.
+          clock.advance(600_000);
+          assert.ok((await attempt()) instanceof UnauthenticatedError);
+          assert.equal(((await attempt()) as RateLimitedError).retryAfterSeconds, 100);
+        },
+      ));
+
+    it("starts a source's count for a username again after a success", () =>
+      withIdentity(createDatabase, { loginLimits: { perSourceAndUsername: 3 } }, async (service) => {
         await service.createUser(admin, {
           username: "carol",
-          role: "viewer",
           organizations: ["*"],
+          role: "viewer",
           password: strongPassword,
         });
         const fail = () =>
@@ -224,11 +280,11 @@ forEachStoreKind((kind, createDatabase) => {
       }));
 
     it("rate limits failures per source address, and a success does not reset that count", () =>
-      withIdentity(createDatabase, { loginLimits: { perSourceAddress: 3 } }, async (service, { audit }) => {
+      withIdentity(createDatabase, { loginLimits: { perSource: 3 } }, async (service, { audit }) => {
         await service.createUser(admin, {
           username: "dave",
-          role: "viewer",
           organizations: ["*"],
+          role: "viewer",
           password: strongPassword,
         });
         await assert.rejects(
@@ -250,7 +306,8 @@ forEachStoreKind((kind, createDatabase) => {
         );
         // Another address is not affected.
         await service.login(anonymous("198.51.100.9"), { username: "dave", password: strongPassword });
-        assert.equal(audit.ofType("auth.login.rate_limited")[0]!.event.payload.scope, "source");
+        const [refusal] = audit.ofType("auth.login.rate_limited");
+        assert.deepEqual([refusal!.event.target, refusal!.event.payload.scope], ["source:203.0.113.7", "source"]);
       }));
 
     it("holds the limit when a burst of guesses arrives at several replicas at once", async () => {
@@ -278,6 +335,99 @@ forEachStoreKind((kind, createDatabase) => {
         await database.dispose();
       }
     });
+
+    it("audits the first failure of a window on its own and the rest in one summary per window", () =>
+      withIdentity(
+        createDatabase,
+        { loginLimits: { perSourceAndUsername: 3, perSource: 50, baseDelaySeconds: 10, windowSeconds: 600 } },
+        async (service, { audit, clock, client }) => {
+          await service.createUser(admin, {
+            username: "carl",
+            organizations: ["*"],
+            role: "viewer",
+            password: strongPassword,
+          });
+          const attacker = "203.0.113.99";
+          const attempt = (sourceAddress: string, username: string, password = "a wrong password") =>
+            service.login(anonymous(sourceAddress), { username, password }).catch((error: unknown) => error);
+          for (let guess = 0; guess < 3; guess += 1)
+            assert.ok((await attempt(attacker, "carl")) instanceof UnauthenticatedError);
+          for (let refused = 0; refused < 4; refused += 1)
+            assert.ok((await attempt(attacker, "carl")) instanceof RateLimitedError);
+          clock.advance(10_000);
+          assert.ok((await attempt(attacker, "carl")) instanceof UnauthenticatedError);
+          // Another username from the attacker, and the owner mistyping elsewhere, are windows of their own.
+          assert.ok((await attempt(attacker, "nobody")) instanceof UnauthenticatedError);
+          assert.ok((await attempt("198.51.100.20", "carl")) instanceof UnauthenticatedError);
+          const failed = () =>
+            audit.ofType("auth.login.failed").map(({ ctx, event }) => [ctx.sourceAddress, event.payload.username]);
+          assert.deepEqual(failed(), [
+            [attacker, "carl"],
+            [attacker, "nobody"],
+            ["198.51.100.20", "carl"],
+          ]);
+          assert.deepEqual(audit.ofType("auth.login.rate_limited"), []);
+          assert.equal(await service.summariseLoginFailures(), 0, "no window has closed yet");
+
+          // The next sign-in after the window closes writes its summary.
+          clock.advance(600_000);
+          await service.login(anonymous("192.0.2.50"), { username: "carl", password: strongPassword });
+          const summaries = audit.ofType("auth.login.failures");
+          assert.deepEqual(
+            summaries.map(({ ctx, event }) => [
+              ctx.actor,
+              ctx.sourceAddress,
+              event.outcome,
+              event.target,
+              event.payload,
+            ]),
+            [
+              [
+                { kind: "system", name: "login-monitor" },
+                attacker,
+                "failure",
+                "user:carl",
+                {
+                  username: "carl",
+                  failed: 3,
+                  rateLimited: 4,
+                  windowStart: "2030-01-01T00:00:00.000Z",
+                  windowSeconds: 600,
+                  firstAt: "2030-01-01T00:00:00.000Z",
+                  lastAt: "2030-01-01T00:00:10.000Z",
+                },
+              ],
+            ],
+          );
+          assert.equal(await service.summariseLoginFailures(), 0, "nothing is summarised twice");
+          // The attempts that no longer count are gone from the table; the audit log keeps their record.
+          const { rows } = await client.query<{ count: number }>(
+            "SELECT count(*)::int AS count FROM login_attempts WHERE attempted_at < $1",
+            [new Date("2030-01-01T00:01:00Z")],
+          );
+          assert.equal(rows[0]!.count, 0);
+        },
+      ));
+
+    it("keeps a summary the audit log refused for the next sweep", () =>
+      withIdentity(
+        createDatabase,
+        { loginLimits: { perSourceAndUsername: 50, windowSeconds: 60 } },
+        async (service, { audit, clock }) => {
+          for (let guess = 0; guess < 4; guess += 1) {
+            await assert.rejects(service.login(anonymous(), { username: "dora", password: "not the one" }));
+          }
+          clock.advance(60_000);
+          audit.refusing.add("auth.login.failures");
+          await assert.rejects(service.summariseLoginFailures(), /audit log unavailable/);
+          audit.refusing.clear();
+          assert.equal(await service.summariseLoginFailures(), 1);
+          assert.deepEqual(
+            audit.ofType("auth.login.failures").map(({ event }) => [event.payload.failed, event.payload.rateLimited]),
+            [[3, 0]],
+          );
+        },
+      ));
 
     it("creates an API token shown once, authenticates with it, and refuses it once revoked", () =>
       withIdentity(createDatabase, {}, async (service, { audit, client }) => {
@@ -325,6 +475,46 @@ forEachStoreKind((kind, createDatabase) => {
           owner: "ivan",
         });
         assertNoSecretsIn(audit.events, [strongPassword, session.token, created.token, tokenSecret(created.token)]);
+      }));
+
+    it("gives API tokens issued before lifetimes existed their role's default one, on upgrade", () =>
+      withIdentity(createDatabase, {}, async (service, { client }) => {
+        const { user: ops } = await service.createUser(admin, {
+          username: "olaf",
+          organizations: ["*"],
+          role: "operator",
+          password: strongPassword,
+        });
+        const { user: reader } = await service.createUser(admin, {
+          username: "rhea",
+          organizations: ["*"],
+          role: "viewer",
+          password: strongPassword,
+        });
+        // The database as the previous release left it: expires_at optional, the token-expiry migration not applied.
+        await client.exec("ALTER TABLE auth_tokens ALTER COLUMN expires_at DROP NOT NULL");
+        await client.query("DELETE FROM schema_migrations WHERE id = $1", [tokenExpiryMigration.id]);
+        for (const [id, userId] of [
+          ["a".repeat(24), ops.id],
+          ["b".repeat(24), reader.id],
+        ] as const) {
+          await client.query(
+            `INSERT INTO auth_tokens (id, user_id, kind, name, secret_sha256, created_at, created_from, expires_at)
+             VALUES ($1, $2, 'api', 'old', $3, $4, 'test', NULL)`,
+            [id, userId, "0".repeat(64), new Date("2020-01-01T00:00:00Z")],
+          );
+        }
+        const before = Date.now();
+        assert.deepEqual(await migrate(client, migrations), { applied: [`${tokenExpiryMigration.id}-token-expiry`] });
+        const { rows } = await client.query<{ id: string; expires_at: Date }>(
+          "SELECT id, expires_at FROM auth_tokens ORDER BY id",
+        );
+        const daysFromUpgrade = rows.map((row) => Math.round((row.expires_at.getTime() - before) / 86_400_000));
+        assert.deepEqual(daysFromUpgrade, [30, 90]);
+        await assert.rejects(
+          client.query("UPDATE auth_tokens SET expires_at = NULL WHERE id = $1", ["a".repeat(24)]),
+          /null/i,
+        );
       }));
 
     it("refuses unknown, malformed and tampered tokens with one neutral message", () =>

@@ -9,7 +9,14 @@ import {
   UnauthenticatedError,
   ValidationError,
 } from "../lib/errors.js";
-import { ALL_ORGANIZATIONS, actorName, roles, type TRequestContext, type TRole } from "../lib/request-context.js";
+import {
+  ALL_ORGANIZATIONS,
+  actorName,
+  roles,
+  systemContext,
+  type TRequestContext,
+  type TRole,
+} from "../lib/request-context.js";
 import { DNS_LABEL_PATTERN } from "../spec/spec-formats.js";
 import type { TSqlClient } from "../store/store-types.js";
 import {
@@ -21,10 +28,12 @@ import {
   verifyPassword,
 } from "./identity-passwords.js";
 import { authorize } from "./identity-permissions.js";
-import { identityStoreFactory, type TStoredUser } from "./identity-store.js";
+import { defaultLoginLimits } from "./identity-login-limits.js";
+import { identityStoreFactory, type TLoginFailureSummary, type TStoredUser } from "./identity-store.js";
 import { BOOTSTRAP_ADMIN, identityRulesOf, platformEnforcementOf } from "./identity-rules.js";
 import type { TIdentityRules, TOrganizationIdentityRules } from "./identity-rules.js";
 import {
+  apiTokenLifetimeDays,
   lastUsedPrecisionMs,
   mintToken,
   parseToken,
@@ -54,7 +63,6 @@ type TIdentityServiceDeps = {
   organizationRules?: () => Promise<readonly TOrganizationIdentityRules[]>;
 };
 
-export const defaultLoginLimits: TLoginLimits = { perUsername: 5, perSourceAddress: 20, windowSeconds: 15 * 60 };
 export const defaultSessionLimits: TSessionLimits = { absoluteHours: 12, idleMinutes: 30 };
 
 // The same words for every refusal, so a caller cannot tell an unknown user from a wrong
@@ -65,7 +73,6 @@ const tokenRefused = "invalid or expired credentials";
 const usernamePattern = /^[a-z][a-z0-9._-]{1,63}$/;
 const tokenNamePattern = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
 const tokenIdPattern = /^[0-9a-f]{24}$/;
-const maxTokenDays = 3650;
 
 const normalizeUsername = (username: string): string => username.trim().toLowerCase();
 
@@ -158,23 +165,72 @@ export const identityServiceFactory = ({
     return ctx.actor;
   };
 
-  type TIssuedToken = { id: string; token: string; name: string; createdAt: Date; expiresAt: Date | null };
+  const recordSummary = (summary: TLoginFailureSummary) =>
+    record(
+      { ...systemContext("login-monitor"), sourceAddress: summary.sourceAddress },
+      "auth.login.failures",
+      "failure",
+      summary.username === null ? `source:${summary.sourceAddress}` : userTarget(summary.username),
+      {
+        username: summary.username,
+        failed: summary.failed,
+        rateLimited: summary.rateLimited,
+        windowStart: summary.windowStart.toISOString(),
+        windowSeconds: limits.windowSeconds,
+        firstAt: summary.firstAt.toISOString(),
+        lastAt: summary.lastAt.toISOString(),
+      },
+    );
+
+  /**
+   * One audit entry per closed window for the attempts that were not audited on their own. Run at
+   * every sign-in and by the server's timer, so a window closes in the log even once guessing stops.
+   * A summary the log refuses goes back to wait for the next sweep; nothing is counted twice.
+   */
+  const summariseLoginFailures = async (at: Date): Promise<number> => {
+    const summaries = await store.claimClosedLoginWindows(at, limits.windowSeconds);
+    for (const [index, summary] of summaries.entries()) {
+      try {
+        await recordSummary(summary);
+      } catch (error) {
+        for (const unwritten of summaries.slice(index)) await store.unclaimLoginWindow(unwritten);
+        throw error;
+      }
+    }
+    await store.forgetOldLoginAttempts(at, limits.windowSeconds);
+    return summaries.length;
+  };
+
+  type TIssuedToken = { id: string; token: string; name: string; createdAt: Date; expiresAt: Date };
+
+  /** Days a new API token of `role` lives: the role's default, or what was asked within its maximum. */
+  const tokenLifetimeDays = (role: TRole, asked: number | undefined): number => {
+    const lifetime = apiTokenLifetimeDays[role];
+    if (asked === undefined) return lifetime.default;
+    if (!Number.isInteger(asked) || asked < 1) {
+      throw new ValidationError("expiresInDays must be a whole number of days, at least 1", [
+        { path: "expiresInDays", message: `got ${String(asked)}` },
+      ]);
+    }
+    if (asked > lifetime.max) {
+      throw new ValidationError(
+        `expiresInDays ${asked} is more than the ${lifetime.max} days an API token of a ${role} may live`,
+        [{ path: "expiresInDays", message: `at most ${lifetime.max} for the role ${role}` }],
+      );
+    }
+    return asked;
+  };
 
   /** Mints an API token for `owner`; the secret is in the result once and never again. */
   const issueApiToken = async (
     ctx: TRequestContext,
-    owner: { userId: string; username: string },
+    owner: { userId: string; username: string; role: TRole },
     input: { name: string; expiresInDays?: number },
   ): Promise<TIssuedToken> => {
     checkTokenName(input.name);
-    const days = input.expiresInDays;
-    if (days !== undefined && !(Number.isInteger(days) && days >= 1 && days <= maxTokenDays)) {
-      throw new ValidationError(`expiresInDays must be a whole number from 1 to ${maxTokenDays}`, [
-        { path: "expiresInDays", message: `got ${String(days)}` },
-      ]);
-    }
+    const days = tokenLifetimeDays(owner.role, input.expiresInDays);
     const createdAt = now();
-    const expiresAt = days === undefined ? null : new Date(createdAt.getTime() + days * 86_400_000);
+    const expiresAt = new Date(createdAt.getTime() + days * 86_400_000);
     const minted = mintToken();
     const inserted = await store.insertToken({
       id: minted.id,
@@ -192,7 +248,7 @@ export const identityServiceFactory = ({
       tokenId: minted.id,
       name: input.name,
       owner: owner.username,
-      expiresAt: expiresAt?.toISOString() ?? null,
+      expiresAt: expiresAt.toISOString(),
     });
     return { id: minted.id, token: minted.token, name: input.name, createdAt, expiresAt };
   };
@@ -233,7 +289,7 @@ export const identityServiceFactory = ({
       if (options.cliTokenName === undefined) return { created: true, username: "admin", password };
       const cliToken = await issueApiToken(
         ctx,
-        { userId: admin.id, username: admin.username },
+        { userId: admin.id, username: admin.username, role: admin.role },
         { name: options.cliTokenName },
       );
       return { created: true, username: "admin", password, cliToken };
@@ -248,14 +304,22 @@ export const identityServiceFactory = ({
       // People sometimes type their password into the username field: only a well-formed
       // username is written to the attempts table and the audit log.
       const username = usernamePattern.test(normalized) ? normalized : "(invalid username)";
+      await summariseLoginFailures(at);
       const reservation = await store.reserveLoginAttempt({ username, sourceAddress: ctx.sourceAddress, at, limits });
       if (reservation.limited) {
-        await record(ctx, "auth.login.rate_limited", "denied", userTarget(username), {
-          username,
-          scope: reservation.scope,
-          retryAfterSeconds: reservation.retryAfterSeconds,
-        });
-        throw new RateLimitedError("too many failed log-in attempts; try again later", reservation.retryAfterSeconds);
+        if (reservation.audit === "record") {
+          await record(
+            ctx,
+            "auth.login.rate_limited",
+            "denied",
+            reservation.scope === "source" ? `source:${ctx.sourceAddress}` : userTarget(username),
+            { username, scope: reservation.scope, retryAfterSeconds: reservation.retryAfterSeconds },
+          );
+        }
+        throw new RateLimitedError(
+          "too many failed sign-in attempts from this address; try again later",
+          reservation.retryAfterSeconds,
+        );
       }
       const user = username === normalized ? await store.findUserByUsername(username) : undefined;
       const hash = user && !user.disabled ? user.passwordHash : null;
@@ -269,7 +333,15 @@ export const identityServiceFactory = ({
             : !user.passwordHash
               ? "no password set"
               : "wrong password";
-        await record(ctx, "auth.login.failed", "failure", userTarget(username), { username, reason });
+        const filed = await store.settleLoginFailure({
+          attemptId: reservation.attemptId,
+          username,
+          sourceAddress: ctx.sourceAddress,
+          at,
+          windowSeconds: limits.windowSeconds,
+        });
+        if (filed === "record")
+          await record(ctx, "auth.login.failed", "failure", userTarget(username), { username, reason });
         throw new UnauthenticatedError(loginRefused);
       }
       const rules = await rulesNow();
@@ -521,6 +593,9 @@ export const identityServiceFactory = ({
         (token) => tokenRejection({ ...token, revokedAt: null, userDisabledAt: null }, at, session) === undefined,
       );
     },
+
+    /** Writes the summaries of sign-in failure windows that have closed; the number written. */
+    summariseLoginFailures: () => summariseLoginFailures(now()),
 
     /** What carehost's sign-in enforces right now, for the identity controls of the posture. */
     enforcement: async () => platformEnforcementOf(await rulesNow()),

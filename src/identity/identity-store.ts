@@ -1,6 +1,7 @@
 import { ALL_ORGANIZATIONS, type TRole, type TRoleBinding } from "../lib/request-context.js";
 import { randomUUID } from "node:crypto";
 import type { TSqlClient, TSqlExecutor } from "../store/store-types.js";
+import { loginWaitSeconds, type TFailureCount } from "./identity-login-limits.js";
 import type { TLoginLimits, TTokenInfo, TTokenKind, TUser } from "./identity-types.js";
 
 // SQL for users, their role bindings, tokens and log-in attempts. No authorization here: the service decides who may
@@ -47,7 +48,7 @@ export type TStoredToken = {
   readonly name: string | null;
   readonly secretSha256: string;
   readonly createdAt: Date;
-  readonly expiresAt: Date | null;
+  readonly expiresAt: Date;
   readonly lastUsedAt: Date | null;
   readonly revokedAt: Date | null;
   readonly user: {
@@ -60,7 +61,13 @@ export type TStoredToken = {
 
 export type TLoginReservation =
   | { readonly limited: false; readonly attemptId: number }
-  | { readonly limited: true; readonly scope: "username" | "source"; readonly retryAfterSeconds: number };
+  | {
+      readonly limited: true;
+      readonly scope: "source-and-username" | "source";
+      readonly retryAfterSeconds: number;
+      /** Whether this refusal is audited on its own or counted in its window's summary. */
+      readonly audit: "record" | "summarise";
+    };
 
 // The organizations of the user's active bindings ride along with every user read.
 const userColumns = `id, username, role, password_hash, created_at, created_by, disabled_at,
@@ -101,26 +108,51 @@ const bindOrganizations = async (
 
 const isUniqueViolation = (error: unknown): boolean => (error as { code?: unknown })?.code === "23505";
 
-// Two-key advisory locks: namespace 1 for usernames, 2 for source addresses. Every caller takes
-// the username lock before the source lock, so two log-ins can never wait on each other in a cycle.
-const lockLoginKey = (tx: TSqlExecutor, namespace: 1 | 2, value: string) =>
-  tx.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [namespace, value]);
+// Every sign-in limit and audit window is keyed by the source address, so one lock per source
+// serialises all the counting for it (namespace 2, as before: 1 was the per-username lock).
+const lockSource = (tx: TSqlExecutor, sourceAddress: string) =>
+  tx.query("SELECT pg_advisory_xact_lock(2, hashtext($1))", [sourceAddress]);
+
+const failureCount = async (tx: TSqlExecutor, sql: string, params: unknown[]): Promise<TFailureCount> => {
+  const { rows } = await tx.query<{ failures: number; last_failure_at: Date | null }>(
+    `SELECT count(*)::int AS failures, max(attempted_at) AS last_failure_at FROM login_attempts WHERE outcome = 'failed' AND ${sql}`,
+    params as never[],
+  );
+  return { failures: rows[0]!.failures, lastFailureAt: rows[0]!.last_failure_at };
+};
 
 /**
- * The newest failure that still keeps the limit in force, if any: the limit lifts once the
- * `limit`-th most recent failure leaves the window.
+ * Files an attempt under the audit window of its key (source address, and the username or NULL):
+ * the first attempt of a window is audited on its own and opens the window, the rest wait for the
+ * window's summary. Call with the source's lock held.
  */
-const limitingFailure = async (
+const fileForAudit = async (
   tx: TSqlExecutor,
-  sql: string,
-  params: unknown[],
-  limit: number,
-): Promise<Date | undefined> => {
-  const { rows } = await tx.query<{ attempted_at: Date }>(
-    `${sql} ORDER BY attempted_at DESC OFFSET $${params.length + 1} LIMIT 1`,
-    [...(params as never[]), limit - 1],
+  attempt: { id: number; sourceAddress: string; auditUsername: string | null; at: Date; windowSeconds: number },
+): Promise<"record" | "summarise"> => {
+  const { rows } = await tx.query<{ window_start: Date | null }>(
+    `SELECT max(audit_window_start) AS window_start FROM login_attempts
+      WHERE source_address = $1 AND audit_username IS NOT DISTINCT FROM $2 AND audit_window_start > $3`,
+    [attempt.sourceAddress, attempt.auditUsername, new Date(attempt.at.getTime() - attempt.windowSeconds * 1000)],
   );
-  return rows[0]?.attempted_at;
+  const openWindow = rows[0]?.window_start ?? null;
+  await tx.query(
+    "UPDATE login_attempts SET audit_state = $2, audit_username = $3, audit_window_start = $4 WHERE id = $1",
+    [attempt.id, openWindow ? "pending" : "recorded", attempt.auditUsername, openWindow ?? attempt.at],
+  );
+  return openWindow ? "summarise" : "record";
+};
+
+/** The attempts of one closed audit window that were not audited on their own. */
+export type TLoginFailureSummary = {
+  readonly sourceAddress: string;
+  /** Null: refusals of a source limited across usernames. */
+  readonly username: string | null;
+  readonly windowStart: Date;
+  readonly failed: number;
+  readonly rateLimited: number;
+  readonly firstAt: Date;
+  readonly lastAt: Date;
 };
 
 export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction">) => ({
@@ -289,7 +321,7 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
     secretSha256: string;
     createdAt: Date;
     createdFrom: string;
-    expiresAt: Date | null;
+    expiresAt: Date;
   }): Promise<"created" | "name-taken"> => {
     try {
       await db.query(
@@ -320,7 +352,7 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
       name: string | null;
       secret_sha256: string;
       created_at: Date;
-      expires_at: Date | null;
+      expires_at: Date;
       last_used_at: Date | null;
       revoked_at: Date | null;
       user_id: string;
@@ -374,12 +406,12 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
       name: string | null;
       username: string;
       created_at: Date;
-      expires_at: Date | null;
+      expires_at: Date;
       last_used_at: Date | null;
     }>(
       `SELECT t.id, t.kind, t.name, u.username, t.created_at, t.expires_at, t.last_used_at
          FROM auth_tokens t JOIN users u ON u.id = t.user_id
-        WHERE t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $1)
+        WHERE t.revoked_at IS NULL AND t.expires_at > $1
           AND ($2::uuid IS NULL OR t.user_id = $2::uuid)
         ORDER BY u.username, t.created_at`,
       [at, userId ?? null],
@@ -396,10 +428,10 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
   },
 
   /**
-   * Checks both limits and, if neither is reached, records the attempt as failed before the
-   * password is checked. Check and record happen under one lock, so replicas receiving a burst of
-   * guesses at once cannot all slip under the limit; an attempt that dies mid-check counts against
-   * the caller.
+   * Checks both limits and, if neither holds the source back, records the attempt as failed before
+   * the password is checked. Check and record happen under the source's lock, so replicas receiving
+   * a burst of guesses at once cannot all slip under the limit; an attempt that dies mid-check
+   * counts against the caller. A refused attempt is filed for the audit here.
    */
   reserveLoginAttempt: (attempt: {
     username: string;
@@ -410,45 +442,107 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
     db.transaction(async (tx) => {
       const { username, sourceAddress, at, limits } = attempt;
       const windowStart = new Date(at.getTime() - limits.windowSeconds * 1000);
-      await lockLoginKey(tx, 1, username);
-      await lockLoginKey(tx, 2, sourceAddress);
-      // A success ends the username's run of failures: the owner got in, so the earlier guesses are
-      // no longer an attack in progress on that account.
-      const byUsername = await limitingFailure(
+      await lockSource(tx, sourceAddress);
+      // A success ends this source's run of failures for the username: the owner got in from here.
+      const pair = await failureCount(
         tx,
-        `SELECT attempted_at FROM login_attempts
-          WHERE username = $1 AND outcome = 'failed' AND attempted_at > $2
-            AND attempted_at > coalesce((SELECT max(attempted_at) FROM login_attempts
-                                          WHERE username = $1 AND outcome = 'succeeded'), '-infinity')`,
-        [username, windowStart],
-        limits.perUsername,
+        `source_address = $1 AND username = $2 AND attempted_at > $3
+         AND attempted_at > coalesce((SELECT max(attempted_at) FROM login_attempts
+                                       WHERE source_address = $1 AND username = $2 AND outcome = 'succeeded'), '-infinity')`,
+        [sourceAddress, username, windowStart],
       );
       // A success does not reset the source: one valid account must not launder guesses at others.
-      const bySource = byUsername
-        ? undefined
-        : await limitingFailure(
-            tx,
-            "SELECT attempted_at FROM login_attempts WHERE source_address = $1 AND outcome = 'failed' AND attempted_at > $2",
-            [sourceAddress, windowStart],
-            limits.perSourceAddress,
-          );
-      const limitedBy = byUsername ?? bySource;
-      const outcome = limitedBy ? "rate_limited" : "failed";
+      const source = await failureCount(tx, "source_address = $1 AND attempted_at > $2", [sourceAddress, windowStart]);
+      const pairWait = loginWaitSeconds(pair, limits.perSourceAndUsername, limits, at);
+      const sourceWait = loginWaitSeconds(source, limits.perSource, limits, at);
+      const waitSeconds = Math.max(pairWait, sourceWait);
       const { rows } = await tx.query<{ id: number }>(
         "INSERT INTO login_attempts (username, source_address, outcome, attempted_at) VALUES ($1, $2, $3, $4) RETURNING id",
-        [username, sourceAddress, outcome, at],
+        [username, sourceAddress, waitSeconds > 0 ? "rate_limited" : "failed", at],
       );
-      if (!limitedBy) return { limited: false, attemptId: rows[0]!.id };
-      const liftsAt = limitedBy.getTime() + limits.windowSeconds * 1000;
-      return {
-        limited: true,
-        scope: byUsername ? "username" : "source",
-        retryAfterSeconds: Math.max(1, Math.ceil((liftsAt - at.getTime()) / 1000)),
-      };
+      const attemptId = rows[0]!.id;
+      if (waitSeconds === 0) return { limited: false, attemptId };
+      const scope = pairWait >= sourceWait ? "source-and-username" : "source";
+      const audit = await fileForAudit(tx, {
+        id: attemptId,
+        sourceAddress,
+        auditUsername: scope === "source" ? null : username,
+        at,
+        windowSeconds: limits.windowSeconds,
+      });
+      return { limited: true, scope, retryAfterSeconds: waitSeconds, audit };
     }),
 
   markLoginSucceeded: async (attemptId: number): Promise<void> => {
     await db.query("UPDATE login_attempts SET outcome = 'succeeded' WHERE id = $1", [attemptId]);
+  },
+
+  /** Files a failed attempt for the audit: "record" when it is the first of its window. */
+  settleLoginFailure: (attempt: {
+    attemptId: number;
+    username: string;
+    sourceAddress: string;
+    at: Date;
+    windowSeconds: number;
+  }): Promise<"record" | "summarise"> =>
+    db.transaction(async (tx) => {
+      await lockSource(tx, attempt.sourceAddress);
+      return fileForAudit(tx, { ...attempt, id: attempt.attemptId, auditUsername: attempt.username });
+    }),
+
+  /**
+   * Claims the waiting attempts of every audit window closed by `at`, one summary per window. The
+   * claim is one statement, so two replicas sweeping at once never summarise an attempt twice.
+   */
+  claimClosedLoginWindows: async (at: Date, windowSeconds: number): Promise<TLoginFailureSummary[]> => {
+    const closedBefore = new Date(at.getTime() - windowSeconds * 1000);
+    const { rows } = await db.query<{
+      source_address: string;
+      audit_username: string | null;
+      audit_window_start: Date;
+      failed: number;
+      rate_limited: number;
+      first_at: Date;
+      last_at: Date;
+    }>(
+      `WITH claimed AS (
+         UPDATE login_attempts SET audit_state = 'summarised'
+          WHERE audit_state = 'pending' AND audit_window_start <= $1
+          RETURNING source_address, audit_username, audit_window_start, outcome, attempted_at)
+       SELECT source_address, audit_username, audit_window_start,
+              (count(*) FILTER (WHERE outcome = 'failed'))::int AS failed,
+              (count(*) FILTER (WHERE outcome = 'rate_limited'))::int AS rate_limited,
+              min(attempted_at) AS first_at, max(attempted_at) AS last_at
+         FROM claimed GROUP BY source_address, audit_username, audit_window_start
+        ORDER BY audit_window_start, source_address, audit_username`,
+      [closedBefore],
+    );
+    return rows.map((row) => ({
+      sourceAddress: row.source_address,
+      username: row.audit_username,
+      windowStart: row.audit_window_start,
+      failed: row.failed,
+      rateLimited: row.rate_limited,
+      firstAt: row.first_at,
+      lastAt: row.last_at,
+    }));
+  },
+
+  /** Forgets attempts too old to count that no summary waits on: the audit log holds their record. */
+  forgetOldLoginAttempts: async (at: Date, windowSeconds: number): Promise<void> => {
+    await db.query("DELETE FROM login_attempts WHERE attempted_at <= $1 AND audit_state <> 'pending'", [
+      new Date(at.getTime() - windowSeconds * 1000),
+    ]);
+  },
+
+  /** Puts claimed attempts back when their summary could not be audited, so the next sweep tries again. */
+  unclaimLoginWindow: async (summary: TLoginFailureSummary): Promise<void> => {
+    await db.query(
+      `UPDATE login_attempts SET audit_state = 'pending'
+        WHERE audit_state = 'summarised' AND source_address = $1 AND audit_username IS NOT DISTINCT FROM $2
+          AND audit_window_start = $3`,
+      [summary.sourceAddress, summary.username, summary.windowStart],
+    );
   },
 });
 

@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { TRole } from "../lib/request-context.js";
 import type { TSessionLimits, TTokenKind } from "./identity-types.js";
 
 // A token reads `chp_<id>_<secret>`: the prefix lets secret scanners recognise a leaked token, the
@@ -33,10 +34,23 @@ export const secretMatches = (secret: string, storedSha256Hex: string): boolean 
   return presented.length === stored.length && timingSafeEqual(presented, stored);
 };
 
+/**
+ * How long an API token lives, by its owner's role: the default when none is asked for, and the
+ * most that may be asked. The more a role may change, the sooner its tokens end; an auditor's or a
+ * viewer's evidence export may run for a year. README's configuration table lists these.
+ */
+export const apiTokenLifetimeDays: Readonly<Record<TRole, { readonly default: number; readonly max: number }>> = {
+  "platform-admin": { default: 30, max: 90 },
+  operator: { default: 30, max: 90 },
+  approver: { default: 30, max: 90 },
+  auditor: { default: 90, max: 365 },
+  viewer: { default: 90, max: 365 },
+};
+
 export type TTokenState = {
   readonly kind: TTokenKind;
   readonly createdAt: Date;
-  readonly expiresAt: Date | null;
+  readonly expiresAt: Date;
   readonly lastUsedAt: Date | null;
   readonly revokedAt: Date | null;
   readonly userDisabledAt: Date | null;
@@ -46,7 +60,7 @@ export type TTokenState = {
 export const tokenRejection = (token: TTokenState, now: Date, limits: TSessionLimits): string | undefined => {
   if (token.revokedAt) return "revoked";
   if (token.userDisabledAt) return "user disabled";
-  if (token.expiresAt && token.expiresAt.getTime() <= now.getTime()) return "expired";
+  if (token.expiresAt.getTime() <= now.getTime()) return "expired";
   if (token.kind === "session") {
     const lastActive = (token.lastUsedAt ?? token.createdAt).getTime();
     if (now.getTime() - lastActive > limits.idleMinutes * 60_000) return "idle";

@@ -12,6 +12,7 @@ export type TIdentityAuditEventType =
   | "auth.login.break_glass"
   | "auth.login.failed"
   | "auth.login.rate_limited"
+  | "auth.login.failures"
   | "auth.logout"
   | "auth.token_rejected"
   | "user.created"
@@ -44,15 +45,22 @@ export type TTokenInfo = {
   readonly name: string | null;
   readonly username: string;
   readonly createdAt: Date;
-  readonly expiresAt: Date | null;
+  readonly expiresAt: Date;
   readonly lastUsedAt: Date | null;
 };
 
+// Limits slow a guesser without locking out the owner: failures count per (source address,
+// username) and per source address, never per username alone, so a source that has not failed
+// still signs in with the right password however many others guessed at that account.
 export type TLoginLimits = {
-  /** Failed log-ins allowed per username in the window (a success starts the count again). */
-  readonly perUsername: number;
-  /** Failed log-ins allowed per source address in the window (a success does not reset it). */
-  readonly perSourceAddress: number;
+  /** Failed sign-ins one source may make for one username before each further one waits (a success starts the count again). */
+  readonly perSourceAndUsername: number;
+  /** Failed sign-ins one source may make across usernames before each further one waits (a success does not reset it). */
+  readonly perSource: number;
+  /** The wait after the last allowed failure; it doubles with each further failure, up to maxDelaySeconds. */
+  readonly baseDelaySeconds: number;
+  readonly maxDelaySeconds: number;
+  /** How long a failure counts, and how long one audit window lasts (its first failure audited, the rest summarised). */
   readonly windowSeconds: number;
 };
 

@@ -9,7 +9,7 @@ const TokenSummarySchema = z.object({
   kind: z.enum(["session", "api"]),
   username: z.string(),
   createdAt: z.date(),
-  expiresAt: z.date().nullable(),
+  expiresAt: z.date(),
   lastUsedAt: z.date().nullable(),
 });
 
@@ -22,10 +22,11 @@ export const registerTokenRoutes = (api: TApi, services: Pick<TServerServices, "
         summary: "Create an API token for the caller; the token is shown once",
         body: z.strictObject({
           name: z.string().min(1).max(64),
-          expiresInDays: z.number().int().min(1).max(366).optional(),
+          // The maximum depends on the caller's role: the service refuses more, naming it.
+          expiresInDays: z.number().int().min(1).optional(),
         }),
         response: {
-          201: z.object({ id: z.string(), name: z.string(), token: z.string(), expiresAt: z.date().nullable() }),
+          201: z.object({ id: z.string(), name: z.string(), token: z.string(), expiresAt: z.date() }),
           ...problemResponses,
         },
       },
@@ -34,7 +35,7 @@ export const registerTokenRoutes = (api: TApi, services: Pick<TServerServices, "
       const created = await services.identity.createToken(request.ctx, request.body);
       return reply
         .code(201)
-        .send({ id: created.id, name: created.name, token: created.token, expiresAt: created.expiresAt ?? null });
+        .send({ id: created.id, name: created.name, token: created.token, expiresAt: created.expiresAt });
     },
   );
 

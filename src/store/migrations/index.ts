@@ -10,6 +10,8 @@ import { restoreRunsMigration } from "./0007-restore-runs.js";
 import { runProgressMigration } from "./0008-run-progress.js";
 import { roleBindingsMigration } from "./0009-role-bindings.js";
 import { policyExceptionsMigration } from "./0010-policy-exceptions.js";
+import { loginAttemptsPerSourceMigration } from "./0011-login-attempts-per-source.js";
+import { tokenExpiryMigration } from "./0012-token-expiry.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
@@ -24,4 +26,6 @@ export const migrations: readonly TMigration[] = [
   runProgressMigration,
   roleBindingsMigration,
   policyExceptionsMigration,
+  loginAttemptsPerSourceMigration,
+  tokenExpiryMigration,
 ];
