@@ -6,11 +6,13 @@
 // test can record runs of both organizations behind carehost's back; CAREHOST_RUNTIME=none, so a
 // run A's user is allowed to start is refused only because nothing runs on this host.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
 import { rolePermissions } from "../src/identity/identity-permissions.js";
 import type { Permission } from "../src/identity/identity-permissions.js";
 import { loadConfig } from "../src/lib/config.js";
@@ -448,5 +450,24 @@ void describe("authorization per organization, over every route", () => {
     assert.deepEqual(ofOlga("user.access_granted"), [[BETA]]);
     assert.deepEqual(ofOlga("user.access_revoked"), [[BETA]]);
     assert.deepEqual(ofOlga("user.created"), [[ALPHA]]);
+  });
+
+  void it("manages bindings from the CLI: user create --org, grant, revoke, list", async () => {
+    const cli = async (...args: string[]) => {
+      const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+        env: { ...process.env, CAREHOST_HOME: home, XDG_CONFIG_HOME: join(home, "xdg"), NO_COLOR: "1" },
+      });
+      return stdout;
+    };
+    assert.match(
+      await cli("user", "create", "ben", "--role", "viewer", "--org", `${ALPHA}, ${BETA}`),
+      new RegExp(`User ben \\(viewer over ${ALPHA}, ${BETA}\\) created`),
+    );
+    assert.match(
+      await cli("user", "revoke", "ben", "--org", BETA),
+      new RegExp(`revoked ${BETA}; now over ${ALPHA}\\.`),
+    );
+    assert.match(await cli("user", "grant", "ben", "--org", "*"), /granted \*; now over \*, org-alpha\./);
+    assert.match(await cli("user", "list"), /^ben {2}viewer {2}\*,org-alpha$/m);
   });
 });
