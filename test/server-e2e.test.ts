@@ -533,7 +533,7 @@ void describe("carehost server and CLI end to end", () => {
       state: string;
       result: { port: number; steps: { step: string }[] };
     };
-    assert.equal(view.state, "succeeded");
+    assert.equal(view.state, "succeeded", JSON.stringify(view));
     assert.deepEqual(
       view.result.steps.map((step) => step.step),
       [...RESTORE_STEPS],
@@ -694,7 +694,7 @@ policyExceptions:
     assert.equal(refused.headers.get("content-type"), "application/problem+json; charset=utf-8");
     assert.match(((await refused.json()) as { detail: string }).detail, /someone other than its proposer/);
 
-    const created = await cli(["user", "create", "pat", "--role", "approver"]);
+    const created = await cli(["user", "create", "pat", "--role", "approver", "--org", "northwind-health"]);
     assert.equal(created.code, 0, created.stderr);
     const password = /shown only now: (\S+)/.exec(created.stdout)?.[1];
     assert.ok(password);
