@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { auditLogFactory, type TAuditLogDeps, type TAuditLog } from "../src/audit/audit-log.js";
 import type { TAuditEvent } from "../src/audit/audit-types.js";
+import type { TAuditAppend } from "../src/identity/identity-types.js";
 import type { TRequestContext } from "../src/lib/request-context.js";
 import type { TSqlClient } from "../src/store/store-types.js";
 import type { TTestDatabase } from "./test-databases.js";
@@ -89,6 +90,22 @@ export const createAuditHarness = async (
     },
   };
 };
+
+/**
+ * recordChange for a test double of the audit log: the change runs in a transaction of `db` and
+ * its events go to `append` inside it, so an append that throws rolls the change back, as the
+ * real log's recordChange does.
+ */
+export const recordChangeThrough =
+  (db: Pick<TSqlClient, "transaction">, append: TAuditAppend): TAuditLog["recordChange"] =>
+  async (ctx, change) => ({
+    result: await db.transaction(async (tx) => {
+      const { result, events } = await change(tx);
+      for (const event of events) await append(ctx, event);
+      return result;
+    }),
+    seqs: [],
+  });
 
 export const appendSamples = async (log: TAuditLog, count: number, offset = 0): Promise<void> => {
   for (let index = offset; index < offset + count; index += 1) await log.append(aliceContext, sampleEvent(index));

@@ -4,6 +4,7 @@
 // addresses, and the bootstrap test, which needs an empty database, runs first.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { recordChangeThrough } from "../../test/audit-fixtures.js";
 import { forEachStoreKind, type TTestDatabase } from "../../test/test-databases.js";
 import { pendingEntryOf } from "../audit/audit-entry.js";
 import type { TAuditEvent } from "../audit/audit-types.js";
@@ -109,7 +110,13 @@ forEachStoreKind((kind, createDatabase) => {
     ) => {
       const audit = recordingAudit();
       const clock = manualClock();
-      const service = identityServiceFactory({ db: options.client ?? db, audit, now: clock.now, ...options });
+      const client = options.client ?? db;
+      const service = identityServiceFactory({
+        db: client,
+        audit: { append: audit.append, recordChange: recordChangeThrough(client, audit.append) },
+        now: clock.now,
+        ...options,
+      });
       const track = <T>(promise: Promise<T>): Promise<T> =>
         promise.catch((error: unknown) => {
           errorMessages.push(String(error), JSON.stringify((error as DomainError).details ?? []));

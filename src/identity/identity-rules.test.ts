@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
+import { recordChangeThrough } from "../../test/audit-fixtures.js";
 import { forEachStoreKind, type TTestDatabase } from "../../test/test-databases.js";
 import { environmentServiceFactory } from "../environments/environment-service.js";
 import { environmentStoreFactory } from "../environments/environment-store.js";
@@ -53,7 +54,7 @@ const withCarehost = async (
     const store = environmentStoreFactory(db);
     const identity = identityServiceFactory({
       db,
-      audit: { append },
+      audit: { append, recordChange: recordChangeThrough(db, append) },
       now: () => now,
       organizationRules: store.latestIdentityRules,
     });

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { createAuditHarness, recordChangeThrough } from "../../test/audit-fixtures.js";
+import { readHeadSize } from "../audit/audit-store.js";
 import { forEachStoreKind, type TTestDatabase } from "../../test/test-databases.js";
 import { ConflictError, ForbiddenError, RateLimitedError, UnauthenticatedError } from "../lib/errors.js";
 import { systemContext, type TRequestContext, type TRole } from "../lib/request-context.js";
@@ -65,6 +67,12 @@ type TSetup = {
   clock: ReturnType<typeof manualClock>;
 };
 
+/** The recording double as the service takes it, its changes committed through `client`. */
+const auditOn = (client: TSqlClient, audit: ReturnType<typeof recordingAudit>) => ({
+  append: audit.append,
+  recordChange: recordChangeThrough(client, audit.append),
+});
+
 const withIdentity = async (
   createDatabase: () => Promise<TTestDatabase>,
   options: { loginLimits?: Partial<TLoginLimits>; sessionLimits?: Partial<TSessionLimits> },
@@ -75,7 +83,7 @@ const withIdentity = async (
     const client = await database.open();
     const audit = recordingAudit();
     const clock = manualClock();
-    const service = identityServiceFactory({ db: client, audit, now: clock.now, ...options });
+    const service = identityServiceFactory({ db: client, audit: auditOn(client, audit), now: clock.now, ...options });
     await body(service, { database, client, audit, clock });
   } finally {
     await database.dispose();
@@ -130,7 +138,9 @@ forEachStoreKind((kind, createDatabase) => {
         const replicas = await Promise.all([database.open(), database.open(), database.open(), database.open()]);
         const audit = recordingAudit();
         const results = await Promise.all(
-          replicas.map((client) => identityServiceFactory({ db: client, audit }).bootstrapAdmin(admin)),
+          replicas.map((client) =>
+            identityServiceFactory({ db: client, audit: auditOn(client, audit) }).bootstrapAdmin(admin),
+          ),
         );
         assert.equal(results.filter((result) => result.created).length, 1);
         const { rows } = await replicas[0]!.query<{ count: number }>("SELECT count(*)::int AS count FROM users");
@@ -315,7 +325,9 @@ forEachStoreKind((kind, createDatabase) => {
       try {
         const replicas = await Promise.all([database.open(), database.open()]);
         const audit = recordingAudit();
-        const services = replicas.map((client) => identityServiceFactory({ db: client, audit }));
+        const services = replicas.map((client) =>
+          identityServiceFactory({ db: client, audit: auditOn(client, audit) }),
+        );
         await services[0]!.createUser(admin, {
           username: "heidi",
           role: "viewer",
@@ -720,5 +732,86 @@ forEachStoreKind((kind, createDatabase) => {
         assert.equal(audit.ofType("auth.logout").length, 1);
         assertNoSecretsIn(audit.events, [strongPassword, token]);
       }));
+
+    it("commits no user, binding, token or session whose audit entry fails to append, on the real log", async () => {
+      const harness = await createAuditHarness(createDatabase);
+      try {
+        const service = identityServiceFactory({ db: harness.db, audit: harness.log });
+        await service.createUser(admin, {
+          username: "olga",
+          role: "operator",
+          organizations: ["acme"],
+          password: strongPassword,
+        });
+        const signIn = async () =>
+          service.authenticate(
+            (await service.login(anonymous(), { username: "olga", password: strongPassword })).token,
+            meta,
+          );
+        const olga = await signIn();
+        const count = async (sql: string) =>
+          (await harness.db.query<{ count: number }>(`SELECT count(*)::int AS count FROM ${sql}`)).rows[0]!.count;
+        const olgaNow = async () => (await service.listUsers(admin)).find((user) => user.username === "olga")!;
+        const sessions = await count("auth_tokens WHERE kind = 'session' AND revoked_at IS NULL");
+        const head = await readHeadSize(harness.db);
+
+        // The append itself fails, as a full disk or a lost connection would make it.
+        await harness.database.superuserQuery(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
+          $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
+        await harness.database.superuserQuery(
+          "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+        );
+        const injected = /audit append failed \(injected\)/;
+        await assert.rejects(
+          service.createUser(admin, {
+            username: "pia",
+            role: "viewer",
+            organizations: ["*"],
+            password: strongPassword,
+          }),
+          injected,
+        );
+        assert.equal(await count("users WHERE username = 'pia'"), 0, "a user was created without its entry");
+        await assert.rejects(service.grantOrganizations(admin, "olga", ["beta"]), injected);
+        await assert.rejects(service.revokeOrganizations(admin, "olga", ["acme"]), injected);
+        await assert.rejects(service.setRole(admin, "olga", "viewer"), injected);
+        await assert.rejects(service.disableUser(admin, "olga"), injected);
+        assert.deepEqual(
+          [(await olgaNow()).organizations, (await olgaNow()).role, (await olgaNow()).disabled],
+          [["acme"], "operator", false],
+          "a binding, role or disable committed without its entry",
+        );
+        await assert.rejects(service.createToken(olga, { name: "ci" }), injected);
+        assert.equal(await count("auth_tokens WHERE kind = 'api'"), 0, "a token was issued without its entry");
+        assert.ok(olga.actor.kind === "user" && olga.actor.tokenId !== undefined);
+        await assert.rejects(service.revokeToken(olga, olga.actor.tokenId), injected);
+        await assert.rejects(service.logout(olga), injected);
+        await assert.rejects(signIn(), injected);
+        assert.equal(
+          await count("auth_tokens WHERE kind = 'session' AND revoked_at IS NULL"),
+          sessions,
+          "a session began or ended without its entry",
+        );
+        assert.equal(await readHeadSize(harness.db), head);
+
+        await harness.database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");
+        await service.createUser(admin, {
+          username: "pia",
+          role: "viewer",
+          organizations: ["*"],
+          password: strongPassword,
+        });
+        await service.grantOrganizations(admin, "olga", ["beta"]);
+        assert.deepEqual(
+          (await harness.log.list({ limit: 100 }))
+            .map((item) => item.entry.type)
+            .filter((type) => type.startsWith("user.")),
+          ["user.created", "user.created", "user.access_granted"],
+        );
+        assert.equal((await harness.log.verify()).ok, true);
+      } finally {
+        await harness.dispose();
+      }
+    });
   });
 });

@@ -29,7 +29,13 @@ import {
 } from "./identity-passwords.js";
 import { authorize } from "./identity-permissions.js";
 import { defaultLoginLimits } from "./identity-login-limits.js";
-import { identityStoreFactory, type TLoginFailureSummary, type TStoredUser } from "./identity-store.js";
+import {
+  identityStoreFactory,
+  identityStoreIn,
+  type TIdentityStore,
+  type TLoginFailureSummary,
+  type TStoredUser,
+} from "./identity-store.js";
 import { BOOTSTRAP_ADMIN, identityRulesOf, platformEnforcementOf } from "./identity-rules.js";
 import type { TIdentityRules, TOrganizationIdentityRules } from "./identity-rules.js";
 import {
@@ -42,7 +48,7 @@ import {
   tokenRejection,
 } from "./identity-tokens.js";
 import type {
-  TIdentityAudit,
+  TChangeAudit,
   TIdentityAuditEventType,
   TLoginLimits,
   TSessionLimits,
@@ -52,7 +58,7 @@ import type {
 
 type TIdentityServiceDeps = {
   db: Pick<TSqlClient, "query" | "transaction">;
-  audit: TIdentityAudit;
+  audit: TChangeAudit;
   now?: () => Date;
   loginLimits?: Partial<TLoginLimits>;
   sessionLimits?: Partial<TSessionLimits>;
@@ -150,13 +156,34 @@ export const identityServiceFactory = ({
   const rulesNow = async (): Promise<TIdentityRules> => identityRulesOf(fixedSession, await organizationRules());
   const refusedBy = (rules: TIdentityRules) => rules.localUsersRefusedBy.map((name) => JSON.stringify(name)).join(", ");
 
+  const eventOf = <K extends TIdentityAuditEventType>(
+    type: K,
+    outcome: "success" | "denied" | "failure",
+    target: string,
+    payload: TAuditPayloads[K],
+  ) => ({ type, outcome, target, payload }) as TAuditEvent;
+
+  /**
+   * Appends an observation that changes no row: a refusal, a rejected token. A change to users,
+   * bindings, tokens or sign-in attempts goes through `change` instead.
+   */
   const record = <K extends TIdentityAuditEventType>(
     ctx: TRequestContext,
     type: K,
     outcome: "success" | "denied" | "failure",
     target: string,
     payload: TAuditPayloads[K],
-  ) => audit.append(ctx, { type, outcome, target, payload } as TAuditEvent);
+  ) => audit.append(ctx, eventOf(type, outcome, target, payload));
+
+  /**
+   * Runs a change on the store and writes the audit events it returns in the same transaction, so
+   * an append that fails (a crash, a payload the log refuses) leaves the change undone, never
+   * unaudited. Password hashing belongs before it: the transaction holds its locks meanwhile.
+   */
+  const change = async <T>(
+    ctx: TRequestContext,
+    work: (inTransaction: TIdentityStore) => Promise<{ result: T; events: readonly TAuditEvent[] }>,
+  ): Promise<T> => (await audit.recordChange(ctx, (tx) => work(identityStoreIn(tx)))).result;
 
   /** The acting user, for actions that only make sense for a person (their own tokens, logout). */
   const actingUser = (ctx: TRequestContext) => {
@@ -165,9 +192,8 @@ export const identityServiceFactory = ({
     return ctx.actor;
   };
 
-  const recordSummary = (summary: TLoginFailureSummary) =>
-    record(
-      { ...systemContext("login-monitor"), sourceAddress: summary.sourceAddress },
+  const summaryEvent = (summary: TLoginFailureSummary) =>
+    eventOf(
       "auth.login.failures",
       "failure",
       summary.username === null ? `source:${summary.sourceAddress}` : userTarget(summary.username),
@@ -185,23 +211,24 @@ export const identityServiceFactory = ({
   /**
    * One audit entry per closed window for the attempts that were not audited on their own. Run at
    * every sign-in and by the server's timer, so a window closes in the log even once guessing stops.
-   * A summary the log refuses goes back to wait for the next sweep; nothing is counted twice.
+   * A window's claim commits with its summary: one the log refuses stays pending for the next sweep,
+   * and nothing is counted twice. Each entry carries the source address it summarises.
    */
   const summariseLoginFailures = async (at: Date): Promise<number> => {
-    const summaries = await store.claimClosedLoginWindows(at, limits.windowSeconds);
-    for (const [index, summary] of summaries.entries()) {
-      try {
-        await recordSummary(summary);
-      } catch (error) {
-        for (const unwritten of summaries.slice(index)) await store.unclaimLoginWindow(unwritten);
-        throw error;
-      }
+    let summarised = 0;
+    for (const sourceAddress of await store.sourcesWithClosedLoginWindows(at, limits.windowSeconds)) {
+      summarised += await change({ ...systemContext("login-monitor"), sourceAddress }, async (inTransaction) => {
+        const summaries = await inTransaction.claimClosedLoginWindows(at, limits.windowSeconds, sourceAddress);
+        return { result: summaries.length, events: summaries.map(summaryEvent) };
+      });
     }
     await store.forgetOldLoginAttempts(at, limits.windowSeconds);
-    return summaries.length;
+    return summarised;
   };
 
   type TIssuedToken = { id: string; token: string; name: string; createdAt: Date; expiresAt: Date };
+  type TBootstrapped =
+    { created: true; username: "admin"; password: string; cliToken?: TIssuedToken } | { created: false };
 
   /** Days a new API token of `role` lives: the role's default, or what was asked within its maximum. */
   const tokenLifetimeDays = (role: TRole, asked: number | undefined): number => {
@@ -221,18 +248,22 @@ export const identityServiceFactory = ({
     return asked;
   };
 
-  /** Mints an API token for `owner`; the secret is in the result once and never again. */
+  /**
+   * Mints an API token for `owner` on `inTransaction` and returns it with its audit event; the
+   * secret is in the result once and never again.
+   */
   const issueApiToken = async (
+    inTransaction: TIdentityStore,
     ctx: TRequestContext,
     owner: { userId: string; username: string; role: TRole },
     input: { name: string; expiresInDays?: number },
-  ): Promise<TIssuedToken> => {
+  ): Promise<{ issued: TIssuedToken; event: TAuditEvent }> => {
     checkTokenName(input.name);
     const days = tokenLifetimeDays(owner.role, input.expiresInDays);
     const createdAt = now();
     const expiresAt = new Date(createdAt.getTime() + days * 86_400_000);
     const minted = mintToken();
-    const inserted = await store.insertToken({
+    const inserted = await inTransaction.insertToken({
       id: minted.id,
       userId: owner.userId,
       kind: "api",
@@ -244,13 +275,15 @@ export const identityServiceFactory = ({
     });
     if (inserted === "name-taken")
       throw new ConflictError(`you already have an active token named ${JSON.stringify(input.name)}`);
-    await record(ctx, "token.created", "success", tokenTarget(minted.id), {
-      tokenId: minted.id,
-      name: input.name,
-      owner: owner.username,
-      expiresAt: expiresAt.toISOString(),
-    });
-    return { id: minted.id, token: minted.token, name: input.name, createdAt, expiresAt };
+    return {
+      issued: { id: minted.id, token: minted.token, name: input.name, createdAt, expiresAt },
+      event: eventOf("token.created", "success", tokenTarget(minted.id), {
+        tokenId: minted.id,
+        name: input.name,
+        owner: owner.username,
+        expiresAt: expiresAt.toISOString(),
+      }),
+    };
   };
 
   return {
@@ -259,40 +292,45 @@ export const identityServiceFactory = ({
      * With `cliTokenName`, also mints an API token for admin that `carehost up` keeps (mode 0600)
      * in the data dir, so the local CLI works without a login step.
      */
-    bootstrapAdmin: async (
-      ctx: TRequestContext,
-      options: { cliTokenName?: string } = {},
-    ): Promise<
-      { created: true; username: "admin"; password: string; cliToken?: TIssuedToken } | { created: false }
-    > => {
+    bootstrapAdmin: async (ctx: TRequestContext, options: { cliTokenName?: string } = {}): Promise<TBootstrapped> => {
       // Before admin exists: once it does, a refusal here would lose the only copy of its password.
       if (options.cliTokenName !== undefined) checkTokenName(options.cliTokenName);
       // Cheap check first so ordinary restarts do not pay for an argon2 hash.
       if (await store.bootstrapped()) return { created: false };
       const password = generatePassword();
-      const admin = await store.bootstrapAdmin({
-        id: randomUUID(),
-        username: "admin",
-        role: "platform-admin",
-        organizations: [ALL_ORGANIZATIONS],
-        passwordHash: await hashPassword(password),
-        createdAt: now(),
-        createdBy: actorName(ctx.actor),
+      const passwordHash = await hashPassword(password);
+      // Admin, its CLI token and their entries commit together: a failure leaves no admin whose
+      // password nobody was shown, and the next start tries again.
+      return change<TBootstrapped>(ctx, async (inTransaction) => {
+        const admin = await inTransaction.bootstrapAdmin({
+          id: randomUUID(),
+          username: "admin",
+          role: "platform-admin",
+          organizations: [ALL_ORGANIZATIONS],
+          passwordHash,
+          createdAt: now(),
+          createdBy: actorName(ctx.actor),
+        });
+        if (!admin) return { result: { created: false }, events: [] };
+        const created = eventOf("user.created", "success", userTarget(admin.username), {
+          username: admin.username,
+          role: admin.role,
+          organizations: [ALL_ORGANIZATIONS],
+          bootstrap: true,
+        });
+        if (options.cliTokenName === undefined)
+          return { result: { created: true, username: "admin", password }, events: [created] };
+        const cli = await issueApiToken(
+          inTransaction,
+          ctx,
+          { userId: admin.id, username: admin.username, role: admin.role },
+          { name: options.cliTokenName },
+        );
+        return {
+          result: { created: true, username: "admin", password, cliToken: cli.issued },
+          events: [created, cli.event],
+        };
       });
-      if (!admin) return { created: false };
-      await record(ctx, "user.created", "success", userTarget(admin.username), {
-        username: admin.username,
-        role: admin.role,
-        organizations: [ALL_ORGANIZATIONS],
-        bootstrap: true,
-      });
-      if (options.cliTokenName === undefined) return { created: true, username: "admin", password };
-      const cliToken = await issueApiToken(
-        ctx,
-        { userId: admin.id, username: admin.username, role: admin.role },
-        { name: options.cliTokenName },
-      );
-      return { created: true, username: "admin", password, cliToken };
     },
 
     login: async (
@@ -305,17 +343,30 @@ export const identityServiceFactory = ({
       // username is written to the attempts table and the audit log.
       const username = usernamePattern.test(normalized) ? normalized : "(invalid username)";
       await summariseLoginFailures(at);
-      const reservation = await store.reserveLoginAttempt({ username, sourceAddress: ctx.sourceAddress, at, limits });
+      // A refusal filed as audited commits with its entry; one counted for its window's summary has none yet.
+      const reservation = await change(ctx, async (inTransaction) => {
+        const reserved = await inTransaction.reserveLoginAttempt({
+          username,
+          sourceAddress: ctx.sourceAddress,
+          at,
+          limits,
+        });
+        return {
+          result: reserved,
+          events:
+            reserved.limited && reserved.audit === "record"
+              ? [
+                  eventOf(
+                    "auth.login.rate_limited",
+                    "denied",
+                    reserved.scope === "source" ? `source:${ctx.sourceAddress}` : userTarget(username),
+                    { username, scope: reserved.scope, retryAfterSeconds: reserved.retryAfterSeconds },
+                  ),
+                ]
+              : [],
+        };
+      });
       if (reservation.limited) {
-        if (reservation.audit === "record") {
-          await record(
-            ctx,
-            "auth.login.rate_limited",
-            "denied",
-            reservation.scope === "source" ? `source:${ctx.sourceAddress}` : userTarget(username),
-            { username, scope: reservation.scope, retryAfterSeconds: reservation.retryAfterSeconds },
-          );
-        }
         throw new RateLimitedError(
           "too many failed sign-in attempts from this address; try again later",
           reservation.retryAfterSeconds,
@@ -333,15 +384,23 @@ export const identityServiceFactory = ({
             : !user.passwordHash
               ? "no password set"
               : "wrong password";
-        const filed = await store.settleLoginFailure({
-          attemptId: reservation.attemptId,
-          username,
-          sourceAddress: ctx.sourceAddress,
-          at,
-          windowSeconds: limits.windowSeconds,
+        // The attempt is filed as audited with its entry, or stays unfiled (and counted) without it.
+        await change(ctx, async (inTransaction) => {
+          const filed = await inTransaction.settleLoginFailure({
+            attemptId: reservation.attemptId,
+            username,
+            sourceAddress: ctx.sourceAddress,
+            at,
+            windowSeconds: limits.windowSeconds,
+          });
+          return {
+            result: filed,
+            events:
+              filed === "record"
+                ? [eventOf("auth.login.failed", "failure", userTarget(username), { username, reason })]
+                : [],
+          };
         });
-        if (filed === "record")
-          await record(ctx, "auth.login.failed", "failure", userTarget(username), { username, reason });
         throw new UnauthenticatedError(loginRefused);
       }
       const rules = await rulesNow();
@@ -350,6 +409,7 @@ export const identityServiceFactory = ({
       // whoever knew the password.
       const breakGlass = rules.localUsersRefusedBy.length > 0;
       if (breakGlass && user.username !== BOOTSTRAP_ADMIN) {
+        // An observation: this refusal changes no row (the attempt stays counted as failed).
         await record(ctx, "auth.login.failed", "denied", userTarget(username), {
           username,
           reason: `local users refused by ${rules.localUsersRefusedBy.join(", ")}`,
@@ -358,20 +418,9 @@ export const identityServiceFactory = ({
           `local sign-in is refused: organization ${refusedBy(rules)} allows no local users (identity.localUsersAllowed: false); only the bootstrap admin signs in with a password, as break-glass`,
         );
       }
-      await store.markLoginSucceeded(reservation.attemptId);
-      if (passwordHashIsOutdated(hash)) await store.setPasswordHash(user.id, await hashPassword(credentials.password));
+      const rehashed = passwordHashIsOutdated(hash) ? await hashPassword(credentials.password) : undefined;
       const minted = mintToken();
       const expiresAt = new Date(at.getTime() + rules.session.absoluteHours * 3_600_000);
-      await store.insertToken({
-        id: minted.id,
-        userId: user.id,
-        kind: "session",
-        name: null,
-        secretSha256: minted.secretSha256,
-        createdAt: at,
-        createdFrom: ctx.sourceAddress,
-        expiresAt,
-      });
       const userCtx: TRequestContext = {
         ...ctx,
         actor: {
@@ -383,20 +432,34 @@ export const identityServiceFactory = ({
           tokenId: minted.id,
         },
       };
-      if (breakGlass) {
-        await record(userCtx, "auth.login.break_glass", "success", userTarget(username), {
-          username,
-          sessionId: minted.id,
-          expiresAt: expiresAt.toISOString(),
-          localUsersRefusedBy: [...rules.localUsersRefusedBy],
+      const signedIn = breakGlass
+        ? eventOf("auth.login.break_glass", "success", userTarget(username), {
+            username,
+            sessionId: minted.id,
+            expiresAt: expiresAt.toISOString(),
+            localUsersRefusedBy: [...rules.localUsersRefusedBy],
+          })
+        : eventOf("auth.login.succeeded", "success", userTarget(username), {
+            username,
+            sessionId: minted.id,
+            expiresAt: expiresAt.toISOString(),
+          });
+      // The session exists only with its entry: no working token the log does not know of.
+      await change(userCtx, async (inTransaction) => {
+        await inTransaction.markLoginSucceeded(reservation.attemptId);
+        if (rehashed !== undefined) await inTransaction.setPasswordHash(user.id, rehashed);
+        await inTransaction.insertToken({
+          id: minted.id,
+          userId: user.id,
+          kind: "session",
+          name: null,
+          secretSha256: minted.secretSha256,
+          createdAt: at,
+          createdFrom: ctx.sourceAddress,
+          expiresAt,
         });
-      } else {
-        await record(userCtx, "auth.login.succeeded", "success", userTarget(username), {
-          username,
-          sessionId: minted.id,
-          expiresAt: expiresAt.toISOString(),
-        });
-      }
+        return { result: undefined, events: [signedIn] };
+      });
       return { token: minted.token, expiresAt, user: publicUser(user) };
     },
 
@@ -406,10 +469,14 @@ export const identityServiceFactory = ({
       const token = actor.tokenId ? await store.findToken(actor.tokenId) : undefined;
       if (!token || token.kind !== "session")
         throw new ValidationError("this request was not made with a session; nothing to log out");
-      await store.revokeToken(token.id, now(), actor.username);
-      await record(ctx, "auth.logout", "success", tokenTarget(token.id), {
-        username: actor.username,
-        sessionId: token.id,
+      await change(ctx, async (inTransaction) => {
+        await inTransaction.revokeToken(token.id, now(), actor.username);
+        return {
+          result: undefined,
+          events: [
+            eventOf("auth.logout", "success", tokenTarget(token.id), { username: actor.username, sessionId: token.id }),
+          ],
+        };
       });
     },
 
@@ -428,6 +495,7 @@ export const identityServiceFactory = ({
       if (rejection !== undefined) {
         // A real token id presented after revocation or expiry, or with the wrong secret, is
         // what replay of a leaked credential looks like: record it (random ids are not guessed).
+        // An observation, appended on its own: it changes no row.
         const anonymous: TRequestContext = { actor: { kind: "anonymous" }, ...meta };
         await record(anonymous, "auth.token_rejected", "denied", tokenTarget(token.id), {
           tokenId: token.id,
@@ -463,6 +531,7 @@ export const identityServiceFactory = ({
       const organizations = checkOrganizations(input.organizations);
       const rules = await rulesNow();
       if (rules.localUsersRefusedBy.length > 0) {
+        // A refusal: nothing is written but its entry.
         await record(ctx, "user.created", "denied", userTarget(username), { username, role });
         throw new PolicyViolation(
           `local users are refused: organization ${refusedBy(rules)} allows none (identity.localUsersAllowed: false); people sign in through its identity provider, and the bootstrap admin remains for break-glass`,
@@ -470,21 +539,29 @@ export const identityServiceFactory = ({
       }
       if (input.password !== undefined) checkPasswordPolicy(input.password, username);
       const password = input.password ?? generatePassword();
-      const user = await store.insertUser({
-        id: randomUUID(),
-        username,
-        role,
-        organizations,
-        passwordHash: await hashPassword(password),
-        createdAt: now(),
-        createdBy: actorName(ctx.actor),
-      });
-      if (!user) throw new ConflictError(`user ${username} already exists`);
-      await record(ctx, "user.created", "success", userTarget(username), {
-        username,
-        role,
-        organizations,
-        initialLogin: input.password === undefined ? "generated" : "chosen",
+      const passwordHash = await hashPassword(password);
+      const user = await change(ctx, async (inTransaction) => {
+        const inserted = await inTransaction.insertUser({
+          id: randomUUID(),
+          username,
+          role,
+          organizations,
+          passwordHash,
+          createdAt: now(),
+          createdBy: actorName(ctx.actor),
+        });
+        if (!inserted) throw new ConflictError(`user ${username} already exists`);
+        return {
+          result: inserted,
+          events: [
+            eventOf("user.created", "success", userTarget(username), {
+              username,
+              role,
+              organizations,
+              initialLogin: input.password === undefined ? "generated" : "chosen",
+            }),
+          ],
+        };
       });
       return input.password === undefined
         ? { user: publicUser(user), initialPassword: password }
@@ -494,14 +571,22 @@ export const identityServiceFactory = ({
     setRole: async (ctx: TRequestContext, username: string, role: TRole): Promise<TUser> => {
       await authorize(ctx, "user:manage", audit, userTarget(username));
       const name = checkUsername(username);
-      const result = await store.setRole(name, checkRole(role));
-      if (result === "not-found") throw new NotFoundError(`user ${name} does not exist`);
-      if (result === "last-admin")
-        throw new ConflictError(`${name} is the last enabled platform-admin; promote another user first`);
-      await record(ctx, "user.role_changed", "success", userTarget(name), {
-        username: name,
-        from: result.before,
-        to: role,
+      const wanted = checkRole(role);
+      const result = await change(ctx, async (inTransaction) => {
+        const changed = await inTransaction.setRole(name, wanted);
+        if (changed === "not-found") throw new NotFoundError(`user ${name} does not exist`);
+        if (changed === "last-admin")
+          throw new ConflictError(`${name} is the last enabled platform-admin; promote another user first`);
+        return {
+          result: changed,
+          events: [
+            eventOf("user.role_changed", "success", userTarget(name), {
+              username: name,
+              from: changed.before,
+              to: wanted,
+            }),
+          ],
+        };
       });
       return publicUser(result.user);
     },
@@ -511,14 +596,23 @@ export const identityServiceFactory = ({
       await authorize(ctx, "user:manage", audit, userTarget(username));
       const name = checkUsername(username);
       const wanted = checkOrganizations(organizations);
-      const result = await store.grantOrganizations(name, wanted, now(), actorName(ctx.actor));
-      if (result === "not-found") throw new NotFoundError(`user ${name} does not exist`);
-      if (result.added.length > 0)
-        await record(ctx, "user.access_granted", "success", userTarget(name), {
-          username: name,
-          role: result.user.role,
-          organizations: result.added,
-        });
+      const result = await change(ctx, async (inTransaction) => {
+        const granted = await inTransaction.grantOrganizations(name, wanted, now(), actorName(ctx.actor));
+        if (granted === "not-found") throw new NotFoundError(`user ${name} does not exist`);
+        return {
+          result: granted,
+          events:
+            granted.added.length === 0
+              ? []
+              : [
+                  eventOf("user.access_granted", "success", userTarget(name), {
+                    username: name,
+                    role: granted.user.role,
+                    organizations: granted.added,
+                  }),
+                ],
+        };
+      });
       return { user: publicUser(result.user), added: result.added };
     },
 
@@ -527,18 +621,27 @@ export const identityServiceFactory = ({
       await authorize(ctx, "user:manage", audit, userTarget(username));
       const name = checkUsername(username);
       const unwanted = checkOrganizations(organizations);
-      const result = await store.revokeOrganizations(name, unwanted, now(), actorName(ctx.actor));
-      if (result === "not-found") throw new NotFoundError(`user ${name} does not exist`);
-      if (result === "last-admin")
-        throw new ConflictError(
-          `${name} is the last enabled platform-admin over every organization; grant another user "*" first`,
-        );
-      if (result.removed.length > 0)
-        await record(ctx, "user.access_revoked", "success", userTarget(name), {
-          username: name,
-          role: result.user.role,
-          organizations: result.removed,
-        });
+      const result = await change(ctx, async (inTransaction) => {
+        const revoked = await inTransaction.revokeOrganizations(name, unwanted, now(), actorName(ctx.actor));
+        if (revoked === "not-found") throw new NotFoundError(`user ${name} does not exist`);
+        if (revoked === "last-admin")
+          throw new ConflictError(
+            `${name} is the last enabled platform-admin over every organization; grant another user "*" first`,
+          );
+        return {
+          result: revoked,
+          events:
+            revoked.removed.length === 0
+              ? []
+              : [
+                  eventOf("user.access_revoked", "success", userTarget(name), {
+                    username: name,
+                    role: revoked.user.role,
+                    organizations: revoked.removed,
+                  }),
+                ],
+        };
+      });
       return { user: publicUser(result.user), removed: result.removed };
     },
 
@@ -546,14 +649,21 @@ export const identityServiceFactory = ({
     disableUser: async (ctx: TRequestContext, username: string): Promise<TUser> => {
       await authorize(ctx, "user:manage", audit, userTarget(username));
       const name = checkUsername(username);
-      const result = await store.disableUser(name, now(), actorName(ctx.actor));
-      if (result === "not-found") throw new NotFoundError(`user ${name} does not exist`);
-      if (result === "already-disabled") throw new ConflictError(`user ${name} is already disabled`);
-      if (result === "last-admin")
-        throw new ConflictError(`${name} is the last enabled platform-admin; promote another user first`);
-      await record(ctx, "user.disabled", "success", userTarget(name), {
-        username: name,
-        revokedTokenCount: result.revokedTokens,
+      const result = await change(ctx, async (inTransaction) => {
+        const disabled = await inTransaction.disableUser(name, now(), actorName(ctx.actor));
+        if (disabled === "not-found") throw new NotFoundError(`user ${name} does not exist`);
+        if (disabled === "already-disabled") throw new ConflictError(`user ${name} is already disabled`);
+        if (disabled === "last-admin")
+          throw new ConflictError(`${name} is the last enabled platform-admin; promote another user first`);
+        return {
+          result: disabled,
+          events: [
+            eventOf("user.disabled", "success", userTarget(name), {
+              username: name,
+              revokedTokenCount: disabled.revokedTokens,
+            }),
+          ],
+        };
       });
       return publicUser(result.user);
     },
@@ -569,7 +679,11 @@ export const identityServiceFactory = ({
       input: { name: string; expiresInDays?: number },
     ): Promise<TIssuedToken> => {
       await authorize(ctx, "token:manage-own", audit, "tokens", "some-organization");
-      return issueApiToken(ctx, actingUser(ctx), input);
+      const owner = actingUser(ctx);
+      return change(ctx, async (inTransaction) => {
+        const { issued, event } = await issueApiToken(inTransaction, ctx, owner, input);
+        return { result: issued, events: [event] };
+      });
     },
 
     /** Active sessions and API tokens: the acting user's, or everyone's with token:manage-any. */
@@ -608,13 +722,20 @@ export const identityServiceFactory = ({
       // other people's token ids is refused and audited like any other denied action.
       if (!ownToken) await authorize(ctx, "token:manage-any", audit, tokenTarget(id));
       if (!token) throw new NotFoundError(`token ${shownTokenId(id)} does not exist`);
-      if (!(await store.revokeToken(token.id, now(), actorName(ctx.actor))))
-        throw new ConflictError(`token ${id} is already revoked`);
-      await record(ctx, "token.revoked", "success", tokenTarget(token.id), {
-        tokenId: token.id,
-        kind: token.kind,
-        name: token.name,
-        owner: token.user.username,
+      await change(ctx, async (inTransaction) => {
+        if (!(await inTransaction.revokeToken(token.id, now(), actorName(ctx.actor))))
+          throw new ConflictError(`token ${id} is already revoked`);
+        return {
+          result: undefined,
+          events: [
+            eventOf("token.revoked", "success", tokenTarget(token.id), {
+              tokenId: token.id,
+              kind: token.kind,
+              name: token.name,
+              owner: token.user.username,
+            }),
+          ],
+        };
       });
     },
   };

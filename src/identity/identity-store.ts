@@ -1,6 +1,6 @@
 import { ALL_ORGANIZATIONS, type TRole, type TRoleBinding } from "../lib/request-context.js";
 import { randomUUID } from "node:crypto";
-import type { TSqlClient, TSqlExecutor } from "../store/store-types.js";
+import type { TSqlClient, TSqlExecutor, TSqlValue } from "../store/store-types.js";
 import { loginWaitSeconds, type TFailureCount } from "./identity-login-limits.js";
 import type { TLoginLimits, TTokenInfo, TTokenKind, TUser } from "./identity-types.js";
 
@@ -490,11 +490,26 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
       return fileForAudit(tx, { ...attempt, id: attempt.attemptId, auditUsername: attempt.username });
     }),
 
+  /** The source addresses with attempts waiting in an audit window closed by `at`. */
+  sourcesWithClosedLoginWindows: async (at: Date, windowSeconds: number): Promise<string[]> =>
+    (
+      await db.query<{ source_address: string }>(
+        `SELECT DISTINCT source_address FROM login_attempts
+          WHERE audit_state = 'pending' AND audit_window_start <= $1 ORDER BY source_address`,
+        [new Date(at.getTime() - windowSeconds * 1000)],
+      )
+    ).rows.map((row) => row.source_address),
+
   /**
-   * Claims the waiting attempts of every audit window closed by `at`, one summary per window. The
-   * claim is one statement, so two replicas sweeping at once never summarise an attempt twice.
+   * Claims the waiting attempts of one source's audit windows closed by `at`, one summary per
+   * window. The claim is one statement, so two replicas sweeping at once never summarise an attempt
+   * twice; run in the transaction that writes the summaries, a summary the log refuses un-claims.
    */
-  claimClosedLoginWindows: async (at: Date, windowSeconds: number): Promise<TLoginFailureSummary[]> => {
+  claimClosedLoginWindows: async (
+    at: Date,
+    windowSeconds: number,
+    sourceAddress: string,
+  ): Promise<TLoginFailureSummary[]> => {
     const closedBefore = new Date(at.getTime() - windowSeconds * 1000);
     const { rows } = await db.query<{
       source_address: string;
@@ -507,7 +522,7 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
     }>(
       `WITH claimed AS (
          UPDATE login_attempts SET audit_state = 'summarised'
-          WHERE audit_state = 'pending' AND audit_window_start <= $1
+          WHERE audit_state = 'pending' AND audit_window_start <= $1 AND source_address = $2
           RETURNING source_address, audit_username, audit_window_start, outcome, attempted_at)
        SELECT source_address, audit_username, audit_window_start,
               (count(*) FILTER (WHERE outcome = 'failed'))::int AS failed,
@@ -515,7 +530,7 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
               min(attempted_at) AS first_at, max(attempted_at) AS last_at
          FROM claimed GROUP BY source_address, audit_username, audit_window_start
         ORDER BY audit_window_start, source_address, audit_username`,
-      [closedBefore],
+      [closedBefore, sourceAddress],
     );
     return rows.map((row) => ({
       sourceAddress: row.source_address,
@@ -533,16 +548,6 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
     await db.query("DELETE FROM login_attempts WHERE attempted_at <= $1 AND audit_state <> 'pending'", [
       new Date(at.getTime() - windowSeconds * 1000),
     ]);
-  },
-
-  /** Puts claimed attempts back when their summary could not be audited, so the next sweep tries again. */
-  unclaimLoginWindow: async (summary: TLoginFailureSummary): Promise<void> => {
-    await db.query(
-      `UPDATE login_attempts SET audit_state = 'pending'
-        WHERE audit_state = 'summarised' AND source_address = $1 AND audit_username IS NOT DISTINCT FROM $2
-          AND audit_window_start = $3`,
-      [summary.sourceAddress, summary.username, summary.windowStart],
-    );
   },
 });
 
@@ -574,3 +579,14 @@ const readUser = async (tx: TSqlExecutor, id: string): Promise<TStoredUser | und
 };
 
 export type TIdentityStore = ReturnType<typeof identityStoreFactory>;
+
+/**
+ * The store on a transaction that is already open (the audit log's recordChange): its statements
+ * run on `tx`, and the transactions it would open itself join that one, so a change and its audit
+ * entry commit together.
+ */
+export const identityStoreIn = (tx: TSqlExecutor): TIdentityStore =>
+  identityStoreFactory({
+    query: <TRow>(sql: string, params?: readonly TSqlValue[]) => tx.query<TRow>(sql, params),
+    transaction: <T>(work: (joined: TSqlExecutor) => Promise<T>) => work(tx),
+  });

@@ -1,3 +1,4 @@
+import type { TAuditLog } from "../audit/audit-log.js";
 import type { TAuditEvent } from "../audit/audit-types.js";
 import type { TRequestContext, TRole } from "../lib/request-context.js";
 
@@ -6,6 +7,14 @@ import type { TRequestContext, TRole } from "../lib/request-context.js";
 export type TAuditAppend = (ctx: TRequestContext, event: TAuditEvent) => Promise<unknown>;
 
 export type TIdentityAudit = { append: TAuditAppend };
+
+/**
+ * The audit log's recordChange (audit-log.ts): a state change and the events it returns commit in
+ * one transaction. Services that change rows take it beside append, which is left for observations
+ * (a refusal, a failed sign-in) and for actions outside the database.
+ */
+export type TRecordChange = TAuditLog["recordChange"];
+export type TChangeAudit = TIdentityAudit & { recordChange: TRecordChange };
 
 export type TIdentityAuditEventType =
   | "auth.login.succeeded"
