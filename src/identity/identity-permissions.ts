@@ -131,7 +131,8 @@ const scopeWords = (scope: TAuthorizationScope): string =>
 
 /**
  * Records a refusal without throwing, for lookups that answer "not found" rather than reveal that
- * another organization's environment or run exists (README: "Who may do what, where").
+ * another organization's environment or run exists (README: "Who may do what, where"). A plain
+ * append, not a recordChange: a refusal is an observation and changes no row.
  */
 export const recordDenial = async (
   ctx: TRequestContext,

@@ -5,7 +5,8 @@
 import { s3CredentialsFrom } from "../backup/s3-bucket.js";
 import { authorize, authorizeListing, inScope } from "../identity/identity-permissions.js";
 import type { TAuthorizationScope } from "../identity/identity-permissions.js";
-import type { TAuditAppend } from "../identity/identity-types.js";
+import type { TAuditEvent } from "../audit/audit-types.js";
+import type { TChangeAudit } from "../identity/identity-types.js";
 import { NotFoundError, ValidationError } from "../lib/errors.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import { hashOdooAdminPassword } from "../render/odoo/odoo-admin-password.js";
@@ -15,8 +16,8 @@ import { generatePassword } from "./secrets-generate.js";
 import type { TSecretListing, TSecretsService } from "./secrets-service.js";
 
 type TSecretsAdminDeps = {
-  secrets: Pick<TSecretsService, "list" | "reveal" | "rotate" | "current" | "ensure">;
-  audit: { append: TAuditAppend };
+  secrets: Pick<TSecretsService, "list" | "reveal" | "rotate" | "ensure">;
+  audit: TChangeAudit;
   latestSpecs: () => Promise<TOrganizationSpec[]>;
   /** Re-applies one organization; absent without a runtime. */
   reconcile?: (ctx: TRequestContext, organization: TOrganizationSpec) => Promise<TRuntimeAction[]>;
@@ -34,6 +35,16 @@ export const secretScope = (name: string): TAuthorizationScope => {
   return organization === undefined ? "every-organization" : { organization };
 };
 
+const rotated = (name: string, version: number): TAuditEvent => ({
+  type: "secret.rotated",
+  outcome: "success",
+  target: `secret:${name}`,
+  payload: { secretName: name, version },
+});
+
+// A new version and its secret.rotated entry commit in one transaction (the audit log's
+// recordChange): the store never holds a version the log does not name, nor the log one the store
+// lacks. The reconcile that follows acts outside the database and audits itself.
 export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconcile }: TSecretsAdminDeps) => ({
   /** The names of the caller's organizations' secrets. */
   list: async (ctx: TRequestContext): Promise<TSecretListing[]> => {
@@ -70,13 +81,10 @@ export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconc
     if (value.trim().length === 0) throw new ValidationError(`the value for ${JSON.stringify(name)} is empty`);
     // An S3 key is two lines (access key ID, secret access key): refuse another shape now, not at the next backup.
     if (users.some((repository) => repository.type === "s3")) s3CredentialsFrom(value, name);
-    const created = await secrets.ensure(name, () => value.trim());
-    const version = created.created ? created.version : (await secrets.rotate(name, () => value.trim())).version;
-    await audit.append(ctx, {
-      type: "secret.rotated",
-      outcome: "success",
-      target: `secret:${name}`,
-      payload: { secretName: name, version },
+    const { result: version } = await audit.recordChange(ctx, async (tx) => {
+      const created = await secrets.ensure(name, () => value.trim(), tx);
+      const written = created.created ? created.version : (await secrets.rotate(name, () => value.trim(), tx)).version;
+      return { result: written, events: [rotated(name, written)] };
     });
     const runtime = reconcile === undefined || organization === undefined ? [] : await reconcile(ctx, organization);
     return { name, version, runtime };
@@ -97,24 +105,16 @@ export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconc
       throw new NotFoundError(
         `secret ${JSON.stringify(name)} is derived from ${JSON.stringify(name.slice(0, -"-hash".length))}; rotate that one`,
       );
-    const { version } = await secrets.rotate(name, () => generatePassword(24));
-    await audit.append(ctx, {
-      type: "secret.rotated",
-      outcome: "success",
-      target: `secret:${name}`,
-      payload: { secretName: name, version },
+    const password = generatePassword(24);
+    // odoo.conf carries the hash, which must follow the password it was made from: both versions
+    // commit together. The hash is slow (PBKDF2), so it is made before the transaction opens.
+    const hash = name.endsWith("/odoo-master") ? hashOdooAdminPassword(password) : undefined;
+    const { result: version } = await audit.recordChange(ctx, async (tx) => {
+      const { version: written } = await secrets.rotate(name, () => password, tx);
+      if (hash === undefined) return { result: written, events: [rotated(name, written)] };
+      const derived = await secrets.rotate(`${name}-hash`, () => hash, tx);
+      return { result: written, events: [rotated(name, written), rotated(`${name}-hash`, derived.version)] };
     });
-    if (name.endsWith("/odoo-master")) {
-      // odoo.conf carries the hash, which must follow the password it was made from.
-      const password = await secrets.current(name);
-      const hash = await secrets.rotate(`${name}-hash`, () => hashOdooAdminPassword(password));
-      await audit.append(ctx, {
-        type: "secret.rotated",
-        outcome: "success",
-        target: `secret:${name}-hash`,
-        payload: { secretName: `${name}-hash`, version: hash.version },
-      });
-    }
     const organizationName = organizationOf(name);
     const organization = (await latestSpecs()).find((spec) => spec.metadata.name === organizationName);
     const runtime = reconcile === undefined || organization === undefined ? [] : await reconcile(ctx, organization);

@@ -58,7 +58,9 @@ export const secretsServiceFactory = ({
   authorizeReveal,
   now = () => new Date(),
 }: TSecretsServiceDeps) => {
+  // Secrets live in the database only (the secrets table): a write on the caller's transaction is all-or-nothing with it.
   const store = secretsStoreFactory(db);
+  const storeOn = (tx: TSqlExecutor | undefined) => (tx === undefined ? store : secretsStoreFactory(tx));
 
   const currentSealed = async (name: string) => {
     checkName(name);
@@ -68,14 +70,23 @@ export const secretsServiceFactory = ({
   };
 
   return {
-    /** Creates version 1 from `generate` when the name has no secret yet; otherwise changes nothing. */
-    ensure: async (name: string, generate: () => string): Promise<{ created: boolean; version: number }> => {
+    /**
+     * Creates version 1 from `generate` when the name has no secret yet; otherwise changes nothing.
+     * With `tx` (a transaction of the audit log's recordChange) it writes there, so the version
+     * commits with the entry that records it.
+     */
+    ensure: async (
+      name: string,
+      generate: () => string,
+      tx?: TSqlExecutor,
+    ): Promise<{ created: boolean; version: number }> => {
       checkName(name);
-      const existing = await store.latestVersion(name);
+      const writer = storeOn(tx);
+      const existing = await writer.latestVersion(name);
       if (existing > 0) return { created: false, version: existing };
-      const created = await store.insertIfAbsent(seal(masterKey, name, 1, generated(name, generate)), now());
+      const created = await writer.insertIfAbsent(seal(masterKey, name, 1, generated(name, generate)), now());
       // Another replica may have created it between our read and our insert: theirs stands.
-      return created ? { created: true, version: 1 } : { created: false, version: await store.latestVersion(name) };
+      return created ? { created: true, version: 1 } : { created: false, version: await writer.latestVersion(name) };
     },
 
     /** The current value, for carehost's own drivers. Never expose this over the API; use reveal(). */
@@ -99,7 +110,7 @@ export const secretsServiceFactory = ({
       }
       await authorizeReveal(ctx, name);
       const value = open(masterKey, await currentSealed(name));
-      // The value is handed out only once the event is durable.
+      // The value is handed out only once the event is durable. A plain append: a reveal changes no row.
       await audit.append(ctx, {
         type: "secret.revealed",
         outcome: "success",
@@ -109,14 +120,15 @@ export const secretsServiceFactory = ({
       return value;
     },
 
-    /** Adds a new current version; the previous one stays readable until retire(). */
-    rotate: async (name: string, generate: () => string): Promise<{ version: number }> => {
+    /** Adds a new current version; the previous one stays readable until retire(). `tx` as for ensure(). */
+    rotate: async (name: string, generate: () => string, tx?: TSqlExecutor): Promise<{ version: number }> => {
       checkName(name);
-      const latest = await store.latestVersion(name);
+      const writer = storeOn(tx);
+      const latest = await writer.latestVersion(name);
       if (latest === 0)
         throw new NotFoundError(`secret ${JSON.stringify(name)} does not exist, so it cannot be rotated`);
       const version = latest + 1;
-      const inserted = await store.insertIfAbsent(seal(masterKey, name, version, generated(name, generate)), now());
+      const inserted = await writer.insertIfAbsent(seal(masterKey, name, version, generated(name, generate)), now());
       if (!inserted)
         throw new ConflictError(
           `secret ${JSON.stringify(name)} was rotated by someone else at the same time; check and retry`,
