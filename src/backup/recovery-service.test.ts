@@ -5,6 +5,7 @@ import { after, before, describe, it } from "node:test";
 import { createAuditHarness, type TAuditHarness } from "../../test/audit-fixtures.js";
 import { createRuntimeHarness, runtimeTestSpec, type TRuntimeHarness } from "../../test/runtime-fixtures.js";
 import { testDatabaseFactories } from "../../test/test-databases.js";
+import { readHeadSize } from "../audit/audit-store.js";
 import { systemContext } from "../lib/request-context.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { activeSlot } from "../spec/maintenance-window.js";
@@ -143,5 +144,68 @@ void describe("recovery service: failures are recorded, audited and alerted, and
       recovery.backup(ctx, { environment: "staging", kind: "full" }),
       /no recorded environment is named "staging"/,
     );
+  });
+
+  void it("ends no run and starts no emergency restore without its audit entry, on PGlite and PostgreSQL", async () => {
+    const noon = new Date("2026-11-25T17:00:00Z");
+    for (const kind of ["pglite", "postgres"] as const) {
+      // The pglite store is the suite's own; the postgres one shares the suite's cluster and runtime.
+      const harness = kind === "pglite" ? auditHarness : await createAuditHarness(testDatabaseFactories.postgres);
+      try {
+        const service = (now?: () => Date) =>
+          recoveryServiceFactory({
+            db: harness.db,
+            runtime: runtimeHarness.runtime,
+            latestSpecs: async () => [spec],
+            audit: harness.log,
+            ...(now === undefined ? {} : { now }),
+          });
+        const count = async (sql: string) =>
+          (await harness.db.query<{ count: number }>(`SELECT count(*)::int AS count FROM ${sql}`)).rows[0]!.count;
+        const completed = (await harness.log.list({ type: "backup.completed", limit: 1000 })).length;
+        const failed = (await harness.log.list({ type: "backup.failed", limit: 1000 })).length;
+        const restores = await count("restore_runs");
+        const head = await readHeadSize(harness.db);
+
+        // The append itself fails, as a full disk or a lost connection would make it.
+        await harness.database.superuserQuery(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
+          $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
+        await harness.database.superuserQuery(
+          "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+        );
+        const injected = /audit append failed \(injected\)/;
+        // pgBackRest takes the backup; its row may not say so while the log cannot: it stays "running".
+        await assert.rejects(service().backup(ctx, { environment: "prod", kind: "incr" }), injected);
+        const [kept] = await service().listBackups(ctx, "prod");
+        assert.equal(kept?.status, "running", `${kind}: the run's row ended without its entry`);
+        // Interrupting it needs its entry too.
+        await assert.rejects(service().markInterrupted(), injected);
+        assert.equal((await service().listBackups(ctx, "prod"))[0]?.status, "running");
+        // An emergency restore is not even recorded as started without its reason in the log.
+        await assert.rejects(
+          service(() => noon).restore(ctx, {
+            environment: "prod",
+            target: { kind: "latest" },
+            inPlace: true,
+            emergencyReason: "ransomware on the app server, incident 4712",
+          }),
+          injected,
+        );
+        assert.equal(await count("restore_runs"), restores, `${kind}: a restore run began without its emergency entry`);
+        assert.equal(await readHeadSize(harness.db), head);
+
+        await harness.database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");
+        await harness.database.superuserQuery("DROP FUNCTION refuse_audit()");
+        assert.equal(await service().markInterrupted(), 1);
+        const [interrupted] = await service().listBackups(ctx, "prod");
+        assert.equal(interrupted?.id, kept?.id);
+        assert.equal(interrupted?.status, "interrupted");
+        assert.equal((await harness.log.list({ type: "backup.failed", limit: 1000 })).length, failed + 1);
+        assert.equal((await harness.log.list({ type: "backup.completed", limit: 1000 })).length, completed);
+        assert.equal((await harness.log.verify()).ok, true);
+      } finally {
+        if (harness !== auditHarness) await harness.dispose();
+      }
+    }
   });
 });

@@ -7,7 +7,7 @@
 import type { TAuditEvent } from "../audit/audit-types.js";
 import { authorize, inScope, recordDenial, scopeOf } from "../identity/identity-permissions.js";
 import type { Permission, TPermissionScope } from "../identity/identity-permissions.js";
-import type { TAuditAppend } from "../identity/identity-types.js";
+import type { TChangeAudit } from "../identity/identity-types.js";
 import { ConflictError, DomainError, NotFoundError, ValidationError } from "../lib/errors.js";
 import { systemContext } from "../lib/request-context.js";
 import { serialQueueByKey } from "../lib/serial-queue.js";
@@ -26,7 +26,8 @@ type TRecoveryServiceDeps = {
   /** Absent with CAREHOST_RUNTIME=none: nothing runs here, so nothing can be backed up here. */
   runtime?: Pick<TLocalRuntime, "backup" | "verify" | "drill" | "restore" | "expire" | "snapshotFilestore">;
   latestSpecs: () => Promise<TOrganizationSpec[]>;
-  audit: { append: TAuditAppend };
+  /** Its recordChange must write to the database `db` is on: a run's row and its entry commit together there. */
+  audit: TChangeAudit;
   now?: () => Date;
   /** Ends the commands runs are waiting for (runtime-command's endRunningCommands), when carehost stops. */
   endCommands?: () => number;
@@ -284,17 +285,30 @@ export const recoveryServiceFactory = ({
   };
 
   /**
-   * Ends a run's row, unless a stop of carehost ended it first: then the run is interrupted, its
-   * row says so and the stop audited it, and what it went on to do is no one's result.
+   * Ends a run's row with the audit events that say how it ended, in one transaction: the row's
+   * end and its entries commit together or not at all, so the log never claims a result the table
+   * lacks and the table never holds an ending the log was not told of (a row whose entry fails
+   * stays "running", for the next start to turn into an audited interruption). Unless a stop of
+   * carehost ended the row first: then the run is interrupted, its row says so and the stop audited
+   * it, and what it went on to do is no one's result (false, and `events` are not written).
    */
   const endRow = async (
+    ctx: TRequestContext,
     table: "backup_runs" | "restore_runs" | "restore_drills",
     id: number,
     set: string,
     params: readonly TSqlValue[],
+    events: readonly TAuditEvent[],
   ): Promise<boolean> =>
-    (await db.query(`UPDATE ${table} SET ${set} WHERE id = $1 AND status = 'running' RETURNING id`, [id, ...params]))
-      .rows.length > 0;
+    (
+      await audit.recordChange(ctx, async (tx) => {
+        const { rows } = await tx.query(
+          `UPDATE ${table} SET ${set} WHERE id = $1 AND status = 'running' RETURNING id`,
+          [id, ...params],
+        );
+        return { result: rows.length > 0, events: rows.length > 0 ? events : [] };
+      })
+    ).result;
 
   const startBackup = async (
     ctx: TRequestContext,
@@ -340,22 +354,7 @@ export const recoveryServiceFactory = ({
         },
       ];
       steps.forEach(onStep);
-      const ended = await endRow(
-        "backup_runs",
-        id,
-        "status = 'succeeded', label = $2, database_bytes = $3, repository_bytes = $4, duration_ms = $5, finished_at = $6, result = $7, steps = $8",
-        [
-          result.label,
-          result.databaseBytes,
-          result.repositoryBytes,
-          result.durationMs,
-          now(),
-          JSON.stringify({ id, ...result }),
-          JSON.stringify(steps),
-        ],
-      );
-      if (!ended) throw interruptedError();
-      await audit.append(ctx, {
+      const completed: TAuditEvent = {
         type: "backup.completed",
         outcome: "success",
         target: target(organization, environment),
@@ -379,26 +378,54 @@ export const recoveryServiceFactory = ({
                 })),
               }),
         },
-      });
+      };
+      const ended = await endRow(
+        ctx,
+        "backup_runs",
+        id,
+        "status = 'succeeded', label = $2, database_bytes = $3, repository_bytes = $4, duration_ms = $5, finished_at = $6, result = $7, steps = $8",
+        [
+          result.label,
+          result.databaseBytes,
+          result.repositoryBytes,
+          result.durationMs,
+          now(),
+          JSON.stringify({ id, ...result }),
+          JSON.stringify(steps),
+        ],
+        [completed],
+      );
+      if (!ended) throw interruptedError();
       const expired = await runExpire(ctx, organization, environment);
       steps.push(expired);
       onStep(expired);
       await db.query("UPDATE backup_runs SET steps = $2 WHERE id = $1", [id, JSON.stringify(steps)]);
       return { id, ...result };
     } catch (error) {
-      if (await endRow("backup_runs", id, "status = 'failed', error = $2, finished_at = $3", [message(error), now()])) {
-        await audit.append(ctx, {
-          type: "backup.failed",
-          outcome: "failure",
-          target: target(organization, environment),
-          payload: { environment: environment.name, kind, reason: message(error) },
-        });
-      }
+      await endRow(
+        ctx,
+        "backup_runs",
+        id,
+        "status = 'failed', error = $2, finished_at = $3",
+        [message(error), now()],
+        [
+          {
+            type: "backup.failed",
+            outcome: "failure",
+            target: target(organization, environment),
+            payload: { environment: environment.name, kind, reason: message(error) },
+          },
+        ],
+      );
       throw error;
     }
   };
 
-  /** Expires what the retention tiers no longer keep; a failure is audited and left for the next backup to retry. */
+  /**
+   * Expires what the retention tiers no longer keep; a failure is audited and left for the next
+   * backup to retry. Plain appends: expiry acts on the repositories, outside the database, and no
+   * row records it but the backup run's steps.
+   */
   const runExpire = async (
     ctx: TRequestContext,
     organization: TOrganizationSpec,
@@ -462,6 +489,7 @@ export const recoveryServiceFactory = ({
         const durationMs = Math.max(0, now().getTime() - started.getTime());
         const verified = { environment: environment.name, ok: result.ok, output: result.output.slice(-4000) };
         const ended = await endRow(
+          ctx,
           "backup_runs",
           id,
           "status = $2, error = $3, duration_ms = $4, finished_at = $5, result = $6",
@@ -472,14 +500,16 @@ export const recoveryServiceFactory = ({
             now(),
             JSON.stringify(verified),
           ],
+          [
+            {
+              type: "backup.verified",
+              outcome: result.ok ? "success" : "failure",
+              target: target(organization, environment),
+              payload: { environment: environment.name, ok: result.ok, durationMs },
+            },
+          ],
         );
         if (!ended) throw interruptedError();
-        await audit.append(ctx, {
-          type: "backup.verified",
-          outcome: result.ok ? "success" : "failure",
-          target: target(organization, environment),
-          payload: { environment: environment.name, ok: result.ok, durationMs },
-        });
         return verified;
       }),
     );
@@ -498,43 +528,58 @@ export const recoveryServiceFactory = ({
       try {
         const result = await runtimeOrRefuse().snapshotFilestore(organization, environment.name);
         if (result === undefined) return;
-        await db.query(
-          "INSERT INTO backup_runs (organization, environment, kind, trigger, status, label, database_bytes, repository_bytes, duration_ms, started_at, finished_at) VALUES ($1, $2, 'filestore', 'schedule', 'succeeded', $3, $4, $5, $6, $7, $8)",
-          [
-            organization.metadata.name,
-            environment.name,
-            result.snapshotId,
-            result.bytes,
-            result.bytesAdded,
-            result.durationMs,
-            started,
-            now(),
-          ],
-        );
-        await audit.append(ctx, {
-          type: "backup.completed",
-          outcome: "success",
-          target: target(organization, environment),
-          payload: {
-            environment: environment.name,
-            kind: "filestore",
-            label: result.snapshotId,
-            filestoreFiles: result.files,
-            filestoreBytes: result.bytes,
-            filestoreBytesAdded: result.bytesAdded,
-            durationMs: result.durationMs,
-          },
+        // The snapshot's row and its entry commit together.
+        await audit.recordChange(ctx, async (tx) => {
+          await tx.query(
+            "INSERT INTO backup_runs (organization, environment, kind, trigger, status, label, database_bytes, repository_bytes, duration_ms, started_at, finished_at) VALUES ($1, $2, 'filestore', 'schedule', 'succeeded', $3, $4, $5, $6, $7, $8)",
+            [
+              organization.metadata.name,
+              environment.name,
+              result.snapshotId,
+              result.bytes,
+              result.bytesAdded,
+              result.durationMs,
+              started,
+              now(),
+            ],
+          );
+          return {
+            result: undefined,
+            events: [
+              {
+                type: "backup.completed",
+                outcome: "success",
+                target: target(organization, environment),
+                payload: {
+                  environment: environment.name,
+                  kind: "filestore",
+                  label: result.snapshotId,
+                  filestoreFiles: result.files,
+                  filestoreBytes: result.bytes,
+                  filestoreBytesAdded: result.bytesAdded,
+                  durationMs: result.durationMs,
+                },
+              },
+            ],
+          };
         });
       } catch (error) {
-        await db.query(
-          "INSERT INTO backup_runs (organization, environment, kind, trigger, status, error, started_at, finished_at) VALUES ($1, $2, 'filestore', 'schedule', 'failed', $3, $4, $5)",
-          [organization.metadata.name, environment.name, message(error), started, now()],
-        );
-        await audit.append(ctx, {
-          type: "backup.failed",
-          outcome: "failure",
-          target: target(organization, environment),
-          payload: { environment: environment.name, kind: "filestore", reason: message(error) },
+        await audit.recordChange(ctx, async (tx) => {
+          await tx.query(
+            "INSERT INTO backup_runs (organization, environment, kind, trigger, status, error, started_at, finished_at) VALUES ($1, $2, 'filestore', 'schedule', 'failed', $3, $4, $5)",
+            [organization.metadata.name, environment.name, message(error), started, now()],
+          );
+          return {
+            result: undefined,
+            events: [
+              {
+                type: "backup.failed",
+                outcome: "failure",
+                target: target(organization, environment),
+                payload: { environment: environment.name, kind: "filestore", reason: message(error) },
+              },
+            ],
+          };
         });
       }
     });
@@ -542,8 +587,8 @@ export const recoveryServiceFactory = ({
   /**
    * Runs a restore as a recorded run: the row is "running" before anything is touched, so a
    * carehost killed midway leaves a trace the next start turns into an audited interruption; each
-   * step is written to it as it completes; a restore that fails is audited with its reason
-   * (restore.completed is the caller's, with its details).
+   * step is written to it as it completes; its success commits with the caller's restore.completed
+   * (`completed`, with its details), a failure with restore.failed and its reason.
    */
   const recordRestore = async <T extends { steps: readonly TRestoreStep[]; durationMs: number }>(
     ctx: TRequestContext,
@@ -553,6 +598,8 @@ export const recoveryServiceFactory = ({
     restore: (onStep: (step: TRestoreStep) => void) => Promise<T>,
     /** The run's result as its followers get it, recorded with its success so none sees a success without it. */
     answer: (result: T) => unknown,
+    /** The restore.completed entry, written in the transaction that ends the row. */
+    completed: (result: T) => TAuditEvent,
   ): Promise<T> => {
     const steps: TRestoreStep[] = [];
     let written = Promise.resolve();
@@ -573,30 +620,37 @@ export const recoveryServiceFactory = ({
       const result = await restore(onStep);
       await written;
       const ended = await endRow(
+        ctx,
         "restore_runs",
         run.id,
         "status = 'succeeded', steps = $2, duration_ms = $3, finished_at = $4, result = $5",
         [JSON.stringify(result.steps), result.durationMs, now(), JSON.stringify(answer(result))],
+        [completed(result)],
       );
       if (!ended) throw interruptedError();
       return result;
     } catch (error) {
       await written;
-      if (
-        await endRow("restore_runs", run.id, "status = 'failed', error = $2, finished_at = $3", [message(error), now()])
-      ) {
-        await audit.append(ctx, {
-          type: "restore.failed",
-          outcome: "failure",
-          target: target(organization, environment),
-          payload: {
-            environment: environment.name,
-            target: run.described,
-            destination: run.destination,
-            reason: message(error),
+      await endRow(
+        ctx,
+        "restore_runs",
+        run.id,
+        "status = 'failed', error = $2, finished_at = $3",
+        [message(error), now()],
+        [
+          {
+            type: "restore.failed",
+            outcome: "failure",
+            target: target(organization, environment),
+            payload: {
+              environment: environment.name,
+              target: run.described,
+              destination: run.destination,
+              reason: message(error),
+            },
           },
-        });
-      }
+        ],
+      );
       throw error;
     }
   };
@@ -658,21 +712,6 @@ export const recoveryServiceFactory = ({
             : []),
       ];
       const status = problems.length === 0 ? "passed" : "failed";
-      const ended = await endRow(
-        "restore_drills",
-        id,
-        "status = $2, backup_label = $3, rto_seconds = $4, rpo_seconds = $5, details = $6, finished_at = $7, steps = $8",
-        [
-          status,
-          drill.backupLabel,
-          drill.rtoSeconds,
-          drill.rpoSeconds,
-          JSON.stringify({ problems, tables: drill.tables }),
-          now(),
-          JSON.stringify(steps),
-        ],
-      );
-      if (!ended) throw interruptedError();
       const event: TAuditEvent = {
         type: "drill.completed",
         outcome: status === "passed" ? "success" : "failure",
@@ -690,23 +729,40 @@ export const recoveryServiceFactory = ({
           problems: problems.map((problem) => problem.slice(0, 500)).slice(0, 20),
         },
       };
-      await audit.append(ctx, event);
-      return (await drillRows("WHERE id = $1", [id]))[0]!;
-    } catch (error) {
-      if (
-        await endRow("restore_drills", id, "status = 'failed', error = $2, finished_at = $3, steps = $4", [
-          message(error),
+      const ended = await endRow(
+        ctx,
+        "restore_drills",
+        id,
+        "status = $2, backup_label = $3, rto_seconds = $4, rpo_seconds = $5, details = $6, finished_at = $7, steps = $8",
+        [
+          status,
+          drill.backupLabel,
+          drill.rtoSeconds,
+          drill.rpoSeconds,
+          JSON.stringify({ problems, tables: drill.tables }),
           now(),
           JSON.stringify(steps),
-        ])
-      ) {
-        await audit.append(ctx, {
-          type: "drill.failed",
-          outcome: "failure",
-          target: target(organization, environment),
-          payload: { environment: environment.name, reason: message(error) },
-        });
-      }
+        ],
+        [event],
+      );
+      if (!ended) throw interruptedError();
+      return (await drillRows("WHERE id = $1", [id]))[0]!;
+    } catch (error) {
+      await endRow(
+        ctx,
+        "restore_drills",
+        id,
+        "status = 'failed', error = $2, finished_at = $3, steps = $4",
+        [message(error), now(), JSON.stringify(steps)],
+        [
+          {
+            type: "drill.failed",
+            outcome: "failure",
+            target: target(organization, environment),
+            payload: { environment: environment.name, reason: message(error) },
+          },
+        ],
+      );
       throw error;
     }
   };
@@ -897,13 +953,17 @@ export const recoveryServiceFactory = ({
         `environment ${JSON.stringify(environment.name)} holds PHI; it may be restored only into a PHI-classed environment, and ${JSON.stringify(declared.name)} is dataClass ${declared.dataClass}`,
       );
     }
-    const begin = async (destination: string) => {
+    /** The run's "running" row, with the entries that must exist once it does (an emergency's reason). */
+    const begin = async (destination: string, events: readonly TAuditEvent[] = []) => {
       refuseToStart();
-      const inserted = await db.query<{ id: number }>(
-        "INSERT INTO restore_runs (organization, environment, target, destination, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
-        [organization.metadata.name, environment.name, described, destination, now()],
-      );
-      return { id: inserted.rows[0]!.id, described, destination };
+      const { result: id } = await audit.recordChange(ctx, async (tx) => {
+        const inserted = await tx.query<{ id: number }>(
+          "INSERT INTO restore_runs (organization, environment, target, destination, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
+          [organization.metadata.name, environment.name, described, destination, now()],
+        );
+        return { result: inserted.rows[0]!.id, events };
+      });
+      return { id, described, destination };
     };
     if (input.into !== undefined && declared === undefined) {
       const into = input.into;
@@ -932,22 +992,22 @@ export const recoveryServiceFactory = ({
                 ),
               ),
             answer,
+            (restored) => ({
+              type: "restore.completed",
+              outcome: "success",
+              target: target(organization, environment),
+              payload: {
+                environment: environment.name,
+                target: described,
+                into,
+                dataClass: environment.dataClass,
+                port: restored.port,
+                filestoreFiles: restored.filestoreFiles,
+                steps: restored.steps.map((step) => step.step),
+                durationMs: restored.durationMs,
+              },
+            }),
           );
-          await audit.append(ctx, {
-            type: "restore.completed",
-            outcome: "success",
-            target: target(organization, environment),
-            payload: {
-              environment: environment.name,
-              target: described,
-              into,
-              dataClass: environment.dataClass,
-              port: result.port,
-              filestoreFiles: result.filestoreFiles,
-              steps: result.steps.map((step) => step.step),
-              durationMs: result.durationMs,
-            },
-          });
           return answer(result);
         },
         listener,
@@ -967,20 +1027,24 @@ export const recoveryServiceFactory = ({
         `${what} replaces the data of ${JSON.stringify(replaced.name)}: run it inside its maintenance window (${replaced.maintenanceWindow!.timeZone}), or state the emergency with --emergency "<reason of at least 10 characters>"`,
       );
     }
-    const row = await begin(input.into === undefined ? "in place" : `environment ${replaced.name}`);
-    if (slot === undefined) {
-      await audit.append(ctx, {
-        type: "restore.emergency",
-        outcome: "success",
-        target: target(organization, replaced),
-        payload: {
-          environment: replaced.name,
-          target: described,
-          reason: emergency!.slice(0, 500),
-          ...(replaced.name === environment.name ? {} : { source: environment.name }),
-        },
-      });
-    }
+    const row = await begin(
+      input.into === undefined ? "in place" : `environment ${replaced.name}`,
+      slot !== undefined
+        ? []
+        : [
+            {
+              type: "restore.emergency",
+              outcome: "success",
+              target: target(organization, replaced),
+              payload: {
+                environment: replaced.name,
+                target: described,
+                reason: emergency!.slice(0, 500),
+                ...(replaced.name === environment.name ? {} : { source: environment.name }),
+              },
+            },
+          ],
+    );
     return launch(
       { id: row.id, kind: "restore", target: target(organization, environment) },
       async (onStep) => {
@@ -1014,36 +1078,38 @@ export const recoveryServiceFactory = ({
             );
           },
           answer,
+          (restored): TAuditEvent => {
+            const safety = safetyBackup.label === undefined ? undefined : { label: safetyBackup.label };
+            const outcome = {
+              filestoreFiles: restored.filestoreFiles,
+              steps: restored.steps.map((step) => step.step),
+              durationMs: restored.durationMs,
+            };
+            return {
+              type: "restore.completed",
+              outcome: "success",
+              target: target(organization, environment),
+              payload:
+                input.into === undefined
+                  ? {
+                      environment: environment.name,
+                      target: described,
+                      inPlace: true,
+                      safetyBackup: safety!.label,
+                      emergency: slot === undefined,
+                      ...outcome,
+                    }
+                  : {
+                      environment: environment.name,
+                      target: described,
+                      intoEnvironment: replaced.name,
+                      safetyBackup: safety?.label ?? null,
+                      emergency: slot === undefined,
+                      ...outcome,
+                    },
+            };
+          },
         );
-        const safety = safetyBackup.label === undefined ? undefined : { label: safetyBackup.label };
-        const outcome = {
-          filestoreFiles: result.filestoreFiles,
-          steps: result.steps.map((step) => step.step),
-          durationMs: result.durationMs,
-        };
-        await audit.append(ctx, {
-          type: "restore.completed",
-          outcome: "success",
-          target: target(organization, environment),
-          payload:
-            input.into === undefined
-              ? {
-                  environment: environment.name,
-                  target: described,
-                  inPlace: true,
-                  safetyBackup: safety!.label,
-                  emergency: slot === undefined,
-                  ...outcome,
-                }
-              : {
-                  environment: environment.name,
-                  target: described,
-                  intoEnvironment: replaced.name,
-                  safetyBackup: safety?.label ?? null,
-                  emergency: slot === undefined,
-                  ...outcome,
-                },
-        });
         return answer(result);
       },
       listener,
@@ -1125,50 +1191,55 @@ export const recoveryServiceFactory = ({
             params: ids,
           };
     };
-    const backupsOnly = selected(["backup", "verify"]);
-    const backups = await db.query<{
-      organization: string;
-      environment: string;
-      kind: "full" | "diff" | "incr" | "verify" | "filestore";
-    }>(
-      `UPDATE backup_runs SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${backupsOnly.where} RETURNING organization, environment, kind`,
-      [at, reason, ...backupsOnly.params],
-    );
-    for (const run of backups.rows) {
-      await audit.append(ctx, {
+    // Every row this interrupts commits with its entry, or none does: a failed append leaves them "running" for the next try.
+    const { result: interrupted } = await audit.recordChange(ctx, async (tx) => {
+      const backupsOnly = selected(["backup", "verify"]);
+      const backups = await tx.query<{
+        organization: string;
+        environment: string;
+        kind: "full" | "diff" | "incr" | "verify" | "filestore";
+      }>(
+        `UPDATE backup_runs SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${backupsOnly.where} RETURNING organization, environment, kind`,
+        [at, reason, ...backupsOnly.params],
+      );
+      const events: TAuditEvent[] = backups.rows.map((run) => ({
         type: "backup.failed",
         outcome: "failure",
         target: targetNamed(run.organization, run.environment),
         payload: { environment: run.environment, kind: run.kind, reason },
-      });
-    }
-    const drillsOnly = selected(["drill"]);
-    const drills = await db.query<{ organization: string; environment: string }>(
-      `UPDATE restore_drills SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${drillsOnly.where} RETURNING organization, environment`,
-      [at, reason, ...drillsOnly.params],
-    );
-    for (const run of drills.rows) {
-      await audit.append(ctx, {
-        type: "drill.failed",
-        outcome: "failure",
-        target: targetNamed(run.organization, run.environment),
-        payload: { environment: run.environment, reason },
-      });
-    }
-    const restoresOnly = selected(["restore"]);
-    const restores = await db.query<{ organization: string; environment: string; target: string; destination: string }>(
-      `UPDATE restore_runs SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${restoresOnly.where} RETURNING organization, environment, target, destination`,
-      [at, reason, ...restoresOnly.params],
-    );
-    for (const run of restores.rows) {
-      await audit.append(ctx, {
-        type: "restore.failed",
-        outcome: "failure",
-        target: targetNamed(run.organization, run.environment),
-        payload: { environment: run.environment, target: run.target, destination: run.destination, reason },
-      });
-    }
-    return backups.rows.length + drills.rows.length + restores.rows.length;
+      }));
+      const drillsOnly = selected(["drill"]);
+      const drills = await tx.query<{ organization: string; environment: string }>(
+        `UPDATE restore_drills SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${drillsOnly.where} RETURNING organization, environment`,
+        [at, reason, ...drillsOnly.params],
+      );
+      for (const run of drills.rows)
+        events.push({
+          type: "drill.failed",
+          outcome: "failure",
+          target: targetNamed(run.organization, run.environment),
+          payload: { environment: run.environment, reason },
+        });
+      const restoresOnly = selected(["restore"]);
+      const restores = await tx.query<{
+        organization: string;
+        environment: string;
+        target: string;
+        destination: string;
+      }>(
+        `UPDATE restore_runs SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${restoresOnly.where} RETURNING organization, environment, target, destination`,
+        [at, reason, ...restoresOnly.params],
+      );
+      for (const run of restores.rows)
+        events.push({
+          type: "restore.failed",
+          outcome: "failure",
+          target: targetNamed(run.organization, run.environment),
+          payload: { environment: run.environment, target: run.target, destination: run.destination, reason },
+        });
+      return { result: events.length, events };
+    });
+    return interrupted;
   };
 
   /** The backups, verifications and drills the schedules say are due for one organization, run one after another. */
