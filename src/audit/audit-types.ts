@@ -202,13 +202,23 @@ export const auditPayloadSchemas = {
   ]),
   "restore.failed": z.strictObject({ environment: name, target: name, destination: name, reason }),
   "restore.emergency": z.strictObject({ environment: name, target: name, reason, source: name.optional() }),
+  /** Written before a render is committed and pushed: a crash before its conclusion leaves this. */
+  "gitops.commit_started": z.strictObject({
+    organization: name,
+    target: name,
+    specDigest: digest,
+    environmentCount: z.number().int().nonnegative(),
+  }),
+  /** Concludes gitops.commit_started; commit null: the repository already held this render. */
   "gitops.committed": z.strictObject({
     organization: name,
     target: name,
-    commit: name,
+    commit: name.nullable(),
     changedPathCount: z.number().int().nonnegative(),
     specDigest: digest,
   }),
+  /** Concludes gitops.commit_started: nothing was committed, or (a failed push) the reason names the local commit. */
+  "gitops.commit_failed": z.strictObject({ organization: name, target: name, specDigest: digest, reason }),
 } as const;
 
 export type TAuditPayloads = { [K in keyof typeof auditPayloadSchemas]: z.infer<(typeof auditPayloadSchemas)[K]> };

@@ -103,6 +103,7 @@ export const gitopsServiceFactory = ({
     const unconfirmed = stale.filter((name) => !(submission.confirmDestroy ?? []).includes(name));
     if (unconfirmed.length > 0) {
       const reason = `removing ${unconfirmed.map((name) => `"${name}"`).join(", ")} from the GitOps repository deletes its namespace and volumes; confirm with --confirm-destroy ${unconfirmed.join(" --confirm-destroy ")}`;
+      // A refusal: nothing is written but its entry.
       await audit.append(ctx, {
         type: "spec.apply_denied",
         outcome: "denied",
@@ -112,26 +113,50 @@ export const gitopsServiceFactory = ({
       throw new PolicyViolation(`refusing to apply: ${reason}`);
     }
     for (const name of stale) files.set(name, []);
-    const result = await repository.commitEnvironments({
-      files,
-      organization,
-      specDigest: digest,
-      actor: actorName(ctx.actor),
+    // carehost's database holds nothing about a GitOps commit (the repository's history is its
+    // record), so there is no row to commit with an entry: plain appends, in an order that leaves
+    // evidence. The intent comes first and must be durable before anything is written or pushed;
+    // a crash after the push leaves it without a conclusion, which the repository's log completes.
+    await audit.append(ctx, {
+      type: "gitops.commit_started",
+      outcome: "success",
+      target: `organization/${organization}`,
+      payload: { organization, target, specDigest: digest, environmentCount: files.size },
     });
-    if (result.commit !== null) {
+    let result: Awaited<ReturnType<TGitopsRepository["commitEnvironments"]>>;
+    try {
+      result = await repository.commitEnvironments({
+        files,
+        organization,
+        specDigest: digest,
+        actor: actorName(ctx.actor),
+      });
+    } catch (error) {
       await audit.append(ctx, {
-        type: "gitops.committed",
-        outcome: "success",
+        type: "gitops.commit_failed",
+        outcome: "failure",
         target: `organization/${organization}`,
         payload: {
           organization,
           target,
-          commit: result.commit,
-          changedPathCount: result.changedPaths.length,
           specDigest: digest,
+          reason: (error instanceof Error ? error.message : String(error)).slice(0, 500),
         },
       });
+      throw error;
     }
+    await audit.append(ctx, {
+      type: "gitops.committed",
+      outcome: "success",
+      target: `organization/${organization}`,
+      payload: {
+        organization,
+        target,
+        commit: result.commit,
+        changedPathCount: result.changedPaths.length,
+        specDigest: digest,
+      },
+    });
     return { organization, target, commit: result.commit, changedPaths: result.changedPaths };
   },
 });
