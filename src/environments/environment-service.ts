@@ -222,6 +222,8 @@ export const environmentServiceFactory = ({
     );
   };
 
+  // What a reconcile did to the running systems is outside the database (the revision it applies
+  // committed with its own entries): its entries are plain appends after the fact.
   const reconcile = async (ctx: TRequestContext, spec: TOrganizationSpec): Promise<TRuntimeAction[]> => {
     if (runtime === undefined) return [];
     const organization = spec.metadata.name;
@@ -335,6 +337,7 @@ export const environmentServiceFactory = ({
       const approvals = await proposeNewExceptions(ctx, spec, recordedApprovals, new Date(posture.evaluatedAt));
       const failedControls = [...new Set(posture.mandatoryViolations.map((violation) => violation.controlId))];
       if (failedControls.length > 0) {
+        // A refusal: nothing is written but its entry (the proposals above committed with theirs).
         await audit.append(ctx, {
           type: "spec.apply_denied",
           outcome: "denied",
@@ -350,6 +353,7 @@ export const environmentServiceFactory = ({
       if (unconfirmed.length > 0) {
         // Dropping an environment from the spec must never delete it by accident.
         const reason = `removing ${unconfirmed.map((name) => `"${name}"`).join(", ")} needs --confirm-destroy ${unconfirmed.join(" --confirm-destroy ")}`;
+        // A refusal: nothing is written but its entry.
         await audit.append(ctx, {
           type: "spec.apply_denied",
           outcome: "denied",
@@ -383,6 +387,8 @@ export const environmentServiceFactory = ({
         for (const name of removed) {
           if (recordedSpec === undefined) break;
           const backup = await runtime.destroyEnvironment(recordedSpec, name, finalBackupDirectory);
+          // The dump and the removal happened outside the database; their entry is appended at
+          // once, before the revision that drops the environment's rows commits with its own.
           await audit.append(ctx, {
             type: "environment.final_backup",
             outcome: "success",

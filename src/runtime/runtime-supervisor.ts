@@ -35,6 +35,8 @@ export const runtimeSupervisorFactory = ({
   const superviseOrganization = async (spec: TOrganizationSpec): Promise<number> => {
     const organization = spec.metadata.name;
     let restarted = 0;
+    // A restart acts on processes, not on carehost's database: no row records it, so its entry is a
+    // plain append after the fact (nothing to commit it with).
     for (const action of await runtime.restartStopped(spec)) {
       restarted += 1;
       await audit.append(systemContext("supervisor"), {
