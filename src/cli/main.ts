@@ -1,4 +1,5 @@
 #!/usr/bin/env node
 import { runCli } from "./cli-main.js";
+import { runTrustingCaFile } from "./cli-trust.js";
 
-process.exitCode = await runCli(process.argv.slice(2));
+process.exitCode = runTrustingCaFile() ?? (await runCli(process.argv.slice(2)));
