@@ -2,6 +2,7 @@
 // exit code follows the status: 422 (policy) → 3, everything else → 1.
 import { setTimeout as sleep } from "node:timers/promises";
 import { CliError, exitCodes } from "./cli-errors.js";
+import { trustOptions } from "./cli-trust.js";
 
 type TProblem = {
   title?: string;
@@ -84,6 +85,7 @@ export const createApiClient = (
   initialToken: string | undefined,
   reloadToken?: () => Promise<string | undefined>,
 ): TApiClient => {
+  const trust = trustOptions();
   let token = initialToken;
   let reloaded = false;
   const withToken = async (attempt: () => Promise<Response>): Promise<Response> => {
@@ -101,6 +103,7 @@ export const createApiClient = (
     try {
       return await withToken(() =>
         fetch(`${url}${path}`, {
+          ...trust,
           method,
           headers: {
             accept,
@@ -157,7 +160,10 @@ export const createApiClient = (
         let response: Response | undefined;
         try {
           response = await withToken(() =>
-            fetch(`${url}${started.events}?after=${seen}`, { headers: { accept: NDJSON, ...authorization() } }),
+            fetch(`${url}${started.events}?after=${seen}`, {
+              ...trust,
+              headers: { accept: NDJSON, ...authorization() },
+            }),
           );
         } catch (error) {
           lastTrouble =
