@@ -2,6 +2,7 @@
 // exit code follows the status: 422 (policy) → 3, everything else → 1.
 import { setTimeout as sleep } from "node:timers/promises";
 import { CliError, exitCodes } from "./cli-errors.js";
+import { trustOptions } from "./cli-trust.js";
 
 type TProblem = {
   title?: string;
@@ -62,22 +63,58 @@ const problemError = (problem: TProblem, status: number): CliError => {
   );
 };
 
-export const createApiClient = (url: string, token: string | undefined): TApiClient => {
+/** Why a request did not reach the server, with what to do when it is the server's certificate. */
+const unreachable = (url: string, error: Error): CliError => {
+  const cause = error.cause instanceof Error ? (error.cause as NodeJS.ErrnoException) : undefined;
+  const certificate = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/.test(cause?.code ?? "");
+  return new CliError(
+    `cannot reach carehost at ${url} (${cause?.message ?? error.message}); ${
+      certificate
+        ? "the server's certificate is not trusted: set CAREHOST_CA_FILE to the PEM file of the CA that issued it"
+        : "is `carehost up` running?"
+    }`,
+  );
+};
+
+/**
+ * `reloadToken` (the local CLI token, which the server renews) is asked once after a 401: a token
+ * read just before the server replaced it is refused, and the file holds its successor.
+ */
+export const createApiClient = (
+  url: string,
+  initialToken: string | undefined,
+  reloadToken?: () => Promise<string | undefined>,
+): TApiClient => {
+  const trust = trustOptions();
+  let token = initialToken;
+  let reloaded = false;
+  const withToken = async (attempt: () => Promise<Response>): Promise<Response> => {
+    const response = await attempt();
+    if (response.status !== 401 || reloadToken === undefined || reloaded) return response;
+    reloaded = true;
+    const fresh = await reloadToken();
+    if (fresh === undefined || fresh === token) return response;
+    token = fresh;
+    await response.body?.cancel();
+    return attempt();
+  };
+  const authorization = (): Record<string, string> => (token === undefined ? {} : { authorization: `Bearer ${token}` });
   const send = async (method: string, path: string, body: unknown, accept: string): Promise<Response> => {
     try {
-      return await fetch(`${url}${path}`, {
-        method,
-        headers: {
-          accept,
-          ...(body === undefined ? {} : { "content-type": "application/json" }),
-          ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
-        },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (error) {
-      throw new CliError(
-        `cannot reach carehost at ${url} (${(error as Error).cause instanceof Error ? ((error as Error).cause as Error).message : (error as Error).message}); is \`carehost up\` running?`,
+      return await withToken(() =>
+        fetch(`${url}${path}`, {
+          ...trust,
+          method,
+          headers: {
+            accept,
+            ...(body === undefined ? {} : { "content-type": "application/json" }),
+            ...authorization(),
+          },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        }),
       );
+    } catch (error) {
+      throw unreachable(url, error as Error);
     }
   };
   const readWhole = async <T>(response: Response): Promise<T> => {
@@ -122,9 +159,12 @@ export const createApiClient = (url: string, token: string | undefined): TApiCli
       for (;;) {
         let response: Response | undefined;
         try {
-          response = await fetch(`${url}${started.events}?after=${seen}`, {
-            headers: { accept: NDJSON, ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) },
-          });
+          response = await withToken(() =>
+            fetch(`${url}${started.events}?after=${seen}`, {
+              ...trust,
+              headers: { accept: NDJSON, ...authorization() },
+            }),
+          );
         } catch (error) {
           lastTrouble =
             (error as Error).cause instanceof Error

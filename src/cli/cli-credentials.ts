@@ -7,7 +7,7 @@
 // `carehost up` recorded in the user's config dir, so `carehost status` works from any directory.
 // Files are read only when their mode keeps other users out, as ssh does with private keys.
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { CliError } from "./cli-errors.js";
@@ -68,18 +68,31 @@ const readServerUrl = async (home: string): Promise<string | undefined> => {
 
 export const resolveServer = async (
   urlOption: string | undefined,
-): Promise<{ url: string; token: string | undefined }> => {
+): Promise<{ url: string; token: string | undefined; reloadToken?: () => Promise<string | undefined> }> => {
   const login = await readLogin();
   const home = await dataHome();
-  const url = urlOption ?? process.env.CAREHOST_URL ?? login?.url ?? (await readServerUrl(home)) ?? defaultServerUrl;
-  const token = process.env.CAREHOST_TOKEN ?? login?.token ?? (await readPrivateFile(localCliTokenPath(home)))?.trim();
-  return { url: url.replace(/\/+$/, ""), token };
+  const url = (
+    urlOption ??
+    process.env.CAREHOST_URL ??
+    login?.url ??
+    (await readServerUrl(home)) ??
+    defaultServerUrl
+  ).replace(/\/+$/, "");
+  const explicit = process.env.CAREHOST_TOKEN ?? login?.token;
+  if (explicit !== undefined) return { url, token: explicit };
+  // The server renews the local CLI token before it expires (identity renewLocalCliToken) and rewrites
+  // the file: a command that read the old one just before is refused once, and reads the file again.
+  const readLocalToken = async () => (await readPrivateFile(localCliTokenPath(home)))?.trim();
+  return { url, token: await readLocalToken(), reloadToken: readLocalToken };
 };
 
+/** Written whole or not at all (a temporary file renamed over it): a reader never sees half a token. */
 export const writePrivateFile = async (path: string, content: string): Promise<void> => {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await writeFile(path, content, { mode: 0o600 });
-  await chmod(path, 0o600);
+  const written = `${path}.${process.pid}.tmp`;
+  await writeFile(written, content, { mode: 0o600 });
+  await chmod(written, 0o600);
+  await rename(written, path);
 };
 
 export const saveLogin = (credentials: TLoginCredentials): Promise<void> =>

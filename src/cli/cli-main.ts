@@ -26,7 +26,7 @@ export const buildProgram = (): Command => {
   const url = (): string | undefined => program.opts<{ url?: string }>().url;
   const client = async () => {
     const server = await resolveServer(url());
-    return createApiClient(server.url, server.token);
+    return createApiClient(server.url, server.token, server.reloadToken);
   };
   registerServerCommands(program, { client });
   registerSpecCommands(program, { client });

@@ -333,6 +333,41 @@ export const identityServiceFactory = ({
       });
     },
 
+    /**
+     * Keeps the API token `carehost up` wrote for the local CLI alive: once less than a third of its
+     * lifetime is left, or it has expired, a new one for the same user (the role's default lifetime)
+     * replaces it and the old one is revoked. The server holds the token's file and calls this at
+     * start and on a timer, so `carehost` on the host goes on working past any one token's lifetime.
+     * Nothing is renewed (undefined) while the token has time left, nor for a token revoked on purpose,
+     * one whose user is disabled, or one that is not the named API token.
+     */
+    renewLocalCliToken: async (
+      ctx: TRequestContext,
+      bearer: string,
+      name: string,
+    ): Promise<TIssuedToken | undefined> => {
+      const parsed = parseToken(bearer);
+      const token = parsed && (await store.findToken(parsed.id));
+      if (!parsed || !token || !secretMatches(parsed.secret, token.secretSha256)) return undefined;
+      if (token.kind !== "api" || token.name !== name || token.revokedAt || token.user.disabledAt) return undefined;
+      const at = now();
+      const lifetimeMs = token.expiresAt.getTime() - token.createdAt.getTime();
+      if (token.expiresAt.getTime() - at.getTime() > lifetimeMs / 3) return undefined;
+      // Revoked first: the name is free again for the new token, and the old one is dead once replaced.
+      if (await store.revokeToken(token.id, at, actorName(ctx.actor)))
+        await record(ctx, "token.revoked", "success", tokenTarget(token.id), {
+          tokenId: token.id,
+          kind: token.kind,
+          name: token.name,
+          owner: token.user.username,
+        });
+      return issueApiToken(
+        ctx,
+        { userId: token.user.id, username: token.user.username, role: token.user.role },
+        { name },
+      );
+    },
+
     login: async (
       ctx: TRequestContext,
       credentials: { username: string; password: string },

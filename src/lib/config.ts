@@ -1,6 +1,42 @@
+import { isIP } from "node:net";
 import { isAbsolute, resolve } from "node:path";
 import { z } from "zod";
 import type { TStoreConfig } from "../store/store-types.js";
+
+/** How long a client may take to send a whole request (headers and body); a streamed answer is not limited by it. */
+export const DEFAULT_REQUEST_TIMEOUT_SECONDS = 30;
+/** How long an idle kept-alive connection stays open between requests. */
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS = 10;
+
+/** Whole seconds within [min, max]: the message names the range, never the value given. */
+const seconds = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .refine((value) => /^\d+$/.test(value.trim()), `must be a whole number of seconds (${min} to ${max})`)
+    .transform((value) => Number(value.trim()))
+    .refine((value) => value >= min && value <= max, `must be between ${min} and ${max} seconds`);
+
+/** proxy-addr's names for whole ranges, as Fastify's trustProxy takes them. */
+const PROXY_RANGE_NAMES = ["loopback", "linklocal", "uniquelocal"];
+
+/** Why `entry` is not an address, a CIDR or a range name, or undefined when it is one. */
+const proxyEntryProblem = (entry: string): string | undefined => {
+  if (PROXY_RANGE_NAMES.includes(entry)) return undefined;
+  const [address = "", prefix, extra] = entry.split("/");
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined)
+    return `${JSON.stringify(entry.slice(0, 60))} is not an IP address, a CIDR (address/prefix) or one of ${PROXY_RANGE_NAMES.join(", ")}`;
+  if (prefix === undefined) return undefined;
+  const most = family === 4 ? 32 : 128;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= most
+    ? undefined
+    : `${JSON.stringify(entry.slice(0, 60))}: the prefix must be 0 to ${most}`;
+};
+
+/** Addresses on which plain HTTP stays on this host: anything else needs TLS. */
+export const isLoopbackHost = (host: string): boolean =>
+  host === "localhost" || host === "::1" || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 
 // Configuration is one schema parsed once at boot (STYLE.md item 3): a bad variable stops
 // start-up with its name and what was expected, instead of failing later in a request.
@@ -34,6 +70,30 @@ const ConfigSchema = z.object({
     .positive()
     .default(10)
     .describe("how often stopped PostgreSQL and Redis processes are restarted"),
+  CAREHOST_TLS_CERT: z.string().min(1).optional().describe("PEM certificate (chain) the API serves HTTPS with"),
+  CAREHOST_TLS_KEY: z.string().min(1).optional().describe("PEM private key of CAREHOST_TLS_CERT"),
+  CAREHOST_TRUSTED_PROXIES: z
+    .string()
+    .default("")
+    .transform((value) =>
+      value
+        .split(",")
+        .map((entry) => entry.trim())
+        .filter((entry) => entry !== ""),
+    )
+    .superRefine((entries, context) => {
+      for (const entry of entries) {
+        const problem = proxyEntryProblem(entry);
+        if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+      }
+    })
+    .describe("proxies whose X-Forwarded-For names the client: comma-separated addresses or CIDRs"),
+  CAREHOST_REQUEST_TIMEOUT_SECONDS: seconds(DEFAULT_REQUEST_TIMEOUT_SECONDS, 1, 3600).describe(
+    "how long a client may take to send a request",
+  ),
+  CAREHOST_KEEP_ALIVE_TIMEOUT_SECONDS: seconds(DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS, 1, 3600).describe(
+    "how long an idle kept-alive connection stays open",
+  ),
 });
 
 export type TConfig = {
@@ -46,6 +106,17 @@ export type TConfig = {
   readonly runtime: { readonly kind: "local" | "none"; readonly superviseMs: number };
   /** Roots beyond the data dir that a spec's host paths may lead to (CAREHOST_ALLOWED_PATHS). */
   readonly allowedPaths: readonly string[];
+  readonly http: THttpConfig;
+};
+
+/** How the API listens: TLS, whose forwarded addresses count, how long a client may take. */
+export type THttpConfig = {
+  /** Paths of the PEM files (CAREHOST_TLS_CERT, CAREHOST_TLS_KEY); read at start. */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string };
+  /** Addresses and CIDRs of the proxies whose X-Forwarded-For is believed; empty: none. */
+  readonly trustedProxies: readonly string[];
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
 };
 
 export class ConfigError extends Error {}
@@ -58,6 +129,17 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): TConfig => {
     throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
   }
   const values = parsed.data;
+  const problems: string[] = [];
+  if ((values.CAREHOST_TLS_CERT === undefined) !== (values.CAREHOST_TLS_KEY === undefined))
+    problems.push(
+      `  ${values.CAREHOST_TLS_CERT === undefined ? "CAREHOST_TLS_CERT" : "CAREHOST_TLS_KEY"}: must be set too: TLS needs both the certificate (CAREHOST_TLS_CERT) and its key (CAREHOST_TLS_KEY)`,
+    );
+  else if (values.CAREHOST_TLS_CERT === undefined && !isLoopbackHost(values.CAREHOST_HOST))
+    // Tokens and passwords would cross the network in the clear; a TLS-terminating proxy on this host talks to 127.0.0.1.
+    problems.push(
+      `  CAREHOST_HOST: ${values.CAREHOST_HOST} is not a loopback address, and the API serves plain HTTP only on loopback: set CAREHOST_TLS_CERT and CAREHOST_TLS_KEY (PEM files), or bind 127.0.0.1 behind a TLS-terminating proxy (CAREHOST_TRUSTED_PROXIES)`,
+    );
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join("\n")}`);
   const home = resolve(values.CAREHOST_HOME);
   return {
     home,
@@ -73,5 +155,13 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): TConfig => {
     },
     runtime: { kind: values.CAREHOST_RUNTIME, superviseMs: values.CAREHOST_SUPERVISE_SECONDS * 1000 },
     allowedPaths: values.CAREHOST_ALLOWED_PATHS.map((path) => resolve(path)),
+    http: {
+      ...(values.CAREHOST_TLS_CERT === undefined || values.CAREHOST_TLS_KEY === undefined
+        ? {}
+        : { tls: { certFile: resolve(values.CAREHOST_TLS_CERT), keyFile: resolve(values.CAREHOST_TLS_KEY) } }),
+      trustedProxies: values.CAREHOST_TRUSTED_PROXIES,
+      requestTimeoutMs: values.CAREHOST_REQUEST_TIMEOUT_SECONDS * 1000,
+      keepAliveTimeoutMs: values.CAREHOST_KEEP_ALIVE_TIMEOUT_SECONDS * 1000,
+    },
   };
 };

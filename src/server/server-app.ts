@@ -8,10 +8,12 @@ import Fastify from "fastify";
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS } from "../lib/config.js";
 import { UnauthenticatedError } from "../lib/errors.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import { errorHandler, problemTypeBase, sendProblem } from "./server-errors.js";
 import type { TServerServices } from "./server-services.js";
+import { transportOptions, type TTransport } from "./server-transport.js";
 import { registerAuditRoutes } from "./routes/audit-routes.js";
 import { registerAuthRoutes } from "./routes/auth-routes.js";
 import { registerExceptionRoutes } from "./routes/exception-routes.js";
@@ -50,17 +52,24 @@ export const redactedLogPaths = [
   "body.password",
 ];
 
-const REQUEST_TIMEOUT_MS = 30_000;
-const KEEP_ALIVE_TIMEOUT_MS = 10_000;
+const defaultTransport: TTransport = {
+  trustedProxies: [],
+  requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_SECONDS * 1000,
+  keepAliveTimeoutMs: DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS * 1000,
+};
 
 export const buildServer = async (
   services: TServerServices,
   options: {
     logger: FastifyServerOptions["logger"];
     version: string;
+    /** TLS, trusted proxies and timeouts (server-transport.ts); plain HTTP, no proxy and the default timeouts without it. */
+    transport?: TTransport;
   },
 ): Promise<FastifyInstance> => {
+  // Fastify types an HTTPS instance apart; everything here is the same for both.
   const app = Fastify({
+    ...transportOptions(options.transport ?? defaultTransport),
     logger: options.logger,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
@@ -70,12 +79,7 @@ export const buildServer = async (
     frameworkErrors: (error, request, reply) => {
       void errorHandler(error, request, reply);
     },
-    // How long a client may take to send a whole request (headers and body): a slow sender ties up
-    // a socket, not the server. Node checks it every 30 s (connectionsCheckingInterval).
-    requestTimeout: REQUEST_TIMEOUT_MS,
-    // An idle kept-alive connection is closed after this; a run's NDJSON stream writes a line every 15 s and is not idle.
-    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-  });
+  } as FastifyServerOptions) as unknown as FastifyInstance;
   const apiRoutes: { method: string; url: string; public: boolean }[] = [];
   app.decorate("apiRoutes", apiRoutes);
   app.addHook("onRoute", (route) => {

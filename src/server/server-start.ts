@@ -37,6 +37,7 @@ import { secretScope, secretsAdminServiceFactory } from "../secrets/secrets-admi
 import { loadMasterKey } from "../secrets/secrets-master-key.js";
 import { secretsServiceFactory } from "../secrets/secrets-service.js";
 import { buildServer, redactedLogPaths } from "./server-app.js";
+import { loadTransport } from "./server-transport.js";
 import { statusServiceFactory } from "./status-service.js";
 
 export type TRunningCarehost = {
@@ -62,9 +63,18 @@ type TStartOptions = {
   readonly logStream?: NodeJS.WritableStream;
   /** Remember this data dir in the user's config dir so the CLI finds it from any directory. */
   readonly recordLocalServer?: boolean;
+  /** The identity service's clock (tests move it past token lifetimes); the system clock otherwise. */
+  readonly clock?: () => Date;
+  /** How often the local CLI token is checked for renewal; hourly by default. */
+  readonly cliTokenCheckMs?: number;
 };
 
+const LOCAL_CLI_TOKEN_NAME = "local-cli";
+const CLI_TOKEN_CHECK_MS = 3_600_000;
+
 export const startCarehost = async (config: TConfig, options: TStartOptions): Promise<TRunningCarehost> => {
+  // The PEM files first: a wrong path stops the start before anything is opened.
+  const transport = await loadTransport(config.http);
   await mkdir(config.home, { recursive: true, mode: 0o700 });
   const db = await openStore(config.store);
   const startedAt = new Date();
@@ -75,7 +85,12 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   });
   const audit = auditServiceFactory({ log, db });
   const environmentStore = environmentStoreFactory(db);
-  const identity = identityServiceFactory({ db, audit: log, organizationRules: environmentStore.latestIdentityRules });
+  const identity = identityServiceFactory({
+    db,
+    audit: log,
+    organizationRules: environmentStore.latestIdentityRules,
+    ...(options.clock === undefined ? {} : { now: options.clock }),
+  });
   // The master key lives outside the database (CAREHOST_MASTER_KEY or a 0600 file), so a copy of
   // the database alone does not open the secrets.
   const masterKey = await loadMasterKey({ filePath: join(config.home, "master.key") });
@@ -131,7 +146,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     exceptionApprovals: environmentStore.exceptionApprovals,
     audit: log,
   });
-  let url = `http://${config.host}:${config.port}`;
+  let url = `${transport.tls === undefined ? "http" : "https"}://${config.host}:${config.port}`;
   const status = statusServiceFactory({
     environments,
     auditHead: audit.head,
@@ -147,6 +162,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     { db, identity, environments, exceptions, audit, status, secrets: secretsAdmin, gitops, recovery },
     {
       version: carehostVersion,
+      transport,
       logger: {
         level: config.logLevel,
         redact: { paths: redactedLogPaths, censor: "[redacted]" },
@@ -171,7 +187,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     target: null,
     payload: { version: carehostVersion },
   });
-  const bootstrap = await identity.bootstrapAdmin(ctx, { cliTokenName: "local-cli" });
+  const bootstrap = await identity.bootstrapAdmin(ctx, { cliTokenName: LOCAL_CLI_TOKEN_NAME });
   if (bootstrap.created) {
     if (bootstrap.cliToken !== undefined)
       await writePrivateFile(localCliTokenPath(config.home), `${bootstrap.cliToken.token}\n`);
@@ -190,6 +206,32 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       `A local CLI token for ${bootstrap.username} was written to ${localCliTokenPath(config.home)} (mode 0600).`,
     );
   }
+
+  // The local CLI token expires like any API token of its role; the server that wrote it renews it
+  // (now, after a long stop, and hourly while it runs) so `carehost` on the host never finds it dead.
+  const cliTokenPath = localCliTokenPath(config.home);
+  const renewCliToken = async () => {
+    let current: string;
+    try {
+      current = (await readFile(cliTokenPath, "utf8")).trim();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw error;
+    }
+    const renewed = await identity.renewLocalCliToken(
+      systemContext("local-cli-renewal"),
+      current,
+      LOCAL_CLI_TOKEN_NAME,
+    );
+    if (renewed === undefined) return;
+    await writePrivateFile(cliTokenPath, `${renewed.token}\n`);
+    app.log.info({ tokenId: renewed.id, expiresAt: renewed.expiresAt }, "renewed the local CLI token");
+  };
+  const renewCliTokenLogged = () =>
+    renewCliToken().catch((error: unknown) => app.log.error({ err: error }, "renewing the local CLI token failed"));
+  await renewCliTokenLogged();
+  const cliTokenTimer = setInterval(() => void renewCliTokenLogged(), options.cliTokenCheckMs ?? CLI_TOKEN_CHECK_MS);
+  cliTokenTimer.unref();
 
   const supervisor =
     runtime === undefined
@@ -243,6 +285,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
      * out a time limit; what they left half-done, the next start repairs as after a SIGKILL.
      */
     close: async () => {
+      clearInterval(cliTokenTimer);
       const interrupted = await recovery.shutdown();
       if (interrupted > 0)
         options.print(
