@@ -354,18 +354,23 @@ export const identityServiceFactory = ({
       const lifetimeMs = token.expiresAt.getTime() - token.createdAt.getTime();
       if (token.expiresAt.getTime() - at.getTime() > lifetimeMs / 3) return undefined;
       // Revoked first: the name is free again for the new token, and the old one is dead once replaced.
-      if (await store.revokeToken(token.id, at, actorName(ctx.actor)))
-        await record(ctx, "token.revoked", "success", tokenTarget(token.id), {
+      // Both, with their entries, in one transaction: a failure keeps the old token working.
+      return change(ctx, async (inTransaction) => {
+        const revoked = await inTransaction.revokeToken(token.id, at, actorName(ctx.actor));
+        const { issued, event } = await issueApiToken(
+          inTransaction,
+          ctx,
+          { userId: token.user.id, username: token.user.username, role: token.user.role },
+          { name },
+        );
+        const revokedEvent = eventOf("token.revoked", "success", tokenTarget(token.id), {
           tokenId: token.id,
           kind: token.kind,
           name: token.name,
           owner: token.user.username,
         });
-      return issueApiToken(
-        ctx,
-        { userId: token.user.id, username: token.user.username, role: token.user.role },
-        { name },
-      );
+        return { result: issued, events: revoked ? [revokedEvent, event] : [event] };
+      });
     },
 
     login: async (
