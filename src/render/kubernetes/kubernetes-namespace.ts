@@ -120,6 +120,19 @@ export function namespaceObjects(context: TRenderContext): TKubernetesObject[] {
         { ports: tcp(443, 6443) },
       ],
     }),
+    ...(context.environment.backup.enabled
+      ? [
+          // restic's CronJobs: nothing reaches them; they reach only DNS and object stores over HTTPS.
+          networkPolicy(context, "backup", {
+            podSelector: {
+              matchLabels: { "carehost.io/environment": context.environment.name, "carehost.io/tier": "backup" },
+            },
+            policyTypes: ["Ingress", "Egress"],
+            ingress: [],
+            egress: [dns, { ports: tcp(443) }],
+          }),
+        ]
+      : []),
     ...(context.environment.redis.enabled
       ? [
           networkPolicy(context, "redis", {
