@@ -5,7 +5,7 @@
 // version matches the server's), on the database's volumes, with busybox crond on the spec's
 // schedule. Pure.
 import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
-import { filestoreForgetArguments, filestorePathOf, resticTargetOf } from "../data-tier/data-tier-backup.js";
+import { filestoreForgetArguments, filestorePathOf, resticTargetIfAny } from "../data-tier/data-tier-backup.js";
 import type { TResticTarget } from "../data-tier/data-tier-backup.js";
 import { ODOO_PATHS } from "./compose-odoo.js";
 import { composeRepositoriesOf, POSTGRES_PATHS, repositoryExports, stanzaOf } from "./compose-postgres.js";
@@ -27,9 +27,9 @@ const shellQuote = (value: string) => `'${value.replace(/'/g, `'"'"'`)}'`;
 export const composeFilestoreTargetsOf = (
   organization: TOrganizationSpec,
   environment: TEnvironmentSpec,
-): readonly TResticTarget[] =>
+): readonly (TResticTarget | string)[] =>
   composeRepositoriesOf(organization, environment).map((repository) =>
-    resticTargetOf(repository, filestorePathOf(stanzaOf(environment))),
+    resticTargetIfAny(repository, filestorePathOf(stanzaOf(environment))),
   );
 
 export function renderBackupCrontab(environment: TEnvironmentSpec): string {
@@ -62,6 +62,9 @@ export function renderBackupScript(organization: TOrganizationSpec, environment:
   const restic = composeFilestoreTargetsOf(organization, environment).flatMap((target, index) => {
     const repository = repositories[index];
     if (repository === undefined) return [];
+    // Said in the file, so a reader (and CH-BAK-007) sees the repository lacks the filestore.
+    if (typeof target === "string")
+      return [`# filestore NOT written to ${repository.name}: ${target.replace(/\n/g, " ")}`];
     const keyFile = repository.type === "posix" ? undefined : `/run/secrets/${repository.keySecretRef}`;
     const keyExports =
       keyFile === undefined

@@ -177,3 +177,13 @@ export function resticTargetOf(repository: TBackupRepository, path: string): TRe
     flags: [],
   };
 }
+
+/** resticTargetOf, or why restic cannot reach the repository (a target renders that reason instead of the job). */
+export const resticTargetIfAny = (repository: TBackupRepository, path: string): TResticTarget | string => {
+  try {
+    return resticTargetOf(repository, path);
+  } catch (error) {
+    if (error instanceof ValidationError) return error.message;
+    throw error;
+  }
+};

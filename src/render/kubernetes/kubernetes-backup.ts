@@ -2,8 +2,9 @@
 // through Dalibo's CNPG-I plugin (pgbackrest.dalibo.com), which archives WAL to every repository
 // of its Stanza and takes each ScheduledBackup into the repository it selects, with pgBackRest's
 // client-side aes-256-cbc (CloudNativePG's own barman offers only server-side encryption). The
-// plugin writes object stores only: a posix repository gets the filestore (a volume), not the
-// database, and the gap is reported (`backupCoverageOf`). The filestore: restic, one CronJob per
+// plugin writes object stores only: a posix repository (a volume here) gets the database as a
+// nightly pg_dump in restic, encrypted, but without WAL (no point-in-time recovery from it), and
+// the artifact controls report that gap. The filestore: restic, one CronJob per
 // repository, encrypted with the repository's passphrase for the environment, forgetting by the
 // same tiers as everywhere. Pure.
 import type { TBackupRepository } from "../../backup/pgbackrest-config.js";
@@ -14,9 +15,11 @@ import {
   filestoreForgetArguments,
   filestorePathOf,
   PGBACKREST_CIPHER_TYPE,
+  resticTargetIfAny,
   resticTargetOf,
   retentionDays,
 } from "../data-tier/data-tier-backup.js";
+import type { TResticTarget } from "../data-tier/data-tier-backup.js";
 import type { TKubernetesObject, TRenderContext } from "./kubernetes-common.js";
 import { clusterNameOf, containerSecurity, labels, metadata, podSecurity, SECRET_STORE } from "./kubernetes-common.js";
 
@@ -44,27 +47,6 @@ const pluginRepositoriesOf = (context: TRenderContext) => [
   ...repositoriesOf(context).filter(({ repository }) => repository.type === "s3"),
   ...repositoriesOf(context).filter(({ repository }) => repository.type === "azure"),
 ];
-
-/** What each repository receives on this target, for the artifact controls (CH-BAK-007, CH-BAK-008). */
-export function backupCoverageOf(context: TRenderContext) {
-  return repositoriesOf(context).map(({ repository }) => ({
-    name: repository.name,
-    type: repository.type,
-    database:
-      repository.type === "posix"
-        ? { written: false as const, reason: `the ${PGBACKREST_PLUGIN} plugin writes object stores only, not posix` }
-        : {
-            written: true as const,
-            cipher: PGBACKREST_CIPHER_TYPE,
-            ...(repository.type === "azure"
-              ? {
-                  unverified: `the ${PGBACKREST_PLUGIN} plugin's API declares cipherConfig for S3 repositories; for Azure it is rendered but not known to be applied`,
-                }
-              : {}),
-          },
-    filestore: { written: true as const, cipher: "restic" },
-  }));
-}
 
 const secretKey = (name: string, key: string) => ({ name, key });
 const retentionPolicy = (context: TRenderContext) =>
@@ -150,15 +132,42 @@ const repositorySecret = (context: TRenderContext, spec: TBackupRepositorySpec):
   };
 };
 
-function filestoreCronJob(
+/** What a restic job backs up: the filestore from its volume, or the database as a dump an init container takes. */
+type TResticJob = { readonly kind: "filestore" } | { readonly kind: "database" };
+
+const DUMP_DIRECTORY = "/var/lib/carehost-dump";
+
+/** pg_dump over verified TLS as Odoo's role (it owns the database), into a volume of the job's own. */
+const dumpContainer = (context: TRenderContext) => ({
+  name: "pg-dump",
+  image: `ghcr.io/cloudnative-pg/postgresql:${context.environment.database.postgresVersion}`,
+  command: ["/bin/sh", "-c", `set -eu; pg_dump --format=custom --file=${DUMP_DIRECTORY}/odoo.dump`],
+  env: [
+    { name: "PGHOST", value: `${clusterNameOf(context.environment)}-rw` },
+    { name: "PGDATABASE", value: "odoo" },
+    { name: "PGSSLMODE", value: "verify-full" },
+    { name: "PGSSLROOTCERT", value: "/run/postgres-ca/ca.crt" },
+    { name: "PGUSER", valueFrom: { secretKeyRef: secretKey("odoo-db-credentials", "username") } },
+    { name: "PGPASSWORD", valueFrom: { secretKeyRef: secretKey("odoo-db-credentials", "password") } },
+  ],
+  securityContext: containerSecurity,
+  resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { cpu: "1", memory: "1Gi" } },
+  volumeMounts: [
+    { name: "dump", mountPath: DUMP_DIRECTORY },
+    { name: "postgres-ca", mountPath: "/run/postgres-ca", readOnly: true },
+  ],
+});
+
+function resticCronJob(
   context: TRenderContext,
   spec: TBackupRepositorySpec,
   repository: TBackupRepository,
+  target: TResticTarget,
+  job: TResticJob,
 ): TKubernetesObject {
   const backup = context.environment.backup;
   if (!backup.enabled)
     throw new TypeError(`environment ${JSON.stringify(context.environment.name)} has backups disabled`);
-  const target = resticTargetOf(repository, filestorePathOf(context.environment.name));
   const secret = repositorySecretOf(spec);
   const keyFrom: Record<string, string> = {
     AWS_ACCESS_KEY_ID: "access-key-id",
@@ -166,18 +175,19 @@ function filestoreCronJob(
     AZURE_ACCOUNT_KEY: "key",
   };
   const restic = (args: readonly string[]) => ["restic", "-r", target.location, ...target.flags, ...args].join(" ");
-  const tag = `env:${context.environment.name}`;
+  const tag = job.kind === "filestore" ? `env:${context.environment.name}` : `database:${context.environment.name}`;
+  const source = job.kind === "filestore" ? `${FILESTORE_MOUNT}/filestore` : DUMP_DIRECTORY;
   const script = [
     "set -eu",
     `${restic(["cat", "config"])} >/dev/null 2>&1 || ${restic(["init"])}`,
-    restic(["backup", "--tag", tag, `${FILESTORE_MOUNT}/filestore`]),
+    restic(["backup", "--tag", tag, source]),
     restic(["forget", "--prune", "--tag", tag, "--group-by", "''", ...filestoreForgetArguments(backup.retention)]),
   ].join("\n");
   const podLabels = { ...labels(context, "backup"), "carehost.io/tier": "backup" };
   return {
     apiVersion: "batch/v1",
     kind: "CronJob",
-    metadata: metadata(context, `filestore-backup-${spec.name}`, "backup"),
+    metadata: metadata(context, `${job.kind}-backup-${spec.name}`, "backup"),
     spec: {
       schedule: backup.schedule.full,
       timeZone: "Etc/UTC",
@@ -192,6 +202,7 @@ function filestoreCronJob(
             spec: {
               ...podSecurity,
               restartPolicy: "OnFailure",
+              ...(job.kind === "database" ? { initContainers: [dumpContainer(context)] } : {}),
               // A ReadWriteOnce filestore is mountable on one node only: the job goes where Odoo's web pod is.
               affinity: {
                 podAffinity: {
@@ -228,14 +239,28 @@ function filestoreCronJob(
                     limits: { cpu: "1", memory: "1Gi" },
                   },
                   volumeMounts: [
-                    { name: "filestore", mountPath: FILESTORE_MOUNT, readOnly: true },
+                    job.kind === "filestore"
+                      ? { name: "filestore", mountPath: FILESTORE_MOUNT, readOnly: true }
+                      : { name: "dump", mountPath: DUMP_DIRECTORY, readOnly: true },
                     { name: "tmp", mountPath: "/tmp" },
                     ...(repository.type === "posix" ? [{ name: "repository", mountPath: repository.path }] : []),
                   ],
                 },
               ],
               volumes: [
-                { name: "filestore", persistentVolumeClaim: { claimName: "odoo-filestore", readOnly: true } },
+                ...(job.kind === "filestore"
+                  ? [{ name: "filestore", persistentVolumeClaim: { claimName: "odoo-filestore", readOnly: true } }]
+                  : [
+                      // The plaintext dump lives only in this pod's own volume, until restic has encrypted it.
+                      { name: "dump", emptyDir: { sizeLimit: `${context.environment.database.storageGi}Gi` } },
+                      {
+                        name: "postgres-ca",
+                        secret: {
+                          secretName: `${clusterNameOf(context.environment)}-ca`,
+                          items: [{ key: "ca.crt", path: "ca.crt" }],
+                        },
+                      },
+                    ]),
                 { name: "tmp", emptyDir: { sizeLimit: "2Gi" } },
                 ...(repository.type === "posix"
                   ? [{ name: "repository", persistentVolumeClaim: { claimName: repositorySecretOf(spec) } }]
@@ -305,7 +330,15 @@ export function backupObjects(context: TRenderContext): TKubernetesObject[] {
           resources: { requests: { storage: `${Math.max(10, context.environment.database.storageGi * 2)}Gi` } },
         },
       });
-    objects.push(filestoreCronJob(context, spec, repository));
+    // restic cannot address every repository (an Azure endpoint in path style): then the job is
+    // not rendered, the file says why, and CH-BAK-007 fails for this target.
+    const target = resticTargetIfAny(repository, filestorePathOf(context.environment.name));
+    if (typeof target !== "string")
+      objects.push(resticCronJob(context, spec, repository, target, { kind: "filestore" }));
+    if (repository.type === "posix") {
+      const databaseTarget = resticTargetOf(repository, `database/${context.environment.name}`);
+      objects.push(resticCronJob(context, spec, repository, databaseTarget, { kind: "database" }));
+    }
   }
   return objects;
 }

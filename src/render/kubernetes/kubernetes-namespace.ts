@@ -109,6 +109,9 @@ export function namespaceObjects(context: TRenderContext): TKubernetesObject[] {
       policyTypes: ["Ingress", "Egress"],
       ingress: [
         { from: [odooPods], ports: tcp(POSTGRES_PORT) },
+        ...(context.environment.backup.enabled
+          ? [{ from: [{ podSelector: { matchLabels: { "carehost.io/tier": "backup" } } }], ports: tcp(POSTGRES_PORT) }]
+          : []),
         // Replication between instances, and the operator's status and control port.
         { from: [postgresPods(context)], ports: tcp(POSTGRES_PORT) },
         { from: [namespaceSelector(CNPG_NAMESPACE)], ports: tcp(POSTGRES_PORT, 8000) },
@@ -129,7 +132,8 @@ export function namespaceObjects(context: TRenderContext): TKubernetesObject[] {
             },
             policyTypes: ["Ingress", "Egress"],
             ingress: [],
-            egress: [dns, { ports: tcp(443) }],
+            // The database's dump for a posix repository is read from the primary.
+            egress: [dns, { to: [postgresPods(context)], ports: tcp(POSTGRES_PORT) }, { ports: tcp(443) }],
           }),
         ]
       : []),

@@ -153,7 +153,8 @@ void describe("Kubernetes renderer", () => {
     // The filestore to every repository (the posix one is a volume of its own), by restic.
     assert.deepEqual(
       prod.filter((object) => object.kind === "CronJob").map((object) => object.metadata.name),
-      ["filestore-backup-local", "filestore-backup-offsite"],
+      // A posix repository also gets the database as an encrypted dump (the plugin writes object stores only).
+      ["filestore-backup-local", "database-backup-local", "filestore-backup-offsite"],
     );
     const training = kubernetesObjects(spec, "training");
     assert.ok(!training.some((object) => object.kind === "ScheduledBackup"), "training has backups disabled");

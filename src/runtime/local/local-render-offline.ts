@@ -4,7 +4,10 @@
 // (ports, the data dir, the master password's hash). None of those is what an artifact control
 // reads. Pure.
 import { join } from "node:path";
-import { archiveSettings } from "../../backup/pgbackrest-config.js";
+import { archiveSettings, renderPgbackrestConf } from "../../backup/pgbackrest-config.js";
+import { combinedTiers, containerRepositoryOf } from "../../render/data-tier/data-tier-backup.js";
+import { pgbackrestRepositoriesOf } from "../../policy/policy-rendered-files.js";
+import type { TBackupArtifact } from "../../policy/policy-types.js";
 import { odooConnectionLimit, parseOdooConf, renderOdooConf } from "../../render/odoo/odoo-conf.js";
 import type { TArtifactSubject } from "../../policy/policy-types.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
@@ -34,6 +37,27 @@ const certificateIn = (directory: string) => ({
   keyPath: join(directory, "tls", "server.key"),
   caPath: join(directory, "tls", "ca.crt"),
 });
+
+/**
+ * What the cluster's pgbackrest.conf writes, per repository of the environment; the filestore goes
+ * to the same repositories (every repository written holds both: clusterRepositoriesOf), with
+ * restic's encryption under the same passphrase.
+ */
+const localBackupOf = (names: readonly string[], pgbackrestConf: string): TBackupArtifact => {
+  const written = pgbackrestRepositoriesOf(pgbackrestConf);
+  return {
+    repositories: names.map((name) => {
+      const repo = written.find((candidate) => candidate.name === name);
+      return repo === undefined
+        ? {
+            name,
+            database: { written: false, reason: "not in pgbackrest.conf" },
+            filestore: { written: false, reason: "not in pgbackrest.conf" },
+          }
+        : { name, database: { written: true, cipher: repo.cipher }, filestore: { written: true, cipher: "restic" } };
+    }),
+  };
+};
 
 /**
  * One artifact subject per environment, as observe reads them back from the files reconcile wrote.
@@ -72,9 +96,43 @@ export function localArtifactSubjects(
               }),
             }),
       });
+      // Every repository of the cluster's environments, as clusterRepositoriesOf writes them (a
+      // repository the host cannot reach is skipped there, and CH-BAK-006 reads that live).
+      const names = [
+        ...new Set(
+          backedUp.flatMap((environment) => (environment.backup.enabled ? environment.backup.repositories : [])),
+        ),
+      ].sort();
+      const pgbackrestConf =
+        names.length === 0
+          ? undefined
+          : renderPgbackrestConf({
+              stanza: cluster.name,
+              dataDirectory: join(directory, "data"),
+              port: STANDIN_POSTGRES_PORT,
+              socketDirectory: join(directory, "run"),
+              adminUser: CLUSTER_ADMIN_ROLE,
+              workDirectory: join(directory, "pgbackrest"),
+              repositories: names.flatMap((name) => {
+                const spec = organization.backupRepositories.find((repository) => repository.name === name);
+                return spec === undefined
+                  ? []
+                  : [containerRepositoryOf(spec, { posixRoot: join(STANDIN_ROOT, "backups"), prefix: `/${org}` })];
+              }),
+              retention: combinedTiers(
+                backedUp.map((environment) =>
+                  environment.backup.enabled ? environment.backup.retention : { daily: 0, weekly: 0, monthly: 0 },
+                ),
+              ),
+              processMax: 1,
+            }).text;
       return [
         cluster.name,
-        { postgresqlConf: parsePostgresqlConf(renderPostgresqlConf(settings)), pgHba: renderPgHba(CLUSTER_ADMIN_ROLE) },
+        {
+          postgresqlConf: parsePostgresqlConf(renderPostgresqlConf(settings)),
+          pgHba: renderPgHba(CLUSTER_ADMIN_ROLE),
+          ...(pgbackrestConf === undefined ? {} : { pgbackrestConf }),
+        },
       ];
     }),
   );
@@ -116,11 +174,15 @@ export function localArtifactSubjects(
       addonsPaths: ["/usr/lib/python3/dist-packages/odoo/addons"],
     });
     const redisConf = environment.redis.enabled ? redisFiles.get(instance) : undefined;
+    const { pgbackrestConf, ...cluster } = clusterFiles.get(instance)!;
     return {
       environment,
       artifacts: {
         odooConf: parseOdooConf(odooConf),
-        ...clusterFiles.get(instance)!,
+        ...cluster,
+        ...(environment.backup.enabled
+          ? { backup: localBackupOf(environment.backup.repositories, pgbackrestConf ?? "") }
+          : {}),
         ...(redisConf === undefined ? {} : { redisConf }),
         // As on the host: Odoo binds to loopback and no ingress is run.
         ingress: null,
