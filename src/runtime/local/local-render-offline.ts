@@ -66,8 +66,37 @@ const localBackupOf = (names: readonly string[], pgbackrestConf: string): TBacku
  */
 export function localArtifactSubjects(
   organization: TOrganizationSpec,
-  { statementAudit = "pgaudit" }: { readonly statementAudit?: Exclude<TStatementAudit, "ddl"> } = {},
+  options: { readonly statementAudit?: Exclude<TStatementAudit, "ddl"> } = {},
 ): TArtifactSubject[] {
+  const { org, clusterFiles: clusterTexts, redisFiles: redisTexts } = localRenderedFiles(organization, options);
+  const clusterFiles = new Map(
+    [...clusterTexts].map(([name, { postgresqlConf, ...rest }]) => [
+      name,
+      { postgresqlConf: parsePostgresqlConf(postgresqlConf), ...rest },
+    ]),
+  );
+  const redisFiles = new Map(
+    [...redisTexts].map(([name, text]) => [
+      name,
+      Object.fromEntries(
+        text
+          .split("\n")
+          .filter((line) => line !== "" && !line.startsWith("#"))
+          .map((line) => [line.split(" ")[0] ?? "", line.slice(line.indexOf(" ") + 1)]),
+      ),
+    ]),
+  );
+  return artifactSubjectsFrom(organization, org, clusterFiles, redisFiles);
+}
+
+/**
+ * The files the local runtime writes for the spec, as text, with stand-ins for what only a host
+ * knows: postgresql.conf, pg_hba.conf and pgbackrest.conf per cluster, redis.conf per instance.
+ */
+export function localRenderedFiles(
+  organization: TOrganizationSpec,
+  { statementAudit = "pgaudit" }: { readonly statementAudit?: Exclude<TStatementAudit, "ddl"> } = {},
+) {
   const placement = placeOrganization(organization);
   const org = placement.organization;
   const clusterFiles = new Map(
@@ -129,7 +158,7 @@ export function localArtifactSubjects(
       return [
         cluster.name,
         {
-          postgresqlConf: parsePostgresqlConf(renderPostgresqlConf(settings)),
+          postgresqlConf: renderPostgresqlConf(settings),
           pgHba: renderPgHba(CLUSTER_ADMIN_ROLE),
           ...(pgbackrestConf === undefined ? {} : { pgbackrestConf }),
         },
@@ -147,17 +176,18 @@ export function localArtifactSubjects(
           maxMemoryMb: instance.environments.reduce((total, environment) => total + environment.redis.maxMemoryMb, 0),
         }),
       );
-      return [
-        instance.name,
-        Object.fromEntries(
-          text
-            .split("\n")
-            .filter((line) => line !== "" && !line.startsWith("#"))
-            .map((line) => [line.split(" ")[0] ?? "", line.slice(line.indexOf(" ") + 1)]),
-        ),
-      ];
+      return [instance.name, text];
     }),
   );
+  return { placement, org, clusterFiles, redisFiles };
+}
+
+function artifactSubjectsFrom(
+  organization: TOrganizationSpec,
+  org: string,
+  clusterFiles: ReadonlyMap<string, { postgresqlConf: Record<string, string>; pgHba: string; pgbackrestConf?: string }>,
+  redisFiles: ReadonlyMap<string, Record<string, string>>,
+): TArtifactSubject[] {
   return organization.environments.map((environment) => {
     const instance = instanceNameOf(environment);
     const odooConf = renderOdooConf({
