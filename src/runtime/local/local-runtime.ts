@@ -50,6 +50,7 @@ import { planLocalChange } from "./local-change.js";
 import { readRestoreOverMarker, restoreOver, settleInterruptedRestoreOver } from "./local-restore-over.js";
 import { ensureTargetArchived } from "./local-restore-target.js";
 import { pgbackrestConfigPathOf } from "./local-backup-config.js";
+import { localBackupOf } from "./local-render-offline.js";
 import { assertRepositoriesConfined } from "./local-confinement.js";
 import type { TClusterContext, TClusterObservation } from "./local-postgres.js";
 import {
@@ -569,9 +570,18 @@ export const localRuntimeFactory = ({
         archiving: environment.backup.enabled ? archivingOf(cluster) : null,
         backupRepositories,
       });
+      // What the cluster's pgbackrest.conf on disk writes (every repository in it holds the filestore too).
+      const pgbackrestConf = environment.backup.enabled
+        ? await readFile(pgbackrestConfigPathOf({ directory: clusterDirectory(root, org, instance) }), "utf8").catch(
+            () => "",
+          )
+        : "";
       artifact.push({
         environment,
         artifacts: {
+          ...(environment.backup.enabled
+            ? { backup: localBackupOf(environment.backup.repositories, pgbackrestConf) }
+            : {}),
           ...(odooConfText === undefined ? {} : { odooConf: parseOdooConf(odooConfText) }),
           ...(cluster?.files.pgHba === undefined ? {} : { pgHba: cluster.files.pgHba }),
           ...(cluster?.files.postgresqlConf === undefined ? {} : { postgresqlConf: cluster.files.postgresqlConf }),
