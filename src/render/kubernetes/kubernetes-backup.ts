@@ -25,8 +25,12 @@ import { clusterNameOf, containerSecurity, labels, metadata, podSecurity, SECRET
 
 /** The CNPG-I plugin that runs pgBackRest beside each instance. */
 export const PGBACKREST_PLUGIN = "pgbackrest.dalibo.com";
-/** restic's own image, by tag (production pins images by digest through the organization's registry policy). */
-export const RESTIC_IMAGE = "docker.io/restic/restic:0.18.0";
+/**
+ * restic's own image, pinned by digest (CH-KUBE-006: production runs only what was approved). The
+ * digest is restic 0.18.1's as other projects pin it; carehost did not pull it here.
+ */
+export const RESTIC_IMAGE =
+  "docker.io/restic/restic:0.18.1@sha256:39d9072fb5651c80d75c7a811612eb60b4c06b32ffe87c2e9f3c7222e1797e76";
 const FILESTORE_MOUNT = "/var/lib/odoo";
 const POSIX_ROOT = "/var/lib/carehost-backup";
 
@@ -137,10 +141,14 @@ type TResticJob = { readonly kind: "filestore" } | { readonly kind: "database" }
 
 const DUMP_DIRECTORY = "/var/lib/carehost-dump";
 
-/** pg_dump over verified TLS as Odoo's role (it owns the database), into a volume of the job's own. */
+/**
+ * pg_dump over verified TLS as Odoo's role (it owns the database), into a volume of the job's own.
+ * It runs the environment's Odoo image (pinned as the spec pins it), which carries the PostgreSQL
+ * client Odoo itself needs.
+ */
 const dumpContainer = (context: TRenderContext) => ({
   name: "pg-dump",
-  image: `ghcr.io/cloudnative-pg/postgresql:${context.environment.database.postgresVersion}`,
+  image: context.environment.odoo.image,
   command: ["/bin/sh", "-c", `set -eu; pg_dump --format=custom --file=${DUMP_DIRECTORY}/odoo.dump`],
   env: [
     { name: "PGHOST", value: `${clusterNameOf(context.environment)}-rw` },
