@@ -43,7 +43,7 @@ const certificateIn = (directory: string) => ({
  * to the same repositories (every repository written holds both: clusterRepositoriesOf), with
  * restic's encryption under the same passphrase.
  */
-export const localBackupOf = (names: readonly string[], pgbackrestConf: string): TBackupArtifact => {
+const localBackupOf = (names: readonly string[], pgbackrestConf: string): TBackupArtifact => {
   const written = pgbackrestRepositoriesOf(pgbackrestConf);
   return {
     repositories: names.map((name) => {

@@ -79,9 +79,6 @@ void describe("local runtime: dedicated and shared environments on real PostgreS
     // The demo's offsite repository has no key in this store: every backup of prod goes to local alone, and says so.
     assert.deepEqual(failures, [
       `CH-BAK-006 prod: backup repository "offsite" (azure) is declared but not written: its key "backup/${org}/backup-offsite-azure-key" is not in the secret store; add it with: carehost secrets set backup/${org}/backup-offsite-azure-key (backups go to: local)`,
-      // The pgbackrest.conf written on disk lacks it too: neither the database nor the filestore goes there.
-      'CH-BAK-007 prod: the filestore is not backed up to repository "offsite", which the environment declares (not in pgbackrest.conf)',
-      'CH-BAK-008 prod: the database is not backed up to repository "offsite", which the environment declares (not in pgbackrest.conf)',
     ]);
     const prod = observation.environments.find((environment) => environment.environment === "prod");
     assert.deepEqual(prod?.backupRepositories, {
