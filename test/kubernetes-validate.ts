@@ -5,6 +5,8 @@ import { Cluster, ScheduledBackup } from "@kubernetes-models/cloudnative-pg/post
 import { ExternalSecret } from "@kubernetes-models/external-secrets/external-secrets.io/v1";
 import { IngressRoute, Middleware, TLSOption } from "@kubernetes-models/traefik/traefik.io/v1alpha1";
 import { Deployment } from "kubernetes-models/apps/v1";
+import { CronJob } from "kubernetes-models/batch/v1";
+import { Stanza } from "./pgbackrest-stanza-model.js";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import {
@@ -28,6 +30,8 @@ const MODELS: Record<string, TModel> = {
   "v1/Service": Service,
   "v1/PersistentVolumeClaim": PersistentVolumeClaim,
   "apps/v1/Deployment": Deployment,
+  "batch/v1/CronJob": CronJob,
+  "pgbackrest.dalibo.com/v1/Stanza": Stanza,
   "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
   "policy/v1/PodDisruptionBudget": PodDisruptionBudget,
   "postgresql.cnpg.io/v1/Cluster": Cluster,

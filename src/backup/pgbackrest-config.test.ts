@@ -11,6 +11,7 @@ const input = (repositories: TPgbackrestConfigInput["repositories"]): TPgbackres
   adminUser: "carehost_admin",
   workDirectory: "/srv/carehost/pg/pgbackrest",
   repositories,
+  retention: { daily: 14, weekly: 8, monthly: 12 },
 });
 const s3: TS3Repository = {
   name: "offsite",
@@ -32,6 +33,10 @@ void describe("pgbackrest.conf: every repository", () => {
       "compress-type=zst",
       "compress-level=1",
       "archive-async=y",
+      // Kept by time long enough for every tier: 12 months of 31 days.
+      "repo1-retention-full-type=time",
+      "repo1-retention-full=372",
+      "repo2-retention-full=372",
     ])
       assert.ok(lines.includes(line), `missing ${line}`);
   });

@@ -2,6 +2,11 @@
 // WAL there. Pure. Secrets are never in the file: the caller passes them as the environment
 // variables `secretEnvironmentNames` lists (PGBACKREST.md: secrets in the environment, not the file).
 import { cpus } from "node:os";
+import { PGBACKREST_CIPHER_TYPE, pgbackrestRetentionLines } from "../render/data-tier/data-tier-backup.js";
+import type { TRetentionTiers } from "../render/data-tier/data-tier-backup.js";
+import { archiveTimeoutSeconds } from "../render/data-tier/data-tier-postgres.js";
+
+export { archiveTimeoutSeconds };
 
 export type TPosixRepository = {
   readonly name: string;
@@ -52,14 +57,11 @@ export type TPgbackrestConfigInput = {
   /** Directory for the spool, lock and log files. */
   readonly workDirectory: string;
   readonly repositories: readonly TBackupRepository[];
+  /** The spec's tiers (combined over the cluster's environments): pgBackRest keeps full backups long enough for all of them. */
+  readonly retention: TRetentionTiers;
+  /** Parallel processes; default one per core of this host, at most four (a container target fixes it). */
+  readonly processMax?: number;
 };
-
-/**
- * pgBackRest's own count-based expiry is set out of reach: carehost expires full backups by its
- * daily/weekly/monthly tiers (backup-retention.ts) with `expire --set`, and a carehost that is
- * down keeps everything rather than deleting by a rule that ignores the tiers.
- */
-export const RETENTION_FULL_CEILING = 9_999_999;
 
 /** pgBackRest's parallelism: one process per core, at most four (more only contends for the same disk). */
 export const processMax = (cores = cpus().length) => Math.min(4, Math.max(1, cores));
@@ -162,12 +164,13 @@ export function renderPgbackrestConf(input: TPgbackrestConfigInput): {
     global.push(
       `# ${repo}: ${repository.name}`,
       ...kindOf(repository).lines(repository, repo),
-      `${repo}-cipher-type=aes-256-cbc`,
+      `${repo}-cipher-type=${PGBACKREST_CIPHER_TYPE}`,
       // Small files bundled into larger ones: fewer files to write, open and sync (a 1.1 GB
       // cluster's full backup 20% faster here) and far fewer requests to an object store.
       `${repo}-bundle=y`,
-      `${repo}-retention-full-type=count`,
-      `${repo}-retention-full=${RETENTION_FULL_CEILING}`,
+      // A floor by time that holds every tier; the local runtime thins down to the tiers with
+      // `expire --set` (backup-retention.ts), and a carehost that is down never deletes within them.
+      ...pgbackrestRetentionLines(repo, input.retention),
     );
   });
   const lines = [
@@ -179,7 +182,7 @@ export function renderPgbackrestConf(input: TPgbackrestConfigInput): {
     // two or three runs each). Level 3, pgBackRest's default, took a quarter longer, no smaller.
     "compress-type=zst",
     "compress-level=1",
-    `process-max=${processMax()}`,
+    `process-max=${input.processMax ?? processMax()}`,
     // Asynchronous archiving: PostgreSQL hands WAL over at once and pgBackRest pushes it in batches.
     "archive-async=y",
     `spool-path=${input.workDirectory}/spool`,
@@ -203,14 +206,6 @@ export function renderPgbackrestConf(input: TPgbackrestConfigInput): {
   ]);
   return { text: lines.join("\n"), secretEnvironmentNames };
 }
-
-/**
- * archive_timeout from the RPO: a segment is switched at least every quarter of the RPO, so a
- * crash loses at most that much even when writes are rare; never under 10 s (each switch ships a
- * segment), never over 5 min. Under a steady load segments fill sooner than that.
- */
-export const archiveTimeoutSeconds = (rpoMinutes: number) =>
-  Math.min(300, Math.max(10, Math.floor((rpoMinutes * 60) / 4)));
 
 export function archiveSettings(input: {
   configPath: string;

@@ -8,6 +8,7 @@
 // address an Azure endpoint other than Azure's own). The passphrase and any storage key reach
 // restic and rclone only through their environment, and are cut out of any error message.
 import { DomainError } from "../lib/errors.js";
+import { filestoreForgetArguments } from "../render/data-tier/data-tier-backup.js";
 import { runCommand, RuntimeCommandError } from "../runtime/local/runtime-command.js";
 import type { TPipedCommand } from "../runtime/local/runtime-command.js";
 
@@ -159,11 +160,7 @@ export async function resticForget(
     tag,
     "--group-by",
     "",
-    "--keep-last",
-    "1",
-    ...(keep.withinDays > 0 ? ["--keep-within", `${keep.withinDays}d`] : []),
-    ...(keep.weekly > 0 ? ["--keep-weekly", String(keep.weekly)] : []),
-    ...(keep.monthly > 0 ? ["--keep-monthly", String(keep.monthly)] : []),
+    ...filestoreForgetArguments({ daily: keep.withinDays, weekly: keep.weekly, monthly: keep.monthly }),
   ]);
   const groups = JSON.parse(output.split("\n").find((line) => line.startsWith("[")) ?? "[]") as {
     remove?: { id: string }[] | null;

@@ -24,6 +24,13 @@ const carehost = (...args: string[]): Promise<TRun> =>
   });
 
 let scratch = "";
+
+/** The demo with its offsite Azure repository behind a path-style endpoint (an emulator's form). */
+const pathStyleAzureSpec = async () =>
+  (await readFile("examples/northwind-health.yaml", "utf8")).replace(
+    "    keySecretRef: backup-offsite-azure-key",
+    "    endpoint: https://azurite.northwind-health.example:10000/northwindbackups\n    keySecretRef: backup-offsite-azure-key",
+  );
 before(async () => {
   scratch = await mkdtemp(join(tmpdir(), "carehost-render-cli-"));
 });
@@ -59,6 +66,46 @@ void describe("carehost render", () => {
       "nothing else is written (no secret files)",
     );
     assert.match(run.stdout, new RegExp(`rendered prod for compose: ${expected.length} files`));
+  });
+
+  void it("writes the demo's Kubernetes manifests too: they pass every mandatory artifact control (exit code 0)", async () => {
+    const out = join(scratch, "prod-kubernetes");
+    const run = await carehost(
+      "render",
+      "prod",
+      "--file",
+      "examples/northwind-health.yaml",
+      "--target",
+      "kubernetes",
+      "--out",
+      out,
+    );
+    assert.equal(run.code, 0, run.stderr);
+    assert.ok((await readdir(out)).includes("stanza-prod-stanza.yaml"));
+  });
+
+  void it("refuses with exit code 3, writing nothing, files that fail a mandatory artifact control", async () => {
+    // restic's azure backend cannot address a path-style (emulator) endpoint: neither the bundle
+    // nor the manifests can back the filestore up to that repository, so CH-BAK-007 fails.
+    const spec = join(scratch, "path-style.yaml");
+    await writeFile(spec, await pathStyleAzureSpec());
+    for (const target of ["compose", "kubernetes"]) {
+      const out = join(scratch, `path-style-${target}`);
+      const run = await carehost("render", "prod", "--file", spec, "--target", target, "--out", out);
+      assert.equal(run.code, 3, `${target}: ${run.stdout}${run.stderr}`);
+      assert.match(
+        run.stderr,
+        new RegExp(`^error: refusing to write prod for ${target}: 1 mandatory control violation$`, "m"),
+      );
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `^ {2}CH-BAK-007 \\[.*\\] environment "prod": ${target}: the filestore is not backed up to repository "offsite"`,
+          "m",
+        ),
+      );
+      await assert.rejects(readdir(out), { code: "ENOENT" });
+    }
   });
 
   void it("names the unknown environment and the known ones, exit code 1", async () => {

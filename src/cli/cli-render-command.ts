@@ -7,6 +7,9 @@ import type { Command } from "commander";
 import { isRenderTarget, RENDERERS } from "../render/render-targets.js";
 import { RENDER_TARGETS } from "../render/render-types.js";
 import type { TRenderedFile, TRenderTarget } from "../render/render-types.js";
+import { PolicyViolation } from "../lib/errors.js";
+import { assertNoMandatoryViolations } from "../policy/policy-engine.js";
+import { renderedArtifactsReport } from "../policy/policy-rendered.js";
 import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
 import { CliError, exitCodes } from "./cli-errors.js";
 import { printJson, printLine } from "./cli-output.js";
@@ -51,6 +54,34 @@ export async function writeRenderedFiles(outDir: string, files: readonly TRender
   return written;
 }
 
+/**
+ * The artifact controls over the environment's files for this target, as plan and apply run them:
+ * a mandatory failure writes nothing and exits 3. Offline nobody's approvals are known, so an
+ * exception counts as pending, as in validate.
+ */
+function assertRenderedFilesCompliant(
+  spec: Parameters<typeof renderedArtifactsReport>[0],
+  target: TRenderTarget,
+  environmentName: string,
+): void {
+  const report = renderedArtifactsReport(spec, [target]);
+  const mine = {
+    ...report,
+    mandatoryViolations: report.mandatoryViolations.filter((violation) => violation.environment === environmentName),
+  };
+  try {
+    assertNoMandatoryViolations(mine);
+  } catch (error) {
+    if (error instanceof PolicyViolation)
+      throw new CliError(
+        `refusing to write ${environmentName} for ${target}: ${error.message}`,
+        exitCodes.policy,
+        error.details.map((detail) => detail.message),
+      );
+    throw error;
+  }
+}
+
 type TRenderOptions = { file: string; target: string; out: string; output: TOutputFormat };
 
 export const registerRenderCommand = (program: Command): void => {
@@ -91,6 +122,7 @@ export const registerRenderCommand = (program: Command): void => {
         // A renderer rejects input it cannot render safely (an unpinned production image…).
         throw new CliError(`cannot render ${environmentName} for ${target}: ${(error as Error).message}`);
       }
+      assertRenderedFilesCompliant(result.spec, target, environmentName);
       const written = await writeRenderedFiles(options.out, files);
       if (options.output === "json") {
         printJson({

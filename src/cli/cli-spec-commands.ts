@@ -158,7 +158,7 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
         `${paint("green", "valid")}: ${file} (organization "${result.spec.metadata.name}", ${result.spec.environments.length} environments, digest ${result.digest.slice(0, 12)})`,
       );
       printLine(
-        `controls over the spec and the files it renders: ${summary.pass} pass, ${summary.fail} fail (advisory), ${summary.pending} pending (advisory), ${summary.excepted} excepted, ${summary.notApplicable} n.a.`,
+        `controls over the spec and the files it renders: ${summary.pass} pass, ${summary.fail} fail (advisory), ${summary.pending} pending (advisory), ${summary.excepted} excepted, ${summary.notEnforced} not enforced, ${summary.notApplicable} n.a.`,
       );
     });
 

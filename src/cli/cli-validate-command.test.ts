@@ -62,7 +62,7 @@ void describe("carehost validate, offline", () => {
     );
     assert.match(
       run.stdout,
-      /^controls over the spec and the files it renders: \d+ pass, 0 fail \(advisory\), 0 pending \(advisory\), 0 excepted, \d+ n\.a\.$/m,
+      /^controls over the spec and the files it renders: \d+ pass, 0 fail \(advisory\), 0 pending \(advisory\), 0 excepted, \d+ not enforced, \d+ n\.a\.$/m,
     );
   });
 
@@ -70,9 +70,9 @@ void describe("carehost validate, offline", () => {
     const source = sharedProduction();
     const loaded = loadSpecText(source, "shared.yaml");
     assert.ok(loaded.ok);
-    // What the server's plan evaluates for this spec (environment-service: policy.assertSpecCompliant).
+    // What the server's plan evaluates for this spec (environment-service: policy.evaluateDelivery).
     const planLines = policyCheckerFactory()
-      .evaluateSpec(loaded.spec)
+      .evaluateDelivery(loaded.spec, ["local"])
       .mandatoryViolations.map((violation) => violation.line);
     assert.equal(planLines.length, 1);
     assert.match(
@@ -96,6 +96,26 @@ void describe("carehost validate, offline", () => {
       verdict.mandatoryViolations.map((violation) => violation.line),
       planLines,
     );
+  });
+
+  void it("refuses with exit code 3 a spec whose Compose and Kubernetes files fail a mandatory artifact control, naming each target", async () => {
+    const source = demo.replace(
+      "    keySecretRef: backup-offsite-azure-key",
+      "    endpoint: https://azurite.northwind-health.example:10000/northwindbackups\n    keySecretRef: backup-offsite-azure-key",
+    );
+    const run = await carehost("validate", await write("path-style.yaml", source));
+    assert.equal(run.code, 3, run.stdout + run.stderr);
+    assert.match(run.stderr, /^error: 2 mandatory control violations$/m);
+    for (const target of ["compose", "kubernetes"])
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `^ {2}CH-BAK-007 \\[.*\\] environment "prod": ${target}: the filestore is not backed up to repository "offsite"`,
+          "m",
+        ),
+      );
+    // The local runtime reaches such an endpoint through rclone: no line for it.
+    assert.doesNotMatch(run.stderr, /"prod": local:/);
   });
 
   void it("applies the spec's exceptions as plan does before anyone approved them: active is pending, expired refuses, unknown control fails", async () => {

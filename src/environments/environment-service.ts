@@ -307,7 +307,8 @@ export const environmentServiceFactory = ({
     plan: async (ctx: TRequestContext, submission: TSpecSubmission): Promise<TPlanWithDrift> => {
       const { spec, digest } = await parseAuthorizedSpec(ctx, "spec:plan", submission, audit);
       const approvals = await store.exceptionApprovals(spec.metadata.name);
-      const posture = policy.evaluateSpec(spec, approvals);
+      // The spec's controls, and the artifact controls over the files this runtime writes for it.
+      const posture = policy.evaluateDelivery(spec, ["local"], approvals);
       if (posture.mandatoryViolations.length > 0) refuseViolations(spec.metadata.name, posture, approvals);
       await runtime?.assertPathsConfined(spec);
       const plan = await planFor(spec, digest);
@@ -331,7 +332,7 @@ export const environmentServiceFactory = ({
       await runtime?.assertPathsConfined(spec);
       const recordedApprovals = await store.exceptionApprovals(organization);
       // Evaluated (which validates the exceptions) before anything is proposed.
-      const posture = policy.evaluateSpec(spec, recordedApprovals);
+      const posture = policy.evaluateDelivery(spec, ["local"], recordedApprovals);
       // Applying proposes the spec's new exceptions even when the apply is refused: someone else
       // approves them, and the next apply finds them approved.
       const approvals = await proposeNewExceptions(ctx, spec, recordedApprovals, new Date(posture.evaluatedAt));

@@ -21,7 +21,7 @@ type TGitopsServiceDeps = {
   /** One repository per organization and target: environment names are unique only within an organization, and bundles never mix. */
   repositoryFor: (organization: string, target: TRenderTarget, remote?: string) => TGitopsRepository;
   renderers: Readonly<Record<TRenderTarget, TEnvironmentRenderer>>;
-  policy: Pick<TPolicyChecker, "assertSpecCompliant" | "assertManifestsCompliant">;
+  policy: Pick<TPolicyChecker, "assertDeliveryCompliant" | "assertManifestsCompliant">;
   /** Which of an organization's exceptions carehost holds as approved: the spec's others do not apply. */
   exceptionApprovals: (organization: string) => Promise<TExceptionApprovals>;
   audit: { append: TAuditAppend };
@@ -48,14 +48,19 @@ const manifestObjectsOf = (files: readonly TRenderedFile[]): TManifestObject[] =
         typeof object === "object" && object !== null && "apiVersion" in object && "kind" in object,
     );
 
-/** The spec's controls, then the manifest controls over every environment that renders Kubernetes objects. */
-const renderChecked = (
+/**
+ * The spec's controls and the artifact controls over the target's files (a mandatory failure
+ * refuses with PolicyViolation, exit code 3), then the manifest controls over every environment
+ * that renders Kubernetes objects.
+ */
+export const renderChecked = (
+  target: TRenderTarget,
   renderer: TEnvironmentRenderer,
   spec: TOrganizationSpec,
   policy: TGitopsServiceDeps["policy"],
   approvals: TExceptionApprovals,
 ) => {
-  policy.assertSpecCompliant(spec, approvals);
+  policy.assertDeliveryCompliant(spec, [target], approvals);
   let files: Map<string, readonly TRenderedFile[]>;
   try {
     files = renderAll(renderer, spec);
@@ -80,7 +85,7 @@ export const gitopsServiceFactory = ({
 }: TGitopsServiceDeps) => ({
   plan: async (ctx: TRequestContext, submission: TSpecSubmission, target: TRenderTarget): Promise<TGitopsPlan> => {
     const { spec } = await parseAuthorizedSpec(ctx, "spec:plan", submission, audit);
-    const files = renderChecked(renderers[target], spec, policy, await exceptionApprovals(spec.metadata.name));
+    const files = renderChecked(target, renderers[target], spec, policy, await exceptionApprovals(spec.metadata.name));
     const repository = repositoryFor(spec.metadata.name, target, spec.gitops?.repository);
     await repository.ensure();
     const diff = await repository.diff({ files });
@@ -94,7 +99,7 @@ export const gitopsServiceFactory = ({
   ): Promise<TGitopsApply> => {
     const { spec, digest } = await parseAuthorizedSpec(ctx, "spec:apply", submission, audit);
     const organization = spec.metadata.name;
-    const files = renderChecked(renderers[target], spec, policy, await exceptionApprovals(spec.metadata.name));
+    const files = renderChecked(target, renderers[target], spec, policy, await exceptionApprovals(spec.metadata.name));
     const repository = repositoryFor(organization, target, spec.gitops?.repository);
     await repository.ensure();
     // An environment gone from the spec leaves the repository too (an empty set of files removes its

@@ -65,6 +65,40 @@ function requireArtifact<K extends keyof TRenderedArtifacts>(
 }
 
 const redisEnabled = (environment: TEnvironmentSpec) => environment.redis.enabled;
+const backedUp = (environment: TEnvironmentSpec) => environment.backup.enabled;
+
+/** The client-side ciphers a backup may be written with: pgBackRest's and restic's own (AES-256 always). */
+const CLIENT_SIDE_CIPHERS: Readonly<Record<"database" | "filestore", readonly string[]>> = {
+  database: ["aes-256-cbc", "restic"],
+  filestore: ["restic"],
+};
+
+/** One check for the database's and the filestore's backups: every declared repository, encrypted client-side. */
+const everyRepository =
+  (part: "database" | "filestore", what: string): TArtifactControl["check"] =>
+  ({ environment, artifacts }, report) => {
+    if (!environment.backup.enabled) return;
+    const backup = requireArtifact(artifacts, "backup", "the backup configuration", report);
+    if (backup === undefined) return;
+    for (const name of environment.backup.repositories) {
+      const repository = backup.repositories.find((candidate) => candidate.name === name);
+      const write = repository?.[part];
+      // A declared repository without this part would not restore on its own: a failure, not a gap.
+      if (write === undefined || !write.written) {
+        report.fail(
+          `${what} is not backed up to repository ${quoted(name)}, which the environment declares${write === undefined ? "" : ` (${write.reason})`}`,
+          { path: `backup.repositories.${name}.${part}` },
+        );
+      } else if (!CLIENT_SIDE_CIPHERS[part].includes(write.cipher)) {
+        report.fail(
+          `${what} goes to repository ${quoted(name)} without client-side encryption (cipher: ${quoted(write.cipher)})`,
+          { path: `backup.repositories.${name}.${part}.cipher`, actual: write.cipher },
+        );
+      } else if (write.unverified !== undefined) {
+        report.notEnforced(`${what} to repository ${quoted(name)}: ${write.unverified}`);
+      }
+    }
+  };
 const always = () => true;
 
 export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
@@ -336,6 +370,27 @@ export const ARTIFACT_CONTROLS: readonly TArtifactControl[] = [
         );
       }
     },
+  },
+  {
+    id: "CH-BAK-007",
+    title: "The filestore is backed up to every repository the environment declares, encrypted client-side",
+    citations: ["164.308(a)(7)(ii)(A)", "164.310(d)(2)(iv)", "164.312(a)(2)(iv)"],
+    severity: "high",
+    enforcement: "mandatory",
+    subject: "artifact",
+    appliesTo: backedUp,
+    // Odoo's attachments are often patient documents: a database restored without them is not a recovery.
+    check: everyRepository("filestore", "the filestore"),
+  },
+  {
+    id: "CH-BAK-008",
+    title: "The database is backed up to every repository the environment declares, encrypted client-side",
+    citations: ["164.308(a)(7)(ii)(A)", "164.310(d)(2)(iv)", "164.312(a)(2)(iv)"],
+    severity: "high",
+    enforcement: "mandatory",
+    subject: "artifact",
+    appliesTo: backedUp,
+    check: everyRepository("database", "the database"),
   },
   {
     id: "CH-NET-003",

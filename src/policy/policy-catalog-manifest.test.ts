@@ -132,6 +132,27 @@ void describe("manifest controls", () => {
     assert.ok(report.summary.pass >= MANIFEST_CONTROLS.length * 2);
   });
 
+  void it("hold a CronJob's pods to the same rules: the backup jobs' images are pinned by digest in production", async () => {
+    const spec = await demo();
+    const prod = spec.environments.find((environment) => environment.name === "prod");
+    assert.ok(prod);
+    const objects = kubernetesObjects(spec, "prod") as unknown as TManifestObject[];
+    const job = objects.find((object) => object.kind === "CronJob") as unknown as {
+      spec: { jobTemplate: { spec: { template: { spec: { containers: { image: string }[] } } } } };
+    };
+    assert.ok(job, "the demo's prod renders backup CronJobs");
+    job.spec.jobTemplate.spec.template.spec.containers[0]!.image = "docker.io/restic/restic:0.18.1";
+    const report = evaluatePolicy({
+      controls: MANIFEST_CONTROLS.filter((control) => control.id === "CH-KUBE-006"),
+      subjects: { manifest: [{ environment: prod, objects }] },
+      now: NOW,
+    });
+    assert.match(
+      report.mandatoryViolations[0]?.line ?? "",
+      /CronJob .* "docker\.io\/restic\/restic:0\.18\.1" must be pinned by @sha256 digest/,
+    );
+  });
+
   for (const testCase of CASES) {
     void it(`${testCase.controlId} fails on ${testCase.name}, with its id and citations in the line`, async () => {
       const objects = await prodObjects();

@@ -42,6 +42,14 @@ export function podsOf(objects: readonly TManifestObject[]): TPod[] {
         (object.spec ?? {}) as { template?: { metadata?: { labels?: Record<string, string> }; spec?: TPodSpec } }
       ).template;
       pods.push({ object, labels: template?.metadata?.labels ?? {}, spec: template?.spec ?? {} });
+    } else if (object.kind === "CronJob") {
+      // A CronJob's pods come from the Job template inside it: they are held to the same rules.
+      const template = (
+        (object.spec ?? {}) as {
+          jobTemplate?: { spec?: { template?: { metadata?: { labels?: Record<string, string> }; spec?: TPodSpec } } };
+        }
+      ).jobTemplate?.spec?.template;
+      pods.push({ object, labels: template?.metadata?.labels ?? {}, spec: template?.spec ?? {} });
     }
   }
   return pods;

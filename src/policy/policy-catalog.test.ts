@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { loadSpecText } from "../spec/spec-loader.js";
+import type { TBackupArtifact } from "./policy-types.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
 import { parsePgHba } from "./policy-catalog-artifact.js";
 import { DANGEROUS_REDIS_COMMANDS, isLoopbackOrPrivateAddress } from "./policy-catalog-live.js";
@@ -31,6 +32,7 @@ type TArtifactState = {
   postgresqlConf?: Record<string, string>;
   redisConf?: Record<string, string>;
   ingress?: { blockedPaths: string[]; tls: boolean; hsts: boolean };
+  backup?: { repositories: TBackupArtifact["repositories"] };
 };
 type TLiveState = {
   postgres?: TMutable<TLivePostgresState>;
@@ -78,6 +80,32 @@ function compliantArtifacts(environment: TEnvironmentSpec): TArtifactState {
     },
     ...(environment.redis.enabled ? { redisConf: { port: "0", "tls-port": "6380", "protected-mode": "yes" } } : {}),
     ingress: { blockedPaths: ["/web/database*"], tls: true, hsts: true },
+    ...(environment.backup.enabled
+      ? {
+          backup: {
+            repositories: environment.backup.repositories.map((name) => ({
+              name,
+              database: { written: true, cipher: "aes-256-cbc" },
+              filestore: { written: true, cipher: "restic" },
+            })),
+          },
+        }
+      : {}),
+  };
+}
+
+/** A case that changes an environment's repositories gets them backed up as rendered, unless it broke one itself. */
+function withBackupOf(environment: TEnvironmentSpec, artifacts: TArtifactState): TArtifactState {
+  if (!environment.backup.enabled || artifacts.backup === undefined) return artifacts;
+  const known = artifacts.backup.repositories;
+  const compliant = compliantArtifacts(environment).backup?.repositories ?? [];
+  return {
+    ...artifacts,
+    backup: {
+      repositories: compliant.map(
+        (repository) => known.find((candidate) => candidate.name === repository.name) ?? repository,
+      ),
+    },
   };
 }
 
@@ -138,7 +166,7 @@ function evaluate(state: TState, controls: readonly TAnyControl[] = POLICY_CATAL
       spec: organization.environments.map((environment) => ({ organization, environment, platform: state.platform })),
       artifact: organization.environments.map((environment) => ({
         environment,
-        artifacts: state.artifacts[environment.name] ?? {},
+        artifacts: withBackupOf(environment, state.artifacts[environment.name] ?? {}),
       })),
       live: organization.environments.map((environment) => ({ environment, live: state.live[environment.name] ?? {} })),
     },
@@ -549,6 +577,36 @@ const CASES: readonly TCase[] = [
     name: "plaintext Redis port",
     mutate: (s) => void ((artifactsOf(s, "prod").redisConf ?? {}).port = "6379"),
     expect: 'tls-port and port 0 so no plaintext port is open (tls-port: "6380", port: "6379")',
+  },
+  {
+    controlId: "CH-BAK-007",
+    environment: "prod",
+    name: "filestore left out of a declared repository",
+    mutate: (s) => {
+      const backup = artifactsOf(s, "prod").backup;
+      if (backup !== undefined)
+        backup.repositories = backup.repositories.map((repository) =>
+          repository.name === "offsite"
+            ? { ...repository, filestore: { written: false, reason: "no job writes it" } }
+            : repository,
+        );
+    },
+    expect: 'the filestore is not backed up to repository "offsite", which the environment declares (no job writes it)',
+  },
+  {
+    controlId: "CH-BAK-008",
+    environment: "prod",
+    name: "database backed up with server-side encryption only",
+    mutate: (s) => {
+      const backup = artifactsOf(s, "prod").backup;
+      if (backup !== undefined)
+        backup.repositories = backup.repositories.map((repository) =>
+          repository.name === "offsite"
+            ? { ...repository, database: { written: true, cipher: "AES256 (server-side)" } }
+            : repository,
+        );
+    },
+    expect: 'the database goes to repository "offsite" without client-side encryption (cipher: "AES256 (server-side)")',
   },
   {
     controlId: "CH-NET-003",

@@ -65,6 +65,17 @@ function compliantState(): TWalkState {
       },
       ...(environment.redis.enabled ? { redisConf: { port: "0", "tls-port": "6380", "protected-mode": "yes" } } : {}),
       ingress: { blockedPaths: ["/web/database*"], tls: true, hsts: true },
+      ...(environment.backup.enabled
+        ? {
+            backup: {
+              repositories: environment.backup.repositories.map((name) => ({
+                name,
+                database: { written: true, cipher: "aes-256-cbc" },
+                filestore: { written: true, cipher: "restic" },
+              })),
+            },
+          }
+        : {}),
     })),
     live: perEnvironment((environment) => ({
       postgres: {
@@ -362,6 +373,20 @@ const ROWS: Readonly<Record<string, TRow>> = {
     kind: "enforcement",
     reads: "redis.conf port",
     breakIt: (s) => void (s.artifacts.prod!.redisConf.port = "6379"),
+    expect: "fail",
+  },
+  "CH-BAK-007": {
+    kind: "enforcement",
+    reads:
+      "the restic jobs of the target's rendered files (backup.sh, the filestore CronJobs, the local runtime's repositories)",
+    breakIt: (s) => void (s.artifacts.prod!.backup.repositories[1].filestore = { written: false, reason: "no job" }),
+    expect: "fail",
+  },
+  "CH-BAK-008": {
+    kind: "enforcement",
+    reads:
+      "pgbackrest.conf's repoN-cipher-type, the Stanza's cipherConfig and the ScheduledBackups of the target's files",
+    breakIt: (s) => void (s.artifacts.prod!.backup.repositories[1].database = { written: true, cipher: "none" }),
     expect: "fail",
   },
   "CH-NET-003": {

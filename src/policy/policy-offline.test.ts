@@ -6,6 +6,7 @@ import { loadSpecText } from "../spec/spec-loader.js";
 import { POLICY_CATALOG } from "./policy-catalog.js";
 import { evaluatePolicy } from "./policy-engine.js";
 import { offlineVerdict } from "./policy-offline.js";
+import { ARTIFACT_TARGETS } from "./policy-rendered.js";
 
 const demo = async () => {
   const loaded = loadSpecText(await readFile("examples/northwind-health.yaml", "utf8"), "northwind-health.yaml");
@@ -14,17 +15,28 @@ const demo = async () => {
 };
 
 void describe("offline verdict", () => {
-  void it("evaluates the spec controls and the artifact controls over the local render, each per environment", async () => {
+  void it("evaluates the spec controls, and the artifact controls over every target's render, each per environment", async () => {
     const spec = await demo();
     const verdict = offlineVerdict(spec, { now: new Date("2026-12-01T00:00:00Z") });
-    for (const kind of ["spec", "artifact"] as const) {
+    for (const [kind, targets] of [
+      ["spec", 1],
+      ["artifact", ARTIFACT_TARGETS.length],
+    ] as const) {
       const controls = POLICY_CATALOG.filter((control) => control.subject === kind).length;
       assert.equal(
         verdict.results.filter((result) => result.subject === kind).length,
-        controls * spec.environments.length,
+        controls * spec.environments.length * targets,
         kind,
       );
     }
+    // Each target's lines say which target they are about.
+    for (const target of ARTIFACT_TARGETS)
+      assert.ok(
+        verdict.results.some(
+          (result) => result.controlId === "CH-BAK-008" && result.messages.some((m) => m.startsWith(`${target}: `)),
+        ) || target !== "kubernetes",
+        target,
+      );
     assert.ok(
       verdict.results.every((result) => result.subject === "spec" || result.subject === "artifact"),
       "no live or manifest control without a server",

@@ -1,13 +1,13 @@
 // The verdict `carehost validate` gives without a server, in a CI pipeline or a pre-commit hook:
-// every spec control, and every artifact control over the files the local runtime renders for the
-// spec, with the spec's exceptions applied as plan applies them. A mandatory violation here is the
-// same line plan prints, and the same exit code 3. One function, so each render target's files can
-// join it (Compose, Kubernetes) without the CLI changing.
-import { localArtifactSubjects } from "../runtime/local/local-render-offline.js";
+// every spec control, and every artifact control over the files each target renders for the
+// spec (the local runtime, the Compose bundle, the Kubernetes manifests), with the spec's
+// exceptions applied as plan applies them. A mandatory violation here is the same line plan
+// prints, and the same exit code 3.
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { POLICY_CATALOG } from "./policy-catalog.js";
 import { evaluatePolicy } from "./policy-engine.js";
 import type { TPostureReport } from "./policy-engine.js";
+import { ARTIFACT_TARGETS, combineReports, renderedArtifactsReport } from "./policy-rendered.js";
 import { specSubjectsOf } from "./policy-service.js";
 import type { TAnyControl } from "./policy-types.js";
 
@@ -20,13 +20,13 @@ export function offlineVerdict(
   organization: TOrganizationSpec,
   { controls = POLICY_CATALOG, now = new Date() }: { controls?: readonly TAnyControl[]; now?: Date } = {},
 ): TPostureReport {
-  return evaluatePolicy({
-    controls,
-    subjects: {
-      spec: specSubjectsOf(organization),
-      artifact: localArtifactSubjects(organization, { statementAudit: "pgaudit" }),
-    },
-    exceptions: organization.policyExceptions,
-    now,
-  });
+  return combineReports([
+    evaluatePolicy({
+      controls,
+      subjects: { spec: specSubjectsOf(organization) },
+      exceptions: organization.policyExceptions,
+      now,
+    }),
+    renderedArtifactsReport(organization, ARTIFACT_TARGETS, undefined, { controls, now }),
+  ]);
 }

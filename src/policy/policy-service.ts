@@ -8,6 +8,8 @@ import { POLICY_CATALOG } from "./policy-catalog.js";
 import { assertNoMandatoryViolations, evaluatePolicy } from "./policy-engine.js";
 import type { TPostureReport } from "./policy-engine.js";
 import { NO_APPROVALS } from "./policy-exceptions.js";
+import { combineReports, renderedArtifactsReport } from "./policy-rendered.js";
+import type { TArtifactTarget } from "./policy-rendered.js";
 import type { TExceptionApprovals } from "./policy-exceptions.js";
 import type {
   TAnyControl,
@@ -29,66 +31,99 @@ export const specSubjectsOf = (organization: TOrganizationSpec, platform?: TPlat
 export const policyCheckerFactory = ({
   controls = POLICY_CATALOG,
   now = () => new Date(),
-}: { controls?: readonly TAnyControl[]; now?: () => Date } = {}) => ({
-  /** The posture of one organization's spec. */
-  evaluateSpec: (organization: TOrganizationSpec, approvals: TExceptionApprovals = NO_APPROVALS): TPostureReport =>
-    evaluatePolicy({
-      controls,
-      subjects: { spec: specSubjectsOf(organization) },
-      exceptions: organization.policyExceptions,
-      approvals,
-      now: now(),
-    }),
-
-  /** The posture over the spec and what carehost enforces and, when a runtime provides them, its rendered artifacts and live state. */
-  evaluate: (
+}: { controls?: readonly TAnyControl[]; now?: () => Date } = {}) => {
+  /** The spec's controls and the artifact controls over what each target renders from it. */
+  const evaluateDelivery = (
     organization: TOrganizationSpec,
-    runtimeSubjects?: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] },
-    platform?: TPlatformEnforcement,
-    approvals: TExceptionApprovals = NO_APPROVALS,
-  ): TPostureReport =>
-    evaluatePolicy({
-      controls,
-      subjects: { spec: specSubjectsOf(organization, platform), ...(runtimeSubjects ?? {}) },
-      exceptions: organization.policyExceptions,
-      approvals,
-      now: now(),
-    }),
-
-  /** Throws PolicyViolation listing every mandatory violation of rendered Kubernetes manifests (GitOps plan and apply). */
-  assertManifestsCompliant: (
-    organization: TOrganizationSpec,
-    manifests: readonly TManifestSubject[],
+    targets: readonly TArtifactTarget[],
     approvals: TExceptionApprovals = NO_APPROVALS,
   ): TPostureReport => {
-    const report = evaluatePolicy({
-      controls: controls.filter((control) => control.subject === "manifest"),
-      subjects: { manifest: manifests },
-      exceptions: organization.policyExceptions.filter((exception) =>
-        controls.some((control) => control.id === exception.controlId && control.subject === "manifest"),
-      ),
-      approvals,
-      now: now(),
-    });
-    assertNoMandatoryViolations(report);
-    return report;
-  },
+    const at = now();
+    return combineReports([
+      evaluatePolicy({
+        controls,
+        subjects: { spec: specSubjectsOf(organization) },
+        exceptions: organization.policyExceptions,
+        approvals,
+        now: at,
+      }),
+      renderedArtifactsReport(organization, targets, approvals, { controls, now: at }),
+    ]);
+  };
+  return {
+    evaluateDelivery,
 
-  /** Throws PolicyViolation listing every mandatory violation of the spec. */
-  assertSpecCompliant: (
-    organization: TOrganizationSpec,
-    approvals: TExceptionApprovals = NO_APPROVALS,
-  ): TPostureReport => {
-    const report = evaluatePolicy({
-      controls,
-      subjects: { spec: specSubjectsOf(organization) },
-      exceptions: organization.policyExceptions,
-      approvals,
-      now: now(),
-    });
-    assertNoMandatoryViolations(report);
-    return report;
-  },
-});
+    /** Throws PolicyViolation listing every mandatory violation of the spec or of a target's rendered files (exit code 3). */
+    assertDeliveryCompliant: (
+      organization: TOrganizationSpec,
+      targets: readonly TArtifactTarget[],
+      approvals: TExceptionApprovals = NO_APPROVALS,
+    ): TPostureReport => {
+      const report = evaluateDelivery(organization, targets, approvals);
+      assertNoMandatoryViolations(report);
+      return report;
+    },
+
+    /** The posture of one organization's spec. */
+    evaluateSpec: (organization: TOrganizationSpec, approvals: TExceptionApprovals = NO_APPROVALS): TPostureReport =>
+      evaluatePolicy({
+        controls,
+        subjects: { spec: specSubjectsOf(organization) },
+        exceptions: organization.policyExceptions,
+        approvals,
+        now: now(),
+      }),
+
+    /** The posture over the spec and what carehost enforces and, when a runtime provides them, its rendered artifacts and live state. */
+    evaluate: (
+      organization: TOrganizationSpec,
+      runtimeSubjects?: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] },
+      platform?: TPlatformEnforcement,
+      approvals: TExceptionApprovals = NO_APPROVALS,
+    ): TPostureReport =>
+      evaluatePolicy({
+        controls,
+        subjects: { spec: specSubjectsOf(organization, platform), ...(runtimeSubjects ?? {}) },
+        exceptions: organization.policyExceptions,
+        approvals,
+        now: now(),
+      }),
+
+    /** Throws PolicyViolation listing every mandatory violation of rendered Kubernetes manifests (GitOps plan and apply). */
+    assertManifestsCompliant: (
+      organization: TOrganizationSpec,
+      manifests: readonly TManifestSubject[],
+      approvals: TExceptionApprovals = NO_APPROVALS,
+    ): TPostureReport => {
+      const report = evaluatePolicy({
+        controls: controls.filter((control) => control.subject === "manifest"),
+        subjects: { manifest: manifests },
+        exceptions: organization.policyExceptions.filter((exception) =>
+          controls.some((control) => control.id === exception.controlId && control.subject === "manifest"),
+        ),
+        approvals,
+        now: now(),
+      });
+      assertNoMandatoryViolations(report);
+      return report;
+    },
+
+    /** Throws PolicyViolation listing every mandatory violation of the spec. */
+    assertSpecCompliant: (
+      organization: TOrganizationSpec,
+      approvals: TExceptionApprovals = NO_APPROVALS,
+    ): TPostureReport => {
+      const report = evaluatePolicy({
+        controls,
+        subjects: { spec: specSubjectsOf(organization) },
+        exceptions: organization.policyExceptions,
+        approvals,
+        now: now(),
+      });
+      assertNoMandatoryViolations(report);
+      return report;
+    },
+  };
+};
 
 export type TPolicyChecker = ReturnType<typeof policyCheckerFactory>;

@@ -54,6 +54,20 @@ export type TIngressArtifact = {
   readonly hsts: boolean;
 };
 
+/** What one repository receives from a target's rendered files: written with which client-side cipher, or why not. */
+export type TBackupWrite =
+  | { readonly written: true; readonly cipher: string; readonly unverified?: string }
+  | { readonly written: false; readonly reason: string };
+
+/** The backups a target's files configure, per repository of the environment (pgBackRest's order). */
+export type TBackupArtifact = {
+  readonly repositories: readonly {
+    readonly name: string;
+    readonly database: TBackupWrite;
+    readonly filestore: TBackupWrite;
+  }[];
+};
+
 export type TRenderedArtifacts = {
   /** Parsed key → value of odoo.conf [options]. */
   readonly odooConf?: Readonly<Record<string, string>>;
@@ -63,6 +77,8 @@ export type TRenderedArtifacts = {
   readonly redisConf?: Readonly<Record<string, string>>;
   /** null: the target serves no ingress at all (the local runtime binds Odoo to loopback only). */
   readonly ingress?: TIngressArtifact | null;
+  /** The database's and the filestore's backups, as the target's files configure them. */
+  readonly backup?: TBackupArtifact;
 };
 
 export type TArtifactSubject = { readonly environment: TEnvironmentSpec; readonly artifacts: TRenderedArtifacts };

@@ -1,6 +1,7 @@
 // Odoo's files in a Compose bundle: odoo.conf for the web and the cron service, and the
 // entrypoint that completes them from secret files at container start.
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
+import { REDIS_TLS_PORT } from "../data-tier/data-tier-redis.js";
 import { ODOO_LIMITS, renderOdooConf } from "../odoo/odoo-conf.js";
 import { SECRET_NAMES } from "./compose-secrets.js";
 
@@ -81,7 +82,8 @@ export function renderOdooEntrypoint(environment: TEnvironmentSpec): string {
         'case "$redis_password" in',
         "  *[!A-Za-z0-9._~-]*|'') echo \"carehost: the Redis password must be URL-safe\" >&2; exit 1 ;;",
         "esac",
-        `export ODOO_SESSION_REDIS_URL="redis://odoo:$redis_password@redis:6379/0"`,
+        // TLS only (the data tier's Redis has no plaintext port), verified against the bundle's CA.
+        `export ODOO_SESSION_REDIS_URL="rediss://odoo:$redis_password@redis:${REDIS_TLS_PORT}/0?ssl_cert_reqs=required&ssl_ca_certs=/run/secrets/${SECRET_NAMES.postgresCa}"`,
         "unset redis_password",
       ]
     : [];

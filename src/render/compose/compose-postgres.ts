@@ -1,7 +1,17 @@
 // PostgreSQL's files in a Compose bundle: postgresql.conf (TLS, scram-sha-256, WAL archiving),
 // pg_hba.conf, the first-start script that creates Odoo's role, and pgBackRest's configuration
 // with the entrypoint that hands it its repository credentials from secret files.
+import { renderPgbackrestConf as renderPgbackrestConfText } from "../../backup/pgbackrest-config.js";
 import type { TBackupRepositorySpec, TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
+import { containerRepositoryOf } from "../data-tier/data-tier-backup.js";
+import {
+  archiveTimeoutSeconds,
+  pgHbaRules,
+  postgresSecuritySettings,
+  renderPgHbaConf,
+  statementAuditSettings,
+} from "../data-tier/data-tier-postgres.js";
+import type { TStatementAudit } from "../data-tier/data-tier-postgres.js";
 import { odooConnectionLimit } from "../odoo/odoo-conf.js";
 import { ODOO_DATABASE } from "./compose-odoo.js";
 import { backupPassphraseSecretName, backupRepositoriesOf, SECRET_NAMES } from "./compose-secrets.js";
@@ -14,12 +24,27 @@ export const POSTGRES_PATHS = {
   data: "/var/lib/postgresql/data",
   socketDir: "/var/run/postgresql",
   pgbackrestConf: "/etc/pgbackrest/pgbackrest.conf",
+  /** pgBackRest's spool, lock and log files (a tmpfs: PostgreSQL keeps a WAL segment until it is pushed). */
+  pgbackrestWork: "/tmp/pgbackrest",
   /** Each posix repository is a volume mounted here under its name. */
   posixRepositoryRoot: "/var/lib/pgbackrest",
 } as const;
 
+/**
+ * The postgres image of the bundle is built from the official one with Debian's pgaudit and
+ * pgBackRest and restic from the PGDG and Debian archives (postgres/Dockerfile): pgaudit is how
+ * every environment's statements are audited (CH-DB-006), so the image must have it.
+ */
+export const COMPOSE_STATEMENT_AUDIT: TStatementAudit = "pgaudit";
+
+/** pgBackRest's parallelism in the container: fixed, so the bundle does not depend on the rendering host. */
+const COMPOSE_PROCESS_MAX = 2;
+
 /** Connections beyond Odoo's: superuser reserve, pgBackRest, carehost's maintenance sessions. */
 const EXTRA_CONNECTIONS = 10;
+
+const settingLines = (settings: Readonly<Record<string, string>>) =>
+  Object.entries(settings).map(([key, value]) => `${key} = ${value}`);
 
 /** 1 GiB per four Odoo processes, at least 2 GiB: the cluster serves only this environment. */
 export const postgresMemoryMiB = (environment: TEnvironmentSpec): number =>
@@ -27,10 +52,6 @@ export const postgresMemoryMiB = (environment: TEnvironmentSpec): number =>
 
 export const postgresCpus = (environment: TEnvironmentSpec): number =>
   Math.max(2, Math.ceil((environment.odoo.workers + environment.odoo.cronWorkers + 2) / 4));
-
-/** WAL is archived at least twice per RPO, and at least every hour when the RPO is long. */
-export const archiveTimeoutSeconds = (rpoMinutes: number): number =>
-  Math.min(3600, Math.max(60, Math.floor((rpoMinutes * 60) / 2)));
 
 /** The pgBackRest stanza: one cluster per environment. */
 export const stanzaOf = (environment: TEnvironmentSpec): string => environment.name;
@@ -42,8 +63,8 @@ export function renderPostgresqlConf(environment: TEnvironmentSpec): string {
     ? [
         "# Continuous WAL archiving to every repository (pgBackRest pushes to all of them).",
         "archive_mode = on",
-        `archive_command = 'pgbackrest --stanza=${stanzaOf(environment)} archive-push %p'`,
-        `archive_timeout = ${archiveTimeoutSeconds(backup.rpoMinutes)}  # rpoMinutes ${backup.rpoMinutes}`,
+        `archive_command = 'pgbackrest --config=${POSTGRES_PATHS.pgbackrestConf} --stanza=${stanzaOf(environment)} archive-push %p'`,
+        `archive_timeout = ${archiveTimeoutSeconds(backup.rpoMinutes)}s  # rpoMinutes ${backup.rpoMinutes}`,
       ]
     : ["# backup.enabled is false: no WAL archiving.", "archive_mode = off"];
   const lines = [
@@ -55,12 +76,10 @@ export function renderPostgresqlConf(environment: TEnvironmentSpec): string {
     `unix_socket_directories = '${POSTGRES_PATHS.socketDir}'`,
     `max_connections = ${odooConnectionLimit(environment) + EXTRA_CONNECTIONS}`,
     "",
-    "# Encryption in transit and password hashing (164.312(e)(1), 164.312(d)).",
-    "ssl = on",
+    "# Encryption in transit, password hashing, who connected (164.312(e)(1), 164.312(d), 164.312(b)).",
+    ...settingLines(postgresSecuritySettings()),
     `ssl_cert_file = '/run/secrets/${SECRET_NAMES.postgresServerCertificate}'`,
     `ssl_key_file = '/run/secrets/${SECRET_NAMES.postgresServerKey}'`,
-    "ssl_min_protocol_version = 'TLSv1.2'",
-    "password_encryption = 'scram-sha-256'",
     "",
     `# Memory sized for a container limit of ${memory} MiB.`,
     `shared_buffers = ${Math.floor(memory / 4)}MB`,
@@ -72,11 +91,9 @@ export function renderPostgresqlConf(environment: TEnvironmentSpec): string {
     "max_wal_senders = 4",
     ...archiving,
     "",
-    "# Audit trail of who connected and what changed the schema (164.312(b)).",
+    "# Audit trail of who read and changed what (164.312(b)).",
+    ...settingLines(statementAuditSettings(COMPOSE_STATEMENT_AUDIT)),
     "log_destination = 'stderr'",
-    "log_connections = on",
-    "log_disconnections = on",
-    "log_statement = 'ddl'",
     "log_line_prefix = '%m [%p] %q%u@%d from %h '",
     "log_timezone = 'UTC'",
     "timezone = 'UTC'",
@@ -85,18 +102,9 @@ export function renderPostgresqlConf(environment: TEnvironmentSpec): string {
   return lines.join("\n");
 }
 
-export function renderPgHba(): string {
-  return [
-    "# Rendered by carehost. Every connection authenticates with scram-sha-256; TCP only over TLS.",
-    "# TYPE    DATABASE  USER  ADDRESS    METHOD",
-    "local     all       all              scram-sha-256",
-    "hostssl   all       all   0.0.0.0/0  scram-sha-256",
-    "hostssl   all       all   ::/0       scram-sha-256",
-    "hostnossl all       all   0.0.0.0/0  reject",
-    "hostnossl all       all   ::/0       reject",
-    "",
-  ].join("\n");
-}
+/** The data tier's rules for clients on the bundle's networks; the one local line is pgBackRest's. */
+export const renderPgHba = (): string =>
+  renderPgHbaConf(pgHbaRules({ clients: ["0.0.0.0/0", "::/0"], localUser: "postgres" }));
 
 /**
  * First start only (the image runs /docker-entrypoint-initdb.d on an empty data directory). Odoo's
@@ -123,67 +131,58 @@ export function renderInitRoleScript(environment: TEnvironmentSpec): string {
 
 const envPrefix = (index: number) => `PGBACKREST_REPO${index + 1}`;
 
-/** Host of an https endpoint, which is what pgBackRest's *-endpoint options take. */
-const endpointHost = (url: string): string => new URL(url).host;
+/** The environment's repositories as the bundle's containers write them. */
+export const composeRepositoriesOf = (organization: TOrganizationSpec, environment: TEnvironmentSpec) =>
+  backupRepositoriesOf(organization, environment).map((repository) =>
+    containerRepositoryOf(repository, {
+      posixRoot: POSTGRES_PATHS.posixRepositoryRoot,
+      prefix: `/${organization.metadata.name}/${environment.name}`,
+    }),
+  );
 
-/** Days a full backup must be kept so that the daily, weekly and monthly retention all hold. */
-export const retentionDays = (retention: { daily: number; weekly: number; monthly: number }): number =>
-  Math.max(1, retention.daily, retention.weekly * 7, retention.monthly * 31);
-
+/** pgbackrest.conf from the data tier's model, with the container's paths: the same lines the local runtime writes. */
 export function renderPgbackrestConf(organization: TOrganizationSpec, environment: TEnvironmentSpec): string {
   const backup = environment.backup;
   if (!backup.enabled)
     throw new TypeError(
       `environment ${JSON.stringify(environment.name)} has backups disabled; there is no pgbackrest.conf`,
     );
-  const repositoryLines = backupRepositoriesOf(organization, environment).flatMap((repository, index) => {
-    const repo = `repo${index + 1}`;
-    const lines = [`# ${repository.name} (${repository.type})`];
-    if (repository.type === "posix") {
-      lines.push(`${repo}-type=posix`, `${repo}-path=${POSTGRES_PATHS.posixRepositoryRoot}/${repository.name}`);
-    } else if (repository.type === "azure") {
-      lines.push(
-        `${repo}-type=azure`,
-        `${repo}-azure-account=${repository.account}`,
-        `${repo}-azure-container=${repository.container}`,
-        `${repo}-azure-key-type=shared`,
-        ...(repository.endpoint === undefined ? [] : [`${repo}-azure-endpoint=${endpointHost(repository.endpoint)}`]),
-        `${repo}-path=/${organization.metadata.name}/${environment.name}`,
-      );
-    } else {
-      lines.push(
-        `${repo}-type=s3`,
-        `${repo}-s3-bucket=${repository.bucket}`,
-        `${repo}-s3-region=${repository.region}`,
-        `${repo}-s3-endpoint=${repository.endpoint === undefined ? `s3.${repository.region}.amazonaws.com` : endpointHost(repository.endpoint)}`,
-        `${repo}-path=/${organization.metadata.name}/${environment.name}`,
-      );
-    }
-    if (repository.cipherSecretRef !== undefined) lines.push(`${repo}-cipher-type=aes-256-cbc`);
-    // pgBackRest has no grandfather-father-son retention: full backups are kept long enough for
-    // the longest of the three; carehost's expire job thins them out.
-    lines.push(`${repo}-retention-full-type=time`, `${repo}-retention-full=${retentionDays(backup.retention)}`, "");
-    return lines;
-  });
-  const lines = [
-    "# Rendered by carehost from the organization spec; edits are overwritten and reported as drift.",
-    "# Repository keys and passphrases come from PGBACKREST_REPO<n>_* variables set by the entrypoint",
-    "# from secret files; they are never written here.",
-    "[global]",
-    ...repositoryLines,
-    "compress-type=zst",
-    "start-fast=y",
-    "log-level-console=info",
-    "log-level-stderr=warn",
-    "log-level-file=off",
-    "lock-path=/tmp/pgbackrest",
+  return renderPgbackrestConfText({
+    stanza: stanzaOf(environment),
+    dataDirectory: POSTGRES_PATHS.data,
+    port: 5432,
+    socketDirectory: POSTGRES_PATHS.socketDir,
+    adminUser: "postgres",
+    workDirectory: POSTGRES_PATHS.pgbackrestWork,
+    repositories: composeRepositoriesOf(organization, environment),
+    retention: backup.retention,
+    processMax: COMPOSE_PROCESS_MAX,
+  }).text;
+}
+
+/** shared_preload_libraries names pgaudit: without it PostgreSQL would not start, so say why first. */
+const pgauditCheck = (environment: TEnvironmentSpec) => [
+  `if [ ! -f /usr/lib/postgresql/${environment.database.postgresVersion}/lib/pgaudit.so ]; then`,
+  '  echo "carehost: this image has no pgaudit, which audits statements (CH-DB-006); build it from postgres/Dockerfile" >&2',
+  "  exit 1",
+  "fi",
+];
+
+/**
+ * The bundle's PostgreSQL image: the official one plus pgaudit and pgBackRest from the PGDG
+ * archive the official image already trusts, and restic from Debian, for the filestore. The
+ * backup service runs the same image, so pgBackRest's version matches on both sides.
+ */
+export function renderPostgresDockerfile(environment: TEnvironmentSpec, baseImage: string): string {
+  const version = environment.database.postgresVersion;
+  return [
+    "# Rendered by carehost; edits are overwritten and reported as drift.",
+    `FROM ${baseImage}`,
+    "RUN apt-get update \\",
+    ` && apt-get install -y --no-install-recommends postgresql-${version}-pgaudit pgbackrest restic busybox ca-certificates \\`,
+    " && rm -rf /var/lib/apt/lists/*",
     "",
-    `[${stanzaOf(environment)}]`,
-    `pg1-path=${POSTGRES_PATHS.data}`,
-    `pg1-socket-path=${POSTGRES_PATHS.socketDir}`,
-    "",
-  ];
-  return lines.join("\n");
+  ].join("\n");
 }
 
 const secretExport = (variable: string, secretName: string, line?: 1 | 2): string =>
@@ -191,7 +190,11 @@ const secretExport = (variable: string, secretName: string, line?: 1 | 2): strin
     ? `export ${variable}="$(cat /run/secrets/${secretName})"`
     : `export ${variable}="$(sed -n ${line}p /run/secrets/${secretName})"`;
 
-function repositoryExports(environment: TEnvironmentSpec, repository: TBackupRepositorySpec, index: number): string[] {
+export function repositoryExports(
+  environment: TEnvironmentSpec,
+  repository: TBackupRepositorySpec,
+  index: number,
+): string[] {
   const prefix = envPrefix(index);
   const lines: string[] = [];
   if (repository.type === "azure") lines.push(secretExport(`${prefix}_AZURE_KEY`, repository.keySecretRef));
@@ -201,8 +204,7 @@ function repositoryExports(environment: TEnvironmentSpec, repository: TBackupRep
       secretExport(`${prefix}_S3_KEY_SECRET`, repository.keySecretRef, 2),
     );
   }
-  if (repository.cipherSecretRef !== undefined)
-    lines.push(secretExport(`${prefix}_CIPHER_PASS`, backupPassphraseSecretName(repository, environment)));
+  lines.push(secretExport(`${prefix}_CIPHER_PASS`, backupPassphraseSecretName(repository, environment)));
   return lines;
 }
 
@@ -218,12 +220,17 @@ export function renderPostgresEntrypoint(organization: TOrganizationSpec, enviro
     "#!/bin/sh",
     "# Rendered by carehost; edits are overwritten and reported as drift.",
     "set -eu",
-    "# Without pgBackRest every archive_command fails and WAL fills the disk: refuse to start instead.",
-    "if ! command -v pgbackrest >/dev/null 2>&1; then",
-    '  echo "carehost: backups are enabled but this image has no pgbackrest; use an image that includes it" >&2',
-    "  exit 1",
-    "fi",
-    "mkdir -p /tmp/pgbackrest",
+    ...pgauditCheck(environment),
+    ...(environment.backup.enabled
+      ? [
+          "# Without pgBackRest every archive_command fails and WAL fills the disk: refuse to start instead.",
+          "if ! command -v pgbackrest >/dev/null 2>&1; then",
+          '  echo "carehost: backups are enabled but this image has no pgbackrest; use an image that includes it" >&2',
+          "  exit 1",
+          "fi",
+          `mkdir -p ${POSTGRES_PATHS.pgbackrestWork}/spool ${POSTGRES_PATHS.pgbackrestWork}/lock ${POSTGRES_PATHS.pgbackrestWork}/log`,
+        ]
+      : []),
     ...exports,
     `exec docker-entrypoint.sh postgres -c config_file=${POSTGRES_PATHS.conf}`,
     "",

@@ -122,7 +122,8 @@ void describe("Compose renderer", () => {
         for (const network of service.networks) {
           if (compose.networks[network]?.internal === true) continue;
           assert.ok(
-            (name === "traefik" && network === "edge") || (name === "postgres" && network === "backup-egress"),
+            (name === "traefik" && network === "edge") ||
+              ((name === "postgres" || name === "backup") && network === "backup-egress"),
             `${name} on non-internal ${network}`,
           );
         }
@@ -147,9 +148,14 @@ void describe("Compose renderer", () => {
     const spec = await demo();
     for (const environment of spec.environments) {
       const compose = composeOf(renderComposeEnvironment(spec, environment.name));
-      const expected = environment.redis.enabled
-        ? ["odoo-cron", "odoo-web", "postgres", "redis", "traefik"]
-        : ["odoo-cron", "odoo-web", "postgres", "traefik"];
+      const expected = [
+        ...(environment.backup.enabled ? ["backup"] : []),
+        "odoo-cron",
+        "odoo-web",
+        "postgres",
+        ...(environment.redis.enabled ? ["redis"] : []),
+        "traefik",
+      ];
       assert.deepEqual(Object.keys(compose.services).sort(), expected);
       for (const [name, service] of Object.entries(compose.services)) {
         const where = `${environment.name}/${name}`;
@@ -259,7 +265,13 @@ void describe("Compose renderer", () => {
       "ssl = on",
       "password_encryption = 'scram-sha-256'",
       "archive_mode = on",
-      "archive_command = 'pgbackrest --stanza=prod archive-push %p'",
+      "archive_command = 'pgbackrest --config=/etc/pgbackrest/pgbackrest.conf --stanza=prod archive-push %p'",
+      // The data tier's model: a quarter of the 15-minute RPO, as on the local runtime.
+      "archive_timeout = 225s  # rpoMinutes 15",
+      // PHI production audits reads and writes with pgaudit (CH-DB-006), not log_statement = 'ddl'.
+      "shared_preload_libraries = 'pgaudit'",
+      "pgaudit.log = 'read, write, ddl, role'",
+      "log_statement = 'none'",
     ]) {
       assert.ok(conf.split("\n").includes(line), line);
     }
@@ -268,6 +280,11 @@ void describe("Compose renderer", () => {
     assert.match(pgbackrest, /^repo1-type=posix$/m);
     assert.match(pgbackrest, /^repo2-type=azure$/m);
     assert.match(pgbackrest, /^repo2-azure-account=northwindbackups$/m);
+    // Client-side encryption of every repository, and the tiers as a time floor (12 months of 31 days).
+    assert.match(pgbackrest, /^repo1-cipher-type=aes-256-cbc$/m);
+    assert.match(pgbackrest, /^repo2-cipher-type=aes-256-cbc$/m);
+    assert.match(pgbackrest, /^repo2-retention-full-type=time$\nrepo2-retention-full=372$/m);
+    assert.match(fileAt(prod, "postgres/Dockerfile"), /postgresql-15-pgaudit pgbackrest restic/);
     assert.match(
       fileAt(prod, "postgres/entrypoint.sh"),
       /^export PGBACKREST_REPO2_AZURE_KEY="\$\(cat \/run\/secrets\/backup-offsite-azure-key\)"$/m,
@@ -286,7 +303,31 @@ void describe("Compose renderer", () => {
     const conf = fileAt(files, "redis/redis.conf");
     assert.match(conf, /^protected-mode yes$/m);
     assert.match(conf, /^aclfile \/run\/redis\/users\.acl$/m);
-    assert.match(fileAt(files, "redis/entrypoint.sh"), /echo 'user default off'/);
+    assert.match(fileAt(files, "redis/entrypoint.sh"), /echo 'user default off /);
+    // TLS only, as every target of the data tier (CH-RDS-001); Odoo's user confined to its prefix.
+    assert.match(conf, /^port 0$/m);
+    assert.match(conf, /^tls-port 6379$/m);
+    assert.match(fileAt(files, "redis/entrypoint.sh"), / resetkeys ~odoo:prod:\* resetchannels -@all /);
+    assert.match(fileAt(files, "odoo/entrypoint.sh"), /ODOO_SESSION_REDIS_URL="rediss:\/\//);
+  });
+
+  void it("backs the database and the filestore up to every repository, encrypted, by the spec's tiers", async () => {
+    const spec = await demo();
+    const files = renderComposeEnvironment(spec, "prod");
+    const script = fileAt(files, "backup/backup.sh");
+    assert.match(script, /--repo=1 --type="\$type" backup {2}# local$/m);
+    assert.match(script, /--repo=2 --type="\$type" backup {2}# offsite$/m);
+    assert.match(
+      script,
+      /restic -r '\/var\/lib\/pgbackrest\/local\/filestore\/prod' backup --tag env:prod \/var\/lib\/odoo\/filestore$/m,
+    );
+    assert.match(script, /restic -r 'azure:carehost-pgbackrest:\/northwind-health\/prod\/filestore\/prod' backup /);
+    assert.match(
+      script,
+      /forget --prune --tag env:prod --group-by '' --keep-last 1 --keep-within 14d --keep-weekly 8 --keep-monthly 12$/m,
+    );
+    assert.match(script, /export RESTIC_PASSWORD="\$\(cat \/run\/secrets\/backup-passphrase-offsite-prod\)"/);
+    assert.match(fileAt(files, "backup/crontab"), /^0 6 \* \* sun \/bin\/sh \/etc\/carehost\/backup.sh full$/m);
   });
 
   void it("takes secrets only as files under secrets/, which the bundle does not contain, and lists them in secrets/README.md", async () => {

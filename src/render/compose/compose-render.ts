@@ -21,9 +21,12 @@ import {
   renderInitRoleScript,
   renderPgbackrestConf,
   renderPgHba,
+  renderPostgresDockerfile,
   renderPostgresEntrypoint,
   renderPostgresqlConf,
 } from "./compose-postgres.js";
+import { BACKUP_PATHS, BACKUP_USER, renderBackupCrontab, renderBackupScript } from "./compose-backup.js";
+import { redisKeyPrefixOf } from "../data-tier/data-tier-redis.js";
 import { REDIS_PATHS, redisMemoryMiB, renderRedisConf, renderRedisEntrypoint } from "./compose-redis.js";
 import { backupRepositoriesOf, composeSecrets, renderSecretsReadme, SECRET_NAMES } from "./compose-secrets.js";
 import { TRAEFIK_PATHS, TRAEFIK_PORTS, traefikDynamicConfig, traefikStaticConfig } from "./compose-traefik.js";
@@ -32,7 +35,11 @@ import { TRAEFIK_PATHS, TRAEFIK_PORTS, traefikDynamicConfig, traefikStaticConfig
 export type TComposePlatformImages = {
   readonly traefik: string;
   readonly redis: string;
-  /** Must contain pgBackRest when backups are enabled (the entrypoint refuses to start otherwise). */
+  /**
+   * The base of the bundle's PostgreSQL image: postgres/Dockerfile adds pgaudit, pgBackRest and
+   * restic to it (the entrypoint refuses to start without pgaudit, or without pgBackRest when
+   * backups are enabled).
+   */
   readonly postgres: (postgresVersion: number) => string;
 };
 
@@ -98,7 +105,7 @@ const header = (organization: TOrganizationSpec, environment: TEnvironmentSpec):
   }
   if (environment.backup.enabled) {
     notes.push(
-      `# Before the first backup: docker compose exec postgres pgbackrest --stanza=${environment.name} stanza-create`,
+      `# Backups: the backup service runs pgBackRest and restic to every repository (backup/crontab); run one now with: docker compose exec backup sh ${BACKUP_PATHS.script} full`,
     );
   }
   return `${notes.join("\n")}\n`;
@@ -116,6 +123,10 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
     // Cloud repositories are reached over the internet; posix repositories are volumes.
     const needsBackupEgress = repositories.some((repository) => repository.type !== "posix");
     const secrets = composeSecrets(organization, environment);
+    const postgresImage = `carehost/postgres:${environment.database.postgresVersion}-${organization.metadata.name}-${environment.name}`;
+    const posixVolumes = repositories
+      .filter((repository) => repository.type === "posix")
+      .map((repository) => `pgbackrest-${repository.name}:${POSTGRES_PATHS.posixRepositoryRoot}/${repository.name}`);
     const secretNames = new Set(secrets.map((secret) => secret.name));
     const secretsFor = (service: string) =>
       secrets
@@ -138,18 +149,24 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
       { path: "postgres/postgresql.conf", content: renderPostgresqlConf(environment) },
       { path: "postgres/pg_hba.conf", content: renderPgHba() },
       { path: "postgres/initdb/10-odoo-role.sh", content: renderInitRoleScript(environment) },
+      {
+        path: "postgres/Dockerfile",
+        content: renderPostgresDockerfile(environment, platformImages.postgres(environment.database.postgresVersion)),
+      },
+      { path: "postgres/entrypoint.sh", content: renderPostgresEntrypoint(organization, environment) },
       { path: "secrets/README.md", content: renderSecretsReadme(organization, environment, secrets) },
     ];
     if (backupEnabled) {
       files.push(
-        { path: "postgres/entrypoint.sh", content: renderPostgresEntrypoint(organization, environment) },
         { path: "pgbackrest/pgbackrest.conf", content: renderPgbackrestConf(organization, environment) },
+        { path: "backup/backup.sh", content: renderBackupScript(organization, environment) },
+        { path: "backup/crontab", content: renderBackupCrontab(environment) },
       );
     }
     if (redisEnabled) {
       files.push(
         { path: "redis/redis.conf", content: renderRedisConf(environment) },
-        { path: "redis/entrypoint.sh", content: renderRedisEntrypoint() },
+        { path: "redis/entrypoint.sh", content: renderRedisEntrypoint(environment) },
       );
     }
 
@@ -172,7 +189,7 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
     };
     const odooEnvironment = {
       PGSSLROOTCERT: `/run/secrets/${SECRET_NAMES.postgresCa}`,
-      ...(redisEnabled ? { ODOO_SESSION_REDIS: "1", ODOO_SESSION_REDIS_PREFIX: environment.name } : {}),
+      ...(redisEnabled ? { ODOO_SESSION_REDIS: "1", ODOO_SESSION_REDIS_PREFIX: redisKeyPrefixOf(environment) } : {}),
     };
     const odooTmpfs = ["/tmp", ODOO_PATHS.runtimeDir];
     const odooVolumes = [`odoo-data:${ODOO_PATHS.dataDir}`];
@@ -250,11 +267,10 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
         labels: odooLabels,
       },
       postgres: {
-        image: platformImages.postgres(environment.database.postgresVersion),
-        ...hardened("postgres", ["/tmp", POSTGRES_PATHS.socketDir]),
-        ...(backupEnabled
-          ? { entrypoint: ["/bin/sh", POSTGRES_PATHS.entrypoint] }
-          : { command: ["postgres", "-c", `config_file=${POSTGRES_PATHS.conf}`] }),
+        image: postgresImage,
+        build: { context: "./postgres" },
+        ...hardened("postgres", ["/tmp"]),
+        entrypoint: ["/bin/sh", POSTGRES_PATHS.entrypoint],
         environment: {
           PGDATA: POSTGRES_PATHS.data,
           POSTGRES_USER: "postgres",
@@ -264,22 +280,16 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
         networks: needsBackupEgress ? ["data", "backup-egress"] : ["data"],
         volumes: [
           `postgres-data:${POSTGRES_PATHS.data}`,
-          ...repositories
-            .filter((repository) => repository.type === "posix")
-            .map(
-              (repository) => `pgbackrest-${repository.name}:${POSTGRES_PATHS.posixRepositoryRoot}/${repository.name}`,
-            ),
+          // A volume, not a tmpfs: the backup service reaches the server through this socket.
+          `postgres-socket:${POSTGRES_PATHS.socketDir}`,
+          ...posixVolumes,
         ],
         configs: [
           config("postgres-conf", POSTGRES_PATHS.conf),
           config("postgres-hba", POSTGRES_PATHS.hba),
           config("postgres-init-role", POSTGRES_PATHS.initRole),
-          ...(backupEnabled
-            ? [
-                config("postgres-entrypoint", POSTGRES_PATHS.entrypoint),
-                config("pgbackrest-conf", POSTGRES_PATHS.pgbackrestConf),
-              ]
-            : []),
+          config("postgres-entrypoint", POSTGRES_PATHS.entrypoint),
+          ...(backupEnabled ? [config("pgbackrest-conf", POSTGRES_PATHS.pgbackrestConf)] : []),
         ],
         secrets: secretsFor("postgres"),
         healthcheck: {
@@ -295,6 +305,37 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
         labels,
       },
     };
+    if (backupEnabled) {
+      services.backup = {
+        image: postgresImage,
+        ...hardened(BACKUP_USER, ["/tmp"]),
+        entrypoint: ["busybox", "crond", "-f", "-d", "8", "-c", BACKUP_PATHS.crontabs],
+        // Only the backup-egress network leads out; data reaches the server's socket volume.
+        networks: needsBackupEgress ? ["data", "backup-egress"] : ["data"],
+        volumes: [
+          `postgres-data:${POSTGRES_PATHS.data}:ro`,
+          `postgres-socket:${POSTGRES_PATHS.socketDir}`,
+          `odoo-data:${ODOO_PATHS.dataDir}:ro`,
+          ...posixVolumes,
+        ],
+        configs: [
+          config("pgbackrest-conf", POSTGRES_PATHS.pgbackrestConf),
+          config("backup-script", BACKUP_PATHS.script),
+          config("backup-crontab", `${BACKUP_PATHS.crontabs}/${BACKUP_USER}`),
+        ],
+        secrets: secretsFor("backup"),
+        depends_on: { postgres: { condition: "service_healthy" } },
+        // What a backup needs first: the server, through the shared socket.
+        healthcheck: {
+          test: ["CMD", "pg_isready", "-h", POSTGRES_PATHS.socketDir, "-U", "postgres", "-d", "postgres"],
+          interval: "60s",
+          timeout: "5s",
+          retries: 3,
+        },
+        deploy: limits(1, 1024, 256),
+        labels: { ...labels, "io.carehost.purpose": "pgBackRest and restic to every repository of the environment" },
+      };
+    }
     if (redisEnabled) {
       services.redis = {
         image: platformImages.redis,
@@ -308,7 +349,7 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
           // The password goes through REDISCLI_AUTH, not argv.
           test: [
             "CMD-SHELL",
-            `REDISCLI_AUTH="$$(cat /run/secrets/${SECRET_NAMES.redisOdooPassword})" redis-cli --no-auth-warning --user odoo ping | grep -qx PONG`,
+            `REDISCLI_AUTH="$$(cat /run/secrets/${SECRET_NAMES.redisOdooPassword})" redis-cli --tls --cacert /run/secrets/${SECRET_NAMES.postgresCa} --no-auth-warning --user odoo ping | grep -qx PONG`,
           ],
           interval: "10s",
           timeout: "5s",
@@ -328,10 +369,12 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
       "postgres-conf": { file: "./postgres/postgresql.conf" },
       "postgres-hba": { file: "./postgres/pg_hba.conf" },
       "postgres-init-role": { file: "./postgres/initdb/10-odoo-role.sh" },
+      "postgres-entrypoint": { file: "./postgres/entrypoint.sh" },
       ...(backupEnabled
         ? {
-            "postgres-entrypoint": { file: "./postgres/entrypoint.sh" },
             "pgbackrest-conf": { file: "./pgbackrest/pgbackrest.conf" },
+            "backup-script": { file: "./backup/backup.sh" },
+            "backup-crontab": { file: "./backup/crontab" },
           }
         : {}),
       ...(redisEnabled
@@ -341,6 +384,7 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
     const volumes: Record<string, Record<string, unknown>> = {
       "odoo-data": { labels },
       "postgres-data": { labels },
+      "postgres-socket": { labels },
       ...(redisEnabled ? { "redis-data": { labels } } : {}),
       ...Object.fromEntries(
         repositories
@@ -359,7 +403,10 @@ export const composeRendererFactory = ({ platformImages }: TComposeRendererDeps)
       ...(needsBackupEgress
         ? {
             "backup-egress": {
-              labels: { ...labels, "io.carehost.purpose": "pgbackrest to cloud repositories; publishes nothing" },
+              labels: {
+                ...labels,
+                "io.carehost.purpose": "pgBackRest and restic to cloud repositories; publishes nothing",
+              },
             },
           }
         : {}),

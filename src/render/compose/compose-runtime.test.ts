@@ -96,7 +96,10 @@ void describe("Compose bundle at run time", () => {
     });
     assert.equal(started.code, 0, started.stderr);
     assert.match(started.stdout, new RegExp(`^args: --config ${runtime}/odoo.conf --no-database-list$`, "m"));
-    assert.match(started.stdout, /^redis: redis:\/\/odoo:redis-Pass_1@redis:6379\/0$/m);
+    assert.match(
+      started.stdout,
+      /^redis: rediss:\/\/odoo:redis-Pass_1@redis:6379\/0\?ssl_cert_reqs=required&ssl_ca_certs=\/.*\/secrets\/postgres-ca\.crt$/m,
+    );
     assert.match(started.stdout, /^postgres:5432:odoo:odoo:pa\\:ss\\\\word$/m);
 
     const completed = parseOdooConf(await readFile(join(runtime, "odoo.conf"), "utf8"));
@@ -130,6 +133,57 @@ void describe("Compose bundle at run time", () => {
     const paths = { secrets: join(root, "secrets"), acl: join(root, "acl"), data: join(root, "data") };
     for (const directory of Object.values(paths)) await mkdir(directory, { recursive: true });
     await writeFile(join(paths.secrets, "redis-odoo-password"), "redis-Pass_1\n");
+    // The bundle's secret files for TLS: a CA (postgres-ca.crt signs Redis's certificate too) and a server certificate.
+    const ca = join(paths.secrets, "postgres-ca.crt");
+    const caKey = join(root, "ca.key");
+    const openssl = async (args: readonly string[]) =>
+      assert.equal((await run("openssl", args)).code, 0, args.join(" "));
+    await openssl([
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      caKey,
+      "-out",
+      ca,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=test-ca",
+    ]);
+    const csr = join(root, "redis.csr");
+    await openssl([
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      join(paths.secrets, "redis-server.key"),
+      "-out",
+      csr,
+      "-subj",
+      "/CN=redis",
+    ]);
+    await writeFile(join(root, "san.ext"), "subjectAltName=DNS:redis,IP:127.0.0.1\n");
+    await openssl([
+      "x509",
+      "-req",
+      "-in",
+      csr,
+      "-CA",
+      ca,
+      "-CAkey",
+      caKey,
+      "-CAcreateserial",
+      "-out",
+      join(paths.secrets, "redis-server.crt"),
+      "-days",
+      "1",
+      "-extfile",
+      join(root, "san.ext"),
+    ]);
     const port = await freePort();
     const mapping = {
       "/run/secrets": paths.secrets,
@@ -140,7 +194,8 @@ void describe("Compose bundle at run time", () => {
     // Listen on loopback only and on a free port: the test host is not the container.
     const conf = mapPaths(fileAt(files, "redis/redis.conf"), mapping)
       .replace(/^bind .*$/m, "bind 127.0.0.1")
-      .replace(/^port 6379$/m, `port ${port}`);
+      .replace(/^tls-port 6379$/m, `tls-port ${port}`);
+    assert.match(conf, /^port 0$/m, "no plaintext port");
     await writeFile(join(root, "redis.conf"), conf);
     await writeFile(join(root, "entrypoint.sh"), mapPaths(fileAt(files, "redis/entrypoint.sh"), mapping));
 
@@ -149,7 +204,7 @@ void describe("Compose bundle at run time", () => {
       server.kill("SIGTERM");
     });
     const cli = (args: readonly string[], env: NodeJS.ProcessEnv = {}) =>
-      run("redis-cli", ["-p", String(port), "--no-auth-warning", ...args], env);
+      run("redis-cli", ["-p", String(port), "--tls", "--cacert", ca, "--no-auth-warning", ...args], env);
     for (let attempt = 0; attempt < 50; attempt += 1) {
       if ((await cli(["ping"])).stdout.trim() !== "") break;
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -158,7 +213,17 @@ void describe("Compose bundle at run time", () => {
     assert.match((await cli(["ping"])).stdout, /NOAUTH/, "no anonymous access");
     assert.match((await cli(["auth", "default", "redis-Pass_1"])).stdout, /WRONGPASS/, "the default user is off");
     const auth = { REDISCLI_AUTH: "redis-Pass_1" };
-    assert.equal((await cli(["--user", "odoo", "set", "session:1", "x", "EX", "60"], auth)).stdout.trim(), "OK");
+    assert.equal(
+      (await cli(["--user", "odoo", "set", "odoo:prod:session:1", "x", "EX", "60"], auth)).stdout.trim(),
+      "OK",
+    );
+    assert.match(
+      (await cli(["--user", "odoo", "get", "odoo:staging:session:1"], auth)).stdout,
+      /NOPERM/,
+      "only the environment's own key prefix",
+    );
+    const plaintext = await run("redis-cli", ["-p", String(port), "ping"]);
+    assert.doesNotMatch(plaintext.stdout, /PONG|NOAUTH/, "a client without TLS gets no answer");
     assert.match((await cli(["--user", "odoo", "flushall"], auth)).stdout, /NOPERM/, "dangerous commands are denied");
     assert.match((await cli(["--user", "odoo", "config", "get", "protected-mode"], auth)).stdout, /NOPERM/);
     assert.doesNotMatch(

@@ -3,6 +3,7 @@
 // places them on the host from carehost's encrypted secret store.
 import { opensslDerivation } from "../../backup/backup-passphrase.js";
 import type { TBackupRepositorySpec, TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
+import { declaredRepositoriesOf } from "../data-tier/data-tier-backup.js";
 
 export type TComposeSecret = {
   /** Compose secret name; also the file name under secrets/ and /run/secrets/<name> in containers. */
@@ -30,6 +31,8 @@ export const SECRET_NAMES = {
   ingressCertificate: "ingress-tls.crt",
   ingressKey: "ingress-tls.key",
   redisOdooPassword: "redis-odoo-password",
+  redisServerCertificate: "redis-server.crt",
+  redisServerKey: "redis-server.key",
 } as const;
 
 /**
@@ -41,21 +44,7 @@ export const backupPassphraseSecretName = (repository: TBackupRepositorySpec, en
   `backup-passphrase-${repository.name}-${environment.name}`;
 
 /** The repositories an environment's backups go to, in the order pgBackRest numbers them (repo1, repo2…). */
-export function backupRepositoriesOf(
-  organization: TOrganizationSpec,
-  environment: TEnvironmentSpec,
-): readonly TBackupRepositorySpec[] {
-  if (!environment.backup.enabled) return [];
-  return environment.backup.repositories.map((name) => {
-    const repository = organization.backupRepositories.find((candidate) => candidate.name === name);
-    if (repository === undefined) {
-      throw new TypeError(
-        `environment ${JSON.stringify(environment.name)}: backup repository ${JSON.stringify(name)} is not in backupRepositories`,
-      );
-    }
-    return repository;
-  });
-}
+export const backupRepositoriesOf = declaredRepositoriesOf;
 
 export function composeSecrets(
   organization: TOrganizationSpec,
@@ -78,7 +67,7 @@ export function composeSecrets(
     },
     {
       name: SECRET_NAMES.postgresSuperuserPassword,
-      usedBy: ["postgres"],
+      usedBy: ["postgres", ...(environment.backup.enabled ? ["backup (pgBackRest connects as postgres)"] : [])],
       content:
         "password of the PostgreSQL superuser postgres, one line (used by carehost for maintenance, never by Odoo)",
       fileMode: READABLE,
@@ -99,8 +88,8 @@ export function composeSecrets(
     },
     {
       name: SECRET_NAMES.postgresCa,
-      usedBy: ["odoo-web", "odoo-cron"],
-      content: "PEM certificate of the CA that signed postgres-server.crt",
+      usedBy: ["odoo-web", "odoo-cron", ...(environment.redis.enabled ? ["redis"] : [])],
+      content: `PEM certificate of the CA that signed postgres-server.crt${environment.redis.enabled ? " and redis-server.crt" : ""}`,
       fileMode: READABLE,
     },
     {
@@ -123,12 +112,26 @@ export function composeSecrets(
       content: "password of the Redis ACL user odoo, one line, URL-safe characters only (A-Z a-z 0-9 - _ . ~)",
       fileMode: READABLE,
     });
+    secrets.push(
+      {
+        name: SECRET_NAMES.redisServerCertificate,
+        usedBy: ["redis"],
+        content: "PEM server certificate whose subjectAltName includes DNS:redis, signed by the CA of postgres-ca.crt",
+        fileMode: READABLE,
+      },
+      {
+        name: SECRET_NAMES.redisServerKey,
+        usedBy: ["redis"],
+        content: "PEM private key of that certificate",
+        fileMode: "0600, owned by uid 999 (redis in the redis image)",
+      },
+    );
   }
   for (const repository of backupRepositoriesOf(organization, environment)) {
     if (repository.type !== "posix") {
       secrets.push({
         name: repository.keySecretRef,
-        usedBy: ["postgres (pgBackRest)"],
+        usedBy: ["postgres (pgBackRest)", "backup (pgBackRest, restic)"],
         content:
           repository.type === "azure"
             ? `shared key of the Azure storage account ${repository.account}, one line`
@@ -136,16 +139,16 @@ export function composeSecrets(
         fileMode: READABLE,
       });
     }
-    if (repository.cipherSecretRef !== undefined) {
-      const scope = { organization: organization.metadata.name, repository: repository.name, stanza: environment.name };
-      secrets.push({
-        name: backupPassphraseSecretName(repository, environment),
-        usedBy: ["postgres (pgBackRest)"],
-        content: `encryption passphrase (aes-256-cbc) of stanza ${environment.name} in backup repository ${repository.name}, one line: derived from the repository's passphrase (carehost secret backup/${organization.metadata.name}/${repository.cipherSecretRef}), which stays off this host`,
-        fileMode: READABLE,
-        derivedBy: opensslDerivation(scope),
-      });
-    }
+    // Every repository is encrypted client-side (pgBackRest's aes-256-cbc, restic's own), whether
+    // or not the spec names its passphrase: carehost makes `<repository>-cipher` otherwise.
+    const scope = { organization: organization.metadata.name, repository: repository.name, stanza: environment.name };
+    secrets.push({
+      name: backupPassphraseSecretName(repository, environment),
+      usedBy: ["postgres (pgBackRest)", "backup (pgBackRest, restic)"],
+      content: `encryption passphrase (pgBackRest aes-256-cbc, and restic's for the filestore) of stanza ${environment.name} in backup repository ${repository.name}, one line: derived from the repository's passphrase (carehost secret backup/${organization.metadata.name}/${repository.cipherSecretRef ?? `${repository.name}-cipher`}), which stays off this host`,
+      fileMode: READABLE,
+      derivedBy: opensslDerivation(scope),
+    });
   }
   // Two repositories may share a key secret; Compose declares each secret once.
   const byName = new Map<string, TComposeSecret>();

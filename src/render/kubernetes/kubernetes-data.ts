@@ -1,7 +1,24 @@
-// The data tier: PostgreSQL as a CloudNativePG Cluster (TLS, SCRAM, pgaudit for PHI, synchronous
-// replication where the RPO needs it, encrypted backups with WAL archiving to Azure Blob or S3),
-// a ScheduledBackup, and Redis with ACLs from a Secret, reachable only inside the namespace.
-import type { TBackupRepositorySpec } from "../../spec/spec-schema.js";
+// The data tier from its model: PostgreSQL as a CloudNativePG Cluster (TLS, SCRAM, pgaudit,
+// synchronous replication where the RPO needs it, WAL archived by pgBackRest through its CNPG-I
+// plugin: kubernetes-backup.ts), and Redis over TLS only with ACLs from a Secret, reachable only
+// inside the namespace.
+import {
+  archiveTimeoutSeconds,
+  pgHbaLine,
+  pgHbaRules,
+  postgresSecuritySettings,
+  statementAuditSettings,
+  unquotePostgresValue,
+} from "../data-tier/data-tier-postgres.js";
+import type { TStatementAudit } from "../data-tier/data-tier-postgres.js";
+import {
+  odooRedisAclLine,
+  REDIS_DEFAULT_USER_OFF,
+  redisKeyPrefixOf,
+  redisSecuritySettings,
+  renderRedisSettings,
+} from "../data-tier/data-tier-redis.js";
+import { pgbackrestPluginOf } from "./kubernetes-backup.js";
 import type { TKubernetesObject, TRenderContext } from "./kubernetes-common.js";
 import {
   REDIS_PORT,
@@ -20,58 +37,38 @@ const SYNCHRONOUS_RPO_MINUTES = 15;
 /** CloudNativePG's ScheduledBackup takes six cron fields, seconds first. */
 export const sixFieldCron = (fiveFields: string) => `0 ${fiveFields}`;
 
-/** The first object-store repository of the environment; posix repositories cannot be reached from a cluster. */
-const objectStoreOf = (
-  context: TRenderContext,
-): Extract<TBackupRepositorySpec, { type: "azure" | "s3" }> | undefined => {
-  const backup = context.environment.backup;
-  if (!backup.enabled) return undefined;
-  const repositories = context.organization.backupRepositories.filter((repository) =>
-    backup.repositories.includes(repository.name),
-  );
-  return repositories.find(
-    (repository): repository is Extract<TBackupRepositorySpec, { type: "azure" | "s3" }> => repository.type !== "posix",
-  );
-};
+/** The CloudNativePG image of the PostgreSQL major carries pgaudit (its standard images do). */
+export const KUBERNETES_STATEMENT_AUDIT: TStatementAudit = "pgaudit";
 
-const barmanObjectStore = (context: TRenderContext) => {
-  const repository = objectStoreOf(context);
-  if (repository === undefined) return undefined;
-  const path = `${context.organization.metadata.name}/${context.environment.name}`;
-  const credentials =
-    repository.type === "azure"
-      ? {
-          destinationPath: `${repository.endpoint ?? `https://${repository.account}.blob.core.windows.net`}/${repository.container}/${path}`,
-          azureCredentials: {
-            storageAccount: { name: "backup-credentials", key: "account" },
-            storageKey: { name: "backup-credentials", key: "key" },
-          },
-        }
-      : {
-          destinationPath: `s3://${repository.bucket}/${path}`,
-          ...(repository.endpoint === undefined ? {} : { endpointURL: repository.endpoint }),
-          s3Credentials: {
-            accessKeyId: { name: "backup-credentials", key: "access-key-id" },
-            secretAccessKey: { name: "backup-credentials", key: "secret-access-key" },
-            region: { name: "backup-credentials", key: "region" },
-          },
-        };
-  // Server-side encryption is what barman offers (PGBACKREST.md); retention follows the daily tier.
-  return {
-    ...credentials,
-    wal: { compression: "gzip", encryption: "AES256" },
-    data: { compression: "gzip", encryption: "AES256" },
-  };
-};
+/**
+ * The Cluster's parameters from the model, unquoted as CloudNativePG takes them. `ssl` and
+ * `shared_preload_libraries` are CloudNativePG's to set: it always serves TLS, and loads pgaudit
+ * from spec.postgresql.shared_preload_libraries.
+ */
+export function clusterParametersOf(environment: TRenderContext["environment"]): Record<string, string> {
+  const { ssl: _ssl, ...security } = postgresSecuritySettings();
+  const { shared_preload_libraries: _libraries, ...audit } = statementAuditSettings(KUBERNETES_STATEMENT_AUDIT);
+  return Object.fromEntries(
+    Object.entries({
+      ...security,
+      ...audit,
+      ...(environment.backup.enabled
+        ? { archive_timeout: `${archiveTimeoutSeconds(environment.backup.rpoMinutes)}s` }
+        : {}),
+    }).map(([key, value]) => [key, unquotePostgresValue(value)]),
+  );
+}
+
+/** pg_hba lines of the model for clients from anywhere in the cluster network (the NetworkPolicy narrows who). */
+export const clusterPgHbaOf = () =>
+  pgHbaRules({ clients: ["0.0.0.0/0", "::/0"] }).map((rule) => pgHbaLine(rule).replace(/\s+/g, " "));
 
 export function postgresObjects(context: TRenderContext): TKubernetesObject[] {
   const { environment } = context;
-  const phi = environment.dataClass === "phi";
   const instances = postgresInstancesOf(environment);
   const synchronous =
     instances > 1 && environment.backup.enabled && environment.backup.rpoMinutes < SYNCHRONOUS_RPO_MINUTES + 1;
-  const objectStore = barmanObjectStore(context);
-  const repository = objectStoreOf(context);
+  const plugins = pgbackrestPluginOf(context);
   const objects: TKubernetesObject[] = [
     {
       apiVersion: "postgresql.cnpg.io/v1",
@@ -83,16 +80,11 @@ export function postgresObjects(context: TRenderContext): TKubernetesObject[] {
         primaryUpdateStrategy: "unsupervised",
         ...(synchronous ? { minSyncReplicas: 1, maxSyncReplicas: instances - 1 } : {}),
         postgresql: {
-          parameters: {
-            password_encryption: "scram-sha-256",
-            ssl_min_protocol_version: "TLSv1.2",
-            log_connections: "on",
-            log_disconnections: "on",
-            ...(phi ? { "pgaudit.log": "read, write, ddl, role", "pgaudit.log_relation": "on" } : {}),
-          },
-          ...(phi ? { shared_preload_libraries: ["pgaudit"] } : {}),
-          pg_hba: ["hostssl all all all scram-sha-256", "hostnossl all all all reject"],
+          parameters: clusterParametersOf(environment),
+          shared_preload_libraries: ["pgaudit"],
+          pg_hba: clusterPgHbaOf(),
         },
+        ...(plugins === undefined ? {} : { plugins }),
         bootstrap: {
           initdb: {
             database: "odoo",
@@ -105,14 +97,6 @@ export function postgresObjects(context: TRenderContext): TKubernetesObject[] {
         enableSuperuserAccess: false,
         storage: { size: `${environment.database.storageGi}Gi` },
         resources: resourcesOf(postgresPodResources(environment)),
-        ...(objectStore === undefined || !environment.backup.enabled
-          ? {}
-          : {
-              backup: {
-                barmanObjectStore: objectStore,
-                retentionPolicy: `${Math.max(1, environment.backup.retention.daily)}d`,
-              },
-            }),
       },
     },
     {
@@ -136,52 +120,24 @@ export function postgresObjects(context: TRenderContext): TKubernetesObject[] {
       },
     },
   ];
-  if (repository !== undefined && environment.backup.enabled) {
-    objects.push(
-      {
-        apiVersion: "external-secrets.io/v1",
-        kind: "ExternalSecret",
-        metadata: metadata(context, "backup-credentials", "postgres"),
-        spec: {
-          refreshInterval: "1h",
-          secretStoreRef: { kind: "ClusterSecretStore", name: SECRET_STORE },
-          target: { name: "backup-credentials", creationPolicy: "Owner" },
-          dataFrom: [{ extract: { key: `${context.organization.metadata.name}/backup/${repository.keySecretRef}` } }],
-        },
-      },
-      {
-        apiVersion: "postgresql.cnpg.io/v1",
-        kind: "ScheduledBackup",
-        metadata: metadata(context, `${environment.name}-full`, "postgres"),
-        spec: {
-          schedule: sixFieldCron(environment.backup.schedule.full),
-          cluster: { name: clusterNameOf(environment) },
-          backupOwnerReference: "self",
-          method: "barmanObjectStore",
-          immediate: true,
-        },
-      },
-    );
-  }
   return objects;
 }
 
 export function redisObjects(context: TRenderContext): TKubernetesObject[] {
   if (!context.environment.redis.enabled) return [];
   const podLabels = { ...labels(context, "redis"), "carehost.io/tier": "redis" };
-  const conf = [
-    `port ${REDIS_PORT}`,
-    "bind 0.0.0.0",
-    "protected-mode yes",
-    "aclfile /run/redis-acl/users.acl",
-    `maxmemory ${context.environment.redis.maxMemoryMb}mb`,
-    "maxmemory-policy volatile-lru",
-    "appendonly no",
-    'save ""',
-    "enable-debug-command no",
-    "enable-module-command no",
-    "",
-  ].join("\n");
+  const conf = renderRedisSettings(
+    {
+      ...redisSecuritySettings({ tlsPort: REDIS_PORT, maxMemoryMb: context.environment.redis.maxMemoryMb }),
+      bind: "0.0.0.0",
+      "tls-cert-file": "/run/redis-tls/tls.crt",
+      "tls-key-file": "/run/redis-tls/tls.key",
+      "tls-ca-cert-file": "/run/redis-tls/ca.crt",
+      aclfile: "/run/redis-acl/users.acl",
+      dir: "/data",
+    },
+    ["# Rendered by carehost from the organization spec; edits are overwritten and reported as drift."],
+  );
   return [
     {
       apiVersion: "v1",
@@ -202,8 +158,7 @@ export function redisObjects(context: TRenderContext): TKubernetesObject[] {
           creationPolicy: "Owner",
           template: {
             data: {
-              "users.acl":
-                "user default off resetkeys -@all\nuser odoo on #{{ .password | sha256sum }} ~odoo:* -@all +@read +@write +@keyspace +@connection +@transaction -@dangerous\n",
+              "users.acl": `${REDIS_DEFAULT_USER_OFF}\n${odooRedisAclLine("odoo", "{{ .password | sha256sum }}", redisKeyPrefixOf(context.environment))}\n`,
             },
           },
         },
@@ -213,6 +168,21 @@ export function redisObjects(context: TRenderContext): TKubernetesObject[] {
             remoteRef: { key: `${context.organization.metadata.name}/${context.environment.name}/redis` },
           },
         ],
+      },
+    },
+    {
+      apiVersion: "external-secrets.io/v1",
+      kind: "ExternalSecret",
+      metadata: metadata(context, "redis-tls", "redis"),
+      spec: {
+        refreshInterval: "1h",
+        secretStoreRef: { kind: "ClusterSecretStore", name: SECRET_STORE },
+        // The server certificate (DNS:redis) and the CA Odoo verifies it with: TLS only (CH-RDS-001).
+        target: { name: "redis-tls", creationPolicy: "Owner" },
+        data: (["tls.crt", "tls.key", "ca.crt"] as const).map((property) => ({
+          secretKey: property,
+          remoteRef: { key: `${context.organization.metadata.name}/${context.environment.name}/redis-tls`, property },
+        })),
       },
     },
     {
@@ -240,6 +210,7 @@ export function redisObjects(context: TRenderContext): TKubernetesObject[] {
                 volumeMounts: [
                   { name: "conf", mountPath: "/etc/redis", readOnly: true },
                   { name: "acl", mountPath: "/run/redis-acl", readOnly: true },
+                  { name: "tls", mountPath: "/run/redis-tls", readOnly: true },
                   { name: "data", mountPath: "/data" },
                 ],
               },
@@ -247,7 +218,9 @@ export function redisObjects(context: TRenderContext): TKubernetesObject[] {
             volumes: [
               { name: "conf", configMap: { name: "redis-conf" } },
               { name: "acl", secret: { secretName: "redis-acl" } },
-              { name: "data", emptyDir: { sizeLimit: "64Mi" } },
+              { name: "tls", secret: { secretName: "redis-tls" } },
+              // Room for the append-only file of maxmemory's worth of sessions, and its rewrite.
+              { name: "data", emptyDir: { sizeLimit: `${context.environment.redis.maxMemoryMb * 2}Mi` } },
             ],
           },
         },

@@ -109,6 +109,9 @@ export function namespaceObjects(context: TRenderContext): TKubernetesObject[] {
       policyTypes: ["Ingress", "Egress"],
       ingress: [
         { from: [odooPods], ports: tcp(POSTGRES_PORT) },
+        ...(context.environment.backup.enabled
+          ? [{ from: [{ podSelector: { matchLabels: { "carehost.io/tier": "backup" } } }], ports: tcp(POSTGRES_PORT) }]
+          : []),
         // Replication between instances, and the operator's status and control port.
         { from: [postgresPods(context)], ports: tcp(POSTGRES_PORT) },
         { from: [namespaceSelector(CNPG_NAMESPACE)], ports: tcp(POSTGRES_PORT, 8000) },
@@ -120,6 +123,20 @@ export function namespaceObjects(context: TRenderContext): TKubernetesObject[] {
         { ports: tcp(443, 6443) },
       ],
     }),
+    ...(context.environment.backup.enabled
+      ? [
+          // restic's CronJobs: nothing reaches them; they reach only DNS and object stores over HTTPS.
+          networkPolicy(context, "backup", {
+            podSelector: {
+              matchLabels: { "carehost.io/environment": context.environment.name, "carehost.io/tier": "backup" },
+            },
+            policyTypes: ["Ingress", "Egress"],
+            ingress: [],
+            // The database's dump for a posix repository is read from the primary.
+            egress: [dns, { to: [postgresPods(context)], ports: tcp(POSTGRES_PORT) }, { ports: tcp(443) }],
+          }),
+        ]
+      : []),
     ...(context.environment.redis.enabled
       ? [
           networkPolicy(context, "redis", {

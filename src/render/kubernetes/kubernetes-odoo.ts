@@ -30,6 +30,8 @@ const PATHS = {
   caCert: "/run/postgres-ca/ca.crt",
 } as const;
 export const ODOO_SECRET = "odoo-secrets";
+/** What the start-up script says when the master password is not a hash; the artifact controls look for the refusal. */
+export const ADMIN_HASH_REFUSAL = "is not a pbkdf2-sha512 hash; refusing to start";
 
 export function assertPinnedImage(context: TRenderContext): void {
   if (context.environment.tier === "production" && !context.environment.odoo.image.includes("@sha256:")) {
@@ -65,7 +67,8 @@ const joinConfig = (context: TRenderContext) => ({
   command: [
     "/bin/sh",
     "-c",
-    `set -eu; cp ${PATHS.template} ${PATHS.config}; printf 'admin_passwd = %s\\n' "$(cat ${PATHS.secrets}/admin-passwd-hash)" >> ${PATHS.config}`,
+    // Only a pbkdf2-sha512 hash is written as the master password (CH-ODOO-006): anything else stops the pod.
+    `set -eu; hash="$(cat ${PATHS.secrets}/admin-passwd-hash)"; case "$hash" in '$pbkdf2-sha512$'*) ;; *) echo "carehost: admin-passwd-hash ${ADMIN_HASH_REFUSAL}" >&2; exit 1 ;; esac; cp ${PATHS.template} ${PATHS.config}; printf 'admin_passwd = %s\\n' "$hash" >> ${PATHS.config}`,
   ],
   securityContext: containerSecurity,
   resources: resourcesOf({ cpuRequestMilli: 10, cpuLimitMilli: 100, memoryRequestMi: 16, memoryLimitMi: 64 }),

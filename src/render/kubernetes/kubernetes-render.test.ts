@@ -126,16 +126,35 @@ void describe("Kubernetes renderer", () => {
       spec: {
         instances: number;
         minSyncReplicas?: number;
-        postgresql: { shared_preload_libraries?: string[] };
-        backup?: { barmanObjectStore: { destinationPath: string } };
+        postgresql: { shared_preload_libraries?: string[]; parameters: Record<string, string> };
+        plugins?: { name: string; isWALArchiver: boolean; parameters: { stanzaRef: string } }[];
       };
     };
     assert.equal(cluster.spec.instances, 3);
     assert.equal(cluster.spec.minSyncReplicas, 1);
     assert.deepEqual(cluster.spec.postgresql.shared_preload_libraries, ["pgaudit"]);
-    assert.match(
-      cluster.spec.backup?.barmanObjectStore.destinationPath ?? "",
-      /^https:\/\/northwindbackups\.blob\.core\.windows\.net\/carehost-pgbackrest\/northwind-health\/prod$/,
+    assert.equal(cluster.spec.postgresql.parameters["pgaudit.log"], "read, write, ddl, role");
+    assert.equal(cluster.spec.postgresql.parameters.archive_timeout, "225s");
+    // WAL goes to pgBackRest (client-side aes-256-cbc), not barman (server-side encryption only).
+    assert.deepEqual(cluster.spec.plugins, [
+      { name: "pgbackrest.dalibo.com", enabled: true, isWALArchiver: true, parameters: { stanzaRef: "prod-stanza" } },
+    ]);
+    const prod = kubernetesObjects(spec, "prod");
+    const stanza = prod.find((object) => object.kind === "Stanza") as unknown as {
+      spec: { stanzaConfiguration: { azureRepositories: { cipherConfig: { type: string }; repoPath: string }[] } };
+    };
+    assert.deepEqual(
+      stanza.spec.stanzaConfiguration.azureRepositories.map((repository) => [
+        repository.repoPath,
+        repository.cipherConfig.type,
+      ]),
+      [["/northwind-health/prod", "aes-256-cbc"]],
+    );
+    // The filestore to every repository (the posix one is a volume of its own), by restic.
+    assert.deepEqual(
+      prod.filter((object) => object.kind === "CronJob").map((object) => object.metadata.name),
+      // A posix repository also gets the database as an encrypted dump (the plugin writes object stores only).
+      ["filestore-backup-local", "database-backup-local", "filestore-backup-offsite"],
     );
     const training = kubernetesObjects(spec, "training");
     assert.ok(!training.some((object) => object.kind === "ScheduledBackup"), "training has backups disabled");

@@ -4,6 +4,7 @@ import type { TEnvironmentRenderer, TRenderedFile } from "../render-types.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { fileNameOf, namespaceOf, toYaml } from "./kubernetes-common.js";
 import type { TKubernetesObject } from "./kubernetes-common.js";
+import { backupObjects } from "./kubernetes-backup.js";
 import { postgresObjects, redisObjects } from "./kubernetes-data.js";
 import { edgeObjects } from "./kubernetes-edge.js";
 import { namespaceObjects } from "./kubernetes-namespace.js";
@@ -23,6 +24,7 @@ export function kubernetesObjects(organization: TOrganizationSpec, environmentNa
     ...odooObjects(context),
     ...postgresObjects(context),
     ...redisObjects(context),
+    ...backupObjects(context),
     ...edgeObjects(context),
   ];
 }

@@ -23,6 +23,7 @@ import type { TStanzaAccess } from "../../backup/pgbackrest-command.js";
 import { ensureS3Bucket, s3CredentialsFrom } from "../../backup/s3-bucket.js";
 import type { TS3Credentials } from "../../backup/s3-bucket.js";
 import { ValidationError } from "../../lib/errors.js";
+import { azureEndpointOf, combinedTiers, s3EndpointOf } from "../../render/data-tier/data-tier-backup.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
 import type { TBackupRepositorySpec, TEnvironmentSpec } from "../../spec/spec-schema.js";
 import { assertRepositoriesConfined, caFilePathOf, posixRepositoryPathOf } from "./local-confinement.js";
@@ -141,6 +142,7 @@ export async function clusterRepositoriesOf(input: TClusterBackupInput): Promise
     adminUser: CLUSTER_ADMIN_ROLE,
     workDirectory,
     repositories,
+    retention: combinedTiers(environments.map((environment) => environment.backup.retention)),
   });
   const rpoMinutes = Math.min(...environments.map((environment) => environment.backup.rpoMinutes));
   const backup: TClusterBackup = {
@@ -163,38 +165,7 @@ export const repositorySecretNames = (organization: string, repository: TBackupR
   key: repository.type === "posix" ? undefined : `backup/${organization}/${repository.keySecretRef}`,
 });
 
-/**
- * An Azure endpoint of the spec as pgBackRest and rclone address it: path-style when the account is
- * first in the path (Azurite: https://host:port/<account>), otherwise host-style, where the host
- * must be the account's own (https://<account>.blob.core.usgovcloudapi.net for a sovereign cloud).
- */
-export const azureEndpointOf = (spec: {
-  readonly name: string;
-  readonly account: string;
-  readonly endpoint: string;
-}) => {
-  const url = new URL(spec.endpoint);
-  const port = url.port === "" ? 443 : Number(url.port);
-  if (url.pathname.split("/").filter(Boolean)[0] === spec.account) return { host: url.hostname, port, pathStyle: true };
-  if (!url.hostname.startsWith(`${spec.account}.`) || url.pathname !== "/") {
-    throw new ValidationError(
-      `endpoint ${JSON.stringify(spec.endpoint)} of Azure repository ${JSON.stringify(spec.name)} names neither the account's host nor the account: give https://${spec.account}.<blob service domain>[:port], or https://host[:port]/${spec.account} for a path-style endpoint such as Azurite`,
-    );
-  }
-  return { host: url.hostname, port, pathStyle: false };
-};
-
-/** An S3 endpoint: AWS's own for the region (virtual-host URIs), or the spec's https://host[:port] (path-style URIs, as S3-compatible stores expect). */
-export const s3EndpointOf = (spec: TRepositorySpecOf<"s3">) => {
-  if (spec.endpoint === undefined) return { host: `s3.${spec.region}.amazonaws.com`, port: 443, pathStyle: false };
-  const url = new URL(spec.endpoint);
-  if (url.pathname !== "/" || url.search !== "") {
-    throw new ValidationError(
-      `endpoint ${JSON.stringify(spec.endpoint)} of S3 repository ${JSON.stringify(spec.name)} has a path; give https://host[:port] (the bucket goes in bucket:)`,
-    );
-  }
-  return { host: url.hostname, port: url.port === "" ? 443 : Number(url.port), pathStyle: true };
-};
+export { azureEndpointOf, s3EndpointOf };
 
 type TRepositorySpecOf<K extends TRepositoryType> = Extract<TBackupRepositorySpec, { type: K }>;
 type TResolveInput = {

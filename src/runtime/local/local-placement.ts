@@ -30,7 +30,7 @@ export const databaseRoleOf = (environment: Pick<TEnvironmentSpec, "name">) =>
   `odoo_${environment.name.replace(/-/g, "_")}`;
 export const databaseNameOf = (environment: Pick<TEnvironmentSpec, "name">) => environment.name;
 export const redisUserOf = (environment: Pick<TEnvironmentSpec, "name">) => `odoo-${environment.name}`;
-export const redisKeyPrefixOf = (environment: Pick<TEnvironmentSpec, "name">) => `odoo:${environment.name}:`;
+export { redisKeyPrefixOf } from "../../render/data-tier/data-tier-redis.js";
 
 export const secretNames = {
   clusterAdmin: (organization: string, instance: string) => `runtime/${organization}/postgres/${instance}/admin`,

@@ -50,6 +50,7 @@ import { planLocalChange } from "./local-change.js";
 import { readRestoreOverMarker, restoreOver, settleInterruptedRestoreOver } from "./local-restore-over.js";
 import { ensureTargetArchived } from "./local-restore-target.js";
 import { pgbackrestConfigPathOf } from "./local-backup-config.js";
+import { localArtifactSubjects } from "./local-render-offline.js";
 import { assertRepositoriesConfined } from "./local-confinement.js";
 import type { TClusterContext, TClusterObservation } from "./local-postgres.js";
 import {
@@ -519,6 +520,9 @@ export const localRuntimeFactory = ({
       return reading === null ? null : { ...reading, archiveLagSeconds: archiveLagSeconds(reading, at) };
     };
     const environments: TEnvironmentRuntimeStatus[] = [];
+    const renderedBackups = new Map(
+      localArtifactSubjects(organization).map((subject) => [subject.environment.name, subject.artifacts.backup]),
+    );
     const artifact: TArtifactSubject[] = [];
     const live: TLiveSubject[] = [];
     for (const environment of organization.environments) {
@@ -572,6 +576,11 @@ export const localRuntimeFactory = ({
       artifact.push({
         environment,
         artifacts: {
+          // What the renderer configures for the spec (every declared repository, both parts): a
+          // repository this host skips (a key never stored) is CH-BAK-006's, read back live.
+          ...(renderedBackups.get(environment.name) === undefined
+            ? {}
+            : { backup: renderedBackups.get(environment.name) }),
           ...(odooConfText === undefined ? {} : { odooConf: parseOdooConf(odooConfText) }),
           ...(cluster?.files.pgHba === undefined ? {} : { pgHba: cluster.files.pgHba }),
           ...(cluster?.files.postgresqlConf === undefined ? {} : { postgresqlConf: cluster.files.postgresqlConf }),

@@ -1,9 +1,17 @@
 // postgresql.conf and pg_hba.conf for a carehost-managed cluster. Pure: the reconciler writes what
 // these return and treats any other content on disk as drift. The policy engine reads the same
 // values (the artifact subject), so what is checked is what is written.
+import {
+  pgHbaRules,
+  postgresSecuritySettings,
+  quotePostgresValue,
+  renderPgHbaConf,
+  statementAuditSettings,
+} from "../../render/data-tier/data-tier-postgres.js";
+import type { TStatementAudit } from "../../render/data-tier/data-tier-postgres.js";
 import type { TServerCertificate } from "./runtime-ca.js";
 
-export type TStatementAudit = "pgaudit" | "log-statement-all" | "ddl";
+export type { TStatementAudit };
 
 export type TPostgresConfigInput = {
   readonly port: number;
@@ -44,7 +52,7 @@ export const RESTART_SETTINGS: ReadonlySet<string> = new Set([
   "wal_level",
 ]);
 
-const quote = (value: string) => `'${value.replace(/'/g, "''")}'`;
+const quote = quotePostgresValue;
 
 /** Settings in the order they are written; values are as PostgreSQL's SHOW prints them, quoted where text. */
 export function postgresqlSettings(input: TPostgresConfigInput): Record<string, string> {
@@ -58,31 +66,18 @@ export function postgresqlSettings(input: TPostgresConfigInput): Record<string, 
     max_connections: String(
       Math.min(MAX_CLUSTER_CONNECTIONS, Math.max(20, input.tenantConnections + ADMIN_CONNECTION_HEADROOM)),
     ),
-    ssl: "on",
+    ...postgresSecuritySettings(),
     ssl_cert_file: quote(input.certificate.certPath),
     ssl_key_file: quote(input.certificate.keyPath),
     ssl_ca_file: quote(input.certificate.caPath),
-    ssl_min_protocol_version: quote("TLSv1.2"),
-    password_encryption: quote("scram-sha-256"),
     wal_level: "replica",
     logging_collector: "on",
     log_directory: quote("log"),
     log_filename: quote("postgresql-%a.log"),
     log_truncate_on_rotation: "on",
     log_line_prefix: quote("%m [%p] %q%u@%d "),
-    log_connections: "on",
-    log_disconnections: "on",
   };
-  Object.assign(settings, input.archive ?? {});
-  if (input.statementAudit === "pgaudit") {
-    // Reads count: HIPAA asks who viewed PHI, not only who changed it.
-    settings.shared_preload_libraries = quote("pgaudit");
-    settings["pgaudit.log"] = quote("read, write, ddl, role");
-    settings["pgaudit.log_relation"] = "on";
-    settings.log_statement = quote("none");
-  } else {
-    settings.log_statement = quote(input.statementAudit === "log-statement-all" ? "all" : "ddl");
-  }
+  Object.assign(settings, input.archive ?? {}, statementAuditSettings(input.statementAudit));
   return settings;
 }
 
@@ -95,22 +90,9 @@ export function renderPostgresqlConf(settings: Readonly<Record<string, string>>)
   ].join("\n");
 }
 
-/**
- * TLS and SCRAM only; everything else is refused explicitly, so a later line cannot open a hole.
- * The one local line is for pgBackRest (the cluster admin over the private socket, still SCRAM).
- */
-export function renderPgHba(adminRole: string): string {
-  return [
-    "# Rendered by carehost; edits are reported as drift and overwritten by `carehost apply`.",
-    "# TYPE     DATABASE  USER  ADDRESS       METHOD",
-    `local      all       ${adminRole}  scram-sha-256`,
-    "hostssl    all       all   127.0.0.1/32  scram-sha-256",
-    "hostssl    all       all   ::1/128       scram-sha-256",
-    "hostnossl  all       all   0.0.0.0/0     reject",
-    "hostnossl  all       all   ::/0          reject",
-    "",
-  ].join("\n");
-}
+/** The data tier's rules on loopback; the one local line is pgBackRest's (the cluster admin over the private socket, still SCRAM). */
+export const renderPgHba = (adminRole: string): string =>
+  renderPgHbaConf(pgHbaRules({ clients: ["127.0.0.1/32", "::1/128"], localUser: adminRole }));
 
 /** key → value of a postgresql.conf (later lines win, as in PostgreSQL); values keep their quotes. */
 export function parsePostgresqlConf(text: string): Record<string, string> {

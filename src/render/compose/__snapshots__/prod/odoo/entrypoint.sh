@@ -26,7 +26,7 @@ redis_password=$(cat /run/secrets/redis-odoo-password)
 case "$redis_password" in
   *[!A-Za-z0-9._~-]*|'') echo "carehost: the Redis password must be URL-safe" >&2; exit 1 ;;
 esac
-export ODOO_SESSION_REDIS_URL="redis://odoo:$redis_password@redis:6379/0"
+export ODOO_SESSION_REDIS_URL="rediss://odoo:$redis_password@redis:6379/0?ssl_cert_reqs=required&ssl_ca_certs=/run/secrets/postgres-ca.crt"
 unset redis_password
 
 exec odoo --config "$runtime_dir/odoo.conf" "$@"
