@@ -110,3 +110,24 @@ export const recordChangeThrough =
 export const appendSamples = async (log: TAuditLog, count: number, offset = 0): Promise<void> => {
   for (let index = offset; index < offset + count; index += 1) await log.append(aliceContext, sampleEvent(index));
 };
+
+/** What an append refused by refuseAuditAppends fails with. */
+export const AUDIT_APPEND_INJECTED = /audit append failed \(injected\)/;
+
+/**
+ * Makes every audit append fail inside the database, as a full disk or a lost connection would;
+ * the function it returns lets appends through again.
+ */
+export const refuseAuditAppends = async (
+  database: Pick<TAuditHarness["database"], "superuserQuery">,
+): Promise<() => Promise<void>> => {
+  await database.superuserQuery(`CREATE OR REPLACE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
+    $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
+  await database.superuserQuery(
+    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+  );
+  return async () => {
+    await database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");
+    await database.superuserQuery("DROP FUNCTION refuse_audit()");
+  };
+};

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { stat } from "node:fs/promises";
 import { describe, it } from "node:test";
-import { aliceContext, appendSamples, createAuditHarness, sampleEvent } from "../../test/audit-fixtures.js";
+import {
+  AUDIT_APPEND_INJECTED,
+  refuseAuditAppends,
+  aliceContext,
+  appendSamples,
+  createAuditHarness,
+  sampleEvent,
+} from "../../test/audit-fixtures.js";
 import { forEachStoreKind } from "../../test/test-databases.js";
 import { ValidationError } from "../lib/errors.js";
 import { systemContext } from "../lib/request-context.js";
@@ -286,16 +293,12 @@ forEachStoreKind((kind, createDatabase) => {
           (error: unknown) => error instanceof ValidationError && /private key material/.test(error.message),
         );
         // The append itself fails (as a full disk or a lost connection would): the change is rolled back.
-        await harness.database.superuserQuery(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
-          $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
-        await harness.database.superuserQuery(
-          "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
-        );
-        await assert.rejects(insert(3, [sampleEvent(3)]), /audit append failed \(injected\)/);
+        const allowAuditAppends = await refuseAuditAppends(harness.database);
+        await assert.rejects(insert(3, [sampleEvent(3)]), AUDIT_APPEND_INJECTED);
         assert.deepEqual(await rows(), [1]);
         assert.equal(await readHeadSize(harness.db), 2);
 
-        await harness.database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");
+        await allowAuditAppends();
         assert.deepEqual(await insert(3, [sampleEvent(3)]), { result: 3, seqs: [2] });
         assert.deepEqual(await rows(), [1, 3]);
         assert.deepEqual(

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { chmod } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { createAuditHarness, type TAuditHarness } from "../../test/audit-fixtures.js";
+import {
+  AUDIT_APPEND_INJECTED,
+  refuseAuditAppends,
+  createAuditHarness,
+  type TAuditHarness,
+} from "../../test/audit-fixtures.js";
 import { createRuntimeHarness, runtimeTestSpec, type TRuntimeHarness } from "../../test/runtime-fixtures.js";
 import { testDatabaseFactories } from "../../test/test-databases.js";
 import { readHeadSize } from "../audit/audit-store.js";
@@ -168,12 +173,8 @@ void describe("recovery service: failures are recorded, audited and alerted, and
         const head = await readHeadSize(harness.db);
 
         // The append itself fails, as a full disk or a lost connection would make it.
-        await harness.database.superuserQuery(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
-          $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
-        await harness.database.superuserQuery(
-          "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
-        );
-        const injected = /audit append failed \(injected\)/;
+        const allowAuditAppends = await refuseAuditAppends(harness.database);
+        const injected = AUDIT_APPEND_INJECTED;
         // pgBackRest takes the backup; its row may not say so while the log cannot: it stays "running".
         await assert.rejects(service().backup(ctx, { environment: "prod", kind: "incr" }), injected);
         const [kept] = await service().listBackups(ctx, "prod");
@@ -194,8 +195,7 @@ void describe("recovery service: failures are recorded, audited and alerted, and
         assert.equal(await count("restore_runs"), restores, `${kind}: a restore run began without its emergency entry`);
         assert.equal(await readHeadSize(harness.db), head);
 
-        await harness.database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");
-        await harness.database.superuserQuery("DROP FUNCTION refuse_audit()");
+        await allowAuditAppends();
         assert.equal(await service().markInterrupted(), 1);
         const [interrupted] = await service().listBackups(ctx, "prod");
         assert.equal(interrupted?.id, kept?.id);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
-import { createAuditHarness } from "../../test/audit-fixtures.js";
+import { AUDIT_APPEND_INJECTED, refuseAuditAppends, createAuditHarness } from "../../test/audit-fixtures.js";
 import type { TAuditHarness } from "../../test/audit-fixtures.js";
 import { createRuntimeHarness } from "../../test/runtime-fixtures.js";
 import { forEachStoreKind, testDatabaseFactories } from "../../test/test-databases.js";
@@ -229,15 +229,11 @@ forEachStoreKind((kind, createDatabase) => {
     void it("commits a revision with its audit entries: an append that fails leaves no revision, and the retry records both", async () => {
       await withServices(createDatabase, async ({ harness, environments, count }) => {
         const demo = { source: await readFile("examples/northwind-health.yaml", "utf8"), fileName: "org.yaml" };
-        await harness.database.superuserQuery(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
-          $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
-        await harness.database.superuserQuery(
-          "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
-        );
-        await assert.rejects(environments.apply(carol, demo), /audit append failed \(injected\)/);
+        const allowAuditAppends = await refuseAuditAppends(harness.database);
+        await assert.rejects(environments.apply(carol, demo), AUDIT_APPEND_INJECTED);
         assert.deepEqual([await count("spec_revisions"), await count("environments")], [0, 0]);
 
-        await harness.database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");
+        await allowAuditAppends();
         const applied = await environments.apply(carol, demo);
         assert.deepEqual([await count("spec_revisions"), await count("environments")], [1, 3]);
         const events = (await harness.log.list({ limit: 100 })).map((item) => item.entry);

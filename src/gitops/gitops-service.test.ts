@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { createAuditHarness } from "../../test/audit-fixtures.js";
+import { AUDIT_APPEND_INJECTED, refuseAuditAppends, createAuditHarness } from "../../test/audit-fixtures.js";
 import { testDatabaseFactories } from "../../test/test-databases.js";
 import { PolicyViolation } from "../lib/errors.js";
 import { systemContext } from "../lib/request-context.js";
@@ -94,12 +94,8 @@ void describe("gitops apply: evidence in the audit log around every commit and p
           .filter((item) => item.entry.type.startsWith("gitops."))
           .map((item) => ({ type: item.entry.type, commit: (item.entry.payload as { commit?: unknown }).commit }));
 
-      await harness.database.superuserQuery(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
-        $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
-      await harness.database.superuserQuery(
-        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
-      );
-      await assert.rejects(serviceWith().apply(ctx, submission, "compose"), /audit append failed \(injected\)/);
+      const allowAuditAppends = await refuseAuditAppends(harness.database);
+      await assert.rejects(serviceWith().apply(ctx, submission, "compose"), AUDIT_APPEND_INJECTED);
       const tracked = async () =>
         (
           await runGit(["--git-dir", bare, "ls-tree", "-r", "--name-only", "HEAD"], { cwd: dir }).catch(() => ({
@@ -112,7 +108,7 @@ void describe("gitops apply: evidence in the audit log around every commit and p
         "a render was committed whose intent the log never held",
       );
       const before = await commits();
-      await harness.database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");
+      await allowAuditAppends();
 
       const applied = await serviceWith().apply(ctx, submission, "compose");
       assert.ok(applied.commit !== null);

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { createAuditHarness, recordChangeThrough } from "../../test/audit-fixtures.js";
+import {
+  AUDIT_APPEND_INJECTED,
+  refuseAuditAppends,
+  createAuditHarness,
+  recordChangeThrough,
+} from "../../test/audit-fixtures.js";
 import { readHeadSize } from "../audit/audit-store.js";
 import { forEachStoreKind, type TTestDatabase } from "../../test/test-databases.js";
 import { ConflictError, ForbiddenError, RateLimitedError, UnauthenticatedError } from "../lib/errors.js";
@@ -756,12 +761,8 @@ forEachStoreKind((kind, createDatabase) => {
         const head = await readHeadSize(harness.db);
 
         // The append itself fails, as a full disk or a lost connection would make it.
-        await harness.database.superuserQuery(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
-          $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
-        await harness.database.superuserQuery(
-          "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
-        );
-        const injected = /audit append failed \(injected\)/;
+        const allowAuditAppends = await refuseAuditAppends(harness.database);
+        const injected = AUDIT_APPEND_INJECTED;
         await assert.rejects(
           service.createUser(admin, {
             username: "pia",
@@ -794,7 +795,7 @@ forEachStoreKind((kind, createDatabase) => {
         );
         assert.equal(await readHeadSize(harness.db), head);
 
-        await harness.database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");
+        await allowAuditAppends();
         await service.createUser(admin, {
           username: "pia",
           role: "viewer",

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
 import { runtimeTestSpec } from "../../test/runtime-fixtures.js";
-import { createAuditHarness, recordChangeThrough } from "../../test/audit-fixtures.js";
+import {
+  AUDIT_APPEND_INJECTED,
+  refuseAuditAppends,
+  createAuditHarness,
+  recordChangeThrough,
+} from "../../test/audit-fixtures.js";
 import { forEachStoreKind, testDatabaseFactories, withTestDatabase } from "../../test/test-databases.js";
 import { readHeadSize } from "../audit/audit-store.js";
 import { ValidationError } from "../lib/errors.js";
@@ -90,19 +95,15 @@ forEachStoreKind((kind, createDatabase) => {
         const head = await readHeadSize(harness.db);
 
         // The append itself fails, as a full disk or a lost connection would make it.
-        await harness.database.superuserQuery(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
-          $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
-        await harness.database.superuserQuery(
-          "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
-        );
-        const injected = /audit append failed \(injected\)/;
+        const allowAuditAppends = await refuseAuditAppends(harness.database);
+        const injected = AUDIT_APPEND_INJECTED;
         await assert.rejects(admin.set(ctx, keyName, randomBytes(64).toString("base64")), injected);
         await assert.rejects(admin.rotate(ctx, master), injected);
         assert.deepEqual(await versions(), before, "a version was written without its entry");
         assert.equal(await secrets.current(master), "first master password");
         assert.equal(await readHeadSize(harness.db), head);
 
-        await harness.database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");
+        await allowAuditAppends();
         assert.equal((await admin.rotate(ctx, master)).version, 2);
         assert.deepEqual(
           (await harness.log.list({ type: "secret.rotated", limit: 10 })).map((item) => item.entry.payload),
