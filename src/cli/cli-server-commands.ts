@@ -69,7 +69,10 @@ export const registerServerCommands = (program: Command, global: TGlobal): void 
   program
     .command("up")
     .description("start the carehost server (embedded defaults: PGlite under CAREHOST_HOME)")
-    .option("--spec <file>", "apply this spec once the server is up (the demo uses examples/northwind-health.yaml)")
+    .option(
+      "--spec <file>",
+      "apply this spec once the server is up, unless its organization is recorded already with another revision (the demo uses examples/northwind-health.yaml)",
+    )
     .option("--host <host>", "address to bind (default CAREHOST_HOST or 127.0.0.1)")
     .option("--port <port>", "port (default CAREHOST_PORT or 8080)")
     .action(async (options: { spec?: string; host?: string; port?: string }) => {

@@ -1,7 +1,7 @@
 // The bootstrap admin password: on a terminal it is shown once; anywhere else (journald, a CI log)
 // it never reaches the output or the log, and goes to a 0600 file whose path is printed.
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -64,6 +64,42 @@ void describe("carehost up: the bootstrap admin password", () => {
       await assert.rejects(stat(join(started.home, "admin-password")), { code: "ENOENT" });
     } finally {
       await started.close();
+    }
+  });
+});
+
+void describe("carehost up --spec", () => {
+  void it("seeds an organization once: a restart with a spec that differs from the recorded revision leaves the revision alone", async () => {
+    const home = await mkdtemp(join(tmpdir(), "carehost-start-spec-"));
+    const demo = join("examples", "northwind-health.yaml");
+    const changed = join(home, "northwind-health.yaml");
+    await writeFile(changed, (await readFile(demo, "utf8")).replace("workers: 9", "workers: 11"));
+    const config = loadConfig({ CAREHOST_HOME: home, CAREHOST_PORT: "0", CAREHOST_RUNTIME: "none" });
+    const startWith = async (specPath: string) => {
+      const printed: string[] = [];
+      const running = await startCarehost(config, { print: (line) => printed.push(line), specPath });
+      const token = (await readFile(join(home, "cli-token"), "utf8")).trim();
+      const status = (await (
+        await fetch(`${running.url}/api/status`, { headers: { authorization: `Bearer ${token}` } })
+      ).json()) as { organizations: { revision: { id: number } }[] };
+      await running.close();
+      return { printed: printed.join("\n"), revision: status.organizations[0]?.revision.id };
+    };
+    try {
+      const first = await startWith(changed);
+      assert.match(first.printed, /recorded as revision 1/);
+      // The demo file differs from what was applied: starting with it must not undo that change.
+      const second = await startWith(demo);
+      assert.match(
+        second.printed,
+        /not applied; organization "northwind-health" is at revision 1, applied by system:up/,
+      );
+      assert.equal(second.revision, 1);
+      const third = await startWith(changed);
+      assert.match(third.printed, /already recorded, nothing to do/);
+      assert.equal(third.revision, 1);
+    } finally {
+      await rm(home, { recursive: true, force: true });
     }
   });
 });

@@ -36,6 +36,7 @@ import { recoveryServiceFactory } from "../backup/recovery-service.js";
 import { secretScope, secretsAdminServiceFactory } from "../secrets/secrets-admin-service.js";
 import { loadMasterKey } from "../secrets/secrets-master-key.js";
 import { secretsServiceFactory } from "../secrets/secrets-service.js";
+import { loadSpecText } from "../spec/spec-loader.js";
 import { buildServer, redactedLogPaths } from "./server-app.js";
 import { loadTransport } from "./server-transport.js";
 import { statusServiceFactory } from "./status-service.js";
@@ -257,7 +258,28 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     supervisor?.start();
   }
 
-  if (options.specPath !== undefined) {
+  // The spec given to `up` seeds an organization carehost does not hold yet. Once one is recorded,
+  // what users applied since wins: a restart never reverts their changes to the file's.
+  const loaded =
+    options.specPath === undefined
+      ? undefined
+      : loadSpecText(await readFile(options.specPath, "utf8"), options.specPath);
+  const recorded =
+    loaded?.ok === true
+      ? (await environmentStore.latestRevisions()).find(
+          (revision) => revision.organization === loaded.spec.metadata.name,
+        )
+      : undefined;
+  if (
+    options.specPath !== undefined &&
+    recorded !== undefined &&
+    loaded?.ok === true &&
+    recorded.digest !== loaded.digest
+  ) {
+    options.print(
+      `Spec ${options.specPath}: not applied; organization "${recorded.organization}" is at revision ${recorded.id}, applied by ${recorded.appliedBy} at ${recorded.appliedAt.toISOString()}. carehost plan ${options.specPath} shows what applying it would change.`,
+    );
+  } else if (options.specPath !== undefined) {
     const source = await readFile(options.specPath, "utf8");
     const result = await environments.apply(systemContext("up"), { source, fileName: options.specPath });
     options.print(
