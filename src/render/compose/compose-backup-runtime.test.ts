@@ -6,10 +6,10 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { freeLoopbackPort } from "../../runtime/local/runtime-instance.js";
 import { loadSpecFile } from "../../spec/spec-loader.js";
 import type { TRenderedFile } from "../render-types.js";
 import { renderComposeEnvironment } from "./compose-render.js";
@@ -43,18 +43,6 @@ const asPostgres = (file: string, args: readonly string[], env: NodeJS.ProcessEn
       ])
     : run(file, args, env);
 
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")),
-      );
-    });
-  });
-
 const fileAt = (files: readonly TRenderedFile[], path: string) => {
   const file = files.find((candidate) => candidate.path === path);
   assert.ok(file, path);
@@ -75,7 +63,7 @@ void describe("Compose bundle's backups at run time", () => {
     assert.ok(loaded.ok);
     // staging writes to the posix repository only, which a volume (here a directory) stands for.
     const files = renderComposeEnvironment(loaded.spec, "staging");
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const dir = (name: string) => join(scratch, name);
     const mapping: Record<string, string> = {
       "/etc/postgresql/": `${dir("conf")}/`,

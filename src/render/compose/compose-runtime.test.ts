@@ -4,13 +4,13 @@ import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse } from "yaml";
 import { ARTIFACT_CONTROLS } from "../../policy/policy-catalog-artifact.js";
 import { evaluatePolicy } from "../../policy/policy-engine.js";
+import { freeLoopbackPort } from "../../runtime/local/runtime-instance.js";
 import { loadSpecFile } from "../../spec/spec-loader.js";
 import { hashOdooAdminPassword } from "../odoo/odoo-admin-password.js";
 import { parseOdooConf } from "../odoo/odoo-conf.js";
@@ -51,18 +51,6 @@ const run = (
   new Promise((resolve) => {
     execFile(file, args, { env: { PATH: process.env.PATH, ...env } }, (error, stdout, stderr) => {
       resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr });
-    });
-  });
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")),
-      );
     });
   });
 
@@ -184,7 +172,7 @@ void describe("Compose bundle at run time", () => {
       "-extfile",
       join(root, "san.ext"),
     ]);
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const mapping = {
       "/run/secrets": paths.secrets,
       "/run/redis": paths.acl,

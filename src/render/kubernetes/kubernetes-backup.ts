@@ -21,7 +21,15 @@ import {
 } from "../data-tier/data-tier-backup.js";
 import type { TResticTarget } from "../data-tier/data-tier-backup.js";
 import type { TKubernetesObject, TRenderContext } from "./kubernetes-common.js";
-import { clusterNameOf, containerSecurity, labels, metadata, podSecurity, SECRET_STORE } from "./kubernetes-common.js";
+import {
+  besideOdooWeb,
+  clusterNameOf,
+  containerSecurity,
+  labels,
+  metadata,
+  podSecurity,
+  SECRET_STORE,
+} from "./kubernetes-common.js";
 
 /** The CNPG-I plugin that runs pgBackRest beside each instance. */
 export const PGBACKREST_PLUGIN = "pgbackrest.dalibo.com";
@@ -212,21 +220,7 @@ function resticCronJob(
               restartPolicy: "OnFailure",
               ...(job.kind === "database" ? { initContainers: [dumpContainer(context)] } : {}),
               // A ReadWriteOnce filestore is mountable on one node only: the job goes where Odoo's web pod is.
-              affinity: {
-                podAffinity: {
-                  requiredDuringSchedulingIgnoredDuringExecution: [
-                    {
-                      labelSelector: {
-                        matchLabels: {
-                          "carehost.io/environment": context.environment.name,
-                          "carehost.io/odoo-role": "web",
-                        },
-                      },
-                      topologyKey: "kubernetes.io/hostname",
-                    },
-                  ],
-                },
-              },
+              affinity: besideOdooWeb(context),
               containers: [
                 {
                   name: "restic",

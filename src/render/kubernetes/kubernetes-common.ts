@@ -61,6 +61,23 @@ export const podSecurity = {
 } as const;
 
 /** Container-level hardening: read-only root, no privilege escalation, every capability dropped. */
+/**
+ * Puts a pod on the node of the environment's Odoo web pod: a ReadWriteOnce filestore is mountable
+ * on one node only, so whatever else mounts it (cron, the filestore's backup) goes where web is.
+ */
+export const besideOdooWeb = (context: TRenderContext) => ({
+  podAffinity: {
+    requiredDuringSchedulingIgnoredDuringExecution: [
+      {
+        labelSelector: {
+          matchLabels: { "carehost.io/environment": context.environment.name, "carehost.io/odoo-role": "web" },
+        },
+        topologyKey: "kubernetes.io/hostname",
+      },
+    ],
+  },
+});
+
 export const containerSecurity = {
   allowPrivilegeEscalation: false,
   readOnlyRootFilesystem: true,

@@ -7,6 +7,7 @@ import {
   ODOO_GEVENT_PORT,
   ODOO_HTTP_PORT,
   SECRET_STORE,
+  besideOdooWeb,
   clusterNameOf,
   containerSecurity,
   labels,
@@ -105,25 +106,7 @@ const deployment = (context: TRenderContext, role: "web" | "cron"): TKubernetesO
           ...podSecurity,
           serviceAccountName: "odoo",
           // A ReadWriteOnce filestore (one web pod) is mountable on one node only: cron goes where web is.
-          ...(!web && webReplicasOf(context.environment) === 1
-            ? {
-                affinity: {
-                  podAffinity: {
-                    requiredDuringSchedulingIgnoredDuringExecution: [
-                      {
-                        labelSelector: {
-                          matchLabels: {
-                            "carehost.io/environment": context.environment.name,
-                            "carehost.io/odoo-role": "web",
-                          },
-                        },
-                        topologyKey: "kubernetes.io/hostname",
-                      },
-                    ],
-                  },
-                },
-              }
-            : {}),
+          ...(!web && webReplicasOf(context.environment) === 1 ? { affinity: besideOdooWeb(context) } : {}),
           initContainers: [joinConfig(context)],
           containers: [
             {
