@@ -89,7 +89,7 @@ const ConfigSchema = z.object({
     })
     .describe("proxies whose X-Forwarded-For names the client: comma-separated addresses or CIDRs"),
   CAREHOST_REQUEST_TIMEOUT_SECONDS: seconds(DEFAULT_REQUEST_TIMEOUT_SECONDS, 1, 3600).describe(
-    "how long a client may take to send a request",
+    "how long a client may take to send a request (and, over TLS, to finish the handshake)",
   ),
   CAREHOST_KEEP_ALIVE_TIMEOUT_SECONDS: seconds(DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS, 1, 3600).describe(
     "how long an idle kept-alive connection stays open",

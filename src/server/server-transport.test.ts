@@ -326,3 +326,41 @@ void describe("request and keep-alive timeouts", () => {
     );
   });
 });
+
+void describe("the TLS handshake timeout", () => {
+  let home: string;
+  let app: FastifyInstance;
+  let port: number;
+  before(async () => {
+    home = await mkdtemp(join(tmpdir(), "carehost-handshake-"));
+    const { certFile, keyFile } = await localhostCertificate(home, "api");
+    const tls = { cert: await readFile(certFile), key: await readFile(keyFile) };
+    app = await buildServer({} as TServerServices, {
+      logger: false,
+      version: "test",
+      transport: { tls, trustedProxies: [], requestTimeoutMs: 1000, keepAliveTimeoutMs: 1000 },
+    });
+    await app.listen({ host: "127.0.0.1", port: 0 });
+    const address = app.server.address();
+    port = typeof address === "object" && address !== null ? address.port : 0;
+  });
+  after(async () => {
+    await app.close();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  void it("closes a TCP connection to the TLS port that never starts a handshake, after the request timeout", async () => {
+    // Without a handshake timeout of its own, Node's TLS server waits 120 s for a ClientHello.
+    const closedAfterMs = await new Promise<number>((resolveClose, reject) => {
+      const startedAt = Date.now();
+      const socket = connect(port, "127.0.0.1");
+      socket.on("error", reject);
+      socket.on("close", () => resolveClose(Date.now() - startedAt));
+      setTimeout(
+        () => socket.destroy(new Error("the server left a silent TLS client connected for 10 s")),
+        10_000,
+      ).unref();
+    });
+    assert.ok(closedAfterMs >= 900 && closedAfterMs < 3000, `closed after ${closedAfterMs} ms`);
+  });
+});

@@ -46,6 +46,8 @@ export const loadTransport = async (http: THttpConfig): Promise<TTransport> => {
  * run's events) is not cut by it. Fastify's connectionTimeout (a socket idle for that long is
  * destroyed) stays off: a restore's answer may be quiet between its 15 s heartbeats and a long
  * handler may not write at all, and requestTimeout plus keepAliveTimeout already close idle sockets.
+ * Neither starts before the TLS handshake ends, so a client that connects and never says hello would
+ * hold its socket for Node's 120 s handshakeTimeout: over TLS the handshake gets the request timeout too.
  */
 export const transportOptions = (transport: TTransport): FastifyServerOptions & { https?: object } => {
   const listening = {
@@ -54,7 +56,9 @@ export const transportOptions = (transport: TTransport): FastifyServerOptions & 
     headersTimeout: transport.requestTimeoutMs,
   };
   return {
-    ...(transport.tls === undefined ? { http: listening } : { https: { ...transport.tls, ...listening } }),
+    ...(transport.tls === undefined
+      ? { http: listening }
+      : { https: { ...transport.tls, ...listening, handshakeTimeout: transport.requestTimeoutMs } }),
     // Only a peer in this list may name the client; anyone else's X-Forwarded-For is ignored (request.ip is the peer).
     trustProxy: transport.trustedProxies.length === 0 ? false : [...transport.trustedProxies],
     requestTimeout: transport.requestTimeoutMs,
