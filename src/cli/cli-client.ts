@@ -2,7 +2,7 @@
 // exit code follows the status: 422 (policy) → 3, everything else → 1.
 import { setTimeout as sleep } from "node:timers/promises";
 import { CliError, exitCodes } from "./cli-errors.js";
-import { trustOptions } from "./cli-trust.js";
+import { certificateAdvice, trustOptions, type TTlsFailure } from "./cli-trust.js";
 
 type TProblem = {
   title?: string;
@@ -65,14 +65,10 @@ const problemError = (problem: TProblem, status: number): CliError => {
 
 /** Why a request did not reach the server, with what to do when it is the server's certificate. */
 const unreachable = (url: string, error: Error): CliError => {
-  const cause = error.cause instanceof Error ? (error.cause as NodeJS.ErrnoException) : undefined;
-  const certificate = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/.test(cause?.code ?? "");
+  const cause = error.cause instanceof Error ? (error.cause as Error & TTlsFailure) : undefined;
+  const advice = cause === undefined ? undefined : certificateAdvice(cause, url);
   return new CliError(
-    `cannot reach carehost at ${url} (${cause?.message ?? error.message}); ${
-      certificate
-        ? "the server's certificate is not trusted: set CAREHOST_CA_FILE to the PEM file of the CA that issued it"
-        : "is `carehost up` running?"
-    }`,
+    `cannot reach carehost at ${url} (${cause?.message ?? error.message}); ${advice ?? "is `carehost up` running?"}`,
   );
 };
 

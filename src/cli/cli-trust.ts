@@ -1,6 +1,7 @@
 // Which certificates the CLI trusts: Node's bundled public roots, and with CAREHOST_CA_FILE the CA
 // that issued carehost's own certificate (a private CA, as a hospital's usually is). Node's fetch
 // takes the CA through an undici dispatcher; NODE_EXTRA_CA_CERTS, if set, stays trusted too.
+// When a certificate is refused, the advice says what to change for the reason it was refused.
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { rootCertificates } from "node:tls";
@@ -41,4 +42,41 @@ export const trustOptions = (env: NodeJS.ProcessEnv = process.env): { dispatcher
     readCaFile(CA_FILE_VARIABLE, resolve(configured)),
   ];
   return { dispatcher: new Agent({ connect: { ca } }) };
+};
+
+/** OpenSSL's codes for a chain that ends at an issuer the client does not trust: the one case a CA file cures. */
+const UNTRUSTED_ISSUER = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+]);
+
+/** What Node's TLS attaches to a refused connection: checkServerIdentity adds the host asked for and the peer's certificate. */
+export type TTlsFailure = {
+  readonly code?: string;
+  readonly host?: string;
+  readonly cert?: { readonly subjectaltname?: string };
+};
+
+/**
+ * What to do about a certificate the CLI refused to talk to `url` with, or undefined when the
+ * failure was not about the certificate (the caller then asks whether the server runs).
+ */
+export const certificateAdvice = (failure: TTlsFailure, url: string): string | undefined => {
+  const code = failure.code ?? "";
+  if (UNTRUSTED_ISSUER.has(code))
+    return `the server's certificate is not trusted: set ${CA_FILE_VARIABLE} to the PEM file of the CA that issued it`;
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
+    const host = failure.host ?? new URL(url).hostname;
+    const names = failure.cert?.subjectaltname;
+    return `the server's certificate is not issued for ${host}${names === undefined || names === "" ? "" : ` (it names ${names})`}: connect to a name the certificate carries (--url or CAREHOST_URL), or give the server a certificate for ${host}`;
+  }
+  if (code === "CERT_HAS_EXPIRED")
+    return "the server's certificate has expired: the server needs a renewed certificate (its CAREHOST_TLS_CERT)";
+  if (code === "CERT_NOT_YET_VALID")
+    return "the server's certificate is not valid yet: check the clock of this machine and of the server";
+  if (/CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/.test(code)) return `the server's certificate was refused (${code})`;
+  return undefined;
 };

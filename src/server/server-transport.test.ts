@@ -13,7 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
-import { localhostCertificate } from "../../test/loopback-tls.js";
+import { localhostCertificate, type TCertificateOptions } from "../../test/loopback-tls.js";
 import { ConfigError, loadConfig } from "../lib/config.js";
 import { buildServer } from "./server-app.js";
 import type { TServerServices } from "./server-services.js";
@@ -327,6 +327,23 @@ void describe("request and keep-alive timeouts", () => {
   });
 });
 
+/** The API alone over TLS with `certFile`, on a free loopback port: enough for what happens before any route runs. */
+const listenOverTls = async (
+  certFile: string,
+  keyFile: string,
+  requestTimeoutMs = 1000,
+): Promise<{ app: FastifyInstance; port: number }> => {
+  const tls = { cert: await readFile(certFile), key: await readFile(keyFile) };
+  const app = await buildServer({} as TServerServices, {
+    logger: false,
+    version: "test",
+    transport: { tls, trustedProxies: [], requestTimeoutMs, keepAliveTimeoutMs: 1000 },
+  });
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  const address = app.server.address();
+  return { app, port: typeof address === "object" && address !== null ? address.port : 0 };
+};
+
 void describe("the TLS handshake timeout", () => {
   let home: string;
   let app: FastifyInstance;
@@ -334,15 +351,7 @@ void describe("the TLS handshake timeout", () => {
   before(async () => {
     home = await mkdtemp(join(tmpdir(), "carehost-handshake-"));
     const { certFile, keyFile } = await localhostCertificate(home, "api");
-    const tls = { cert: await readFile(certFile), key: await readFile(keyFile) };
-    app = await buildServer({} as TServerServices, {
-      logger: false,
-      version: "test",
-      transport: { tls, trustedProxies: [], requestTimeoutMs: 1000, keepAliveTimeoutMs: 1000 },
-    });
-    await app.listen({ host: "127.0.0.1", port: 0 });
-    const address = app.server.address();
-    port = typeof address === "object" && address !== null ? address.port : 0;
+    ({ app, port } = await listenOverTls(certFile, keyFile, 1000));
   });
   after(async () => {
     await app.close();
@@ -362,5 +371,50 @@ void describe("the TLS handshake timeout", () => {
       ).unref();
     });
     assert.ok(closedAfterMs >= 900 && closedAfterMs < 3000, `closed after ${closedAfterMs} ms`);
+  });
+});
+
+void describe("what the CLI says about a certificate it refuses", () => {
+  let home: string;
+  const servers: FastifyInstance[] = [];
+  /** A server whose certificate the CLI trusts through CAREHOST_CA_FILE and refuses for another reason. */
+  const serveTrusted = async (name: string, options: TCertificateOptions) => {
+    const { certFile, keyFile } = await localhostCertificate(join(home, "tls"), name, options);
+    const { app, port } = await listenOverTls(certFile, keyFile);
+    servers.push(app);
+    return { url: `https://127.0.0.1:${port}`, certFile };
+  };
+  const status = (url: string, certFile: string) =>
+    cli(["status"], {
+      CAREHOST_URL: url,
+      CAREHOST_CA_FILE: certFile,
+      XDG_CONFIG_HOME: join(home, "xdg"),
+      CAREHOST_HOME: join(home, "none"),
+    });
+  before(async () => {
+    home = await mkdtemp(join(tmpdir(), "carehost-refused-"));
+  });
+  after(async () => {
+    await Promise.all(servers.map((app) => app.close()));
+    await rm(home, { recursive: true, force: true });
+  });
+
+  void it("names the host a certificate for another name was refused for, and does not ask for a CA file", async () => {
+    const { url, certFile } = await serveTrusted("elsewhere", { subjectAltName: "DNS:carehost.example" });
+    const refused = await status(url, certFile);
+    assert.equal(refused.code, 1, refused.out);
+    assert.match(
+      refused.out,
+      /the server's certificate is not issued for 127\.0\.0\.1 \(it names DNS:carehost\.example\): connect to a name the certificate carries/,
+    );
+    assert.doesNotMatch(refused.out, /CAREHOST_CA_FILE|not trusted/);
+  });
+
+  void it("says an expired certificate has expired, and does not ask for a CA file", async () => {
+    const { url, certFile } = await serveTrusted("expired", { expired: true });
+    const refused = await status(url, certFile);
+    assert.equal(refused.code, 1, refused.out);
+    assert.match(refused.out, /the server's certificate has expired: the server needs a renewed certificate/);
+    assert.doesNotMatch(refused.out, /CAREHOST_CA_FILE|not trusted/);
   });
 });
