@@ -1,8 +1,9 @@
 // A small typed HTTP client for the carehost API. Problem+json answers become CliErrors whose
 // exit code follows the status: 422 (policy) → 3, everything else → 1.
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Response } from "undici";
 import { CliError, exitCodes } from "./cli-errors.js";
-import { certificateAdvice, trustOptions, type TTlsFailure } from "./cli-trust.js";
+import { certificateAdvice, trustedFetch, type TTlsFailure } from "./cli-trust.js";
 
 type TProblem = {
   title?: string;
@@ -81,7 +82,7 @@ export const createApiClient = (
   initialToken: string | undefined,
   reloadToken?: () => Promise<string | undefined>,
 ): TApiClient => {
-  const trust = trustOptions();
+  const trustingFetch = trustedFetch();
   let token = initialToken;
   let reloaded = false;
   const withToken = async (attempt: () => Promise<Response>): Promise<Response> => {
@@ -98,8 +99,7 @@ export const createApiClient = (
   const send = async (method: string, path: string, body: unknown, accept: string): Promise<Response> => {
     try {
       return await withToken(() =>
-        fetch(`${url}${path}`, {
-          ...trust,
+        trustingFetch(`${url}${path}`, {
           method,
           headers: {
             accept,
@@ -156,8 +156,7 @@ export const createApiClient = (
         let response: Response | undefined;
         try {
           response = await withToken(() =>
-            fetch(`${url}${started.events}?after=${seen}`, {
-              ...trust,
+            trustingFetch(`${url}${started.events}?after=${seen}`, {
               headers: { accept: NDJSON, ...authorization() },
             }),
           );

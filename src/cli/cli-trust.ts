@@ -1,11 +1,13 @@
 // Which certificates the CLI trusts: Node's bundled public roots, and with CAREHOST_CA_FILE the CA
-// that issued carehost's own certificate (a private CA, as a hospital's usually is). Node's fetch
-// takes the CA through an undici dispatcher; NODE_EXTRA_CA_CERTS, if set, stays trusted too.
+// that issued carehost's own certificate (a private CA, as a hospital's usually is). The CA reaches
+// fetch through an undici dispatcher; NODE_EXTRA_CA_CERTS, if set, stays trusted too. The CLI calls
+// the undici package's fetch, never the global one: Node's fetch is its own bundled copy of undici,
+// whose version follows Node's, and it does not promise to accept a dispatcher from another copy.
 // When a certificate is refused, the advice says what to change for the reason it was refused.
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { rootCertificates } from "node:tls";
-import { Agent } from "undici";
+import { Agent, fetch } from "undici";
 import { CliError, exitCodes } from "./cli-errors.js";
 
 export const CA_FILE_VARIABLE = "CAREHOST_CA_FILE";
@@ -29,19 +31,20 @@ const readCaFile = (variable: string, path: string): string => {
 };
 
 /**
- * The fetch options that make requests trust CAREHOST_CA_FILE as well as the usual roots, or none
- * when it is not set. Built once per process: one connection pool for every request of a command.
+ * The fetch the CLI sends every request with: it trusts CAREHOST_CA_FILE as well as the usual roots
+ * when that is set. Built once per process: one connection pool for every request of a command.
  */
-export const trustOptions = (env: NodeJS.ProcessEnv = process.env): { dispatcher?: Agent } => {
+export const trustedFetch = (env: NodeJS.ProcessEnv = process.env): typeof fetch => {
   const configured = env[CA_FILE_VARIABLE];
-  if (configured === undefined || configured === "") return {};
+  if (configured === undefined || configured === "") return fetch;
   const extra = env.NODE_EXTRA_CA_CERTS;
   const ca = [
     ...rootCertificates,
     ...(extra === undefined || extra === "" ? [] : [readCaFile("NODE_EXTRA_CA_CERTS", extra)]),
     readCaFile(CA_FILE_VARIABLE, resolve(configured)),
   ];
-  return { dispatcher: new Agent({ connect: { ca } }) };
+  const dispatcher = new Agent({ connect: { ca } });
+  return (input, init) => fetch(input, { ...init, dispatcher });
 };
 
 /** OpenSSL's codes for a chain that ends at an issuer the client does not trust: the one case a CA file cures. */
