@@ -2,13 +2,15 @@
 // controls over the target's files, with the real catalog and the real renderers. A target whose
 // files fail a mandatory control is refused with PolicyViolation (the API's 422, the CLI's exit 3)
 // before anything reaches the repository.
-// Apply also leaves evidence in the audit log around every commit and push.
+// Apply also leaves evidence in the audit log around every commit and push; when the log fails
+// too, the repository's failure is still the answer.
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { AUDIT_APPEND_INJECTED, refuseAuditAppends, createAuditHarness } from "../../test/audit-fixtures.js";
+import type { TAuditHarness } from "../../test/audit-fixtures.js";
 import { testDatabaseFactories } from "../../test/test-databases.js";
 import { PolicyViolation } from "../lib/errors.js";
 import { systemContext } from "../lib/request-context.js";
@@ -131,6 +133,92 @@ void describe("gitops apply: evidence in the audit log around every commit and p
     } finally {
       await harness.dispose();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+const LIVE_REMOTE = "https://git.northwind-health.example/platform/gitops.git";
+const LATER_REMOTE = "https://git.northwind-health.example/later/gitops.git";
+
+/**
+ * GitOps for the demo organization in a temp dir: the spec's gitops.repository URLs stand for
+ * local bare repositories (live.git exists, later.git only once a test creates it).
+ */
+const gitopsFixture = async (harness: TAuditHarness) => {
+  const dir = await mkdtemp(join(tmpdir(), "carehost-gitops-evidence-"));
+  const remotes: Record<string, string> = {
+    [LIVE_REMOTE]: join(dir, "live.git"),
+    [LATER_REMOTE]: join(dir, "later.git"),
+  };
+  const bareInit = async (path: string) => {
+    await mkdir(path, { recursive: true });
+    await runGit(["init", "--quiet", "--bare", "--initial-branch=main", path], { cwd: dir });
+  };
+  await bareInit(remotes[LIVE_REMOTE]!);
+  const service = gitopsServiceFactory({
+    repositoryFor: (organization, target, remote) =>
+      gitopsRepositoryFactory({
+        bareRepositoryPath: join(dir, organization, `${target}.git`),
+        workDir: join(dir, "work", organization, target),
+        ...(remote === undefined ? {} : { remote: remotes[remote] ?? assert.fail(`no local stand-in for ${remote}`) }),
+      }),
+    renderers: RENDERERS,
+    policy: policyCheckerFactory(),
+    exceptionApprovals: async () => NO_APPROVALS,
+    audit: harness.log,
+  });
+  const demo = await readFile(join("examples", "northwind-health.yaml"), "utf8");
+  /** The demo delivered to `remote`, with prod's worker count changed so that each variant is a new render. */
+  const submission = (remote: string, workers: number) => ({
+    source: `${demo.replace("workers: 9", `workers: ${workers}`)}\ngitops:\n  repository: ${remote}\n`,
+    fileName: "northwind-health.yaml",
+  });
+  const tip = async (path: string) =>
+    (await runGit(["--git-dir", path, "rev-parse", "refs/heads/main"], { cwd: dir })).stdout.trim();
+  const gitopsEntries = async () =>
+    (await harness.log.list({ limit: 1000 }))
+      .filter((item) => item.entry.type.startsWith("gitops."))
+      .map((item) => ({ seq: item.seq, type: item.entry.type, payload: item.entry.payload }));
+  return {
+    dir,
+    remotes,
+    bareInit,
+    service,
+    submission,
+    tip,
+    gitopsEntries,
+    dispose: () => rm(dir, { recursive: true, force: true }),
+  };
+};
+
+void describe("gitops apply when the audit log fails around the commit", () => {
+  void it("answers a failed push with the push's error, not the audit log's, when recording the failure fails too", async () => {
+    const harness = await createAuditHarness(testDatabaseFactories.pglite);
+    const fixture = await gitopsFixture(harness);
+    try {
+      const allowAuditAppends = await refuseAuditAppends(harness.database, { type: "gitops.commit_failed" });
+      // later.git does not exist yet: the push fails after the local commit.
+      const failed = await fixture.service.apply(ctx, fixture.submission(LATER_REMOTE, 11), "compose").then(
+        () => assert.fail("the apply succeeded"),
+        (error: unknown) => error,
+      );
+      await allowAuditAppends();
+      assert.ok(failed instanceof AggregateError, String(failed));
+      assert.match(
+        failed.message,
+        /^committed [0-9a-f]{40} locally, but pushing to the remote failed: .*; recording that in the audit log \(gitops\.commit_failed\) failed too: .*audit append failed \(injected\)/s,
+      );
+      const [gitError, auditError] = failed.errors as [Error, Error];
+      assert.match(gitError.message, /^committed [0-9a-f]{40} locally, but pushing to the remote failed/);
+      assert.match(auditError.message, AUDIT_APPEND_INJECTED);
+      // The intent stays without a conclusion.
+      assert.deepEqual(
+        (await fixture.gitopsEntries()).map((entry) => entry.type),
+        ["gitops.commit_started"],
+      );
+    } finally {
+      await harness.dispose();
+      await fixture.dispose();
     }
   });
 });

@@ -35,6 +35,8 @@ export type TGitopsApply = {
   readonly changedPaths: readonly string[];
 };
 
+const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
 const renderAll = (renderer: TEnvironmentRenderer, spec: TOrganizationSpec): Map<string, readonly TRenderedFile[]> =>
   new Map(spec.environments.map((environment) => [environment.name, renderer(spec, environment.name)]));
 
@@ -137,17 +139,20 @@ export const gitopsServiceFactory = ({
         actor: actorName(ctx.actor),
       });
     } catch (error) {
-      await audit.append(ctx, {
-        type: "gitops.commit_failed",
-        outcome: "failure",
-        target: `organization/${organization}`,
-        payload: {
-          organization,
-          target,
-          specDigest: digest,
-          reason: (error instanceof Error ? error.message : String(error)).slice(0, 500),
-        },
-      });
+      try {
+        await audit.append(ctx, {
+          type: "gitops.commit_failed",
+          outcome: "failure",
+          target: `organization/${organization}`,
+          payload: { organization, target, specDigest: digest, reason: messageOf(error).slice(0, 500) },
+        });
+      } catch (auditError) {
+        // What went wrong with the repository is the answer; the log's own failure comes with it.
+        throw new AggregateError(
+          [error, auditError],
+          `${messageOf(error)}; recording that in the audit log (gitops.commit_failed) failed too: ${messageOf(auditError)}`,
+        );
+      }
       throw error;
     }
     await audit.append(ctx, {
