@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { auditLogFactory, type TAuditLogDeps, type TAuditLog } from "../src/audit/audit-log.js";
-import type { TAuditEvent } from "../src/audit/audit-types.js";
+import type { AuditEventType, TAuditEvent } from "../src/audit/audit-types.js";
 import type { TAuditAppend } from "../src/identity/identity-types.js";
 import type { TRequestContext } from "../src/lib/request-context.js";
 import type { TSqlClient } from "../src/store/store-types.js";
@@ -115,16 +115,20 @@ export const appendSamples = async (log: TAuditLog, count: number, offset = 0): 
 export const AUDIT_APPEND_INJECTED = /audit append failed \(injected\)/;
 
 /**
- * Makes every audit append fail inside the database, as a full disk or a lost connection would;
+ * Makes every audit append fail inside the database, as a full disk or a lost connection would,
+ * or (with `type`) only the appends of that event type, so a test can fail one step of several;
  * the function it returns lets appends through again.
  */
 export const refuseAuditAppends = async (
   database: Pick<TAuditHarness["database"], "superuserQuery">,
+  { type }: { readonly type?: AuditEventType } = {},
 ): Promise<() => Promise<void>> => {
   await database.superuserQuery(`CREATE OR REPLACE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
     $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
+  // Event types are identifiers from a fixed list; quoted all the same.
+  const when = type === undefined ? "" : `WHEN (NEW.type = '${type.replaceAll("'", "''")}')`;
   await database.superuserQuery(
-    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+    `CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW ${when} EXECUTE FUNCTION refuse_audit()`,
   );
   return async () => {
     await database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");

@@ -208,17 +208,33 @@ export const auditPayloadSchemas = {
     target: name,
     specDigest: digest,
     environmentCount: z.number().int().nonnegative(),
+    /** The spec's gitops.repository (never holds credentials): where start-up looks for the commit when this stays unconcluded. */
+    remote: z.string().min(1).max(2000).optional(),
   }),
-  /** Concludes gitops.commit_started; commit null: the repository already held this render. */
+  /**
+   * Concludes gitops.commit_started; commit null: the repository already held this render.
+   * startedSeq: the seq of the intent it concludes (older conclusions lack it and pair with the
+   * intent of their request); reconciled: written at start-up from what the repository showed,
+   * the apply having stopped before its conclusion.
+   */
   "gitops.committed": z.strictObject({
     organization: name,
     target: name,
     commit: name.nullable(),
     changedPathCount: z.number().int().nonnegative(),
     specDigest: digest,
+    startedSeq: z.number().int().nonnegative().optional(),
+    reconciled: z.literal(true).optional(),
   }),
-  /** Concludes gitops.commit_started: nothing was committed, or (a failed push) the reason names the local commit. */
-  "gitops.commit_failed": z.strictObject({ organization: name, target: name, specDigest: digest, reason }),
+  /** Concludes gitops.commit_started: nothing was committed, or (a failed push) the reason names the local commit; startedSeq and reconciled as for gitops.committed. */
+  "gitops.commit_failed": z.strictObject({
+    organization: name,
+    target: name,
+    specDigest: digest,
+    reason,
+    startedSeq: z.number().int().nonnegative().optional(),
+    reconciled: z.literal(true).optional(),
+  }),
 } as const;
 
 export type TAuditPayloads = { [K in keyof typeof auditPayloadSchemas]: z.infer<(typeof auditPayloadSchemas)[K]> };

@@ -21,3 +21,8 @@ export const printLine = (line = ""): void => {
 export const printError = (line: string): void => {
   process.stderr.write(`${paint("red", "error:")} ${line}\n`);
 };
+
+/** On stderr, so that it reaches whoever runs the command even when stdout is parsed (--output json). */
+export const printWarning = (line: string): void => {
+  process.stderr.write(`${paint("yellow", "warning:")} ${line}\n`);
+};

@@ -14,7 +14,7 @@ import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TApiClient } from "./cli-client.js";
 import { CliError, exitCodes } from "./cli-errors.js";
-import { paint, printJson, printLine } from "./cli-output.js";
+import { paint, printJson, printLine, printWarning } from "./cli-output.js";
 import type { TOutputFormat } from "./cli-output.js";
 
 type TGlobal = { client: () => Promise<TApiClient> };
@@ -227,6 +227,7 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
           printLine(
             `Committed ${committed.changedPaths.length} file(s) for ${committed.organization} (${committed.target}) as ${committed.commit.slice(0, 12)}.`,
           );
+        if (committed.warning !== undefined) printWarning(committed.warning);
         return;
       }
       const result = await (

@@ -248,6 +248,65 @@ void describe("GitOps repository", () => {
     assert.equal(await commitCount(bareRepositoryPath), 2, "the local commit stands");
   });
 
+  void it("finds the commit carehost made for a spec digest and actor since a time, and whether the remote has it", async () => {
+    const { repository: missing, bareRepositoryPath: missingPath } = freshRepository();
+    const since = new Date(Date.now() - 1000);
+    assert.equal(await missing.findCommit({ specDigest: DIGEST_A, actor: "alice", since }), undefined);
+    await assert.rejects(readFile(join(missingPath, "HEAD")), { code: "ENOENT" }, "looking creates no repository");
+
+    const remoteDir = join(scratch, `remote-${counter}.git`);
+    const { repository, bareRepositoryPath } = freshRepository(remoteDir);
+    await repository.ensure();
+    // The remote has the commit once a push reaches it: first it does not exist, then it is empty.
+    const unpushed = await repository
+      .commitEnvironments(apply(new Map([["prod", [{ path: "compose.yaml", content: "x\n" }]]])))
+      .then(
+        () => assert.fail("the push to a missing remote succeeded"),
+        (error: unknown) => /^committed ([0-9a-f]{40}) locally/.exec((error as Error).message)?.[1],
+      );
+    assert.ok(unpushed !== undefined);
+    await assert.rejects(
+      repository.findCommit({ specDigest: DIGEST_A, actor: "alice", since }),
+      /ls-remote/,
+      "a remote that cannot be read leaves the question open",
+    );
+    await git(scratch, "init", "--quiet", "--bare", remoteDir);
+    assert.deepEqual(await repository.findCommit({ specDigest: DIGEST_A, actor: "alice", since }), {
+      commit: unpushed,
+      changedPaths: ["environments/prod/compose.yaml"],
+      onRemote: false,
+    });
+    const pushed = await repository.commitEnvironments(
+      apply(new Map([["prod", [{ path: "compose.yaml", content: "y\n" }]]]), DIGEST_B),
+    );
+    assert.ok(pushed.commit !== null);
+    // The remote's main moved on, to a commit that contains the earlier one.
+    assert.deepEqual(await repository.findCommit({ specDigest: DIGEST_A, actor: "alice", since }), {
+      commit: unpushed,
+      changedPaths: ["environments/prod/compose.yaml"],
+      onRemote: true,
+    });
+    assert.equal((await repository.findCommit({ specDigest: DIGEST_B, actor: "alice", since }))?.commit, pushed.commit);
+    const committedAt = Number((await git(bareRepositoryPath, "log", "-1", "--format=%ct", pushed.commit)).trim());
+    for (const [query, why] of [
+      [{ specDigest: DIGEST_B, actor: "bob", since }, "another actor's"],
+      [{ specDigest: "c".repeat(64), actor: "alice", since }, "another spec's"],
+      [{ specDigest: DIGEST_B, actor: "alice", since: new Date((committedAt + 1) * 1000) }, "made before the time"],
+    ] as const)
+      assert.equal(await repository.findCommit(query), undefined, why);
+    assert.equal(
+      (
+        await repository.findCommit({
+          specDigest: DIGEST_B,
+          actor: "alice",
+          since: new Date(committedAt * 1000 + 999),
+        })
+      )?.commit,
+      pushed.commit,
+      "git's whole seconds: a commit in the same second counts",
+    );
+  });
+
   void it("refuses paths outside the environment directory and malformed inputs, before touching the repository", async () => {
     const { repository, dataDir } = freshRepository();
     for (const path of ["../escape", "/etc/passwd", "a/../../b", ".git/config", "a//b", ""]) {

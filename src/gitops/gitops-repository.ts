@@ -19,6 +19,8 @@ import type { TGitIdentity } from "./gitops-git.js";
 
 export const GITOPS_BRANCH = "main";
 export const ENVIRONMENTS_DIR = "environments";
+/** Where carehost's clone keeps the remote's main when it checks what the remote has (not a branch agents see). */
+const REMOTE_TRACKING_REF = "refs/carehost/remote-main";
 
 const ENVIRONMENT_NAME = /^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/;
 const SPEC_DIGEST = /^[0-9a-f]{64}$/;
@@ -46,6 +48,9 @@ export type TCommitEnvironmentsInput = {
 };
 
 export type TCommitResult = { readonly commit: string | null; readonly changedPaths: readonly string[] };
+
+/** A commit carehost made, as found afterwards; onRemote is undefined without a remote. */
+export type TFoundCommit = TCommitResult & { readonly commit: string; readonly onRemote?: boolean };
 
 export type TPathChange =
   | { readonly path: string; readonly change: "added" }
@@ -260,6 +265,60 @@ export const gitopsRepositoryFactory = ({ bareRepositoryPath, workDir, remote }:
           }
         }
         return { commit, changedPaths };
+      }),
+
+    /**
+     * The newest commit on main that carehost made for this spec digest and actor at or after
+     * `since`, and whether the remote has it: what an apply that stopped before recording its
+     * conclusion left. Undefined when there is none, or no repository yet (nothing is created).
+     * A remote that cannot be read throws: whether it has the commit is then not known.
+     */
+    findCommit: (query: {
+      readonly specDigest: string;
+      readonly actor: string;
+      readonly since: Date;
+    }): Promise<TFoundCommit | undefined> =>
+      serialised(async () => {
+        if (!existsSync(join(bareRepositoryPath, "HEAD")) || !(await bareHasBranch())) return undefined;
+        const specLine = `Spec-Digest: sha256:${query.specDigest}`;
+        const actorLine = `Actor: ${query.actor}`;
+        // Git's commit times are whole seconds; the commit is made after `since`, never before its second.
+        const sinceSeconds = Math.floor(query.since.getTime() / 1000);
+        const log = await runGit(
+          ["log", "-z", "--fixed-strings", `--grep=${specLine}`, "--format=%H%n%ct%n%B", `refs/heads/${GITOPS_BRANCH}`],
+          { cwd: bareRepositoryPath },
+        );
+        const commit = log.stdout
+          .split("\0")
+          .map((record) => record.split("\n"))
+          .find(
+            ([, committedAt, ...message]) =>
+              Number(committedAt) >= sinceSeconds && message.includes(specLine) && message.includes(actorLine),
+          )?.[0];
+        if (commit === undefined) return undefined;
+        const changed = await runGit(["diff-tree", "-r", "-z", "--no-commit-id", "--name-only", commit], {
+          cwd: bareRepositoryPath,
+        });
+        const changedPaths = changed.stdout
+          .split("\0")
+          .filter((path) => path !== "")
+          .sort();
+        if (remote === undefined) return { commit, changedPaths };
+        const advertised = await runGit(["ls-remote", "--exit-code", remote, `refs/heads/${GITOPS_BRANCH}`], {
+          cwd: bareRepositoryPath,
+          okExitCodes: [2],
+        });
+        if (advertised.exitCode === 2) return { commit, changedPaths, onRemote: false };
+        // The remote's main may have moved past the commit (a later apply, a hand edit): ancestry decides.
+        await ensureUnserialised();
+        await runGit(["fetch", "--quiet", remote, `+refs/heads/${GITOPS_BRANCH}:${REMOTE_TRACKING_REF}`], {
+          cwd: workDir,
+        });
+        const ancestor = await runGit(["merge-base", "--is-ancestor", commit, REMOTE_TRACKING_REF], {
+          cwd: workDir,
+          okExitCodes: [1],
+        });
+        return { commit, changedPaths, onRemote: ancestor.exitCode === 0 };
       }),
 
     /** What committing these files would change on main; non-empty after a commit means drift. */

@@ -2,13 +2,17 @@
 // controls over the target's files, with the real catalog and the real renderers. A target whose
 // files fail a mandatory control is refused with PolicyViolation (the API's 422, the CLI's exit 3)
 // before anything reaches the repository.
-// Apply also leaves evidence in the audit log around every commit and push.
+// Apply also leaves evidence in the audit log around every commit and push; when the log fails
+// too, the repository's failure is still the answer, and a change that went live is answered as
+// live (with a warning). An intent left without a conclusion is concluded at the next start from
+// what the repository shows.
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { AUDIT_APPEND_INJECTED, refuseAuditAppends, createAuditHarness } from "../../test/audit-fixtures.js";
+import type { TAuditHarness } from "../../test/audit-fixtures.js";
 import { testDatabaseFactories } from "../../test/test-databases.js";
 import { PolicyViolation } from "../lib/errors.js";
 import { systemContext } from "../lib/request-context.js";
@@ -80,6 +84,7 @@ void describe("gitops apply: evidence in the audit log around every commit and p
           policy: policyCheckerFactory(),
           exceptionApprovals: async () => NO_APPROVALS,
           audit: harness.log,
+          reportAuditFailure: () => assert.fail("no audit append fails after a commit in this test"),
         });
       const submission = {
         source: await readFile(join("examples", "northwind-health.yaml"), "utf8"),
@@ -131,6 +136,273 @@ void describe("gitops apply: evidence in the audit log around every commit and p
     } finally {
       await harness.dispose();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+const LIVE_REMOTE = "https://git.northwind-health.example/platform/gitops.git";
+const LATER_REMOTE = "https://git.northwind-health.example/later/gitops.git";
+
+/**
+ * GitOps for the demo organization in a temp dir: the spec's gitops.repository URLs stand for
+ * local bare repositories (live.git exists, later.git only once a test creates it).
+ */
+const gitopsFixture = async (harness: TAuditHarness) => {
+  const dir = await mkdtemp(join(tmpdir(), "carehost-gitops-evidence-"));
+  const remotes: Record<string, string> = {
+    [LIVE_REMOTE]: join(dir, "live.git"),
+    [LATER_REMOTE]: join(dir, "later.git"),
+  };
+  const bareInit = async (path: string) => {
+    await mkdir(path, { recursive: true });
+    await runGit(["init", "--quiet", "--bare", "--initial-branch=main", path], { cwd: dir });
+  };
+  await bareInit(remotes[LIVE_REMOTE]!);
+  const reported: unknown[] = [];
+  const service = gitopsServiceFactory({
+    repositoryFor: (organization, target, remote) =>
+      gitopsRepositoryFactory({
+        bareRepositoryPath: join(dir, organization, `${target}.git`),
+        workDir: join(dir, "work", organization, target),
+        ...(remote === undefined ? {} : { remote: remotes[remote] ?? assert.fail(`no local stand-in for ${remote}`) }),
+      }),
+    renderers: RENDERERS,
+    policy: policyCheckerFactory(),
+    exceptionApprovals: async () => NO_APPROVALS,
+    audit: harness.log,
+    reportAuditFailure: (_ctx, error) => reported.push(error),
+  });
+  const demo = await readFile(join("examples", "northwind-health.yaml"), "utf8");
+  /** The demo delivered to `remote`, with prod's worker count changed so that each variant is a new render. */
+  const submission = (remote: string, workers: number) => ({
+    source: `${demo.replace("workers: 9", `workers: ${workers}`)}\ngitops:\n  repository: ${remote}\n`,
+    fileName: "northwind-health.yaml",
+  });
+  const tip = async (path: string) =>
+    (await runGit(["--git-dir", path, "rev-parse", "refs/heads/main"], { cwd: dir })).stdout.trim();
+  const gitopsEntries = async () =>
+    (await harness.log.list({ limit: 1000 }))
+      .filter((item) => item.entry.type.startsWith("gitops."))
+      .map((item) => ({ seq: item.seq, type: item.entry.type, payload: item.entry.payload }));
+  return {
+    dir,
+    remotes,
+    bareInit,
+    reported,
+    service,
+    submission,
+    tip,
+    gitopsEntries,
+    dispose: () => rm(dir, { recursive: true, force: true }),
+  };
+};
+
+void describe("gitops apply when the audit log fails around the commit", () => {
+  void it("answers a failed push with the push's error, not the audit log's, when recording the failure fails too", async () => {
+    const harness = await createAuditHarness(testDatabaseFactories.pglite);
+    const fixture = await gitopsFixture(harness);
+    try {
+      const allowAuditAppends = await refuseAuditAppends(harness.database, { type: "gitops.commit_failed" });
+      // later.git does not exist yet: the push fails after the local commit.
+      const failed = await fixture.service.apply(ctx, fixture.submission(LATER_REMOTE, 11), "compose").then(
+        () => assert.fail("the apply succeeded"),
+        (error: unknown) => error,
+      );
+      await allowAuditAppends();
+      assert.ok(failed instanceof AggregateError, String(failed));
+      assert.match(
+        failed.message,
+        /^committed [0-9a-f]{40} locally, but pushing to the remote failed: .*; recording that in the audit log \(gitops\.commit_failed\) failed too: .*audit append failed \(injected\)/s,
+      );
+      const [gitError, auditError] = failed.errors as [Error, Error];
+      assert.match(gitError.message, /^committed [0-9a-f]{40} locally, but pushing to the remote failed/);
+      assert.match(auditError.message, AUDIT_APPEND_INJECTED);
+      // The intent stays without a conclusion, for the next start to reconcile.
+      assert.deepEqual(
+        (await fixture.gitopsEntries()).map((entry) => entry.type),
+        ["gitops.commit_started"],
+      );
+    } finally {
+      await harness.dispose();
+      await fixture.dispose();
+    }
+  });
+
+  void it("answers a commit that reached the remote with its result and a warning when its audit entry cannot be recorded", async () => {
+    const harness = await createAuditHarness(testDatabaseFactories.pglite);
+    const fixture = await gitopsFixture(harness);
+    try {
+      const allowAuditAppends = await refuseAuditAppends(harness.database, { type: "gitops.committed" });
+      const applied = await fixture.service.apply(ctx, fixture.submission(LIVE_REMOTE, 9), "compose");
+      await allowAuditAppends();
+      assert.ok(applied.commit !== null);
+      assert.ok(applied.changedPaths.includes("environments/prod/compose.yaml"));
+      assert.equal(await fixture.tip(fixture.remotes[LIVE_REMOTE]!), applied.commit, "the remote has the commit");
+      assert.equal(
+        applied.warning,
+        `commit ${applied.commit} is live in the GitOps repository and pushed to ${LIVE_REMOTE}, but its audit entry (gitops.committed) could not be recorded; the server log has why, under request ${ctx.requestId}; the next server start records it from the repository`,
+      );
+      assert.equal(fixture.reported.length, 1);
+      assert.match(String(fixture.reported[0]), AUDIT_APPEND_INJECTED);
+      assert.deepEqual(
+        (await fixture.gitopsEntries()).map((entry) => entry.type),
+        ["gitops.commit_started"],
+      );
+    } finally {
+      await harness.dispose();
+      await fixture.dispose();
+    }
+  });
+});
+
+void describe("gitops start-up reconciliation of an apply that stopped before its conclusion", () => {
+  void it("concludes each intent of an earlier process from the repository: pushed, committed but not on the remote, never committed; and leaves concluded and newer intents alone", async () => {
+    const harness = await createAuditHarness(testDatabaseFactories.pglite);
+    const fixture = await gitopsFixture(harness);
+    try {
+      const organizationTarget = "organization/northwind-health";
+      // Concluded as usual, and concluded the way entries were before conclusions named their intent.
+      await fixture.service.apply(ctx, fixture.submission(LIVE_REMOTE, 10), "compose");
+      const legacyPayload = { organization: "northwind-health", target: "kubernetes", specDigest: "d".repeat(64) };
+      await harness.log.append(ctx, {
+        type: "gitops.commit_started",
+        outcome: "success",
+        target: organizationTarget,
+        payload: { ...legacyPayload, environmentCount: 3 },
+      });
+      await harness.log.append(ctx, {
+        type: "gitops.committed",
+        outcome: "success",
+        target: organizationTarget,
+        payload: { ...legacyPayload, commit: null, changedPathCount: 0 },
+      });
+      // Pushed, its conclusion refused.
+      const refusedCommitted = await refuseAuditAppends(harness.database, { type: "gitops.committed" });
+      const pushed = await fixture.service.apply(ctx, fixture.submission(LIVE_REMOTE, 9), "compose");
+      await refusedCommitted();
+      // Committed locally, the push failed (later.git is not there yet), its conclusion refused.
+      const refusedFailed = await refuseAuditAppends(harness.database, { type: "gitops.commit_failed" });
+      const unpushed = await fixture.service.apply(ctx, fixture.submission(LATER_REMOTE, 11), "compose").then(
+        () => assert.fail("the push succeeded"),
+        (error: unknown) => /^committed ([0-9a-f]{40}) locally/.exec((error as Error).message)?.[1],
+      );
+      await refusedFailed();
+      assert.ok(pushed.commit !== null && unpushed !== undefined);
+      // Stopped before committing: its intent is all there is.
+      await harness.log.append(ctx, {
+        type: "gitops.commit_started",
+        outcome: "success",
+        target: organizationTarget,
+        payload: {
+          organization: "northwind-health",
+          target: "compose",
+          specDigest: "c".repeat(64),
+          environmentCount: 3,
+        },
+      });
+      const startedBefore = new Date();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      // This process's own apply, still going: not the reconciler's to conclude.
+      await harness.log.append(ctx, {
+        type: "gitops.commit_started",
+        outcome: "success",
+        target: organizationTarget,
+        payload: {
+          organization: "northwind-health",
+          target: "compose",
+          specDigest: "e".repeat(64),
+          environmentCount: 3,
+        },
+      });
+      const intents = (await fixture.gitopsEntries()).filter((entry) => entry.type === "gitops.commit_started");
+      const startedSeqs = intents.map((entry) => entry.seq);
+      const digestOf = (seq: number) => intents.find((entry) => entry.seq === seq)?.payload.specDigest;
+      const [, , pushedSeq, unpushedSeq, neverSeq] = startedSeqs as [number, number, number, number, number];
+
+      const startup = systemContext("startup");
+      const first = await fixture.service.reconcileInterrupted(startup, { startedBefore });
+      assert.deepEqual(
+        first.map(({ startedSeq, outcome }) => ({ startedSeq, outcome })),
+        [
+          { startedSeq: pushedSeq, outcome: "committed" },
+          { startedSeq: unpushedSeq, outcome: "unresolved" },
+          { startedSeq: neverSeq, outcome: "failed" },
+        ],
+      );
+      assert.match(first[1]!.detail, /^not reconciled, the next start tries again: /);
+      // The remote is reachable again, without the commit.
+      await fixture.bareInit(fixture.remotes[LATER_REMOTE]!);
+      const second = await fixture.service.reconcileInterrupted(startup, { startedBefore });
+      assert.deepEqual(
+        second.map(({ startedSeq, outcome }) => ({ startedSeq, outcome })),
+        [{ startedSeq: unpushedSeq, outcome: "failed" }],
+      );
+      assert.deepEqual(await fixture.service.reconcileInterrupted(startup, { startedBefore }), []);
+
+      const conclusions = (await fixture.gitopsEntries()).filter(
+        (entry) => (entry.payload as { reconciled?: boolean }).reconciled === true,
+      );
+      const changedPathCount = (
+        await runGit(
+          [
+            "--git-dir",
+            join(fixture.dir, "northwind-health", "compose.git"),
+            "diff-tree",
+            "-r",
+            "--name-only",
+            "--no-commit-id",
+            pushed.commit,
+          ],
+          {
+            cwd: fixture.dir,
+          },
+        )
+      ).stdout
+        .split("\n")
+        .filter((path) => path !== "").length;
+      const common = { organization: "northwind-health", target: "compose", reconciled: true };
+      assert.deepEqual(
+        conclusions.map(({ type, payload }) => ({ type, payload })),
+        [
+          {
+            type: "gitops.committed",
+            payload: {
+              ...common,
+              commit: pushed.commit,
+              changedPathCount,
+              specDigest: digestOf(pushedSeq),
+              startedSeq: pushedSeq,
+            },
+          },
+          {
+            type: "gitops.commit_failed",
+            payload: {
+              ...common,
+              specDigest: "c".repeat(64),
+              startedSeq: neverSeq,
+              reason: conclusions[1]!.payload.reason,
+            },
+          },
+          {
+            type: "gitops.commit_failed",
+            payload: {
+              ...common,
+              specDigest: digestOf(unpushedSeq),
+              startedSeq: unpushedSeq,
+              reason: `interrupted: committed ${unpushed} locally, but ${LATER_REMOTE} does not have it; the next apply pushes it`,
+            },
+          },
+        ],
+      );
+      assert.match(
+        String(conclusions[1]!.payload.reason),
+        /^interrupted: main has no commit of this spec by system:test since \d{4}-/,
+      );
+      assert.ok(changedPathCount > 0);
+      assert.equal((await harness.log.verify()).ok, true);
+    } finally {
+      await harness.dispose();
+      await fixture.dispose();
     }
   });
 });

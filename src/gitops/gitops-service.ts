@@ -3,7 +3,10 @@
 // `apply --target …` commits the render after the same control gate as a local apply. An
 // unchanged spec makes no commit. Argo CD or Flux syncs the repository; carehost never applies
 // manifests to a cluster itself.
-import type { TAuditAppend } from "../identity/identity-types.js";
+import { actorNameOf } from "../audit/audit-entry.js";
+import type { TAuditLog } from "../audit/audit-log.js";
+import { auditPayloadSchemas } from "../audit/audit-types.js";
+import type { AuditEventType, TAuditEntry } from "../audit/audit-types.js";
 import { PolicyViolation, ValidationError } from "../lib/errors.js";
 import { actorName } from "../lib/request-context.js";
 import type { TRequestContext } from "../lib/request-context.js";
@@ -11,6 +14,7 @@ import type { TPolicyChecker } from "../policy/policy-service.js";
 import type { TExceptionApprovals } from "../policy/policy-exceptions.js";
 import { parseAuthorizedSpec } from "../environments/environment-service.js";
 import type { TSpecSubmission } from "../environments/environment-service.js";
+import { isRenderTarget } from "../render/render-targets.js";
 import type { TEnvironmentRenderer, TRenderedFile, TRenderTarget } from "../render/render-types.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TDiffResult, TGitopsRepository } from "./gitops-repository.js";
@@ -24,7 +28,12 @@ type TGitopsServiceDeps = {
   policy: Pick<TPolicyChecker, "assertDeliveryCompliant" | "assertManifestsCompliant">;
   /** Which of an organization's exceptions carehost holds as approved: the spec's others do not apply. */
   exceptionApprovals: (organization: string) => Promise<TExceptionApprovals>;
-  audit: { append: TAuditAppend };
+  audit: Pick<TAuditLog, "append" | "list">;
+  /**
+   * Where an audit append that failed once the change was live goes (the server log): the caller
+   * gets the result with a warning instead of an error, since the change cannot be taken back.
+   */
+  reportAuditFailure: (ctx: TRequestContext, error: unknown) => void;
 };
 
 export type TGitopsPlan = TDiffResult & { readonly organization: string; readonly target: TRenderTarget };
@@ -33,7 +42,24 @@ export type TGitopsApply = {
   readonly target: TRenderTarget;
   readonly commit: string | null;
   readonly changedPaths: readonly string[];
+  /** The repository has the change, but the log does not say so: what to tell whoever asked. */
+  readonly warning?: string;
 };
+
+/** What start-up found for an apply that had stopped between its intent and its conclusion. */
+export type TReconciledApply = {
+  readonly startedSeq: number;
+  readonly organization: string;
+  readonly target: string;
+  /** committed or failed: a conclusion was appended; unresolved: none was, the next start tries again. */
+  readonly outcome: "committed" | "failed" | "unresolved";
+  readonly detail: string;
+};
+
+const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+const CONCLUSION_TYPES = ["gitops.committed", "gitops.commit_failed"] as const satisfies readonly AuditEventType[];
+const LIST_PAGE = 1000;
 
 const renderAll = (renderer: TEnvironmentRenderer, spec: TOrganizationSpec): Map<string, readonly TRenderedFile[]> =>
   new Map(spec.environments.map((environment) => [environment.name, renderer(spec, environment.name)]));
@@ -82,6 +108,7 @@ export const gitopsServiceFactory = ({
   policy,
   exceptionApprovals,
   audit,
+  reportAuditFailure,
 }: TGitopsServiceDeps) => ({
   plan: async (ctx: TRequestContext, submission: TSpecSubmission, target: TRenderTarget): Promise<TGitopsPlan> => {
     const { spec } = await parseAuthorizedSpec(ctx, "spec:plan", submission, audit);
@@ -121,12 +148,20 @@ export const gitopsServiceFactory = ({
     // carehost's database holds nothing about a GitOps commit (the repository's history is its
     // record), so there is no row to commit with an entry: plain appends, in an order that leaves
     // evidence. The intent comes first and must be durable before anything is written or pushed;
-    // a crash after the push leaves it without a conclusion, which the repository's log completes.
-    await audit.append(ctx, {
+    // a crash (or a log that fails) before its conclusion leaves it open, and the next start
+    // concludes it from the repository's log (reconcileInterrupted).
+    const remote = spec.gitops?.repository;
+    const started = await audit.append(ctx, {
       type: "gitops.commit_started",
       outcome: "success",
       target: `organization/${organization}`,
-      payload: { organization, target, specDigest: digest, environmentCount: files.size },
+      payload: {
+        organization,
+        target,
+        specDigest: digest,
+        environmentCount: files.size,
+        ...(remote === undefined ? {} : { remote }),
+      },
     });
     let result: Awaited<ReturnType<TGitopsRepository["commitEnvironments"]>>;
     try {
@@ -137,32 +172,153 @@ export const gitopsServiceFactory = ({
         actor: actorName(ctx.actor),
       });
     } catch (error) {
+      try {
+        await audit.append(ctx, {
+          type: "gitops.commit_failed",
+          outcome: "failure",
+          target: `organization/${organization}`,
+          payload: {
+            organization,
+            target,
+            specDigest: digest,
+            reason: messageOf(error).slice(0, 500),
+            startedSeq: started.seq,
+          },
+        });
+      } catch (auditError) {
+        // What went wrong with the repository is the answer; the log's own failure comes with it,
+        // and the intent it leaves unconcluded is reconciled at the next start.
+        throw new AggregateError(
+          [error, auditError],
+          `${messageOf(error)}; recording that in the audit log (gitops.commit_failed) failed too: ${messageOf(auditError)}`,
+        );
+      }
+      throw error;
+    }
+    try {
       await audit.append(ctx, {
-        type: "gitops.commit_failed",
-        outcome: "failure",
+        type: "gitops.committed",
+        outcome: "success",
         target: `organization/${organization}`,
         payload: {
           organization,
           target,
+          commit: result.commit,
+          changedPathCount: result.changedPaths.length,
           specDigest: digest,
-          reason: (error instanceof Error ? error.message : String(error)).slice(0, 500),
+          startedSeq: started.seq,
         },
       });
-      throw error;
-    }
-    await audit.append(ctx, {
-      type: "gitops.committed",
-      outcome: "success",
-      target: `organization/${organization}`,
-      payload: {
+    } catch (auditError) {
+      // The commit is in the repository agents sync from (and pushed on): an error here would tell
+      // the caller it failed, and a retry would find nothing to commit.
+      reportAuditFailure(ctx, auditError);
+      const unrecorded = `its audit entry (gitops.committed) could not be recorded; the server log has why, under request ${ctx.requestId}`;
+      return {
         organization,
         target,
         commit: result.commit,
-        changedPathCount: result.changedPaths.length,
-        specDigest: digest,
-      },
-    });
+        changedPaths: result.changedPaths,
+        warning:
+          result.commit === null
+            ? `the GitOps repository already held this render (no commit), but ${unrecorded}`
+            : `commit ${result.commit} is live in the GitOps repository${remote === undefined ? "" : ` and pushed to ${remote}`}, but ${unrecorded}; the next server start records it from the repository`,
+      };
+    }
     return { organization, target, commit: result.commit, changedPaths: result.changedPaths };
+  },
+
+  /**
+   * Concludes every gitops.commit_started written before `startedBefore` (by an earlier process)
+   * that has no conclusion: the apply stopped between its intent and its conclusion (a crash, or
+   * an audit append that failed after the push). What the repository shows decides the entry: the
+   * commit carehost made for that spec and actor since the intent, on main and on the remote.
+   */
+  reconcileInterrupted: async (
+    ctx: TRequestContext,
+    { startedBefore }: { readonly startedBefore: Date },
+  ): Promise<TReconciledApply[]> => {
+    const listAll = async (type: AuditEventType) => {
+      const all: { seq: number; entry: TAuditEntry }[] = [];
+      for (;;) {
+        const afterSeq = all.at(-1)?.seq;
+        const page = await audit.list({ type, limit: LIST_PAGE, ...(afterSeq === undefined ? {} : { afterSeq }) });
+        all.push(...page);
+        if (page.length < LIST_PAGE) return all;
+      }
+    };
+    const startedSchema = auditPayloadSchemas["gitops.commit_started"];
+    const open = new Map<number, { entry: TAuditEntry; payload: ReturnType<typeof startedSchema.parse> }>();
+    const entries = [
+      ...(await listAll("gitops.commit_started")),
+      ...(await listAll(CONCLUSION_TYPES[0])),
+      ...(await listAll(CONCLUSION_TYPES[1])),
+    ].sort((a, b) => a.seq - b.seq);
+    for (const { seq, entry } of entries) {
+      if (entry.type === "gitops.commit_started") {
+        open.set(seq, { entry, payload: startedSchema.parse(entry.payload) });
+        continue;
+      }
+      const concluded = auditPayloadSchemas[entry.type as (typeof CONCLUSION_TYPES)[number]].parse(entry.payload);
+      if (concluded.startedSeq !== undefined) {
+        open.delete(concluded.startedSeq);
+        continue;
+      }
+      // Conclusions written before they named their intent: the request's latest for the same organization, target and spec.
+      const intent = [...open].findLast(
+        ([, candidate]) =>
+          candidate.entry.requestId === entry.requestId &&
+          candidate.payload.organization === concluded.organization &&
+          candidate.payload.target === concluded.target &&
+          candidate.payload.specDigest === concluded.specDigest,
+      );
+      if (intent !== undefined) open.delete(intent[0]);
+    }
+
+    const reconciled: TReconciledApply[] = [];
+    for (const [startedSeq, { entry, payload }] of open) {
+      if (Date.parse(entry.time) >= startedBefore.getTime()) continue;
+      const { organization, target, specDigest, remote } = payload;
+      const actor = actorNameOf(entry.actor);
+      const report = (outcome: TReconciledApply["outcome"], detail: string) =>
+        reconciled.push({ startedSeq, organization, target, outcome, detail });
+      try {
+        if (!isRenderTarget(target)) throw new ValidationError(`"${target}" is not a render target`);
+        const found = await repositoryFor(organization, target, remote).findCommit({
+          specDigest,
+          actor,
+          since: new Date(entry.time),
+        });
+        const common = { organization, target, specDigest, startedSeq, reconciled: true as const };
+        if (found !== undefined && found.onRemote !== false) {
+          await audit.append(ctx, {
+            type: "gitops.committed",
+            outcome: "success",
+            target: `organization/${organization}`,
+            payload: { ...common, commit: found.commit, changedPathCount: found.changedPaths.length },
+          });
+          report(
+            "committed",
+            `commit ${found.commit} is in the repository${remote === undefined ? "" : ` and on ${remote}`}`,
+          );
+          continue;
+        }
+        const reason =
+          found === undefined
+            ? `interrupted: main has no commit of this spec by ${actor} since ${entry.time} (it stopped before committing, or the repository already held this render)`
+            : `interrupted: committed ${found.commit} locally, but ${remote ?? "the remote"} does not have it; the next apply pushes it`;
+        await audit.append(ctx, {
+          type: "gitops.commit_failed",
+          outcome: "failure",
+          target: `organization/${organization}`,
+          payload: { ...common, reason: reason.slice(0, 500) },
+        });
+        report("failed", reason);
+      } catch (error) {
+        report("unresolved", `not reconciled, the next start tries again: ${messageOf(error)}`);
+      }
+    }
+    return reconciled;
   },
 });
 

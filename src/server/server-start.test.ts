@@ -1,11 +1,17 @@
 // The bootstrap admin password: on a terminal it is shown once; anywhere else (journald, a CI log)
-// it never reaches the output or the log, and goes to a 0600 file whose path is printed.
+// it never reaches the output or the log, and goes to a 0600 file whose path is printed. A spec
+// given to up seeds an organization once. A GitOps apply the last process left without its audit
+// conclusion is concluded at start from what the repository holds.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
+import { refuseAuditAppends } from "../../test/audit-fixtures.js";
+import { testDatabaseFactories } from "../../test/test-databases.js";
+import { runGit } from "../gitops/gitops-git.js";
 import { loadConfig } from "../lib/config.js";
 import { startCarehost } from "./server-start.js";
 
@@ -99,6 +105,108 @@ void describe("carehost up --spec", () => {
       assert.match(third.printed, /already recorded, nothing to do/);
       assert.equal(third.revision, 1);
     } finally {
+      await rm(home, { recursive: true, force: true });
+    }
+  });
+});
+
+void describe("carehost up: a GitOps apply the last process left without its audit conclusion", () => {
+  void it("answers a commit that went live while its audit entry failed with a warning the CLI shows, and the next start records it from the repository", async () => {
+    const database = await testDatabaseFactories.postgres();
+    const home = await mkdtemp(join(tmpdir(), "carehost-start-gitops-"));
+    assert.ok(database.config.kind === "postgres");
+    const config = loadConfig({
+      CAREHOST_HOME: home,
+      CAREHOST_PORT: "0",
+      CAREHOST_RUNTIME: "none",
+      CAREHOST_DATABASE_URL: database.config.url,
+    });
+    const start = async () => {
+      const printed: string[] = [];
+      const logged: string[] = [];
+      const logStream = new PassThrough();
+      logStream.on("data", (chunk: Buffer) => logged.push(chunk.toString("utf8")));
+      const running = await startCarehost(config, { print: (line) => printed.push(line), logStream });
+      return { running, printed, logged };
+    };
+    const carehost = (...args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          ["--import", "tsx", "src/cli/main.ts", ...args],
+          { env: { ...process.env, CAREHOST_HOME: home, XDG_CONFIG_HOME: join(home, "xdg"), NO_COLOR: "1" } },
+          (error, stdout, stderr) =>
+            resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr }),
+        );
+      });
+    try {
+      const first = await start();
+      let applied: Awaited<ReturnType<typeof carehost>>;
+      const allowAuditAppends = await refuseAuditAppends(database, { type: "gitops.committed" });
+      try {
+        applied = await carehost("apply", "examples/northwind-health.yaml", "--target", "compose");
+      } finally {
+        await allowAuditAppends();
+        await first.running.close();
+      }
+      assert.equal(applied.code, 0, applied.stdout + applied.stderr);
+      assert.match(applied.stdout, /^Committed \d+ file\(s\) for northwind-health \(compose\) as [0-9a-f]{12}\.$/m);
+      const warned =
+        /^warning: commit ([0-9a-f]{40}) is live in the GitOps repository, but its audit entry \(gitops\.committed\) could not be recorded; the server log has why, under request (\S+); the next server start records it from the repository$/m.exec(
+          applied.stderr,
+        );
+      assert.ok(warned !== null, applied.stderr);
+      const [, commit, requestId] = warned as unknown as [string, string, string];
+      const bare = join(home, "gitops", "northwind-health", "compose.git");
+      assert.equal((await runGit(["--git-dir", bare, "rev-parse", "main"], { cwd: home })).stdout.trim(), commit);
+      const logLine = first.logged
+        .join("")
+        .split("\n")
+        .find((line) => line.includes("a GitOps commit is live but its audit entry could not be recorded"));
+      assert.ok(logLine?.includes(requestId) === true && logLine.includes("audit append failed (injected)"), logLine);
+
+      const second = await start();
+      await second.running.close();
+      const [intent] = (await database.superuserQuery(
+        "SELECT seq, entry FROM audit_entries WHERE type = 'gitops.commit_started'",
+      )) as [{ seq: number | string; entry: string }];
+      const intentSeq = Number(intent.seq);
+      assert.ok(
+        second.printed.includes(
+          `GitOps: the compose apply of northwind-health (audit entry #${intentSeq}) had no conclusion: recorded as committed, commit ${commit} is in the repository.`,
+        ),
+        second.printed.join("\n"),
+      );
+      const changedPaths = (
+        await runGit(["--git-dir", bare, "diff-tree", "-r", "--name-only", "--no-commit-id", commit], { cwd: home })
+      ).stdout
+        .split("\n")
+        .filter((path) => path !== "");
+      const conclusions = (await database.superuserQuery(
+        "SELECT entry FROM audit_entries WHERE type IN ('gitops.committed', 'gitops.commit_failed')",
+      )) as { entry: string }[];
+      assert.deepEqual(
+        conclusions
+          .map((row) => JSON.parse(row.entry) as { type: string; payload: unknown })
+          .map(({ type, payload }) => ({ type, payload })),
+        [
+          {
+            type: "gitops.committed",
+            payload: {
+              organization: "northwind-health",
+              target: "compose",
+              commit,
+              changedPathCount: changedPaths.length,
+              specDigest: (JSON.parse(intent.entry) as { payload: { specDigest: string } }).payload.specDigest,
+              startedSeq: intentSeq,
+              reconciled: true,
+            },
+          },
+        ],
+      );
+      assert.ok(changedPaths.includes("environments/prod/compose.yaml"));
+    } finally {
+      await database.dispose();
       await rm(home, { recursive: true, force: true });
     }
   });

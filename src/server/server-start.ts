@@ -146,6 +146,12 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     policy: policyCheckerFactory(),
     exceptionApprovals: environmentStore.exceptionApprovals,
     audit: log,
+    // Only requests call it, and they come once the app below exists.
+    reportAuditFailure: (ctx, error) =>
+      app.log.error(
+        { err: error, requestId: ctx.requestId },
+        "a GitOps commit is live but its audit entry could not be recorded",
+      ),
   });
   let url = `${transport.tls === undefined ? "http" : "https"}://${config.host}:${config.port}`;
   const status = statusServiceFactory({
@@ -257,6 +263,13 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       options.print(`Runtime: ${restored.length} action(s) to bring recorded environments back.`);
     supervisor?.start();
   }
+
+  // An apply the last process stopped between its intent and its conclusion: the repository says
+  // how it ended. After the admin and the runtime, since a remote that is slow to answer holds this.
+  for (const apply of await gitops.reconcileInterrupted(ctx, { startedBefore: startedAt }))
+    options.print(
+      `GitOps: the ${apply.target} apply of ${apply.organization} (audit entry #${apply.startedSeq}) had no conclusion: ${apply.outcome === "unresolved" ? "" : `recorded as ${apply.outcome}, `}${apply.detail}.`,
+    );
 
   // The spec given to `up` seeds an organization carehost does not hold yet. Once one is recorded,
   // what users applied since wins: a restart never reverts their changes to the file's.

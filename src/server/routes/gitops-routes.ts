@@ -62,6 +62,10 @@ export const registerGitopsRoutes = (api: TApi, services: Pick<TServerServices, 
             target: z.string(),
             commit: z.string().nullable(),
             changedPaths: z.array(z.string()).readonly(),
+            warning: z
+              .string()
+              .optional()
+              .describe("set when the change is live but its audit entry could not be recorded: for whoever asked"),
           }),
           422: ProblemSchema,
           ...problemResponses,
