@@ -219,6 +219,19 @@ export const operationStoreFactory = (db: TSqlExecutor) => {
   };
 
   /**
+   * Marks interrupted every running operation, whoever held it: only for a database no other
+   * process shares (PGlite), where whatever ran was the previous, stopped process's.
+   */
+  const interruptRunning = async (reason: string): Promise<TOperation[]> => {
+    const { rows } = await db.query<TOperationRow>(
+      `UPDATE operations SET state = 'interrupted', finished_at = now(), error = $1, lease_owner = NULL, lease_expires_at = NULL
+       WHERE state = 'running' RETURNING *`,
+      [reason],
+    );
+    return rows.map(operationOf);
+  };
+
+  /**
    * Cancels an operation: one not started yet ends cancelled at once; a running one is asked to
    * stop (its worker sees the request at its next lease renewal). Undefined when it does not exist.
    */
@@ -257,7 +270,7 @@ export const operationStoreFactory = (db: TSqlExecutor) => {
     return rows.map(operationOf);
   };
 
-  return { enqueue, claim, renewLease, addStep, finish, expireLeases, requestCancel, get, list };
+  return { enqueue, claim, renewLease, addStep, finish, expireLeases, interruptRunning, requestCancel, get, list };
 };
 
 export type TOperationStore = ReturnType<typeof operationStoreFactory>;
