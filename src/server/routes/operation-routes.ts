@@ -92,7 +92,7 @@ export const registerOperationRoutes = (api: TApi, services: Pick<TServerService
       schema: {
         tags: ["operations"],
         summary:
-          'Follows an operation as NDJSON: {"kind":"operation","operation":{…}} each time its state or steps change, until it has ended',
+          'Follows an operation as NDJSON: {"kind":"operation","operation":{…}} each time its state or steps change, then {"kind":"result","result":{…}} once it has ended',
         params: IdParams,
         produces: [NDJSON],
         response: { ...notFound },
@@ -103,12 +103,13 @@ export const registerOperationRoutes = (api: TApi, services: Pick<TServerService
       await services.operations.get(request.ctx, request.params.id);
       const stream = openNdjsonStream(reply);
       try {
-        await services.operations.follow(
+        const ended = await services.operations.follow(
           request.ctx,
           request.params.id,
           (operation) => stream.write({ kind: "operation", operation: viewOf(operation) }),
           stream.gone,
         );
+        stream.write({ kind: "result", result: viewOf(ended) });
       } catch (error) {
         stream.write({ kind: "problem", problem: problemFor(error as Error, request) });
       }
