@@ -33,6 +33,8 @@ type TRequest = { readonly url: string; readonly body?: unknown; readonly freshS
 type TFixture = {
   specOf: (organization: string) => string;
   runs: Record<string, Record<"backup" | "verify" | "restore" | "drill", number>>;
+  /** Per organization: an operation that ended, and one still queued (to cancel). */
+  operations: Record<string, { ended: number; queued: number }>;
   adminTokenId: string;
 };
 /**
@@ -203,6 +205,30 @@ const cases = (f: TFixture): Record<string, TCase> => {
       b: [{ url: `/api/exceptions/${BETA}/1/approve` }],
       a: { url: `/api/exceptions/${ALPHA}/1/approve` },
     },
+    "GET /api/operations": {
+      kind: "organization",
+      permission: "environment:read",
+      b: [{ url: "/api/operations" }, { url: `/api/operations?organization=${BETA}` }],
+      a: { url: `/api/operations?organization=${ALPHA}` },
+    },
+    "GET /api/operations/:id": {
+      kind: "organization",
+      permission: "environment:read",
+      b: [{ url: `/api/operations/${f.operations[BETA]!.ended}` }],
+      a: { url: `/api/operations/${f.operations[ALPHA]!.ended}` },
+    },
+    "GET /api/operations/:id/events": {
+      kind: "organization",
+      permission: "environment:read",
+      b: [{ url: `/api/operations/${f.operations[BETA]!.ended}/events` }],
+      a: { url: `/api/operations/${f.operations[ALPHA]!.ended}/events` },
+    },
+    "POST /api/operations/:id/cancel": {
+      kind: "organization",
+      permission: "backup:run",
+      b: [{ url: `/api/operations/${f.operations[BETA]!.queued}/cancel` }],
+      a: { url: `/api/operations/${f.operations[ALPHA]!.queued}/cancel` },
+    },
     "GET /api/runs/:kind/:id": runCase(false),
     "GET /api/runs/:kind/:id/events": runCase(true),
   };
@@ -305,8 +331,23 @@ void describe("authorization per organization, over every route", () => {
         ),
       };
     }
+    const operations: TFixture["operations"] = {};
+    for (const organization of [ALPHA, BETA]) {
+      const insert = async (state: string) =>
+        Number(
+          (
+            (await database.superuserQuery(
+              `INSERT INTO operations (organization, environment, target, kind, requested_by, state, deadline_seconds, finished_at)
+               VALUES ($1, 'prod', 'cluster/' || $1 || '/dedicated-prod', 'backup', 'system:scheduler', $2, 60,
+                 CASE WHEN $2 = 'succeeded' THEN now() END) RETURNING id`,
+              [organization, state],
+            )) as { id: string }[]
+          )[0]!.id,
+        );
+      operations[organization] = { ended: await insert("succeeded"), queued: await insert("pending") };
+    }
     const adminTokens = (await ok(adminToken, "GET", "/api/tokens")) as { id: string; name: string | null }[];
-    fixture = { specOf, runs, adminTokenId: adminTokens.find((token) => token.name === "local-cli")!.id };
+    fixture = { specOf, runs, operations, adminTokenId: adminTokens.find((token) => token.name === "local-cli")!.id };
     // An operator and a platform-admin, each over A only: the second holds every permission, on A.
     for (const [username, role] of [
       ["olga", "operator"],

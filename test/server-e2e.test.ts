@@ -452,6 +452,21 @@ void describe("carehost server and CLI end to end", () => {
     }
     assert.match((await cli(["drills"])).stdout, /PASSED/);
     assert.match((await cli(["backups", "prod"])).stdout, /full {2}succeeded/);
+    // The scheduler's work is operations, queued and claimed through the database, listed and followed by id.
+    const operations = JSON.parse((await cli(["operations", "prod", "--output", "json"])).stdout) as {
+      id: number;
+      kind: string;
+      state: string;
+      requestedBy: string;
+    }[];
+    assert.ok(
+      operations.some((operation) => operation.kind === "backup" && operation.requestedBy === "system:scheduler"),
+      JSON.stringify(operations),
+    );
+    const ended = operations.find((operation) => !["pending", "scheduled", "running"].includes(operation.state))!;
+    const followed = await cli(["operations", "--follow", String(ended.id)]);
+    assert.match(followed.stdout, new RegExp(`^#${ended.id} .* ${ended.state.toUpperCase()} `, "m"));
+    assert.match((await cli(["operations", "--follow", "x"])).stderr, /--follow takes an operation id/);
   });
 
   void it("starts a restore as a run: problem+json for what is refused before it starts, 202 and a followable run otherwise, its failure the stream's last line", async () => {

@@ -144,6 +144,20 @@ export const auditPayloadSchemas = {
     reason,
   }),
   "backup.verified": z.strictObject({ environment: name, ok: z.boolean(), durationMs: bytes }),
+  /** An operation's worker stopped renewing its lease (killed, hung): another worker ended it interrupted. */
+  "operation.interrupted": z.strictObject({
+    operationId: z.number().int().positive(),
+    kind: name,
+    target: name,
+    reason,
+  }),
+  /** Someone cancelled an operation: at once when it had not started, else its worker stops it. */
+  "operation.cancelled": z.strictObject({
+    operationId: z.number().int().positive(),
+    kind: name,
+    target: name,
+    state: z.enum(["cancelled", "stopping"]),
+  }),
   "backup.expired": z.union([
     z.strictObject({
       environment: name,

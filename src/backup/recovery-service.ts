@@ -12,6 +12,7 @@ import { ConflictError, DomainError, NotFoundError, ValidationError } from "../l
 import { systemContext } from "../lib/request-context.js";
 import { serialQueueByKey } from "../lib/serial-queue.js";
 import type { TRequestContext } from "../lib/request-context.js";
+import { instanceNameOf } from "../runtime/local/local-placement.js";
 import type { TLocalRuntime } from "../runtime/local/local-runtime.js";
 import type { TBackupType, TRestoreTarget } from "../runtime/local/local-recovery.js";
 import type { TRestoreStep } from "../runtime/local/local-runtime.js";
@@ -114,6 +115,28 @@ type TLiveRun = TRunRef & {
 type TBackedUp = TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"], { enabled: true }> };
 
 const VERIFY_INTERVAL_MS = 24 * 3600 * 1000;
+/** A scheduled backup, verification or drill not finished within this is failed and its cluster freed. */
+const SCHEDULED_DEADLINE_SECONDS = 6 * 3600;
+
+/** One piece of work a schedule says is due. */
+type TDueWork =
+  | { readonly kind: "backup"; readonly backupType: TBackupType }
+  | { readonly kind: "filestore-snapshot" | "verify" | "drill" };
+
+/** A due piece of work as the operation queue records it (operation-types' TOperationRequest, less who asked). */
+export type TScheduledOperation = {
+  readonly organization: string;
+  readonly environment: string;
+  readonly target: string;
+  readonly kind: TDueWork["kind"];
+  readonly params: Readonly<Record<string, unknown>>;
+  readonly dedupeKey: string;
+  readonly deadlineSeconds: number;
+};
+
+/** The operation target an environment's backups, restores and drills hold: its PostgreSQL cluster. */
+export const clusterOf = (organization: TOrganizationSpec, environment: TEnvironmentSpec) =>
+  `cluster/${organization.metadata.name}/${instanceNameOf(environment)}`;
 /** Why a run left "running" by a stopped carehost failed; what it half-made, the reconcile at the next start removes or finishes. */
 const INTERRUPTED = "interrupted: carehost stopped before it finished";
 const interruptedError = () =>
@@ -223,12 +246,17 @@ export const recoveryServiceFactory = ({
   const target = (organization: TOrganizationSpec, environment: TEnvironmentSpec) =>
     targetNamed(organization.metadata.name, environment.name);
 
-  // pgBackRest takes a lock per stanza and refuses a second backup meanwhile; environments of one
-  // organization may share a cluster, so its backups, restores and drills run one after another.
+  // pgBackRest takes a lock per stanza and refuses a second backup meanwhile; environments that
+  // share a cluster share its stanza, so a cluster's backups, restores and drills run one after
+  // another, and another cluster's (staging's beside a hung restore of prod) do not wait for them.
   const queue = serialQueueByKey();
   // A stopping carehost marks what runs interrupted, so a run queued behind another must not start when its turn comes.
-  const exclusive = <T>(organization: TOrganizationSpec, operation: () => Promise<T>): Promise<T> =>
-    queue(organization.metadata.name, async () => {
+  const exclusive = <T>(
+    organization: TOrganizationSpec,
+    environment: TEnvironmentSpec,
+    operation: () => Promise<T>,
+  ): Promise<T> =>
+    queue(clusterOf(organization, environment), async () => {
       if (stopping) throw interruptedError();
       return operation();
     });
@@ -324,7 +352,7 @@ export const recoveryServiceFactory = ({
     );
     const id = inserted.rows[0]!.id;
     return launch({ id, kind: "backup", target: target(organization, environment) }, (onStep) =>
-      exclusive(organization, () => runBackupNow(ctx, organization, environment, kind, id, onStep)),
+      exclusive(organization, environment, () => runBackupNow(ctx, organization, environment, kind, id, onStep)),
     );
   };
   const runBackup = async (
@@ -481,7 +509,7 @@ export const recoveryServiceFactory = ({
     );
     const id = inserted.rows[0]!.id;
     return launch({ id, kind: "verify", target: target(organization, environment) }, () =>
-      exclusive(organization, async () => {
+      exclusive(organization, environment, async () => {
         const started = now();
         const result = await runtimeOrRefuse()
           .verify(organization, environment.name)
@@ -523,7 +551,7 @@ export const recoveryServiceFactory = ({
 
   /** A filestore snapshot between database backups (kind filestore); nothing is recorded when nothing changed. */
   const runFilestoreSnapshot = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp) =>
-    exclusive(organization, async () => {
+    exclusive(organization, environment, async () => {
       const started = now();
       try {
         const result = await runtimeOrRefuse().snapshotFilestore(organization, environment.name);
@@ -675,7 +703,7 @@ export const recoveryServiceFactory = ({
     );
     const id = inserted.rows[0]!.id;
     return launch({ id, kind: "drill", target: target(organization, environment) }, (onStep) =>
-      exclusive(organization, () => runDrillNow(ctx, organization, environment, id, onStep)),
+      exclusive(organization, environment, () => runDrillNow(ctx, organization, environment, id, onStep)),
     );
   };
   const runDrill = async (
@@ -982,7 +1010,7 @@ export const recoveryServiceFactory = ({
             environment,
             { ...row, onStep },
             (recordStep) =>
-              exclusive(organization, () =>
+              exclusive(organization, environment, () =>
                 runtimeOrRefuse().restore(
                   organization,
                   environment.name,
@@ -1073,7 +1101,8 @@ export const recoveryServiceFactory = ({
           async (recordStep) => {
             if (replaced.backup.enabled)
               safetyBackup.label = (await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual")).label;
-            return exclusive(organization, () =>
+            // The cluster whose data is replaced is the one held; the source's archive is only read.
+            return exclusive(organization, replaced, () =>
               runtimeOrRefuse().restore(organization, environment.name, input.target, destination, recordStep),
             );
           },
@@ -1242,86 +1271,159 @@ export const recoveryServiceFactory = ({
     return interrupted;
   };
 
+  /**
+   * What the schedules say is due for one environment at `at`: a backup (a full first, while none
+   * succeeded; then the largest kind whose slot fired), else a filestore snapshot every quarter of
+   * the RPO, then a verification once a day and a drill when its schedule fired.
+   */
+  const dueWorkFor = async (organization: TOrganizationSpec, environment: TBackedUp, at: Date): Promise<TDueWork[]> => {
+    // Only a succeeded run counts: a failed one is retried at the next pass.
+    const latest = (kind: string) =>
+      backupRows("WHERE organization = $1 AND environment = $2 AND kind = $3 AND status = 'succeeded'", [
+        organization.metadata.name,
+        environment.name,
+        kind,
+      ]).then((rows) => rows[0]);
+    const lastFull = await latest("full");
+    // No full backup yet (a new environment, or every attempt failed): take one now; diff and incr need it as their base.
+    if (lastFull === undefined) return [{ kind: "backup", backupType: "full" }];
+    const due: TDueWork[] = [];
+    const schedules: [TBackupType, string | undefined][] = [
+      ["full", environment.backup.schedule.full],
+      ["diff", environment.backup.schedule.differential],
+      ["incr", environment.backup.schedule.incremental],
+    ];
+    for (const [kind, cron] of schedules) {
+      if (cron === undefined) continue;
+      const last = kind === "full" ? lastFull : await latest(kind);
+      const fired = lastFiring(cron, at);
+      // Any newer backup of a larger kind covers a smaller one's slot (a full covers a diff).
+      const covering = [lastFull, ...(kind === "incr" ? [await latest("diff")] : []), last]
+        .filter((run) => run !== undefined)
+        .map((run) => run.startedAt);
+      if (fired === undefined || covering.some((time) => time >= fired)) continue;
+      due.push({ kind: "backup", backupType: kind });
+      break;
+    }
+    // The filestore between database backups: a snapshot every quarter of the RPO when it changed.
+    const lastFilestore = (
+      await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'filestore'", [
+        organization.metadata.name,
+        environment.name,
+      ])
+    )[0];
+    const lastSnapshotAt = Math.max(lastFull.startedAt.getTime(), lastFilestore?.startedAt.getTime() ?? 0);
+    if (
+      due.length === 0 &&
+      at.getTime() - lastSnapshotAt >= archiveTimeoutSeconds(environment.backup.rpoMinutes) * 1000
+    )
+      due.push({ kind: "filestore-snapshot" });
+    // Repository verification once a day: a backup counts only while what holds it reads back whole.
+    const lastVerify = await latest("verify").then(
+      async (succeeded) =>
+        succeeded ??
+        (
+          await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'verify'", [
+            organization.metadata.name,
+            environment.name,
+          ])
+        )[0],
+    );
+    if (lastVerify === undefined || at.getTime() - lastVerify.startedAt.getTime() >= VERIFY_INTERVAL_MS)
+      due.push({ kind: "verify" });
+    const drillCron = environment.backup.restoreDrill?.schedule;
+    const fired = drillCron === undefined ? undefined : lastFiring(drillCron, at);
+    const lastDrill = (
+      await drillRows("WHERE organization = $1 AND environment = $2", [organization.metadata.name, environment.name])
+    )[0];
+    if (fired !== undefined && (lastDrill === undefined || lastDrill.startedAt < fired)) due.push({ kind: "drill" });
+    return due;
+  };
+
+  /** Runs one piece of due work as the scheduler; rejects with a failed run's error (recorded on its run already). */
+  const runDueWork = async (
+    organization: TOrganizationSpec,
+    environment: TBackedUp,
+    work: TDueWork,
+  ): Promise<unknown> => {
+    const ctx = systemContext("scheduler");
+    if (work.kind === "backup") return runBackup(ctx, organization, environment, work.backupType, "schedule");
+    if (work.kind === "filestore-snapshot") return runFilestoreSnapshot(ctx, organization, environment);
+    if (work.kind === "verify") return runVerify(ctx, organization, environment, "schedule");
+    return runDrill(ctx, organization, environment, "schedule");
+  };
+
+  const backedUp = (organization: TOrganizationSpec) =>
+    organization.environments.filter((item): item is TBackedUp => item.backup.enabled);
+
   /** The backups, verifications and drills the schedules say are due for one organization, run one after another. */
   const runDueFor = async (organization: TOrganizationSpec): Promise<number> => {
     if (configuredRuntime === undefined) return 0;
-    const ctx = systemContext("scheduler");
-    const at = now();
     let started = 0;
-    for (const environment of organization.environments.filter((item): item is TBackedUp => item.backup.enabled)) {
-      // Only a succeeded run counts: a failed one is retried at the next pass.
-      const latest = (kind: string) =>
-        backupRows("WHERE organization = $1 AND environment = $2 AND kind = $3 AND status = 'succeeded'", [
-          organization.metadata.name,
-          environment.name,
-          kind,
-        ]).then((rows) => rows[0]);
-      const lastFull = await latest("full");
-      if (lastFull === undefined) {
-        // No full backup yet (a new environment, or every attempt failed): take one now; diff and incr need it as their base.
-        started += 1;
-        await runBackup(ctx, organization, environment, "full", "schedule").catch(() => undefined);
-        continue;
-      }
-      const schedules: [TBackupType, string | undefined][] = [
-        ["full", environment.backup.schedule.full],
-        ["diff", environment.backup.schedule.differential],
-        ["incr", environment.backup.schedule.incremental],
-      ];
-      let ranThisPass = false;
-      for (const [kind, cron] of schedules) {
-        if (cron === undefined || ranThisPass) continue;
-        const last = kind === "full" ? lastFull : await latest(kind);
-        const fired = lastFiring(cron, at);
-        // Any newer backup of a larger kind covers a smaller one's slot (a full covers a diff).
-        const covering = [lastFull, ...(kind === "incr" ? [await latest("diff")] : []), last]
-          .filter((run) => run !== undefined)
-          .map((run) => run.startedAt);
-        if (fired === undefined || covering.some((time) => time >= fired)) continue;
-        started += 1;
-        ranThisPass = true;
-        await runBackup(ctx, organization, environment, kind, "schedule").catch(() => undefined);
-      }
-      // The filestore between database backups: a snapshot every quarter of the RPO when it changed.
-      const lastFilestore = (
-        await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'filestore'", [
-          organization.metadata.name,
-          environment.name,
-        ])
-      )[0];
-      const lastSnapshotAt = Math.max(lastFull.startedAt.getTime(), lastFilestore?.startedAt.getTime() ?? 0);
-      if (
-        !ranThisPass &&
-        at.getTime() - lastSnapshotAt >= archiveTimeoutSeconds(environment.backup.rpoMinutes) * 1000
-      ) {
-        await runFilestoreSnapshot(ctx, organization, environment);
-      }
-      // Repository verification once a day: a backup counts only while what holds it reads back whole.
-      const lastVerify = await latest("verify").then(
-        async (succeeded) =>
-          succeeded ??
-          (
-            await backupRows("WHERE organization = $1 AND environment = $2 AND kind = 'verify'", [
-              organization.metadata.name,
-              environment.name,
-            ])
-          )[0],
-      );
-      if (lastVerify === undefined || at.getTime() - lastVerify.startedAt.getTime() >= VERIFY_INTERVAL_MS) {
-        started += 1;
-        await runVerify(ctx, organization, environment, "schedule").catch(() => undefined);
-      }
-      const drillCron = environment.backup.restoreDrill?.schedule;
-      const fired = drillCron === undefined ? undefined : lastFiring(drillCron, at);
-      const lastDrill = (
-        await drillRows("WHERE organization = $1 AND environment = $2", [organization.metadata.name, environment.name])
-      )[0];
-      if (fired !== undefined && lastFull !== undefined && (lastDrill === undefined || lastDrill.startedAt < fired)) {
-        started += 1;
-        await runDrill(ctx, organization, environment, "schedule").catch(() => undefined);
+    for (const environment of backedUp(organization)) {
+      for (const work of await dueWorkFor(organization, environment, now())) {
+        started += work.kind === "filestore-snapshot" ? 0 : 1;
+        // A failed run is recorded (and audited) as failed; the next pass retries it.
+        await runDueWork(organization, environment, work).catch(() => undefined);
       }
     }
     return started;
+  };
+
+  /**
+   * What is due for one organization, as operations for the queue (one per environment and kind of
+   * work, by dedupe key): replicas ticking at once add each once, and the worker that claims it runs it.
+   */
+  const scheduledOperationsFor = async (organization: TOrganizationSpec): Promise<TScheduledOperation[]> => {
+    if (configuredRuntime === undefined) return [];
+    const operations: TScheduledOperation[] = [];
+    for (const environment of backedUp(organization)) {
+      for (const work of await dueWorkFor(organization, environment, now())) {
+        const kind = work.kind === "filestore-snapshot" ? "filestore-snapshot" : work.kind;
+        operations.push({
+          organization: organization.metadata.name,
+          environment: environment.name,
+          target: clusterOf(organization, environment),
+          kind,
+          params: work.kind === "backup" ? { backupType: work.backupType } : {},
+          dedupeKey: `schedule:${kind}:${organization.metadata.name}/${environment.name}`,
+          deadlineSeconds: SCHEDULED_DEADLINE_SECONDS,
+        });
+      }
+    }
+    return operations;
+  };
+
+  /**
+   * Runs a scheduled operation a worker claimed, if it is still due: another replica's run of the
+   * same slot may have ended between the tick that queued it and this claim.
+   */
+  const runScheduled = async (
+    operation: TScheduledOperation,
+  ): Promise<{ ran: boolean; reason?: string; result?: unknown }> => {
+    const organization = (await latestSpecs()).find((spec) => spec.metadata.name === operation.organization);
+    const environment =
+      organization === undefined
+        ? undefined
+        : backedUp(organization).find((item) => item.name === operation.environment);
+    if (organization === undefined || environment === undefined)
+      return { ran: false, reason: `${operation.organization}/${operation.environment} no longer has backups` };
+    const due = (await dueWorkFor(organization, environment, now())).find(
+      (work) =>
+        work.kind === operation.kind &&
+        (work.kind !== "backup" || work.backupType === (operation.params as { backupType?: string }).backupType),
+    );
+    if (due === undefined) return { ran: false, reason: "no longer due: a run since the tick covered it" };
+    const result = await runDueWork(organization, environment, due);
+    // A verification that found damage and a drill that failed ran, and failed at what they are for.
+    const outcome = result as { ok?: boolean; status?: string; error?: string | null } | undefined;
+    if (outcome?.ok === false)
+      throw new Error(`${operation.kind} of ${operation.environment} found damage: carehost backups lists it`);
+    if (outcome?.status === "failed")
+      throw new Error(
+        `${operation.kind} of ${operation.environment} failed: ${outcome.error ?? "carehost drills lists it"}`,
+      );
+    return { ran: true, result };
   };
 
   return {
@@ -1476,6 +1578,8 @@ export const recoveryServiceFactory = ({
     },
 
     runDueFor,
+    scheduledOperationsFor,
+    runScheduled,
 
     /**
      * Runs left "running" by a carehost that stopped midway (killed, so it could not say so) are

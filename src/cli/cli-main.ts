@@ -11,6 +11,7 @@ import { CliError, exitCodes } from "./cli-errors.js";
 import { registerExceptionCommands } from "./cli-exception-commands.js";
 import { printError } from "./cli-output.js";
 import { registerRecoveryCommands } from "./cli-recovery-commands.js";
+import { registerOperationCommands } from "./cli-operation-commands.js";
 import { registerRenderCommand } from "./cli-render-command.js";
 import { registerSecretCommands } from "./cli-secret-commands.js";
 import { registerServerCommands } from "./cli-server-commands.js";
@@ -36,6 +37,7 @@ export const buildProgram = (): Command => {
   registerAuthCommands(program, { client, url });
   registerSecretCommands(program, { client });
   registerRecoveryCommands(program, { client });
+  registerOperationCommands(program, { client });
   // Sub-commands inherit the usage-error behaviour so every parse failure exits with 2.
   for (const command of program.commands) {
     command.exitOverride();

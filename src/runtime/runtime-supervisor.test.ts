@@ -23,12 +23,10 @@ void describe("the runtime supervisor", () => {
           return Promise.resolve();
         },
       },
-      recovery: {
-        runDueFor: async (spec) => {
-          dueRuns.set(spec.metadata.name, (dueRuns.get(spec.metadata.name) ?? 0) + 1);
-          if (spec.metadata.name === "slow-clinic") await slowBackup;
-          return 1;
-        },
+      schedule: async (spec) => {
+        dueRuns.set(spec.metadata.name, (dueRuns.get(spec.metadata.name) ?? 0) + 1);
+        if (spec.metadata.name === "slow-clinic") await slowBackup;
+        return 1;
       },
       latestSpecs: () => Promise.resolve([organization("slow-clinic"), organization("fast-clinic")]),
       audit: { append: () => Promise.resolve(undefined as never) },

@@ -7,13 +7,12 @@
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { systemContext } from "../lib/request-context.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
-import type { TRecoveryService } from "../backup/recovery-service.js";
 import type { TLocalRuntime } from "./local/local-runtime.js";
 
 type TSupervisorDeps = {
   runtime: Pick<TLocalRuntime, "restartStopped" | "heartbeat">;
-  /** Backups and drills the schedules say are due run from the same loop, one pass per organization at a time. */
-  recovery?: Pick<TRecoveryService, "runDueFor">;
+  /** Queues the backups, verifications and drills the schedules say are due, from the same loop. */
+  schedule?: (spec: TOrganizationSpec) => Promise<unknown>;
   latestSpecs: () => Promise<TOrganizationSpec[]>;
   audit: { append: TAuditAppend };
   intervalMs: number;
@@ -22,7 +21,7 @@ type TSupervisorDeps = {
 
 export const runtimeSupervisorFactory = ({
   runtime,
-  recovery,
+  schedule,
   latestSpecs,
   audit,
   intervalMs,
@@ -48,7 +47,7 @@ export const runtimeSupervisorFactory = ({
     }
     // The heartbeat a restore drill reads back to measure the achieved RPO.
     await runtime.heartbeat(spec).catch(onError);
-    await recovery?.runDueFor(spec);
+    await schedule?.(spec);
     return restarted;
   };
 

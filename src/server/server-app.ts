@@ -19,6 +19,7 @@ import { registerAuthRoutes } from "./routes/auth-routes.js";
 import { registerExceptionRoutes } from "./routes/exception-routes.js";
 import { registerGitopsRoutes } from "./routes/gitops-routes.js";
 import { registerHealthRoutes } from "./routes/health-routes.js";
+import { registerOperationRoutes } from "./routes/operation-routes.js";
 import { registerRecoveryRoutes } from "./routes/recovery-routes.js";
 import { registerSecretRoutes } from "./routes/secret-routes.js";
 import { registerSpecRoutes } from "./routes/spec-routes.js";
@@ -150,6 +151,7 @@ export const buildServer = async (
   registerSecretRoutes(api, services);
   registerGitopsRoutes(api, services);
   registerRecoveryRoutes(api, services);
+  registerOperationRoutes(api, services);
   api.get("/api/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

@@ -5,6 +5,7 @@ import type { TExceptionService } from "../policy/policy-exception-service.js";
 import type { TSqlClient } from "../store/store-types.js";
 import type { TRecoveryService } from "../backup/recovery-service.js";
 import type { TGitopsService } from "../gitops/gitops-service.js";
+import type { TOperationService } from "../operations/operation-service.js";
 import type { TSecretsAdminService } from "../secrets/secrets-admin-service.js";
 import type { TStatusService } from "./status-service.js";
 
@@ -19,4 +20,5 @@ export type TServerServices = {
   readonly secrets: TSecretsAdminService;
   readonly gitops: TGitopsService;
   readonly recovery: TRecoveryService;
+  readonly operations: TOperationService;
 };

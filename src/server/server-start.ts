@@ -33,6 +33,12 @@ import { gitopsServiceFactory } from "../gitops/gitops-service.js";
 import { RENDERERS } from "../render/render-targets.js";
 import type { TRenderTarget } from "../render/render-types.js";
 import { recoveryServiceFactory } from "../backup/recovery-service.js";
+import type { TScheduledOperation } from "../backup/recovery-service.js";
+import { operationServiceFactory } from "../operations/operation-service.js";
+import { operationStoreFactory } from "../operations/operation-store.js";
+import type { TOperationHandler } from "../operations/operation-types.js";
+import { operationWorkerFactory } from "../operations/operation-worker.js";
+import type { TOperationWorker } from "../operations/operation-worker.js";
 import { secretScope, secretsAdminServiceFactory } from "../secrets/secrets-admin-service.js";
 import { loadMasterKey } from "../secrets/secrets-master-key.js";
 import { secretsServiceFactory } from "../secrets/secrets-service.js";
@@ -127,6 +133,11 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     audit: log,
     endCommands: endRunningCommands,
   });
+  // The operation queue: scheduled backups, verifications and drills are rows any replica's worker
+  // claims, so replicas sharing one PostgreSQL run each once and one dying hands its work on.
+  const operationStore = operationStoreFactory(db);
+  const wakeWorker = { wake: () => undefined as void };
+  const operations = operationServiceFactory({ store: operationStore, audit: log, wake: () => wakeWorker.wake() });
   const repositories = new Map<string, TGitopsRepository>();
   const gitops = gitopsServiceFactory({
     // A local bare repository per target in the data dir: Argo CD or Flux can sync from it (or a mirror of it).
@@ -166,7 +177,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   });
 
   const app = await buildServer(
-    { db, identity, environments, exceptions, audit, status, secrets: secretsAdmin, gitops, recovery },
+    { db, identity, environments, exceptions, audit, status, secrets: secretsAdmin, gitops, recovery, operations },
     {
       version: carehostVersion,
       transport,
@@ -240,12 +251,41 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const cliTokenTimer = setInterval(() => void renewCliTokenLogged(), options.cliTokenCheckMs ?? CLI_TOKEN_CHECK_MS);
   cliTokenTimer.unref();
 
+  const runScheduled: TOperationHandler = async ({ operation }) =>
+    recovery.runScheduled({
+      organization: operation.organization,
+      environment: operation.environment ?? "",
+      target: operation.target,
+      kind: operation.kind as TScheduledOperation["kind"],
+      params: operation.params,
+      dedupeKey: operation.dedupeKey ?? "",
+      deadlineSeconds: operation.deadlineSeconds,
+    });
+  const worker: TOperationWorker | undefined =
+    runtime === undefined
+      ? undefined
+      : operationWorkerFactory({
+          store: operationStore,
+          handlers: {
+            backup: runScheduled,
+            "filestore-snapshot": runScheduled,
+            verify: runScheduled,
+            drill: runScheduled,
+          },
+          pollMs: Math.min(config.runtime.superviseMs, 5000),
+          onInterrupted: operations.recordInterrupted,
+          onError: (error) => app.log.error({ err: error }, "running an operation failed"),
+        });
+  if (worker !== undefined) wakeWorker.wake = worker.wake;
   const supervisor =
     runtime === undefined
       ? undefined
       : runtimeSupervisorFactory({
           runtime,
-          recovery,
+          schedule: async (spec) => {
+            for (const due of await recovery.scheduledOperationsFor(spec))
+              await operations.enqueueAsSystem(due, "scheduler");
+          },
           latestSpecs: environments.latestSpecs,
           audit: log,
           intervalMs: config.runtime.superviseMs,
@@ -261,7 +301,16 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     const restored = await environments.reconcileRecorded(ctx);
     if (restored.length > 0)
       options.print(`Runtime: ${restored.length} action(s) to bring recorded environments back.`);
+    // PGlite is one process's database: an operation it holds as running was this process's
+    // before it stopped, and no other replica will ever renew its lease.
+    if (config.store.kind === "pglite") {
+      for (const interruptedOperation of await operationStore.interruptRunning(
+        "interrupted: carehost stopped before it finished",
+      ))
+        await operations.recordInterrupted(interruptedOperation);
+    }
     supervisor?.start();
+    worker?.start();
   }
 
   // An apply the last process stopped between its intent and its conclusion: the repository says
@@ -312,6 +361,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     app,
     stopEnvironments: async () => {
       await supervisor?.stop();
+      await worker?.stop(0);
       for (const spec of await environments.latestSpecs()) await runtime?.stopOrganization(spec);
     },
     /**
@@ -321,7 +371,10 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
      */
     close: async () => {
       clearInterval(cliTokenTimer);
+      // The worker stops claiming at once; what it runs ends as recovery.shutdown interrupts its runs.
+      const workerStopped = worker?.stop(0);
       const interrupted = await recovery.shutdown();
+      await workerStopped;
       if (interrupted > 0)
         options.print(
           `Recovery: ${interrupted} run(s) still going were marked interrupted; the next start repairs what they left.`,
