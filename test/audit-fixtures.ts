@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { auditLogFactory, type TAuditLogDeps, type TAuditLog } from "../src/audit/audit-log.js";
-import type { TAuditEvent } from "../src/audit/audit-types.js";
+import type { AuditEventType, TAuditEvent } from "../src/audit/audit-types.js";
 import type { TAuditAppend } from "../src/identity/identity-types.js";
 import type { TRequestContext } from "../src/lib/request-context.js";
 import type { TSqlClient } from "../src/store/store-types.js";
@@ -115,16 +115,24 @@ export const appendSamples = async (log: TAuditLog, count: number, offset = 0): 
 export const AUDIT_APPEND_INJECTED = /audit append failed \(injected\)/;
 
 /**
- * Makes every audit append fail inside the database, as a full disk or a lost connection would;
+ * Makes every audit append fail inside the database, as a full disk or a lost connection would,
+ * or (`only`) the appends of those event types, as the log's guard refusing one payload would;
  * the function it returns lets appends through again.
  */
 export const refuseAuditAppends = async (
   database: Pick<TAuditHarness["database"], "superuserQuery">,
+  only?: readonly AuditEventType[],
 ): Promise<() => Promise<void>> => {
   await database.superuserQuery(`CREATE OR REPLACE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
     $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
+  // The types are the catalogue's own names (letters, dots and underscores), checked again here before they enter SQL.
+  const types = (only ?? []).map((type) => {
+    if (!/^[a-z_.]+$/.test(type)) throw new Error(`refuseAuditAppends: ${JSON.stringify(type)} is no event type`);
+    return `'${type}'`;
+  });
+  const when = only === undefined ? "" : ` WHEN (NEW.type IN (${types.length === 0 ? "NULL" : types.join(", ")}))`;
   await database.superuserQuery(
-    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+    `CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW${when} EXECUTE FUNCTION refuse_audit()`,
   );
   return async () => {
     await database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");
