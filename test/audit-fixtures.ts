@@ -116,19 +116,23 @@ export const AUDIT_APPEND_INJECTED = /audit append failed \(injected\)/;
 
 /**
  * Makes every audit append fail inside the database, as a full disk or a lost connection would,
- * or (with `type`) only the appends of that event type, so a test can fail one step of several;
+ * or (`only`) the appends of those event types, as the log's guard refusing one payload would;
  * the function it returns lets appends through again.
  */
 export const refuseAuditAppends = async (
   database: Pick<TAuditHarness["database"], "superuserQuery">,
-  { type }: { readonly type?: AuditEventType } = {},
+  only?: readonly AuditEventType[],
 ): Promise<() => Promise<void>> => {
   await database.superuserQuery(`CREATE OR REPLACE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
     $$ BEGIN RAISE EXCEPTION 'audit append failed (injected)'; END $$`);
-  // Event types are identifiers from a fixed list; quoted all the same.
-  const when = type === undefined ? "" : `WHEN (NEW.type = '${type.replaceAll("'", "''")}')`;
+  // The types are the catalogue's own names (letters, dots and underscores), checked again here before they enter SQL.
+  const types = (only ?? []).map((type) => {
+    if (!/^[a-z_.]+$/.test(type)) throw new Error(`refuseAuditAppends: ${JSON.stringify(type)} is no event type`);
+    return `'${type}'`;
+  });
+  const when = only === undefined ? "" : ` WHEN (NEW.type IN (${types.length === 0 ? "NULL" : types.join(", ")}))`;
   await database.superuserQuery(
-    `CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW ${when} EXECUTE FUNCTION refuse_audit()`,
+    `CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW${when} EXECUTE FUNCTION refuse_audit()`,
   );
   return async () => {
     await database.superuserQuery("DROP TRIGGER refuse_audit ON audit_entries");

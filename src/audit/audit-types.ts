@@ -216,6 +216,17 @@ export const auditPayloadSchemas = {
   ]),
   "restore.failed": z.strictObject({ environment: name, target: name, destination: name, reason }),
   "restore.emergency": z.strictObject({ environment: name, target: name, reason, source: name.optional() }),
+  /**
+   * A backup, restore or drill whose work completed (the backup taken, the data restored, the
+   * drill measured) but whose own entry (backup.completed, restore.completed, drill.completed)
+   * could not be written: this stands in for it, so the log never calls finished work failed.
+   */
+  "recovery.completion_unrecorded": z.strictObject({
+    kind: z.enum(["backup", "restore", "drill"]),
+    environment: name,
+    run: z.number().int().positive(),
+    reason,
+  }),
   /** Written before a render is committed and pushed: a crash before its conclusion leaves this. */
   "gitops.commit_started": z.strictObject({
     organization: name,

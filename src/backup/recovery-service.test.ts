@@ -11,6 +11,8 @@ import {
 import { createRuntimeHarness, runtimeTestSpec, type TRuntimeHarness } from "../../test/runtime-fixtures.js";
 import { testDatabaseFactories } from "../../test/test-databases.js";
 import { readHeadSize } from "../audit/audit-store.js";
+import type { AuditEventType } from "../audit/audit-types.js";
+import { ConflictError } from "../lib/errors.js";
 import { systemContext } from "../lib/request-context.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { activeSlot } from "../spec/maintenance-window.js";
@@ -169,6 +171,7 @@ void describe("recovery service: failures are recorded, audited and alerted, and
           (await harness.db.query<{ count: number }>(`SELECT count(*)::int AS count FROM ${sql}`)).rows[0]!.count;
         const completed = (await harness.log.list({ type: "backup.completed", limit: 1000 })).length;
         const failed = (await harness.log.list({ type: "backup.failed", limit: 1000 })).length;
+        const unrecorded = (await harness.log.list({ type: "recovery.completion_unrecorded", limit: 1000 })).length;
         const restores = await count("restore_runs");
         const head = await readHeadSize(harness.db);
 
@@ -200,12 +203,134 @@ void describe("recovery service: failures are recorded, audited and alerted, and
         const [interrupted] = await service().listBackups(ctx, "prod");
         assert.equal(interrupted?.id, kept?.id);
         assert.equal(interrupted?.status, "interrupted");
-        assert.equal((await harness.log.list({ type: "backup.failed", limit: 1000 })).length, failed + 1);
+        // pgBackRest took it: it is interrupted as a backup whose end went unrecorded, not as one that failed or was stopped.
+        assert.match(interrupted?.error ?? "", /^completed, but its end could not be recorded: backup\.completed/);
+        assert.equal((await harness.log.list({ type: "backup.failed", limit: 1000 })).length, failed);
+        assert.equal(
+          (await harness.log.list({ type: "recovery.completion_unrecorded", limit: 1000 })).length,
+          unrecorded + 1,
+        );
         assert.equal((await harness.log.list({ type: "backup.completed", limit: 1000 })).length, completed);
         assert.equal((await harness.log.verify()).ok, true);
       } finally {
         if (harness !== auditHarness) await harness.dispose();
       }
     }
+  });
+  void describe("a backup, a restore or a drill that completed is never recorded failed when its entry cannot be written", () => {
+    const restoreInPlace = () =>
+      recovery.restore(ctx, {
+        environment: "prod",
+        target: { kind: "latest" },
+        inPlace: true,
+        // For when the test runs outside prod's maintenance window.
+        emergencyReason: "ransomware on the app server, incident 4713",
+      });
+    const count = async (type: AuditEventType) => (await auditHarness.log.list({ type, limit: 1000 })).length;
+    /** The newest recovery.completion_unrecorded entry (the log lists oldest first). */
+    const unrecordedEntry = async () =>
+      (await auditHarness.log.list({ type: "recovery.completion_unrecorded", limit: 1000 })).at(-1)?.entry.payload;
+    /** The run the error names, once it is checked to say the work completed and to carry the append's error as its cause. */
+    const completedButUnrecorded = async (
+      run: Promise<unknown>,
+      kind: string,
+      completedType: AuditEventType,
+      recorded: RegExp,
+    ): Promise<number> => {
+      let id = 0;
+      await assert.rejects(run, (error: unknown) => {
+        assert.ok(error instanceof ConflictError, String(error));
+        const said = new RegExp(
+          `^the ${kind} of "prod" \\(run #(\\d+)\\) completed, but ${completedType.replace(".", "\\.")} could not be written to the audit log \\(audit append failed \\(injected\\)\\); ${recorded.source}`,
+        ).exec(error.message);
+        assert.ok(said, error.message);
+        assert.match((error.cause as Error).message, AUDIT_APPEND_INJECTED);
+        id = Number(said[1]);
+        return true;
+      });
+      return id;
+    };
+    /** Runs `action` while the log refuses entries of `types` only, as its guard refusing one payload would. */
+    const refusedOnly = async <T>(types: readonly AuditEventType[], action: () => Promise<T>): Promise<T> => {
+      const allowAuditAppends = await refuseAuditAppends(auditHarness.database, types);
+      try {
+        return await action();
+      } finally {
+        await allowAuditAppends();
+      }
+    };
+    const instead = /its end is recorded with a recovery\.completion_unrecorded entry in place of /;
+
+    void it("a backup pgBackRest took ends succeeded, with recovery.completion_unrecorded for its backup.completed", async () => {
+      const failed = await count("backup.failed");
+      const backup = await refusedOnly(["backup.completed"], () =>
+        completedButUnrecorded(
+          recovery.backup(ctx, { environment: "prod", kind: "incr" }),
+          "backup",
+          "backup.completed",
+          instead,
+        ),
+      );
+      const run = (await recovery.listBackups(ctx, "prod")).find((each) => each.id === backup);
+      assert.equal(run?.status, "succeeded");
+      assert.ok((run?.label ?? "").length > 0);
+      assert.equal(await count("backup.failed"), failed);
+      assert.deepEqual(
+        { ...(await unrecordedEntry()), reason: undefined },
+        { kind: "backup", environment: "prod", run: backup, reason: undefined },
+      );
+    });
+
+    void it("an in-place restore that replaced the data ends succeeded, or stays running for the next start to record as completed unrecorded", async () => {
+      const failed = await count("restore.failed");
+      const restored = await refusedOnly(["restore.completed"], () =>
+        completedButUnrecorded(restoreInPlace(), "restore", "restore.completed", instead),
+      );
+      const run = (await recovery.listRestores(ctx, "prod")).find((each) => each.id === restored);
+      assert.equal(run?.status, "succeeded", "the data was replaced in place: the run must not say otherwise");
+      assert.equal(run?.error, null);
+      assert.equal(await count("restore.failed"), failed);
+      const entry = await unrecordedEntry();
+      assert.equal(entry?.kind, "restore");
+      assert.equal(entry?.run, restored);
+      assert.match(String(entry?.reason), /restore\.completed could not be written: audit append failed \(injected\)/);
+
+      // The log takes neither entry: the row stays "running", and the next start says the restore completed unrecorded.
+      const unrecorded = await count("recovery.completion_unrecorded");
+      const unnoted = await refusedOnly(["restore.completed", "recovery.completion_unrecorded"], () =>
+        completedButUnrecorded(
+          restoreInPlace(),
+          "restore",
+          "restore.completed",
+          /it stays "running" until the next start of carehost records it as recovery\.completion_unrecorded/,
+        ),
+      );
+      const running = (await recovery.listRestores(ctx, "prod")).find((each) => each.id === unnoted);
+      assert.equal(running?.status, "running");
+      assert.equal(await recovery.markInterrupted(), 1);
+      const reconciled = (await recovery.listRestores(ctx, "prod")).find((each) => each.id === unnoted);
+      assert.equal(reconciled?.status, "interrupted");
+      assert.match(
+        reconciled?.error ?? "",
+        /^completed, but its end could not be recorded: restore\.completed could not be written/,
+      );
+      assert.equal(await count("restore.failed"), failed);
+      assert.equal(await count("recovery.completion_unrecorded"), unrecorded + 1);
+      assert.equal((await unrecordedEntry())?.run, unnoted);
+      assert.equal((await auditHarness.log.verify()).ok, true);
+    });
+
+    void it("a drill that ran to its end keeps what it measured, with recovery.completion_unrecorded for its drill.completed", async () => {
+      const failed = await count("drill.failed");
+      const drilled = await refusedOnly(["drill.completed"], () =>
+        completedButUnrecorded(recovery.drill(ctx, { environment: "prod" }), "drill", "drill.completed", instead),
+      );
+      const run = (await recovery.listDrills(ctx, "prod")).find((each) => each.id === drilled);
+      // What the drill measured is its result (here no heartbeat, so no RPO: "failed" by its objectives), not an error.
+      assert.equal(run?.error, null);
+      assert.ok((run?.backupLabel ?? "").length > 0);
+      assert.equal(await count("drill.failed"), failed);
+      assert.equal((await unrecordedEntry())?.kind, "drill");
+    });
   });
 });

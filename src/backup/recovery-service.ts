@@ -139,6 +139,8 @@ export const clusterOf = (organization: TOrganizationSpec, environment: TEnviron
   `cluster/${organization.metadata.name}/${instanceNameOf(environment)}`;
 /** Why a run left "running" by a stopped carehost failed; what it half-made, the reconcile at the next start removes or finishes. */
 const INTERRUPTED = "interrupted: carehost stopped before it finished";
+/** How the error of a run whose work completed, and whose completion could not be recorded, begins. */
+const COMPLETED_UNRECORDED = "completed, but its end could not be recorded: ";
 const interruptedError = () =>
   new ConflictError(
     `${INTERRUPTED}; once carehost is up again (its start repairs what the run left half-done), run it again`,
@@ -338,6 +340,68 @@ export const recoveryServiceFactory = ({
       })
     ).result;
 
+  /**
+   * Ends the row of a run whose work is done (the backup taken, the data restored, the drill
+   * measured) with its `*.completed` entry. If that recording throws, the run is not recorded
+   * failed: a restore in place has replaced the data by now, and an auditor reading "failed" would
+   * believe it untouched. What is recorded instead says what happened, work completed and
+   * recording failed:
+   * - the row ends as the work did, with a recovery.completion_unrecorded entry in place of the
+   *   one the log refused (a payload its guard refuses, say);
+   * - when the log takes no entry at all, the row stays "running" (its ending never commits without
+   *   an entry) with that note in its error, and the next start ends it interrupted with the same
+   *   entry and note, not with `*.failed` and "carehost stopped".
+   * Either way the caller hears that the work completed and its record did not, with the
+   * recording's error as the cause, and is told not to run it again: a 409, whose words reach the
+   * client, not a 500 that the API reports as "the run failed".
+   */
+  const endCompleted = async (
+    ctx: TRequestContext,
+    run: {
+      table: "backup_runs" | "restore_runs" | "restore_drills";
+      id: number;
+      kind: "backup" | "restore" | "drill";
+      organization: TOrganizationSpec;
+      environment: TBackedUp;
+    },
+    set: string,
+    params: readonly TSqlValue[],
+    completed: TAuditEvent,
+  ): Promise<void> => {
+    let ended: boolean;
+    try {
+      ended = await endRow(ctx, run.table, run.id, set, params, [completed]);
+    } catch (error) {
+      const reason = `${COMPLETED_UNRECORDED}${completed.type} could not be written: ${message(error)}`.slice(0, 500);
+      const unrecorded: TAuditEvent = {
+        type: "recovery.completion_unrecorded",
+        outcome: "failure",
+        target: target(run.organization, run.environment),
+        payload: { kind: run.kind, environment: run.environment.name, run: run.id, reason },
+      };
+      let recorded: string;
+      try {
+        recorded = (await endRow(ctx, run.table, run.id, set, params, [unrecorded]))
+          ? `its end is recorded with a ${unrecorded.type} entry in place of ${completed.type}`
+          : "a stop of carehost marked it interrupted meanwhile";
+      } catch {
+        // Not an ending (the row stays "running"): only what the next start will say of it.
+        recorded = await db
+          .query(`UPDATE ${run.table} SET error = $2 WHERE id = $1 AND status = 'running'`, [run.id, reason])
+          .then(
+            () => `it stays "running" until the next start of carehost records it as ${unrecorded.type}`,
+            () => `it stays "running"; neither its end nor a note of it could be written`,
+          );
+      }
+      throw new ConflictError(
+        `the ${run.kind} of ${JSON.stringify(run.environment.name)} (run #${run.id}) completed, but ${completed.type} could not be written to the audit log (${message(error)}); ${recorded}. It need not be run again`,
+        [],
+        { cause: error },
+      );
+    }
+    if (!ended) throw interruptedError();
+  };
+
   const startBackup = async (
     ctx: TRequestContext,
     organization: TOrganizationSpec,
@@ -371,64 +435,9 @@ export const recoveryServiceFactory = ({
     id: number,
     onStep: (step: TRunStep) => void,
   ) => {
+    let result: Awaited<ReturnType<TLocalRuntime["backup"]>>;
     try {
-      const result = await runtimeOrRefuse().backup(organization, environment.name, kind);
-      const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-      const steps: TRunStep[] = [
-        {
-          step: "backup",
-          detail: `${result.label}: ${mb(result.databaseBytes)} database, ${mb(result.repositoryBytes)} written; filestore ${result.filestore.files} files, ${mb(result.filestore.bytesAdded)} added`,
-          durationMs: result.durationMs,
-        },
-      ];
-      steps.forEach(onStep);
-      const completed: TAuditEvent = {
-        type: "backup.completed",
-        outcome: "success",
-        target: target(organization, environment),
-        payload: {
-          environment: environment.name,
-          kind,
-          label: result.label,
-          databaseBytes: result.databaseBytes,
-          repositoryBytes: result.repositoryBytes,
-          durationMs: result.durationMs,
-          filestoreFiles: result.filestore.files,
-          filestoreBytes: result.filestore.bytes,
-          filestoreBytesAdded: result.filestore.bytesAdded,
-          ...(result.skippedRepositories.length === 0
-            ? {}
-            : {
-                skippedRepositories: result.skippedRepositories.map(({ name, type, reason }) => ({
-                  name,
-                  type,
-                  reason,
-                })),
-              }),
-        },
-      };
-      const ended = await endRow(
-        ctx,
-        "backup_runs",
-        id,
-        "status = 'succeeded', label = $2, database_bytes = $3, repository_bytes = $4, duration_ms = $5, finished_at = $6, result = $7, steps = $8",
-        [
-          result.label,
-          result.databaseBytes,
-          result.repositoryBytes,
-          result.durationMs,
-          now(),
-          JSON.stringify({ id, ...result }),
-          JSON.stringify(steps),
-        ],
-        [completed],
-      );
-      if (!ended) throw interruptedError();
-      const expired = await runExpire(ctx, organization, environment);
-      steps.push(expired);
-      onStep(expired);
-      await db.query("UPDATE backup_runs SET steps = $2 WHERE id = $1", [id, JSON.stringify(steps)]);
-      return { id, ...result };
+      result = await runtimeOrRefuse().backup(organization, environment.name, kind);
     } catch (error) {
       await endRow(
         ctx,
@@ -447,6 +456,61 @@ export const recoveryServiceFactory = ({
       );
       throw error;
     }
+    // The backup exists from here on: nothing below records it failed (endCompleted says why).
+    const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+    const steps: TRunStep[] = [
+      {
+        step: "backup",
+        detail: `${result.label}: ${mb(result.databaseBytes)} database, ${mb(result.repositoryBytes)} written; filestore ${result.filestore.files} files, ${mb(result.filestore.bytesAdded)} added`,
+        durationMs: result.durationMs,
+      },
+    ];
+    steps.forEach(onStep);
+    const completed: TAuditEvent = {
+      type: "backup.completed",
+      outcome: "success",
+      target: target(organization, environment),
+      payload: {
+        environment: environment.name,
+        kind,
+        label: result.label,
+        databaseBytes: result.databaseBytes,
+        repositoryBytes: result.repositoryBytes,
+        durationMs: result.durationMs,
+        filestoreFiles: result.filestore.files,
+        filestoreBytes: result.filestore.bytes,
+        filestoreBytesAdded: result.filestore.bytesAdded,
+        ...(result.skippedRepositories.length === 0
+          ? {}
+          : {
+              skippedRepositories: result.skippedRepositories.map(({ name, type, reason }) => ({
+                name,
+                type,
+                reason,
+              })),
+            }),
+      },
+    };
+    await endCompleted(
+      ctx,
+      { table: "backup_runs", id, kind: "backup", organization, environment },
+      "status = 'succeeded', label = $2, database_bytes = $3, repository_bytes = $4, duration_ms = $5, finished_at = $6, result = $7, steps = $8",
+      [
+        result.label,
+        result.databaseBytes,
+        result.repositoryBytes,
+        result.durationMs,
+        now(),
+        JSON.stringify({ id, ...result }),
+        JSON.stringify(steps),
+      ],
+      completed,
+    );
+    const expired = await runExpire(ctx, organization, environment);
+    steps.push(expired);
+    onStep(expired);
+    await db.query("UPDATE backup_runs SET steps = $2 WHERE id = $1", [id, JSON.stringify(steps)]);
+    return { id, ...result };
   };
 
   /**
@@ -644,19 +708,9 @@ export const recoveryServiceFactory = ({
           () => undefined,
         );
     };
+    let result: T;
     try {
-      const result = await restore(onStep);
-      await written;
-      const ended = await endRow(
-        ctx,
-        "restore_runs",
-        run.id,
-        "status = 'succeeded', steps = $2, duration_ms = $3, finished_at = $4, result = $5",
-        [JSON.stringify(result.steps), result.durationMs, now(), JSON.stringify(answer(result))],
-        [completed(result)],
-      );
-      if (!ended) throw interruptedError();
-      return result;
+      result = await restore(onStep);
     } catch (error) {
       await written;
       await endRow(
@@ -681,6 +735,16 @@ export const recoveryServiceFactory = ({
       );
       throw error;
     }
+    // The data is restored from here on: nothing below records the restore failed (endCompleted says why).
+    await written;
+    await endCompleted(
+      ctx,
+      { table: "restore_runs", id: run.id, kind: "restore", organization, environment },
+      "status = 'succeeded', steps = $2, duration_ms = $3, finished_at = $4, result = $5",
+      [JSON.stringify(result.steps), result.durationMs, now(), JSON.stringify(answer(result))],
+      completed(result),
+    );
+    return result;
   };
 
   const startDrill = async (
@@ -722,59 +786,12 @@ export const recoveryServiceFactory = ({
   ): Promise<TDrillRun> => {
     const objectives = { rto: environment.backup.rtoMinutes, rpo: environment.backup.rpoMinutes };
     const steps: TRunStep[] = [];
+    let drill: Awaited<ReturnType<TLocalRuntime["drill"]>>;
     try {
-      const drill = await runtimeOrRefuse().drill(organization, environment.name, (step) => {
+      drill = await runtimeOrRefuse().drill(organization, environment.name, (step) => {
         steps.push(step);
         onStep(step);
       });
-      const problems = [
-        ...(drill.amcheckPassed ? [] : [`pg_amcheck found problems: ${drill.amcheckOutput.slice(-300)}`]),
-        ...drill.databasesMissing.map((database) => `database ${database} is missing from the restore`),
-        ...(drill.rtoSeconds > objectives.rto * 60
-          ? [`achieved RTO ${Math.round(drill.rtoSeconds)} s exceeds the objective of ${objectives.rto} min`]
-          : []),
-        ...(drill.rpoSeconds === null
-          ? ["the achieved RPO could not be measured (no heartbeat in the restore)"]
-          : drill.rpoSeconds > objectives.rpo * 60
-            ? [`achieved RPO ${Math.round(drill.rpoSeconds)} s exceeds the objective of ${objectives.rpo} min`]
-            : []),
-      ];
-      const status = problems.length === 0 ? "passed" : "failed";
-      const event: TAuditEvent = {
-        type: "drill.completed",
-        outcome: status === "passed" ? "success" : "failure",
-        target: target(organization, environment),
-        payload: {
-          environment: environment.name,
-          backupLabel: drill.backupLabel,
-          // Not "passed": the audit log refuses payload keys that look like "password".
-          succeeded: status === "passed",
-          rtoSeconds: Math.round(drill.rtoSeconds * 1000) / 1000,
-          rpoSeconds: drill.rpoSeconds === null ? null : Math.round(drill.rpoSeconds * 1000) / 1000,
-          rtoObjectiveMinutes: objectives.rto,
-          rpoObjectiveMinutes: objectives.rpo,
-          amcheckClean: drill.amcheckPassed,
-          problems: problems.map((problem) => problem.slice(0, 500)).slice(0, 20),
-        },
-      };
-      const ended = await endRow(
-        ctx,
-        "restore_drills",
-        id,
-        "status = $2, backup_label = $3, rto_seconds = $4, rpo_seconds = $5, details = $6, finished_at = $7, steps = $8",
-        [
-          status,
-          drill.backupLabel,
-          drill.rtoSeconds,
-          drill.rpoSeconds,
-          JSON.stringify({ problems, tables: drill.tables }),
-          now(),
-          JSON.stringify(steps),
-        ],
-        [event],
-      );
-      if (!ended) throw interruptedError();
-      return (await drillRows("WHERE id = $1", [id]))[0]!;
     } catch (error) {
       await endRow(
         ctx,
@@ -793,6 +810,53 @@ export const recoveryServiceFactory = ({
       );
       throw error;
     }
+    // The drill ran to its end from here on: what it found is its result, never drill.failed (endCompleted says why).
+    const problems = [
+      ...(drill.amcheckPassed ? [] : [`pg_amcheck found problems: ${drill.amcheckOutput.slice(-300)}`]),
+      ...drill.databasesMissing.map((database) => `database ${database} is missing from the restore`),
+      ...(drill.rtoSeconds > objectives.rto * 60
+        ? [`achieved RTO ${Math.round(drill.rtoSeconds)} s exceeds the objective of ${objectives.rto} min`]
+        : []),
+      ...(drill.rpoSeconds === null
+        ? ["the achieved RPO could not be measured (no heartbeat in the restore)"]
+        : drill.rpoSeconds > objectives.rpo * 60
+          ? [`achieved RPO ${Math.round(drill.rpoSeconds)} s exceeds the objective of ${objectives.rpo} min`]
+          : []),
+    ];
+    const status = problems.length === 0 ? "passed" : "failed";
+    const event: TAuditEvent = {
+      type: "drill.completed",
+      outcome: status === "passed" ? "success" : "failure",
+      target: target(organization, environment),
+      payload: {
+        environment: environment.name,
+        backupLabel: drill.backupLabel,
+        // Not "passed": the audit log refuses payload keys that look like "password".
+        succeeded: status === "passed",
+        rtoSeconds: Math.round(drill.rtoSeconds * 1000) / 1000,
+        rpoSeconds: drill.rpoSeconds === null ? null : Math.round(drill.rpoSeconds * 1000) / 1000,
+        rtoObjectiveMinutes: objectives.rto,
+        rpoObjectiveMinutes: objectives.rpo,
+        amcheckClean: drill.amcheckPassed,
+        problems: problems.map((problem) => problem.slice(0, 500)).slice(0, 20),
+      },
+    };
+    await endCompleted(
+      ctx,
+      { table: "restore_drills", id, kind: "drill", organization, environment },
+      "status = $2, backup_label = $3, rto_seconds = $4, rpo_seconds = $5, details = $6, finished_at = $7, steps = $8",
+      [
+        status,
+        drill.backupLabel,
+        drill.rtoSeconds,
+        drill.rpoSeconds,
+        JSON.stringify({ problems, tables: drill.tables }),
+        now(),
+        JSON.stringify(steps),
+      ],
+      event,
+    );
+    return (await drillRows("WHERE id = $1", [id]))[0]!;
   };
 
   const backupRows = async (where: string, params: readonly TSqlValue[]): Promise<TBackupRun[]> =>
@@ -1207,7 +1271,12 @@ export const recoveryServiceFactory = ({
     };
   };
 
-  /** Every run left "running" that `where` selects is interrupted, and audited as such. */
+  /**
+   * Every run left "running" that `only` selects (all when absent) is interrupted, and audited as
+   * such. A run whose work had completed when recording its end failed (its error begins with
+   * COMPLETED_UNRECORDED, which endCompleted writes on the "running" row) keeps that error and is
+   * audited as recovery.completion_unrecorded: it neither failed nor was stopped.
+   */
   const interruptRows = async (ctx: TRequestContext, only?: readonly TRunRef[]): Promise<number> => {
     const reason = INTERRUPTED;
     const at = now();
@@ -1220,52 +1289,75 @@ export const recoveryServiceFactory = ({
             params: ids,
           };
     };
+    const completedUnrecorded = (
+      run: { id: number; organization: string; environment: string; error: string },
+      kind: "backup" | "restore" | "drill",
+    ): TAuditEvent | undefined =>
+      run.error.startsWith(COMPLETED_UNRECORDED)
+        ? {
+            type: "recovery.completion_unrecorded",
+            outcome: "failure",
+            target: targetNamed(run.organization, run.environment),
+            payload: { kind, environment: run.environment, run: run.id, reason: run.error.slice(0, 500) },
+          }
+        : undefined;
     // Every row this interrupts commits with its entry, or none does: a failed append leaves them "running" for the next try.
     const { result: interrupted } = await audit.recordChange(ctx, async (tx) => {
       const backupsOnly = selected(["backup", "verify"]);
       const backups = await tx.query<{
+        id: number;
         organization: string;
         environment: string;
         kind: "full" | "diff" | "incr" | "verify" | "filestore";
+        error: string;
       }>(
-        `UPDATE backup_runs SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${backupsOnly.where} RETURNING organization, environment, kind`,
+        `UPDATE backup_runs SET status = 'interrupted', error = COALESCE(error, $2), finished_at = $1 WHERE status = 'running'${backupsOnly.where} RETURNING id, organization, environment, kind, error`,
         [at, reason, ...backupsOnly.params],
       );
-      const events: TAuditEvent[] = backups.rows.map((run) => ({
-        type: "backup.failed",
-        outcome: "failure",
-        target: targetNamed(run.organization, run.environment),
-        payload: { environment: run.environment, kind: run.kind, reason },
-      }));
+      const events: TAuditEvent[] = backups.rows.map(
+        (run) =>
+          completedUnrecorded(run, "backup") ?? {
+            type: "backup.failed",
+            outcome: "failure",
+            target: targetNamed(run.organization, run.environment),
+            payload: { environment: run.environment, kind: run.kind, reason },
+          },
+      );
       const drillsOnly = selected(["drill"]);
-      const drills = await tx.query<{ organization: string; environment: string }>(
-        `UPDATE restore_drills SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${drillsOnly.where} RETURNING organization, environment`,
+      const drills = await tx.query<{ id: number; organization: string; environment: string; error: string }>(
+        `UPDATE restore_drills SET status = 'interrupted', error = COALESCE(error, $2), finished_at = $1 WHERE status = 'running'${drillsOnly.where} RETURNING id, organization, environment, error`,
         [at, reason, ...drillsOnly.params],
       );
       for (const run of drills.rows)
-        events.push({
-          type: "drill.failed",
-          outcome: "failure",
-          target: targetNamed(run.organization, run.environment),
-          payload: { environment: run.environment, reason },
-        });
+        events.push(
+          completedUnrecorded(run, "drill") ?? {
+            type: "drill.failed",
+            outcome: "failure",
+            target: targetNamed(run.organization, run.environment),
+            payload: { environment: run.environment, reason },
+          },
+        );
       const restoresOnly = selected(["restore"]);
       const restores = await tx.query<{
+        id: number;
         organization: string;
         environment: string;
         target: string;
         destination: string;
+        error: string;
       }>(
-        `UPDATE restore_runs SET status = 'interrupted', error = $2, finished_at = $1 WHERE status = 'running'${restoresOnly.where} RETURNING organization, environment, target, destination`,
+        `UPDATE restore_runs SET status = 'interrupted', error = COALESCE(error, $2), finished_at = $1 WHERE status = 'running'${restoresOnly.where} RETURNING id, organization, environment, target, destination, error`,
         [at, reason, ...restoresOnly.params],
       );
       for (const run of restores.rows)
-        events.push({
-          type: "restore.failed",
-          outcome: "failure",
-          target: targetNamed(run.organization, run.environment),
-          payload: { environment: run.environment, target: run.target, destination: run.destination, reason },
-        });
+        events.push(
+          completedUnrecorded(run, "restore") ?? {
+            type: "restore.failed",
+            outcome: "failure",
+            target: targetNamed(run.organization, run.environment),
+            payload: { environment: run.environment, target: run.target, destination: run.destination, reason },
+          },
+        );
       return { result: events.length, events };
     });
     return interrupted;

@@ -202,7 +202,7 @@ void describe("gitops apply when the audit log fails around the commit", () => {
     const harness = await createAuditHarness(testDatabaseFactories.pglite);
     const fixture = await gitopsFixture(harness);
     try {
-      const allowAuditAppends = await refuseAuditAppends(harness.database, { type: "gitops.commit_failed" });
+      const allowAuditAppends = await refuseAuditAppends(harness.database, ["gitops.commit_failed"]);
       // later.git does not exist yet: the push fails after the local commit.
       const failed = await fixture.service.apply(ctx, fixture.submission(LATER_REMOTE, 11), "compose").then(
         () => assert.fail("the apply succeeded"),
@@ -232,7 +232,7 @@ void describe("gitops apply when the audit log fails around the commit", () => {
     const harness = await createAuditHarness(testDatabaseFactories.pglite);
     const fixture = await gitopsFixture(harness);
     try {
-      const allowAuditAppends = await refuseAuditAppends(harness.database, { type: "gitops.committed" });
+      const allowAuditAppends = await refuseAuditAppends(harness.database, ["gitops.committed"]);
       const applied = await fixture.service.apply(ctx, fixture.submission(LIVE_REMOTE, 9), "compose");
       await allowAuditAppends();
       assert.ok(applied.commit !== null);
@@ -277,11 +277,11 @@ void describe("gitops start-up reconciliation of an apply that stopped before it
         payload: { ...legacyPayload, commit: null, changedPathCount: 0 },
       });
       // Pushed, its conclusion refused.
-      const refusedCommitted = await refuseAuditAppends(harness.database, { type: "gitops.committed" });
+      const refusedCommitted = await refuseAuditAppends(harness.database, ["gitops.committed"]);
       const pushed = await fixture.service.apply(ctx, fixture.submission(LIVE_REMOTE, 9), "compose");
       await refusedCommitted();
       // Committed locally, the push failed (later.git is not there yet), its conclusion refused.
-      const refusedFailed = await refuseAuditAppends(harness.database, { type: "gitops.commit_failed" });
+      const refusedFailed = await refuseAuditAppends(harness.database, ["gitops.commit_failed"]);
       const unpushed = await fixture.service.apply(ctx, fixture.submission(LATER_REMOTE, 11), "compose").then(
         () => assert.fail("the push succeeded"),
         (error: unknown) => /^committed ([0-9a-f]{40}) locally/.exec((error as Error).message)?.[1],

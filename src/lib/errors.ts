@@ -5,8 +5,8 @@ export type TErrorDetail = { readonly path?: string; readonly message: string; r
 
 export class DomainError extends Error {
   readonly details: readonly TErrorDetail[];
-  constructor(message: string, details: readonly TErrorDetail[] = []) {
-    super(message);
+  constructor(message: string, details: readonly TErrorDetail[] = [], options?: ErrorOptions) {
+    super(message, options);
     this.name = new.target.name;
     this.details = details;
   }

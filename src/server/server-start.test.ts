@@ -142,7 +142,7 @@ void describe("carehost up: a GitOps apply the last process left without its aud
     try {
       const first = await start();
       let applied: Awaited<ReturnType<typeof carehost>>;
-      const allowAuditAppends = await refuseAuditAppends(database, { type: "gitops.committed" });
+      const allowAuditAppends = await refuseAuditAppends(database, ["gitops.committed"]);
       try {
         applied = await carehost("apply", "examples/northwind-health.yaml", "--target", "compose");
       } finally {
