@@ -89,7 +89,7 @@ import { readInstanceRecord } from "./runtime-instance.js";
 import { writeFileIfChanged } from "./runtime-files.js";
 import { finalBackupRepositoryOf, finalBackupSecretName, takeFinalBackup } from "./local-final-backup.js";
 import type { TFinalBackup } from "./local-final-backup.js";
-import { serialQueueByKey } from "../../lib/serial-queue.js";
+import { scopedLocks } from "../../lib/scoped-lock.js";
 import type {
   TRenderedRuntimeFile,
   TRenderedRuntimeRole,
@@ -195,11 +195,28 @@ export const localRuntimeFactory = ({
   now = () => new Date(),
 }: TLocalRuntimeDeps) => {
   const connections = new Map<string, pg.Client>();
-  // Lifecycle operations of one organization never overlap: the supervisor restarting a cluster
-  // while a reconcile starts it would have two pg_ctl start calls race on one data directory.
-  const lifecycle = serialQueueByKey();
+  // What changes the organization as a whole (reconcile, destroy, stop, and expire and verify,
+  // whose restic prune and check lock a repository its environments share) never overlaps
+  // anything else of it: the supervisor restarting a cluster while a reconcile starts it would
+  // have two pg_ctl start calls race on one data directory. What works on one instance (a cluster
+  // and its Redis: a backup, a restore, a drill, a crash restart) holds that instance only, so a
+  // restore hung on prod's cluster holds up neither staging's backups nor its crash restarts.
+  const locks = scopedLocks();
   const exclusive = <T>(organization: TOrganizationSpec, operation: () => Promise<T>): Promise<T> =>
-    lifecycle(organization.metadata.name, operation);
+    locks.whole(organization.metadata.name, operation);
+  const onInstancesOf = <T>(
+    organization: TOrganizationSpec,
+    environmentNames: readonly string[],
+    operation: () => Promise<T>,
+  ): Promise<T> => {
+    const environments = environmentNames.map((name) =>
+      organization.environments.find((environment) => environment.name === name),
+    );
+    // An environment the spec does not hold is refused inside (recoverable); hold everything meanwhile.
+    if (environments.some((environment) => environment === undefined)) return exclusive(organization, operation);
+    const instances = [...new Set(environments.map((environment) => instanceNameOf(environment!)))];
+    return locks.parts(organization.metadata.name, instances, operation);
+  };
   let owners: Promise<{ postgres: TOsUser | undefined; redis: TOsUser | undefined }> | undefined;
   const serviceOwners = () =>
     (owners ??= Promise.all([serviceUser("postgres"), serviceUser("redis")]).then(([postgres, redis]) => ({
@@ -684,13 +701,17 @@ export const localRuntimeFactory = ({
   };
 
   /** Starts every process of the organization that has stopped (crash, reboot); returns what it restarted. */
-  const restartStoppedNow = async (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => {
+  const restartStoppedNow = async (
+    organization: TOrganizationSpec,
+    /** The instances to look at; every one when absent (under the whole organization's lock). */
+    only?: ReadonlySet<string>,
+  ): Promise<TRuntimeAction[]> => {
     const placement = placeOrganization(organization);
     const org = placement.organization;
     const actions: TRuntimeAction[] = [];
     const owner = await serviceOwners();
     const ca = await certificateAuthority(org);
-    for (const cluster of placement.clusters) {
+    for (const cluster of placement.clusters.filter((each) => only?.has(each.name) ?? true)) {
       const directory = clusterDirectory(root, org, cluster.name);
       const record = await readInstanceRecord(directory);
       const instance: TPostgresCluster | undefined =
@@ -707,7 +728,7 @@ export const localRuntimeFactory = ({
         actions.push({ target: `postgres/${cluster.name}`, action: `restarted (port ${instance.port})` });
       }
     }
-    for (const redis of placement.redis) {
+    for (const redis of placement.redis.filter((each) => only?.has(each.name) ?? true)) {
       const directory = redisDirectory(root, org, redis.name);
       const record = await readInstanceRecord(directory);
       if (record === undefined) continue;
@@ -881,8 +902,15 @@ export const localRuntimeFactory = ({
       planLocalChange(await renderNow(applied), await renderNow(proposed)),
 
     /** Starts every process of the organization that has stopped (crash, reboot); returns what it restarted. */
-    restartStopped: (organization: TOrganizationSpec): Promise<TRuntimeAction[]> =>
-      exclusive(organization, () => restartStoppedNow(organization)),
+    restartStopped: (organization: TOrganizationSpec): Promise<TRuntimeAction[]> => {
+      // An instance a backup, restore or drill holds is that action's to stop and start (an
+      // in-place restore stops its cluster on purpose); the next pass looks at it again.
+      const placement = placeOrganization(organization);
+      const idle = [...new Set([...placement.clusters, ...placement.redis].map((instance) => instance.name))].filter(
+        (name) => !locks.partBusy(organization.metadata.name, name),
+      );
+      return locks.parts(organization.metadata.name, idle, () => restartStoppedNow(organization, new Set(idle)));
+    },
 
     /** Removes one environment after its final backup (see destroyEnvironmentNow). */
     destroyEnvironment: (
@@ -904,7 +932,7 @@ export const localRuntimeFactory = ({
      * its source.
      */
     backup: (organization: TOrganizationSpec, environmentName: string, type: TBackupType) =>
-      exclusive(organization, async () => {
+      onInstancesOf(organization, [environmentName], async () => {
         const source = await recoverable(organization, environmentName);
         const started = process.hrtime.bigint();
         // One id pairs the database backup (a pgBackRest annotation, in every repository) with the
@@ -953,7 +981,7 @@ export const localRuntimeFactory = ({
      * newest one: the filestore's own recovery point. Returns undefined when nothing changed.
      */
     snapshotFilestore: (organization: TOrganizationSpec, environmentName: string) =>
-      exclusive(organization, async () => {
+      onInstancesOf(organization, [environmentName], async () => {
         const source = await recoverable(organization, environmentName);
         const [repository] = source.filestoreRepositories;
         const directory = filestoreDirectoryOf(root, organization.metadata.name, { name: environmentName });
@@ -1059,205 +1087,213 @@ export const localRuntimeFactory = ({
       destination: TRestoreDestination,
       onStep: (step: TRestoreStep) => void = () => undefined,
     ) =>
-      exclusive(organization, async () => {
-        const started = process.hrtime.bigint();
-        const steps: TRestoreStep[] = [];
-        const step = async <T>(
-          name: TRestoreStep["step"],
-          run: () => Promise<{ detail: string; value: T }>,
-        ): Promise<T> => {
-          const begun = process.hrtime.bigint();
-          const { detail, value } = await run();
-          const done = { step: name, detail, durationMs: elapsedMs(begun) };
-          steps.push(done);
-          onStep(done);
-          return value;
-        };
-        const org = organization.metadata.name;
-        const source = await step("secrets", async () => ({
-          detail: "repository passphrases, cluster admin and CA read from the secret store",
-          value: await recoverable(organization, environmentName),
-        }));
-        // Before anything is touched: a target the archive does not reach is refused now, not after a recovery that ends early.
-        const { detail: archived, target } = await ensureTargetArchived(source, requested, now());
-        const [repository] = source.filestoreRepositories;
-        // When the instant is known up front (latest, a time), the filestore is fetched while
-        // PostgreSQL restores, which shortens the RTO by the filestore's whole download; its step
-        // still completes after PostgreSQL's, in the documented order. An LSN's instant is known only
-        // once PostgreSQL has replayed to it.
-        const fetchFilestore = (into: string) =>
-          target.kind === "lsn" || repository === undefined
-            ? undefined
-            : settled(
-                restoreFilestore(repository, environmentName, target.kind === "time" ? target.time : undefined, into),
+      // The source's instance, and the one whose data a restore over another environment replaces.
+      onInstancesOf(
+        organization,
+        destination.kind === "environment" ? [environmentName, destination.name] : [environmentName],
+        async () => {
+          const started = process.hrtime.bigint();
+          const steps: TRestoreStep[] = [];
+          const step = async <T>(
+            name: TRestoreStep["step"],
+            run: () => Promise<{ detail: string; value: T }>,
+          ): Promise<T> => {
+            const begun = process.hrtime.bigint();
+            const { detail, value } = await run();
+            const done = { step: name, detail, durationMs: elapsedMs(begun) };
+            steps.push(done);
+            onStep(done);
+            return value;
+          };
+          const org = organization.metadata.name;
+          const source = await step("secrets", async () => ({
+            detail: "repository passphrases, cluster admin and CA read from the secret store",
+            value: await recoverable(organization, environmentName),
+          }));
+          // Before anything is touched: a target the archive does not reach is refused now, not after a recovery that ends early.
+          const { detail: archived, target } = await ensureTargetArchived(source, requested, now());
+          const [repository] = source.filestoreRepositories;
+          // When the instant is known up front (latest, a time), the filestore is fetched while
+          // PostgreSQL restores, which shortens the RTO by the filestore's whole download; its step
+          // still completes after PostgreSQL's, in the documented order. An LSN's instant is known only
+          // once PostgreSQL has replayed to it.
+          const fetchFilestore = (into: string) =>
+            target.kind === "lsn" || repository === undefined
+              ? undefined
+              : settled(
+                  restoreFilestore(repository, environmentName, target.kind === "time" ? target.time : undefined, into),
+                );
+          const filestoreOf = async (
+            fetching: Promise<TSettled<TFilestoreRestore>> | undefined,
+            restoredUntil: () => Promise<Date | null | undefined>,
+            into: string,
+          ) =>
+            fetching === undefined
+              ? restoreFilestore(repository!, environmentName, (await restoredUntil()) ?? undefined, into)
+              : unwrap(await fetching);
+          if (destination.kind === "copy") {
+            const name = destination.name;
+            if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(name))
+              throw new ValidationError(
+                `--into ${JSON.stringify(name)} is not a name (lowercase letters, digits and hyphens)`,
               );
-        const filestoreOf = async (
-          fetching: Promise<TSettled<TFilestoreRestore>> | undefined,
-          restoredUntil: () => Promise<Date | null | undefined>,
-          into: string,
-        ) =>
-          fetching === undefined
-            ? restoreFilestore(repository!, environmentName, (await restoredUntil()) ?? undefined, into)
-            : unwrap(await fetching);
-        if (destination.kind === "copy") {
-          const name = destination.name;
-          if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(name))
-            throw new ValidationError(
-              `--into ${JSON.stringify(name)} is not a name (lowercase letters, digits and hyphens)`,
-            );
-          const directory = join(root, org, "restores", name);
-          if ((await stat(directory).catch(() => undefined)) !== undefined) {
-            throw new ValidationError(
-              `a restored copy named ${JSON.stringify(name)} already exists at ${directory}; choose another --into name`,
-            );
-          }
-          await mkdir(directory, { recursive: true, mode: 0o711 });
-          // Present until the copy is whole: a carehost killed midway leaves it, and the next reconcile removes the copy.
-          await writeFile(
-            join(directory, RESTORING_MARKER),
-            JSON.stringify({ source: environmentName, target, startedAt: now() }),
-          );
-          const fetching = fetchFilestore(join(directory, "filestore"));
-          try {
-            const scratch = await step("postgresql", async () => {
-              const cluster = await restoreToScratch(source, join(directory, "postgres"), target);
-              return { detail: `${archived}; restored into a new cluster on port ${cluster.port}`, value: cluster };
-            });
-            const filestore = await step("filestore", async () => {
-              if (repository === undefined) return { detail: "no repository", value: undefined };
-              const restored = await filestoreOf(
-                fetching,
-                () => recoveredUntil(scratch, source),
-                join(directory, "filestore"),
+            const directory = join(root, org, "restores", name);
+            if ((await stat(directory).catch(() => undefined)) !== undefined) {
+              throw new ValidationError(
+                `a restored copy named ${JSON.stringify(name)} already exists at ${directory}; choose another --into name`,
               );
+            }
+            await mkdir(directory, { recursive: true, mode: 0o711 });
+            // Present until the copy is whole: a carehost killed midway leaves it, and the next reconcile removes the copy.
+            await writeFile(
+              join(directory, RESTORING_MARKER),
+              JSON.stringify({ source: environmentName, target, startedAt: now() }),
+            );
+            const fetching = fetchFilestore(join(directory, "filestore"));
+            try {
+              const scratch = await step("postgresql", async () => {
+                const cluster = await restoreToScratch(source, join(directory, "postgres"), target);
+                return { detail: `${archived}; restored into a new cluster on port ${cluster.port}`, value: cluster };
+              });
+              const filestore = await step("filestore", async () => {
+                if (repository === undefined) return { detail: "no repository", value: undefined };
+                const restored = await filestoreOf(
+                  fetching,
+                  () => recoveredUntil(scratch, source),
+                  join(directory, "filestore"),
+                );
+                return {
+                  detail: `${restored.files} files from snapshot ${restored.snapshots.join(" + ")}${restored.excludedNewer > 0 ? `, ${restored.excludedNewer} newer than the target left out` : ""}`,
+                  value: restored,
+                };
+              });
+              await step("redis", async () => ({
+                detail: "a copy gets no Redis: sessions are never restored",
+                value: undefined,
+              }));
+              await step("application", async () => ({ detail: "not deployed on this runtime", value: undefined }));
+              await step("ingress", async () => ({ detail: "not deployed on this runtime", value: undefined }));
+              await rm(join(directory, RESTORING_MARKER), { force: true });
               return {
-                detail: `${restored.files} files from snapshot ${restored.snapshots.join(" + ")}${restored.excludedNewer > 0 ? `, ${restored.excludedNewer} newer than the target left out` : ""}`,
-                value: restored,
+                directory,
+                port: scratch.port,
+                database: databaseNameOf({ name: environmentName }),
+                filestoreFiles: filestore?.files ?? 0,
+                steps,
+                durationMs: elapsedMs(started),
               };
+            } catch (error) {
+              // Nothing half-made stays behind: the fetch is let finish, the copy's cluster stopped and its directory removed.
+              await fetching;
+              await stopCopies(join(root, org, "restores"), [name]);
+              await rm(directory, { recursive: true, force: true });
+              throw error;
+            }
+          }
+          const environment = organization.environments.find((item) => item.name === environmentName)!;
+          // A shared cluster restored physically would roll its neighbours back: only the one database moves.
+          if (destination.kind === "environment" || environment.hosting !== "dedicated") {
+            const intoName = destination.kind === "environment" ? destination.name : environmentName;
+            const into = organization.environments.find((item) => item.name === intoName);
+            if (into === undefined)
+              throw new NotFoundError(`environment ${JSON.stringify(intoName)} is not part of organization ${org}`);
+            const access = await adminAccessOf(organization, into);
+            if ((await runningPid(access.cluster)) === undefined) {
+              throw new ValidationError(
+                `the PostgreSQL cluster "${access.cluster.name}" of ${JSON.stringify(into.name)} is not running; start it (carehost reconcile) before restoring into it`,
+              );
+            }
+            // Short: the scratch cluster's Unix socket path must stay under 107 bytes. No copy name has a dot.
+            const scratchDirectory = join(root, org, "restores", `${into.name}.into`);
+            if ((await stat(scratchDirectory).catch(() => undefined)) !== undefined) {
+              throw new ValidationError(
+                `an interrupted restore into ${JSON.stringify(into.name)} is still to be cleaned up (${scratchDirectory}); run carehost reconcile first`,
+              );
+            }
+            const { filestoreFiles } = await restoreOver({
+              source,
+              sourceEnvironment: environmentName,
+              into: {
+                environment: into,
+                access,
+                tenant: await tenantOf(secrets, org, into),
+                filestoreDirectory: filestoreDirectoryOf(root, org, into),
+              },
+              target,
+              scratchDirectory,
+              markerName: RESTORING_MARKER,
+              step: (name, run) => step(name, run),
+              flushSessions: (environment) => flushSessions(organization, environment),
+              ...(into.backup.enabled
+                ? {
+                    snapshotRestoredFilestore: async () =>
+                      snapshotFilestore(
+                        (await recoverable(organization, into.name)).filestoreRepositories,
+                        filestoreDirectoryOf(root, org, into),
+                        { organization: org, environment: into.name },
+                      ),
+                  }
+                : {}),
+              now,
             });
-            await step("redis", async () => ({
-              detail: "a copy gets no Redis: sessions are never restored",
-              value: undefined,
-            }));
-            await step("application", async () => ({ detail: "not deployed on this runtime", value: undefined }));
-            await step("ingress", async () => ({ detail: "not deployed on this runtime", value: undefined }));
-            await rm(join(directory, RESTORING_MARKER), { force: true });
             return {
-              directory,
-              port: scratch.port,
-              database: databaseNameOf({ name: environmentName }),
-              filestoreFiles: filestore?.files ?? 0,
+              directory: access.cluster.directory,
+              port: access.cluster.port,
+              database: databaseNameOf(into),
+              filestoreFiles,
               steps,
               durationMs: elapsedMs(started),
             };
-          } catch (error) {
-            // Nothing half-made stays behind: the fetch is let finish, the copy's cluster stopped and its directory removed.
-            await fetching;
-            await stopCopies(join(root, org, "restores"), [name]);
-            await rm(directory, { recursive: true, force: true });
-            throw error;
           }
-        }
-        const environment = organization.environments.find((item) => item.name === environmentName)!;
-        // A shared cluster restored physically would roll its neighbours back: only the one database moves.
-        if (destination.kind === "environment" || environment.hosting !== "dedicated") {
-          const intoName = destination.kind === "environment" ? destination.name : environmentName;
-          const into = organization.environments.find((item) => item.name === intoName);
-          if (into === undefined)
-            throw new NotFoundError(`environment ${JSON.stringify(intoName)} is not part of organization ${org}`);
-          const access = await adminAccessOf(organization, into);
-          if ((await runningPid(access.cluster)) === undefined) {
-            throw new ValidationError(
-              `the PostgreSQL cluster "${access.cluster.name}" of ${JSON.stringify(into.name)} is not running; start it (carehost reconcile) before restoring into it`,
-            );
-          }
-          // Short: the scratch cluster's Unix socket path must stay under 107 bytes. No copy name has a dot.
-          const scratchDirectory = join(root, org, "restores", `${into.name}.into`);
-          if ((await stat(scratchDirectory).catch(() => undefined)) !== undefined) {
-            throw new ValidationError(
-              `an interrupted restore into ${JSON.stringify(into.name)} is still to be cleaned up (${scratchDirectory}); run carehost reconcile first`,
-            );
-          }
-          const { filestoreFiles } = await restoreOver({
-            source,
-            sourceEnvironment: environmentName,
-            into: {
-              environment: into,
-              access,
-              tenant: await tenantOf(secrets, org, into),
-              filestoreDirectory: filestoreDirectoryOf(root, org, into),
-            },
-            target,
-            scratchDirectory,
-            markerName: RESTORING_MARKER,
-            step: (name, run) => step(name, run),
-            flushSessions: (environment) => flushSessions(organization, environment),
-            ...(into.backup.enabled
-              ? {
-                  snapshotRestoredFilestore: async () =>
-                    snapshotFilestore(
-                      (await recoverable(organization, into.name)).filestoreRepositories,
-                      filestoreDirectoryOf(root, org, into),
-                      { organization: org, environment: into.name },
-                    ),
-                }
-              : {}),
-            now,
+          const markerPath = join(source.cluster.directory, RESTORING_MARKER);
+          await writeFile(markerPath, JSON.stringify({ source: environmentName, target, startedAt: now() }));
+          await closeConnection({ connections }, `${org}/${source.cluster.name}`);
+          const live = filestoreDirectoryOf(root, org, environment);
+          const { incoming } = filestoreSwapNamesOf(live);
+          await rm(incoming, { recursive: true, force: true });
+          const fetching = fetchFilestore(incoming);
+          await step("postgresql", async () => {
+            await restoreInPlace(source, target).catch(async (error: unknown) => {
+              await fetching;
+              throw error;
+            });
+            return {
+              detail: `${archived}; restored in place (port ${source.cluster.port}, new timeline)`,
+              value: undefined,
+            };
           });
+          const restoredFiles = await step("filestore", async () => {
+            if (repository === undefined) return { detail: "no repository", value: 0 };
+            const restored = await filestoreOf(fetching, () => recoveredUntil(source.cluster, source), incoming);
+            await swapInFilestore(live, incoming);
+            // Snapshotted at once: the newest snapshot must be the restored filestore, or a drill, or a
+            // later restore to a time after this one, would bring back the files this restore removed.
+            await snapshotFilestore(source.filestoreRepositories, live, {
+              organization: org,
+              environment: environmentName,
+            });
+            return {
+              detail: `${restored.files} files from snapshot ${restored.snapshots.join(" + ")}`,
+              value: restored.files,
+            };
+          });
+          await step("redis", async () => ({
+            detail: await flushSessions(organization, environment),
+            value: undefined,
+          }));
+          await step("application", async () => ({ detail: "not deployed on this runtime", value: undefined }));
+          await step("ingress", async () => ({ detail: "not deployed on this runtime", value: undefined }));
+          await rm(markerPath, { force: true });
           return {
-            directory: access.cluster.directory,
-            port: access.cluster.port,
-            database: databaseNameOf(into),
-            filestoreFiles,
+            directory: source.cluster.directory,
+            port: source.cluster.port,
+            database: databaseNameOf(environment),
+            filestoreFiles: restoredFiles,
             steps,
             durationMs: elapsedMs(started),
           };
-        }
-        const markerPath = join(source.cluster.directory, RESTORING_MARKER);
-        await writeFile(markerPath, JSON.stringify({ source: environmentName, target, startedAt: now() }));
-        await closeConnection({ connections }, `${org}/${source.cluster.name}`);
-        const live = filestoreDirectoryOf(root, org, environment);
-        const { incoming } = filestoreSwapNamesOf(live);
-        await rm(incoming, { recursive: true, force: true });
-        const fetching = fetchFilestore(incoming);
-        await step("postgresql", async () => {
-          await restoreInPlace(source, target).catch(async (error: unknown) => {
-            await fetching;
-            throw error;
-          });
-          return {
-            detail: `${archived}; restored in place (port ${source.cluster.port}, new timeline)`,
-            value: undefined,
-          };
-        });
-        const restoredFiles = await step("filestore", async () => {
-          if (repository === undefined) return { detail: "no repository", value: 0 };
-          const restored = await filestoreOf(fetching, () => recoveredUntil(source.cluster, source), incoming);
-          await swapInFilestore(live, incoming);
-          // Snapshotted at once: the newest snapshot must be the restored filestore, or a drill, or a
-          // later restore to a time after this one, would bring back the files this restore removed.
-          await snapshotFilestore(source.filestoreRepositories, live, {
-            organization: org,
-            environment: environmentName,
-          });
-          return {
-            detail: `${restored.files} files from snapshot ${restored.snapshots.join(" + ")}`,
-            value: restored.files,
-          };
-        });
-        await step("redis", async () => ({ detail: await flushSessions(organization, environment), value: undefined }));
-        await step("application", async () => ({ detail: "not deployed on this runtime", value: undefined }));
-        await step("ingress", async () => ({ detail: "not deployed on this runtime", value: undefined }));
-        await rm(markerPath, { force: true });
-        return {
-          directory: source.cluster.directory,
-          port: source.cluster.port,
-          database: databaseNameOf(environment),
-          filestoreFiles: restoredFiles,
-          steps,
-          durationMs: elapsedMs(started),
-        };
-      }),
+        },
+      ),
 
     /**
      * Restores the latest backup (and filestore) into a scratch copy, checks and measures it, and
@@ -1268,7 +1304,7 @@ export const localRuntimeFactory = ({
       environmentName: string,
       onStep: (step: { step: string; detail: string; durationMs: number }) => void = () => undefined,
     ) =>
-      exclusive(organization, async () => {
+      onInstancesOf(organization, [environmentName], async () => {
         const source = await recoverable(organization, environmentName);
         // Short: the copy's Unix socket path must stay under 107 bytes.
         const directory = join(root, organization.metadata.name, "drills", now().getTime().toString(36));
