@@ -6,8 +6,9 @@
 // The data dir is CAREHOST_HOME, else ./.carehost when it exists, else the one the last local
 // `carehost up` recorded in the user's config dir, so `carehost status` works from any directory.
 // Files are read only when their mode keeps other users out, as ssh does with private keys.
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { CliError } from "./cli-errors.js";
@@ -86,13 +87,23 @@ export const resolveServer = async (
   return { url, token: await readLocalToken(), reloadToken: readLocalToken };
 };
 
-/** Written whole or not at all (a temporary file renamed over it): a reader never sees half a token. */
+/**
+ * Written whole or not at all (a temporary file renamed over it): a reader never sees half a token.
+ * The temporary name is random, so two writers of one path (the server renewing its token while
+ * another start writes it, two `carehost login`s) never write into or rename each other's file.
+ */
 export const writePrivateFile = async (path: string, content: string): Promise<void> => {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const written = `${path}.${process.pid}.tmp`;
-  await writeFile(written, content, { mode: 0o600 });
-  await chmod(written, 0o600);
-  await rename(written, path);
+  const written = `${path}.${randomBytes(8).toString("hex")}.tmp`;
+  try {
+    await writeFile(written, content, { mode: 0o600, flag: "wx" });
+    await chmod(written, 0o600);
+    await rename(written, path);
+  } catch (error) {
+    // Best effort: what the caller needs is the error that stopped the write, not one from tidying up.
+    await rm(written, { force: true }).catch(() => undefined);
+    throw error;
+  }
 };
 
 export const saveLogin = (credentials: TLoginCredentials): Promise<void> =>
