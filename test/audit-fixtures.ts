@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { auditLogFactory, type TAuditLogDeps, type TAuditLog } from "../src/audit/audit-log.js";
-import type { AuditEventType, TAuditEvent } from "../src/audit/audit-types.js";
+import { auditEventContext, type AuditEventType, type TAuditEvent } from "../src/audit/audit-types.js";
 import type { TAuditAppend } from "../src/identity/identity-types.js";
 import type { TRequestContext } from "../src/lib/request-context.js";
 import type { TSqlClient } from "../src/store/store-types.js";
@@ -101,7 +101,10 @@ export const recordChangeThrough =
   async (ctx, change) => ({
     result: await db.transaction(async (tx) => {
       const { result, events } = await change(tx);
-      for (const event of events) await append(ctx, event);
+      for (const item of events) {
+        const { ctx: eventCtx, event } = auditEventContext(ctx, item);
+        await append(eventCtx, event);
+      }
       return result;
     }),
     seqs: [],

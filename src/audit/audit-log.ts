@@ -23,13 +23,15 @@ import {
   writeBatch,
   writeEntries,
 } from "./audit-store.js";
-import type {
-  TAuditBundle,
-  TAuditEntry,
-  TAuditEvent,
-  TAuditListQuery,
-  TAuditVerifyReport,
-  TCheckpoint,
+import {
+  auditEventContext,
+  type TAuditBundle,
+  type TAuditEntry,
+  type TAuditEvent,
+  type TAuditEventUnder,
+  type TAuditListQuery,
+  type TAuditVerifyReport,
+  type TCheckpoint,
 } from "./audit-types.js";
 import { verifyAuditLog } from "./audit-verify.js";
 
@@ -259,13 +261,16 @@ export const auditLogFactory = ({
 
   const recordChange = async <T>(
     ctx: TRequestContext,
-    change: (tx: TSqlExecutor) => Promise<{ result: T; events: readonly TAuditEvent[] }>,
+    change: (tx: TSqlExecutor) => Promise<{ result: T; events: readonly (TAuditEvent | TAuditEventUnder)[] }>,
   ): Promise<{ result: T; seqs: number[] }> => {
     if (closed) throw new ValidationError("audit log is closed");
     const committed = db.transaction(async (tx) => {
       const { result, events } = await change(tx);
       // Stamped and guarded inside the transaction: a payload the guard refuses rolls the change back.
-      const stamped = events.map((event) => pendingEntryOf(ctx, event, now()));
+      const stamped = events.map((item) => {
+        const { ctx: eventCtx, event } = auditEventContext(ctx, item);
+        return pendingEntryOf(eventCtx, event, now());
+      });
       return { result, written: stamped.length === 0 ? undefined : await writeEntries(tx, stamped) };
     });
     changesInFlight.add(committed);
@@ -296,7 +301,8 @@ export const auditLogFactory = ({
      * change and its entries commit together or not at all, so neither a payload the secret guard
      * refuses nor a crash between the two can leave a change nobody audited. `change` must run its
      * statements on `tx` only (on PGlite a statement outside it waits for this transaction to end)
-     * and must not touch anything outside the database, which a rollback cannot undo.
+     * and must not touch anything outside the database, which a rollback cannot undo. Each event
+     * is recorded under `ctx` unless it comes with a context of its own (TAuditEventUnder).
      */
     recordChange,
 

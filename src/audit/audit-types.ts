@@ -2,7 +2,7 @@
 // in `auditPayloadSchemas`: its name and the zod schema of its payload. Payloads are strict
 // objects (unknown keys refused) and hold digests, names and reasons, never secret values.
 import { z } from "zod";
-import { roles } from "../lib/request-context.js";
+import { roles, type TRequestContext } from "../lib/request-context.js";
 
 const role = z.enum(roles);
 const digest = z.string().min(1).max(200);
@@ -278,6 +278,18 @@ export type TAuditEvent = {
     readonly payload: TAuditPayloads[K];
   };
 }[AuditEventType];
+
+/**
+ * An event a change records under a context of its own instead of the change's: a sweep that
+ * summarises several source addresses in one transaction files each summary under its source.
+ */
+export type TAuditEventUnder = { readonly ctx: TRequestContext; readonly event: TAuditEvent };
+
+/** The context an event of a change is recorded under: its own, or else the change's. */
+export const auditEventContext = (
+  changeCtx: TRequestContext,
+  item: TAuditEvent | TAuditEventUnder,
+): { ctx: TRequestContext; event: TAuditEvent } => ("event" in item ? item : { ctx: changeCtx, event: item });
 
 /** The actor as recorded: the request's actor without anything that is not needed to name it. */
 export type TAuditActor =

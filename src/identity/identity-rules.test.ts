@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { recordChangeThrough } from "../../test/audit-fixtures.js";
+import { auditEventContext } from "../audit/audit-types.js";
 import { forEachStoreKind, type TTestDatabase } from "../../test/test-databases.js";
 import { environmentServiceFactory } from "../environments/environment-service.js";
 import { environmentStoreFactory } from "../environments/environment-store.js";
@@ -66,7 +67,10 @@ const withCarehost = async (
         // The change commits as the real log commits it; its events are recorded like appended ones.
         recordChange: async (ctx, change) => {
           const { result, events: changed } = await db.transaction(change);
-          for (const event of changed) await append(ctx, event);
+          for (const item of changed) {
+            const { ctx: eventCtx, event } = auditEventContext(ctx, item);
+            await append(eventCtx, event);
+          }
           return { result, seqs: [] };
         },
       },

@@ -13,7 +13,7 @@ import { systemContext, type TRequestContext, type TRole } from "../lib/request-
 import { migrations } from "../store/migrations/index.js";
 import { tokenExpiryMigration } from "../store/migrations/0012-token-expiry.js";
 import { migrate } from "../store/store-migrate.js";
-import type { TSqlClient } from "../store/store-types.js";
+import type { TSqlClient, TSqlExecutor } from "../store/store-types.js";
 import { identityServiceFactory } from "./identity-service.js";
 import type { TAuditAppend, TLoginLimits, TSessionLimits } from "./identity-types.js";
 
@@ -386,9 +386,11 @@ forEachStoreKind((kind, createDatabase) => {
           assert.deepEqual(audit.ofType("auth.login.rate_limited"), []);
           assert.equal(await service.summariseLoginFailures(), 0, "no window has closed yet");
 
-          // The next sign-in after the window closes writes its summary.
+          // A sign-in after the window closes writes nothing of it: the server's sweep writes its summary.
           clock.advance(600_000);
           await service.login(anonymous("192.0.2.50"), { username: "carl", password: strongPassword });
+          assert.deepEqual(audit.ofType("auth.login.failures"), []);
+          assert.equal(await service.summariseLoginFailures(), 1);
           const summaries = audit.ofType("auth.login.failures");
           assert.deepEqual(
             summaries.map(({ ctx, event }) => [
@@ -445,6 +447,90 @@ forEachStoreKind((kind, createDatabase) => {
           );
         },
       ));
+
+    it("costs a sign-in the same however many sources wait for a summary, which the sweep writes in bounded batches", async () => {
+      const database = await createDatabase();
+      try {
+        const client = await database.open();
+        let transactions = 0;
+        const counting = {
+          query: client.query.bind(client),
+          transaction: <T>(work: (tx: TSqlExecutor) => Promise<T>) => {
+            transactions += 1;
+            return client.transaction(work);
+          },
+        };
+        const audit = recordingAudit();
+        const clock = manualClock();
+        const service = identityServiceFactory({
+          db: counting,
+          audit: { append: audit.append, recordChange: recordChangeThrough(counting, audit.append) },
+          now: clock.now,
+          loginLimits: { perSourceAndUsername: 50, perSource: 50, windowSeconds: 60 },
+        });
+        await service.createUser(admin, {
+          username: "olga",
+          organizations: ["*"],
+          role: "viewer",
+          password: strongPassword,
+        });
+        const transactionsOf = async (work: () => Promise<unknown>) => {
+          const before = transactions;
+          await work();
+          return transactions - before;
+        };
+        const signIn = (sourceAddress: string) =>
+          service.login(anonymous(sourceAddress), { username: "olga", password: strongPassword });
+        const quiet = await transactionsOf(() => signIn("192.0.2.1"));
+
+        // Twelve sources, each with a failure audited on its own and one left for its window's summary.
+        const sources = Array.from({ length: 12 }, (_, index) => `198.51.100.${index + 10}`);
+        for (const sourceAddress of sources) {
+          for (let guess = 0; guess < 2; guess += 1)
+            await assert.rejects(
+              service.login(anonymous(sourceAddress), { username: "olga", password: "a wrong guess" }),
+              UnauthenticatedError,
+            );
+        }
+        clock.advance(60_000);
+        assert.equal(await transactionsOf(() => signIn("192.0.2.2")), quiet, "a sign-in does not sweep");
+        assert.deepEqual(audit.ofType("auth.login.failures"), []);
+
+        const batches: number[] = [];
+        for (let sweep = 0; sweep < 4; sweep += 1) {
+          assert.equal(
+            await transactionsOf(async () => batches.push(await service.summariseLoginFailures(5))),
+            1,
+            "one transaction per sweep",
+          );
+        }
+        assert.deepEqual(batches, [5, 5, 2, 0]);
+        // Each summary as a per-source sweep wrote it: under its own source address, by the login monitor.
+        assert.deepEqual(
+          audit
+            .ofType("auth.login.failures")
+            .map(({ ctx, event }) => [ctx.actor, ctx.sourceAddress, event.outcome, event.target, event.payload])
+            .sort((left, right) => String(left[1]).localeCompare(String(right[1]))),
+          sources.map((sourceAddress) => [
+            { kind: "system", name: "login-monitor" },
+            sourceAddress,
+            "failure",
+            "user:olga",
+            {
+              username: "olga",
+              failed: 1,
+              rateLimited: 0,
+              windowStart: "2030-01-01T00:00:00.000Z",
+              windowSeconds: 60,
+              firstAt: "2030-01-01T00:00:00.000Z",
+              lastAt: "2030-01-01T00:00:00.000Z",
+            },
+          ]),
+        );
+      } finally {
+        await database.dispose();
+      }
+    });
 
     it("creates an API token shown once, authenticates with it, and refuses it once revoked", () =>
       withIdentity(createDatabase, {}, async (service, { audit, client }) => {

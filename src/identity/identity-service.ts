@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { TAuditEvent, TAuditPayloads } from "../audit/audit-types.js";
+import type { TAuditEvent, TAuditEventUnder, TAuditPayloads } from "../audit/audit-types.js";
 import {
   ConflictError,
   ForbiddenError,
@@ -68,6 +68,9 @@ type TIdentityServiceDeps = {
    */
   organizationRules?: () => Promise<readonly TOrganizationIdentityRules[]>;
 };
+
+/** Windows one login-failure sweep summarises at most, so its transaction stays short in a flood. */
+export const LOGIN_SUMMARY_BATCH = 200;
 
 export const defaultSessionLimits: TSessionLimits = { absoluteHours: 12, idleMinutes: 30 };
 
@@ -182,7 +185,9 @@ export const identityServiceFactory = ({
    */
   const change = async <T>(
     ctx: TRequestContext,
-    work: (inTransaction: TIdentityStore) => Promise<{ result: T; events: readonly TAuditEvent[] }>,
+    work: (
+      inTransaction: TIdentityStore,
+    ) => Promise<{ result: T; events: readonly (TAuditEvent | TAuditEventUnder)[] }>,
   ): Promise<T> => (await audit.recordChange(ctx, (tx) => work(identityStoreIn(tx)))).result;
 
   /** The acting user, for actions that only make sense for a person (their own tokens, logout). */
@@ -209,19 +214,29 @@ export const identityServiceFactory = ({
     );
 
   /**
-   * One audit entry per closed window for the attempts that were not audited on their own. Run at
-   * every sign-in and by the server's timer, so a window closes in the log even once guessing stops.
-   * A window's claim commits with its summary: one the log refuses stays pending for the next sweep,
-   * and nothing is counted twice. Each entry carries the source address it summarises.
+   * One audit entry per closed window for the attempts that were not audited on their own, for at
+   * most `limit` windows (the oldest first) in one transaction. The server's timer runs it, never a
+   * sign-in: a sign-in costs the same however many sources have windows waiting, and a window
+   * closes in the log even once guessing stops. A window's claim commits with its summary: one the
+   * log refuses stays pending for the next sweep, and nothing is counted twice. Each entry is
+   * recorded under the source address it summarises.
    */
-  const summariseLoginFailures = async (at: Date): Promise<number> => {
-    let summarised = 0;
-    for (const sourceAddress of await store.sourcesWithClosedLoginWindows(at, limits.windowSeconds)) {
-      summarised += await change({ ...systemContext("login-monitor"), sourceAddress }, async (inTransaction) => {
-        const summaries = await inTransaction.claimClosedLoginWindows(at, limits.windowSeconds, sourceAddress);
-        return { result: summaries.length, events: summaries.map(summaryEvent) };
-      });
-    }
+  const summariseLoginFailures = async (at: Date, limit: number): Promise<number> => {
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new ValidationError(`a login-failure sweep takes at least one window, not ${String(limit)}`);
+    const monitor = systemContext("login-monitor");
+    const summarised = await change(monitor, async (inTransaction) => {
+      // Another replica is sweeping: its transaction holds the windows, and this tick has nothing to add.
+      if (!(await inTransaction.takeLoginSweep())) return { result: 0, events: [] };
+      const summaries = await inTransaction.claimClosedLoginWindows(at, limits.windowSeconds, limit);
+      return {
+        result: summaries.length,
+        events: summaries.map((summary) => ({
+          ctx: { ...monitor, sourceAddress: summary.sourceAddress },
+          event: summaryEvent(summary),
+        })),
+      };
+    });
     await store.forgetOldLoginAttempts(at, limits.windowSeconds);
     return summarised;
   };
@@ -382,7 +397,6 @@ export const identityServiceFactory = ({
       // People sometimes type their password into the username field: only a well-formed
       // username is written to the attempts table and the audit log.
       const username = usernamePattern.test(normalized) ? normalized : "(invalid username)";
-      await summariseLoginFailures(at);
       // A refusal filed as audited commits with its entry; one counted for its window's summary has none yet.
       const reservation = await change(ctx, async (inTransaction) => {
         const reserved = await inTransaction.reserveLoginAttempt({
@@ -748,8 +762,11 @@ export const identityServiceFactory = ({
       );
     },
 
-    /** Writes the summaries of sign-in failure windows that have closed; the number written. */
-    summariseLoginFailures: () => summariseLoginFailures(now()),
+    /**
+     * Writes the summaries of at most `limit` sign-in failure windows that have closed, in one
+     * transaction; the number written. The server's timer calls it; fewer than `limit` means none wait.
+     */
+    summariseLoginFailures: (limit = LOGIN_SUMMARY_BATCH) => summariseLoginFailures(now(), limit),
 
     /** What carehost's sign-in enforces right now, for the identity controls of the posture. */
     enforcement: async () => platformEnforcementOf(await rulesNow()),

@@ -490,26 +490,20 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
       return fileForAudit(tx, { ...attempt, id: attempt.attemptId, auditUsername: attempt.username });
     }),
 
-  /** The source addresses with attempts waiting in an audit window closed by `at`. */
-  sourcesWithClosedLoginWindows: async (at: Date, windowSeconds: number): Promise<string[]> =>
-    (
-      await db.query<{ source_address: string }>(
-        `SELECT DISTINCT source_address FROM login_attempts
-          WHERE audit_state = 'pending' AND audit_window_start <= $1 ORDER BY source_address`,
-        [new Date(at.getTime() - windowSeconds * 1000)],
-      )
-    ).rows.map((row) => row.source_address),
+  /**
+   * Whether this transaction is the one sweeping closed audit windows. Two sweeps at once (replicas)
+   * could each claim part of one window, writing two summaries for it, or deadlock over its rows;
+   * the second one finds the lock taken and leaves the windows to the first.
+   */
+  takeLoginSweep: async (): Promise<boolean> =>
+    (await db.query<{ taken: boolean }>("SELECT pg_try_advisory_xact_lock(3, 0) AS taken")).rows[0]!.taken,
 
   /**
-   * Claims the waiting attempts of one source's audit windows closed by `at`, one summary per
-   * window. The claim is one statement, so two replicas sweeping at once never summarise an attempt
-   * twice; run in the transaction that writes the summaries, a summary the log refuses un-claims.
+   * Claims the waiting attempts of at most `limit` audit windows closed by `at`, the oldest first,
+   * one summary per window. Run in the transaction that writes the summaries, so a summary the log
+   * refuses un-claims its attempts.
    */
-  claimClosedLoginWindows: async (
-    at: Date,
-    windowSeconds: number,
-    sourceAddress: string,
-  ): Promise<TLoginFailureSummary[]> => {
+  claimClosedLoginWindows: async (at: Date, windowSeconds: number, limit: number): Promise<TLoginFailureSummary[]> => {
     const closedBefore = new Date(at.getTime() - windowSeconds * 1000);
     const { rows } = await db.query<{
       source_address: string;
@@ -520,17 +514,23 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
       first_at: Date;
       last_at: Date;
     }>(
-      `WITH claimed AS (
-         UPDATE login_attempts SET audit_state = 'summarised'
-          WHERE audit_state = 'pending' AND audit_window_start <= $1 AND source_address = $2
-          RETURNING source_address, audit_username, audit_window_start, outcome, attempted_at)
+      `WITH due AS (
+         SELECT DISTINCT source_address, audit_username, audit_window_start FROM login_attempts
+          WHERE audit_state = 'pending' AND audit_window_start <= $1
+          ORDER BY audit_window_start, source_address, audit_username LIMIT $2),
+       claimed AS (
+         UPDATE login_attempts a SET audit_state = 'summarised' FROM due
+          WHERE a.audit_state = 'pending' AND a.source_address = due.source_address
+            AND a.audit_username IS NOT DISTINCT FROM due.audit_username
+            AND a.audit_window_start = due.audit_window_start
+          RETURNING a.source_address, a.audit_username, a.audit_window_start, a.outcome, a.attempted_at)
        SELECT source_address, audit_username, audit_window_start,
               (count(*) FILTER (WHERE outcome = 'failed'))::int AS failed,
               (count(*) FILTER (WHERE outcome = 'rate_limited'))::int AS rate_limited,
               min(attempted_at) AS first_at, max(attempted_at) AS last_at
          FROM claimed GROUP BY source_address, audit_username, audit_window_start
-        ORDER BY audit_window_start, source_address, audit_username`,
-      [closedBefore, sourceAddress],
+        ORDER BY source_address, audit_window_start, audit_username`,
+      [closedBefore, limit],
     );
     return rows.map((row) => ({
       sourceAddress: row.source_address,

@@ -74,10 +74,14 @@ type TStartOptions = {
   readonly clock?: () => Date;
   /** How often the local CLI token is checked for renewal; hourly by default. */
   readonly cliTokenCheckMs?: number;
+  /** How often closed sign-in failure windows are summarised in the audit log; every 30 s by default. */
+  readonly loginSweepMs?: number;
 };
 
 const LOCAL_CLI_TOKEN_NAME = "local-cli";
 const CLI_TOKEN_CHECK_MS = 3_600_000;
+// A window closes 15 minutes after its first failure: its summary is in the log within 30 s of that.
+const LOGIN_SWEEP_MS = 30_000;
 
 export const startCarehost = async (config: TConfig, options: TStartOptions): Promise<TRunningCarehost> => {
   // The PEM files first: a wrong path stops the start before anything is opened.
@@ -251,6 +255,19 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const cliTokenTimer = setInterval(() => void renewCliTokenLogged(), options.cliTokenCheckMs ?? CLI_TOKEN_CHECK_MS);
   cliTokenTimer.unref();
 
+  // Sign-in failure windows are summarised here, a bounded batch per tick, never on the sign-in path.
+  let loginSweep: Promise<void> | undefined;
+  const sweepLoginFailures = () =>
+    (loginSweep ??= identity
+      .summariseLoginFailures()
+      .then(
+        () => undefined,
+        (error: unknown) => app.log.error({ err: error }, "summarising sign-in failures failed"),
+      )
+      .finally(() => (loginSweep = undefined)));
+  const loginSweepTimer = setInterval(() => void sweepLoginFailures(), options.loginSweepMs ?? LOGIN_SWEEP_MS);
+  loginSweepTimer.unref();
+
   const runScheduled: TOperationHandler = async ({ operation }) =>
     recovery.runScheduled({
       organization: operation.organization,
@@ -371,8 +388,11 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
      */
     close: async () => {
       clearInterval(cliTokenTimer);
+      clearInterval(loginSweepTimer);
       // The worker stops claiming at once; what it runs ends as recovery.shutdown interrupts its runs.
       const workerStopped = worker?.stop(0);
+      // A sweep still running would fail on the database closed under it, and log that it did.
+      await loginSweep;
       const interrupted = await recovery.shutdown();
       await workerStopped;
       if (interrupted > 0)
