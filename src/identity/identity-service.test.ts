@@ -532,6 +532,88 @@ forEachStoreKind((kind, createDatabase) => {
       }
     });
 
+    it("renews the local CLI token only while it is still the current one: no successor for a token revoked meanwhile", () =>
+      withIdentity(createDatabase, {}, async (service, { audit, clock }) => {
+        const bootstrapped = await service.bootstrapAdmin(admin, { cliTokenName: "local-cli" });
+        assert.ok(bootstrapped.created && bootstrapped.cliToken);
+        const { cliToken } = bootstrapped;
+        clock.advance(21 * 86_400_000);
+        let kept: string | undefined;
+        const renewed = await service.renewLocalCliToken(admin, cliToken.token, "local-cli", async (issued) => {
+          kept = issued.token;
+          // Between the renewal's check and its commit, someone revokes the token on purpose.
+          await service.revokeToken(admin, cliToken.id);
+        });
+        assert.equal(renewed, undefined);
+        assert.ok(kept !== undefined);
+        assert.equal(await service.isCurrentLocalCliToken(kept, "local-cli"), false, "the kept successor is no token");
+        await assert.rejects(service.authenticate(kept, meta), UnauthenticatedError);
+        assert.deepEqual(
+          (await service.listTokens(admin)).filter((token) => token.name === "local-cli"),
+          [],
+          "no local CLI token is active",
+        );
+        assert.deepEqual(
+          audit.events.map(({ event }) => event.type),
+          ["user.created", "token.created", "token.revoked"],
+        );
+      }));
+
+    it("does not renew the local CLI token of a user disabled between the check and the commit", () =>
+      withIdentity(createDatabase, {}, async (service, { audit, clock, client }) => {
+        const bootstrapped = await service.bootstrapAdmin(admin, { cliTokenName: "local-cli" });
+        assert.ok(bootstrapped.created && bootstrapped.cliToken);
+        clock.advance(21 * 86_400_000);
+        const renewed = await service.renewLocalCliToken(admin, bootstrapped.cliToken.token, "local-cli", async () => {
+          // A disable that has committed while its revocation of this user's tokens has not reached this one
+          // (its statement's snapshot predates it): written straight to the row, as only a race could leave it.
+          await client.query("UPDATE users SET disabled_at = $1, disabled_by = 'test' WHERE username = 'admin'", [
+            clock.now(),
+          ]);
+        });
+        assert.equal(renewed, undefined);
+        assert.deepEqual(
+          audit.events.map(({ event }) => event.type),
+          ["user.created", "token.created"],
+        );
+        const { rows } = await client.query<{ count: number }>(
+          "SELECT count(*)::int AS count FROM auth_tokens WHERE revoked_at IS NULL",
+        );
+        assert.equal(rows[0]!.count, 1, "the old token is left as it was and no successor exists");
+      }));
+
+    it("commits nothing when the new local CLI token cannot be kept: the old one goes on working", () =>
+      withIdentity(createDatabase, {}, async (service, { audit, clock }) => {
+        const bootstrapped = await service.bootstrapAdmin(admin, { cliTokenName: "local-cli" });
+        assert.ok(bootstrapped.created && bootstrapped.cliToken);
+        clock.advance(21 * 86_400_000);
+        await assert.rejects(
+          service.renewLocalCliToken(admin, bootstrapped.cliToken.token, "local-cli", async () => {
+            throw new Error("disk full (injected)");
+          }),
+          /disk full/,
+        );
+        assert.ok(await service.isCurrentLocalCliToken(bootstrapped.cliToken.token, "local-cli"));
+        await service.authenticate(bootstrapped.cliToken.token, meta);
+        assert.deepEqual(
+          audit.events.map(({ event }) => event.type),
+          ["user.created", "token.created"],
+        );
+        // Once the successor is kept, it replaces the old token, and is the current one.
+        let kept: string | undefined;
+        const renewed = await service.renewLocalCliToken(
+          admin,
+          bootstrapped.cliToken.token,
+          "local-cli",
+          async (issued) => {
+            kept = issued.token;
+          },
+        );
+        assert.equal(renewed?.token, kept);
+        assert.ok(kept !== undefined && (await service.isCurrentLocalCliToken(kept, "local-cli")));
+        assert.equal(await service.isCurrentLocalCliToken(bootstrapped.cliToken.token, "local-cli"), false);
+      }));
+
     it("creates an API token shown once, authenticates with it, and refuses it once revoked", () =>
       withIdentity(createDatabase, {}, async (service, { audit, client }) => {
         await service.createUser(admin, {

@@ -263,6 +263,49 @@ export const identityServiceFactory = ({
     return asked;
   };
 
+  type TTokenOwner = { userId: string; username: string; role: TRole };
+  type TPreparedToken = { owner: TTokenOwner; issued: TIssuedToken; secretSha256: string };
+
+  /** Mints an API token for `owner` without storing it: its name and lifetime are checked here. */
+  const prepareApiToken = (owner: TTokenOwner, input: { name: string; expiresInDays?: number }): TPreparedToken => {
+    checkTokenName(input.name);
+    const days = tokenLifetimeDays(owner.role, input.expiresInDays);
+    const createdAt = now();
+    const expiresAt = new Date(createdAt.getTime() + days * 86_400_000);
+    const minted = mintToken();
+    return {
+      owner,
+      issued: { id: minted.id, token: minted.token, name: input.name, createdAt, expiresAt },
+      secretSha256: minted.secretSha256,
+    };
+  };
+
+  /** Stores a prepared token on `inTransaction` and returns its audit event. */
+  const storeApiToken = async (
+    inTransaction: TIdentityStore,
+    ctx: TRequestContext,
+    { owner, issued, secretSha256 }: TPreparedToken,
+  ): Promise<TAuditEvent> => {
+    const inserted = await inTransaction.insertToken({
+      id: issued.id,
+      userId: owner.userId,
+      kind: "api",
+      name: issued.name,
+      secretSha256,
+      createdAt: issued.createdAt,
+      createdFrom: ctx.sourceAddress,
+      expiresAt: issued.expiresAt,
+    });
+    if (inserted === "name-taken")
+      throw new ConflictError(`you already have an active token named ${JSON.stringify(issued.name)}`);
+    return eventOf("token.created", "success", tokenTarget(issued.id), {
+      tokenId: issued.id,
+      name: issued.name,
+      owner: owner.username,
+      expiresAt: issued.expiresAt.toISOString(),
+    });
+  };
+
   /**
    * Mints an API token for `owner` on `inTransaction` and returns it with its audit event; the
    * secret is in the result once and never again.
@@ -270,35 +313,20 @@ export const identityServiceFactory = ({
   const issueApiToken = async (
     inTransaction: TIdentityStore,
     ctx: TRequestContext,
-    owner: { userId: string; username: string; role: TRole },
+    owner: TTokenOwner,
     input: { name: string; expiresInDays?: number },
   ): Promise<{ issued: TIssuedToken; event: TAuditEvent }> => {
-    checkTokenName(input.name);
-    const days = tokenLifetimeDays(owner.role, input.expiresInDays);
-    const createdAt = now();
-    const expiresAt = new Date(createdAt.getTime() + days * 86_400_000);
-    const minted = mintToken();
-    const inserted = await inTransaction.insertToken({
-      id: minted.id,
-      userId: owner.userId,
-      kind: "api",
-      name: input.name,
-      secretSha256: minted.secretSha256,
-      createdAt,
-      createdFrom: ctx.sourceAddress,
-      expiresAt,
-    });
-    if (inserted === "name-taken")
-      throw new ConflictError(`you already have an active token named ${JSON.stringify(input.name)}`);
-    return {
-      issued: { id: minted.id, token: minted.token, name: input.name, createdAt, expiresAt },
-      event: eventOf("token.created", "success", tokenTarget(minted.id), {
-        tokenId: minted.id,
-        name: input.name,
-        owner: owner.username,
-        expiresAt: expiresAt.toISOString(),
-      }),
-    };
+    const prepared = prepareApiToken(owner, input);
+    return { issued: prepared.issued, event: await storeApiToken(inTransaction, ctx, prepared) };
+  };
+
+  /** The stored token `bearer` names when it is the named API token of an enabled user, revoked or not. */
+  const findLocalCliToken = async (bearer: string, name: string) => {
+    const parsed = parseToken(bearer);
+    const token = parsed && (await store.findToken(parsed.id));
+    if (!parsed || !token || !secretMatches(parsed.secret, token.secretSha256)) return undefined;
+    if (token.kind !== "api" || token.name !== name || token.user.disabledAt) return undefined;
+    return token;
   };
 
   return {
@@ -355,37 +383,54 @@ export const identityServiceFactory = ({
      * start and on a timer, so `carehost` on the host goes on working past any one token's lifetime.
      * Nothing is renewed (undefined) while the token has time left, nor for a token revoked on purpose,
      * one whose user is disabled, or one that is not the named API token.
+     *
+     * `keep` stores the new token before anything is committed (the server writes it beside the
+     * token file): if `keep` fails, nothing changes and the old token goes on working; if the commit
+     * fails or is refused, the kept copy names a token that does not exist, which
+     * isCurrentLocalCliToken tells apart from one that does.
      */
     renewLocalCliToken: async (
       ctx: TRequestContext,
       bearer: string,
       name: string,
+      keep: (issued: TIssuedToken) => Promise<void>,
     ): Promise<TIssuedToken | undefined> => {
-      const parsed = parseToken(bearer);
-      const token = parsed && (await store.findToken(parsed.id));
-      if (!parsed || !token || !secretMatches(parsed.secret, token.secretSha256)) return undefined;
-      if (token.kind !== "api" || token.name !== name || token.revokedAt || token.user.disabledAt) return undefined;
+      const token = await findLocalCliToken(bearer, name);
+      if (!token || token.revokedAt) return undefined;
       const at = now();
       const lifetimeMs = token.expiresAt.getTime() - token.createdAt.getTime();
       if (token.expiresAt.getTime() - at.getTime() > lifetimeMs / 3) return undefined;
+      const owner = { userId: token.user.id, username: token.user.username, role: token.user.role };
+      const prepared = prepareApiToken(owner, { name });
+      await keep(prepared.issued);
       // Revoked first: the name is free again for the new token, and the old one is dead once replaced.
       // Both, with their entries, in one transaction: a failure keeps the old token working.
-      return change(ctx, async (inTransaction) => {
-        const revoked = await inTransaction.revokeToken(token.id, at, actorName(ctx.actor));
-        const { issued, event } = await issueApiToken(
-          inTransaction,
-          ctx,
-          { userId: token.user.id, username: token.user.username, role: token.user.role },
-          { name },
-        );
+      return change<TIssuedToken | undefined>(ctx, async (inTransaction) => {
+        // Checked again under the user's lock: a disable or a revocation since the read above wins,
+        // and no successor is issued for a token someone else meant to end.
+        const user = await inTransaction.lockUserForTokens(token.user.id);
+        if (!user || user.disabled) return { result: undefined, events: [] };
+        if (!(await inTransaction.revokeToken(token.id, at, actorName(ctx.actor))))
+          return { result: undefined, events: [] };
+        const created = await storeApiToken(inTransaction, ctx, prepared);
         const revokedEvent = eventOf("token.revoked", "success", tokenTarget(token.id), {
           tokenId: token.id,
           kind: token.kind,
           name: token.name,
           owner: token.user.username,
         });
-        return { result: issued, events: revoked ? [revokedEvent, event] : [event] };
+        return { result: prepared.issued, events: [revokedEvent, created] };
       });
+    },
+
+    /**
+     * Whether `bearer` is the named API token and not revoked: what a renewal kept before its commit
+     * is current exactly when that commit happened. Expiry does not matter: an expired current token
+     * is renewed, not replaced by its revoked predecessor.
+     */
+    isCurrentLocalCliToken: async (bearer: string, name: string): Promise<boolean> => {
+      const token = await findLocalCliToken(bearer, name);
+      return token !== undefined && token.revokedAt === null;
     },
 
     login: async (

@@ -389,6 +389,18 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
     );
   },
 
+  /**
+   * Locks the user's row for a change to their tokens: a disable committed before it is seen, and
+   * one that comes after waits and then revokes what this transaction issued. Undefined: no such user.
+   */
+  lockUserForTokens: async (userId: string): Promise<{ disabled: boolean } | undefined> => {
+    const { rows } = await db.query<{ disabled_at: Date | null }>(
+      "SELECT disabled_at FROM users WHERE id = $1 FOR UPDATE",
+      [userId],
+    );
+    return rows[0] && { disabled: rows[0].disabled_at !== null };
+  },
+
   /** False when the token was already revoked. */
   revokeToken: async (id: string, at: Date, by: string): Promise<boolean> =>
     (

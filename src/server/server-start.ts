@@ -1,7 +1,7 @@
 // The composition root: reads nothing but the config it is given, opens the store, wires every
 // service by hand (STYLE.md item 1), starts the HTTP server, and on first start bootstraps the
 // admin user and the local CLI token.
-import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { auditLogFactory } from "../audit/audit-log.js";
@@ -231,26 +231,60 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
 
   // The local CLI token expires like any API token of its role; the server that wrote it renews it
   // (now, after a long stop, and hourly while it runs) so `carehost` on the host never finds it dead.
+  // The successor is written beside the file first and renamed over it once the database has
+  // swapped the tokens: a write that fails leaves the old token working, and a stop between the
+  // commit and the rename is finished by the next pass, which adopts a side file the database holds.
   const cliTokenPath = localCliTokenPath(config.home);
-  const renewCliToken = async () => {
-    let current: string;
+  const stagedCliTokenPath = `${cliTokenPath}.next`;
+  const readTokenFile = async (path: string): Promise<string | undefined> => {
     try {
-      current = (await readFile(cliTokenPath, "utf8")).trim();
+      return (await readFile(path, "utf8")).trim();
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw error;
     }
-    const renewed = await identity.renewLocalCliToken(
-      systemContext("local-cli-renewal"),
-      current,
-      LOCAL_CLI_TOKEN_NAME,
-    );
-    if (renewed === undefined) return;
-    await writePrivateFile(cliTokenPath, `${renewed.token}\n`);
+  };
+  const settleStagedCliToken = async () => {
+    const staged = await readTokenFile(stagedCliTokenPath);
+    if (staged === undefined) return;
+    if (await identity.isCurrentLocalCliToken(staged, LOCAL_CLI_TOKEN_NAME)) {
+      await rename(stagedCliTokenPath, cliTokenPath);
+      app.log.info("adopted the local CLI token a renewal committed before its file was replaced");
+    } else {
+      await rm(stagedCliTokenPath, { force: true });
+    }
+  };
+  const renewCliToken = async () => {
+    await settleStagedCliToken();
+    const current = await readTokenFile(cliTokenPath);
+    if (current === undefined) return;
+    let renewed: Awaited<ReturnType<typeof identity.renewLocalCliToken>>;
+    try {
+      renewed = await identity.renewLocalCliToken(
+        systemContext("local-cli-renewal"),
+        current,
+        LOCAL_CLI_TOKEN_NAME,
+        (issued) => writePrivateFile(stagedCliTokenPath, `${issued.token}\n`),
+      );
+    } catch (error) {
+      // A commit whose outcome was lost may have happened: settle now rather than an hour from now.
+      await settleStagedCliToken().catch(() => undefined);
+      throw error;
+    }
+    if (renewed === undefined) {
+      // Nothing was committed (the token was revoked or its user disabled meanwhile): the side file names no token.
+      await rm(stagedCliTokenPath, { force: true });
+      return;
+    }
+    await rename(stagedCliTokenPath, cliTokenPath);
     app.log.info({ tokenId: renewed.id, expiresAt: renewed.expiresAt }, "renewed the local CLI token");
   };
+  // One pass at a time: a tick during a slow pass joins it rather than staging a second successor.
+  let cliTokenPass: Promise<void> | undefined;
   const renewCliTokenLogged = () =>
-    renewCliToken().catch((error: unknown) => app.log.error({ err: error }, "renewing the local CLI token failed"));
+    (cliTokenPass ??= renewCliToken()
+      .catch((error: unknown) => app.log.error({ err: error }, "renewing the local CLI token failed"))
+      .finally(() => (cliTokenPass = undefined)));
   await renewCliTokenLogged();
   const cliTokenTimer = setInterval(() => void renewCliTokenLogged(), options.cliTokenCheckMs ?? CLI_TOKEN_CHECK_MS);
   cliTokenTimer.unref();
@@ -391,8 +425,9 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       clearInterval(loginSweepTimer);
       // The worker stops claiming at once; what it runs ends as recovery.shutdown interrupts its runs.
       const workerStopped = worker?.stop(0);
-      // A sweep still running would fail on the database closed under it, and log that it did.
-      await loginSweep;
+      // A pass still running would fail on the database closed under it: a sweep would log that it
+      // did, and a renewal would leave its side file for the next start to settle.
+      await Promise.all([cliTokenPass, loginSweep]);
       const interrupted = await recovery.shutdown();
       await workerStopped;
       if (interrupted > 0)
