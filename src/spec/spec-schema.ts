@@ -303,7 +303,7 @@ const MaintenanceWindowSchema = z.strictObject({
       z.strictObject({
         day: z.enum(WEEKDAYS).describe("Day the slot starts."),
         start: patternString(HH_MM_PATTERN, "is not a time of day HH:MM between 00:00 and 23:59").describe(
-          "Local start time, HH:MM (24 h).",
+          "Local start time, HH:MM (24 h). A time that occurs twice on the day clocks fall back is its first occurrence; one that does not occur (spring forward) is read with the offset before the gap (RFC 5545).",
         ),
         durationMinutes: z
           .int()
@@ -311,7 +311,9 @@ const MaintenanceWindowSchema = z.strictObject({
           .max(MINUTES_PER_WEEK, {
             error: (issue) => `durationMinutes ${show(issue.input)} is longer than a week (${MINUTES_PER_WEEK})`,
           })
-          .describe("Length of the slot in minutes; a slot may run past midnight."),
+          .describe(
+            "Length of the slot in elapsed minutes; a slot may run past midnight. Across a daylight-saving change it keeps its length and its local end moves.",
+          ),
       }),
     )
     .min(1)
