@@ -33,6 +33,8 @@ type TRequest = { readonly url: string; readonly body?: unknown; readonly freshS
 type TFixture = {
   specOf: (organization: string) => string;
   runs: Record<string, Record<"backup" | "verify" | "restore" | "drill", number>>;
+  /** A pending change request of each organization, requested by the admin. */
+  changes: Record<string, number>;
   adminTokenId: string;
 };
 /**
@@ -58,6 +60,17 @@ const cases = (f: TFixture): Record<string, TCase> => {
     permission: "backup:read",
     b: (["backup", "verify", "restore", "drill"] as const).map((kind) => ({ url: run(BETA, kind, events) })),
     a: { url: run(ALPHA, "drill", events) },
+  });
+  /** prod's workers raised: a change to PHI production, which needs a change request. */
+  const workersChange = (organization: string) => ({
+    source: f.specOf(organization).replace(/workers: 9\b/, "workers: 11"),
+    fileName: `${organization}.yaml`,
+  });
+  const changeCase = (action: string, permission: Permission, body?: unknown): TCase => ({
+    kind: "organization",
+    permission,
+    b: [{ url: `/api/changes/${f.changes[BETA]}${action}`, ...(body === undefined ? {} : { body }) }],
+    a: { url: `/api/changes/${f.changes[ALPHA]}${action}`, ...(body === undefined ? {} : { body }) },
   });
   const listing = (url: string, permission: Permission): TCase => ({
     kind: "organization",
@@ -203,6 +216,24 @@ const cases = (f: TFixture): Record<string, TCase> => {
       b: [{ url: `/api/exceptions/${BETA}/1/approve` }],
       a: { url: `/api/exceptions/${ALPHA}/1/approve` },
     },
+    "POST /api/changes": {
+      kind: "organization",
+      permission: "change:request",
+      b: [{ url: "/api/changes", body: { ...workersChange(BETA), reason: "more workers" } }],
+      a: { url: "/api/changes", body: { ...workersChange(ALPHA), reason: "more workers" } },
+    },
+    "GET /api/changes": {
+      kind: "organization",
+      permission: "change:read",
+      b: [{ url: "/api/changes" }, { url: `/api/changes?organization=${BETA}` }],
+      a: { url: `/api/changes?organization=${ALPHA}` },
+    },
+    "GET /api/changes/:id": changeCase("", "change:read"),
+    "POST /api/changes/:id/approve": changeCase("/approve", "change:approve"),
+    "POST /api/changes/:id/deny": changeCase("/deny", "change:approve", { reason: "not now" }),
+    "POST /api/changes/:id/apply": changeCase("/apply", "spec:apply"),
+    "POST /api/changes/:id/cancel": changeCase("/cancel", "change:request", { reason: "withdrawn" }),
+    "POST /api/changes/:id/rollback": changeCase("/rollback", "change:request", { reason: "undo" }),
     "GET /api/runs/:kind/:id": runCase(false),
     "GET /api/runs/:kind/:id/events": runCase(true),
   };
@@ -306,7 +337,16 @@ void describe("authorization per organization, over every route", () => {
       };
     }
     const adminTokens = (await ok(adminToken, "GET", "/api/tokens")) as { id: string; name: string | null }[];
-    fixture = { specOf, runs, adminTokenId: adminTokens.find((token) => token.name === "local-cli")!.id };
+    const changes: TFixture["changes"] = {};
+    for (const organization of [ALPHA, BETA]) {
+      const created = (await ok(adminToken, "POST", "/api/changes", {
+        source: specOf(organization).replace(/workers: 9\b/, "workers: 11"),
+        fileName: `${organization}.yaml`,
+        reason: "more workers",
+      })) as { request: { id: number } };
+      changes[organization] = created.request.id;
+    }
+    fixture = { specOf, runs, changes, adminTokenId: adminTokens.find((token) => token.name === "local-cli")!.id };
     // An operator and a platform-admin, each over A only: the second holds every permission, on A.
     for (const [username, role] of [
       ["olga", "operator"],

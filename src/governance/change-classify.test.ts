@@ -106,7 +106,9 @@ void describe("classifying a change against the applied revision", () => {
     assert.equal(lowered.standard, false);
     assert.equal(lowered.approvalsRequired, 2);
     const applied = `${demo}${standardWorkers.replace("odoo.workers, odoo.cronWorkers", "odoo")}`;
-    const renamed = demo.replace(/ {2}- name: prod\n/, "  - name: prod2\n").replace("copyFrom: prod", "copyFrom: prod2");
+    const renamed = demo
+      .replace(/ {2}- name: prod\n/, "  - name: prod2\n")
+      .replace("copyFrom: prod", "copyFrom: prod2");
     const removed = classify(applied, renamed);
     assert.ok(
       removed.reasons.includes("production prod: removing an environment is not a standard change"),

@@ -7,6 +7,7 @@ import type { TRecoveryService } from "../backup/recovery-service.js";
 import type { TGitopsService } from "../gitops/gitops-service.js";
 import type { TSecretsAdminService } from "../secrets/secrets-admin-service.js";
 import type { TStatusService } from "./status-service.js";
+import type { TChangeService } from "../governance/change-service.js";
 
 /** Everything the HTTP layer calls; built once by the composition root (server-start.ts). */
 export type TServerServices = {
@@ -19,4 +20,5 @@ export type TServerServices = {
   readonly secrets: TSecretsAdminService;
   readonly gitops: TGitopsService;
   readonly recovery: TRecoveryService;
+  readonly changes: TChangeService;
 };

@@ -14,6 +14,9 @@ import {
 } from "../cli/cli-credentials.js";
 import { environmentServiceFactory } from "../environments/environment-service.js";
 import { environmentStoreFactory } from "../environments/environment-store.js";
+import { changeGateFactory } from "../governance/change-gate.js";
+import { changeServiceFactory } from "../governance/change-service.js";
+import { changeStoreFactory } from "../governance/change-store.js";
 import { identityServiceFactory } from "../identity/identity-service.js";
 import { policyCheckerFactory } from "../policy/policy-service.js";
 import { exceptionServiceFactory } from "../policy/policy-exception-service.js";
@@ -66,12 +69,17 @@ type TStartOptions = {
   readonly recordLocalServer?: boolean;
   /** The identity service's clock (tests move it past token lifetimes); the system clock otherwise. */
   readonly clock?: () => Date;
+  /** Change management's clock (maintenance windows, freezes, an emergency change's review deadline); the system clock otherwise. */
+  readonly changeClock?: () => Date;
+  /** How often scheduled changes are looked at (applied once their window opens) and emergency ones escalated; a minute by default. */
+  readonly changeTickMs?: number;
   /** How often the local CLI token is checked for renewal; hourly by default. */
   readonly cliTokenCheckMs?: number;
 };
 
 const LOCAL_CLI_TOKEN_NAME = "local-cli";
 const CLI_TOKEN_CHECK_MS = 3_600_000;
+const CHANGE_TICK_MS = 60_000;
 
 export const startCarehost = async (config: TConfig, options: TStartOptions): Promise<TRunningCarehost> => {
   // The PEM files first: a wrong path stops the start before anything is opened.
@@ -106,10 +114,13 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       ? localRuntimeFactory({ root: join(config.home, "runtime"), secrets, allowedRoots: config.allowedPaths })
       : undefined;
   if (runtime !== undefined) await chmod(config.home, 0o711);
+  const clock = options.changeClock === undefined ? {} : { now: options.changeClock };
+  const changeStore = changeStoreFactory(db);
   const environments = environmentServiceFactory({
     store: environmentStore,
     policy: policyCheckerFactory(),
     audit: log,
+    changes: changeGateFactory({ store: changeStore, audit: log, ...clock }),
     platform: identity.enforcement,
     ...(runtime === undefined ? {} : { runtime, finalBackupDirectory: join(config.home, FINAL_BACKUPS_DIRECTORY) }),
   });
@@ -126,6 +137,13 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     latestSpecs: environments.latestSpecs,
     audit: log,
     endCommands: endRunningCommands,
+  });
+  const changes = changeServiceFactory({
+    store: changeStore,
+    environments,
+    revisions: environmentStore,
+    audit: log,
+    ...clock,
   });
   const repositories = new Map<string, TGitopsRepository>();
   const gitops = gitopsServiceFactory({
@@ -157,10 +175,11 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     store: config.store.kind,
     startedAt,
     recoverySummaries: recovery.summaries,
+    changeAlerts: changes.alerts,
   });
 
   const app = await buildServer(
-    { db, identity, environments, exceptions, audit, status, secrets: secretsAdmin, gitops, recovery },
+    { db, identity, environments, exceptions, audit, status, secrets: secretsAdmin, gitops, recovery, changes },
     {
       version: carehostVersion,
       transport,
@@ -233,6 +252,16 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   await renewCliTokenLogged();
   const cliTokenTimer = setInterval(() => void renewCliTokenLogged(), options.cliTokenCheckMs ?? CLI_TOKEN_CHECK_MS);
   cliTokenTimer.unref();
+
+  // Scheduled changes apply when their window opens; emergency changes nobody reviewed in 24 h are escalated.
+  const changeScheduler = systemContext("change-scheduler");
+  let changeTick: Promise<unknown> = Promise.resolve();
+  const tickChanges = () =>
+    (changeTick = changeTick
+      .then(() => changes.runDue(changeScheduler))
+      .catch((error: unknown) => app.log.error({ err: error }, "applying scheduled changes failed")));
+  const changeTimer = setInterval(() => void tickChanges(), options.changeTickMs ?? CHANGE_TICK_MS);
+  changeTimer.unref();
 
   const supervisor =
     runtime === undefined
@@ -308,6 +337,8 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
      */
     close: async () => {
       clearInterval(cliTokenTimer);
+      clearInterval(changeTimer);
+      await changeTick;
       const interrupted = await recovery.shutdown();
       if (interrupted > 0)
         options.print(
