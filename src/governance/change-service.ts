@@ -404,7 +404,7 @@ export const changeServiceFactory = ({
             type: "change.emergency_reviewed",
             outcome: "success",
             target: target(request),
-            payload: { changeRequest: id, late: deadline !== null && at > deadline },
+            payload: { changeRequest: id, late: deadline !== null && at >= deadline },
           });
         } else if (enough) await store.transition(tx, id, ["pending"], { state: "approved" });
         return { result: (await store.find(id, tx))!, events };
