@@ -3,11 +3,14 @@
 import type { TAuditHarness } from "./audit-fixtures.js";
 import { environmentServiceFactory, type TEnvironmentRuntime } from "../src/environments/environment-service.js";
 import { environmentStoreFactory } from "../src/environments/environment-store.js";
+import type { TRecoveryService } from "../src/backup/recovery-service.js";
+import { postChangePostureFrom, preChangeBackupFrom } from "../src/governance/change-checks.js";
 import { changeGateFactory } from "../src/governance/change-gate.js";
 import { changeServiceFactory } from "../src/governance/change-service.js";
 import { changeStoreFactory } from "../src/governance/change-store.js";
 import type { TRequestContext, TRole } from "../src/lib/request-context.js";
 import { policyCheckerFactory } from "../src/policy/policy-service.js";
+import type { TOrganizationSpec } from "../src/spec/spec-schema.js";
 
 /** A signed-in user holding `role` over every organization (or the ones named). */
 export const userContext = (
@@ -37,6 +40,8 @@ export const createGovernedServices = (
     readonly now?: () => Date;
     readonly policyNow?: () => Date;
     readonly runtime?: TEnvironmentRuntime;
+    /** Takes the pre-change backups and reads the posture after, as carehost up wires them. */
+    readonly recovery?: (latestSpecs: () => Promise<TOrganizationSpec[]>) => TRecoveryService;
   } = {},
 ) => {
   const now = options.now ?? (() => new Date());
@@ -49,14 +54,21 @@ export const createGovernedServices = (
     changes: changeGateFactory({ store: changeStore, audit: harness.log, now }),
     ...(options.runtime === undefined ? {} : { runtime: options.runtime }),
   });
+  const recovery = options.recovery?.(environments.latestSpecs);
   const changes = changeServiceFactory({
     store: changeStore,
     environments,
     revisions: store,
     audit: harness.log,
     now,
+    ...(recovery === undefined
+      ? {}
+      : {
+          preChangeBackup: preChangeBackupFrom(recovery, store),
+          postChangePosture: postChangePostureFrom(environments),
+        }),
   });
-  return { store, changeStore, environments, changes };
+  return { store, changeStore, environments, changes, recovery };
 };
 
 export type TGovernedServices = ReturnType<typeof createGovernedServices>;

@@ -40,7 +40,7 @@ type TChangeServiceDeps = {
   /** Backs up one production environment before a change to it applies (the recovery service's backup). */
   preChangeBackup?: (request: TChangeRequest, environment: string) => Promise<TPreChangeBackup>;
   /** Reads the posture back from the live systems once a change applied. */
-  postChangePosture?: (organization: string) => Promise<TPostChangePosture>;
+  postChangePosture?: (organization: string) => Promise<TPostChangePosture | undefined>;
 };
 
 export type TChangeSubmission = {
@@ -164,8 +164,9 @@ export const changeServiceFactory = ({
     }
     await store.note(request.id, { preChangeBackup: backups });
     const failed = backups.find((backup) => backup.status === "failed");
-    // No change to production without a copy of what it changes: a failed backup stops the apply.
-    if (failed !== undefined)
+    // No change to production without a copy of what it changes: a failed backup stops the apply,
+    // but for an emergency, which goes on (its request shows the failed backup, and it is an alert).
+    if (failed !== undefined && request.kind !== "emergency")
       throw new ConflictError(
         `change request #${request.id} did not apply: the pre-change backup of ${failed.environment} failed (${failed.detail}); carehost change apply ${request.id} tries again`,
       );

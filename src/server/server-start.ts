@@ -14,6 +14,7 @@ import {
 } from "../cli/cli-credentials.js";
 import { environmentServiceFactory } from "../environments/environment-service.js";
 import { environmentStoreFactory } from "../environments/environment-store.js";
+import { postChangePostureFrom, preChangeBackupFrom } from "../governance/change-checks.js";
 import { changeGateFactory } from "../governance/change-gate.js";
 import { changeServiceFactory } from "../governance/change-service.js";
 import { changeStoreFactory } from "../governance/change-store.js";
@@ -144,6 +145,9 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     revisions: environmentStore,
     audit: log,
     ...clock,
+    postChangePosture: postChangePostureFrom(environments),
+    // Backups need something to back up: only with a runtime on this host.
+    ...(runtime === undefined ? {} : { preChangeBackup: preChangeBackupFrom(recovery, environmentStore) }),
   });
   const repositories = new Map<string, TGitopsRepository>();
   const gitops = gitopsServiceFactory({
