@@ -7,29 +7,25 @@ import type { TAuditLog } from "../audit/audit-log.js";
 import type { TAuditEvent } from "../audit/audit-types.js";
 import { removalRefusal } from "../environments/environment-plan.js";
 import type { TEnvironmentStore } from "../environments/environment-store.js";
-import type { TApplyResult, TEnvironmentService } from "../environments/environment-service.js";
-import { parseAuthorizedSpec, parseSpecSubmission } from "../environments/environment-service.js";
-import {
-  authorizeListing,
-  authorizeOrganization,
-  can,
-  inScope,
-  recordDenial,
-} from "../identity/identity-permissions.js";
-import type { Permission } from "../identity/identity-permissions.js";
+import type { TEnvironmentService } from "../environments/environment-service.js";
+import { parseAuthorizedSpec } from "../environments/environment-service.js";
+import { authorizeListing, authorizeOrganization, inScope } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
-import { ConflictError, DomainError, ForbiddenError, NotFoundError, PolicyViolation } from "../lib/errors.js";
+import { ConflictError, ForbiddenError, NotFoundError, PolicyViolation } from "../lib/errors.js";
 import { actorName } from "../lib/request-context.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import { exceptionActorOf } from "../policy/policy-exception-store.js";
+import { changeApplierFactory } from "./change-apply.js";
+import type { TChangeOutcome } from "./change-apply.js";
 import { classifyChange } from "./change-classify.js";
-import { staleRefusal, timingRefusal } from "./change-gate.js";
+import { changeSchedulerFactory } from "./change-scheduler.js";
+import { changeStepsFactory } from "./change-steps.js";
 import type { TChangeStore } from "./change-store.js";
-import { changeTiming } from "./change-timing.js";
-import type { TChangeTiming } from "./change-timing.js";
 import type { TChangeKind, TChangeRequest, TPostChangePosture, TPreChangeBackup } from "./change-types.js";
-import { changeViewOf, reviewDeadline } from "./change-view.js";
+import { reviewDeadline } from "./change-view.js";
 import type { TChangeView } from "./change-view.js";
+
+export type { TChangeOutcome } from "./change-apply.js";
 
 type TChangeServiceDeps = {
   store: TChangeStore;
@@ -52,11 +48,6 @@ export type TChangeSubmission = {
   readonly confirmDestroy?: readonly string[];
 };
 
-/** What a step did: the request as it stands, and the apply's result when it applied now. */
-export type TChangeOutcome = { readonly request: TChangeView; readonly applied: TApplyResult | null };
-
-type TChangeAction = "approve" | "deny" | "apply" | "cancel" | "rollback";
-
 const CLOSABLE = ["pending", "approved", "scheduled"] as const;
 
 export const changeServiceFactory = ({
@@ -68,168 +59,20 @@ export const changeServiceFactory = ({
   preChangeBackup,
   postChangePosture,
 }: TChangeServiceDeps) => {
-  const target = (request: Pick<TChangeRequest, "organization" | "id">) =>
-    `change/${request.organization}/${request.id}`;
-
-  const viewOf = async (request: TChangeRequest): Promise<TChangeView> =>
-    changeViewOf(request, (await revisions.appliedRevision(request.organization))?.spec, now());
-
-  /**
-   * The request, for a caller allowed `permission` on its organization. One who may not even read
-   * that organization's changes is told it does not exist, as for a request that does not.
-   */
-  const findFor = async (ctx: TRequestContext, id: number, permission: Permission): Promise<TChangeRequest> => {
-    const request = await store.find(id);
-    if (request === undefined || !can(ctx.actor, "change:read", { organization: request.organization })) {
-      if (request !== undefined)
-        await recordDenial(ctx, "change:read", audit, target(request), { organization: request.organization });
-      throw new NotFoundError(`no change request #${id}`);
-    }
-    await authorizeOrganization(ctx, permission, request.organization, audit, target(request));
-    return request;
-  };
-
-  /** A refusal is an audit event too, with the reason the caller reads. */
-  const refuse = async (
-    ctx: TRequestContext,
-    request: TChangeRequest,
-    action: TChangeAction,
-    error: DomainError,
-  ): Promise<never> => {
-    await audit.append(ctx, {
-      type: "change.refused",
-      outcome: "denied",
-      target: target(request),
-      payload: { changeRequest: request.id, action, reason: error.message.slice(0, 500) },
-    });
-    throw error;
-  };
-
-  /** Moves the request and commits its audit entries with the move; a request that moved meanwhile is a conflict. */
-  const step = async (
-    ctx: TRequestContext,
-    request: TChangeRequest,
-    from: readonly TChangeRequest["state"][],
-    patch: Parameters<TChangeStore["transition"]>[3],
-    events: (updated: TChangeRequest) => TAuditEvent[],
-  ): Promise<TChangeRequest> => {
-    const { result } = await audit.recordChange(ctx, async (tx) => {
-      const updated = await store.transition(tx, request.id, from, patch);
-      if (updated === undefined)
-        throw new ConflictError(`change request #${request.id} changed meanwhile; carehost change show ${request.id}`);
-      return { result: updated, events: events(updated) };
-    });
-    return result;
-  };
-
-  const timingOf = async (
-    request: TChangeRequest,
-  ): Promise<{ timing: TChangeTiming; appliedId: number | undefined }> => {
-    const applied = await revisions.appliedRevision(request.organization);
-    const proposed = parseSpecSubmission({ source: request.source, fileName: request.fileName }).spec;
-    return {
-      appliedId: applied?.id,
-      timing:
-        applied === undefined
-          ? { decision: "now" }
-          : changeTiming({
-              kind: request.kind,
-              production: request.assessment.production,
-              applied: applied.spec,
-              proposed,
-              at: now(),
-            }),
-    };
-  };
-
-  /** The backups of the production environments a change touches, taken just before it applies. */
-  const backUpProduction = async (ctx: TRequestContext, request: TChangeRequest) => {
-    if (preChangeBackup === undefined || request.assessment.production.length === 0) return;
-    const backups: TPreChangeBackup[] = [];
-    for (const environment of request.assessment.production) {
-      const backup = await preChangeBackup(request, environment);
-      backups.push(backup);
-      await audit.append(ctx, {
-        type: "change.pre_change_backup",
-        outcome: backup.status === "failed" ? "failure" : "success",
-        target: target(request),
-        payload: {
-          changeRequest: request.id,
-          environment,
-          status: backup.status,
-          ...(backup.label === null ? {} : { label: backup.label }),
-          detail: backup.detail.slice(0, 500),
-        },
-      });
-    }
-    await store.note(request.id, { preChangeBackup: backups });
-    const failed = backups.find((backup) => backup.status === "failed");
-    // No change to production without a copy of what it changes: a failed backup stops the apply,
-    // but for an emergency, which goes on (its request shows the failed backup, and it is an alert).
-    if (failed !== undefined && request.kind !== "emergency")
-      throw new ConflictError(
-        `change request #${request.id} did not apply: the pre-change backup of ${failed.environment} failed (${failed.detail}); carehost change apply ${request.id} tries again`,
-      );
-  };
-
-  /**
-   * Applies an approved request now, or schedules it for its window; refuses it during a freeze, or
-   * once another revision was applied since it was measured.
-   */
-  const carryOut = async (ctx: TRequestContext, request: TChangeRequest): Promise<TChangeOutcome> => {
-    if (request.state !== "approved" && request.state !== "scheduled")
-      return refuse(
-        ctx,
-        request,
-        "apply",
-        new ConflictError(
-          `change request #${request.id} is ${request.state}${request.state === "pending" ? `: it needs ${request.approvalsRequired - request.approvals.length} more approval(s) (carehost change approve ${request.id})` : ""}; only an approved change applies`,
-        ),
-      );
-    const { timing, appliedId } = await timingOf(request);
-    const stale = staleRefusal(request, appliedId);
-    if (stale !== undefined) return refuse(ctx, request, "apply", stale);
-    if (timing.decision === "wait") {
-      if (request.state === "scheduled" && request.scheduledFor?.getTime() === timing.opensAt.getTime())
-        return { request: await viewOf(request), applied: null };
-      const scheduled = await step(
-        ctx,
-        request,
-        ["approved", "scheduled"],
-        { state: "scheduled", scheduledFor: timing.opensAt },
-        () => [
-          {
-            type: "change.scheduled",
-            outcome: "success",
-            target: target(request),
-            payload: { changeRequest: request.id, scheduledFor: timing.opensAt.toISOString() },
-          },
-        ],
-      );
-      return { request: await viewOf(scheduled), applied: null };
-    }
-    const refusal = timingRefusal(request, timing);
-    if (refusal !== undefined) return refuse(ctx, request, "apply", refusal);
-    await backUpProduction(ctx, request);
-    const applied = await environments.apply(
-      ctx,
-      { source: request.source, fileName: request.fileName, confirmDestroy: request.confirmDestroy },
-      { changeRequestId: request.id },
-    );
-    const done = (await store.find(request.id))!;
-    const deadline = reviewDeadline(done);
-    // The alert an auditor finds in the log until the change is approved retrospectively.
-    if (deadline !== null)
-      await audit.append(ctx, {
-        type: "change.emergency_applied",
-        outcome: "success",
-        target: target(request),
-        payload: { changeRequest: request.id, reason: request.reason.slice(0, 500), reviewBy: deadline.toISOString() },
-      });
-    const posture = await postChangePosture?.(request.organization);
-    if (posture !== undefined) await store.note(request.id, { postChangePosture: posture });
-    return { request: await viewOf(posture === undefined ? done : (await store.find(request.id))!), applied };
-  };
+  const steps = changeStepsFactory({ store, revisions, audit, now });
+  const { target, viewOf, findFor, refuse, step } = steps;
+  const applier = changeApplierFactory({
+    steps,
+    store,
+    environments,
+    revisions,
+    audit,
+    now,
+    ...(preChangeBackup === undefined ? {} : { preChangeBackup }),
+    ...(postChangePosture === undefined ? {} : { postChangePosture }),
+  });
+  const { carryOut } = applier;
+  const { runDue } = changeSchedulerFactory({ steps, applier, store, audit, now });
 
   const create = async (
     ctx: TRequestContext,
@@ -527,81 +370,8 @@ export const changeServiceFactory = ({
       );
     },
 
-    /**
-     * The scheduler's pass: applies the scheduled changes whose window opened (or moves them to the
-     * next opening), fails those no longer measured from the applied revision, and escalates emergency
-     * changes nobody approved within 24 hours.
-     */
-    runDue: async (ctx: TRequestContext): Promise<{ applied: number[]; failed: number[]; escalated: number[] }> => {
-      const outcome = { applied: [] as number[], failed: [] as number[], escalated: [] as number[] };
-      for (const request of await store.due(now())) {
-        const { timing, appliedId } = await timingOf(request);
-        // A freeze holds it; it applies in the first window after the freeze ends.
-        if (timing.decision === "frozen") continue;
-        const stale = staleRefusal(request, appliedId);
-        try {
-          if (stale !== undefined) throw stale;
-          const done = await carryOut(ctx, request);
-          if (done.applied !== null) outcome.applied.push(request.id);
-        } catch (error) {
-          const reason = (error instanceof Error ? error.message : String(error)).slice(0, 500);
-          // A runtime failure after the revision committed was recorded by the gate already.
-          const failed = await audit
-            .recordChange(ctx, async (tx) => {
-              const moved = await store.transition(tx, request.id, ["scheduled", "approved"], {
-                state: "failed",
-                failure: reason,
-              });
-              return {
-                result: moved,
-                events:
-                  moved === undefined
-                    ? []
-                    : [
-                        {
-                          type: "change.failed",
-                          outcome: "failure",
-                          target: target(request),
-                          payload: { changeRequest: request.id, reason },
-                        } satisfies TAuditEvent,
-                      ],
-              };
-            })
-            .then(({ result }) => result !== undefined);
-          if (failed || !(error instanceof DomainError)) outcome.failed.push(request.id);
-        }
-      }
-      const at = now();
-      for (const request of await store.unreviewedEmergencies()) {
-        const deadline = reviewDeadline(request);
-        if (deadline === null || request.escalatedAt !== null || at < deadline) continue;
-        await audit.recordChange(ctx, async (tx) => {
-          const moved = await store.transition(tx, request.id, ["applied", "failed"], { escalatedAt: at });
-          return {
-            result: moved,
-            events:
-              moved === undefined
-                ? []
-                : [
-                    {
-                      type: "change.emergency_escalated",
-                      outcome: "failure",
-                      target: target(request),
-                      payload: {
-                        changeRequest: request.id,
-                        appliedAt: request.appliedAt!.toISOString(),
-                        reviewBy: deadline.toISOString(),
-                        approvals: request.approvals.length,
-                        approvalsRequired: request.approvalsRequired,
-                      },
-                    } satisfies TAuditEvent,
-                  ],
-          };
-        });
-        outcome.escalated.push(request.id);
-      }
-      return outcome;
-    },
+    /** The scheduler's pass (change-scheduler.ts). */
+    runDue,
 
     /** The emergency changes awaiting their retrospective approval, or escalated, of the organizations the caller reads. */
     alerts: async (
