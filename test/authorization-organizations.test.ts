@@ -35,6 +35,8 @@ type TFixture = {
   runs: Record<string, Record<"backup" | "verify" | "restore" | "drill", number>>;
   /** Per organization: an operation that ended, and one still queued (to cancel). */
   operations: Record<string, { ended: number; queued: number }>;
+  /** A pending change request of each organization, requested by the admin. */
+  changes: Record<string, number>;
   adminTokenId: string;
 };
 /**
@@ -60,6 +62,17 @@ const cases = (f: TFixture): Record<string, TCase> => {
     permission: "backup:read",
     b: (["backup", "verify", "restore", "drill"] as const).map((kind) => ({ url: run(BETA, kind, events) })),
     a: { url: run(ALPHA, "drill", events) },
+  });
+  /** prod's workers raised: a change to PHI production, which needs a change request. */
+  const workersChange = (organization: string) => ({
+    source: f.specOf(organization).replace(/workers: 9\b/, "workers: 11"),
+    fileName: `${organization}.yaml`,
+  });
+  const changeCase = (action: string, permission: Permission, body?: unknown): TCase => ({
+    kind: "organization",
+    permission,
+    b: [{ url: `/api/changes/${f.changes[BETA]}${action}`, ...(body === undefined ? {} : { body }) }],
+    a: { url: `/api/changes/${f.changes[ALPHA]}${action}`, ...(body === undefined ? {} : { body }) },
   });
   const listing = (url: string, permission: Permission): TCase => ({
     kind: "organization",
@@ -229,6 +242,24 @@ const cases = (f: TFixture): Record<string, TCase> => {
       b: [{ url: `/api/operations/${f.operations[BETA]!.queued}/cancel` }],
       a: { url: `/api/operations/${f.operations[ALPHA]!.queued}/cancel` },
     },
+    "POST /api/changes": {
+      kind: "organization",
+      permission: "change:request",
+      b: [{ url: "/api/changes", body: { ...workersChange(BETA), reason: "more workers" } }],
+      a: { url: "/api/changes", body: { ...workersChange(ALPHA), reason: "more workers" } },
+    },
+    "GET /api/changes": {
+      kind: "organization",
+      permission: "change:read",
+      b: [{ url: "/api/changes" }, { url: `/api/changes?organization=${BETA}` }],
+      a: { url: `/api/changes?organization=${ALPHA}` },
+    },
+    "GET /api/changes/:id": changeCase("", "change:read"),
+    "POST /api/changes/:id/approve": changeCase("/approve", "change:approve"),
+    "POST /api/changes/:id/deny": changeCase("/deny", "change:approve", { reason: "not now" }),
+    "POST /api/changes/:id/apply": changeCase("/apply", "spec:apply"),
+    "POST /api/changes/:id/cancel": changeCase("/cancel", "change:request", { reason: "withdrawn" }),
+    "POST /api/changes/:id/rollback": changeCase("/rollback", "change:request", { reason: "undo" }),
     "GET /api/runs/:kind/:id": runCase(false),
     "GET /api/runs/:kind/:id/events": runCase(true),
   };
@@ -347,7 +378,22 @@ void describe("authorization per organization, over every route", () => {
       operations[organization] = { ended: await insert("succeeded"), queued: await insert("pending") };
     }
     const adminTokens = (await ok(adminToken, "GET", "/api/tokens")) as { id: string; name: string | null }[];
-    fixture = { specOf, runs, operations, adminTokenId: adminTokens.find((token) => token.name === "local-cli")!.id };
+    const changes: TFixture["changes"] = {};
+    for (const organization of [ALPHA, BETA]) {
+      const created = (await ok(adminToken, "POST", "/api/changes", {
+        source: specOf(organization).replace(/workers: 9\b/, "workers: 11"),
+        fileName: `${organization}.yaml`,
+        reason: "more workers",
+      })) as { request: { id: number } };
+      changes[organization] = created.request.id;
+    }
+    fixture = {
+      specOf,
+      runs,
+      operations,
+      changes,
+      adminTokenId: adminTokens.find((token) => token.name === "local-cli")!.id,
+    };
     // An operator and a platform-admin, each over A only: the second holds every permission, on A.
     for (const [username, role] of [
       ["olga", "operator"],

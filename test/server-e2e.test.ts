@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import { loadConfig } from "../src/lib/config.js";
 import { RESTORE_STEPS } from "../src/runtime/local/local-runtime.js";
 import { startCarehost } from "../src/server/server-start.js";
+import { nextSlotStart } from "../src/spec/maintenance-window.js";
 import type { TRunningCarehost } from "../src/server/server-start.js";
 
 const run = promisify(execFile);
@@ -69,10 +70,18 @@ void describe("carehost server and CLI end to end", () => {
       CAREHOST_LOG_LEVEL: "debug",
       CAREHOST_SUPERVISE_SECONDS: "1",
     });
+    // Change management's clock stands an hour into the demo's next production window (Sunday
+    // 02:00 in New York), and runs on from there: an approved change applies when it is applied.
+    const prodWindow = {
+      timeZone: "America/New_York",
+      slots: [{ day: "sun" as const, start: "02:00", durationMinutes: 240 }],
+    };
+    const windowOffsetMs = nextSlotStart(prodWindow, new Date()).start.getTime() + 3_600_000 - Date.now();
     running = await startCarehost(config, {
       specPath: "examples/northwind-health.yaml",
       print: (line) => printed.push(line),
       logStream,
+      changeClock: () => new Date(Date.now() + windowOffsetMs),
     });
   });
 
@@ -182,8 +191,31 @@ void describe("carehost server and CLI end to end", () => {
           effect.reasons.includes("max_connections"),
       ),
     );
-    const applied = await cli(["apply", changed]);
-    assert.match(applied.stdout, /Recorded as spec revision 2/);
+    // A change to PHI production needs approval: apply refuses it (exit 3), naming the field and the command.
+    const refusedChange = await cli(["apply", changed]);
+    assert.equal(refusedChange.code, 3, refusedChange.stdout + refusedChange.stderr);
+    assert.match(
+      refusedChange.stderr,
+      new RegExp(
+        `this change to production prod needs approval: carehost change create ${changed.replace(/[.]/g, "\\.")} --reason '…'`,
+      ),
+    );
+    assert.match(refusedChange.stderr, /^ {2}production prod: odoo\.workers is not a standard change$/m);
+    assert.match(
+      refusedChange.stderr,
+      /^ {2}restarts prod's PostgreSQL: max_connections: a change that restarts production waits/m,
+    );
+    // The admin is carehost's only user so far: an emergency change applies now, and stays an ALERT until
+    // two others approve it (the exception test below does).
+    const emergency = await cli(["change", "create", changed, "--emergency", "--reason", "order entry saturated"]);
+    assert.equal(emergency.code, 0, emergency.stdout + emergency.stderr);
+    assert.match(emergency.stdout, /^change request #1 \(emergency\) of northwind-health: applied$/m);
+    assert.match(emergency.stdout, /^applied as revision 2 by admin/m);
+    assert.match(emergency.stdout, /^ {2}restarts prod's PostgreSQL: max_connections$/m);
+    assert.match(
+      (await cli(["status"])).stdout,
+      /^ {2}ALERT {2}emergency change #1 by admin applied at \S+ without approval \(0 of 2 approval\(s\)\)/m,
+    );
     const again = await cli(["apply", changed]);
     assert.match(again.stdout, /No changes/, again.stderr);
 
@@ -320,7 +352,18 @@ void describe("carehost server and CLI end to end", () => {
       allowing,
       kept.replace(/workers: 9\b/, "workers: 11").replace("localUsersAllowed: false", "localUsersAllowed: true"),
     );
-    const allowed = await cli(["apply", allowing]);
+    // Who signs in to PHI production's control plane is a change to it: nobody else can approve yet, so an emergency.
+    const refusedAllowing = await cli(["apply", allowing]);
+    assert.equal(refusedAllowing.code, 3, refusedAllowing.stdout + refusedAllowing.stderr);
+    assert.match(refusedAllowing.stderr, /organization settings: identity\.localUsersAllowed reach every environment/);
+    const allowed = await cli([
+      "change",
+      "create",
+      allowing,
+      "--emergency",
+      "--reason",
+      "the auditors need their own accounts",
+    ]);
     assert.equal(allowed.code, 0, allowed.stdout + allowed.stderr);
     const created = await cli(["user", "create", "vera", "--role", "viewer", "--org", "northwind-health"]);
     assert.equal(created.code, 0, created.stderr);
@@ -670,8 +713,71 @@ policyExceptions:
     expires: "${expires}"
 `,
     );
-    const applied = await cli(["apply", excepted]);
+    // Proposed by the refused apply (a change to PHI production's policy needs approval), and recorded
+    // through a change request two approvers other than the admin approve.
+    const refusedApply = await cli(["apply", excepted]);
+    assert.equal(refusedApply.code, 3, refusedApply.stdout + refusedApply.stderr);
+    const approvers = new Map<string, string>();
+    for (const username of ["pat", "quinn"]) {
+      const created = await cli(["user", "create", username, "--role", "approver", "--org", "northwind-health"]);
+      assert.equal(created.code, 0, created.stderr);
+      const password = /shown only now: (\S+)/.exec(created.stdout)?.[1];
+      assert.ok(password);
+      secrets.add(password);
+      const session = (await (
+        await fetch(`${running.url}/api/auth/login`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ username, password }),
+        })
+      ).json()) as { token: string };
+      secrets.add(session.token);
+      approvers.set(username, session.token);
+    }
+    const requested = await cli([
+      "change",
+      "create",
+      excepted,
+      "--reason",
+      "document the offsite gap",
+      "--ticket",
+      "CHG-7",
+      "--output",
+      "json",
+    ]);
+    assert.equal(requested.code, 0, requested.stdout + requested.stderr);
+    const changeRequest = (JSON.parse(requested.stdout) as { request: { id: number; state: string } }).request;
+    assert.equal(changeRequest.state, "pending");
+    const early = await cli(["change", "apply", String(changeRequest.id)]);
+    assert.equal(early.code, 1, early.stdout + early.stderr);
+    assert.match(early.stderr, /is pending: it needs 2 more approval\(s\)/);
+    const ownApproval = await cli(["change", "approve", String(changeRequest.id)]);
+    assert.equal(ownApproval.code, 1, ownApproval.stdout + ownApproval.stderr);
+    assert.match(
+      ownApproval.stderr,
+      /admin requested change request #\d+; someone other than its requester approves it/,
+    );
+    for (const token of approvers.values()) {
+      const approvedChange = await cli(["change", "approve", String(changeRequest.id)], { CAREHOST_TOKEN: token });
+      assert.equal(approvedChange.code, 0, approvedChange.stdout + approvedChange.stderr);
+    }
+    const applied = await cli(["change", "apply", String(changeRequest.id)]);
     assert.equal(applied.code, 0, applied.stdout + applied.stderr);
+    assert.match(applied.stdout, /^ {2}pat \(approver\) at \S+$/m);
+    assert.match(applied.stdout, /^ {2}quinn \(approver\) at \S+$/m);
+    assert.match(applied.stdout, /^applied as revision \d+ by admin/m);
+    // The emergency changes of the tests above, approved retrospectively: the ALERT goes.
+    const emergencies = (
+      JSON.parse((await cli(["change", "list", "--output", "json"])).stdout) as { id: number; kind: string }[]
+    )
+      .filter((item) => item.kind === "emergency")
+      .map((item) => item.id);
+    assert.equal(emergencies.length, 2);
+    assert.match((await cli(["status"])).stdout, /ALERT {2}emergency change/);
+    for (const id of emergencies)
+      for (const token of approvers.values())
+        assert.equal((await cli(["change", "approve", String(id)], { CAREHOST_TOKEN: token })).code, 0);
+    assert.doesNotMatch((await cli(["status"])).stdout, /ALERT {2}emergency change/);
     const listed = JSON.parse((await cli(["exception", "list", "--output", "json"])).stdout) as {
       id: number;
       status: string;
@@ -709,20 +815,7 @@ policyExceptions:
     assert.equal(refused.headers.get("content-type"), "application/problem+json; charset=utf-8");
     assert.match(((await refused.json()) as { detail: string }).detail, /someone other than its proposer/);
 
-    const created = await cli(["user", "create", "pat", "--role", "approver", "--org", "northwind-health"]);
-    assert.equal(created.code, 0, created.stderr);
-    const password = /shown only now: (\S+)/.exec(created.stdout)?.[1];
-    assert.ok(password);
-    secrets.add(password);
-    const session = (await (
-      await fetch(`${running.url}/api/auth/login`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ username: "pat", password }),
-      })
-    ).json()) as { token: string };
-    secrets.add(session.token);
-    const approved = await approveAs(session.token);
+    const approved = await approveAs(approvers.get("pat")!);
     assert.equal(approved.status, 200);
     const body = (await approved.json()) as { status: string; approvedBy: string; approvedAt: string };
     assert.deepEqual([body.status, body.approvedBy], ["approved", "pat"]);

@@ -227,6 +227,67 @@ export const auditPayloadSchemas = {
     run: z.number().int().positive(),
     reason,
   }),
+  /** A change request was recorded: what it changes is on the request (carehost change show), pinned here by digest. */
+  "change.requested": z.strictObject({
+    changeRequest: z.number().int().positive(),
+    kind: z.enum(["standard", "normal", "emergency"]),
+    reason,
+    ticket: name.optional(),
+    specDigest: digest,
+    baseRevisionId: z.number().int().positive(),
+    environments: z.array(name).max(1000),
+    production: z.array(name).max(1000),
+    approvalsRequired: z.number().int().positive(),
+    rollbackOf: z.number().int().positive().optional(),
+  }),
+  /** One approval; retrospective for an emergency change that already applied. */
+  "change.approved": z.strictObject({
+    changeRequest: z.number().int().positive(),
+    approvals: z.number().int().positive(),
+    approvalsRequired: z.number().int().positive(),
+    retrospective: z.boolean(),
+    requestedBy: name,
+  }),
+  /** An approval, denial, apply, cancel or rollback carehost refused, with why. */
+  "change.refused": z.strictObject({
+    changeRequest: z.number().int().positive(),
+    action: z.enum(["approve", "deny", "apply", "cancel", "rollback"]),
+    reason,
+  }),
+  "change.denied": z.strictObject({ changeRequest: z.number().int().positive(), reason }),
+  "change.cancelled": z.strictObject({ changeRequest: z.number().int().positive(), reason }),
+  /** Approved, outside its maintenance window: it applies when the window opens. */
+  "change.scheduled": z.strictObject({ changeRequest: z.number().int().positive(), scheduledFor: z.string() }),
+  "change.applied": z.strictObject({
+    changeRequest: z.number().int().positive(),
+    kind: z.enum(["standard", "normal", "emergency"]),
+    revisionId: z.number().int().positive(),
+  }),
+  "change.failed": z.strictObject({ changeRequest: z.number().int().positive(), reason }),
+  /** An emergency change applied without approval: an alert until it is approved retrospectively. */
+  "change.emergency_applied": z.strictObject({
+    changeRequest: z.number().int().positive(),
+    reason,
+    reviewBy: z.string(),
+  }),
+  /** Enough people other than the requester approved an emergency change after it applied. */
+  "change.emergency_reviewed": z.strictObject({ changeRequest: z.number().int().positive(), late: z.boolean() }),
+  /** An emergency change went unreviewed past its deadline. */
+  "change.emergency_escalated": z.strictObject({
+    changeRequest: z.number().int().positive(),
+    appliedAt: z.string(),
+    reviewBy: z.string(),
+    approvals: z.number().int().nonnegative(),
+    approvalsRequired: z.number().int().positive(),
+  }),
+  /** The backup taken of a production environment before a change to it applied. */
+  "change.pre_change_backup": z.strictObject({
+    changeRequest: z.number().int().positive(),
+    environment: name,
+    status: z.enum(["succeeded", "failed", "skipped"]),
+    label: name.optional(),
+    detail: reason,
+  }),
   /** Written before a render is committed and pushed: a crash before its conclusion leaves this. */
   "gitops.commit_started": z.strictObject({
     organization: name,

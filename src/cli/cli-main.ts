@@ -5,6 +5,7 @@ import { ConfigError } from "../lib/config.js";
 import { carehostVersion } from "../lib/version.js";
 import { registerAuditCommands } from "./cli-audit-commands.js";
 import { registerAuthCommands } from "./cli-auth-commands.js";
+import { registerChangeCommands } from "./cli-change-commands.js";
 import { createApiClient } from "./cli-client.js";
 import { resolveServer } from "./cli-credentials.js";
 import { CliError, exitCodes } from "./cli-errors.js";
@@ -32,6 +33,7 @@ export const buildProgram = (): Command => {
   registerServerCommands(program, { client });
   registerSpecCommands(program, { client });
   registerExceptionCommands(program, { client });
+  registerChangeCommands(program, { client });
   registerRenderCommand(program);
   registerAuditCommands(program, { client });
   registerAuthCommands(program, { client, url });

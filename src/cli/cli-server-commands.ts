@@ -28,6 +28,7 @@ export const formatStatus = (status: TStatusReport): string[] => {
       "",
       `organization ${paint("bold", organization.name)}: spec revision ${organization.revision.id} (${organization.revision.digest.slice(0, 12)}) applied by ${organization.revision.appliedBy} at ${organization.revision.appliedAt}`,
     );
+    for (const alert of organization.changeAlerts) lines.push(`  ${paint("red", "ALERT")}  ${alert.message}`);
     for (const environment of organization.environments) {
       lines.push(
         `  ${environment.name.padEnd(16)} ${environment.tier.padEnd(11)} ${environment.dataClass.padEnd(13)} ${environment.hosting.padEnd(10)} ${environment.status}`,

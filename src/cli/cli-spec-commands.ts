@@ -202,7 +202,9 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
 
   program
     .command("apply")
-    .description("record the spec as the desired state")
+    .description(
+      "record the spec as the desired state: an organization's first revision or a standard change; anything else needs a change request (carehost change create)",
+    )
     .argument("<file>", "carehost.yaml")
     .option("--confirm-destroy <env...>", "confirm the removal of these environments", [])
     .option("--target <target>", "local (this host), kubernetes or compose (commit to the GitOps repository)", "local")
@@ -245,7 +247,7 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
       printLine(
         result.revisionId === null
           ? "No changes to the spec: nothing recorded."
-          : `Recorded as spec revision ${result.revisionId}.`,
+          : `Recorded as spec revision ${result.revisionId}${result.changeRequest === null ? "" : ` (${result.changeRequest.kind} change, change request #${result.changeRequest.id})`}.`,
       );
       for (const action of result.runtime) printLine(`  ${action.target}: ${action.action}`);
       if (result.runtime.length === 0) printLine("The running systems already match the spec.");

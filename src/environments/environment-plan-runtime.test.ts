@@ -14,7 +14,6 @@ import { systemContext } from "../lib/request-context.js";
 import { POLICY_CATALOG } from "../policy/policy-catalog.js";
 import { evaluatePolicy } from "../policy/policy-engine.js";
 import { offlineVerdict } from "../policy/policy-offline.js";
-import { policyCheckerFactory } from "../policy/policy-service.js";
 import type { TArtifactSubject } from "../policy/policy-types.js";
 import { statementAuditFor } from "../runtime/local/local-postgres.js";
 import { localArtifactSubjects } from "../runtime/local/local-render-offline.js";
@@ -23,17 +22,27 @@ import { parsePostgresqlConf, RESTART_SETTINGS } from "../runtime/local/postgres
 import { loadSpecText } from "../spec/spec-loader.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { formatRuntimePlan } from "./environment-plan.js";
-import { environmentServiceFactory } from "./environment-service.js";
 import type { TEnvironmentService } from "./environment-service.js";
-import { environmentStoreFactory } from "./environment-store.js";
+import { PolicyViolation } from "../lib/errors.js";
+import { createGovernedServices, INSIDE_PROD_WINDOW, userContext } from "../../test/change-fixtures.js";
+import type { TGovernedServices } from "../../test/change-fixtures.js";
 
 const ctx = systemContext("test");
 const org = "northwind-health";
+// prod's workers are a standard change here, but a change that restarts production never is.
+const STANDARD_WORKERS = `
+changeManagement:
+  standardChanges:
+    - environments: non-production
+    - environment: prod
+      fields: [odoo.workers]
+`;
 
 void describe("plan on real clusters: the change against the applied revision, drift against the running systems", () => {
   let runtime: TRuntimeHarness;
   let audit: TAuditHarness;
   let service: TEnvironmentService;
+  let governed: TGovernedServices;
   let demo: string;
   let changed: string;
   let spec: TOrganizationSpec;
@@ -42,13 +51,13 @@ void describe("plan on real clusters: the change against the applied revision, d
   before(async () => {
     runtime = await createRuntimeHarness();
     audit = await createAuditHarness(testDatabaseFactories.pglite);
-    service = environmentServiceFactory({
-      store: environmentStoreFactory(audit.db),
-      policy: policyCheckerFactory(),
-      audit: audit.log,
+    governed = createGovernedServices(audit, {
       runtime: runtime.runtime,
+      now: () => INSIDE_PROD_WINDOW,
+      policyNow: () => new Date(),
     });
-    demo = await readFile("examples/northwind-health.yaml", "utf8");
+    service = governed.environments;
+    demo = `${await readFile("examples/northwind-health.yaml", "utf8")}${STANDARD_WORKERS}`;
     changed = demo.replace(/workers: 9\b/, "workers: 11");
     assert.notEqual(changed, demo);
     const loaded = loadSpecText(demo, "northwind-health.yaml");
@@ -237,8 +246,38 @@ void describe("plan on real clusters: the change against the applied revision, d
       /^Drift on the running systems against applied revision 1 \(apply corrects it\):\n {2}~ prod {2}postgres\/dedicated-prod {2}ALTER SYSTEM work_mem: overrides postgresql\.conf \(expected not set\)$/m,
     );
 
-    const applied = await service.apply(ctx, { source: changed, fileName: "northwind-health.yaml" });
+    // Listed as standard, yet it restarts prod's PostgreSQL: carehost apply refuses it, and says why.
+    await assert.rejects(
+      service.apply(ctx, { source: changed, fileName: "northwind-health.yaml" }),
+      (error: unknown) => {
+        assert.ok(error instanceof PolicyViolation, String(error));
+        assert.match(error.message, /^this change to production prod needs approval: carehost change create/);
+        assert.deepEqual(
+          error.details.map((detail) => detail.message),
+          [
+            "restarts prod's PostgreSQL: max_connections: a change that restarts production waits for its maintenance window",
+          ],
+        );
+        return true;
+      },
+    );
+    const { request } = await governed.changes.create(userContext("alice", "operator"), {
+      source: changed,
+      fileName: "northwind-health.yaml",
+      reason: "flu season",
+    });
+    assert.deepEqual(request.assessment.productionRestarts, ["restarts prod's PostgreSQL: max_connections"]);
+    assert.deepEqual(
+      request.plan.artifacts.map((artifact) => `${artifact.target}/${artifact.file}`),
+      ["environment/prod/odoo.conf", "postgres/dedicated-prod/postgresql.conf"],
+      "the change request holds the rendered files' diffs plan showed",
+    );
+    for (const approver of ["bob", "dana"])
+      await governed.changes.approve(userContext(approver, "approver"), request.id);
+    const outcome = await governed.changes.apply(userContext("alice", "operator"), request.id);
+    const applied = outcome.applied!;
     assert.equal(applied.revisionId, 2);
+    assert.deepEqual(applied.changeRequest, { id: request.id, kind: "normal" });
     const actions = applied.runtime.map((action) => `${action.target}: ${action.action}`);
     assert.ok(actions.includes("postgres/dedicated-prod: restarted to apply max_connections"), actions.join("\n"));
     assert.ok(

@@ -77,6 +77,20 @@ export const planEnvironments = (
 
 export const planHasChanges = (plan: TPlan): boolean => plan.changes.some((change) => change.action !== "unchanged");
 
+/**
+ * Why removing environments is refused, or undefined: dropping an environment from the spec must
+ * never delete it by accident, so each removal is confirmed by name.
+ */
+export const removalRefusal = (plan: TPlan, confirmDestroy: readonly string[]): string | undefined => {
+  const confirmed = new Set(confirmDestroy);
+  const unconfirmed = plan.changes
+    .filter((change) => change.action === "remove" && !confirmed.has(change.name))
+    .map((change) => change.name);
+  return unconfirmed.length === 0
+    ? undefined
+    : `removing ${unconfirmed.map((name) => `"${name}"`).join(", ")} needs --confirm-destroy ${unconfirmed.join(" --confirm-destroy ")}`;
+};
+
 const show = (value: unknown): string => (value === undefined ? "(unset)" : JSON.stringify(value));
 
 /** The readable diff printed by the CLI: + create, ~ change (field by field), - remove. */

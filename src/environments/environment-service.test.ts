@@ -15,6 +15,10 @@ import { exceptionStoreFactory } from "../policy/policy-exception-store.js";
 import { policyCheckerFactory } from "../policy/policy-service.js";
 import { environmentServiceFactory } from "./environment-service.js";
 import { environmentStoreFactory } from "./environment-store.js";
+import { changeGateFactory } from "../governance/change-gate.js";
+import { changeStoreFactory } from "../governance/change-store.js";
+import { applyThroughChangeRequest, createGovernedServices, INSIDE_PROD_WINDOW } from "../../test/change-fixtures.js";
+import type { TGovernedServices } from "../../test/change-fixtures.js";
 
 const NOW = new Date("2026-11-23T12:00:00Z");
 const ctx = systemContext("test");
@@ -29,6 +33,8 @@ const carol = userContext("carol", "platform-admin");
 const alice = userContext("alice", "operator");
 /** Approves, cannot apply. */
 const bob = userContext("bob", "approver");
+/** The second approval a change to PHI production needs. */
+const dana = userContext("dana", "approver");
 
 /** The demo with production on shared hosting: CH-ISO-001 (PHI production must be dedicated) fails, and only it. */
 const sharedConfidentialProduction = async (exceptions: string) => {
@@ -53,17 +59,16 @@ const withServices = async (
   body: (services: {
     harness: TAuditHarness;
     environments: ReturnType<typeof environmentServiceFactory>;
+    governed: TGovernedServices;
     exceptions: ReturnType<typeof exceptionServiceFactory>;
     count: (table: string) => Promise<number>;
   }) => Promise<void>,
 ) => {
   const harness = await createAuditHarness(createDatabase);
   try {
-    const environments = environmentServiceFactory({
-      store: environmentStoreFactory(harness.db),
-      policy: policyCheckerFactory({ now: () => NOW }),
-      audit: harness.log,
-    });
+    // Changes to production apply inside its window; the controls judge exceptions at NOW.
+    const governed = createGovernedServices(harness, { now: () => INSIDE_PROD_WINDOW, policyNow: () => NOW });
+    const environments = governed.environments;
     const exceptions = exceptionServiceFactory({
       store: exceptionStoreFactory(harness.db),
       audit: harness.log,
@@ -71,7 +76,7 @@ const withServices = async (
     });
     const count = async (table: string) =>
       (await harness.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)).rows[0]!.n;
-    await body({ harness, environments, exceptions, count });
+    await body({ harness, environments, governed, exceptions, count });
   } finally {
     await harness.dispose();
   }
@@ -83,7 +88,7 @@ const ofType = async (harness: TAuditHarness, type: Parameters<TAuditHarness["lo
 forEachStoreKind((kind, createDatabase) => {
   void describe(`environment service on ${kind}: policy exceptions take effect once someone else approves them`, () => {
     void it("shows a proposed exception as pending with the control failing, refuses its proposer's approval, and excepts once another user approves", async () => {
-      await withServices(createDatabase, async ({ harness, environments, exceptions }) => {
+      await withServices(createDatabase, async ({ harness, environments, governed, exceptions }) => {
         const submit = async (exceptions: string) => ({
           source: await sharedConfidentialProduction(exceptions),
           fileName: "org.yaml",
@@ -175,7 +180,8 @@ forEachStoreKind((kind, createDatabase) => {
         assert.equal((await ofType(harness, "policy.exception_recorded")).length, 1);
         assert.equal((await environments.apply(carol, withException)).revisionId, null, "nothing new to record");
 
-        // A changed exception is a new version: pending, refused, until someone else approves it too.
+        // A changed exception is a new version: pending, refused, until someone else approves it too;
+        // then, a change to PHI production, it applies through a change request two others approve.
         const renewed = await submit(exception("2027-06-30"));
         await assert.rejects(environments.apply(carol, renewed), refusedAsPending(2));
         const [stillApplied] = await environments.posture(alice);
@@ -186,7 +192,8 @@ forEachStoreKind((kind, createDatabase) => {
           "the applied revision keeps its approved exception",
         );
         await exceptions.approve(bob, "northwind-health", 2);
-        assert.ok((await environments.apply(carol, renewed)).revisionId !== null);
+        await assert.rejects(environments.apply(carol, renewed), /needs approval: carehost change create org\.yaml/);
+        assert.ok((await applyThroughChangeRequest(governed, carol, [bob, dana], renewed)).revisionId !== null);
         assert.deepEqual(
           (await exceptions.list(alice, "northwind-health")).map((item) => [item.id, item.status]),
           [
@@ -275,6 +282,7 @@ void describe("environment service: host paths", () => {
         store,
         policy: policyCheckerFactory({ now: () => NOW }),
         audit: harness.log,
+        changes: changeGateFactory({ store: changeStoreFactory(harness.db), audit: harness.log }),
         runtime: runtime.runtime,
       });
       const example = await readFile("examples/northwind-health.yaml", "utf8");

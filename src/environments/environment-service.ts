@@ -7,7 +7,7 @@ import type { TAuditEvent } from "../audit/audit-types.js";
 import { authorize, authorizeListing, authorizeOrganization, inScope } from "../identity/identity-permissions.js";
 import type { Permission } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
-import { PolicyViolation, ValidationError } from "../lib/errors.js";
+import { DomainError, PolicyViolation, ValidationError } from "../lib/errors.js";
 import { actorName } from "../lib/request-context.js";
 import type { TPostureReport } from "../policy/policy-engine.js";
 import { approvalsOf, exceptionActorOf } from "../policy/policy-exception-store.js";
@@ -19,11 +19,13 @@ import type { TRequestContext } from "../lib/request-context.js";
 import { canonicalJson, specDigest } from "../spec/spec-digest.js";
 import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
-import { planEnvironments, planHasChanges } from "./environment-plan.js";
+import { planEnvironments, planHasChanges, removalRefusal } from "./environment-plan.js";
 import type { TPlan } from "./environment-plan.js";
 import type { TEnvironmentStore } from "./environment-store.js";
 import type { TLocalRuntime } from "../runtime/local/local-runtime.js";
 import type { TRuntimeAction, TRuntimeChange, TRuntimeDrift } from "../runtime/local/runtime-types.js";
+import type { TChangeGate } from "../governance/change-gate.js";
+import type { TChangeVerdict } from "../governance/change-types.js";
 
 /** What the service needs from a runtime; absent when carehost only records and checks (CAREHOST_RUNTIME=none). */
 export type TEnvironmentRuntime = Pick<
@@ -35,6 +37,8 @@ type TEnvironmentServiceDeps = {
   store: TEnvironmentStore;
   policy: TPolicyChecker;
   audit: { append: TAuditAppend; recordChange: TAuditLog["recordChange"] };
+  /** Change management: what may be recorded now, and the change request it belongs to (governance/change-gate.ts). */
+  changes: TChangeGate;
   runtime?: TEnvironmentRuntime;
   /** Where the final backup of a removed environment is written. */
   finalBackupDirectory?: string;
@@ -53,6 +57,8 @@ export type TPlanWithDrift = TPlan & {
   readonly artifacts: TRuntimeChange["artifacts"];
   readonly effects: TRuntimeChange["effects"];
   readonly drift: readonly (TRuntimeDrift & { readonly environment: string })[];
+  /** The control baseline over the file: no mandatory violation (a plan with one is refused), and the counts. */
+  readonly verdict: TChangeVerdict;
 };
 
 export type TSpecSubmission = { readonly source: string; readonly fileName: string };
@@ -61,6 +67,8 @@ export type TApplyResult = {
   readonly plan: TPlan;
   readonly revisionId: number | null;
   readonly runtime: readonly TRuntimeAction[];
+  /** The change request the revision belongs to; null for an organization's first revision or when nothing changed. */
+  readonly changeRequest: { readonly id: number; readonly kind: "standard" | "normal" | "emergency" } | null;
 };
 
 /** Parses a submitted spec; the server re-validates what the CLI already checked: the API is a trust boundary. */
@@ -207,6 +215,7 @@ export const environmentServiceFactory = ({
   store,
   policy,
   audit,
+  changes,
   runtime,
   finalBackupDirectory = "final-backups",
   platform,
@@ -312,19 +321,34 @@ export const environmentServiceFactory = ({
       if (posture.mandatoryViolations.length > 0) refuseViolations(spec.metadata.name, posture, approvals);
       await runtime?.assertPathsConfined(spec);
       const plan = await planFor(spec, digest);
+      const verdict = { evaluatedAt: posture.evaluatedAt, summary: posture.summary };
       const applied = await store.appliedRevision(spec.metadata.name);
       if (runtime === undefined || applied === undefined)
-        return { ...plan, appliedRevisionId: applied?.id ?? null, artifacts: [], effects: [], drift: [] };
+        return { ...plan, appliedRevisionId: applied?.id ?? null, artifacts: [], effects: [], drift: [], verdict };
       const [change, drift] = await Promise.all([
         runtime.planChange(applied.spec, spec),
         driftOf(runtime, applied.spec),
       ]);
-      return { ...plan, appliedRevisionId: applied.id, artifacts: change.artifacts, effects: change.effects, drift };
+      return {
+        ...plan,
+        appliedRevisionId: applied.id,
+        artifacts: change.artifacts,
+        effects: change.effects,
+        drift,
+        verdict,
+      };
     },
 
+    /**
+     * Records the spec as the desired state and has the runtime make it real, once the change gate
+     * admits it: `via.changeRequestId` names the approved change request it carries out (the change
+     * service passes it); without one only an organization's first revision, a spec that changes
+     * nothing declared, or a standard change gets through.
+     */
     apply: async (
       ctx: TRequestContext,
       submission: TSpecSubmission & { readonly confirmDestroy?: readonly string[] },
+      via: { readonly changeRequestId?: number } = {},
     ): Promise<TApplyResult> => {
       const { spec, digest } = await parseAuthorizedSpec(ctx, "spec:apply", submission, audit);
       const organization = spec.metadata.name;
@@ -349,19 +373,16 @@ export const environmentServiceFactory = ({
       }
       const plan = await planFor(spec, digest);
       const removed = plan.changes.filter((change) => change.action === "remove").map((change) => change.name);
-      const confirmed = new Set(submission.confirmDestroy ?? []);
-      const unconfirmed = removed.filter((name) => !confirmed.has(name));
-      if (unconfirmed.length > 0) {
-        // Dropping an environment from the spec must never delete it by accident.
-        const reason = `removing ${unconfirmed.map((name) => `"${name}"`).join(", ")} needs --confirm-destroy ${unconfirmed.join(" --confirm-destroy ")}`;
+      const refusedRemoval = removalRefusal(plan, submission.confirmDestroy ?? []);
+      if (refusedRemoval !== undefined) {
         // A refusal: nothing is written but its entry.
         await audit.append(ctx, {
           type: "spec.apply_denied",
           outcome: "denied",
           target: `organization/${organization}`,
-          payload: { digest, reason },
+          payload: { digest, reason: refusedRemoval },
         });
-        throw new PolicyViolation(`refusing to apply: ${reason}`);
+        throw new PolicyViolation(`refusing to apply: ${refusedRemoval}`);
       }
       const recordedSpec = (await store.latestSpecs()).find((item) => item.metadata.name === organization);
       const exceptionChanges = exceptionEvents(
@@ -378,9 +399,42 @@ export const environmentServiceFactory = ({
       }: TOrganizationSpec) => canonicalJson(rest);
       const organizationChanged =
         recordedSpec !== undefined && organizationPart(recordedSpec) !== organizationPart(spec);
-      if (!planHasChanges(plan) && exceptionChanges.length === 0 && !organizationChanged) {
+      const changed = planHasChanges(plan) || exceptionChanges.length > 0 || organizationChanged;
+      const applied = await store.appliedRevision(organization);
+      const admission = await changes
+        .admit(
+          ctx,
+          {
+            spec,
+            digest,
+            source: submission.source,
+            fileName: submission.fileName,
+            confirmDestroy: submission.confirmDestroy ?? [],
+            plan,
+            applied,
+            changed,
+            runtime:
+              runtime === undefined || applied === undefined || !changed
+                ? { artifacts: [], effects: [] }
+                : await runtime.planChange(applied.spec, spec),
+            verdict: { evaluatedAt: posture.evaluatedAt, summary: posture.summary },
+          },
+          via,
+        )
+        .catch(async (error: unknown) => {
+          // A refusal of change management: nothing is written but its entry.
+          if (error instanceof DomainError)
+            await audit.append(ctx, {
+              type: "spec.apply_denied",
+              outcome: "denied",
+              target: `organization/${organization}`,
+              payload: { digest, reason: error.message.slice(0, 500) },
+            });
+          throw error;
+        });
+      if (!changed) {
         // Nothing declared changed, but the running systems may have drifted: apply corrects them.
-        return { plan, revisionId: null, runtime: await reconcile(ctx, spec) };
+        return { plan, revisionId: null, runtime: await reconcile(ctx, spec), changeRequest: null };
       }
 
       if (removed.length > 0 && runtime !== undefined) {
@@ -411,9 +465,19 @@ export const environmentServiceFactory = ({
           { spec, digest, source: submission.source, appliedBy: actorName(ctx.actor), removed },
           specDigest,
         );
-        return { result: recorded, events: revisionEvents(organization, digest, recorded, plan, exceptionChanges) };
+        return {
+          result: recorded,
+          events: [
+            ...revisionEvents(organization, digest, recorded, plan, exceptionChanges),
+            ...(await admission.record(tx, recorded)),
+          ],
+        };
       });
-      return { plan, revisionId, runtime: await reconcile(ctx, spec) };
+      const actions = await reconcile(ctx, spec).catch(async (error: unknown) => {
+        await admission.failed(error);
+        throw error;
+      });
+      return { plan, revisionId, runtime: actions, changeRequest: admission.changeRequest() };
     },
 
     /** The caller's organizations' environments; naming another organization is refused. */

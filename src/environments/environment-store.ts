@@ -80,7 +80,18 @@ export const environmentStoreFactory = (db: TSqlExecutor) => ({
     return rows[0];
   },
 
-  /** The newest applied spec of every organization. */
+  /** One recorded revision of an organization, with the source it was applied from (a rollback applies it again). */
+  revision: async (
+    organization: string,
+    id: number,
+  ): Promise<{ id: number; spec: TOrganizationSpec; source: string; digest: string } | undefined> => {
+    const { rows } = await db.query<{ id: number; spec: TOrganizationSpec; source: string; digest: string }>(
+      "SELECT id, spec, source, digest FROM spec_revisions WHERE org_name = $1 AND id = $2",
+      [organization, id],
+    );
+    return rows[0];
+  },
+
   /** The identity settings of each organization's latest revision (read on every request, so only these fields). */
   latestIdentityRules: async (): Promise<TOrganizationIdentityRules[]> => {
     const { rows } = await db.query<{ organization: string; idle: number; local_users: boolean }>(
@@ -97,6 +108,7 @@ export const environmentStoreFactory = (db: TSqlExecutor) => ({
     }));
   },
 
+  /** The newest applied spec of every organization. */
   latestSpecs: async (): Promise<TOrganizationSpec[]> => {
     const { rows } = await db.query<{ spec: TOrganizationSpec }>(
       "SELECT DISTINCT ON (org_name) spec FROM spec_revisions ORDER BY org_name, id DESC",

@@ -2,10 +2,13 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { recordChangeThrough } from "../../test/audit-fixtures.js";
-import { auditEventContext } from "../audit/audit-types.js";
 import { forEachStoreKind, type TTestDatabase } from "../../test/test-databases.js";
 import { environmentServiceFactory } from "../environments/environment-service.js";
 import { environmentStoreFactory } from "../environments/environment-store.js";
+import { changeGateFactory } from "../governance/change-gate.js";
+import { changeServiceFactory } from "../governance/change-service.js";
+import { changeStoreFactory } from "../governance/change-store.js";
+import { applyThroughChangeRequest, INSIDE_PROD_WINDOW, userContext } from "../../test/change-fixtures.js";
 import { ForbiddenError, PolicyViolation, UnauthenticatedError } from "../lib/errors.js";
 import { systemContext, type TRequestContext } from "../lib/request-context.js";
 import { policyCheckerFactory } from "../policy/policy-service.js";
@@ -42,6 +45,7 @@ const withCarehost = async (
   body: (services: {
     identity: ReturnType<typeof identityServiceFactory>;
     environments: ReturnType<typeof environmentServiceFactory>;
+    changes: ReturnType<typeof changeServiceFactory>;
     events: TRecorded[];
     advance: (ms: number) => void;
   }) => Promise<void>,
@@ -59,24 +63,28 @@ const withCarehost = async (
       now: () => now,
       organizationRules: store.latestIdentityRules,
     });
+    const audit = {
+      append,
+      // The change commits as the real log commits it; its events are recorded like appended ones.
+      recordChange: recordChangeThrough(db, append),
+    };
+    // Changes to production apply inside its maintenance window: their clock stands in it.
+    const changeStore = changeStoreFactory(db);
     const environments = environmentServiceFactory({
       store,
       policy: policyCheckerFactory({ now: () => now }),
-      audit: {
-        append,
-        // The change commits as the real log commits it; its events are recorded like appended ones.
-        recordChange: async (ctx, change) => {
-          const { result, events: changed } = await db.transaction(change);
-          for (const item of changed) {
-            const { ctx: eventCtx, event } = auditEventContext(ctx, item);
-            await append(eventCtx, event);
-          }
-          return { result, seqs: [] };
-        },
-      },
+      audit,
+      changes: changeGateFactory({ store: changeStore, audit, now: () => INSIDE_PROD_WINDOW }),
       platform: identity.enforcement,
     });
-    await body({ identity, environments, events, advance: (ms) => (now = new Date(now.getTime() + ms)) });
+    const changes = changeServiceFactory({
+      store: changeStore,
+      environments,
+      revisions: store,
+      audit,
+      now: () => INSIDE_PROD_WINDOW,
+    });
+    await body({ identity, environments, changes, events, advance: (ms) => (now = new Date(now.getTime() + ms)) });
   } finally {
     await database.dispose();
   }
@@ -92,7 +100,7 @@ const postureOf = async (environments: ReturnType<typeof environmentServiceFacto
 forEachStoreKind((kind, createDatabase) => {
   void describe(`carehost's sign-in enforces the recorded organizations' identity settings (${kind})`, () => {
     void it("ends idle sessions after the strictest recorded sessionIdleTimeoutMinutes, never later than the fixed 30, and the posture reads that value", () =>
-      withCarehost(createDatabase, async ({ identity, environments, advance }) => {
+      withCarehost(createDatabase, async ({ identity, environments, changes, advance }) => {
         await identity.createUser(admin, { username: "kim", role: "viewer", organizations: ["*"], password });
         const signIn = async () => (await identity.login(anonymous, { username: "kim", password })).token;
         const idleFor = async (idleMinutes: number) => {
@@ -112,7 +120,13 @@ forEachStoreKind((kind, createDatabase) => {
 
         // A second organization with a longer timeout does not lengthen it (nor one past carehost's fixed 30); a shorter one shortens it.
         await environments.apply(admin, await demoWith({ name: "lakeside-health", idle: 14, localUsersAllowed: true }));
-        await environments.apply(admin, await demoWith({ name: "lakeside-health", idle: 15, localUsersAllowed: true }));
+        // An organization-level change reaches PHI production: it applies through an approved change request.
+        await applyThroughChangeRequest(
+          { changes },
+          userContext("carol", "platform-admin"),
+          [userContext("bob", "approver"), userContext("dana", "approver")],
+          await demoWith({ name: "lakeside-health", idle: 15, localUsersAllowed: true }),
+        );
         assert.equal(
           (await identity.enforcement()).sessionIdleMinutes,
           15,
@@ -159,7 +173,7 @@ forEachStoreKind((kind, createDatabase) => {
       }));
 
     void it("refuses local users while an organization allows none; the bootstrap admin signs in as audited break-glass", () =>
-      withCarehost(createDatabase, async ({ identity, environments, events }) => {
+      withCarehost(createDatabase, async ({ identity, environments, changes, events }) => {
         const bootstrap = await identity.bootstrapAdmin(admin);
         assert.ok(bootstrap.created);
         await identity.createUser(admin, { username: "vera", role: "viewer", organizations: ["*"], password });
@@ -223,8 +237,14 @@ forEachStoreKind((kind, createDatabase) => {
           /identity\.oidc names https:\/\/login\.microsoftonline\.com\/.*, but carehost has no OIDC sign-in yet/,
         );
 
-        // Allowed again: local users are created and sign in as before.
-        await environments.apply(admin, await demoWith({ localUsersAllowed: true }));
+        // Allowed again (a change to PHI production's sign-in, through an approved change request):
+        // local users are created and sign in as before.
+        await applyThroughChangeRequest(
+          { changes },
+          userContext("carol", "platform-admin"),
+          [userContext("bob", "approver"), userContext("erin", "approver")],
+          await demoWith({ localUsersAllowed: true }),
+        );
         await identity.login(anonymous, { username: "vera", password });
         assert.equal((await postureOf(environments, "CH-IAM-004")).status, "not-applicable");
       }));

@@ -16,6 +16,7 @@ import type { TServerServices } from "./server-services.js";
 import { transportOptions, type TTransport } from "./server-transport.js";
 import { registerAuditRoutes } from "./routes/audit-routes.js";
 import { registerAuthRoutes } from "./routes/auth-routes.js";
+import { registerChangeRoutes } from "./routes/change-routes.js";
 import { registerExceptionRoutes } from "./routes/exception-routes.js";
 import { registerGitopsRoutes } from "./routes/gitops-routes.js";
 import { registerHealthRoutes } from "./routes/health-routes.js";
@@ -152,6 +153,7 @@ export const buildServer = async (
   registerGitopsRoutes(api, services);
   registerRecoveryRoutes(api, services);
   registerOperationRoutes(api, services);
+  registerChangeRoutes(api, services);
   api.get("/api/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

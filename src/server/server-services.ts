@@ -8,6 +8,7 @@ import type { TGitopsService } from "../gitops/gitops-service.js";
 import type { TOperationService } from "../operations/operation-service.js";
 import type { TSecretsAdminService } from "../secrets/secrets-admin-service.js";
 import type { TStatusService } from "./status-service.js";
+import type { TChangeService } from "../governance/change-service.js";
 
 /** Everything the HTTP layer calls; built once by the composition root (server-start.ts). */
 export type TServerServices = {
@@ -21,4 +22,5 @@ export type TServerServices = {
   readonly gitops: TGitopsService;
   readonly recovery: TRecoveryService;
   readonly operations: TOperationService;
+  readonly changes: TChangeService;
 };

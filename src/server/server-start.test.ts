@@ -211,3 +211,68 @@ void describe("carehost up: a GitOps apply the last process left without its aud
     }
   });
 });
+
+void describe("carehost up: the change scheduler", () => {
+  void it("runs on its own: an emergency change nobody approved is escalated once its 24 hours pass, and status shows it", async () => {
+    const home = await mkdtemp(join(tmpdir(), "carehost-start-changes-"));
+    let offsetMs = 0;
+    const config = loadConfig({ CAREHOST_HOME: home, CAREHOST_PORT: "0", CAREHOST_RUNTIME: "none" });
+    const running = await startCarehost(config, {
+      print: () => undefined,
+      specPath: join("examples", "northwind-health.yaml"),
+      changeClock: () => new Date(Date.now() + offsetMs),
+      changeTickMs: 50,
+    });
+    try {
+      const token = (await readFile(join(home, "cli-token"), "utf8")).trim();
+      const call = async (method: string, path: string, body?: unknown) => {
+        const response = await fetch(`${running.url}${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${token}`,
+            ...(body === undefined ? {} : { "content-type": "application/json" }),
+          },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+        assert.equal(response.status, 200, await response.clone().text());
+        return response.json() as Promise<Record<string, unknown>>;
+      };
+      const source = (await readFile(join("examples", "northwind-health.yaml"), "utf8")).replace(
+        /workers: 9\b/,
+        "workers: 11",
+      );
+      const created = (await call("POST", "/api/changes", {
+        source,
+        fileName: "northwind-health.yaml",
+        reason: "order entry saturated",
+        emergency: true,
+      })) as { request: { id: number; state: string } };
+      assert.equal(created.request.state, "applied");
+      const alerts = async () =>
+        (
+          (await call("GET", "/api/status")) as {
+            organizations: { changeAlerts: { changeRequest: number; escalated: boolean; message: string }[] }[];
+          }
+        ).organizations[0]!.changeAlerts;
+      assert.deepEqual(
+        (await alerts()).map((alert) => [alert.changeRequest, alert.escalated]),
+        [[created.request.id, false]],
+      );
+      offsetMs = 24 * 3_600_000 + 60_000;
+      // The escalation is the scheduler's doing (the audit entry), not the status report's reading of the clock.
+      const escalations = async () =>
+        (await call("GET", "/api/audit/entries?type=change.emergency_escalated&limit=10")) as unknown as unknown[];
+      const deadline = Date.now() + 10_000;
+      while ((await escalations()).length === 0 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal((await escalations()).length, 1);
+      assert.deepEqual(
+        (await alerts()).map((alert) => alert.escalated),
+        [true],
+      );
+    } finally {
+      await running.close();
+      await rm(home, { recursive: true, force: true });
+    }
+  });
+});

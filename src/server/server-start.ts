@@ -14,6 +14,10 @@ import {
 } from "../cli/cli-credentials.js";
 import { environmentServiceFactory } from "../environments/environment-service.js";
 import { environmentStoreFactory } from "../environments/environment-store.js";
+import { postChangePostureFrom, preChangeBackupFrom } from "../governance/change-checks.js";
+import { changeGateFactory } from "../governance/change-gate.js";
+import { changeServiceFactory } from "../governance/change-service.js";
+import { changeStoreFactory } from "../governance/change-store.js";
 import { identityServiceFactory } from "../identity/identity-service.js";
 import { policyCheckerFactory } from "../policy/policy-service.js";
 import { exceptionServiceFactory } from "../policy/policy-exception-service.js";
@@ -72,6 +76,10 @@ type TStartOptions = {
   readonly recordLocalServer?: boolean;
   /** The identity service's clock (tests move it past token lifetimes); the system clock otherwise. */
   readonly clock?: () => Date;
+  /** Change management's clock (maintenance windows, freezes, an emergency change's review deadline); the system clock otherwise. */
+  readonly changeClock?: () => Date;
+  /** How often scheduled changes are looked at (applied once their window opens) and emergency ones escalated; a minute by default. */
+  readonly changeTickMs?: number;
   /** How often the local CLI token is checked for renewal; hourly by default. */
   readonly cliTokenCheckMs?: number;
   /** How often closed sign-in failure windows are summarised in the audit log; every 30 s by default. */
@@ -82,6 +90,7 @@ const LOCAL_CLI_TOKEN_NAME = "local-cli";
 const CLI_TOKEN_CHECK_MS = 3_600_000;
 // A window closes 15 minutes after its first failure: its summary is in the log within 30 s of that.
 const LOGIN_SWEEP_MS = 30_000;
+const CHANGE_TICK_MS = 60_000;
 
 export const startCarehost = async (config: TConfig, options: TStartOptions): Promise<TRunningCarehost> => {
   // The PEM files first: a wrong path stops the start before anything is opened.
@@ -116,10 +125,13 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       ? localRuntimeFactory({ root: join(config.home, "runtime"), secrets, allowedRoots: config.allowedPaths })
       : undefined;
   if (runtime !== undefined) await chmod(config.home, 0o711);
+  const clock = options.changeClock === undefined ? {} : { now: options.changeClock };
+  const changeStore = changeStoreFactory(db);
   const environments = environmentServiceFactory({
     store: environmentStore,
     policy: policyCheckerFactory(),
     audit: log,
+    changes: changeGateFactory({ store: changeStore, audit: log, ...clock }),
     platform: identity.enforcement,
     ...(runtime === undefined ? {} : { runtime, finalBackupDirectory: join(config.home, FINAL_BACKUPS_DIRECTORY) }),
   });
@@ -142,6 +154,16 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const operationStore = operationStoreFactory(db);
   const wakeWorker = { wake: () => undefined as void };
   const operations = operationServiceFactory({ store: operationStore, audit: log, wake: () => wakeWorker.wake() });
+  const changes = changeServiceFactory({
+    store: changeStore,
+    environments,
+    revisions: environmentStore,
+    audit: log,
+    ...clock,
+    postChangePosture: postChangePostureFrom(environments),
+    // Backups need something to back up: only with a runtime on this host.
+    ...(runtime === undefined ? {} : { preChangeBackup: preChangeBackupFrom(recovery, environmentStore) }),
+  });
   const repositories = new Map<string, TGitopsRepository>();
   const gitops = gitopsServiceFactory({
     // A local bare repository per target in the data dir: Argo CD or Flux can sync from it (or a mirror of it).
@@ -178,10 +200,23 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     store: config.store.kind,
     startedAt,
     recoverySummaries: recovery.summaries,
+    changeAlerts: changes.alerts,
   });
 
   const app = await buildServer(
-    { db, identity, environments, exceptions, audit, status, secrets: secretsAdmin, gitops, recovery, operations },
+    {
+      db,
+      identity,
+      environments,
+      exceptions,
+      audit,
+      status,
+      secrets: secretsAdmin,
+      gitops,
+      recovery,
+      operations,
+      changes,
+    },
     {
       version: carehostVersion,
       transport,
@@ -328,6 +363,16 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
           onError: (error) => app.log.error({ err: error }, "running an operation failed"),
         });
   if (worker !== undefined) wakeWorker.wake = worker.wake;
+  // Scheduled changes apply when their window opens; emergency changes nobody reviewed in 24 h are escalated.
+  const changeScheduler = systemContext("change-scheduler");
+  let changeTick: Promise<unknown> = Promise.resolve();
+  const tickChanges = () =>
+    (changeTick = changeTick
+      .then(() => changes.runDue(changeScheduler))
+      .catch((error: unknown) => app.log.error({ err: error }, "applying scheduled changes failed")));
+  const changeTimer = setInterval(() => void tickChanges(), options.changeTickMs ?? CHANGE_TICK_MS);
+  changeTimer.unref();
+
   const supervisor =
     runtime === undefined
       ? undefined
@@ -428,6 +473,8 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       // A pass still running would fail on the database closed under it: a sweep would log that it
       // did, and a renewal would leave its side file for the next start to settle.
       await Promise.all([cliTokenPass, loginSweep]);
+      clearInterval(changeTimer);
+      await changeTick;
       const interrupted = await recovery.shutdown();
       await workerStopped;
       if (interrupted > 0)

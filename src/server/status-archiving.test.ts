@@ -8,10 +8,8 @@ import { createAuditHarness, type TAuditHarness } from "../../test/audit-fixture
 import { createRuntimeHarness, waitForArchive, type TRuntimeHarness } from "../../test/runtime-fixtures.js";
 import { testDatabaseFactories } from "../../test/test-databases.js";
 import { auditServiceFactory } from "../audit/audit-service.js";
-import { environmentServiceFactory } from "../environments/environment-service.js";
-import { environmentStoreFactory } from "../environments/environment-store.js";
+import { createGovernedServices } from "../../test/change-fixtures.js";
 import { systemContext } from "../lib/request-context.js";
-import { policyCheckerFactory } from "../policy/policy-service.js";
 import { secretNames } from "../runtime/local/local-placement.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { statusServiceFactory, type TStatusReport, type TStatusService } from "./status-service.js";
@@ -44,12 +42,7 @@ void describe("status: WAL archiving health read from the running cluster, with 
   before(async () => {
     runtimeHarness = await createRuntimeHarness({ now: () => new Date(Date.now() + clockOffsetMs) });
     auditHarness = await createAuditHarness(testDatabaseFactories.pglite);
-    const environments = environmentServiceFactory({
-      store: environmentStoreFactory(auditHarness.db),
-      policy: policyCheckerFactory(),
-      audit: auditHarness.log,
-      runtime: runtimeHarness.runtime,
-    });
+    const { environments } = createGovernedServices(auditHarness, { runtime: runtimeHarness.runtime });
     await environments.apply(ctx, { source: await prodOnlySource(), fileName: "archive-health.yaml" });
     specs = await environments.latestSpecs();
     status = statusServiceFactory({

@@ -68,6 +68,8 @@ export type TStatusReport = {
   organizations: {
     name: string;
     revision: { id: number; digest: string; appliedBy: string; appliedAt: string };
+    /** Emergency changes awaiting their retrospective approval (an ALERT), or escalated past 24 h without it. */
+    changeAlerts: { changeRequest: number; escalated: boolean; message: string }[];
     environments: {
       name: string;
       entity: string;
@@ -109,6 +111,9 @@ type TStatusServiceDeps = {
   store: TStoreKind;
   startedAt: Date;
   recoverySummaries?: () => Promise<{ backups: TBackupRun[]; drills: TDrillRun[]; verifications: TBackupRun[] }>;
+  changeAlerts?: (
+    ctx: TRequestContext,
+  ) => Promise<{ organization: string; changeRequest: number; escalated: boolean; message: string }[]>;
   now?: () => Date;
 };
 
@@ -121,6 +126,7 @@ export const statusServiceFactory = ({
   store,
   startedAt,
   recoverySummaries,
+  changeAlerts,
   now = () => new Date(),
 }: TStatusServiceDeps) => ({
   status: async (ctx: TRequestContext): Promise<TStatusReport> => {
@@ -133,6 +139,7 @@ export const statusServiceFactory = ({
       environments.runtimeStatus(ctx),
     ]);
     const summaries = (await recoverySummaries?.()) ?? { backups: [], drills: [], verifications: [] };
+    const changes = (await changeAlerts?.(ctx)) ?? [];
     const runtimeEnvironment = (organization: string, name: string) =>
       runtimes
         .find((item) => item.organization === organization)
@@ -242,6 +249,9 @@ export const statusServiceFactory = ({
           appliedBy: revision.appliedBy,
           appliedAt: revision.appliedAt.toISOString(),
         },
+        changeAlerts: changes
+          .filter((alert) => alert.organization === revision.organization)
+          .map(({ organization: _organization, ...alert }) => alert),
         environments: recorded
           .filter((environment) => environment.organization === revision.organization)
           .map((environment) => ({

@@ -17,6 +17,7 @@ import {
   SECRET_REF_PATTERN,
   timeZoneProblem,
 } from "./spec-formats.js";
+import { fieldPathsOf } from "./spec-field-paths.js";
 
 export const SPEC_API_VERSION = "carehost.io/v1";
 export const MAX_ENVIRONMENT_NAME_LENGTH = 40;
@@ -302,7 +303,7 @@ const MaintenanceWindowSchema = z.strictObject({
       z.strictObject({
         day: z.enum(WEEKDAYS).describe("Day the slot starts."),
         start: patternString(HH_MM_PATTERN, "is not a time of day HH:MM between 00:00 and 23:59").describe(
-          "Local start time, HH:MM (24 h).",
+          "Local start time, HH:MM (24 h). A time that occurs twice on the day clocks fall back is its first occurrence; one that does not occur (spring forward) is read with the offset before the gap (RFC 5545).",
         ),
         durationMinutes: z
           .int()
@@ -310,7 +311,9 @@ const MaintenanceWindowSchema = z.strictObject({
           .max(MINUTES_PER_WEEK, {
             error: (issue) => `durationMinutes ${show(issue.input)} is longer than a week (${MINUTES_PER_WEEK})`,
           })
-          .describe("Length of the slot in minutes; a slot may run past midnight."),
+          .describe(
+            "Length of the slot in elapsed minutes; a slot may run past midnight. Across a daylight-saving change it keeps its length and its local end moves.",
+          ),
       }),
     )
     .min(1)
@@ -357,6 +360,112 @@ const EnvironmentSchema = z.strictObject({
   ),
   ingress: IngressSchema.describe("How users reach the environment."),
   dataSource: DataSourceSchema.optional().describe("For non-production copies: which environment the data comes from."),
+});
+
+/** Every field an environment can declare, as a plan names it (odoo.workers); what standardChanges may list. */
+export const ENVIRONMENT_FIELD_PATHS = fieldPathsOf(EnvironmentSchema);
+/** The class of standard change carehost assumes when a spec lists none. */
+export const NON_PRODUCTION = "non-production";
+export const MAX_APPROVALS = 10;
+
+const StandardChangeSchema = z
+  .strictObject({
+    environments: z
+      .literal(NON_PRODUCTION, {
+        error: (issue) => `${show(issue.input)} is not a class of environments (write "${NON_PRODUCTION}")`,
+      })
+      .optional()
+      .describe(`"${NON_PRODUCTION}": any change to an environment whose tier is not production.`),
+    environment: dnsLabel(MAX_ENVIRONMENT_NAME_LENGTH)
+      .optional()
+      .describe("An environment (environments[].name) some of whose fields are standard; listed with fields."),
+    fields: z
+      .array(
+        z.string().refine((path) => ENVIRONMENT_FIELD_PATHS.has(path), {
+          error: (issue) =>
+            `${show(issue.input)} is not a field of an environment (a dotted path such as odoo.workers or backup.retention)`,
+        }),
+      )
+      .min(1, { error: "must list at least one field" })
+      .optional()
+      .describe(
+        "Fields of that environment whose change is pre-approved, as plan names them (odoo.workers); a field covers what is under it (odoo covers odoo.workers). A change that restarts production is never standard.",
+      ),
+  })
+  .superRefine((item, ctx) => {
+    if ((item.environments === undefined) === (item.environment === undefined))
+      ctx.addIssue({
+        code: "custom",
+        message: `a standard change names either environments: ${NON_PRODUCTION} or one environment with its fields`,
+        input: item,
+      });
+    else if (item.environment !== undefined && item.fields === undefined)
+      ctx.addIssue({
+        code: "custom",
+        path: ["fields"],
+        message: `environment ${show(item.environment)} needs the fields whose change is standard, e.g. [odoo.workers]`,
+        input: item,
+      });
+    else if (item.environments !== undefined && item.fields !== undefined)
+      ctx.addIssue({
+        code: "custom",
+        path: ["fields"],
+        message: `fields belong to one environment; ${NON_PRODUCTION} covers every field of every environment outside production`,
+        input: item,
+      });
+  });
+
+const isoInstant = () =>
+  z.iso
+    .datetime({
+      offset: true,
+      error: (issue) =>
+        `${show(issue.input)} is not an ISO 8601 date-time with a zone, e.g. 2026-12-20T00:00:00-05:00 or 2026-12-20T05:00:00Z`,
+    })
+    .describe("ISO 8601 date-time with a zone (Z or ±hh:mm).");
+
+const FreezeSchema = z
+  .strictObject({
+    from: isoInstant().describe("When the freeze begins (inclusive), ISO 8601 with a zone."),
+    to: isoInstant().describe("When the freeze ends (exclusive), ISO 8601 with a zone."),
+    reason: z
+      .string()
+      .trim()
+      .min(1, { error: "must not be empty" })
+      .max(200)
+      .describe("Why changes stop, e.g. year-end close."),
+  })
+  .superRefine((freeze, ctx) => {
+    if (Date.parse(freeze.to) <= Date.parse(freeze.from))
+      ctx.addIssue({
+        code: "custom",
+        path: ["to"],
+        message: `the freeze ends (${freeze.to}) before it begins (${freeze.from})`,
+        input: freeze.to,
+      });
+  });
+
+const ChangeManagementSchema = z.strictObject({
+  approvalsRequired: z
+    .int()
+    .min(1, {
+      error: (issue) => `approvalsRequired ${show(issue.input)} must be at least 1 (someone other than the requester)`,
+    })
+    .max(MAX_APPROVALS, { error: (issue) => `approvalsRequired ${show(issue.input)} is more than ${MAX_APPROVALS}` })
+    .optional()
+    .describe(
+      "Approvals a normal change needs, each by someone other than the requester and each other. Default: 2 for a change to a production environment holding PHI, 1 otherwise.",
+    ),
+  standardChanges: z
+    .array(StandardChangeSchema)
+    .optional()
+    .describe(
+      `Pre-approved classes of change, applied by carehost apply without approval (still recorded as change requests). Default: [{ environments: ${NON_PRODUCTION} }].`,
+    ),
+  freezes: z
+    .array(FreezeSchema)
+    .optional()
+    .describe("Periods in which carehost refuses every change but an emergency one."),
 });
 
 export const APPROVED_BY_REFUSED =
@@ -412,6 +521,9 @@ const OrganizationInputSchema = z.strictObject({
   gitops: GitopsSchema.optional().describe(
     "Where rendered manifests are delivered; without it, a bare repository in the carehost data dir.",
   ),
+  changeManagement: ChangeManagementSchema.optional().describe(
+    "How changes are governed: approvals, pre-approved (standard) changes, freezes. Changes to production need approval by default.",
+  ),
   policyExceptions: z
     .array(PolicyExceptionSchema)
     .default([])
@@ -457,6 +569,9 @@ export type TEnvironmentSpec = TOrganizationSpec["environments"][number];
 export type TEntitySpec = z.output<typeof EntitySchema>;
 export type TBackupRepositorySpec = z.output<typeof BackupRepositorySchema>;
 export type TBackupSpec = z.output<typeof BackupSchema>;
+export type TChangeManagementSpec = z.output<typeof ChangeManagementSchema>;
+export type TStandardChangeSpec = z.output<typeof StandardChangeSchema>;
+export type TFreezeSpec = z.output<typeof FreezeSchema>;
 export type TMaintenanceWindowSpec = z.output<typeof MaintenanceWindowSchema>;
 export type TWeekday = (typeof WEEKDAYS)[number];
 export { WEEKDAYS };

@@ -328,6 +328,21 @@ function uniqueHostnames(environments: readonly unknown[]): TSpecIssue[] {
   return issues;
 }
 
+/** A standard change names a declared environment: a class for one that does not exist would never apply, silently. */
+function standardChangeReferences(changeManagement: unknown, environments: ReadonlySet<string>): TSpecIssue[] {
+  const issues: TSpecIssue[] = [];
+  list(field(changeManagement, "standardChanges")).forEach((item, index) => {
+    const environment = text(field(item, "environment"));
+    if (environment === undefined || environments.has(environment)) return;
+    issues.push({
+      path: ["changeManagement", "standardChanges", index, "environment"],
+      target: "value",
+      message: `environment ${quoted(environment)} is not declared in environments (${known(environments)})`,
+    });
+  });
+  return issues;
+}
+
 /** Every cross-field problem in a parsed (not necessarily valid) spec. */
 export function checkSpecSemantics(spec: unknown): TSpecIssue[] {
   const entities = list(field(spec, "entities"));
@@ -349,6 +364,7 @@ export function checkSpecSemantics(spec: unknown): TSpecIssue[] {
     ...identityCanSignIn(field(spec, "identity")),
     ...overlappingSlots(defaultWindow, ["defaults", "maintenanceWindow"]),
     ...uniqueHostnames(environments),
+    ...standardChangeReferences(field(spec, "changeManagement"), names.environments),
   ];
   environments.forEach((environment, index) => {
     const path = ["environments", index];

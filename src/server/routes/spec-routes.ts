@@ -13,7 +13,7 @@ const SpecSubmissionSchema = z.strictObject({
   fileName: z.string().min(1).max(512).default("carehost.yaml").describe("name used in error locations"),
 });
 
-const PlanSchema = z
+export const PlanSchema = z
   .object({
     organization: z.string(),
     specDigest: z.string(),
@@ -47,6 +47,22 @@ const EffectSchema = z.object({
   reasons: z.array(z.string()).readonly().describe("the settings, files or attributes that cause it"),
   line: z.string().describe('the same as one line of text, e.g. "restarts prod\'s PostgreSQL: max_connections"'),
 });
+export const ArtifactChangesSchema = z.array(ArtifactChangeSchema).readonly();
+export const EffectsSchema = z.array(EffectSchema).readonly();
+const SummarySchema = z
+  .object({
+    pass: z.number().int(),
+    fail: z.number().int(),
+    pending: z.number().int(),
+    excepted: z.number().int(),
+    notApplicable: z.number().int(),
+    notEnforced: z.number().int(),
+  })
+  .describe("results per verdict");
+export const VerdictSchema = z
+  .object({ evaluatedAt: z.string(), summary: SummarySchema })
+  .describe("the control baseline over the file: no mandatory violation (one refuses the plan), and the counts");
+
 const PlanWithDriftSchema = PlanSchema.extend({
   appliedRevisionId: z
     .number()
@@ -62,6 +78,22 @@ const PlanWithDriftSchema = PlanSchema.extend({
     .array(DriftSchema)
     .readonly()
     .describe("differences between the applied revision and the running systems (hand edits), which apply corrects"),
+  verdict: VerdictSchema,
+});
+
+export const ApplyResultSchema = z.object({
+  plan: PlanSchema,
+  revisionId: z.number().int().nullable(),
+  runtime: z
+    .array(z.object({ target: z.string(), action: z.string() }))
+    .readonly()
+    .describe("what the runtime did"),
+  changeRequest: z
+    .object({ id: z.number().int(), kind: z.enum(["standard", "normal", "emergency"]) })
+    .nullable()
+    .describe(
+      "the change request the revision belongs to (a standard change is recorded as one); null for a first revision or when nothing changed",
+    ),
 });
 
 export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "environments">): void => {
@@ -88,14 +120,7 @@ export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "e
           confirmDestroy: z.array(z.string()).default([]).describe("environments whose removal is confirmed"),
         }),
         response: {
-          200: z.object({
-            plan: PlanSchema,
-            revisionId: z.number().int().nullable(),
-            runtime: z
-              .array(z.object({ target: z.string(), action: z.string() }))
-              .readonly()
-              .describe("what the runtime did"),
-          }),
+          200: ApplyResultSchema,
           422: ProblemSchema,
           ...problemResponses,
         },

@@ -34,6 +34,17 @@ const StatusSchema = z.object({
         appliedBy: z.string(),
         appliedAt: z.iso.datetime(),
       }),
+      changeAlerts: z
+        .array(
+          z.object({
+            changeRequest: z.number().int(),
+            escalated: z.boolean().describe("true once 24 h passed without the retrospective approval"),
+            message: z.string(),
+          }),
+        )
+        .describe(
+          "emergency changes applied without approval, until enough people other than the requester approve them",
+        ),
       environments: z.array(
         z.object({
           name: z.string(),

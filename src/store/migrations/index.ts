@@ -12,6 +12,7 @@ import { roleBindingsMigration } from "./0009-role-bindings.js";
 import { policyExceptionsMigration } from "./0010-policy-exceptions.js";
 import { loginAttemptsPerSourceMigration } from "./0011-login-attempts-per-source.js";
 import { tokenExpiryMigration } from "./0012-token-expiry.js";
+import { changeRequestsMigration } from "./0013-change-requests.js";
 import { operationsMigration } from "./0014-operations.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
@@ -29,5 +30,6 @@ export const migrations: readonly TMigration[] = [
   policyExceptionsMigration,
   loginAttemptsPerSourceMigration,
   tokenExpiryMigration,
+  changeRequestsMigration,
   operationsMigration,
 ];

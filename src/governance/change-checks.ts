@@ -1,0 +1,58 @@
+// The checks around a change to production, as the change service takes them: a backup of each
+// production environment just before the change applies (the recovery service's own backup, so it
+// is a backup run like any other, listed and audited), and the posture read back from the live
+// systems once it applied. Both are recorded on the change request.
+import type { TRecoveryService } from "../backup/recovery-service.js";
+import type { TEnvironmentService } from "../environments/environment-service.js";
+import type { TEnvironmentStore } from "../environments/environment-store.js";
+import { systemContext } from "../lib/request-context.js";
+import type { TChangeRequest, TPostChangePosture, TPreChangeBackup } from "./change-types.js";
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 500);
+
+/** An incremental backup (pgBackRest takes a full one when none exists yet); skipped where backups are disabled. */
+export const preChangeBackupFrom =
+  (
+    recovery: Pick<TRecoveryService, "backup">,
+    revisions: Pick<TEnvironmentStore, "appliedRevision">,
+  ): ((request: TChangeRequest, environment: string) => Promise<TPreChangeBackup>) =>
+  async (request, environment) => {
+    const applied = await revisions.appliedRevision(request.organization);
+    const declared = applied?.spec.environments.find((item) => item.name === environment);
+    if (declared === undefined || !declared.backup.enabled)
+      return {
+        environment,
+        status: "skipped",
+        label: null,
+        detail: declared === undefined ? "the change creates it: nothing to back up yet" : "its backups are disabled",
+      };
+    try {
+      // carehost's own action, whoever applies the change: an approver need not hold backup:run.
+      const backup = await recovery.backup(systemContext(`change-${request.id}`), {
+        organization: request.organization,
+        environment,
+        kind: "incr",
+      });
+      return { environment, status: "succeeded", label: backup.label, detail: `backup run #${backup.id}` };
+    } catch (error) {
+      return { environment, status: "failed", label: null, detail: message(error) };
+    }
+  };
+
+/** undefined only when the organization is not recorded, which an applied change rules out. */
+export const postChangePostureFrom =
+  (
+    environments: Pick<TEnvironmentService, "posture">,
+  ): ((organization: string) => Promise<TPostChangePosture | undefined>) =>
+  async (organization) => {
+    const found = (await environments.posture(systemContext("post-change-posture"))).find(
+      (item) => item.organization === organization,
+    );
+    return (
+      found && {
+        evaluatedAt: found.report.evaluatedAt,
+        summary: found.report.summary,
+        mandatoryViolations: found.report.mandatoryViolations.map((violation) => violation.line),
+      }
+    );
+  };
