@@ -72,7 +72,7 @@ export const changeServiceFactory = ({
     ...(postChangePosture === undefined ? {} : { postChangePosture }),
   });
   const { carryOut } = applier;
-  const { runDue } = changeSchedulerFactory({ steps, applier, store, audit, now });
+  const { runDue, applyQueued } = changeSchedulerFactory({ steps, applier, store, audit, now });
 
   const create = async (
     ctx: TRequestContext,
@@ -372,6 +372,8 @@ export const changeServiceFactory = ({
 
     /** The scheduler's pass (change-scheduler.ts). */
     runDue,
+    /** A queued apply operation of a scheduled change, as a worker runs it (change-scheduler.ts). */
+    applyQueued,
 
     /** The emergency changes awaiting their retrospective approval, or escalated, of the organizations the caller reads. */
     alerts: async (

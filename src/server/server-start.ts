@@ -43,6 +43,7 @@ import { operationStoreFactory } from "../operations/operation-store.js";
 import type { TOperationHandler } from "../operations/operation-types.js";
 import { operationWorkerFactory } from "../operations/operation-worker.js";
 import type { TOperationWorker } from "../operations/operation-worker.js";
+import type { TChangeRequest } from "../governance/change-types.js";
 import { secretScope, secretsAdminServiceFactory } from "../secrets/secrets-admin-service.js";
 import { loadMasterKey } from "../secrets/secrets-master-key.js";
 import { secretsServiceFactory } from "../secrets/secrets-service.js";
@@ -91,6 +92,8 @@ const CLI_TOKEN_CHECK_MS = 3_600_000;
 // A window closes 15 minutes after its first failure: its summary is in the log within 30 s of that.
 const LOGIN_SWEEP_MS = 30_000;
 const CHANGE_TICK_MS = 60_000;
+/** A scheduled change's apply (reconcile included) not done within this is failed and its target freed. */
+const CHANGE_APPLY_DEADLINE_SECONDS = 3600;
 
 export const startCarehost = async (config: TConfig, options: TStartOptions): Promise<TRunningCarehost> => {
   // The PEM files first: a wrong path stops the start before anything is opened.
@@ -347,28 +350,43 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       dedupeKey: operation.dedupeKey ?? "",
       deadlineSeconds: operation.deadlineSeconds,
     });
-  const worker: TOperationWorker | undefined =
-    runtime === undefined
-      ? undefined
-      : operationWorkerFactory({
-          store: operationStore,
-          handlers: {
-            backup: runScheduled,
-            "filestore-snapshot": runScheduled,
-            verify: runScheduled,
-            drill: runScheduled,
-          },
-          pollMs: Math.min(config.runtime.superviseMs, 5000),
-          onInterrupted: operations.recordInterrupted,
-          onError: (error) => app.log.error({ err: error }, "running an operation failed"),
-        });
-  if (worker !== undefined) wakeWorker.wake = worker.wake;
   // Scheduled changes apply when their window opens; emergency changes nobody reviewed in 24 h are escalated.
   const changeScheduler = systemContext("change-scheduler");
+  const applyChange: TOperationHandler = async ({ operation }) => {
+    if (operation.changeRequest === null) throw new Error(`apply operation ${operation.id} names no change request`);
+    return changes.applyQueued(changeScheduler, operation.changeRequest);
+  };
+  const worker: TOperationWorker = operationWorkerFactory({
+    store: operationStore,
+    handlers: {
+      apply: applyChange,
+      // Backups need something to back up: only with a runtime on this host.
+      ...(runtime === undefined
+        ? {}
+        : { backup: runScheduled, "filestore-snapshot": runScheduled, verify: runScheduled, drill: runScheduled }),
+    },
+    pollMs: Math.min(config.runtime.superviseMs, 5000),
+    onInterrupted: operations.recordInterrupted,
+    onError: (error) => app.log.error({ err: error }, "running an operation failed"),
+  });
+  wakeWorker.wake = worker.wake;
+  const queueChange = (request: TChangeRequest) =>
+    operations.enqueueAsSystem(
+      {
+        organization: request.organization,
+        target: `organization/${request.organization}`,
+        kind: "apply",
+        params: { changeRequest: request.id },
+        changeRequest: request.id,
+        dedupeKey: `change:${request.id}`,
+        deadlineSeconds: CHANGE_APPLY_DEADLINE_SECONDS,
+      },
+      "change-scheduler",
+    );
   let changeTick: Promise<unknown> = Promise.resolve();
   const tickChanges = () =>
     (changeTick = changeTick
-      .then(() => changes.runDue(changeScheduler))
+      .then(() => changes.runDue(changeScheduler, queueChange))
       .catch((error: unknown) => app.log.error({ err: error }, "applying scheduled changes failed")));
   const changeTimer = setInterval(() => void tickChanges(), options.changeTickMs ?? CHANGE_TICK_MS);
   changeTimer.unref();
@@ -397,17 +415,17 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     const restored = await environments.reconcileRecorded(ctx);
     if (restored.length > 0)
       options.print(`Runtime: ${restored.length} action(s) to bring recorded environments back.`);
-    // PGlite is one process's database: an operation it holds as running was this process's
-    // before it stopped, and no other replica will ever renew its lease.
-    if (config.store.kind === "pglite") {
-      for (const interruptedOperation of await operationStore.interruptRunning(
-        "interrupted: carehost stopped before it finished",
-      ))
-        await operations.recordInterrupted(interruptedOperation);
-    }
     supervisor?.start();
-    worker?.start();
   }
+  // PGlite is one process's database: an operation it holds as running was this process's
+  // before it stopped, and no other replica will ever renew its lease.
+  if (config.store.kind === "pglite") {
+    for (const interruptedOperation of await operationStore.interruptRunning(
+      "interrupted: carehost stopped before it finished",
+    ))
+      await operations.recordInterrupted(interruptedOperation);
+  }
+  worker.start();
 
   // An apply the last process stopped between its intent and its conclusion: the repository says
   // how it ended. After the admin and the runtime, since a remote that is slow to answer holds this.
@@ -457,7 +475,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     app,
     stopEnvironments: async () => {
       await supervisor?.stop();
-      await worker?.stop(0);
+      await worker.stop(0);
       for (const spec of await environments.latestSpecs()) await runtime?.stopOrganization(spec);
     },
     /**
@@ -469,7 +487,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       clearInterval(cliTokenTimer);
       clearInterval(loginSweepTimer);
       // The worker stops claiming at once; what it runs ends as recovery.shutdown interrupts its runs.
-      const workerStopped = worker?.stop(0);
+      const workerStopped = worker.stop(0);
       // A pass still running would fail on the database closed under it: a sweep would log that it
       // did, and a renewal would leave its side file for the next start to settle.
       await Promise.all([cliTokenPass, loginSweep]);
