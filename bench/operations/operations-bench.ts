@@ -40,7 +40,9 @@ type TFigures = { totalMs: number; duplicates: number; claimP50: number; claimP9
 
 const carehostQueue = (): Promise<TFigures> =>
   withDatabase(async (url) => {
-    const replicas = await Promise.all([0, 1].map(() => openStore({ kind: "postgres", url, poolSize: CONCURRENCY + 2 })));
+    const replicas = await Promise.all(
+      [0, 1].map(() => openStore({ kind: "postgres", url, poolSize: CONCURRENCY + 2 })),
+    );
     const enqueuer = operationStoreFactory(replicas[0]!);
     for (let index = 0; index < OPERATIONS; index += 1)
       await enqueuer.enqueue({
@@ -159,4 +161,54 @@ console.log(
 if (carehost.duplicates !== 0 || carehost.overlaps !== 0) {
   console.error("FAILED: an operation ran twice, or two of one cluster ran at once");
   process.exitCode = 1;
+}
+
+// The overhead of a change request over an apply that needs none, on the control plane alone
+// (CAREHOST_RUNTIME=none, so neither times a reconcile): the same one-field change, applied at once
+// as a standard change (staging's workers) and carried through a change request (production's
+// workers: recorded, approved by two others, applied inside the window). Target: under 300 ms.
+const { createAuditHarness } = await import("../../test/audit-fixtures.js");
+const { createGovernedServices, userContext, INSIDE_PROD_WINDOW } = await import("../../test/change-fixtures.js");
+const { testDatabaseFactories } = await import("../../test/test-databases.js");
+const { readFile } = await import("node:fs/promises");
+const ROUNDS = 20;
+const median = (values: number[]) => percentile(values, 50);
+const harness = await createAuditHarness(testDatabaseFactories.postgres);
+try {
+  const services = createGovernedServices(harness, { now: () => INSIDE_PROD_WINDOW });
+  const alice = userContext("alice", "operator");
+  const approvers = [userContext("bob", "approver"), userContext("dana", "approver")];
+  const demo = await readFile(new URL("../../examples/northwind-health.yaml", import.meta.url), "utf8");
+  await services.environments.apply(alice, { source: demo, fileName: "org.yaml" });
+  const [prodWorkers, stagingWorkers] = [/(name: prod[\s\S]*?workers: )(\d+)/, /(name: staging[\s\S]*?workers: )(\d+)/];
+  let source = demo;
+  const bump = (pattern: RegExp) => {
+    source = source.replace(pattern, (_all, head: string, count: string) => `${head}${Number(count) + 1}`);
+    return { source, fileName: "org.yaml" };
+  };
+  const standard: number[] = [];
+  const throughRequest: number[] = [];
+  for (let round = 0; round < ROUNDS; round += 1) {
+    let start = process.hrtime.bigint();
+    const applied = await services.environments.apply(alice, bump(stagingWorkers));
+    standard.push(ms(start));
+    if (applied.revisionId === null) throw new Error("the standard change applied nothing");
+    start = process.hrtime.bigint();
+    const { request } = await services.changes.create(alice, { ...bump(prodWorkers), reason: "bench" });
+    for (const approver of approvers) await services.changes.approve(approver, request.id);
+    const outcome = await services.changes.apply(alice, request.id);
+    throughRequest.push(ms(start));
+    if (outcome.request.state !== "applied")
+      throw new Error(`change request ${request.id} is ${outcome.request.state}`);
+  }
+  const overhead = median(throughRequest) - median(standard);
+  console.log(
+    `apply that needs no approval  median ${median(standard).toFixed(0)} ms; through a change request (create, 2 approvals, apply) median ${median(throughRequest).toFixed(0)} ms`,
+  );
+  console.log(
+    `change-request overhead ${overhead.toFixed(0)} ms (target under 300 ms), ratio ${(median(throughRequest) / median(standard)).toFixed(2)}`,
+  );
+  if (overhead >= 300) process.exitCode = 1;
+} finally {
+  await harness.dispose();
 }
