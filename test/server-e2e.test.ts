@@ -600,17 +600,22 @@ void describe("carehost server and CLI end to end", () => {
   });
 
   void it("delivers the render the GitOps way: one commit per change, none when unchanged, hand edits show as drift", async () => {
-    const first = await cli(["apply", "examples/northwind-health.yaml", "--target", "compose", "--output", "json"]);
+    // What the tests above applied (prod's workers raised, local users allowed), with training back:
+    // a GitOps apply records its spec through change management, and adding a non-production
+    // environment is a standard change.
+    const source = (await readFile("examples/northwind-health.yaml", "utf8"))
+      .replace(/workers: 9\b/, "workers: 11")
+      .replace("localUsersAllowed: false", "localUsersAllowed: true");
+    const delivered = join(home, "delivered.yaml");
+    await writeFile(delivered, source);
+    const first = await cli(["apply", delivered, "--target", "compose", "--output", "json"]);
     assert.equal(first.code, 0, first.stderr);
     const committed = JSON.parse(first.stdout) as { commit: string | null; changedPaths: string[] };
     assert.ok(
       committed.commit !== null && committed.changedPaths.some((path) => path.startsWith("environments/prod/")),
     );
-    assert.match((await cli(["apply", "examples/northwind-health.yaml", "--target", "compose"])).stdout, /no commit/);
-    assert.match(
-      (await cli(["plan", "examples/northwind-health.yaml", "--target", "compose"])).stdout,
-      /nothing to commit/,
-    );
+    assert.match((await cli(["apply", delivered, "--target", "compose"])).stdout, /no commit/);
+    assert.match((await cli(["plan", delivered, "--target", "compose"])).stdout, /nothing to commit/);
     // Someone edits the repository by hand.
     const clone = join(home, "hand-edit");
     const git = (...args: string[]) =>
@@ -620,10 +625,10 @@ void describe("carehost server and CLI end to end", () => {
     await writeFile(composePath, `${await readFile(composePath, "utf8")}# hand edit\n`);
     await git("commit", "-qam", "hand edit");
     await git("push", "-q", "origin", "HEAD:main");
-    const drift = await cli(["plan", "examples/northwind-health.yaml", "--target", "compose"]);
+    const drift = await cli(["plan", delivered, "--target", "compose"]);
     assert.match(drift.stdout, /~ environments\/prod\/compose\.yaml/);
     assert.match(drift.stdout, /hand edit/);
-    assert.equal((await cli(["plan", "examples/northwind-health.yaml", "--target", "helm"])).code, 2);
+    assert.equal((await cli(["plan", delivered, "--target", "helm"])).code, 2);
     const log = await run("git", [
       "--git-dir",
       join(home, "gitops", "northwind-health", "compose.git"),
@@ -635,14 +640,7 @@ void describe("carehost server and CLI end to end", () => {
     assert.match(log.stdout, /Spec-Digest: sha256:[0-9a-f]{64}/);
     assert.match(log.stdout, /Actor: /);
 
-    const kubernetes = await cli([
-      "apply",
-      "examples/northwind-health.yaml",
-      "--target",
-      "kubernetes",
-      "--output",
-      "json",
-    ]);
+    const kubernetes = await cli(["apply", delivered, "--target", "kubernetes", "--output", "json"]);
     assert.equal(kubernetes.code, 0, kubernetes.stderr);
     assert.ok(
       (JSON.parse(kubernetes.stdout) as { changedPaths: string[] }).changedPaths.includes(
@@ -652,10 +650,7 @@ void describe("carehost server and CLI end to end", () => {
     const unpinned = join(home, "unpinned.yaml");
     await writeFile(
       unpinned,
-      (await readFile("examples/northwind-health.yaml", "utf8")).replace(
-        /(image: registry\.northwind-health\.example\/platform\/redis:[^@]+)@sha256:[0-9a-f]+/,
-        "$1",
-      ),
+      source.replace(/(image: registry\.northwind-health\.example\/platform\/redis:[^@]+)@sha256:[0-9a-f]+/, "$1"),
     );
     const refused = await cli(["plan", unpinned, "--target", "kubernetes"]);
     assert.equal(refused.code, 3, refused.stdout + refused.stderr);
@@ -664,7 +659,6 @@ void describe("carehost server and CLI end to end", () => {
       /CH-KUBE-006 \[164\.312\(c\)\(1\), 164\.308\(a\)\(1\)\(ii\)\(B\)\] environment "prod": Deployment redis container redis: production image .* must be pinned by @sha256 digest/,
     );
     // Dropping an environment from the repository deletes its namespace: only when confirmed.
-    const source = await readFile("examples/northwind-health.yaml", "utf8");
     const withoutTraining = join(home, "k8s-without-training.yaml");
     await writeFile(withoutTraining, source.slice(0, source.indexOf("  - name: training")));
     const refusedRemoval = await cli(["apply", withoutTraining, "--target", "kubernetes"]);

@@ -14,6 +14,13 @@ import { describe, it } from "node:test";
 import { AUDIT_APPEND_INJECTED, refuseAuditAppends, createAuditHarness } from "../../test/audit-fixtures.js";
 import type { TAuditHarness } from "../../test/audit-fixtures.js";
 import { testDatabaseFactories } from "../../test/test-databases.js";
+import {
+  INSIDE_PROD_WINDOW,
+  OUTSIDE_WINDOWS,
+  applyThroughChangeRequest,
+  createGovernedServices,
+  userContext,
+} from "../../test/change-fixtures.js";
 import { PolicyViolation } from "../lib/errors.js";
 import { systemContext } from "../lib/request-context.js";
 import { NO_APPROVALS } from "../policy/policy-exceptions.js";
@@ -85,6 +92,8 @@ void describe("gitops apply: evidence in the audit log around every commit and p
           exceptionApprovals: async () => NO_APPROVALS,
           audit: harness.log,
           reportAuditFailure: () => assert.fail("no audit append fails after a commit in this test"),
+          // What the repository records is this suite's subject; the gate is the last test's.
+          record: async () => undefined,
         });
       const submission = {
         source: await readFile(join("examples", "northwind-health.yaml"), "utf8"),
@@ -171,6 +180,7 @@ const gitopsFixture = async (harness: TAuditHarness) => {
     exceptionApprovals: async () => NO_APPROVALS,
     audit: harness.log,
     reportAuditFailure: (_ctx, error) => reported.push(error),
+    record: async () => undefined,
   });
   const demo = await readFile(join("examples", "northwind-health.yaml"), "utf8");
   /** The demo delivered to `remote`, with prod's worker count changed so that each variant is a new render. */
@@ -403,6 +413,68 @@ void describe("gitops start-up reconciliation of an apply that stopped before it
     } finally {
       await harness.dispose();
       await fixture.dispose();
+    }
+  });
+});
+
+void describe("gitops apply goes through change management", () => {
+  void it("commits a change to production only once its change request applied, and a standard change at once", async () => {
+    const harness = await createAuditHarness(testDatabaseFactories.pglite);
+    const dir = await mkdtemp(join(tmpdir(), "carehost-gitops-gate-"));
+    let now = OUTSIDE_WINDOWS;
+    try {
+      const governed = createGovernedServices(harness, { now: () => now });
+      const service = gitopsServiceFactory({
+        repositoryFor: (organization, target) =>
+          gitopsRepositoryFactory({
+            bareRepositoryPath: join(dir, organization, `${target}.git`),
+            workDir: join(dir, "work", organization, target),
+          }),
+        renderers: RENDERERS,
+        policy: policyCheckerFactory(),
+        exceptionApprovals: async () => NO_APPROVALS,
+        audit: harness.log,
+        reportAuditFailure: () => assert.fail("no audit append fails in this test"),
+        record: (ctx, submission) => governed.environments.apply(ctx, submission),
+      });
+      const alice = userContext("alice", "operator");
+      const approvers = [userContext("bob", "approver"), userContext("dana", "approver")];
+      const demo = await readFile(join("examples", "northwind-health.yaml"), "utf8");
+      const tip = async () =>
+        (
+          await runGit(["--git-dir", join(dir, "northwind-health", "compose.git"), "rev-parse", "refs/heads/main"], {
+            cwd: dir,
+          })
+        ).stdout.trim();
+      const first = await service.apply(alice, { source: demo, fileName: "org.yaml" }, "compose");
+      assert.ok(first.commit !== null, "the organization's first delivery needs no approval");
+
+      const moreWorkers = { source: demo.replace(/workers: 9\b/, "workers: 11"), fileName: "org.yaml" };
+      await assert.rejects(
+        service.apply(alice, moreWorkers, "compose"),
+        (error: unknown) =>
+          error instanceof PolicyViolation && /needs approval: carehost change create org\.yaml/.test(error.message),
+      );
+      assert.equal(await tip(), first.commit, "nothing reached the repository");
+
+      now = INSIDE_PROD_WINDOW;
+      await applyThroughChangeRequest(governed, alice, approvers, moreWorkers);
+      const delivered = await service.apply(alice, moreWorkers, "compose");
+      assert.ok(delivered.commit !== null && delivered.commit !== first.commit, "the applied change commits");
+      assert.ok(delivered.changedPaths.some((path) => path.startsWith("environments/prod/")));
+
+      now = OUTSIDE_WINDOWS;
+      const staging = moreWorkers.source.replace(
+        /(name: staging[\s\S]*?workers: )(\d+)/,
+        (_all, head: string, count: string) => `${head}${Number(count) + 1}`,
+      );
+      const standard = await service.apply(alice, { source: staging, fileName: "org.yaml" }, "compose");
+      assert.ok(standard.commit !== null, "a change to staging alone is standard");
+      const [recorded] = await governed.changes.list(alice, {});
+      assert.equal(recorded?.kind, "standard", "and recorded as a standard change request");
+    } finally {
+      await harness.dispose();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

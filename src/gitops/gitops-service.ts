@@ -34,6 +34,17 @@ type TGitopsServiceDeps = {
    * gets the result with a warning instead of an error, since the change cannot be taken back.
    */
   reportAuditFailure: (ctx: TRequestContext, error: unknown) => void;
+  /**
+   * Records the spec as the organization's applied revision through change management (the
+   * environment service's apply, with its gate) before anything is committed: what reaches the
+   * repository, and Argo CD after it, is what carehost applied. A change to production that needs
+   * approval is refused here, as `carehost apply` refuses it; once its change request applied, the
+   * same file commits (it is the applied revision, nothing left to approve).
+   */
+  record: (
+    ctx: TRequestContext,
+    submission: TSpecSubmission & { readonly confirmDestroy?: readonly string[] },
+  ) => Promise<unknown>;
 };
 
 export type TGitopsPlan = TDiffResult & { readonly organization: string; readonly target: TRenderTarget };
@@ -109,6 +120,7 @@ export const gitopsServiceFactory = ({
   exceptionApprovals,
   audit,
   reportAuditFailure,
+  record,
 }: TGitopsServiceDeps) => ({
   plan: async (ctx: TRequestContext, submission: TSpecSubmission, target: TRenderTarget): Promise<TGitopsPlan> => {
     const { spec } = await parseAuthorizedSpec(ctx, "spec:plan", submission, audit);
@@ -145,6 +157,7 @@ export const gitopsServiceFactory = ({
       throw new PolicyViolation(`refusing to apply: ${reason}`);
     }
     for (const name of stale) files.set(name, []);
+    await record(ctx, submission);
     // carehost's database holds nothing about a GitOps commit (the repository's history is its
     // record), so there is no row to commit with an entry: plain appends, in an order that leaves
     // evidence. The intent comes first and must be durable before anything is written or pushed;

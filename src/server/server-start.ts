@@ -192,6 +192,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
         { err: error, requestId: ctx.requestId },
         "a GitOps commit is live but its audit entry could not be recorded",
       ),
+    record: (ctx, submission) => environments.apply(ctx, submission),
   });
   let url = `${transport.tls === undefined ? "http" : "https"}://${config.host}:${config.port}`;
   const status = statusServiceFactory({
