@@ -15,7 +15,7 @@ import type { TRequestContext } from "../lib/request-context.js";
 import { instanceNameOf } from "../runtime/local/local-placement.js";
 import type { TLocalRuntime } from "../runtime/local/local-runtime.js";
 import type { TBackupType, TRestoreTarget } from "../runtime/local/local-recovery.js";
-import type { TRestoreStep } from "../runtime/local/local-runtime.js";
+import type { TRestoreStep } from "../runtime/local/local-restore.js";
 import { archiveTimeoutSeconds } from "./pgbackrest-config.js";
 import { activeSlot } from "../spec/maintenance-window.js";
 import { nextCronRun, parseCron } from "../spec/cron.js";
