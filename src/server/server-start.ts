@@ -33,7 +33,7 @@ import { gitopsServiceFactory } from "../gitops/gitops-service.js";
 import { RENDERERS } from "../render/render-targets.js";
 import type { TRenderTarget } from "../render/render-types.js";
 import { recoveryServiceFactory } from "../backup/recovery-service.js";
-import type { TScheduledOperation } from "../backup/recovery-service.js";
+import type { TScheduledOperation } from "../backup/recovery-schedule.js";
 import { operationServiceFactory } from "../operations/operation-service.js";
 import { operationStoreFactory } from "../operations/operation-store.js";
 import type { TOperationHandler } from "../operations/operation-types.js";

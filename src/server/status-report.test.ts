@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { formatStatus } from "../cli/cli-server-commands.js";
-import type { TBackupRun } from "../backup/recovery-service.js";
+import type { TBackupRun } from "../backup/recovery-runs.js";
 import { systemContext } from "../lib/request-context.js";
 import type { TEnvironmentRuntimeStatus } from "../runtime/local/local-observe.js";
 import { loadSpecText } from "../spec/spec-loader.js";

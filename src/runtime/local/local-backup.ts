@@ -4,12 +4,18 @@
 import { pgbackrest, stanzaInfo } from "../../backup/pgbackrest-command.js";
 import { combinedRetention, fullBackupsToExpire } from "../../backup/backup-retention.js";
 import { resticCheck, resticForget, resticSnapshots } from "../../backup/restic-command.js";
+import type {
+  TBackupOutcome,
+  TBackupType,
+  TExpireOutcome,
+  TFilestoreSnapshotOutcome,
+  TVerifyOutcome,
+} from "../../backup/recovery-driver.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { elapsedMs } from "./local-context.js";
 import type { TLocalContext } from "./local-context.js";
 import { filestoreDirectoryOf, filestoreTag, newestChange, snapshotFilestore } from "./local-filestore.js";
 import { backupRunId, takeBackup, verifyRepository } from "./local-recovery.js";
-import type { TBackupType } from "./local-recovery.js";
 
 export const localBackupFactory = ({
   root,
@@ -26,7 +32,7 @@ export const localBackupFactory = ({
    * reconcile: a reconcile must not restart a cluster under a running backup or a drill reading
    * its source.
    */
-  backup: (organization: TOrganizationSpec, environmentName: string, type: TBackupType) =>
+  backup: (organization: TOrganizationSpec, environmentName: string, type: TBackupType): Promise<TBackupOutcome> =>
     onInstancesOf(organization, [environmentName], async () => {
       const source = await recoverable(organization, environmentName);
       const started = process.hrtime.bigint();
@@ -75,7 +81,10 @@ export const localBackupFactory = ({
    * A filestore snapshot between database backups, when files were added or removed since the
    * newest one: the filestore's own recovery point. Returns undefined when nothing changed.
    */
-  snapshotFilestore: (organization: TOrganizationSpec, environmentName: string) =>
+  snapshotFilestore: (
+    organization: TOrganizationSpec,
+    environmentName: string,
+  ): Promise<TFilestoreSnapshotOutcome | undefined> =>
     onInstancesOf(organization, [environmentName], async () => {
       const source = await recoverable(organization, environmentName);
       const [repository] = source.filestoreRepositories;
@@ -98,7 +107,7 @@ export const localBackupFactory = ({
    * Expires what the retention tiers no longer keep: full backups (with the differential and
    * incremental backups and the WAL that depend on them) and filestore snapshots.
    */
-  expire: (organization: TOrganizationSpec, environmentName: string) =>
+  expire: (organization: TOrganizationSpec, environmentName: string): Promise<TExpireOutcome> =>
     exclusive(organization, async () => {
       const source = await recoverable(organization, environmentName);
       const started = process.hrtime.bigint();
@@ -137,7 +146,7 @@ export const localBackupFactory = ({
     }),
 
   /** pgbackrest verify over every repository of the environment's stanza, and restic check --read-data of its filestores. */
-  verify: (organization: TOrganizationSpec, environmentName: string) =>
+  verify: (organization: TOrganizationSpec, environmentName: string): Promise<TVerifyOutcome> =>
     exclusive(organization, async () => {
       const source = await recoverable(organization, environmentName);
       const database = await verifyRepository(source);

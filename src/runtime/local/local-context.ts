@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import type pg from "pg";
 import { NotFoundError, ValidationError } from "../../lib/errors.js";
 import { scopedLocks } from "../../lib/scoped-lock.js";
+import { instanceNameOf } from "../../spec/spec-hosting.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
 import { filestoreRepositoriesOf, resticCacheDirectoryOf } from "./local-filestore.js";
 import { backupOf } from "./local-postgres.js";
@@ -16,7 +17,6 @@ import type { TClusterContext } from "./local-postgres.js";
 import type { TRecoverableCluster } from "./local-recovery.js";
 import {
   clusterDirectory,
-  instanceNameOf,
   organizationDirectory,
   placeOrganization,
   redisDirectory,

@@ -5,21 +5,12 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { resticFileCount, resticSnapshots } from "../../backup/restic-command.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
+import type { TDrillFilestore, TDrillOutcome } from "../../backup/recovery-driver.js";
 import { elapsedMs } from "./local-context.js";
 import type { TLocalContext } from "./local-context.js";
 import { filestoreTag, restoreFilestore } from "./local-filestore.js";
 import { runDrill, writeHeartbeat } from "./local-recovery.js";
 import { connectAdmin, runningPid } from "./postgres-cluster.js";
-
-export type TDrillFilestore = {
-  readonly environment: string;
-  readonly files: number;
-  /** Files the snapshot holds: a verified restore produces exactly these. */
-  readonly expectedFiles: number;
-  /** Every restored file re-hashed against the snapshot (restic restore --verify). */
-  readonly verified: boolean;
-  readonly snapshotAgeSeconds: number | null;
-};
 
 export const localDrillFactory = ({
   root,
@@ -36,7 +27,7 @@ export const localDrillFactory = ({
     organization: TOrganizationSpec,
     environmentName: string,
     onStep: (step: { step: string; detail: string; durationMs: number }) => void = () => undefined,
-  ) =>
+  ): Promise<TDrillOutcome> =>
     onInstancesOf(organization, [environmentName], async () => {
       const source = await recoverable(organization, environmentName);
       // Short: the copy's Unix socket path must stay under 107 bytes.

@@ -5,6 +5,7 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { NotFoundError } from "../../lib/errors.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
+import { instanceNameOf } from "../../spec/spec-hosting.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import type { TLocalContext } from "./local-context.js";
 import { resticCacheDirectoryOf } from "./local-filestore.js";
@@ -14,7 +15,6 @@ import {
   clusterDirectory,
   databaseNameOf,
   databaseRoleOf,
-  instanceNameOf,
   odooDirectory,
   placeOrganization,
   redisDirectory,

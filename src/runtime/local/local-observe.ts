@@ -5,19 +5,13 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { TArtifactSubject, TLiveBackupState, TLiveSubject } from "../../policy/policy-types.js";
 import { parseOdooConf } from "../../render/odoo/odoo-conf.js";
+import { instanceNameOf } from "../../spec/spec-hosting.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
 import { archiveLagSeconds } from "../../backup/wal-archiving.js";
 import type { TWalArchiving } from "../../backup/wal-archiving.js";
 import type { TLocalContext } from "./local-context.js";
 import type { TLocalOdooFiles } from "./local-odoo-files.js";
-import {
-  databaseNameOf,
-  databaseRoleOf,
-  instanceNameOf,
-  odooDirectory,
-  placeOrganization,
-  redisUserOf,
-} from "./local-placement.js";
+import { databaseNameOf, databaseRoleOf, odooDirectory, placeOrganization, redisUserOf } from "./local-placement.js";
 import { observeCluster } from "./local-postgres.js";
 import type { TClusterObservation } from "./local-postgres.js";
 import { observeRedis } from "./local-redis.js";

@@ -6,16 +6,10 @@ import { join } from "node:path";
 import { hashOdooAdminPassword } from "../../render/odoo/odoo-admin-password.js";
 import { renderOdooConf } from "../../render/odoo/odoo-conf.js";
 import { generatePassword } from "../../secrets/secrets-generate.js";
+import { instanceNameOf } from "../../spec/spec-hosting.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
 import type { TLocalContext } from "./local-context.js";
-import {
-  clusterDirectory,
-  databaseNameOf,
-  databaseRoleOf,
-  instanceNameOf,
-  odooDirectory,
-  secretNames,
-} from "./local-placement.js";
+import { clusterDirectory, databaseNameOf, databaseRoleOf, odooDirectory, secretNames } from "./local-placement.js";
 import type { TCertificateAuthority } from "./runtime-ca.js";
 import { readInstanceRecord } from "./runtime-instance.js";
 

@@ -5,6 +5,7 @@
 import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { endLeftoverRuns } from "../../backup/pgbackrest-command.js";
+import type { TRestoreTarget } from "../../backup/recovery-driver.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { pgbackrestConfigPathOf } from "./local-backup-config.js";
 import { RESTORING_MARKER } from "./local-context.js";
@@ -14,7 +15,6 @@ import type { TLocalOdooFiles } from "./local-odoo-files.js";
 import { clusterDirectory, organizationDirectory, placeOrganization } from "./local-placement.js";
 import { reconcileCluster } from "./local-postgres.js";
 import { restoreInPlace } from "./local-recovery.js";
-import type { TRestoreTarget } from "./local-recovery.js";
 import { reconcileRedis } from "./local-redis.js";
 import { readRestoreOverMarker, settleInterruptedRestoreOver } from "./local-restore-over.js";
 import { assertPostgresInstalled, connectAdmin } from "./postgres-cluster.js";

@@ -2,18 +2,13 @@
 // here, without their secrets, and what applying one spec over another changes in them and restarts
 // (a plan). Unlike local-render-offline.ts, it reads this host: the instances' ports and which
 // repositories have their keys.
+import { instanceNameOf } from "../../spec/spec-hosting.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { odooConnectionLimit } from "../../render/odoo/odoo-conf.js";
 import { planLocalChange } from "./local-change.js";
 import type { TLocalContext } from "./local-context.js";
 import type { TLocalOdooFiles } from "./local-odoo-files.js";
-import {
-  clusterDirectory,
-  databaseRoleOf,
-  instanceNameOf,
-  placeOrganization,
-  redisDirectory,
-} from "./local-placement.js";
+import { clusterDirectory, databaseRoleOf, placeOrganization, redisDirectory } from "./local-placement.js";
 import { backupOf, desiredFiles } from "./local-postgres.js";
 import { redisFilesWithoutSecrets } from "./local-redis.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";

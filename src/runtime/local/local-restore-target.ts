@@ -16,7 +16,8 @@ import { ConflictError, NotFoundError, ValidationError } from "../../lib/errors.
 import { readArchiver } from "./postgres-archiver.js";
 import { connectAdmin, postgresBinary, runningPid } from "./postgres-cluster.js";
 import { readControlData } from "./postgres-replay-settings.js";
-import type { TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
+import type { TRestoreTarget } from "../../backup/recovery-driver.js";
+import type { TRecoverableCluster } from "./local-recovery.js";
 import { writeHeartbeat } from "./local-recovery.js";
 import { runCommand, RuntimeCommandError } from "./runtime-command.js";
 

@@ -6,6 +6,12 @@ import { mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { NotFoundError, ValidationError } from "../../lib/errors.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
+import type {
+  TRestoreDestination,
+  TRestoreOutcome,
+  TRestoreStep,
+  TRestoreTarget,
+} from "../../backup/recovery-driver.js";
 import { elapsedMs, RESTORING_MARKER } from "./local-context.js";
 import type { TLocalContext } from "./local-context.js";
 import {
@@ -19,23 +25,9 @@ import type { TFilestoreRestore } from "./local-filestore.js";
 import { databaseNameOf } from "./local-placement.js";
 import { closeConnection, tenantOf } from "./local-postgres.js";
 import { recoveredUntil, restoreInPlace, restoreToScratch } from "./local-recovery.js";
-import type { TRestoreTarget } from "./local-recovery.js";
 import { restoreOver } from "./local-restore-over.js";
 import { ensureTargetArchived } from "./local-restore-target.js";
 import { runningPid } from "./postgres-cluster.js";
-
-/** Where a restore goes: a new copy beside the source, over the environment itself, or over another declared environment. */
-export type TRestoreDestination =
-  | { readonly kind: "copy"; readonly name: string }
-  | { readonly kind: "in-place" }
-  | { readonly kind: "environment"; readonly name: string };
-/** Every restore runs these steps in this order, wherever it goes. */
-export const RESTORE_STEPS = ["secrets", "postgresql", "filestore", "redis", "application", "ingress"] as const;
-export type TRestoreStep = {
-  readonly step: (typeof RESTORE_STEPS)[number];
-  readonly detail: string;
-  readonly durationMs: number;
-};
 
 /** A promise's outcome held as a value, so work started early can be awaited later without an unhandled rejection. */
 type TSettled<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown };
@@ -85,7 +77,7 @@ export const localRestoreFactory = ({
     requested: TRestoreTarget,
     destination: TRestoreDestination,
     onStep: (step: TRestoreStep) => void = () => undefined,
-  ) =>
+  ): Promise<TRestoreOutcome> =>
     // The source's instance, and the one whose data a restore over another environment replaces.
     onInstancesOf(
       organization,
