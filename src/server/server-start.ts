@@ -25,7 +25,7 @@ import { carehostVersion } from "../lib/version.js";
 import { openStore } from "../store/store-open.js";
 import { authorize } from "../identity/identity-permissions.js";
 import { localRuntimeFactory } from "../runtime/local/local-runtime.js";
-import { endRunningCommands } from "../runtime/local/runtime-command.js";
+import { endRunningCommands } from "../lib/runtime-command.js";
 import { runtimeSupervisorFactory } from "../runtime/runtime-supervisor.js";
 import { gitopsRepositoryFactory } from "../gitops/gitops-repository.js";
 import type { TGitopsRepository } from "../gitops/gitops-repository.js";

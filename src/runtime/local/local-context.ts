@@ -30,8 +30,8 @@ import type { TPostgresCluster } from "./postgres-cluster.js";
 import { connectRedisAdmin } from "./redis-instance.js";
 import { ensureCertificateAuthority } from "./runtime-ca.js";
 import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
-import { serviceUser } from "./runtime-command.js";
-import type { TOsUser } from "./runtime-command.js";
+import { serviceUser } from "../../lib/runtime-command.js";
+import type { TOsUser } from "../../lib/runtime-command.js";
 import { readInstanceRecord } from "./runtime-instance.js";
 
 export type TLocalRuntimeDeps = {

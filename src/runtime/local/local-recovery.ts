@@ -28,7 +28,7 @@ import {
 import { renderReplayFloor, replayFloorOf } from "./postgres-replay-settings.js";
 import type { TReplaySettings } from "./postgres-replay-settings.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
-import { runCommand } from "./runtime-command.js";
+import { runCommand } from "../../lib/runtime-command.js";
 import { freeLoopbackPort } from "./runtime-instance.js";
 
 /** A cluster reachable by the recovery code: its process, admin password, backup access and CA. */

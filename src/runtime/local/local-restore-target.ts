@@ -19,7 +19,7 @@ import { readControlData } from "./postgres-replay-settings.js";
 import type { TRestoreTarget } from "../../backup/recovery-driver.js";
 import type { TRecoverableCluster } from "./local-recovery.js";
 import { writeHeartbeat } from "./local-recovery.js";
-import { runCommand, RuntimeCommandError } from "./runtime-command.js";
+import { runCommand, RuntimeCommandError } from "../../lib/runtime-command.js";
 
 /** How long the archiver may take to ship the segment just closed before the restore is refused. */
 const ARCHIVE_WAIT_MS = 60_000;
