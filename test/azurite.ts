@@ -5,7 +5,7 @@ import { chmod, mkdir } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { runCommand } from "../src/runtime/local/runtime-command.js";
+import { runCommand } from "../src/lib/runtime-command.js";
 import { freeLoopbackPort } from "../src/runtime/local/runtime-instance.js";
 
 /** Azurite's documented development account and key (public, the same in every installation). */

@@ -5,7 +5,7 @@ import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { runCommand } from "../src/runtime/local/runtime-command.js";
+import { runCommand } from "../src/lib/runtime-command.js";
 
 export type TCertificateOptions = {
   /** The names the certificate is for; a test of a hostname mismatch gives one the client does not connect to. */

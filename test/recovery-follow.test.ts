@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { parse, stringify } from "yaml";
 import { loadConfig } from "../src/lib/config.js";
-import { RESTORE_STEPS } from "../src/runtime/local/local-runtime.js";
+import { RESTORE_STEPS } from "../src/backup/recovery-driver.js";
 import { startCarehost, type TRunningCarehost } from "../src/server/server-start.js";
 import { killProcessesUnder } from "./runtime-fixtures.js";
 

@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { PassThrough } from "node:stream";
 import { promisify } from "node:util";
 import { loadConfig } from "../src/lib/config.js";
-import { RESTORE_STEPS } from "../src/runtime/local/local-runtime.js";
+import { RESTORE_STEPS } from "../src/backup/recovery-driver.js";
 import { startCarehost } from "../src/server/server-start.js";
 import { nextSlotStart } from "../src/spec/maintenance-window.js";
 import type { TRunningCarehost } from "../src/server/server-start.js";

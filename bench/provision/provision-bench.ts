@@ -13,7 +13,7 @@ import { promisify } from "node:util";
 import { openStore } from "../../src/store/store-open.js";
 import { localRuntimeFactory } from "../../src/runtime/local/local-runtime.js";
 import { freeLoopbackPort } from "../../src/runtime/local/runtime-instance.js";
-import { serviceUser } from "../../src/runtime/local/runtime-command.js";
+import { serviceUser } from "../../src/lib/runtime-command.js";
 import { masterKeyFrom } from "../../src/secrets/secrets-master-key.js";
 import { secretsServiceFactory } from "../../src/secrets/secrets-service.js";
 import { loadSpecText } from "../../src/spec/spec-loader.js";

@@ -4,8 +4,8 @@
 import { readdir, readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DomainError } from "../lib/errors.js";
-import { isProcessAlive, runCommand, RuntimeCommandError } from "../runtime/local/runtime-command.js";
-import type { TOsUser } from "../runtime/local/runtime-command.js";
+import { isProcessAlive, runCommand, RuntimeCommandError } from "../lib/runtime-command.js";
+import type { TOsUser } from "../lib/runtime-command.js";
 
 export type TStanzaAccess = {
   readonly stanza: string;

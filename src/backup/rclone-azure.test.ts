@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite, type TAzurite } from "../../test/azurite.js";
 import { startConnectProxy, type TConnectProxy } from "../../test/connect-proxy.js";
-import { azureEndpointOf } from "../runtime/local/local-backup-config.js";
+import { azureEndpointOf } from "../render/data-tier/data-tier-backup.js";
 import {
   filestoreRepositoriesOf,
   filestoreTag,

@@ -9,8 +9,8 @@
 // restic and rclone only through their environment, and are cut out of any error message.
 import { DomainError } from "../lib/errors.js";
 import { filestoreForgetArguments } from "../render/data-tier/data-tier-backup.js";
-import { runCommand, RuntimeCommandError } from "../runtime/local/runtime-command.js";
-import type { TPipedCommand } from "../runtime/local/runtime-command.js";
+import { runCommand, RuntimeCommandError } from "../lib/runtime-command.js";
+import type { TPipedCommand } from "../lib/runtime-command.js";
 
 export type TResticRepository = {
   /** For messages: the repository's name in the spec and where it is (container, bucket, endpoint), never a secret. */

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { RESTORE_STEPS } from "../runtime/local/local-runtime.js";
+import { RESTORE_STEPS } from "../backup/recovery-driver.js";
 import type { TApiClient } from "./cli-client.js";
 import { CliError, exitCodes } from "./cli-errors.js";
 import { paint, printJson, printLine } from "./cli-output.js";

@@ -10,7 +10,7 @@ import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { kubernetesObjects } from "../render/kubernetes/kubernetes-render.js";
 import { archiveTimeoutSeconds } from "../backup/pgbackrest-config.js";
-import { instanceNameOf } from "../runtime/local/local-placement.js";
+import { instanceNameOf } from "../spec/spec-hosting.js";
 import { loadSpecText } from "../spec/spec-loader.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
 import { DANGEROUS_REDIS_COMMANDS } from "./policy-catalog-live.js";

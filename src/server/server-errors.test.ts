@@ -5,7 +5,7 @@ import { PassThrough } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { systemContext } from "../lib/request-context.js";
-import { runCommand } from "../runtime/local/runtime-command.js";
+import { runCommand } from "../lib/runtime-command.js";
 import { buildServer } from "./server-app.js";
 import type { TServerServices } from "./server-services.js";
 

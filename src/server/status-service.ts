@@ -4,7 +4,7 @@ import { authorize } from "../identity/identity-permissions.js";
 import type { TAuditAppend } from "../identity/identity-types.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import type { TStoreKind } from "../store/store-types.js";
-import type { TBackupRun, TDrillRun } from "../backup/recovery-service.js";
+import type { TBackupRun, TDrillRun } from "../backup/recovery-runs.js";
 import { archivingAlert } from "../backup/wal-archiving.js";
 import type { TWalArchiving } from "../backup/wal-archiving.js";
 import type { TEnvironmentSpec } from "../spec/spec-schema.js";

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parse } from "yaml";
 import { pgbackrestRepositoriesOf } from "../../policy/policy-rendered-files.js";
-import { instanceNameOf } from "../../runtime/local/local-placement.js";
+import { instanceNameOf } from "../../spec/spec-hosting.js";
 import { localArtifactSubjects, localRenderedFiles } from "../../runtime/local/local-render-offline.js";
 import { parsePostgresqlConf } from "../../runtime/local/postgres-config.js";
 import { renderRedisAcl } from "../../runtime/local/redis-config.js";

@@ -20,6 +20,7 @@ import {
 import type { TBackupRepository, TRepositoryOf, TRepositoryType } from "../../backup/pgbackrest-config.js";
 import { rcloneAzureLimitation } from "../../backup/rclone-azure.js";
 import type { TStanzaAccess } from "../../backup/pgbackrest-command.js";
+import type { TSkippedRepository } from "../../backup/recovery-driver.js";
 import { ensureS3Bucket, s3CredentialsFrom } from "../../backup/s3-bucket.js";
 import type { TS3Credentials } from "../../backup/s3-bucket.js";
 import { ValidationError } from "../../lib/errors.js";
@@ -49,8 +50,6 @@ export type TClusterBackup = {
   /** Where in each repository the filestore's restic repository is: `filestore/<stanza>` (`filestore`, shared, for a cluster from before per-cluster passphrases). */
   readonly filestorePath: string;
 };
-
-export type TSkippedRepository = { readonly name: string; readonly type: TRepositoryType; readonly reason: string };
 
 /** The cluster's backup configuration (undefined when it writes to no repository at all) and the declared repositories it skips. */
 export type TClusterRepositories = {

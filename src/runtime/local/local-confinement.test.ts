@@ -9,7 +9,7 @@ import type { TBackupRepositorySpec } from "../../spec/spec-schema.js";
 import { prepareBackupDirectories } from "./local-backup-config.js";
 import { assertRepositoriesConfined } from "./local-confinement.js";
 import type { THostPaths } from "./local-confinement.js";
-import { serviceUser } from "./runtime-command.js";
+import { serviceUser } from "../../lib/runtime-command.js";
 import { writeFileIfChanged } from "./runtime-files.js";
 
 const posix = (path: string): TBackupRepositorySpec => ({ name: "local", type: "posix", path });

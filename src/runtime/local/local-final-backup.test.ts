@@ -16,7 +16,7 @@ import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import { finalBackupRepositoryOf, finalBackupSecretName, finalDumpFileOf } from "./local-final-backup.js";
 import { databaseNameOf, databaseRoleOf, secretNames } from "./local-placement.js";
 import { resticCacheDirectoryOf } from "./local-filestore.js";
-import { runPipeline } from "./runtime-command.js";
+import { runPipeline } from "../../lib/runtime-command.js";
 
 const ORG = "final-health";
 /** A row only the removed environment's database holds. */

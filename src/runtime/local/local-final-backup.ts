@@ -13,8 +13,8 @@ import { join } from "node:path";
 import { DomainError } from "../../lib/errors.js";
 import { ensureResticRepository, resticCommand, withoutSecrets } from "../../backup/restic-command.js";
 import type { TResticRepository } from "../../backup/restic-command.js";
-import { RuntimeCommandError, runPipeline } from "./runtime-command.js";
-import type { TPipedCommand } from "./runtime-command.js";
+import { RuntimeCommandError, runPipeline } from "../../lib/runtime-command.js";
+import type { TPipedCommand } from "../../lib/runtime-command.js";
 
 export const finalBackupSecretName = (organization: string) => `backup/${organization}/final-backups-cipher`;
 

@@ -4,9 +4,8 @@
 // secret names only, so plan, apply and posture agree on them.
 import { join } from "node:path";
 import { ValidationError } from "../../lib/errors.js";
+import { instanceNameOf } from "../../spec/spec-hosting.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../../spec/spec-schema.js";
-
-export const SHARED_INSTANCE = "shared";
 
 export type TInstancePlacement = {
   /** "dedicated-<env>" or "shared"; also the directory name. */
@@ -21,9 +20,6 @@ export type TOrganizationPlacement = {
   readonly clusters: readonly TClusterPlacement[];
   readonly redis: readonly TInstancePlacement[];
 };
-
-export const instanceNameOf = (environment: TEnvironmentSpec) =>
-  environment.hosting === "dedicated" ? `dedicated-${environment.name}` : SHARED_INSTANCE;
 
 /** Odoo's role: PostgreSQL identifiers are happier with underscores than with hyphens. */
 export const databaseRoleOf = (environment: Pick<TEnvironmentSpec, "name">) =>

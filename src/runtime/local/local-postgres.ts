@@ -48,7 +48,7 @@ import { readArchiver } from "./postgres-archiver.js";
 import { liveReplaySettings, raiseHighWater } from "./postgres-replay-settings.js";
 import { ensureServerCertificate } from "./runtime-ca.js";
 import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
-import type { TOsUser } from "./runtime-command.js";
+import type { TOsUser } from "../../lib/runtime-command.js";
 import { ensureInstanceRecord, readInstanceRecord } from "./runtime-instance.js";
 import { writeFileIfChanged } from "./runtime-files.js";
 import type { TRuntimeAction, TRuntimeDrift } from "./runtime-types.js";

@@ -14,6 +14,7 @@ import type { TBackupInfo } from "../../backup/pgbackrest-command.js";
 import { ConflictError, DomainError, NotFoundError, ValidationError } from "../../lib/errors.js";
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
 import type { TResticRepository } from "../../backup/restic-command.js";
+import type { TBackupType, TDrillResult, TRestoreTarget, TTableCount } from "../../backup/recovery-driver.js";
 import type { TClusterBackup } from "./local-backup-config.js";
 import {
   CLUSTER_ADMIN_ROLE,
@@ -27,15 +28,8 @@ import {
 import { renderReplayFloor, replayFloorOf } from "./postgres-replay-settings.js";
 import type { TReplaySettings } from "./postgres-replay-settings.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
-import { runCommand } from "./runtime-command.js";
+import { runCommand } from "../../lib/runtime-command.js";
 import { freeLoopbackPort } from "./runtime-instance.js";
-
-export type TRestoreTarget =
-  | { readonly kind: "latest" }
-  | { readonly kind: "time"; readonly time: Date }
-  | { readonly kind: "lsn"; readonly lsn: string };
-
-export type TBackupType = "full" | "diff" | "incr";
 
 /** A cluster reachable by the recovery code: its process, admin password, backup access and CA. */
 export type TRecoverableCluster = {
@@ -46,26 +40,6 @@ export type TRecoverableCluster = {
   readonly caPath: string;
   /** The restic repositories of the cluster's filestores, in the order of the pgBackRest repositories. */
   readonly filestoreRepositories: readonly TResticRepository[];
-};
-
-export type TTableCount = {
-  readonly database: string;
-  readonly table: string;
-  readonly source: number;
-  readonly restored: number;
-};
-
-export type TDrillResult = {
-  readonly backupLabel: string;
-  readonly startedAt: Date;
-  /** Seconds from the start of the restore until the copy answered a query on every database. */
-  readonly rtoSeconds: number;
-  /** Age of the newest recoverable heartbeat at the start of the drill. */
-  readonly rpoSeconds: number | null;
-  readonly amcheckPassed: boolean;
-  readonly amcheckOutput: string;
-  readonly databasesMissing: readonly string[];
-  readonly tables: readonly TTableCount[];
 };
 
 const LSN_PATTERN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;

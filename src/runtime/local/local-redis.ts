@@ -21,7 +21,7 @@ import {
 import type { TRedisClient, TRedisInstance } from "./redis-instance.js";
 import { ensureServerCertificate } from "./runtime-ca.js";
 import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
-import type { TOsUser } from "./runtime-command.js";
+import type { TOsUser } from "../../lib/runtime-command.js";
 import { ensureInstanceRecord, readInstanceRecord } from "./runtime-instance.js";
 import type { TRuntimeAction, TRuntimeDrift } from "./runtime-types.js";
 

@@ -10,12 +10,12 @@ import { pgbackrestRepositoriesOf } from "../../policy/policy-rendered-files.js"
 import type { TBackupArtifact } from "../../policy/policy-types.js";
 import { odooConnectionLimit, parseOdooConf, renderOdooConf } from "../../render/odoo/odoo-conf.js";
 import type { TArtifactSubject } from "../../policy/policy-types.js";
+import { instanceNameOf } from "../../spec/spec-hosting.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import {
   clusterDirectory,
   databaseNameOf,
   databaseRoleOf,
-  instanceNameOf,
   odooDirectory,
   placeOrganization,
   redisDirectory,

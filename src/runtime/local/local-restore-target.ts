@@ -16,9 +16,10 @@ import { ConflictError, NotFoundError, ValidationError } from "../../lib/errors.
 import { readArchiver } from "./postgres-archiver.js";
 import { connectAdmin, postgresBinary, runningPid } from "./postgres-cluster.js";
 import { readControlData } from "./postgres-replay-settings.js";
-import type { TRecoverableCluster, TRestoreTarget } from "./local-recovery.js";
+import type { TRestoreTarget } from "../../backup/recovery-driver.js";
+import type { TRecoverableCluster } from "./local-recovery.js";
 import { writeHeartbeat } from "./local-recovery.js";
-import { runCommand, RuntimeCommandError } from "./runtime-command.js";
+import { runCommand, RuntimeCommandError } from "../../lib/runtime-command.js";
 
 /** How long the archiver may take to ship the segment just closed before the restore is refused. */
 const ARCHIVE_WAIT_MS = 60_000;

@@ -7,9 +7,9 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { DomainError } from "../../lib/errors.js";
-import { isProcessAlive, runCommand } from "./runtime-command.js";
+import { isProcessAlive, runCommand } from "../../lib/runtime-command.js";
 import { writeFileIfChanged } from "./runtime-files.js";
-import type { TOsUser } from "./runtime-command.js";
+import type { TOsUser } from "../../lib/runtime-command.js";
 
 /** The superuser carehost administers each cluster as; Odoo never gets it. */
 export const CLUSTER_ADMIN_ROLE = "carehost_admin";

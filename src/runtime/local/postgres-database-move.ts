@@ -11,7 +11,7 @@ import { CLUSTER_ADMIN_ROLE, connectAdmin, postgresBinary } from "./postgres-clu
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { createDatabaseFor } from "./postgres-tenant.js";
 import type { TPostgresTenant } from "./postgres-tenant.js";
-import { RuntimeCommandError, runCommand } from "./runtime-command.js";
+import { RuntimeCommandError, runCommand } from "../../lib/runtime-command.js";
 
 type TQueryable = Pick<pg.Client, "query">;
 

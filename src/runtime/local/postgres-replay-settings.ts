@@ -11,7 +11,7 @@ import { join } from "node:path";
 import type pg from "pg";
 import { dataDirectoryOf, postgresBinary } from "./postgres-cluster.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
-import { runCommand } from "./runtime-command.js";
+import { runCommand } from "../../lib/runtime-command.js";
 
 export const REPLAY_SETTINGS = [
   "max_connections",

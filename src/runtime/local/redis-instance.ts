@@ -6,8 +6,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { createClient } from "redis";
 import { DomainError } from "../../lib/errors.js";
-import { isProcessAlive, spawnDetached } from "./runtime-command.js";
-import type { TOsUser } from "./runtime-command.js";
+import { isProcessAlive, spawnDetached } from "../../lib/runtime-command.js";
+import type { TOsUser } from "../../lib/runtime-command.js";
 import { REDIS_ADMIN_USER } from "./redis-config.js";
 import { writeFileIfChanged } from "./runtime-files.js";
 

@@ -7,8 +7,8 @@ import { generateKeyPairSync, X509Certificate, createPrivateKey } from "node:cry
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runCommand } from "./runtime-command.js";
-import type { TOsUser } from "./runtime-command.js";
+import { runCommand } from "../../lib/runtime-command.js";
+import type { TOsUser } from "../../lib/runtime-command.js";
 
 /** The part of the secret store the runtime needs. */
 export type TRuntimeSecrets = {

@@ -6,7 +6,7 @@
 import { constants } from "node:fs";
 import { open, readFile } from "node:fs/promises";
 import { DomainError } from "../../lib/errors.js";
-import type { TOsUser } from "./runtime-command.js";
+import type { TOsUser } from "../../lib/runtime-command.js";
 
 const NO_FOLLOW = constants.O_NOFOLLOW;
 

@@ -3,7 +3,7 @@
 import { chown, mkdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
-import type { TOsUser } from "./runtime-command.js";
+import type { TOsUser } from "../../lib/runtime-command.js";
 
 export type TInstanceRecord = {
   readonly port: number;

@@ -5,8 +5,8 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { ValidationError } from "../../lib/errors.js";
-import { RUN_KINDS } from "../../backup/recovery-service.js";
-import type { TRunEnd, TRunKind, TRunRef, TStartedRun } from "../../backup/recovery-service.js";
+import { RUN_KINDS } from "../../backup/recovery-runs.js";
+import type { TRunEnd, TRunKind, TRunRef, TStartedRun } from "../../backup/recovery-runs.js";
 import { problemFor, problemTypeBase } from "../server-errors.js";
 import type { TProblem } from "../server-errors.js";
 import type { TServerServices } from "../server-services.js";

@@ -4,7 +4,7 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { DomainError } from "../../lib/errors.js";
+import { DomainError } from "./errors.js";
 
 /** The OS account a data-tier process runs as. */
 export type TOsUser = { readonly name: string; readonly uid: number; readonly gid: number; readonly home: string };

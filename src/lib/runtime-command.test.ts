@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { processesRunning } from "../../../test/runtime-fixtures.js";
+import { processesRunning } from "../../test/runtime-fixtures.js";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -51,7 +51,7 @@ void describe("runCommand", () => {
 
   it("takes the command and every process it forked down with a carehost killed outright", async () => {
     const { marker, args } = forkingCommand();
-    const program = `import { runCommand } from "./src/runtime/local/runtime-command.ts"; await runCommand("sh", ${JSON.stringify(args)}, { timeoutMs: 600000 });`;
+    const program = `import { runCommand } from "./src/lib/runtime-command.ts"; await runCommand("sh", ${JSON.stringify(args)}, { timeoutMs: 600000 });`;
     const carehost = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "--eval", program], {
       stdio: "ignore",
     });

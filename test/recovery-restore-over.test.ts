@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
-import { createAuditHarness, type TAuditHarness } from "../../test/audit-fixtures.js";
+import { createAuditHarness, type TAuditHarness } from "./audit-fixtures.js";
 import {
   createRuntimeHarness,
   filesOf,
@@ -13,14 +13,14 @@ import {
   runtimeTestSpec,
   waitForArchive,
   type TRuntimeHarness,
-} from "../../test/runtime-fixtures.js";
-import { testDatabaseFactories } from "../../test/test-databases.js";
-import { systemContext } from "../lib/request-context.js";
-import { filestoreDirectoryOf } from "../runtime/local/local-filestore.js";
-import { secretNames } from "../runtime/local/local-placement.js";
-import { connectRedis } from "../runtime/local/redis-instance.js";
-import type { TOrganizationSpec } from "../spec/spec-schema.js";
-import { recoveryServiceFactory, type TRecoveryService } from "./recovery-service.js";
+} from "./runtime-fixtures.js";
+import { testDatabaseFactories } from "./test-databases.js";
+import { systemContext } from "../src/lib/request-context.js";
+import { filestoreDirectoryOf } from "../src/runtime/local/local-filestore.js";
+import { secretNames } from "../src/runtime/local/local-placement.js";
+import { connectRedis } from "../src/runtime/local/redis-instance.js";
+import type { TOrganizationSpec } from "../src/spec/spec-schema.js";
+import { recoveryServiceFactory, type TRecoveryService } from "../src/backup/recovery-service.js";
 
 const ORG = "shared-health";
 const ctx = systemContext("test");
