@@ -96,7 +96,7 @@ export async function stanzaInfo(access: TStanzaAccess): Promise<TStanzaInfo> {
 /** Stanza status codes that mean "not created yet" (missing stanza path, missing stanza data). */
 export const STANZA_MISSING_CODES = new Set([1, 3]);
 
-/** The commands carehost runs under the organization's lifecycle lock, and their workers (`backup:local`). */
+/** The commands carehost runs under an instance's or the organization's lock, and their workers (`backup:local`). */
 const LOCKED_COMMANDS = new Set(["backup", "restore", "expire", "verify"]);
 
 /**
@@ -105,7 +105,7 @@ const LOCKED_COMMANDS = new Set(["backup", "restore", "expire", "verify"]);
  * the command's whole process group, its workers (`backup:local`, `restore:local`) included
  * (runtime-command.ts), but one still running, say a run started by an earlier carehost, could
  * write into a copy being removed or race a restore being finished.
- * Call it only under the organization's lifecycle lock, when no run of carehost's own can be
+ * Call it only under the whole organization's lock (local-context's `exclusive`), when no run of carehost's own can be
  * going: whatever it finds was left by a carehost that was killed. Returns how many it ended.
  */
 export async function endLeftoverRuns(configPath: string): Promise<number> {

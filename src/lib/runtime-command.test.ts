@@ -91,6 +91,18 @@ void describe("runPipeline", () => {
     );
   });
 
+  it("reads the stream to its end when the consumer needs only its start and exits 0 (pg_restore --list reads the table of contents)", async () => {
+    let seen = 0;
+    // The consumer exits 0 after 10 bytes while the producer still has ~1 MB to write.
+    const piped = await runPipeline(
+      { file: "sh", args: ["-c", "head -c 10 /dev/zero; sleep 0.3; head -c 1000000 /dev/zero"] },
+      { file: "sh", args: ["-c", "head -c 10 >/dev/null; echo toc"] },
+      { observe: (chunk) => (seen += chunk.length) },
+    );
+    assert.equal(piped.stdout.trim(), "toc");
+    assert.equal(seen, 1_000_010, "every byte the producer wrote was observed");
+  });
+
   it("ends the consumer before its input ends when the producer fails, so it never keeps a truncated stream", async () => {
     const directory = await mkdtemp(join(tmpdir(), "carehost-pipe-"));
     try {

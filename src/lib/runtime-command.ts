@@ -160,8 +160,13 @@ export async function runPipeline(
   const first = start(producer);
   const second = start(consumer);
   first.child.stdin.end();
+  // A consumer that read what it needs and exited 0 (pg_restore --list stops after the table of
+  // contents) leaves the rest of the stream to `observe` alone: it is still read to its end, so a
+  // digest over it covers every byte, and the producer is not cut off into a false failure.
+  let consumerDone = false;
   first.child.stdout.on("data", (chunk: Buffer) => {
     options.observe?.(chunk);
+    if (consumerDone) return;
     if (!second.child.stdin.write(chunk)) {
       first.child.stdout.pause();
       second.child.stdin.once("drain", () => first.child.stdout.resume());
@@ -169,10 +174,15 @@ export async function runPipeline(
   });
   let stdout = "";
   second.child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
-  // A consumer that stops early fails the pipeline with its own reason; the producer, cut off, stops too.
+  // A consumer that fails early fails the pipeline with its own reason; the producer, cut off, stops too.
   let consumerFirst = false;
-  void second.exited.then(() => {
+  void second.exited.then((status) => {
     if (first.child.exitCode !== null || first.child.signalCode !== null) return;
+    if (status === "") {
+      consumerDone = true;
+      first.child.stdout.resume();
+      return;
+    }
     consumerFirst = true;
     first.child.stdout.destroy();
     first.child.kill("SIGTERM");

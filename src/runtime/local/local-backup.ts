@@ -28,9 +28,9 @@ export const localBackupFactory = ({
   /**
    * Takes a pgBackRest backup of the environment's cluster (a shared cluster is backed up as a
    * whole), then a restic snapshot of the filestore of every environment in it, tagged with the
-   * backup's run id. Backups, restores and drills hold the organization's lifecycle lock like
-   * reconcile: a reconcile must not restart a cluster under a running backup or a drill reading
-   * its source.
+   * backup's run id. Backups, restores and drills hold their instance's lock, which a reconcile
+   * (holding the whole organization's) waits for: a reconcile must not restart a cluster under a
+   * running backup or a drill reading its source.
    */
   backup: (organization: TOrganizationSpec, environmentName: string, type: TBackupType): Promise<TBackupOutcome> =>
     onInstancesOf(organization, [environmentName], async () => {
