@@ -38,6 +38,15 @@ const withDatabase = async <T>(fn: (url: string) => Promise<T>): Promise<T> => {
 
 type TFigures = { totalMs: number; duplicates: number; claimP50: number; claimP99: number; overlaps: number };
 
+/** One queue's figures: how long, how many ran more than once, claim latency, two of one cluster at once. */
+const figuresOf = (totalMs: number, claims: number[], runs: Map<number, number>, overlaps: number): TFigures => ({
+  totalMs,
+  duplicates: [...runs.values()].filter((count) => count > 1).length,
+  claimP50: percentile(claims, 50),
+  claimP99: percentile(claims, 99),
+  overlaps,
+});
+
 const carehostQueue = (): Promise<TFigures> =>
   withDatabase(async (url) => {
     const replicas = await Promise.all(
@@ -93,13 +102,7 @@ const carehostQueue = (): Promise<TFigures> =>
     await Promise.all(workers.map((worker) => worker.stop(10_000)));
     const totalMs = ms(started);
     await Promise.all(replicas.map((db) => db.close()));
-    return {
-      totalMs,
-      duplicates: [...runs.values()].filter((count) => count > 1).length,
-      claimP50: percentile(claims, 50),
-      claimP99: percentile(claims, 99),
-      overlaps,
-    };
+    return figuresOf(totalMs, claims, runs, overlaps);
   });
 
 /** The queue one writes by hand: a jobs table and SKIP LOCKED, nothing else. */
@@ -139,13 +142,7 @@ const handWrittenQueue = (): Promise<TFigures> =>
     await Promise.all(pools.flatMap((pool) => Array.from({ length: CONCURRENCY }, () => loop(pool))));
     const totalMs = ms(started);
     await Promise.all(pools.map((pool) => pool.end()));
-    return {
-      totalMs,
-      duplicates: [...runs.values()].filter((count) => count > 1).length,
-      claimP50: percentile(claims, 50),
-      claimP99: percentile(claims, 99),
-      overlaps,
-    };
+    return figuresOf(totalMs, claims, runs, overlaps);
   });
 
 const line = (name: string, figures: TFigures) =>
