@@ -64,27 +64,34 @@ export const registerOperationCommands = (program: Command, global: TGlobal): vo
             printLine(
               cancelled.state === "running"
                 ? `Operation #${id} is asked to stop; it ends cancelled once its worker stops it (carehost operations --follow ${id}).`
-                : `Operation #${id}: ${cancelled.state}.`,
+                : cancelled.state === "cancelled"
+                  ? `Operation #${id} is cancelled.`
+                  : `Operation #${id} had ended already: ${cancelled.state}.`,
             );
           return;
         }
         if (options.follow !== undefined) {
           const id = parseId(options.follow, "--follow");
           let printed = 0;
+          let firstState: string | undefined;
           const ended = await client.stream<{ kind: string; operation: TOperationView }, TOperationView>(
             "GET",
             `/api/operations/${id}/events`,
             undefined,
             ({ operation }) => {
               if (options.output === "json") return;
-              if (printed === 0) printLine(formatOperation(operation));
+              if (printed === 0) {
+                printLine(formatOperation(operation));
+                firstState = operation.state;
+              }
               for (const step of operation.steps.slice(printed))
                 printLine(`  ${step.at}  ${step.step}  ${step.detail}`);
               printed = Math.max(printed, operation.steps.length, 1);
             },
           );
           if (options.output === "json") printJson(ended);
-          else printLine(formatOperation(ended));
+          // One that had ended already was printed whole as it was first seen.
+          else if (ended.state !== firstState) printLine(formatOperation(ended));
           if (ended.state !== "succeeded") process.exitCode = exitCodes.failure;
           return;
         }
