@@ -101,7 +101,12 @@ forEachStoreKind((kind, createDatabase) => {
         assert.deepEqual(await services.changes.runDue(scheduler), { applied: [], failed: [], escalated: [] });
         assert.match(await statusText(), /ALERT {2}emergency change #2 .* without approval/);
         now = new Date(appliedAt.getTime() + 24 * HOUR_MS);
-        assert.deepEqual((await services.changes.runDue(scheduler)).escalated, [second.request.id]);
+        // Two replicas' ticks at once: the change is escalated by one of them, and audited once.
+        const ticks = await Promise.all([services.changes.runDue(scheduler), services.changes.runDue(scheduler)]);
+        assert.deepEqual(
+          ticks.flatMap((tick) => tick.escalated),
+          [second.request.id],
+        );
         assert.deepEqual((await services.changes.runDue(scheduler)).escalated, [], "escalated once");
         const escalated = (await harness.log.list({ type: "change.emergency_escalated", limit: 10 })).map(
           (item) => item.entry,

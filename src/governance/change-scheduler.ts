@@ -100,7 +100,7 @@ export const changeSchedulerFactory = ({
     for (const request of await store.unreviewedEmergencies()) {
       const deadline = reviewDeadline(request);
       if (deadline === null || request.escalatedAt !== null || at < deadline) continue;
-      await audit.recordChange(ctx, async (tx) => {
+      const { result: escalated } = await audit.recordChange(ctx, async (tx) => {
         const moved = await store.transition(tx, request.id, ["applied", "failed"], { escalatedAt: at });
         return {
           result: moved,
@@ -123,7 +123,7 @@ export const changeSchedulerFactory = ({
                 ],
         };
       });
-      outcome.escalated.push(request.id);
+      if (escalated !== undefined) outcome.escalated.push(request.id);
     }
     return enqueue === undefined ? outcome : { ...outcome, queued };
   };

@@ -243,7 +243,7 @@ export const changeStoreFactory = (db: TSqlExecutor) => ({
       ]);
   },
 
-  /** Sets `patch` while the request is in one of `from`; undefined when it had moved on. */
+  /** Sets `patch` while the request is in one of `from` (and not escalated, for an escalation); undefined when it had moved on. */
   transition: async (
     tx: TSqlExecutor,
     id: number,
@@ -255,8 +255,11 @@ export const changeStoreFactory = (db: TSqlExecutor) => ({
     const values = entries.map(([key, value]) =>
       JSON_COLUMNS.has(PATCH_COLUMNS[key]) && value !== null ? JSON.stringify(value) : (value as never),
     );
+    // An escalation happens once: a second pass (another replica's tick) that read the request
+    // before the first committed finds it escalated already and moves nothing.
+    const once = patch.escalatedAt === undefined ? "" : " AND escalated_at IS NULL";
     const { rows } = await tx.query<{ id: number }>(
-      `UPDATE change_requests SET ${assignments.join(", ")} WHERE id = $1 AND state = ANY($2::text[]) RETURNING id`,
+      `UPDATE change_requests SET ${assignments.join(", ")} WHERE id = $1 AND state = ANY($2::text[])${once} RETURNING id`,
       [id, [...from], ...values],
     );
     return rows[0] === undefined ? undefined : findIn(tx, id);
