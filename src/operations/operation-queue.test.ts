@@ -124,6 +124,30 @@ forEachStoreKind((kind, create) => {
       });
     });
 
+    it("records work that finished past its deadline as succeeded, with the lateness noted, never as failed", async () => {
+      await withTestDatabase(create, async (db) => {
+        const store = operationStoreFactory(db);
+        const slow = (await store.enqueue(request({ deadlineSeconds: 1 }))).operation;
+        const worker = operationWorkerFactory({
+          store,
+          onError: failOnError,
+          handlers: {
+            // A backup that does not stop for its signal: when it returns, the backup exists.
+            backup: async () => {
+              await sleep(1300);
+              return { label: "F1" };
+            },
+          },
+        });
+        await worker.poll();
+        await worker.idle();
+        const ended = await store.get(slow.id);
+        assert.equal(ended?.state, "succeeded");
+        assert.deepEqual(ended?.result, { label: "F1" });
+        assert.equal(ended?.error, "finished after its deadline of 1 s");
+      });
+    });
+
     it("fails an operation that passes its deadline, and a hung one does not hold up another target", async () => {
       await withTestDatabase(create, async (db) => {
         const store = operationStoreFactory(db);

@@ -98,10 +98,16 @@ export const operationWorkerFactory = ({
     clearTimeout(deadline);
     // Someone else ended it (its lease ran out while this worker hung): what it did is not ours to record.
     if (reason === "lease-lost") return;
+    // Work that finished succeeded, whatever was asked of it meanwhile: a cancel or a deadline it did
+    // not stop for is noted beside its result, never turned into a failure it was not.
+    const late =
+      reason === "cancelled"
+        ? "finished although a cancel was requested"
+        : reason === "deadline"
+          ? `finished after its deadline of ${operation.deadlineSeconds} s`
+          : undefined;
     const end = ending.ok
-      ? reason === undefined || reason === "stopping"
-        ? { state: "succeeded" as const, result: ending.result ?? null }
-        : { state: "failed" as const, error: `${reason} after the work finished`, result: ending.result ?? null }
+      ? { state: "succeeded" as const, result: ending.result ?? null, ...(late === undefined ? {} : { error: late }) }
       : reason === "cancelled"
         ? { state: "cancelled" as const, error: `cancelled while running: ${message(ending.error)}` }
         : reason === "deadline"
