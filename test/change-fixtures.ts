@@ -4,7 +4,7 @@ import type { TAuditHarness } from "./audit-fixtures.js";
 import { environmentServiceFactory, type TEnvironmentRuntime } from "../src/environments/environment-service.js";
 import { environmentStoreFactory } from "../src/environments/environment-store.js";
 import type { TRecoveryService } from "../src/backup/recovery-service.js";
-import { postChangePostureFrom, preChangeBackupFrom } from "../src/governance/change-checks.js";
+import { postChangeDrillFrom, postChangePostureFrom, preChangeBackupFrom } from "../src/governance/change-checks.js";
 import { changeGateFactory } from "../src/governance/change-gate.js";
 import { changeServiceFactory } from "../src/governance/change-service.js";
 import { changeStoreFactory } from "../src/governance/change-store.js";
@@ -66,6 +66,7 @@ export const createGovernedServices = (
       : {
           preChangeBackup: preChangeBackupFrom(recovery, store),
           postChangePosture: postChangePostureFrom(environments),
+          postChangeDrill: postChangeDrillFrom(recovery),
         }),
   });
   return { store, changeStore, environments, changes, recovery };

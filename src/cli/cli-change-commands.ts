@@ -110,6 +110,10 @@ export const formatChange = (request: TChangeView): string[] => {
     lines.push(
       `Posture after the change (${request.postChangePosture.evaluatedAt}): ${request.postChangePosture.mandatoryViolations.length === 0 ? "no mandatory violation" : request.postChangePosture.mandatoryViolations.join("; ")}`,
     );
+  for (const drill of request.postChangeDrills ?? [])
+    lines.push(
+      `Drill after the change of ${drill.environment}: ${drill.status}${drill.drill === null ? "" : ` (drill #${drill.drill})`}: ${drill.detail}`,
+    );
   lines.push("", nextStep(request));
   return lines;
 };

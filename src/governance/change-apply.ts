@@ -13,7 +13,8 @@ import type { TChangeSteps } from "./change-steps.js";
 import type { TChangeStore } from "./change-store.js";
 import { changeTiming } from "./change-timing.js";
 import type { TChangeTiming } from "./change-timing.js";
-import type { TChangeRequest, TPostChangePosture, TPreChangeBackup } from "./change-types.js";
+import { dataTierChangedIn } from "./change-checks.js";
+import type { TChangeRequest, TPostChangeDrill, TPostChangePosture, TPreChangeBackup } from "./change-types.js";
 import { reviewDeadline } from "./change-view.js";
 import type { TChangeView } from "./change-view.js";
 
@@ -31,6 +32,8 @@ export type TChangeApplierDeps = {
   preChangeBackup?: (request: TChangeRequest, environment: string) => Promise<TPreChangeBackup>;
   /** Reads the posture back from the live systems once a change applied. */
   postChangePosture?: (organization: string) => Promise<TPostChangePosture | undefined>;
+  /** A restore drill of a production environment whose data tier the change touched (change-checks.ts). */
+  postChangeDrill?: (request: TChangeRequest, environment: string) => Promise<TPostChangeDrill>;
 };
 
 export const changeApplierFactory = ({
@@ -42,6 +45,7 @@ export const changeApplierFactory = ({
   now,
   preChangeBackup,
   postChangePosture,
+  postChangeDrill,
 }: TChangeApplierDeps) => {
   const timingOf = async (
     request: TChangeRequest,
@@ -149,7 +153,14 @@ export const changeApplierFactory = ({
       });
     const posture = await postChangePosture?.(request.organization);
     if (posture !== undefined) await store.note(request.id, { postChangePosture: posture });
-    return { request: await viewOf(posture === undefined ? done : (await store.find(request.id))!), applied };
+    const drilled = postChangeDrill === undefined ? [] : dataTierChangedIn(request.assessment);
+    if (drilled.length > 0) {
+      const drills: TPostChangeDrill[] = [];
+      for (const environment of drilled) drills.push(await postChangeDrill!(request, environment));
+      await store.note(request.id, { postChangeDrills: drills });
+    }
+    const checked = posture !== undefined || drilled.length > 0;
+    return { request: await viewOf(checked ? (await store.find(request.id))! : done), applied };
   };
 
   return { timingOf, carryOut };

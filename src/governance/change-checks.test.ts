@@ -90,8 +90,28 @@ void describe("the checks around a change to production, on real clusters", () =
     );
   });
 
+  void it("drills production after a change to its data tier, and records the drill on the change request", async () => {
+    const { request: created } = await services.changes.create(alice, {
+      source: source.replace("rpoMinutes: 15", "rpoMinutes: 10"),
+      fileName: "org.yaml",
+      reason: "a tighter RPO",
+    });
+    for (const approver of approvers) await services.changes.approve(approver, created.id);
+    // The heartbeat the supervisor writes, which the drill reads back to measure the RPO.
+    await runtime.runtime.heartbeat((await services.environments.latestSpecs())[0]!);
+    const { request } = await services.changes.apply(alice, created.id);
+    assert.equal(request.state, "applied");
+    const [drill] = request.postChangeDrills ?? [];
+    assert.deepEqual([drill?.environment, drill?.status], ["prod", "passed"], JSON.stringify(request.postChangeDrills));
+    const [run] = await services.recovery!.listDrills(alice, "prod");
+    assert.equal(drill?.drill, run?.id, "a drill run like any other, in carehost drills");
+    assert.match(drill?.detail ?? "", /^RTO [\d.]+ s, RPO [\d.]+ s$/);
+    source = source.replace("rpoMinutes: 15", "rpoMinutes: 10");
+  });
+
   void it("does not apply a change when its pre-change backup fails, and says so on the change request", async () => {
     const id = await approvedChange();
+    const revision = (await services.environments.latestRevisions(alice))[0]!.id;
     const repository = join(runtime.root, "..", "backups", ORG);
     await chmod(repository, 0o000);
     try {
@@ -109,7 +129,7 @@ void describe("the checks around a change to production, on real clusters", () =
     const refused = await services.changes.show(alice, id);
     assert.equal(refused.state, "approved");
     assert.equal(refused.preChangeBackup?.[0]?.status, "failed");
-    assert.equal((await services.environments.latestRevisions(alice))[0]!.id, 2, "nothing was recorded");
+    assert.equal((await services.environments.latestRevisions(alice))[0]!.id, revision, "nothing was recorded");
     const retried = await services.changes.apply(alice, id);
     assert.deepEqual([retried.request.state, retried.request.preChangeBackup?.[0]?.status], ["applied", "succeeded"]);
   });

@@ -6,7 +6,8 @@ import type { TRecoveryService } from "../backup/recovery-service.js";
 import type { TEnvironmentService } from "../environments/environment-service.js";
 import type { TEnvironmentStore } from "../environments/environment-store.js";
 import { systemContext } from "../lib/request-context.js";
-import type { TChangeRequest, TPostChangePosture, TPreChangeBackup } from "./change-types.js";
+import type { TChangeAssessment } from "./change-classify.js";
+import type { TChangeRequest, TPostChangeDrill, TPostChangePosture, TPreChangeBackup } from "./change-types.js";
 
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 500);
 
@@ -55,4 +56,46 @@ export const postChangePostureFrom =
         mandatoryViolations: found.report.mandatoryViolations.map((violation) => violation.line),
       }
     );
+  };
+
+const DATA_TIER_FIELDS = ["database.", "backup.", "redis."];
+
+/**
+ * The production environments whose data tier a change touched: a field of their database, backups
+ * or Redis, or a setting that restarts their PostgreSQL (odoo.workers raises max_connections).
+ */
+export const dataTierChangedIn = (assessment: TChangeAssessment): string[] =>
+  assessment.environments
+    .filter((environment) => environment.production && environment.action === "change")
+    .filter(
+      (environment) =>
+        environment.fields.some((field) => DATA_TIER_FIELDS.some((prefix) => field.startsWith(prefix))) ||
+        assessment.productionRestarts.some((line) => line.includes(`${environment.name}'s`)),
+    )
+    .map((environment) => environment.name);
+
+/** A restore drill of the environment as it is after the change: restorable, and within its objectives. */
+export const postChangeDrillFrom =
+  (
+    recovery: Pick<TRecoveryService, "drill">,
+  ): ((request: TChangeRequest, environment: string) => Promise<TPostChangeDrill>) =>
+  async (request, environment) => {
+    try {
+      const drill = await recovery.drill(systemContext(`change-${request.id}`), {
+        organization: request.organization,
+        environment,
+      });
+      const measured = `RTO ${drill.rtoSeconds ?? "-"} s, RPO ${drill.rpoSeconds ?? "-"} s`;
+      return {
+        environment,
+        status: drill.status === "passed" ? "passed" : "failed",
+        drill: drill.id,
+        detail:
+          drill.status === "passed"
+            ? measured
+            : `${measured}; ${[...drill.problems, drill.error ?? ""].filter(Boolean).join("; ")}`.slice(0, 500),
+      };
+    } catch (error) {
+      return { environment, status: "failed", drill: null, detail: message(error) };
+    }
   };

@@ -21,7 +21,13 @@ import { classifyChange } from "./change-classify.js";
 import { changeSchedulerFactory } from "./change-scheduler.js";
 import { changeStepsFactory } from "./change-steps.js";
 import type { TChangeStore } from "./change-store.js";
-import type { TChangeKind, TChangeRequest, TPostChangePosture, TPreChangeBackup } from "./change-types.js";
+import type {
+  TChangeKind,
+  TChangeRequest,
+  TPostChangeDrill,
+  TPostChangePosture,
+  TPreChangeBackup,
+} from "./change-types.js";
 import { reviewDeadline } from "./change-view.js";
 import type { TChangeView } from "./change-view.js";
 
@@ -37,6 +43,8 @@ type TChangeServiceDeps = {
   preChangeBackup?: (request: TChangeRequest, environment: string) => Promise<TPreChangeBackup>;
   /** Reads the posture back from the live systems once a change applied. */
   postChangePosture?: (organization: string) => Promise<TPostChangePosture | undefined>;
+  /** A restore drill after a change to a production environment's data tier; only with a runtime here. */
+  postChangeDrill?: (request: TChangeRequest, environment: string) => Promise<TPostChangeDrill>;
 };
 
 export type TChangeSubmission = {
@@ -58,6 +66,7 @@ export const changeServiceFactory = ({
   now = () => new Date(),
   preChangeBackup,
   postChangePosture,
+  postChangeDrill,
 }: TChangeServiceDeps) => {
   const steps = changeStepsFactory({ store, revisions, audit, now });
   const { target, viewOf, findFor, refuse, step } = steps;
@@ -70,6 +79,7 @@ export const changeServiceFactory = ({
     now,
     ...(preChangeBackup === undefined ? {} : { preChangeBackup }),
     ...(postChangePosture === undefined ? {} : { postChangePosture }),
+    ...(postChangeDrill === undefined ? {} : { postChangeDrill }),
   });
   const { carryOut } = applier;
   const { runDue, applyQueued } = changeSchedulerFactory({ steps, applier, store, audit, now });

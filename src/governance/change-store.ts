@@ -9,6 +9,7 @@ import type {
   TChangePlan,
   TChangeRequest,
   TChangeState,
+  TPostChangeDrill,
   TPostChangePosture,
   TPreChangeBackup,
 } from "./change-types.js";
@@ -44,6 +45,7 @@ type TChangeRow = {
   escalated_at: Date | null;
   pre_change_backup: TPreChangeBackup[] | null;
   post_change_posture: TPostChangePosture | null;
+  post_change_drills: TPostChangeDrill[] | null;
   approvals: { approver: string; approver_id: string; role: string; approved_at: string }[];
 };
 
@@ -51,7 +53,7 @@ const COLUMNS = `c.id, c.org_name, c.kind, c.state, c.reason, c.ticket, c.reques
   c.source, c.file_name, c.spec_digest, c.base_revision_id, c.confirm_destroy, c.assessment, c.plan,
   c.approvals_required, c.rollback_of, c.scheduled_for, c.applied_revision_id, c.applied_by, c.applied_at,
   c.closed_by, c.closed_at, c.close_reason, c.failure, c.reviewed_at, c.escalated_at, c.pre_change_backup,
-  c.post_change_posture,
+  c.post_change_posture, c.post_change_drills,
   COALESCE((SELECT json_agg(json_build_object('approver', a.approver, 'approver_id', a.approver_id, 'role', a.role,
                                               'approved_at', a.approved_at) ORDER BY a.approved_at, a.approver_id)
               FROM change_approvals a WHERE a.change_id = c.id), '[]'::json) AS approvals`;
@@ -95,6 +97,7 @@ const requestOf = (row: TChangeRow): TChangeRequest => ({
   escalatedAt: date(row.escalated_at),
   preChangeBackup: row.pre_change_backup,
   postChangePosture: row.post_change_posture,
+  postChangeDrills: row.post_change_drills,
 });
 
 export type TNewChangeRequest = Pick<
@@ -135,6 +138,7 @@ export type TChangePatch = Partial<
     | "escalatedAt"
     | "preChangeBackup"
     | "postChangePosture"
+    | "postChangeDrills"
   >
 >;
 
@@ -152,8 +156,9 @@ const PATCH_COLUMNS: Record<keyof TChangePatch, string> = {
   escalatedAt: "escalated_at",
   preChangeBackup: "pre_change_backup",
   postChangePosture: "post_change_posture",
+  postChangeDrills: "post_change_drills",
 };
-const JSON_COLUMNS = new Set(["pre_change_backup", "post_change_posture"]);
+const JSON_COLUMNS = new Set(["pre_change_backup", "post_change_posture", "post_change_drills"]);
 
 const findIn = async (db: TSqlExecutor, id: number): Promise<TChangeRequest | undefined> => {
   const { rows } = await db.query<TChangeRow>(`SELECT ${COLUMNS} FROM change_requests c WHERE c.id = $1`, [id]);
@@ -235,7 +240,10 @@ export const changeStoreFactory = (db: TSqlExecutor) => ({
   },
 
   /** Records what the checks around an apply found (its backups, the posture after); no state changes. */
-  note: async (id: number, patch: Pick<TChangePatch, "preChangeBackup" | "postChangePosture">): Promise<void> => {
+  note: async (
+    id: number,
+    patch: Pick<TChangePatch, "preChangeBackup" | "postChangePosture" | "postChangeDrills">,
+  ): Promise<void> => {
     for (const [key, value] of Object.entries(patch) as [keyof TChangePatch, unknown][])
       await db.query(`UPDATE change_requests SET ${PATCH_COLUMNS[key]} = $2 WHERE id = $1`, [
         id,

@@ -48,6 +48,15 @@ export type TPostChangePosture = {
   readonly mandatoryViolations: readonly string[];
 };
 
+/** The restore drill run after a change to a production environment's data tier. */
+export type TPostChangeDrill = {
+  readonly environment: string;
+  readonly status: "passed" | "failed";
+  /** The drill run (carehost drills lists it); null when it could not start. */
+  readonly drill: number | null;
+  readonly detail: string;
+};
+
 export type TChangeRequest = {
   readonly id: number;
   readonly organization: string;
@@ -83,4 +92,5 @@ export type TChangeRequest = {
   readonly escalatedAt: Date | null;
   readonly preChangeBackup: readonly TPreChangeBackup[] | null;
   readonly postChangePosture: TPostChangePosture | null;
+  readonly postChangeDrills: readonly TPostChangeDrill[] | null;
 };

@@ -14,7 +14,7 @@ import {
 } from "../cli/cli-credentials.js";
 import { environmentServiceFactory } from "../environments/environment-service.js";
 import { environmentStoreFactory } from "../environments/environment-store.js";
-import { postChangePostureFrom, preChangeBackupFrom } from "../governance/change-checks.js";
+import { postChangeDrillFrom, postChangePostureFrom, preChangeBackupFrom } from "../governance/change-checks.js";
 import { changeGateFactory } from "../governance/change-gate.js";
 import { changeServiceFactory } from "../governance/change-service.js";
 import { changeStoreFactory } from "../governance/change-store.js";
@@ -165,7 +165,12 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     ...clock,
     postChangePosture: postChangePostureFrom(environments),
     // Backups need something to back up: only with a runtime on this host.
-    ...(runtime === undefined ? {} : { preChangeBackup: preChangeBackupFrom(recovery, environmentStore) }),
+    ...(runtime === undefined
+      ? {}
+      : {
+          preChangeBackup: preChangeBackupFrom(recovery, environmentStore),
+          postChangeDrill: postChangeDrillFrom(recovery),
+        }),
   });
   const repositories = new Map<string, TGitopsRepository>();
   const gitops = gitopsServiceFactory({

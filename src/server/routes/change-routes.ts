@@ -87,6 +87,18 @@ const ChangeSchema = z
         mandatoryViolations: z.array(z.string()).readonly(),
       })
       .nullable(),
+    postChangeDrills: z
+      .array(
+        z.object({
+          environment: z.string(),
+          status: z.enum(["passed", "failed"]),
+          drill: z.number().nullable(),
+          detail: z.string(),
+        }),
+      )
+      .readonly()
+      .nullable()
+      .describe("restore drills run after a change to a production environment's database, backups or Redis"),
     windows: z
       .array(
         z.object({

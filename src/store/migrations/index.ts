@@ -14,6 +14,7 @@ import { loginAttemptsPerSourceMigration } from "./0011-login-attempts-per-sourc
 import { tokenExpiryMigration } from "./0012-token-expiry.js";
 import { changeRequestsMigration } from "./0013-change-requests.js";
 import { operationsMigration } from "./0014-operations.js";
+import { changeDrillsMigration } from "./0015-change-drills.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
@@ -32,4 +33,5 @@ export const migrations: readonly TMigration[] = [
   tokenExpiryMigration,
   changeRequestsMigration,
   operationsMigration,
+  changeDrillsMigration,
 ];
