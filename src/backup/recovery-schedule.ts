@@ -188,7 +188,11 @@ export const recoveryScheduleFactory = ({
    * same slot may have ended between the tick that queued it and this claim.
    */
   const runScheduled = async (
-    operation: TScheduledOperation,
+    // The queued operation as the worker claimed it: what it names, not how it was queued.
+    operation: Pick<TScheduledOperation, "organization" | "params"> & {
+      readonly environment: string | null;
+      readonly kind: string;
+    },
   ): Promise<{ ran: boolean; reason?: string; result?: unknown }> => {
     const organization = (await latestSpecs()).find((spec) => spec.metadata.name === operation.organization);
     const environment =

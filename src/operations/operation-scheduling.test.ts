@@ -53,16 +53,7 @@ void describe("scheduled backups as operations, two replicas on one PostgreSQL",
       });
       const store = operationStoreFactory(db);
       const operations = operationServiceFactory({ store, audit: log });
-      const runScheduled: TOperationHandler = ({ operation }) =>
-        recovery.runScheduled({
-          organization: operation.organization,
-          environment: operation.environment ?? "",
-          target: operation.target,
-          kind: operation.kind as "backup",
-          params: operation.params,
-          dedupeKey: operation.dedupeKey ?? "",
-          deadlineSeconds: operation.deadlineSeconds,
-        });
+      const runScheduled: TOperationHandler = ({ operation }) => recovery.runScheduled(operation);
       const worker = operationWorkerFactory({
         store,
         workerId: `replica-${index}`,

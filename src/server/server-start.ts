@@ -37,7 +37,6 @@ import { gitopsServiceFactory } from "../gitops/gitops-service.js";
 import { RENDERERS } from "../render/render-targets.js";
 import type { TRenderTarget } from "../render/render-types.js";
 import { recoveryServiceFactory } from "../backup/recovery-service.js";
-import type { TScheduledOperation } from "../backup/recovery-schedule.js";
 import { operationServiceFactory } from "../operations/operation-service.js";
 import { operationStoreFactory } from "../operations/operation-store.js";
 import type { TOperationHandler } from "../operations/operation-types.js";
@@ -346,16 +345,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const loginSweepTimer = setInterval(() => void sweepLoginFailures(), options.loginSweepMs ?? LOGIN_SWEEP_MS);
   loginSweepTimer.unref();
 
-  const runScheduled: TOperationHandler = async ({ operation }) =>
-    recovery.runScheduled({
-      organization: operation.organization,
-      environment: operation.environment ?? "",
-      target: operation.target,
-      kind: operation.kind as TScheduledOperation["kind"],
-      params: operation.params,
-      dedupeKey: operation.dedupeKey ?? "",
-      deadlineSeconds: operation.deadlineSeconds,
-    });
+  const runScheduled: TOperationHandler = async ({ operation }) => recovery.runScheduled(operation);
   // Scheduled changes apply when their window opens; emergency changes nobody reviewed in 24 h are escalated.
   const changeScheduler = systemContext("change-scheduler");
   const applyChange: TOperationHandler = async ({ operation }) => {
