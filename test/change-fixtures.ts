@@ -11,6 +11,10 @@ import { changeStoreFactory } from "../src/governance/change-store.js";
 import type { TRequestContext, TRole } from "../src/lib/request-context.js";
 import { policyCheckerFactory } from "../src/policy/policy-service.js";
 import type { TOrganizationSpec } from "../src/spec/spec-schema.js";
+import { noneRuntimeFactory } from "../src/runtime/none/none-runtime.js";
+
+/** The tests that pass a recovery service run it over a local runtime: its data tier is on this host. */
+const LOCAL_DATA_TIER = { onThisHost: true } as const;
 
 /** A signed-in user holding `role` over every organization (or the ones named). */
 export const userContext = (
@@ -39,6 +43,7 @@ export const createGovernedServices = (
   options: {
     readonly now?: () => Date;
     readonly policyNow?: () => Date;
+    /** The runtime that runs nothing by default. */
     readonly runtime?: TEnvironmentRuntime;
     /** Takes the pre-change backups and reads the posture after, as carehost up wires them. */
     readonly recovery?: (latestSpecs: () => Promise<TOrganizationSpec[]>) => TRecoveryService;
@@ -52,7 +57,7 @@ export const createGovernedServices = (
     policy: policyCheckerFactory({ now: options.policyNow ?? now }),
     audit: harness.log,
     changes: changeGateFactory({ store: changeStore, audit: harness.log, now }),
-    ...(options.runtime === undefined ? {} : { runtime: options.runtime }),
+    runtime: options.runtime ?? noneRuntimeFactory(),
   });
   const recovery = options.recovery?.(environments.latestSpecs);
   const changes = changeServiceFactory({
@@ -64,9 +69,9 @@ export const createGovernedServices = (
     ...(recovery === undefined
       ? {}
       : {
-          preChangeBackup: preChangeBackupFrom(recovery, store),
+          preChangeBackup: preChangeBackupFrom(recovery, store, LOCAL_DATA_TIER),
           postChangePosture: postChangePostureFrom(environments),
-          postChangeDrill: postChangeDrillFrom(recovery),
+          postChangeDrill: postChangeDrillFrom(recovery, LOCAL_DATA_TIER),
         }),
   });
   return { store, changeStore, environments, changes, recovery };

@@ -1,5 +1,5 @@
-// What every part of the recovery service shares: its deps, the driver it runs with (or the
-// refusal when this carehost has none), and the environment a request names, found for a caller
+// What every part of the recovery service shares: its deps, the driver it runs with (or its
+// refusal when the runtime's data tier is not on this host), and the environment a request names, found for a caller
 // allowed to act on it, with the audit target and the operation target (its cluster) that go with
 // it.
 import { authorize, inScope, recordDenial, scopeOf } from "../identity/identity-permissions.js";
@@ -10,12 +10,13 @@ import type { TRequestContext } from "../lib/request-context.js";
 import { instanceNameOf } from "../spec/spec-hosting.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TSqlClient } from "../store/store-types.js";
+import type { TDataTier } from "../runtime/runtime-driver.js";
 import type { TRecoveryDriver } from "./recovery-driver.js";
 
 export type TRecoveryServiceDeps = {
   db: Pick<TSqlClient, "query">;
-  /** Absent with CAREHOST_RUNTIME=none: nothing runs here, so nothing can be backed up here. */
-  runtime?: TRecoveryDriver;
+  /** The runtime: one whose data tier is not on this host has nothing carehost can back up here. */
+  runtime: TRecoveryDriver & { readonly dataTier: TDataTier };
   latestSpecs: () => Promise<TOrganizationSpec[]>;
   /** Its recordChange must write to the database `db` is on: a run's row and its entry commit together there. */
   audit: TChangeAudit;
@@ -32,19 +33,19 @@ export const clusterOf = (organization: TOrganizationSpec, environment: TEnviron
 
 export const recoveryContextFactory = ({
   db,
-  runtime: configuredRuntime,
+  runtime,
   latestSpecs,
   audit,
   now = () => new Date(),
   endCommands = () => 0,
 }: TRecoveryServiceDeps) => {
+  /** Refused before a run is recorded: where the data tier is not on this host, the runtime says why. */
   const runtimeOrRefuse = () => {
-    if (configuredRuntime === undefined)
-      throw new ValidationError(
-        "this carehost runs no environments (CAREHOST_RUNTIME=none), so it has nothing to back up or restore",
-      );
-    return configuredRuntime;
+    if (!runtime.dataTier.onThisHost) throw new ValidationError(runtime.dataTier.why);
+    return runtime;
   };
+  /** Whether the schedules' backups, verifications and drills run here at all. */
+  const runsRecovery = runtime.dataTier.onThisHost;
   const targetNamed = (organization: string, environment: string) => `environment/${organization}/${environment}`;
 
   /**
@@ -102,7 +103,7 @@ export const recoveryContextFactory = ({
   const target = (organization: TOrganizationSpec, environment: TEnvironmentSpec) =>
     targetNamed(organization.metadata.name, environment.name);
 
-  return { db, configuredRuntime, latestSpecs, audit, now, endCommands, runtimeOrRefuse, targetNamed, locate, target };
+  return { db, runsRecovery, latestSpecs, audit, now, endCommands, runtimeOrRefuse, targetNamed, locate, target };
 };
 
 export type TRecoveryContext = ReturnType<typeof recoveryContextFactory>;

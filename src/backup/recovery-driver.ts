@@ -1,7 +1,7 @@
 // What the recovery service needs of a runtime to back up, verify, expire, restore and drill an
 // environment, and the types both sides speak. The local runtime (src/runtime/local/) implements
-// it from the host's pgBackRest and restic; with CAREHOST_RUNTIME=none there is none, and the
-// service refuses every run. The service records, audits and serializes runs; a driver does the
+// it from the host's pgBackRest and restic; a runtime whose data tier is not on this host (gitops,
+// none) rejects every method with its reason, and the service refuses every run before recording it. The service records, audits and serializes runs; a driver does the
 // work and says, by resolving or rejecting, what state it left behind (the rules per method).
 import type { TBackupInfo } from "./pgbackrest-command.js";
 import type { TRepositoryType } from "./pgbackrest-config.js";

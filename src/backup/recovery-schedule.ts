@@ -36,14 +36,14 @@ export type TScheduledOperation = {
 export const recoveryScheduleFactory = ({
   latestSpecs,
   now,
-  configuredRuntime,
+  runsRecovery,
   backupRows,
   drillRows,
   runBackup,
   runVerify,
   runFilestoreSnapshot,
   runDrill,
-}: Pick<TRecoveryContext, "latestSpecs" | "now" | "configuredRuntime"> &
+}: Pick<TRecoveryContext, "latestSpecs" | "now" | "runsRecovery"> &
   Pick<TRecoveryRuns, "backupRows" | "drillRows"> &
   Pick<TRecoveryBackups, "runBackup" | "runVerify" | "runFilestoreSnapshot"> &
   Pick<TRecoveryDrills, "runDrill">) => {
@@ -147,7 +147,7 @@ export const recoveryScheduleFactory = ({
 
   /** The backups, verifications and drills the schedules say are due for one organization, run one after another. */
   const runDueFor = async (organization: TOrganizationSpec): Promise<number> => {
-    if (configuredRuntime === undefined) return 0;
+    if (!runsRecovery) return 0;
     let started = 0;
     for (const environment of backedUp(organization)) {
       for (const work of await dueWorkFor(organization, environment, now())) {
@@ -164,7 +164,7 @@ export const recoveryScheduleFactory = ({
    * work, by dedupe key): replicas ticking at once add each once, and the worker that claims it runs it.
    */
   const scheduledOperationsFor = async (organization: TOrganizationSpec): Promise<TScheduledOperation[]> => {
-    if (configuredRuntime === undefined) return [];
+    if (!runsRecovery) return [];
     const operations: TScheduledOperation[] = [];
     for (const environment of backedUp(organization)) {
       for (const work of await dueWorkFor(organization, environment, now())) {

@@ -3,7 +3,7 @@
 // files that change and the drift of the running systems. Pure: the same inputs give the same plan.
 import { canonicalJson, specDigest } from "../spec/spec-digest.js";
 import type { TEnvironmentSpec } from "../spec/spec-schema.js";
-import type { TArtifactChange, TRuntimeDrift, TRuntimeEffect } from "../runtime/local/runtime-types.js";
+import type { TArtifactChange, TRuntimeDrift, TRuntimeEffect } from "../runtime/runtime-types.js";
 
 export type TFieldChange = { readonly path: string; readonly before: unknown; readonly after: unknown };
 

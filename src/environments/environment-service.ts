@@ -22,15 +22,15 @@ import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { planEnvironments, planHasChanges, removalRefusal } from "./environment-plan.js";
 import type { TPlan } from "./environment-plan.js";
 import type { TEnvironmentStore } from "./environment-store.js";
-import type { TLocalRuntime } from "../runtime/local/local-runtime.js";
-import type { TRuntimeAction, TRuntimeChange, TRuntimeDrift } from "../runtime/local/runtime-types.js";
+import type { TRuntimeDriver } from "../runtime/runtime-driver.js";
+import type { TRuntimeAction, TRuntimeChange, TRuntimeDrift } from "../runtime/runtime-types.js";
 import type { TChangeGate } from "../governance/change-gate.js";
 import type { TChangeVerdict } from "../governance/change-types.js";
 
-/** What the service needs from a runtime; absent when carehost only records and checks (CAREHOST_RUNTIME=none). */
+/** What the service needs from the runtime (with CAREHOST_RUNTIME=none, the one that runs nothing). */
 export type TEnvironmentRuntime = Pick<
-  TLocalRuntime,
-  "kind" | "reconcile" | "observe" | "planChange" | "destroyEnvironment" | "assertPathsConfined"
+  TRuntimeDriver,
+  "kind" | "deliveryTarget" | "reconcile" | "observe" | "planChange" | "destroyEnvironment" | "assertPathsConfined"
 >;
 
 type TEnvironmentServiceDeps = {
@@ -39,7 +39,7 @@ type TEnvironmentServiceDeps = {
   audit: { append: TAuditAppend; recordChange: TAuditLog["recordChange"] };
   /** Change management: what may be recorded now, and the change request it belongs to (governance/change-gate.ts). */
   changes: TChangeGate;
-  runtime?: TEnvironmentRuntime;
+  runtime: TEnvironmentRuntime;
   /** Where the final backup of a removed environment is written. */
   finalBackupDirectory?: string;
   /** What carehost's own sign-in enforces (the identity service), for the identity controls of the posture. */
@@ -224,7 +224,7 @@ export const environmentServiceFactory = ({
    * The running systems against what the applied revision renders, never against the file: a
    * change the file proposes is not drift, and a hand edit stays drift whatever the file says.
    */
-  const driftOf = async (runtime: TEnvironmentRuntime, applied: TOrganizationSpec) => {
+  const driftOf = async (applied: TOrganizationSpec) => {
     const observation = await runtime.observe(applied);
     return observation.environments.flatMap((environment) =>
       environment.drift.map((item) => ({ environment: environment.environment, ...item })),
@@ -234,7 +234,6 @@ export const environmentServiceFactory = ({
   // What a reconcile did to the running systems is outside the database (the revision it applies
   // committed with its own entries): its entries are plain appends after the fact.
   const reconcile = async (ctx: TRequestContext, spec: TOrganizationSpec): Promise<TRuntimeAction[]> => {
-    if (runtime === undefined) return [];
     const organization = spec.metadata.name;
     try {
       const actions = await runtime.reconcile(spec);
@@ -317,18 +316,15 @@ export const environmentServiceFactory = ({
       const { spec, digest } = await parseAuthorizedSpec(ctx, "spec:plan", submission, audit);
       const approvals = await store.exceptionApprovals(spec.metadata.name);
       // The spec's controls, and the artifact controls over the files this runtime writes for it.
-      const posture = policy.evaluateDelivery(spec, ["local"], approvals);
+      const posture = policy.evaluateDelivery(spec, [runtime.deliveryTarget], approvals);
       if (posture.mandatoryViolations.length > 0) refuseViolations(spec.metadata.name, posture, approvals);
-      await runtime?.assertPathsConfined(spec);
+      await runtime.assertPathsConfined(spec);
       const plan = await planFor(spec, digest);
       const verdict = { evaluatedAt: posture.evaluatedAt, summary: posture.summary };
       const applied = await store.appliedRevision(spec.metadata.name);
-      if (runtime === undefined || applied === undefined)
-        return { ...plan, appliedRevisionId: applied?.id ?? null, artifacts: [], effects: [], drift: [], verdict };
-      const [change, drift] = await Promise.all([
-        runtime.planChange(applied.spec, spec),
-        driftOf(runtime, applied.spec),
-      ]);
+      if (applied === undefined)
+        return { ...plan, appliedRevisionId: null, artifacts: [], effects: [], drift: [], verdict };
+      const [change, drift] = await Promise.all([runtime.planChange(applied.spec, spec), driftOf(applied.spec)]);
       return {
         ...plan,
         appliedRevisionId: applied.id,
@@ -353,10 +349,10 @@ export const environmentServiceFactory = ({
       const { spec, digest } = await parseAuthorizedSpec(ctx, "spec:apply", submission, audit);
       const organization = spec.metadata.name;
       // Before anything is recorded: a path this host refuses would fail every reconcile after.
-      await runtime?.assertPathsConfined(spec);
+      await runtime.assertPathsConfined(spec);
       const recordedApprovals = await store.exceptionApprovals(organization);
       // Evaluated (which validates the exceptions) before anything is proposed.
-      const posture = policy.evaluateDelivery(spec, ["local"], recordedApprovals);
+      const posture = policy.evaluateDelivery(spec, [runtime.deliveryTarget], recordedApprovals);
       // Applying proposes the spec's new exceptions even when the apply is refused: someone else
       // approves them, and the next apply finds them approved.
       const approvals = await proposeNewExceptions(ctx, spec, recordedApprovals, new Date(posture.evaluatedAt));
@@ -414,7 +410,7 @@ export const environmentServiceFactory = ({
             applied,
             changed,
             runtime:
-              runtime === undefined || applied === undefined || !changed
+              applied === undefined || !changed
                 ? { artifacts: [], effects: [] }
                 : await runtime.planChange(applied.spec, spec),
             verdict: { evaluatedAt: posture.evaluatedAt, summary: posture.summary },
@@ -437,7 +433,7 @@ export const environmentServiceFactory = ({
         return { plan, revisionId: null, runtime: await reconcile(ctx, spec), changeRequest: null };
       }
 
-      if (removed.length > 0 && runtime !== undefined) {
+      if (removed.length > 0) {
         // Data goes only after its final backup exists and reads back; a failed backup stops the apply.
         for (const name of removed) {
           if (recordedSpec === undefined) break;
@@ -493,11 +489,11 @@ export const environmentServiceFactory = ({
       const enforced = await platform?.();
       return Promise.all(
         specs.map(async (spec) => {
-          const observation = runtime === undefined ? undefined : await runtime.observe(spec);
+          const observation = await runtime.observe(spec);
           const approvals = await store.exceptionApprovals(spec.metadata.name);
           return {
             organization: spec.metadata.name,
-            report: policy.evaluate(spec, observation?.subjects, enforced, approvals),
+            report: policy.evaluate(spec, observation.subjects, enforced, approvals),
           };
         }),
       );
@@ -520,7 +516,6 @@ export const environmentServiceFactory = ({
     /** What the runtime reports per environment of each recorded organization (status). */
     runtimeStatus: async (ctx: TRequestContext) => {
       const specs = await visibleSpecs(ctx, "environment:read");
-      if (runtime === undefined) return [];
       return Promise.all(
         specs.map(async (spec) => ({
           organization: spec.metadata.name,

@@ -5,19 +5,25 @@
 import type { TRecoveryService } from "../backup/recovery-service.js";
 import type { TEnvironmentService } from "../environments/environment-service.js";
 import type { TEnvironmentStore } from "../environments/environment-store.js";
+import type { TDataTier } from "../runtime/runtime-driver.js";
 import { systemContext } from "../lib/request-context.js";
 import type { TChangeAssessment } from "./change-classify.js";
 import type { TChangeRequest, TPostChangeDrill, TPostChangePosture, TPreChangeBackup } from "./change-types.js";
 
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 500);
 
-/** An incremental backup (pgBackRest takes a full one when none exists yet); skipped where backups are disabled. */
+/**
+ * An incremental backup (pgBackRest takes a full one when none exists yet); skipped where backups
+ * are disabled, and where the runtime's data tier is not on this host (the record says why).
+ */
 export const preChangeBackupFrom =
   (
     recovery: Pick<TRecoveryService, "backup">,
     revisions: Pick<TEnvironmentStore, "appliedRevision">,
+    dataTier: TDataTier,
   ): ((request: TChangeRequest, environment: string) => Promise<TPreChangeBackup>) =>
   async (request, environment) => {
+    if (!dataTier.onThisHost) return { environment, status: "skipped", label: null, detail: dataTier.why };
     const applied = await revisions.appliedRevision(request.organization);
     const declared = applied?.spec.environments.find((item) => item.name === environment);
     if (declared === undefined || !declared.backup.enabled)
@@ -78,8 +84,10 @@ export const dataTierChangedIn = (assessment: TChangeAssessment): string[] =>
 export const postChangeDrillFrom =
   (
     recovery: Pick<TRecoveryService, "drill">,
+    dataTier: TDataTier,
   ): ((request: TChangeRequest, environment: string) => Promise<TPostChangeDrill>) =>
   async (request, environment) => {
+    if (!dataTier.onThisHost) return { environment, status: "skipped", drill: null, detail: dataTier.why };
     try {
       const drill = await recovery.drill(systemContext(`change-${request.id}`), {
         organization: request.organization,

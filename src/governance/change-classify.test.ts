@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { planEnvironments } from "../environments/environment-plan.js";
-import type { TRuntimeEffect } from "../runtime/local/runtime-types.js";
+import type { TRuntimeEffect } from "../runtime/runtime-types.js";
 import { loadSpecText } from "../spec/spec-loader.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { classifyChange } from "./change-classify.js";

@@ -4,7 +4,7 @@
 // it needs otherwise. The rules come from the applied revision (governance-policy.ts). Pure.
 import { diffFields } from "../environments/environment-plan.js";
 import type { TPlan } from "../environments/environment-plan.js";
-import type { TRuntimeEffect } from "../runtime/local/runtime-types.js";
+import type { TRuntimeEffect } from "../runtime/runtime-types.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
 import {
   approvalsRequiredFor,

@@ -11,7 +11,7 @@ import { ConflictError, NotFoundError, PolicyViolation } from "../lib/errors.js"
 import { actorName } from "../lib/request-context.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import { exceptionActorOf } from "../policy/policy-exception-store.js";
-import type { TRuntimeChange } from "../runtime/local/runtime-types.js";
+import type { TRuntimeChange } from "../runtime/runtime-types.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TSqlExecutor } from "../store/store-types.js";
 import { classifyChange } from "./change-classify.js";

@@ -1,7 +1,7 @@
 // What a change request is, as the store keeps it and the API shows it.
 import type { TPlan } from "../environments/environment-plan.js";
 import type { TPostureReport } from "../policy/policy-engine.js";
-import type { TArtifactChange, TRuntimeEffect } from "../runtime/local/runtime-types.js";
+import type { TArtifactChange, TRuntimeEffect } from "../runtime/runtime-types.js";
 import type { TChangeAssessment } from "./change-classify.js";
 
 export const CHANGE_KINDS = ["standard", "normal", "emergency"] as const;
@@ -51,7 +51,8 @@ export type TPostChangePosture = {
 /** The restore drill run after a change to a production environment's data tier. */
 export type TPostChangeDrill = {
   readonly environment: string;
-  readonly status: "passed" | "failed";
+  /** skipped: the runtime's data tier is not on this host, so carehost drills nothing (the detail says why). */
+  readonly status: "passed" | "failed" | "skipped";
   /** The drill run (carehost drills lists it); null when it could not start. */
   readonly drill: number | null;
   readonly detail: string;

@@ -15,6 +15,7 @@ import { policyCheckerFactory } from "../policy/policy-service.js";
 import { identityRulesOf } from "./identity-rules.js";
 import { defaultSessionLimits, identityServiceFactory } from "./identity-service.js";
 import type { TAuditAppend } from "./identity-types.js";
+import { noneRuntimeFactory } from "../runtime/none/none-runtime.js";
 
 type TRecorded = { type: string; outcome: string; payload: Record<string, unknown> };
 
@@ -75,6 +76,7 @@ const withCarehost = async (
       policy: policyCheckerFactory({ now: () => now }),
       audit,
       changes: changeGateFactory({ store: changeStore, audit, now: () => INSIDE_PROD_WINDOW }),
+      runtime: noneRuntimeFactory(),
       platform: identity.enforcement,
     });
     const changes = changeServiceFactory({

@@ -2,6 +2,8 @@ import { isIP } from "node:net";
 import { isAbsolute, resolve } from "node:path";
 import { z } from "zod";
 import type { TStoreConfig } from "../store/store-types.js";
+import { RUNTIME_KINDS } from "../runtime/runtime-driver.js";
+import type { TRuntimeKind } from "../runtime/runtime-driver.js";
 
 /** How long a client may take to send a whole request (headers and body); a streamed answer is not limited by it. */
 export const DEFAULT_REQUEST_TIMEOUT_SECONDS = 30;
@@ -53,9 +55,11 @@ const ConfigSchema = z.object({
   CAREHOST_AUDIT_CHECKPOINT_ENTRIES: z.coerce.number().int().positive().default(1000),
   CAREHOST_AUDIT_CHECKPOINT_SECONDS: z.coerce.number().int().positive().default(60),
   CAREHOST_RUNTIME: z
-    .enum(["local", "none"])
+    .enum(RUNTIME_KINDS)
     .default("local")
-    .describe("where environments run: this host, or nowhere (record and check only)"),
+    .describe(
+      "where environments run: this host (local), a GitOps repository of Kubernetes manifests (gitops), or nowhere (none: record and check only)",
+    ),
   CAREHOST_ALLOWED_PATHS: z
     .string()
     .default("")
@@ -103,7 +107,7 @@ export type TConfig = {
   readonly port: number;
   readonly logLevel: z.infer<typeof ConfigSchema>["CAREHOST_LOG_LEVEL"];
   readonly auditCheckpoint: { readonly entries: number; readonly ms: number };
-  readonly runtime: { readonly kind: "local" | "none"; readonly superviseMs: number };
+  readonly runtime: { readonly kind: TRuntimeKind; readonly superviseMs: number };
   /** Roots beyond the data dir that a spec's host paths may lead to (CAREHOST_ALLOWED_PATHS). */
   readonly allowedPaths: readonly string[];
   readonly http: THttpConfig;

@@ -7,10 +7,10 @@
 import type { TAuditAppend } from "../identity/identity-types.js";
 import { systemContext } from "../lib/request-context.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
-import type { TLocalRuntime } from "./local/local-runtime.js";
+import type { TRuntimeDriver } from "./runtime-driver.js";
 
 type TSupervisorDeps = {
-  runtime: Pick<TLocalRuntime, "restartStopped" | "heartbeat">;
+  runtime: Pick<TRuntimeDriver, "restartStopped" | "heartbeat">;
   /** Queues the backups, verifications and drills the schedules say are due, from the same loop. */
   schedule?: (spec: TOrganizationSpec) => Promise<unknown>;
   latestSpecs: () => Promise<TOrganizationSpec[]>;

@@ -10,7 +10,7 @@ import type { TChangeAudit } from "../identity/identity-types.js";
 import { NotFoundError, ValidationError } from "../lib/errors.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import { hashOdooAdminPassword } from "../render/odoo/odoo-admin-password.js";
-import type { TRuntimeAction } from "../runtime/local/runtime-types.js";
+import type { TRuntimeAction } from "../runtime/runtime-types.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import { generatePassword } from "./secrets-generate.js";
 import type { TSecretListing, TSecretsService } from "./secrets-service.js";

@@ -1,7 +1,7 @@
 // The composition root: reads nothing but the config it is given, opens the store, wires every
 // service by hand (STYLE.md item 1), starts the HTTP server, and on first start bootstraps the
 // admin user and the local CLI token.
-import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { auditLogFactory } from "../audit/audit-log.js";
@@ -28,7 +28,7 @@ import { systemContext } from "../lib/request-context.js";
 import { carehostVersion } from "../lib/version.js";
 import { openStore } from "../store/store-open.js";
 import { authorize } from "../identity/identity-permissions.js";
-import { localRuntimeFactory } from "../runtime/local/local-runtime.js";
+import { RUNTIME_DRIVERS } from "../runtime/runtime-drivers.js";
 import { endRunningCommands } from "../lib/runtime-command.js";
 import { runtimeSupervisorFactory } from "../runtime/runtime-supervisor.js";
 import { gitopsRepositoryFactory } from "../gitops/gitops-repository.js";
@@ -122,11 +122,27 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     audit: log,
     authorizeReveal: (ctx, name) => authorize(ctx, "secret:reveal", log, `secret:${name}`, secretScope(name)),
   });
-  const runtime =
-    config.runtime.kind === "local"
-      ? localRuntimeFactory({ root: join(config.home, "runtime"), secrets, allowedRoots: config.allowedPaths })
-      : undefined;
-  if (runtime !== undefined) await chmod(config.home, 0o711);
+  const repositories = new Map<string, TGitopsRepository>();
+  // A local bare repository per organization and target in the data dir: Argo CD or Flux can sync
+  // from it (or from the remote the spec names, which carehost pushes to).
+  const repositoryFor = (organization: string, target: TRenderTarget, remote?: string) => {
+    const key = `${organization}/${target}/${remote ?? ""}`;
+    const repository =
+      repositories.get(key) ??
+      gitopsRepositoryFactory({
+        bareRepositoryPath: join(config.home, "gitops", organization, `${target}.git`),
+        workDir: join(config.home, "gitops", "work", organization, target),
+        ...(remote === undefined ? {} : { remote }),
+      });
+    repositories.set(key, repository);
+    return repository;
+  };
+  const runtime = await RUNTIME_DRIVERS[config.runtime.kind]({
+    home: config.home,
+    secrets,
+    allowedPaths: config.allowedPaths,
+    kubernetesRepositoryFor: (spec) => repositoryFor(spec.metadata.name, "kubernetes", spec.gitops?.repository),
+  });
   const clock = options.changeClock === undefined ? {} : { now: options.changeClock };
   const changeStore = changeStoreFactory(db);
   const environments = environmentServiceFactory({
@@ -135,18 +151,19 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     audit: log,
     changes: changeGateFactory({ store: changeStore, audit: log, ...clock }),
     platform: identity.enforcement,
-    ...(runtime === undefined ? {} : { runtime, finalBackupDirectory: join(config.home, FINAL_BACKUPS_DIRECTORY) }),
+    runtime,
+    finalBackupDirectory: join(config.home, FINAL_BACKUPS_DIRECTORY),
   });
   const exceptions = exceptionServiceFactory({ store: exceptionStoreFactory(db), audit: log });
   const secretsAdmin = secretsAdminServiceFactory({
     secrets,
     audit: log,
     latestSpecs: environments.latestSpecs,
-    ...(runtime === undefined ? {} : { reconcile: environments.reconcileOrganization }),
+    reconcile: environments.reconcileOrganization,
   });
   const recovery = recoveryServiceFactory({
     db,
-    ...(runtime === undefined ? {} : { runtime }),
+    runtime,
     latestSpecs: environments.latestSpecs,
     audit: log,
     endCommands: endRunningCommands,
@@ -163,29 +180,11 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     audit: log,
     ...clock,
     postChangePosture: postChangePostureFrom(environments),
-    // Backups need something to back up: only with a runtime on this host.
-    ...(runtime === undefined
-      ? {}
-      : {
-          preChangeBackup: preChangeBackupFrom(recovery, environmentStore),
-          postChangeDrill: postChangeDrillFrom(recovery),
-        }),
+    preChangeBackup: preChangeBackupFrom(recovery, environmentStore, runtime.dataTier),
+    postChangeDrill: postChangeDrillFrom(recovery, runtime.dataTier),
   });
-  const repositories = new Map<string, TGitopsRepository>();
   const gitops = gitopsServiceFactory({
-    // A local bare repository per target in the data dir: Argo CD or Flux can sync from it (or a mirror of it).
-    repositoryFor: (organization: string, target: TRenderTarget, remote?: string) => {
-      const key = `${organization}/${target}/${remote ?? ""}`;
-      const repository =
-        repositories.get(key) ??
-        gitopsRepositoryFactory({
-          bareRepositoryPath: join(config.home, "gitops", organization, `${target}.git`),
-          workDir: join(config.home, "gitops", "work", organization, target),
-          ...(remote === undefined ? {} : { remote }),
-        });
-      repositories.set(key, repository);
-      return repository;
-    },
+    repositoryFor,
     renderers: RENDERERS,
     policy: policyCheckerFactory(),
     exceptionApprovals: environmentStore.exceptionApprovals,
@@ -356,10 +355,11 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     store: operationStore,
     handlers: {
       apply: applyChange,
-      // Backups need something to back up: only with a runtime on this host.
-      ...(runtime === undefined
-        ? {}
-        : { backup: runScheduled, "filestore-snapshot": runScheduled, verify: runScheduled, drill: runScheduled }),
+      // Queued only where the runtime's data tier is on this host (the scheduler asks it).
+      backup: runScheduled,
+      "filestore-snapshot": runScheduled,
+      verify: runScheduled,
+      drill: runScheduled,
     },
     pollMs: Math.min(config.runtime.superviseMs, 5000),
     onInterrupted: operations.recordInterrupted,
@@ -387,32 +387,25 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const changeTimer = setInterval(() => void tickChanges(), options.changeTickMs ?? CHANGE_TICK_MS);
   changeTimer.unref();
 
-  const supervisor =
-    runtime === undefined
-      ? undefined
-      : runtimeSupervisorFactory({
-          runtime,
-          schedule: async (spec) => {
-            for (const due of await recovery.scheduledOperationsFor(spec))
-              await operations.enqueueAsSystem(due, "scheduler");
-          },
-          latestSpecs: environments.latestSpecs,
-          audit: log,
-          intervalMs: config.runtime.superviseMs,
-          onError: (error) => app.log.error({ err: error }, "supervising the runtime failed"),
-        });
-  if (runtime !== undefined) {
-    const interrupted = await recovery.markInterrupted();
-    if (interrupted > 0)
-      options.print(
-        `Recovery: ${interrupted} backup, restore or drill run(s) left running by the last stop were marked interrupted.`,
-      );
-    // After a reboot or a crash: every recorded environment comes back before anything else.
-    const restored = await environments.reconcileRecorded(ctx);
-    if (restored.length > 0)
-      options.print(`Runtime: ${restored.length} action(s) to bring recorded environments back.`);
-    supervisor?.start();
-  }
+  const supervisor = runtimeSupervisorFactory({
+    runtime,
+    schedule: async (spec) => {
+      for (const due of await recovery.scheduledOperationsFor(spec)) await operations.enqueueAsSystem(due, "scheduler");
+    },
+    latestSpecs: environments.latestSpecs,
+    audit: log,
+    intervalMs: config.runtime.superviseMs,
+    onError: (error) => app.log.error({ err: error }, "supervising the runtime failed"),
+  });
+  const interrupted = await recovery.markInterrupted();
+  if (interrupted > 0)
+    options.print(
+      `Recovery: ${interrupted} backup, restore or drill run(s) left running by the last stop were marked interrupted.`,
+    );
+  // After a reboot or a crash: every recorded environment comes back before anything else.
+  const restored = await environments.reconcileRecorded(ctx);
+  if (restored.length > 0) options.print(`Runtime: ${restored.length} action(s) to bring recorded environments back.`);
+  supervisor.start();
   // PGlite is one process's database: an operation it holds as running was this process's
   // before it stopped, and no other replica will ever renew its lease.
   if (config.store.kind === "pglite") {
@@ -470,9 +463,9 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     url,
     app,
     stopEnvironments: async () => {
-      await supervisor?.stop();
+      await supervisor.stop();
       await worker.stop(0);
-      for (const spec of await environments.latestSpecs()) await runtime?.stopOrganization(spec);
+      for (const spec of await environments.latestSpecs()) await runtime.stopOrganization(spec);
     },
     /**
      * Stops within seconds whatever runs: backups, restores and drills are marked interrupted and
@@ -496,9 +489,9 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
           `Recovery: ${interrupted} run(s) still going were marked interrupted; the next start repairs what they left.`,
         );
       // The supervisor's pass ends once its runs are interrupted; a pass stuck elsewhere is not waited for.
-      await Promise.race([supervisor?.stop(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+      await Promise.race([supervisor.stop(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
       await app.close();
-      await runtime?.close();
+      await runtime.close();
       await log.close();
       await db.close();
       await rm(serverRecordPath(config.home), { force: true });

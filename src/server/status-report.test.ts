@@ -5,7 +5,7 @@ import type { FastifyInstance } from "fastify";
 import { formatStatus } from "../cli/cli-server-commands.js";
 import type { TBackupRun } from "../backup/recovery-runs.js";
 import { systemContext } from "../lib/request-context.js";
-import type { TEnvironmentRuntimeStatus } from "../runtime/local/local-observe.js";
+import type { TEnvironmentRuntimeStatus } from "../runtime/runtime-types.js";
 import { loadSpecText } from "../spec/spec-loader.js";
 import { buildServer } from "./server-app.js";
 import type { TServerServices } from "./server-services.js";

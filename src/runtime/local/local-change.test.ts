@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { planLocalChange } from "./local-change.js";
-import type { TRenderedRuntimeFile, TRuntimeRender } from "./runtime-types.js";
+import type { TRenderedRuntimeFile, TRuntimeRender } from "../runtime-types.js";
 
 const shared = { target: "postgres/shared", environments: ["staging", "training"] };
 const file = (

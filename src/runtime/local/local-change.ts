@@ -15,7 +15,7 @@ import type {
   TRuntimeChange,
   TRuntimeEffect,
   TRuntimeRender,
-} from "./runtime-types.js";
+} from "../runtime-types.js";
 
 /** "prod's PostgreSQL", or "the shared PostgreSQL (staging, training)" for what several environments share. */
 const whose = (file: Pick<TRenderedRuntimeFile, "target" | "environments">, label: string): string =>

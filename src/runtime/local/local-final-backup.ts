@@ -15,18 +15,9 @@ import { ensureResticRepository, resticCommand, withoutSecrets } from "../../bac
 import type { TResticRepository } from "../../backup/restic-command.js";
 import { RuntimeCommandError, runPipeline } from "../../lib/runtime-command.js";
 import type { TPipedCommand } from "../../lib/runtime-command.js";
+import type { TFinalBackup } from "../runtime-types.js";
 
 export const finalBackupSecretName = (organization: string) => `backup/${organization}/final-backups-cipher`;
-
-export type TFinalBackup = {
-  /** The organization's restic repository of final dumps ("" when no database was provisioned). */
-  readonly path: string;
-  /** The restic snapshot holding the dump, as /<environment>.dump. */
-  readonly snapshotId: string;
-  /** Size and SHA-256 of the dump itself (pg_dump's custom format), before encryption. */
-  readonly bytes: number;
-  readonly sha256: string;
-};
 
 export const finalBackupRepositoryOf = (
   directory: string,

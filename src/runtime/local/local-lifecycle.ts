@@ -10,7 +10,7 @@ import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import type { TLocalContext } from "./local-context.js";
 import { resticCacheDirectoryOf } from "./local-filestore.js";
 import { finalBackupRepositoryOf, finalBackupSecretName, takeFinalBackup } from "./local-final-backup.js";
-import type { TFinalBackup } from "./local-final-backup.js";
+import type { TFinalBackup } from "../runtime-types.js";
 import {
   clusterDirectory,
   databaseNameOf,
@@ -33,7 +33,7 @@ import type { TPostgresCluster } from "./postgres-cluster.js";
 import { dropTenant } from "./postgres-tenant.js";
 import { redisPid, startRedis, stopRedis } from "./redis-instance.js";
 import { readInstanceRecord } from "./runtime-instance.js";
-import type { TRuntimeAction } from "./runtime-types.js";
+import type { TRuntimeAction } from "../runtime-types.js";
 
 export const localLifecycleFactory = ({
   root,

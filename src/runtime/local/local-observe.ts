@@ -17,41 +17,11 @@ import type { TClusterObservation } from "./local-postgres.js";
 import { observeRedis } from "./local-redis.js";
 import type { TRedisObservation } from "./local-redis.js";
 import { localArtifactSubjects } from "./local-render-offline.js";
-import type { TRuntimeDrift } from "./runtime-types.js";
-
-export type TEnvironmentRuntimeStatus = {
-  readonly environment: string;
-  readonly hosting: TEnvironmentSpec["hosting"];
-  readonly postgres: {
-    readonly instance: string;
-    readonly port: number | null;
-    readonly state: string;
-    readonly database: string;
-    readonly role: string;
-  };
-  readonly redis: {
-    readonly instance: string;
-    readonly port: number | null;
-    readonly state: string;
-    readonly user: string;
-  } | null;
-  readonly app: { readonly state: "not-deployed"; readonly detail: string };
-  readonly drift: readonly TRuntimeDrift[];
-  /** WAL archiving of the environment's cluster, with the archive lag at the time of reading; null without backups or while the cluster is not running. */
-  readonly archiving: TWalArchiving | null;
-  /** The environment's declared repositories its backups are written to, and those skipped with why; null without backups or before the cluster exists. */
-  readonly backupRepositories: TLiveBackupState | null;
-};
+import type { TEnvironmentRuntimeStatus, TOrganizationObservation, TRuntimeDrift } from "../runtime-types.js";
 
 /** The host runs one PostgreSQL per cluster; a standby is what CloudNativePG gives on Kubernetes. */
 const NO_STANDBY_HERE =
   "the host runtime runs one PostgreSQL per cluster and no standby (pg_stat_replication is empty); a synchronous standby needs the Kubernetes target's CloudNativePG instances";
-
-export type TOrganizationObservation = {
-  readonly organization: string;
-  readonly environments: readonly TEnvironmentRuntimeStatus[];
-  readonly subjects: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] };
-};
 
 export const localObserveFactory = ({
   root,

@@ -51,7 +51,7 @@ import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
 import type { TOsUser } from "../../lib/runtime-command.js";
 import { ensureInstanceRecord, readInstanceRecord } from "./runtime-instance.js";
 import { writeFileIfChanged } from "./runtime-files.js";
-import type { TRuntimeAction, TRuntimeDrift } from "./runtime-types.js";
+import type { TRuntimeAction, TRuntimeDrift } from "../runtime-types.js";
 
 export type TClusterContext = {
   readonly root: string;

@@ -19,7 +19,7 @@ import { reconcileRedis } from "./local-redis.js";
 import { readRestoreOverMarker, settleInterruptedRestoreOver } from "./local-restore-over.js";
 import { assertPostgresInstalled, connectAdmin } from "./postgres-cluster.js";
 import { writeFileIfChanged } from "./runtime-files.js";
-import type { TRuntimeAction } from "./runtime-types.js";
+import type { TRuntimeAction } from "../runtime-types.js";
 
 export const localReconcileFactory = ({
   root,

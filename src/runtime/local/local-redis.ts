@@ -23,7 +23,7 @@ import { ensureServerCertificate } from "./runtime-ca.js";
 import type { TCertificateAuthority, TRuntimeSecrets } from "./runtime-ca.js";
 import type { TOsUser } from "../../lib/runtime-command.js";
 import { ensureInstanceRecord, readInstanceRecord } from "./runtime-instance.js";
-import type { TRuntimeAction, TRuntimeDrift } from "./runtime-types.js";
+import type { TRuntimeAction, TRuntimeDrift } from "../runtime-types.js";
 
 export type TRedisContext = {
   readonly root: string;

@@ -13,7 +13,7 @@ import { backupOf, desiredFiles } from "./local-postgres.js";
 import { redisFilesWithoutSecrets } from "./local-redis.js";
 import type { TPostgresCluster } from "./postgres-cluster.js";
 import { readInstanceRecord } from "./runtime-instance.js";
-import type { TRenderedRuntimeFile, TRenderedRuntimeRole, TRuntimeChange, TRuntimeRender } from "./runtime-types.js";
+import type { TRenderedRuntimeFile, TRenderedRuntimeRole, TRuntimeChange, TRuntimeRender } from "../runtime-types.js";
 
 /** odoo.conf as a plan shows it: the master password's hash is never part of a diff. */
 const HIDDEN_ADMIN_PASSWD = "admin_passwd = (pbkdf2-sha512 hash of the master password, not shown)";

@@ -44,6 +44,8 @@ export const localRuntimeFactory = (deps: TLocalRuntimeDeps) => {
 
   return {
     kind: "local" as const,
+    dataTier: { onThisHost: true } as const,
+    deliveryTarget: "local" as const,
 
     /** Refuses a spec whose posix repositories or CA files lead outside carehost's directories (local-confinement.ts), before it is recorded. */
     assertPathsConfined: (organization: TOrganizationSpec): Promise<void> =>

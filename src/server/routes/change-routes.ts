@@ -91,7 +91,7 @@ const ChangeSchema = z
       .array(
         z.object({
           environment: z.string(),
-          status: z.enum(["passed", "failed"]),
+          status: z.enum(["passed", "failed", "skipped"]),
           drill: z.number().nullable(),
           detail: z.string(),
         }),

@@ -1,4 +1,8 @@
-// What a runtime reports: the actions a reconcile took and the drift an observation found.
+// What a runtime reports, whichever it is: the actions a reconcile took, what an observation read
+// back (each environment's state, its drift, the controls' subjects) and what a change would do.
+import type { TArtifactSubject, TLiveBackupState, TLiveSubject } from "../policy/policy-types.js";
+import type { TEnvironmentSpec } from "../spec/spec-schema.js";
+import type { TWalArchiving } from "../backup/wal-archiving.js";
 
 /** One thing a reconcile did, e.g. { target: "postgres/shared", action: "started (port 40123)" }. */
 export type TRuntimeAction = { readonly target: string; readonly action: string };
@@ -61,4 +65,45 @@ export type TRuntimeEffect = {
 export type TRuntimeChange = {
   readonly artifacts: readonly TArtifactChange[];
   readonly effects: readonly TRuntimeEffect[];
+};
+
+export type TEnvironmentRuntimeStatus = {
+  readonly environment: string;
+  readonly hosting: TEnvironmentSpec["hosting"];
+  readonly postgres: {
+    readonly instance: string;
+    readonly port: number | null;
+    readonly state: string;
+    readonly database: string;
+    readonly role: string;
+  };
+  readonly redis: {
+    readonly instance: string;
+    readonly port: number | null;
+    readonly state: string;
+    readonly user: string;
+  } | null;
+  readonly app: { readonly state: "not-deployed"; readonly detail: string };
+  readonly drift: readonly TRuntimeDrift[];
+  /** WAL archiving of the environment's cluster, with the archive lag at the time of reading; null without backups or while the cluster is not running. */
+  readonly archiving: TWalArchiving | null;
+  /** The environment's declared repositories its backups are written to, and those skipped with why; null without backups or before the cluster exists. */
+  readonly backupRepositories: TLiveBackupState | null;
+};
+
+export type TOrganizationObservation = {
+  readonly organization: string;
+  readonly environments: readonly TEnvironmentRuntimeStatus[];
+  readonly subjects: { readonly artifact: readonly TArtifactSubject[]; readonly live: readonly TLiveSubject[] };
+};
+
+/** The final backup of an environment taken before it is removed. */
+export type TFinalBackup = {
+  /** The organization's restic repository of final dumps ("" when no database was provisioned). */
+  readonly path: string;
+  /** The restic snapshot holding the dump, as /<environment>.dump. */
+  readonly snapshotId: string;
+  /** Size and SHA-256 of the dump itself (pg_dump's custom format), before encryption. */
+  readonly bytes: number;
+  readonly sha256: string;
 };
