@@ -1,0 +1,24 @@
+// What the HTTP layer asks of monitoring: the metrics a scrape token may read, and the rules file
+// for the organizations it covers.
+import { authorize, scopeOf } from "../identity/identity-permissions.js";
+import type { TAuditAppend } from "../identity/identity-types.js";
+import type { TRequestContext } from "../lib/request-context.js";
+import type { TMonitorMetrics } from "./monitor-metrics.js";
+import type { TMonitorProbes } from "./monitor-probes.js";
+
+type TMonitorServiceDeps = {
+  probes: Pick<TMonitorProbes, "latest">;
+  metrics: Pick<TMonitorMetrics, "render" | "contentType">;
+  audit: { append: TAuditAppend };
+};
+
+export const monitorServiceFactory = ({ probes, metrics, audit }: TMonitorServiceDeps) => ({
+  /** The last probe round in Prometheus's text format, cut to the caller's organizations. */
+  metrics: async (ctx: TRequestContext): Promise<{ contentType: string; text: string }> => {
+    await authorize(ctx, "metrics:read", audit, "metrics", "some-organization");
+    const text = await metrics.render(await probes.latest(), scopeOf(ctx.actor, "metrics:read"));
+    return { contentType: metrics.contentType, text };
+  },
+});
+
+export type TMonitorService = ReturnType<typeof monitorServiceFactory>;
