@@ -108,6 +108,7 @@ const cases = (f: TFixture): Record<string, TCase> => {
     "GET /api/audit/entries": listing("/api/audit/entries?limit=10000", "audit:read"),
     "GET /api/status": listing("/api/status", "status:read"),
     "GET /metrics": listing("/metrics", "metrics:read"),
+    "GET /api/monitoring/rules": listing("/api/monitoring/rules", "metrics:read"),
     "GET /api/posture": listing("/api/posture", "environment:read"),
     "GET /api/environments": {
       kind: "organization",

@@ -222,7 +222,12 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     auditCounts: auditCountsFactory({ db }),
     onError: (error) => app.log.error({ err: error }, "a monitoring probe round failed"),
   });
-  const monitor = monitorServiceFactory({ probes, metrics: monitorMetricsFactory(), audit: log });
+  const monitor = monitorServiceFactory({
+    probes,
+    metrics: monitorMetricsFactory(),
+    audit: log,
+    latestSpecs: environments.latestSpecs,
+  });
 
   const app = await buildServer(
     {

@@ -24,4 +24,17 @@ export const registerMonitorRoutes = (api: TApi, services: Pick<TServerServices,
       return reply.type(contentType).send(text);
     },
   );
+
+  api.get(
+    "/api/monitoring/rules",
+    {
+      schema: {
+        tags: ["monitoring"],
+        summary:
+          "The alert rules for the caller's organizations as a Prometheus rules file (YAML), with each spec's overrides (metrics:read)",
+        response: { 200: z.string().describe("application/yaml: a Prometheus rules file"), ...problemResponses },
+      },
+    },
+    async (request, reply) => reply.type("application/yaml").send(await services.monitor.rules(request.ctx)),
+  );
 };
