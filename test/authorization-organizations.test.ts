@@ -107,6 +107,8 @@ const cases = (f: TFixture): Record<string, TCase> => {
     "GET /api/audit/export": { kind: "platform", request: { url: "/api/audit/export" } },
     "GET /api/audit/entries": listing("/api/audit/entries?limit=10000", "audit:read"),
     "GET /api/status": listing("/api/status", "status:read"),
+    "GET /metrics": listing("/metrics", "metrics:read"),
+    "GET /api/monitoring/rules": listing("/api/monitoring/rules", "metrics:read"),
     "GET /api/posture": listing("/api/posture", "environment:read"),
     "GET /api/environments": {
       kind: "organization",

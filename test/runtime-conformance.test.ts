@@ -123,6 +123,20 @@ for (const [kind, setUp] of Object.entries(IMPLEMENTATIONS) as [TRuntimeKind, ()
       assert.deepEqual(observed, kind === "none" ? [] : ["staging", "training"]);
     });
 
+    void it("probes what runs on this host, and only that", async () => {
+      const probe = await subject.driver.probe(spec);
+      assert.equal(probe.organization, spec.metadata.name);
+      if (!subject.driver.dataTier.onThisHost) {
+        assert.deepEqual([probe.clusters, probe.redis, probe.certificates], [[], [], []]);
+        return;
+      }
+      assert.deepEqual(
+        probe.clusters.map((cluster) => [cluster.instance, cluster.up]),
+        [["shared", true]],
+      );
+      assert.ok(probe.certificates.length > 0);
+    });
+
     void it("reports a change made by hand as drift, and the next reconcile corrects it", async (t) => {
       if (subject.tamper === undefined) return t.skip("this runtime makes nothing that could be changed by hand");
       await subject.tamper(spec);

@@ -290,10 +290,16 @@ export const recoveryRunsFactory = ({
     listDrills: async (ctx: TRequestContext, environment?: string) =>
       drillRows(...(await listingWhere(ctx, environment))),
 
-    /** Last backup and last drill per environment, for status (no authorization: status checks its own). */
+    /** Last backup, last completed backup, last verification and last drill per environment, for status and monitoring (no authorization: they check their own). */
     summaries: async () => {
       const backups = await backupRows(
         "WHERE id IN (SELECT max(id) FROM backup_runs WHERE kind IN ('full', 'diff', 'incr') GROUP BY organization, environment)",
+        [],
+      );
+      // The last backup that completed, which the backup's age is counted from (monitoring): the
+      // newest run may be one that failed or is still going.
+      const completedBackups = await backupRows(
+        "WHERE id IN (SELECT max(id) FROM backup_runs WHERE kind IN ('full', 'diff', 'incr') AND status = 'succeeded' GROUP BY organization, environment)",
         [],
       );
       const verifications = await backupRows(
@@ -304,7 +310,7 @@ export const recoveryRunsFactory = ({
         "WHERE id IN (SELECT max(id) FROM restore_drills GROUP BY organization, environment)",
         [],
       );
-      return { backups, drills, verifications };
+      return { backups, completedBackups, drills, verifications };
     },
   };
 };

@@ -15,6 +15,7 @@ const caughtUp: TArchiverReading = {
   failedCount: 0,
   lastFailedWal: null,
   lastFailedAt: null,
+  archivedCount: 3,
   statsResetAt: secondsBefore(86_400),
   currentWalLsn: "0/6000000",
   currentWalFile: SEGMENT_5,

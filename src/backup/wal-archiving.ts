@@ -6,6 +6,8 @@
 export type TArchiverReading = {
   readonly lastArchivedWal: string | null;
   readonly lastArchivedAt: Date | null;
+  /** Segments archived since statsResetAt (monitoring's pg_stat_archiver_archived_count). */
+  readonly archivedCount: number;
   readonly failedCount: number;
   readonly lastFailedWal: string | null;
   readonly lastFailedAt: Date | null;

@@ -56,8 +56,14 @@ describe("identity permissions", () => {
     assert.equal(can(userActor("auditor"), "user:manage"), false);
   });
 
-  it("limits the viewer to status, environments and specs: no audit log", () => {
-    assert.deepEqual(allowed("viewer"), ["status:read", "environment:read", "spec:read", "token:manage-own"]);
+  it("limits the viewer to status, metrics, environments and specs: no audit log", () => {
+    assert.deepEqual(allowed("viewer"), [
+      "status:read",
+      "metrics:read",
+      "environment:read",
+      "spec:read",
+      "token:manage-own",
+    ]);
     assert.equal(can(userActor("viewer"), "audit:read"), false);
   });
 

@@ -11,6 +11,7 @@ import type { TIdentityAudit } from "./identity-types.js";
 
 export const permissions = [
   "status:read",
+  "metrics:read",
   "environment:read",
   "spec:read",
   "spec:plan",
@@ -37,10 +38,13 @@ export type Permission = (typeof permissions)[number];
 
 // Deny by default: a permission a role does not list is refused. Every role may manage its own API
 // tokens, because a credential for one's own read access changes nothing that is being governed.
+// metrics:read is every role's too: the series say no more than status does, and the scrape token
+// Prometheus holds is best a viewer's, bound over the organizations it monitors (README).
 export const rolePermissions: Record<TRole, readonly Permission[]> = {
   "platform-admin": permissions,
   operator: [
     "status:read",
+    "metrics:read",
     "environment:read",
     "spec:read",
     "spec:plan",
@@ -57,6 +61,7 @@ export const rolePermissions: Record<TRole, readonly Permission[]> = {
   // Approving is kept apart from applying (separation of duties): an approver cannot apply.
   approver: [
     "status:read",
+    "metrics:read",
     "environment:read",
     "spec:read",
     "spec:plan",
@@ -67,6 +72,7 @@ export const rolePermissions: Record<TRole, readonly Permission[]> = {
   // Reads everything, including the audit log and who has access, and changes nothing.
   auditor: [
     "status:read",
+    "metrics:read",
     "environment:read",
     "spec:read",
     "change:read",
@@ -78,7 +84,7 @@ export const rolePermissions: Record<TRole, readonly Permission[]> = {
     "user:read",
     "token:manage-own",
   ],
-  viewer: ["status:read", "environment:read", "spec:read", "token:manage-own"],
+  viewer: ["status:read", "metrics:read", "environment:read", "spec:read", "token:manage-own"],
 };
 
 const granted = new Map<TRole, ReadonlySet<Permission>>(roles.map((role) => [role, new Set(rolePermissions[role])]));

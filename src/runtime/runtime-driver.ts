@@ -9,7 +9,13 @@
 import type { TRecoveryDriver } from "../backup/recovery-driver.js";
 import type { TArtifactTarget } from "../policy/policy-rendered.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
-import type { TFinalBackup, TOrganizationObservation, TRuntimeAction, TRuntimeChange } from "./runtime-types.js";
+import type {
+  TFinalBackup,
+  TOrganizationObservation,
+  TOrganizationProbe,
+  TRuntimeAction,
+  TRuntimeChange,
+} from "./runtime-types.js";
 
 export const RUNTIME_KINDS = ["local", "gitops", "none"] as const;
 export type TRuntimeKind = (typeof RUNTIME_KINDS)[number];
@@ -52,6 +58,11 @@ export type TRuntimeDriver = TRecoveryDriver & {
   readonly observe: (organization: TOrganizationSpec) => Promise<TOrganizationObservation>;
   /** What applying `proposed` over `applied` would change: rendered artifacts' diffs and what restarts. */
   readonly planChange: (applied: TOrganizationSpec, proposed: TOrganizationSpec) => Promise<TRuntimeChange>;
+  /**
+   * The counters and sizes monitoring reads on every probe round: cheap, read-only. A runtime that
+   * runs nothing on this host reports no cluster, Redis or certificate (nothing here to watch).
+   */
+  readonly probe: (organization: TOrganizationSpec) => Promise<TOrganizationProbe>;
   /** Starts what stopped (a crash, a reboot); returns what it restarted. */
   readonly restartStopped: (organization: TOrganizationSpec) => Promise<TRuntimeAction[]>;
   /** Writes the heartbeat a restore drill measures the achieved RPO by (nothing where no drill runs). */

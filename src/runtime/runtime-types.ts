@@ -2,7 +2,7 @@
 // back (each environment's state, its drift, the controls' subjects) and what a change would do.
 import type { TArtifactSubject, TLiveBackupState, TLiveSubject } from "../policy/policy-types.js";
 import type { TEnvironmentSpec } from "../spec/spec-schema.js";
-import type { TWalArchiving } from "../backup/wal-archiving.js";
+import type { TArchiverReading, TWalArchiving } from "../backup/wal-archiving.js";
 
 /** One thing a reconcile did, e.g. { target: "postgres/shared", action: "started (port 40123)" }. */
 export type TRuntimeAction = { readonly target: string; readonly action: string };
@@ -106,4 +106,58 @@ export type TFinalBackup = {
   /** Size and SHA-256 of the dump itself (pg_dump's custom format), before encryption. */
   readonly bytes: number;
   readonly sha256: string;
+};
+
+// What a probe round reads from an organization's data tier (monitoring; runtime-driver's probe).
+
+/** What one database of a running cluster reports. */
+export type TDatabaseProbe = {
+  readonly database: string;
+  /** Backends connected to this database now. */
+  readonly connections: number;
+  /** Age of the oldest open transaction on this database; 0 when none is open. */
+  readonly longestTransactionSeconds: number;
+  readonly sizeBytes: number;
+  /** Deadlocks detected in this database since the statistics were last reset. */
+  readonly deadlocks: number;
+};
+
+export type TClusterProbe = {
+  readonly instance: string;
+  readonly port: number | null;
+  readonly up: boolean;
+  readonly maxConnections: number | null;
+  readonly databases: readonly TDatabaseProbe[];
+  /** pg_stat_archiver of a running, backed-up cluster; null otherwise. */
+  readonly archiver: TArchiverReading | null;
+  /** Why the cluster could not be read, when it is not up. */
+  readonly problem: string | null;
+};
+
+export type TRedisProbe = {
+  readonly instance: string;
+  readonly port: number | null;
+  readonly up: boolean;
+  readonly usedMemoryBytes: number | null;
+  /** maxmemory; 0 means unlimited, as Redis says it. */
+  readonly maxMemoryBytes: number | null;
+  readonly evictedKeys: number | null;
+  readonly connectedClients: number | null;
+  readonly problem: string | null;
+};
+
+/** A certificate carehost issued (the organization CA, or a PostgreSQL's or Redis's server certificate) and when it ends. */
+export type TCertificateProbe = {
+  readonly component: "ca" | "postgres" | "redis";
+  /** The cluster or Redis instance it serves ("ca" for the organization's CA). */
+  readonly instance: string;
+  readonly path: string;
+  readonly notAfter: Date;
+};
+
+export type TOrganizationProbe = {
+  readonly organization: string;
+  readonly clusters: readonly TClusterProbe[];
+  readonly redis: readonly TRedisProbe[];
+  readonly certificates: readonly TCertificateProbe[];
 };

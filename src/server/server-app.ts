@@ -20,6 +20,7 @@ import { registerChangeRoutes } from "./routes/change-routes.js";
 import { registerExceptionRoutes } from "./routes/exception-routes.js";
 import { registerGitopsRoutes } from "./routes/gitops-routes.js";
 import { registerHealthRoutes } from "./routes/health-routes.js";
+import { registerMonitorRoutes } from "./routes/monitor-routes.js";
 import { registerOperationRoutes } from "./routes/operation-routes.js";
 import { registerRecoveryRoutes } from "./routes/recovery-routes.js";
 import { registerSecretRoutes } from "./routes/secret-routes.js";
@@ -154,6 +155,7 @@ export const buildServer = async (
   registerRecoveryRoutes(api, services);
   registerOperationRoutes(api, services);
   registerChangeRoutes(api, services);
+  registerMonitorRoutes(api, services);
   api.get("/api/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

@@ -9,6 +9,7 @@ import type { TOperationService } from "../operations/operation-service.js";
 import type { TSecretsAdminService } from "../secrets/secrets-admin-service.js";
 import type { TStatusService } from "./status-service.js";
 import type { TChangeService } from "../governance/change-service.js";
+import type { TMonitorService } from "../monitor/monitor-service.js";
 
 /** Everything the HTTP layer calls; built once by the composition root (server-start.ts). */
 export type TServerServices = {
@@ -23,4 +24,5 @@ export type TServerServices = {
   readonly recovery: TRecoveryService;
   readonly operations: TOperationService;
   readonly changes: TChangeService;
+  readonly monitor: TMonitorService;
 };

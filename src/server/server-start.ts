@@ -50,6 +50,10 @@ import { loadSpecText } from "../spec/spec-loader.js";
 import { buildServer, redactedLogPaths } from "./server-app.js";
 import { loadTransport } from "./server-transport.js";
 import { statusServiceFactory } from "./status-service.js";
+import { auditCountsFactory } from "../monitor/monitor-audit-counts.js";
+import { monitorMetricsFactory } from "../monitor/monitor-metrics.js";
+import { monitorProbesFactory } from "../monitor/monitor-probes.js";
+import { monitorServiceFactory } from "../monitor/monitor-service.js";
 
 export type TRunningCarehost = {
   readonly url: string;
@@ -209,6 +213,20 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     recoverySummaries: recovery.summaries,
     changeAlerts: changes.alerts,
   });
+  // Probe rounds on their own timer at the supervisor's interval; /metrics serves the last one.
+  const probes = monitorProbesFactory({
+    latestSpecs: environments.latestSpecs,
+    probeRuntime: runtime.probe,
+    recoverySummaries: recovery.summaries,
+    auditCounts: auditCountsFactory({ db }),
+    onError: (error) => app.log.error({ err: error }, "a monitoring probe round failed"),
+  });
+  const monitor = monitorServiceFactory({
+    probes,
+    metrics: monitorMetricsFactory(),
+    audit: log,
+    latestSpecs: environments.latestSpecs,
+  });
 
   const app = await buildServer(
     {
@@ -223,6 +241,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       recovery,
       operations,
       changes,
+      monitor,
     },
     {
       version: carehostVersion,
@@ -415,6 +434,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       await operations.recordInterrupted(interruptedOperation);
   }
   worker.start();
+  probes.start(config.runtime.superviseMs);
 
   // An apply the last process stopped between its intent and its conclusion: the repository says
   // how it ended. After the admin and the runtime, since a remote that is slow to answer holds this.
@@ -463,6 +483,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     url,
     app,
     stopEnvironments: async () => {
+      await probes.stop();
       await supervisor.stop();
       await worker.stop(0);
       for (const spec of await environments.latestSpecs()) await runtime.stopOrganization(spec);
@@ -482,6 +503,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       await Promise.all([cliTokenPass, loginSweep]);
       clearInterval(changeTimer);
       await changeTick;
+      await probes.stop();
       const interrupted = await recovery.shutdown();
       await workerStopped;
       if (interrupted > 0)

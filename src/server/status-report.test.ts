@@ -40,6 +40,7 @@ const prodRuntime: TEnvironmentRuntimeStatus = {
     failedCount: 0,
     lastFailedWal: null,
     lastFailedAt: null,
+    archivedCount: 3,
     statsResetAt: null,
     currentWalLsn: "0/E000060",
     currentWalFile: "000000010000000000000008",

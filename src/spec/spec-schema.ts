@@ -18,6 +18,7 @@ import {
   timeZoneProblem,
 } from "./spec-formats.js";
 import { fieldPathsOf } from "./spec-field-paths.js";
+import { ALERT_SEVERITIES, RULE_NAMES } from "../monitor/monitor-rules.js";
 
 export const SPEC_API_VERSION = "carehost.io/v1";
 export const MAX_ENVIRONMENT_NAME_LENGTH = 40;
@@ -495,6 +496,54 @@ const GitopsSchema = z.strictObject({
   targetRevision: z.string().min(1).default("main").describe("Branch Argo CD follows. Default main."),
 });
 
+const RESERVED_ALERT_LABELS = ["severity", "source", "organization", "environment", "instance", "alertname"];
+
+const AlertRuleOverrideSchema = z.strictObject({
+  rule: z
+    .enum(RULE_NAMES, {
+      error: (issue) => `${show(issue.input)} is not a rule carehost ships (one of ${RULE_NAMES.join(", ")})`,
+    })
+    .describe("The shipped rule this overrides; each has a runbook at docs/runbooks/<rule>.md."),
+  enabled: z.boolean().optional().describe("false leaves the rule out of the rendered rules. Default true."),
+  for: patternString(/^\d{1,4}[smhd]$/, "is not a Prometheus duration such as 30s, 5m, 2h or 1d")
+    .optional()
+    .describe("How long the condition must hold before the alert fires (the rule's own by default)."),
+  severity: z.enum(ALERT_SEVERITIES).optional().describe("critical, warning or info; routes are chosen by it."),
+  threshold: z
+    .number()
+    .nonnegative()
+    .optional()
+    .describe("The rule's threshold, in the unit its runbook names (a fraction, seconds, days or a count)."),
+  labels: z
+    .record(
+      patternString(/^[a-zA-Z_][a-zA-Z0-9_]{0,62}$/, "is not a Prometheus label name").refine(
+        (name) => !RESERVED_ALERT_LABELS.includes(name),
+        { error: (issue) => `label ${show(issue.input)} is carehost's own (${RESERVED_ALERT_LABELS.join(", ")})` },
+      ),
+      z.string().min(1).max(200),
+    )
+    .optional()
+    .describe("Labels added to the alert, e.g. team: dba, for routing in Alertmanager."),
+});
+
+const MonitoringSchema = z.strictObject({
+  rules: z
+    .array(AlertRuleOverrideSchema)
+    .default([])
+    .superRefine((overrides, ctx) => {
+      overrides.forEach((override, index) => {
+        if (overrides.findIndex((other) => other.rule === override.rule) !== index)
+          ctx.addIssue({
+            code: "custom",
+            path: [index, "rule"],
+            message: `rule ${override.rule} is overridden twice; merge the two`,
+            input: override.rule,
+          });
+      });
+    })
+    .describe("Overrides of the alert rules carehost ships: for-duration, severity, threshold, labels, or off."),
+});
+
 const DefaultsSchema = z.strictObject({
   maintenanceWindow: MaintenanceWindowSchema.optional().describe(
     "Maintenance window of environments that declare none.",
@@ -520,6 +569,9 @@ const OrganizationInputSchema = z.strictObject({
   environments: z.array(EnvironmentSchema).min(1).describe("The Odoo environments of the organization."),
   gitops: GitopsSchema.optional().describe(
     "Where rendered manifests are delivered; without it, a bare repository in the carehost data dir.",
+  ),
+  monitoring: MonitoringSchema.optional().describe(
+    "Alerting: the shipped rules' overrides. Rendered as a Prometheus rules file (GET /api/monitoring/rules) and a PrometheusRule.",
   ),
   changeManagement: ChangeManagementSchema.optional().describe(
     "How changes are governed: approvals, pre-approved (standard) changes, freezes. Changes to production need approval by default.",

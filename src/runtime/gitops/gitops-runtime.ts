@@ -161,6 +161,13 @@ export const gitopsRuntimeFactory = ({ repositoryFor }: TGitopsRuntimeDeps): TRu
       return { artifacts, effects: [] };
     },
 
+    // Prometheus in the cluster scrapes CloudNativePG's own metrics; nothing of it runs here.
+    probe: async (organization) => ({
+      organization: organization.metadata.name,
+      clusters: [],
+      redis: [],
+      certificates: [],
+    }),
     restartStopped: async () => [],
     heartbeat: async () => undefined,
 

@@ -184,7 +184,8 @@ async function tenantsOf(
   );
 }
 
-async function adminConnection(context: TClusterContext, cluster: TPostgresCluster): Promise<pg.Client> {
+/** The cluster's admin connection, kept in the context between calls (observe, probes) and opened again when it broke. */
+export async function adminConnection(context: TClusterContext, cluster: TPostgresCluster): Promise<pg.Client> {
   const key = `${context.organization}/${cluster.name}`;
   const cached = context.connections.get(key);
   if (cached !== undefined) {

@@ -6,6 +6,7 @@
 //   local-odoo-files.ts  odoo.conf, pgpass and odoo.env
 //   local-reconcile.ts   repair after an interrupted run, then bring the data tier to the spec
 //   local-observe.ts     status, drift and the controls' subjects, read back
+//   local-probe.ts       the counters and sizes monitoring reads every probe round
 //   local-render.ts      the files reconcile would write, and a plan's changes
 //   local-lifecycle.ts   restart what stopped, stop everything, destroy one environment
 //   local-backup.ts      backup, filestore snapshot, expire, verify, listings
@@ -21,6 +22,7 @@ import { localDrillFactory } from "./local-drill.js";
 import { localLifecycleFactory } from "./local-lifecycle.js";
 import { localObserveFactory } from "./local-observe.js";
 import { localOdooFilesFactory } from "./local-odoo-files.js";
+import { localProbeFactory } from "./local-probe.js";
 import { closeConnection } from "./local-postgres.js";
 import { localReconcileFactory } from "./local-reconcile.js";
 import { localRenderFactory } from "./local-render.js";
@@ -37,6 +39,7 @@ export const localRuntimeFactory = (deps: TLocalRuntimeDeps) => {
     restartStoppedNow: lifecycle.restartStoppedNow,
   });
   const { observe } = localObserveFactory({ ...context, ...odooFiles });
+  const { probe } = localProbeFactory(context);
   const { render, planChange } = localRenderFactory({ ...context, ...odooFiles });
   const backups = localBackupFactory(context);
   const { restore } = localRestoreFactory(context);
@@ -56,6 +59,7 @@ export const localRuntimeFactory = (deps: TLocalRuntimeDeps) => {
 
     reconcile,
     observe,
+    probe,
     render,
     planChange,
 

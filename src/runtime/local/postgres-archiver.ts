@@ -9,6 +9,7 @@ export async function readArchiver(admin: Pick<pg.Client, "query">): Promise<TAr
   const result = await admin.query<{
     last_archived_wal: string | null;
     last_archived_time: Date | null;
+    archived_count: string;
     failed_count: string;
     last_failed_wal: string | null;
     last_failed_time: Date | null;
@@ -16,7 +17,7 @@ export async function readArchiver(admin: Pick<pg.Client, "query">): Promise<TAr
     current_wal_lsn: string | null;
     current_wal_file: string | null;
   }>(
-    `SELECT last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time, stats_reset,
+    `SELECT last_archived_wal, last_archived_time, archived_count, failed_count, last_failed_wal, last_failed_time, stats_reset,
             CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_wal_lsn,
             CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END AS current_wal_file
        FROM pg_stat_archiver`,
@@ -26,6 +27,7 @@ export async function readArchiver(admin: Pick<pg.Client, "query">): Promise<TAr
   return {
     lastArchivedWal: row.last_archived_wal,
     lastArchivedAt: row.last_archived_time,
+    archivedCount: Number(row.archived_count),
     failedCount: Number(row.failed_count),
     lastFailedWal: row.last_failed_wal,
     lastFailedAt: row.last_failed_time,

@@ -35,6 +35,12 @@ export const noneRuntimeFactory = (): TRuntimeDriver => {
       subjects: { artifact: [], live: [] },
     }),
     planChange: async () => ({ artifacts: [], effects: [] }),
+    probe: async (organization) => ({
+      organization: organization.metadata.name,
+      clusters: [],
+      redis: [],
+      certificates: [],
+    }),
     restartStopped: async () => [],
     heartbeat: async () => undefined,
     destroyEnvironment: async (organization, environment) => {
