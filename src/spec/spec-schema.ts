@@ -19,6 +19,7 @@ import {
 } from "./spec-formats.js";
 import { fieldPathsOf } from "./spec-field-paths.js";
 import { ALERT_SEVERITIES, RULE_NAMES } from "../monitor/monitor-rules.js";
+import { PSEUDONYM_KINDS } from "../copies/copies-pseudonym.js";
 
 export const SPEC_API_VERSION = "carehost.io/v1";
 export const MAX_ENVIRONMENT_NAME_LENGTH = 40;
@@ -339,6 +340,39 @@ const DataSourceSchema = z.strictObject({
     .describe("Replace patient-identifying data while copying (beyond odoo-bin neutralize). Default true."),
 });
 
+const sqlName = () =>
+  patternString(
+    /^[a-z_][a-z0-9_]{0,62}$/,
+    "is not a PostgreSQL table or column name as Odoo makes them (lowercase, digits, _)",
+  );
+
+const DeidentifySchema = z.strictObject({
+  tables: z
+    .array(
+      z.strictObject({
+        table: sqlName().describe("Table of a custom module, e.g. x_lab_result."),
+        model: patternString(/^[a-z][a-z0-9_.]*$/, "is not an Odoo model name (e.g. x_lab.result)")
+          .optional()
+          .describe("The table's Odoo model: its attachments (ir_attachment.res_model) are replaced too."),
+        columns: z
+          .array(
+            z.strictObject({
+              name: sqlName().describe("Column name."),
+              kind: z
+                .enum(PSEUDONYM_KINDS)
+                .describe(
+                  "Pseudonym that keeps the value's format: name, email, phone (digits), text, html, date (same year), identifier, street, city, zip; clear empties it.",
+                ),
+            }),
+          )
+          .min(1)
+          .describe("Columns that hold identifying data, each with the kind of pseudonym that replaces it."),
+      }),
+    )
+    .default([])
+    .describe("Tables and columns beyond Odoo's own (res_partner, hr_employee, res_users, mail_message, ...)."),
+});
+
 const EnvironmentSchema = z.strictObject({
   name: dnsLabel(MAX_ENVIRONMENT_NAME_LENGTH).describe(
     `Environment name (DNS label, at most ${MAX_ENVIRONMENT_NAME_LENGTH} characters); unique.`,
@@ -361,6 +395,9 @@ const EnvironmentSchema = z.strictObject({
   ),
   ingress: IngressSchema.describe("How users reach the environment."),
   dataSource: DataSourceSchema.optional().describe("For non-production copies: which environment the data comes from."),
+  deidentify: DeidentifySchema.optional().describe(
+    "What else in this environment's database identifies people (custom modules' tables), replaced in every de-identified copy made from it.",
+  ),
 });
 
 /** Every field an environment can declare, as a plan names it (odoo.workers); what standardChanges may list. */
@@ -618,6 +655,7 @@ export const SpecPartSchemas = {
 export type TOrganizationSpec = z.output<typeof OrganizationSpecSchema>;
 export type TOrganizationSpecInput = z.input<typeof OrganizationSpecSchema>;
 export type TEnvironmentSpec = TOrganizationSpec["environments"][number];
+export type TDeidentifySpec = z.output<typeof DeidentifySchema>;
 export type TEntitySpec = z.output<typeof EntitySchema>;
 export type TBackupRepositorySpec = z.output<typeof BackupRepositorySchema>;
 export type TBackupSpec = z.output<typeof BackupSchema>;
