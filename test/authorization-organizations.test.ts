@@ -84,6 +84,21 @@ const cases = (f: TFixture): Record<string, TCase> => {
     "GET /healthz": { kind: "public", request: { url: "/healthz" } },
     "GET /readyz": { kind: "public", request: { url: "/readyz" } },
     "POST /api/auth/login": { kind: "public", request: { url: "/api/auth/login" } },
+    // Single sign-on starts for an organization by name and completes by state alone; neither says
+    // anything of another organization (an unknown one and one without a provider answer alike).
+    "GET /api/auth/oidc/:organization/start": { kind: "public", request: { url: "/api/auth/oidc/no-such-org/start" } },
+    "POST /api/auth/oidc/start": {
+      kind: "public",
+      request: {
+        url: "/api/auth/oidc/start",
+        body: { organization: "no-such-org", redirectUri: "http://127.0.0.1:9/callback" },
+      },
+    },
+    "GET /api/auth/oidc/callback": { kind: "public", request: { url: "/api/auth/oidc/callback?code=x&state=y" } },
+    "POST /api/auth/oidc/callback": {
+      kind: "public",
+      request: { url: "/api/auth/oidc/callback", body: { parameters: "code=x&state=y" } },
+    },
     "POST /api/auth/logout": { kind: "self", request: { url: "/api/auth/logout", freshSession: true } },
     "GET /api/whoami": { kind: "self", request: { url: "/api/whoami" } },
     "GET /api/openapi.json": { kind: "self", request: { url: "/api/openapi.json" } },

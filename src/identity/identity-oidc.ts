@@ -107,6 +107,16 @@ const shortList = (values: readonly string[], most = 10): string =>
         .map((value) => show(value.slice(0, 80)))
         .join(", ") + (values.length > most ? `, and ${values.length - most} more` : "");
 
+/**
+ * What openid-client's check said: its own message is generic ("unexpected JWT claim value
+ * encountered"), the check that failed is in its cause ('unexpected JWT "aud" (audience) claim value').
+ */
+const checkFailed = (error: unknown): string => {
+  const message = error instanceof Error ? error.message : String(error);
+  const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : undefined;
+  return cause === undefined || cause === message ? message : `${message} (${cause})`;
+};
+
 /** A refusal with the words for the person and the reason for the audit log (never a token). */
 class SsoRefusal extends Error {
   constructor(
@@ -262,7 +272,11 @@ export const oidcServiceFactory = ({
         who,
       );
     if (!ssoUsernamePattern.test(email))
-      throw new SsoRefusal("forbidden", `the email address ${show(email.slice(0, 80))} cannot name a carehost user`, who);
+      throw new SsoRefusal(
+        "forbidden",
+        `the email address ${show(email.slice(0, 80))} cannot name a carehost user`,
+        who,
+      );
     const amr = Array.isArray(claims.amr) ? claims.amr.filter((item): item is string => typeof item === "string") : [];
     if (spec.identity.mfaRequired && !amr.some((method) => (SECOND_FACTOR_AMR as readonly string[]).includes(method)))
       throw new SsoRefusal(
@@ -276,7 +290,9 @@ export const oidcServiceFactory = ({
       );
     const groups = groupsOf(claims[settings.groupsClaim]);
     const roles = [
-      ...new Set(settings.roleMappings.filter((mapping) => groups.includes(mapping.group)).map((mapping) => mapping.role)),
+      ...new Set(
+        settings.roleMappings.filter((mapping) => groups.includes(mapping.group)).map((mapping) => mapping.role),
+      ),
     ].sort();
     if (roles.length === 0)
       throw new SsoRefusal(
@@ -305,7 +321,10 @@ export const oidcServiceFactory = ({
       const { settings } = await settingsOf(input.organization);
       const at = now();
       const expiresAt = new Date(at.getTime() + OIDC_LOGIN_TTL_MINUTES * 60_000);
-      const open = await store.openLoginsFrom(ctx.sourceAddress, new Date(at.getTime() - OIDC_LOGIN_TTL_MINUTES * 60_000));
+      const open = await store.openLoginsFrom(
+        ctx.sourceAddress,
+        new Date(at.getTime() - OIDC_LOGIN_TTL_MINUTES * 60_000),
+      );
       if (open >= OIDC_OPEN_LOGINS_PER_SOURCE)
         throw new RateLimitedError(
           `${open} sign-ins from this address are waiting for their provider; finish one or try again in ${OIDC_LOGIN_TTL_MINUTES} minutes`,
@@ -393,7 +412,9 @@ export const oidcServiceFactory = ({
 
       const { spec, settings } = await settingsOf(organization).catch(async (error: unknown) => {
         if (error instanceof NotFoundError)
-          await refuse(new SsoRefusal("unauthenticated", `organization ${organization} no longer declares identity.oidc`));
+          await refuse(
+            new SsoRefusal("unauthenticated", `organization ${organization} no longer declares identity.oidc`),
+          );
         throw error;
       });
       if (settings.issuer !== login.issuer || settings.clientId !== login.clientId)
@@ -434,7 +455,7 @@ export const oidcServiceFactory = ({
             ? `${settings.issuer} refused the sign-in: ${error.error}${error.error_description ? ` (${error.error_description})` : ""}`
             : error instanceof oidc.ResponseBodyError
               ? `${settings.issuer}'s token endpoint refused the code: ${error.error}${error.error_description ? ` (${error.error_description})` : ""}`
-              : `the ID token or the token response from ${settings.issuer} failed a check: ${(error as Error).message}`;
+              : `the ID token or the token response from ${settings.issuer} failed a check: ${checkFailed(error)}`;
         return refuse(new SsoRefusal("unauthenticated", reason));
       }
 
