@@ -4,6 +4,7 @@
 // refusal is checked for its own reason (the message, and an auth.sso.failed entry naming it), so
 // a test passes only because the check it is about refused, not because something else did.
 import assert from "node:assert/strict";
+import { generateKeyPairSync, sign } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { PassThrough } from "node:stream";
@@ -209,6 +210,26 @@ void describe("single sign-on through the organization's OIDC provider", () => {
       assert.equal(answer.status, 401, JSON.stringify(answer.body));
       assert.match(String(answer.body.detail), /"aud" \(audience\)/);
       assert.match(String((await lastFailure())?.reason), /aud/);
+    } finally {
+      substituteIdToken = undefined;
+    }
+  });
+
+  void it("refuses an ID token whose signature is not the issuer's, though it arrives over the provider's TLS", async () => {
+    const started = await call("GET", `/api/auth/oidc/${ORG}/start`);
+    const authorizationUrl = new URL(started.body.location as string);
+    const nonce = authorizationUrl.searchParams.get("nonce")!;
+    // The provider's own token for carehost, with carehost's nonce, re-signed by a key the issuer's JWKS lacks.
+    const genuine = await provider.idTokenFor(CAREHOST_CLIENT, dana, nonce);
+    const [header, payload] = genuine.split(".");
+    const forger = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
+    const signature = sign("sha256", Buffer.from(`${header}.${payload}`), forger).toString("base64url");
+    substituteIdToken = `${header}.${payload}.${signature}`;
+    try {
+      const callback = await provider.signIn(authorizationUrl.href, dana);
+      const answer = await call("GET", `${callback.pathname}${callback.search}`);
+      assert.equal(answer.status, 401, JSON.stringify(answer.body));
+      assert.match(String(answer.body.detail), /signature/i);
     } finally {
       substituteIdToken = undefined;
     }
