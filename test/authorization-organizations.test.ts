@@ -45,7 +45,12 @@ type TFixture = {
  * whole audit log), so refused to a role over one; organization: about one, run against B and then A.
  */
 type TCase =
-  | { readonly kind: "public" | "self" | "platform"; readonly request: TRequest }
+  | {
+      readonly kind: "public" | "self" | "platform";
+      readonly request: TRequest;
+      /** A public route whose request here is refused by design (nothing to sign in to): the status it answers. */
+      readonly refusedWith?: number;
+    }
   | { readonly kind: "organization"; readonly permission: Permission; readonly b: TRequest[]; readonly a: TRequest };
 
 const cases = (f: TFixture): Record<string, TCase> => {
@@ -84,6 +89,31 @@ const cases = (f: TFixture): Record<string, TCase> => {
     "GET /healthz": { kind: "public", request: { url: "/healthz" } },
     "GET /readyz": { kind: "public", request: { url: "/readyz" } },
     "POST /api/auth/login": { kind: "public", request: { url: "/api/auth/login" } },
+    // Single sign-on starts for an organization by name and completes by state alone; neither says
+    // anything of another organization (an unknown one and one without a provider answer alike).
+    "GET /api/auth/oidc/:organization/start": {
+      kind: "public",
+      request: { url: "/api/auth/oidc/no-such-org/start" },
+      refusedWith: 404,
+    },
+    "POST /api/auth/oidc/start": {
+      kind: "public",
+      request: {
+        url: "/api/auth/oidc/start",
+        body: { organization: "no-such-org", redirectUri: "http://127.0.0.1:9/callback" },
+      },
+      refusedWith: 404,
+    },
+    "GET /api/auth/oidc/callback": {
+      kind: "public",
+      request: { url: "/api/auth/oidc/callback?code=x&state=y" },
+      refusedWith: 401,
+    },
+    "POST /api/auth/oidc/callback": {
+      kind: "public",
+      request: { url: "/api/auth/oidc/callback", body: { parameters: "code=x&state=y" } },
+      refusedWith: 401,
+    },
     "POST /api/auth/logout": { kind: "self", request: { url: "/api/auth/logout", freshSession: true } },
     "GET /api/whoami": { kind: "self", request: { url: "/api/whoami" } },
     "GET /api/openapi.json": { kind: "self", request: { url: "/api/openapi.json" } },
@@ -442,6 +472,8 @@ void describe("authorization per organization, over every route", () => {
           if (routeCase.kind === "platform") {
             assert.equal(answer.status, 403, `${key}: ${answer.text}`);
             mustBeDenied.push([key, answer]);
+          } else if (routeCase.refusedWith !== undefined) {
+            assert.equal(answer.status, routeCase.refusedWith, `${key}: ${answer.text}`);
           } else {
             assert.ok(answer.status < 300, `${key}: ${answer.status} ${answer.text}`);
           }

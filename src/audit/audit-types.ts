@@ -40,6 +40,25 @@ export const auditPayloadSchemas = {
     firstAt: z.string(),
     lastAt: z.string(),
   }),
+  /** A person signed in through an organization's OIDC provider: the account it vouched for and what it mapped to. */
+  "auth.sso.succeeded": z.strictObject({
+    username: name,
+    organization: name,
+    issuer: name,
+    subject: name,
+    sessionId: name,
+    expiresAt: z.string(),
+    roles: z.array(role).max(10),
+    amr: z.array(z.string().max(50)).max(20),
+  }),
+  /** An SSO sign-in refused: at the provider, by the ID token's checks, or by the organization's rules (domain, groups, MFA). */
+  "auth.sso.failed": z.strictObject({
+    organization: name,
+    reason,
+    issuer: name.optional(),
+    subject: name.optional(),
+    email: name.optional(),
+  }),
   "auth.logout": z.strictObject({ username: name, sessionId: name }),
   "auth.token_rejected": z.strictObject({ tokenId: name, owner: name, reason }),
   "user.created": z.strictObject({
@@ -47,6 +66,8 @@ export const auditPayloadSchemas = {
     role,
     bootstrap: z.boolean().optional(),
     initialLogin: z.enum(["generated", "chosen"]).optional(),
+    /** Made at a first single sign-on: the issuer that vouches for the person. */
+    identityProvider: name.optional(),
     /** The organizations its role bindings cover ("*" for every one). */
     organizations: z.array(z.string().max(63)).max(1000).optional(),
   }),

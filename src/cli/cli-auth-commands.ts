@@ -7,6 +7,7 @@ import { createApiClient } from "./cli-client.js";
 import { loginCredentialsPath, resolveServer, saveLogin } from "./cli-credentials.js";
 import { CliError, exitCodes } from "./cli-errors.js";
 import { printJson, printLine } from "./cli-output.js";
+import { ssoLogin } from "./cli-sso-login.js";
 import type { TOutputFormat } from "./cli-output.js";
 
 /** --org a,b: the organizations, each trimmed; empty entries dropped. */
@@ -48,8 +49,27 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
     .command("login")
     .description("sign in and keep a session token for later commands")
     .option("-u, --username <name>", "user name", "admin")
-    .action(async (options: { username: string }) => {
+    .option(
+      "--sso <organization>",
+      "sign in through the organization's identity provider instead: open the URL printed in a browser (RFC 8252 loopback redirect)",
+    )
+    .action(async (options: { username: string; sso?: string }) => {
       const { url } = await resolveServer(global.url());
+      if (options.sso !== undefined) {
+        const session = await ssoLogin({
+          client: createApiClient(url, undefined),
+          organization: options.sso,
+          announce: (authorizationUrl) => {
+            printLine(`Open this URL in a browser on this machine to sign in to ${options.sso}:`);
+            printLine(`  ${authorizationUrl}`);
+          },
+        });
+        await saveLogin({ url, token: session.token, username: session.username });
+        printLine(
+          `Signed in to ${url} as ${session.username} through ${session.organization}'s identity provider (${session.roles.join(", ")} over ${session.organization}); session until ${session.expiresAt}. Saved in ${loginCredentialsPath()}.`,
+        );
+        return;
+      }
       const password = await readPassword(`Password for ${options.username}: `);
       const session = await createApiClient(url, undefined).request<{ token: string; expiresAt: string; role: string }>(
         "POST",

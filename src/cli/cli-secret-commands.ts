@@ -48,8 +48,10 @@ export const registerSecretCommands = (program: Command, global: TGlobal): void 
     });
   secrets
     .command("set")
-    .description("store a backup repository's access key, read from standard input (never from the command line)")
-    .argument("<name>", "backup/<organization>/<keySecretRef>")
+    .description(
+      "store a backup repository's access key or an OIDC client secret, read from standard input (never from the command line)",
+    )
+    .argument("<name>", "backup/<organization>/<keySecretRef> or identity/<organization>/<clientSecretRef>")
     .action(async (name: string) => {
       const chunks: Buffer[] = [];
       for await (const chunk of process.stdin) chunks.push(chunk as Buffer);

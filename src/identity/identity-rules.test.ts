@@ -225,19 +225,15 @@ forEachStoreKind((kind, createDatabase) => {
 
         const result = await postureOf(environments, "CH-IAM-004");
         assert.equal(result.status, "pass");
-        // MFA and OIDC: declared by the demo, not enforced by carehost yet; gaps with the reason, not passes.
+        // MFA: declared by the demo, not enforced by carehost yet; a gap with the reason, not a pass.
         const mfa = await postureOf(environments, "CH-IAM-001");
         assert.equal(mfa.status, "not-enforced");
         assert.match(
           mfa.messages.join(""),
           /identity\.mfaRequired is true, but carehost's sign-in asks for a password alone/,
         );
-        const oidc = await postureOf(environments, "CH-IAM-003");
-        assert.equal(oidc.status, "not-enforced");
-        assert.match(
-          oidc.messages.join(""),
-          /identity\.oidc names https:\/\/login\.microsoftonline\.com\/.*, but carehost has no OIDC sign-in yet/,
-        );
+        // OIDC: carehost signs the organization's people in through the provider it declares (identity-oidc.ts).
+        assert.equal((await postureOf(environments, "CH-IAM-003")).status, "pass");
 
         // Allowed again (a change to PHI production's sign-in, through an approved change request):
         // local users are created and sign in as before.

@@ -50,10 +50,8 @@ export const platformEnforcementOf = (rules: TIdentityRules): TPlatformEnforceme
     reason:
       "carehost's sign-in asks for a password alone: it has no second factor yet (the identity work of issue 17 adds TOTP)",
   },
-  oidc: {
-    enforced: false,
-    reason:
-      "carehost has no OIDC sign-in yet (the identity work of issue 17 adds it): people sign in with local passwords or API tokens",
-  },
+  // An organization that declares identity.oidc signs its people in through that provider
+  // (identity-oidc.ts): discovery, PKCE, the ID token's checks, allowedDomains and roleMappings.
+  oidc: { enforced: true },
   localUsers: rules.localUsersRefusedBy.length > 0 ? "refused" : "allowed",
 });

@@ -28,6 +28,7 @@ import {
   verifyPassword,
 } from "./identity-passwords.js";
 import { authorize } from "./identity-permissions.js";
+import { localUsernamePattern, usernamePattern } from "./identity-usernames.js";
 import { defaultLoginLimits } from "./identity-login-limits.js";
 import {
   identityStoreFactory,
@@ -79,7 +80,6 @@ export const defaultSessionLimits: TSessionLimits = { absoluteHours: 12, idleMin
 const loginRefused = "invalid username or password";
 const tokenRefused = "invalid or expired credentials";
 
-const usernamePattern = /^[a-z][a-z0-9._-]{1,63}$/;
 const tokenNamePattern = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
 const tokenIdPattern = /^[0-9a-f]{24}$/;
 
@@ -92,6 +92,17 @@ const checkUsername = (username: string): string => {
       { path: "username", message: "2-64 characters: a letter, then letters, digits, '.', '_' or '-'" },
     ]);
   }
+  return normalized;
+};
+
+/** A name for a new local user: never an email address, which names people who sign in through a provider. */
+const checkLocalUsername = (username: string): string => {
+  const normalized = checkUsername(username);
+  if (!localUsernamePattern.test(normalized))
+    throw new ValidationError(
+      `username ${JSON.stringify(username)} is an email address: those name people who sign in through their organization's identity provider, and are made at their first sign-in`,
+      [{ path: "username", message: "2-64 characters: a letter, then letters, digits, '.', '_' or '-'" }],
+    );
   return normalized;
 };
 
@@ -625,7 +636,7 @@ export const identityServiceFactory = ({
       input: { username: string; role: TRole; organizations: readonly string[]; password?: string },
     ): Promise<{ user: TUser; initialPassword?: string }> => {
       await authorize(ctx, "user:manage", audit, userTarget(input.username));
-      const username = checkUsername(input.username);
+      const username = checkLocalUsername(input.username);
       const role = checkRole(input.role);
       const organizations = checkOrganizations(input.organizations);
       const rules = await rulesNow();

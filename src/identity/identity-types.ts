@@ -22,6 +22,8 @@ export type TIdentityAuditEventType =
   | "auth.login.failed"
   | "auth.login.rate_limited"
   | "auth.login.failures"
+  | "auth.sso.succeeded"
+  | "auth.sso.failed"
   | "auth.logout"
   | "auth.token_rejected"
   | "user.created"

@@ -74,6 +74,12 @@ const ConfigSchema = z.object({
     .positive()
     .default(10)
     .describe("how often stopped PostgreSQL and Redis processes are restarted"),
+  CAREHOST_PUBLIC_URL: z
+    .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL (where browsers reach carehost)" })
+    .optional()
+    .describe(
+      "the URL browsers reach carehost at (behind a proxy, its public name); single sign-on sends people back to <it>/api/auth/oidc/callback",
+    ),
   CAREHOST_TLS_CERT: z.string().min(1).optional().describe("PEM certificate (chain) the API serves HTTPS with"),
   CAREHOST_TLS_KEY: z.string().min(1).optional().describe("PEM private key of CAREHOST_TLS_CERT"),
   CAREHOST_TRUSTED_PROXIES: z
@@ -111,6 +117,8 @@ export type TConfig = {
   /** Roots beyond the data dir that a spec's host paths may lead to (CAREHOST_ALLOWED_PATHS). */
   readonly allowedPaths: readonly string[];
   readonly http: THttpConfig;
+  /** Where browsers reach carehost (CAREHOST_PUBLIC_URL), without a trailing slash; the listening URL when unset. */
+  readonly publicUrl?: string;
 };
 
 /** How the API listens: TLS, whose forwarded addresses count, how long a client may take. */
@@ -159,6 +167,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): TConfig => {
     },
     runtime: { kind: values.CAREHOST_RUNTIME, superviseMs: values.CAREHOST_SUPERVISE_SECONDS * 1000 },
     allowedPaths: values.CAREHOST_ALLOWED_PATHS.map((path) => resolve(path)),
+    ...(values.CAREHOST_PUBLIC_URL === undefined ? {} : { publicUrl: values.CAREHOST_PUBLIC_URL.replace(/\/+$/, "") }),
     http: {
       ...(values.CAREHOST_TLS_CERT === undefined || values.CAREHOST_TLS_KEY === undefined
         ? {}

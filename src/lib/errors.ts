@@ -33,5 +33,7 @@ export class RateLimitedError extends DomainError {
 }
 /** A mandatory control or gate refused the change (HTTP 422, CLI exit 3). */
 export class PolicyViolation extends DomainError {}
+/** A service carehost depends on (an organization's identity provider) could not be reached or answered wrongly (HTTP 502). */
+export class UpstreamError extends DomainError {}
 /** Stored data failed an integrity check (HTTP 500, CLI exit 1). */
 export class IntegrityError extends DomainError {}

@@ -27,11 +27,11 @@ type TSecretsAdminDeps = {
 const organizationOf = (name: string) => /^runtime\/([^/]+)\//.exec(name)?.[1];
 
 /**
- * Whose a secret is: runtime/<organization>/… and backup/<organization>/… belong to that
- * organization; any other name is carehost's own and needs a role over every organization.
+ * Whose a secret is: runtime/<organization>/…, backup/<organization>/… and identity/<organization>/…
+ * belong to that organization; any other name is carehost's own and needs a role over every organization.
  */
 export const secretScope = (name: string): TAuthorizationScope => {
-  const organization = /^(?:runtime|backup)\/([^/]+)\//.exec(name)?.[1];
+  const organization = /^(?:runtime|backup|identity)\/([^/]+)\//.exec(name)?.[1];
   return organization === undefined ? "every-organization" : { organization };
 };
 
@@ -68,14 +68,16 @@ export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconc
     value: string,
   ): Promise<{ name: string; version: number; runtime: TRuntimeAction[] }> => {
     await authorize(ctx, "secret:rotate", audit, `secret:${name}`, secretScope(name));
-    const [, organizationName, reference] = /^backup\/([^/]+)\/([^/]+)$/.exec(name) ?? [];
+    const [, kind, organizationName, reference] = /^(backup|identity)\/([^/]+)\/([^/]+)$/.exec(name) ?? [];
     const organization = (await latestSpecs()).find((spec) => spec.metadata.name === organizationName);
     const users = (organization?.backupRepositories ?? []).filter(
-      (repository) => repository.type !== "posix" && repository.keySecretRef === reference,
+      (repository) => kind === "backup" && repository.type !== "posix" && repository.keySecretRef === reference,
     );
-    if (users.length === 0) {
+    // The OIDC client secret the provider issued for carehost (identity.oidc.clientSecretRef).
+    const oidcClient = kind === "identity" && organization?.identity.oidc?.clientSecretRef === reference;
+    if (users.length === 0 && !oidcClient) {
       throw new ValidationError(
-        `secret ${JSON.stringify(name)} is not a backup repository key of a recorded spec: name it backup/<organization>/<keySecretRef of an azure or s3 repository>`,
+        `secret ${JSON.stringify(name)} is not a credential a recorded spec names: name it backup/<organization>/<keySecretRef of an azure or s3 repository> or identity/<organization>/<identity.oidc.clientSecretRef>`,
       );
     }
     if (value.trim().length === 0) throw new ValidationError(`the value for ${JSON.stringify(name)} is empty`);
@@ -101,6 +103,10 @@ export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconc
         `secret ${JSON.stringify(name)} encrypts a backup repository, which cannot be re-keyed in place; add a new repository with its own passphrase and retire the old one after its retention`,
       );
     }
+    if (name.startsWith("identity/"))
+      throw new ValidationError(
+        `secret ${JSON.stringify(name)} is issued by the identity provider, not made by carehost: store the provider's new one with carehost secrets set ${name}`,
+      );
     if (name.endsWith("-hash"))
       throw new NotFoundError(
         `secret ${JSON.stringify(name)} is derived from ${JSON.stringify(name.slice(0, -"-hash".length))}; rotate that one`,

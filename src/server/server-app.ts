@@ -21,6 +21,7 @@ import { registerExceptionRoutes } from "./routes/exception-routes.js";
 import { registerGitopsRoutes } from "./routes/gitops-routes.js";
 import { registerHealthRoutes } from "./routes/health-routes.js";
 import { registerMonitorRoutes } from "./routes/monitor-routes.js";
+import { registerOidcRoutes } from "./routes/oidc-routes.js";
 import { registerOperationRoutes } from "./routes/operation-routes.js";
 import { registerRecoveryRoutes } from "./routes/recovery-routes.js";
 import { registerSecretRoutes } from "./routes/secret-routes.js";
@@ -39,7 +40,7 @@ declare module "fastify" {
     readonly apiRoutes: readonly { readonly method: string; readonly url: string; readonly public: boolean }[];
   }
   interface FastifyContextConfig {
-    /** Reachable without credentials (health and login only). */
+    /** Reachable without credentials (health, login and single sign-on only). */
     public?: boolean;
   }
 }
@@ -144,6 +145,7 @@ export const buildServer = async (
   const api = app.withTypeProvider<ZodTypeProvider>();
   registerHealthRoutes(api, services);
   registerAuthRoutes(api, services);
+  registerOidcRoutes(api, services);
   registerStatusRoutes(api, services);
   registerSpecRoutes(api, services);
   registerExceptionRoutes(api, services);

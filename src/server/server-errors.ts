@@ -11,6 +11,7 @@ import {
   PolicyViolation,
   RateLimitedError,
   UnauthenticatedError,
+  UpstreamError,
   ValidationError,
 } from "../lib/errors.js";
 
@@ -23,6 +24,7 @@ const statusByError: ReadonlyArray<readonly [new (...args: never[]) => DomainErr
   [PolicyViolation, 422, "Refused by policy"],
   [RateLimitedError, 429, "Too many requests"],
   [IntegrityError, 500, "Integrity check failed"],
+  [UpstreamError, 502, "Bad gateway"],
 ];
 
 export type TProblem = {

@@ -1,6 +1,7 @@
 import type { TAuditService } from "../audit/audit-service.js";
 import type { TEnvironmentService } from "../environments/environment-service.js";
 import type { TIdentityService } from "../identity/identity-service.js";
+import type { TOidcService } from "../identity/identity-oidc.js";
 import type { TExceptionService } from "../policy/policy-exception-service.js";
 import type { TSqlClient } from "../store/store-types.js";
 import type { TRecoveryService } from "../backup/recovery-service.js";
@@ -15,6 +16,7 @@ import type { TMonitorService } from "../monitor/monitor-service.js";
 export type TServerServices = {
   readonly db: Pick<TSqlClient, "query">;
   readonly identity: TIdentityService;
+  readonly oidc: TOidcService;
   readonly environments: TEnvironmentService;
   readonly exceptions: TExceptionService;
   readonly audit: TAuditService;

@@ -18,7 +18,9 @@ import { postChangeDrillFrom, postChangePostureFrom, preChangeBackupFrom } from 
 import { changeGateFactory } from "../governance/change-gate.js";
 import { changeServiceFactory } from "../governance/change-service.js";
 import { changeStoreFactory } from "../governance/change-store.js";
-import { identityServiceFactory } from "../identity/identity-service.js";
+import { defaultSessionLimits, identityServiceFactory } from "../identity/identity-service.js";
+import { oidcServiceFactory } from "../identity/identity-oidc.js";
+import type { CustomFetch } from "openid-client";
 import { policyCheckerFactory } from "../policy/policy-service.js";
 import { exceptionServiceFactory } from "../policy/policy-exception-service.js";
 import { exceptionStoreFactory } from "../policy/policy-exception-store.js";
@@ -80,6 +82,11 @@ type TStartOptions = {
   readonly recordLocalServer?: boolean;
   /** The identity service's clock (tests move it past token lifetimes); the system clock otherwise. */
   readonly clock?: () => Date;
+  /**
+   * How single sign-on reaches identity providers; Node's fetch otherwise. Tests pass one that trusts
+   * their in-process provider's CA: a start option, never something a spec can set.
+   */
+  readonly oidcFetch?: CustomFetch;
   /** Change management's clock (maintenance windows, freezes, an emergency change's review deadline); the system clock otherwise. */
   readonly changeClock?: () => Date;
   /** How often scheduled changes are looked at (applied once their window opens) and emergency ones escalated; a minute by default. */
@@ -202,6 +209,16 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     record: (ctx, submission) => environments.apply(ctx, submission),
   });
   let url = `${transport.tls === undefined ? "http" : "https"}://${config.host}:${config.port}`;
+  const oidc = oidcServiceFactory({
+    db,
+    audit: log,
+    organizations: environments.latestSpecs,
+    secrets,
+    callbackUrl: () => `${config.publicUrl ?? url}/api/auth/oidc/callback`,
+    sessionHours: defaultSessionLimits.absoluteHours,
+    ...(options.clock === undefined ? {} : { now: options.clock }),
+    ...(options.oidcFetch === undefined ? {} : { fetch: options.oidcFetch }),
+  });
   const status = statusServiceFactory({
     environments,
     auditHead: audit.head,
@@ -232,6 +249,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     {
       db,
       identity,
+      oidc,
       environments,
       exceptions,
       audit,

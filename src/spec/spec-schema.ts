@@ -20,6 +20,7 @@ import {
 import { fieldPathsOf } from "./spec-field-paths.js";
 import { ALERT_SEVERITIES, RULE_NAMES } from "../monitor/monitor-rules.js";
 import { PSEUDONYM_KINDS } from "../copies/copies-pseudonym.js";
+import { roles } from "../lib/request-context.js";
 
 export const SPEC_API_VERSION = "carehost.io/v1";
 export const MAX_ENVIRONMENT_NAME_LENGTH = 40;
@@ -109,6 +110,46 @@ const OidcSchema = z.strictObject({
     .min(1)
     .describe(
       "Email domains whose users may sign in. Required so that a shared issuer (e.g. a multi-tenant Entra ID) cannot admit strangers.",
+    ),
+  groupsClaim: z
+    .string()
+    .regex(/^[A-Za-z0-9_:./-]{1,100}$/, {
+      error: (issue) => `${show(issue.input)} is not a claim name (1-100 letters, digits, '_', ':', '.', '/', '-')`,
+    })
+    .default("groups")
+    .describe(
+      'The ID token (or userinfo) claim that lists the person\'s groups or roles at the provider: "groups" (Okta, Keycloak, Entra ID group IDs) or "roles" (Entra ID app roles). Default "groups".',
+    ),
+  roleMappings: z
+    .array(
+      z.strictObject({
+        group: z
+          .string()
+          .min(1, { error: "must not be empty" })
+          .max(200)
+          .describe("A value of the groups claim, exactly as the provider sends it (an Entra ID group is its object ID)."),
+        role: z
+          .enum(roles, { error: (issue) => `${show(issue.input)} is not one of ${roles.join(", ")}` })
+          .describe("The carehost role a member of the group holds over this organization."),
+      }),
+    )
+    .superRefine((mappings, ctx) => {
+      const seen = new Set<string>();
+      mappings.forEach((mapping, index) => {
+        const key = `${mapping.group}\u0000${mapping.role}`;
+        if (seen.has(key))
+          ctx.addIssue({
+            code: "custom",
+            path: [index],
+            message: `group ${show(mapping.group)} is mapped to role ${mapping.role} twice`,
+            input: mapping,
+          });
+        seen.add(key);
+      });
+    })
+    .default([])
+    .describe(
+      "Which provider groups hold which carehost role over this organization. At every sign-in the person's role bindings for this organization are set from their mapped groups; groups listed nowhere here are ignored, and a person none of whose groups maps to a role is refused.",
     ),
 });
 
