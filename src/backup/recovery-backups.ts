@@ -237,13 +237,23 @@ export const recoveryBackupsFactory = ({
     trigger: TTrigger,
   ) => unwrap(await (await startVerify(ctx, organization, environment, trigger)).ended);
 
-  /** A filestore snapshot between database backups (kind filestore); nothing is recorded when nothing changed. */
+  /**
+   * A filestore snapshot between database backups (kind filestore). When no file changed it takes
+   * none and records the look as 'unchanged' (no audit entry: nothing changed), which the scheduler
+   * counts as the last one, so the next is due a quarter of the RPO later, not at the next pass.
+   */
   const runFilestoreSnapshot = (ctx: TRequestContext, organization: TOrganizationSpec, environment: TBackedUp) =>
     exclusive(organization, environment, async () => {
       const started = now();
       try {
         const result = await runtimeOrRefuse().snapshotFilestore(organization, environment.name);
-        if (result === undefined) return;
+        if (result === undefined) {
+          await db.query(
+            "INSERT INTO backup_runs (organization, environment, kind, trigger, status, duration_ms, started_at, finished_at) VALUES ($1, $2, 'filestore', 'schedule', 'unchanged', $3, $4, $5)",
+            [organization.metadata.name, environment.name, now().getTime() - started.getTime(), started, now()],
+          );
+          return;
+        }
         // The snapshot's row and its entry commit together.
         await audit.recordChange(ctx, async (tx) => {
           await tx.query(

@@ -128,4 +128,37 @@ void describe("scheduled backups as operations, two replicas on one PostgreSQL",
     assert.deepEqual(ended?.result, { ran: false, reason: "no longer due: a run since the tick covered it" });
     assert.equal((await backupRuns()).length, 1, "no second full backup");
   });
+
+  void it("looks at an unchanged filestore once a quarter of the RPO, not at every pass", async () => {
+    // Past a quarter of prod's RPO after the full backup, with no incremental or differential slot
+    // between: a filestore snapshot is due, and with no file added since, it takes none.
+    const at = new Date(Date.now() + 10 * 60 * 1000);
+    const fullOnly: TOrganizationSpec = {
+      ...spec,
+      environments: spec.environments.map((environment) =>
+        environment.backup.enabled
+          ? { ...environment, backup: { ...environment.backup, schedule: { full: "0 6 * * sun" } } }
+          : environment,
+      ),
+    };
+    const later = recoveryServiceFactory({
+      db: auditHarness.db,
+      runtime: runtimeHarness.runtime,
+      latestSpecs: async () => [fullOnly],
+      audit: auditHarness.log,
+      now: () => at,
+    });
+    const due = async () => (await later.scheduledOperationsFor(fullOnly)).map((operation) => operation.kind);
+    assert.ok((await due()).includes("filestore-snapshot"), (await due()).join(", "));
+    const looked = await later.runScheduled({
+      organization: ORG,
+      environment: "prod",
+      kind: "filestore-snapshot",
+      params: {},
+    });
+    assert.equal(looked.ran, true);
+    assert.deepEqual((await backupRuns()).at(-1), { kind: "filestore", trigger: "schedule", status: "unchanged" });
+    // The look counts: the next pass, at the same instant, queues no other.
+    assert.ok(!(await due()).includes("filestore-snapshot"), (await due()).join(", "));
+  });
 });

@@ -15,6 +15,7 @@ import { tokenExpiryMigration } from "./0012-token-expiry.js";
 import { changeRequestsMigration } from "./0013-change-requests.js";
 import { operationsMigration } from "./0014-operations.js";
 import { changeDrillsMigration } from "./0015-change-drills.js";
+import { filestoreChecksMigration } from "./0016-filestore-checks.js";
 import { oidcMigration } from "./0017-oidc.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
@@ -35,5 +36,6 @@ export const migrations: readonly TMigration[] = [
   changeRequestsMigration,
   operationsMigration,
   changeDrillsMigration,
+  filestoreChecksMigration,
   oidcMigration,
 ];
