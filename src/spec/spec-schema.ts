@@ -127,7 +127,9 @@ const OidcSchema = z.strictObject({
           .string()
           .min(1, { error: "must not be empty" })
           .max(200)
-          .describe("A value of the groups claim, exactly as the provider sends it (an Entra ID group is its object ID)."),
+          .describe(
+            "A value of the groups claim, exactly as the provider sends it (an Entra ID group is its object ID).",
+          ),
         role: z
           .enum(roles, { error: (issue) => `${show(issue.input)} is not one of ${roles.join(", ")}` })
           .describe("The carehost role a member of the group holds over this organization."),
