@@ -11,6 +11,17 @@ const name = z.string().min(1).max(200);
 /** A size, count or duration. */
 const bytes = z.number().int().nonnegative();
 
+/** What a de-identified restore did, in counts and names (tables, checks), never a value. */
+const deidentifiedSummary = z.strictObject({
+  rows: bytes,
+  tables: bytes,
+  attachmentsReplaced: bytes,
+  filesRemoved: bytes,
+  checks: z.array(name).max(20),
+  sampled: bytes,
+  scannedColumns: bytes,
+});
+
 export const auditPayloadSchemas = {
   "auth.login.succeeded": z.strictObject({ username: name, sessionId: name, expiresAt: z.string() }),
   /** The bootstrap admin signed in with its password while an organization allows no local users. */
@@ -212,6 +223,7 @@ export const auditPayloadSchemas = {
       filestoreFiles: bytes,
       steps: z.array(name).max(10),
       durationMs: bytes,
+      deidentified: deidentifiedSummary.optional(),
     }),
     z.strictObject({
       environment: name,
@@ -233,9 +245,34 @@ export const auditPayloadSchemas = {
       filestoreFiles: bytes,
       steps: z.array(name).max(10),
       durationMs: bytes,
+      deidentified: deidentifiedSummary.optional(),
     }),
   ]),
   "restore.failed": z.strictObject({ environment: name, target: name, destination: name, reason }),
+  /** A restore refused by policy before it started (PHI into an environment not classed PHI, a de-identified one asked for plainly). */
+  "restore.refused": z.strictObject({ environment: name, target: name, into: name, reason }),
+  /** A copy of an environment's data recorded (a restored copy, or a restore into a declared environment), with the class of data it holds. */
+  "copy.created": z.strictObject({
+    name,
+    kind: z.enum(["copy", "environment"]),
+    source: name,
+    restoredTo: name,
+    dataClass: z.enum(["phi", "deidentified", "confidential", "internal", "public"]),
+    restoreRun: bytes,
+    expiresAt: z.string().nullable(),
+    /** For a de-identified copy: the verification's checks, all passed. */
+    verifiedChecks: z.array(name).max(20).optional(),
+  }),
+  /** A copy torn down: asked for (carehost copies remove), or past its expiry (the scheduler). */
+  "copy.removed": z.strictObject({
+    name,
+    kind: z.enum(["copy", "environment"]),
+    source: name,
+    dataClass: z.enum(["phi", "deidentified", "confidential", "internal", "public"]),
+    reason: z.enum(["requested", "expired"]),
+    createdAt: z.string(),
+    expiresAt: z.string().nullable(),
+  }),
   "restore.emergency": z.strictObject({ environment: name, target: name, reason, source: name.optional() }),
   /**
    * A backup, restore or drill whose work completed (the backup taken, the data restored, the

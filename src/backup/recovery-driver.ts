@@ -7,6 +7,9 @@ import type { TBackupInfo } from "./pgbackrest-command.js";
 import type { TRepositoryType } from "./pgbackrest-config.js";
 import type { TFilestoreBackup } from "./restic-command.js";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
+import type { TExtraTable } from "../copies/copies-deidentify.js";
+import type { TOdooVersion } from "../copies/copies-neutralize.js";
+import type { TVerification } from "../copies/copies-verify.js";
 
 export type TBackupType = "full" | "diff" | "incr";
 
@@ -15,15 +18,37 @@ export type TRestoreTarget =
   | { readonly kind: "time"; readonly time: Date }
   | { readonly kind: "lsn"; readonly lsn: string };
 
+/**
+ * A PHI-safe copy (src/copies): the restored data is neutralized and de-identified in a scratch copy
+ * and verified there before it is swapped in or announced. `extraTables` are the source
+ * environment's custom tables holding PHI (its spec's deidentify.tables).
+ */
+export type TDeidentifyRequest = { readonly odooVersion: TOdooVersion; readonly extraTables: readonly TExtraTable[] };
+
 /** Where a restore goes: a new copy beside the source, over the environment itself, or over another declared environment. */
 export type TRestoreDestination =
-  | { readonly kind: "copy"; readonly name: string }
+  | { readonly kind: "copy"; readonly name: string; readonly deidentify?: TDeidentifyRequest }
   | { readonly kind: "in-place" }
-  | { readonly kind: "environment"; readonly name: string };
+  | { readonly kind: "environment"; readonly name: string; readonly deidentify?: TDeidentifyRequest };
 /** Every restore runs these steps in this order, wherever it goes. */
 export const RESTORE_STEPS = ["secrets", "postgresql", "filestore", "redis", "application", "ingress"] as const;
+/**
+ * A de-identified restore's steps: the data restored into a scratch copy (postgresql, filestore),
+ * transformed and verified there, and only then swapped in (or, for a new copy, announced).
+ */
+export const DEIDENTIFIED_RESTORE_STEPS = [
+  "secrets",
+  "postgresql",
+  "filestore",
+  "deidentify",
+  "verify",
+  "swap",
+  "redis",
+  "application",
+  "ingress",
+] as const;
 export type TRestoreStep = {
-  readonly step: (typeof RESTORE_STEPS)[number];
+  readonly step: (typeof DEIDENTIFIED_RESTORE_STEPS)[number];
   readonly detail: string;
   readonly durationMs: number;
 };
@@ -62,6 +87,17 @@ export type TRestoreOutcome = {
   readonly filestoreFiles: number;
   readonly steps: readonly TRestoreStep[];
   readonly durationMs: number;
+  /** Present for a de-identified restore, whose verification passed (a failed one rejects). */
+  readonly deidentified?: TDeidentified;
+};
+
+/** What a de-identified restore did and found; names tables and columns, never a value. */
+export type TDeidentified = {
+  readonly neutralized: readonly string[];
+  readonly tables: readonly { readonly table: string; readonly rows: number }[];
+  readonly attachmentsReplaced: number;
+  readonly filesRemoved: number;
+  readonly verification: TVerification;
 };
 
 export type TTableCount = {
@@ -153,6 +189,10 @@ export type TRecoveryDriver = {
    * again; one database by database (a shared environment in place, another declared one) that
    * rejects removes its scratch copy and says whether the database was already replaced, and one
    * killed midway is set right by the next reconcile.
+   * With `deidentify` (a copy, or another declared environment), the data is transformed and
+   * verified in the scratch copy before it is swapped in or the copy returned: a failed
+   * verification rejects (PolicyViolation, naming table.column, never a value) with the target
+   * as it was and the scratch copy removed.
    */
   readonly restore: (
     organization: TOrganizationSpec,
@@ -161,6 +201,12 @@ export type TRecoveryDriver = {
     destination: TRestoreDestination,
     onStep?: (step: TRestoreStep) => void,
   ) => Promise<TRestoreOutcome>;
+
+  /**
+   * Stops and removes a restored copy (a `copy` destination) of the organization. Resolves with
+   * whether one was there; rejects only when it could not be removed (it stays as it was, or stopped).
+   */
+  readonly removeCopy: (organization: TOrganizationSpec, name: string) => Promise<{ removed: boolean }>;
 
   /**
    * Restores the latest backup and filestore into a scratch copy, checks and measures it, and

@@ -4,13 +4,22 @@
 // a stated emergency) is refused before the run starts; over an environment, its safety backup
 // comes first.
 import type { TAuditEvent } from "../audit/audit-types.js";
-import { ValidationError } from "../lib/errors.js";
-import type { TRequestContext } from "../lib/request-context.js";
+import { insertCopy } from "../copies/copies-store.js";
+import type { TCopyDataClass, TCopyRecord } from "../copies/copies-store.js";
+import { PolicyViolation, ValidationError } from "../lib/errors.js";
+import { actorName, type TRequestContext } from "../lib/request-context.js";
 import { activeSlot } from "../spec/maintenance-window.js";
+import { DEFAULT_PHI_COPY_HOURS } from "../spec/spec-schema.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TRecoveryBackups } from "./recovery-backups.js";
 import type { TBackedUp, TRecoveryContext } from "./recovery-context.js";
-import type { TRestoreOutcome, TRestoreStep, TRestoreTarget } from "./recovery-driver.js";
+import type {
+  TDeidentified,
+  TDeidentifyRequest,
+  TRestoreOutcome,
+  TRestoreStep,
+  TRestoreTarget,
+} from "./recovery-driver.js";
 import type { TRecoveryLive } from "./recovery-live.js";
 import type { TRecoveryRunEnd } from "./recovery-run-end.js";
 import { message } from "./recovery-runs.js";
@@ -125,11 +134,6 @@ export const recoveryRestoresFactory = ({
         `${name} declares dataSource.copyFrom: ${JSON.stringify(copyFrom)}; restoring ${JSON.stringify(source.name)} into it would load data the spec does not declare for it: restore ${JSON.stringify(copyFrom)} into it, or change its dataSource`,
       );
     }
-    if (into.dataSource?.deidentify === true && source.dataClass === "phi") {
-      throw new ValidationError(
-        `${name} declares dataSource.deidentify: true, and a restore copies ${JSON.stringify(source.name)}'s PHI as it is (carehost does not de-identify); load it through your de-identification process instead`,
-      );
-    }
   };
 
   type TRestored = TRestoreOutcome & { environment: string; target: string };
@@ -142,6 +146,104 @@ export const recoveryRestoresFactory = ({
     into?: string;
     inPlace?: boolean;
     emergencyReason?: string;
+    /** Neutralize and de-identify the data in a scratch copy, verify it, and only then swap it in. */
+    deidentify?: boolean;
+    /** How long a new copy holding PHI lives, in hours; at most the spec's copies.maxPhiHours. */
+    expiresInHours?: number;
+  };
+
+  /** Counts and names of what a de-identified restore did, for its entry (never a value). */
+  const deidentifiedSummary = (deidentified: TDeidentified) => ({
+    rows: deidentified.tables.reduce((sum, table) => sum + table.rows, 0),
+    tables: deidentified.tables.length,
+    attachmentsReplaced: deidentified.attachmentsReplaced,
+    filesRemoved: deidentified.filesRemoved,
+    checks: deidentified.verification.checks.map((check) => check.name),
+    sampled: deidentified.verification.sampled,
+    scannedColumns: deidentified.verification.scannedColumns,
+  });
+
+  /**
+   * Records where the data went, in the copies table, with the class it holds now: "deidentified"
+   * only with a verification the driver reports passed. A PHI copy gets its expiry.
+   */
+  const recordCopy = async (
+    ctx: TRequestContext,
+    organization: TOrganizationSpec,
+    source: TEnvironmentSpec,
+    copy: {
+      name: string;
+      kind: "copy" | "environment";
+      restoredTo: string;
+      runId: number;
+      port: number | null;
+      deidentified: TDeidentified | undefined;
+      dataClass: TCopyDataClass;
+      expiresAt: Date | null;
+    },
+  ): Promise<TCopyRecord> => {
+    const { result } = await audit.recordChange(ctx, async (tx) => {
+      const recorded = await insertCopy(tx, {
+        organization: organization.metadata.name,
+        name: copy.name,
+        kind: copy.kind,
+        sourceEnvironment: source.name,
+        sourceDataClass: source.dataClass,
+        restoredTo: copy.restoredTo,
+        dataClass: copy.dataClass,
+        restoreRunId: copy.runId,
+        owner: actorName(ctx.actor),
+        port: copy.port,
+        verification: copy.deidentified?.verification ?? null,
+        createdAt: now(),
+        expiresAt: copy.expiresAt,
+      });
+      return {
+        result: recorded,
+        events: [
+          {
+            type: "copy.created",
+            outcome: "success",
+            target: `copy/${organization.metadata.name}/${copy.name}`,
+            payload: {
+              name: copy.name,
+              kind: copy.kind,
+              source: source.name,
+              restoredTo: copy.restoredTo,
+              dataClass: copy.dataClass,
+              restoreRun: copy.runId,
+              expiresAt: copy.expiresAt?.toISOString() ?? null,
+              ...(copy.deidentified === undefined
+                ? {}
+                : { verifiedChecks: copy.deidentified.verification.checks.map((check) => check.name) }),
+            },
+          },
+        ],
+      };
+    });
+    return result;
+  };
+
+  /** What the copy holds once restored: de-identified when verified, else the source's class. */
+  const dataClassOf = (source: TEnvironmentSpec, deidentified: TDeidentified | undefined): TCopyDataClass =>
+    deidentified !== undefined && deidentified.verification.ok ? "deidentified" : source.dataClass;
+
+  /** A policy refusal (exit 3), audited as denied before it is thrown. */
+  const refuse = async (
+    ctx: TRequestContext,
+    organization: TOrganizationSpec,
+    source: TEnvironmentSpec,
+    into: string,
+    described: string,
+    reason: string,
+  ): Promise<never> => {
+    await audit.append(ctx, {
+      type: "restore.refused",
+      outcome: "denied",
+      target: target(organization, source),
+      payload: { environment: source.name, target: described, into, reason: reason.slice(0, 500) },
+    });
+    throw new PolicyViolation(reason, [{ path: "deidentify", message: reason }]);
   };
 
   /**
@@ -170,16 +272,45 @@ export const recoveryRestoresFactory = ({
       input.into === undefined
         ? environment
         : organization.environments.find((candidate) => candidate.name === input.into);
+    const deidentify: TDeidentifyRequest | undefined =
+      input.deidentify === true
+        ? { odooVersion: environment.odoo.version, extraTables: environment.deidentify?.tables ?? [] }
+        : undefined;
+    if (deidentify !== undefined && input.into === undefined)
+      throw new ValidationError(
+        "--deidentify makes a copy (--into <new copy or declared environment>); an in-place restore brings back the environment's own data",
+      );
     if (
       input.into !== undefined &&
       declared !== undefined &&
-      environment.dataClass === "phi" &&
-      declared.dataClass !== "phi"
+      deidentify === undefined &&
+      environment.dataClass === "phi"
     ) {
-      throw new ValidationError(
-        `environment ${JSON.stringify(environment.name)} holds PHI; it may be restored only into a PHI-classed environment, and ${JSON.stringify(declared.name)} is dataClass ${declared.dataClass}`,
-      );
+      if (declared.dataClass !== "phi")
+        await refuse(
+          ctx,
+          organization,
+          environment,
+          declared.name,
+          described,
+          `CH-DATA-001 [164.308(a)(4), 164.312(a)(1)] environment ${JSON.stringify(environment.name)} holds PHI; it may be restored only into a PHI-classed environment, and ${JSON.stringify(declared.name)} is dataClass ${declared.dataClass}: add --deidentify for a verified de-identified copy`,
+        );
+      if (declared.dataSource?.deidentify === true)
+        await refuse(
+          ctx,
+          organization,
+          environment,
+          declared.name,
+          described,
+          `CH-DATA-001 [164.308(a)(4), 164.312(a)(1)] environment ${JSON.stringify(declared.name)} declares dataSource.deidentify: true; PHI of ${JSON.stringify(environment.name)} goes into it only de-identified: add --deidentify`,
+        );
     }
+    const maxPhiHours = organization.copies?.maxPhiHours ?? DEFAULT_PHI_COPY_HOURS;
+    if (input.expiresInHours !== undefined && (input.expiresInHours < 1 || input.expiresInHours > maxPhiHours))
+      throw new ValidationError(
+        `--expires-in-hours ${input.expiresInHours}: a copy of PHI lives between 1 and ${maxPhiHours} hours (copies.maxPhiHours)`,
+      );
+    const phiCopyHours = input.expiresInHours ?? Math.min(DEFAULT_PHI_COPY_HOURS, maxPhiHours);
     /** The run's "running" row, with the entries that must exist once it does (an emergency's reason). */
     const begin = async (destination: string, events: readonly TAuditEvent[] = []) => {
       refuseToStart();
@@ -198,10 +329,14 @@ export const recoveryRestoresFactory = ({
       return launch(
         { id: row.id, kind: "restore", target: target(organization, environment) },
         async (onStep) => {
+          const recorded = { copy: undefined as TCopyRecord | undefined };
           const answer = <T extends object>(result: T) => ({
             environment: environment.name,
             target: described,
             ...result,
+            ...(recorded.copy === undefined
+              ? {}
+              : { dataClass: recorded.copy.dataClass, expiresAt: recorded.copy.expiresAt?.toISOString() ?? null }),
           });
           const result = await recordRestore(
             ctx,
@@ -209,15 +344,35 @@ export const recoveryRestoresFactory = ({
             environment,
             { ...row, onStep },
             (recordStep) =>
-              exclusive(organization, environment, () =>
-                runtimeOrRefuse().restore(
+              exclusive(organization, environment, async () => {
+                const restored = await runtimeOrRefuse().restore(
                   organization,
                   environment.name,
                   input.target,
-                  { kind: "copy", name: into },
+                  { kind: "copy", name: into, ...(deidentify === undefined ? {} : { deidentify }) },
                   recordStep,
-                ),
-              ),
+                );
+                const dataClass = dataClassOf(environment, restored.deidentified);
+                try {
+                  recorded.copy = await recordCopy(ctx, organization, environment, {
+                    name: into,
+                    kind: "copy",
+                    restoredTo: described,
+                    runId: row.id,
+                    port: restored.port,
+                    deidentified: restored.deidentified,
+                    dataClass,
+                    expiresAt: dataClass === "phi" ? new Date(now().getTime() + phiCopyHours * 3_600_000) : null,
+                  });
+                } catch (error) {
+                  // A copy nobody recorded would hold its data unseen and never expire: it goes.
+                  await runtimeOrRefuse()
+                    .removeCopy(organization, into)
+                    .catch(() => undefined);
+                  throw error;
+                }
+                return restored;
+              }),
             answer,
             (restored) => ({
               type: "restore.completed",
@@ -227,11 +382,14 @@ export const recoveryRestoresFactory = ({
                 environment: environment.name,
                 target: described,
                 into,
-                dataClass: environment.dataClass,
+                dataClass: recorded.copy?.dataClass ?? environment.dataClass,
                 port: restored.port,
                 filestoreFiles: restored.filestoreFiles,
                 steps: restored.steps.map((step) => step.step),
                 durationMs: restored.durationMs,
+                ...(restored.deidentified === undefined
+                  ? {}
+                  : { deidentified: deidentifiedSummary(restored.deidentified) }),
               },
             }),
           );
@@ -301,9 +459,30 @@ export const recoveryRestoresFactory = ({
             if (replaced.backup.enabled)
               safetyBackup.label = (await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual")).label;
             // The cluster whose data is replaced is the one held; the source's archive is only read.
-            return exclusive(organization, replaced, () =>
-              runtimeOrRefuse().restore(organization, environment.name, input.target, destination, recordStep),
+            const restored = await exclusive(organization, replaced, () =>
+              runtimeOrRefuse().restore(
+                organization,
+                environment.name,
+                input.target,
+                destination.kind === "environment" && deidentify !== undefined
+                  ? { ...destination, deidentify }
+                  : destination,
+                recordStep,
+              ),
             );
+            // Where the data came from and what class it is now, for CH-DATA-001 and carehost copies.
+            if (destination.kind === "environment")
+              await recordCopy(ctx, organization, environment, {
+                name: replaced.name,
+                kind: "environment",
+                restoredTo: described,
+                runId: row.id,
+                port: restored.port,
+                deidentified: restored.deidentified,
+                dataClass: dataClassOf(environment, restored.deidentified),
+                expiresAt: null,
+              });
+            return restored;
           },
           answer,
           (restored): TAuditEvent => {
@@ -334,6 +513,9 @@ export const recoveryRestoresFactory = ({
                       safetyBackup: safety?.label ?? null,
                       emergency: slot === undefined,
                       ...outcome,
+                      ...(restored.deidentified === undefined
+                        ? {}
+                        : { deidentified: deidentifiedSummary(restored.deidentified) }),
                     },
             };
           },

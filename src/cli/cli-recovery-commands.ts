@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { RESTORE_STEPS } from "../backup/recovery-driver.js";
+import { DEIDENTIFIED_RESTORE_STEPS, RESTORE_STEPS } from "../backup/recovery-driver.js";
 import type { TApiClient } from "./cli-client.js";
 import { CliError, exitCodes } from "./cli-errors.js";
 import { paint, printJson, printLine } from "./cli-output.js";
@@ -44,14 +44,33 @@ type TRestoreRun = {
   startedAt: string;
 };
 
+type TCopyLine = {
+  organization: string;
+  name: string;
+  kind: "copy" | "environment";
+  sourceEnvironment: string;
+  restoredTo: string;
+  dataClass: string;
+  owner: string;
+  port: number | null;
+  createdAt: string;
+  expiresAt: string | null;
+};
+
+/** One copy: where it came from, what it holds, whose it is, when it goes. */
+export const formatCopy = (copy: TCopyLine): string =>
+  `${copy.organization}/${copy.name}  ${copy.kind === "copy" ? `copy${copy.port === null ? "" : ` on port ${copy.port}`}` : "environment"}  of ${copy.sourceEnvironment} at ${copy.restoredTo}  ${copy.dataClass === "phi" ? "PHI" : copy.dataClass}  by ${copy.owner}  created ${copy.createdAt}  ${copy.expiresAt === null ? "no expiry" : `expires ${copy.expiresAt}`}`;
+
 const megabytes = (bytes: number | null) => (bytes === null ? "-" : `${(bytes / 1024 / 1024).toFixed(1)} MB`);
 const seconds = (value: number | null) => (value === null ? "-" : `${value.toFixed(1)} s`);
 
 type TRestoreStepLine = { step: string; detail: string; durationMs: number };
 
 /** One restore step as it completes, numbered in the order every restore follows. */
-export const formatRestoreStep = (step: TRestoreStepLine): string =>
-  `  [${RESTORE_STEPS.findIndex((name) => name === step.step) + 1}/${RESTORE_STEPS.length}] ${step.step.padEnd(11)} ${(step.durationMs / 1000).toFixed(1).padStart(6)} s  ${step.detail}`;
+export const formatRestoreStep = (step: TRestoreStepLine, deidentified = false): string => {
+  const order: readonly string[] = deidentified ? DEIDENTIFIED_RESTORE_STEPS : RESTORE_STEPS;
+  return `  [${order.findIndex((name) => name === step.step) + 1}/${order.length}] ${step.step.padEnd(11)} ${(step.durationMs / 1000).toFixed(1).padStart(6)} s  ${step.detail}`;
+};
 
 /** A step of a run other than a restore (none report steps yet; the server may add them). */
 const formatRunStep = (step: TRestoreStepLine): string =>
@@ -179,6 +198,14 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
       "restore over the environment itself, after a safety backup; inside its maintenance window unless --emergency",
     )
     .option("--emergency <reason>", "why an in-place restore cannot wait for the maintenance window (audited)")
+    .option(
+      "--deidentify",
+      "with --into: neutralize and de-identify the data in a scratch copy, verify it, and only then swap it in (a PHI-safe copy)",
+    )
+    .option(
+      "--expires-in-hours <hours>",
+      "how long a new copy holding PHI lives (default 24, at most the spec's copies.maxPhiHours)",
+    )
     .option(...orgOption)
     .option("-o, --output <format>", "text or json", "text")
     .action(
@@ -190,6 +217,8 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
           into?: string;
           inPlace?: boolean;
           emergency?: string;
+          deidentify?: boolean;
+          expiresInHours?: string;
           org?: string;
           output: TOutputFormat;
         },
@@ -198,6 +227,13 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
         // operator watching an incident needs to see where it is (and where it stopped, if it fails).
         // The restore runs in the server; the CLI follows it, reconnecting when the stream is cut.
         const text = options.output !== "json";
+        const deidentified = options.deidentify === true;
+        const hours = options.expiresInHours === undefined ? undefined : Number(options.expiresInHours);
+        if (hours !== undefined && !Number.isInteger(hours))
+          throw new CliError(
+            `--expires-in-hours ${JSON.stringify(options.expiresInHours)} is not a whole number of hours`,
+            exitCodes.usage,
+          );
         let printed = 0;
         const result = await (
           await global.client()
@@ -213,6 +249,8 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
             into?: string;
             filestoreFiles: number;
             steps: TRestoreStepLine[];
+            dataClass?: string;
+            expiresAt?: string | null;
           }
         >(
           "/api/restores",
@@ -224,10 +262,12 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
             ...(options.emergency === undefined ? {} : { emergency: options.emergency }),
             ...(options.toLsn === undefined ? {} : { toLsn: options.toLsn }),
             ...(options.org === undefined ? {} : { organization: options.org }),
+            ...(deidentified ? { deidentify: true } : {}),
+            ...(hours === undefined ? {} : { expiresInHours: hours }),
           },
           (step) => {
             printed += 1;
-            if (text) printLine(formatRestoreStep(step));
+            if (text) printLine(formatRestoreStep(step, deidentified));
           },
         );
         if (options.output === "json") {
@@ -235,7 +275,7 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
           return;
         }
         // Steps the run reported only with its result (none, today) are printed with it.
-        if (printed === 0) result.steps.forEach((step) => printLine(formatRestoreStep(step)));
+        if (printed === 0) result.steps.forEach((step) => printLine(formatRestoreStep(step, deidentified)));
         const took = `${(result.durationMs / 1000).toFixed(1)} s`;
         const undo =
           result.safetyBackup === undefined
@@ -249,8 +289,46 @@ export const registerRecoveryCommands = (program: Command, global: TGlobal): voi
           printLine(
             `Restored ${environment} to ${result.target} in ${took}: a copy runs on 127.0.0.1:${result.port} (database ${result.database}, TLS from the organization CA), data and filestore in ${result.directory}.`,
           );
+        if (result.dataClass !== undefined)
+          printLine(
+            `The copy holds ${result.dataClass === "deidentified" ? "de-identified data (verified)" : `${result.dataClass} data`}${result.expiresAt === null || result.expiresAt === undefined ? "" : `; it is torn down at ${result.expiresAt} (carehost copies remove ${options.into ?? ""} before)`}.`,
+          );
       },
     );
+
+  program
+    .command("copies")
+    .description(
+      "copies of environments' data: source, instant, data class, owner, expiry (remove NAME tears one down)",
+    )
+    .option(...orgOption)
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (options: { org?: string; output: TOutputFormat }) => {
+      const copies = await (
+        await global.client()
+      ).request<TCopyLine[]>(
+        "GET",
+        `/api/copies${options.org === undefined ? "" : `?organization=${encodeURIComponent(options.org)}`}`,
+      );
+      if (options.output === "json") printJson(copies);
+      else if (copies.length === 0) printLine("no copies");
+      else copies.forEach((copy) => printLine(formatCopy(copy)));
+    })
+    .command("remove")
+    .description("tear a restored copy down now: its cluster stopped, its data and filestore removed (audited)")
+    .argument("<name>", "the copy's name")
+    .option(...orgOption)
+    .option("-o, --output <format>", "text or json", "text")
+    .action(async (name: string, options: { org?: string; output: TOutputFormat }) => {
+      const removed = await (
+        await global.client()
+      ).request<TCopyLine>(
+        "DELETE",
+        `/api/copies/${encodeURIComponent(name)}${options.org === undefined ? "" : `?organization=${encodeURIComponent(options.org)}`}`,
+      );
+      if (options.output === "json") printJson(removed);
+      else printLine(`Removed copy ${removed.name} of ${removed.sourceEnvironment} (${removed.dataClass}).`);
+    });
 
   listCommand<TRestoreRun>(
     "restores",

@@ -29,6 +29,15 @@ export const formatStatus = (status: TStatusReport): string[] => {
       `organization ${paint("bold", organization.name)}: spec revision ${organization.revision.id} (${organization.revision.digest.slice(0, 12)}) applied by ${organization.revision.appliedBy} at ${organization.revision.appliedAt}`,
     );
     for (const alert of organization.changeAlerts) lines.push(`  ${paint("red", "ALERT")}  ${alert.message}`);
+    for (const copy of organization.copies ?? []) {
+      lines.push(
+        `  copy ${copy.name} (${copy.kind}) of ${copy.sourceEnvironment} at ${copy.restoredTo}, ${copy.dataClass === "phi" ? "PHI" : copy.dataClass}, by ${copy.owner}, ${copy.expiresAt === null ? "no expiry" : `expires ${copy.expiresAt}`}`,
+      );
+      if (copy.pastExpiry)
+        lines.push(
+          `  ${paint("red", "ALERT")}  copy ${copy.name} holds PHI past its expiry: carehost copies remove ${copy.name}`,
+        );
+    }
     for (const environment of organization.environments) {
       lines.push(
         `  ${environment.name.padEnd(16)} ${environment.tier.padEnd(11)} ${environment.dataClass.padEnd(13)} ${environment.hosting.padEnd(10)} ${environment.status}`,

@@ -109,13 +109,23 @@ export const registerSpecCommands = (program: Command, global: TGlobal): void =>
     .action(async (options: { output: TOutputFormat }) => {
       const postures = await (
         await global.client()
-      ).request<{ organization: string; report: TPostureReport }[]>("GET", "/api/posture");
+      ).request<
+        {
+          organization: string;
+          report: TPostureReport;
+          copies?: { live: number; phi: number; pastExpiry: number };
+        }[]
+      >("GET", "/api/posture");
       if (options.output === "json") printJson(postures);
       else {
         if (postures.length === 0) printLine("no organization recorded yet: run carehost apply <spec>");
-        for (const { organization, report } of postures) {
+        for (const { organization, report, copies } of postures) {
           printLine(paint("bold", `organization ${organization}`));
           printLine(formatPosture(report, organization).replace(/\b(FAIL|PENDING)\b/g, (label) => paint("red", label)));
+          if (copies !== undefined)
+            printLine(
+              `copies: ${copies.live} live, ${copies.phi} holding PHI, ${copies.pastExpiry} past their expiry (carehost copies)`,
+            );
         }
       }
       if (postures.some(({ report }) => report.mandatoryViolations.length > 0)) process.exitCode = exitCodes.policy;

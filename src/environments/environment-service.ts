@@ -14,7 +14,7 @@ import { approvalsOf, exceptionActorOf } from "../policy/policy-exception-store.
 import { exceptionDigest, isExceptionActive } from "../policy/policy-exceptions.js";
 import type { TExceptionApprovals } from "../policy/policy-exceptions.js";
 import type { TPolicyChecker } from "../policy/policy-service.js";
-import type { TPlatformEnforcement } from "../policy/policy-types.js";
+import type { TLiveCopy, TPlatformEnforcement } from "../policy/policy-types.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import { canonicalJson, specDigest } from "../spec/spec-digest.js";
 import { formatSpecError, loadSpecText } from "../spec/spec-loader.js";
@@ -44,7 +44,13 @@ type TEnvironmentServiceDeps = {
   finalBackupDirectory?: string;
   /** What carehost's own sign-in enforces (the identity service), for the identity controls of the posture. */
   platform?: () => Promise<TPlatformEnforcement>;
+  /** The organization's live copies as the copies table records them (CH-DATA-001, CH-DATA-002), judged at `at`. */
+  copies?: (organization: string, at: Date) => Promise<readonly TLiveCopy[]>;
 };
+
+/** The copies of one environment's data a posture judges it by: made from it, or put into it. */
+const copiesOf = (copies: readonly TLiveCopy[], environment: string) =>
+  copies.filter((copy) => (copy.kind === "copy" ? copy.sourceEnvironment : copy.name) === environment);
 
 /**
  * A plan as shown to the user, its three sides kept apart: the change (the file against the applied
@@ -219,6 +225,7 @@ export const environmentServiceFactory = ({
   runtime,
   finalBackupDirectory = "final-backups",
   platform,
+  copies,
 }: TEnvironmentServiceDeps) => {
   /**
    * The running systems against what the applied revision renders, never against the file: a
@@ -484,16 +491,36 @@ export const environmentServiceFactory = ({
     },
 
     /** The control baseline over every recorded organization: its spec, and what the runtime renders and runs. */
-    posture: async (ctx: TRequestContext): Promise<{ organization: string; report: TPostureReport }[]> => {
+    posture: async (
+      ctx: TRequestContext,
+    ): Promise<
+      { organization: string; report: TPostureReport; copies: { live: number; phi: number; pastExpiry: number } }[]
+    > => {
       const specs = await visibleSpecs(ctx, "environment:read");
       const enforced = await platform?.();
       return Promise.all(
         specs.map(async (spec) => {
           const observation = await runtime.observe(spec);
           const approvals = await store.exceptionApprovals(spec.metadata.name);
+          const recorded = copies === undefined ? undefined : await copies(spec.metadata.name, new Date());
+          const subjects =
+            recorded === undefined
+              ? observation.subjects
+              : {
+                  ...observation.subjects,
+                  live: observation.subjects.live.map((subject) => ({
+                    ...subject,
+                    live: { ...subject.live, copies: copiesOf(recorded, subject.environment.name) },
+                  })),
+                };
           return {
             organization: spec.metadata.name,
-            report: policy.evaluate(spec, observation.subjects, enforced, approvals),
+            report: policy.evaluate(spec, subjects, enforced, approvals),
+            copies: {
+              live: recorded?.length ?? 0,
+              phi: recorded?.filter((copy) => copy.dataClass === "phi").length ?? 0,
+              pastExpiry: recorded?.filter((copy) => copy.pastExpiry).length ?? 0,
+            },
           };
         }),
       );

@@ -289,36 +289,6 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
       },
     },
     {
-      id: "CH-DATA-001",
-      title: "Non-production copies of PHI are de-identified or classed as PHI",
-      citations: ["164.308(a)(4)", "164.312(a)(1)"],
-      severity: "critical",
-      enforcement: "mandatory",
-      subject: "spec",
-      appliesTo: (environment) => environment.dataSource !== undefined,
-      check: ({ organization, environment }, report) => {
-        const dataSource = environment.dataSource;
-        if (dataSource === undefined) return;
-        const source = organization.environments.find((candidate) => candidate.name === dataSource.copyFrom);
-        if (source === undefined) {
-          report.fail(
-            `dataSource.copyFrom ${quoted(dataSource.copyFrom)} is not an environment of the organization, so the copy cannot be judged`,
-            {
-              path: "dataSource.copyFrom",
-              actual: dataSource.copyFrom,
-            },
-          );
-          return;
-        }
-        if (isPhi(source) && !isPhi(environment) && !dataSource.deidentify) {
-          report.fail(
-            `a copy of PHI environment ${quoted(source.name)} must be de-identified or classed as PHI (dataClass: ${environment.dataClass}, dataSource.deidentify: false)`,
-            { path: "dataSource.deidentify", actual: false },
-          );
-        }
-      },
-    },
-    {
       id: "CH-ODOO-001",
       title: "Production and PHI environments run a supported Odoo version",
       citations: ["164.308(a)(1)(ii)(B)", "164.308(a)(5)(ii)(B)"],

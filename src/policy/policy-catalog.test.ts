@@ -17,6 +17,7 @@ import { CONTROL_ID_PATTERN } from "./policy-types.js";
 import type {
   TAnyControl,
   TLiveBackupState,
+  TLiveCopy,
   TLivePostgresState,
   TLiveRedisState,
   TPlatformEnforcement,
@@ -39,6 +40,7 @@ type TLiveState = {
   redis?: TMutable<TLiveRedisState>;
   backup?: TMutable<TLiveBackupState>;
   cannotProvide?: { synchronousStandby?: string };
+  copies?: TLiveCopy[];
 };
 /** Everything a mutation may change: the spec, what carehost's sign-in enforces, and per environment the rendered artifacts and the live state. */
 type TState = {
@@ -173,6 +175,18 @@ function evaluate(state: TState, controls: readonly TAnyControl[] = POLICY_CATAL
     now: NOW,
   });
 }
+
+/** A copy carehost recorded from prod's PHI: into a declared environment, or a restored copy with its expiry. */
+const recordedCopy = (name: string, kind: "copy" | "environment", dataClass: "phi" | "deidentified"): TLiveCopy => ({
+  name,
+  kind,
+  sourceEnvironment: "prod",
+  sourceDataClass: "phi",
+  dataClass,
+  verified: dataClass === "deidentified",
+  expiresAt: kind === "copy" ? "2026-01-14T12:00:00.000Z" : null,
+  pastExpiry: false,
+});
 
 function environmentOf(state: TState, name: string): TEnvironmentSpec {
   const environment = state.organization.environments.find((candidate) => candidate.name === name);
@@ -364,21 +378,6 @@ const CASES: readonly TCase[] = [
     name: "no host names",
     mutate: (s) => void (environmentOf(s, "training").ingress.hostnames = []),
     expect: "at least one host name",
-  },
-  {
-    controlId: "CH-DATA-001",
-    environment: "staging",
-    name: "copy of PHI not de-identified",
-    mutate: (s) => void (environmentOf(s, "staging").dataSource = { copyFrom: "prod", deidentify: false }),
-    expect:
-      'a copy of PHI environment "prod" must be de-identified or classed as PHI (dataClass: confidential, dataSource.deidentify: false)',
-  },
-  {
-    controlId: "CH-DATA-001",
-    environment: "staging",
-    name: "copy from an environment that does not exist",
-    mutate: (s) => void (environmentOf(s, "staging").dataSource = { copyFrom: "nowhere", deidentify: true }),
-    expect: 'dataSource.copyFrom "nowhere" is not an environment',
   },
   {
     controlId: "CH-ODOO-001",
@@ -777,6 +776,28 @@ const CASES: readonly TCase[] = [
     name: "no TLS port",
     mutate: (s) => void delete liveRedis(s, "prod").tlsPort,
     expect: "must serve TLS (tls-port: not set)",
+  },
+  {
+    controlId: "CH-DATA-001",
+    environment: "staging",
+    name: "a plain restore of prod's PHI recorded in staging",
+    setup: (s) =>
+      void (s.live.staging = { ...s.live.staging, copies: [recordedCopy("staging", "environment", "deidentified")] }),
+    mutate: (s) =>
+      void (s.live.staging = { ...s.live.staging, copies: [recordedCopy("staging", "environment", "phi")] }),
+    expect: 'holds a restore of PHI environment "prod" recorded as data class phi, and is dataClass confidential',
+  },
+  {
+    controlId: "CH-DATA-002",
+    environment: "prod",
+    name: "a PHI copy past its expiry",
+    setup: (s) => void (s.live.prod = { ...s.live.prod, copies: [recordedCopy("prod-1403", "copy", "phi")] }),
+    mutate: (s) =>
+      void (s.live.prod = {
+        ...s.live.prod,
+        copies: [{ ...recordedCopy("prod-1403", "copy", "phi"), pastExpiry: true }],
+      }),
+    expect: 'copy "prod-1403" holds PHI and is still live past its expiry (2026-01-14T12:00:00.000Z)',
   },
 ];
 

@@ -78,6 +78,35 @@ function compliantState(): TWalkState {
         : {}),
     })),
     live: perEnvironment((environment) => ({
+      // What the restores recorded: prod's PHI de-identified (and verified) into staging, and a PHI copy of prod within its expiry.
+      copies:
+        environment.name === "staging"
+          ? [
+              {
+                name: "staging",
+                kind: "environment",
+                sourceEnvironment: "prod",
+                sourceDataClass: "phi",
+                dataClass: "deidentified",
+                verified: true,
+                expiresAt: null,
+                pastExpiry: false,
+              },
+            ]
+          : environment.name === "prod"
+            ? [
+                {
+                  name: "prod-bug-4711",
+                  kind: "copy",
+                  sourceEnvironment: "prod",
+                  sourceDataClass: "phi",
+                  dataClass: "phi",
+                  verified: false,
+                  expiresAt: "2026-01-16T12:00:00.000Z",
+                  pastExpiry: false,
+                },
+              ]
+            : [],
       postgres: {
         roleSuperuser: false,
         roleCreateRole: false,
@@ -250,10 +279,18 @@ const ROWS: Readonly<Record<string, TRow>> = {
     expect: "fail",
   },
   "CH-DATA-001": {
-    kind: "declaration",
-    reads: "recovery-service refuses to restore PHI into an environment that declares de-identification",
+    kind: "enforcement",
+    reads:
+      "the copies table: the restore of prod's PHI into staging recorded as de-identified only with a passed verification",
     environment: "staging",
-    breakIt: (s) => void (environment(s, "staging").dataSource = { copyFrom: "prod", deidentify: false }),
+    breakIt: (s) => void (s.live.staging!.copies[0].dataClass = "phi"),
+    expect: "fail",
+  },
+  "CH-DATA-002": {
+    kind: "enforcement",
+    reads: "the copies table: a restored copy of prod's PHI still live past its expiry",
+    environment: "prod",
+    breakIt: (s) => void (s.live.prod!.copies[0].pastExpiry = true),
     expect: "fail",
   },
   "CH-ODOO-001": {

@@ -126,7 +126,25 @@ export type TLiveBackupState = {
   readonly skipped: readonly (TLiveRepository & { readonly reason: string })[];
 };
 
+/**
+ * A copy of data carehost recorded (the copies table): a restored copy made from the environment,
+ * or data a restore put into it. `dataClass` "deidentified" is recorded only once the copy's
+ * verification passed; `pastExpiry` is judged by the reader at the posture's instant.
+ */
+export type TLiveCopy = {
+  readonly name: string;
+  readonly kind: "copy" | "environment";
+  readonly sourceEnvironment: string;
+  readonly sourceDataClass: "phi" | "confidential" | "internal" | "public";
+  readonly dataClass: "phi" | "deidentified" | "confidential" | "internal" | "public";
+  readonly verified: boolean;
+  readonly expiresAt: string | null;
+  readonly pastExpiry: boolean;
+};
+
 export type TLiveState = {
+  /** The live copies of or into the environment carehost recorded; absent when the record was not read. */
+  readonly copies?: readonly TLiveCopy[];
   readonly postgres?: TLivePostgresState;
   readonly redis?: TLiveRedisState;
   /** Absent for an environment without backups, or when the runtime could not resolve them. */

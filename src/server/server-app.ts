@@ -23,6 +23,7 @@ import { registerHealthRoutes } from "./routes/health-routes.js";
 import { registerMonitorRoutes } from "./routes/monitor-routes.js";
 import { registerOidcRoutes } from "./routes/oidc-routes.js";
 import { registerOperationRoutes } from "./routes/operation-routes.js";
+import { registerCopyRoutes } from "./routes/copy-routes.js";
 import { registerRecoveryRoutes } from "./routes/recovery-routes.js";
 import { registerSecretRoutes } from "./routes/secret-routes.js";
 import { registerSpecRoutes } from "./routes/spec-routes.js";
@@ -155,6 +156,7 @@ export const buildServer = async (
   registerSecretRoutes(api, services);
   registerGitopsRoutes(api, services);
   registerRecoveryRoutes(api, services);
+  registerCopyRoutes(api, services);
   registerOperationRoutes(api, services);
   registerChangeRoutes(api, services);
   registerMonitorRoutes(api, services);

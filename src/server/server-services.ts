@@ -11,6 +11,7 @@ import type { TSecretsAdminService } from "../secrets/secrets-admin-service.js";
 import type { TStatusService } from "./status-service.js";
 import type { TChangeService } from "../governance/change-service.js";
 import type { TMonitorService } from "../monitor/monitor-service.js";
+import type { TCopiesLifecycle } from "../copies/copies-lifecycle.js";
 
 /** Everything the HTTP layer calls; built once by the composition root (server-start.ts). */
 export type TServerServices = {
@@ -24,6 +25,7 @@ export type TServerServices = {
   readonly secrets: TSecretsAdminService;
   readonly gitops: TGitopsService;
   readonly recovery: TRecoveryService;
+  readonly copies: TCopiesLifecycle;
   readonly operations: TOperationService;
   readonly changes: TChangeService;
   readonly monitor: TMonitorService;

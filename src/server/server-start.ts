@@ -56,6 +56,8 @@ import { auditCountsFactory } from "../monitor/monitor-audit-counts.js";
 import { monitorMetricsFactory } from "../monitor/monitor-metrics.js";
 import { monitorProbesFactory } from "../monitor/monitor-probes.js";
 import { monitorServiceFactory } from "../monitor/monitor-service.js";
+import { copiesLifecycleFactory } from "../copies/copies-lifecycle.js";
+import { liveCopies, liveCopyView } from "../copies/copies-store.js";
 
 export type TRunningCarehost = {
   readonly url: string;
@@ -164,6 +166,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     platform: identity.enforcement,
     runtime,
     finalBackupDirectory: join(config.home, FINAL_BACKUPS_DIRECTORY),
+    copies: async (organization, at) => (await liveCopies(db, [organization])).map((copy) => liveCopyView(copy, at)),
   });
   const exceptions = exceptionServiceFactory({ store: exceptionStoreFactory(db), audit: log });
   const secretsAdmin = secretsAdminServiceFactory({
@@ -179,6 +182,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     audit: log,
     endCommands: endRunningCommands,
   });
+  const copies = copiesLifecycleFactory({ db, runtime, latestSpecs: environments.latestSpecs, audit: log });
   // The operation queue: scheduled backups, verifications and drills are rows any replica's worker
   // claims, so replicas sharing one PostgreSQL run each once and one dying hands its work on.
   const operationStore = operationStoreFactory(db);
@@ -229,6 +233,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     startedAt,
     recoverySummaries: recovery.summaries,
     changeAlerts: changes.alerts,
+    copies: (statusCtx) => copies.list(statusCtx),
   });
   // Probe rounds on their own timer at the supervisor's interval; /metrics serves the last one.
   const probes = monitorProbesFactory({
@@ -257,6 +262,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       secrets: secretsAdmin,
       gitops,
       recovery,
+      copies,
       operations,
       changes,
       monitor,
@@ -428,6 +434,10 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     runtime,
     schedule: async (spec) => {
       for (const due of await recovery.scheduledOperationsFor(spec)) await operations.enqueueAsSystem(due, "scheduler");
+      // A copy of PHI past its expiry is torn down on the tick after it (audited as copy.removed).
+      const expired = await copies.expire(systemContext("scheduler"), spec.metadata.name);
+      for (const failure of expired.failed)
+        app.log.error({ copy: failure.name, reason: failure.reason }, "tearing down an expired copy failed");
     },
     latestSpecs: environments.latestSpecs,
     audit: log,

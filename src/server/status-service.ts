@@ -70,6 +70,17 @@ export type TStatusReport = {
     revision: { id: number; digest: string; appliedBy: string; appliedAt: string };
     /** Emergency changes awaiting their retrospective approval (an ALERT), or escalated past 24 h without it. */
     changeAlerts: { changeRequest: number; escalated: boolean; message: string }[];
+    /** Live copies of its environments' data (carehost copies); one of PHI past its expiry is an ALERT. */
+    copies: {
+      name: string;
+      kind: "copy" | "environment";
+      sourceEnvironment: string;
+      restoredTo: string;
+      dataClass: string;
+      owner: string;
+      expiresAt: string | null;
+      pastExpiry: boolean;
+    }[];
     environments: {
       name: string;
       entity: string;
@@ -114,6 +125,19 @@ type TStatusServiceDeps = {
   changeAlerts?: (
     ctx: TRequestContext,
   ) => Promise<{ organization: string; changeRequest: number; escalated: boolean; message: string }[]>;
+  /** The caller's live copies (copies-lifecycle list). */
+  copies?: (ctx: TRequestContext) => Promise<
+    {
+      organization: string;
+      name: string;
+      kind: "copy" | "environment";
+      sourceEnvironment: string;
+      restoredTo: string;
+      dataClass: string;
+      owner: string;
+      expiresAt: Date | null;
+    }[]
+  >;
   now?: () => Date;
 };
 
@@ -127,6 +151,7 @@ export const statusServiceFactory = ({
   startedAt,
   recoverySummaries,
   changeAlerts,
+  copies,
   now = () => new Date(),
 }: TStatusServiceDeps) => ({
   status: async (ctx: TRequestContext): Promise<TStatusReport> => {
@@ -140,6 +165,7 @@ export const statusServiceFactory = ({
     ]);
     const summaries = (await recoverySummaries?.()) ?? { backups: [], drills: [], verifications: [] };
     const changes = (await changeAlerts?.(ctx)) ?? [];
+    const liveCopies = (await copies?.(ctx)) ?? [];
     const runtimeEnvironment = (organization: string, name: string) =>
       runtimes
         .find((item) => item.organization === organization)
@@ -252,6 +278,18 @@ export const statusServiceFactory = ({
         changeAlerts: changes
           .filter((alert) => alert.organization === revision.organization)
           .map(({ organization: _organization, ...alert }) => alert),
+        copies: liveCopies
+          .filter((copy) => copy.organization === revision.organization)
+          .map((copy) => ({
+            name: copy.name,
+            kind: copy.kind,
+            sourceEnvironment: copy.sourceEnvironment,
+            restoredTo: copy.restoredTo,
+            dataClass: copy.dataClass,
+            owner: copy.owner,
+            expiresAt: copy.expiresAt?.toISOString() ?? null,
+            pastExpiry: copy.expiresAt !== null && copy.expiresAt.getTime() <= now().getTime(),
+          })),
         environments: recorded
           .filter((environment) => environment.organization === revision.organization)
           .map((environment) => ({

@@ -624,6 +624,23 @@ const MonitoringSchema = z.strictObject({
     .describe("Overrides of the alert rules carehost ships: for-duration, severity, threshold, labels, or off."),
 });
 
+/** The longest a restored copy of PHI may live, in hours (a month). */
+export const MAX_PHI_COPY_HOURS = 720;
+/** How long a restored copy of PHI lives unless the spec allows less (or the restore asks for less). */
+export const DEFAULT_PHI_COPY_HOURS = 24;
+
+const CopiesSchema = z.strictObject({
+  maxPhiHours: z
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_PHI_COPY_HOURS)
+    .default(DEFAULT_PHI_COPY_HOURS)
+    .describe(
+      `The longest a restored copy holding PHI (carehost restore ENV --into NAME, without --deidentify) lives before carehost tears it down, in hours (1 to ${MAX_PHI_COPY_HOURS}). Default ${DEFAULT_PHI_COPY_HOURS}; a copy gets ${DEFAULT_PHI_COPY_HOURS} h or this, whichever is less, unless the restore asks for less.`,
+    ),
+});
+
 const DefaultsSchema = z.strictObject({
   maintenanceWindow: MaintenanceWindowSchema.optional().describe(
     "Maintenance window of environments that declare none.",
@@ -649,6 +666,9 @@ const OrganizationInputSchema = z.strictObject({
   environments: z.array(EnvironmentSchema).min(1).describe("The Odoo environments of the organization."),
   gitops: GitopsSchema.optional().describe(
     "Where rendered manifests are delivered; without it, a bare repository in the carehost data dir.",
+  ),
+  copies: CopiesSchema.optional().describe(
+    "Restored copies of environments' data: how long one holding PHI may live (carehost copies lists them).",
   ),
   monitoring: MonitoringSchema.optional().describe(
     "Alerting: the shipped rules' overrides. Rendered as a Prometheus rules file (GET /api/monitoring/rules) and a PrometheusRule.",

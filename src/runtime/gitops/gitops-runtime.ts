@@ -186,5 +186,7 @@ export const gitopsRuntimeFactory = ({ repositoryFor }: TGitopsRuntimeDeps): TRu
     snapshotFilestore: (organization, environment) => refuse(organization, environment),
     restore: (organization, environment) => refuse(organization, environment),
     drill: (organization, environment) => refuse(organization, environment),
+    // No copy is ever made where the data tier is elsewhere: there is none to remove.
+    removeCopy: async () => ({ removed: false }),
   };
 };

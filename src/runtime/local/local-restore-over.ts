@@ -12,14 +12,15 @@ import { DomainError } from "../../lib/errors.js";
 import type { TEnvironmentSpec } from "../../spec/spec-schema.js";
 import { filestoreSwapNamesOf, restoreFilestore, swapInFilestore } from "./local-filestore.js";
 import { discardScratch, recoveredUntil, restoreToScratch } from "./local-recovery.js";
-import type { TRestoreTarget } from "../../backup/recovery-driver.js";
+import type { TDeidentified, TDeidentifyRequest, TRestoreTarget } from "../../backup/recovery-driver.js";
+import { deidentifyScratch } from "./local-restore-deidentify.js";
 import type { TRecoverableCluster } from "./local-recovery.js";
 import { databaseNameOf } from "./local-placement.js";
 import { dumpDatabase, loadAndSwap, settleInterruptedSwap, swapNamesOf } from "./postgres-database-move.js";
 import type { TAdminAccess } from "./postgres-database-move.js";
 import type { TPostgresTenant } from "./postgres-tenant.js";
 
-type TStepName = "postgresql" | "filestore" | "redis" | "application" | "ingress";
+type TStepName = "postgresql" | "filestore" | "deidentify" | "verify" | "swap" | "redis" | "application" | "ingress";
 type TStep = <T>(name: TStepName, run: () => Promise<{ detail: string; value: T }>) => Promise<T>;
 
 /** The declared environment whose database and filestore are replaced. */
@@ -65,8 +66,10 @@ export async function restoreOver(input: {
    * (restoreFilestore takes removed files for a cleanup's).
    */
   readonly snapshotRestoredFilestore?: () => Promise<unknown>;
+  /** De-identify the data in the scratch copy, and verify it, before anything is swapped in. */
+  readonly deidentify?: TDeidentifyRequest;
   readonly now: () => Date;
-}): Promise<{ filestoreFiles: number }> {
+}): Promise<{ filestoreFiles: number; deidentified?: TDeidentified }> {
   const { source, sourceEnvironment, into, target, scratchDirectory, step } = input;
   const database = databaseNameOf({ name: sourceEnvironment });
   const markerPath = join(scratchDirectory, input.markerName);
@@ -84,6 +87,8 @@ export async function restoreOver(input: {
   await writeFile(markerPath, JSON.stringify(marker));
   const scratchCluster = join(scratchDirectory, "postgres");
   try {
+    if (input.deidentify !== undefined)
+      return await restoreDeidentified({ ...input, deidentify: input.deidentify }, database, markerPath, marker);
     const until = await step("postgresql", async () => {
       const scratch = await restoreToScratch(source, scratchCluster, target);
       const recovered =
@@ -137,6 +142,80 @@ export async function restoreOver(input: {
   } finally {
     await discardScratch({ ...source.cluster, name: `${source.cluster.name}-restore`, directory: scratchCluster });
     await rm(scratchDirectory, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The de-identified order: the database restored into the scratch copy and the filestore into a
+ * directory beside the target's, both transformed and verified there; only then is the database
+ * moved over the target's and the filestore swapped in. Until the swap a failure leaves the
+ * target as it was (the caller's finally removes the scratch copy, this the restored filestore).
+ */
+async function restoreDeidentified(
+  input: Parameters<typeof restoreOver>[0] & { readonly deidentify: TDeidentifyRequest },
+  database: string,
+  markerPath: string,
+  marker: TRestoreOverMarker,
+): Promise<{ filestoreFiles: number; deidentified: TDeidentified }> {
+  const { source, sourceEnvironment, into, target, scratchDirectory, step } = input;
+  const { scratch, until } = await step("postgresql", async () => {
+    const restored = await restoreToScratch(source, join(scratchDirectory, "postgres"), target);
+    const recovered =
+      target.kind === "time" ? target.time : target.kind === "lsn" ? await recoveredUntil(restored, source) : undefined;
+    return {
+      detail: `database ${database} restored in a scratch copy of cluster "${source.cluster.name}" (port ${restored.port}); nothing is swapped in before it is de-identified and verified`,
+      value: { scratch: restored, until: recovered ?? undefined },
+    };
+  });
+  const [repository] = source.filestoreRepositories;
+  const { incoming } = filestoreSwapNamesOf(into.filestoreDirectory);
+  await rm(incoming, { recursive: true, force: true });
+  try {
+    const restoredFiles = await step("filestore", async () => {
+      if (repository === undefined) return { detail: "no repository", value: undefined };
+      const restored = await restoreFilestore(repository, sourceEnvironment, until, incoming);
+      return {
+        detail: `${restored.files} files of ${sourceEnvironment} from snapshot ${restored.snapshots.join(" + ")}, beside ${into.environment.name}'s filestore until verified`,
+        value: restored,
+      };
+    });
+    const access = { cluster: scratch, adminPassword: source.adminPassword, caPem: source.caPem };
+    const deidentified = await deidentifyScratch(
+      access,
+      database,
+      restoredFiles === undefined ? undefined : incoming,
+      input.deidentify,
+      step,
+    );
+    await step("swap", async () => {
+      const dump = join(scratchDirectory, "dump");
+      await dumpDatabase({ ...access, caPath: source.caPath }, database, dump);
+      await discardScratch(scratch);
+      await loadAndSwap(into.access, into.tenant, dump);
+      await writeFile(markerPath, JSON.stringify({ ...marker, databaseSwapped: true }));
+      if (restoredFiles !== undefined) {
+        try {
+          await swapInFilestore(into.filestoreDirectory, incoming);
+        } catch (error) {
+          throw new DomainError(
+            `the de-identified database of ${JSON.stringify(into.environment.name)} was swapped in, but its filestore was not (it is as it was before): ${error instanceof Error ? error.message : String(error)}; run the restore again`,
+          );
+        }
+        await writeFile(markerPath, JSON.stringify({ ...marker, databaseSwapped: true, filestoreSwapped: true }));
+        await input.snapshotRestoredFilestore?.();
+      }
+      return {
+        detail: `the verified copy moved over ${into.tenant.database} in cluster "${into.access.cluster.name}" (port ${into.access.cluster.port}, owner ${into.tenant.role})${restoredFiles === undefined ? "" : `, its filestore swapped in${input.snapshotRestoredFilestore === undefined ? "" : " and snapshotted"}`}`,
+        value: undefined,
+      };
+    });
+    await step("redis", async () => ({ detail: await input.flushSessions(into.environment), value: undefined }));
+    await step("application", async () => ({ detail: "not deployed on this runtime", value: undefined }));
+    await step("ingress", async () => ({ detail: "not deployed on this runtime", value: undefined }));
+    return { filestoreFiles: restoredFiles?.files ?? 0, deidentified };
+  } finally {
+    // Renamed into place by the swap; otherwise the restored (and perhaps half-transformed) files go.
+    await rm(incoming, { recursive: true, force: true });
   }
 }
 

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { NotFoundError, ValidationError } from "../../lib/errors.js";
 import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import type {
+  TDeidentified,
   TRestoreDestination,
   TRestoreOutcome,
   TRestoreStep,
@@ -26,6 +27,7 @@ import { databaseNameOf } from "./local-placement.js";
 import { closeConnection, tenantOf } from "./local-postgres.js";
 import { recoveredUntil, restoreInPlace, restoreToScratch } from "./local-recovery.js";
 import { restoreOver } from "./local-restore-over.js";
+import { deidentifyScratch, keepOnlyDatabase } from "./local-restore-deidentify.js";
 import { ensureTargetArchived } from "./local-restore-target.js";
 import { runningPid } from "./postgres-cluster.js";
 
@@ -63,6 +65,17 @@ export const localRestoreFactory = ({
   | "flushSessions"
   | "stopCopies"
 >) => ({
+  /** Stops a restored copy's cluster and removes its directory (data, filestore, marker). */
+  removeCopy: async (organization: TOrganizationSpec, name: string): Promise<{ removed: boolean }> => {
+    if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(name))
+      throw new ValidationError(`${JSON.stringify(name)} is not a copy's name (lowercase letters, digits and hyphens)`);
+    const restores = join(root, organization.metadata.name, "restores");
+    if ((await stat(join(restores, name)).catch(() => undefined)) === undefined) return { removed: false };
+    await stopCopies(restores, [name]);
+    await rm(join(restores, name), { recursive: true, force: true });
+    return { removed: true };
+  },
+
   /**
    * Restores an environment to a point in time, in the documented order: secrets, PostgreSQL,
    * filestore, Redis (sessions flushed), application, ingress. Into a new copy under
@@ -158,6 +171,25 @@ export const localRestoreFactory = ({
                 value: restored,
               };
             });
+            const database = databaseNameOf({ name: environmentName });
+            let deidentified: TDeidentified | undefined;
+            if (destination.deidentify !== undefined) {
+              // Until the marker goes, the copy is half-made: nobody is told its port, and a killed
+              // carehost's next reconcile removes it, PHI and all.
+              const access = { cluster: scratch, adminPassword: source.adminPassword, caPem: source.caPem };
+              const dropped = await keepOnlyDatabase(access, database);
+              deidentified = await deidentifyScratch(
+                access,
+                database,
+                repository === undefined ? undefined : join(directory, "filestore"),
+                destination.deidentify,
+                step,
+              );
+              await step("swap", async () => ({
+                detail: `the verified copy announced${dropped.length === 0 ? "" : `; the cluster's other databases (${dropped.join(", ")}) dropped from it`}`,
+                value: undefined,
+              }));
+            }
             await step("redis", async () => ({
               detail: "a copy gets no Redis: sessions are never restored",
               value: undefined,
@@ -168,10 +200,11 @@ export const localRestoreFactory = ({
             return {
               directory,
               port: scratch.port,
-              database: databaseNameOf({ name: environmentName }),
+              database,
               filestoreFiles: filestore?.files ?? 0,
               steps,
               durationMs: elapsedMs(started),
+              ...(deidentified === undefined ? {} : { deidentified }),
             };
           } catch (error) {
             // Nothing half-made stays behind: the fetch is let finish, the copy's cluster stopped and its directory removed.
@@ -201,7 +234,7 @@ export const localRestoreFactory = ({
               `an interrupted restore into ${JSON.stringify(into.name)} is still to be cleaned up (${scratchDirectory}); run carehost reconcile first`,
             );
           }
-          const { filestoreFiles } = await restoreOver({
+          const { filestoreFiles, deidentified } = await restoreOver({
             source,
             sourceEnvironment: environmentName,
             into: {
@@ -213,6 +246,9 @@ export const localRestoreFactory = ({
             target,
             scratchDirectory,
             markerName: RESTORING_MARKER,
+            ...(destination.kind === "environment" && destination.deidentify !== undefined
+              ? { deidentify: destination.deidentify }
+              : {}),
             step: (name, run) => step(name, run),
             flushSessions: (environment) => flushSessions(organization, environment),
             ...(into.backup.enabled
@@ -234,6 +270,7 @@ export const localRestoreFactory = ({
             filestoreFiles,
             steps,
             durationMs: elapsedMs(started),
+            ...(deidentified === undefined ? {} : { deidentified }),
           };
         }
         const markerPath = join(source.cluster.directory, RESTORING_MARKER);

@@ -42,7 +42,7 @@ export const localRuntimeFactory = (deps: TLocalRuntimeDeps) => {
   const { probe } = localProbeFactory(context);
   const { render, planChange } = localRenderFactory({ ...context, ...odooFiles });
   const backups = localBackupFactory(context);
-  const { restore } = localRestoreFactory(context);
+  const { restore, removeCopy } = localRestoreFactory(context);
   const { drill, heartbeat } = localDrillFactory(context);
 
   return {
@@ -79,6 +79,7 @@ export const localRuntimeFactory = (deps: TLocalRuntimeDeps) => {
     filestoreSnapshots: backups.filestoreSnapshots,
 
     restore,
+    removeCopy,
     drill,
     heartbeat,
 

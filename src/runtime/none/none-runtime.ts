@@ -56,5 +56,7 @@ export const noneRuntimeFactory = (): TRuntimeDriver => {
     snapshotFilestore: (organization, environment) => refuse(organization, environment),
     restore: (organization, environment) => refuse(organization, environment),
     drill: (organization, environment) => refuse(organization, environment),
+    // No copy is ever made where the data tier is elsewhere: there is none to remove.
+    removeCopy: async () => ({ removed: false }),
   };
 };

@@ -191,6 +191,19 @@ export const registerRecoveryRoutes = (api: TApi, services: Pick<TServerServices
             .max(500)
             .optional()
             .describe("why an in-place restore cannot wait for the maintenance window (audited)"),
+          deidentify: z
+            .boolean()
+            .optional()
+            .describe(
+              "neutralize and de-identify the data in a scratch copy and verify it before it is swapped in or announced (with into)",
+            ),
+          expiresInHours: z
+            .number()
+            .int()
+            .optional()
+            .describe(
+              "how long a new copy holding PHI lives, in hours; at most the spec's copies.maxPhiHours (default 24)",
+            ),
         }),
         response: { 202: RunStarted, ...runProblems },
       },

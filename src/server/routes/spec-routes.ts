@@ -158,6 +158,16 @@ export const registerSpecRoutes = (api: TApi, services: Pick<TServerServices, "e
                   ),
                 results: z.array(z.unknown()).readonly(),
               }),
+              copies: z
+                .object({
+                  live: z.number().int(),
+                  phi: z.number().int().describe("live copies holding PHI"),
+                  pastExpiry: z
+                    .number()
+                    .int()
+                    .describe("copies of PHI still live past their expiry (CH-DATA-002 fails)"),
+                })
+                .describe("the organization's live copies, from carehost's record of them"),
             }),
           ),
           ...problemResponses,

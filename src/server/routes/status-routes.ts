@@ -45,6 +45,20 @@ const StatusSchema = z.object({
         .describe(
           "emergency changes applied without approval, until enough people other than the requester approve them",
         ),
+      copies: z
+        .array(
+          z.object({
+            name: z.string(),
+            kind: z.enum(["copy", "environment"]),
+            sourceEnvironment: z.string(),
+            restoredTo: z.string(),
+            dataClass: z.string().describe("deidentified only once the copy's verification passed"),
+            owner: z.string(),
+            expiresAt: z.iso.datetime().nullable(),
+            pastExpiry: z.boolean().describe("a copy of PHI still live past its expiry (an ALERT)"),
+          }),
+        )
+        .describe("live copies of the organization's environments' data (carehost copies)"),
       environments: z.array(
         z.object({
           name: z.string(),
