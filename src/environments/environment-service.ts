@@ -14,6 +14,7 @@ import { approvalsOf, exceptionActorOf } from "../policy/policy-exception-store.
 import { exceptionDigest, isExceptionActive } from "../policy/policy-exceptions.js";
 import type { TExceptionApprovals } from "../policy/policy-exceptions.js";
 import type { TPolicyChecker } from "../policy/policy-service.js";
+import { withRecordedCopies } from "../policy/policy-service.js";
 import type { TLiveCopy, TPlatformEnforcement } from "../policy/policy-types.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import { canonicalJson, specDigest } from "../spec/spec-digest.js";
@@ -47,10 +48,6 @@ type TEnvironmentServiceDeps = {
   /** The organization's live copies as the copies table records them (CH-DATA-001, CH-DATA-002), judged at `at`. */
   copies?: (organization: string, at: Date) => Promise<readonly TLiveCopy[]>;
 };
-
-/** The copies of one environment's data a posture judges it by: made from it, or put into it. */
-const copiesOf = (copies: readonly TLiveCopy[], environment: string) =>
-  copies.filter((copy) => (copy.kind === "copy" ? copy.sourceEnvironment : copy.name) === environment);
 
 /**
  * A plan as shown to the user, its three sides kept apart: the change (the file against the applied
@@ -504,15 +501,7 @@ export const environmentServiceFactory = ({
           const approvals = await store.exceptionApprovals(spec.metadata.name);
           const recorded = copies === undefined ? undefined : await copies(spec.metadata.name, new Date());
           const subjects =
-            recorded === undefined
-              ? observation.subjects
-              : {
-                  ...observation.subjects,
-                  live: observation.subjects.live.map((subject) => ({
-                    ...subject,
-                    live: { ...subject.live, copies: copiesOf(recorded, subject.environment.name) },
-                  })),
-                };
+            recorded === undefined ? observation.subjects : withRecordedCopies(observation.subjects, recorded);
           return {
             organization: spec.metadata.name,
             report: policy.evaluate(spec, subjects, enforced, approvals),

@@ -14,6 +14,7 @@ import type { TExceptionApprovals } from "./policy-exceptions.js";
 import type {
   TAnyControl,
   TArtifactSubject,
+  TLiveCopy,
   TLiveSubject,
   TManifestSubject,
   TPlatformEnforcement,
@@ -27,6 +28,26 @@ export const specSubjectsOf = (organization: TOrganizationSpec, platform?: TPlat
     environment,
     ...(platform === undefined ? {} : { platform }),
   }));
+
+/**
+ * The live subjects with the copies carehost recorded (the copies table), each environment judged
+ * by the copies made from it and the data put into it (CH-DATA-001, CH-DATA-002).
+ */
+export const withRecordedCopies = <T extends { readonly live: readonly TLiveSubject[] }>(
+  subjects: T,
+  copies: readonly TLiveCopy[],
+): T => ({
+  ...subjects,
+  live: subjects.live.map((subject) => ({
+    ...subject,
+    live: {
+      ...subject.live,
+      copies: copies.filter(
+        (copy) => (copy.kind === "copy" ? copy.sourceEnvironment : copy.name) === subject.environment.name,
+      ),
+    },
+  })),
+});
 
 export const policyCheckerFactory = ({
   controls = POLICY_CATALOG,
