@@ -228,6 +228,18 @@ const cases = (f: TFixture): Record<string, TCase> => {
       a: { url: "/api/restores", body: { ...env(ALPHA), into: "copy-1" } },
     },
     "GET /api/restores": listing("/api/restores", "backup:read"),
+    "GET /api/copies": {
+      kind: "organization",
+      permission: "environment:read",
+      b: [{ url: `/api/copies?organization=${BETA}` }, { url: "/api/copies" }],
+      a: { url: `/api/copies?organization=${ALPHA}` },
+    },
+    "DELETE /api/copies/:name": {
+      kind: "organization",
+      permission: "restore:run",
+      b: [{ url: `/api/copies/copy-b?organization=${BETA}` }, { url: "/api/copies/copy-b" }],
+      a: { url: `/api/copies/copy-a?organization=${ALPHA}` },
+    },
     "POST /api/drills": {
       kind: "organization",
       permission: "restore:run",
@@ -394,6 +406,13 @@ void describe("authorization per organization, over every route", () => {
         ),
       };
     }
+    // A copy of each organization's production, as a restore records it.
+    for (const organization of [ALPHA, BETA])
+      await database.superuserQuery(
+        `INSERT INTO copies (organization, name, kind, source_environment, source_data_class, restored_to, data_class, restore_run_id, owner, created_at, expires_at)
+         VALUES ($1, $2, 'copy', 'prod', 'phi', 'latest', 'phi', 1, 'admin', now(), now() + interval '1 day')`,
+        [organization, organization === ALPHA ? "copy-a" : "copy-b"],
+      );
     const operations: TFixture["operations"] = {};
     for (const organization of [ALPHA, BETA]) {
       const insert = async (state: string) =>

@@ -4,7 +4,7 @@
 // transaction. The data a restore put into a declared environment is listed too (where it came
 // from, what class it is), but it is the environment's data: only a restored copy is torn down.
 import type { TAuditEvent } from "../audit/audit-types.js";
-import { authorize, authorizeListing, inScope } from "../identity/identity-permissions.js";
+import { authorize, authorizeListing, inScope, recordDenial } from "../identity/identity-permissions.js";
 import type { TChangeAudit } from "../identity/identity-types.js";
 import { NotFoundError, ValidationError } from "../lib/errors.js";
 import { actorName, type TRequestContext } from "../lib/request-context.js";
@@ -68,10 +68,20 @@ export const copiesLifecycleFactory = ({
 
     /** Tears a restored copy down now: its cluster stopped, its data and filestore removed; audited. */
     remove: async (ctx: TRequestContext, input: { name: string; organization?: string }) => {
+      // Naming an organization outside the caller's bindings is refused before anything is looked up.
+      if (input.organization !== undefined)
+        await authorize(ctx, "restore:run", audit, `copy/${input.organization}/${input.name}`, {
+          organization: input.organization,
+        });
       const scope = await authorizeListing(ctx, "restore:run", audit, `copy/${input.name}`);
-      const candidates = (await liveCopies(db, input.organization === undefined ? undefined : [input.organization]))
-        .filter((copy) => copy.name === input.name && inScope(scope, copy.organization))
-        .filter((copy) => input.organization === undefined || copy.organization === input.organization);
+      const named = (await liveCopies(db, input.organization === undefined ? undefined : [input.organization])).filter(
+        (copy) => copy.name === input.name,
+      );
+      const candidates = named.filter((copy) => inScope(scope, copy.organization));
+      const hidden = named.find((copy) => !inScope(scope, copy.organization));
+      // Another organization's copy is "not found" like one that does not exist, and the refusal audited.
+      if (candidates.length === 0 && hidden !== undefined)
+        await recordDenial(ctx, "restore:run", audit, `copy/${input.name}`, { organization: hidden.organization });
       if (candidates.length === 0)
         throw new NotFoundError(`no live copy is named ${JSON.stringify(input.name)} (carehost copies lists them)`);
       if (candidates.length > 1)
