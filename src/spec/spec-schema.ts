@@ -380,7 +380,9 @@ const DataSourceSchema = z.strictObject({
   deidentify: z
     .boolean()
     .default(true)
-    .describe("Replace patient-identifying data while copying (beyond odoo-bin neutralize). Default true."),
+    .describe(
+      "PHI comes into this environment only neutralized and de-identified (carehost restore SOURCE --into ENV --deidentify): a plain restore of PHI into it is refused (exit 3). Default true.",
+    ),
 });
 
 const sqlName = () =>
