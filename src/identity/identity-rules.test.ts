@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { passwordSession, testMasterKey } from "../../test/identity-fixtures.js";
 import { readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { recordChangeThrough } from "../../test/audit-fixtures.js";
@@ -59,6 +60,7 @@ const withCarehost = async (
     const store = environmentStoreFactory(db);
     const identity = identityServiceFactory({
       db,
+      masterKey: testMasterKey(),
       audit: { append, recordChange: recordChangeThrough(db, append) },
       now: () => now,
       organizationRules: store.latestIdentityRules,
@@ -102,7 +104,7 @@ forEachStoreKind((kind, createDatabase) => {
     void it("ends idle sessions after the strictest recorded sessionIdleTimeoutMinutes, never later than the fixed 30, and the posture reads that value", () =>
       withCarehost(createDatabase, async ({ identity, environments, changes, advance }) => {
         await identity.createUser(admin, { username: "kim", role: "viewer", organizations: ["*"], password });
-        const signIn = async () => (await identity.login(anonymous, { username: "kim", password })).token;
+        const signIn = async () => (await passwordSession(identity, anonymous, { username: "kim", password })).token;
         const idleFor = async (idleMinutes: number) => {
           const token = await signIn();
           advance(minutes(idleMinutes));
@@ -134,7 +136,14 @@ forEachStoreKind((kind, createDatabase) => {
         );
         assert.equal(
           identityRulesOf(defaultSessionLimits, [
-            { organization: "internal", sessionIdleTimeoutMinutes: 600, localUsersAllowed: true },
+            {
+              organization: "internal",
+              sessionIdleTimeoutMinutes: 600,
+              localUsersAllowed: true,
+              mfaRequired: false,
+              sessionMaxHours: 12,
+              oidcConfigured: false,
+            },
           ]).session.idleMinutes,
           30,
         );
@@ -211,7 +220,7 @@ forEachStoreKind((kind, createDatabase) => {
         // A wrong password stays the neutral refusal: the rule is told only to whoever knew the password.
         await assert.rejects(identity.login(anonymous, { username: "vera", password: "not it" }), UnauthenticatedError);
 
-        const session = await identity.login(anonymous, { username: "admin", password: bootstrap.password });
+        const session = await passwordSession(identity, anonymous, { username: "admin", password: bootstrap.password });
         await identity.authenticate(session.token, meta);
         const breakGlass = events.filter((event) => event.type === "auth.login.break_glass");
         assert.equal(breakGlass.length, 1);
@@ -245,7 +254,7 @@ forEachStoreKind((kind, createDatabase) => {
           [userContext("bob", "approver"), userContext("erin", "approver")],
           await demoWith({ localUsersAllowed: true }),
         );
-        await identity.login(anonymous, { username: "vera", password });
+        await passwordSession(identity, anonymous, { username: "vera", password });
         assert.equal((await postureOf(environments, "CH-IAM-004")).status, "not-applicable");
       }));
   });

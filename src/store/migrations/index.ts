@@ -15,6 +15,7 @@ import { tokenExpiryMigration } from "./0012-token-expiry.js";
 import { changeRequestsMigration } from "./0013-change-requests.js";
 import { operationsMigration } from "./0014-operations.js";
 import { changeDrillsMigration } from "./0015-change-drills.js";
+import { secondFactorMigration } from "./0016-second-factor.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
@@ -34,4 +35,5 @@ export const migrations: readonly TMigration[] = [
   changeRequestsMigration,
   operationsMigration,
   changeDrillsMigration,
+  secondFactorMigration,
 ];
