@@ -15,6 +15,7 @@ import { changeStoreFactory } from "../governance/change-store.js";
 import { ConflictError, ForbiddenError, UnauthenticatedError, ValidationError } from "../lib/errors.js";
 import { systemContext, type TRequestContext } from "../lib/request-context.js";
 import { policyCheckerFactory } from "../policy/policy-service.js";
+import type { TMasterKey } from "../secrets/secrets-master-key.js";
 import type { TSqlClient } from "../store/store-types.js";
 import { TICKET_LIFETIME_SECONDS, TICKET_TRIES } from "./identity-mfa-service.js";
 import { RECOVERY_CODE_COUNT } from "./identity-recovery-codes.js";
@@ -52,6 +53,7 @@ type THarness = {
   environments: ReturnType<typeof environmentServiceFactory>;
   changes: ReturnType<typeof changeServiceFactory>;
   db: TSqlClient;
+  masterKey: TMasterKey;
   events: TRecorded[];
   advance: (ms: number) => void;
   now: () => Date;
@@ -69,10 +71,11 @@ const withCarehost = async (
     const audit = { append, recordChange: recordChangeThrough(db, append) };
     let now = new Date("2030-01-01T00:00:00Z");
     const store = environmentStoreFactory(db);
+    const masterKey = testMasterKey();
     const identity = identityServiceFactory({
       db,
       audit,
-      masterKey: testMasterKey(),
+      masterKey,
       now: () => now,
       organizationRules: store.latestIdentityRules,
     });
@@ -96,6 +99,7 @@ const withCarehost = async (
       environments,
       changes,
       db,
+      masterKey,
       events,
       advance: (ms) => (now = new Date(now.getTime() + ms)),
       now: () => now,
@@ -240,6 +244,33 @@ forEachStoreKind((kind, createDatabase) => {
         // A clock a little behind: the previous step's code, later than the last one accepted, signs in.
         advance(3 * 30_000);
         await answer(codeAt(-1));
+      }));
+
+    void it("accepts one code once when two replicas are handed it at the same moment", () =>
+      withCarehost(createDatabase, async ({ identity, environments, db, masterKey, now }) => {
+        await identity.createUser(admin, { username: "kim", role: "viewer", organizations: ["*"], password });
+        await environments.apply(admin, await demoWith());
+        const app = authenticatorApp(now);
+        await app.signIn(identity, anonymous, { username: "kim", password });
+        // A second replica: its own identity service on the same database, master key and clock.
+        const replica = identityServiceFactory({
+          db,
+          audit: { append: async () => undefined, recordChange: recordChangeThrough(db, async () => undefined) },
+          masterKey,
+          now,
+          organizationRules: environmentStoreFactory(db).latestIdentityRules,
+        });
+        const code = app.code();
+        const tickets = await Promise.all(
+          [identity, replica].map(async (service) => ({
+            service,
+            ticket: (await passwordChallenge(service, anonymous, { username: "kim", password })).ticket,
+          })),
+        );
+        const outcomes = await Promise.allSettled(
+          tickets.map(({ service, ticket }) => service.completeSignIn(anonymous, { ticket, code })),
+        );
+        assert.deepEqual(outcomes.map((outcome) => outcome.status).sort(), ["fulfilled", "rejected"]);
       }));
 
     void it("takes each recovery code once in place of a code, and ends a ticket after its tries or its lifetime", () =>

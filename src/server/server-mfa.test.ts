@@ -57,6 +57,24 @@ void describe("carehost up: the second factor over HTTP and the CLI", () => {
     }
   };
 
+  /** The CLI in a terminal-less session where a person types the code of the secret it printed. */
+  const cliTypingCode = (args: string[], env: Record<string, string> = {}) =>
+    new Promise<TCliResult>((resolveRun, rejectRun) => {
+      const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+        env: { ...cliEnv(), ...env },
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (chunk: Buffer) => {
+        stdout += chunk.toString("utf8");
+        const secret = /secret: ([A-Z2-7]+)\n/.exec(stdout)?.[1];
+        if (secret !== undefined && !child.stdin.writableEnded) child.stdin.end(`${totpCodeAt(secret, now())}\n`);
+      });
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+      child.on("error", rejectRun);
+      child.on("close", (code) => resolveRun({ code: code ?? 1, stdout, stderr }));
+    });
+
   before(async () => {
     home = await mkdtemp(join(tmpdir(), "carehost-mfa-"));
     running = await startCarehost(
@@ -148,6 +166,21 @@ void describe("carehost up: the second factor over HTTP and the CLI", () => {
     );
     assert.equal(created.status, 201, JSON.stringify(created.body));
 
+    // kim, bound to the demo, enrols at her first sign-in through the CLI: the URI, her code, the recovery codes.
+    const kim = await call(
+      "POST",
+      "/api/users",
+      { username: "kim", role: "viewer", organizations: ["northwind-health"], password: "kim's long passphrase" },
+      adminSession,
+    );
+    assert.equal(kim.status, 201, JSON.stringify(kim.body));
+    const kimsLogin = await cliTypingCode(["login", "-u", "kim"], { CAREHOST_PASSWORD: "kim's long passphrase" });
+    assert.equal(kimsLogin.code, 0, kimsLogin.stdout + kimsLogin.stderr);
+    assert.match(kimsLogin.stdout, /kim has no authenticator yet, and a second factor is required/);
+    assert.match(kimsLogin.stdout, /otpauth:\/\/totp\/carehost:kim\?/);
+    assert.match(kimsLogin.stdout, /Signed in to .* as kim \(viewer\)/);
+    assert.equal(kimsLogin.stdout.match(/^ {2}[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$/gm)?.length, 10);
+
     // The admin signs in through the CLI: password, reason, and the code from the environment.
     const login = await cli(["login", "--reason", "IdP outage INC-9"], {
       CAREHOST_PASSWORD: await adminPassword(),
@@ -165,19 +198,7 @@ void describe("carehost up: the second factor over HTTP and the CLI", () => {
     // lee needs no second factor (lakeside-health is not recorded), and enrols one from her session.
     const leeLogin = await cli(["login", "-u", "lee"], { CAREHOST_PASSWORD: "lee's long passphrase" });
     assert.equal(leeLogin.code, 0, leeLogin.stdout + leeLogin.stderr);
-    const enrol = await new Promise<TCliResult>((resolveRun, rejectRun) => {
-      const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "mfa", "enroll"], { env: cliEnv() });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (chunk: Buffer) => {
-        stdout += chunk.toString("utf8");
-        const secret = /secret: ([A-Z2-7]+)\n/.exec(stdout)?.[1];
-        if (secret !== undefined && !child.stdin.writableEnded) child.stdin.end(`${totpCodeAt(secret, now())}\n`);
-      });
-      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
-      child.on("error", rejectRun);
-      child.on("close", (code) => resolveRun({ code: code ?? 1, stdout, stderr }));
-    });
+    const enrol = await cliTypingCode(["mfa", "enroll"]);
     assert.equal(enrol.code, 0, enrol.stdout + enrol.stderr);
     assert.match(enrol.stdout, /otpauth:\/\/totp\/carehost:lee\?/);
     assert.equal(enrol.stdout.match(/^ {2}[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$/gm)?.length, 10);
