@@ -14,6 +14,7 @@ import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { rolePermissions } from "../src/identity/identity-permissions.js";
+import { totpCodeAt } from "../src/identity/identity-totp.js";
 import type { Permission } from "../src/identity/identity-permissions.js";
 import { loadConfig } from "../src/lib/config.js";
 import type { TRole } from "../src/lib/request-context.js";
@@ -29,7 +30,13 @@ const BETA_ONLY = "beta-only";
 const PASSWORD = "correct horse battery staple";
 
 type TAnswer = { status: number; text: string; requestId: string };
-type TRequest = { readonly url: string; readonly body?: unknown; readonly freshSession?: boolean };
+type TRequest = {
+  readonly url: string;
+  readonly body?: unknown;
+  readonly freshSession?: boolean;
+  /** For a self case: the answer the caller's own state gives (an authenticator enrolled already), when not 2xx. */
+  readonly expectStatus?: number;
+};
 type TFixture = {
   specOf: (organization: string) => string;
   runs: Record<string, Record<"backup" | "verify" | "restore" | "drill", number>>;
@@ -113,6 +120,18 @@ const cases = (f: TFixture): Record<string, TCase> => {
       kind: "public",
       request: { url: "/api/auth/oidc/callback", body: { parameters: "code=x&state=y" } },
       refusedWith: 401,
+    },
+    "POST /api/auth/second-factor": { kind: "public", request: { url: "/api/auth/second-factor" } },
+    // Every user here enrolled at their first sign-in (the demo requires a second factor): a second
+    // authenticator is refused until a reset, and there is no enrolment waiting to confirm.
+    "POST /api/mfa/enrolment": { kind: "self", request: { url: "/api/mfa/enrolment", expectStatus: 409 } },
+    "POST /api/mfa/enrolment/confirm": {
+      kind: "self",
+      request: { url: "/api/mfa/enrolment/confirm", body: { code: "123456" }, expectStatus: 409 },
+    },
+    "POST /api/users/:username/mfa/reset": {
+      kind: "platform",
+      request: { url: "/api/users/admin/mfa/reset", body: { reason: "take over the admin" } },
     },
     "POST /api/auth/logout": { kind: "self", request: { url: "/api/auth/logout", freshSession: true } },
     "GET /api/whoami": { kind: "self", request: { url: "/api/whoami" } },
@@ -321,14 +340,31 @@ void describe("authorization per organization, over every route", () => {
     assert.ok(answer.status >= 200 && answer.status < 300, `${method} ${url}: ${answer.status} ${answer.text}`);
     return JSON.parse(answer.text || "null") as unknown;
   };
-  const login = async (username: string) => {
-    const response = await fetch(`${running.url}/api/auth/login`, {
+  // The demo requires a second factor: each user enrols at the first sign-in and answers every
+  // later one with a code. The identity clock moves a minute before each code, so none is reused.
+  const authenticators = new Map<string, string>();
+  let clockOffsetMs = 0;
+  const identityNow = () => new Date(Date.now() + clockOffsetMs);
+  const post = async (url: string, body: unknown) => {
+    const response = await fetch(`${running.url}${url}`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ username, password: PASSWORD }),
+      body: JSON.stringify(body),
     });
-    assert.equal(response.status, 200, username);
-    return ((await response.json()) as { token: string }).token;
+    assert.equal(response.status, 200, `${url}: ${response.status}`);
+    return (await response.json()) as { token?: string; ticket?: string; secret?: string };
+  };
+  /** The password step: the ticket it gives, and the code that completes it. */
+  const passwordStep = async (username: string) => {
+    const challenge = await post("/api/auth/login", { username, password: PASSWORD });
+    if (challenge.secret !== undefined) authenticators.set(username, challenge.secret);
+    clockOffsetMs += 60_000;
+    return { ticket: challenge.ticket!, code: totpCodeAt(authenticators.get(username)!, identityNow()) };
+  };
+  const login = async (username: string) => {
+    const token = (await post("/api/auth/second-factor", await passwordStep(username))).token;
+    assert.ok(token, username);
+    return token;
   };
   const specOf = (organization: string) => {
     const named = source.replace("name: northwind-health", `name: ${organization}`);
@@ -353,7 +389,7 @@ void describe("authorization per organization, over every route", () => {
       CAREHOST_DATABASE_URL: (database.config as { url: string }).url,
     });
     const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
-    running = await startCarehost(config, { print: () => undefined, logStream: discard });
+    running = await startCarehost(config, { print: () => undefined, logStream: discard, clock: identityNow });
     adminToken = (await readFile(join(home, "cli-token"), "utf8")).trim();
     source = (await readFile("examples/northwind-health.yaml", "utf8")).replace(
       "localUsersAllowed: false",
@@ -459,7 +495,12 @@ void describe("authorization per organization, over every route", () => {
       const mustBeDenied: [string, TAnswer][] = [];
       const mustNotBeDenied: [string, TAnswer][] = [];
       const send = async (method: string, request: TRequest) => {
-        const body = request.url === "/api/auth/login" ? { username, password: PASSWORD } : request.body;
+        const body =
+          request.url === "/api/auth/login"
+            ? { username, password: PASSWORD }
+            : request.url === "/api/auth/second-factor"
+              ? await passwordStep(username)
+              : request.body;
         const answer = await call(request.freshSession ? await login(username) : token, method, request.url, body);
         assert.ok(answer.status < 500, `${method} ${request.url}: ${answer.status} ${answer.text}`);
         return answer;
@@ -474,6 +515,8 @@ void describe("authorization per organization, over every route", () => {
             mustBeDenied.push([key, answer]);
           } else if (routeCase.refusedWith !== undefined) {
             assert.equal(answer.status, routeCase.refusedWith, `${key}: ${answer.text}`);
+          } else if (routeCase.request.expectStatus !== undefined) {
+            assert.equal(answer.status, routeCase.request.expectStatus, `${key}: ${answer.text}`);
           } else {
             assert.ok(answer.status < 300, `${key}: ${answer.status} ${answer.text}`);
           }

@@ -10,15 +10,50 @@ const reason = z.string().max(500);
 const name = z.string().min(1).max(200);
 /** A size, count or duration. */
 const bytes = z.number().int().nonnegative();
+const secondFactor = z.enum(["totp", "recovery-code"]);
 
 export const auditPayloadSchemas = {
-  "auth.login.succeeded": z.strictObject({ username: name, sessionId: name, expiresAt: z.string() }),
-  /** The bootstrap admin signed in with its password while an organization allows no local users. */
+  "auth.login.succeeded": z.strictObject({
+    username: name,
+    sessionId: name,
+    expiresAt: z.string(),
+    /** The second factor the sign-in passed (absent: none was asked). */
+    secondFactor: secondFactor.optional(),
+  }),
+  /**
+   * The bootstrap admin signed in with its password while an organization allows no local users or
+   * signs people in through OIDC: an ALERT, with the reason its user gave. (Entries written before
+   * break-glass asked for a reason have neither severity nor reason.)
+   */
   "auth.login.break_glass": z.strictObject({
     username: name,
     sessionId: name,
     expiresAt: z.string(),
     localUsersRefusedBy: z.array(name).max(1000),
+    oidcConfiguredBy: z.array(name).max(1000).optional(),
+    severity: z.literal("alert").optional(),
+    reason: reason.optional(),
+    secondFactor: secondFactor.optional(),
+  }),
+  /** The password was right and a second factor is asked before any session: a code, or enrolment first. */
+  "auth.mfa.challenged": z.strictObject({
+    username: name,
+    method: z.enum(["totp", "enrol"]),
+    ticketExpiresAt: z.string(),
+  }),
+  /** A TOTP authenticator was confirmed with a first code; this many recovery codes were issued (stored hashed). */
+  "auth.mfa.enrolled": z.strictObject({ username: name, recoveryCodes: bytes }),
+  /** A signed-in user began enrolling an authenticator; nothing is asked of it until a first code confirms it. */
+  "auth.mfa.enrolment_started": z.strictObject({ username: name }),
+  /** A second factor refused: a wrong or reused code, a used recovery code, a ticket out of tries. */
+  "auth.mfa.failed": z.strictObject({ username: name, reason, attemptsLeft: bytes.optional() }),
+  "auth.mfa.recovery_code_used": z.strictObject({ username: name, recoveryCodesLeft: bytes }),
+  /** An admin removed another user's second factor (they enrol again at their next sign-in); their sessions end. */
+  "auth.mfa.reset": z.strictObject({
+    username: name,
+    reason,
+    hadSecondFactor: z.boolean(),
+    revokedSessionCount: bytes,
   }),
   "auth.login.failed": z.strictObject({ username: name, reason }),
   /** The first refusal of its audit window; the rest are counted in auth.login.failures. */
@@ -77,6 +112,8 @@ export const auditPayloadSchemas = {
   "user.role_changed": z.strictObject({ username: name, from: role, to: role }),
   "user.disabled": z.strictObject({ username: name, revokedTokenCount: z.number().int().nonnegative() }),
   "token.created": z.strictObject({ tokenId: name, name, owner: name, expiresAt: z.string() }),
+  /** An API token refused to a credential that has not passed the second factor its owner needs. */
+  "token.refused": z.strictObject({ owner: name, reason }),
   "token.revoked": z.strictObject({
     tokenId: name,
     kind: z.enum(["session", "api"]),

@@ -1,6 +1,6 @@
 // The HTTP API. Fastify with zod schemas: the same schemas validate requests and produce the
 // OpenAPI 3.1 document at /api/openapi.json. Deny by default: a route is public only when it
-// says so in its config, and only health and login do.
+// says so in its config, and only health and the two steps of a sign-in do.
 import { randomUUID } from "node:crypto";
 import fastifyHelmet from "@fastify/helmet";
 import fastifySwagger from "@fastify/swagger";

@@ -118,15 +118,16 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   });
   const audit = auditServiceFactory({ log, db });
   const environmentStore = environmentStoreFactory(db);
+  // The master key lives outside the database (CAREHOST_MASTER_KEY or a 0600 file), so a copy of
+  // the database alone does not open the secrets (nor the users' TOTP secrets).
+  const masterKey = await loadMasterKey({ filePath: join(config.home, "master.key") });
   const identity = identityServiceFactory({
     db,
     audit: log,
+    masterKey,
     organizationRules: environmentStore.latestIdentityRules,
     ...(options.clock === undefined ? {} : { now: options.clock }),
   });
-  // The master key lives outside the database (CAREHOST_MASTER_KEY or a 0600 file), so a copy of
-  // the database alone does not open the secrets.
-  const masterKey = await loadMasterKey({ filePath: join(config.home, "master.key") });
   const secrets = secretsServiceFactory({
     db,
     masterKey,

@@ -170,6 +170,12 @@ const IdentitySchema = z.strictObject({
     .max(24 * 60)
     .default(15)
     .describe("Automatic logoff after this many idle minutes (164.312(a)(2)(iii)). Default 15."),
+  sessionMaxHours: z
+    .int()
+    .min(1)
+    .max(24)
+    .default(12)
+    .describe("A session ends this many hours after sign-in however active it is; at most 24. Default 12."),
 });
 
 /** An https:// or ssh:// Git URL with no credentials in it (withoutCredentials). */
