@@ -16,6 +16,7 @@ import { changeRequestsMigration } from "./0013-change-requests.js";
 import { operationsMigration } from "./0014-operations.js";
 import { changeDrillsMigration } from "./0015-change-drills.js";
 import { filestoreChecksMigration } from "./0016-filestore-checks.js";
+import { runOperationsMigration } from "./0020-run-operations.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
@@ -36,4 +37,5 @@ export const migrations: readonly TMigration[] = [
   operationsMigration,
   changeDrillsMigration,
   filestoreChecksMigration,
+  runOperationsMigration,
 ];
