@@ -41,8 +41,8 @@ import type { TRenderTarget } from "../render/render-types.js";
 import { recoveryServiceFactory } from "../backup/recovery-service.js";
 import { operationServiceFactory } from "../operations/operation-service.js";
 import { operationStoreFactory } from "../operations/operation-store.js";
-import type { TOperationHandler } from "../operations/operation-types.js";
-import { operationWorkerFactory } from "../operations/operation-worker.js";
+import type { TOperation, TOperationHandler } from "../operations/operation-types.js";
+import { newWorkerId, operationWorkerFactory } from "../operations/operation-worker.js";
 import type { TOperationWorker } from "../operations/operation-worker.js";
 import type { TChangeRequest } from "../governance/change-types.js";
 import { secretScope, secretsAdminServiceFactory } from "../secrets/secrets-admin-service.js";
@@ -173,8 +173,11 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     latestSpecs: environments.latestSpecs,
     reconcile: environments.reconcileOrganization,
   });
+  // One name for this process in every lease it holds: its worker's and its runs' operations.
+  const workerId = newWorkerId();
   const recovery = recoveryServiceFactory({
     db,
+    workerId,
     runtime,
     latestSpecs: environments.latestSpecs,
     audit: log,
@@ -382,15 +385,24 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const loginSweepTimer = setInterval(() => void sweepLoginFailures(), options.loginSweepMs ?? LOGIN_SWEEP_MS);
   loginSweepTimer.unref();
 
-  const runScheduled: TOperationHandler = async ({ operation }) => recovery.runScheduled(operation);
+  const runScheduled: TOperationHandler = async ({ operation, step }) => recovery.runScheduled(operation, step);
   // Scheduled changes apply when their window opens; emergency changes nobody reviewed in 24 h are escalated.
   const changeScheduler = systemContext("change-scheduler");
   const applyChange: TOperationHandler = async ({ operation }) => {
     if (operation.changeRequest === null) throw new Error(`apply operation ${operation.id} names no change request`);
     return changes.applyQueued(changeScheduler, operation.changeRequest);
   };
+  // Another replica died holding an operation: its runs are interrupted, and the organization's
+  // reconcile repairs what they left half-done, as this process's own start-up would.
+  const repairInterrupted = async (operation: TOperation) => {
+    await operations.recordInterrupted(operation);
+    if ((await recovery.markInterruptedFor(operation)) === 0) return;
+    const spec = (await environments.latestSpecs()).find((item) => item.metadata.name === operation.organization);
+    if (spec !== undefined) await environments.reconcileOrganization(systemContext("operations"), spec);
+  };
   const worker: TOperationWorker = operationWorkerFactory({
     store: operationStore,
+    workerId,
     handlers: {
       apply: applyChange,
       // Queued only where the runtime's data tier is on this host (the scheduler asks it).
@@ -400,7 +412,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       drill: runScheduled,
     },
     pollMs: Math.min(config.runtime.superviseMs, 5000),
-    onInterrupted: operations.recordInterrupted,
+    onInterrupted: repairInterrupted,
     onError: (error) => app.log.error({ err: error }, "running an operation failed"),
   });
   wakeWorker.wake = worker.wake;
@@ -435,6 +447,15 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     intervalMs: config.runtime.superviseMs,
     onError: (error) => app.log.error({ err: error }, "supervising the runtime failed"),
   });
+  // PGlite is one process's database: an operation it holds as running (or reserved) was this
+  // process's before it stopped, and no other replica will ever renew its lease.
+  if (config.store.kind === "pglite") {
+    for (const interruptedOperation of await operationStore.interruptRunning(
+      "interrupted: carehost stopped before it finished",
+    ))
+      await operations.recordInterrupted(interruptedOperation);
+  }
+  // The runs no live lease holds: on PostgreSQL, another replica's keep running.
   const interrupted = await recovery.markInterrupted();
   if (interrupted > 0)
     options.print(
@@ -444,14 +465,6 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const restored = await environments.reconcileRecorded(ctx);
   if (restored.length > 0) options.print(`Runtime: ${restored.length} action(s) to bring recorded environments back.`);
   supervisor.start();
-  // PGlite is one process's database: an operation it holds as running was this process's
-  // before it stopped, and no other replica will ever renew its lease.
-  if (config.store.kind === "pglite") {
-    for (const interruptedOperation of await operationStore.interruptRunning(
-      "interrupted: carehost stopped before it finished",
-    ))
-      await operations.recordInterrupted(interruptedOperation);
-  }
   worker.start();
   probes.start(config.runtime.superviseMs);
 
