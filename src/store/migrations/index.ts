@@ -17,6 +17,7 @@ import { operationsMigration } from "./0014-operations.js";
 import { changeDrillsMigration } from "./0015-change-drills.js";
 import { filestoreChecksMigration } from "./0016-filestore-checks.js";
 import { oidcMigration } from "./0017-oidc.js";
+import { alertsMigration } from "./0019-alerts.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
@@ -38,4 +39,6 @@ export const migrations: readonly TMigration[] = [
   changeDrillsMigration,
   filestoreChecksMigration,
   oidcMigration,
+  // 18 is taken by work on another branch.
+  alertsMigration,
 ];
