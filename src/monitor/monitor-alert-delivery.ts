@@ -11,7 +11,7 @@ import { systemContext } from "../lib/request-context.js";
 import type { TSqlClient } from "../store/store-types.js";
 import { alertStore } from "./monitor-alert-store.js";
 import { alertmanagerAlerts, emailMessage, webhookPayload } from "./monitor-alert-routing.js";
-import type { TAlert, TAlertEvent, TDelivery, TRouteKind } from "./monitor-alert-types.js";
+import type { TAlert, TAlertEvent, TDelivery, TDestination, TRouteKind } from "./monitor-alert-types.js";
 
 export type TAlertSender = (alert: TAlert, event: TAlertEvent, destination: string) => Promise<void>;
 
@@ -65,6 +65,7 @@ type TAlertDeliveryDeps = {
 };
 
 const LEASE_MS = 60_000;
+const RESEND_MS = 60_000;
 
 export const alertDeliveryFactory = ({
   db,
@@ -146,8 +147,23 @@ export const alertDeliveryFactory = ({
     return pass;
   };
 
+  // Alertmanager ends an alert it has not heard of for its resolve_timeout (5m by default), as it
+  // would one Prometheus stopped sending: an alert still firing is posted again each minute.
+  const lastResent = new Map<string, number>();
+  const resendFiring = async (active: readonly { alert: TAlert; destinations: readonly TDestination[] }[]) => {
+    const at = now().getTime();
+    for (const { alert, destinations } of active)
+      for (const destination of destinations.filter((item) => item.kind === "alertmanager")) {
+        const key = `${alert.id} ${destination.destination}`;
+        if (at - (lastResent.get(key) ?? 0) < RESEND_MS) continue;
+        lastResent.set(key, at);
+        await senders.alertmanager(alert, "firing", destination.destination).catch(onError);
+      }
+  };
+
   return {
     kick,
+    resendFiring,
     /** Retries come due without a new round: looked for every `intervalMs`. */
     start: (intervalMs: number) => {
       timer = setInterval(() => void kick(), intervalMs);

@@ -27,7 +27,13 @@ type TAlertEvaluatorDeps = {
 };
 
 /** What one evaluation changed, for its caller and tests. */
-export type TEvaluation = { fired: TAlert[]; resolved: TAlert[]; escalated: TAlert[] };
+export type TEvaluation = {
+  fired: TAlert[];
+  resolved: TAlert[];
+  escalated: TAlert[];
+  /** Alerts firing and sent, with where they went: an Alertmanager is told again while they fire. */
+  active: { alert: TAlert; destinations: TDestination[] }[];
+};
 
 type TDesired = {
   readonly rule: TEffectiveRule;
@@ -127,7 +133,7 @@ export const alertEvaluatorFactory = ({
     const { result } = await log.recordChange(systemContext("alert-evaluator"), async (tx: TSqlExecutor) => {
       await alertStore.lockEvaluation(tx);
       const events: TAuditEvent[] = [];
-      const evaluation: TEvaluation = { fired: [], resolved: [], escalated: [] };
+      const evaluation: TEvaluation = { fired: [], resolved: [], escalated: [], active: [] };
       const silences = await alertStore.activeSilences(tx, at);
       const silenceOf = (alert: TAlert) => silences.find((silence) => silenceCovers(silence, alert, at));
       const fire = async (alert: TAlert): Promise<TAlert> => {
@@ -204,6 +210,8 @@ export const alertEvaluatorFactory = ({
         }
         alert = await notifyAndEscalate(tx, alert);
         await alertStore.update(tx, alert);
+        if (alert.state === "firing" && alert.notifiedAt !== null && silenceOf(alert) === undefined)
+          evaluation.active.push({ alert, destinations: destinationsFor(alert) });
       }
       for (const wanted of desired.values()) {
         if (seen.has(wanted.fingerprint)) continue;
