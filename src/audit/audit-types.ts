@@ -346,6 +346,63 @@ export const auditPayloadSchemas = {
     label: name.optional(),
     detail: reason,
   }),
+  /** An alert's condition held for its rule's for-duration: it fires (and is routed unless silenced). */
+  "alert.firing": z.strictObject({
+    alert: z.number().int().positive(),
+    rule: name,
+    organization: z.string().max(63),
+    environment: z.string().max(63),
+    instance: z.string().max(200),
+    severity: z.enum(["critical", "warning", "info"]),
+    value: z.number().nullable(),
+    silencedBy: z.number().int().positive().optional(),
+  }),
+  /** A firing alert's condition stayed clear for the rule's resolveAfter. */
+  "alert.resolved": z.strictObject({
+    alert: z.number().int().positive(),
+    rule: name,
+    organization: z.string().max(63),
+    environment: z.string().max(63),
+    instance: z.string().max(200),
+    firedAt: z.string(),
+  }),
+  "alert.acknowledged": z.strictObject({
+    alert: z.number().int().positive(),
+    rule: name,
+    organization: z.string().max(63),
+  }),
+  /** A critical alert nobody acknowledged in time was sent to the organization's escalation route. */
+  "alert.escalated": z.strictObject({
+    alert: z.number().int().positive(),
+    rule: name,
+    organization: z.string().max(63),
+    firedAt: z.string(),
+    after: name,
+  }),
+  "alert.silenced": z.strictObject({
+    silence: z.number().int().positive(),
+    rule: name,
+    organization: z.string().max(63),
+    environment: z.string().max(63).nullable(),
+    owner: name,
+    reason,
+    expiresAt: z.string(),
+  }),
+  "alert.silence_ended": z.strictObject({
+    silence: z.number().int().positive(),
+    rule: name,
+    organization: z.string().max(63),
+  }),
+  /** A notification carehost gave up on after its attempts: recorded, never silently dropped. */
+  "alert.delivery_failed": z.strictObject({
+    delivery: z.number().int().positive(),
+    alert: z.number().int().positive(),
+    event: z.enum(["firing", "resolved", "escalated"]),
+    route: z.enum(["webhook", "alertmanager", "email"]),
+    destination: z.string().max(2000),
+    attempts: z.number().int().positive(),
+    reason,
+  }),
   /** Written before a render is committed and pushed: a crash before its conclusion leaves this. */
   "gitops.commit_started": z.strictObject({
     organization: name,

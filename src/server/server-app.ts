@@ -21,6 +21,7 @@ import { registerExceptionRoutes } from "./routes/exception-routes.js";
 import { registerGitopsRoutes } from "./routes/gitops-routes.js";
 import { registerHealthRoutes } from "./routes/health-routes.js";
 import { registerMonitorRoutes } from "./routes/monitor-routes.js";
+import { registerAlertRoutes } from "./routes/alert-routes.js";
 import { registerOidcRoutes } from "./routes/oidc-routes.js";
 import { registerOperationRoutes } from "./routes/operation-routes.js";
 import { registerRecoveryRoutes } from "./routes/recovery-routes.js";
@@ -158,6 +159,7 @@ export const buildServer = async (
   registerOperationRoutes(api, services);
   registerChangeRoutes(api, services);
   registerMonitorRoutes(api, services);
+  registerAlertRoutes(api, services);
   api.get("/api/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

@@ -56,6 +56,12 @@ import { auditCountsFactory } from "../monitor/monitor-audit-counts.js";
 import { monitorMetricsFactory } from "../monitor/monitor-metrics.js";
 import { monitorProbesFactory } from "../monitor/monitor-probes.js";
 import { monitorServiceFactory } from "../monitor/monitor-service.js";
+import { alertDeliveryFactory, alertSenders } from "../monitor/monitor-alert-delivery.js";
+import { alertEvaluatorFactory } from "../monitor/monitor-alert-evaluator.js";
+import { alertServiceFactory } from "../monitor/monitor-alert-service.js";
+import type { TDestination } from "../monitor/monitor-alert-types.js";
+import { SMTP_PASSWORD_SECRET } from "../lib/config.js";
+import nodemailer from "nodemailer";
 
 export type TRunningCarehost = {
   readonly url: string;
@@ -233,13 +239,59 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     startedAt,
     recoverySummaries: recovery.summaries,
     changeAlerts: changes.alerts,
+    firingAlerts: (ctx) => alerts.firing(ctx),
   });
-  // Probe rounds on their own timer at the supervisor's interval; /metrics serves the last one.
+  // Alert email goes through the configured SMTP server, its password from the secret store (read
+  // at each send, so `carehost secrets set platform/smtp-password` takes effect without a restart).
+  const smtp = config.alerting.smtp;
+  const mail =
+    smtp === undefined
+      ? undefined
+      : async () => {
+          const url = new URL(smtp.url);
+          const password = smtp.user === undefined ? undefined : await secrets.current(SMTP_PASSWORD_SECRET);
+          return {
+            transport: nodemailer.createTransport({
+              host: url.hostname,
+              port: Number(url.port || (url.protocol === "smtps:" ? 465 : 587)),
+              secure: url.protocol === "smtps:",
+              ...(smtp.user === undefined ? {} : { auth: { user: smtp.user, pass: password ?? "" } }),
+            }),
+            from: smtp.from,
+          };
+        };
+  const alertDelivery = alertDeliveryFactory({
+    db,
+    log,
+    senders: alertSenders({ externalURL: () => config.publicUrl ?? url, mail }),
+    onError: (error) => app.log.error({ err: error }, "delivering alerts failed"),
+  });
+  const platformDestinations: TDestination[] = [
+    ...(config.alerting.platformWebhook === undefined
+      ? []
+      : [{ kind: "webhook" as const, destination: config.alerting.platformWebhook }]),
+    ...(config.alerting.platformEmail.length === 0
+      ? []
+      : [{ kind: "email" as const, destination: config.alerting.platformEmail.join(",") }]),
+  ];
+  const alertEvaluator = alertEvaluatorFactory({
+    log,
+    latestSpecs: environments.latestSpecs,
+    platformDestinations,
+    onQueued: () => void alertDelivery.kick(),
+  });
+  const alerts = alertServiceFactory({ db, log, latestSpecs: environments.latestSpecs });
+  // Probe rounds on their own timer at the supervisor's interval; /metrics serves the last one, and
+  // carehost evaluates its alert rules on each.
   const probes = monitorProbesFactory({
     latestSpecs: environments.latestSpecs,
     probeRuntime: runtime.probe,
     recoverySummaries: recovery.summaries,
     auditCounts: auditCountsFactory({ db }),
+    onRound: async (round) => {
+      const evaluation = await alertEvaluator.evaluate(round);
+      await alertDelivery.resendFiring(evaluation.active);
+    },
     onError: (error) => app.log.error({ err: error }, "a monitoring probe round failed"),
   });
   const monitor = monitorServiceFactory({
@@ -264,6 +316,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       operations,
       changes,
       monitor,
+      alerts,
     },
     {
       version: carehostVersion,
@@ -467,6 +520,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   supervisor.start();
   worker.start();
   probes.start(config.runtime.superviseMs);
+  alertDelivery.start(Math.min(config.runtime.superviseMs, 5000));
 
   // An apply the last process stopped between its intent and its conclusion: the repository says
   // how it ended. After the admin and the runtime, since a remote that is slow to answer holds this.
@@ -536,6 +590,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       clearInterval(changeTimer);
       await changeTick;
       await probes.stop();
+      await alertDelivery.stop();
       const interrupted = await recovery.shutdown();
       await workerStopped;
       if (interrupted > 0)

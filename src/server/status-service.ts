@@ -8,6 +8,7 @@ import type { TBackupRun, TDrillRun } from "../backup/recovery-runs.js";
 import { archivingAlert } from "../backup/wal-archiving.js";
 import type { TWalArchiving } from "../backup/wal-archiving.js";
 import type { TEnvironmentSpec } from "../spec/spec-schema.js";
+import type { TAlert as TMonitorAlert } from "../monitor/monitor-alert-types.js";
 
 const isFailure = (status: string | undefined) => status === "failed" || status === "interrupted";
 
@@ -39,6 +40,24 @@ export type TBackupStatus = {
   finishedAt: string | null;
   ageSeconds: number;
 };
+/** The last backup that completed, which a restore can use: a newer run may have failed. */
+export type TSuccessfulBackupStatus = {
+  kind: string;
+  label: string | null;
+  finishedAt: string;
+  ageSeconds: number;
+};
+/** An alert carehost's own evaluation holds firing (carehost alerts). */
+export type TFiringAlertStatus = {
+  id: number;
+  rule: string;
+  environment: string;
+  instance: string;
+  severity: string;
+  summary: string;
+  firedAt: string;
+  acknowledgedBy: string | null;
+};
 /** The newest restore drill, with what it measured against the objectives. */
 export type TDrillStatus = {
   status: string;
@@ -65,11 +84,15 @@ export type TStatusReport = {
   store: TStoreKind;
   uptimeSeconds: number;
   audit: { treeSize: number; lastCheckpoint: { treeSize: number; time: string } | null };
+  /** carehost's own alerts firing (failed sign-ins, privilege changes), for a caller over every organization. */
+  platformAlerts: TFiringAlertStatus[];
   organizations: {
     name: string;
     revision: { id: number; digest: string; appliedBy: string; appliedAt: string };
     /** Emergency changes awaiting their retrospective approval (an ALERT), or escalated past 24 h without it. */
     changeAlerts: { changeRequest: number; escalated: boolean; message: string }[];
+    /** The organization's alerts firing now (carehost alerts lists them with their deliveries). */
+    firingAlerts: TFiringAlertStatus[];
     environments: {
       name: string;
       entity: string;
@@ -91,6 +114,8 @@ export type TStatusReport = {
        */
       recovery: {
         lastBackup: TBackupStatus | null;
+        /** The backup's age is this one's: the newest run may have failed. */
+        lastSuccessfulBackup: TSuccessfulBackupStatus | null;
         lastDrill: TDrillStatus | null;
         archiving: TArchivingStatus | null;
         alerts: TAlert[];
@@ -110,7 +135,13 @@ type TStatusServiceDeps = {
   url: () => string;
   store: TStoreKind;
   startedAt: Date;
-  recoverySummaries?: () => Promise<{ backups: TBackupRun[]; drills: TDrillRun[]; verifications: TBackupRun[] }>;
+  recoverySummaries?: () => Promise<{
+    backups: TBackupRun[];
+    completedBackups: TBackupRun[];
+    drills: TDrillRun[];
+    verifications: TBackupRun[];
+  }>;
+  firingAlerts?: (ctx: TRequestContext) => Promise<TMonitorAlert[]>;
   changeAlerts?: (
     ctx: TRequestContext,
   ) => Promise<{ organization: string; changeRequest: number; escalated: boolean; message: string }[]>;
@@ -127,6 +158,7 @@ export const statusServiceFactory = ({
   startedAt,
   recoverySummaries,
   changeAlerts,
+  firingAlerts,
   now = () => new Date(),
 }: TStatusServiceDeps) => ({
   status: async (ctx: TRequestContext): Promise<TStatusReport> => {
@@ -138,8 +170,27 @@ export const statusServiceFactory = ({
       auditHead(),
       environments.runtimeStatus(ctx),
     ]);
-    const summaries = (await recoverySummaries?.()) ?? { backups: [], drills: [], verifications: [] };
+    const summaries = (await recoverySummaries?.()) ?? {
+      backups: [],
+      completedBackups: [],
+      drills: [],
+      verifications: [],
+    };
     const changes = (await changeAlerts?.(ctx)) ?? [];
+    const firing = (await firingAlerts?.(ctx)) ?? [];
+    const firingOf = (organization: string): TFiringAlertStatus[] =>
+      firing
+        .filter((alert) => alert.organization === organization)
+        .map((alert) => ({
+          id: alert.id,
+          rule: alert.rule,
+          environment: alert.environment,
+          instance: alert.instance,
+          severity: alert.severity,
+          summary: alert.annotations.summary ?? alert.rule,
+          firedAt: (alert.firedAt ?? alert.pendingSince).toISOString(),
+          acknowledgedBy: alert.acknowledgedBy,
+        }));
     const runtimeEnvironment = (organization: string, name: string) =>
       runtimes
         .find((item) => item.organization === organization)
@@ -150,6 +201,9 @@ export const statusServiceFactory = ({
       if (!objectives.enabled) return null;
       const archiving = archivingOf(organization, name);
       const backup = summaries.backups.find((item) => item.organization === organization && item.environment === name);
+      const completed = summaries.completedBackups.find(
+        (item) => item.organization === organization && item.environment === name,
+      );
       const drill = summaries.drills.find((item) => item.organization === organization && item.environment === name);
       const verification = summaries.verifications.find(
         (item) => item.organization === organization && item.environment === name,
@@ -189,6 +243,15 @@ export const statusServiceFactory = ({
                 startedAt: backup.startedAt.toISOString(),
                 finishedAt: backup.finishedAt?.toISOString() ?? null,
                 ageSeconds: ageSeconds(backup.startedAt),
+              },
+        lastSuccessfulBackup:
+          completed === undefined
+            ? null
+            : {
+                kind: completed.kind,
+                label: completed.label,
+                finishedAt: (completed.finishedAt ?? completed.startedAt).toISOString(),
+                ageSeconds: ageSeconds(completed.finishedAt ?? completed.startedAt),
               },
         lastDrill:
           drill === undefined
@@ -241,6 +304,7 @@ export const statusServiceFactory = ({
       store,
       uptimeSeconds: Math.round((now().getTime() - startedAt.getTime()) / 1000),
       audit: head,
+      platformAlerts: firingOf(""),
       organizations: revisions.map((revision) => ({
         name: revision.organization,
         revision: {
@@ -252,6 +316,7 @@ export const statusServiceFactory = ({
         changeAlerts: changes
           .filter((alert) => alert.organization === revision.organization)
           .map(({ organization: _organization, ...alert }) => alert),
+        firingAlerts: firingOf(revision.organization),
         environments: recorded
           .filter((environment) => environment.organization === revision.organization)
           .map((environment) => ({

@@ -17,6 +17,7 @@ import { operationsMigration } from "./0014-operations.js";
 import { changeDrillsMigration } from "./0015-change-drills.js";
 import { filestoreChecksMigration } from "./0016-filestore-checks.js";
 import { oidcMigration } from "./0017-oidc.js";
+import { alertsMigration } from "./0019-alerts.js";
 import { runOperationsMigration } from "./0020-run-operations.js";
 import { secondFactorMigration } from "./0021-second-factor.js";
 
@@ -40,6 +41,7 @@ export const migrations: readonly TMigration[] = [
   changeDrillsMigration,
   filestoreChecksMigration,
   oidcMigration,
+  alertsMigration,
   runOperationsMigration,
   secondFactorMigration,
 ];
