@@ -44,6 +44,8 @@ type TFixture = {
   operations: Record<string, { ended: number; queued: number }>;
   /** A pending change request of each organization, requested by the admin. */
   changes: Record<string, number>;
+  /** Per organization: a firing alert and an active silence. */
+  alerts: Record<string, { alert: number; silence: number }>;
   adminTokenId: string;
 };
 /**
@@ -158,6 +160,33 @@ const cases = (f: TFixture): Record<string, TCase> => {
     "GET /api/status": listing("/api/status", "status:read"),
     "GET /metrics": listing("/metrics", "metrics:read"),
     "GET /api/monitoring/rules": listing("/api/monitoring/rules", "metrics:read"),
+    "GET /api/alerts": listing("/api/alerts?all=true", "status:read"),
+    "POST /api/alerts/silences": {
+      kind: "organization",
+      permission: "alert:manage",
+      b: [
+        {
+          url: "/api/alerts/silences",
+          body: { rule: "PostgresDown", organization: BETA, environment: "prod", for: "1h", reason: "maintenance" },
+        },
+      ],
+      a: {
+        url: "/api/alerts/silences",
+        body: { rule: "PostgresDown", organization: ALPHA, environment: "prod", for: "1h", reason: "maintenance" },
+      },
+    },
+    "DELETE /api/alerts/silences/:id": {
+      kind: "organization",
+      permission: "alert:manage",
+      b: [{ url: `/api/alerts/silences/${f.alerts[BETA]!.silence}` }],
+      a: { url: `/api/alerts/silences/${f.alerts[ALPHA]!.silence}` },
+    },
+    "POST /api/alerts/:id/ack": {
+      kind: "organization",
+      permission: "alert:manage",
+      b: [{ url: `/api/alerts/${f.alerts[BETA]!.alert}/ack` }],
+      a: { url: `/api/alerts/${f.alerts[ALPHA]!.alert}/ack` },
+    },
     "GET /api/posture": listing("/api/posture", "environment:read"),
     "GET /api/environments": {
       kind: "organization",
@@ -455,11 +484,28 @@ void describe("authorization per organization, over every route", () => {
       })) as { request: { id: number } };
       changes[organization] = created.request.id;
     }
+    // A firing alert and an active silence of each organization, as a probe round and an operator leave them.
+    const alerts: TFixture["alerts"] = {};
+    for (const organization of [ALPHA, BETA]) {
+      const insert = async (sql: string) =>
+        Number(((await database.superuserQuery(sql, [organization])) as { id: string }[])[0]!.id);
+      alerts[organization] = {
+        alert: await insert(
+          `INSERT INTO alerts (fingerprint, rule, org_name, environment, instance, severity, labels, annotations, state, pending_since, fired_at, evaluated_at)
+           VALUES ('fp-' || $1, 'PostgresDown', $1, 'prod', 'dedicated-prod', 'critical', '{}', '{}', 'firing', now(), now(), now()) RETURNING id`,
+        ),
+        silence: await insert(
+          `INSERT INTO alert_silences (rule, org_name, environment, owner, reason, created_at, expires_at)
+           VALUES ('PostgresDown', $1, 'prod', 'admin', 'maintenance', now(), now() + interval '1 hour') RETURNING id`,
+        ),
+      };
+    }
     fixture = {
       specOf,
       runs,
       operations,
       changes,
+      alerts,
       adminTokenId: adminTokens.find((token) => token.name === "local-cli")!.id,
     };
     // An operator and a platform-admin, each over A only: the second holds every permission, on A.

@@ -149,8 +149,12 @@ export const alertServiceFactory = ({ db, log, latestSpecs, now = () => new Date
 
     unsilence: async (ctx: TRequestContext, id: number): Promise<TSilence> => {
       const silence = (await alertStore.activeSilences(db, now())).find((item) => item.id === id);
-      if (silence === undefined || !visible(ctx, silence.organization))
+      // Another organization's silence answers as one that does not exist, and the refusal is audited.
+      if (silence === undefined || !visible(ctx, silence.organization)) {
+        if (silence !== undefined)
+          await recordDenial(ctx, "status:read", log, `silence:${id}`, { organization: silence.organization });
         throw new NotFoundError(`silence ${id} is not an active silence`);
+      }
       await authorize(ctx, "alert:manage", log, `alerts/${silence.organization}`, {
         organization: silence.organization,
       });
