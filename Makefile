@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # Debian packages the runtime drives (later capabilities: tenant clusters, backups, Redis).
-DEBIAN_PACKAGES := postgresql postgresql-contrib postgresql-15-pgaudit pgbackrest redis-server openssl git restic rclone prometheus
+DEBIAN_PACKAGES := postgresql postgresql-contrib postgresql-15-pgaudit pgbackrest redis-server openssl git restic rclone prometheus prometheus-alertmanager
 # What bench/ compares carehost with: Odoo's database manager zips the filestore.
 BENCH_PACKAGES := zip unzip
 TEST_FILES = $(shell find src test -name '*.test.ts' | sort)

@@ -14,6 +14,7 @@ import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { rolePermissions } from "../src/identity/identity-permissions.js";
+import { totpCodeAt } from "../src/identity/identity-totp.js";
 import type { Permission } from "../src/identity/identity-permissions.js";
 import { loadConfig } from "../src/lib/config.js";
 import type { TRole } from "../src/lib/request-context.js";
@@ -29,7 +30,13 @@ const BETA_ONLY = "beta-only";
 const PASSWORD = "correct horse battery staple";
 
 type TAnswer = { status: number; text: string; requestId: string };
-type TRequest = { readonly url: string; readonly body?: unknown; readonly freshSession?: boolean };
+type TRequest = {
+  readonly url: string;
+  readonly body?: unknown;
+  readonly freshSession?: boolean;
+  /** For a self case: the answer the caller's own state gives (an authenticator enrolled already), when not 2xx. */
+  readonly expectStatus?: number;
+};
 type TFixture = {
   specOf: (organization: string) => string;
   runs: Record<string, Record<"backup" | "verify" | "restore" | "drill", number>>;
@@ -37,6 +44,8 @@ type TFixture = {
   operations: Record<string, { ended: number; queued: number }>;
   /** A pending change request of each organization, requested by the admin. */
   changes: Record<string, number>;
+  /** Per organization: a firing alert and an active silence. */
+  alerts: Record<string, { alert: number; silence: number }>;
   adminTokenId: string;
 };
 /**
@@ -114,6 +123,18 @@ const cases = (f: TFixture): Record<string, TCase> => {
       request: { url: "/api/auth/oidc/callback", body: { parameters: "code=x&state=y" } },
       refusedWith: 401,
     },
+    "POST /api/auth/second-factor": { kind: "public", request: { url: "/api/auth/second-factor" } },
+    // Every user here enrolled at their first sign-in (the demo requires a second factor): a second
+    // authenticator is refused until a reset, and there is no enrolment waiting to confirm.
+    "POST /api/mfa/enrolment": { kind: "self", request: { url: "/api/mfa/enrolment", expectStatus: 409 } },
+    "POST /api/mfa/enrolment/confirm": {
+      kind: "self",
+      request: { url: "/api/mfa/enrolment/confirm", body: { code: "123456" }, expectStatus: 409 },
+    },
+    "POST /api/users/:username/mfa/reset": {
+      kind: "platform",
+      request: { url: "/api/users/admin/mfa/reset", body: { reason: "take over the admin" } },
+    },
     "POST /api/auth/logout": { kind: "self", request: { url: "/api/auth/logout", freshSession: true } },
     "GET /api/whoami": { kind: "self", request: { url: "/api/whoami" } },
     "GET /api/openapi.json": { kind: "self", request: { url: "/api/openapi.json" } },
@@ -139,6 +160,33 @@ const cases = (f: TFixture): Record<string, TCase> => {
     "GET /api/status": listing("/api/status", "status:read"),
     "GET /metrics": listing("/metrics", "metrics:read"),
     "GET /api/monitoring/rules": listing("/api/monitoring/rules", "metrics:read"),
+    "GET /api/alerts": listing("/api/alerts?all=true", "status:read"),
+    "POST /api/alerts/silences": {
+      kind: "organization",
+      permission: "alert:manage",
+      b: [
+        {
+          url: "/api/alerts/silences",
+          body: { rule: "PostgresDown", organization: BETA, environment: "prod", for: "1h", reason: "maintenance" },
+        },
+      ],
+      a: {
+        url: "/api/alerts/silences",
+        body: { rule: "PostgresDown", organization: ALPHA, environment: "prod", for: "1h", reason: "maintenance" },
+      },
+    },
+    "DELETE /api/alerts/silences/:id": {
+      kind: "organization",
+      permission: "alert:manage",
+      b: [{ url: `/api/alerts/silences/${f.alerts[BETA]!.silence}` }],
+      a: { url: `/api/alerts/silences/${f.alerts[ALPHA]!.silence}` },
+    },
+    "POST /api/alerts/:id/ack": {
+      kind: "organization",
+      permission: "alert:manage",
+      b: [{ url: `/api/alerts/${f.alerts[BETA]!.alert}/ack` }],
+      a: { url: `/api/alerts/${f.alerts[ALPHA]!.alert}/ack` },
+    },
     "GET /api/posture": listing("/api/posture", "environment:read"),
     "GET /api/environments": {
       kind: "organization",
@@ -333,14 +381,31 @@ void describe("authorization per organization, over every route", () => {
     assert.ok(answer.status >= 200 && answer.status < 300, `${method} ${url}: ${answer.status} ${answer.text}`);
     return JSON.parse(answer.text || "null") as unknown;
   };
-  const login = async (username: string) => {
-    const response = await fetch(`${running.url}/api/auth/login`, {
+  // The demo requires a second factor: each user enrols at the first sign-in and answers every
+  // later one with a code. The identity clock moves a minute before each code, so none is reused.
+  const authenticators = new Map<string, string>();
+  let clockOffsetMs = 0;
+  const identityNow = () => new Date(Date.now() + clockOffsetMs);
+  const post = async (url: string, body: unknown) => {
+    const response = await fetch(`${running.url}${url}`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ username, password: PASSWORD }),
+      body: JSON.stringify(body),
     });
-    assert.equal(response.status, 200, username);
-    return ((await response.json()) as { token: string }).token;
+    assert.equal(response.status, 200, `${url}: ${response.status}`);
+    return (await response.json()) as { token?: string; ticket?: string; secret?: string };
+  };
+  /** The password step: the ticket it gives, and the code that completes it. */
+  const passwordStep = async (username: string) => {
+    const challenge = await post("/api/auth/login", { username, password: PASSWORD });
+    if (challenge.secret !== undefined) authenticators.set(username, challenge.secret);
+    clockOffsetMs += 60_000;
+    return { ticket: challenge.ticket!, code: totpCodeAt(authenticators.get(username)!, identityNow()) };
+  };
+  const login = async (username: string) => {
+    const token = (await post("/api/auth/second-factor", await passwordStep(username))).token;
+    assert.ok(token, username);
+    return token;
   };
   const specOf = (organization: string) => {
     const named = source.replace("name: northwind-health", `name: ${organization}`);
@@ -365,7 +430,7 @@ void describe("authorization per organization, over every route", () => {
       CAREHOST_DATABASE_URL: (database.config as { url: string }).url,
     });
     const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
-    running = await startCarehost(config, { print: () => undefined, logStream: discard });
+    running = await startCarehost(config, { print: () => undefined, logStream: discard, clock: identityNow });
     adminToken = (await readFile(join(home, "cli-token"), "utf8")).trim();
     source = (await readFile("examples/northwind-health.yaml", "utf8")).replace(
       "localUsersAllowed: false",
@@ -438,11 +503,28 @@ void describe("authorization per organization, over every route", () => {
       })) as { request: { id: number } };
       changes[organization] = created.request.id;
     }
+    // A firing alert and an active silence of each organization, as a probe round and an operator leave them.
+    const alerts: TFixture["alerts"] = {};
+    for (const organization of [ALPHA, BETA]) {
+      const insert = async (sql: string) =>
+        Number(((await database.superuserQuery(sql, [organization])) as { id: string }[])[0]!.id);
+      alerts[organization] = {
+        alert: await insert(
+          `INSERT INTO alerts (fingerprint, rule, org_name, environment, instance, severity, labels, annotations, state, pending_since, fired_at, evaluated_at)
+           VALUES ('fp-' || $1, 'PostgresDown', $1, 'prod', 'dedicated-prod', 'critical', '{}', '{}', 'firing', now(), now(), now()) RETURNING id`,
+        ),
+        silence: await insert(
+          `INSERT INTO alert_silences (rule, org_name, environment, owner, reason, created_at, expires_at)
+           VALUES ('PostgresDown', $1, 'prod', 'admin', 'maintenance', now(), now() + interval '1 hour') RETURNING id`,
+        ),
+      };
+    }
     fixture = {
       specOf,
       runs,
       operations,
       changes,
+      alerts,
       adminTokenId: adminTokens.find((token) => token.name === "local-cli")!.id,
     };
     // An operator and a platform-admin, each over A only: the second holds every permission, on A.
@@ -478,7 +560,12 @@ void describe("authorization per organization, over every route", () => {
       const mustBeDenied: [string, TAnswer][] = [];
       const mustNotBeDenied: [string, TAnswer][] = [];
       const send = async (method: string, request: TRequest) => {
-        const body = request.url === "/api/auth/login" ? { username, password: PASSWORD } : request.body;
+        const body =
+          request.url === "/api/auth/login"
+            ? { username, password: PASSWORD }
+            : request.url === "/api/auth/second-factor"
+              ? await passwordStep(username)
+              : request.body;
         const answer = await call(request.freshSession ? await login(username) : token, method, request.url, body);
         assert.ok(answer.status < 500, `${method} ${request.url}: ${answer.status} ${answer.text}`);
         return answer;
@@ -493,6 +580,8 @@ void describe("authorization per organization, over every route", () => {
             mustBeDenied.push([key, answer]);
           } else if (routeCase.refusedWith !== undefined) {
             assert.equal(answer.status, routeCase.refusedWith, `${key}: ${answer.text}`);
+          } else if (routeCase.request.expectStatus !== undefined) {
+            assert.equal(answer.status, routeCase.request.expectStatus, `${key}: ${answer.text}`);
           } else {
             assert.ok(answer.status < 300, `${key}: ${answer.status} ${answer.text}`);
           }

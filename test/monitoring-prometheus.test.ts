@@ -69,7 +69,11 @@ void describe("Prometheus scrapes carehost and fires the rendered rules on a rea
       `name: ${ORG}`,
     );
     const specPath = join(home, "scrape-health.yaml");
-    await writeFile(specPath, demo.slice(0, demo.indexOf("  - name: staging")));
+    // Resolved 5 s after archiving recovers instead of the shipped 5 minutes' hysteresis (keep_firing_for).
+    await writeFile(
+      specPath,
+      `${demo.slice(0, demo.indexOf("  - name: staging"))}monitoring:\n  rules:\n    - rule: WalArchivingFailing\n      resolveAfter: 5s\n`,
+    );
     const config = loadConfig({
       CAREHOST_HOME: join(home, "carehost"),
       CAREHOST_PORT: "0",

@@ -10,6 +10,7 @@ const reason = z.string().max(500);
 const name = z.string().min(1).max(200);
 /** A size, count or duration. */
 const bytes = z.number().int().nonnegative();
+const secondFactor = z.enum(["totp", "recovery-code"]);
 
 /** What a de-identified restore did, in counts and names (tables, checks), never a value. */
 const deidentifiedSummary = z.strictObject({
@@ -23,13 +24,47 @@ const deidentifiedSummary = z.strictObject({
 });
 
 export const auditPayloadSchemas = {
-  "auth.login.succeeded": z.strictObject({ username: name, sessionId: name, expiresAt: z.string() }),
-  /** The bootstrap admin signed in with its password while an organization allows no local users. */
+  "auth.login.succeeded": z.strictObject({
+    username: name,
+    sessionId: name,
+    expiresAt: z.string(),
+    /** The second factor the sign-in passed (absent: none was asked). */
+    secondFactor: secondFactor.optional(),
+  }),
+  /**
+   * The bootstrap admin signed in with its password while an organization allows no local users or
+   * signs people in through OIDC: an ALERT, with the reason its user gave. (Entries written before
+   * break-glass asked for a reason have neither severity nor reason.)
+   */
   "auth.login.break_glass": z.strictObject({
     username: name,
     sessionId: name,
     expiresAt: z.string(),
     localUsersRefusedBy: z.array(name).max(1000),
+    oidcConfiguredBy: z.array(name).max(1000).optional(),
+    severity: z.literal("alert").optional(),
+    reason: reason.optional(),
+    secondFactor: secondFactor.optional(),
+  }),
+  /** The password was right and a second factor is asked before any session: a code, or enrolment first. */
+  "auth.mfa.challenged": z.strictObject({
+    username: name,
+    method: z.enum(["totp", "enrol"]),
+    ticketExpiresAt: z.string(),
+  }),
+  /** A TOTP authenticator was confirmed with a first code; this many recovery codes were issued (stored hashed). */
+  "auth.mfa.enrolled": z.strictObject({ username: name, recoveryCodes: bytes }),
+  /** A signed-in user began enrolling an authenticator; nothing is asked of it until a first code confirms it. */
+  "auth.mfa.enrolment_started": z.strictObject({ username: name }),
+  /** A second factor refused: a wrong or reused code, a used recovery code, a ticket out of tries. */
+  "auth.mfa.failed": z.strictObject({ username: name, reason, attemptsLeft: bytes.optional() }),
+  "auth.mfa.recovery_code_used": z.strictObject({ username: name, recoveryCodesLeft: bytes }),
+  /** An admin removed another user's second factor (they enrol again at their next sign-in); their sessions end. */
+  "auth.mfa.reset": z.strictObject({
+    username: name,
+    reason,
+    hadSecondFactor: z.boolean(),
+    revokedSessionCount: bytes,
   }),
   "auth.login.failed": z.strictObject({ username: name, reason }),
   /** The first refusal of its audit window; the rest are counted in auth.login.failures. */
@@ -88,6 +123,8 @@ export const auditPayloadSchemas = {
   "user.role_changed": z.strictObject({ username: name, from: role, to: role }),
   "user.disabled": z.strictObject({ username: name, revokedTokenCount: z.number().int().nonnegative() }),
   "token.created": z.strictObject({ tokenId: name, name, owner: name, expiresAt: z.string() }),
+  /** An API token refused to a credential that has not passed the second factor its owner needs. */
+  "token.refused": z.strictObject({ owner: name, reason }),
   "token.revoked": z.strictObject({
     tokenId: name,
     kind: z.enum(["session", "api"]),
@@ -345,6 +382,63 @@ export const auditPayloadSchemas = {
     status: z.enum(["succeeded", "failed", "skipped"]),
     label: name.optional(),
     detail: reason,
+  }),
+  /** An alert's condition held for its rule's for-duration: it fires (and is routed unless silenced). */
+  "alert.firing": z.strictObject({
+    alert: z.number().int().positive(),
+    rule: name,
+    organization: z.string().max(63),
+    environment: z.string().max(63),
+    instance: z.string().max(200),
+    severity: z.enum(["critical", "warning", "info"]),
+    value: z.number().nullable(),
+    silencedBy: z.number().int().positive().optional(),
+  }),
+  /** A firing alert's condition stayed clear for the rule's resolveAfter. */
+  "alert.resolved": z.strictObject({
+    alert: z.number().int().positive(),
+    rule: name,
+    organization: z.string().max(63),
+    environment: z.string().max(63),
+    instance: z.string().max(200),
+    firedAt: z.string(),
+  }),
+  "alert.acknowledged": z.strictObject({
+    alert: z.number().int().positive(),
+    rule: name,
+    organization: z.string().max(63),
+  }),
+  /** A critical alert nobody acknowledged in time was sent to the organization's escalation route. */
+  "alert.escalated": z.strictObject({
+    alert: z.number().int().positive(),
+    rule: name,
+    organization: z.string().max(63),
+    firedAt: z.string(),
+    after: name,
+  }),
+  "alert.silenced": z.strictObject({
+    silence: z.number().int().positive(),
+    rule: name,
+    organization: z.string().max(63),
+    environment: z.string().max(63).nullable(),
+    owner: name,
+    reason,
+    expiresAt: z.string(),
+  }),
+  "alert.silence_ended": z.strictObject({
+    silence: z.number().int().positive(),
+    rule: name,
+    organization: z.string().max(63),
+  }),
+  /** A notification carehost gave up on after its attempts: recorded, never silently dropped. */
+  "alert.delivery_failed": z.strictObject({
+    delivery: z.number().int().positive(),
+    alert: z.number().int().positive(),
+    event: z.enum(["firing", "resolved", "escalated"]),
+    route: z.enum(["webhook", "alertmanager", "email"]),
+    destination: z.string().max(2000),
+    attempts: z.number().int().positive(),
+    reason,
   }),
   /** Written before a render is committed and pushed: a crash before its conclusion leaves this. */
   "gitops.commit_started": z.strictObject({

@@ -11,6 +11,7 @@ import type { TRecoveryLive } from "./recovery-live.js";
 import type { TRecoveryRunEnd } from "./recovery-run-end.js";
 import { interruptedError, message } from "./recovery-runs.js";
 import type { TRunStep, TStartedRun, TTrigger } from "./recovery-runs.js";
+import type { TRunVia } from "./recovery-operations.js";
 
 export const recoveryBackupsFactory = ({
   db,
@@ -19,12 +20,12 @@ export const recoveryBackupsFactory = ({
   runtimeOrRefuse,
   target,
   exclusive,
-  refuseToStart,
+  beginRun,
   launch,
   endRow,
   endCompleted,
 }: Pick<TRecoveryContext, "db" | "audit" | "now" | "runtimeOrRefuse" | "target"> &
-  Pick<TRecoveryLive, "exclusive" | "refuseToStart" | "launch"> &
+  Pick<TRecoveryLive, "exclusive" | "beginRun" | "launch"> &
   TRecoveryRunEnd) => {
   const startBackup = async (
     ctx: TRequestContext,
@@ -32,14 +33,21 @@ export const recoveryBackupsFactory = ({
     environment: TBackedUp,
     kind: TBackupType,
     trigger: TTrigger,
+    via?: TRunVia,
   ): Promise<TStartedRun<Awaited<ReturnType<typeof runBackupNow>>>> => {
-    refuseToStart();
-    const inserted = await db.query<{ id: number }>(
-      "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
-      [organization.metadata.name, environment.name, kind, trigger, now()],
+    const { id, operation } = await beginRun(
+      ctx,
+      via,
+      { kind: "backup", organization, environment, params: { backupType: kind, trigger } },
+      async (operationId) =>
+        (
+          await db.query<{ id: number }>(
+            "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at, operation_id) VALUES ($1, $2, $3, $4, 'running', $5, $6) RETURNING id",
+            [organization.metadata.name, environment.name, kind, trigger, now(), operationId],
+          )
+        ).rows[0]!.id,
     );
-    const id = inserted.rows[0]!.id;
-    return launch({ id, kind: "backup", target: target(organization, environment) }, (onStep) =>
+    return launch({ id, kind: "backup", target: target(organization, environment) }, operation, (onStep) =>
       exclusive(organization, environment, () => runBackupNow(ctx, organization, environment, kind, id, onStep)),
     );
   };
@@ -49,7 +57,8 @@ export const recoveryBackupsFactory = ({
     environment: TBackedUp,
     kind: TBackupType,
     trigger: TTrigger,
-  ) => unwrap(await (await startBackup(ctx, organization, environment, kind, trigger)).ended);
+    via?: TRunVia,
+  ) => unwrap(await (await startBackup(ctx, organization, environment, kind, trigger, via)).ended);
 
   const runBackupNow = async (
     ctx: TRequestContext,
@@ -189,14 +198,21 @@ export const recoveryBackupsFactory = ({
     organization: TOrganizationSpec,
     environment: TBackedUp,
     trigger: TTrigger,
+    via?: TRunVia,
   ): Promise<TStartedRun<{ environment: string; ok: boolean; output: string }>> => {
-    refuseToStart();
-    const inserted = await db.query<{ id: number }>(
-      "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at) VALUES ($1, $2, 'verify', $3, 'running', $4) RETURNING id",
-      [organization.metadata.name, environment.name, trigger, now()],
+    const { id, operation } = await beginRun(
+      ctx,
+      via,
+      { kind: "verify", organization, environment, params: { trigger } },
+      async (operationId) =>
+        (
+          await db.query<{ id: number }>(
+            "INSERT INTO backup_runs (organization, environment, kind, trigger, status, started_at, operation_id) VALUES ($1, $2, 'verify', $3, 'running', $4, $5) RETURNING id",
+            [organization.metadata.name, environment.name, trigger, now(), operationId],
+          )
+        ).rows[0]!.id,
     );
-    const id = inserted.rows[0]!.id;
-    return launch({ id, kind: "verify", target: target(organization, environment) }, () =>
+    return launch({ id, kind: "verify", target: target(organization, environment) }, operation, () =>
       exclusive(organization, environment, async () => {
         const started = now();
         const result = await runtimeOrRefuse()
@@ -235,7 +251,8 @@ export const recoveryBackupsFactory = ({
     organization: TOrganizationSpec,
     environment: TBackedUp,
     trigger: TTrigger,
-  ) => unwrap(await (await startVerify(ctx, organization, environment, trigger)).ended);
+    via?: TRunVia,
+  ) => unwrap(await (await startVerify(ctx, organization, environment, trigger, via)).ended);
 
   /**
    * A filestore snapshot between database backups (kind filestore). When no file changed it takes

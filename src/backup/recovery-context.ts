@@ -11,10 +11,12 @@ import { instanceNameOf } from "../spec/spec-hosting.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TSqlClient } from "../store/store-types.js";
 import type { TDataTier } from "../runtime/runtime-driver.js";
+import { operationStoreFactory } from "../operations/operation-store.js";
 import type { TRecoveryDriver } from "./recovery-driver.js";
+import { recoveryOperationsFactory } from "./recovery-operations.js";
 
 export type TRecoveryServiceDeps = {
-  db: Pick<TSqlClient, "query">;
+  db: Pick<TSqlClient, "query" | "exec">;
   /** The runtime: one whose data tier is not on this host has nothing carehost can back up here. */
   runtime: TRecoveryDriver & { readonly dataTier: TDataTier };
   latestSpecs: () => Promise<TOrganizationSpec[]>;
@@ -23,6 +25,8 @@ export type TRecoveryServiceDeps = {
   now?: () => Date;
   /** Ends the commands runs are waiting for (runtime-command's endRunningCommands), when carehost stops. */
   endCommands?: () => number;
+  /** Names this process in the leases of the operations its runs hold (the worker's id, so both read as one). */
+  workerId?: string;
 };
 
 export type TBackedUp = TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"], { enabled: true }> };
@@ -38,7 +42,12 @@ export const recoveryContextFactory = ({
   audit,
   now = () => new Date(),
   endCommands = () => 0,
+  workerId,
 }: TRecoveryServiceDeps) => {
+  const operations = recoveryOperationsFactory({
+    store: operationStoreFactory(db),
+    ...(workerId === undefined ? {} : { workerId }),
+  });
   /** Refused before a run is recorded: where the data tier is not on this host, the runtime says why. */
   const runtimeOrRefuse = () => {
     if (!runtime.dataTier.onThisHost) throw new ValidationError(runtime.dataTier.why);
@@ -103,7 +112,20 @@ export const recoveryContextFactory = ({
   const target = (organization: TOrganizationSpec, environment: TEnvironmentSpec) =>
     targetNamed(organization.metadata.name, environment.name);
 
-  return { db, runsRecovery, latestSpecs, audit, now, endCommands, runtimeOrRefuse, targetNamed, locate, target };
+  return {
+    db,
+    operations,
+    clusterOf,
+    runsRecovery,
+    latestSpecs,
+    audit,
+    now,
+    endCommands,
+    runtimeOrRefuse,
+    targetNamed,
+    locate,
+    target,
+  };
 };
 
 export type TRecoveryContext = ReturnType<typeof recoveryContextFactory>;

@@ -11,6 +11,7 @@ import type { TRecoveryLive } from "./recovery-live.js";
 import type { TRecoveryRunEnd } from "./recovery-run-end.js";
 import { message } from "./recovery-runs.js";
 import type { TDrillRun, TRecoveryRuns, TRunStep, TStartedRun, TTrigger } from "./recovery-runs.js";
+import type { TRunVia } from "./recovery-operations.js";
 
 export const recoveryDrillsFactory = ({
   db,
@@ -18,13 +19,13 @@ export const recoveryDrillsFactory = ({
   runtimeOrRefuse,
   target,
   exclusive,
-  refuseToStart,
+  beginRun,
   launch,
   endRow,
   endCompleted,
   drillRows,
 }: Pick<TRecoveryContext, "db" | "now" | "runtimeOrRefuse" | "target"> &
-  Pick<TRecoveryLive, "exclusive" | "refuseToStart" | "launch"> &
+  Pick<TRecoveryLive, "exclusive" | "beginRun" | "launch"> &
   TRecoveryRunEnd &
   Pick<TRecoveryRuns, "drillRows">) => {
   const startDrill = async (
@@ -32,21 +33,29 @@ export const recoveryDrillsFactory = ({
     organization: TOrganizationSpec,
     environment: TBackedUp,
     trigger: TTrigger,
+    via?: TRunVia,
   ): Promise<TStartedRun<TDrillRun>> => {
-    refuseToStart();
-    const inserted = await db.query<{ id: number }>(
-      "INSERT INTO restore_drills (organization, environment, trigger, status, rto_objective_minutes, rpo_objective_minutes, started_at) VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
-      [
-        organization.metadata.name,
-        environment.name,
-        trigger,
-        environment.backup.rtoMinutes,
-        environment.backup.rpoMinutes,
-        now(),
-      ],
+    const { id, operation } = await beginRun(
+      ctx,
+      via,
+      { kind: "drill", organization, environment, params: { trigger } },
+      async (operationId) =>
+        (
+          await db.query<{ id: number }>(
+            "INSERT INTO restore_drills (organization, environment, trigger, status, rto_objective_minutes, rpo_objective_minutes, started_at, operation_id) VALUES ($1, $2, $3, 'running', $4, $5, $6, $7) RETURNING id",
+            [
+              organization.metadata.name,
+              environment.name,
+              trigger,
+              environment.backup.rtoMinutes,
+              environment.backup.rpoMinutes,
+              now(),
+              operationId,
+            ],
+          )
+        ).rows[0]!.id,
     );
-    const id = inserted.rows[0]!.id;
-    return launch({ id, kind: "drill", target: target(organization, environment) }, (onStep) =>
+    return launch({ id, kind: "drill", target: target(organization, environment) }, operation, (onStep) =>
       exclusive(organization, environment, () => runDrillNow(ctx, organization, environment, id, onStep)),
     );
   };
@@ -55,7 +64,8 @@ export const recoveryDrillsFactory = ({
     organization: TOrganizationSpec,
     environment: TBackedUp,
     trigger: TTrigger,
-  ): Promise<TDrillRun> => unwrap(await (await startDrill(ctx, organization, environment, trigger)).ended);
+    via?: TRunVia,
+  ): Promise<TDrillRun> => unwrap(await (await startDrill(ctx, organization, environment, trigger, via)).ended);
 
   const runDrillNow = async (
     ctx: TRequestContext,

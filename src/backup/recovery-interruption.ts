@@ -1,6 +1,8 @@
 // Runs left "running" by a carehost that stopped are interrupted, and audited as such: at start-up
-// those a killed carehost could not mark (markInterrupted), at a stop those it was running
-// (interruptRows, from shutdown), every row with its entry in one transaction.
+// those a killed carehost could not mark (markInterrupted: the runs whose operation no live lease
+// holds, so another replica's runs go on), those of an operation another replica found with its
+// lease run out (markInterruptedFor), at a stop those it was running (interruptRows, from
+// shutdown), every row with its entry in one transaction.
 import type { TAuditEvent } from "../audit/audit-types.js";
 import { systemContext } from "../lib/request-context.js";
 import type { TRequestContext } from "../lib/request-context.js";
@@ -19,17 +21,25 @@ export const recoveryInterruptionFactory = ({
    * COMPLETED_UNRECORDED, which endCompleted writes on the "running" row) keeps that error and is
    * audited as recovery.completion_unrecorded: it neither failed nor was stopped.
    */
-  const interruptRows = async (ctx: TRequestContext, only?: readonly TRunRef[]): Promise<number> => {
-    const reason = INTERRUPTED;
+  const interruptRows = async (
+    ctx: TRequestContext,
+    only: readonly TRunRef[] | { readonly operation: number } | "orphaned",
+    reason = INTERRUPTED,
+  ): Promise<number> => {
     const at = now();
-    const selected = (kinds: readonly TRunKind[]) => {
-      const ids = only?.filter((run) => kinds.includes(run.kind)).map((run) => run.id);
-      return ids === undefined
-        ? { where: "", params: [] }
-        : {
-            where: ` AND id IN (${ids.length === 0 ? "NULL" : ids.map((_, index) => `$${index + 3}`).join(", ")})`,
-            params: ids,
-          };
+    const selected = (kinds: readonly TRunKind[]): { where: string; params: readonly (string | number)[] } => {
+      if (only === "orphaned")
+        return {
+          where: ` AND (operation_id IS NULL OR operation_id NOT IN (SELECT id FROM operations WHERE state IN ('pending', 'running') AND lease_expires_at > now()))`,
+          params: [],
+        };
+      if (!Array.isArray(only))
+        return { where: " AND operation_id = $3", params: [(only as { operation: number }).operation] };
+      const ids = (only as readonly TRunRef[]).filter((run) => kinds.includes(run.kind)).map((run) => run.id);
+      return {
+        where: ` AND id IN (${ids.length === 0 ? "NULL" : ids.map((_, index) => `$${index + 3}`).join(", ")})`,
+        params: ids,
+      };
     };
     const completedUnrecorded = (
       run: { id: number; organization: string; environment: string; error: string },
@@ -111,8 +121,13 @@ export const recoveryInterruptionFactory = ({
     /**
      * Runs left "running" by a carehost that stopped midway (killed, so it could not say so) are
      * interrupted, not backups: each is marked and audited, so the log tells of every run started.
+     * Only those whose operation no live lease holds: a replica's runs are that replica's.
      */
-    markInterrupted: async (): Promise<number> => interruptRows(systemContext("startup")),
+    markInterrupted: async (): Promise<number> => interruptRows(systemContext("startup"), "orphaned"),
+
+    /** The runs of an operation found with its lease run out (its replica died), interrupted with its reason. */
+    markInterruptedFor: async (operation: { readonly id: number; readonly error: string | null }): Promise<number> =>
+      interruptRows(systemContext("operations"), { operation: operation.id }, operation.error ?? INTERRUPTED),
   };
 };
 

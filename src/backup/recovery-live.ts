@@ -10,7 +10,9 @@ import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js
 import { clusterOf } from "./recovery-context.js";
 import type { TRecoveryContext } from "./recovery-context.js";
 import type { TRecoveryInterruption } from "./recovery-interruption.js";
-import { asError, interruptedError } from "./recovery-runs.js";
+import type { TOperationKind } from "../operations/operation-types.js";
+import type { TRunOperation, TRunVia } from "./recovery-operations.js";
+import { asError, interruptedError, message } from "./recovery-runs.js";
 import type { TRecoveryRuns, TRunEnd, TRunEvent, TRunKind, TRunRef, TRunStep, TStartedRun } from "./recovery-runs.js";
 
 type TLiveRun = TRunRef & {
@@ -21,6 +23,7 @@ type TLiveRun = TRunRef & {
   finished: boolean;
   /** The work itself, which a stop does not wait for beyond its grace. */
   work: Promise<unknown>;
+  operation: TRunOperation;
 };
 /** How long a finished run stays in memory, for a follower that reconnects to hear its error as it was thrown (its row says it in words). */
 const KEEP_FINISHED_MS = 10 * 60 * 1000;
@@ -34,10 +37,11 @@ export const unwrap = <T>(outcome: { ok: true; result: T } | { ok: false; error:
 export const recoveryLiveFactory = ({
   runtimeOrRefuse,
   endCommands,
+  operations,
   visibleRun,
   runView,
   interruptRows,
-}: Pick<TRecoveryContext, "runtimeOrRefuse" | "endCommands"> &
+}: Pick<TRecoveryContext, "runtimeOrRefuse" | "endCommands" | "operations"> &
   Pick<TRecoveryRuns, "visibleRun" | "runView"> &
   Pick<TRecoveryInterruption, "interruptRows">) => {
   // pgBackRest takes a lock per stanza and refuses a second backup meanwhile; environments that
@@ -68,11 +72,15 @@ export const recoveryLiveFactory = ({
   };
 
   /**
-   * Runs `work` apart from whoever asked for it: its steps are kept for followers, its end is
-   * heard through `ended`, which never rejects (a run nobody follows must not crash the server).
+   * Runs `work` apart from whoever asked for it, once its operation may touch the cluster: its
+   * steps are kept for followers (and on the operation), its end is heard through `ended`, which
+   * never rejects (a run nobody follows must not crash the server), and the operation ends with it.
+   * A run whose operation ended while it waited for its cluster (cancelled, interrupted) never
+   * starts: its row is marked interrupted with the reason.
    */
   const launch = <T>(
     ref: TRunRef,
+    operation: TRunOperation,
     work: (onStep: (step: TRunStep) => void) => Promise<T>,
     listener?: (event: TRunEvent) => void,
   ): TStartedRun<T> => {
@@ -84,6 +92,7 @@ export const recoveryLiveFactory = ({
       ended: new Promise<TRunEnd>((resolve) => (resolveEnd = resolve)),
       finished: false,
       work: Promise.resolve(),
+      operation,
       end: (outcome) => {
         if (run.finished) return;
         run.finished = true;
@@ -97,18 +106,67 @@ export const recoveryLiveFactory = ({
       if (run.finished) return;
       const event = { ...step, index: run.steps.length };
       run.steps.push(step);
+      operation.step(step);
       for (const notify of run.listeners) notify(event);
     };
-    run.work = work(onStep).then(
-      (result) => run.end({ ok: true, result }),
-      (error: unknown) => run.end({ ok: false, state: "failed", error: asError(error) }),
+    const finishOperation = (end: Parameters<TRunOperation["finish"]>[0]) =>
+      operation.finish(end).catch(() => undefined);
+    run.work = operation.started.then(
+      () =>
+        work(onStep).then(
+          async (result) => {
+            await finishOperation({ state: "succeeded" });
+            run.end({ ok: true, result });
+          },
+          async (error: unknown) => {
+            await finishOperation({ state: "failed", error: message(error) });
+            run.end({ ok: false, state: "failed", error: asError(error) });
+          },
+        ),
+      async (error: unknown) => {
+        await interruptRows(systemContext("operations"), [ref], message(error)).catch(() => undefined);
+        run.end({ ok: false, state: "interrupted", error: asError(error) });
+      },
     );
     return { ref, ended: run.ended as Promise<{ ok: true; result: T } | { ok: false; error: Error }> };
+  };
+
+  /**
+   * A run's operation, then its row: refused before either is written when nothing can run it; the
+   * row names its operation, and an operation whose row could not be written ends failed.
+   */
+  const beginRun = async (
+    ctx: TRequestContext,
+    via: TRunVia | undefined,
+    request: {
+      readonly kind: TOperationKind;
+      readonly organization: TOrganizationSpec;
+      /** The environment whose cluster the run holds. */
+      readonly environment: TEnvironmentSpec;
+      readonly params?: object;
+    },
+    insert: (operationId: number) => Promise<number>,
+  ): Promise<{ id: number; operation: TRunOperation }> => {
+    refuseToStart();
+    const operation = await operations.operationFor(ctx, via, {
+      organization: request.organization.metadata.name,
+      environment: request.environment.name,
+      target: clusterOf(request.organization, request.environment),
+      kind: request.kind,
+      params: request.params ?? {},
+    });
+    try {
+      return { id: await insert(operation.id), operation };
+    } catch (error) {
+      await operation.finish({ state: "failed", error: message(error) }).catch(() => undefined);
+      throw error;
+    }
   };
 
   return {
     exclusive,
     refuseToStart,
+    beginRun,
     launch,
 
     /**
@@ -169,6 +227,7 @@ export const recoveryLiveFactory = ({
       stopping = true;
       const going = [...live.values()].filter((run) => !run.finished);
       const interrupted = await interruptRows(systemContext("shutdown"), going);
+      await operations.interruptHeld(interruptedError().message);
       for (const run of going) run.end({ ok: false, state: "interrupted", error: interruptedError() });
       // The registry is the process's: a process runs one carehost (tests that start two in one process stop them with nothing going).
       if (going.length > 0) endCommands();

@@ -24,6 +24,7 @@ import type { TRecoveryLive } from "./recovery-live.js";
 import type { TRecoveryRunEnd } from "./recovery-run-end.js";
 import { message } from "./recovery-runs.js";
 import type { TRunEvent, TRunStep, TStartedRun } from "./recovery-runs.js";
+import type { TRunVia } from "./recovery-operations.js";
 
 export const recoveryRestoresFactory = ({
   db,
@@ -33,13 +34,13 @@ export const recoveryRestoresFactory = ({
   locate,
   target,
   exclusive,
-  refuseToStart,
+  beginRun,
   launch,
   endRow,
   endCompleted,
   runBackup,
 }: Pick<TRecoveryContext, "db" | "audit" | "now" | "runtimeOrRefuse" | "locate" | "target"> &
-  Pick<TRecoveryLive, "exclusive" | "refuseToStart" | "launch"> &
+  Pick<TRecoveryLive, "exclusive" | "beginRun" | "launch"> &
   TRecoveryRunEnd &
   Pick<TRecoveryBackups, "runBackup">) => {
   /**
@@ -311,23 +312,45 @@ export const recoveryRestoresFactory = ({
         `--expires-in-hours ${input.expiresInHours}: a copy of PHI lives between 1 and ${maxPhiHours} hours (copies.maxPhiHours)`,
       );
     const phiCopyHours = input.expiresInHours ?? Math.min(DEFAULT_PHI_COPY_HOURS, maxPhiHours);
-    /** The run's "running" row, with the entries that must exist once it does (an emergency's reason). */
-    const begin = async (destination: string, events: readonly TAuditEvent[] = []) => {
-      refuseToStart();
-      const { result: id } = await audit.recordChange(ctx, async (tx) => {
-        const inserted = await tx.query<{ id: number }>(
-          "INSERT INTO restore_runs (organization, environment, target, destination, status, started_at) VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
-          [organization.metadata.name, environment.name, described, destination, now()],
-        );
-        return { result: inserted.rows[0]!.id, events };
-      });
-      return { id, described, destination };
+    /**
+     * The run's operation, holding the cluster whose data the restore writes (`holder`: the source's
+     * for a copy, the replaced environment's otherwise), then its "running" row with the entries
+     * that must exist once it does (an emergency's reason).
+     */
+    const begin = async (destination: string, holder: TEnvironmentSpec, events: readonly TAuditEvent[] = []) => {
+      const { id, operation } = await beginRun(
+        ctx,
+        undefined,
+        {
+          kind: "restore",
+          organization,
+          environment: holder,
+          params: { source: environment.name, target: described, destination },
+        },
+        async (operationId) =>
+          (
+            await audit.recordChange(ctx, async (tx) => {
+              const inserted = await tx.query<{ id: number }>(
+                "INSERT INTO restore_runs (organization, environment, target, destination, status, started_at, operation_id) VALUES ($1, $2, $3, $4, 'running', $5, $6) RETURNING id",
+                [organization.metadata.name, environment.name, described, destination, now(), operationId],
+              );
+              return { result: inserted.rows[0]!.id, events };
+            })
+          ).result,
+      );
+      // A safety backup taken for the restore is part of its operation, which already holds the cluster.
+      const via: TRunVia = {
+        operationId: operation.id,
+        step: async (step, detail) => operation.step({ step, detail, durationMs: 0 }),
+      };
+      return { id, described, destination, operation, via };
     };
     if (input.into !== undefined && declared === undefined) {
       const into = input.into;
-      const row = await begin(`copy ${into}`);
+      const row = await begin(`copy ${into}`, environment);
       return launch(
         { id: row.id, kind: "restore", target: target(organization, environment) },
+        row.operation,
         async (onStep) => {
           const recorded = { copy: undefined as TCopyRecord | undefined };
           const answer = <T extends object>(result: T) => ({
@@ -414,6 +437,7 @@ export const recoveryRestoresFactory = ({
     }
     const row = await begin(
       input.into === undefined ? "in place" : `environment ${replaced.name}`,
+      replaced,
       slot !== undefined
         ? []
         : [
@@ -432,6 +456,7 @@ export const recoveryRestoresFactory = ({
     );
     return launch(
       { id: row.id, kind: "restore", target: target(organization, environment) },
+      row.operation,
       async (onStep) => {
         const destination =
           input.into === undefined
@@ -457,7 +482,9 @@ export const recoveryRestoresFactory = ({
           { ...row, onStep },
           async (recordStep) => {
             if (replaced.backup.enabled)
-              safetyBackup.label = (await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual")).label;
+              safetyBackup.label = (
+                await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual", row.via)
+              ).label;
             // The cluster whose data is replaced is the one held; the source's archive is only read.
             const restored = await exclusive(organization, replaced, () =>
               runtimeOrRefuse().restore(

@@ -10,6 +10,7 @@
 //   recovery-runs.ts          run records: types, rows, listings, one run's view
 //   recovery-run-end.ts       ending a run's row with its audit entries
 //   recovery-live.ts          a cluster's runs in turn, launch, follow, shutdown
+//   recovery-operations.ts    the operation each run belongs to (the cluster it holds, its lease)
 //   recovery-interruption.ts  runs a stopped carehost left "running"
 //   recovery-backups.ts       backup (with expiry), verify, filestore snapshot
 //   recovery-restores.ts      restore into a copy, in place, into another environment
@@ -102,6 +103,7 @@ export const recoveryServiceFactory = (deps: TRecoveryServiceDeps) => {
     runScheduled: schedule.runScheduled,
 
     markInterrupted: interruption.markInterrupted,
+    markInterruptedFor: interruption.markInterruptedFor,
   };
 };
 

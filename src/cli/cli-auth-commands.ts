@@ -19,11 +19,18 @@ const organizationList = (value: string): string[] =>
 
 type TGlobal = { client: () => Promise<TApiClient>; url: () => string | undefined };
 
-/** Reads a password from the terminal without echoing it, or one line from a pipe. */
-const readPassword = async (prompt: string): Promise<string> => {
-  if (process.env.CAREHOST_PASSWORD !== undefined) return process.env.CAREHOST_PASSWORD;
+/**
+ * Reads one line from the terminal (not echoed when `muted`) or from a pipe; `fromEnv` names the
+ * environment variable that answers instead, for scripts.
+ */
+const readLine = async (
+  prompt: string,
+  options: { muted: boolean; fromEnv: string; what: string },
+): Promise<string> => {
+  const preset = process.env[options.fromEnv];
+  if (preset !== undefined) return preset;
   process.stderr.write(prompt);
-  let muted = true;
+  let muted = options.muted;
   const output = new Writable({
     write: (chunk: Buffer, _encoding, done) => {
       if (!muted) process.stderr.write(chunk);
@@ -34,26 +41,59 @@ const readPassword = async (prompt: string): Promise<string> => {
   try {
     const line = await new Promise<string>((resolveLine, reject) => {
       rl.once("line", resolveLine);
-      rl.once("close", () => reject(new CliError("no password given", exitCodes.usage)));
+      rl.once("close", () => reject(new CliError(`no ${options.what} given`, exitCodes.usage)));
     });
-    muted = false;
-    process.stderr.write("\n");
+    if (muted) {
+      muted = false;
+      process.stderr.write("\n");
+    }
     return line;
   } finally {
     rl.close();
   }
 };
 
+/** Reads a password from the terminal without echoing it, or one line from a pipe. */
+const readPassword = (prompt: string): Promise<string> =>
+  readLine(prompt, { muted: true, fromEnv: "CAREHOST_PASSWORD", what: "password" });
+
+/** A code of the authenticator (or a recovery code): CAREHOST_OTP, or a line typed. */
+const readCode = (prompt: string): Promise<string> =>
+  readLine(prompt, { muted: false, fromEnv: "CAREHOST_OTP", what: "code" });
+
+type TSessionBody = {
+  token: string;
+  expiresAt: string;
+  role: string;
+  recoveryCodes?: string[];
+  recoveryCodesLeft?: number;
+};
+type TLoginBody =
+  | TSessionBody
+  | { secondFactor: "totp" | "enrol"; ticket: string; ticketExpiresAt: string; otpauthUri?: string; secret?: string };
+
+const printRecoveryCodes = (codes: readonly string[]): void => {
+  printLine("Recovery codes, each good once, shown only now; keep them where you keep the authenticator's backup:");
+  for (const code of codes) printLine(`  ${code}`);
+};
+
+const printEnrolment = (enrolment: { otpauthUri?: string; secret?: string }): void => {
+  printLine("Add this authenticator to your app (scan the URI as a QR code, or type the secret):");
+  if (enrolment.otpauthUri !== undefined) printLine(`  ${enrolment.otpauthUri}`);
+  if (enrolment.secret !== undefined) printLine(`  secret: ${enrolment.secret}`);
+};
+
 export const registerAuthCommands = (program: Command, global: TGlobal): void => {
   program
     .command("login")
-    .description("sign in and keep a session token for later commands")
+    .description("sign in (password, then your authenticator's code where one is asked) and keep a session token")
     .option("-u, --username <name>", "user name", "admin")
     .option(
       "--sso <organization>",
       "sign in through the organization's identity provider instead: open the URL printed in a browser (RFC 8252 loopback redirect)",
     )
-    .action(async (options: { username: string; sso?: string }) => {
+    .option("--reason <text>", "why: required of a break-glass sign-in of the bootstrap admin (an ALERT)")
+    .action(async (options: { username: string; sso?: string; reason?: string }) => {
       const { url } = await resolveServer(global.url());
       if (options.sso !== undefined) {
         const session = await ssoLogin({
@@ -71,17 +111,69 @@ export const registerAuthCommands = (program: Command, global: TGlobal): void =>
         return;
       }
       const password = await readPassword(`Password for ${options.username}: `);
-      const session = await createApiClient(url, undefined).request<{ token: string; expiresAt: string; role: string }>(
-        "POST",
-        "/api/auth/login",
-        {
-          username: options.username,
-          password,
-        },
-      );
+      const client = createApiClient(url, undefined);
+      const answer = await client.request<TLoginBody>("POST", "/api/auth/login", {
+        username: options.username,
+        password,
+        ...(options.reason === undefined ? {} : { reason: options.reason }),
+      });
+      let session: TSessionBody;
+      if ("ticket" in answer) {
+        if (answer.secondFactor === "enrol") {
+          printLine(`${options.username} has no authenticator yet, and a second factor is required.`);
+          printEnrolment(answer);
+        }
+        const code = await readCode(
+          answer.secondFactor === "enrol"
+            ? "Code the authenticator shows now: "
+            : "Code from your authenticator (or a recovery code): ",
+        );
+        session = await client.request<TSessionBody>("POST", "/api/auth/second-factor", {
+          ticket: answer.ticket,
+          code,
+        });
+      } else session = answer;
       await saveLogin({ url, token: session.token, username: options.username });
       printLine(
         `Signed in to ${url} as ${options.username} (${session.role}); session until ${session.expiresAt}. Saved in ${loginCredentialsPath()}.`,
+      );
+      if (session.recoveryCodes !== undefined) printRecoveryCodes(session.recoveryCodes);
+      if (session.recoveryCodesLeft !== undefined)
+        printLine(
+          `A recovery code was used: ${session.recoveryCodesLeft} left. With few left, ask a platform-admin to reset your second factor and enrol again.`,
+        );
+    });
+
+  const mfa = program.command("mfa").description("your second factor (TOTP authenticator and recovery codes)");
+  mfa
+    .command("enroll")
+    .description("enrol an authenticator for yourself; prints its otpauth:// URI and then the recovery codes, once")
+    .action(async () => {
+      const client = await global.client();
+      const enrolment = await client.request<{ otpauthUri: string; secret: string }>("POST", "/api/mfa/enrolment");
+      printEnrolment(enrolment);
+      const code = await readCode("Code the authenticator shows now: ");
+      const confirmed = await client.request<{ recoveryCodes: string[] }>("POST", "/api/mfa/enrolment/confirm", {
+        code,
+      });
+      printLine("Authenticator enrolled: every sign-in asks for its code.");
+      printRecoveryCodes(confirmed.recoveryCodes);
+    });
+  mfa
+    .command("reset")
+    .description("remove another user's authenticator and recovery codes (audited); they enrol again at next sign-in")
+    .argument("<username>")
+    .requiredOption("--reason <text>", "why, for the audit log")
+    .action(async (username: string, options: { reason: string }) => {
+      const reset = await (
+        await global.client()
+      ).request<{ username: string; hadSecondFactor: boolean; revokedSessions: number }>(
+        "POST",
+        `/api/users/${encodeURIComponent(username)}/mfa/reset`,
+        { reason: options.reason },
+      );
+      printLine(
+        `${reset.username}: ${reset.hadSecondFactor ? "second factor removed" : "had no second factor"}; ${reset.revokedSessions} session(s) ended. They enrol again at their next sign-in.`,
       );
     });
 

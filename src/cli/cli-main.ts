@@ -3,6 +3,7 @@
 import { Command, CommanderError } from "commander";
 import { ConfigError } from "../lib/config.js";
 import { carehostVersion } from "../lib/version.js";
+import { registerAlertCommands } from "./cli-alert-commands.js";
 import { registerAuditCommands } from "./cli-audit-commands.js";
 import { registerAuthCommands } from "./cli-auth-commands.js";
 import { registerChangeCommands } from "./cli-change-commands.js";
@@ -40,6 +41,7 @@ export const buildProgram = (): Command => {
   registerSecretCommands(program, { client });
   registerRecoveryCommands(program, { client });
   registerOperationCommands(program, { client });
+  registerAlertCommands(program, { client });
   // Sub-commands inherit the usage-error behaviour so every parse failure exits with 2.
   for (const command of program.commands) {
     command.exitOverride();

@@ -74,19 +74,21 @@ export const registerOperationCommands = (program: Command, global: TGlobal): vo
           const id = parseId(options.follow, "--follow");
           let printed = 0;
           let firstState: string | undefined;
+          let headed = false;
           const ended = await client.stream<{ kind: string; operation: TOperationView }, TOperationView>(
             "GET",
             `/api/operations/${id}/events`,
             undefined,
             ({ operation }) => {
               if (options.output === "json") return;
-              if (printed === 0) {
+              if (!headed) {
                 printLine(formatOperation(operation));
                 firstState = operation.state;
+                headed = true;
               }
               for (const step of operation.steps.slice(printed))
                 printLine(`  ${step.at}  ${step.step}  ${step.detail}`);
-              printed = Math.max(printed, operation.steps.length, 1);
+              printed = Math.max(printed, operation.steps.length);
             },
           );
           if (options.output === "json") printJson(ended);

@@ -22,6 +22,9 @@ export const formatStatus = (status: TStatusReport): string[] => {
     `carehost ${status.version} at ${status.url}, up ${status.uptimeSeconds}s, state in ${status.store}`,
     `audit log: ${status.audit.treeSize} entries, last checkpoint ${status.audit.lastCheckpoint === null ? "none yet" : `at size ${status.audit.lastCheckpoint.treeSize} (${status.audit.lastCheckpoint.time})`}`,
   ];
+  const firing = (alert: TStatusReport["platformAlerts"][number]) =>
+    `  ${paint("red", "FIRING")} #${alert.id} ${alert.severity} ${alert.rule}: ${alert.summary} (since ${alert.firedAt}${alert.acknowledgedBy === null ? "" : `, acknowledged by ${alert.acknowledgedBy}`})`;
+  for (const alert of status.platformAlerts) lines.push(firing(alert));
   if (status.organizations.length === 0) lines.push("no organization recorded yet: run carehost apply <spec>");
   for (const organization of status.organizations) {
     lines.push(
@@ -38,6 +41,7 @@ export const formatStatus = (status: TStatusReport): string[] => {
           `  ${paint("red", "ALERT")}  copy ${copy.name} holds PHI past its expiry: carehost copies remove ${copy.name}`,
         );
     }
+    for (const alert of organization.firingAlerts) lines.push(firing(alert));
     for (const environment of organization.environments) {
       lines.push(
         `  ${environment.name.padEnd(16)} ${environment.tier.padEnd(11)} ${environment.dataClass.padEnd(13)} ${environment.hosting.padEnd(10)} ${environment.status}`,
@@ -53,6 +57,11 @@ export const formatStatus = (status: TStatusReport): string[] => {
         lines.push(
           `      backup    ${backup === null ? "none yet" : `${backup.kind} ${backup.status}${backup.label === null ? "" : ` ${backup.label}`}, ${ago(backup.ageSeconds)}`}`,
         );
+        const good = recovery.lastSuccessfulBackup;
+        if (backup !== null && backup.status !== "succeeded")
+          lines.push(
+            `      last good ${good === null ? "none ever completed" : `${good.kind}${good.label === null ? "" : ` ${good.label}`}, ${ago(good.ageSeconds)}`}`,
+          );
         const drill = recovery.lastDrill;
         lines.push(
           `      drill     ${drill === null ? "none yet" : `${drill.status}, ${ago(drill.ageSeconds)}: RTO ${measured(drill.rtoSeconds)} (objective ${drill.rtoObjectiveMinutes} min), RPO ${measured(drill.rpoSeconds)} (objective ${drill.rpoObjectiveMinutes} min)`}`,

@@ -94,17 +94,31 @@ export const environmentStoreFactory = (db: TSqlExecutor) => ({
 
   /** The identity settings of each organization's latest revision (read on every request, so only these fields). */
   latestIdentityRules: async (): Promise<TOrganizationIdentityRules[]> => {
-    const { rows } = await db.query<{ organization: string; idle: number; local_users: boolean }>(
-      // Every recorded spec was parsed with the schema's defaults; COALESCE only guards a hand-edited row.
+    const { rows } = await db.query<{
+      organization: string;
+      idle: number;
+      local_users: boolean;
+      mfa: boolean;
+      max_hours: number;
+      oidc: boolean;
+    }>(
+      // Every recorded spec was parsed with the schema's defaults; COALESCE guards a hand-edited row
+      // and a revision recorded before the field existed (sessionMaxHours: its default, 12).
       `SELECT DISTINCT ON (org_name) org_name AS organization,
               COALESCE((spec->'identity'->>'sessionIdleTimeoutMinutes')::int, 15) AS idle,
-              COALESCE((spec->'identity'->>'localUsersAllowed')::boolean, true) AS local_users
+              COALESCE((spec->'identity'->>'localUsersAllowed')::boolean, true) AS local_users,
+              COALESCE((spec->'identity'->>'mfaRequired')::boolean, true) AS mfa,
+              COALESCE((spec->'identity'->>'sessionMaxHours')::int, 12) AS max_hours,
+              (spec->'identity'->'oidc') IS NOT NULL AS oidc
          FROM spec_revisions ORDER BY org_name, id DESC`,
     );
     return rows.map((row) => ({
       organization: row.organization,
       sessionIdleTimeoutMinutes: row.idle,
       localUsersAllowed: row.local_users,
+      mfaRequired: row.mfa,
+      sessionMaxHours: row.max_hours,
+      oidcConfigured: row.oidc,
     }));
   },
 

@@ -3,6 +3,7 @@
 // whole suite (PGlite costs seconds to open); every test uses its own usernames and source
 // addresses, and the bootstrap test, which needs an empty database, runs first.
 import assert from "node:assert/strict";
+import { passwordSession, testMasterKey } from "../../test/identity-fixtures.js";
 import { after, before, describe, it } from "node:test";
 import { recordChangeThrough } from "../../test/audit-fixtures.js";
 import { forEachStoreKind, type TTestDatabase } from "../../test/test-databases.js";
@@ -113,6 +114,7 @@ forEachStoreKind((kind, createDatabase) => {
       const client = options.client ?? db;
       const service = identityServiceFactory({
         db: client,
+        masterKey: testMasterKey(),
         audit: { append: audit.append, recordChange: recordChangeThrough(client, audit.append) },
         now: clock.now,
         ...options,
@@ -130,7 +132,7 @@ forEachStoreKind((kind, createDatabase) => {
       };
       const signIn = async (username: string, role: TRole, sourceAddress = "198.51.100.1") => {
         const password = await newUser(username, role);
-        const session = await service.login(from(sourceAddress), { username, password });
+        const session = await passwordSession(service, from(sourceAddress), { username, password });
         secrets.push(session.token);
         return { password, session, ctx: await service.authenticate(session.token, meta) };
       };
@@ -233,7 +235,7 @@ forEachStoreKind((kind, createDatabase) => {
           return ["anonymous", "failure", `user:${shown}`, { username: shown, reason }];
         }),
       );
-      const ok = await service.login(from("198.51.100.20"), { username: " LENA ", password });
+      const ok = await passwordSession(service, from("198.51.100.20"), { username: " LENA ", password });
       secrets.push(ok.token);
       assert.equal(ok.user.username, "lena");
       assert.ok(!("passwordHash" in ok.user));
@@ -267,12 +269,12 @@ forEachStoreKind((kind, createDatabase) => {
       assert.equal(limited.retryAfterSeconds, 30);
       // Other addresses are not held back, whoever guessed at the account.
       for (const address of ["198.51.100.31", "198.51.100.32"])
-        secrets.push((await service.login(from(address), { username: "rosa", password })).token);
+        secrets.push((await passwordSession(service, from(address), { username: "rosa", password })).token);
       // Refused attempts do not extend the wait.
       clock.advance(seconds(29));
       await refusal(track(service.login(from("198.51.100.30"), { username: "rosa", password })), RateLimitedError);
       clock.advance(seconds(1));
-      secrets.push((await service.login(from("198.51.100.30"), { username: "rosa", password })).token);
+      secrets.push((await passwordSession(service, from("198.51.100.30"), { username: "rosa", password })).token);
       assert.deepEqual(
         audit.ofType("auth.login.failed").map(({ event }) => [event.outcome, event.target, event.payload]),
         [["failure", "user:rosa", { username: "rosa", reason: "wrong password" }]],
@@ -304,9 +306,9 @@ forEachStoreKind((kind, createDatabase) => {
         [["source:203.0.113.66", { username: "sven", scope: "source", retryAfterSeconds: 120 }]],
       );
       assert.equal(audit.ofType("auth.login.failed").length, 3);
-      secrets.push((await service.login(from("203.0.113.67"), { username: "sven", password })).token);
+      secrets.push((await passwordSession(service, from("203.0.113.67"), { username: "sven", password })).token);
       clock.advance(seconds(120));
-      secrets.push((await service.login(from("203.0.113.66"), { username: "sven", password })).token);
+      secrets.push((await passwordSession(service, from("203.0.113.66"), { username: "sven", password })).token);
       await service.summariseLoginFailures();
       // The suite shares one database: the sweep may also close other tests' windows, so look at this source's.
       assert.deepEqual(
@@ -339,8 +341,8 @@ forEachStoreKind((kind, createDatabase) => {
         sessionLimits: { absoluteHours: 1, idleMinutes: 10 },
       });
       const { password, session: busy, ctx } = await signIn("tess", "operator");
-      const idle = await service.login(from("198.51.100.1"), { username: "tess", password });
-      const leaving = await service.login(from("198.51.100.1"), { username: "tess", password });
+      const idle = await passwordSession(service, from("198.51.100.1"), { username: "tess", password });
+      const leaving = await passwordSession(service, from("198.51.100.1"), { username: "tess", password });
       secrets.push(idle.token, leaving.token);
       assert.equal(busy.expiresAt.getTime(), clock.now().getTime() + minutes(60));
 
@@ -711,7 +713,7 @@ forEachStoreKind((kind, createDatabase) => {
         audit.ofType("user.created").map(({ event }) => event.payload),
         [{ username: "quentin", role: "viewer", organizations: ["*"], initialLogin: "generated" }],
       );
-      const login = await service.login(from("198.51.100.90"), {
+      const login = await passwordSession(service, from("198.51.100.90"), {
         username: "quentin",
         password: created.initialPassword,
       });

@@ -12,6 +12,7 @@ import type { TIdentityAudit } from "./identity-types.js";
 export const permissions = [
   "status:read",
   "metrics:read",
+  "alert:manage",
   "environment:read",
   "spec:read",
   "spec:plan",
@@ -42,9 +43,11 @@ export type Permission = (typeof permissions)[number];
 // Prometheus holds is best a viewer's, bound over the organizations it monitors (README).
 export const rolePermissions: Record<TRole, readonly Permission[]> = {
   "platform-admin": permissions,
+  // An operator is who is on call: it silences and acknowledges alerts.
   operator: [
     "status:read",
     "metrics:read",
+    "alert:manage",
     "environment:read",
     "spec:read",
     "spec:plan",

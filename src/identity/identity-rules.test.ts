@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { authenticatorApp, testMasterKey } from "../../test/identity-fixtures.js";
 import { readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { recordChangeThrough } from "../../test/audit-fixtures.js";
@@ -9,7 +10,7 @@ import { changeGateFactory } from "../governance/change-gate.js";
 import { changeServiceFactory } from "../governance/change-service.js";
 import { changeStoreFactory } from "../governance/change-store.js";
 import { applyThroughChangeRequest, INSIDE_PROD_WINDOW, userContext } from "../../test/change-fixtures.js";
-import { ForbiddenError, PolicyViolation, UnauthenticatedError } from "../lib/errors.js";
+import { ForbiddenError, PolicyViolation, UnauthenticatedError, ValidationError } from "../lib/errors.js";
 import { systemContext, type TRequestContext } from "../lib/request-context.js";
 import { policyCheckerFactory } from "../policy/policy-service.js";
 import { identityRulesOf } from "./identity-rules.js";
@@ -49,6 +50,7 @@ const withCarehost = async (
     changes: ReturnType<typeof changeServiceFactory>;
     events: TRecorded[];
     advance: (ms: number) => void;
+    now: () => Date;
   }) => Promise<void>,
 ) => {
   const database = await createDatabase();
@@ -60,6 +62,7 @@ const withCarehost = async (
     const store = environmentStoreFactory(db);
     const identity = identityServiceFactory({
       db,
+      masterKey: testMasterKey(),
       audit: { append, recordChange: recordChangeThrough(db, append) },
       now: () => now,
       organizationRules: store.latestIdentityRules,
@@ -86,7 +89,14 @@ const withCarehost = async (
       audit,
       now: () => INSIDE_PROD_WINDOW,
     });
-    await body({ identity, environments, changes, events, advance: (ms) => (now = new Date(now.getTime() + ms)) });
+    await body({
+      identity,
+      environments,
+      changes,
+      events,
+      advance: (ms) => (now = new Date(now.getTime() + ms)),
+      now: () => now,
+    });
   } finally {
     await database.dispose();
   }
@@ -102,9 +112,11 @@ const postureOf = async (environments: ReturnType<typeof environmentServiceFacto
 forEachStoreKind((kind, createDatabase) => {
   void describe(`carehost's sign-in enforces the recorded organizations' identity settings (${kind})`, () => {
     void it("ends idle sessions after the strictest recorded sessionIdleTimeoutMinutes, never later than the fixed 30, and the posture reads that value", () =>
-      withCarehost(createDatabase, async ({ identity, environments, changes, advance }) => {
+      withCarehost(createDatabase, async ({ identity, environments, changes, advance, now }) => {
         await identity.createUser(admin, { username: "kim", role: "viewer", organizations: ["*"], password });
-        const signIn = async () => (await identity.login(anonymous, { username: "kim", password })).token;
+        // The demo requires a second factor: from its apply on, kim signs in with her authenticator too.
+        const kimsApp = authenticatorApp(now);
+        const signIn = async () => (await kimsApp.signIn(identity, anonymous, { username: "kim", password })).token;
         const idleFor = async (idleMinutes: number) => {
           const token = await signIn();
           advance(minutes(idleMinutes));
@@ -136,7 +148,14 @@ forEachStoreKind((kind, createDatabase) => {
         );
         assert.equal(
           identityRulesOf(defaultSessionLimits, [
-            { organization: "internal", sessionIdleTimeoutMinutes: 600, localUsersAllowed: true },
+            {
+              organization: "internal",
+              sessionIdleTimeoutMinutes: 600,
+              localUsersAllowed: true,
+              mfaRequired: false,
+              sessionMaxHours: 12,
+              oidcConfigured: false,
+            },
           ]).session.idleMinutes,
           30,
         );
@@ -174,8 +193,8 @@ forEachStoreKind((kind, createDatabase) => {
         );
       }));
 
-    void it("refuses local users while an organization allows none; the bootstrap admin signs in as audited break-glass", () =>
-      withCarehost(createDatabase, async ({ identity, environments, changes, events }) => {
+    void it("refuses local users while an organization allows none; the bootstrap admin signs in as break-glass, with a reason, an ALERT", () =>
+      withCarehost(createDatabase, async ({ identity, environments, changes, events, now }) => {
         const bootstrap = await identity.bootstrapAdmin(admin);
         assert.ok(bootstrap.created);
         await identity.createUser(admin, { username: "vera", role: "viewer", organizations: ["*"], password });
@@ -213,11 +232,40 @@ forEachStoreKind((kind, createDatabase) => {
         // A wrong password stays the neutral refusal: the rule is told only to whoever knew the password.
         await assert.rejects(identity.login(anonymous, { username: "vera", password: "not it" }), UnauthenticatedError);
 
-        const session = await identity.login(anonymous, { username: "admin", password: bootstrap.password });
+        // Break-glass says why; without a reason the right password alone opens nothing.
+        await assert.rejects(
+          identity.login(anonymous, { username: "admin", password: bootstrap.password }),
+          (error: unknown) =>
+            error instanceof ValidationError &&
+            /signs in only as break-glass while organization "northwind-health" allows no local users or signs in through OIDC: say why/.test(
+              error.message,
+            ),
+        );
+        // A wrong password without a reason is the neutral refusal: nothing about break-glass.
+        await assert.rejects(
+          identity.login(anonymous, { username: "admin", password: "not it" }),
+          UnauthenticatedError,
+        );
+        const adminsApp = authenticatorApp(now);
+        const session = await adminsApp.signIn(identity, anonymous, {
+          username: "admin",
+          password: bootstrap.password,
+          reason: "identity provider outage INC-7",
+        });
+        assert.equal(session.secondFactor, "totp", "break-glass still asks the second factor the demo requires");
         await identity.authenticate(session.token, meta);
         const breakGlass = events.filter((event) => event.type === "auth.login.break_glass");
         assert.equal(breakGlass.length, 1);
-        assert.deepEqual(breakGlass[0]?.payload.localUsersRefusedBy, ["northwind-health"]);
+        assert.deepEqual(breakGlass[0]?.payload, {
+          username: "admin",
+          sessionId: breakGlass[0]?.payload.sessionId,
+          expiresAt: session.expiresAt.toISOString(),
+          localUsersRefusedBy: ["northwind-health"],
+          oidcConfiguredBy: ["northwind-health"],
+          severity: "alert",
+          reason: "identity provider outage INC-7",
+          secondFactor: "totp",
+        });
         assert.ok(
           !events.some((event) => event.type === "auth.login.succeeded" && event.payload.username === "admin"),
           "a break-glass sign-in is not an ordinary one",
@@ -225,13 +273,8 @@ forEachStoreKind((kind, createDatabase) => {
 
         const result = await postureOf(environments, "CH-IAM-004");
         assert.equal(result.status, "pass");
-        // MFA: declared by the demo, not enforced by carehost yet; a gap with the reason, not a pass.
-        const mfa = await postureOf(environments, "CH-IAM-001");
-        assert.equal(mfa.status, "not-enforced");
-        assert.match(
-          mfa.messages.join(""),
-          /identity\.mfaRequired is true, but carehost's sign-in asks for a password alone/,
-        );
+        // MFA: carehost asks the second factor of everyone bound to the demo, so CH-IAM-001 passes.
+        assert.equal((await postureOf(environments, "CH-IAM-001")).status, "pass");
         // OIDC: carehost signs the organization's people in through the provider it declares (identity-oidc.ts).
         assert.equal((await postureOf(environments, "CH-IAM-003")).status, "pass");
 
@@ -243,7 +286,7 @@ forEachStoreKind((kind, createDatabase) => {
           [userContext("bob", "approver"), userContext("erin", "approver")],
           await demoWith({ localUsersAllowed: true }),
         );
-        await identity.login(anonymous, { username: "vera", password });
+        await authenticatorApp(now).signIn(identity, anonymous, { username: "vera", password });
         assert.equal((await postureOf(environments, "CH-IAM-004")).status, "not-applicable");
       }));
   });

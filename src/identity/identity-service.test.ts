@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { passwordSession, testMasterKey } from "../../test/identity-fixtures.js";
 import { describe, it } from "node:test";
 import {
   AUDIT_APPEND_INJECTED,
@@ -88,7 +89,13 @@ const withIdentity = async (
     const client = await database.open();
     const audit = recordingAudit();
     const clock = manualClock();
-    const service = identityServiceFactory({ db: client, audit: auditOn(client, audit), now: clock.now, ...options });
+    const service = identityServiceFactory({
+      db: client,
+      masterKey: testMasterKey(),
+      audit: auditOn(client, audit),
+      now: clock.now,
+      ...options,
+    });
     await body(service, { database, client, audit, clock });
   } finally {
     await database.dispose();
@@ -114,7 +121,7 @@ forEachStoreKind((kind, createDatabase) => {
         const dump = JSON.stringify((await client.query("SELECT * FROM users")).rows);
         assert.ok(!dump.includes(password), "the password is stored in plain");
 
-        const login = await service.login(anonymous(), { username: "admin", password });
+        const login = await passwordSession(service, anonymous(), { username: "admin", password });
         assert.equal(login.user.role, "platform-admin");
         assert.deepEqual(
           audit.ofType("user.created").map(({ event }) => event.payload),
@@ -144,7 +151,11 @@ forEachStoreKind((kind, createDatabase) => {
         const audit = recordingAudit();
         const results = await Promise.all(
           replicas.map((client) =>
-            identityServiceFactory({ db: client, audit: auditOn(client, audit) }).bootstrapAdmin(admin),
+            identityServiceFactory({
+              db: client,
+              masterKey: testMasterKey(),
+              audit: auditOn(client, audit),
+            }).bootstrapAdmin(admin),
           ),
         );
         assert.equal(results.filter((result) => result.created).length, 1);
@@ -164,7 +175,7 @@ forEachStoreKind((kind, createDatabase) => {
           organizations: ["*"],
           password: strongPassword,
         });
-        const login = await service.login(anonymous(), { username: "alice", password: strongPassword });
+        const login = await passwordSession(service, anonymous(), { username: "alice", password: strongPassword });
         const ctx = await service.authenticate(login.token, meta);
         assert.deepEqual(ctx.actor, {
           kind: "user",
@@ -175,12 +186,14 @@ forEachStoreKind((kind, createDatabase) => {
           tokenId: ctx.actor.kind === "user" ? ctx.actor.tokenId : "",
         });
 
-        const wrong = await service
-          .login(anonymous(), { username: "alice", password: "not the password" })
-          .catch((error: unknown) => error);
-        const unknown = await service
-          .login(anonymous(), { username: "mallory", password: strongPassword })
-          .catch((error: unknown) => error);
+        const wrong = await passwordSession(service, anonymous(), {
+          username: "alice",
+          password: "not the password",
+        }).catch((error: unknown) => error);
+        const unknown = await passwordSession(service, anonymous(), {
+          username: "mallory",
+          password: strongPassword,
+        }).catch((error: unknown) => error);
         assert.ok(wrong instanceof UnauthenticatedError && unknown instanceof UnauthenticatedError);
         assert.equal(wrong.message, unknown.message);
 
@@ -216,28 +229,28 @@ forEachStoreKind((kind, createDatabase) => {
         }
         // Even the right password waits at the attacker's address, 30 s after its last failure...
         clock.advance(1000);
-        const limited = await service
-          .login(attacker, { username: "BOB", password: strongPassword })
-          .catch((error: unknown) => error);
+        const limited = await passwordSession(service, attacker, { username: "BOB", password: strongPassword }).catch(
+          (error: unknown) => error,
+        );
         assert.ok(limited instanceof RateLimitedError);
         assert.equal(limited.retryAfterSeconds, 29);
         // ...while the owner, from an address that has not failed, signs in at once.
-        await service.login(anonymous("198.51.100.20"), { username: "bob", password: strongPassword });
+        await passwordSession(service, anonymous("198.51.100.20"), { username: "bob", password: strongPassword });
 
         // Each further failure doubles the wait: 30 s, 60 s, 120 s.
         for (const wait of [60, 120]) {
           clock.advance(29_000);
           await guess(wait);
-          const next = await service
-            .login(attacker, { username: "bob", password: "another guess" })
-            .catch((error: unknown) => error);
+          const next = await passwordSession(service, attacker, { username: "bob", password: "another guess" }).catch(
+            (error: unknown) => error,
+          );
           assert.ok(next instanceof RateLimitedError);
           assert.equal(next.retryAfterSeconds, wait);
           clock.advance(wait * 1000 - 29_000);
         }
         clock.advance(29_000);
         // The wait over, the right password gets in from there too, and starts that count again.
-        await service.login(attacker, { username: "bob", password: strongPassword });
+        await passwordSession(service, attacker, { username: "bob", password: strongPassword });
         await guess(8);
         assert.deepEqual(audit.ofType("auth.login.rate_limited").length, 0, "refusals inside a window are summarised");
       }));
@@ -288,10 +301,10 @@ forEachStoreKind((kind, createDatabase) => {
           );
         await fail();
         await fail();
-        await service.login(anonymous(), { username: "carol", password: strongPassword });
+        await passwordSession(service, anonymous(), { username: "carol", password: strongPassword });
         await fail();
         await fail();
-        await service.login(anonymous(), { username: "carol", password: strongPassword });
+        await passwordSession(service, anonymous(), { username: "carol", password: strongPassword });
       }));
 
     it("rate limits failures per source address, and a success does not reset that count", () =>
@@ -310,7 +323,7 @@ forEachStoreKind((kind, createDatabase) => {
           service.login(anonymous(), { username: "frank", password: "wrong password!" }),
           UnauthenticatedError,
         );
-        await service.login(anonymous(), { username: "dave", password: strongPassword });
+        await passwordSession(service, anonymous(), { username: "dave", password: strongPassword });
         await assert.rejects(
           service.login(anonymous(), { username: "grace", password: "wrong password!" }),
           UnauthenticatedError,
@@ -320,7 +333,7 @@ forEachStoreKind((kind, createDatabase) => {
           RateLimitedError,
         );
         // Another address is not affected.
-        await service.login(anonymous("198.51.100.9"), { username: "dave", password: strongPassword });
+        await passwordSession(service, anonymous("198.51.100.9"), { username: "dave", password: strongPassword });
         const [refusal] = audit.ofType("auth.login.rate_limited");
         assert.deepEqual([refusal!.event.target, refusal!.event.payload.scope], ["source:203.0.113.7", "source"]);
       }));
@@ -331,7 +344,7 @@ forEachStoreKind((kind, createDatabase) => {
         const replicas = await Promise.all([database.open(), database.open()]);
         const audit = recordingAudit();
         const services = replicas.map((client) =>
-          identityServiceFactory({ db: client, audit: auditOn(client, audit) }),
+          identityServiceFactory({ db: client, masterKey: testMasterKey(), audit: auditOn(client, audit) }),
         );
         await services[0]!.createUser(admin, {
           username: "heidi",
@@ -388,7 +401,7 @@ forEachStoreKind((kind, createDatabase) => {
 
           // A sign-in after the window closes writes nothing of it: the server's sweep writes its summary.
           clock.advance(600_000);
-          await service.login(anonymous("192.0.2.50"), { username: "carl", password: strongPassword });
+          await passwordSession(service, anonymous("192.0.2.50"), { username: "carl", password: strongPassword });
           assert.deepEqual(audit.ofType("auth.login.failures"), []);
           assert.equal(await service.summariseLoginFailures(), 1);
           const summaries = audit.ofType("auth.login.failures");
@@ -464,6 +477,7 @@ forEachStoreKind((kind, createDatabase) => {
         const clock = manualClock();
         const service = identityServiceFactory({
           db: counting,
+          masterKey: testMasterKey(),
           audit: { append: audit.append, recordChange: recordChangeThrough(counting, audit.append) },
           now: clock.now,
           loginLimits: { perSourceAndUsername: 50, perSource: 50, windowSeconds: 60 },
@@ -622,7 +636,7 @@ forEachStoreKind((kind, createDatabase) => {
           organizations: ["*"],
           password: strongPassword,
         });
-        const session = await service.login(anonymous(), { username: "ivan", password: strongPassword });
+        const session = await passwordSession(service, anonymous(), { username: "ivan", password: strongPassword });
         const ivan = await service.authenticate(`Bearer ${session.token}`, meta);
         const created = await service.createToken(ivan, { name: "evidence export", expiresInDays: 30 });
         assert.match(created.token, /^chp_/);
@@ -710,7 +724,7 @@ forEachStoreKind((kind, createDatabase) => {
           organizations: ["*"],
           password: strongPassword,
         });
-        const { token } = await service.login(anonymous(), { username: "judy", password: strongPassword });
+        const { token } = await passwordSession(service, anonymous(), { username: "judy", password: strongPassword });
         const tampered = `${token.slice(0, -2)}${token.endsWith("AA") ? "BB" : "AA"}`;
         const messages = new Set<string>();
         for (const bad of [undefined, "", "garbage", tampered, `chp_${"0".repeat(24)}_${"A".repeat(43)}`]) {
@@ -739,8 +753,8 @@ forEachStoreKind((kind, createDatabase) => {
             organizations: ["*"],
             password: strongPassword,
           });
-          const active = await service.login(anonymous(), { username: "kim", password: strongPassword });
-          const idle = await service.login(anonymous(), { username: "kim", password: strongPassword });
+          const active = await passwordSession(service, anonymous(), { username: "kim", password: strongPassword });
+          const idle = await passwordSession(service, anonymous(), { username: "kim", password: strongPassword });
           const kim = await service.authenticate(active.token, meta);
           const api = await service.createToken(kim, { name: "dashboard", expiresInDays: 1 });
           for (let step = 0; step < 5; step += 1) {
@@ -764,7 +778,7 @@ forEachStoreKind((kind, createDatabase) => {
           organizations: ["*"],
           password: strongPassword,
         });
-        const { token } = await service.login(anonymous(), { username: "leo", password: strongPassword });
+        const { token } = await passwordSession(service, anonymous(), { username: "leo", password: strongPassword });
         const lastUsed = async () =>
           (
             await client.query<{ last_used_at: Date | null }>("SELECT last_used_at FROM auth_tokens")
@@ -788,7 +802,7 @@ forEachStoreKind((kind, createDatabase) => {
           organizations: ["*"],
           password: strongPassword,
         });
-        const session = await service.login(anonymous(), { username: "mia", password: strongPassword });
+        const session = await passwordSession(service, anonymous(), { username: "mia", password: strongPassword });
         const api = await service.createToken(await service.authenticate(session.token, meta), { name: "ci" });
         const disabled = await service.disableUser(admin, "mia");
         assert.equal(disabled.disabled, true);
@@ -806,7 +820,7 @@ forEachStoreKind((kind, createDatabase) => {
       withIdentity(createDatabase, {}, async (service, { audit }) => {
         const signIn = async (username: string, role: TRole) => {
           await service.createUser(admin, { username, role, organizations: ["*"], password: strongPassword });
-          const { token } = await service.login(anonymous(), { username, password: strongPassword });
+          const { token } = await passwordSession(service, anonymous(), { username, password: strongPassword });
           return service.authenticate(token, meta);
         };
         const auditor = await signIn("olga", "auditor");
@@ -857,7 +871,7 @@ forEachStoreKind((kind, createDatabase) => {
         const bootstrap = await service.bootstrapAdmin(admin);
         const created = await service.createUser(admin, { username: "sam", role: "viewer", organizations: ["*"] });
         assert.ok(created.initialPassword && created.initialPassword.length >= 20);
-        await service.login(anonymous(), { username: "sam", password: created.initialPassword });
+        await passwordSession(service, anonymous(), { username: "sam", password: created.initialPassword });
         await assert.rejects(
           service.createUser(admin, {
             username: "sam",
@@ -898,7 +912,7 @@ forEachStoreKind((kind, createDatabase) => {
           organizations: ["*"],
           password: strongPassword,
         });
-        const { token } = await service.login(anonymous(), { username: "uma", password: strongPassword });
+        const { token } = await passwordSession(service, anonymous(), { username: "uma", password: strongPassword });
         const uma = await service.authenticate(token, meta);
         await service.logout(uma);
         await assert.rejects(service.authenticate(token, meta), UnauthenticatedError);
@@ -909,7 +923,7 @@ forEachStoreKind((kind, createDatabase) => {
     it("commits no user, binding, token or session whose audit entry fails to append, on the real log", async () => {
       const harness = await createAuditHarness(createDatabase);
       try {
-        const service = identityServiceFactory({ db: harness.db, audit: harness.log });
+        const service = identityServiceFactory({ db: harness.db, masterKey: testMasterKey(), audit: harness.log });
         await service.createUser(admin, {
           username: "olga",
           role: "operator",
@@ -918,7 +932,7 @@ forEachStoreKind((kind, createDatabase) => {
         });
         const signIn = async () =>
           service.authenticate(
-            (await service.login(anonymous(), { username: "olga", password: strongPassword })).token,
+            (await passwordSession(service, anonymous(), { username: "olga", password: strongPassword })).token,
             meta,
           );
         const olga = await signIn();

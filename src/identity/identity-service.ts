@@ -37,7 +37,15 @@ import {
   type TLoginFailureSummary,
   type TStoredUser,
 } from "./identity-store.js";
-import { BOOTSTRAP_ADMIN, identityRulesOf, platformEnforcementOf } from "./identity-rules.js";
+import {
+  BOOTSTRAP_ADMIN,
+  breakGlassBy,
+  identityRulesOf,
+  platformEnforcementOf,
+  secondFactorRequiredBy,
+} from "./identity-rules.js";
+import { identityMfaFactory, type TSessionOpening } from "./identity-mfa-service.js";
+import type { TMasterKey } from "../secrets/secrets-master-key.js";
 import type { TIdentityRules, TOrganizationIdentityRules } from "./identity-rules.js";
 import {
   apiTokenLifetimeDays,
@@ -52,6 +60,8 @@ import type {
   TChangeAudit,
   TIdentityAuditEventType,
   TLoginLimits,
+  TLoginResult,
+  TSession,
   TSessionLimits,
   TTokenInfo,
   TUser,
@@ -60,6 +70,8 @@ import type {
 type TIdentityServiceDeps = {
   db: Pick<TSqlClient, "query" | "transaction">;
   audit: TChangeAudit;
+  /** Seals each user's TOTP secret (AES-256-GCM envelope, as every secret at rest). */
+  masterKey: TMasterKey;
   now?: () => Date;
   loginLimits?: Partial<TLoginLimits>;
   sessionLimits?: Partial<TSessionLimits>;
@@ -158,6 +170,7 @@ const checkTokenName = (name: string): void => {
 export const identityServiceFactory = ({
   db,
   audit,
+  masterKey,
   now = () => new Date(),
   loginLimits,
   sessionLimits,
@@ -340,6 +353,79 @@ export const identityServiceFactory = ({
     return token;
   };
 
+  /**
+   * Issues the session a sign-in earned (its password, and its second factor where one was asked)
+   * and settles its attempt as succeeded. The absolute lifetime is the rules' at this moment.
+   */
+  const openSession = async (
+    ctx: TRequestContext,
+    user: TStoredUser,
+    opening: TSessionOpening & { rehashed?: string },
+  ): Promise<TSession> => {
+    const at = now();
+    const rules = await rulesNow();
+    const minted = mintToken();
+    const expiresAt = new Date(at.getTime() + rules.session.absoluteHours * 3_600_000);
+    const userCtx: TRequestContext = {
+      ...ctx,
+      actor: {
+        kind: "user",
+        userId: user.id,
+        username: user.username,
+        role: user.role,
+        bindings: await store.activeBindings(user.id),
+        tokenId: minted.id,
+      },
+    };
+    const factor = opening.secondFactor === null ? {} : { secondFactor: opening.secondFactor };
+    const signedIn =
+      opening.breakGlassReason !== null
+        ? eventOf("auth.login.break_glass", "success", userTarget(user.username), {
+            username: user.username,
+            sessionId: minted.id,
+            expiresAt: expiresAt.toISOString(),
+            localUsersRefusedBy: [...rules.localUsersRefusedBy],
+            oidcConfiguredBy: [...rules.oidcConfiguredBy],
+            severity: "alert",
+            reason: opening.breakGlassReason,
+            ...factor,
+          })
+        : eventOf("auth.login.succeeded", "success", userTarget(user.username), {
+            username: user.username,
+            sessionId: minted.id,
+            expiresAt: expiresAt.toISOString(),
+            ...factor,
+          });
+    // The session exists only with its entry: no working token the log does not know of.
+    await change(userCtx, async (inTransaction) => {
+      await inTransaction.markLoginSucceeded(opening.attemptId);
+      if (opening.rehashed !== undefined) await inTransaction.setPasswordHash(user.id, opening.rehashed);
+      await inTransaction.insertToken({
+        id: minted.id,
+        userId: user.id,
+        kind: "session",
+        name: null,
+        secretSha256: minted.secretSha256,
+        createdAt: at,
+        createdFrom: ctx.sourceAddress,
+        expiresAt,
+        secondFactor: opening.secondFactor,
+      });
+      return { result: undefined, events: [signedIn] };
+    });
+    return {
+      kind: "session",
+      token: minted.token,
+      expiresAt,
+      user: publicUser(user),
+      secondFactor: opening.secondFactor,
+      ...(opening.recoveryCodes === undefined ? {} : { recoveryCodes: opening.recoveryCodes }),
+      ...(opening.recoveryCodesLeft === undefined ? {} : { recoveryCodesLeft: opening.recoveryCodesLeft }),
+    };
+  };
+
+  const mfa = identityMfaFactory({ db, audit, masterKey, now, openSession });
+
   return {
     /**
      * Creates `admin` with a random password on the first start only; the caller shows it once.
@@ -444,10 +530,14 @@ export const identityServiceFactory = ({
       return token !== undefined && token.revokedAt === null;
     },
 
+    /**
+     * The password step of a sign-in: a session, or (where a second factor is asked) a challenge
+     * whose ticket completeSignIn takes with the code. `reason` is asked of a break-glass sign-in.
+     */
     login: async (
       ctx: TRequestContext,
-      credentials: { username: string; password: string },
-    ): Promise<{ token: string; expiresAt: Date; user: TUser }> => {
+      credentials: { username: string; password: string; reason?: string },
+    ): Promise<TLoginResult> => {
       const at = now();
       const normalized = normalizeUsername(credentials.username);
       // People sometimes type their password into the username field: only a well-formed
@@ -516,9 +606,9 @@ export const identityServiceFactory = ({
       const rules = await rulesNow();
       // While an organization allows no local users, a password signs in the bootstrap admin alone,
       // as break-glass (its own audit event, for review); anyone else is refused, named only to
-      // whoever knew the password.
-      const breakGlass = rules.localUsersRefusedBy.length > 0;
-      if (breakGlass && user.username !== BOOTSTRAP_ADMIN) {
+      // whoever knew the password. While one signs people in through OIDC, the bootstrap admin's
+      // password is break-glass too. Break-glass needs a reason and is an ALERT.
+      if (rules.localUsersRefusedBy.length > 0 && user.username !== BOOTSTRAP_ADMIN) {
         // An observation: this refusal changes no row (the attempt stays counted as failed).
         await record(ctx, "auth.login.failed", "denied", userTarget(username), {
           username,
@@ -528,49 +618,55 @@ export const identityServiceFactory = ({
           `local sign-in is refused: organization ${refusedBy(rules)} allows no local users (identity.localUsersAllowed: false); only the bootstrap admin signs in with a password, as break-glass`,
         );
       }
-      const rehashed = passwordHashIsOutdated(hash) ? await hashPassword(credentials.password) : undefined;
-      const minted = mintToken();
-      const expiresAt = new Date(at.getTime() + rules.session.absoluteHours * 3_600_000);
-      const userCtx: TRequestContext = {
-        ...ctx,
-        actor: {
-          kind: "user",
-          userId: user.id,
-          username: user.username,
-          role: user.role,
-          bindings: await store.activeBindings(user.id),
-          tokenId: minted.id,
-        },
-      };
-      const signedIn = breakGlass
-        ? eventOf("auth.login.break_glass", "success", userTarget(username), {
-            username,
-            sessionId: minted.id,
-            expiresAt: expiresAt.toISOString(),
-            localUsersRefusedBy: [...rules.localUsersRefusedBy],
-          })
-        : eventOf("auth.login.succeeded", "success", userTarget(username), {
-            username,
-            sessionId: minted.id,
-            expiresAt: expiresAt.toISOString(),
-          });
-      // The session exists only with its entry: no working token the log does not know of.
-      await change(userCtx, async (inTransaction) => {
-        await inTransaction.markLoginSucceeded(reservation.attemptId);
-        if (rehashed !== undefined) await inTransaction.setPasswordHash(user.id, rehashed);
-        await inTransaction.insertToken({
-          id: minted.id,
-          userId: user.id,
-          kind: "session",
-          name: null,
-          secretSha256: minted.secretSha256,
-          createdAt: at,
-          createdFrom: ctx.sourceAddress,
-          expiresAt,
+      const breakGlass = user.username === BOOTSTRAP_ADMIN && breakGlassBy(rules).length > 0;
+      if (breakGlass && (credentials.reason === undefined || credentials.reason.trim() === "")) {
+        await record(ctx, "auth.login.failed", "denied", userTarget(username), {
+          username,
+          reason: "break-glass sign-in without a reason",
         });
-        return { result: undefined, events: [signedIn] };
+        throw new ValidationError(
+          `the bootstrap admin signs in only as break-glass while organization ${breakGlassBy(rules)
+            .map((name) => JSON.stringify(name))
+            .join(
+              ", ",
+            )} allows no local users or signs in through OIDC: say why (carehost login --reason '…'); the sign-in raises an ALERT`,
+          [{ path: "reason", message: "required for a break-glass sign-in" }],
+        );
+      }
+      const breakGlassReason = breakGlass ? mfa.checkReason(credentials.reason ?? "", "reason") : null;
+      const rehashed = passwordHashIsOutdated(hash) ? await hashPassword(credentials.password) : undefined;
+      const challenge = await mfa.challenge(ctx, user, {
+        attemptId: reservation.attemptId,
+        rules,
+        bindings: await store.activeBindings(user.id),
+        breakGlassReason,
+        ...(rehashed === undefined ? {} : { rehashed }),
       });
-      return { token: minted.token, expiresAt, user: publicUser(user) };
+      if (challenge !== undefined) return challenge;
+      return openSession(ctx, user, {
+        attemptId: reservation.attemptId,
+        secondFactor: null,
+        breakGlassReason,
+        ...(rehashed === undefined ? {} : { rehashed }),
+      });
+    },
+
+    /** The second step of a sign-in: the ticket of login's challenge with a code or recovery code; the session. */
+    completeSignIn: mfa.completeSignIn,
+
+    /** Begins enrolling an authenticator for the signed-in user: the secret and its otpauth:// URI, shown once. */
+    startEnrolment: mfa.startEnrolment,
+
+    /** Confirms the enrolment begun with the authenticator's current code: ten recovery codes, shown once. */
+    confirmEnrolment: mfa.confirmEnrolment,
+
+    /** An admin removes another user's authenticator and recovery codes (with a reason); their sessions end. */
+    resetSecondFactor: async (ctx: TRequestContext, username: string, reason: string) => {
+      await authorize(ctx, "user:manage", audit, userTarget(username));
+      const name = checkUsername(username);
+      const user = await store.findUserByUsername(name);
+      if (!user) throw new NotFoundError(`user ${name} does not exist`);
+      return mfa.reset(ctx, user, reason);
     },
 
     /** Ends the session the request was made with. API tokens are revoked with revokeToken instead. */
@@ -599,8 +695,16 @@ export const identityServiceFactory = ({
       const token = parsed && (await store.findToken(parsed.id));
       const at = now();
       if (!parsed || !token) throw new UnauthenticatedError(tokenRefused);
+      const rules = await rulesNow();
+      // Read on every request: a revoked binding stops working at once, on every replica.
+      const bindings = await store.activeBindings(token.user.id);
       const rejection = secretMatches(parsed.secret, token.secretSha256)
-        ? tokenRejection({ ...token, userDisabledAt: token.user.disabledAt }, at, (await rulesNow()).session)
+        ? (tokenRejection({ ...token, userDisabledAt: token.user.disabledAt }, at, rules.session) ??
+          // A session signed in without a second factor ends once one is asked of its user (a spec
+          // applied since, a binding granted since): it gets one by signing in again.
+          (token.kind === "session" && token.secondFactor === null && secondFactorRequiredBy(rules, bindings).length > 0
+            ? "no second factor, now required"
+            : undefined))
         : "wrong secret";
       if (rejection !== undefined) {
         // A real token id presented after revocation or expiry, or with the wrong secret, is
@@ -621,8 +725,7 @@ export const identityServiceFactory = ({
           userId: token.user.id,
           username: token.user.username,
           role: token.user.role,
-          // Read on every request: a revoked binding stops working at once, on every replica.
-          bindings: await store.activeBindings(token.user.id),
+          bindings,
           tokenId: token.id,
         },
         requestId: meta.requestId,
@@ -790,6 +893,20 @@ export const identityServiceFactory = ({
     ): Promise<TIssuedToken> => {
       await authorize(ctx, "token:manage-own", audit, "tokens", "some-organization");
       const owner = actingUser(ctx);
+      // An API token is for automation; for a person it must not be a way around the second factor:
+      // where one is asked of the owner, only a session that passed it mints tokens.
+      const requiredBy = secondFactorRequiredBy(await rulesNow(), owner.bindings);
+      if (requiredBy.length > 0 && !(await mfa.passedSecondFactor(owner.tokenId))) {
+        await record(ctx, "token.refused", "denied", `user:${owner.username}`, {
+          owner: owner.username,
+          reason: `no second factor behind this credential; required by ${requiredBy.join(", ")}`,
+        });
+        throw new ForbiddenError(
+          `creating an API token needs a session that passed the second factor, which organization ${requiredBy
+            .map((name) => JSON.stringify(name))
+            .join(", ")} requires (identity.mfaRequired): sign in with carehost login and your authenticator code`,
+        );
+      }
       return change(ctx, async (inTransaction) => {
         const { issued, event } = await issueApiToken(inTransaction, ctx, owner, input);
         return { result: issued, events: [event] };

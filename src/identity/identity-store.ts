@@ -2,7 +2,7 @@ import { ALL_ORGANIZATIONS, type TRole, type TRoleBinding } from "../lib/request
 import { randomUUID } from "node:crypto";
 import type { TSqlClient, TSqlExecutor, TSqlValue } from "../store/store-types.js";
 import { loginWaitSeconds, type TFailureCount } from "./identity-login-limits.js";
-import type { TLoginLimits, TTokenInfo, TTokenKind, TUser } from "./identity-types.js";
+import type { TLoginLimits, TSecondFactor, TTokenInfo, TTokenKind, TUser } from "./identity-types.js";
 
 // SQL for users, their role bindings, tokens and log-in attempts. No authorization here: the service decides who may
 // call what; the store only keeps the data consistent.
@@ -51,6 +51,8 @@ export type TStoredToken = {
   readonly expiresAt: Date;
   readonly lastUsedAt: Date | null;
   readonly revokedAt: Date | null;
+  /** For a session: the second factor its sign-in passed (null: none). */
+  readonly secondFactor: TSecondFactor | null;
   readonly user: {
     readonly id: string;
     readonly username: string;
@@ -160,6 +162,8 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
     const { rows } = await db.query<TUserRow>(`SELECT ${userColumns} FROM users WHERE username = $1`, [username]);
     return rows[0] && toUser(rows[0]);
   },
+
+  findUserById: (id: string): Promise<TStoredUser | undefined> => readUser(db, id),
 
   listUsers: async (): Promise<TStoredUser[]> =>
     (await db.query<TUserRow>(`SELECT ${userColumns} FROM users ORDER BY username`)).rows.map(toUser),
@@ -322,11 +326,13 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
     createdAt: Date;
     createdFrom: string;
     expiresAt: Date;
+    /** The second factor the session's sign-in passed. */
+    secondFactor?: TSecondFactor | null;
   }): Promise<"created" | "name-taken"> => {
     try {
       await db.query(
-        `INSERT INTO auth_tokens (id, user_id, kind, name, secret_sha256, created_at, created_from, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        `INSERT INTO auth_tokens (id, user_id, kind, name, secret_sha256, created_at, created_from, expires_at, second_factor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
         [
           token.id,
           token.userId,
@@ -336,6 +342,7 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
           token.createdAt,
           token.createdFrom,
           token.expiresAt,
+          token.secondFactor ?? null,
         ],
       );
       return "created";
@@ -355,13 +362,14 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
       expires_at: Date;
       last_used_at: Date | null;
       revoked_at: Date | null;
+      second_factor: TSecondFactor | null;
       user_id: string;
       username: string;
       role: TRole;
       disabled_at: Date | null;
     }>(
       `SELECT t.id, t.kind, t.name, t.secret_sha256, t.created_at, t.expires_at, t.last_used_at, t.revoked_at,
-              u.id AS user_id, u.username, u.role, u.disabled_at
+              t.second_factor, u.id AS user_id, u.username, u.role, u.disabled_at
          FROM auth_tokens t JOIN users u ON u.id = t.user_id
         WHERE t.id = $1`,
       [id],
@@ -377,6 +385,7 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
       expiresAt: row.expires_at,
       lastUsedAt: row.last_used_at,
       revokedAt: row.revoked_at,
+      secondFactor: row.second_factor,
       user: { id: row.user_id, username: row.username, role: row.role, disabledAt: row.disabled_at },
     };
   },
@@ -585,7 +594,7 @@ const lockedUser = async (tx: TSqlExecutor, username: string): Promise<TStoredUs
   return rows[0] && toUser(rows[0]);
 };
 
-const readUser = async (tx: TSqlExecutor, id: string): Promise<TStoredUser | undefined> => {
+const readUser = async (tx: Pick<TSqlExecutor, "query">, id: string): Promise<TStoredUser | undefined> => {
   const { rows } = await tx.query<TUserRow>(`SELECT ${userColumns} FROM users WHERE id = $1`, [id]);
   return rows[0] && toUser(rows[0]);
 };

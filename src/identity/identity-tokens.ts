@@ -62,6 +62,9 @@ export const tokenRejection = (token: TTokenState, now: Date, limits: TSessionLi
   if (token.userDisabledAt) return "user disabled";
   if (token.expiresAt.getTime() <= now.getTime()) return "expired";
   if (token.kind === "session") {
+    // The absolute lifetime as the rules say now, not only as they said at sign-in: a spec that
+    // shortens identity.sessionMaxHours ends the sessions already older than it.
+    if (now.getTime() - token.createdAt.getTime() >= limits.absoluteHours * 3_600_000) return "lifetime over";
     const lastActive = (token.lastUsedAt ?? token.createdAt).getTime();
     if (now.getTime() - lastActive > limits.idleMinutes * 60_000) return "idle";
   }

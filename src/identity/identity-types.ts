@@ -26,6 +26,13 @@ export type TIdentityAuditEventType =
   | "auth.sso.failed"
   | "auth.logout"
   | "auth.token_rejected"
+  | "auth.mfa.challenged"
+  | "auth.mfa.enrolled"
+  | "auth.mfa.enrolment_started"
+  | "auth.mfa.failed"
+  | "auth.mfa.recovery_code_used"
+  | "auth.mfa.reset"
+  | "token.refused"
   | "user.created"
   | "user.access_granted"
   | "user.access_revoked"
@@ -81,3 +88,35 @@ export type TSessionLimits = {
   /** A session ends after this long without a request (HIPAA automatic logoff). */
   readonly idleMinutes: number;
 };
+
+/** The second factor a session passed. */
+export type TSecondFactor = "totp" | "recovery-code";
+
+/** A signed-in session: the token is in it once and never again. */
+export type TSession = {
+  readonly kind: "session";
+  readonly token: string;
+  readonly expiresAt: Date;
+  readonly user: TUser;
+  /** The second factor this sign-in passed; null where none was asked. */
+  readonly secondFactor: TSecondFactor | null;
+  /** Issued by the enrolment this sign-in confirmed: shown once, stored hashed. */
+  readonly recoveryCodes?: readonly string[];
+  /** After a recovery code was used: how many unused ones are left. */
+  readonly recoveryCodesLeft?: number;
+};
+
+/**
+ * The password was right and a second factor is asked: no session yet. The ticket, presented with
+ * a code (or a recovery code) within its lifetime, completes the sign-in. `enrolment` is there when
+ * the user has no authenticator yet: the secret to add, whose first code confirms it.
+ */
+export type TSecondFactorChallenge = {
+  readonly kind: "second-factor";
+  readonly method: "totp" | "enrol";
+  readonly ticket: string;
+  readonly ticketExpiresAt: Date;
+  readonly enrolment?: { readonly secret: string; readonly otpauthUri: string };
+};
+
+export type TLoginResult = TSession | TSecondFactorChallenge;

@@ -19,6 +19,9 @@ const seconds = (fallback: number, min: number, max: number) =>
     .transform((value) => Number(value.trim()))
     .refine((value) => value >= min && value <= max, `must be between ${min} and ${max} seconds`);
 
+/** The secret holding the SMTP password (CAREHOST_SMTP_USER's); never in the environment. */
+export const SMTP_PASSWORD_SECRET = "platform/smtp-password";
+
 /** proxy-addr's names for whole ranges, as Fastify's trustProxy takes them. */
 const PROXY_RANGE_NAMES = ["loopback", "linklocal", "uniquelocal"];
 
@@ -104,7 +107,45 @@ const ConfigSchema = z.object({
   CAREHOST_KEEP_ALIVE_TIMEOUT_SECONDS: seconds(DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS, 1, 3600).describe(
     "how long an idle kept-alive connection stays open",
   ),
+  CAREHOST_SMTP_URL: z
+    .url({ protocol: /^smtps?$/, error: "must be an smtp:// or smtps:// URL (host and port, no credentials)" })
+    .refine((value) => new URL(value).username === "" && new URL(value).password === "", {
+      error: `must not carry credentials: set CAREHOST_SMTP_USER, and the password as the secret ${SMTP_PASSWORD_SECRET}`,
+    })
+    .optional()
+    .describe("the SMTP server alert email goes through; smtp:// upgrades with STARTTLS when the server offers it"),
+  CAREHOST_SMTP_FROM: z.email().default("carehost@localhost").describe("the sender address of alert email"),
+  CAREHOST_SMTP_USER: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(`the SMTP user; its password is the secret ${SMTP_PASSWORD_SECRET} (carehost secrets set)`),
+  CAREHOST_PLATFORM_ALERT_WEBHOOK: z
+    .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+    .optional()
+    .describe("where carehost's own alerts (failed sign-ins, privilege changes) go: an Alertmanager webhook receiver"),
+  CAREHOST_PLATFORM_ALERT_EMAIL: z
+    .string()
+    .default("")
+    .transform((value) =>
+      value
+        .split(",")
+        .map((entry) => entry.trim())
+        .filter((entry) => entry !== ""),
+    )
+    .refine(
+      (entries) => entries.every((entry) => z.email().safeParse(entry).success),
+      "must be email addresses separated by ','",
+    )
+    .describe("addresses carehost's own alerts are mailed to"),
 });
+
+/** Where alert email goes out and where carehost's own alerts are sent. */
+export type TAlertingConfig = {
+  readonly smtp?: { readonly url: string; readonly from: string; readonly user?: string };
+  readonly platformWebhook?: string;
+  readonly platformEmail: readonly string[];
+};
 
 export type TConfig = {
   readonly home: string;
@@ -119,6 +160,7 @@ export type TConfig = {
   readonly http: THttpConfig;
   /** Where browsers reach carehost (CAREHOST_PUBLIC_URL), without a trailing slash; the listening URL when unset. */
   readonly publicUrl?: string;
+  readonly alerting: TAlertingConfig;
 };
 
 /** How the API listens: TLS, whose forwarded addresses count, how long a client may take. */
@@ -168,6 +210,21 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): TConfig => {
     runtime: { kind: values.CAREHOST_RUNTIME, superviseMs: values.CAREHOST_SUPERVISE_SECONDS * 1000 },
     allowedPaths: values.CAREHOST_ALLOWED_PATHS.map((path) => resolve(path)),
     ...(values.CAREHOST_PUBLIC_URL === undefined ? {} : { publicUrl: values.CAREHOST_PUBLIC_URL.replace(/\/+$/, "") }),
+    alerting: {
+      ...(values.CAREHOST_SMTP_URL === undefined
+        ? {}
+        : {
+            smtp: {
+              url: values.CAREHOST_SMTP_URL,
+              from: values.CAREHOST_SMTP_FROM,
+              ...(values.CAREHOST_SMTP_USER === undefined ? {} : { user: values.CAREHOST_SMTP_USER }),
+            },
+          }),
+      ...(values.CAREHOST_PLATFORM_ALERT_WEBHOOK === undefined
+        ? {}
+        : { platformWebhook: values.CAREHOST_PLATFORM_ALERT_WEBHOOK }),
+      platformEmail: values.CAREHOST_PLATFORM_ALERT_EMAIL,
+    },
     http: {
       ...(values.CAREHOST_TLS_CERT === undefined || values.CAREHOST_TLS_KEY === undefined
         ? {}

@@ -77,6 +77,8 @@ type TMonitorProbesDeps = {
   recoverySummaries?: () => Promise<TRecoverySummaries>;
   auditCounts: Pick<TAuditCounter, "read">;
   now?: () => Date;
+  /** Told of every round once it is the latest (carehost's alert evaluation); its failure is reported, never the round's. */
+  onRound?: (round: TProbeRound) => Promise<void>;
   onError: (error: unknown) => void;
 };
 
@@ -98,6 +100,7 @@ export const monitorProbesFactory = ({
   recoverySummaries,
   auditCounts,
   now = () => new Date(),
+  onRound,
   onError,
 }: TMonitorProbesDeps) => {
   let latest: TProbeRound | undefined;
@@ -216,6 +219,7 @@ export const monitorProbesFactory = ({
       environments,
       audit,
     };
+    if (onRound !== undefined) await onRound(latest).catch(onError);
     return latest;
   };
 

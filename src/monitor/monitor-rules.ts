@@ -3,13 +3,54 @@
 // (docs/runbooks/<rule>.md), and the spec's overrides of them (monitoring.rules). Rendered as a
 // Prometheus rules file (one group per organization, every selector pinned to its organization, and
 // one group of the platform's own) and, for the Kubernetes target, inside a PrometheusRule. Pure.
+//
+// Each rule is defined once with both its PromQL condition and `check`, the same condition over a
+// probe round, which carehost's own evaluation (monitor-alert-evaluator.ts) runs: the two sit side by
+// side so that a change to one is made beside the other, and monitor-rules.test holds them to agree.
 import { stringify } from "yaml";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
+import type { TEnvironmentReading, TProbeRound } from "./monitor-probes.js";
 
 export const ALERT_SEVERITIES = ["critical", "warning", "info"] as const;
 export type TAlertSeverity = (typeof ALERT_SEVERITIES)[number];
 
 export const RUNBOOK_BASE = "https://github.com/carehost/carehost/blob/main/docs/runbooks/";
+
+/** Where a rule's condition holds in a round: the series it holds for and its value there. */
+export type TRuleHit = {
+  /** "" when the series is not one environment's (a shared cluster's connections, the platform's own). */
+  readonly environment: string;
+  readonly instance: string;
+  readonly value: number;
+  /** Labels that tell two hits of one rule in one environment apart (a certificate's component). */
+  readonly labels?: Readonly<Record<string, string>>;
+};
+
+export type TRuleCheckInput = {
+  /** The organization's readings (every organization's for a platform rule). */
+  readonly readings: readonly TEnvironmentReading[];
+  readonly round: TProbeRound;
+  readonly threshold: number;
+  /** When the condition is evaluated: PromQL's time(). */
+  readonly now: Date;
+  /**
+   * How much a counter rose within the last `windowSeconds`, as PromQL's increase() (a reset counts
+   * from zero); 0 until the rounds kept reach back into the window.
+   */
+  readonly increase: (series: string, current: number, windowSeconds: number) => number;
+};
+
+const hit = (reading: TEnvironmentReading, value: number): TRuleHit => ({
+  environment: reading.environment,
+  instance: reading.instance,
+  value,
+});
+
+const groupBy = <T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> => {
+  const groups = new Map<string, T[]>();
+  for (const item of items) groups.set(key(item), [...(groups.get(key(item)) ?? []), item]);
+  return groups;
+};
 
 type TShippedRule = {
   readonly name: string;
@@ -23,6 +64,8 @@ type TShippedRule = {
   readonly summary: string;
   /** "organization": one per organization; "platform": carehost's own signals, once. */
   readonly scope: "organization" | "platform";
+  /** The condition of `expr` over one probe round. */
+  readonly check: (input: TRuleCheckInput) => readonly TRuleHit[];
 };
 
 const s = (sel: string) => (sel === "" ? "" : `{${sel}}`);
@@ -37,6 +80,7 @@ export const SHIPPED_RULES = [
     severity: "critical",
     summary: "PostgreSQL of {{ $labels.organization }}/{{ $labels.environment }} ({{ $labels.instance }}) is down",
     scope: "organization",
+    check: ({ readings }) => readings.filter((r) => r.postgres !== null && !r.postgres.up).map((r) => hit(r, 0)),
   },
   {
     name: "PostgresConnectionsNearLimit",
@@ -49,6 +93,19 @@ export const SHIPPED_RULES = [
     summary:
       "{{ $labels.organization }} cluster {{ $labels.instance }} uses over {{ $value | humanizePercentage }} of max_connections",
     scope: "organization",
+    check: ({ readings, threshold }) =>
+      [
+        ...groupBy(
+          readings.filter((r) => r.postgres?.maxConnections != null),
+          (r) => r.instance,
+        ),
+      ].flatMap(([instance, group]) => {
+        const used = group.reduce((sum, r) => sum + (r.postgres?.connections ?? 0), 0);
+        const value = used / (group[0]!.postgres!.maxConnections as number);
+        // An instance shared by several environments is no one environment's alert.
+        const environment = group.length === 1 ? group[0]!.environment : "";
+        return value > threshold ? [{ environment, instance, value }] : [];
+      }),
   },
   {
     name: "PostgresLongTransaction",
@@ -60,6 +117,10 @@ export const SHIPPED_RULES = [
     summary:
       "A transaction on {{ $labels.organization }}/{{ $labels.environment }} has been open for {{ $value | humanizeDuration }}",
     scope: "organization",
+    check: ({ readings, threshold }) =>
+      readings
+        .filter((r) => (r.postgres?.longestTransactionSeconds ?? 0) > threshold)
+        .map((r) => hit(r, r.postgres!.longestTransactionSeconds!)),
   },
   {
     name: "PostgresDeadlocks",
@@ -70,6 +131,12 @@ export const SHIPPED_RULES = [
     severity: "warning",
     summary: "{{ $labels.organization }}/{{ $labels.environment }} had {{ $value }} deadlocks in 15 minutes",
     scope: "organization",
+    check: ({ readings, threshold, increase }) =>
+      readings.flatMap((r) => {
+        if (r.postgres?.deadlocks == null) return [];
+        const value = increase(`deadlocks/${r.organization}/${r.environment}`, r.postgres.deadlocks, 15 * 60);
+        return value > threshold ? [hit(r, value)] : [];
+      }),
   },
   {
     name: "WalArchivingFailing",
@@ -82,6 +149,14 @@ export const SHIPPED_RULES = [
     severity: "critical",
     summary: "WAL archiving of {{ $labels.organization }}/{{ $labels.environment }} is failing",
     scope: "organization",
+    check: ({ readings }) =>
+      readings
+        .filter(
+          (r) =>
+            r.archiving?.lastFailedAt != null &&
+            r.archiving.lastFailedAt.getTime() > (r.archiving.lastArchivedAt?.getTime() ?? 0),
+        )
+        .map((r) => hit(r, r.archiving!.lastFailedAt!.getTime() / 1000)),
   },
   {
     name: "RecoveryPointObjectiveAtRisk",
@@ -94,6 +169,11 @@ export const SHIPPED_RULES = [
     summary:
       "A restore of {{ $labels.organization }}/{{ $labels.environment }} now would lose more than its RPO allows",
     scope: "organization",
+    check: ({ readings, threshold }) =>
+      readings
+        .filter((r) => r.archiving !== null && r.backup !== null)
+        .filter((r) => r.archiving!.archiveLagSeconds > r.backup!.rpoSeconds * threshold)
+        .map((r) => hit(r, r.archiving!.archiveLagSeconds)),
   },
   {
     name: "BackupStale",
@@ -105,6 +185,16 @@ export const SHIPPED_RULES = [
     severity: "critical",
     summary: "{{ $labels.organization }}/{{ $labels.environment }} has no completed backup within its schedule",
     scope: "organization",
+    check: ({ readings, threshold, now }) =>
+      readings.flatMap((r) => {
+        if (r.backup === null) return [];
+        // Counted from the last backup that completed, never from a newer run that failed.
+        const age =
+          r.backup.lastCompletedAt === null
+            ? Infinity
+            : Math.max(0, (now.getTime() - r.backup.lastCompletedAt.getTime()) / 1000);
+        return age > r.backup.scheduledIntervalSeconds + threshold ? [hit(r, age)] : [];
+      }),
   },
   {
     name: "BackupFailed",
@@ -115,6 +205,7 @@ export const SHIPPED_RULES = [
     severity: "warning",
     summary: "The last backup of {{ $labels.organization }}/{{ $labels.environment }} failed",
     scope: "organization",
+    check: ({ readings }) => readings.filter((r) => r.backup?.lastRunFailed === true).map((r) => hit(r, 1)),
   },
   {
     name: "BackupVerificationFailed",
@@ -125,6 +216,8 @@ export const SHIPPED_RULES = [
     severity: "critical",
     summary: "The repositories of {{ $labels.organization }}/{{ $labels.environment }} failed verification",
     scope: "organization",
+    check: ({ readings }) =>
+      readings.filter((r) => r.backup?.lastVerification?.succeeded === false).map((r) => hit(r, 0)),
   },
   {
     name: "RestoreDrillFailed",
@@ -136,6 +229,7 @@ export const SHIPPED_RULES = [
     summary:
       "The last restore drill of {{ $labels.organization }}/{{ $labels.environment }} failed or missed an objective",
     scope: "organization",
+    check: ({ readings }) => readings.filter((r) => r.backup?.lastDrill?.succeeded === false).map((r) => hit(r, 0)),
   },
   {
     name: "RedisDown",
@@ -146,6 +240,7 @@ export const SHIPPED_RULES = [
     severity: "critical",
     summary: "Redis of {{ $labels.organization }}/{{ $labels.environment }} ({{ $labels.instance }}) is down",
     scope: "organization",
+    check: ({ readings }) => readings.filter((r) => r.redis !== null && !r.redis.up).map((r) => hit(r, 0)),
   },
   {
     name: "RedisMemoryNearLimit",
@@ -157,6 +252,13 @@ export const SHIPPED_RULES = [
     summary:
       "Redis of {{ $labels.organization }}/{{ $labels.environment }} uses {{ $value | humanizePercentage }} of maxmemory",
     scope: "organization",
+    check: ({ readings, threshold }) =>
+      readings.flatMap((r) => {
+        const used = r.redis?.usedMemoryBytes;
+        const max = r.redis?.maxMemoryBytes;
+        if (used == null || max == null || max <= 0) return [];
+        return used / max > threshold ? [hit(r, used / max)] : [];
+      }),
   },
   {
     name: "RedisEvictingKeys",
@@ -167,6 +269,12 @@ export const SHIPPED_RULES = [
     severity: "warning",
     summary: "Redis of {{ $labels.organization }}/{{ $labels.environment }} evicts keys: sessions are being lost",
     scope: "organization",
+    check: ({ readings, threshold, increase }) =>
+      readings.flatMap((r) => {
+        if (r.redis?.evictedKeys == null) return [];
+        const value = increase(`evicted/${r.organization}/${r.environment}`, r.redis.evictedKeys, 10 * 60);
+        return value > threshold ? [hit(r, value)] : [];
+      }),
   },
   {
     name: "CertificateExpiringSoon",
@@ -178,6 +286,18 @@ export const SHIPPED_RULES = [
     summary:
       "The {{ $labels.component }} certificate of {{ $labels.organization }} ({{ $labels.instance }}) expires in {{ $value | humanizeDuration }}",
     scope: "organization",
+    check: ({ readings, threshold, now }) =>
+      readings.flatMap((r) =>
+        r.certificates
+          .map((certificate) => ({ certificate, left: (certificate.notAfter.getTime() - now.getTime()) / 1000 }))
+          .filter(({ left }) => left < threshold * 86400)
+          .map(({ certificate, left }) => ({
+            environment: r.environment,
+            instance: certificate.instance,
+            value: left,
+            labels: { component: certificate.component },
+          })),
+      ),
   },
   {
     name: "RepeatedFailedSignIns",
@@ -188,6 +308,10 @@ export const SHIPPED_RULES = [
     severity: "warning",
     summary: "{{ $value }} sign-ins or tokens were refused by carehost in 15 minutes",
     scope: "platform",
+    check: ({ round, threshold, increase }) => {
+      const value = increase("auth/failed", round.audit.failedSignIns, 15 * 60);
+      return value > threshold ? [{ environment: "", instance: "", value }] : [];
+    },
   },
   {
     name: "PrivilegeChanged",
@@ -198,6 +322,11 @@ export const SHIPPED_RULES = [
     severity: "info",
     summary: "carehost recorded {{ $labels.event }}: someone's access changed",
     scope: "platform",
+    check: ({ round, threshold, increase }) =>
+      Object.entries(round.audit.privilegeChanges).flatMap(([event, count]) => {
+        const value = increase(`privilege/${event}`, count, 10 * 60);
+        return value > threshold ? [{ environment: "", instance: "", value, labels: { event } }] : [];
+      }),
   },
   {
     name: "MonitoringProbesStale",
@@ -208,17 +337,89 @@ export const SHIPPED_RULES = [
     severity: "critical",
     summary: "carehost has not probed its environments for {{ $value | humanizeDuration }}: every other alert is blind",
     scope: "platform",
+    // carehost evaluates right after a round, so in process this fires only for a round that is
+    // itself late; the rule is Prometheus's watch on carehost.
+    check: ({ round, threshold, now }) => {
+      const value = (now.getTime() - round.at.getTime()) / 1000;
+      return value > threshold ? [{ environment: "", instance: "", value }] : [];
+    },
   },
 ] as const satisfies readonly TShippedRule[];
 
 export type TRuleName = (typeof SHIPPED_RULES)[number]["name"];
 export const RULE_NAMES = SHIPPED_RULES.map((rule) => rule.name) as [TRuleName, ...TRuleName[]];
 
+/**
+ * How long a firing alert's condition must stay clear before it resolves, unless the spec says
+ * otherwise: a condition that comes and goes within it fires and resolves once, not at each turn.
+ * Prometheus's keep_firing_for, which the rendered rules carry too.
+ */
+export const DEFAULT_RESOLVE_AFTER = "5m";
+
+const DURATION_UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86400 };
+/** A Prometheus duration of the form the spec accepts (30s, 5m, 2h, 1d) in seconds. */
+export const durationSeconds = (duration: string): number => {
+  const match = /^(\d+)([smhd])$/.exec(duration);
+  if (match === null) throw new Error(`${JSON.stringify(duration)} is not a Prometheus duration`);
+  return Number(match[1]) * DURATION_UNITS[match[2]!]!;
+};
+
+type TRuleOverride = NonNullable<NonNullable<TOrganizationSpec["monitoring"]>["rules"]>[number];
+
+/** A shipped rule as one organization's spec sets it. */
+export type TEffectiveRule = {
+  readonly name: TRuleName;
+  readonly scope: "organization" | "platform";
+  readonly threshold: number;
+  readonly for: string;
+  readonly resolveAfter: string;
+  readonly severity: TAlertSeverity;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly summary: string;
+  readonly description: string;
+  readonly runbookUrl: string;
+  readonly expr: (sel: string) => string;
+  readonly check: TShippedRule["check"];
+};
+
+const effectiveRule = (shipped: TShippedRule, override: TRuleOverride | undefined): TEffectiveRule | undefined => {
+  if (override?.enabled === false) return undefined;
+  const threshold = override?.threshold ?? shipped.threshold;
+  return {
+    name: shipped.name as TRuleName,
+    scope: shipped.scope,
+    threshold,
+    for: override?.for ?? shipped.for,
+    resolveAfter: override?.resolveAfter ?? DEFAULT_RESOLVE_AFTER,
+    severity: override?.severity ?? shipped.severity,
+    // The spec's labels first: severity and the source are carehost's, which routes read.
+    labels: { ...(override?.labels ?? {}), severity: override?.severity ?? shipped.severity, source: "carehost" },
+    summary: shipped.summary,
+    description:
+      shipped.thresholdMeans === "unused"
+        ? shipped.summary
+        : `${shipped.summary} (threshold: ${threshold}, ${shipped.thresholdMeans})`,
+    runbookUrl: runbookUrl(shipped.name),
+    expr: (sel) => shipped.expr(sel, threshold),
+    check: shipped.check,
+  };
+};
+
+/** The organization's rules (its spec's overrides applied), or carehost's own when `spec` is null. */
+export function effectiveRules(spec: TOrganizationSpec | null): TEffectiveRule[] {
+  const overrides = new Map((spec?.monitoring?.rules ?? []).map((override) => [override.rule, override]));
+  return (SHIPPED_RULES as readonly TShippedRule[])
+    .filter((rule) => rule.scope === (spec === null ? "platform" : "organization"))
+    .map((rule) => effectiveRule(rule, overrides.get(rule.name as TRuleName)))
+    .filter((rule): rule is TEffectiveRule => rule !== undefined);
+}
+
 /** One rule of a Prometheus rules file. */
 export type TPrometheusRule = {
   readonly alert: string;
   readonly expr: string;
   readonly for: string;
+  readonly keep_firing_for?: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly annotations: { readonly summary: string; readonly description: string; readonly runbook_url: string };
 };
@@ -226,50 +427,27 @@ export type TPrometheusRuleGroup = { readonly name: string; readonly rules: read
 
 export const runbookUrl = (rule: string) => `${RUNBOOK_BASE}${rule}.md`;
 
-const ruleOf = (
-  shipped: TShippedRule,
-  sel: string,
-  override: NonNullable<NonNullable<TOrganizationSpec["monitoring"]>["rules"]>[number] | undefined,
-): TPrometheusRule | undefined => {
-  if (override?.enabled === false) return undefined;
-  const threshold = override?.threshold ?? shipped.threshold;
-  return {
-    alert: shipped.name,
-    expr: shipped.expr(sel, threshold),
-    for: override?.for ?? shipped.for,
-    // The spec's labels first: severity and the source are carehost's, which routes read.
-    labels: { ...(override?.labels ?? {}), severity: override?.severity ?? shipped.severity, source: "carehost" },
-    annotations: {
-      summary: shipped.summary,
-      description:
-        shipped.thresholdMeans === "unused"
-          ? shipped.summary
-          : `${shipped.summary} (threshold: ${threshold}, ${shipped.thresholdMeans})`,
-      runbook_url: runbookUrl(shipped.name),
-    },
-  };
-};
+const prometheusRuleOf = (rule: TEffectiveRule, sel: string): TPrometheusRule => ({
+  alert: rule.name,
+  expr: rule.expr(sel),
+  for: rule.for,
+  ...(durationSeconds(rule.resolveAfter) > 0 ? { keep_firing_for: rule.resolveAfter } : {}),
+  labels: rule.labels,
+  annotations: { summary: rule.summary, description: rule.description, runbook_url: rule.runbookUrl },
+});
 
 /** The organization's group: every shipped per-organization rule with the spec's overrides, pinned to it. */
 export function organizationRuleGroup(spec: TOrganizationSpec): TPrometheusRuleGroup {
   const organization = spec.metadata.name;
-  const overrides = new Map((spec.monitoring?.rules ?? []).map((override) => [override.rule, override]));
   return {
     name: `carehost-${organization}`,
-    rules: SHIPPED_RULES.filter((rule) => rule.scope === "organization")
-      .map((rule) => ruleOf(rule, `organization="${organization}"`, overrides.get(rule.name)))
-      .filter((rule): rule is TPrometheusRule => rule !== undefined),
+    rules: effectiveRules(spec).map((rule) => prometheusRuleOf(rule, `organization="${organization}"`)),
   };
 }
 
 /** carehost's own signals (sign-ins, privilege changes, the probes themselves), once per carehost. */
 export function platformRuleGroup(): TPrometheusRuleGroup {
-  return {
-    name: "carehost-platform",
-    rules: SHIPPED_RULES.filter((rule) => rule.scope === "platform")
-      .map((rule) => ruleOf(rule, "", undefined))
-      .filter((rule): rule is TPrometheusRule => rule !== undefined),
-  };
+  return { name: "carehost-platform", rules: effectiveRules(null).map((rule) => prometheusRuleOf(rule, "")) };
 }
 
 /** A Prometheus rules file for these organizations (and the platform's group when asked). */

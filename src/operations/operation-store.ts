@@ -150,6 +150,7 @@ export const operationStoreFactory = (db: TSqlExecutor) => {
            WHERE id = (
              SELECT candidate.id FROM operations candidate
              WHERE candidate.state IN ('pending', 'scheduled') AND candidate.not_before <= now()
+               AND candidate.lease_owner IS NULL
                AND ($3::text[] IS NULL OR candidate.kind = ANY($3::text[]))
                AND NOT EXISTS (SELECT 1 FROM operations held WHERE held.target = candidate.target AND held.state = 'running')
              ORDER BY candidate.not_before, candidate.id
@@ -166,11 +167,61 @@ export const operationStoreFactory = (db: TSqlExecutor) => {
     return undefined;
   };
 
+  /**
+   * Records an operation that `workerId` runs itself (a person's backup, restore or drill, run by
+   * the replica that took the request): pending, but reserved for it by a lease it renews while it
+   * waits for the target, so no other worker claims it and, should it die, the lease runs out and
+   * the operation is interrupted like a running one (expireLeases).
+   */
+  const reserve = async (request: TOperationRequest, workerId: string, leaseSeconds: number): Promise<TOperation> => {
+    const reserved = await one(
+      `INSERT INTO operations (organization, environment, target, kind, params, requested_by, source,
+         change_request, state, not_before, deadline_seconds, lease_owner, lease_expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', now(), $9, $10, now() + make_interval(secs => $11))
+       RETURNING *`,
+      [
+        request.organization,
+        request.environment ?? null,
+        request.target,
+        request.kind,
+        JSON.stringify(request.params ?? {}),
+        request.requestedBy,
+        request.source ?? null,
+        request.changeRequest ?? null,
+        request.deadlineSeconds,
+        workerId,
+        leaseSeconds,
+      ],
+    );
+    return reserved!;
+  };
+
+  /**
+   * Starts an operation `workerId` reserved, once its target runs nothing; undefined while it does
+   * (the caller tries again), or when the reservation is gone (interrupted, cancelled).
+   */
+  const claimReserved = async (id: number, workerId: string, leaseSeconds: number): Promise<TOperation | undefined> => {
+    try {
+      return await one(
+        `UPDATE operations SET state = 'running', lease_expires_at = now() + make_interval(secs => $3),
+           attempts = attempts + 1, started_at = now()
+         WHERE id = $1 AND lease_owner = $2 AND state = 'pending'
+           AND NOT EXISTS (SELECT 1 FROM operations held WHERE held.target = operations.target AND held.state = 'running')
+         RETURNING *`,
+        [id, workerId, leaseSeconds],
+      );
+    } catch (error) {
+      // Another worker started an operation of the same target at the same moment: wait for it.
+      if (isUniqueViolation(error)) return undefined;
+      throw error;
+    }
+  };
+
   /** Extends a held lease; undefined when the lease is no longer this worker's. */
   const renewLease = async (id: number, workerId: string, leaseSeconds: number) => {
     const { rows } = await db.query<{ cancel_requested: boolean }>(
       `UPDATE operations SET lease_expires_at = now() + make_interval(secs => $3)
-       WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+       WHERE id = $1 AND lease_owner = $2 AND state IN ('pending', 'running')
        RETURNING cancel_requested`,
       [id, workerId, leaseSeconds],
     );
@@ -197,7 +248,7 @@ export const operationStoreFactory = (db: TSqlExecutor) => {
     const { rows } = await tx.query<TOperationRow>(
       `UPDATE operations SET state = $3, result = $4::jsonb, error = $5, finished_at = now(),
          lease_owner = NULL, lease_expires_at = NULL
-       WHERE id = $1 AND lease_owner = $2 AND state = 'running' RETURNING *`,
+       WHERE id = $1 AND lease_owner = $2 AND state IN ('pending', 'running') RETURNING *`,
       [id, workerId, end.state, end.result === undefined ? null : JSON.stringify(end.result), end.error ?? null],
     );
     return rows[0] === undefined ? undefined : operationOf(rows[0]);
@@ -212,7 +263,8 @@ export const operationStoreFactory = (db: TSqlExecutor) => {
       `UPDATE operations SET state = 'interrupted', finished_at = now(),
          error = 'interrupted: the worker ' || coalesce(lease_owner, '?') || ' stopped renewing its lease (it died or hung)',
          lease_owner = NULL, lease_expires_at = NULL
-       WHERE id IN (SELECT id FROM operations WHERE state = 'running' AND lease_expires_at < now() FOR UPDATE SKIP LOCKED)
+       WHERE id IN (SELECT id FROM operations WHERE state IN ('pending', 'running') AND lease_owner IS NOT NULL
+                      AND lease_expires_at < now() FOR UPDATE SKIP LOCKED)
        RETURNING *`,
     );
     return rows.map(operationOf);
@@ -225,7 +277,7 @@ export const operationStoreFactory = (db: TSqlExecutor) => {
   const interruptRunning = async (reason: string): Promise<TOperation[]> => {
     const { rows } = await db.query<TOperationRow>(
       `UPDATE operations SET state = 'interrupted', finished_at = now(), error = $1, lease_owner = NULL, lease_expires_at = NULL
-       WHERE state = 'running' RETURNING *`,
+       WHERE state = 'running' OR (state = 'pending' AND lease_owner IS NOT NULL) RETURNING *`,
       [reason],
     );
     return rows.map(operationOf);
@@ -270,7 +322,20 @@ export const operationStoreFactory = (db: TSqlExecutor) => {
     return rows.map(operationOf);
   };
 
-  return { enqueue, claim, renewLease, addStep, finish, expireLeases, interruptRunning, requestCancel, get, list };
+  return {
+    enqueue,
+    reserve,
+    claim,
+    claimReserved,
+    renewLease,
+    addStep,
+    finish,
+    expireLeases,
+    interruptRunning,
+    requestCancel,
+    get,
+    list,
+  };
 };
 
 export type TOperationStore = ReturnType<typeof operationStoreFactory>;

@@ -4,6 +4,7 @@
 // restart: sessions already connected stay connected.
 import { s3CredentialsFrom } from "../backup/s3-bucket.js";
 import { authorize, authorizeListing, inScope } from "../identity/identity-permissions.js";
+import { SMTP_PASSWORD_SECRET } from "../lib/config.js";
 import type { TAuthorizationScope } from "../identity/identity-permissions.js";
 import type { TAuditEvent } from "../audit/audit-types.js";
 import type { TChangeAudit } from "../identity/identity-types.js";
@@ -75,9 +76,11 @@ export const secretsAdminServiceFactory = ({ secrets, audit, latestSpecs, reconc
     );
     // The OIDC client secret the provider issued for carehost (identity.oidc.clientSecretRef).
     const oidcClient = kind === "identity" && organization?.identity.oidc?.clientSecretRef === reference;
-    if (users.length === 0 && !oidcClient) {
+    // The password of the SMTP server alert email goes through (CAREHOST_SMTP_USER's): carehost's own, over every organization.
+    const smtpPassword = name === SMTP_PASSWORD_SECRET;
+    if (users.length === 0 && !oidcClient && !smtpPassword) {
       throw new ValidationError(
-        `secret ${JSON.stringify(name)} is not a credential a recorded spec names: name it backup/<organization>/<keySecretRef of an azure or s3 repository> or identity/<organization>/<identity.oidc.clientSecretRef>`,
+        `secret ${JSON.stringify(name)} is not a credential a recorded spec names: name it backup/<organization>/<keySecretRef of an azure or s3 repository>, identity/<organization>/<identity.oidc.clientSecretRef> or ${SMTP_PASSWORD_SECRET}`,
       );
     }
     if (value.trim().length === 0) throw new ValidationError(`the value for ${JSON.stringify(name)} is empty`);

@@ -1,6 +1,6 @@
 // The HTTP API. Fastify with zod schemas: the same schemas validate requests and produce the
 // OpenAPI 3.1 document at /api/openapi.json. Deny by default: a route is public only when it
-// says so in its config, and only health and login do.
+// says so in its config, and only health and the two steps of a sign-in do.
 import { randomUUID } from "node:crypto";
 import fastifyHelmet from "@fastify/helmet";
 import fastifySwagger from "@fastify/swagger";
@@ -21,6 +21,7 @@ import { registerExceptionRoutes } from "./routes/exception-routes.js";
 import { registerGitopsRoutes } from "./routes/gitops-routes.js";
 import { registerHealthRoutes } from "./routes/health-routes.js";
 import { registerMonitorRoutes } from "./routes/monitor-routes.js";
+import { registerAlertRoutes } from "./routes/alert-routes.js";
 import { registerOidcRoutes } from "./routes/oidc-routes.js";
 import { registerOperationRoutes } from "./routes/operation-routes.js";
 import { registerCopyRoutes } from "./routes/copy-routes.js";
@@ -160,6 +161,7 @@ export const buildServer = async (
   registerOperationRoutes(api, services);
   registerChangeRoutes(api, services);
   registerMonitorRoutes(api, services);
+  registerAlertRoutes(api, services);
   api.get("/api/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

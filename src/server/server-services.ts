@@ -12,6 +12,7 @@ import type { TStatusService } from "./status-service.js";
 import type { TChangeService } from "../governance/change-service.js";
 import type { TMonitorService } from "../monitor/monitor-service.js";
 import type { TCopiesLifecycle } from "../copies/copies-lifecycle.js";
+import type { TAlertService } from "../monitor/monitor-alert-service.js";
 
 /** Everything the HTTP layer calls; built once by the composition root (server-start.ts). */
 export type TServerServices = {
@@ -29,4 +30,5 @@ export type TServerServices = {
   readonly operations: TOperationService;
   readonly changes: TChangeService;
   readonly monitor: TMonitorService;
+  readonly alerts: TAlertService;
 };

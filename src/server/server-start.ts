@@ -41,8 +41,8 @@ import type { TRenderTarget } from "../render/render-types.js";
 import { recoveryServiceFactory } from "../backup/recovery-service.js";
 import { operationServiceFactory } from "../operations/operation-service.js";
 import { operationStoreFactory } from "../operations/operation-store.js";
-import type { TOperationHandler } from "../operations/operation-types.js";
-import { operationWorkerFactory } from "../operations/operation-worker.js";
+import type { TOperation, TOperationHandler } from "../operations/operation-types.js";
+import { newWorkerId, operationWorkerFactory } from "../operations/operation-worker.js";
 import type { TOperationWorker } from "../operations/operation-worker.js";
 import type { TChangeRequest } from "../governance/change-types.js";
 import { secretScope, secretsAdminServiceFactory } from "../secrets/secrets-admin-service.js";
@@ -58,6 +58,12 @@ import { monitorProbesFactory } from "../monitor/monitor-probes.js";
 import { monitorServiceFactory } from "../monitor/monitor-service.js";
 import { copiesLifecycleFactory } from "../copies/copies-lifecycle.js";
 import { liveCopies, liveCopyView } from "../copies/copies-store.js";
+import { alertDeliveryFactory, alertSenders } from "../monitor/monitor-alert-delivery.js";
+import { alertEvaluatorFactory } from "../monitor/monitor-alert-evaluator.js";
+import { alertServiceFactory } from "../monitor/monitor-alert-service.js";
+import type { TDestination } from "../monitor/monitor-alert-types.js";
+import { SMTP_PASSWORD_SECRET } from "../lib/config.js";
+import nodemailer from "nodemailer";
 
 export type TRunningCarehost = {
   readonly url: string;
@@ -120,15 +126,16 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   });
   const audit = auditServiceFactory({ log, db });
   const environmentStore = environmentStoreFactory(db);
+  // The master key lives outside the database (CAREHOST_MASTER_KEY or a 0600 file), so a copy of
+  // the database alone does not open the secrets (nor the users' TOTP secrets).
+  const masterKey = await loadMasterKey({ filePath: join(config.home, "master.key") });
   const identity = identityServiceFactory({
     db,
     audit: log,
+    masterKey,
     organizationRules: environmentStore.latestIdentityRules,
     ...(options.clock === undefined ? {} : { now: options.clock }),
   });
-  // The master key lives outside the database (CAREHOST_MASTER_KEY or a 0600 file), so a copy of
-  // the database alone does not open the secrets.
-  const masterKey = await loadMasterKey({ filePath: join(config.home, "master.key") });
   const secrets = secretsServiceFactory({
     db,
     masterKey,
@@ -175,8 +182,11 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     latestSpecs: environments.latestSpecs,
     reconcile: environments.reconcileOrganization,
   });
+  // One name for this process in every lease it holds: its worker's and its runs' operations.
+  const workerId = newWorkerId();
   const recovery = recoveryServiceFactory({
     db,
+    workerId,
     runtime,
     latestSpecs: environments.latestSpecs,
     audit: log,
@@ -234,13 +244,59 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     recoverySummaries: recovery.summaries,
     changeAlerts: changes.alerts,
     copies: (statusCtx) => copies.list(statusCtx),
+    firingAlerts: (ctx) => alerts.firing(ctx),
   });
-  // Probe rounds on their own timer at the supervisor's interval; /metrics serves the last one.
+  // Alert email goes through the configured SMTP server, its password from the secret store (read
+  // at each send, so `carehost secrets set platform/smtp-password` takes effect without a restart).
+  const smtp = config.alerting.smtp;
+  const mail =
+    smtp === undefined
+      ? undefined
+      : async () => {
+          const url = new URL(smtp.url);
+          const password = smtp.user === undefined ? undefined : await secrets.current(SMTP_PASSWORD_SECRET);
+          return {
+            transport: nodemailer.createTransport({
+              host: url.hostname,
+              port: Number(url.port || (url.protocol === "smtps:" ? 465 : 587)),
+              secure: url.protocol === "smtps:",
+              ...(smtp.user === undefined ? {} : { auth: { user: smtp.user, pass: password ?? "" } }),
+            }),
+            from: smtp.from,
+          };
+        };
+  const alertDelivery = alertDeliveryFactory({
+    db,
+    log,
+    senders: alertSenders({ externalURL: () => config.publicUrl ?? url, mail }),
+    onError: (error) => app.log.error({ err: error }, "delivering alerts failed"),
+  });
+  const platformDestinations: TDestination[] = [
+    ...(config.alerting.platformWebhook === undefined
+      ? []
+      : [{ kind: "webhook" as const, destination: config.alerting.platformWebhook }]),
+    ...(config.alerting.platformEmail.length === 0
+      ? []
+      : [{ kind: "email" as const, destination: config.alerting.platformEmail.join(",") }]),
+  ];
+  const alertEvaluator = alertEvaluatorFactory({
+    log,
+    latestSpecs: environments.latestSpecs,
+    platformDestinations,
+    onQueued: () => void alertDelivery.kick(),
+  });
+  const alerts = alertServiceFactory({ db, log, latestSpecs: environments.latestSpecs });
+  // Probe rounds on their own timer at the supervisor's interval; /metrics serves the last one, and
+  // carehost evaluates its alert rules on each.
   const probes = monitorProbesFactory({
     latestSpecs: environments.latestSpecs,
     probeRuntime: runtime.probe,
     recoverySummaries: recovery.summaries,
     auditCounts: auditCountsFactory({ db }),
+    onRound: async (round) => {
+      const evaluation = await alertEvaluator.evaluate(round);
+      await alertDelivery.resendFiring(evaluation.active);
+    },
     onError: (error) => app.log.error({ err: error }, "a monitoring probe round failed"),
   });
   const monitor = monitorServiceFactory({
@@ -266,6 +322,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       operations,
       changes,
       monitor,
+      alerts,
     },
     {
       version: carehostVersion,
@@ -387,15 +444,24 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const loginSweepTimer = setInterval(() => void sweepLoginFailures(), options.loginSweepMs ?? LOGIN_SWEEP_MS);
   loginSweepTimer.unref();
 
-  const runScheduled: TOperationHandler = async ({ operation }) => recovery.runScheduled(operation);
+  const runScheduled: TOperationHandler = async ({ operation, step }) => recovery.runScheduled(operation, step);
   // Scheduled changes apply when their window opens; emergency changes nobody reviewed in 24 h are escalated.
   const changeScheduler = systemContext("change-scheduler");
   const applyChange: TOperationHandler = async ({ operation }) => {
     if (operation.changeRequest === null) throw new Error(`apply operation ${operation.id} names no change request`);
     return changes.applyQueued(changeScheduler, operation.changeRequest);
   };
+  // Another replica died holding an operation: its runs are interrupted, and the organization's
+  // reconcile repairs what they left half-done, as this process's own start-up would.
+  const repairInterrupted = async (operation: TOperation) => {
+    await operations.recordInterrupted(operation);
+    if ((await recovery.markInterruptedFor(operation)) === 0) return;
+    const spec = (await environments.latestSpecs()).find((item) => item.metadata.name === operation.organization);
+    if (spec !== undefined) await environments.reconcileOrganization(systemContext("operations"), spec);
+  };
   const worker: TOperationWorker = operationWorkerFactory({
     store: operationStore,
+    workerId,
     handlers: {
       apply: applyChange,
       // Queued only where the runtime's data tier is on this host (the scheduler asks it).
@@ -405,7 +471,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       drill: runScheduled,
     },
     pollMs: Math.min(config.runtime.superviseMs, 5000),
-    onInterrupted: operations.recordInterrupted,
+    onInterrupted: repairInterrupted,
     onError: (error) => app.log.error({ err: error }, "running an operation failed"),
   });
   wakeWorker.wake = worker.wake;
@@ -444,6 +510,15 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     intervalMs: config.runtime.superviseMs,
     onError: (error) => app.log.error({ err: error }, "supervising the runtime failed"),
   });
+  // PGlite is one process's database: an operation it holds as running (or reserved) was this
+  // process's before it stopped, and no other replica will ever renew its lease.
+  if (config.store.kind === "pglite") {
+    for (const interruptedOperation of await operationStore.interruptRunning(
+      "interrupted: carehost stopped before it finished",
+    ))
+      await operations.recordInterrupted(interruptedOperation);
+  }
+  // The runs no live lease holds: on PostgreSQL, another replica's keep running.
   const interrupted = await recovery.markInterrupted();
   if (interrupted > 0)
     options.print(
@@ -453,16 +528,9 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const restored = await environments.reconcileRecorded(ctx);
   if (restored.length > 0) options.print(`Runtime: ${restored.length} action(s) to bring recorded environments back.`);
   supervisor.start();
-  // PGlite is one process's database: an operation it holds as running was this process's
-  // before it stopped, and no other replica will ever renew its lease.
-  if (config.store.kind === "pglite") {
-    for (const interruptedOperation of await operationStore.interruptRunning(
-      "interrupted: carehost stopped before it finished",
-    ))
-      await operations.recordInterrupted(interruptedOperation);
-  }
   worker.start();
   probes.start(config.runtime.superviseMs);
+  alertDelivery.start(Math.min(config.runtime.superviseMs, 5000));
 
   // An apply the last process stopped between its intent and its conclusion: the repository says
   // how it ended. After the admin and the runtime, since a remote that is slow to answer holds this.
@@ -532,6 +600,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
       clearInterval(changeTimer);
       await changeTick;
       await probes.stop();
+      await alertDelivery.stop();
       const interrupted = await recovery.shutdown();
       await workerStopped;
       if (interrupted > 0)

@@ -67,6 +67,18 @@ const lastBackup: TBackupRun = {
   finishedAt: new Date("2026-12-02T04:24:36Z"),
 };
 
+// The newest run failed; the one before it is the last good backup, whose age monitoring counts.
+let failedNewest = false;
+const failedRun = {
+  ...lastBackup,
+  id: lastBackup.id + 1,
+  status: "failed",
+  label: null,
+  error: "repository unwritable",
+  startedAt: new Date(NOW.getTime() - 10_000),
+  finishedAt: new Date(NOW.getTime() - 5_000),
+};
+
 const status = statusServiceFactory({
   environments: {
     latestRevisions: async () => [
@@ -97,7 +109,12 @@ const status = statusServiceFactory({
   url: () => "http://127.0.0.1:8080",
   store: "pglite",
   startedAt: new Date(NOW.getTime() - 90_000),
-  recoverySummaries: async () => ({ backups: [lastBackup], drills: [], verifications: [] }),
+  recoverySummaries: async () => ({
+    backups: failedNewest ? [failedRun] : [lastBackup],
+    completedBackups: [lastBackup],
+    drills: [],
+    verifications: [],
+  }),
   now: () => NOW,
 });
 
@@ -116,6 +133,22 @@ void describe("status: every -o json field is structured, described in the OpenA
     assert.equal(response.statusCode, 200, response.body);
     return response.json();
   };
+
+  void it("says when the last good backup was when the newest run failed", async () => {
+    failedNewest = true;
+    try {
+      const recovery = (await fetchStatus()).organizations[0]!.environments[0]!.recovery;
+      assert.equal(recovery?.lastBackup?.status, "failed");
+      assert.deepEqual(recovery?.lastSuccessfulBackup, {
+        kind: "full",
+        label: "20261202-042427F",
+        finishedAt: "2026-12-02T04:24:36.000Z",
+        ageSeconds: 51,
+      });
+    } finally {
+      failedNewest = false;
+    }
+  });
 
   void it("answers numbers, ISO times and enums where the text had prose", async () => {
     const environment = (await fetchStatus()).organizations[0]!.environments[0]!;

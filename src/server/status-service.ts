@@ -8,6 +8,7 @@ import type { TBackupRun, TDrillRun } from "../backup/recovery-runs.js";
 import { archivingAlert } from "../backup/wal-archiving.js";
 import type { TWalArchiving } from "../backup/wal-archiving.js";
 import type { TEnvironmentSpec } from "../spec/spec-schema.js";
+import type { TAlert as TMonitorAlert } from "../monitor/monitor-alert-types.js";
 
 const isFailure = (status: string | undefined) => status === "failed" || status === "interrupted";
 
@@ -39,6 +40,24 @@ export type TBackupStatus = {
   finishedAt: string | null;
   ageSeconds: number;
 };
+/** The last backup that completed, which a restore can use: a newer run may have failed. */
+export type TSuccessfulBackupStatus = {
+  kind: string;
+  label: string | null;
+  finishedAt: string;
+  ageSeconds: number;
+};
+/** An alert carehost's own evaluation holds firing (carehost alerts). */
+export type TFiringAlertStatus = {
+  id: number;
+  rule: string;
+  environment: string;
+  instance: string;
+  severity: string;
+  summary: string;
+  firedAt: string;
+  acknowledgedBy: string | null;
+};
 /** The newest restore drill, with what it measured against the objectives. */
 export type TDrillStatus = {
   status: string;
@@ -65,6 +84,8 @@ export type TStatusReport = {
   store: TStoreKind;
   uptimeSeconds: number;
   audit: { treeSize: number; lastCheckpoint: { treeSize: number; time: string } | null };
+  /** carehost's own alerts firing (failed sign-ins, privilege changes), for a caller over every organization. */
+  platformAlerts: TFiringAlertStatus[];
   organizations: {
     name: string;
     revision: { id: number; digest: string; appliedBy: string; appliedAt: string };
@@ -81,6 +102,8 @@ export type TStatusReport = {
       expiresAt: string | null;
       pastExpiry: boolean;
     }[];
+    /** The organization's alerts firing now (carehost alerts lists them with their deliveries). */
+    firingAlerts: TFiringAlertStatus[];
     environments: {
       name: string;
       entity: string;
@@ -102,6 +125,8 @@ export type TStatusReport = {
        */
       recovery: {
         lastBackup: TBackupStatus | null;
+        /** The backup's age is this one's: the newest run may have failed. */
+        lastSuccessfulBackup: TSuccessfulBackupStatus | null;
         lastDrill: TDrillStatus | null;
         archiving: TArchivingStatus | null;
         alerts: TAlert[];
@@ -121,7 +146,13 @@ type TStatusServiceDeps = {
   url: () => string;
   store: TStoreKind;
   startedAt: Date;
-  recoverySummaries?: () => Promise<{ backups: TBackupRun[]; drills: TDrillRun[]; verifications: TBackupRun[] }>;
+  recoverySummaries?: () => Promise<{
+    backups: TBackupRun[];
+    completedBackups: TBackupRun[];
+    drills: TDrillRun[];
+    verifications: TBackupRun[];
+  }>;
+  firingAlerts?: (ctx: TRequestContext) => Promise<TMonitorAlert[]>;
   changeAlerts?: (
     ctx: TRequestContext,
   ) => Promise<{ organization: string; changeRequest: number; escalated: boolean; message: string }[]>;
@@ -152,6 +183,7 @@ export const statusServiceFactory = ({
   recoverySummaries,
   changeAlerts,
   copies,
+  firingAlerts,
   now = () => new Date(),
 }: TStatusServiceDeps) => ({
   status: async (ctx: TRequestContext): Promise<TStatusReport> => {
@@ -163,9 +195,28 @@ export const statusServiceFactory = ({
       auditHead(),
       environments.runtimeStatus(ctx),
     ]);
-    const summaries = (await recoverySummaries?.()) ?? { backups: [], drills: [], verifications: [] };
+    const summaries = (await recoverySummaries?.()) ?? {
+      backups: [],
+      completedBackups: [],
+      drills: [],
+      verifications: [],
+    };
     const changes = (await changeAlerts?.(ctx)) ?? [];
     const liveCopies = (await copies?.(ctx)) ?? [];
+    const firing = (await firingAlerts?.(ctx)) ?? [];
+    const firingOf = (organization: string): TFiringAlertStatus[] =>
+      firing
+        .filter((alert) => alert.organization === organization)
+        .map((alert) => ({
+          id: alert.id,
+          rule: alert.rule,
+          environment: alert.environment,
+          instance: alert.instance,
+          severity: alert.severity,
+          summary: alert.annotations.summary ?? alert.rule,
+          firedAt: (alert.firedAt ?? alert.pendingSince).toISOString(),
+          acknowledgedBy: alert.acknowledgedBy,
+        }));
     const runtimeEnvironment = (organization: string, name: string) =>
       runtimes
         .find((item) => item.organization === organization)
@@ -176,6 +227,9 @@ export const statusServiceFactory = ({
       if (!objectives.enabled) return null;
       const archiving = archivingOf(organization, name);
       const backup = summaries.backups.find((item) => item.organization === organization && item.environment === name);
+      const completed = summaries.completedBackups.find(
+        (item) => item.organization === organization && item.environment === name,
+      );
       const drill = summaries.drills.find((item) => item.organization === organization && item.environment === name);
       const verification = summaries.verifications.find(
         (item) => item.organization === organization && item.environment === name,
@@ -215,6 +269,15 @@ export const statusServiceFactory = ({
                 startedAt: backup.startedAt.toISOString(),
                 finishedAt: backup.finishedAt?.toISOString() ?? null,
                 ageSeconds: ageSeconds(backup.startedAt),
+              },
+        lastSuccessfulBackup:
+          completed === undefined
+            ? null
+            : {
+                kind: completed.kind,
+                label: completed.label,
+                finishedAt: (completed.finishedAt ?? completed.startedAt).toISOString(),
+                ageSeconds: ageSeconds(completed.finishedAt ?? completed.startedAt),
               },
         lastDrill:
           drill === undefined
@@ -267,6 +330,7 @@ export const statusServiceFactory = ({
       store,
       uptimeSeconds: Math.round((now().getTime() - startedAt.getTime()) / 1000),
       audit: head,
+      platformAlerts: firingOf(""),
       organizations: revisions.map((revision) => ({
         name: revision.organization,
         revision: {
@@ -290,6 +354,7 @@ export const statusServiceFactory = ({
             expiresAt: copy.expiresAt?.toISOString() ?? null,
             pastExpiry: copy.expiresAt !== null && copy.expiresAt.getTime() <= now().getTime(),
           })),
+        firingAlerts: firingOf(revision.organization),
         environments: recorded
           .filter((environment) => environment.organization === revision.organization)
           .map((environment) => ({

@@ -34,6 +34,8 @@ void describe("spec JSON Schema", () => {
     assert.equal(identity?.mfaRequired?.default, true);
     assert.equal(identity?.sessionIdleTimeoutMinutes?.default, 15);
     assert.match(identity?.sessionIdleTimeoutMinutes?.description ?? "", /logoff/);
+    assert.equal(identity?.sessionMaxHours?.default, 12);
+    assert.match(identity?.sessionMaxHours?.description ?? "", /hours after sign-in however active/);
     for (const [key, property] of Object.entries(schema.properties))
       assert.ok(property.description, `${key} has no description`);
   });

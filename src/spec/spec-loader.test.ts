@@ -77,6 +77,22 @@ void describe("loadSpecText", () => {
     assert.deepEqual(result.spec.backupRepositories, []);
   });
 
+  void it("takes identity.sessionMaxHours from 1 to 24, 12 when left out, and names the field and value otherwise", () => {
+    assert.equal(
+      (load(MINIMAL) as { spec: { identity: { sessionMaxHours: number } } }).spec.identity.sessionMaxHours,
+      12,
+    );
+    const eight = load(edit("localUsersAllowed: true", "  localUsersAllowed: true\n  sessionMaxHours: 8"));
+    assert.ok(eight.ok && eight.spec.identity.sessionMaxHours === 8);
+    for (const refused of ["25", "0", "1.5"]) {
+      const errors = errorsOf(
+        load(edit("localUsersAllowed: true", `  localUsersAllowed: true\n  sessionMaxHours: ${refused}`)),
+      );
+      assert.equal(errors.length, 1, refused);
+      assert.equal(errors[0]?.path, "identity.sessionMaxHours", refused);
+    }
+  });
+
   void it("reports an unknown key at the key, with a suggestion when it looks like a typo", () => {
     const errors = errorsOf(load(edit("hosting: dedicated", "    hosting: dedicated\n    hostnmae: erp")));
     assert.deepEqual(brief(errors), ['18:5 environments[0].hostnmae unknown key "hostnmae"']);

@@ -18,7 +18,7 @@ import {
   timeZoneProblem,
 } from "./spec-formats.js";
 import { fieldPathsOf } from "./spec-field-paths.js";
-import { ALERT_SEVERITIES, RULE_NAMES } from "../monitor/monitor-rules.js";
+import { ALERT_SEVERITIES, DEFAULT_RESOLVE_AFTER, RULE_NAMES } from "../monitor/monitor-rules.js";
 import { PSEUDONYM_KINDS } from "../copies/copies-pseudonym.js";
 import { roles } from "../lib/request-context.js";
 
@@ -170,6 +170,12 @@ const IdentitySchema = z.strictObject({
     .max(24 * 60)
     .default(15)
     .describe("Automatic logoff after this many idle minutes (164.312(a)(2)(iii)). Default 15."),
+  sessionMaxHours: z
+    .int()
+    .min(1)
+    .max(24)
+    .default(12)
+    .describe("A session ends this many hours after sign-in however active it is; at most 24. Default 12."),
 });
 
 /** An https:// or ssh:// Git URL with no credentials in it (withoutCredentials). */
@@ -578,6 +584,63 @@ const GitopsSchema = z.strictObject({
   targetRevision: z.string().min(1).default("main").describe("Branch Argo CD follows. Default main."),
 });
 
+const promDuration = () => patternString(/^\d{1,4}[smhd]$/, "is not a Prometheus duration such as 30s, 5m, 2h or 1d");
+
+/** Where an alert receiver listens: http(s), no credentials in the URL (a token belongs in the receiver's network policy or a proxy). */
+const receiverUrl = () =>
+  withoutCredentials(
+    z.url({
+      protocol: /^https?$/,
+      error: (issue) => `${showUrl(issue.input)} is not an http:// or https:// URL`,
+    }),
+    "alert receivers are reached without credentials in the spec",
+  );
+
+const AlertDestinationFields = {
+  webhook: receiverUrl()
+    .optional()
+    .describe("A receiver of Alertmanager's webhook payload (version 4), POSTed once per alert state change."),
+  alertmanager: receiverUrl()
+    .optional()
+    .describe(
+      "An Alertmanager's base URL: alerts are posted to its /api/v2/alerts (re-sent while firing), and it routes them on.",
+    ),
+  email: z
+    .array(z.email({ error: (issue) => `${show(issue.input)} is not an email address` }))
+    .min(1)
+    .optional()
+    .describe("Addresses mailed over the SMTP server carehost is configured with (CAREHOST_SMTP_URL)."),
+};
+const hasDestination = (route: { webhook?: string; alertmanager?: string; email?: string[] }) =>
+  route.webhook !== undefined || route.alertmanager !== undefined || route.email !== undefined;
+const NO_DESTINATION = "names no destination: give webhook, alertmanager or email";
+
+const AlertRouteSchema = z
+  .strictObject({
+    match: z
+      .strictObject({
+        severity: z
+          .array(z.enum(ALERT_SEVERITIES))
+          .min(1)
+          .optional()
+          .describe("The severities this route takes (every one when left out)."),
+        entity: dnsLabel()
+          .optional()
+          .describe("Only alerts of environments this entities[] item owns (every entity's when left out)."),
+      })
+      .default({})
+      .describe("Which alerts the route takes; every route an alert matches receives it."),
+    ...AlertDestinationFields,
+  })
+  .refine(hasDestination, { error: NO_DESTINATION });
+
+const EscalationSchema = z
+  .strictObject({
+    after: promDuration().describe("How long a critical alert may fire unacknowledged before it is escalated."),
+    ...AlertDestinationFields,
+  })
+  .refine(hasDestination, { error: NO_DESTINATION });
+
 const RESERVED_ALERT_LABELS = ["severity", "source", "organization", "environment", "instance", "alertname"];
 
 const AlertRuleOverrideSchema = z.strictObject({
@@ -587,9 +650,14 @@ const AlertRuleOverrideSchema = z.strictObject({
     })
     .describe("The shipped rule this overrides; each has a runbook at docs/runbooks/<rule>.md."),
   enabled: z.boolean().optional().describe("false leaves the rule out of the rendered rules. Default true."),
-  for: patternString(/^\d{1,4}[smhd]$/, "is not a Prometheus duration such as 30s, 5m, 2h or 1d")
+  for: promDuration()
     .optional()
     .describe("How long the condition must hold before the alert fires (the rule's own by default)."),
+  resolveAfter: promDuration()
+    .optional()
+    .describe(
+      `How long the condition must stay clear before a firing alert resolves (hysteresis: a condition that comes and goes within it fires and resolves once). Default ${DEFAULT_RESOLVE_AFTER}; rendered as keep_firing_for.`,
+    ),
   severity: z.enum(ALERT_SEVERITIES).optional().describe("critical, warning or info; routes are chosen by it."),
   threshold: z
     .number()
@@ -624,6 +692,15 @@ const MonitoringSchema = z.strictObject({
       });
     })
     .describe("Overrides of the alert rules carehost ships: for-duration, severity, threshold, labels, or off."),
+  routes: z
+    .array(AlertRouteSchema)
+    .default([])
+    .describe(
+      "Where carehost sends the organization's alerts, chosen by severity and entity: an Alertmanager webhook receiver, an Alertmanager, email.",
+    ),
+  escalation: EscalationSchema.optional().describe(
+    "Where a critical alert goes when nobody acknowledges it (carehost alerts ack) in time.",
+  ),
 });
 
 /** The longest a restored copy of PHI may live, in hours (a month). */

@@ -343,6 +343,21 @@ function standardChangeReferences(changeManagement: unknown, environments: Reado
   return issues;
 }
 
+/** A route chosen by entity names a declared one: a misspelt entity would route nothing, silently. */
+function alertRouteEntities(monitoring: unknown, entities: ReadonlySet<string>): TSpecIssue[] {
+  const issues: TSpecIssue[] = [];
+  list(field(monitoring, "routes")).forEach((route, index) => {
+    const entity = text(field(field(route, "match"), "entity"));
+    if (entity === undefined || entities.has(entity)) return;
+    issues.push({
+      path: ["monitoring", "routes", index, "match", "entity"],
+      target: "value",
+      message: `entity ${quoted(entity)} is not declared in entities (${known(entities)})`,
+    });
+  });
+  return issues;
+}
+
 /** Every cross-field problem in a parsed (not necessarily valid) spec. */
 export function checkSpecSemantics(spec: unknown): TSpecIssue[] {
   const entities = list(field(spec, "entities"));
@@ -365,6 +380,7 @@ export function checkSpecSemantics(spec: unknown): TSpecIssue[] {
     ...overlappingSlots(defaultWindow, ["defaults", "maintenanceWindow"]),
     ...uniqueHostnames(environments),
     ...standardChangeReferences(field(spec, "changeManagement"), names.environments),
+    ...alertRouteEntities(field(spec, "monitoring"), names.entities),
   ];
   environments.forEach((environment, index) => {
     const path = ["environments", index];

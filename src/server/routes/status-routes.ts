@@ -14,6 +14,17 @@ const TierSchema = z.enum(["production", "staging", "development", "training", "
 const DataClassSchema = z.enum(["phi", "confidential", "internal", "public"]);
 const HostingSchema = z.enum(["dedicated", "shared"]);
 
+const FiringAlertSchema = z.object({
+  id: z.number().int().describe("carehost alerts ack <id>"),
+  rule: z.string().describe("the rule; its runbook is docs/runbooks/<rule>.md"),
+  environment: z.string().describe('"" when the series is not one environment\'s'),
+  instance: z.string(),
+  severity: z.string(),
+  summary: z.string(),
+  firedAt: z.iso.datetime(),
+  acknowledgedBy: z.string().nullable(),
+});
+
 const StatusSchema = z.object({
   version: z.string(),
   url: z.string(),
@@ -25,6 +36,9 @@ const StatusSchema = z.object({
       .object({ treeSize: z.number().int(), time: z.string().describe("ISO 8601, as signed into the checkpoint") })
       .nullable(),
   }),
+  platformAlerts: z
+    .array(FiringAlertSchema)
+    .describe("carehost's own alerts firing (failed sign-ins, privilege changes); only over every organization"),
   organizations: z.array(
     z.object({
       name: z.string(),
@@ -59,6 +73,7 @@ const StatusSchema = z.object({
           }),
         )
         .describe("live copies of the organization's environments' data (carehost copies)"),
+      firingAlerts: z.array(FiringAlertSchema).describe("the organization's alerts firing now (carehost alerts)"),
       environments: z.array(
         z.object({
           name: z.string(),
@@ -96,6 +111,19 @@ const StatusSchema = z.object({
                     .describe("seconds since it started, at the time of this report"),
                 })
                 .nullable(),
+              lastSuccessfulBackup: z
+                .object({
+                  kind: z.string(),
+                  label: z.string().nullable(),
+                  finishedAt: z.iso.datetime(),
+                  ageSeconds: z
+                    .number()
+                    .int()
+                    .nonnegative()
+                    .describe("the backup age monitoring counts: seconds since the last backup that completed"),
+                })
+                .nullable()
+                .describe("the last backup that completed; the newest run (lastBackup) may have failed"),
               lastDrill: z
                 .object({
                   status: z.string().describe("running, passed or failed (a drill that misses an objective fails)"),

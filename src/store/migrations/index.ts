@@ -18,6 +18,9 @@ import { changeDrillsMigration } from "./0015-change-drills.js";
 import { filestoreChecksMigration } from "./0016-filestore-checks.js";
 import { oidcMigration } from "./0017-oidc.js";
 import { copiesMigration } from "./0018-copies.js";
+import { alertsMigration } from "./0019-alerts.js";
+import { runOperationsMigration } from "./0020-run-operations.js";
+import { secondFactorMigration } from "./0021-second-factor.js";
 
 export type TMigration = { readonly id: number; readonly name: string; readonly sql: string };
 
@@ -40,4 +43,7 @@ export const migrations: readonly TMigration[] = [
   filestoreChecksMigration,
   oidcMigration,
   copiesMigration,
+  alertsMigration,
+  runOperationsMigration,
+  secondFactorMigration,
 ];
