@@ -11,6 +11,8 @@ import { changeStoreFactory } from "../src/governance/change-store.js";
 import type { TRequestContext, TRole } from "../src/lib/request-context.js";
 import { policyCheckerFactory } from "../src/policy/policy-service.js";
 import type { TOrganizationSpec } from "../src/spec/spec-schema.js";
+import { operationHoldFactory } from "../src/operations/operation-hold.js";
+import { operationStoreFactory } from "../src/operations/operation-store.js";
 import { noneRuntimeFactory } from "../src/runtime/none/none-runtime.js";
 
 /** The tests that pass a recovery service run it over a local runtime: its data tier is on this host. */
@@ -58,6 +60,7 @@ export const createGovernedServices = (
     audit: harness.log,
     changes: changeGateFactory({ store: changeStore, audit: harness.log, now }),
     runtime: options.runtime ?? noneRuntimeFactory(),
+    operations: operationHoldFactory({ store: operationStoreFactory(harness.db) }),
   });
   const recovery = options.recovery?.(environments.latestSpecs);
   const changes = changeServiceFactory({

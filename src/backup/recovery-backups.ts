@@ -11,7 +11,6 @@ import type { TRecoveryLive } from "./recovery-live.js";
 import type { TRecoveryRunEnd } from "./recovery-run-end.js";
 import { interruptedError, message } from "./recovery-runs.js";
 import type { TRunStep, TStartedRun, TTrigger } from "./recovery-runs.js";
-import type { TRunVia } from "./recovery-operations.js";
 
 export const recoveryBackupsFactory = ({
   db,
@@ -33,11 +32,9 @@ export const recoveryBackupsFactory = ({
     environment: TBackedUp,
     kind: TBackupType,
     trigger: TTrigger,
-    via?: TRunVia,
   ): Promise<TStartedRun<Awaited<ReturnType<typeof runBackupNow>>>> => {
     const { id, operation } = await beginRun(
       ctx,
-      via,
       { kind: "backup", organization, environment, params: { backupType: kind, trigger } },
       async (operationId) =>
         (
@@ -57,8 +54,7 @@ export const recoveryBackupsFactory = ({
     environment: TBackedUp,
     kind: TBackupType,
     trigger: TTrigger,
-    via?: TRunVia,
-  ) => unwrap(await (await startBackup(ctx, organization, environment, kind, trigger, via)).ended);
+  ) => unwrap(await (await startBackup(ctx, organization, environment, kind, trigger)).ended);
 
   const runBackupNow = async (
     ctx: TRequestContext,
@@ -198,11 +194,9 @@ export const recoveryBackupsFactory = ({
     organization: TOrganizationSpec,
     environment: TBackedUp,
     trigger: TTrigger,
-    via?: TRunVia,
   ): Promise<TStartedRun<{ environment: string; ok: boolean; output: string }>> => {
     const { id, operation } = await beginRun(
       ctx,
-      via,
       { kind: "verify", organization, environment, params: { trigger } },
       async (operationId) =>
         (
@@ -251,8 +245,7 @@ export const recoveryBackupsFactory = ({
     organization: TOrganizationSpec,
     environment: TBackedUp,
     trigger: TTrigger,
-    via?: TRunVia,
-  ) => unwrap(await (await startVerify(ctx, organization, environment, trigger, via)).ended);
+  ) => unwrap(await (await startVerify(ctx, organization, environment, trigger)).ended);
 
   /**
    * A filestore snapshot between database backups (kind filestore). When no file changed it takes

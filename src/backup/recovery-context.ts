@@ -11,6 +11,8 @@ import { instanceNameOf } from "../spec/spec-hosting.js";
 import type { TEnvironmentSpec, TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TSqlClient } from "../store/store-types.js";
 import type { TDataTier } from "../runtime/runtime-driver.js";
+import { operationHoldFactory } from "../operations/operation-hold.js";
+import type { TOperationHold } from "../operations/operation-hold.js";
 import { operationStoreFactory } from "../operations/operation-store.js";
 import type { TRecoveryDriver } from "./recovery-driver.js";
 import { recoveryOperationsFactory } from "./recovery-operations.js";
@@ -27,6 +29,8 @@ export type TRecoveryServiceDeps = {
   endCommands?: () => number;
   /** Names this process in the leases of the operations its runs hold (the worker's id, so both read as one). */
   workerId?: string;
+  /** The process's hold on the operations it runs itself (shared with the environment service); one over `db` by default. */
+  hold?: TOperationHold;
 };
 
 export type TBackedUp = TEnvironmentSpec & { backup: Extract<TEnvironmentSpec["backup"], { enabled: true }> };
@@ -43,11 +47,9 @@ export const recoveryContextFactory = ({
   now = () => new Date(),
   endCommands = () => 0,
   workerId,
+  hold = operationHoldFactory({ store: operationStoreFactory(db), ...(workerId === undefined ? {} : { workerId }) }),
 }: TRecoveryServiceDeps) => {
-  const operations = recoveryOperationsFactory({
-    store: operationStoreFactory(db),
-    ...(workerId === undefined ? {} : { workerId }),
-  });
+  const operations = recoveryOperationsFactory({ hold });
   /** Refused before a run is recorded: where the data tier is not on this host, the runtime says why. */
   const runtimeOrRefuse = () => {
     if (!runtime.dataTier.onThisHost) throw new ValidationError(runtime.dataTier.why);

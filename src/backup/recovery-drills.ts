@@ -11,7 +11,6 @@ import type { TRecoveryLive } from "./recovery-live.js";
 import type { TRecoveryRunEnd } from "./recovery-run-end.js";
 import { message } from "./recovery-runs.js";
 import type { TDrillRun, TRecoveryRuns, TRunStep, TStartedRun, TTrigger } from "./recovery-runs.js";
-import type { TRunVia } from "./recovery-operations.js";
 
 export const recoveryDrillsFactory = ({
   db,
@@ -33,11 +32,9 @@ export const recoveryDrillsFactory = ({
     organization: TOrganizationSpec,
     environment: TBackedUp,
     trigger: TTrigger,
-    via?: TRunVia,
   ): Promise<TStartedRun<TDrillRun>> => {
     const { id, operation } = await beginRun(
       ctx,
-      via,
       { kind: "drill", organization, environment, params: { trigger } },
       async (operationId) =>
         (
@@ -64,8 +61,7 @@ export const recoveryDrillsFactory = ({
     organization: TOrganizationSpec,
     environment: TBackedUp,
     trigger: TTrigger,
-    via?: TRunVia,
-  ): Promise<TDrillRun> => unwrap(await (await startDrill(ctx, organization, environment, trigger, via)).ended);
+  ): Promise<TDrillRun> => unwrap(await (await startDrill(ctx, organization, environment, trigger)).ended);
 
   const runDrillNow = async (
     ctx: TRequestContext,

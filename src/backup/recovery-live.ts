@@ -11,7 +11,8 @@ import { clusterOf } from "./recovery-context.js";
 import type { TRecoveryContext } from "./recovery-context.js";
 import type { TRecoveryInterruption } from "./recovery-interruption.js";
 import type { TOperationKind } from "../operations/operation-types.js";
-import type { TRunOperation, TRunVia } from "./recovery-operations.js";
+import { currentOperation } from "../operations/operation-context.js";
+import type { TRunOperation } from "./recovery-operations.js";
 import { asError, interruptedError, message } from "./recovery-runs.js";
 import type { TRecoveryRuns, TRunEnd, TRunEvent, TRunKind, TRunRef, TRunStep, TStartedRun } from "./recovery-runs.js";
 
@@ -111,18 +112,26 @@ export const recoveryLiveFactory = ({
     };
     const finishOperation = (end: Parameters<TRunOperation["finish"]>[0]) =>
       operation.finish(end).catch(() => undefined);
+    // The work runs inside its operation: a run nested in it on the same cluster (a restore's safety backup) joins it.
+    const inside = {
+      id: operation.id,
+      target: operation.target,
+      step: (step: string, detail: string) => operation.step({ step, detail, durationMs: 0 }),
+    };
     run.work = operation.started.then(
       () =>
-        work(onStep).then(
-          async (result) => {
-            await finishOperation({ state: "succeeded" });
-            run.end({ ok: true, result });
-          },
-          async (error: unknown) => {
-            await finishOperation({ state: "failed", error: message(error) });
-            run.end({ ok: false, state: "failed", error: asError(error) });
-          },
-        ),
+        currentOperation
+          .run(inside, () => work(onStep))
+          .then(
+            async (result) => {
+              await finishOperation({ state: "succeeded" });
+              run.end({ ok: true, result });
+            },
+            async (error: unknown) => {
+              await finishOperation({ state: "failed", error: message(error) });
+              run.end({ ok: false, state: "failed", error: asError(error) });
+            },
+          ),
       async (error: unknown) => {
         await interruptRows(systemContext("operations"), [ref], message(error)).catch(() => undefined);
         run.end({ ok: false, state: "interrupted", error: asError(error) });
@@ -137,7 +146,6 @@ export const recoveryLiveFactory = ({
    */
   const beginRun = async (
     ctx: TRequestContext,
-    via: TRunVia | undefined,
     request: {
       readonly kind: TOperationKind;
       readonly organization: TOrganizationSpec;
@@ -148,7 +156,7 @@ export const recoveryLiveFactory = ({
     insert: (operationId: number) => Promise<number>,
   ): Promise<{ id: number; operation: TRunOperation }> => {
     refuseToStart();
-    const operation = await operations.operationFor(ctx, via, {
+    const operation = await operations.operationFor(ctx, {
       organization: request.organization.metadata.name,
       environment: request.environment.name,
       target: clusterOf(request.organization, request.environment),

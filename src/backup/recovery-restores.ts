@@ -24,7 +24,6 @@ import type { TRecoveryLive } from "./recovery-live.js";
 import type { TRecoveryRunEnd } from "./recovery-run-end.js";
 import { message } from "./recovery-runs.js";
 import type { TRunEvent, TRunStep, TStartedRun } from "./recovery-runs.js";
-import type { TRunVia } from "./recovery-operations.js";
 
 export const recoveryRestoresFactory = ({
   db,
@@ -320,7 +319,6 @@ export const recoveryRestoresFactory = ({
     const begin = async (destination: string, holder: TEnvironmentSpec, events: readonly TAuditEvent[] = []) => {
       const { id, operation } = await beginRun(
         ctx,
-        undefined,
         {
           kind: "restore",
           organization,
@@ -338,12 +336,7 @@ export const recoveryRestoresFactory = ({
             })
           ).result,
       );
-      // A safety backup taken for the restore is part of its operation, which already holds the cluster.
-      const via: TRunVia = {
-        operationId: operation.id,
-        step: async (step, detail) => operation.step({ step, detail, durationMs: 0 }),
-      };
-      return { id, described, destination, operation, via };
+      return { id, described, destination, operation };
     };
     if (input.into !== undefined && declared === undefined) {
       const into = input.into;
@@ -482,9 +475,8 @@ export const recoveryRestoresFactory = ({
           { ...row, onStep },
           async (recordStep) => {
             if (replaced.backup.enabled)
-              safetyBackup.label = (
-                await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual", row.via)
-              ).label;
+              safetyBackup.label = // Part of the restore's operation, which already holds the cluster (it joins it).
+                (await runBackup(ctx, organization, replaced as TBackedUp, "incr", "manual")).label;
             // The cluster whose data is replaced is the one held; the source's archive is only read.
             const restored = await exclusive(organization, replaced, () =>
               runtimeOrRefuse().restore(

@@ -12,7 +12,6 @@ import type { TBackedUp, TRecoveryContext } from "./recovery-context.js";
 import type { TBackupType } from "./recovery-driver.js";
 import type { TRecoveryDrills } from "./recovery-drills.js";
 import type { TRecoveryRuns } from "./recovery-runs.js";
-import type { TRunVia } from "./recovery-operations.js";
 
 const VERIFY_INTERVAL_MS = 24 * 3600 * 1000;
 /** A scheduled backup, verification or drill not finished within this is failed and its cluster freed. */
@@ -131,20 +130,19 @@ export const recoveryScheduleFactory = ({
   };
 
   /**
-   * Runs one piece of due work as the scheduler, inside the operation that carries it when a worker
-   * claimed one (`via`); rejects with a failed run's error (recorded on its run already).
+   * Runs one piece of due work as the scheduler (inside the worker's operation when a worker
+   * claimed it: the run joins it); rejects with a failed run's error (recorded on its run already).
    */
   const runDueWork = async (
     organization: TOrganizationSpec,
     environment: TBackedUp,
     work: TDueWork,
-    via?: TRunVia,
   ): Promise<unknown> => {
     const ctx = systemContext("scheduler");
-    if (work.kind === "backup") return runBackup(ctx, organization, environment, work.backupType, "schedule", via);
+    if (work.kind === "backup") return runBackup(ctx, organization, environment, work.backupType, "schedule");
     if (work.kind === "filestore-snapshot") return runFilestoreSnapshot(ctx, organization, environment);
-    if (work.kind === "verify") return runVerify(ctx, organization, environment, "schedule", via);
-    return runDrill(ctx, organization, environment, "schedule", via);
+    if (work.kind === "verify") return runVerify(ctx, organization, environment, "schedule");
+    return runDrill(ctx, organization, environment, "schedule");
   };
 
   const backedUp = (organization: TOrganizationSpec) =>
@@ -195,13 +193,9 @@ export const recoveryScheduleFactory = ({
   const runScheduled = async (
     // The queued operation as the worker claimed it: what it names, not how it was queued.
     operation: Pick<TScheduledOperation, "organization" | "params"> & {
-      /** The operation's id; absent when the scheduler runs the work itself (runDueFor's way, tests). */
-      readonly id?: number;
       readonly environment: string | null;
       readonly kind: string;
     },
-    // Records a step on the operation (the worker's context); the run's steps go there too.
-    step: (step: string, detail: string) => Promise<void> = async () => undefined,
   ): Promise<{ ran: boolean; reason?: string; result?: unknown }> => {
     const organization = (await latestSpecs()).find((spec) => spec.metadata.name === operation.organization);
     const environment =
@@ -216,12 +210,8 @@ export const recoveryScheduleFactory = ({
         (work.kind !== "backup" || work.backupType === (operation.params as { backupType?: string }).backupType),
     );
     if (due === undefined) return { ran: false, reason: "no longer due: a run since the tick covered it" };
-    const result = await runDueWork(
-      organization,
-      environment,
-      due,
-      operation.id === undefined ? undefined : { operationId: operation.id, step },
-    );
+    // Inside the worker's operation, which holds the cluster: the run joins it.
+    const result = await runDueWork(organization, environment, due);
     // A verification that found damage and a drill that failed ran, and failed at what they are for.
     const outcome = result as { ok?: boolean; status?: string; error?: string | null } | undefined;
     if (outcome?.ok === false)

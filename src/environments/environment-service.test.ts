@@ -1,3 +1,5 @@
+import { operationHoldFactory } from "../operations/operation-hold.js";
+import { operationStoreFactory } from "../operations/operation-store.js";
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
@@ -284,6 +286,7 @@ void describe("environment service: host paths", () => {
         audit: harness.log,
         changes: changeGateFactory({ store: changeStoreFactory(harness.db), audit: harness.log }),
         runtime: runtime.runtime,
+        operations: operationHoldFactory({ store: operationStoreFactory(harness.db) }),
       });
       const example = await readFile("examples/northwind-health.yaml", "utf8");
       // The review's case: as root, this made carehost chown /etc to postgres for pgBackRest.

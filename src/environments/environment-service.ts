@@ -26,6 +26,7 @@ import type { TEnvironmentStore } from "./environment-store.js";
 import type { TRuntimeDriver } from "../runtime/runtime-driver.js";
 import type { TRuntimeAction, TRuntimeChange, TRuntimeDrift } from "../runtime/runtime-types.js";
 import type { TChangeGate } from "../governance/change-gate.js";
+import type { TOperationHold } from "../operations/operation-hold.js";
 import type { TChangeVerdict } from "../governance/change-types.js";
 
 /** What the service needs from the runtime (with CAREHOST_RUNTIME=none, the one that runs nothing). */
@@ -41,6 +42,8 @@ type TEnvironmentServiceDeps = {
   /** Change management: what may be recorded now, and the change request it belongs to (governance/change-gate.ts). */
   changes: TChangeGate;
   runtime: TEnvironmentRuntime;
+  /** Applies and reconciles run as operations on the organization (one at a time, recorded, with their steps). */
+  operations: Pick<TOperationHold, "within">;
   /** Where the final backup of a removed environment is written. */
   finalBackupDirectory?: string;
   /** What carehost's own sign-in enforces (the identity service), for the identity controls of the posture. */
@@ -220,6 +223,7 @@ export const environmentServiceFactory = ({
   audit,
   changes,
   runtime,
+  operations,
   finalBackupDirectory = "final-backups",
   platform,
   copies,
@@ -237,7 +241,21 @@ export const environmentServiceFactory = ({
 
   // What a reconcile did to the running systems is outside the database (the revision it applies
   // committed with its own entries): its entries are plain appends after the fact.
-  const reconcile = async (ctx: TRequestContext, spec: TOrganizationSpec): Promise<TRuntimeAction[]> => {
+  /** Work on an organization's running systems, as an operation on it (joined when one already holds it). */
+  const asOperation = <T>(
+    ctx: TRequestContext,
+    organization: string,
+    params: object,
+    work: (operation: { step(step: string, detail: string): void }) => Promise<T>,
+  ) => operations.within(ctx, { organization, target: `organization/${organization}`, kind: "apply", params }, work);
+
+  const reconcile = (ctx: TRequestContext, spec: TOrganizationSpec): Promise<TRuntimeAction[]> =>
+    asOperation(ctx, spec.metadata.name, { reconcile: true }, async (operation) => {
+      const actions = await reconcileNow(ctx, spec);
+      operation.step("reconcile", `${actions.length} action(s)`);
+      return actions;
+    });
+  const reconcileNow = async (ctx: TRequestContext, spec: TOrganizationSpec): Promise<TRuntimeAction[]> => {
     const organization = spec.metadata.name;
     try {
       const actions = await runtime.reconcile(spec);
@@ -437,47 +455,61 @@ export const environmentServiceFactory = ({
         return { plan, revisionId: null, runtime: await reconcile(ctx, spec), changeRequest: null };
       }
 
-      if (removed.length > 0) {
-        // Data goes only after its final backup exists and reads back; a failed backup stops the apply.
-        for (const name of removed) {
-          if (recordedSpec === undefined) break;
-          const backup = await runtime.destroyEnvironment(recordedSpec, name, finalBackupDirectory);
-          // The dump and the removal happened outside the database; their entry is appended at
-          // once, before the revision that drops the environment's rows commits with its own.
-          await audit.append(ctx, {
-            type: "environment.final_backup",
-            outcome: "success",
-            target: `environment/${organization}/${name}`,
-            payload: {
-              path: backup.path,
-              ...(backup.snapshotId === "" ? {} : { snapshot: backup.snapshotId }),
-              bytes: backup.bytes,
-              sha256Digest: backup.sha256 || "none: no database was provisioned",
-            },
-          });
-        }
-      }
+      // What touches the running systems (removals with their final backups, the revision, the
+      // reconcile) is one operation on the organization, recorded with its steps.
+      return asOperation(
+        ctx,
+        organization,
+        { digest, changeRequest: via.changeRequestId ?? null },
+        async (operation) => {
+          if (removed.length > 0) {
+            // Data goes only after its final backup exists and reads back; a failed backup stops the apply.
+            for (const name of removed) {
+              if (recordedSpec === undefined) break;
+              const backup = await runtime.destroyEnvironment(recordedSpec, name, finalBackupDirectory);
+              // The dump and the removal happened outside the database; their entry is appended at
+              // once, before the revision that drops the environment's rows commits with its own.
+              await audit.append(ctx, {
+                type: "environment.final_backup",
+                outcome: "success",
+                target: `environment/${organization}/${name}`,
+                payload: {
+                  path: backup.path,
+                  ...(backup.snapshotId === "" ? {} : { snapshot: backup.snapshotId }),
+                  bytes: backup.bytes,
+                  sha256Digest: backup.sha256 || "none: no database was provisioned",
+                },
+              });
+              operation.step(
+                "final backup",
+                `${name}: ${backup.sha256 === "" ? "nothing was provisioned" : `sha256 ${backup.sha256}`}`,
+              );
+            }
+          }
 
-      // The revision and its audit entries, in this order, commit together or not at all.
-      const { result: revisionId } = await audit.recordChange(ctx, async (tx) => {
-        const recorded = await store.recordRevision(
-          tx,
-          { spec, digest, source: submission.source, appliedBy: actorName(ctx.actor), removed },
-          specDigest,
-        );
-        return {
-          result: recorded,
-          events: [
-            ...revisionEvents(organization, digest, recorded, plan, exceptionChanges),
-            ...(await admission.record(tx, recorded)),
-          ],
-        };
-      });
-      const actions = await reconcile(ctx, spec).catch(async (error: unknown) => {
-        await admission.failed(error);
-        throw error;
-      });
-      return { plan, revisionId, runtime: actions, changeRequest: admission.changeRequest() };
+          // The revision and its audit entries, in this order, commit together or not at all.
+          const { result: revisionId } = await audit.recordChange(ctx, async (tx) => {
+            const recorded = await store.recordRevision(
+              tx,
+              { spec, digest, source: submission.source, appliedBy: actorName(ctx.actor), removed },
+              specDigest,
+            );
+            return {
+              result: recorded,
+              events: [
+                ...revisionEvents(organization, digest, recorded, plan, exceptionChanges),
+                ...(await admission.record(tx, recorded)),
+              ],
+            };
+          });
+          operation.step("revision", `#${revisionId} recorded`);
+          const actions = await reconcile(ctx, spec).catch(async (error: unknown) => {
+            await admission.failed(error);
+            throw error;
+          });
+          return { plan, revisionId, runtime: actions, changeRequest: admission.changeRequest() };
+        },
+      );
     },
 
     /** The caller's organizations' environments; naming another organization is refused. */

@@ -76,7 +76,8 @@ export const dataTierChangedIn = (assessment: TChangeAssessment): string[] =>
     .filter(
       (environment) =>
         environment.fields.some((field) => DATA_TIER_FIELDS.some((prefix) => field.startsWith(prefix))) ||
-        assessment.productionRestarts.some((line) => line.includes(`${environment.name}'s`)),
+        // Recorded before the names were kept (a request from an older carehost): none restarts.
+        (assessment.restartedProduction ?? []).includes(environment.name),
     )
     .map((environment) => environment.name);
 

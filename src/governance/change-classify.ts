@@ -32,6 +32,8 @@ export type TChangeAssessment = {
   readonly organizationFields: readonly string[];
   /** What applying restarts in production, as plan prints it ("restarts prod's PostgreSQL: max_connections"). */
   readonly productionRestarts: readonly string[];
+  /** The production environments whose PostgreSQL or Redis applying restarts, by name (what the lines above say). */
+  readonly restartedProduction: readonly string[];
   /** The production environments the change touches: it applies inside all of their maintenance windows. */
   readonly production: readonly string[];
   readonly standard: boolean;
@@ -128,6 +130,7 @@ export const classifyChange = (input: {
     environments,
     organizationFields,
     productionRestarts,
+    restartedProduction: [...new Set(restartedProduction)].sort(),
     production,
     standard: reasons.length === 0,
     reasons,

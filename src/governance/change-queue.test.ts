@@ -54,7 +54,8 @@ void describe("scheduled changes through the operation queue", () => {
       // Two replicas' ticks in the same minute.
       assert.deepEqual((await services.changes.runDue(scheduler, enqueue)).queued, [request.id]);
       assert.deepEqual((await services.changes.runDue(scheduler, enqueue)).queued, [request.id]);
-      const queued = await store.list();
+      // The organization's first apply was an operation of its own; the change's is queued once.
+      const queued = (await store.list()).filter((operation) => operation.changeRequest !== null);
       assert.equal(queued.length, 1);
       assert.equal(queued[0]?.changeRequest, request.id);
       assert.equal(queued[0]?.kind, "apply");

@@ -23,6 +23,8 @@ import { identityServiceFactory } from "./identity-service.js";
 import { totpCodeAt } from "./identity-totp.js";
 import type { TAuditAppend } from "./identity-types.js";
 import { noneRuntimeFactory } from "../runtime/none/none-runtime.js";
+import { operationHoldFactory } from "../operations/operation-hold.js";
+import { operationStoreFactory } from "../operations/operation-store.js";
 
 type TRecorded = { type: string; outcome: string; target: string | null; payload: Record<string, unknown> };
 
@@ -87,6 +89,7 @@ const withCarehost = async (
       audit,
       changes: changeGateFactory({ store: changeStore, audit, now: () => INSIDE_PROD_WINDOW }),
       runtime: noneRuntimeFactory(),
+      operations: operationHoldFactory({ store: operationStoreFactory(db) }),
       platform: identity.enforcement,
     });
     const changes = changeServiceFactory({

@@ -1,3 +1,5 @@
+import { operationHoldFactory } from "../operations/operation-hold.js";
+import { operationStoreFactory } from "../operations/operation-store.js";
 import assert from "node:assert/strict";
 import { authenticatorApp, testMasterKey } from "../../test/identity-fixtures.js";
 import { readFile } from "node:fs/promises";
@@ -80,6 +82,7 @@ const withCarehost = async (
       audit,
       changes: changeGateFactory({ store: changeStore, audit, now: () => INSIDE_PROD_WINDOW }),
       runtime: noneRuntimeFactory(),
+      operations: operationHoldFactory({ store: operationStoreFactory(db) }),
       platform: identity.enforcement,
     });
     const changes = changeServiceFactory({

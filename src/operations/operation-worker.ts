@@ -3,8 +3,7 @@
 // leases run out and any worker's next pass marks those operations interrupted and hands them to
 // `onInterrupted` to clean up after, as a start-up does. A worker that finds its lease gone (another
 // replica interrupted it) stops the handler and writes nothing more to the operation.
-import { randomBytes } from "node:crypto";
-import { hostname } from "node:os";
+import { currentOperation, newWorkerId } from "./operation-context.js";
 import type { TOperationStore } from "./operation-store.js";
 import type { TOperation, TOperationHandler, TOperationKind } from "./operation-types.js";
 
@@ -26,7 +25,7 @@ export type TOperationWorkerOptions = {
 
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 2000);
 
-export const newWorkerId = () => `${hostname()}/${process.pid}/${randomBytes(3).toString("hex")}`;
+export { newWorkerId };
 
 /** Why a running operation's signal was aborted; decides the state it ends in. */
 type TAbortReason = "cancelled" | "deadline" | "lease-lost" | "stopping";
@@ -82,14 +81,17 @@ export const operationWorkerFactory = ({
     deadline.unref();
     const ending = await (async () => {
       if (handler === undefined) throw new Error(`no worker here runs operations of kind ${operation.kind}`);
-      return handler({
-        operation,
-        signal: controller.signal,
-        step: async (step, detail) => {
-          const held = await store.addStep(operation.id, workerId, { step, detail, at: new Date().toISOString() });
-          if (!held) abort("lease-lost");
-        },
-      });
+      const step = async (name: string, detail: string) => {
+        const held = await store.addStep(operation.id, workerId, { step: name, detail, at: new Date().toISOString() });
+        if (!held) abort("lease-lost");
+      };
+      // Work the handler does on the operation's own target joins it (operation-hold's `within`).
+      const current = {
+        id: operation.id,
+        target: operation.target,
+        step: (name: string, detail: string) => void step(name, detail).catch(onError),
+      };
+      return currentOperation.run(current, () => handler({ operation, signal: controller.signal, step }));
     })().then(
       (result) => ({ ok: true as const, result }),
       (error: unknown) => ({ ok: false as const, error }),

@@ -40,6 +40,7 @@ import { RENDERERS } from "../render/render-targets.js";
 import type { TRenderTarget } from "../render/render-types.js";
 import { recoveryServiceFactory } from "../backup/recovery-service.js";
 import { operationServiceFactory } from "../operations/operation-service.js";
+import { operationHoldFactory } from "../operations/operation-hold.js";
 import { operationStoreFactory } from "../operations/operation-store.js";
 import type { TOperation, TOperationHandler } from "../operations/operation-types.js";
 import { newWorkerId, operationWorkerFactory } from "../operations/operation-worker.js";
@@ -163,6 +164,12 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     allowedPaths: config.allowedPaths,
     kubernetesRepositoryFor: (spec) => repositoryFor(spec.metadata.name, "kubernetes", spec.gitops?.repository),
   });
+  // The operation queue: scheduled work is rows any replica's worker claims, so replicas sharing one
+  // PostgreSQL run each once and one dying hands its work on; what this process runs itself (an
+  // apply, a person's backup) it holds under the same name, one name in every lease it holds.
+  const operationStore = operationStoreFactory(db);
+  const workerId = newWorkerId();
+  const hold = operationHoldFactory({ store: operationStore, workerId });
   const clock = options.changeClock === undefined ? {} : { now: options.changeClock };
   const changeStore = changeStoreFactory(db);
   const environments = environmentServiceFactory({
@@ -172,6 +179,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     changes: changeGateFactory({ store: changeStore, audit: log, ...clock }),
     platform: identity.enforcement,
     runtime,
+    operations: hold,
     finalBackupDirectory: join(config.home, FINAL_BACKUPS_DIRECTORY),
     copies: async (organization, at) => (await liveCopies(db, [organization])).map((copy) => liveCopyView(copy, at)),
   });
@@ -180,22 +188,23 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
     secrets,
     audit: log,
     latestSpecs: environments.latestSpecs,
-    reconcile: environments.reconcileOrganization,
+    // Rolling a rotated secret out to the running systems is an operation on the organization.
+    reconcile: (ctx, spec) =>
+      hold.within(
+        ctx,
+        { organization: spec.metadata.name, target: `organization/${spec.metadata.name}`, kind: "secret-rotation" },
+        () => environments.reconcileOrganization(ctx, spec),
+      ),
   });
-  // One name for this process in every lease it holds: its worker's and its runs' operations.
-  const workerId = newWorkerId();
   const recovery = recoveryServiceFactory({
     db,
-    workerId,
+    hold,
     runtime,
     latestSpecs: environments.latestSpecs,
     audit: log,
     endCommands: endRunningCommands,
   });
   const copies = copiesLifecycleFactory({ db, runtime, latestSpecs: environments.latestSpecs, audit: log });
-  // The operation queue: scheduled backups, verifications and drills are rows any replica's worker
-  // claims, so replicas sharing one PostgreSQL run each once and one dying hands its work on.
-  const operationStore = operationStoreFactory(db);
   const wakeWorker = { wake: () => undefined as void };
   const operations = operationServiceFactory({ store: operationStore, audit: log, wake: () => wakeWorker.wake() });
   const changes = changeServiceFactory({
@@ -444,7 +453,7 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   const loginSweepTimer = setInterval(() => void sweepLoginFailures(), options.loginSweepMs ?? LOGIN_SWEEP_MS);
   loginSweepTimer.unref();
 
-  const runScheduled: TOperationHandler = async ({ operation, step }) => recovery.runScheduled(operation, step);
+  const runScheduled: TOperationHandler = async ({ operation }) => recovery.runScheduled(operation);
   // Scheduled changes apply when their window opens; emergency changes nobody reviewed in 24 h are escalated.
   const changeScheduler = systemContext("change-scheduler");
   const applyChange: TOperationHandler = async ({ operation }) => {

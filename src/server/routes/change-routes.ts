@@ -25,6 +25,7 @@ const AssessmentSchema = z
       .readonly(),
     organizationFields: z.array(z.string()).readonly(),
     productionRestarts: z.array(z.string()).readonly(),
+    restartedProduction: z.array(z.string()).readonly().optional(),
     production: z.array(z.string()).readonly().describe("production environments whose windows the change waits for"),
     standard: z.boolean(),
     reasons: z.array(z.string()).readonly().describe("why the change is not standard"),
