@@ -563,6 +563,10 @@ export const oidcServiceFactory = ({
           createdAt: at,
           createdFrom: ctx.sourceAddress,
           expiresAt,
+          // The provider vouched for a second factor (RFC 8176 amr): the session has passed one.
+          secondFactor: amr.some((method) => (SECOND_FACTOR_AMR as readonly string[]).includes(method))
+            ? "provider"
+            : null,
         });
         events.push({
           ctx: userCtxOf(userId, linked.username, shown),

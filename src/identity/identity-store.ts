@@ -2,7 +2,7 @@ import { ALL_ORGANIZATIONS, type TRole, type TRoleBinding } from "../lib/request
 import { randomUUID } from "node:crypto";
 import type { TSqlClient, TSqlExecutor, TSqlValue } from "../store/store-types.js";
 import { loginWaitSeconds, type TFailureCount } from "./identity-login-limits.js";
-import type { TLoginLimits, TSecondFactor, TTokenInfo, TTokenKind, TUser } from "./identity-types.js";
+import type { TLoginLimits, TSessionSecondFactor, TTokenInfo, TTokenKind, TUser } from "./identity-types.js";
 
 // SQL for users, their role bindings, tokens and log-in attempts. No authorization here: the service decides who may
 // call what; the store only keeps the data consistent.
@@ -52,7 +52,7 @@ export type TStoredToken = {
   readonly lastUsedAt: Date | null;
   readonly revokedAt: Date | null;
   /** For a session: the second factor its sign-in passed (null: none). */
-  readonly secondFactor: TSecondFactor | null;
+  readonly secondFactor: TSessionSecondFactor | null;
   readonly user: {
     readonly id: string;
     readonly username: string;
@@ -327,7 +327,7 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
     createdFrom: string;
     expiresAt: Date;
     /** The second factor the session's sign-in passed. */
-    secondFactor?: TSecondFactor | null;
+    secondFactor?: TSessionSecondFactor | null;
   }): Promise<"created" | "name-taken"> => {
     try {
       await db.query(
@@ -362,7 +362,7 @@ export const identityStoreFactory = (db: Pick<TSqlClient, "query" | "transaction
       expires_at: Date;
       last_used_at: Date | null;
       revoked_at: Date | null;
-      second_factor: TSecondFactor | null;
+      second_factor: TSessionSecondFactor | null;
       user_id: string;
       username: string;
       role: TRole;

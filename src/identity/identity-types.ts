@@ -91,6 +91,8 @@ export type TSessionLimits = {
 
 /** The second factor a session passed. */
 export type TSecondFactor = "totp" | "recovery-code";
+/** How a session passed its second factor: one of carehost's, or the identity provider's (the ID token's amr, RFC 8176). */
+export type TSessionSecondFactor = TSecondFactor | "provider";
 
 /** A signed-in session: the token is in it once and never again. */
 export type TSession = {

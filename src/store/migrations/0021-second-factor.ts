@@ -50,6 +50,6 @@ CREATE TABLE sign_in_tickets (
 );
 CREATE INDEX sign_in_tickets_user ON sign_in_tickets (user_id) WHERE ended_at IS NULL;
 
-ALTER TABLE auth_tokens ADD COLUMN second_factor text CHECK (second_factor IN ('totp', 'recovery-code'));
+ALTER TABLE auth_tokens ADD COLUMN second_factor text CHECK (second_factor IN ('totp', 'recovery-code', 'provider'));
 `,
 };
