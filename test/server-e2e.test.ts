@@ -302,8 +302,9 @@ void describe("carehost server and CLI end to end", () => {
         .map((line) => /CH-[A-Z]+-\d+/.exec(line)?.[0]),
       ["CH-BAK-006"],
     );
+    // Enforced by carehost: the second factor, and sign-in through the organization's provider.
     assert.match(posture.stdout, /pass +CH-IAM-001 /);
-    assert.match(posture.stdout, /NOT ENFORCED +CH-IAM-003 /);
+    assert.match(posture.stdout, /pass +CH-IAM-003 /);
     const json = JSON.parse((await cli(["posture", "--output", "json"])).stdout) as {
       report: { summary: { pass: number; fail: number } };
     }[];
