@@ -330,4 +330,29 @@ void describe("GitOps repository", () => {
     );
     await assert.rejects(readFile(join(dataDir, "gitops.git", "HEAD")), { code: "ENOENT" });
   });
+
+  void it("commits a return to what main held before its last commit as git revert does", async () => {
+    const { bareRepositoryPath, repository } = freshRepository();
+    const spec = await demo();
+    const before = renderAll(spec);
+    await repository.commitEnvironments(apply(before));
+    const changed = new Map(before);
+    changed.set("staging", [...(before.get("staging") ?? []), { path: "extra.yaml", content: "more: true\n" }]);
+    const change = await repository.commitEnvironments(apply(changed, DIGEST_B));
+    const rollback = await repository.commitEnvironments(apply(before));
+    assert.ok(change.commit !== null && rollback.commit !== null);
+    const message = await git(bareRepositoryPath, "log", "-1", "--format=%B", "main");
+    assert.match(
+      message,
+      /^Revert "carehost: apply northwind-health \(1 environment changed\)"\n\nThis reverts commit /,
+    );
+    assert.ok(message.includes(`This reverts commit ${change.commit}.`), message);
+    // The trailers an interrupted apply is found by stay.
+    assert.match(message, new RegExp(`Spec-Digest: sha256:${DIGEST_A}\nActor: alice`));
+    // Any other change is an apply, not a revert.
+    const forward = new Map(before);
+    forward.set("staging", []);
+    await repository.commitEnvironments(apply(forward, DIGEST_B));
+    assert.match(await git(bareRepositoryPath, "log", "-1", "--format=%s", "main"), /^carehost: apply/);
+  });
 });

@@ -178,6 +178,20 @@ export const gitopsRepositoryFactory = ({ bareRepositoryPath, workDir, remote }:
   };
 
   /** Files of main under environments/<env>/, as repository paths. */
+  /** HEAD, when the staged tree is the one its parent holds: committing it undoes HEAD. */
+  const revertedCommit = async (): Promise<{ commit: string; subject: string } | undefined> => {
+    const parent = await runGit(["rev-parse", "--verify", "--quiet", "HEAD~1^{tree}"], {
+      cwd: workDir,
+      okExitCodes: [1],
+    });
+    if (parent.exitCode !== 0) return undefined;
+    const staged = await runGit(["write-tree"], { cwd: workDir });
+    if (staged.stdout.trim() !== parent.stdout.trim()) return undefined;
+    const head = await runGit(["log", "-1", "--format=%H%n%s", "HEAD"], { cwd: workDir });
+    const [commit = "", subject = ""] = head.stdout.split("\n");
+    return { commit, subject };
+  };
+
   const committedPaths = async (environment: string): Promise<string[]> => {
     const listing = await runGit(
       ["ls-tree", "-r", "-z", "--name-only", GITOPS_BRANCH, "--", `${ENVIRONMENTS_DIR}/${environment}/`],
@@ -239,12 +253,19 @@ export const gitopsRepositoryFactory = ({ bareRepositoryPath, workDir, remote }:
         if (changedPaths.length === 0) return { commit: null, changedPaths: [] };
 
         const changedEnvironments = [...new Set(changedPaths.map(environmentOf))].sort();
-        const message = gitopsCommitMessage({
+        const applied = gitopsCommitMessage({
           organization: input.organization,
           changedEnvironments,
           specDigest: input.specDigest,
           actor: input.actor,
         });
+        // Back to exactly what main held before its last commit (a rollback): say so as git revert
+        // does, so Argo CD's history and `git log` read it as the undoing of that commit.
+        const reverted = await revertedCommit();
+        const message =
+          reverted === undefined
+            ? applied
+            : `Revert "${reverted.subject}"\n\nThis reverts commit ${reverted.commit}.\n\n${applied.slice(applied.indexOf("\n") + 1).trimStart()}`;
         await runGit(["commit", "--quiet", "--no-verify", "-m", message], { cwd: workDir, author });
         const commit = (await runGit(["rev-parse", "HEAD"], { cwd: workDir })).stdout.trim();
         // The bare repository fetches from the clone rather than the clone pushing to it: a push

@@ -4,7 +4,7 @@
 // back, so a hand edit pushed there is drift and a manifest control passes only on what Git holds.
 // The data tier runs in the cluster: CloudNativePG takes its backups (the ScheduledBackup rendered),
 // so carehost neither backs it up nor restores it from here, and says so.
-import { NotFoundError, ValidationError } from "../../lib/errors.js";
+import { ValidationError } from "../../lib/errors.js";
 import { unifiedDiff } from "../../lib/unified-diff.js";
 import { kubernetesArtifactsOf } from "../../policy/policy-rendered-files.js";
 import type { TArtifactSubject } from "../../policy/policy-types.js";
@@ -16,6 +16,7 @@ import type { TOrganizationSpec } from "../../spec/spec-schema.js";
 import type { TGitopsRepository } from "../../gitops/gitops-repository.js";
 import { ENVIRONMENTS_DIR } from "../../gitops/gitops-repository.js";
 import type { TRuntimeDriver } from "../runtime-driver.js";
+import { assertDeclared, dataTierElsewhere } from "../runtime-elsewhere.js";
 import type { TArtifactChange, TEnvironmentRuntimeStatus, TRuntimeDrift } from "../runtime-types.js";
 
 const WHY =
@@ -29,12 +30,6 @@ export type TGitopsRuntimeDeps = {
   readonly repositoryFor: (organization: TOrganizationSpec) => TGitopsRepository;
 };
 
-const declared = (organization: TOrganizationSpec, environment: string) => {
-  if (!organization.environments.some((item) => item.name === environment))
-    throw new NotFoundError(
-      `environment ${JSON.stringify(environment)} is not part of organization ${organization.metadata.name}`,
-    );
-};
 
 /** Every environment's manifests; a renderer's TypeError (a value it cannot render) is the user's to fix. */
 const renderAll = (organization: TOrganizationSpec): Map<string, readonly TRenderedFile[]> => {
@@ -54,11 +49,6 @@ const renderAll = (organization: TOrganizationSpec): Map<string, readonly TRende
 const environmentOfPath = (path: string) => path.split("/")[1] ?? "";
 
 export const gitopsRuntimeFactory = ({ repositoryFor }: TGitopsRuntimeDeps): TRuntimeDriver => {
-  const refuse = async (organization: TOrganizationSpec, environment: string): Promise<never> => {
-    declared(organization, environment);
-    throw new ValidationError(WHY);
-  };
-
   /** The spec's manifests, with the directories of environments no longer declared emptied. */
   const desiredFiles = async (organization: TOrganizationSpec, repository: TGitopsRepository) => {
     const files = renderAll(organization);
@@ -67,6 +57,7 @@ export const gitopsRuntimeFactory = ({ repositoryFor }: TGitopsRuntimeDeps): TRu
   };
 
   return {
+    ...dataTierElsewhere(WHY),
     kind: "gitops",
     dataTier: { onThisHost: false, why: WHY },
     deliveryTarget: "kubernetes",
@@ -161,18 +152,12 @@ export const gitopsRuntimeFactory = ({ repositoryFor }: TGitopsRuntimeDeps): TRu
       return { artifacts, effects: [] };
     },
 
-    // Prometheus in the cluster scrapes CloudNativePG's own metrics; nothing of it runs here.
-    probe: async (organization) => ({
-      organization: organization.metadata.name,
-      clusters: [],
-      redis: [],
-      certificates: [],
-    }),
+    // Prometheus in the cluster scrapes CloudNativePG's own metrics; nothing of it runs here (probe).
     restartStopped: async () => [],
     heartbeat: async () => undefined,
 
     destroyEnvironment: async (organization, environment) => {
-      declared(organization, environment);
+      assertDeclared(organization, environment);
       throw new ValidationError(
         `the gitops runtime cannot take the final backup of ${JSON.stringify(environment)} from this host: its data is in the cluster. Take a final CloudNativePG backup (kubectl cnpg backup), keep its object store, and remove the environment there; carehost removes nothing it has not backed up`,
       );
@@ -180,12 +165,6 @@ export const gitopsRuntimeFactory = ({ repositoryFor }: TGitopsRuntimeDeps): TRu
     stopOrganization: async () => undefined,
     close: async () => undefined,
 
-    backup: (organization, environment) => refuse(organization, environment),
-    verify: (organization, environment) => refuse(organization, environment),
-    expire: (organization, environment) => refuse(organization, environment),
-    snapshotFilestore: (organization, environment) => refuse(organization, environment),
-    restore: (organization, environment) => refuse(organization, environment),
-    drill: (organization, environment) => refuse(organization, environment),
     // No copy is ever made where the data tier is elsewhere: there is none to remove.
     removeCopy: async () => ({ removed: false }),
   };
