@@ -34,7 +34,7 @@ export const recoveryOperationsFactory = ({
     return { ...operation, step: (step) => operation.step(step.step, step.detail), finish: operation.finish };
   },
 
-  /** carehost is stopping: every operation it holds for a run ends interrupted. */
+  /** carehost is stopping: every operation this process holds (its runs', its applies') ends interrupted. */
   interruptHeld: hold.interruptHeld,
 });
 

@@ -78,12 +78,12 @@ export type TNewCopy = Omit<TCopyRecord, "id" | "removedAt" | "removedBy" | "rem
  * restore put there: that row ends (superseded) in the same transaction.
  */
 export async function insertCopy(tx: TQueryable, copy: TNewCopy): Promise<TCopyRecord> {
-  if (copy.kind === "environment") {
-    await tx.query(
-      "UPDATE copies SET removed_at = $3, removed_by = $4, removal_reason = 'superseded by a later restore' WHERE organization = $1 AND name = $2 AND removed_at IS NULL",
-      [copy.organization, copy.name, copy.createdAt, copy.owner],
-    );
-  }
+  // Restoring into a declared environment replaces what it held; a new copy's name was refused by
+  // the runtime while its directory exists, so a live row of that name is one whose copy is gone.
+  await tx.query(
+    "UPDATE copies SET removed_at = $3, removed_by = $4, removal_reason = 'superseded by a later restore' WHERE organization = $1 AND name = $2 AND removed_at IS NULL",
+    [copy.organization, copy.name, copy.createdAt, copy.owner],
+  );
   const { rows } = await tx.query<TRow>(
     `INSERT INTO copies (organization, name, kind, source_environment, source_data_class, restored_to, data_class,
                          restore_run_id, owner, port, verification, created_at, expires_at)

@@ -450,6 +450,16 @@ export const oidcServiceFactory = ({
         }
       } catch (error) {
         if (error instanceof DomainError) throw error;
+        // The provider not answering is no verdict on the person: a 502, as discovery's failure is.
+        if (
+          error instanceof Error &&
+          ((error instanceof TypeError && error.message === "fetch failed") ||
+            error.name === "TimeoutError" ||
+            error.name === "AbortError")
+        )
+          throw new UpstreamError(
+            `${settings.issuer} could not be reached to complete the sign-in (${checkFailed(error)}); try again`,
+          );
         const reason =
           error instanceof oidc.AuthorizationResponseError
             ? `${settings.issuer} refused the sign-in: ${error.error}${error.error_description ? ` (${error.error_description})` : ""}`

@@ -13,6 +13,15 @@ import { alertStore } from "./monitor-alert-store.js";
 import { alertmanagerAlerts, emailMessage, webhookPayload } from "./monitor-alert-routing.js";
 import type { TAlert, TAlertEvent, TDelivery, TDestination, TRouteKind } from "./monitor-alert-types.js";
 
+/** A delivery's destination as the audit log shows it: a URL's origin, an email address as it is. */
+const destinationShown = (destination: string): string => {
+  try {
+    return new URL(destination).origin;
+  } catch {
+    return destination;
+  }
+};
+
 export type TAlertSender = (alert: TAlert, event: TAlertEvent, destination: string) => Promise<void>;
 
 const TIMEOUT_MS = 10_000;
@@ -109,7 +118,8 @@ export const alertDeliveryFactory = ({
                 alert: alert.id,
                 event: delivery.event,
                 route: delivery.kind,
-                destination: delivery.destination,
+                // A webhook URL can carry its credential in its path: the log keeps where, not how.
+                destination: destinationShown(delivery.destination),
                 attempts,
                 reason,
               },

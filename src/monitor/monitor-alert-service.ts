@@ -94,13 +94,17 @@ export const alertServiceFactory = ({ db, log, latestSpecs, now = () => new Date
       const reason = request.reason.trim();
       if (reason === "" || reason.length > 500) throw new ValidationError("reason: say why, in at most 500 characters");
       const specs = await latestSpecs();
-      // An environment names its organization when there is one to find; an explicit --org wins.
+      // An environment names its organization when there is one to find among the caller's own
+      // (another organization's environment of that name is not looked at); an explicit --org wins.
       const organization =
         request.organization ??
         (request.environment === undefined
           ? undefined
-          : specs.find((spec) => spec.environments.some((environment) => environment.name === request.environment))
-              ?.metadata.name);
+          : specs.find(
+              (spec) =>
+                visible(ctx, spec.metadata.name) &&
+                spec.environments.some((environment) => environment.name === request.environment),
+            )?.metadata.name);
       if (organization === undefined)
         throw new ValidationError("organization: name the organization (--org) or an environment of one (--env)");
       await authorize(ctx, "alert:manage", log, `alerts/${organization}`, { organization });

@@ -462,11 +462,18 @@ export const startCarehost = async (config: TConfig, options: TStartOptions): Pr
   };
   // Another replica died holding an operation: its runs are interrupted, and the organization's
   // reconcile repairs what they left half-done, as this process's own start-up would.
+  // The reconcile is started, not awaited: the worker's pass goes on claiming (another organization's
+  // work must not wait behind this one's repair), and the reconcile waits for its organization.
   const repairInterrupted = async (operation: TOperation) => {
     await operations.recordInterrupted(operation);
-    if ((await recovery.markInterruptedFor(operation)) === 0) return;
+    const interruptedRuns = await recovery.markInterruptedFor(operation);
+    // An apply or a roll-out stopped mid-reconcile, or a run stopped mid-restore, left things half-made.
+    if (interruptedRuns === 0 && !["apply", "secret-rotation"].includes(operation.kind)) return;
     const spec = (await environments.latestSpecs()).find((item) => item.metadata.name === operation.organization);
-    if (spec !== undefined) await environments.reconcileOrganization(systemContext("operations"), spec);
+    if (spec !== undefined)
+      void environments
+        .reconcileOrganization(systemContext("operations"), spec)
+        .catch((error: unknown) => app.log.error({ err: error }, "repairing after an interrupted operation failed"));
   };
   const worker: TOperationWorker = operationWorkerFactory({
     store: operationStore,
