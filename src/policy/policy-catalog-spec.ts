@@ -410,6 +410,11 @@ export function createSpecControls(objectives: TObjectiveTable = DEFAULT_RECOVER
         if (platform === undefined) report.notEnforced(NO_PLATFORM);
         else if (!platform.oidc.enforced)
           report.notEnforced(`identity.oidc names ${organization.identity.oidc.issuer}, but ${platform.oidc.reason}`);
+        // carehost signs people in through the provider; only refusing local passwords makes it the only way in.
+        else if (organization.identity.localUsersAllowed || platform.localUsers !== "refused")
+          report.notEnforced(
+            `identity.oidc names ${organization.identity.oidc.issuer}, but local passwords are still allowed (identity.localUsersAllowed: true): people can sign in around the provider`,
+          );
       },
     },
     {
