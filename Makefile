@@ -6,7 +6,9 @@ SHELL := /bin/bash
 DEBIAN_PACKAGES := postgresql postgresql-contrib postgresql-15-pgaudit pgbackrest redis-server openssl git restic rclone prometheus prometheus-alertmanager
 # What bench/ compares carehost with: Odoo's database manager zips the filestore.
 BENCH_PACKAGES := zip unzip
-TEST_FILES = $(shell find src test -name '*.test.ts' | sort)
+# The longest files start first, so two at a time the suite ends with the short ones (not one long file alone).
+SLOW_TEST_FILES := test/server-e2e.test.ts test/recovery-kill.test.ts src/runtime/local/local-recovery.test.ts src/runtime/local/local-filestore.test.ts
+TEST_FILES = $(SLOW_TEST_FILES) $(filter-out $(SLOW_TEST_FILES),$(shell find src test -name '*.test.ts' | sort))
 
 .PHONY: help install system-packages build up test typecheck lint format-check format unit bench clean
 
