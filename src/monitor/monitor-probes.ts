@@ -179,7 +179,7 @@ export const monitorProbesFactory = ({
               lastDrill:
                 drill === undefined || drill.status === "running"
                   ? null
-                  : { at: drill.finishedAt ?? drill.startedAt, succeeded: drill.status === "succeeded" },
+                  : { at: drill.finishedAt ?? drill.startedAt, succeeded: drill.status === "passed" },
             },
         certificates: (probe?.certificates ?? [])
           .filter(
