@@ -30,7 +30,6 @@ export type TGitopsRuntimeDeps = {
   readonly repositoryFor: (organization: TOrganizationSpec) => TGitopsRepository;
 };
 
-
 /** Every environment's manifests; a renderer's TypeError (a value it cannot render) is the user's to fix. */
 const renderAll = (organization: TOrganizationSpec): Map<string, readonly TRenderedFile[]> => {
   try {
