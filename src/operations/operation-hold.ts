@@ -67,6 +67,8 @@ export const operationHoldFactory = ({
       leaseSeconds,
     );
     let ended = false;
+    // Steps are written in order, and all of them before the operation ends (a step after its end is lost).
+    let steps: Promise<unknown> = Promise.resolve();
     // Renewed three times per lease while it waits and while it runs, so one slow renewal does not lose it.
     const renewal = setInterval(
       () => void store.renewLease(id, workerId, leaseSeconds).catch(() => undefined),
@@ -95,10 +97,13 @@ export const operationHoldFactory = ({
       id,
       target: request.target,
       started,
-      step: (step, detail) =>
-        void store.addStep(id, workerId, { step, detail, at: new Date().toISOString() }).catch(() => undefined),
+      step: (step, detail) => {
+        const at = new Date().toISOString();
+        steps = steps.then(() => store.addStep(id, workerId, { step, detail, at })).catch(() => undefined);
+      },
       finish: async (end) => {
         if (ended) return;
+        await steps;
         release();
         await store.finish(id, workerId, {
           state: end.state,

@@ -85,13 +85,21 @@ export const operationWorkerFactory = ({
         const held = await store.addStep(operation.id, workerId, { step: name, detail, at: new Date().toISOString() });
         if (!held) abort("lease-lost");
       };
-      // Work the handler does on the operation's own target joins it (operation-hold's `within`).
+      // Work the handler does on the operation's own target joins it (operation-hold's `within`);
+      // the steps it records that way are written, in order, before the operation ends.
+      let joinedSteps: Promise<unknown> = Promise.resolve();
       const current = {
         id: operation.id,
         target: operation.target,
-        step: (name: string, detail: string) => void step(name, detail).catch(onError),
+        step: (name: string, detail: string) => {
+          joinedSteps = joinedSteps.then(() => step(name, detail)).catch(onError);
+        },
       };
-      return currentOperation.run(current, () => handler({ operation, signal: controller.signal, step }));
+      try {
+        return await currentOperation.run(current, () => handler({ operation, signal: controller.signal, step }));
+      } finally {
+        await joinedSteps;
+      }
     })().then(
       (result) => ({ ok: true as const, result }),
       (error: unknown) => ({ ok: false as const, error }),
