@@ -13,4 +13,8 @@ export type TCurrentOperation = {
 
 export const currentOperation = new AsyncLocalStorage<TCurrentOperation>();
 
+/** An error as an operation's record keeps it: its message, bounded. */
+export const operationError = (error: unknown) =>
+  (error instanceof Error ? error.message : String(error)).slice(0, 2000);
+
 export const newWorkerId = () => `${hostname()}/${process.pid}/${randomBytes(3).toString("hex")}`;

@@ -10,7 +10,7 @@ import { actorName } from "../lib/request-context.js";
 import type { TRequestContext } from "../lib/request-context.js";
 import type { TOperationStore } from "./operation-store.js";
 import type { TOperationKind } from "./operation-types.js";
-import { currentOperation, newWorkerId } from "./operation-context.js";
+import { currentOperation, newWorkerId, operationError } from "./operation-context.js";
 
 /** An operation this process holds (or will, once its target is free). */
 export type THeldOperation = {
@@ -43,7 +43,6 @@ export type TOperationHoldDeps = {
 
 /** Work a person asked for is not held to a deadline: a restore of a large database takes what it takes. */
 const HELD_DEADLINE_SECONDS = 7 * 24 * 3600;
-const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 2000);
 
 export const operationHoldFactory = ({
   store,
@@ -142,7 +141,7 @@ export const operationHoldFactory = ({
         await operation.finish({ state: "succeeded" });
         return result;
       } catch (error) {
-        await operation.finish({ state: "failed", error: message(error) }).catch(() => undefined);
+        await operation.finish({ state: "failed", error: operationError(error) }).catch(() => undefined);
         throw error;
       }
     },

@@ -79,6 +79,18 @@ export type TOperationFilter = {
   readonly limit?: number;
 };
 
+/** The columns every new operation states, in the order the INSERTs below list them. */
+const requestValues = (request: TOperationRequest): TSqlValue[] => [
+  request.organization,
+  request.environment ?? null,
+  request.target,
+  request.kind,
+  JSON.stringify(request.params ?? {}),
+  request.requestedBy,
+  request.source ?? null,
+  request.changeRequest ?? null,
+];
+
 export const operationStoreFactory = (db: TSqlExecutor) => {
   const one = async (sql: string, params: readonly TSqlValue[]) => {
     const { rows } = await db.query<TOperationRow>(sql, params);
@@ -102,14 +114,7 @@ export const operationStoreFactory = (db: TSqlExecutor) => {
          DO NOTHING
          RETURNING *`,
         [
-          request.organization,
-          request.environment ?? null,
-          request.target,
-          request.kind,
-          JSON.stringify(request.params ?? {}),
-          request.requestedBy,
-          request.source ?? null,
-          request.changeRequest ?? null,
+          ...requestValues(request),
           request.notBefore === undefined ? "pending" : "scheduled",
           request.notBefore ?? null,
           request.deadlineSeconds,
@@ -179,19 +184,7 @@ export const operationStoreFactory = (db: TSqlExecutor) => {
          change_request, state, not_before, deadline_seconds, lease_owner, lease_expires_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', now(), $9, $10, now() + make_interval(secs => $11))
        RETURNING *`,
-      [
-        request.organization,
-        request.environment ?? null,
-        request.target,
-        request.kind,
-        JSON.stringify(request.params ?? {}),
-        request.requestedBy,
-        request.source ?? null,
-        request.changeRequest ?? null,
-        request.deadlineSeconds,
-        workerId,
-        leaseSeconds,
-      ],
+      [...requestValues(request), request.deadlineSeconds, workerId, leaseSeconds],
     );
     return reserved!;
   };

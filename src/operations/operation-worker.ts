@@ -3,7 +3,7 @@
 // leases run out and any worker's next pass marks those operations interrupted and hands them to
 // `onInterrupted` to clean up after, as a start-up does. A worker that finds its lease gone (another
 // replica interrupted it) stops the handler and writes nothing more to the operation.
-import { currentOperation, newWorkerId } from "./operation-context.js";
+import { currentOperation, newWorkerId, operationError } from "./operation-context.js";
 import type { TOperationStore } from "./operation-store.js";
 import type { TOperation, TOperationHandler, TOperationKind } from "./operation-types.js";
 
@@ -22,8 +22,6 @@ export type TOperationWorkerOptions = {
   readonly onInterrupted?: (operation: TOperation) => Promise<void> | void;
   readonly onError: (error: unknown) => void;
 };
-
-const message = (error: unknown) => (error instanceof Error ? error.message : String(error)).slice(0, 2000);
 
 export { newWorkerId };
 
@@ -119,15 +117,18 @@ export const operationWorkerFactory = ({
     const end = ending.ok
       ? { state: "succeeded" as const, result: ending.result ?? null, ...(late === undefined ? {} : { error: late }) }
       : reason === "cancelled"
-        ? { state: "cancelled" as const, error: `cancelled while running: ${message(ending.error)}` }
+        ? { state: "cancelled" as const, error: `cancelled while running: ${operationError(ending.error)}` }
         : reason === "deadline"
           ? {
               state: "failed" as const,
-              error: `deadline of ${operation.deadlineSeconds} s passed: ${message(ending.error)}`,
+              error: `deadline of ${operation.deadlineSeconds} s passed: ${operationError(ending.error)}`,
             }
           : reason === "stopping"
-            ? { state: "interrupted" as const, error: `interrupted: carehost stopped (${message(ending.error)})` }
-            : { state: "failed" as const, error: message(ending.error) };
+            ? {
+                state: "interrupted" as const,
+                error: `interrupted: carehost stopped (${operationError(ending.error)})`,
+              }
+            : { state: "failed" as const, error: operationError(ending.error) };
     const ended = await store.finish(operation.id, workerId, end);
     if (ended !== undefined) await notify(onEnded, ended);
   };
