@@ -6,7 +6,7 @@
 //
 // Each rule is defined once with both its PromQL condition and `check`, the same condition over a
 // probe round, which carehost's own evaluation (monitor-alert-evaluator.ts) runs: the two sit side by
-// side so that a change to one is made beside the other, and monitor-rules.test holds them to agree.
+// side so that a change to one is made beside the other. No test yet holds them to agree (promtool test rules would).
 import { stringify } from "yaml";
 import type { TOrganizationSpec } from "../spec/spec-schema.js";
 import type { TEnvironmentReading, TProbeRound } from "./monitor-probes.js";
